@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian package relayq needs to build, test, demo and
+# benchmark. Idempotent: installs only what is missing. Run as root (or with
+# sudo available). Used by README's commands and by .ci/run.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config git ca-certificates
+  libhiredis-dev libcurl4-openssl-dev libssl-dev libuv1-dev libmsgpack-dev
+  clang libclang-rt-14-dev
+  redis-server redis-tools
+  python3 python3-aiosmtpd python3-redis python3-msgpack python3-dkim
+  python3-cryptography python3-yaml python3-dnspython
+  dnsmasq-base postfix openssl valgrind procps
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# postfix would ask questions and start a daemon: preseed "No configuration"
+# and keep services from starting (we only want smtp-sink/smtp-source).
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+$SUDO chmod +x /usr/sbin/policy-rc.d
+trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

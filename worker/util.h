@@ -1,0 +1,45 @@
+/*
+ * util: the worker's allocation policy and growable byte buffer.
+ *
+ * The daemon aborts on out-of-memory in exactly one place (rq_oom): a job
+ * it held stays in its inflight list and is reclaimed, so nothing is lost.
+ * librelayq, by contrast, returns RELAYQ_ENOMEM.
+ */
+#ifndef RQ_UTIL_H
+#define RQ_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *rq_xmalloc(size_t n);
+void *rq_xcalloc(size_t n, size_t size);
+void *rq_xrealloc(void *p, size_t n);
+char *rq_xstrdup(const char *s);
+char *rq_xstrndup(const char *s, size_t n);
+void *rq_xmemdup(const void *p, size_t n);
+/* Frees *p and sets it to NULL. */
+void rq_freep(void *pp);
+
+/* A growable byte buffer. Owns data; data is always NUL-terminated (the
+ * NUL is not counted in len) so text can be used as a C string. */
+struct rq_buf {
+  char *data;
+  size_t len;
+  size_t cap;
+};
+
+void rq_buf_init(struct rq_buf *b);
+void rq_buf_free(struct rq_buf *b);
+void rq_buf_reset(struct rq_buf *b); /* len = 0, keeps memory */
+void rq_buf_reserve(struct rq_buf *b, size_t extra);
+void rq_buf_append(struct rq_buf *b, const void *p, size_t n);
+void rq_buf_puts(struct rq_buf *b, const char *s);
+void rq_buf_putc(struct rq_buf *b, char c);
+void rq_buf_printf(struct rq_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void rq_buf_vprintf(struct rq_buf *b, const char *fmt, va_list ap);
+/* Hands the data to the caller (malloc'd, NUL-terminated) and resets b. */
+char *rq_buf_steal(struct rq_buf *b, size_t *len);
+
+#endif
