@@ -1,0 +1,83 @@
+/*
+ * cli: what every `relayq` subcommand shares (CONTRACT.md "Command-line
+ * client").
+ *
+ * Adding a subcommand X: write producer/cli/cmd_X.c defining
+ *     int cmd_X(int argc, char **argv, struct cli_ctx *ctx);
+ * declare it below and give it a line in main.c's command table. The
+ * table refers to the subcommands it does not own weakly, so a build
+ * without cmd_X.c still links and says "'X' is not implemented".
+ *
+ * A subcommand gets argv[0] = its own name and the arguments after it;
+ * getopt_long is reset for it (optind = 0), and it includes
+ * CLI_GLOBAL_LONGOPTS in its option table so --redis and --prefix may come
+ * after the subcommand too. It returns the process exit status:
+ * CLI_OK, CLI_FAIL, CLI_USAGE (bad arguments), or its own documented codes.
+ * Every error is one line on stderr, "relayq: ...", printed with cli_fail().
+ */
+#ifndef RELAYQ_CLI_H
+#define RELAYQ_CLI_H
+
+#include <getopt.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "relayq/relayq.h"
+
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_TIMEOUT = 3 };
+
+#define CLI_DEFAULT_URL "redis://127.0.0.1:6379"
+
+/* Shared state of one invocation. Owns client (closed by main). */
+struct cli_ctx {
+  const char *redis_url; /* --redis, else RELAYQ_REDIS_URL, else the default */
+  const char *prefix;    /* --prefix, else RELAYQ_PREFIX, else "relayq" */
+  struct relayq_client *client; /* NULL until cli_client() connects */
+};
+
+/* Long-option values for the global options; subcommands use their own
+ * values below 0x100 (single characters) or from CLI_OPT_FIRST_FREE up. */
+enum { CLI_OPT_REDIS = 0x100, CLI_OPT_PREFIX, CLI_OPT_VERSION, CLI_OPT_FIRST_FREE = 0x200 };
+
+#define CLI_GLOBAL_LONGOPTS                                                  \
+  {"redis", required_argument, NULL, CLI_OPT_REDIS},                         \
+      {"prefix", required_argument, NULL, CLI_OPT_PREFIX},                   \
+      {"help", no_argument, NULL, 'h'}
+
+/* Applies --redis/--prefix. Returns 1 when opt was one of them. */
+int cli_global_opt(int opt, const char *arg, struct cli_ctx *ctx);
+
+/* Prints the usual line for getopt's '?' and ':' results (call with
+ * opterr = 0 and an optstring starting with ':'); returns CLI_USAGE. */
+int cli_bad_option(const char *cmd, int opt, char **argv);
+
+/* The connected client, connecting on first use. On failure prints the
+ * reason (never the password) and returns NULL; return CLI_FAIL then. */
+struct relayq_client *cli_client(struct cli_ctx *ctx);
+
+/* Prints "relayq: <message>" on stderr and returns code. */
+int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reads a whole file (at most max bytes) into a malloc'd, NUL-terminated
+ * buffer; *len excludes the NUL. Prints the error and returns CLI_FAIL
+ * when it cannot (missing, unreadable, too large). */
+int cli_read_file(const char *path, size_t max, unsigned char **out, size_t *len);
+
+/* Parses a whole decimal integer in [lo, hi]. Returns 0 or -1. */
+int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
+
+/* Writes s as a JSON string (quotes included) to f: escapes quotes,
+ * backslashes and control characters, and replaces bytes that are not
+ * UTF-8 with U+FFFD so the output is always valid JSON. */
+void cli_json_string(FILE *f, const char *s);
+
+/* Subcommands. */
+int cmd_send(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_status(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_queue(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_dead(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_dns(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_dnsbl(int argc, char **argv, struct cli_ctx *ctx);
+
+#endif

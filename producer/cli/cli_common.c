@@ -1,0 +1,162 @@
+/*
+ * cli_common: the helpers every `relayq` subcommand shares: global
+ * options, error lines, the lazily connected client, file reading, number
+ * parsing and JSON string output (RFC 8259 section 7).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "internal.h"
+
+int cli_fail(int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("relayq: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return code;
+}
+
+int cli_global_opt(int opt, const char *arg, struct cli_ctx *ctx) {
+  if (opt == CLI_OPT_REDIS) {
+    ctx->redis_url = arg;
+    return 1;
+  }
+  if (opt == CLI_OPT_PREFIX) {
+    ctx->prefix = arg;
+    return 1;
+  }
+  return 0;
+}
+
+int cli_bad_option(const char *cmd, int opt, char **argv) {
+  const char *word = optind > 0 ? argv[optind - 1] : "?";
+  char shortopt[3] = {'-', (char)optopt, '\0'};
+  /* For an unknown short option inside a cluster (-xq), argv[optind-1]
+   * is the whole cluster: name the letter instead. */
+  if (optopt != 0 && (word[0] != '-' || word[1] != '-')) word = shortopt;
+  const char *sp = cmd ? " " : "";
+  if (cmd == NULL) cmd = "";
+  if (opt == ':')
+    return cli_fail(CLI_USAGE, "option '%s' needs a value (see 'relayq%s%s --help').", word, sp,
+                    cmd);
+  return cli_fail(CLI_USAGE, "unknown option '%s' (see 'relayq%s%s --help').", word, sp, cmd);
+}
+
+struct relayq_client *cli_client(struct cli_ctx *ctx) {
+  if (ctx->client != NULL) return ctx->client;
+  struct relayq_error err;
+  int rc = relayq_connect(ctx->redis_url, ctx->prefix, &ctx->client, &err);
+  if (rc != 0) {
+    cli_fail(CLI_FAIL, "%s", err.message);
+    ctx->client = NULL;
+  }
+  return ctx->client;
+}
+
+int cli_read_file(const char *path, size_t max, unsigned char **out, size_t *len) {
+  *out = NULL;
+  *len = 0;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return cli_fail(CLI_FAIL, "cannot open %s: %s.", path, strerror(errno));
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+    fclose(f);
+    return cli_fail(CLI_FAIL, "%s is a directory, not a file.", path);
+  }
+  /* Read in growing chunks rather than trusting st_size, so pipes and
+   * /dev/stdin work too; stop one byte past max to detect "too large". */
+  size_t cap = 64 * 1024, n = 0;
+  unsigned char *buf = malloc(cap + 1);
+  int rc = CLI_OK;
+  while (buf != NULL) {
+    if (n == cap) {
+      if (cap > max) break;
+      size_t ncap = cap * 2;
+      unsigned char *nb = realloc(buf, ncap + 1);
+      if (nb == NULL) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = nb, cap = ncap;
+    }
+    size_t got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (got == 0) break;
+  }
+  if (buf == NULL) {
+    rc = cli_fail(CLI_FAIL, "out of memory reading %s.", path);
+  } else if (ferror(f)) {
+    rc = cli_fail(CLI_FAIL, "cannot read %s: %s.", path, strerror(errno));
+  } else if (n > max) {
+    rc = cli_fail(CLI_FAIL, "%s is larger than %zu bytes.", path, max);
+  }
+  fclose(f);
+  if (rc != CLI_OK) {
+    free(buf);
+    return rc;
+  }
+  buf[n] = '\0';
+  *out = buf;
+  *len = n;
+  return CLI_OK;
+}
+
+int cli_parse_int(const char *s, long long lo, long long hi, long long *out) {
+  if (s == NULL || *s == '\0') return -1;
+  errno = 0;
+  char *end = NULL;
+  long long v = strtoll(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+/* Length of the UTF-8 sequence at p (n bytes left), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, size_t n) {
+  size_t want = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc0 ? 2 : 0;
+  if (want == 0 || want > n) return 0;
+  return relayq__utf8_valid((const char *)p, want) ? want : 0;
+}
+
+void cli_json_string(FILE *f, const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n = strlen(s);
+  fputc('"', f);
+  for (size_t i = 0; i < n;) {
+    unsigned char c = p[i];
+    if (c == '"' || c == '\\') {
+      fputc('\\', f);
+      fputc(c, f);
+    } else if (c == '\n') {
+      fputs("\\n", f);
+    } else if (c == '\r') {
+      fputs("\\r", f);
+    } else if (c == '\t') {
+      fputs("\\t", f);
+    } else if (c < 0x20 || c == 0x7f) {
+      fprintf(f, "\\u%04x", c);
+    } else if (c >= 0x80) {
+      size_t l = utf8_len(p + i, n - i);
+      if (l == 0) {
+        fputs("\\ufffd", f);
+        i++;
+        continue;
+      }
+      fwrite(p + i, 1, l, f);
+      i += l;
+      continue;
+    } else {
+      fputc(c, f);
+    }
+    i++;
+  }
+  fputc('"', f);
+}

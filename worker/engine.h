@@ -1,0 +1,186 @@
+/*
+ * engine: the worker's state and the life of one job, shared by the
+ * modules that move a job along:
+ *
+ *   fetch.c     queues -> inflight -> struct rq_jobctx (batch Lua, BLMOVE when idle)
+ *   delivery.c  decode, checks, tenant, route, claim, build, send, outcome
+ *   status.c    status hash + event + ack/park/dead-letter (FINISH script)
+ *   tenants.c   tenant settings cache (P:tenant:T, a few seconds)
+ *   heartbeat.c P:worker:ID heartbeat, registry, reclaim of dead workers
+ *   engine.c    start, stop (SIGTERM: stop fetching, grace period, hand back)
+ *
+ * Ownership: the engine owns every rq_jobctx from the moment its payload
+ * arrives from Redis until the FINISH script for it has been answered OK
+ * (then rq_job_free). While a job waits on an async step (tenant lookup,
+ * Redis reply, SMTP transfer) exactly one pending callback refers to it;
+ * that callback continues or finishes it. A job is in eng->jobs (a list)
+ * for its whole life, which is how shutdown finds what to hand back.
+ */
+#ifndef RQ_ENGINE_H
+#define RQ_ENGINE_H
+
+#include <stdint.h>
+
+#include <relayq/relayq.h>
+#include <uv.h>
+
+#include "classify.h"
+#include "config.h"
+#include "rconn.h"
+#include "route.h"
+#include "scripts.h"
+#include "util.h"
+
+struct rq_curl;
+struct rq_smtp;
+struct rq_mailgun;
+struct rq_tenant_entry;
+struct rq_metrics;
+
+enum rq_job_phase {
+  RQ_PHASE_NEW,      /* payload held, not decoded */
+  RQ_PHASE_TENANT,   /* waiting for tenant settings */
+  RQ_PHASE_CLAIM,    /* waiting for the CLAIM script */
+  RQ_PHASE_SENDING,  /* a transaction is in flight */
+  RQ_PHASE_FINISH,   /* waiting for the FINISH script */
+  RQ_PHASE_STALLED,  /* FINISH could not be sent (Redis down); retried on reconnect */
+};
+
+/* Per-recipient bookkeeping for one attempt. */
+enum rq_rcpt_state { RQ_RCPT_TODO, RQ_RCPT_ACCEPTED, RQ_RCPT_TEMP, RQ_RCPT_REJECTED };
+
+struct rq_rcpt {
+  char *addr; /* bare envelope address (owned) */
+  enum rq_rcpt_state state;
+  int code;
+  char enhanced[16];
+};
+
+struct rq_jobctx {
+  struct rq_engine *eng;
+  struct rq_jobctx *prev, *next; /* eng->jobs */
+  char *payload;                 /* exact bytes held in inflight (owned) */
+  size_t payload_len;
+  int queue_idx;                 /* index into cfg->queues */
+  struct relayq_job *job;        /* decoded (owned), NULL when invalid */
+  enum rq_job_phase phase;
+  int attempt;                   /* number of this attempt (1-based) */
+  int64_t started_ms;            /* when this worker took it */
+  int64_t created_ms;            /* status created_at (or first seen) */
+  struct rq_tenant_entry *tenant; /* reference held (tenants.c) */
+  struct rq_route route;
+  struct rq_buf msg;             /* the built message, sent as is */
+  char message_id[300];
+  char from_addr[RELAYQ_MAX_ADDRESS_LEN + 1];
+  struct rq_rcpt *rcpts;         /* envelope for this attempt */
+  size_t n_rcpts;
+  size_t next_rcpt;              /* first recipient not yet in a transaction */
+  int slots;                     /* transactions allowed by the quota claim */
+  int transactions;              /* transactions done in this attempt */
+  int cap_override;              /* learned from a 452 too-many-recipients, 0 = none */
+  /* last noteworthy reply (the rejection on partial/failed) */
+  int last_code;
+  char last_enhanced[16];
+  char last_reply[513];
+  struct rq_class last_class;
+  char provider_id[256];
+  double send_seconds;
+  /* outcome handed to status.c */
+  const char *final_state;
+  /* the FINISH call being written (status.c) */
+  struct rq_finish *finish;
+  char invalid_id[RELAYQ_ID_MAX + 1]; /* id read from an invalid payload */
+};
+
+struct rq_engine {
+  uv_loop_t *loop;
+  struct rq_config *cfg;
+  struct relayq_redis_url url;
+  struct rq_platform platform;
+  struct rq_rconn *cmd; /* scripts, status writes, tenant reads */
+  struct rq_rconn *blk; /* BLMOVE only (a blocked connection serves nothing else) */
+  struct rq_curl *curl;
+  struct rq_smtp *smtp;
+  struct rq_mailgun *mailgun;
+  struct rq_metrics *metrics;
+  char sha[RQ_SCRIPT_COUNT][41];
+  int scripts_ready;
+
+  /* keys */
+  char *inflight_key, *delayed_key, *dead_key, *events_key, *worker_key, *workers_key;
+  char *queue_keys[RQ_MAX_QUEUES];
+
+  /* jobs held */
+  struct rq_jobctx *jobs;
+  int held;          /* jobs in eng->jobs */
+  int fetch_pending; /* a FETCH call or BLMOVE is waiting for a reply */
+  int blocking;      /* the pending one is BLMOVE */
+  int fetch_active;  /* inside on_fetch: jobs being started */
+  int needs_recovery; /* a fetch reply was lost: inflight may hold jobs we don't */
+  int recovering;
+  unsigned fetch_rr; /* round-robin start queue */
+  int64_t next_due_ms;
+  uv_timer_t fetch_timer; /* retry/poll pacing */
+  uv_timer_t heartbeat_timer;
+  uv_timer_t grace_timer;
+  uv_timer_t stall_timer; /* retries FINISH writes after Redis outages */
+  uv_signal_t sig_term, sig_int;
+  int stopping;   /* 1: SIGTERM seen, no more fetching; 2: grace period over */
+  int curl_closed;
+  int handed_back;
+  int exit_code;
+  int64_t started_at_ms;
+
+  /* tenant cache (tenants.c) */
+  struct rq_tenant_entry *tenants;
+
+  /* counters for heartbeat/metrics */
+  uint64_t n_sent, n_failed, n_partial, n_retry, n_deferred, n_dup, n_invalid, n_attempts;
+  uint64_t n_fetch_calls, n_fetched;
+  int ever_ready;
+  void (*on_stopped)(struct rq_engine *eng);
+};
+
+/* engine.c */
+int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg);
+void rq_engine_stop(struct rq_engine *eng); /* SIGTERM/SIGINT path */
+void rq_engine_job_done(struct rq_engine *eng, struct rq_jobctx *jc); /* unlink + free + refill */
+int rq_engine_redis_ready(const struct rq_engine *eng);
+void rq_engine_maybe_finished(struct rq_engine *eng);
+
+/* fetch.c */
+void rq_fetch_kick(struct rq_engine *eng); /* fetch more if there is room */
+
+/* delivery.c */
+void rq_delivery_start(struct rq_jobctx *jc); /* payload set; takes it from there */
+void rq_job_free(struct rq_jobctx *jc);
+
+/* status.c: the job's outcome in jc->final_state etc. written by FINISH */
+enum rq_finish_mode { RQ_FINISH_ACK, RQ_FINISH_DELAY, RQ_FINISH_DEAD, RQ_FINISH_REQUEUE };
+struct rq_status_kv {
+  const char *key;
+  char *value; /* owned by the finish record */
+};
+/* Starts writing one status change for jc and moving its payload.
+ * fields: status field/value pairs (copied). park_payload: re-encoded
+ * payload for DELAY/DEAD (owned by the call afterwards; NULL = original).
+ * The job is freed once Redis confirms; on Redis loss the write is
+ * retried after reconnect. */
+void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char *state, int64_t score,
+                      const struct rq_status_kv *fields, size_t n_fields, unsigned char *park_payload,
+                      size_t park_len);
+/* Frees a job's pending FINISH record without sending it (shutdown with
+ * Redis away: the job stays in inflight for reclaim). */
+void rq_status_drop(struct rq_jobctx *jc);
+/* Retries finishes that stalled while Redis was away. */
+void rq_status_retry_stalled(struct rq_engine *eng);
+/* Appends the event JSON for a status change. */
+void rq_status_event_json(struct rq_buf *b, const char *id, const char *tenant, const char *state, int attempts,
+                          int64_t ts, const char *route, int code, const char *error, const char *worker);
+
+/* heartbeat.c */
+void rq_heartbeat_start(struct rq_engine *eng);
+void rq_heartbeat_beat(struct rq_engine *eng);
+void rq_heartbeat_reclaim_own(struct rq_engine *eng);
+
+#endif

@@ -1,0 +1,188 @@
+/*
+ * fetch: moves jobs from the queues into this worker's inflight list and
+ * hands them to delivery.
+ *
+ * While the queues have work, one FETCH script call moves up to
+ * min(fetch_batch, free room) jobs (and promotes due delayed jobs). When
+ * it finds nothing, the worker blocks in BLMOVE on the second connection
+ * (a blocked connection can serve nothing else) with a timeout bounded by
+ * the next delayed job's due time and 1 s, so delayed jobs and the other
+ * queues are looked at again soon. The worker never holds more than
+ * --concurrency jobs: a batch asks only for the free room, and waits until
+ * that room is a quarter of a batch so a saturated worker still fetches in
+ * batches rather than one job per call.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "log.h"
+#include "util.h"
+
+#define IDLE_BLOCK_MS 1000
+
+static void start_fetch(struct rq_engine *eng);
+
+static struct rq_jobctx *take(struct rq_engine *eng, const char *payload, size_t len, int queue_idx) {
+  struct rq_jobctx *jc = rq_xcalloc(1, sizeof *jc);
+  jc->eng = eng;
+  jc->payload = rq_xmemdup(payload, len);
+  jc->payload_len = len;
+  jc->queue_idx = queue_idx;
+  rq_buf_init(&jc->msg);
+  jc->next = eng->jobs;
+  if (eng->jobs) eng->jobs->prev = jc;
+  eng->jobs = jc;
+  eng->held++;
+  eng->n_fetched++;
+  return jc;
+}
+
+static int room(const struct rq_engine *eng) {
+  int r = eng->cfg->concurrency - eng->held;
+  return r > 0 ? r : 0;
+}
+
+static void later(struct rq_engine *eng, uint64_t ms) {
+  uv_timer_start(&eng->fetch_timer, (uv_timer_cb)(void (*)(uv_timer_t *))rq_fetch_kick, ms, 0);
+}
+
+static void on_blmove(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  struct rq_engine *eng = priv;
+  redisReply *reply = r;
+  int qi = (int)(eng->fetch_rr % eng->cfg->n_queues);
+  eng->fetch_pending = 0;
+  eng->blocking = 0;
+  eng->fetch_rr++;
+  if (reply && reply->type == REDIS_REPLY_STRING) {
+    /* The job is in inflight even if we are stopping: deliver it (or hand
+     * it back) like any other. */
+    struct rq_jobctx *jc = take(eng, reply->str, reply->len, qi);
+    rq_delivery_start(jc);
+  } else if (reply && reply->type == REDIS_REPLY_ERROR) {
+    rq_logf(RQ_LOG_ERROR, "BLMOVE failed: %s", reply->str);
+    later(eng, 1000);
+    return;
+  }
+  if (!reply && !eng->stopping) {
+    /* The connection dropped while blocked: the job, if one was moved, is
+     * in our inflight list but not in memory; heartbeat.c recovers it. */
+    eng->needs_recovery = 1;
+  }
+  rq_fetch_kick(eng);
+}
+
+static void block_idle(struct rq_engine *eng) {
+  if (!rq_rconn_ready(eng->blk)) {
+    later(eng, 200);
+    return;
+  }
+  int64_t wait = IDLE_BLOCK_MS;
+  if (eng->next_due_ms > 0) {
+    int64_t until = eng->next_due_ms - relayq_now_ms();
+    if (until < wait) wait = until;
+  }
+  if (wait <= 0) {
+    start_fetch(eng);
+    return;
+  }
+  if (eng->cfg->n_queues > 1 && wait > 250) wait = 250; /* look at the other queues soon */
+  int qi = (int)(eng->fetch_rr % eng->cfg->n_queues);
+  char timeout[24];
+  /* BLMOVE's timeout is a double in seconds since Redis 6. */
+  snprintf(timeout, sizeof timeout, "%.3f", (double)wait / 1000.0);
+  const char *argv[] = {"BLMOVE", eng->queue_keys[qi], eng->inflight_key, "RIGHT", "LEFT", timeout};
+  eng->fetch_pending = 1;
+  eng->blocking = 1;
+  rq_rconn_expect_block(eng->blk, wait);
+  if (rq_rconn_cmd(eng->blk, on_blmove, eng, 6, argv, NULL)) {
+    eng->fetch_pending = 0;
+    eng->blocking = 0;
+    later(eng, 200);
+  }
+}
+
+static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  struct rq_engine *eng = priv;
+  redisReply *reply = r;
+  eng->fetch_pending = 0;
+  eng->n_fetch_calls++;
+  if (!reply) {
+    /* Lost mid-call: the script may have moved jobs we never saw. */
+    eng->needs_recovery = 1;
+    later(eng, 200);
+    return;
+  }
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_ARRAY ||
+      reply->element[1]->type != REDIS_REPLY_ARRAY) {
+    rq_logf(RQ_LOG_ERROR, "fetch script failed: %s",
+            reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    later(eng, 1000);
+    return;
+  }
+  redisReply *jobs = reply->element[0], *qidx = reply->element[1], *due = reply->element[2];
+  eng->next_due_ms = due->type == REDIS_REPLY_STRING ? (int64_t)strtod(due->str, NULL) : 0;
+  size_t n = jobs->elements;
+  /* Take every job first, then start them: a job may finish synchronously
+   * and call rq_fetch_kick. */
+  struct rq_jobctx **taken = rq_xmalloc((n ? n : 1) * sizeof *taken);
+  for (size_t i = 0; i < n; i++) {
+    redisReply *p = jobs->element[i];
+    int q = i < qidx->elements && qidx->element[i]->type == REDIS_REPLY_INTEGER ? (int)qidx->element[i]->integer - 1 : 0;
+    if (q < 0 || (size_t)q >= eng->cfg->n_queues) q = 0;
+    taken[i] = take(eng, p->type == REDIS_REPLY_STRING ? p->str : "", p->type == REDIS_REPLY_STRING ? p->len : 0, q);
+  }
+  eng->fetch_rr++;
+  eng->fetch_active = 1;
+  for (size_t i = 0; i < n; i++) rq_delivery_start(taken[i]);
+  eng->fetch_active = 0;
+  free(taken);
+  if (n == 0) {
+    block_idle(eng);
+    return;
+  }
+  rq_fetch_kick(eng);
+}
+
+static void start_fetch(struct rq_engine *eng) {
+  int want = room(eng);
+  if (want > eng->cfg->fetch_batch) want = eng->cfg->fetch_batch;
+  size_t nq = eng->cfg->n_queues;
+  const char **argv = rq_xcalloc(3 + 2 + nq + 5, sizeof *argv);
+  char numkeys[16], k_s[16], now_s[24], rr_s[16];
+  snprintf(numkeys, sizeof numkeys, "%zu", 2 + nq);
+  snprintf(k_s, sizeof k_s, "%d", want);
+  snprintf(now_s, sizeof now_s, "%lld", (long long)relayq_now_ms());
+  snprintf(rr_s, sizeof rr_s, "%u", eng->fetch_rr % (unsigned)nq);
+  size_t k = 0;
+  argv[k++] = "EVALSHA";
+  argv[k++] = eng->sha[RQ_SCRIPT_FETCH];
+  argv[k++] = numkeys;
+  argv[k++] = eng->inflight_key;
+  argv[k++] = eng->delayed_key;
+  for (size_t i = 0; i < nq; i++) argv[k++] = eng->queue_keys[i];
+  argv[k++] = k_s;
+  argv[k++] = now_s;
+  argv[k++] = eng->cfg->prefix;
+  argv[k++] = eng->cfg->queues[0];
+  argv[k++] = rr_s;
+  eng->fetch_pending = 1;
+  if (rq_rconn_cmd(eng->cmd, on_fetch, eng, (int)k, argv, NULL)) {
+    eng->fetch_pending = 0;
+    later(eng, 200);
+  }
+  free(argv);
+}
+
+void rq_fetch_kick(struct rq_engine *eng) {
+  if (eng->stopping || eng->fetch_pending || eng->fetch_active || eng->recovering || !eng->scripts_ready) return;
+  if (!rq_engine_redis_ready(eng)) return; /* resumed by the READY event */
+  int min_room = eng->cfg->fetch_batch < eng->cfg->concurrency ? eng->cfg->fetch_batch : eng->cfg->concurrency;
+  min_room /= 4;
+  if (room(eng) == 0 || (eng->held > 0 && room(eng) < min_room)) return; /* resumed by rq_engine_job_done */
+  uv_timer_stop(&eng->fetch_timer);
+  start_fetch(eng);
+}

@@ -1,0 +1,110 @@
+/* log: text and JSON log lines (see log.h). */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "config.h"
+#include "util.h"
+
+static int log_format = RQ_LOG_TEXT;
+static int log_level = RQ_LOG_INFO;
+static char log_worker[130] = "";
+
+static const char *LEVEL_NAMES[] = {"debug", "info", "warn", "error"};
+
+void rq_log_init(int format, int level, const char *worker_id) {
+  log_format = format;
+  log_level = level;
+  snprintf(log_worker, sizeof log_worker, "%s", worker_id ? worker_id : "");
+}
+
+int rq_log_level_parse(const char *s) {
+  for (int i = 0; i < 4; i++)
+    if (!strcasecmp(s, LEVEL_NAMES[i])) return i;
+  if (!strcasecmp(s, "warning")) return RQ_LOG_WARN;
+  return -1;
+}
+
+int rq_log_enabled(int level) { return level >= log_level; }
+
+void rq_json_str(struct rq_buf *b, const char *s) {
+  rq_buf_putc(b, '"');
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    switch (*p) {
+    case '"': rq_buf_puts(b, "\\\""); break;
+    case '\\': rq_buf_puts(b, "\\\\"); break;
+    case '\n': rq_buf_puts(b, "\\n"); break;
+    case '\r': rq_buf_puts(b, "\\r"); break;
+    case '\t': rq_buf_puts(b, "\\t"); break;
+    default:
+      if (*p < 0x20 || *p == 0x7f) rq_buf_printf(b, "\\u%04x", *p);
+      else rq_buf_putc(b, (char)*p);
+    }
+  }
+  rq_buf_putc(b, '"');
+}
+
+static void timestamp(char *out, size_t cap) {
+  struct timeval tv;
+  struct tm tm;
+  gettimeofday(&tv, NULL);
+  gmtime_r(&tv.tv_sec, &tm);
+  size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out + n, cap - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+}
+
+/* Text values with spaces or quotes are quoted so lines stay parseable. */
+static void text_value(struct rq_buf *b, const char *v) {
+  if (!strpbrk(v, " \"=\t") && *v) {
+    for (const char *p = v; *p; p++) rq_buf_putc(b, (*p == '\n' || *p == '\r') ? ' ' : *p);
+    return;
+  }
+  rq_json_str(b, v);
+}
+
+void rq_log_fields(int level, const char *msg, const struct rq_log_field *fields, size_t n) {
+  if (!rq_log_enabled(level)) return;
+  char ts[40];
+  struct rq_buf b;
+  rq_buf_init(&b);
+  timestamp(ts, sizeof ts);
+  if (log_format == RQ_LOG_JSON) {
+    rq_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"worker\":", ts, LEVEL_NAMES[level]);
+    rq_json_str(&b, log_worker);
+    rq_buf_puts(&b, ",\"msg\":");
+    rq_json_str(&b, msg);
+    for (size_t i = 0; i < n; i++) {
+      if (!fields[i].value || !*fields[i].value) continue;
+      rq_buf_putc(&b, ',');
+      rq_json_str(&b, fields[i].key);
+      rq_buf_putc(&b, ':');
+      rq_json_str(&b, fields[i].value);
+    }
+    rq_buf_puts(&b, "}\n");
+  } else {
+    rq_buf_printf(&b, "%s %-5s %s", ts, LEVEL_NAMES[level], msg);
+    for (size_t i = 0; i < n; i++) {
+      if (!fields[i].value || !*fields[i].value) continue;
+      rq_buf_printf(&b, " %s=", fields[i].key);
+      text_value(&b, fields[i].value);
+    }
+    rq_buf_putc(&b, '\n');
+  }
+  fwrite(b.data, 1, b.len, stderr);
+  rq_buf_free(&b);
+}
+
+void rq_logf(int level, const char *fmt, ...) {
+  if (!rq_log_enabled(level)) return;
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  rq_log_fields(level, msg, NULL, 0);
+}

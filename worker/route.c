@@ -1,0 +1,207 @@
+/* route: route decision, policy and sender identity (see route.h). */
+#include "route.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "smtp.h"
+
+const char *rq_route_domain_of(const char *addr) {
+  const char *at = addr ? strrchr(addr, '@') : NULL;
+  return at ? at + 1 : "localhost";
+}
+
+static void copy_part(CURLU *u, CURLUPart part, char *dst, size_t cap, int decode) {
+  char *v = NULL;
+  dst[0] = '\0';
+  if (curl_url_get(u, part, &v, decode ? CURLU_URLDECODE : 0) == CURLUE_OK && v) {
+    snprintf(dst, cap, "%s", v);
+    curl_free(v);
+  }
+}
+
+int rq_route_platform_parse(const char *url, struct rq_platform *p, char *err, size_t errlen) {
+  memset(p, 0, sizeof *p);
+  if (!url || !*url) return 0;
+  CURLU *u = curl_url();
+  if (!u) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  int rc = -1;
+  char scheme[16], port[16];
+  if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+    snprintf(err, errlen, "--platform-smtp is not a valid URL (expected smtp://user:pass@host:port)");
+    goto out;
+  }
+  copy_part(u, CURLUPART_SCHEME, scheme, sizeof scheme, 0);
+  copy_part(u, CURLUPART_HOST, p->host, sizeof p->host, 0);
+  copy_part(u, CURLUPART_PORT, port, sizeof port, 0);
+  copy_part(u, CURLUPART_USER, p->user, sizeof p->user, 1);
+  copy_part(u, CURLUPART_PASSWORD, p->password, sizeof p->password, 1);
+  if (strcasecmp(scheme, "smtp") && strcasecmp(scheme, "smtps")) {
+    snprintf(err, errlen, "--platform-smtp must use smtp:// or smtps://, not %s://", scheme);
+    goto out;
+  }
+  if (!p->host[0]) {
+    snprintf(err, errlen, "--platform-smtp has no host");
+    goto out;
+  }
+  p->implicit_tls = !strcasecmp(scheme, "smtps");
+  p->port = port[0] ? atoi(port) : (p->implicit_tls ? 465 : 25);
+  p->configured = 1;
+  rc = 0;
+out:
+  curl_url_cleanup(u);
+  return rc;
+}
+
+static int smtp_security_of(enum rq_security s) {
+  switch (s) {
+  case RQ_SEC_TLS: return RQ_SMTP_IMPLICIT_TLS;
+  case RQ_SEC_NONE: return RQ_SMTP_PLAIN;
+  case RQ_SEC_STARTTLS: break;
+  }
+  return RQ_SMTP_STARTTLS_REQUIRED; /* required, never opportunistic, for tenants */
+}
+
+static int tenant_cap(const struct rq_tenant *t, const struct relayq_job *j) {
+  if (!t) return 0;
+  if (j->kind == RELAYQ_KIND_BULK && t->bulk_max_recipients > 0) return t->bulk_max_recipients;
+  return t->max_recipients;
+}
+
+static int smtp_route(const struct rq_config *cfg, const struct rq_tenant *t, const struct rq_smtp_conf *c,
+                      const char *name, struct rq_route *out, const char **error, char *err, size_t errlen) {
+  if (!c->host) {
+    *error = "policy";
+    snprintf(err, errlen, "Tenant '%s' route '%s' has no smtp_host: set smtp_host or smtp_preset.", t->id, name);
+    return -1;
+  }
+  if (cfg->mode == RQ_MODE_SAAS && (c->port == 25 || !c->user)) {
+    *error = "policy";
+    snprintf(err, errlen,
+             "Tenant '%s' route '%s' uses %s, which workers in --mode saas refuse: use the submission port "
+             "587 (starttls) or 465 (tls) with smtp_user and smtp_password, or run the worker with --mode onprem.",
+             t->id, name, c->port == 25 ? "port 25" : "a server without AUTH (no smtp_user)");
+    return -1;
+  }
+  out->name = name;
+  out->gateway = RQ_GW_SMTP;
+  out->host = c->host;
+  out->port = c->port;
+  out->smtp_security = smtp_security_of(c->security);
+  out->user = c->user;
+  out->password = c->password;
+  out->tls_verify = c->tls_verify;
+  out->max_connections = c->max_connections > 0 ? c->max_connections : RQ_TENANT_DEFAULT_MAX_CONNECTIONS;
+  out->max_recipients = cfg->smtp_max_recipients;
+  /* One limiter per tenant server and login: smtp_max_connections is the
+   * tenant's promise to its provider, not shared with other tenants. */
+  snprintf(out->conn_key, sizeof out->conn_key, "%s|%s|%d|%s", t->id, c->host, c->port, c->user ? c->user : "");
+  return 0;
+}
+
+int rq_route_resolve(const struct rq_config *cfg, const struct rq_platform *platform, const struct rq_tenant *t,
+                     const struct relayq_job *j, struct rq_route *out, const char **error, char *err,
+                     size_t errlen) {
+  memset(out, 0, sizeof *out);
+  int cap = tenant_cap(t, j);
+  if (j->route && *j->route) {
+    for (size_t i = 0; t && i < t->n_routes; i++) {
+      if (strcmp(t->route_names[i], j->route)) continue;
+      if (smtp_route(cfg, t, &t->routes[i], t->route_names[i], out, error, err, errlen)) return -1;
+      if (cap > 0) out->max_recipients = cap;
+      return 0;
+    }
+    *error = "policy";
+    size_t n = (size_t)snprintf(err, errlen, "Route '%s' is not configured for tenant '%s'", j->route, j->tenant);
+    if (t && t->n_routes && n < errlen) {
+      n += (size_t)snprintf(err + n, errlen - n, " (its routes:");
+      for (size_t i = 0; i < t->n_routes && n < errlen; i++)
+        n += (size_t)snprintf(err + n, errlen - n, " %s", t->route_names[i]);
+      if (n < errlen) n += (size_t)snprintf(err + n, errlen - n, ")");
+    }
+    if (n < errlen) snprintf(err + n, errlen - n, ": add it to the tenant's `routes` or fix the job's `route`.");
+    return -1;
+  }
+  enum rq_gateway gw = t ? t->gateway : RQ_GW_PLATFORM;
+  if (gw == RQ_GW_SMTP) {
+    if (smtp_route(cfg, t, &t->smtp, "smtp", out, error, err, errlen)) return -1;
+  } else if (gw == RQ_GW_MAILGUN) {
+    out->name = "mailgun";
+    out->gateway = RQ_GW_MAILGUN;
+    out->mg_base_url = t->mailgun_base_url;
+    out->mg_domain = t->mailgun_domain;
+    out->mg_key = t->mailgun_api_key;
+    out->max_recipients = cfg->mailgun_max_recipients;
+    snprintf(out->conn_key, sizeof out->conn_key, "mailgun|%s", t->mailgun_base_url ? t->mailgun_base_url : "");
+  } else {
+    if (!platform->configured) {
+      *error = "connect";
+      snprintf(err, errlen, "This worker has no platform gateway: start it with --platform-smtp "
+                            "(RELAYQ_PLATFORM_SMTP); the job will be retried.");
+      return 1;
+    }
+    out->name = "platform";
+    out->gateway = RQ_GW_PLATFORM;
+    out->host = platform->host;
+    out->port = platform->port;
+    out->smtp_security = platform->implicit_tls ? RQ_SMTP_IMPLICIT_TLS : RQ_SMTP_STARTTLS_TRY;
+    out->user = platform->user[0] ? platform->user : NULL;
+    out->password = platform->password[0] ? platform->password : NULL;
+    out->tls_verify = cfg->platform_tls_verify;
+    out->ca_file = cfg->platform_ca_file;
+    out->max_connections = 0; /* libcurl's per-host cap applies */
+    out->max_recipients = cfg->platform_max_recipients;
+    snprintf(out->conn_key, sizeof out->conn_key, "platform");
+  }
+  if (cap > 0) out->max_recipients = cap;
+  return 0;
+}
+
+static int same_domain(const char *a, const char *b) {
+  return !strcasecmp(rq_route_domain_of(a), rq_route_domain_of(b));
+}
+
+void rq_route_sender(const struct rq_config *cfg, const struct rq_tenant *t, const struct relayq_job *j,
+                     const struct rq_route *r, struct rq_sender *out) {
+  const char *from = j->from ? j->from : (t && t->from_email ? t->from_email : cfg->platform_from);
+  const char *name = j->from_name ? j->from_name : (t ? t->from_name : NULL);
+  const char *reply_to = j->reply_to ? j->reply_to : (t ? t->reply_to : NULL);
+  int verified = t && t->domain_verified;
+  memset(out, 0, sizeof *out);
+  if (r->gateway == RQ_GW_PLATFORM && !verified && !same_domain(from, cfg->platform_from)) {
+    /* DMARC alignment: the platform may not claim the tenant's domain. The
+     * reader still sees the tenant's name and replies reach the tenant. */
+    snprintf(out->from_addr, sizeof out->from_addr, "%s", cfg->platform_from);
+    out->from_name = name;
+    out->reply_to = reply_to ? reply_to : from;
+    snprintf(out->envelope_from, sizeof out->envelope_from, "%s", cfg->platform_from);
+    if (!out->from_name) out->from_name = from;
+    return;
+  }
+  snprintf(out->from_addr, sizeof out->from_addr, "%s", from);
+  out->from_name = name;
+  out->reply_to = reply_to;
+  snprintf(out->envelope_from, sizeof out->envelope_from, "%s", from);
+}
+
+void rq_route_smtp_target(const struct rq_route *r, const struct rq_config *cfg, struct rq_smtp_target *t) {
+  memset(t, 0, sizeof *t);
+  t->host = r->host;
+  t->port = r->port;
+  t->security = r->smtp_security;
+  t->user = r->user;
+  t->password = r->password;
+  t->tls_verify = r->tls_verify;
+  t->ca_file = r->ca_file;
+  t->key = r->conn_key;
+  t->max_connections = r->max_connections;
+  t->connect_timeout_ms = cfg->smtp_connect_timeout_ms;
+  t->timeout_ms = cfg->smtp_timeout_ms;
+}

@@ -1,0 +1,180 @@
+/*
+ * status: writes a job's status change, publishes its event, and moves its
+ * payload (ack, park in P:delayed, dead-letter, hand back), all in one
+ * FINISH script call so the status is always written before the job leaves
+ * inflight (see scripts.c).
+ *
+ * Ownership: a struct rq_finish belongs to its job (jc->finish) from
+ * rq_status_finish until the script is answered OK; then the job is freed
+ * with it. When Redis is away the call is kept and re-sent after
+ * reconnect: nothing is acknowledged that was not written.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "log.h"
+#include "util.h"
+
+struct rq_finish {
+  const char **argv;
+  size_t *argvlen;
+  size_t argc;
+  char **owned; /* strings this record allocated */
+  size_t n_owned;
+  unsigned char *park;
+};
+
+static void finish_free(struct rq_finish *f) {
+  if (!f) return;
+  for (size_t i = 0; i < f->n_owned; i++) free(f->owned[i]);
+  free(f->owned);
+  free(f->argv);
+  free(f->argvlen);
+  free(f->park);
+  free(f);
+}
+
+static const char *own(struct rq_finish *f, char *s) {
+  f->owned[f->n_owned++] = s;
+  return s;
+}
+
+static const char *find(const struct rq_status_kv *kv, size_t n, const char *key) {
+  for (size_t i = 0; i < n; i++)
+    if (kv[i].key && !strcmp(kv[i].key, key)) return kv[i].value;
+  return NULL;
+}
+
+void rq_status_event_json(struct rq_buf *b, const char *id, const char *tenant, const char *state, int attempts,
+                          int64_t ts, const char *route, int code, const char *error, const char *worker) {
+  rq_buf_puts(b, "{\"id\":");
+  rq_json_str(b, id ? id : "");
+  rq_buf_puts(b, ",\"tenant\":");
+  rq_json_str(b, tenant ? tenant : "");
+  rq_buf_puts(b, ",\"state\":");
+  rq_json_str(b, state);
+  rq_buf_printf(b, ",\"attempts\":%d,\"ts\":%lld", attempts, (long long)ts);
+  if (route && *route) {
+    rq_buf_puts(b, ",\"route\":");
+    rq_json_str(b, route);
+  }
+  if (code) rq_buf_printf(b, ",\"code\":%d", code);
+  if (error && *error) {
+    rq_buf_puts(b, ",\"error\":");
+    rq_json_str(b, error);
+  }
+  if (worker) {
+    rq_buf_puts(b, ",\"worker\":");
+    rq_json_str(b, worker);
+  }
+  rq_buf_putc(b, '}');
+}
+
+static void send_finish(struct rq_jobctx *jc);
+
+static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  struct rq_jobctx *jc = priv;
+  redisReply *reply = r;
+  if (!reply || reply->type == REDIS_REPLY_ERROR) {
+    if (reply)
+      RQ_LOG_FIELDS(RQ_LOG_ERROR, "status write failed; will retry", {"job", jc->job ? jc->job->id : NULL},
+                    {"detail", reply->str});
+    jc->phase = RQ_PHASE_STALLED; /* re-sent by rq_status_retry_stalled */
+    return;
+  }
+  finish_free(jc->finish);
+  jc->finish = NULL;
+  rq_engine_job_done(jc->eng, jc);
+}
+
+static void send_finish(struct rq_jobctx *jc) {
+  jc->phase = RQ_PHASE_FINISH;
+  if (rq_rconn_cmd(jc->eng->cmd, on_finish, jc, (int)jc->finish->argc, jc->finish->argv, jc->finish->argvlen))
+    jc->phase = RQ_PHASE_STALLED;
+}
+
+void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char *state, int64_t score,
+                      const struct rq_status_kv *fields, size_t n_fields, unsigned char *park_payload,
+                      size_t park_len) {
+  struct rq_engine *eng = jc->eng;
+  const struct rq_config *cfg = eng->cfg;
+  struct rq_finish *f = rq_xcalloc(1, sizeof *f);
+  size_t argc = 3 + 4 + 6 + 2 * n_fields;
+  f->argv = rq_xcalloc(argc, sizeof *f->argv);
+  f->argvlen = rq_xcalloc(argc, sizeof *f->argvlen);
+  f->owned = rq_xcalloc(8 + 2 * n_fields, sizeof *f->owned);
+  f->park = park_payload;
+
+  char buf[600];
+  const char *status_key = "";
+  const char *mode_s = "ack", *dest = "";
+  switch (mode) {
+  case RQ_FINISH_ACK: break;
+  case RQ_FINISH_DELAY: mode_s = "delay", dest = eng->delayed_key; break;
+  case RQ_FINISH_DEAD: mode_s = "dead", dest = eng->dead_key; break;
+  case RQ_FINISH_REQUEUE: mode_s = "requeue", dest = eng->queue_keys[jc->queue_idx]; break;
+  }
+  const char *status_id = jc->job ? jc->job->id : NULL;
+  if (!status_id && n_fields) status_id = jc->invalid_id[0] ? jc->invalid_id : NULL;
+  if (state && n_fields && status_id) {
+    relayq_key(buf, sizeof buf, cfg->prefix, RELAYQ_KEY_STATUS, status_id);
+    status_key = own(f, rq_xstrdup(buf));
+  }
+  /* Event */
+  const char *event = "";
+  if (state && status_key[0]) {
+    struct rq_buf ev;
+    rq_buf_init(&ev);
+    const char *att = find(fields, n_fields, "attempts"), *code = find(fields, n_fields, "last_code");
+    rq_status_event_json(&ev, status_id, find(fields, n_fields, "tenant"), state, att ? atoi(att) : 0,
+                         relayq_now_ms(), find(fields, n_fields, "route"), code ? atoi(code) : 0,
+                         find(fields, n_fields, "error"), cfg->worker_id);
+    event = own(f, rq_buf_steal(&ev, NULL));
+  }
+  int final = state && (!strcmp(state, "sent") || !strcmp(state, "partial") || !strcmp(state, "failed"));
+  char score_s[24], ttl_s[24];
+  snprintf(score_s, sizeof score_s, "%lld", (long long)score);
+  snprintf(ttl_s, sizeof ttl_s, "%lld", final ? (long long)cfg->status_ttl_s * 1000 : 0LL);
+
+  size_t k = 0;
+#define ARG(s) (f->argv[k] = (s), f->argvlen[k] = strlen(f->argv[k]), k++)
+  ARG("EVALSHA");
+  ARG(eng->sha[RQ_SCRIPT_FINISH]);
+  ARG("4");
+  ARG(status_key);
+  ARG(eng->events_key);
+  ARG(eng->inflight_key);
+  ARG(dest);
+  ARG(mode_s);
+  f->argv[k] = jc->payload, f->argvlen[k] = jc->payload_len, k++;
+  if (park_payload) f->argv[k] = (const char *)park_payload, f->argvlen[k] = park_len, k++;
+  else ARG("");
+  ARG(own(f, rq_xstrdup(score_s)));
+  ARG(own(f, rq_xstrdup(ttl_s)));
+  ARG(event);
+  if (status_key[0]) {
+    for (size_t i = 0; i < n_fields; i++) {
+      if (!fields[i].key || !fields[i].key[0] || fields[i].key[0] == '_') continue;
+      ARG(own(f, rq_xstrdup(fields[i].key)));
+      ARG(own(f, rq_xstrdup(fields[i].value ? fields[i].value : "")));
+    }
+  }
+#undef ARG
+  f->argc = k;
+  jc->finish = f;
+  send_finish(jc);
+}
+
+void rq_status_retry_stalled(struct rq_engine *eng) {
+  if (!rq_engine_redis_ready(eng)) return;
+  for (struct rq_jobctx *jc = eng->jobs; jc; jc = jc->next)
+    if (jc->phase == RQ_PHASE_STALLED && jc->finish) send_finish(jc);
+}
+
+void rq_status_drop(struct rq_jobctx *jc) {
+  finish_free(jc->finish);
+  jc->finish = NULL;
+}

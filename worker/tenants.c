@@ -1,0 +1,257 @@
+/* tenants: tenant settings cache (see tenants.h). */
+#include "tenants.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "engine.h"
+#include "log.h"
+#include "util.h"
+
+#define N_BUCKETS 4096
+
+/* A job waiting for an entry to load. */
+struct rq_waiter {
+  struct rq_jobctx *jc;
+  rq_tenant_cb cb;
+  struct rq_waiter *next;
+};
+
+/* The table: a fixed array of chains, allocated on first use. Thousands of
+ * tenants fit; chains stay short. */
+static struct rq_tenant_entry **table(struct rq_engine *eng) {
+  if (!eng->tenants) eng->tenants = rq_xcalloc(N_BUCKETS, sizeof(struct rq_tenant_entry *));
+  return (struct rq_tenant_entry **)eng->tenants;
+}
+
+static unsigned bucket(const char *id) {
+  unsigned h = 2166136261u; /* FNV-1a */
+  for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 16777619u;
+  return h % N_BUCKETS;
+}
+
+static void entry_free(struct rq_tenant_entry *e) {
+  rq_tenant_free(e->t);
+  if (e->dkim_key) EVP_PKEY_free(e->dkim_key);
+  free(e->id);
+  free(e);
+}
+
+static void unlink_entry(struct rq_engine *eng, struct rq_tenant_entry *e) {
+  struct rq_tenant_entry **pp = &table(eng)[bucket(e->id)];
+  while (*pp && *pp != e) pp = &(*pp)->next;
+  if (*pp) *pp = e->next;
+  e->next = NULL;
+  if (e->in_table) {
+    e->in_table = 0;
+    e->refs--;
+  }
+}
+
+void rq_tenants_release(struct rq_engine *eng, struct rq_tenant_entry *e) {
+  (void)eng;
+  if (e && --e->refs == 0) entry_free(e);
+}
+
+static void deliver(struct rq_tenant_entry *e) {
+  struct rq_waiter *w = e->waiters;
+  e->waiters = NULL;
+  while (w) {
+    struct rq_waiter *next = w->next;
+    e->refs++;
+    w->jc->tenant = e;
+    w->cb(w->jc, e);
+    free(w);
+    w = next;
+  }
+}
+
+/* Converts a HGETALL reply into field/value arrays for rq_tenant_parse. */
+static size_t reply_pairs(redisReply *r, const char ***fields, const char ***values) {
+  size_t n = r->elements / 2;
+  *fields = rq_xcalloc(n + 1, sizeof(char *));
+  *values = rq_xcalloc(n + 1, sizeof(char *));
+  size_t k = 0;
+  for (size_t i = 0; i + 1 < r->elements; i += 2) {
+    if (r->element[i]->type != REDIS_REPLY_STRING || r->element[i + 1]->type != REDIS_REPLY_STRING) continue;
+    (*fields)[k] = r->element[i]->str;
+    (*values)[k] = r->element[i + 1]->str;
+    k++;
+  }
+  return k;
+}
+
+struct route_read {
+  struct rq_engine *eng;
+  struct rq_tenant_entry *e;
+  char *name;
+};
+
+static void loaded(struct rq_engine *eng, struct rq_tenant_entry *e) {
+  (void)eng;
+  e->loading = 0;
+  e->loaded_ms = relayq_now_ms();
+  if (e->error[0]) {
+    rq_tenant_free(e->t);
+    e->t = NULL;
+    RQ_LOG_FIELDS(RQ_LOG_WARN, "tenant settings unusable", {"tenant", e->id}, {"detail", e->error});
+  }
+  deliver(e);
+}
+
+static void on_route(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  struct route_read *rr = priv;
+  struct rq_tenant_entry *e = rr->e;
+  redisReply *reply = r;
+  if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+    if (!e->error[0])
+      snprintf(e->error, sizeof e->error, "could not read route '%s' of tenant '%s' from Redis", rr->name, e->id);
+    e->loading = -1; /* transient: retried */
+  } else if (e->t && !e->error[0]) {
+    const char **f, **v;
+    size_t n = reply_pairs(reply, &f, &v);
+    char err[300];
+    if (n == 0) {
+      snprintf(e->error, sizeof e->error,
+               "tenant '%s' lists route '%s' but %s:tenant:%s:route:%s does not exist: create it or remove the "
+               "name from `routes`",
+               e->id, rr->name, rr->eng->cfg->prefix, e->id, rr->name);
+    } else if (rq_tenant_parse_route(e->t, rr->name, f, v, n, rr->eng->cfg->have_secret_key ? rr->eng->cfg->secret_key : NULL,
+                                     rr->eng->cfg->require_encrypted, err, sizeof err)) {
+      snprintf(e->error, sizeof e->error, "route '%s' of tenant '%s': %s", rr->name, e->id, err);
+    }
+    free(f);
+    free(v);
+  }
+  struct rq_engine *eng = rr->eng;
+  free(rr->name);
+  free(rr);
+  if (--e->routes_pending == 0) {
+    if (e->loading == -1) { /* a route read was cut off: read everything again later */
+      e->error[0] = '\0';
+      rq_tenant_free(e->t);
+      e->t = NULL;
+      e->loading = 0;
+    } else {
+      loaded(eng, e);
+    }
+  }
+  rq_tenants_release(eng, e);
+}
+
+static void on_tenant(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  struct rq_tenant_entry *e = priv;
+  struct rq_engine *eng = e->eng;
+  redisReply *reply = r;
+  e->loading = 0;
+  if (!reply) { /* Redis went away: rq_tenants_retry reissues the read */
+    rq_tenants_release(eng, e);
+    return;
+  }
+  if (reply->type != REDIS_REPLY_ARRAY) {
+    snprintf(e->error, sizeof e->error, "could not read tenant '%s': %.200s", e->id,
+             reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    loaded(eng, e);
+    rq_tenants_release(eng, e);
+    return;
+  }
+  const char **f, **v;
+  size_t n = reply_pairs(reply, &f, &v);
+  char err[300];
+  if (rq_tenant_parse(e->id, f, v, n, eng->cfg->have_secret_key ? eng->cfg->secret_key : NULL,
+                      eng->cfg->require_encrypted, 0, &e->t, err, sizeof err))
+    snprintf(e->error, sizeof e->error, "tenant '%s' settings are invalid: %s", e->id, err);
+  free(f);
+  free(v);
+  if (e->error[0] || e->t->n_routes == 0) {
+    loaded(eng, e);
+    rq_tenants_release(eng, e);
+    return;
+  }
+  /* Read every named route now, so a job's `route` never waits twice.
+   * The read's reference passes to the route reads. */
+  e->loading = 1;
+  e->routes_pending = (int)e->t->n_routes;
+  char key[600];
+  relayq_key(key, sizeof key, eng->cfg->prefix, RELAYQ_KEY_TENANT, e->id);
+  for (size_t i = 0; i < e->t->n_routes; i++) {
+    struct route_read *rr = rq_xmalloc(sizeof *rr);
+    rr->eng = eng;
+    rr->e = e;
+    rr->name = rq_xstrdup(e->t->route_names[i]);
+    e->refs++;
+    if (rq_rconn_cmdf(eng->cmd, on_route, rr, "HGETALL %s:route:%s", key, rr->name)) on_route(NULL, NULL, rr);
+  }
+  rq_tenants_release(eng, e);
+}
+
+static void start_read(struct rq_engine *eng, struct rq_tenant_entry *e) {
+  char key[600];
+  relayq_key(key, sizeof key, eng->cfg->prefix, RELAYQ_KEY_TENANT, e->id);
+  e->loading = 1;
+  e->refs++; /* held by the pending read */
+  if (rq_rconn_cmdf(eng->cmd, on_tenant, e, "HGETALL %s", key)) {
+    e->loading = 0; /* not connected: retried by rq_tenants_retry */
+    e->refs--;
+  }
+}
+
+void rq_tenants_get(struct rq_engine *eng, struct rq_jobctx *jc, const char *tenant_id, rq_tenant_cb cb) {
+  struct rq_tenant_entry **tab = table(eng);
+  unsigned b = bucket(tenant_id);
+  struct rq_tenant_entry *e = tab[b];
+  while (e && strcmp(e->id, tenant_id)) e = e->next;
+  int64_t now = relayq_now_ms();
+  if (e && !e->loading && !e->waiters && e->loaded_ms && now - e->loaded_ms >= eng->cfg->tenant_cache_ms) {
+    unlink_entry(eng, e); /* stale: jobs holding it keep it alive */
+    e = NULL;
+  }
+  if (!e) {
+    e = rq_xcalloc(1, sizeof *e);
+    e->id = rq_xstrdup(tenant_id);
+    e->eng = eng;
+    e->refs = 1;
+    e->in_table = 1;
+    e->next = tab[b];
+    tab[b] = e;
+  }
+  if (e->loaded_ms && !e->loading && !e->waiters) {
+    e->refs++;
+    jc->tenant = e;
+    cb(jc, e);
+    return;
+  }
+  struct rq_waiter *w = rq_xmalloc(sizeof *w);
+  w->jc = jc;
+  w->cb = cb;
+  w->next = e->waiters;
+  e->waiters = w;
+  if (!e->loading) start_read(eng, e);
+}
+
+void rq_tenants_retry(struct rq_engine *eng) {
+  if (!eng->tenants || !rq_rconn_ready(eng->cmd)) return;
+  struct rq_tenant_entry **tab = table(eng);
+  for (unsigned b = 0; b < N_BUCKETS; b++)
+    for (struct rq_tenant_entry *e = tab[b]; e; e = e->next)
+      if (e->waiters && !e->loading) start_read(eng, e);
+}
+
+void rq_tenants_free_all(struct rq_engine *eng) {
+  if (!eng->tenants) return;
+  struct rq_tenant_entry **tab = table(eng);
+  for (unsigned b = 0; b < N_BUCKETS; b++) {
+    while (tab[b]) {
+      struct rq_tenant_entry *e = tab[b];
+      unlink_entry(eng, e);
+      if (e->refs == 0) entry_free(e);
+    }
+  }
+  free(eng->tenants);
+  eng->tenants = NULL;
+}
