@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- names --------------------------------------------------------------- */
 
@@ -419,18 +420,15 @@ static int find_blocklist(const char *text, char *name, size_t cap) {
     while ((p = ci_find(p, bl_phrases[k], pl)) != NULL) {
       const char *t = p + pl;
       size_t n = 0;
-      int dot = 0, alpha = 0;
+      int alpha = 0;
       p += pl;
       while (t[n] && zone_char((unsigned char)t[n]) && n < 64) {
-        dot |= t[n] == '.';
         alpha |= is_alpha((unsigned char)t[n]);
         n++;
       }
       while (n > 0 && (t[n - 1] == '.' || t[n - 1] == '-')) n--;
       if (n == 0) continue;
-      int inner_dot = memchr(t, '.', n) != NULL;
-      (void)dot;
-      if (inner_dot && alpha && n >= 4 && n < cap) {
+      if (memchr(t, '.', n) && alpha && n >= 4 && n < cap) {
         memcpy(name, t, n);
         name[n] = '\0';
         return 1;

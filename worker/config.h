@@ -32,7 +32,7 @@ struct rq_config {
   char *platform_smtp; /* URL as given (may carry user:password) */
   char *platform_from;
   int platform_tls_verify;
-  char *platform_ca_file;
+  char *ca_file;
   enum rq_mode mode;
   int max_attempts;
   int64_t retry_base_ms, retry_max_ms;

@@ -401,6 +401,32 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   send_next(jc);
 }
 
+/* A Mailgun call is one transaction for all its recipients: accepted or
+ * refused together. */
+static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
+  struct rq_jobctx *jc = arg;
+  struct rq_class c;
+  jc->send_seconds += res->seconds;
+  if (jc->eng->stopping == 2 && res->curl_code == CURLE_ABORTED_BY_CALLBACK && jc->transactions == 1 &&
+      !jc->job->pending_.n) {
+    rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
+    return;
+  }
+  if (res->status == 0) rq_classify_transport(res->curl_code, res->curl_error, RQ_STAGE_CONNECT, &c);
+  else rq_classify_http(res->status, res->body, res->body_len, res->retry_after, relayq_now_ms(), &c);
+  enum rq_rcpt_state st = c.verdict == RQ_OK ? RQ_RCPT_ACCEPTED : c.verdict == RQ_TEMP ? RQ_RCPT_TEMP : RQ_RCPT_REJECTED;
+  for (size_t i = jc->chunk_first; i < jc->chunk_first + jc->chunk_n; i++) {
+    jc->rcpts[i].state = st;
+    jc->rcpts[i].code = (int)res->status;
+  }
+  if (c.verdict == RQ_OK) {
+    if (res->id[0]) snprintf(jc->provider_id, sizeof jc->provider_id, "%s", res->id);
+  } else {
+    note_reply(jc, (int)res->status, "", res->status ? res->message : res->curl_error, &c);
+  }
+  send_next(jc);
+}
+
 static int recipient_cap(const struct rq_jobctx *jc) {
   int cap = jc->route.max_recipients;
   if (jc->cap_override && jc->cap_override < cap) cap = jc->cap_override;
@@ -436,7 +462,22 @@ static void send_next(struct rq_jobctx *jc) {
   jc->eng->n_attempts++;
   int rc;
   if (jc->route.gateway == RQ_GW_MAILGUN) {
-    rc = rq_mailgun_send_for_job(jc, list, n, on_smtp_done);
+    const struct rq_config *cfg = jc->eng->cfg;
+    struct rq_mailgun_request req = {
+        .base_url = jc->route.mg_base_url,
+        .domain = jc->route.mg_domain,
+        .api_key = jc->route.mg_key,
+        .rcpts = list,
+        .n_rcpts = n,
+        .msg = jc->msg.data,
+        .msg_len = jc->msg.len,
+        .connect_timeout_ms = cfg->smtp_connect_timeout_ms,
+        .timeout_ms = cfg->smtp_timeout_ms,
+        .ca_file = cfg->ca_file,
+    };
+    jc->chunk_first = first;
+    jc->chunk_n = n;
+    rc = rq_mailgun_send(jc->eng->mailgun, &req, on_mailgun_done, jc);
   } else {
     struct rq_smtp_target t;
     rq_route_smtp_target(&jc->route, jc->eng->cfg, &t);

@@ -75,6 +75,7 @@ struct rq_jobctx {
   struct rq_rcpt *rcpts;         /* envelope for this attempt */
   size_t n_rcpts;
   size_t next_rcpt;              /* first recipient not yet in a transaction */
+  size_t chunk_first, chunk_n;   /* recipients of the transaction in flight */
   int slots;                     /* transactions allowed by the quota claim */
   int transactions;              /* transactions done in this attempt */
   int cap_override;              /* learned from a 452 too-many-recipients, 0 = none */

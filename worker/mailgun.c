@@ -1,4 +1,4 @@
-/* mailgun: placeholder until the Mailgun transport lands. */
+/* mailgun: placeholder until the Mailgun transport lands (see mailgun.h). */
 #include "mailgun.h"
 
 #include <stdlib.h>
@@ -13,8 +13,9 @@ struct rq_mailgun *rq_mailgun_new(struct rq_curl *curl) {
 }
 
 void rq_mailgun_free(struct rq_mailgun *m) { free(m); }
+int rq_mailgun_pending(const struct rq_mailgun *m) { (void)m; return 0; }
 
-int rq_mailgun_send_for_job(struct rq_jobctx *jc, const char *const *rcpts, size_t n, rq_smtp_cb cb) {
-  (void)jc, (void)rcpts, (void)n, (void)cb;
+int rq_mailgun_send(struct rq_mailgun *m, const struct rq_mailgun_request *req, rq_mailgun_cb cb, void *arg) {
+  (void)m, (void)req, (void)cb, (void)arg;
   return -1;
 }

@@ -155,7 +155,6 @@ int rq_route_resolve(const struct rq_config *cfg, const struct rq_platform *plat
     out->user = platform->user[0] ? platform->user : NULL;
     out->password = platform->password[0] ? platform->password : NULL;
     out->tls_verify = cfg->platform_tls_verify;
-    out->ca_file = cfg->platform_ca_file;
     out->max_connections = 0; /* libcurl's per-host cap applies */
     out->max_recipients = cfg->platform_max_recipients;
     snprintf(out->conn_key, sizeof out->conn_key, "platform");
@@ -199,7 +198,7 @@ void rq_route_smtp_target(const struct rq_route *r, const struct rq_config *cfg,
   t->user = r->user;
   t->password = r->password;
   t->tls_verify = r->tls_verify;
-  t->ca_file = r->ca_file;
+  t->ca_file = cfg->ca_file;
   t->key = r->conn_key;
   t->max_connections = r->max_connections;
   t->connect_timeout_ms = cfg->smtp_connect_timeout_ms;

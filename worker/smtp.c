@@ -172,14 +172,17 @@ static void dialog_in(struct rq_smtp_dialog *d, const char *p, size_t len) {
   while (len > 0) {
     const char *nl = memchr(p, '\n', len);
     size_t seg = nl ? (size_t)(nl - p) + 1 : len;
-    size_t room = REPLY_RAW_MAX - d->raw_len;
+    /* raw_len may exceed the cap by the "\r\n" a truncated line got. */
+    size_t room = d->raw_len < REPLY_RAW_MAX ? REPLY_RAW_MAX - d->raw_len : 0;
     size_t take = seg < room ? seg : room;
     memcpy(d->raw + d->raw_len, p, take);
     d->raw_len += take;
     for (size_t i = 0; i < seg && d->head_len < sizeof d->head; i++) d->head[d->head_len++] = p[i];
     d->line_open = 1;
     if (nl) {
-      if (take < seg) { /* truncated: end the kept part as a line */
+      if (take < seg && d->raw_len + 2 <= sizeof d->raw &&
+          (d->raw_len == 0 || d->raw[d->raw_len - 1] != '\n')) {
+        /* truncated: end the kept part as a line */
         d->raw[d->raw_len++] = '\r';
         d->raw[d->raw_len++] = '\n';
       }

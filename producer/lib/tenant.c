@@ -7,9 +7,9 @@
  * way whatever order HGETALL returned: explicit value > preset > default.
  *
  * Everything kept is copied; secrets are opened into fresh buffers that
- * rq_tenant_free wipes. Error messages name fields (sanitised, since a
- * field name can be any bytes) and never contain a value of a secret
- * field; non-secret values are not quoted either, they can be long.
+ * rq_tenant_free wipes. Error messages name fields and quote only names
+ * (field, preset and route names, sanitised since they can be any bytes),
+ * never a value: values can be secrets, or long.
  */
 #include <arpa/inet.h>
 #include <stdarg.h>

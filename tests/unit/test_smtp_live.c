@@ -1,0 +1,491 @@
+/*
+ * test_smtp_live: drives the SMTP transport (smtp.c over curluv.c) against
+ * a live server. Starts no server itself: tests/e2e/test_smtp_transport.py
+ * starts the fixture and runs this binary with the scenario in the
+ * environment. Without RELAYQ_TEST_SMTP_URL it is skipped ("0 passed,
+ * 0 failed", exit 0), so plain ctest runs stay hermetic.
+ *
+ * Environment (all but the URL optional):
+ *   RELAYQ_TEST_SMTP_URL         smtp://127.0.0.1:PORT or smtps://...
+ *   RELAYQ_TEST_SMTP_SCENARIO    send (default) | abort | abort_in_cb | unit
+ *   RELAYQ_TEST_SMTP_SECURITY    try | required | tls | plain (default: tls
+ *                                for smtps, else try)
+ *   RELAYQ_TEST_SMTP_USER, _PASSWORD, _CAFILE, _KEY, _HELO
+ *   RELAYQ_TEST_SMTP_VERIFY      1 (default) or 0
+ *   RELAYQ_TEST_SMTP_FROM        envelope sender (default sender@example.org)
+ *   RELAYQ_TEST_SMTP_RCPTS       comma-separated recipients
+ *   RELAYQ_TEST_SMTP_MSG_FILE    message bytes (default: a small built-in one)
+ *   RELAYQ_TEST_SMTP_COUNT       transactions (default 1)
+ *   RELAYQ_TEST_SMTP_CONCURRENT  1: start all at once; 0 (default): one
+ *                                after another, each from the previous
+ *                                callback
+ *   RELAYQ_TEST_SMTP_MAX_CONN    max_connections for the key
+ *   RELAYQ_TEST_SMTP_CONNECT_TIMEOUT_MS, _RESPONSE_TIMEOUT_MS, _TIMEOUT_MS
+ *
+ * Output: one line per transaction, "RESULT {json}", then "STALL {json}"
+ * (the longest the loop went without running a 5 ms timer: curl 7.88
+ * waits for some replies synchronously), then the check summary.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <uv.h>
+
+#include "check.h"
+#include "classify.h"
+#include "curluv.h"
+#include "log.h"
+#include "smtp.h"
+#include "util.h"
+
+#define MAX_RCPTS 64
+#define MAX_COUNT 1000
+
+/* ---- settings from the environment ---------------------------------------------- */
+
+static const char *env(const char *name, const char *def) {
+  const char *v = getenv(name);
+  return v && *v ? v : def;
+}
+
+static long env_long(const char *name, long def) {
+  const char *v = getenv(name);
+  return v && *v ? strtol(v, NULL, 10) : def;
+}
+
+struct live {
+  uv_loop_t loop;
+  uv_timer_t tick;
+  uint64_t last_tick_ns, max_gap_ns;
+  struct rq_curl *curl;
+  struct rq_smtp *smtp;
+  struct rq_smtp_target t;
+  char host[256];
+  int port;
+  const char *from;
+  char *rcpt_store;
+  const char *rcpts[MAX_RCPTS];
+  size_t n_rcpts;
+  char *msg;
+  size_t msg_len;
+  int count, started, done, concurrent, closed, finishing;
+  int abort_in_cb;
+  int aborted; /* callbacks with CURLE_ABORTED_BY_CALLBACK */
+};
+
+static int parse_url(struct live *L, const char *url, int *implicit) {
+  CURLU *u = curl_url();
+  char *scheme = NULL, *host = NULL, *port = NULL;
+  int rc = -1;
+  if (curl_url_set(u, CURLUPART_URL, url, 0) || curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) ||
+      curl_url_get(u, CURLUPART_HOST, &host, 0) ||
+      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT))
+    goto out;
+  *implicit = strcmp(scheme, "smtps") == 0;
+  snprintf(L->host, sizeof L->host, "%s", host);
+  L->port = atoi(port);
+  rc = 0;
+out:
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(port);
+  curl_url_cleanup(u);
+  return rc;
+}
+
+static const char DEFAULT_MSG[] =
+    "From: sender@example.org\r\n"
+    "To: rcpt@example.org\r\n"
+    "Subject: relayq live transport test\r\n"
+    "Message-ID: <live@relayq.test>\r\n"
+    "\r\n"
+    "Hello.\r\n"
+    ".A line starting with a dot (libcurl stuffs it).\r\n"
+    "Bye.\r\n";
+
+static int load_settings(struct live *L) {
+  int implicit = 0;
+  if (parse_url(L, getenv("RELAYQ_TEST_SMTP_URL"), &implicit) != 0) {
+    fprintf(stderr, "RELAYQ_TEST_SMTP_URL is not a URL this test understands.\n");
+    return -1;
+  }
+  const char *sec = env("RELAYQ_TEST_SMTP_SECURITY", implicit ? "tls" : "try");
+  struct rq_smtp_target *t = &L->t;
+  t->host = L->host;
+  t->port = L->port;
+  t->security = strcmp(sec, "tls") == 0        ? RQ_SMTP_IMPLICIT_TLS
+                : strcmp(sec, "required") == 0 ? RQ_SMTP_STARTTLS_REQUIRED
+                : strcmp(sec, "plain") == 0    ? RQ_SMTP_PLAIN
+                                               : RQ_SMTP_STARTTLS_TRY;
+  t->user = env("RELAYQ_TEST_SMTP_USER", NULL);
+  t->password = env("RELAYQ_TEST_SMTP_PASSWORD", NULL);
+  t->tls_verify = (int)env_long("RELAYQ_TEST_SMTP_VERIFY", 1);
+  t->ca_file = env("RELAYQ_TEST_SMTP_CAFILE", NULL);
+  t->key = env("RELAYQ_TEST_SMTP_KEY", NULL);
+  t->helo_name = env("RELAYQ_TEST_SMTP_HELO", NULL);
+  t->max_connections = (int)env_long("RELAYQ_TEST_SMTP_MAX_CONN", 0);
+  t->connect_timeout_ms = env_long("RELAYQ_TEST_SMTP_CONNECT_TIMEOUT_MS", 5000);
+  t->response_timeout_ms = env_long("RELAYQ_TEST_SMTP_RESPONSE_TIMEOUT_MS", 10000);
+  t->timeout_ms = env_long("RELAYQ_TEST_SMTP_TIMEOUT_MS", 30000);
+  L->from = env("RELAYQ_TEST_SMTP_FROM", "sender@example.org");
+
+  L->rcpt_store = rq_xstrdup(env("RELAYQ_TEST_SMTP_RCPTS", "rcpt@example.org"));
+  for (char *save = NULL, *p = strtok_r(L->rcpt_store, ",", &save); p && L->n_rcpts < MAX_RCPTS;
+       p = strtok_r(NULL, ",", &save))
+    L->rcpts[L->n_rcpts++] = p;
+
+  const char *file = env("RELAYQ_TEST_SMTP_MSG_FILE", NULL);
+  if (file) {
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+      fprintf(stderr, "Cannot open RELAYQ_TEST_SMTP_MSG_FILE %s.\n", file);
+      return -1;
+    }
+    struct rq_buf b;
+    rq_buf_init(&b);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) rq_buf_append(&b, chunk, n);
+    fclose(f);
+    L->msg = rq_buf_steal(&b, &L->msg_len);
+  } else {
+    L->msg = rq_xmemdup(DEFAULT_MSG, sizeof DEFAULT_MSG - 1);
+    L->msg_len = sizeof DEFAULT_MSG - 1;
+  }
+  L->count = (int)env_long("RELAYQ_TEST_SMTP_COUNT", 1);
+  if (L->count < 1 || L->count > MAX_COUNT) L->count = 1;
+  L->concurrent = (int)env_long("RELAYQ_TEST_SMTP_CONCURRENT", 0);
+  return 0;
+}
+
+/* ---- running transactions ---------------------------------------------------------- */
+
+static void print_result(int i, const struct rq_smtp_result *r) {
+  struct rq_buf b;
+  rq_buf_init(&b);
+  rq_buf_printf(&b, "RESULT {\"i\":%d,\"curl_code\":%d,\"curl_error\":", i, r->curl_code);
+  rq_json_str(&b, r->curl_error);
+  rq_buf_puts(&b, ",\"stage\":");
+  rq_json_str(&b, rq_stage_name((enum rq_smtp_stage)r->stage));
+  rq_buf_printf(&b, ",\"code\":%d,\"enhanced\":", r->code);
+  rq_json_str(&b, r->enhanced);
+  rq_buf_puts(&b, ",\"reply\":");
+  rq_json_str(&b, r->reply);
+  rq_buf_printf(&b, ",\"accepted\":%d,\"data_code\":%d,\"reused\":%d,\"seconds\":%.3f,\"rcpts\":[",
+                r->accepted, r->data_code, r->reused_connection, r->seconds);
+  for (size_t k = 0; k < r->n_rcpts; k++) {
+    rq_buf_printf(&b, "%s{\"code\":%d,\"enhanced\":", k ? "," : "", r->rcpts[k].code);
+    rq_json_str(&b, r->rcpts[k].enhanced);
+    rq_buf_puts(&b, ",\"text\":");
+    rq_json_str(&b, r->rcpts[k].text);
+    rq_buf_puts(&b, "}");
+  }
+  rq_buf_puts(&b, "]}\n");
+  fputs(b.data, stdout);
+  fflush(stdout);
+  rq_buf_free(&b);
+}
+
+static void on_curl_closed(void *arg) {
+  struct live *L = arg;
+  L->closed = 1;
+}
+
+static void finish(struct live *L) {
+  if (L->finishing) return;
+  L->finishing = 1;
+  uv_timer_stop(&L->tick);
+  uv_close((uv_handle_t *)&L->tick, NULL);
+  rq_curl_close(L->curl, on_curl_closed, L);
+}
+
+static void start_one(struct live *L);
+
+struct call {
+  struct live *L;
+  int i;
+};
+
+static void on_sent(const struct rq_smtp_result *r, void *arg) {
+  struct call *c = arg;
+  struct live *L = c->L;
+  print_result(c->i, r);
+  CHECK_INT(r->n_rcpts, ==, L->n_rcpts);
+  if (r->curl_code == CURLE_ABORTED_BY_CALLBACK) L->aborted++;
+  free(c);
+  L->done++;
+  if (L->abort_in_cb && L->done == 1) {
+    finish(L); /* the rest must be called back with an abort, from here */
+    return;
+  }
+  if (L->finishing) return;
+  if (!L->concurrent && L->started < L->count) start_one(L);
+  else if (L->done == L->count) finish(L);
+}
+
+static void start_one(struct live *L) {
+  struct call *c = rq_xmalloc(sizeof *c);
+  c->L = L;
+  c->i = L->started++;
+  int rc = rq_smtp_send(L->smtp, &L->t, L->from, L->rcpts, L->n_rcpts, L->msg, L->msg_len, on_sent, c);
+  CHECK_INT(rc, ==, 0);
+  if (rc != 0) {
+    fprintf(stderr, "rq_smtp_send: %s\n", rq_smtp_strerror(rc));
+    free(c);
+    L->done++; /* count it so the run still ends */
+    if (L->done == L->count) finish(L);
+  }
+}
+
+static void on_tick(uv_timer_t *t) {
+  struct live *L = t->data;
+  uint64_t now = uv_hrtime();
+  if (L->last_tick_ns && now - L->last_tick_ns > L->max_gap_ns) L->max_gap_ns = now - L->last_tick_ns;
+  L->last_tick_ns = now;
+}
+
+/* scenario: send, abort (close before the loop runs), abort_in_cb */
+static void run_live(const char *scenario) {
+  struct live L;
+  memset(&L, 0, sizeof L);
+  if (load_settings(&L) != 0) {
+    CHECK(0);
+    return;
+  }
+  CHECK_INT(uv_loop_init(&L.loop), ==, 0);
+  uv_timer_init(&L.loop, &L.tick);
+  L.tick.data = &L;
+  uv_timer_start(&L.tick, on_tick, 5, 5);
+  L.curl = rq_curl_new(&L.loop, 0, 0);
+  CHECK(L.curl != NULL);
+  L.smtp = rq_smtp_new(L.curl);
+  L.abort_in_cb = strcmp(scenario, "abort_in_cb") == 0;
+
+  if (L.concurrent || L.abort_in_cb || strcmp(scenario, "abort") == 0)
+    while (L.started < L.count) start_one(&L);
+  else start_one(&L);
+  if (strcmp(scenario, "abort") == 0) {
+    /* Close before any I/O: every callback runs inside rq_curl_close. */
+    CHECK_INT(rq_curl_active(L.curl), <=, L.count);
+    finish(&L);
+    CHECK_INT(L.done, ==, L.count);
+    CHECK_INT(L.aborted, ==, L.count);
+  }
+  CHECK_INT(uv_run(&L.loop, UV_RUN_DEFAULT), ==, 0);
+  CHECK_INT(L.done, ==, L.count);
+  CHECK_INT(L.closed, ==, 1);
+  CHECK_INT(rq_smtp_pending(L.smtp), ==, 0);
+  if (L.abort_in_cb) CHECK_INT(L.aborted, ==, L.count - 1);
+  rq_smtp_free(L.smtp);
+  CHECK_INT(uv_loop_close(&L.loop), ==, 0);
+  printf("STALL {\"max_ms\":%.1f}\n", (double)L.max_gap_ns / 1e6);
+  free(L.msg);
+  free(L.rcpt_store);
+}
+
+/* ---- scenario "unit": the dialogue reader and argument checks, no I/O --------------- */
+
+static void feed(struct rq_smtp_dialog *d, int type, const char *s) {
+  rq_smtp_dialog_feed(d, type, s, strlen(s));
+}
+#define OUT(s) feed(d, CURLINFO_HEADER_OUT, s)
+#define IN(s) feed(d, CURLINFO_HEADER_IN, s)
+
+static void test_dialog_transaction(void) {
+  struct rq_smtp_dialog *d = rq_smtp_dialog_new(3);
+  struct rq_smtp_result r;
+  IN("220 mx.example ESMTP\r\n");
+  rq_smtp_dialog_result(d, &r);
+  CHECK_INT(r.stage, ==, RQ_STAGE_BANNER);
+  CHECK_INT(r.code, ==, 220);
+  OUT("EHLO client\r\n");
+  IN("250-mx.example\r\n250-PIPELINING\r\n");
+  IN("250 SIZE 1000\r\n");
+  OUT("MAIL FROM:<a@example.org>\r\n");
+  IN("250 2.1.0 OK\r\n");
+  OUT("RCPT TO:<b@example.org>\r\n");
+  IN("250 2.1.5 OK\r\n");
+  OUT("RCPT TO:<c@example.org>\r\n");
+  /* split inside a line and across the lines of a multi-line reply */
+  IN("550-5.1.1 No such");
+  IN(" user here\r\n55");
+  IN("0 5.1.1 try another\r\n");
+  OUT("RCPT TO:<d@example.org>\r\n");
+  IN("452 4.5.3 Too many recipients\r\n");
+  feed(d, CURLINFO_TEXT, "250 not a reply: informational text\r\n");
+  feed(d, CURLINFO_DATA_IN, "250 not a reply either\r\n");
+  OUT("DATA\r\n");
+  IN("354 go ahead\r\n");
+  rq_smtp_dialog_result(d, &r);
+  CHECK_INT(r.stage, ==, RQ_STAGE_BODY);
+  CHECK_INT(r.code, ==, 0);
+  feed(d, CURLINFO_DATA_OUT, "DATA that is message text\r\n");
+  IN("250 2.0.0 queued as 1\r\n");
+  rq_smtp_dialog_result(d, &r);
+  CHECK_INT(r.stage, ==, RQ_STAGE_BODY);
+  CHECK_INT(r.code, ==, 250);
+  CHECK_INT(r.data_code, ==, 250);
+  CHECK_STR(r.reply, "queued as 1");
+  CHECK_STR(r.enhanced, "2.0.0");
+  CHECK_INT(r.accepted, ==, 1);
+  CHECK_INT(r.n_rcpts, ==, 3);
+  CHECK_INT(r.rcpts[0].code, ==, 250);
+  CHECK_INT(r.rcpts[1].code, ==, 550);
+  CHECK_STR(r.rcpts[1].enhanced, "5.1.1");
+  CHECK_STR(r.rcpts[1].text, "No such user here try another");
+  CHECK_INT(r.rcpts[2].code, ==, 452);
+  rq_smtp_dialog_free(d);
+}
+
+static void test_dialog_auth_is_opaque(void) {
+  struct rq_smtp_dialog *d = rq_smtp_dialog_new(1);
+  struct rq_smtp_result r;
+  IN("220 hi\r\n");
+  OUT("EHLO x\r\n");
+  IN("250 AUTH PLAIN LOGIN\r\n");
+  OUT("AUTH LOGIN\r\n");
+  CHECK_INT(rq_smtp_dialog_in_auth(d), ==, 1);
+  IN("334 VXNlcm5hbWU6\r\n");
+  OUT("REFUQQ==\r\n"); /* base64 of "DATA": must not look like a command */
+  OUT("DATA\r\n");     /* nor a password that reads "DATA" */
+  OUT("QUIT\r\n");
+  IN("334 UGFzc3dvcmQ6\r\n");
+  rq_smtp_dialog_result(d, &r);
+  CHECK_INT(r.stage, ==, RQ_STAGE_AUTH);
+  CHECK_INT(rq_smtp_dialog_in_auth(d), ==, 1);
+  IN("535 5.7.8 Authentication credentials invalid\r\n");
+  rq_smtp_dialog_result(d, &r);
+  CHECK_INT(rq_smtp_dialog_in_auth(d), ==, 0);
+  CHECK_INT(r.stage, ==, RQ_STAGE_AUTH);
+  CHECK_INT(r.code, ==, 535);
+  CHECK_STR(r.enhanced, "5.7.8");
+  /* curl then closes the connection: the QUIT exchange hides nothing. */
+  OUT("QUIT\r\n");
+  IN("221 2.0.0 Bye\r\n");
+  rq_smtp_dialog_result(d, &r);
+  CHECK_INT(r.stage, ==, RQ_STAGE_AUTH);
+  CHECK_INT(r.code, ==, 535);
+  rq_smtp_dialog_free(d);
+}
+
+static void test_dialog_starttls_and_bounds(void) {
+  struct rq_smtp_dialog *d = rq_smtp_dialog_new(1);
+  struct rq_smtp_result r;
+  IN("220 hi\r\n");
+  OUT("EHLO x\r\n");
+  IN("250 STARTTLS\r\n");
+  OUT("STARTTLS\r\n");
+  IN("220 2.0.0 Ready to start TLS\r\n");
+  rq_smtp_dialog_result(d, &r);
+  CHECK_INT(r.stage, ==, RQ_STAGE_TLS); /* a handshake failure lands here */
+  CHECK_INT(r.code, ==, 0);
+  OUT("EHLO x\r\n");
+  IN("250 OK\r\n");
+  OUT("MAIL FROM:<a@b>\r\n");
+  /* A hostile reply: 100 KB of continuation lines and one 50 KB line, fed
+   * in odd-sized pieces. Memory stays bounded and the end is still seen. */
+  char *junk = rq_xmalloc(50001);
+  memset(junk, 'x', 50000);
+  junk[50000] = 0;
+  for (int i = 0; i < 1000; i++) IN("451-4.3.0 aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+  IN("451-");
+  for (int off = 0; off < 50000; off += 777) {
+    size_t n = 50000 - off < 777 ? 50000 - off : 777;
+    rq_smtp_dialog_feed(d, CURLINFO_HEADER_IN, junk + off, n);
+  }
+  IN("\r\n451 4.3.0 the end\r\n");
+  free(junk);
+  rq_smtp_dialog_result(d, &r);
+  CHECK_INT(r.stage, ==, RQ_STAGE_MAIL);
+  CHECK_INT(r.code, ==, 451);
+  CHECK_STR(r.enhanced, "4.3.0");
+  CHECK(strlen(r.reply) <= 512);
+  /* A reply with no line end yet is not a reply. */
+  OUT("RSET\r\n");
+  IN("250 par");
+  rq_smtp_dialog_result(d, &r);
+  CHECK_INT(r.code, ==, 451);
+  rq_smtp_dialog_free(d);
+}
+
+static void test_dialog_all_rejected(void) {
+  struct rq_smtp_dialog *d = rq_smtp_dialog_new(2);
+  struct rq_smtp_result r;
+  IN("220 hi\r\n");
+  OUT("EHLO x\r\n");
+  IN("250 OK\r\n");
+  OUT("MAIL FROM:<a@b>\r\n");
+  IN("250 OK\r\n");
+  OUT("RCPT TO:<x@b>\r\n");
+  IN("550 5.1.1 no\r\n");
+  OUT("RCPT TO:<y@b>\r\n");
+  IN("551 5.1.6 moved\r\n");
+  OUT("QUIT\r\n");
+  IN("221 Bye\r\n");
+  rq_smtp_dialog_result(d, &r);
+  CHECK_INT(r.stage, ==, RQ_STAGE_RCPT);
+  CHECK_INT(r.code, ==, 551);
+  CHECK_INT(r.accepted, ==, 0);
+  CHECK_INT(r.rcpts[0].code, ==, 550);
+  CHECK_INT(r.rcpts[1].code, ==, 551);
+  CHECK_INT(r.data_code, ==, 0);
+  rq_smtp_dialog_free(d);
+}
+
+static void on_never(const struct rq_smtp_result *r, void *arg) {
+  (void)r;
+  (void)arg;
+  CHECK(0); /* a refused send must never call back */
+}
+
+static void test_send_validation(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct rq_curl *c = rq_curl_new(&loop, 0, 0);
+  struct rq_smtp *s = rq_smtp_new(c);
+  struct rq_smtp_target t = {.host = "127.0.0.1", .port = 25, .security = RQ_SMTP_PLAIN};
+  const char *ok[] = {"a@example.org"};
+  const char *crlf[] = {"a@example.org>\r\nRCPT TO:<b@example.org"};
+  const char *empty[] = {""};
+  CHECK_INT(rq_smtp_send(s, &t, "x@example.org", crlf, 1, "m", 1, on_never, NULL), ==, RQ_SMTP_EINVAL);
+  CHECK_INT(rq_smtp_send(s, &t, "x@example.org\n", ok, 1, "m", 1, on_never, NULL), ==, RQ_SMTP_EINVAL);
+  CHECK_INT(rq_smtp_send(s, &t, "x@example.org", empty, 1, "m", 1, on_never, NULL), ==, RQ_SMTP_EINVAL);
+  CHECK_INT(rq_smtp_send(s, &t, "x@example.org", ok, 0, "m", 1, on_never, NULL), ==, RQ_SMTP_EINVAL);
+  t.port = 0;
+  CHECK_INT(rq_smtp_send(s, &t, "x@example.org", ok, 1, "m", 1, on_never, NULL), ==, RQ_SMTP_EINVAL);
+  t.port = 25;
+  t.host = "bad host/with@stuff";
+  CHECK_INT(rq_smtp_send(s, &t, "x@example.org", ok, 1, "m", 1, on_never, NULL), ==, RQ_SMTP_EINVAL);
+  t.host = "127.0.0.1";
+  t.helo_name = "evil/../path?x";
+  CHECK_INT(rq_smtp_send(s, &t, "x@example.org", ok, 1, "m", 1, on_never, NULL), ==, RQ_SMTP_EINVAL);
+  CHECK_INT(rq_smtp_pending(s), ==, 0);
+  CHECK_INT(rq_curl_active(c), ==, 0);
+  rq_curl_close(c, NULL, NULL);
+  CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), ==, 0);
+  rq_smtp_free(s);
+  CHECK_INT(uv_loop_close(&loop), ==, 0);
+}
+
+int main(void) {
+  const char *url = getenv("RELAYQ_TEST_SMTP_URL");
+  if (!url || !*url) {
+    fprintf(stderr, "skipped: RELAYQ_TEST_SMTP_URL is not set (tests/e2e/test_smtp_transport.py sets it)\n");
+    return CHECK_DONE();
+  }
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  const char *scenario = env("RELAYQ_TEST_SMTP_SCENARIO", "send");
+  if (strcmp(scenario, "unit") == 0) {
+    test_dialog_transaction();
+    test_dialog_auth_is_opaque();
+    test_dialog_starttls_and_bounds();
+    test_dialog_all_rejected();
+    test_send_validation();
+  } else {
+    run_live(scenario);
+  }
+  curl_global_cleanup();
+  return CHECK_DONE();
+}
