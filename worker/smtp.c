@@ -347,6 +347,23 @@ static void tx_free(struct tx *tx) {
   free(tx);
 }
 
+static int tls_error(CURLcode rc) {
+  switch (rc) {
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_INVALIDCERTSTATUS:
+  case CURLE_SSL_ENGINE_INITFAILED:
+  case CURLE_USE_SSL_FAILED: return 1;
+  default: return 0;
+  }
+}
+
 /* Fills res from the dialogue and what curl knows of the transfer. */
 static void tx_result(struct tx *tx, CURLcode result, struct rq_smtp_result *res) {
   memset(res, 0, sizeof *res);
@@ -363,11 +380,12 @@ static void tx_result(struct tx *tx, CURLcode result, struct rq_smtp_result *res
   res->seconds = total;
   res->reused_connection = connects == 0 && (tx->d.seen_reply || tx->d.commands > 0);
   if (!tx->d.seen_reply && tx->d.commands == 0 && result != CURLE_OK) {
-    /* Nothing was said: the failure was before the banner. With implicit
-     * TLS a finished TCP connect means the handshake (or the wait for the
-     * banner inside it) failed. */
-    if (connect_time <= 0) res->stage = RQ_STAGE_CONNECT;
-    else res->stage = tx->implicit_tls ? RQ_STAGE_TLS : RQ_STAGE_BANNER;
+    /* Nothing was said: the failure was before the banner. curl 7.88
+     * records CONNECT_TIME for plain TCP only once connected, but with
+     * implicit TLS only after the handshake, so there the error code tells
+     * the handshake apart (a timeout inside it stays "connect"). */
+    if (tx->implicit_tls) res->stage = tls_error(result) ? RQ_STAGE_TLS : RQ_STAGE_CONNECT;
+    else res->stage = connect_time > 0 ? RQ_STAGE_BANNER : RQ_STAGE_CONNECT;
   }
   if (result == CURLE_OK && res->data_code == 0) {
     /* Cannot happen with curl 7.88 (a transaction ends after the final

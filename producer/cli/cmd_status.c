@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "internal.h"
 
 enum { O_JSON = CLI_OPT_FIRST_FREE };
 
@@ -25,16 +26,36 @@ static int by_key(const void *a, const void *b) {
   return strcmp(((const struct relayq_kv *)a)->key, ((const struct relayq_kv *)b)->key);
 }
 
-/* One line per field: a value's line breaks are shown escaped so every
- * field stays on its own line. */
+/* Prints s with its line breaks escaped, so every field stays on its own
+ * line, and bytes that are not UTF-8 shown as U+FFFD, so the output is
+ * always text. */
+static void put_line_value(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n = strlen(s);
+  for (size_t i = 0; i < n;) {
+    if (p[i] == '\n') fputs("\\n", stdout);
+    else if (p[i] == '\r') fputs("\\r", stdout);
+    else if (p[i] < 0x80) putchar(p[i]);
+    else {
+      size_t l = p[i] >= 0xf0 ? 4 : p[i] >= 0xe0 ? 3 : p[i] >= 0xc0 ? 2 : 0;
+      if (l == 0 || l > n - i || !relayq__utf8_valid(s + i, l)) {
+        fputs("\xef\xbf\xbd", stdout);
+        i++;
+        continue;
+      }
+      fwrite(p + i, 1, l, stdout);
+      i += l;
+      continue;
+    }
+    i++;
+  }
+}
+
 static void print_text(const struct relayq_status *st) {
   for (size_t i = 0; i < st->n; i++) {
-    printf("%s: ", st->fields[i].key);
-    for (const char *p = st->fields[i].value; *p; p++) {
-      if (*p == '\n') fputs("\\n", stdout);
-      else if (*p == '\r') fputs("\\r", stdout);
-      else putchar(*p);
-    }
+    put_line_value(st->fields[i].key);
+    fputs(": ", stdout);
+    put_line_value(st->fields[i].value);
     putchar('\n');
   }
 }
