@@ -164,6 +164,9 @@ static int atext(unsigned char c) {
          (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
+/* ATOMS: plain words; QUOTED: printable ASCII with specials; ENCODED:
+ * anything else (non-ASCII, controls, a word too long to fold, or text a
+ * decoder could take for an encoded-word), written by rq_fold_phrase. */
 enum name_form { NAME_ATOMS, NAME_QUOTED, NAME_ENCODED };
 
 static enum name_form classify(const char *s, size_t n) {
@@ -180,6 +183,9 @@ static enum name_form classify(const char *s, size_t n) {
     if (++word > TOKEN_MAX) return NAME_ENCODED;
     if (!atext(c)) atoms = 0;
   }
+  const char *q = memmem(s, n, "=?", 2);
+  if (q != NULL && memmem(q + 2, n - (size_t)(q + 2 - s), "?=", 2) != NULL)
+    return NAME_ENCODED;
   return atoms ? NAME_ATOMS : NAME_QUOTED;
 }
 
@@ -194,7 +200,7 @@ static void put_phrase(struct rq_fold *f, const char *s, size_t n, const char *s
                        size_t sep_len) {
   enum name_form form = classify(s, n);
   if (form == NAME_ENCODED) {
-    rq_fold_words(f, sep, sep_len, s, n);
+    rq_fold_phrase(f, sep, sep_len, s, n);
     return;
   }
   size_t i = 0;

@@ -227,21 +227,31 @@ static size_t put_word(struct rq_fold *f, const char *s, size_t n, int use_q, si
   return used;
 }
 
+static size_t q_len(const char *s, size_t n) {
+  size_t l = 0;
+  for (size_t i = 0; i < n; i++) l += q_cost((unsigned char)s[i]);
+  return l;
+}
+
 void rq_fold_words(struct rq_fold *f, const char *ws, size_t ws_len,
                    const char *text, size_t n) {
-  size_t qlen = 0;
-  for (size_t i = 0; i < n; i++) qlen += q_cost((unsigned char)text[i]);
-  int use_q = qlen <= 4 * ((n + 2) / 3);
+  size_t qrem = q_len(text, n);
+  int use_q = qrem <= 4 * ((n + 2) / 3);
   size_t i = 0;
   int first = 1;
   while (i < n) {
     const char *sep = first ? ws : " ";
     size_t sep_len = first ? ws_len : 1;
     size_t avail = RQ_FOLD_WIDTH > f->col + sep_len ? RQ_FOLD_WIDTH - f->col - sep_len : 0;
-    if (avail < EW_MIN && f->col > sep_len) {
-      /* Too little room left on this line for a useful word: break. The
-       * separator then starts the new line (a space when there was none,
-       * which is allowed right after the field name as well). */
+    /* What is left would fit one word on a fresh line but not here: break
+     * rather than split, since every extra word is a place where decoders
+     * disagree about whitespace (Python's address parser keeps a space
+     * between adjacent encoded-words that RFC 2047 6.2 says to drop). */
+    size_t whole = EW_OVERHEAD + (use_q ? qrem : 4 * ((n - i + 2) / 3));
+    int fits_fresh = whole <= RQ_EW_MAX && whole + (sep_len ? sep_len : 1) <= RQ_FOLD_WIDTH;
+    if ((avail < EW_MIN || (fits_fresh && whole > avail)) && f->col > sep_len) {
+      /* The separator then starts the new line (a space when there was
+       * none, which is allowed right after the field name as well). */
       rq_buf_append(f->out, "\r\n", 2);
       f->col = 0;
       if (sep_len == 0) sep = " ", sep_len = 1;
@@ -251,57 +261,97 @@ void rq_fold_words(struct rq_fold *f, const char *ws, size_t ws_len,
     f->col += sep_len;
     size_t cap = avail < RQ_EW_MAX ? avail : RQ_EW_MAX;
     if (cap < EW_MIN) cap = EW_MIN;
-    i += put_word(f, text + i, n - i, use_q, cap);
+    size_t used = put_word(f, text + i, n - i, use_q, cap);
+    if (use_q) qrem -= q_len(text + i, used);
+    i += used;
     first = 0;
   }
 }
 
 static int is_wsp(char c) { return c == ' ' || c == '\t'; }
 
-/* A word must be encoded when it holds bytes an unstructured header cannot
- * carry as they are (non-ASCII, controls) or is too long to fold. */
-static int word_needs_ew(const char *w, size_t n) {
+/* A word holding "=?" and then "?=" could be taken for an encoded-word by a
+ * decoder (some decode them even inside a word), so it is encoded itself
+ * (RFC 2047 section 5 asks for that). */
+static int looks_encoded(const char *w, size_t n) {
+  const char *p = memmem(w, n, "=?", 2);
+  return p != NULL && memmem(p + 2, n - (size_t)(p + 2 - w), "?=", 2) != NULL;
+}
+
+/* A word of unstructured text must be encoded when it holds bytes such a
+ * header cannot carry as they are (non-ASCII, controls), is too long to
+ * fold, or looks like an encoded-word. */
+static int text_word_needs_ew(const char *w, size_t n) {
   if (n > TOKEN_MAX) return 1;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)w[i];
     if (c < 0x20 || c >= 0x7f) return 1;
   }
-  return 0;
+  return looks_encoded(w, n);
 }
 
-void rq_fold_text(struct rq_fold *f, const char *text, size_t n) {
+/* RFC 5322 3.2.3 atext. */
+static int atext(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+/* In a phrase, a word may stay plain only as an atom. */
+static int phrase_word_needs_ew(const char *w, size_t n) {
+  if (n > TOKEN_MAX) return 1;
+  for (size_t i = 0; i < n; i++)
+    if (!atext((unsigned char)w[i])) return 1;
+  return looks_encoded(w, n);
+}
+
+/* Writes text word by word: words for which needs() is false as they are,
+ * folded at the text's own whitespace; maximal runs of the others as
+ * encoded-words, the whitespace between them encoded too because decoders
+ * drop whitespace between adjacent encoded-words (RFC 2047 section 6.2).
+ * When sep is not NULL it replaces the whitespace before the first word. */
+static void fold_mixed(struct rq_fold *f, const char *sep, size_t sep_len,
+                       const char *text, size_t n, int (*needs)(const char *, size_t)) {
   size_t i = 0;
+  int first = 1;
   while (i < n) {
     size_t ws0 = i;
     while (i < n && is_wsp(text[i])) i++;
     const char *ws = text + ws0;
     size_t wsn = i - ws0;
     if (wsn > WS_MAX) ws = " ", wsn = 1;
+    if (first && sep != NULL) ws = sep, wsn = sep_len;
+    first = 0;
     size_t w0 = i;
     while (i < n && !is_wsp(text[i])) i++;
     if (i == w0) { /* trailing whitespace: kept, nothing to fold before */
       rq_fold_put(f, ws, wsn);
       break;
     }
-    if (!word_needs_ew(text + w0, i - w0)) {
+    if (!needs(text + w0, i - w0)) {
       rq_fold_token(f, ws, wsn, text + w0, i - w0);
       continue;
     }
-    /* Take following words that need encoding into the same run, so the
-     * whitespace between them is encoded too: decoders drop whitespace
-     * between adjacent encoded-words (RFC 2047 section 6.2). */
     size_t end = i;
     for (;;) {
       size_t j = end;
       while (j < n && is_wsp(text[j])) j++;
       size_t k = j;
       while (k < n && !is_wsp(text[k])) k++;
-      if (k == j || !word_needs_ew(text + j, k - j)) break;
+      if (k == j || !needs(text + j, k - j)) break;
       end = k;
     }
     rq_fold_words(f, ws, wsn, text + w0, end - w0);
     i = end;
   }
+}
+
+void rq_fold_text(struct rq_fold *f, const char *text, size_t n) {
+  fold_mixed(f, NULL, 0, text, n, text_word_needs_ew);
+}
+
+void rq_fold_phrase(struct rq_fold *f, const char *sep, size_t sep_len,
+                    const char *text, size_t n) {
+  fold_mixed(f, sep, sep_len, text, n, phrase_word_needs_ew);
 }
 
 void rq_rfc2047_encode(const char *text, size_t header_name_len, struct rq_buf *out) {

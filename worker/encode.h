@@ -93,9 +93,17 @@ void rq_fold_words(struct rq_fold *f, const char *ws, size_t ws_len,
  * words of printable ASCII are written as they are; runs of words holding
  * non-ASCII or control bytes become encoded-words; the value is folded at
  * its own whitespace. A word too long to fold (over 900 octets) is encoded
- * too, so no line passes 998; a whitespace run over 64 octets becomes one
+ * too, so no line passes 998, and so is one holding "=?" then "?=", which
+ * a decoder could take for an encoded-word; a whitespace run over 64 octets becomes one
  * space (it could only be folded into a line of nothing but whitespace). */
 void rq_fold_text(struct rq_fold *f, const char *text, size_t n);
+
+/* Appends a display name (RFC 5322 3.2.5 phrase) that cannot go as plain
+ * atoms or one quoted-string: words that are atoms stay as they are, runs
+ * of the other words become encoded-words (valid in a phrase, RFC 2047
+ * 5(3)). sep replaces the whitespace before the first word. */
+void rq_fold_phrase(struct rq_fold *f, const char *sep, size_t sep_len,
+                    const char *text, size_t n);
 
 /* The header value of text for a field named with header_name_len octets:
  * rq_fold_init + rq_fold_text. Pure printable ASCII comes back unchanged

@@ -215,7 +215,8 @@ static int prepare(struct relayq_client *c, const struct relayq_job *job,
     e->payload = NULL;
     return rc;
   }
-  snprintf(e->score, sizeof e->score, delayed ? "%lld" : "", (long long)j.not_before);
+  e->score[0] = '\0'; /* empty: push to the queue, not the delayed zset */
+  if (delayed) snprintf(e->score, sizeof e->score, "%lld", (long long)j.not_before);
   snprintf(e->now, sizeof e->now, "%lld", (long long)now);
   snprintf(e->recipients, sizeof e->recipients, "%zu", j.to.n + j.cc.n + j.bcc.n);
   /* id and tenant are validated to [A-Za-z0-9._:@-]: nothing to escape. */

@@ -69,14 +69,19 @@ class SilentServer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
+        # close() does not wake a thread blocked in accept(): poll a flag.
+        self.sock.settimeout(0.05)
         self.port = self.sock.getsockname()[1]
         self.conns = []
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._accept, daemon=True)
 
     def _accept(self):
-        while True:
+        while not self.stopping.is_set():
             try:
                 c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
             except OSError:
                 return
             self.conns.append(c)
@@ -86,10 +91,11 @@ class SilentServer:
         return self
 
     def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(5)
         self.sock.close()
         for c in self.conns:
             c.close()
-        self.thread.join(5)
 
 
 def rcpt_codes(result):
@@ -147,6 +153,16 @@ def test_starttls_verification_fails_without_ca_file():
         # Opportunistic STARTTLS does not fall back to plain text either.
         r = live(s.url, security="try", user=USER, password=PASSWORD, verify=1).one
         assert r["curl_code"] in TLS_ERRORS and r["stage"] == "tls", r
+
+
+def test_required_starttls_not_offered():
+    with SmtpServer() as s:  # plain server: no STARTTLS in its EHLO reply
+        r = live(s.url, security="required").one
+        assert r["curl_code"] == 64, r  # CURLE_USE_SSL_FAILED
+        assert r["stage"] == "ehlo" and r["code"] == 250, r
+        assert s.messages_count() == 0
+        r = live(s.url, security="try").one  # opportunistic: goes on in clear text
+        assert r["curl_code"] == 0 and s.messages()[0]["tls"] is False, r
 
 
 def test_starttls_verified_with_ca_file():
@@ -240,6 +256,16 @@ def test_connection_reuse_across_messages():
         assert s.messages_count() == 50
         assert s.connections() <= 2, s.connections()
         assert sum(r["reused"] for r in run.results) >= 48, [r["reused"] for r in run.results]
+
+
+def test_connection_reuse_with_starttls_and_auth():
+    with SmtpServer(security="starttls", auth=(USER, PASSWORD), require_auth=True) as s:
+        run = live(s.url, count=10, security="required", user=USER, password=PASSWORD,
+                   verify=1, cafile=s.cafile)
+        assert all(r["curl_code"] == 0 for r in run.results), run.results
+        assert s.messages_count() == 10
+        assert s.connections() == 1, s.connections()
+        assert len(s.auth_attempts) == 1, s.auth_attempts
 
 
 def test_max_connections_per_key():

@@ -442,6 +442,37 @@ static void test_dialog_all_rejected(void) {
   rq_smtp_dialog_free(d);
 }
 
+static void test_dialog_data_refused(void) {
+  struct rq_smtp_dialog *d = rq_smtp_dialog_new(1);
+  struct rq_smtp_result r;
+  IN("220 hi\r\n");
+  OUT("EHLO x\r\n");
+  IN("250 OK\r\n");
+  OUT("MAIL FROM:<>\r\n");
+  IN("250 OK\r\n");
+  OUT("RCPT TO:<x@b>\r\n");
+  IN("250 OK\r\n");
+  OUT("DATA\r\n");
+  IN("554 5.7.1 Rejected by policy\r\n");
+  OUT("QUIT\r\n");
+  IN("221 Bye\r\n");
+  rq_smtp_dialog_result(d, &r);
+  CHECK_INT(r.stage, ==, RQ_STAGE_DATA);
+  CHECK_INT(r.code, ==, 554);
+  CHECK_STR(r.enhanced, "5.7.1");
+  CHECK_STR(r.reply, "Rejected by policy");
+  CHECK_INT(r.accepted, ==, 1);
+  CHECK_INT(r.data_code, ==, 0);
+  /* curl retries on a fresh connection when a reused one was dead: the
+   * second MAIL FROM starts the recipients' story again. */
+  OUT("MAIL FROM:<>\r\n");
+  rq_smtp_dialog_result(d, &r);
+  CHECK_INT(r.accepted, ==, 0);
+  CHECK_INT(r.rcpts[0].code, ==, 0);
+  CHECK_INT(r.code, ==, 0);
+  rq_smtp_dialog_free(d);
+}
+
 static void on_never(const struct rq_smtp_result *r, void *arg) {
   (void)r;
   (void)arg;
@@ -490,6 +521,7 @@ int main(void) {
     test_dialog_auth_is_opaque();
     test_dialog_starttls_and_bounds();
     test_dialog_all_rejected();
+    test_dialog_data_refused();
     test_send_validation();
   } else {
     run_live(scenario);
