@@ -603,10 +603,13 @@ static const struct rule rules[] = {
     {ANY, 400, 499, NULL, "greylist|graylist|grey-list|gray-list", 0, RQ_TEMP, RQ_ERR_POLICY,
      "The receiving server greylisted the message ({code}): this is normal on a first delivery and the relay retries automatically."},
 
+    {ANY, 500, 599, NULL, "is disabled|account disabled|mailbox disabled|mailbox is inactive|account is inactive", 0,
+     RQ_PERM, RQ_ERR_RECIPIENT_REJECTED,
+     "The recipient's account is disabled ({code}): remove the address or ask the recipient for a current one."},
     /* The recipient, in words (Yahoo rejects unknown users after the data;
      * exim says "Unrouteable address"; Office 365 "RecipientNotFound"). */
     {ANY, 400, 599, NULL,
-     "user unknown|unknown user|no such user|does not exist|doesn't exist|doesn't have a|recipient not found|recipientnotfound|mailbox not found|mailbox unavailable|unrouteable address|invalid recipient|recipient address rejected|account disabled|mailbox disabled|is disabled|no mailbox",
+     "user unknown|unknown user|no such user|does not exist|doesn't exist|doesn't have a|recipient not found|recipientnotfound|mailbox not found|mailbox unavailable|unrouteable address|invalid recipient|recipient address rejected|no mailbox",
      0, V_CODE, RQ_ERR_RECIPIENT_REJECTED, D_RCPT},
 
     /* 421 that only says "not now": the session is over, nothing is wrong
@@ -723,7 +726,10 @@ static int trailing_code(const char *eb) {
   if (n < 3) return 0;
   const char *p = eb + n - 3;
   if (!is_digit((unsigned char)p[0]) || !is_digit((unsigned char)p[1]) || !is_digit((unsigned char)p[2])) return 0;
-  if (n > 3 && (is_alnum((unsigned char)p[-1]) || p[-1] == '.')) return 0;
+  /* Only curl's own shapes, so "... on port 587" is not read as a reply. */
+  int after_colon = n >= 5 && p[-1] == ' ' && p[-2] == ':';
+  int after_code = n >= 8 && ci_find(p - 5, "code ", 5) == p - 5;
+  if (!after_colon && !after_code) return 0;
   int code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
   return code >= 400 && code <= 599 ? code : 0;
 }

@@ -27,6 +27,7 @@
 #include "engine.h"
 #include "log.h"
 #include "mailgun.h"
+#include "metrics.h"
 #include "mime.h"
 #include "dkim.h"
 #include "route.h"
@@ -192,6 +193,7 @@ static void finish_final(struct rq_jobctx *jc, const char *state, const char *er
     mode = RQ_FINISH_DEAD; /* every failed job leaves its payload in P:dead */
     park = reencode(jc, jc->attempt, 0, &park_len);
   }
+  rq_metrics_final(jc->eng, state, jc->route.name, jc->job->tenant, error ? error : "", now - jc->created_ms);
   if (!strcmp(state, "sent")) jc->eng->n_sent++;
   else if (!strcmp(state, "partial")) jc->eng->n_partial++;
   else jc->eng->n_failed++;
@@ -230,6 +232,7 @@ static void park(struct rq_jobctx *jc, const char *state, int64_t due_ms, int co
     fail(jc, "invalid_job", "the job could not be re-encoded for a retry");
     return;
   }
+  rq_metrics_parked(jc->eng, state, error ? error : (strcmp(state, "deferred") ? "" : "not_before"));
   if (!strcmp(state, "retry")) jc->eng->n_retry++;
   else jc->eng->n_deferred++;
   char due[32];
@@ -308,6 +311,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   struct rq_jobctx *jc = arg;
   size_t first = jc->next_rcpt - res->n_rcpts;
   struct rq_class c;
+  rq_metrics_transaction(jc->eng, jc->route.name, res->seconds, res->curl_code == 0);
   if (jc->eng->stopping == 2 && res->curl_code == CURLE_ABORTED_BY_CALLBACK && jc->transactions == 1 &&
       !jc->job->pending_.n) {
     /* Shutdown cut the job's only transaction: hand it back as it came. */
@@ -407,6 +411,7 @@ static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
   struct rq_jobctx *jc = arg;
   struct rq_class c;
   jc->send_seconds += res->seconds;
+  rq_metrics_transaction(jc->eng, jc->route.name, res->seconds, res->status >= 200 && res->status < 300);
   if (jc->eng->stopping == 2 && res->curl_code == CURLE_ABORTED_BY_CALLBACK && jc->transactions == 1 &&
       !jc->job->pending_.n) {
     rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
@@ -598,11 +603,14 @@ static void claim(struct rq_jobctx *jc) {
                                  "recipients", recips_s, "message_id", jc->message_id, "next_attempt_at", "",
                                  "error", "", "detail", ""};
   size_t nsf = sizeof status_fields / sizeof status_fields[0];
-  size_t argc = nfixed + nr + nsf;
+  char pause_key[300] = "";
+  if (limit > 0) snprintf(pause_key, sizeof pause_key, "%s:tpause:%s", eng->cfg->prefix, j->tenant);
+  size_t argc = nfixed + nr + 1 + nsf;
   const char **argv = rq_xmalloc(argc * sizeof *argv);
   size_t k = 0;
   for (size_t i = 0; i < nfixed; i++) argv[k++] = fixed[i];
   for (size_t i = 0; i < nr; i++) argv[k++] = jc->rcpts[i].addr;
+  argv[k++] = pause_key;
   for (size_t i = 0; i < nsf; i++) argv[k++] = status_fields[i];
   jc->phase = RQ_PHASE_CLAIM;
   if (rq_rconn_cmd(eng->cmd, on_claim, jc, (int)argc, argv, NULL)) on_claim(NULL, NULL, jc);

@@ -183,6 +183,12 @@ static int q_plain(unsigned char c) {
 
 static size_t q_cost(unsigned char c) { return q_plain(c) || c == ' ' ? 1 : 3; }
 
+static size_t q_len(const char *s, size_t n) {
+  size_t l = 0;
+  for (size_t i = 0; i < n; i++) l += q_cost((unsigned char)s[i]);
+  return l;
+}
+
 /* Writes one encoded-word of at most cap (>= EW_MIN) octets holding as many
  * whole characters of s as fit. Returns the number of input bytes used. */
 static size_t put_word(struct rq_fold *f, const char *s, size_t n, int use_q, size_t cap) {
@@ -198,6 +204,18 @@ static size_t put_word(struct rq_fold *f, const char *s, size_t n, int use_q, si
     if (e > payload) break;
     enc = e;
     used += cl;
+  }
+  /* When the text goes on in another word, end this one after a space if
+   * that keeps it at least half full: a decoder that wrongly keeps the
+   * whitespace between encoded-words (Python's address parser does) then
+   * shows a doubled space instead of a word cut in two. */
+  if (used < n) {
+    size_t k = used;
+    while (k > used / 2 && s[k - 1] != ' ') k--;
+    if (k > used / 2 && k < used) {
+      used = k;
+      enc = use_q ? q_len(s, used) : 4 * ((used + 2) / 3);
+    }
   }
   struct rq_buf *out = f->out;
   rq_buf_reserve(out, EW_OVERHEAD + enc);
@@ -227,12 +245,6 @@ static size_t put_word(struct rq_fold *f, const char *s, size_t n, int use_q, si
   return used;
 }
 
-static size_t q_len(const char *s, size_t n) {
-  size_t l = 0;
-  for (size_t i = 0; i < n; i++) l += q_cost((unsigned char)s[i]);
-  return l;
-}
-
 void rq_fold_words(struct rq_fold *f, const char *ws, size_t ws_len,
                    const char *text, size_t n) {
   size_t qrem = q_len(text, n);
@@ -249,12 +261,13 @@ void rq_fold_words(struct rq_fold *f, const char *ws, size_t ws_len,
      * between adjacent encoded-words that RFC 2047 6.2 says to drop). */
     size_t whole = EW_OVERHEAD + (use_q ? qrem : 4 * ((n - i + 2) / 3));
     int fits_fresh = whole <= RQ_EW_MAX && whole + (sep_len ? sep_len : 1) <= RQ_FOLD_WIDTH;
-    if ((avail < EW_MIN || (fits_fresh && whole > avail)) && f->col > sep_len) {
-      /* The separator then starts the new line (a space when there was
-       * none, which is allowed right after the field name as well). */
+    /* Never break right after the field name: some parsers (Python's
+     * email) then keep the folding space as part of the value. */
+    int may_break = (f->started || sep_len > 0) && f->col > sep_len;
+    if (may_break && (avail < EW_MIN || (fits_fresh && whole > avail))) {
       rq_buf_append(f->out, "\r\n", 2);
       f->col = 0;
-      if (sep_len == 0) sep = " ", sep_len = 1;
+      if (sep_len == 0) sep = " ", sep_len = 1; /* a folded line starts with WSP */
       avail = RQ_FOLD_WIDTH - sep_len;
     }
     rq_buf_append(f->out, sep, sep_len);

@@ -20,6 +20,7 @@
 #include "curluv.h"
 #include "log.h"
 #include "mailgun.h"
+#include "metrics.h"
 #include "smtp.h"
 #include "tenants.h"
 
@@ -134,6 +135,7 @@ static void on_curl_closed(void *arg) {
 }
 
 static void close_everything(struct rq_engine *eng) {
+  rq_metrics_stop(eng);
   uv_close((uv_handle_t *)&eng->fetch_timer, on_closed);
   uv_close((uv_handle_t *)&eng->heartbeat_timer, on_closed);
   uv_close((uv_handle_t *)&eng->grace_timer, on_closed);

@@ -18,6 +18,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define IDLE_BLOCK_MS 1000
@@ -126,6 +127,7 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   redisReply *jobs = reply->element[0], *qidx = reply->element[1], *due = reply->element[2];
   eng->next_due_ms = due->type == REDIS_REPLY_STRING ? (int64_t)strtod(due->str, NULL) : 0;
   size_t n = jobs->elements;
+  rq_metrics_fetched(eng, n);
   /* Take every job first, then start them: a job may finish synchronously
    * and call rq_fetch_kick. */
   struct rq_jobctx **taken = rq_xmalloc((n ? n : 1) * sizeof *taken);
@@ -151,8 +153,12 @@ static void start_fetch(struct rq_engine *eng) {
   int want = room(eng);
   if (want > eng->cfg->fetch_batch) want = eng->cfg->fetch_batch;
   size_t nq = eng->cfg->n_queues;
-  const char **argv = rq_xcalloc(3 + 2 + nq + 5, sizeof *argv);
-  char numkeys[16], k_s[16], now_s[24], rr_s[16];
+  const char **argv = rq_xcalloc(3 + 2 + nq + 7, sizeof *argv);
+  char numkeys[16], k_s[16], now_s[24], rr_s[16], sort_s[16], keep_s[16];
+  snprintf(keep_s, sizeof keep_s, "%d", 4 * eng->cfg->fetch_batch);
+  /* Sort many more than we take, so a tenant's job is reached quickly even
+   * behind a long backlog of another's. */
+  snprintf(sort_s, sizeof sort_s, "%d", 1000);
   snprintf(numkeys, sizeof numkeys, "%zu", 2 + nq);
   snprintf(k_s, sizeof k_s, "%d", want);
   snprintf(now_s, sizeof now_s, "%lld", (long long)relayq_now_ms());
@@ -169,6 +175,8 @@ static void start_fetch(struct rq_engine *eng) {
   argv[k++] = eng->cfg->prefix;
   argv[k++] = eng->cfg->queues[0];
   argv[k++] = rr_s;
+  argv[k++] = sort_s;
+  argv[k++] = keep_s;
   eng->fetch_pending = 1;
   if (rq_rconn_cmd(eng->cmd, on_fetch, eng, (int)k, argv, NULL)) {
     eng->fetch_pending = 0;

@@ -233,9 +233,9 @@ static void json_fields(const char *b, size_t n, char *id, size_t id_cap, size_t
   }
 }
 
-/* Fills res->id (2xx only) and res->message from the body. A body that is
- * not JSON (Mailgun's 401 is plain "Forbidden"; a proxy's "oops") gives
- * its own text as the message, unless it looks like HTML. */
+/* Fills res->id (2xx only) and res->message from the body. A plain-text
+ * body (Mailgun's 401 is "Forbidden"; a proxy's "oops") gives its own text
+ * as the message; HTML and JSON other than an object give none. */
 static void read_body(struct rq_mailgun_result *res) {
   char raw_id[sizeof res->id], raw_msg[MESSAGE_RAW_MAX];
   size_t id_len, msg_len;
@@ -247,7 +247,7 @@ static void read_body(struct rq_mailgun_result *res) {
     if (res->status >= 200 && res->status < 300 && id_len > 0)
       rq_text_sanitize(res->id, sizeof res->id, raw_id, id_len);
     if (msg_len > 0) rq_text_sanitize(res->message, sizeof res->message, raw_msg, msg_len);
-  } else if (i < n && b[i] != '<') {
+  } else if (i < n && b[i] != '<' && b[i] != '[') {
     rq_text_sanitize(res->message, sizeof res->message, b + i, n - i);
   }
 }

@@ -23,34 +23,162 @@
   "  return q\n"                                                                      \
   "end\n"
 
+/* Shared Lua helper: the tenant of a payload, read by scanning the msgpack
+ * map for its "tenant" key without decoding anything else (values before
+ * it are skipped by their length; bounded by the payload's size). Returns
+ * nil for anything that is not a map with a valid tenant: such payloads go
+ * to the "~invalid" bucket, where the worker fails them with a reason. */
+#define LUA_TENANT_OF                                                                          \
+  "local sbyte, ssub = string.byte, string.sub\n"                                              \
+  "local function be(m, i, n)\n"                                                               \
+  "  local v = 0\n"                                                                            \
+  "  for k = 0, n - 1 do v = v * 256 + (sbyte(m, i + k) or 0) end\n"                           \
+  "  return v\n"                                                                               \
+  "end\n"                                                                                      \
+  "local function str_at(m, i)\n"                                                              \
+  "  local b = sbyte(m, i)\n"                                                                  \
+  "  if not b then return nil end\n"                                                           \
+  "  local len, h\n"                                                                           \
+  "  if b >= 0xa0 and b <= 0xbf then len, h = b - 0xa0, 1\n"                                  \
+  "  elseif b == 0xd9 then len, h = be(m, i + 1, 1), 2\n"                                      \
+  "  elseif b == 0xda then len, h = be(m, i + 1, 2), 3\n"                                      \
+  "  elseif b == 0xdb then len, h = be(m, i + 1, 4), 5\n"                                      \
+  "  else return nil end\n"                                                                    \
+  "  if i + h + len - 1 > #m then return nil end\n"                                            \
+  "  return ssub(m, i + h, i + h + len - 1), i + h + len\n"                                    \
+  "end\n"                                                                                      \
+  "local FIXED = {[0xc0]=1,[0xc2]=1,[0xc3]=1,[0xcc]=2,[0xcd]=3,[0xce]=5,[0xcf]=9,[0xd0]=2,\n"  \
+  "  [0xd1]=3,[0xd2]=5,[0xd3]=9,[0xca]=5,[0xcb]=9,[0xd4]=3,[0xd5]=4,[0xd6]=6,[0xd7]=10,[0xd8]=18}\n" \
+  "local function skip(m, i)\n"                                                                \
+  "  local pending, n = 1, #m\n"                                                               \
+  "  while pending > 0 do\n"                                                                   \
+  "    if i > n then return nil end\n"                                                         \
+  "    pending = pending - 1\n"                                                                \
+  "    local b = sbyte(m, i)\n"                                                                \
+  "    if b <= 0x7f or b >= 0xe0 then i = i + 1\n"                                             \
+  "    elseif FIXED[b] then i = i + FIXED[b]\n"                                                \
+  "    elseif b >= 0x80 and b <= 0x8f then pending = pending + 2 * (b - 0x80); i = i + 1\n"    \
+  "    elseif b >= 0x90 and b <= 0x9f then pending = pending + (b - 0x90); i = i + 1\n"        \
+  "    elseif b == 0xdc then pending = pending + be(m, i + 1, 2); i = i + 3\n"                 \
+  "    elseif b == 0xdd then pending = pending + be(m, i + 1, 4); i = i + 5\n"                 \
+  "    elseif b == 0xde then pending = pending + 2 * be(m, i + 1, 2); i = i + 3\n"             \
+  "    elseif b == 0xdf then pending = pending + 2 * be(m, i + 1, 4); i = i + 5\n"             \
+  "    elseif b >= 0xa0 and b <= 0xbf then i = i + 1 + (b - 0xa0)\n"                           \
+  "    elseif b == 0xd9 or b == 0xc4 then i = i + 2 + be(m, i + 1, 1)\n"                       \
+  "    elseif b == 0xda or b == 0xc5 then i = i + 3 + be(m, i + 1, 2)\n"                       \
+  "    elseif b == 0xdb or b == 0xc6 then i = i + 5 + be(m, i + 1, 4)\n"                       \
+  "    elseif b == 0xc7 then i = i + 3 + be(m, i + 1, 1)\n"                                    \
+  "    elseif b == 0xc8 then i = i + 4 + be(m, i + 1, 2)\n"                                    \
+  "    elseif b == 0xc9 then i = i + 6 + be(m, i + 1, 4)\n"                                    \
+  "    else return nil end\n"                                                                  \
+  "    if pending > n then return nil end\n"                                                   \
+  "  end\n"                                                                                    \
+  "  return i\n"                                                                               \
+  "end\n"                                                                                      \
+  "local function tenant_of(m)\n"                                                              \
+  "  local b = sbyte(m, 1)\n"                                                                  \
+  "  if not b then return nil end\n"                                                           \
+  "  local count, i\n"                                                                         \
+  "  if b >= 0x80 and b <= 0x8f then count, i = b - 0x80, 2\n"                                 \
+  "  elseif b == 0xde then count, i = be(m, 2, 2), 4\n"                                        \
+  "  elseif b == 0xdf then count, i = be(m, 2, 4), 6\n"                                        \
+  "  else return nil end\n"                                                                    \
+  "  if count > 64 then count = 64 end\n"                                                      \
+  "  for _ = 1, count do\n"                                                                    \
+  "    local key\n"                                                                            \
+  "    key, i = str_at(m, i)\n"                                                                \
+  "    if not key then return nil end\n"                                                       \
+  "    if key == 'tenant' then\n"                                                              \
+  "      local t = str_at(m, i)\n"                                                             \
+  "      if t and #t >= 1 and #t <= 128 and not string.find(t, '[^%w%._:@%-]') then return t end\n" \
+  "      return nil\n"                                                                         \
+  "    end\n"                                                                                  \
+  "    i = skip(m, i)\n"                                                                       \
+  "    if not i then return nil end\n"                                                         \
+  "  end\n"                                                                                    \
+  "  return nil\n"                                                                             \
+  "end\n"
+
 /* FETCH
+ * Fairness between tenants: producers LPUSH onto P:queue:Q; when a backlog
+ * builds up there, this script sorts it into per-tenant lists P:tq:Q:T (order kept)
+ * and a ring of tenants with work, P:tring:Q, then takes jobs round-robin
+ * over the ring: one tenant's backlog of 100,000 never delays another's
+ * job by more than one turn. A tenant paused by its quota (P:tpause:T,
+ * set by CLAIM) is skipped until the pause expires, so its backlog waits
+ * in its list instead of cycling through P:delayed.
+ *
  * KEYS[1] inflight list, KEYS[2] delayed zset, KEYS[3..] queue lists.
  * ARGV[1] most jobs to move, ARGV[2] now (ms), ARGV[3] key prefix,
  * ARGV[4] default queue for promoted payloads without _queue,
- * ARGV[5] index (0-based) of the queue to start with (round robin).
- * Promotes up to 1000 due delayed jobs to the FRONT of their queue (they
- * were due already, and a quota-deferred backlog keeps its order), then
- * moves up to ARGV[1] jobs from the queues into inflight.
+ * ARGV[5] index (0-based) of the queue to start with (round robin),
+ * ARGV[6] most payloads to sort per queue in this call, ARGV[7] queue depth
+ * below which nothing is sorted (small queues stay plain FIFO lists; the
+ * shared queue is itself one turn of the round robin).
+ * Promotes up to 1000 due delayed jobs to the FRONT of their tenant's list
+ * (they were due already; a quota-deferred backlog keeps its order).
  * Returns { {payload...}, {queue index (1-based)...}, next due score or false }. */
 static const char FETCH[] =
   LUA_FIRST_QUEUE
+  LUA_TENANT_OF
+  "local prefix = ARGV[3]\n"
+  "local function tq(q, t) return prefix .. ':tq:' .. q .. ':' .. t end\n"
+  "local function ring(q) return prefix .. ':tring:' .. q end\n"
+  "local function place(q, m, front)\n"
+  "  local t = tenant_of(m) or '~invalid'\n"
+  "  local n\n"
+  "  if front then n = redis.call('RPUSH', tq(q, t), m) else n = redis.call('LPUSH', tq(q, t), m) end\n"
+  "  if n == 1 then redis.call('LPUSH', ring(q), t) end\n"
+  "end\n"
   "local k = tonumber(ARGV[1])\n"
-  "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'LIMIT', 0, 1000)\n"
+  "local now = tonumber(ARGV[2])\n"
+  "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)\n"
   "for j = #due, 1, -1 do\n"
   "  local m = due[j]\n"
   "  redis.call('ZREM', KEYS[2], m)\n"
-  "  redis.call('RPUSH', ARGV[3] .. ':queue:' .. first_queue(m, ARGV[4]), m)\n"
+  "  place(first_queue(m, ARGV[4]), m, true)\n"
+  "end\n"
+  "local nq = #KEYS - 2\n"
+  "local qname = {}\n"
+  "local plen = #prefix + 8\n"
+  "for qi = 0, nq - 1 do\n"
+  "  local qk = KEYS[3 + qi]\n"
+  "  qname[qi] = ssub(qk, plen)\n"
+  "  local backlog = redis.call('LLEN', qk) - tonumber(ARGV[7])\n"
+  "  if backlog > 0 then\n"
+  "    local got = redis.call('RPOP', qk, math.min(backlog, tonumber(ARGV[6])))\n"
+  "    if got then for _, m in ipairs(got) do place(qname[qi], m, false) end end\n"
+  "  end\n"
   "end\n"
   "local out, qidx = {}, {}\n"
-  "local nq = #KEYS - 2\n"
   "local start = tonumber(ARGV[5]) % nq\n"
   "for n = 0, nq - 1 do\n"
-  "  local need = k - #out\n"
-  "  if need <= 0 then break end\n"
   "  local qi = (start + n) % nq\n"
-  "  local got = redis.call('RPOP', KEYS[3 + qi], need)\n"
-  "  if got then\n"
-  "    for _, p in ipairs(got) do out[#out + 1] = p; qidx[#qidx + 1] = qi + 1 end\n"
+  "  local qk, rk = KEYS[3 + qi], ring(qname[qi])\n"
+  "  local shared_empty = false\n"
+  "  local turns = 2 * k + redis.call('LLEN', rk)\n"
+  "  local skipped = 0\n"
+  "  while #out < k and turns > 0 do\n"
+  "    turns = turns - 1\n"
+  "    if not shared_empty then\n"
+  "      local m = redis.call('RPOP', qk)\n"
+  "      if m then out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 else shared_empty = true end\n"
+  "    end\n"
+  "    if #out >= k then break end\n"
+  "    local rlen = redis.call('LLEN', rk)\n"
+  "    if rlen == 0 or skipped >= rlen then\n"
+  "      if shared_empty then break end\n"
+  "    else\n"
+  "      local t = redis.call('RPOPLPUSH', rk, rk)\n"
+  "      if redis.call('EXISTS', prefix .. ':tpause:' .. t) == 1 then\n"
+  "        skipped = skipped + 1\n"
+  "      else\n"
+  "        skipped = 0\n"
+  "        local m = redis.call('RPOP', tq(qname[qi], t))\n"
+  "        if m then out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end\n"
+  "        if not m or redis.call('LLEN', tq(qname[qi], t)) == 0 then redis.call('LREM', rk, 1, t) end\n"
+  "      end\n"
+  "    end\n"
   "  end\n"
   "end\n"
   "if #out > 0 then\n"
@@ -68,6 +196,8 @@ static const char FETCH[] =
  * ARGV[4] slots wanted (transactions), ARGV[5] unique member base,
  * ARGV[6] event JSON for `sending`, ARGV[7] auto-reply window ms,
  * ARGV[8] number of auto-reply recipients R, ARGV[9..8+R] recipients,
+ * ARGV[9+R] the tenant's pause key (P:tpause:T, set until a slot frees so
+ * FETCH leaves the tenant's backlog alone meanwhile),
  * then field/value pairs for the `sending` status.
  * Returns {"dup", state} when the job already reached a final state;
  * {"quota", next_free_ms} when no slot is free; {"suppressed", rcpt} when an
@@ -91,7 +221,11 @@ static const char CLAIM[] =
   "  local free = limit - used\n"
   "  if free <= 0 then\n"
   "    local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')\n"
-  "    return {'quota', tostring(tonumber(oldest[2]) + win)}\n"
+  "    local free_at = tonumber(oldest[2]) + win\n"
+  "    if ARGV[9 + nr] ~= '' and free_at > now then\n"
+  "      redis.call('SET', ARGV[9 + nr], free_at, 'PX', free_at - now)\n"
+  "    end\n"
+  "    return {'quota', tostring(free_at)}\n"
   "  end\n"
   "  if slots > free then slots = free end\n"
   "  for i = 1, slots do redis.call('ZADD', KEYS[3], now, ARGV[5] .. ':' .. i) end\n"
@@ -100,7 +234,7 @@ static const char CLAIM[] =
   "if KEYS[4] ~= '' then\n"
   "  for i = 1, nr do redis.call('SET', KEYS[4] .. ARGV[8 + i], now, 'PX', ARGV[7]) end\n"
   "end\n"
-  "local first = 9 + nr\n"
+  "local first = 10 + nr\n"
   "if #ARGV >= first then redis.call('HSET', KEYS[1], unpack(ARGV, first)) end\n"
   "redis.call('HSETNX', KEYS[1], 'created_at', ARGV[1])\n"
   "redis.call('PERSIST', KEYS[1])\n"

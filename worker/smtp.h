@@ -21,11 +21,13 @@
  *     past rejected recipients; if every RCPT fails curl ends with
  *     CURLE_SEND_ERROR ("RCPT failed: N (last error)") without DATA.
  *   - A DATA reply other than 354 ends with CURLE_SEND_ERROR; a final-dot
- *     reply other than 250 with CURLE_RECV_ERROR (CURLE_WEIRD_SERVER_REPLY
- *     in later versions); CURLINFO_RESPONSE_CODE holds the last code.
+ *     reply other than 250 with CURLE_WEIRD_SERVER_REPLY (seen with
+ *     7.88.1); CURLINFO_RESPONSE_CODE holds the last code. The result
+ *     carries the reply itself (stage, code, data_code) either way.
  *   - curl waits for the final-dot reply, and for the QUIT reply when it
- *     closes a connection, synchronously (smtp_block_statemach): the loop
- *     stalls meanwhile, up to the response timeout. Keep it modest.
+ *     closes a connection, synchronously (smtp_block_statemach; curl issue
+ *     #8555, "known issue"): the whole loop stalls meanwhile, up to the
+ *     response timeout. Keep that timeout modest.
  */
 #ifndef RQ_SMTP_H
 #define RQ_SMTP_H

@@ -39,16 +39,21 @@ struct relayq_client {
  * declared). ARGV[1] payload, ARGV[2] zset score or "" for a list push,
  * ARGV[3] event JSON, ARGV[4..] the status hash's field/value pairs.
  * Returns 1 when enqueued, or the existing state when the id is taken.
+ *
+ * Order matters: a script that fails half-way keeps what it already wrote
+ * (Redis does not roll back). HGET fails first if the status key has the
+ * wrong type, the push next if the queue key has; only then is the status
+ * written, so a failed enqueue leaves neither behind.
  */
 static const char enqueue_lua[] =
     "local st = redis.call('HGET', KEYS[1], 'state')\n"
     "if st then return st end\n"
-    "redis.call('HSET', KEYS[1], unpack(ARGV, 4))\n"
     "if ARGV[2] ~= '' then\n"
     "  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])\n"
     "else\n"
     "  redis.call('LPUSH', KEYS[2], ARGV[1])\n"
     "end\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 4))\n"
     "redis.call('PUBLISH', KEYS[3], ARGV[3])\n"
     "return 1\n";
 

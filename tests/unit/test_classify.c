@@ -1,6 +1,6 @@
 /*
  * Unit tests for worker/classify: reply parsing edge cases, the corpus of
- * real replies in tests/data/replies/*.txt (every line asserted), retry
+ * real replies in the .txt files of tests/data/replies (every line asserted), retry
  * hints, libcurl transport errors and Mailgun HTTP responses.
  */
 #include "check.h"

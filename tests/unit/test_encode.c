@@ -291,7 +291,10 @@ static void test_rfc2047(void) {
   /* Printable ASCII comes back as it is. */
   enc_case("Subject", "Hello world", "Hello world");
   enc_case("Subject", "", "");
-  enc_case("Subject", "a=?b?=c (x) \"q\"", "a=?b?=c (x) \"q\"");
+  enc_case("Subject", "a=?b c?=d (x) \"q\"", "a=?b c?=d (x) \"q\"");
+  /* A word a decoder could take for an encoded-word is encoded itself. */
+  enc_case("Subject", "see =?UTF-8?Q?x?= here", "see =?UTF-8?B?PT9VVEYtOD9RP3g/PQ==?= here");
+  roundtrip_header("Subject", "lit =?UTF-8?B?eA==?= eral", 1);
   /* Fixed vectors: the shorter of B and Q is chosen per run, only the
    * words that need it are encoded. */
   enc_case("Subject", "Gr\xc3\xbc\xc3\x9f" "e aus K\xc3\xb6ln",

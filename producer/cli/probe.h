@@ -1,0 +1,116 @@
+/*
+ * probe: the connection verifier behind `relayq tenant set` and `relayq
+ * tenant verify` (CONTRACT.md "Command-line client"; docs/tenants.md shows
+ * its output).
+ *
+ * What this module owns:
+ *   - the SMTP probe: DNS, TCP connect, implicit TLS or banner, EHLO,
+ *     STARTTLS (RFC 3207) with the certificate's subject, issuer and
+ *     expiry, EHLO again, AUTH (RFC 4954), and optionally MAIL FROM and
+ *     RCPT TO (RFC 5321) without DATA, so nothing is ever delivered;
+ *   - the Mailgun probe: an authenticated GET {base}/v3/domains/{domain};
+ *   - the report: one line per stage with its timing, and the failure told
+ *     in plain words a person can act on ("login refused (535 5.7.8): check
+ *     smtp_user and smtp_password"), as text or JSON.
+ *
+ * How: libcurl's classic blocking easy interface. With CURLOPT_CONNECT_ONLY
+ * libcurl's SMTP connect phase runs the whole session set-up (banner, EHLO,
+ * STARTTLS, EHLO, AUTH) and stops before any transaction; stage times come
+ * from CURLINFO_*_TIME_T and from timestamps taken in CURLOPT_DEBUGFUNCTION.
+ * The optional MAIL FROM/RCPT TO are sent on that same connection with
+ * curl_easy_send/curl_easy_recv, since libcurl has no "transaction without
+ * DATA" mode (its CUSTOMREQUEST sends VRFY-style commands, not RCPT).
+ *
+ * Secrets: the password and API key go to libcurl only. The debug callback
+ * looks at the verb of each command we send and nothing more, and ignores
+ * what we send between AUTH and the server's final answer; no line we send
+ * is ever kept or printed.
+ *
+ * Blocking and single-threaded: the CLI's own process, never the worker.
+ */
+#ifndef RELAYQ_PROBE_H
+#define RELAYQ_PROBE_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "tenant.h"
+
+#define RQ_PROBE_MAX_STAGES 16
+#define RQ_PROBE_MAX_NOTES 4
+#define RQ_PROBE_DEFAULT_TIMEOUT_MS 15000L
+
+/* One step of the conversation. Plain value. */
+struct rq_probe_stage {
+  const char *name;  /* static: "DNS", "TCP connect", "TLS", "banner", ... */
+  int ok;            /* 1 passed, 0 failed (the last stage of a failed probe) */
+  double ms;         /* how long the step took; < 0 when unknown */
+  char detail[400];  /* address, reply, TLS version...; sanitised, never a secret */
+};
+
+/* What a probe found. Plain value, filled by the probe functions. */
+struct rq_probe_report {
+  char target[320];  /* "smtp 127.0.0.1:2525 starttls, user alice" */
+  struct rq_probe_stage stages[RQ_PROBE_MAX_STAGES];
+  size_t n_stages;
+  int have_cert;     /* the server's certificate was seen */
+  char cert_subject[256], cert_issuer[256], cert_expire[64];
+  char cert_verify[160]; /* "verified", or why not ("self-signed certificate, not
+                            checked: smtp_tls_verify=0") */
+  double total_ms;
+  int ok;            /* 1: every stage passed */
+  const char *category; /* NULL when ok, else "dns", "connect", "tls", "auth",
+                           "protocol", "timeout", "recipient", "http", "config" */
+  char error[512];   /* plain words, when !ok */
+  char notes[RQ_PROBE_MAX_NOTES][256]; /* advice that does not fail the probe */
+  size_t n_notes;
+};
+
+/* An SMTP server to check. Everything borrowed for the call only. */
+struct rq_probe_smtp {
+  const char *host;      /* name, IPv4 or [IPv6] (as smtp_host holds it) */
+  int port;
+  enum rq_security security;
+  const char *user;      /* NULL or "": no AUTH attempted */
+  const char *password;
+  int tls_verify;        /* smtp_tls_verify */
+  const char *ca_file;   /* NULL: the system's CA bundle */
+  const char *mail_from; /* envelope sender for the RCPT check */
+  const char *rcpt;      /* NULL: stop after AUTH; else MAIL FROM + RCPT TO this */
+  long timeout_ms;       /* whole probe; 0: RQ_PROBE_DEFAULT_TIMEOUT_MS */
+};
+
+/* Runs the SMTP probe and fills r. Returns 0 when it passed, -1 when it
+ * failed (r->error says why); r is filled either way. */
+int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r);
+
+/* A Mailgun account and domain to check. Borrowed for the call only. */
+struct rq_probe_mailgun {
+  const char *base_url;  /* "https://api.mailgun.net", no /v3 */
+  const char *domain;
+  const char *api_key;
+  const char *ca_file;
+  long timeout_ms;
+};
+
+/* GET {base}/v3/domains/{domain} with basic auth api:KEY: 200 passes, 401
+ * "the API key was refused", 404 "domain not found in this Mailgun
+ * account/region". Returns 0 or -1 like rq_probe_smtp_run. */
+int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_report *r);
+
+/* Appends an advisory note (printed after the stages; does not fail). */
+void rq_probe_note(struct rq_probe_report *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The report as text, one stage a line, then the certificate, notes and
+ * the result line; or as one JSON object (RFC 8259) with the same facts. */
+void rq_probe_print(FILE *f, const struct rq_probe_report *r);
+void rq_probe_print_json(FILE *f, const struct rq_probe_report *r);
+
+/* Pure, for unit tests: the plain-words sentence for a certificate problem
+ * in curl's error text (CURLE_PEER_FAILED_VERIFICATION), e.g. "TLS: the
+ * server's certificate is self-signed and smtp_tls_verify=1: ...". */
+void rq_probe_explain_cert(const char *curl_error, const char *host, char *out,
+                           size_t cap);
+
+#endif
