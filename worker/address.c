@@ -212,8 +212,9 @@ static void put_phrase(struct rq_fold *f, const char *s, size_t n, const char *s
     while (i < n && !is_wsp(s[i])) i++;
     const char *ws = s + ws0;
     size_t wsn = w0 - ws0, wl = i - w0;
+    /* Between atoms any whitespace means one space (CFWS). */
     if (first) ws = sep, wsn = sep_len;
-    else if (form == NAME_ATOMS || wsn > WS_MAX) ws = " ", wsn = 1; /* atoms: CFWS means one space */
+    else if (form == NAME_ATOMS || wsn > WS_MAX) ws = " ", wsn = 1;
     int last = i >= n;
     if (form == NAME_ATOMS) {
       rq_fold_token(f, ws, wsn, s + w0, wl);

@@ -15,8 +15,9 @@
  *     accepted when well-formed;
  *   - rendering mailboxes for From, To, Cc and Reply-To: a display name
  *     as atoms when it can be, as a quoted-string when it holds specials,
- *     and as RFC 2047 encoded-words when it holds non-ASCII; lists joined
- *     by ", " and folded at 78 columns.
+ *     and when it holds non-ASCII as its atoms plus RFC 2047 encoded-words
+ *     (RFC 2047 5(3)) for the other words; lists joined by ", " and folded
+ *     at 78 columns.
  */
 #ifndef RQ_ADDRESS_H
 #define RQ_ADDRESS_H

@@ -639,7 +639,7 @@ static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
       .signature_html = t ? t->signature_html : NULL,
       .logo_url = t ? t->logo_url : NULL,
       .message_id = jc->message_id,
-      .date_ms = relayq_now_ms(),
+      .date_ms = jc->created_ms, /* origination time: a retry sends identical bytes */
   };
   if (rq_mime_build(&in, &jc->msg, err, errlen)) return -1;
   return rq_dkim_sign_job(jc, err, errlen);

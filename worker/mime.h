@@ -9,7 +9,8 @@
  *     multipart/alternative for both, multipart/mixed around the body and
  *     base64 attachments (RFC 2183 Content-Disposition, RFC 2231 filename);
  *   - the transfer encoding of each text part: 7bit when it is ASCII with
- *     lines of at most 998 octets, else quoted-printable;
+ *     lines of at most 998 octets and no "=_" (the boundary prefix), else
+ *     quoted-printable;
  *   - the tenant's signature and logo, the Message-ID derived from the job
  *     id, and the Date;
  *   - raw messages (job->raw): line endings normalised, nothing else.

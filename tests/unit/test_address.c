@@ -124,6 +124,12 @@ static void test_render(void) {
   render_case("\xe6\x97\xa5\xe6\x9c\xac", "j@example.jp", "=?UTF-8?B?5pel5pys?= <j@example.jp>");
   render_case("Ren\xc3\xa9 Pr\xc3\xa4sentationsleiter", "r@example.fr",
               "=?UTF-8?Q?Ren=C3=A9_Pr=C3=A4sentationsleiter?= <r@example.fr>");
+  /* Atoms between non-ASCII words stay plain; each encoded run is its own
+   * word, so no decoder has whitespace between encoded-words to judge. */
+  render_case("J\xc3\xbcrgen von M\xc3\xbcller", "j@example.de",
+              "=?UTF-8?Q?J=C3=BCrgen?= von =?UTF-8?Q?M=C3=BCller?= <j@example.de>");
+  /* Text a decoder could take for an encoded-word is encoded itself. */
+  render_case("=?UTF-8?Q?x?=", "j@example.com", "=?UTF-8?B?PT9VVEYtOD9RP3g/PQ==?= <j@example.com>");
   /* A control character in a name is encoded, never written raw. */
   struct rq_buf b;
   rq_buf_init(&b);
@@ -164,6 +170,24 @@ static void test_list(void) {
   CHECK_INT(longest_line(b.data), <=, RQ_FOLD_WIDTH);
   CHECK(strstr(b.data, ",\r\n User") != NULL);
   CHECK(strstr(b.data, "User 39 <user39@example.com>") != NULL);
+
+  /* A non-ASCII name that does not fit the rest of a line moves to the
+   * next line whole rather than being split into two encoded-words. */
+  char *mixed[] = {"Alice Example-Person <alice.example@example.com>",
+                   "Bj\xc3\xb6rn \xc3\x85ngstr\xc3\xb6m <bjorn@example.se>",
+                   "Carol Example-Person <carol.example@example.com>",
+                   "Fran\xc3\xa7oise M\xc3\xbcller-L\xc3\xbc <fm@example.fr>"};
+  for (size_t col = 2; col < 40; col += 7) {
+    char hdr[64];
+    memset(hdr, 'X', col), hdr[col] = '\0';
+    rq_buf_reset(&b);
+    rq_buf_printf(&b, "%s: ", hdr);
+    CHECK_INT(rq_addr_render_list(mixed, 4, col, &b, NULL), ==, 0);
+    int words = 0;
+    for (const char *p = b.data; (p = strstr(p, "=?UTF-8?")) != NULL; p++) words++;
+    CHECK_INT(words, ==, 2);
+    CHECK_INT(longest_line(b.data), <=, RQ_FOLD_WIDTH);
+  }
 
   /* A bad entry is reported by index. */
   char *broken[] = {"ok@example.com", "not an address"};
