@@ -47,6 +47,7 @@ struct rq_config {
   int64_t grace_ms;
   int64_t heartbeat_ttl_s;
   int64_t smtp_connect_timeout_ms;
+  int64_t smtp_reply_timeout_ms;
   int64_t smtp_timeout_ms;
   int64_t tenant_cache_ms;
   int64_t auto_reply_window_s;

@@ -741,9 +741,22 @@ void rq_delivery_start(struct rq_jobctx *jc) {
   memset(&err, 0, sizeof err);
   jc->started_ms = relayq_now_ms();
   if (relayq_job_decode(jc->payload, jc->payload_len, eng->cfg->max_job_bytes, &jc->job, &err)) {
-    if (err.code == RELAYQ_ETOO_LARGE && !err.message[0])
-      snprintf(err.message, sizeof err.message, "The payload is larger than the limit of %zu bytes (RELAYQ_MAX_JOB_BYTES).",
-               eng->cfg->max_job_bytes);
+    if (err.code == RELAYQ_ETOO_LARGE) {
+      /* The size is checked before decoding; the id and tenant usually sit
+       * at the start of the map, so read them from a bounded prefix to give
+       * the job its invalid_job status. */
+      struct relayq_error head;
+      struct relayq_job *none = NULL;
+      memset(&head, 0, sizeof head);
+      relayq_job_decode(jc->payload, jc->payload_len < 65536 ? jc->payload_len : 65536, 0, &none, &head);
+      relayq_job_free(none);
+      if (!err.id[0]) memcpy(err.id, head.id, sizeof err.id);
+      if (!err.tenant[0]) memcpy(err.tenant, head.tenant, sizeof err.tenant);
+      snprintf(err.message, sizeof err.message,
+               "The payload is %zu bytes, larger than this worker's limit of %zu bytes (RELAYQ_MAX_JOB_BYTES): "
+               "send large files as links, or raise the limit.",
+               jc->payload_len, eng->cfg->max_job_bytes);
+    }
     jc->job = NULL;
     invalid(jc, &err);
     return;

@@ -45,9 +45,9 @@ static int room(const struct rq_engine *eng) {
   return r > 0 ? r : 0;
 }
 
-static void later(struct rq_engine *eng, uint64_t ms) {
-  uv_timer_start(&eng->fetch_timer, (uv_timer_cb)(void (*)(uv_timer_t *))rq_fetch_kick, ms, 0);
-}
+static void fetch_tick(uv_timer_t *t) { rq_fetch_kick(t->data); }
+
+static void later(struct rq_engine *eng, uint64_t ms) { uv_timer_start(&eng->fetch_timer, fetch_tick, ms, 0); }
 
 static void on_blmove(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/adapters/libuv.h>
+#include "redis_uv.h"
 
 #include "log.h"
 #include "util.h"
@@ -44,9 +44,11 @@ static void emit(struct rq_rconn *rc, enum rq_rconn_event ev) {
   if (rc->cb && !rc->closing) rc->cb(rc, ev, rc->cb_arg);
 }
 
+static void reconnect_tick(uv_timer_t *t) { start_connect(t->data); }
+
 static void schedule_reconnect(struct rq_rconn *rc) {
   if (rc->closing) return;
-  uv_timer_start(&rc->reconnect_timer, (uv_timer_cb)start_connect, (uint64_t)rc->backoff_ms, 0);
+  uv_timer_start(&rc->reconnect_timer, reconnect_tick, (uint64_t)rc->backoff_ms, 0);
   rc->backoff_ms = rc->backoff_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : rc->backoff_ms * 2;
 }
 
@@ -115,6 +117,7 @@ static void on_connect(const redisAsyncContext *cac, int status) {
     schedule_reconnect(rc);
     return;
   }
+  rq_logf(RQ_LOG_DEBUG, "redis connection '%s': connected", rc->name);
   rc->last_progress_ms = uv_now(rc->loop);
   /* AUTH and SELECT are queued without waiting: Redis answers in order,
    * and on_auth drops the connection before anything else is trusted. */
@@ -131,6 +134,7 @@ static void start_connect(struct rq_rconn *rc) {
   if (rc->closing || rc->ac) return;
   if (rc->ever_ready || rc->reconnects) rc->reconnects++;
   else rc->reconnects = 0;
+  rq_logf(RQ_LOG_DEBUG, "redis connection '%s': connecting to %s:%d", rc->name, rc->url.host, rc->url.port);
   redisAsyncContext *ac = redisAsyncConnect(rc->url.host, rc->url.port);
   if (!ac) {
     snprintf(rc->error, sizeof rc->error, "out of memory connecting to Redis");
@@ -146,7 +150,7 @@ static void start_connect(struct rq_rconn *rc) {
   }
   ac->data = rc;
   rc->ac = ac;
-  redisLibuvAttach(ac, rc->loop);
+  rq_redis_uv_attach(ac, rc->loop);
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
 }

@@ -202,5 +202,6 @@ void rq_route_smtp_target(const struct rq_route *r, const struct rq_config *cfg,
   t->key = r->conn_key;
   t->max_connections = r->max_connections;
   t->connect_timeout_ms = cfg->smtp_connect_timeout_ms;
+  t->response_timeout_ms = cfg->smtp_reply_timeout_ms;
   t->timeout_ms = cfg->smtp_timeout_ms;
 }

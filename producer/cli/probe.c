@@ -20,6 +20,7 @@
 
 #include <curl/curl.h>
 
+#include "address.h"
 #include "classify.h"
 #include "cli.h"
 
@@ -190,17 +191,18 @@ static void trace_text(struct trace *t, const char *p, size_t n) {
   memcpy(msg, p, take);
   msg[take] = '\0';
   chomp(msg);
-  const char *k;
-  if ((k = "SSL connection using "), strncmp(msg, k, strlen(k)) == 0) {
-    sanitize(t->tls_info, sizeof t->tls_info, msg + strlen(k));
+  const char *m = msg, *k;
+  while (*m == ' ') m++; /* curl indents the certificate lines */
+  if ((k = "SSL connection using "), strncmp(m, k, strlen(k)) == 0) {
+    sanitize(t->tls_info, sizeof t->tls_info, m + strlen(k));
     t->tls_done = 1;
     t->tls_done_at = now_ms();
-  } else if ((k = "SSL certificate verify ok"), strncmp(msg, k, strlen(k)) == 0) {
+  } else if ((k = "SSL certificate verify ok"), strncmp(m, k, strlen(k)) == 0) {
     t->verify_ok = 1;
-  } else if ((k = "SSL certificate verify result: "), strncmp(msg, k, strlen(k)) == 0) {
+  } else if ((k = "SSL certificate verify result: "), strncmp(m, k, strlen(k)) == 0) {
     char *end = strstr(msg, ", continuing anyway");
     if (end) *end = '\0';
-    sanitize(t->verify_problem, sizeof t->verify_problem, msg + strlen(k));
+    sanitize(t->verify_problem, sizeof t->verify_problem, m + strlen(k));
   }
 }
 
@@ -272,7 +274,7 @@ enum where { W_NONE, W_DNS, W_CONNECT, W_TLS, W_PROTO };
  */
 static enum where explain_transport(struct rq_probe_report *r, CURLcode rc, const char *errbuf, long os_errno,
                                     const char *host, int port, curl_off_t connect_us, long timeout_ms,
-                                    const char *field_host) {
+                                    const char *field_host, int smtp) {
   char hp[300];
   host_port(hp, sizeof hp, host, port);
   switch (rc) {
@@ -321,9 +323,9 @@ static enum where explain_transport(struct rq_probe_report *r, CURLcode rc, cons
     r->category = "tls";
     if (strstr(errbuf, "wrong version number") || strstr(errbuf, "packet length too long") ||
         strstr(errbuf, "record layer failure"))
-      set_error(r, "TLS: the handshake with %s failed: the server does not speak TLS there (%s); for a "
-                   "port that starts in plain text (587, 25) use smtp_security=starttls",
-                hp, errbuf);
+      set_error(r, "TLS: the handshake with %s failed: the server does not speak TLS there (%s); %s", hp, errbuf,
+                smtp ? "for a port that starts in plain text (587, 25) use smtp_security=starttls"
+                     : "use an http:// URL in mailgun_base_url for a plain-text server");
     else
       set_error(r, "TLS: the handshake with %s failed (%s)", hp, errbuf[0] ? errbuf : curl_easy_strerror(rc));
     return W_TLS;
@@ -342,14 +344,10 @@ static enum where explain_transport(struct rq_probe_report *r, CURLcode rc, cons
 
 /* ---- the SMTP probe --------------------------------------------------------------- */
 
-/* Strips the brackets of an IPv6 literal for messages and URLs built
- * elsewhere; curl wants them in the URL, so the URL keeps them. */
-static const char *show_host(const char *h) { return h ? h : ""; }
-
 static double us_to_ms(curl_off_t us) { return us > 0 ? (double)us / 1000.0 : 0.0; }
 
-/* Sends all of s on the connect-only connection, waiting for the socket
- * when libcurl says CURLE_AGAIN. Returns 0 or -1. */
+/* Waits until the connect-only connection's socket is readable (for_recv)
+ * or writable, at most until deadline. Returns 0, or -1 on timeout. */
 static int wait_socket(CURL *h, int for_recv, double deadline) {
   curl_socket_t fd = CURL_SOCKET_BAD;
   if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD) return -1;
@@ -360,6 +358,8 @@ static int wait_socket(CURL *h, int for_recv, double deadline) {
   return n > 0 ? 0 : -1;
 }
 
+/* Sends all of s on the connect-only connection, waiting for the socket
+ * when libcurl says CURLE_AGAIN. Returns 0 or -1. */
 static int send_all(CURL *h, const char *s, double deadline) {
   size_t len = strlen(s), off = 0;
   while (off < len) {
@@ -419,7 +419,18 @@ static int probe_rcpt(CURL *h, const struct rq_probe_smtp *o, double deadline, s
   size_t raw_len = 0;
   struct rq_reply rep;
   const char *what[2] = {"MAIL FROM", "RCPT TO"};
-  const char *addr[2] = {o->mail_from, o->rcpt};
+  const char *addr[2] = {o->mail_from ? o->mail_from : "", o->rcpt};
+  for (int i = 0; i < 2; i++) {
+    /* Anything that could end the command line or the path would let the
+     * address smuggle commands (curl's lib/smtp.c warns of the same). */
+    int bad = strlen(addr[i]) > RQ_ADDR_MAX;
+    for (const char *p = addr[i]; *p && !bad; p++) bad = (unsigned char)*p <= ' ' || *p == '<' || *p == '>' || *p == 0x7f;
+    if (bad) {
+      r->category = "config";
+      set_error(r, "the %s address is not a plain address; nothing was sent", what[i]);
+      return -1;
+    }
+  }
   for (int i = 0; i < 2; i++) {
     double t0 = now_ms();
     snprintf(cmd, sizeof cmd, "%s:<%s>\r\n", i == 0 ? "MAIL FROM" : "RCPT TO", addr[i]);
@@ -524,7 +535,7 @@ static void add_proto_stages(struct rq_probe_report *r, const struct trace *t, d
 static void describe_target(const struct rq_probe_smtp *o, struct rq_probe_report *r) {
   char raw[sizeof r->target];
   int login = o->user && o->user[0];
-  snprintf(raw, sizeof raw, "smtp %s:%d (%s, %s%s, smtp_tls_verify=%d)", show_host(o->host), o->port,
+  snprintf(raw, sizeof raw, "smtp %s:%d (%s, %s%s, smtp_tls_verify=%d)", o->host, o->port,
            rq_security_name(o->security), login ? "user " : "no login", login ? o->user : "", o->tls_verify);
   sanitize(r->target, sizeof r->target, raw);
 }
@@ -593,14 +604,15 @@ int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r) 
   char url[400], errbuf[CURL_ERROR_SIZE] = "", hp[300];
   memset(r, 0, sizeof *r);
   r->ok = 1;
-  describe_target(o, r);
-  host_port(hp, sizeof hp, show_host(o->host), o->port);
-  long timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : RQ_PROBE_DEFAULT_TIMEOUT_MS;
   if (o->host == NULL || o->host[0] == '\0' || o->port < 1 || o->port > 65535) {
+    snprintf(r->target, sizeof r->target, "smtp (no server)");
     r->category = "config";
     set_error(r, "no SMTP server to check: set smtp_host (or smtp_preset) and smtp_port");
     return -1;
   }
+  describe_target(o, r);
+  host_port(hp, sizeof hp, o->host, o->port);
+  long timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : RQ_PROBE_DEFAULT_TIMEOUT_MS;
   if ((t = calloc(1, sizeof *t)) == NULL || (h = curl_easy_init()) == NULL) {
     free(t);
     r->category = "config";
@@ -648,7 +660,7 @@ int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r) 
   enum where w = W_NONE;
   enum tstage fail_step = T__COUNT;
   if (rc != CURLE_OK) {
-    w = explain_transport(r, rc, errbuf, os_errno, show_host(o->host), o->port, conn_us, timeout_ms, "smtp_host");
+    w = explain_transport(r, rc, errbuf, os_errno, o->host, o->port, conn_us, timeout_ms, "smtp_host", 1);
     if (w == W_TLS && o->security != RQ_SEC_TLS) {
       w = W_PROTO; /* the handshake belongs to the STARTTLS step */
       fail_step = T_STARTTLS;
@@ -673,12 +685,13 @@ int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r) 
   }
 
   /* DNS and TCP connect come from curl's own clock. */
-  const char *addr = ip && ip[0] ? ip : "?";
+  const char *addr = ip && ip[0] ? ip : o->host;
   if (w == W_DNS) {
-    add_stage(r, "DNS", 0, us_to_ms(dns_us), "%s: %s", show_host(o->host), errbuf[0] ? errbuf : "not found");
+    add_stage(r, "DNS", 0, us_to_ms(dns_us), "%s: %s", o->host, errbuf[0] ? errbuf : "not found");
     goto done;
   }
-  add_stage(r, "DNS", 1, us_to_ms(dns_us), "%s -> %s", show_host(o->host), addr);
+  if (ip && ip[0]) add_stage(r, "DNS", 1, us_to_ms(dns_us), "%s -> %s", o->host, ip);
+  else add_stage(r, "DNS", 1, us_to_ms(dns_us), "%s", o->host);
   if (w == W_CONNECT) {
     add_stage(r, "TCP connect", 0, conn_us > 0 ? us_to_ms(conn_us - dns_us) : -1, "%s port %d: %s", addr, o->port,
               errbuf[0] ? errbuf : "failed");
@@ -766,9 +779,9 @@ int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_repor
   CURL *h = NULL;
   memset(r, 0, sizeof *r);
   r->ok = 1;
-  snprintf(r->target, sizeof r->target, "mailgun %s domain %s", o->base_url ? o->base_url : "?",
-           o->domain ? o->domain : "?");
-  sanitize(r->target, sizeof r->target, r->target);
+  char raw[sizeof r->target];
+  snprintf(raw, sizeof raw, "mailgun %s domain %s", o->base_url ? o->base_url : "?", o->domain ? o->domain : "?");
+  sanitize(r->target, sizeof r->target, raw);
   long timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : RQ_PROBE_DEFAULT_TIMEOUT_MS;
   if (!o->base_url || !o->domain || !o->domain[0] || !o->api_key || !o->api_key[0]) {
     r->category = "config";
@@ -821,11 +834,11 @@ int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_repor
   read_certinfo(h, r);
   const char *hn = host ? host : "?";
   int https = strncasecmp(o->base_url, "https://", 8) == 0;
-  const char *addr = ip && ip[0] ? ip : "?";
+  const char *addr = ip && ip[0] ? ip : hn;
 
   enum where w = W_NONE;
   if (rc != CURLE_OK) {
-    w = explain_transport(r, rc, errbuf, os_errno, hn, (int)port, conn_us, timeout_ms, "mailgun_base_url");
+    w = explain_transport(r, rc, errbuf, os_errno, hn, (int)port, conn_us, timeout_ms, "mailgun_base_url", 0);
     /* The certificate advice names the SMTP setting; Mailgun has none. */
     if (rc == CURLE_PEER_FAILED_VERIFICATION)
       set_error(r, "TLS: the certificate of %s was not accepted (%s): check mailgun_base_url, or pass the CA "
