@@ -753,14 +753,163 @@ static char *routes_with(const char *routes, const char *name, int add) {
   return rq_buf_steal(&b, NULL);
 }
 
+/* Tenant mode: judges the merged hash as a whole and rewrites it with the
+ * canonical values. Returns CLI_OK or CLI_USAGE (printed). */
+static int settle_tenant(const struct topts *o, struct kvs *merged) {
+  struct rq_tenant *shape = NULL;
+  char err[512];
+  /* Fields another writer left that this parser does not know. */
+  for (size_t i = 0; i < merged->n; i++)
+    if (!rq_tenant_field_known(merged->f[i]))
+      return cli_fail(CLI_USAGE, "the stored tenant has an unknown field '%.60s': remove it with 'relayq tenant set "
+                                 "%s %.60s=' (or fix its name).",
+                      merged->f[i], o->tenant, merged->f[i]);
+  if (parse_shape(o->tenant, merged, 1, &shape, err, sizeof err) != 0) return cli_fail(CLI_USAGE, "%s", err);
+  canonical_tenant(merged, shape);
+  rq_tenant_free(shape);
+  return CLI_OK;
+}
+
+/* Route mode: the name must fit in the tenant's `routes` (routes_new is
+ * the list with it) and the merged route hash must parse. Rewrites it with
+ * the canonical values. Returns CLI_OK or CLI_USAGE (printed). */
+static int settle_route(const struct topts *o, struct kvs *merged, const char *routes_new) {
+  struct rq_tenant *shape = NULL, *values = NULL;
+  char err[512];
+  int rc = CLI_USAGE;
+  const char *rf[] = {"routes"}, *rv[] = {routes_new};
+  if (rq_tenant_parse(o->tenant, rf, rv, 1, NULL, 0, 1, &shape, err, sizeof err) != 0) {
+    cli_fail(CLI_USAGE, "%s", err);
+    goto out;
+  }
+  for (size_t i = 0; i < merged->n; i++)
+    if (strncmp(merged->f[i], "smtp_", 5) != 0 || !rq_tenant_field_known(merged->f[i])) {
+      cli_fail(CLI_USAGE, "the stored route has a field '%.60s' that routes do not use: remove it with 'relayq "
+                          "tenant set %s --route %s %.60s='.",
+               merged->f[i], o->tenant, o->route, merged->f[i]);
+      goto out;
+    }
+  /* Strict value checks first (the route parser ignores unknown fields),
+   * then the route's own rules (a host is required). */
+  if (parse_shape(o->tenant, merged, 1, &values, err, sizeof err) != 0) {
+    cli_fail(CLI_USAGE, "%s", err);
+    goto out;
+  }
+  const char **f = rq_xcalloc(merged->n + 1, sizeof *f), **v = rq_xcalloc(merged->n + 1, sizeof *v);
+  for (size_t i = 0; i < merged->n; i++) {
+    f[i] = merged->f[i];
+    v[i] = rq_tenant_field_is_secret(f[i]) && relayq_secret_is_sealed(merged->v[i]) ? "sealed" : merged->v[i];
+  }
+  int prc = rq_tenant_parse_route(shape, o->route, f, v, merged->n, NULL, 0, err, sizeof err);
+  free(f);
+  free(v);
+  if (prc != 0) {
+    cli_fail(CLI_USAGE, "%s", err);
+    goto out;
+  }
+  canonical_smtp(merged, &shape->routes[route_index(shape, o->route)]);
+  rc = CLI_OK;
+out:
+  rq_tenant_free(shape);
+  rq_tenant_free(values);
+  return rc;
+}
+
+/*
+ * Probes what merged describes, with the real secrets (stored ones opened
+ * with key, new ones still plaintext), and prints the report. With --json
+ * the report opens the output object and *json_open is set. Returns CLI_OK
+ * (passed, or nothing to probe), CLI_FAIL (probe failed, printed) or
+ * CLI_USAGE (secrets cannot be opened, printed). tenant_from: the stored
+ * tenant's from_email, the sender of a route's --probe-rcpt check.
+ */
+static int verify_merged(const struct topts *o, const struct kvs *merged, const unsigned char *key,
+                         const char *tenant_from, int *json_open) {
+  struct rq_tenant *t = NULL;
+  struct rq_probe_report rep;
+  char err[512];
+  const char *const *f = (const char *const *)merged->f, *const *v = (const char *const *)merged->v;
+  int rc = CLI_USAGE;
+  if (o->route != NULL) {
+    const char *rf[] = {"routes"}, *rv[] = {o->route};
+    if (rq_tenant_parse(o->tenant, rf, rv, 1, NULL, 0, 0, &t, err, sizeof err) != 0 ||
+        rq_tenant_parse_route(t, o->route, f, v, merged->n, key, 0, err, sizeof err) != 0)
+      goto cannot;
+    probe_conf(&t->routes[0], o, tenant_from ? tenant_from : probe_sender(NULL), &rep);
+  } else {
+    if (rq_tenant_parse(o->tenant, f, v, merged->n, key, 0, 0, &t, err, sizeof err) != 0) goto cannot;
+    if (t->gateway == RQ_GW_SMTP) {
+      probe_conf(&t->smtp, o, probe_sender(t), &rep);
+    } else if (t->gateway == RQ_GW_MAILGUN) {
+      probe_mailgun(t, o, &rep);
+    } else {
+      if (!o->json) printf("gateway platform: mail leaves through the platform's server; nothing to verify.\n");
+      rc = CLI_OK;
+      goto out;
+    }
+  }
+  if (o->json) {
+    fputs("{\"verify\":", stdout);
+    rq_probe_print_json(stdout, &rep);
+    *json_open = 1;
+  } else {
+    print_report(&rep, 0);
+  }
+  rc = rep.ok ? CLI_OK : cli_fail(CLI_FAIL, "not saved: %s.", rep.error);
+  goto out;
+cannot:
+  cli_fail(CLI_USAGE, "cannot verify: %s Or pass --no-verify to save without checking.", err);
+out:
+  rq_tenant_free(t);
+  return rc;
+}
+
+/* Seals every secret of m that is still plaintext. Returns 0 or -1
+ * (printed). */
+static int seal_all(struct kvs *m, const unsigned char *key) {
+  for (size_t i = 0; i < m->n; i++) {
+    if (!rq_tenant_field_is_secret(m->f[i]) || relayq_secret_is_sealed(m->v[i])) continue;
+    char *sealed = NULL;
+    struct relayq_error e;
+    if (key == NULL || relayq_secret_seal(key, m->v[i], &sealed, &e) != 0)
+      return cli_fail(-1, "cannot seal %s: %s", m->f[i], key ? e.message : "RELAYQ_SECRET_KEY is not set.");
+    kvs_set(m, m->f[i], sealed);
+    free(sealed);
+  }
+  return 0;
+}
+
+/* 1 when any argument changes how mail leaves (or it is a route). */
+static int touches_connection(const struct topts *o, const struct pair *pairs, int n) {
+  int changed = o->route != NULL;
+  for (int i = 0; i < n; i++) changed |= connection_field(pairs[i].field);
+  return changed;
+}
+
+static void print_saved(const struct topts *o, const char *key, const struct kvs *m, int json_open) {
+  if (o->json) {
+    fputs(json_open ? ",\"saved\":" : "{\"verify\":null,\"saved\":", stdout);
+    json_fields(m);
+    fputs("}\n", stdout);
+    return;
+  }
+  if (o->route) printf("Saved route %s of tenant %s (%s):\n", o->route, o->tenant, key);
+  else printf("Saved tenant %s (%s):\n", o->tenant, key);
+  print_fields(m, "  ");
+  if (m->n == 0)
+    printf("  (no fields left: the hash is gone%s)\n",
+           o->route ? "" : "; the tenant sends through the platform gateway with defaults");
+}
+
+/* `set`: validate the arguments, read and merge under WATCH, settle the
+ * merged hash, verify, seal, write in one MULTI. */
 static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
   struct pair pairs[MAX_PAIRS + 1];
   unsigned char keybuf[RELAYQ_SECRET_KEY_LEN];
   const unsigned char *key = NULL;
   char *stdin_value = NULL, *routes_new = NULL;
   struct kvs old = {0}, merged = {0}, route_old = {0};
-  struct rq_tenant *shape = NULL, *full = NULL;
-  char err[512], tkey[512], rkey[700];
+  char tkey[512], rkey[700];
   int rc = CLI_USAGE, json_open = 0;
 
   int have = load_key(keybuf);
@@ -787,161 +936,48 @@ static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
   struct relayq_client *c = cli_client(ctx);
   if (c == NULL) goto out;
   tenant_key(c, o->tenant, tkey, sizeof tkey);
-  const char *target_key = tkey;
-  if (o->route != NULL) {
-    route_key(c, o->tenant, o->route, rkey, sizeof rkey);
-    target_key = rkey;
-  }
+  if (o->route != NULL) route_key(c, o->tenant, o->route, rkey, sizeof rkey);
+  const char *target_key = o->route ? rkey : tkey;
   /* Optimistic lock: EXEC fails if either hash changes before we write. */
   const char *watch[] = {"WATCH", tkey, o->route ? rkey : NULL};
   if (simple(c, o->route ? 3 : 2, watch) != 0) goto out;
   if (hgetall(c, tkey, &old) != 0) goto out;
   if (o->route != NULL && hgetall(c, rkey, &route_old) != 0) goto out;
-  struct kvs *base = o->route ? &route_old : &old;
 
-  /* Merge. */
+  const struct kvs *base = o->route ? &route_old : &old;
   for (size_t i = 0; i < base->n; i++) kvs_set(&merged, base->f[i], base->v[i]);
   forget_derived(&merged, pairs, n);
   for (int i = 0; i < n; i++) kvs_set(&merged, pairs[i].field, pairs[i].value);
-
-  rc = CLI_USAGE;
-  if (o->route == NULL) {
-    /* Fields another writer left that this parser does not know. */
-    for (size_t i = 0; i < merged.n; i++)
-      if (!rq_tenant_field_known(merged.f[i])) {
-        cli_fail(CLI_USAGE, "the stored tenant has an unknown field '%.60s': remove it with 'relayq tenant set %s "
-                            "%.60s=' (or fix its name).",
-                 merged.f[i], o->tenant, merged.f[i]);
-        goto out;
-      }
-    if (parse_shape(o->tenant, &merged, 1, &shape, err, sizeof err) != 0) {
-      cli_fail(CLI_USAGE, "%s", err);
-      goto out;
-    }
-    canonical_tenant(&merged, shape);
-  } else {
-    /* The route name must fit in `routes`, and the route must parse. */
+  if (o->route != NULL) {
     routes_new = routes_with(kvs_get(&old, "routes"), o->route, 1);
-    const char *rf[] = {"routes"}, *rv[] = {routes_new};
-    if (rq_tenant_parse(o->tenant, rf, rv, 1, NULL, 0, 1, &shape, err, sizeof err) != 0) {
-      cli_fail(CLI_USAGE, "%s", err);
-      goto out;
-    }
-    for (size_t i = 0; i < merged.n; i++)
-      if (strncmp(merged.f[i], "smtp_", 5) != 0 || !rq_tenant_field_known(merged.f[i])) {
-        cli_fail(CLI_USAGE, "the stored route has a field '%.60s' that routes do not use: remove it with 'relayq "
-                            "tenant set %s --route %s %.60s='.",
-                 merged.f[i], o->tenant, o->route, merged.f[i]);
-        goto out;
-      }
-    struct rq_tenant *probe_t = NULL;
-    if (parse_shape(o->tenant, &merged, 1, &probe_t, err, sizeof err) != 0) { /* strict smtp_* values */
-      cli_fail(CLI_USAGE, "%s", err);
-      goto out;
-    }
-    rq_tenant_free(probe_t);
-    const char **f = rq_xcalloc(merged.n + 1, sizeof *f), **v = rq_xcalloc(merged.n + 1, sizeof *v);
-    for (size_t i = 0; i < merged.n; i++) {
-      f[i] = merged.f[i];
-      v[i] = rq_tenant_field_is_secret(merged.f[i]) && relayq_secret_is_sealed(merged.v[i]) ? "sealed" : merged.v[i];
-    }
-    int prc = rq_tenant_parse_route(shape, o->route, f, v, merged.n, NULL, 0, err, sizeof err);
-    free(f);
-    free(v);
-    if (prc != 0) {
-      cli_fail(CLI_USAGE, "%s", err);
-      goto out;
-    }
-    canonical_smtp(&merged, &shape->routes[route_index(shape, o->route)]);
+    rc = settle_route(o, &merged, routes_new);
+  } else {
+    rc = settle_tenant(o, &merged);
+  }
+  if (rc != CLI_OK) goto out;
+
+  if (o->no_verify) {
+    if (!o->json) printf("Not verified (--no-verify).\n");
+  } else if (!touches_connection(o, pairs, n)) {
+    if (!o->json)
+      printf("Connection settings unchanged: not verified again (relayq tenant verify %s checks them).\n",
+             o->tenant);
+  } else if ((rc = verify_merged(o, &merged, key, o->route ? kvs_get(&old, "from_email") : NULL, &json_open)) !=
+             CLI_OK) {
+    goto out;
   }
 
-  /* Verify with the real secrets (new ones still plaintext here). */
-  int changed_conn = o->route != NULL;
-  for (int i = 0; i < n; i++) changed_conn |= connection_field(pairs[i].field);
-  if (!o->no_verify && changed_conn) {
-    const struct rq_smtp_conf *conf = NULL;
-    struct rq_probe_report rep;
-    int kind = 0; /* 1 smtp, 2 mailgun */
-    if (o->route != NULL) {
-      const char *rf[] = {"routes"}, *rv[] = {o->route};
-      if (rq_tenant_parse(o->tenant, rf, rv, 1, NULL, 0, 0, &full, err, sizeof err) != 0 ||
-          rq_tenant_parse_route(full, o->route, (const char *const *)merged.f, (const char *const *)merged.v,
-                                merged.n, key, 0, err, sizeof err) != 0) {
-        cli_fail(CLI_USAGE, "cannot verify: %s Or pass --no-verify to save without checking.", err);
-        goto out;
-      }
-      conf = &full->routes[0];
-      kind = 1;
-    } else {
-      if (rq_tenant_parse(o->tenant, (const char *const *)merged.f, (const char *const *)merged.v, merged.n, key, 0,
-                          0, &full, err, sizeof err) != 0) {
-        cli_fail(CLI_USAGE, "cannot verify: %s Or pass --no-verify to save without checking.", err);
-        goto out;
-      }
-      if (full->gateway == RQ_GW_SMTP) conf = &full->smtp, kind = 1;
-      else if (full->gateway == RQ_GW_MAILGUN) kind = 2;
-    }
-    if (kind == 1) probe_conf(conf, o, probe_sender(full), &rep);
-    else if (kind == 2) probe_mailgun(full, o, &rep);
-    if (kind != 0) {
-      if (o->json) {
-        fputs("{\"verify\":", stdout);
-        rq_probe_print_json(stdout, &rep);
-        json_open = 1;
-      } else {
-        print_report(&rep, 0);
-      }
-      if (!rep.ok) {
-        if (json_open) fputs(",\"saved\":null}\n", stdout);
-        json_open = 0;
-        rc = cli_fail(CLI_FAIL, "not saved: %s.", rep.error);
-        goto out;
-      }
-    } else if (!o->json) {
-      printf("gateway platform: mail leaves through the platform's server; nothing to verify.\n");
-    }
-  } else if (!o->json && o->no_verify) {
-    printf("Not verified (--no-verify).\n");
-  } else if (!o->json) {
-    printf("Connection settings unchanged: not verified again (relayq tenant verify %s checks them).\n", o->tenant);
-  }
-
-  /* Seal new plaintext secrets. */
   rc = CLI_FAIL;
-  for (size_t i = 0; i < merged.n; i++) {
-    if (!rq_tenant_field_is_secret(merged.f[i]) || relayq_secret_is_sealed(merged.v[i])) continue;
-    char *sealed = NULL;
-    struct relayq_error e;
-    if (relayq_secret_seal(key, merged.v[i], &sealed, &e) != 0) {
-      cli_fail(CLI_FAIL, "cannot seal %s: %s", merged.f[i], e.message);
-      goto out;
-    }
-    kvs_set(&merged, merged.f[i], sealed);
-    free(sealed);
-  }
-
-  int w;
-  if (o->route != NULL)
-    w = write_hash(c, rkey, &route_old, &merged, tkey, "routes", routes_new);
-  else
-    w = write_hash(c, tkey, &old, &merged, NULL, NULL, NULL);
+  if (seal_all(&merged, key) != 0) goto out;
+  int w = o->route ? write_hash(c, rkey, &route_old, &merged, tkey, "routes", routes_new)
+                   : write_hash(c, tkey, &old, &merged, NULL, NULL, NULL);
   if (w < 0) goto out;
   if (w == 1) {
     cli_fail(CLI_FAIL, "not saved: %s changed while this command ran; run it again.", target_key);
     goto out;
   }
-  if (o->json) {
-    printf(json_open ? ",\"saved\":" : "{\"verify\":null,\"saved\":");
-    json_fields(&merged);
-    printf("}\n");
-    json_open = 0;
-  } else {
-    if (o->route) printf("Saved route %s of tenant %s (%s):\n", o->route, o->tenant, rkey);
-    else printf("Saved tenant %s (%s):\n", o->tenant, tkey);
-    print_fields(&merged, "  ");
-    if (merged.n == 0) printf("  (no fields left: the hash is gone%s)\n",
-                              o->route ? "" : "; the tenant sends through the platform gateway with defaults");
-  }
+  print_saved(o, target_key, &merged, json_open);
+  json_open = 0;
   rc = CLI_OK;
 out:
   if (json_open) fputs(",\"saved\":null}\n", stdout);
@@ -950,13 +986,12 @@ out:
     free(stdin_value);
   }
   free(routes_new);
-  rq_tenant_free(shape);
-  rq_tenant_free(full);
   kvs_free(&old);
   kvs_free(&route_old);
   kvs_free(&merged);
   OPENSSL_cleanse(keybuf, sizeof keybuf);
   if (ctx->client) {
+    /* EXEC already dropped the WATCH; after an early exit, drop it here. */
     const char *unwatch[] = {"UNWATCH"};
     redisReply *r = redisCommandArgv(relayq_client_redis(ctx->client), 1, unwatch, NULL);
     if (r) freeReplyObject(r);
@@ -1448,85 +1483,88 @@ out:
 
 /* ---- del --------------------------------------------------------------------------------------------------- */
 
-static int cmd_del(struct topts *o, struct cli_ctx *ctx) {
-  char key[512], rkey[700], pattern[720];
-  struct kvs hash = {0};
-  char **keys = NULL;
-  size_t n_keys = 0;
-  int rc = CLI_FAIL;
-  struct relayq_client *c = cli_client(ctx);
-  if (c == NULL) return CLI_FAIL;
-  tenant_key(c, o->tenant, key, sizeof key);
-  const char *watch[] = {"WATCH", key};
-  if (simple(c, 2, watch) != 0) goto out;
-  if (hgetall(c, key, &hash) != 0) goto out;
+/* EXEC of a MULTI opened under WATCH: 0 done, 1 the WATCH fired, -1
+ * failed (printed). */
+static int exec_watched(struct relayq_client *c) {
+  const char *exec[] = {"EXEC"};
+  redisReply *r = command(c, 1, exec);
+  if (r == NULL) return -1;
+  int raced = r->type == REDIS_REPLY_NIL;
+  freeReplyObject(r);
+  return raced;
+}
 
-  if (o->route != NULL) {
-    route_key(c, o->tenant, o->route, rkey, sizeof rkey);
-    char *list = routes_with(kvs_get(&hash, "routes"), o->route, 0);
-    const char *exists[] = {"EXISTS", rkey};
-    redisReply *r = command(c, 2, exists);
-    int had = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer > 0;
-    if (r) freeReplyObject(r);
-    const char *old_list = kvs_get(&hash, "routes");
-    if (!had && (old_list == NULL || strcmp(list, old_list) == 0)) {
-      free(list);
-      rc = cli_fail(CLI_FAIL, "tenant '%s' has no route '%s'; nothing deleted.", o->tenant, o->route);
-      goto out;
-    }
-    const char *multi[] = {"MULTI"}, *del[] = {"DEL", rkey};
-    int ok = simple(c, 1, multi) == 0 && simple(c, 2, del) == 0;
-    if (ok && old_list != NULL) {
-      if (list[0]) {
-        const char *set[] = {"HSET", key, "routes", list};
-        ok = simple(c, 4, set) == 0;
-      } else {
-        const char *hdel[] = {"HDEL", key, "routes"};
-        ok = simple(c, 3, hdel) == 0;
-      }
-    }
-    free(list);
-    if (!ok) goto out;
-    const char *exec[] = {"EXEC"};
-    r = command(c, 1, exec);
-    if (r == NULL) goto out;
-    int raced = r->type == REDIS_REPLY_NIL;
-    freeReplyObject(r);
-    if (raced) {
-      rc = cli_fail(CLI_FAIL, "not deleted: tenant '%s' changed while this command ran; run it again.", o->tenant);
-      goto out;
-    }
-    printf("Deleted route %s of tenant %s.\n", o->route, o->tenant);
-    rc = CLI_OK;
+/* `del --route NAME`: the route hash and its name in `routes`, under the
+ * WATCH the caller took on the tenant hash (read into hash). */
+static int del_route(const struct topts *o, struct relayq_client *c, const char *key, const struct kvs *hash) {
+  char rkey[700];
+  route_key(c, o->tenant, o->route, rkey, sizeof rkey);
+  const char *old_list = kvs_get(hash, "routes");
+  char *list = routes_with(old_list, o->route, 0);
+  int rc = CLI_FAIL;
+  const char *exists[] = {"EXISTS", rkey};
+  redisReply *r = command(c, 2, exists);
+  if (r == NULL) goto out;
+  int had = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+  freeReplyObject(r);
+  if (!had && (old_list == NULL || strcmp(list, old_list) == 0)) {
+    cli_fail(CLI_FAIL, "tenant '%s' has no route '%s'; nothing deleted.", o->tenant, o->route);
     goto out;
   }
+  const char *multi[] = {"MULTI"}, *del[] = {"DEL", rkey};
+  const char *set[] = {"HSET", key, "routes", list}, *hdel[] = {"HDEL", key, "routes"};
+  if (simple(c, 1, multi) != 0 || simple(c, 2, del) != 0) goto out;
+  if (old_list != NULL && (list[0] ? simple(c, 4, set) : simple(c, 3, hdel)) != 0) goto out;
+  int x = exec_watched(c);
+  if (x < 0) goto out;
+  if (x > 0) {
+    cli_fail(CLI_FAIL, "not deleted: tenant '%s' changed while this command ran; run it again.", o->tenant);
+    goto out;
+  }
+  printf("Deleted route %s of tenant %s.\n", o->route, o->tenant);
+  rc = CLI_OK;
+out:
+  free(list);
+  return rc;
+}
 
-  /* Route hashes: those `routes` names, and any left behind by an earlier
-   * edit (found with SCAN; tenant ids hold no glob characters). */
-  snprintf(pattern, sizeof pattern, "%s:route:*", key);
+/* Every key matching pattern (SCAN, bounded). Returns 0 or -1 (printed);
+ * *keys (caller frees each and the array) grows by *n. */
+static int scan_keys(struct relayq_client *c, const char *pattern, char ***keys, size_t *n) {
   char cursor[32] = "0";
   for (int round = 0; round < SCAN_ROUNDS; round++) {
     const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "500"};
     redisReply *r = command(c, 6, scan);
-    if (r == NULL) goto out;
+    if (r == NULL) return -1;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
         r->element[1]->type != REDIS_REPLY_ARRAY) {
       freeReplyObject(r);
-      rc = cli_fail(CLI_FAIL, "Redis answered SCAN unexpectedly.");
-      goto out;
+      return cli_fail(-1, "Redis answered SCAN unexpectedly.");
     }
     for (size_t i = 0; i < r->element[1]->elements; i++) {
       redisReply *k = r->element[1]->element[i];
       if (k->type != REDIS_REPLY_STRING) continue;
-      keys = rq_xrealloc(keys, (n_keys + 1) * sizeof *keys);
-      keys[n_keys++] = rq_xstrdup(k->str);
+      *keys = rq_xrealloc(*keys, (*n + 1) * sizeof **keys);
+      (*keys)[(*n)++] = rq_xstrdup(k->str);
     }
     snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
     freeReplyObject(r);
-    if (strcmp(cursor, "0") == 0) break;
+    if (strcmp(cursor, "0") == 0) return 0;
   }
-  if (hash.n == 0 && n_keys == 0) {
-    rc = cli_fail(CLI_FAIL, "tenant '%s' has no settings; nothing deleted.", o->tenant);
+  return cli_fail(-1, "too many keys match %s; nothing deleted.", pattern);
+}
+
+/* `del`: the tenant hash and every route hash, including ones `routes` no
+ * longer names (found with SCAN; tenant ids hold no glob characters). */
+static int del_tenant(const struct topts *o, struct relayq_client *c, const char *key, const struct kvs *hash) {
+  char pattern[720];
+  char **keys = NULL;
+  size_t n_keys = 0;
+  int rc = CLI_FAIL;
+  snprintf(pattern, sizeof pattern, "%s:route:*", key);
+  if (scan_keys(c, pattern, &keys, &n_keys) != 0) goto out;
+  if (hash->n == 0 && n_keys == 0) {
+    cli_fail(CLI_FAIL, "tenant '%s' has no settings; nothing deleted.", o->tenant);
     goto out;
   }
   const char *multi[] = {"MULTI"}, *del[] = {"DEL", key};
@@ -1535,13 +1573,10 @@ static int cmd_del(struct topts *o, struct cli_ctx *ctx) {
     const char *d[] = {"DEL", keys[i]};
     if (simple(c, 2, d) != 0) goto out;
   }
-  const char *exec[] = {"EXEC"};
-  redisReply *r = command(c, 1, exec);
-  if (r == NULL) goto out;
-  int raced = r->type == REDIS_REPLY_NIL;
-  freeReplyObject(r);
-  if (raced) {
-    rc = cli_fail(CLI_FAIL, "not deleted: tenant '%s' changed while this command ran; run it again.", o->tenant);
+  int x = exec_watched(c);
+  if (x < 0) goto out;
+  if (x > 0) {
+    cli_fail(CLI_FAIL, "not deleted: tenant '%s' changed while this command ran; run it again.", o->tenant);
     goto out;
   }
   printf("Deleted tenant %s (%zu route hash%s).\n", o->tenant, n_keys, n_keys == 1 ? "" : "es");
@@ -1549,7 +1584,23 @@ static int cmd_del(struct topts *o, struct cli_ctx *ctx) {
 out:
   for (size_t i = 0; i < n_keys; i++) free(keys[i]);
   free(keys);
+  return rc;
+}
+
+static int cmd_del(struct topts *o, struct cli_ctx *ctx) {
+  char key[512];
+  struct kvs hash = {0};
+  int rc = CLI_FAIL;
+  struct relayq_client *c = cli_client(ctx);
+  if (c == NULL) return CLI_FAIL;
+  tenant_key(c, o->tenant, key, sizeof key);
+  const char *watch[] = {"WATCH", key};
+  if (simple(c, 2, watch) == 0 && hgetall(c, key, &hash) == 0)
+    rc = o->route ? del_route(o, c, key, &hash) : del_tenant(o, c, key, &hash);
   kvs_free(&hash);
+  const char *unwatch[] = {"UNWATCH"};
+  redisReply *r = redisCommandArgv(relayq_client_redis(c), 1, unwatch, NULL);
+  if (r) freeReplyObject(r);
   return rc;
 }
 
@@ -1573,6 +1624,7 @@ int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
     struct topts o;
     int p = parse_opts(argc - 1, argv + 1, ctx, &o);
     if (p != 0) return p > 0 ? CLI_OK : CLI_USAGE;
+    if (strlen(ctx->prefix) > 200) return cli_fail(CLI_USAGE, "--prefix is longer than 200 characters.");
     if (strcmp(o.sub, "set") != 0 && o.npos > 0)
       return cli_fail(CLI_USAGE, "unexpected argument '%.60s' (see 'relayq tenant --help').", o.pos[0]);
     /* The probes and the test send use libcurl's easy and multi APIs. */

@@ -98,7 +98,8 @@ struct tstep {
   char offers[OFFERS_MAX]; /* EHLO keywords, "STARTTLS, AUTH PLAIN, ..." */
 };
 
-/* Lives on rq_probe_smtp_run's stack for one transfer; the debug callback
+/* Owned by rq_probe_smtp_run for one transfer and freed after
+ * curl_easy_cleanup (which may still report the QUIT); the debug callback
  * gets it through CURLOPT_DEBUGDATA. Holds replies only, never what we
  * sent. */
 struct trace {
@@ -108,9 +109,8 @@ struct trace {
   int tls_done;  /* a TLS session is up (implicit or after STARTTLS) */
   double tls_done_at;
   char tls_info[128];       /* "TLSv1.3 / TLS_AES_256_GCM_SHA384" */
-  int verify_ok;            /* "SSL certificate verify ok" */
   char verify_problem[128]; /* why verification would fail (checking off) */
-  int offers_starttls, offers_auth;
+  int offers_starttls;      /* some EHLO answer offered STARTTLS */
   struct tstep st[T__COUNT];
   char raw[RAW_MAX + 1];    /* the reply being read */
   size_t raw_len;
@@ -129,7 +129,6 @@ static void trace_offer(struct trace *t, struct tstep *s, const char *kw, size_t
   rq_text_sanitize(clean, sizeof clean, kw, n);
   if (clean[0] == '\0') return;
   if (starts(clean, strlen(clean), "STARTTLS")) t->offers_starttls = 1;
-  if (starts(clean, strlen(clean), "AUTH ") || starts(clean, strlen(clean), "AUTH=")) t->offers_auth = 1;
   size_t used = strlen(s->offers);
   if (used + strlen(clean) + 3 >= sizeof s->offers) return; /* summary is full */
   snprintf(s->offers + used, sizeof s->offers - used, "%s%s", used ? ", " : "", clean);
@@ -197,8 +196,6 @@ static void trace_text(struct trace *t, const char *p, size_t n) {
     sanitize(t->tls_info, sizeof t->tls_info, m + strlen(k));
     t->tls_done = 1;
     t->tls_done_at = now_ms();
-  } else if ((k = "SSL certificate verify ok"), strncmp(m, k, strlen(k)) == 0) {
-    t->verify_ok = 1;
   } else if ((k = "SSL certificate verify result: "), strncmp(m, k, strlen(k)) == 0) {
     char *end = strstr(msg, ", continuing anyway");
     if (end) *end = '\0';
@@ -722,9 +719,13 @@ int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r) 
   if (login && !t->st[T_AUTH].seen) {
     add_stage(r, "AUTH", 0, -1, "not offered by the server");
     r->category = "auth";
-    set_error(r, "login not possible: %s does not offer AUTH%s; check smtp_security (many servers offer AUTH "
-                 "only after STARTTLS) or leave smtp_user empty",
-              hp, o->security == RQ_SEC_NONE ? " without TLS" : "");
+    if (o->security == RQ_SEC_NONE && t->offers_starttls)
+      set_error(r, "login not possible: %s offers AUTH only after STARTTLS: set smtp_security=starttls", hp);
+    else
+      set_error(r,
+                "login not possible: %s does not offer AUTH; check smtp_security (many servers offer AUTH only "
+                "after STARTTLS) or leave smtp_user empty",
+                hp);
     goto done;
   }
   if (o->rcpt && o->rcpt[0]) (void)probe_rcpt(h, o, t0 + (double)timeout_ms, r);

@@ -201,6 +201,15 @@ def test_implicit_tls_and_security_mismatches():
               out=["sends the password unencrypted"])
 
 
+def test_login_offered_only_after_starttls():
+    with RedisServer() as r, SmtpServer(security="starttls", auth=("alice", "pw-1"),
+                                        require_starttls=False) as s:
+        fields = smtp_fields(s, "alice", "pw-1", smtp_security="none")
+        check(run_relayq(r, "tenant", "set", "acme", *fields, env=ENV), 1,
+              out=["FAIL  AUTH"], err=["offers AUTH only after STARTTLS: set smtp_security=starttls"])
+        assert r.client.keys("*") == []
+
+
 def test_connection_refused_and_dns_in_plain_words():
     with RedisServer() as r:
         port = free_port()
@@ -293,6 +302,17 @@ def test_test_sends_a_real_message():
         p = run_relayq(r, "tenant", "test", "acme", "--to", "nobody@example.com", env=ENV)
         check(p, 1, out=["550 5.1.1", "Result: failed"], err=["not sent"])
         assert s.messages_count() == 1
+        # A tenant without a hash goes through the platform gateway, From the
+        # platform sender (its domain is not verified), as a worker would.
+        check(run_relayq(r, "tenant", "test", "newco", "--to", "bob@example.com", env=ENV), 1,
+              err=["RELAYQ_PLATFORM_SMTP is not set"])
+        env = dict(ENV, RELAYQ_PLATFORM_SMTP=s.url_with_auth(), RELAYQ_CA_FILE=s.cafile,
+                   RELAYQ_PLATFORM_FROM="no-reply@platform.example")
+        check(run_relayq(r, "tenant", "test", "newco", "--to", "bob@example.com", env=env), 0,
+              out=["through platform", "Result: sent"])
+        m = s.wait_messages(2)[1]
+        assert m["mail_from"] == "no-reply@platform.example", m
+        assert r.client.keys("*") == [r.key("tenant", "acme").encode()]
 
 
 def test_routes_set_verify_test_and_del():
