@@ -251,13 +251,25 @@ static int is_digit(int c) { return c >= '0' && c <= '9'; }
 static int is_alpha(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 static int is_alnum(int c) { return is_digit(c) || is_alpha(c); }
 
+/* 1 when the NUL-terminated s starts with needle[0..nl), ignoring case.
+ * Used instead of ci_find(...) == s, which would scan the whole rest of s
+ * at every position (quadratic in the reply length). */
+static int ci_prefix(const char *s, const char *needle, size_t nl) {
+  size_t i = 0;
+  while (i < nl && s[i] && lower((unsigned char)s[i]) == lower((unsigned char)needle[i])) i++;
+  return i == nl;
+}
+
 /* Case-insensitive search for needle[0..nl) in the NUL-terminated hay. */
 static const char *ci_find(const char *hay, const char *needle, size_t nl) {
   if (nl == 0) return hay;
-  for (; *hay; hay++) {
-    size_t i = 0;
-    while (i < nl && hay[i] && lower((unsigned char)hay[i]) == lower((unsigned char)needle[i])) i++;
-    if (i == nl) return hay;
+  /* The rule tables run hundreds of searches per reply: let libc's
+   * strpbrk skip to candidate first characters, then compare the rest. */
+  char first[3] = {(char)lower((unsigned char)needle[0]), '\0', '\0'};
+  if (is_alpha((unsigned char)first[0])) first[1] = (char)(first[0] - 32);
+  while ((hay = strpbrk(hay, first)) != NULL) {
+    if (ci_prefix(hay + 1, needle + 1, nl - 1)) return hay;
+    hay++;
   }
   return NULL;
 }
@@ -358,7 +370,7 @@ int64_t rq_retry_hint_parse(const char *text) {
     if (i > 0 && is_alnum((unsigned char)text[i - 1])) continue;
     for (size_t k = 0; k < sizeof preps / sizeof preps[0]; k++) {
       size_t pl = strlen(preps[k]);
-      if (ci_find(text + i, preps[k], pl) != text + i) continue;
+      if (!ci_prefix(text + i, preps[k], pl)) continue;
       int64_t ms = delay_at(text + i + pl);
       if (ms > 0) return ms;
     }
@@ -435,7 +447,7 @@ static int find_blocklist(const char *text, char *name, size_t cap) {
       }
       for (size_t w = 0; w < sizeof list_words / sizeof list_words[0]; w++) {
         size_t wl = strlen(list_words[w].needle);
-        if (n >= wl && ci_find(t, list_words[w].needle, wl) == t) {
+        if (n >= wl && ci_prefix(t, list_words[w].needle, wl)) {
           snprintf(name, cap, "%s", list_words[w].name);
           return 1;
         }
@@ -728,7 +740,7 @@ static int trailing_code(const char *eb) {
   if (!is_digit((unsigned char)p[0]) || !is_digit((unsigned char)p[1]) || !is_digit((unsigned char)p[2])) return 0;
   /* Only curl's own shapes, so "... on port 587" is not read as a reply. */
   int after_colon = n >= 5 && p[-1] == ' ' && p[-2] == ':';
-  int after_code = n >= 8 && ci_find(p - 5, "code ", 5) == p - 5;
+  int after_code = n >= 8 && ci_prefix(p - 5, "code ", 5);
   if (!after_colon && !after_code) return 0;
   int code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
   return code >= 400 && code <= 599 ? code : 0;

@@ -209,6 +209,7 @@ void rq_tenants_get(struct rq_engine *eng, struct rq_jobctx *jc, const char *ten
   int64_t now = relayq_now_ms();
   if (e && !e->loading && !e->waiters && e->loaded_ms && now - e->loaded_ms >= eng->cfg->tenant_cache_ms) {
     unlink_entry(eng, e); /* stale: jobs holding it keep it alive */
+    if (e->refs == 0) entry_free(e);
     e = NULL;
   }
   if (!e) {

@@ -397,16 +397,21 @@ static int connection_field(const char *f) {
 
 /* ---- display ---------------------------------------------------------------------------- */
 
+/* What is shown of a secret: whether it is sealed, never its value. */
+static const char *masked(const char *value) {
+  return relayq_secret_is_sealed(value) ? "enc:v1:\xe2\x80\xa6(sealed)" : "****(plaintext)";
+}
+
 /* Text for one value: secrets masked, line breaks shown as \n, long
- * values cut. Writes into buf. */
-static const char *show_value(const char *field, const char *value, int full, char *buf, size_t cap) {
+ * values cut (on a UTF-8 boundary). Writes into buf. */
+static const char *show_value(const char *field, const char *value, char *buf, size_t cap) {
   if (rq_tenant_field_is_secret(field)) {
-    snprintf(buf, cap, "%s", relayq_secret_is_sealed(value) ? "enc:v1:\xe2\x80\xa6(sealed)" : "****(plaintext)");
+    snprintf(buf, cap, "%s", masked(value));
     return buf;
   }
   size_t o = 0, n = strlen(value);
   for (size_t i = 0; i < n && o + 8 < cap; i++) {
-    if (!full && i >= SHOW_MAX) {
+    if (i >= SHOW_MAX && ((unsigned char)value[i] & 0xc0) != 0x80) {
       memcpy(buf + o, "\xe2\x80\xa6", 3);
       o += 3;
       break;
@@ -426,7 +431,7 @@ static void print_fields(const struct kvs *k, const char *indent) {
   size_t *idx = kvs_order(k);
   for (size_t j = 0; j < k->n; j++) {
     size_t i = idx[j];
-    printf("%s%-22s %s\n", indent, k->f[i], show_value(k->f[i], k->v[i], 0, buf, sizeof buf));
+    printf("%s%-22s %s\n", indent, k->f[i], show_value(k->f[i], k->v[i], buf, sizeof buf));
   }
   free(idx);
 }
@@ -439,10 +444,7 @@ static void json_fields(const struct kvs *k) {
     if (j) putchar(',');
     cli_json_string(stdout, k->f[i]);
     putchar(':');
-    if (rq_tenant_field_is_secret(k->f[i]))
-      cli_json_string(stdout, relayq_secret_is_sealed(k->v[i]) ? "enc:v1:\xe2\x80\xa6(sealed)" : "****(plaintext)");
-    else
-      cli_json_string(stdout, k->v[i]);
+    cli_json_string(stdout, rq_tenant_field_is_secret(k->f[i]) ? masked(k->v[i]) : k->v[i]);
   }
   putchar('}');
   free(idx);
@@ -526,7 +528,11 @@ static int collect_pairs(const struct topts *o, const unsigned char *key, const 
     char *arg = o->pos[i];
     char *eq = strchr(arg, '=');
     if (eq == NULL || eq == arg) {
-      cli_fail(CLI_USAGE, "expected FIELD=VALUE, got '%.60s' (FIELD= deletes a field).", arg);
+      /* Not echoed: a mistyped pair may be a password. */
+      if (rq_tenant_field_known(arg))
+        cli_fail(CLI_USAGE, "argument %d is not FIELD=VALUE: write %s=VALUE (%s= deletes it).", i + 2, arg, arg);
+      else
+        cli_fail(CLI_USAGE, "argument %d is not FIELD=VALUE (FIELD= deletes a field).", i + 2);
       bad++;
       continue;
     }

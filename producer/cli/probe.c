@@ -595,6 +595,128 @@ static void explain_proto(struct rq_probe_report *r, const struct trace *t, enum
   }
 }
 
+/* What libcurl measured of the connection; ip borrowed from the handle. */
+struct timing {
+  curl_off_t dns_us, conn_us, app_us;
+  long os_errno;
+  const char *ip;
+};
+
+static void read_timing(CURL *h, struct timing *tm) {
+  char *ip = NULL;
+  memset(tm, 0, sizeof *tm);
+  curl_easy_getinfo(h, CURLINFO_NAMELOOKUP_TIME_T, &tm->dns_us);
+  curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &tm->conn_us);
+  curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &tm->app_us);
+  curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &tm->os_errno);
+  curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip);
+  tm->ip = ip && ip[0] ? ip : NULL;
+}
+
+/* The session set-up with CONNECT_ONLY, the trace on the debug callback. */
+static void smtp_options(CURL *h, const struct rq_probe_smtp *o, long timeout_ms, struct trace *t, char *errbuf,
+                         char *url, size_t url_cap) {
+  snprintf(url, url_cap, "%s://%s:%d", o->security == RQ_SEC_TLS ? "smtps" : "smtp", o->host, o->port);
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+  curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                   timeout_ms < CONNECT_TIMEOUT_CAP_MS ? timeout_ms : CONNECT_TIMEOUT_CAP_MS);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(h, CURLOPT_SERVER_RESPONSE_TIMEOUT, (timeout_ms + 999) / 1000);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(h, CURLOPT_CERTINFO, 1L);
+  curl_easy_setopt(h, CURLOPT_VERBOSE, 1L); /* feeds debug_cb; nothing is printed */
+  curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_cb);
+  curl_easy_setopt(h, CURLOPT_DEBUGDATA, t);
+  curl_easy_setopt(h, CURLOPT_USE_SSL, (long)(o->security == RQ_SEC_NONE ? CURLUSESSL_NONE : CURLUSESSL_ALL));
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->tls_verify ? 1L : 0L);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->tls_verify ? 2L : 0L);
+  if (o->ca_file && o->ca_file[0]) curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
+  if (o->user && o->user[0]) {
+    curl_easy_setopt(h, CURLOPT_USERNAME, o->user);
+    curl_easy_setopt(h, CURLOPT_PASSWORD, o->password ? o->password : "");
+    curl_easy_setopt(h, CURLOPT_SASL_IR, 1L); /* as the worker logs in */
+  }
+}
+
+/* Explains a failed set-up into r and says where it failed; *fail_step is
+ * the protocol step when that is W_PROTO. */
+static enum where smtp_failure(struct rq_probe_report *r, const struct rq_probe_smtp *o, const struct trace *t,
+                               CURLcode rc, const char *errbuf, const char *hp, const struct timing *tm,
+                               long timeout_ms, enum tstage *fail_step) {
+  enum where w = explain_transport(r, rc, errbuf, tm->os_errno, o->host, o->port, tm->conn_us, timeout_ms,
+                                   "smtp_host", 1);
+  *fail_step = t->cur;
+  if (w == W_TLS && o->security != RQ_SEC_TLS) {
+    *fail_step = T_STARTTLS; /* the handshake belongs to the STARTTLS step */
+    return W_PROTO;
+  }
+  if (w != W_PROTO) return w;
+  if (o->security == RQ_SEC_TLS && !t->tls_done && !t->st[T_BANNER].seen) {
+    set_error(r, "TLS: no TLS handshake with %s (%s): the server may not use implicit TLS on this port; for a "
+                 "port that starts in plain text (587, 25) use smtp_security=starttls",
+              hp, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    return W_TLS;
+  }
+  if (rc == CURLE_LOGIN_DENIED && !t->st[T_AUTH].seen) {
+    *fail_step = T_AUTH;
+    r->category = "auth";
+    set_error(r, "login not possible: %s offers no login method libcurl supports (%s)", hp,
+              errbuf[0] ? errbuf : "no AUTH mechanism in common");
+  } else if (rc == CURLE_LOGIN_DENIED || rc == CURLE_USE_SSL_FAILED || rc == CURLE_WEIRD_SERVER_REPLY ||
+             rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_AUTH_ERROR || rc == CURLE_REMOTE_ACCESS_DENIED) {
+    explain_proto(r, t, *fail_step, rc, errbuf, hp, o);
+  }
+  return W_PROTO;
+}
+
+/* DNS, TCP connect and (implicit) TLS stages from curl's own clock.
+ * Returns 0 to go on with the protocol steps (*banner_from: when the
+ * banner could start, monotonic ms), -1 when one of these failed. */
+static int transport_stages(struct rq_probe_report *r, const struct rq_probe_smtp *o, const struct trace *t,
+                            const struct timing *tm, enum where w, const char *errbuf, double t0,
+                            double *banner_from) {
+  const char *addr = tm->ip ? tm->ip : o->host;
+  if (w == W_DNS) {
+    add_stage(r, "DNS", 0, us_to_ms(tm->dns_us), "%s: %s", o->host, errbuf[0] ? errbuf : "not found");
+    return -1;
+  }
+  if (tm->ip) add_stage(r, "DNS", 1, us_to_ms(tm->dns_us), "%s -> %s", o->host, tm->ip);
+  else add_stage(r, "DNS", 1, us_to_ms(tm->dns_us), "%s", o->host);
+  if (w == W_CONNECT) {
+    add_stage(r, "TCP connect", 0, tm->conn_us > 0 ? us_to_ms(tm->conn_us - tm->dns_us) : -1, "%s port %d: %s", addr,
+              o->port, errbuf[0] ? errbuf : "failed");
+    return -1;
+  }
+  add_stage(r, "TCP connect", 1, us_to_ms(tm->conn_us - tm->dns_us), "%s port %d", addr, o->port);
+  *banner_from = t0 + us_to_ms(tm->conn_us);
+  if (o->security != RQ_SEC_TLS) return 0;
+  if (w == W_TLS) {
+    add_stage(r, "TLS", 0, tm->app_us > tm->conn_us ? us_to_ms(tm->app_us - tm->conn_us) : -1, "%s",
+              errbuf[0] ? errbuf : "handshake failed");
+    return -1;
+  }
+  add_stage(r, "TLS", 1, us_to_ms(tm->app_us - tm->conn_us), "%s", t->tls_info[0] ? t->tls_info : "handshake done");
+  *banner_from = t0 + us_to_ms(tm->app_us);
+  return 0;
+}
+
+/* A login was configured but the server never offered AUTH. */
+static void auth_not_offered(struct rq_probe_report *r, const struct rq_probe_smtp *o, const struct trace *t,
+                             const char *hp) {
+  add_stage(r, "AUTH", 0, -1, "not offered by the server");
+  r->category = "auth";
+  if (o->security == RQ_SEC_NONE && t->offers_starttls)
+    set_error(r, "login not possible: %s offers AUTH only after STARTTLS: set smtp_security=starttls", hp);
+  else
+    set_error(r,
+              "login not possible: %s does not offer AUTH; check smtp_security (many servers offer AUTH only "
+              "after STARTTLS) or leave smtp_user empty",
+              hp);
+}
+
 int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r) {
   struct trace *t = NULL;
   CURL *h = NULL;
@@ -616,119 +738,29 @@ int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r) 
     set_error(r, "out of memory starting the check");
     return -1;
   }
-  snprintf(url, sizeof url, "%s://%s:%d", o->security == RQ_SEC_TLS ? "smtps" : "smtp", o->host, o->port);
-  long response_s = (timeout_ms + 999) / 1000;
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-  curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < CONNECT_TIMEOUT_CAP_MS ? timeout_ms : CONNECT_TIMEOUT_CAP_MS);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(h, CURLOPT_SERVER_RESPONSE_TIMEOUT, response_s);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(h, CURLOPT_CERTINFO, 1L);
-  curl_easy_setopt(h, CURLOPT_VERBOSE, 1L); /* feeds debug_cb; nothing is printed */
-  curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_cb);
-  curl_easy_setopt(h, CURLOPT_DEBUGDATA, t);
-  curl_easy_setopt(h, CURLOPT_USE_SSL,
-                   (long)(o->security == RQ_SEC_NONE ? CURLUSESSL_NONE : CURLUSESSL_ALL));
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->tls_verify ? 1L : 0L);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->tls_verify ? 2L : 0L);
-  if (o->ca_file && o->ca_file[0]) curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
-  int login = o->user && o->user[0];
-  if (login) {
-    curl_easy_setopt(h, CURLOPT_USERNAME, o->user);
-    curl_easy_setopt(h, CURLOPT_PASSWORD, o->password ? o->password : "");
-    curl_easy_setopt(h, CURLOPT_SASL_IR, 1L); /* as the worker logs in */
-  }
+  smtp_options(h, o, timeout_ms, t, errbuf, url, sizeof url);
 
-  double t0 = now_ms();
+  double t0 = now_ms(), banner_from = 0;
   CURLcode rc = curl_easy_perform(h);
-  curl_off_t dns_us = 0, conn_us = 0, app_us = 0;
-  long os_errno = 0;
-  char *ip = NULL;
-  curl_easy_getinfo(h, CURLINFO_NAMELOOKUP_TIME_T, &dns_us);
-  curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &conn_us);
-  curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &app_us);
-  curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
-  curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip);
+  struct timing tm;
+  read_timing(h, &tm);
   read_certinfo(h, r);
-
   enum where w = W_NONE;
   enum tstage fail_step = T__COUNT;
-  if (rc != CURLE_OK) {
-    w = explain_transport(r, rc, errbuf, os_errno, o->host, o->port, conn_us, timeout_ms, "smtp_host", 1);
-    if (w == W_TLS && o->security != RQ_SEC_TLS) {
-      w = W_PROTO; /* the handshake belongs to the STARTTLS step */
-      fail_step = T_STARTTLS;
-    } else if (w == W_PROTO) {
-      fail_step = t->cur;
-      if (o->security == RQ_SEC_TLS && !t->tls_done && !t->st[T_BANNER].seen) {
-        w = W_TLS;
-        set_error(r, "TLS: no TLS handshake with %s (%s): the server may not use implicit TLS on this port; for a "
-                     "port that starts in plain text (587, 25) use smtp_security=starttls",
-                  hp, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-      } else if (rc == CURLE_LOGIN_DENIED && !t->st[T_AUTH].seen) {
-        fail_step = T_AUTH;
-        r->category = "auth";
-        set_error(r, "login not possible: %s offers no login method libcurl supports (%s)", hp,
-                  errbuf[0] ? errbuf : "no AUTH mechanism in common");
-      } else if (rc == CURLE_LOGIN_DENIED || rc == CURLE_USE_SSL_FAILED || rc == CURLE_WEIRD_SERVER_REPLY ||
-                 rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_AUTH_ERROR ||
-                 rc == CURLE_REMOTE_ACCESS_DENIED) {
-        explain_proto(r, t, fail_step, rc, errbuf, hp, o);
-      }
-    }
-  }
-
-  /* DNS and TCP connect come from curl's own clock. */
-  const char *addr = ip && ip[0] ? ip : o->host;
-  if (w == W_DNS) {
-    add_stage(r, "DNS", 0, us_to_ms(dns_us), "%s: %s", o->host, errbuf[0] ? errbuf : "not found");
-    goto done;
-  }
-  if (ip && ip[0]) add_stage(r, "DNS", 1, us_to_ms(dns_us), "%s -> %s", o->host, ip);
-  else add_stage(r, "DNS", 1, us_to_ms(dns_us), "%s", o->host);
-  if (w == W_CONNECT) {
-    add_stage(r, "TCP connect", 0, conn_us > 0 ? us_to_ms(conn_us - dns_us) : -1, "%s port %d: %s", addr, o->port,
-              errbuf[0] ? errbuf : "failed");
-    goto done;
-  }
-  add_stage(r, "TCP connect", 1, us_to_ms(conn_us - dns_us), "%s port %d", addr, o->port);
-  double banner_from = t0 + us_to_ms(conn_us);
-  if (o->security == RQ_SEC_TLS) {
-    if (w == W_TLS) {
-      add_stage(r, "TLS", 0, app_us > conn_us ? us_to_ms(app_us - conn_us) : -1, "%s",
-                errbuf[0] ? errbuf : "handshake failed");
-      goto done;
-    }
-    add_stage(r, "TLS", 1, us_to_ms(app_us - conn_us), "%s", t->tls_info[0] ? t->tls_info : "handshake done");
-    banner_from = t0 + us_to_ms(app_us);
-  }
+  if (rc != CURLE_OK) w = smtp_failure(r, o, t, rc, errbuf, hp, &tm, timeout_ms, &fail_step);
+  if (transport_stages(r, o, t, &tm, w, errbuf, t0, &banner_from) != 0) goto done;
   if (w == W_PROTO) {
-    char fd[300] = "";
-    if (fail_step == T_STARTTLS && rc != CURLE_OK && t->st[T_STARTTLS].answered &&
-        t->st[T_STARTTLS].reply.code == 220)
-      snprintf(fd, sizeof fd, "handshake failed: %s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    char detail[300] = "";
+    if (fail_step == T_STARTTLS && t->st[T_STARTTLS].answered && t->st[T_STARTTLS].reply.code == 220)
+      snprintf(detail, sizeof detail, "handshake failed: %s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
     else if (fail_step == T_EHLO && rc == CURLE_USE_SSL_FAILED)
-      snprintf(fd, sizeof fd, "STARTTLS not offered");
-    add_proto_stages(r, t, banner_from, fail_step, fd);
+      snprintf(detail, sizeof detail, "STARTTLS not offered");
+    add_proto_stages(r, t, banner_from, fail_step, detail);
     goto done;
   }
   add_proto_stages(r, t, banner_from, T__COUNT, NULL);
-  if (login && !t->st[T_AUTH].seen) {
-    add_stage(r, "AUTH", 0, -1, "not offered by the server");
-    r->category = "auth";
-    if (o->security == RQ_SEC_NONE && t->offers_starttls)
-      set_error(r, "login not possible: %s offers AUTH only after STARTTLS: set smtp_security=starttls", hp);
-    else
-      set_error(r,
-                "login not possible: %s does not offer AUTH; check smtp_security (many servers offer AUTH only "
-                "after STARTTLS) or leave smtp_user empty",
-                hp);
-    goto done;
-  }
-  if (o->rcpt && o->rcpt[0]) (void)probe_rcpt(h, o, t0 + (double)timeout_ms, r);
+  if (o->user && o->user[0] && !t->st[T_AUTH].seen) auth_not_offered(r, o, t, hp);
+  else if (o->rcpt && o->rcpt[0]) (void)probe_rcpt(h, o, t0 + (double)timeout_ms, r);
 
 done:
   cert_verdict(t, o, r);
@@ -774,13 +806,66 @@ static void mailgun_message(const struct body *b, char *out, size_t cap) {
   rq_text_sanitize(out, cap < 160 ? cap : 160, b->data, b->len);
 }
 
+/* The authenticated GET; b receives the (bounded) body. */
+static void mailgun_options(CURL *h, const struct rq_probe_mailgun *o, const char *url, long timeout_ms,
+                            char *errbuf, struct body *b) {
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                   timeout_ms < CONNECT_TIMEOUT_CAP_MS ? timeout_ms : CONNECT_TIMEOUT_CAP_MS);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(h, CURLOPT_CERTINFO, 1L);
+  curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+  curl_easy_setopt(h, CURLOPT_USERNAME, "api");
+  curl_easy_setopt(h, CURLOPT_PASSWORD, o->api_key);
+  curl_easy_setopt(h, CURLOPT_USERAGENT, "relayq/" RELAYQ_VERSION);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, body_cb);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
+  if (o->ca_file && o->ca_file[0]) curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
+}
+
+/* Host and port of url (the port from the scheme when absent). */
+static void url_host_port(const char *url, char *host, size_t cap, int *port) {
+  CURLU *u = curl_url();
+  char *h = NULL, *p = NULL;
+  snprintf(host, cap, "?");
+  *port = 0;
+  if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+    if (curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK) snprintf(host, cap, "%s", h);
+    if (curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK) *port = atoi(p);
+  }
+  curl_free(h);
+  curl_free(p);
+  curl_url_cleanup(u);
+}
+
+/* The verdict on Mailgun's answer. */
+static void mailgun_verdict(struct rq_probe_report *r, long status, const char *msg, const char *domain) {
+  if (status >= 200 && status < 300) return;
+  r->category = "http";
+  if (status == 401 || status == 403)
+    set_error(r, "the API key was refused (HTTP %ld): check mailgun_api_key", status);
+  else if (status == 404)
+    set_error(r, "domain %s not found in this Mailgun account/region (HTTP 404): check mailgun_domain and "
+                 "mailgun_region (domains in the EU region need mailgun_region=eu)",
+              domain);
+  else if (status >= 500)
+    set_error(r, "Mailgun answered HTTP %ld (%s): the service has a problem; try again later", status, msg);
+  else
+    set_error(r, "Mailgun answered HTTP %ld (%s)", status, msg);
+}
+
 int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_report *r) {
-  char url[2600], errbuf[CURL_ERROR_SIZE] = "", msg[200];
+  char url[2600], errbuf[CURL_ERROR_SIZE] = "", msg[200], raw[sizeof r->target], hn[256];
   struct body *b = NULL;
   CURL *h = NULL;
+  int port = 0;
   memset(r, 0, sizeof *r);
   r->ok = 1;
-  char raw[sizeof r->target];
   snprintf(raw, sizeof raw, "mailgun %s domain %s", o->base_url ? o->base_url : "?", o->domain ? o->domain : "?");
   sanitize(r->target, sizeof r->target, raw);
   long timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : RQ_PROBE_DEFAULT_TIMEOUT_MS;
@@ -798,48 +883,24 @@ int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_repor
   char *dom = curl_easy_escape(h, o->domain, 0);
   snprintf(url, sizeof url, "%s/v3/domains/%s", o->base_url, dom ? dom : "");
   curl_free(dom);
-  CURLU *u = curl_url();
-  char *host = NULL;
-  long port = 0;
-  if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) curl_url_get(u, CURLUPART_HOST, &host, 0);
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < CONNECT_TIMEOUT_CAP_MS ? timeout_ms : CONNECT_TIMEOUT_CAP_MS);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(h, CURLOPT_CERTINFO, 1L);
-  curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-  curl_easy_setopt(h, CURLOPT_USERNAME, "api");
-  curl_easy_setopt(h, CURLOPT_PASSWORD, o->api_key);
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "relayq/" RELAYQ_VERSION);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, body_cb);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
-  if (o->ca_file && o->ca_file[0]) curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
+  url_host_port(url, hn, sizeof hn, &port);
+  mailgun_options(h, o, url, timeout_ms, errbuf, b);
 
   double t0 = now_ms();
   CURLcode rc = curl_easy_perform(h);
-  curl_off_t dns_us = 0, conn_us = 0, app_us = 0, total_us = 0;
-  long os_errno = 0, status = 0;
-  char *ip = NULL;
-  curl_easy_getinfo(h, CURLINFO_NAMELOOKUP_TIME_T, &dns_us);
-  curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &conn_us);
-  curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &app_us);
+  struct timing tm;
+  curl_off_t total_us = 0;
+  long status = 0;
+  read_timing(h, &tm);
   curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &total_us);
-  curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
-  curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip);
-  curl_easy_getinfo(h, CURLINFO_PRIMARY_PORT, &port);
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
   read_certinfo(h, r);
-  const char *hn = host ? host : "?";
   int https = strncasecmp(o->base_url, "https://", 8) == 0;
-  const char *addr = ip && ip[0] ? ip : hn;
+  const char *addr = tm.ip ? tm.ip : hn;
 
   enum where w = W_NONE;
   if (rc != CURLE_OK) {
-    w = explain_transport(r, rc, errbuf, os_errno, hn, (int)port, conn_us, timeout_ms, "mailgun_base_url", 0);
+    w = explain_transport(r, rc, errbuf, tm.os_errno, hn, port, tm.conn_us, timeout_ms, "mailgun_base_url", 0);
     /* The certificate advice names the SMTP setting; Mailgun has none. */
     if (rc == CURLE_PEER_FAILED_VERIFICATION)
       set_error(r, "TLS: the certificate of %s was not accepted (%s): check mailgun_base_url, or pass the CA "
@@ -847,49 +908,35 @@ int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_repor
                 hn, errbuf);
   }
   if (w == W_DNS) {
-    add_stage(r, "DNS", 0, us_to_ms(dns_us), "%s: %s", hn, errbuf[0] ? errbuf : "not found");
+    add_stage(r, "DNS", 0, us_to_ms(tm.dns_us), "%s: %s", hn, errbuf[0] ? errbuf : "not found");
     goto done;
   }
-  add_stage(r, "DNS", 1, us_to_ms(dns_us), "%s -> %s", hn, addr);
+  add_stage(r, "DNS", 1, us_to_ms(tm.dns_us), "%s -> %s", hn, addr);
   if (w == W_CONNECT) {
-    add_stage(r, "TCP connect", 0, -1, "%s port %ld: %s", addr, port, errbuf[0] ? errbuf : "failed");
+    add_stage(r, "TCP connect", 0, -1, "%s port %d: %s", addr, port, errbuf[0] ? errbuf : "failed");
     goto done;
   }
-  add_stage(r, "TCP connect", 1, us_to_ms(conn_us - dns_us), "%s port %ld", addr, port);
+  add_stage(r, "TCP connect", 1, us_to_ms(tm.conn_us - tm.dns_us), "%s port %d", addr, port);
   if (https) {
     if (w == W_TLS) {
       add_stage(r, "TLS", 0, -1, "%s", errbuf[0] ? errbuf : "handshake failed");
       goto done;
     }
-    add_stage(r, "TLS", 1, us_to_ms(app_us - conn_us), "handshake done");
+    add_stage(r, "TLS", 1, us_to_ms(tm.app_us - tm.conn_us), "handshake done");
     if (r->have_cert) snprintf(r->cert_verify, sizeof r->cert_verify, "verified");
   }
-  double http_ms = us_to_ms(total_us - (https ? app_us : conn_us));
+  double http_ms = us_to_ms(total_us - (https ? tm.app_us : tm.conn_us));
   if (w != W_NONE) {
     add_stage(r, "HTTP", 0, http_ms, "GET /v3/domains/%s: %s", o->domain, errbuf[0] ? errbuf : "failed");
     goto done;
   }
   mailgun_message(b, msg, sizeof msg);
   int ok = status >= 200 && status < 300;
-  add_stage(r, "HTTP", ok, http_ms, "GET /v3/domains/%s: %ld%s%s", o->domain, status, msg[0] && !ok ? " " : "",
-            ok ? "" : msg);
-  if (ok) goto done;
-  r->category = "http";
-  if (status == 401 || status == 403)
-    set_error(r, "the API key was refused (HTTP %ld): check mailgun_api_key", status);
-  else if (status == 404)
-    set_error(r, "domain %s not found in this Mailgun account/region (HTTP 404): check mailgun_domain and "
-                 "mailgun_region (domains in the EU region need mailgun_region=eu)",
-              o->domain);
-  else if (status >= 500)
-    set_error(r, "Mailgun answered HTTP %ld (%s): the service has a problem; try again later", status, msg);
-  else
-    set_error(r, "Mailgun answered HTTP %ld (%s)", status, msg);
+  add_stage(r, "HTTP", ok, http_ms, "GET /v3/domains/%s: %ld%s%s", o->domain, status, ok ? "" : " ", ok ? "" : msg);
+  mailgun_verdict(r, status, msg, o->domain);
 
 done:
   r->total_ms = now_ms() - t0;
-  curl_free(host);
-  curl_url_cleanup(u);
   curl_easy_cleanup(h);
   free(b);
   return r->ok ? 0 : -1;

@@ -62,6 +62,7 @@ __all__ = [
 ]
 
 FINAL_STATES = ("sent", "partial", "failed")
+SANITIZER_SIGNS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 LOG_TAIL = 1 << 20  # characters of a closed worker's log kept for failure reports
 
 _children = []          # every Popen we started, for the exit-time sweep
@@ -425,6 +426,11 @@ class Worker:
             # Keep the tail for main(), which prints it if the test fails later.
             self._final_log = self.log_text()[-LOG_TAIL:]
             shutil.rmtree(self._dir, ignore_errors=True)
+        # Under the sanitizer build a worker's memory error or leak is a test
+        # failure even when the test's own assertions passed.
+        if not failed and any(sig in self._final_log for sig in SANITIZER_SIGNS):
+            self.print_log("log with a sanitizer report")
+            raise AssertionError("worker %s: sanitizer report in its log" % self.id)
 
     def __enter__(self):
         return self

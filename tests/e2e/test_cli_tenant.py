@@ -81,7 +81,7 @@ def test_set_refuses_an_inconsistent_tenant_and_unknown_preset():
         p = run_relayq(r, "tenant", "set", "acme", "smtp_preset=gmial", "--no-verify", env=ENV)
         check(p, 2, err=["smtp_preset 'gmial' is not a known provider (did you mean gmail?)"])
         p = run_relayq(r, "tenant", "set", "acme", "from_email", env=ENV)
-        check(p, 2, err=["expected FIELD=VALUE"])
+        check(p, 2, err=["argument 2 is not FIELD=VALUE: write from_email=VALUE"])
         assert r.client.keys("*") == []
 
 
