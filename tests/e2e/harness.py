@@ -331,10 +331,10 @@ class Worker:
     stderr when the block raised (a failed assertion).
     """
 
-    def __init__(self, redis, platform_smtp=None, args=(), env=None, worker_id=None):
+    def __init__(self, redis, platform_smtp=None, args=(), env=None, worker_id=None, wrapper=()):
         self.redis = redis
         self.id = worker_id or "w-" + secrets.token_hex(4)
-        cmd = [binary("relayq-worker"), "--redis", redis.url, "--prefix", redis.prefix,
+        cmd = list(wrapper) + [binary("relayq-worker"), "--redis", redis.url, "--prefix", redis.prefix,
                "--id", self.id]
         if platform_smtp is not None:
             if isinstance(platform_smtp, SmtpServer):
