@@ -38,7 +38,7 @@ void rq_buf_puts(struct rq_buf *b, const char *s);
 void rq_buf_putc(struct rq_buf *b, char c);
 void rq_buf_printf(struct rq_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void rq_buf_vprintf(struct rq_buf *b, const char *fmt, va_list ap);
+void rq_buf_vprintf(struct rq_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Hands the data to the caller (malloc'd, NUL-terminated) and resets b. */
 char *rq_buf_steal(struct rq_buf *b, size_t *len);
 

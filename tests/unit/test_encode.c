@@ -256,7 +256,7 @@ static void test_qp(void) {
    * whitespace on any encoded line. */
   struct rq_buf src, enc, dec;
   rq_buf_init(&src), rq_buf_init(&enc), rq_buf_init(&dec);
-  const char *pieces[] = {"Gr\xc3\xbc\xc3\x9f" "e ", "=", " ", "\t", "\r\n", "\n",
+  const char *pieces[] = {("Gr\xc3\xbc\xc3\x9f" "e "), "=", " ", "\t", "\r\n", "\n",
                           "word ", "x", "\xe2\x82\xac", "  \n", "."};
   for (int i = 0; i < 3000; i++) rq_buf_puts(&src, pieces[(i * 7 + i / 5) % 11]);
   rq_qp_encode(src.data, src.len, &enc);
