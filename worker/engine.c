@@ -150,17 +150,23 @@ static void close_everything(struct rq_engine *eng) {
     handles_closing--;
   }
   rq_rconn_close(eng->cmd, on_rconn_closed, NULL);
-  rq_rconn_close(eng->blk, on_rconn_closed, NULL);
+  if (!eng->blk_closed) rq_rconn_close(eng->blk, on_rconn_closed, NULL);
+  else handles_closing--;
   rq_tenants_free_all(eng);
+  rq_breaker_table_free(eng->breakers);
   if (eng->on_stopped) eng->on_stopped(eng);
 }
 
-static void on_goodbye(redisAsyncContext *ac, void *r, void *priv) {
-  (void)ac;
-  struct rq_engine *eng = priv;
+static void on_handed_back(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac, (void)priv;
   redisReply *reply = r;
   if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
     rq_logf(RQ_LOG_INFO, "handed back %lld job(s) left in the inflight list", (long long)reply->integer);
+}
+
+static void on_goodbye(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac, (void)r;
+  struct rq_engine *eng = priv;
   rq_logf(RQ_LOG_INFO, "stopped: sent=%llu partial=%llu failed=%llu", (unsigned long long)eng->n_sent,
           (unsigned long long)eng->n_partial, (unsigned long long)eng->n_failed);
   close_everything(eng);
@@ -178,7 +184,7 @@ void rq_engine_maybe_finished(struct rq_engine *eng) {
    * that never arrived), drop our registry entry and heartbeat. */
   const char *argv[] = {"EVALSHA", eng->sha[RQ_SCRIPT_RECLAIM], "3", eng->worker_key, eng->inflight_key,
                         eng->workers_key, eng->cfg->prefix, eng->cfg->worker_id, eng->cfg->queues[0], "force"};
-  if (rq_rconn_cmd(eng->cmd, NULL, NULL, 10, argv, NULL) ||
+  if (rq_rconn_cmd(eng->cmd, on_handed_back, NULL, 10, argv, NULL) ||
       rq_rconn_cmdf(eng->cmd, NULL, NULL, "HDEL %s %s", eng->workers_key, eng->cfg->worker_id) ||
       rq_rconn_cmdf(eng->cmd, on_goodbye, eng, "DEL %s", eng->worker_key))
     close_everything(eng);
@@ -220,7 +226,13 @@ void rq_engine_stop(struct rq_engine *eng) {
   rq_logf(RQ_LOG_INFO, "stopping: no more fetching; %d job(s) in flight get %lld ms to finish", eng->held,
           (long long)eng->cfg->grace_ms);
   uv_timer_start(&eng->grace_timer, grace_expired, (uint64_t)eng->cfg->grace_ms, 0);
-  if (eng->blocking) rq_rconn_drop(eng->blk); /* unblocks now; Redis moves nothing for a gone client */
+  /* Closing the blocking connection unblocks BLMOVE now: Redis moves
+   * nothing for a client that is gone. */
+  eng->blk_closed = 1;
+  eng->fetch_pending = eng->blocking ? 0 : eng->fetch_pending;
+  eng->blocking = 0;
+  rq_rconn_close(eng->blk, on_rconn_closed, NULL);
+  handles_closing++;
   rq_engine_maybe_finished(eng);
 }
 

@@ -24,6 +24,7 @@
 #include <relayq/relayq.h>
 #include <uv.h>
 
+#include "breaker.h"
 #include "classify.h"
 #include "config.h"
 #include "rconn.h"
@@ -128,9 +129,13 @@ struct rq_engine {
   uv_signal_t sig_term, sig_int;
   int stopping;   /* 1: SIGTERM seen, no more fetching; 2: grace period over */
   int curl_closed;
+  int blk_closed;
   int handed_back;
   int exit_code;
   int64_t started_at_ms;
+
+  /* circuit breakers per tenant server (delivery.c) */
+  struct rq_breaker_entry *breakers[RQ_BREAKER_BUCKETS];
 
   /* tenant cache (tenants.c) */
   struct rq_tenant_entry *tenants;

@@ -53,6 +53,7 @@ static void on_blmove(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct rq_engine *eng = priv;
   redisReply *reply = r;
+  if (eng->blk_closed && !reply) return; /* shutdown closed the connection */
   int qi = (int)(eng->fetch_rr % eng->cfg->n_queues);
   eng->fetch_pending = 0;
   eng->blocking = 0;
@@ -76,6 +77,7 @@ static void on_blmove(redisAsyncContext *ac, void *r, void *priv) {
 }
 
 static void block_idle(struct rq_engine *eng) {
+  if (eng->blk_closed) return;
   if (!rq_rconn_ready(eng->blk)) {
     later(eng, 200);
     return;

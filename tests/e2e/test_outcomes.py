@@ -14,8 +14,8 @@ from harness import (RedisServer, SmtpServer, Worker, free_port, push_job, run_r
 FAST = ["--retry-base-ms", "200", "--retry-max-ms", "400", "--platform-from", "no-reply@platform.example"]
 
 
-def job(jid, to=("a@dest.example",), **kw):
-    j = {"v": 1, "id": jid, "tenant": "acme", "to": list(to), "subject": "s", "text": "t"}
+def job(jid, to=("a@dest.example",), tenant="acme", **kw):
+    j = {"v": 1, "id": jid, "tenant": tenant, "to": list(to), "subject": "s", "text": "t"}
     j.update(kw)
     return j
 
@@ -182,6 +182,34 @@ def test_dead_requeue():
         st = wait_status(r, "dq", states=("sent",), timeout=20)
         assert st["state"] == "sent"
         assert r.client.llen(r.key("dead")) == 0
+
+
+def test_circuit_breaker_opens_on_repeated_auth_failures():
+    with RedisServer() as r, SmtpServer(auth=("user", "right"), require_auth=True) as smtp, \
+            Worker(r, platform_smtp=smtp, args=FAST + ["--mode", "onprem"]):
+        r.client.hset(r.key("tenant", "locked"), mapping={
+            "gateway": "smtp", "smtp_host": "127.0.0.1", "smtp_port": str(smtp.port),
+            "smtp_security": "none", "smtp_user": "user", "smtp_password": "wrong"})
+        for i in range(3):
+            push_job(r, job("cb%d" % i, tenant="locked"))
+        for i in range(3):
+            st = wait_status(r, "cb%d" % i)
+            assert st["state"] == "failed" and st["error"] == "auth", st
+        key = r.key("breaker", "locked")
+        wait_for(lambda: r.client.hget(key, "smtp.state") == b"open", timeout=20, what="breaker open")
+        assert r.client.hget(key, "smtp.reason") == b"auth"
+        assert int(r.client.hget(key, "smtp.until")) > int(time.time() * 1000)
+        # Later jobs wait as retry with a detail saying why, without new logins.
+        logins = len(smtp.auth_attempts)
+        push_job(r, job("cb-wait", tenant="locked"))
+        st = wait_for(lambda: "cool-down" in status(r, "cb-wait").get("detail", "") and status(r, "cb-wait"),
+                      timeout=10, what="a job waiting on the breaker")
+        assert st["state"] == "retry" and st["error"] == "auth", st
+        assert st["attempts"] == "0", st
+        assert len(smtp.auth_attempts) == logins
+        # Other tenants are not affected.
+        push_job(r, job("cb-other"))
+        assert wait_status(r, "cb-other")["state"] == "sent"
 
 
 if __name__ == "__main__":
