@@ -270,8 +270,7 @@ def cmd_watch(a):
     hwm = {p: proc_status(p, "VmHWM") for p in pids}
     rss_end = {p: proc_status(p, "VmRSS") for p in pids}
     after = commandstats(r)
-    rcpu1 = redis_cpu(r)
-    note("info", 2)  # commandstats + cpu; this INFO runs before it is counted
+    rcpu1 = redis_cpu(r)  # after the snapshot: not in it (nor is the snapshot's own INFO)
     out = {
         "t_first_fetch": t_first,
         "t_end_seen": t_end,

@@ -59,6 +59,8 @@ static const struct setting SETTINGS[] = {
    "backoff cap"},
   {"metrics", "RELAYQ_METRICS_ADDR", T_STR, OFF(metrics_addr), NULL, 0, 0,
    "serve /metrics, /healthz and /readyz on HOST:PORT"},
+  {"metrics-tenants", "RELAYQ_METRICS_TENANTS", T_INT, OFF(metrics_tenants), "20", 0, 1000,
+   "tenants given their own relayq_tenant_jobs_total series (first seen; the rest count as _other)"},
   {"id", "RELAYQ_WORKER_ID", T_STR, OFF(worker_id), NULL, 0, 0, "worker id (default hostname-pid)"},
   {"quota-window-s", "RELAYQ_QUOTA_WINDOW_S", T_I64, OFF(quota_window_s), "3600", 1, INT64_C(604800),
    "rolling quota window"},

@@ -37,6 +37,7 @@ struct rq_config {
   int max_attempts;
   int64_t retry_base_ms, retry_max_ms;
   char *metrics_addr;
+  int metrics_tenants; /* per-tenant metric series, at most this many */
   char *worker_id;
   int64_t quota_window_s;
   int64_t status_ttl_s;

@@ -114,12 +114,12 @@ static void on_inflight_list(redisAsyncContext *ac, void *r, void *priv) {
     redisReply *p = reply->element[i];
     if (p->type != REDIS_REPLY_STRING || held_payload(eng, p->str, p->len, used)) continue;
     /* FINISH in requeue mode with no status: LREM from inflight + RPUSH. */
-    const char *argv[] = {"EVALSHA", eng->sha[RQ_SCRIPT_FINISH], "4", "", eng->events_key, eng->inflight_key,
-                          eng->queue_keys[0], "requeue", p->str, "", "0", "0", ""};
-    size_t lens[13];
-    for (int k = 0; k < 13; k++) lens[k] = strlen(argv[k]);
-    lens[8] = p->len;
-    rq_rconn_cmd(eng->cmd, NULL, NULL, 13, argv, lens);
+    const char *argv[] = {"EVALSHA", eng->sha[RQ_SCRIPT_FINISH], "6", "", eng->events_key, eng->inflight_key,
+                          eng->queue_keys[0], "", "", "requeue", p->str, "", "0", "0", "", ""};
+    size_t lens[16];
+    for (int k = 0; k < 16; k++) lens[k] = strlen(argv[k]);
+    lens[10] = p->len;
+    rq_rconn_cmd(eng->cmd, NULL, NULL, 16, argv, lens);
     moved++;
   }
   free(used);

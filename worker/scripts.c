@@ -244,22 +244,30 @@ static const char CLAIM[] =
 /* FINISH: one job's status change and where its payload goes next.
  * KEYS[1] status hash (or "" when no id could be read), KEYS[2] events
  * channel, KEYS[3] inflight list, KEYS[4] destination: the delayed zset
- * ("delay"), the dead list ("dead"), a queue list ("requeue") or "" ("ack").
+ * ("delay"), the dead list ("dead"), a queue list ("requeue") or "" ("ack"),
+ * KEYS[5] the tenant's counters hash P:stats:TENANT (or ""), KEYS[6] its
+ * daily counters P:stats:TENANT:YYYYMMDD (or "").
  * ARGV[1] mode: ack | delay | dead | requeue
  * ARGV[2] payload as held in inflight (removed from there)
  * ARGV[3] payload to park (delay) or dead-letter (dead); "" = ARGV[2]
  * ARGV[4] delay score (ms), ARGV[5] status TTL ms (0 = keep),
- * ARGV[6] event JSON ("" = none), ARGV[7..] status field/value pairs.
+ * ARGV[6] event JSON ("" = none), ARGV[7] state to count in the tenant's
+ * counters ("" = none), ARGV[8..] status field/value pairs.
  * The status is written and published before the job leaves inflight, so
  * a crash between the two leaves a job that is resent, never a lost one. */
 static const char FINISH[] =
-  "if KEYS[1] ~= '' and #ARGV >= 7 then\n"
-  "  redis.call('HSET', KEYS[1], unpack(ARGV, 7))\n"
+  "if KEYS[1] ~= '' and #ARGV >= 8 then\n"
+  "  redis.call('HSET', KEYS[1], unpack(ARGV, 8))\n"
   "  redis.call('HSETNX', KEYS[1], 'created_at', ARGV[4])\n"
   "  if tonumber(ARGV[5]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
   "  else redis.call('PERSIST', KEYS[1]) end\n"
   "end\n"
   "if ARGV[6] ~= '' then redis.call('PUBLISH', KEYS[2], ARGV[6]) end\n"
+  "if ARGV[7] ~= '' and KEYS[5] ~= '' then\n"
+  "  redis.call('HINCRBY', KEYS[5], ARGV[7], 1)\n"
+  "  redis.call('HINCRBY', KEYS[6], ARGV[7], 1)\n"
+  "  redis.call('PEXPIRE', KEYS[6], 3456000000)\n"
+  "end\n"
   "local park = ARGV[3] ~= '' and ARGV[3] or ARGV[2]\n"
   "local mode = ARGV[1]\n"
   "if mode == 'delay' then redis.call('ZADD', KEYS[4], ARGV[4], park)\n"

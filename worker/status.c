@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine.h"
 #include "log.h"
@@ -102,10 +103,10 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
   struct rq_engine *eng = jc->eng;
   const struct rq_config *cfg = eng->cfg;
   struct rq_finish *f = rq_xcalloc(1, sizeof *f);
-  size_t argc = 3 + 4 + 6 + 2 * n_fields;
+  size_t argc = 3 + 6 + 7 + 2 * n_fields;
   f->argv = rq_xcalloc(argc, sizeof *f->argv);
   f->argvlen = rq_xcalloc(argc, sizeof *f->argvlen);
-  f->owned = rq_xcalloc(8 + 2 * n_fields, sizeof *f->owned);
+  f->owned = rq_xcalloc(10 + 2 * n_fields, sizeof *f->owned);
   f->park = park_payload;
 
   char buf[600];
@@ -135,6 +136,22 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
     event = own(f, rq_buf_steal(&ev, NULL));
   }
   int final = state && (!strcmp(state, "sent") || !strcmp(state, "partial") || !strcmp(state, "failed"));
+  /* Per-tenant counters for dashboards: P:stats:T (lifetime) and
+   * P:stats:T:YYYYMMDD (UTC day, kept 40 days), one count per status
+   * change by state. */
+  const char *stats_key = "", *daily_key = "";
+  const char *tenant = find(fields, n_fields, "tenant");
+  if (state && status_key[0] && tenant && *tenant) {
+    char day[16];
+    time_t now_s = time(NULL);
+    struct tm tm;
+    gmtime_r(&now_s, &tm);
+    strftime(day, sizeof day, "%Y%m%d", &tm);
+    snprintf(buf, sizeof buf, "%s:stats:%s", cfg->prefix, tenant);
+    stats_key = own(f, rq_xstrdup(buf));
+    snprintf(buf, sizeof buf, "%s:stats:%s:%s", cfg->prefix, tenant, day);
+    daily_key = own(f, rq_xstrdup(buf));
+  }
   char score_s[24], ttl_s[24];
   snprintf(score_s, sizeof score_s, "%lld", (long long)score);
   snprintf(ttl_s, sizeof ttl_s, "%lld", final ? (long long)cfg->status_ttl_s * 1000 : 0LL);
@@ -143,11 +160,13 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
 #define ARG(s) (f->argv[k] = (s), f->argvlen[k] = strlen(f->argv[k]), k++)
   ARG("EVALSHA");
   ARG(eng->sha[RQ_SCRIPT_FINISH]);
-  ARG("4");
+  ARG("6");
   ARG(status_key);
   ARG(eng->events_key);
   ARG(eng->inflight_key);
   ARG(dest);
+  ARG(stats_key);
+  ARG(daily_key);
   ARG(mode_s);
   f->argv[k] = jc->payload, f->argvlen[k] = jc->payload_len, k++;
   if (park_payload) f->argv[k] = (const char *)park_payload, f->argvlen[k] = park_len, k++;
@@ -155,6 +174,7 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
   ARG(own(f, rq_xstrdup(score_s)));
   ARG(own(f, rq_xstrdup(ttl_s)));
   ARG(event);
+  ARG(stats_key[0] ? state : "");
   if (status_key[0]) {
     for (size_t i = 0; i < n_fields; i++) {
       if (!fields[i].key || !fields[i].key[0] || fields[i].key[0] == '_') continue;

@@ -71,6 +71,27 @@ int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
  * UTF-8 with U+FFFD so the output is always valid JSON. */
 void cli_json_string(FILE *f, const char *s);
 
+/* A text table whose columns are as wide as their widest cell (UTF-8
+ * continuation bytes take no column). Set ncol (at most CLI_TABLE_MAX_COLS)
+ * and align (one char per column: 'r' right-aligned, else left) in the
+ * initialiser; the table owns the cells it copies. */
+#define CLI_TABLE_MAX_COLS 12
+struct cli_table {
+  size_t ncol;
+  const char *align;
+  char **cells; /* row-major, ncol per row */
+  size_t nrows, cap;
+};
+
+/* Adds a row of ncol `const char *` cells; NULL shows as "-", and control
+ * characters (from Redis, say) as '?' so a row stays one line. Aborts on
+ * out of memory, like the worker's rq_xmalloc. */
+void cli_table_row(struct cli_table *t, ...);
+
+/* Prints the rows, each line starting with indent, and empties the table
+ * (it may be reused with the same ncol). */
+void cli_table_print(struct cli_table *t, FILE *f, const char *indent);
+
 /* Subcommands. */
 int cmd_send(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_status(int argc, char **argv, struct cli_ctx *ctx);

@@ -1,7 +1,8 @@
 /*
  * cli_common: the helpers every `relayq` subcommand shares: global
  * options, error lines, the lazily connected client, file reading, number
- * parsing and JSON string output (RFC 8259 section 7).
+ * parsing, JSON string output (RFC 8259 section 7) and aligned text
+ * tables.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 
 #include "cli.h"
 #include "internal.h"
+#include "util.h"
 
 int cli_fail(int code, const char *fmt, ...) {
   va_list ap;
@@ -159,4 +161,55 @@ void cli_json_string(FILE *f, const char *s) {
     i++;
   }
   fputc('"', f);
+}
+
+/* ---- tables ------------------------------------------------------------------ */
+
+void cli_table_row(struct cli_table *t, ...) {
+  if (t->ncol == 0 || t->ncol > CLI_TABLE_MAX_COLS) return;
+  if (t->nrows == t->cap) {
+    t->cap = t->cap ? 2 * t->cap : 8;
+    t->cells = rq_xrealloc(t->cells, t->cap * t->ncol * sizeof *t->cells);
+  }
+  va_list ap;
+  va_start(ap, t);
+  for (size_t c = 0; c < t->ncol; c++) {
+    const char *v = va_arg(ap, const char *);
+    char *cell = rq_xstrdup(v ? v : "-");
+    for (char *p = cell; *p; p++)
+      if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    t->cells[t->nrows * t->ncol + c] = cell;
+  }
+  va_end(ap);
+  t->nrows++;
+}
+
+static size_t display_width(const char *s) {
+  size_t w = 0;
+  for (; *s; s++) w += ((unsigned char)*s & 0xc0) != 0x80;
+  return w;
+}
+
+void cli_table_print(struct cli_table *t, FILE *f, const char *indent) {
+  size_t wd[CLI_TABLE_MAX_COLS] = {0};
+  for (size_t r = 0; r < t->nrows; r++)
+    for (size_t c = 0; c < t->ncol; c++) {
+      size_t w = display_width(t->cells[r * t->ncol + c]);
+      if (w > wd[c]) wd[c] = w;
+    }
+  for (size_t r = 0; r < t->nrows; r++) {
+    fputs(indent, f);
+    for (size_t c = 0; c < t->ncol; c++) {
+      const char *cell = t->cells[r * t->ncol + c];
+      int pad = (int)(wd[c] - display_width(cell)), last = c + 1 == t->ncol;
+      if (t->align && t->align[c] == 'r') fprintf(f, "%*s%s", pad, "", cell);
+      else fprintf(f, "%s%*s", cell, last ? 0 : pad, "");
+      if (!last) fputs("  ", f);
+    }
+    fputc('\n', f);
+  }
+  for (size_t i = 0; i < t->nrows * t->ncol; i++) free(t->cells[i]);
+  free(t->cells);
+  t->cells = NULL;
+  t->nrows = t->cap = 0;
 }

@@ -688,6 +688,7 @@ char *spf_suggest(const struct spf_tree *t, const char *const *add, size_t n_add
   struct toks k = {NULL, 0};
   char *out = NULL;
   int have_all = 0, have_redirect = 0;
+  char all_term[8] = "";
   /* Terms of every record, in order, without repeats: merging several
    * records keeps everything each one authorised. */
   for (size_t r = 0; r < t->n_records; r++) {
@@ -699,15 +700,24 @@ char *spf_suggest(const struct spf_tree *t, const char *const *add, size_t n_add
       char term[SPF_MAX_RECORD + 1];
       snprintf(term, sizeof term, "%.*s", (int)n, p);
       p += n;
-      int all = is_all(term);
-      if (all && have_all) continue; /* terms after the first all never run */
-      if (all && (term[0] == '+' || is_alpha((unsigned char)term[0])))
-        snprintf(term, sizeof term, "~all"); /* "+all" lets anyone send as the domain */
+      if (is_all(term)) {
+        if (all_term[0]) continue; /* terms after the first all never run */
+        snprintf(all_term, sizeof all_term, "%s",
+                 term[0] == '+' || is_alpha((unsigned char)term[0]) ? "~all" /* "+all" lets anyone send */
+                                                                    : term);
+        /* One record keeps its order; a merge puts the all last, after
+         * every record's terms. */
+        if (t->n_records > 1) continue;
+        snprintf(term, sizeof term, "%s", all_term);
+      }
       if (strncasecmp(term, "redirect=", 9) == 0 && have_redirect++) continue;
       if (tok_find(&k, term) >= 0) continue;
       if (tok_insert(&k, k.n, term, strlen(term)) != 0) goto out;
-      have_all |= all;
     }
+  }
+  if (all_term[0]) {
+    if (t->n_records > 1 && tok_insert(&k, k.n, all_term, strlen(all_term)) != 0) goto out;
+    have_all = 1;
   }
   /* A redirect next to an all is ignored (RFC 7208 6.1): drop it. */
   for (size_t i = 0; have_all && i < k.n; i++)

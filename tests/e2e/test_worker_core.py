@@ -44,6 +44,9 @@ def test_single_job_envelope_headers_status():
         assert st["route"] == "platform" and st["attempts"] == "1"
         assert st["recipients"] == "3" and st["accepted"] == "3" and st["rejected"] == "0"
         assert st["meta.invoice"] == "42"
+        assert r.client.hget(r.key("stats", "acme"), "sent") == b"1"
+        day = time.strftime("%Y%m%d", time.gmtime())
+        assert r.client.hget(r.key("stats", "acme", day), "sent") == b"1"
         ttl = r.client.ttl(r.key("status", "one"))
         assert 0 < ttl <= 7 * 86400, ttl
 

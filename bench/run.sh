@@ -1,0 +1,414 @@
+#!/usr/bin/env bash
+# relayq benchmark harness (bench/README.md explains every figure).
+#
+# On this machine, on 127.0.0.1 only: starts a private redis-server and
+# postfix's smtp-sink in a temp dir, enqueues N jobs with the C producer
+# API (bench/enqueue.c), runs K relayq-worker processes until every job is
+# final, then a paced phase at half the measured drain rate for latency,
+# then the SMTP ceiling (smtp-source straight into the same sink), and
+# prints the figures (bench/report.py). Everything it started is stopped
+# and the temp dir removed on exit, whatever happens; --timeout bounds the
+# whole run.
+#
+# Usage: bench/run.sh [--profile small|large|tenants] [-n N] [-k K]
+#          [--concurrency C] [--fetch-batch B] [--log-level L]
+#          [--latency-rate R | --no-latency] [--latency-seconds S]
+#          [--no-ceiling] [--ceiling-sessions S] [--perf]
+#          [--out DIR] [--timeout S]
+#        bench/run.sh --callgrind [--callgrind-n N] [...]
+#        bench/run.sh --backlog N [--backlog-seconds S] [--concurrency C]
+#        bench/run.sh --suite [--out DIR]
+#        (scripts/dev bench ARGS builds a Release tree first and runs this)
+# Environment: BUILD_DIR (default ./build) holds relayq-worker and
+# librelayq.a.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=/usr/bin/python3   # Debian's python, which has python3-redis
+REPORT="$ROOT/bench/report.py"
+BUILD_DIR=${BUILD_DIR:-build}
+if [ ! -d "$BUILD_DIR" ] && [ -d "$ROOT/$BUILD_DIR" ]; then BUILD_DIR="$ROOT/$BUILD_DIR"; fi
+BUILD_DIR=$(cd "$BUILD_DIR" 2>/dev/null && pwd || echo "$BUILD_DIR")
+WORKER="$BUILD_DIR/relayq-worker"
+ARGS_AS_GIVEN="$*"
+
+# ---- options -------------------------------------------------------------------
+PROFILE=small N="" K=1 CONCURRENCY=256 FETCH_BATCH="" LOG_LEVEL=info
+LATENCY=1 LATENCY_RATE="" LATENCY_SECONDS=10
+CEILING=1 CEILING_SESSIONS=20 PERF=0
+MODE=throughput CALLGRIND_N=500 BACKLOG=0 BACKLOG_SECONDS=60
+OUT="" TIMEOUT=900 TIMEOUT_SET=0
+
+die() { echo "bench: $*" >&2; exit 1; }
+say() { echo "bench: $*" >&2; }
+need_val() { [ $# -ge 2 ] || die "$1 needs a value (see bench/README.md)"; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) need_val "$@"; PROFILE=$2; shift 2 ;;
+    -n) need_val "$@"; N=$2; shift 2 ;;
+    -k) need_val "$@"; K=$2; shift 2 ;;
+    --concurrency) need_val "$@"; CONCURRENCY=$2; shift 2 ;;
+    --fetch-batch) need_val "$@"; FETCH_BATCH=$2; shift 2 ;;
+    --log-level) need_val "$@"; LOG_LEVEL=$2; shift 2 ;;
+    --latency-rate) need_val "$@"; LATENCY_RATE=$2; shift 2 ;;
+    --latency-seconds) need_val "$@"; LATENCY_SECONDS=$2; shift 2 ;;
+    --no-latency) LATENCY=0; shift ;;
+    --no-ceiling) CEILING=0; shift ;;
+    --ceiling-sessions) need_val "$@"; CEILING_SESSIONS=$2; shift 2 ;;
+    --perf) PERF=1; shift ;;
+    --callgrind) MODE=callgrind; shift ;;
+    --callgrind-n) need_val "$@"; CALLGRIND_N=$2; shift 2 ;;
+    --backlog) need_val "$@"; MODE=backlog; BACKLOG=$2; shift 2 ;;
+    --backlog-seconds) need_val "$@"; BACKLOG_SECONDS=$2; shift 2 ;;
+    --suite) MODE=suite; shift ;;
+    --out) need_val "$@"; OUT=$2; shift 2 ;;
+    --timeout) need_val "$@"; TIMEOUT=$2; TIMEOUT_SET=1; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) die "unknown option $1 (see bench/README.md)" ;;
+  esac
+done
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+case "$PROFILE" in small|tenants) : "${N:=100000}" ;; large) : "${N:=10000}" ;;
+  *) die "--profile is small, large or tenants" ;; esac
+for v in N K CONCURRENCY LATENCY_SECONDS CEILING_SESSIONS CALLGRIND_N BACKLOG BACKLOG_SECONDS TIMEOUT; do
+  is_uint "${!v}" || die "$v must be a whole number, not '${!v}'"
+done
+[ -z "$FETCH_BATCH" ] || is_uint "$FETCH_BATCH" || die "--fetch-batch must be a whole number"
+[ -z "$LATENCY_RATE" ] || is_uint "$LATENCY_RATE" || die "--latency-rate must be a whole number"
+[ "$K" -ge 1 ] && [ "$K" -le 16 ] || die "-k is 1-16 workers"
+[ "$N" -ge 1 ] || die "-n must be at least 1"
+
+# ---- suite: every figure of docs/performance.md, one directory per run ----------
+if [ "$MODE" = suite ]; then
+  [ "$TIMEOUT_SET" = 1 ] || TIMEOUT=900
+  OUT=${OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}
+  mkdir -p "$OUT"
+  runs=(
+    "small-k1|--profile small -k 1"
+    "small-k2|--profile small -k 2"
+    "large-k1|--profile large -k 1"
+    "tenants-k1|--profile tenants -k 1"
+    "backlog|--backlog 1000000 --concurrency 256"
+    "callgrind|--callgrind"
+  )
+  dirs=()
+  for r in "${runs[@]}"; do
+    name=${r%%|*} args=${r#*|}
+    say "suite: $name: bench/run.sh $args"
+    # shellcheck disable=SC2086
+    bash "$0" $args --timeout "$TIMEOUT" --out "$OUT/$name" || die "suite: run $name failed"
+    dirs+=("$OUT/$name")
+  done
+  "$PY" "$REPORT" table "${dirs[@]}" | tee "$OUT/table.txt"
+  say "suite: results in $OUT"
+  exit 0
+fi
+
+# ---- prerequisites ----------------------------------------------------------------
+[ -x "$WORKER" ] || die "$WORKER not found: build first (scripts/dev bench does), or set BUILD_DIR"
+[ -f "$BUILD_DIR/librelayq.a" ] || die "$BUILD_DIR/librelayq.a not found: build the relayq_static target"
+for t in redis-server smtp-sink smtp-source pkg-config cc; do
+  command -v "$t" >/dev/null || die "$t not found: run scripts/deps.sh (postfix ships smtp-sink)"
+done
+[ -x "$PY" ] && "$PY" -c 'import redis' 2>/dev/null || die "$PY with python3-redis is needed: run scripts/deps.sh"
+[ "$MODE" != callgrind ] || command -v valgrind >/dev/null || die "valgrind not found: run scripts/deps.sh"
+[ "$PERF" = 0 ] || command -v perf >/dev/null || die "perf not found (apt-get install linux-perf)"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/relayq-bench.XXXXXX")
+RES=${OUT:-$TMP/results}
+mkdir -p "$RES"
+PIDS=()        # long-lived processes, stopped in reverse order
+WORKER_PIDS=()
+CHILD=""       # the foreground step, so a timeout can stop it
+WATCHDOG=""
+
+stop_pid() { # stop_pid PID SECONDS: TERM, then KILL after SECONDS
+  local pid=$1 secs=${2:-5} i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < secs * 20; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? i
+  trap - EXIT INT TERM
+  [ -z "$CHILD" ] || stop_pid "$CHILD" 2
+  for ((i = ${#WORKER_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${WORKER_PIDS[i]}" 35; done
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}" 5; done
+  [ -z "$WATCHDOG" ] || { kill "$WATCHDOG" 2>/dev/null; wait "$WATCHDOG" 2>/dev/null; } || true
+  if [ "$rc" -ne 0 ]; then
+    for f in "$TMP"/worker-*.log "$TMP"/redis.log; do
+      [ -s "$f" ] || continue
+      echo "---- last lines of $(basename "$f") ----" >&2
+      tail -n 15 "$f" >&2
+    done
+  fi
+  if [ -n "$OUT" ]; then cp "$TMP"/*.log "$OUT"/ 2>/dev/null || true; fi
+  rm -rf "$TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# The watchdog: the whole run is bounded, whatever hangs.
+( sleep "$TIMEOUT"; echo "bench: gave up after --timeout $TIMEOUT s" >&2; kill -TERM $$ ) 2>/dev/null &
+WATCHDOG=$!
+
+# step CMD...: runs one step in the background and waits for it, so the
+# TERM from the watchdog interrupts the wait at once.
+step() {
+  "$@" &
+  CHILD=$!
+  local rc=0
+  wait "$CHILD" || rc=$?
+  CHILD=""
+  return "$rc"
+}
+
+# ---- the tools ---------------------------------------------------------------------
+ENQ="$BUILD_DIR/bench/relayq-bench-enqueue"
+if [ ! -x "$ENQ" ]; then
+  # Not built by CMake (bench/CMakeLists.txt): build it here against the
+  # static library, with the same flags as the project.
+  ENQ="$TMP/enqueue"
+  # shellcheck disable=SC2046
+  cc -O2 -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 -I"$ROOT/include" \
+    $(pkg-config --cflags hiredis msgpack openssl) "$ROOT/bench/enqueue.c" "$BUILD_DIR/librelayq.a" \
+    $(pkg-config --libs hiredis msgpack openssl) -o "$ENQ" || die "cannot build bench/enqueue.c"
+fi
+
+port() { "$PY" "$REPORT" port; }
+
+wait_port() { # wait_port PORT PID LOG WHAT
+  local i
+  for ((i = 0; i < 200; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; die "$4 exited at start"; }
+    sleep 0.05
+  done
+  die "$4 did not listen on 127.0.0.1:$1 within 10 s"
+}
+
+start_redis() {
+  RPORT=$(port)
+  redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP" \
+    --logfile "$TMP/redis.log" --protected-mode yes --daemonize no &
+  PIDS+=($!)
+  REDIS_PID=$!
+  wait_port "$RPORT" "$REDIS_PID" "$TMP/redis.log" redis-server
+  REDIS_URL="redis://127.0.0.1:$RPORT"
+}
+
+start_sink() {
+  SPORT=$(port)
+  # Room for every worker connection (-m) plus the ceiling's sessions.
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  local user=()
+  [ "$(id -u)" -ne 0 ] || user=(-u nobody) # as root smtp-sink insists on dropping privileges
+  smtp-sink "${user[@]}" -m 2048 "127.0.0.1:$SPORT" 2048 >"$TMP/sink.log" 2>&1 &
+  PIDS+=($!)
+  SINK_PID=$!
+  wait_port "$SPORT" "$SINK_PID" "$TMP/sink.log" smtp-sink
+}
+
+# start_workers K [WRAPPER...]: K workers; pids in WORKER_PIDS and $TMP/pids.
+start_workers() {
+  local k=$1 i
+  shift
+  local extra=()
+  [ -z "$FETCH_BATCH" ] || extra+=(--fetch-batch "$FETCH_BATCH")
+  WORKER_IDS=""
+  for ((i = 1; i <= k; i++)); do
+    "$@" "$WORKER" --redis "$REDIS_URL" --platform-smtp "smtp://127.0.0.1:$SPORT" \
+      --platform-from bench@platform.example --concurrency "$CONCURRENCY" --id "bench-w$i" \
+      --log-level "$LOG_LEVEL" "${extra[@]}" >"$TMP/worker-$i.log" 2>&1 &
+    WORKER_PIDS+=($!)
+    WORKER_IDS+="${WORKER_IDS:+,}bench-w$i"
+  done
+  printf '%s\n' "${WORKER_PIDS[@]}" >"$TMP/pids"
+}
+
+stop_workers() {
+  local i secs=${1:-35}
+  for ((i = ${#WORKER_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${WORKER_PIDS[i]}" "$secs"; done
+  WORKER_PIDS=()
+}
+
+# watch OUT EXPECT [watch options]: the report.py watcher, started before
+# the workers (it takes the baseline, then reads their pids).
+start_watch() {
+  local out=$1 expect=$2
+  shift 2
+  rm -f "$TMP/ready"
+  "$PY" "$REPORT" watch --redis "$REDIS_URL" --workers "$WORKER_IDS" --pids "$TMP/pids" \
+    --ready "$TMP/ready" --sink-pid "$SINK_PID" --expect "$expect" --timeout "$TIMEOUT" \
+    --out "$out" "$@" &
+  WATCH_PID=$!
+  PIDS+=("$WATCH_PID")
+  local i
+  for ((i = 0; i < 400; i++)); do
+    [ -f "$TMP/ready" ] && return 0
+    kill -0 "$WATCH_PID" 2>/dev/null || die "the watcher exited at start"
+    sleep 0.025
+  done
+  die "the watcher did not start within 10 s"
+}
+
+finish_watch() {
+  local rc=0
+  CHILD=$WATCH_PID
+  wait "$WATCH_PID" || rc=$?
+  CHILD=""
+  [ "$rc" -eq 0 ] || die "the drain did not complete (see the messages above)"
+}
+
+enqueue() { # enqueue OUT ID_PREFIX N [RATE]
+  step "$ENQ" --redis "$REDIS_URL" --profile "$PROFILE" -n "$3" --id-prefix "$2" \
+    --rate "${4:-0}" --timeout "$TIMEOUT" >"$1" || die "enqueue failed"
+}
+
+json() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+commit() {
+  local c
+  c=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || c="$c+dirty"
+  echo "$c"
+}
+
+write_config() {
+  "$PY" - "$RES/config.json" <<EOF
+import json, sys
+json.dump({"command": "bench/run.sh $ARGS_AS_GIVEN", "profile": "$PROFILE", "k": $K,
+           "concurrency": $CONCURRENCY, "n": $N, "commit": "$(commit)", "mode": "$MODE",
+           "log_level": "$LOG_LEVEL", "fetch_batch": "${FETCH_BATCH:-default}",
+           "host_cpus": $(nproc)}, open(sys.argv[1], "w"), indent=1)
+EOF
+}
+
+# ---- modes -----------------------------------------------------------------------
+throughput() {
+  say "enqueueing $N $PROFILE jobs (redis $REDIS_URL, sink 127.0.0.1:$SPORT)"
+  enqueue "$RES/enqueue.json" "b-" "$N"
+  say "$(json "$RES/enqueue.json" 'f"enqueued {d[\"n\"]} in {d[\"seconds\"]:.2f} s: {d[\"rate\"]:.0f} jobs/s"')"
+  local slowlog_after
+  slowlog_after=$("$PY" -c "print(min(2.0, max(0.3, $N / 20000)))")
+  WORKER_IDS=$(seq -s, -f 'bench-w%g' 1 "$K")
+  start_watch "$RES/watch.json" "$N" --slowlog --slowlog-after "$slowlog_after"
+  start_workers "$K"
+  local perf_pid=""
+  if [ "$PERF" = 1 ]; then
+    perf record -F 999 -g -o "$TMP/perf.data" -p "$(IFS=,; echo "${WORKER_PIDS[*]},$REDIS_PID,$SINK_PID")" \
+      >"$TMP/perf.log" 2>&1 &
+    perf_pid=$!
+    PIDS+=("$perf_pid")
+  fi
+  say "draining with $K worker(s), --concurrency $CONCURRENCY"
+  finish_watch
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    perf report -i "$TMP/perf.data" --stdio --no-children --sort comm,dso,sym --percent-limit 0.7 \
+      2>/dev/null | grep -v '^$' | grep -v '^#' | grep '%' >"$RES/perf.txt" || true
+    say "perf: top of $RES/perf.txt"
+    head -n 40 "$RES/perf.txt" >&2
+  fi
+  step "$PY" "$REPORT" statuses --redis "$REDIS_URL" --id-prefix "b-" -n "$N" --out "$RES/statuses.json"
+
+  if [ "$LATENCY" = 1 ]; then
+    local rate m
+    rate=${LATENCY_RATE:-$("$PY" -c "
+import json
+w = json.load(open('$RES/watch.json')); s = json.load(open('$RES/statuses.json'))
+n = s['states'].get('sent', 0) + s['states'].get('partial', 0)
+t = s['last_final_ms'] / 1000 - w['t_first_fetch']
+print(max(1, int(n / t / 2)))")}
+    m=$((rate * LATENCY_SECONDS))
+    say "paced phase: $m jobs at $rate jobs/s (half the drain rate unless --latency-rate)"
+    start_watch "$RES/watch-latency.json" 0
+    enqueue "$RES/enqueue-latency.json" "l-" "$m" "$rate"
+    finish_watch
+    step "$PY" "$REPORT" statuses --redis "$REDIS_URL" --id-prefix "l-" -n "$m" \
+      --out "$RES/statuses-latency.json"
+  fi
+  stop_workers
+  grep -h "stopped:" "$TMP"/worker-*.log >&2 || true
+
+  if [ "$CEILING" = 1 ]; then
+    # The same number of messages, of the size the worker sent (bytes the
+    # sink read per message, less ~150 bytes of SMTP commands; smtp-source
+    # adds its own few headers), over 20 reused sessions.
+    local size t0 t1 cmd
+    size=$(json "$RES/watch.json" 'max(100, int((d["sink_rchar"] or 0) / max(1, '"$N"')) - 150)')
+    cmd="smtp-source -d -s $CEILING_SESSIONS -m $N -l $size -f bench@platform.example -t user@example.com 127.0.0.1:$SPORT"
+    say "SMTP ceiling: $cmd"
+    t0=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    step $cmd >"$TMP/ceiling.log" 2>&1 || die "smtp-source failed: $(tail -n 3 "$TMP/ceiling.log")"
+    t1=$(date +%s.%N)
+    "$PY" - "$RES/ceiling.json" <<EOF
+import json, sys
+s = $t1 - $t0
+json.dump({"command": "$cmd", "messages": $N, "seconds": round(s, 3), "rate": $N / s,
+           "bytes": $size}, open(sys.argv[1], "w"))
+EOF
+  fi
+}
+
+callgrind() {
+  local n run cg=()
+  for run in 1 2; do
+    n=$((CALLGRIND_N * run))
+    "$PY" -c "import redis; redis.Redis.from_url('$REDIS_URL').flushall()"
+    say "callgrind run $run: $n $PROFILE jobs, one worker under valgrind --tool=callgrind"
+    enqueue "$RES/enqueue-cg$run.json" "cg$run-" "$n"
+    cp "$RES/enqueue-cg$run.json" "$RES/enqueue.json"
+    WORKER_IDS=bench-w1
+    start_watch "$RES/watch-cg$run.json" "$n"
+    start_workers 1 valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.$run.out"
+    finish_watch
+    stop_workers 120
+    cg+=("$TMP/callgrind.$run.out")
+  done
+  "$PY" "$REPORT" callgrind --file1 "${cg[0]}" --n1 "$CALLGRIND_N" --file2 "${cg[1]}" \
+    --n2 $((2 * CALLGRIND_N)) >"$RES/callgrind.json"
+  callgrind_annotate --inclusive=no "${cg[1]}" 2>/dev/null | head -n 60 >"$RES/callgrind-self.txt" || true
+  callgrind_annotate --inclusive=yes "${cg[1]}" 2>/dev/null | head -n 80 >"$RES/callgrind-inclusive.txt" || true
+  [ -z "$OUT" ] || cp "${cg[1]}" "$OUT/callgrind.out"
+  say "callgrind: top functions by own instructions ($RES/callgrind-self.txt)"
+  sed -n '1,45p' "$RES/callgrind-self.txt" >&2
+}
+
+backlog() {
+  say "backlog: enqueueing $BACKLOG small jobs"
+  PROFILE=small
+  enqueue "$RES/enqueue.json" "bl-" "$BACKLOG"
+  say "$(json "$RES/enqueue.json" 'f"enqueued {d[\"n\"]} in {d[\"seconds\"]:.2f} s: {d[\"rate\"]:.0f} jobs/s"')"
+  WORKER_IDS=bench-w1
+  start_watch "$RES/watch-backlog.json" "$BACKLOG" --duration "$BACKLOG_SECONDS" --rss-interval 1
+  start_workers 1
+  say "backlog: one worker, --concurrency $CONCURRENCY, RSS sampled each second for $BACKLOG_SECONDS s"
+  finish_watch
+  stop_workers
+  local sent
+  sent=$(sed -n 's/.*stopped: sent=\([0-9]*\).*/\1/p' "$TMP/worker-1.log" | tail -n 1)
+  "$PY" "$REPORT" backlog --watch "$RES/watch-backlog.json" --backlog "$BACKLOG" \
+    --concurrency "$CONCURRENCY" --seconds "$BACKLOG_SECONDS" --delivered "${sent:-0}" --out "$RES/backlog.json"
+}
+
+write_config
+start_redis
+start_sink
+case "$MODE" in
+  throughput) throughput ;;
+  callgrind) callgrind ;;
+  backlog) backlog ;;
+esac
+"$PY" "$REPORT" summarize --dir "$RES"
+[ -z "$OUT" ] || say "results in $OUT"

@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""The producer examples in examples/ against a real worker and SMTP server.
+
+For each language whose toolchain is here (Python and Node always: CI
+installs them; PHP and Ruby when scripts/deps.sh installed php-cli and ruby
+with their redis and msgpack packages), the example is run as a platform
+backend would run it:
+
+  - it saves the tenant's own SMTP server, with the password sealed by the
+    example itself (enc:v1:, AES-256-GCM);
+  - it enqueues an invoice mail with a binary PDF attachment and UTF-8
+    subject and body, writing the `queued` status in the same atomic step;
+  - it waits for the final state on P:events and prints the status hash.
+
+The worker runs with RELAYQ_REQUIRE_ENCRYPTED=1, so it refuses a plaintext
+password: a delivery through the fake server, which only accepts the
+right login, proves that the worker opened the example's sealed value.
+Running the example again with the same job id proves the idempotency rule:
+the job is not pushed or sent again and its final status is untouched.
+"""
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import RedisServer, SmtpServer, Worker, ROOT  # noqa: E402
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
+
+EXAMPLES = os.path.join(ROOT, "examples")
+KEY_B64 = base64.b64encode(bytes(range(32))).decode()
+USER, PASSWORD = "billing@acme.example", "pässwörd: 'tenant' \"42\""
+SUBJECT = "Fattura n. 42 — €1.234,56"
+ATTACHMENT = b"%PDF-1.4\n" + bytes(range(256)) + b"\n%%EOF\n"
+RUN_TIMEOUT = 90
+
+
+def open_sealed(value):
+    assert value.startswith("enc:v1:"), value
+    blob = base64.b64decode(value[len("enc:v1:"):], validate=True)
+    return AESGCM(base64.b64decode(KEY_B64)).decrypt(blob[:12], blob[12:], None).decode()
+
+
+def run_example(cmd, r, tenant, job_id, smtp, cwd=None):
+    env = {
+        "RELAYQ_REDIS_URL": r.url, "RELAYQ_PREFIX": r.prefix, "RELAYQ_SECRET_KEY": KEY_B64,
+        "RELAYQ_EXAMPLE_TENANT": tenant, "RELAYQ_EXAMPLE_TO": "Bob Example <bob@example.com>",
+        "RELAYQ_EXAMPLE_FROM": USER, "RELAYQ_EXAMPLE_ID": job_id,
+        "RELAYQ_EXAMPLE_SMTP_HOST": "127.0.0.1", "RELAYQ_EXAMPLE_SMTP_PORT": str(smtp.port),
+        "RELAYQ_EXAMPLE_SMTP_SECURITY": "none", "RELAYQ_EXAMPLE_SMTP_USER": USER,
+        "RELAYQ_EXAMPLE_SMTP_PASSWORD": PASSWORD, "RELAYQ_EXAMPLE_TIMEOUT_S": "60",
+    }
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RELAYQ_")}
+    full_env.update(env)
+    try:
+        p = subprocess.run(cmd, env=full_env, cwd=cwd, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError("%s did not finish within %ss; stderr: %s"
+                             % (cmd, RUN_TIMEOUT, e.stderr)) from None
+    return p
+
+
+def final_json(p):
+    lines = [ln for ln in p.stdout.splitlines() if ln.strip()]
+    assert lines, "no output; exit %d, stderr:\n%s" % (p.returncode, p.stderr)
+    return json.loads(lines[-1])
+
+
+def check_producer(name, cmd, cwd=None):
+    """Runs one example end to end and asserts on everything it should do."""
+    tenant = "acme-" + name
+    job_id = "inv-42-" + name
+    with RedisServer() as r, SmtpServer(auth=(USER, PASSWORD), require_auth=True) as smtp, \
+            Worker(r, env={"RELAYQ_SECRET_KEY": KEY_B64, "RELAYQ_REQUIRE_ENCRYPTED": "1"}) as w:
+        p = run_example(cmd, r, tenant, job_id, smtp, cwd)
+        assert p.returncode == 0, "%s exited %d\nstdout:\n%s\nstderr:\n%s" % (
+            name, p.returncode, p.stdout, p.stderr)
+        st = final_json(p)
+        assert st["state"] == "sent", st
+        assert st["tenant"] == tenant and st["route"] == "smtp", st
+        assert st["meta.invoice"] == "INV-42" and st["meta.producer"] == name, st
+        assert st["recipients"] == "1" and st["accepted"] == "1", st
+        assert int(st["created_at"]) <= int(st["updated_at"]), st
+        # The example watched its own job go by on P:events, queued first:
+        # it subscribed before enqueueing, and its script published `queued`.
+        states = [json.loads(ln[len("event "):])["state"] for ln in p.stderr.splitlines()
+                  if ln.startswith("event ")]
+        assert states and states[0] == "queued" and states[-1] == "sent", p.stderr
+        assert PASSWORD not in p.stdout + p.stderr + w.log_text()
+
+        # The tenant's password is stored sealed, by the example, with our key.
+        sealed = r.client.hget(r.key("tenant", tenant), "smtp_password").decode()
+        assert sealed.startswith("enc:v1:") and open_sealed(sealed) == PASSWORD
+
+        msgs = smtp.messages()
+        assert len(msgs) == 1, msgs
+        m = msgs[0]
+        assert m["auth_user"] == USER, m  # the worker logged in with the opened secret
+        assert m["rcpt_tos"] == ["bob@example.com"], m
+        msg = harness.parse_message(m["data"])
+        assert msg["Subject"] == SUBJECT, msg["Subject"]
+        assert msg["X-Invoice"] == "INV-42"
+        assert USER in msg["From"]
+        body = msg.get_body(("plain",)).get_content()
+        assert "fattura n. 42" in body and "✓" in body, body
+        atts = list(msg.iter_attachments())
+        assert len(atts) == 1, atts
+        assert atts[0].get_filename() == "fattura-42.pdf"
+        assert atts[0].get_content_type() == "application/pdf"
+        assert atts[0].get_content() == ATTACHMENT  # every byte value survived
+
+        # Same id again: nothing pushed, nothing sent, status unchanged.
+        p2 = run_example(cmd, r, tenant, job_id, smtp, cwd)
+        assert p2.returncode == 0, "%s (again) exited %d\n%s" % (name, p2.returncode, p2.stderr)
+        assert "already exists" in p2.stderr, p2.stderr
+        assert final_json(p2) == st, (final_json(p2), st)
+        assert r.client.llen(r.key("queue", "default")) == 0
+        assert smtp.messages_count() == 1
+
+
+def need(tool):
+    path = shutil.which(tool)
+    assert path, "%s not found: run scripts/deps.sh" % tool
+    return path
+
+
+def test_python_producer():
+    check_producer("python", ["/usr/bin/python3",
+                              os.path.join(EXAMPLES, "python", "relayq_producer.py")])
+
+
+def test_node_producer():
+    node_dir = os.path.join(EXAMPLES, "node")
+    assert os.path.isdir(os.path.join(node_dir, "node_modules", "ioredis")), \
+        "examples/node/node_modules is missing: run scripts/deps.sh (it runs npm ci there)"
+    check_producer("node", [need("node"), os.path.join(node_dir, "producer.mjs")], cwd=node_dir)
+
+
+if __name__ == "__main__":
+    harness.main(globals())
