@@ -337,7 +337,7 @@ static void note_reply(struct rq_jobctx *jc, int code, const char *enhanced, con
 /* Applies one SMTP transaction's result to the recipients [first, first+n). */
 static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   struct rq_jobctx *jc = arg;
-  size_t first = jc->next_rcpt - res->n_rcpts;
+  size_t first = jc->chunk_first;
   struct rq_class c;
   rq_metrics_transaction(jc->eng, jc->route.name, res->seconds, res->curl_code == 0);
   if (jc->eng->stopping == 2 && res->curl_code == CURLE_ABORTED_BY_CALLBACK && jc->transactions == 1 &&
@@ -522,6 +522,8 @@ static void send_next(struct rq_jobctx *jc) {
     list[n++] = jc->rcpts[i].addr;
   }
   jc->next_rcpt = first + n;
+  jc->chunk_first = first;
+  jc->chunk_n = n;
   jc->transactions++;
   jc->eng->n_attempts++;
   int rc;
@@ -539,8 +541,6 @@ static void send_next(struct rq_jobctx *jc) {
         .timeout_ms = cfg->smtp_timeout_ms,
         .ca_file = cfg->ca_file,
     };
-    jc->chunk_first = first;
-    jc->chunk_n = n;
     rc = rq_mailgun_send(jc->eng->mailgun, &req, on_mailgun_done, jc);
   } else {
     struct rq_smtp_target t;
