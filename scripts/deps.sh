@@ -12,24 +12,40 @@ PKGS=(
   python3 python3-aiosmtpd python3-redis python3-msgpack python3-dkim
   python3-cryptography python3-yaml python3-dnspython
   dnsmasq-base postfix openssl valgrind procps
+  php-cli php-redis php-msgpack ruby ruby-redis ruby-msgpack
+  golang-go golang-github-gomodule-redigo-dev golang-github-vmihailenco-msgpack.v5-dev
 )
 
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  # postfix would ask questions and start a daemon: preseed "No configuration"
+  # and keep services from starting (we only want smtp-sink/smtp-source).
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-# postfix would ask questions and start a daemon: preseed "No configuration"
-# and keep services from starting (we only want smtp-sink/smtp-source).
-echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
-printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-$SUDO chmod +x /usr/sbin/policy-rc.d
-trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# The Node producer example's packages (examples/node/package-lock.json), for
+# tests/e2e/test_producers.py. Only where Node.js is installed (the machine's
+# own; not a Debian package here). `npm ci` runs only when the lock file
+# changed since the last install, recorded in a stamp inside node_modules.
+NODE_EXAMPLE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/examples/node"
+if command -v node >/dev/null && command -v npm >/dev/null && [ -f "$NODE_EXAMPLE/package-lock.json" ]; then
+  stamp="$NODE_EXAMPLE/node_modules/.relayq-lock.sha256"
+  want="$(sha256sum "$NODE_EXAMPLE/package-lock.json" | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "deps: npm ci in examples/node" >&2
+    (cd "$NODE_EXAMPLE" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$stamp"
+  fi
+fi

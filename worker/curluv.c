@@ -237,6 +237,10 @@ int rq_curl_add(struct rq_curl *c, CURL *easy, rq_curl_done_cb cb, void *arg) {
   return 0;
 }
 
+uv_loop_t *rq_curl_loop(const struct rq_curl *c) {
+  return c->loop;
+}
+
 int rq_curl_active(const struct rq_curl *c) {
   return c->active;
 }

@@ -50,6 +50,10 @@ int rq_curl_add(struct rq_curl *c, CURL *easy, rq_curl_done_cb cb, void *arg);
 /* Transfers added and not yet completed. */
 int rq_curl_active(const struct rq_curl *c);
 
+/* The loop c runs on (smtp.c's rq_smtp_new, for callers of the libcurl
+ * era that hand it a struct rq_curl). */
+uv_loop_t *rq_curl_loop(const struct rq_curl *c);
+
 /* Aborts every transfer (each callback runs before this returns, with
  * CURLE_ABORTED_BY_CALLBACK), closes idle connections (curl sends QUIT to
  * SMTP servers, bounded by each connection's response timeout), closes

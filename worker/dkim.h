@@ -2,17 +2,48 @@
  * dkim: DKIM signing (RFC 6376, rsa-sha256; RFC 8463 ed25519-sha256) of
  * messages sent through the platform gateway for tenants with dkim_domain,
  * dkim_selector and dkim_private_key. Signs jc->msg in place (prepends the
- * DKIM-Signature header) after every header and body change.
+ * DKIM-Signature header) after every header and body change, over the
+ * exact bytes the transport sends (SMTP dot-stuffing is undone by the
+ * receiver before it verifies, so it is not part of the signed content).
+ *
+ * Canonicalisation is relaxed/relaxed (dkim_canon.h); the signed header
+ * set is rq_dkim_sign_headers, with From over-signed. Keys are RSA (1024
+ * to 4096 bits, RFC 8301) or Ed25519, PEM PKCS#1 or PKCS#8, unencrypted;
+ * they are parsed once per tenant-settings version and cached in the
+ * tenant entry (tenants.h: dkim_key, dkim_error), so a bad key costs one
+ * parse and fails only that tenant's jobs.
+ *
+ * Routes: only RQ_GW_PLATFORM is signed. A tenant's own SMTP server signs
+ * for its domain itself, and Mailgun signs with the keys configured for
+ * mailgun_domain (docs/dkim.md explains the choice).
  */
 #ifndef RQ_DKIM_H
 #define RQ_DKIM_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
 
 struct rq_jobctx;
 
 /* Returns 0 (signed, or nothing to sign) or -1 with err (a bad key: the
- * job fails with that sentence, other tenants go on). */
+ * job fails with that sentence, other tenants go on). Loads and caches
+ * the tenant's key on first use. */
 int rq_dkim_sign_job(struct rq_jobctx *jc, char *err, size_t errlen);
+
+/* Parses a PEM private key (PKCS#1 "RSA PRIVATE KEY" or PKCS#8 "PRIVATE
+ * KEY") and checks it can sign DKIM: RSA of 1024-4096 bits or Ed25519.
+ * Returns an EVP_PKEY * (free with rq_dkim_key_free), or NULL with a
+ * sentence in err that names dkim_private_key and never quotes it. */
+void *rq_dkim_key_load(const char *pem, char *err, size_t errlen);
+void rq_dkim_key_free(void *key);
+
+/* Prepends a DKIM-Signature for key (from rq_dkim_key_load) to msg, a
+ * complete message with CRLF line ends; t= is now_s. domain and selector
+ * must be DNS names (letters, digits, '-', '_', '.'). Returns 0, or -1
+ * with err (msg unchanged). */
+int rq_dkim_sign(struct rq_buf *msg, void *key, const char *domain, const char *selector, int64_t now_s,
+                 char *err, size_t errlen);
 
 #endif

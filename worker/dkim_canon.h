@@ -63,8 +63,9 @@ void rq_dkim_split(const char *msg, size_t len, size_t *hdr_len, size_t *body_of
 
 /* Walks the header fields of hdr[0..hdr_len): fills *f with the field at
  * *pos (start at 0) and advances *pos past it; returns 1, or 0 at the
- * end. Lines that are not fields (no colon on the first line, an empty
- * name, a continuation with no field before it) are skipped. */
+ * end. Lines that are not fields (no colon on the first line, a name
+ * that is not RFC 5322 ftext such as an mbox "From " line, a
+ * continuation with no field before it) are skipped. */
 int rq_dkim_field_next(const char *hdr, size_t hdr_len, size_t *pos, struct rq_dkim_field *f);
 
 /* Appends the relaxed form of one field (RFC 6376 3.4.2): lower-case name,
@@ -104,8 +105,8 @@ struct rq_dkim_tags {
 };
 
 /* Appends "DKIM-Signature: v=1; a=..; c=relaxed/relaxed; d=..; s=..; t=..;
- * h=..; bh=..; b=" folded at RQ_DKIM_FOLD (h= breaks after a colon) and
- * returns the column after "b=". What it wrote, canonicalised without
+ * h=..; bh=..;" folded at RQ_DKIM_FOLD (h= breaks after a colon), then
+ * a folded line " b=", and returns the column after "b=". What it wrote, canonicalised without
  * CRLF, is the last input of the signature (RFC 6376 3.7). */
 size_t rq_dkim_sig_begin(struct rq_buf *out, const struct rq_dkim_tags *t);
 

@@ -167,12 +167,32 @@ static int same_domain(const char *a, const char *b) {
   return !strcasecmp(rq_route_domain_of(a), rq_route_domain_of(b));
 }
 
+/* 1 when addr's domain is dom or one of its subdomains, case-insensitive
+ * (DMARC's relaxed alignment, RFC 7489 section 3.1). */
+static int within_domain(const char *addr, const char *dom) {
+  if (!dom || !*dom) return 0;
+  const char *d = rq_route_domain_of(addr);
+  size_t ld = strlen(d), lo = strlen(dom);
+  if (ld < lo || strcasecmp(d + (ld - lo), dom)) return 0;
+  return ld == lo || d[ld - lo - 1] == '.';
+}
+
+/* domain_verified vouches for the tenant's own domain (its from_email's or
+ * its DKIM domain), not for whatever From a job names: a verified tenant
+ * still may not send as another domain through the platform. A tenant that
+ * names no domain has nothing verified. */
+static int from_verified(const struct rq_tenant *t, const char *from) {
+  if (!t || !t->domain_verified) return 0;
+  if (t->from_email && within_domain(from, rq_route_domain_of(t->from_email))) return 1;
+  return within_domain(from, t->dkim_domain);
+}
+
 void rq_route_sender(const struct rq_config *cfg, const struct rq_tenant *t, const struct relayq_job *j,
                      const struct rq_route *r, struct rq_sender *out) {
   const char *from = j->from ? j->from : (t && t->from_email ? t->from_email : cfg->platform_from);
   const char *name = j->from_name ? j->from_name : (t ? t->from_name : NULL);
   const char *reply_to = j->reply_to ? j->reply_to : (t ? t->reply_to : NULL);
-  int verified = t && t->domain_verified;
+  int verified = from_verified(t, from);
   memset(out, 0, sizeof *out);
   if (r->gateway == RQ_GW_PLATFORM && !verified && !same_domain(from, cfg->platform_from)) {
     /* DMARC alignment: the platform may not claim the tenant's domain. The

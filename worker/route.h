@@ -9,7 +9,10 @@
  *   - the sender identity: From, display name, Reply-To and the envelope
  *     sender, including the DMARC rule for tenants whose domain is not
  *     verified on the platform gateway (From the platform sender, the
- *     tenant's name, Reply-To the tenant's address).
+ *     tenant's name, Reply-To the tenant's address). domain_verified
+ *     covers the domain of the tenant's from_email and its dkim_domain,
+ *     with their subdomains; a job From any other domain is treated as
+ *     unverified.
  *
  * Ownership: struct rq_route and struct rq_sender only borrow strings from
  * the config, the parsed platform URL, the tenant and the job; they are

@@ -1,47 +1,59 @@
 /*
- * smtp: the worker's SMTP client transport, one transaction per call, on
- * libcurl (lib/smtp.c does the protocol) driven by curluv.
+ * smtp: the worker's SMTP client transport, one transaction per call,
+ * non-blocking from the first DNS lookup to the last QUIT, on libuv with
+ * OpenSSL (smtp_conn.c: one connection; tlsio.c: TLS over memory BIOs;
+ * smtp_proto.c: replies, EHLO keywords, dot-stuffing, commands).
  *
- * Owns: a pool of reusable easy handles, per-key connection limiters with
- * a FIFO of waiting transactions, and the reading of the dialogue: which
- * command was last sent (the stage) and every server reply, so the result
- * carries each recipient's own reply and the exact text of the one that
- * ended the transaction. It does not classify outcomes (classify.c does).
+ * Why hand-written, not libcurl: libcurl 7.88's SMTP waits for the reply
+ * to the final dot, and for the QUIT reply when it closes a connection,
+ * synchronously (smtp_block_statemach; curl issue #8555, "More
+ * non-blocking" in curl's TODO). One slow or silent server at the final
+ * dot would freeze every other send, the heartbeat and the Redis I/O of
+ * the worker, and peers would then reclaim its jobs and send them twice.
+ * libcurl stays for Mailgun's HTTP API (mailgun.c over curluv.c).
  *
- * Implements the client side of RFC 5321 (SMTP) through libcurl, with
- * RFC 3207 (STARTTLS), RFC 8314 (implicit TLS), RFC 4954 (AUTH), and reads
- * RFC 3463 / RFC 2034 enhanced status codes from replies.
+ * Owns: a connection pool keyed by (host, port, security, user,
+ * tls_verify, ca_file, EHLO name) with idle connections reused LIFO, an
+ * idle timeout and caps; per-key connection limits (target.key,
+ * max_connections) with a FIFO of waiting transactions; a global cap; the
+ * SSL_CTX cache; and the story of each transaction: the stage reached and
+ * every server reply, so the result carries each recipient's own reply and
+ * the exact text of the one that ended the transaction. It classifies only
+ * its own failures (rq_smtp_classify_failure); replies go to classify.c.
  *
- * Secrets: the password goes to libcurl only. The dialogue reader drops
- * every line we send from AUTH until the server ends the exchange, and
- * nothing sent is ever kept or logged; only replies are kept.
+ * Implements the client side of RFC 5321 (SMTP), RFC 1870 (SIZE), RFC 2920
+ * (PIPELINING: MAIL, every RCPT and DATA in one write when offered),
+ * RFC 3207 (STARTTLS), RFC 8314 (implicit TLS), RFC 4954 with RFC 4616
+ * (AUTH PLAIN, or LOGIN when PLAIN is not offered), RFC 6152 (8BITMIME),
+ * RFC 6531 (SMTPUTF8 envelopes) and reads RFC 2034 / RFC 3463 enhanced
+ * status codes.
  *
- * libcurl 7.88 facts this module is built around:
- *   - CURLOPT_MAIL_RCPT_ALLLOWFAILS (three Ls) lets a transaction go on
- *     past rejected recipients; if every RCPT fails curl ends with
- *     CURLE_SEND_ERROR ("RCPT failed: N (last error)") without DATA.
- *   - A DATA reply other than 354 ends with CURLE_SEND_ERROR; a final-dot
- *     reply other than 250 with CURLE_WEIRD_SERVER_REPLY (seen with
- *     7.88.1); CURLINFO_RESPONSE_CODE holds the last code. The result
- *     carries the reply itself (stage, code, data_code) either way.
- *   - curl waits for the final-dot reply, and for the QUIT reply when it
- *     closes a connection, synchronously (smtp_block_statemach; curl issue
- *     #8555, "known issue"): the whole loop stalls meanwhile, up to the
- *     response timeout. Keep that timeout modest.
+ * Secrets: the password is copied for the transaction's life only (wiped
+ * when it ends), sent only after TLS (unless security is PLAIN), and
+ * nothing we send is ever logged or kept; only replies are kept.
+ *
+ * Every wait is bounded: DNS + connect + implicit TLS by the connect
+ * timeout, each reply (and each stalled write) by the response timeout,
+ * the whole transaction, queueing included, by the transaction timeout;
+ * QUIT is sent after the result is reported and its wait is short.
+ *
+ * The process must ignore SIGPIPE (relayq-worker's main does): a server
+ * closing mid-write is reported as a dropped connection.
  */
 #ifndef RQ_SMTP_H
 #define RQ_SMTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-#include "curluv.h"
+#include <uv.h>
 
 /* XX(name, code, message): rq_smtp_send's errors. */
 #define RQ_SMTP_ERRNO_MAP(XX)                                                                \
   XX(INVAL, -1, "invalid SMTP target or envelope (empty host, bad port, CR/LF or control "  \
                 "characters in an address, no recipients)")                                  \
-  XX(CURL, -2, "libcurl refused the transfer options")                                       \
-  XX(START, -3, "the transfer could not be started (shutting down?)")
+  XX(CURL, -2, "unused since the transport left libcurl")                                    \
+  XX(START, -3, "the transaction could not be started (the transport is closing)")
 
 enum rq_smtp_errno {
 #define XX(name, code, msg) RQ_SMTP_E##name = (code),
@@ -51,32 +63,62 @@ enum rq_smtp_errno {
 
 const char *rq_smtp_strerror(int err);
 
+/* XX(name, code, message): how a transaction ended (rq_smtp_result.err).
+ * Numbered from 1001 so that they are never mistaken for CURLcodes by
+ * code written for the libcurl transport. A server reply that ended it is
+ * in code/enhanced/reply whatever err says. */
+#define RQ_SMTP_ERR_MAP(XX)                                                                  \
+  XX(OK, 0, "delivered")                                                                     \
+  XX(DNS, 1001, "the server's name could not be resolved")                                   \
+  XX(CONNECT, 1002, "could not connect to the server")                                       \
+  XX(TIMEOUT, 1003, "the server did not answer in time")                                     \
+  XX(CLOSED, 1004, "the connection dropped")                                                 \
+  XX(PROTOCOL, 1005, "the server's reply is not SMTP")                                       \
+  XX(TLS, 1006, "the TLS handshake failed")                                                  \
+  XX(TLS_CERT, 1007, "the server's TLS certificate failed verification")                     \
+  XX(TLS_MISMATCH, 1008, "no TLS version or cipher in common, or no TLS on this port")       \
+  XX(TLS_LOCAL, 1009, "the worker's TLS setup failed")                                       \
+  XX(NO_STARTTLS, 1010, "STARTTLS is required but the server does not offer or refuses it") \
+  XX(AUTH, 1011, "the login failed")                                                         \
+  XX(REJECTED, 1012, "the server refused the transaction")                                   \
+  XX(ABORTED, 1013, "the transport was closed before the transaction ended")
+
+enum rq_smtp_err {
+#define XX(name, code, msg) RQ_SMTP_ERR_##name = (code),
+  RQ_SMTP_ERR_MAP(XX)
+#undef XX
+};
+
+/* "ok", "dns", "connect", "timeout", "closed", "protocol", "tls",
+ * "tls_cert", "tls_mismatch", "tls_local", "no_starttls", "auth",
+ * "rejected", "aborted"; "unknown" otherwise. */
+const char *rq_smtp_err_name(int err);
+
 enum rq_smtp_security {
-  RQ_SMTP_STARTTLS_TRY,      /* smtp://, STARTTLS when offered (platform smtp://) */
-  RQ_SMTP_STARTTLS_REQUIRED, /* smtp://, fail unless STARTTLS succeeds */
-  RQ_SMTP_IMPLICIT_TLS,      /* smtps:// */
-  RQ_SMTP_PLAIN,             /* smtp://, never STARTTLS */
+  RQ_SMTP_STARTTLS_TRY,      /* STARTTLS when offered (platform smtp://); a failed handshake
+                                fails the transaction, it never falls back to plain text */
+  RQ_SMTP_STARTTLS_REQUIRED, /* fail unless STARTTLS succeeds */
+  RQ_SMTP_IMPLICIT_TLS,      /* TLS from the first byte (smtps://, port 465) */
+  RQ_SMTP_PLAIN,             /* never STARTTLS; AUTH in clear text allowed */
 };
 
 /* Where and how to send. Every pointer is borrowed during rq_smtp_send
- * only: libcurl copies string options, and the limiter copies the key. */
+ * only (the transport copies what it keeps). */
 struct rq_smtp_target {
-  const char *host; /* name or address; IPv6 without brackets is fine */
+  const char *host; /* name or address; IPv6 with or without brackets */
   int port;         /* 1-65535 */
   enum rq_smtp_security security;
-  const char *user; /* NULL or "": no AUTH */
+  const char *user; /* NULL or "": no AUTH. Also none when the server offers no AUTH at all */
   const char *password;
-  int tls_verify;        /* 0: accept self-signed or unknown certificates (this transfer only) */
+  int tls_verify;        /* 0: accept self-signed or unknown certificates */
   const char *ca_file;   /* optional CA bundle used instead of the system one (tests) */
-  const char *key;       /* identity for connection limiting, e.g. "tenant:host:port:user";
+  const char *key;       /* identity for connection limiting, e.g. "tenant|host|port|user";
                             NULL = "host:port" */
-  int max_connections;   /* concurrent transactions per key; 0 = no limit of ours */
-  long connect_timeout_ms; /* TCP connect + implicit TLS handshake; 0 = 30 s */
-  long response_timeout_ms; /* each reply (rounded up to seconds for curl 7.88); also the
-                               most a stalled upload may take; 0 = 60 s */
-  long timeout_ms;       /* the whole transaction, queueing in curl included; 0 = 10 min */
-  const char *helo_name; /* EHLO/HELO name (sent as the URL path); NULL = curl's default
-                            (this host's name) */
+  int max_connections;   /* connections open per key; 0 = only the global cap */
+  long connect_timeout_ms; /* DNS + TCP connect + implicit TLS handshake; 0 = 30 s */
+  long response_timeout_ms; /* each reply, and each stalled write; 0 = 60 s */
+  long timeout_ms;       /* the whole transaction, queueing included; 0 = 10 min */
+  const char *helo_name; /* EHLO/HELO name; NULL = this host's name */
 };
 
 /* One recipient's reply, in the order the recipients were given. code 0:
@@ -88,10 +130,17 @@ struct rq_rcpt_reply {
 };
 
 /* A transaction's outcome. Owned by the transport; valid only during the
- * callback (copy what you keep). */
+ * callback (copy what you keep). err and errmsg have kept the layout and
+ * the old names (curl_code, curl_error) of the libcurl transport. */
 struct rq_smtp_result {
-  int curl_code;         /* CURLE_OK when the final dot got a 250 */
-  char curl_error[256];  /* curl's message for curl_code, "" when OK */
+  union {
+    int err;       /* enum rq_smtp_err: 0 when the final dot got a 2xx */
+    int curl_code; /* old name */
+  };
+  union {
+    char errmsg[256];     /* what went wrong, a sentence; "" when OK */
+    char curl_error[256]; /* old name */
+  };
   int stage;             /* enum rq_smtp_stage (classify.h) reached when it ended */
   int code;              /* the last reply: final-dot reply on success, else the one that */
   char enhanced[16];     /* ended the transaction (0 when none, e.g. connect failures) */
@@ -100,25 +149,44 @@ struct rq_smtp_result {
   struct rq_rcpt_reply *rcpts; /* n_rcpts entries */
   int accepted;          /* RCPTs answered 2xx */
   int data_code;         /* reply to the final dot, 0 if not reached */
-  double seconds;        /* transaction time as curl measured it (excludes our queueing) */
-  int reused_connection; /* 1 when no new connection was opened */
+  double seconds;        /* from getting a connection (or starting one) to the result */
+  int reused_connection; /* 1 when the transaction ran on a pooled connection */
 };
 
 typedef void (*rq_smtp_cb)(const struct rq_smtp_result *res, void *arg);
 
 struct rq_smtp;
+struct rq_curl;
+struct rq_class;
 
-/* The transport on curl's multi handle. curl must outlive it. */
+/* The transport on loop, with a connection pool. */
+struct rq_smtp *rq_smtp_new_loop(uv_loop_t *loop);
+
+/* For one-shot callers of the libcurl era (`relayq tenant test`): runs on
+ * curl's loop (curl is not used otherwise) and keeps no idle connection,
+ * so once the loop has run dry nothing of the transport is left on it and
+ * rq_smtp_free frees at once. Prefer rq_smtp_new_loop + rq_smtp_close. */
 struct rq_smtp *rq_smtp_new(struct rq_curl *curl);
 
+/* Pool settings; 0 fields keep the default (in brackets). */
+struct rq_smtp_limits {
+  int max_connections;      /* open connections in all [512] */
+  int max_idle_per_server;  /* idle ones per pool key [64] */
+  int max_idle;             /* idle ones in all [256] */
+  long idle_timeout_ms;     /* an idle connection is closed (QUIT) after [30000] */
+};
+void rq_smtp_set_limits(struct rq_smtp *s, const struct rq_smtp_limits *l);
+
 /* Sends one transaction: MAIL FROM:<mail_from> ("" for the null sender),
- * RCPT TO each of rcpts (going on past rejected ones), DATA with msg
- * (libcurl dot-stuffs it; it should use CRLF line ends). msg/len are
- * borrowed until the callback; everything else only during this call.
- * A transaction over its key's max_connections waits in a FIFO and starts
- * when a slot frees.
- * Returns 0 and cb runs exactly once later (with CURLE_ABORTED_BY_CALLBACK
- * when curluv closes first), or a negative RQ_SMTP_E* and cb never runs. */
+ * RCPT TO each of rcpts (going on past rejected ones; when none is
+ * accepted it ends without DATA), DATA with msg, dot-stuffed on the fly
+ * (msg should use CRLF line ends; a final CRLF is added when missing).
+ * msg/len are borrowed until the callback; everything else only during
+ * this call. A transaction over its key's max_connections, or over the
+ * global cap, waits in a FIFO (its timeout_ms runs meanwhile).
+ * Returns 0 and cb runs exactly once, later, never from inside this call
+ * (with RQ_SMTP_ERR_ABORTED when rq_smtp_close comes first); or a
+ * negative RQ_SMTP_E* and cb never runs. */
 int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
                  const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len,
                  rq_smtp_cb cb, void *arg);
@@ -127,14 +195,51 @@ int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
  * (running and waiting). */
 int rq_smtp_pending(const struct rq_smtp *s);
 
-/* Frees the transport. Call it when no transaction is pending, i.e. after
- * rq_curl_close's callback (which completes every transaction). */
+/* Counters, for metrics and tests. */
+struct rq_smtp_stats {
+  uint64_t connections_opened; /* connection attempts started */
+  uint64_t transactions_reused; /* transactions that ran on a pooled connection */
+  uint64_t retried_dead;       /* transactions moved to a fresh connection because a pooled
+                                  one turned out closed */
+  int open;                    /* connections open now (any state) */
+  int idle;                    /* of which idle in the pool */
+  int waiting;                 /* transactions waiting for a connection */
+};
+void rq_smtp_stats(const struct rq_smtp *s, struct rq_smtp_stats *out);
+
+/* Shutdown: every transaction still pending is called back now, before
+ * this returns, with RQ_SMTP_ERR_ABORTED; idle connections get QUIT;
+ * every connection closes. rq_smtp_send fails with RQ_SMTP_ESTART from
+ * here on (callbacks may still call it). Once the last uv handle has
+ * closed, s is freed and closed_cb(arg) (may be NULL) runs, possibly
+ * before this returns when nothing was open. Safe from a transaction's
+ * callback. Do not call rq_smtp_free after it. */
+void rq_smtp_close(struct rq_smtp *s, void (*closed_cb)(void *arg), void *arg);
+
+/* Frees a transport with nothing open (no pending transaction, no
+ * connection). Otherwise it logs that this is a bug and falls back to
+ * rq_smtp_close(s, NULL, NULL): the loop must then run again. */
 void rq_smtp_free(struct rq_smtp *s);
 
-/* The dialogue reader on its own, for unit tests: feed it what libcurl's
- * debug callback would see (curl_infotype, bytes) and read the result's
- * dialogue fields (stage, code, enhanced, reply, rcpts, accepted,
- * data_code; rcpts points into d). */
+/* Classifies a failed transaction (res->err != 0): a reply that ended it
+ * goes through rq_classify_smtp at its stage; our own failures map as
+ * classify.c decides for transport errors: DNS, connect, timeout, dropped
+ * connection and shutdown are connect TEMP; a TLS handshake failure is tls
+ * TEMP, a certificate that fails verification, a TLS version or cipher
+ * mismatch and a missing STARTTLS are tls PERM; a login refused or
+ * impossible is auth PERM; a reply that is not SMTP is provider TEMP.
+ * Never yields RQ_OK for a failure. Use it instead of
+ * rq_classify_transport for SMTP. */
+void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class *out);
+
+/* The transaction story on its own, for unit tests: feed it commands
+ * (RQ_SMTP_DIALOG_OUT) and server bytes (RQ_SMTP_DIALOG_IN) and read the
+ * result's dialogue fields (stage, code, enhanced, reply, rcpts, accepted,
+ * data_code; rcpts points into d). The transport records each
+ * transaction with the same code. The type values are those of libcurl's
+ * CURLINFO_HEADER_IN/OUT, which tests of the libcurl era used. */
+#define RQ_SMTP_DIALOG_IN 1
+#define RQ_SMTP_DIALOG_OUT 2
 struct rq_smtp_dialog;
 struct rq_smtp_dialog *rq_smtp_dialog_new(size_t n_rcpts);
 void rq_smtp_dialog_feed(struct rq_smtp_dialog *d, int type, const char *data, size_t len);

@@ -107,10 +107,16 @@ static void on_route(redisAsyncContext *ac, void *r, void *priv) {
   struct route_read *rr = priv;
   struct rq_tenant_entry *e = rr->e;
   redisReply *reply = r;
-  if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+  if (!reply) {
+    e->loading = -1; /* Redis went away: everything is read again once it is back */
+  } else if (reply->type != REDIS_REPLY_ARRAY) {
+    /* An answer that is not a hash (WRONGTYPE): reading again cannot help
+     * until someone fixes the key, so the tenant's jobs fail now, as for a
+     * tenant hash of the wrong type, and the fix is picked up like any
+     * other change. Retrying would leave them waiting for ever. */
     if (!e->error[0])
-      snprintf(e->error, sizeof e->error, "could not read route '%s' of tenant '%s' from Redis", rr->name, e->id);
-    e->loading = -1; /* transient: retried */
+      snprintf(e->error, sizeof e->error, "could not read route '%s' of tenant '%s': %.200s", rr->name, e->id,
+               reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
   } else if (e->t && !e->error[0]) {
     const char **f, **v;
     size_t n = reply_pairs(reply, &f, &v);
@@ -176,17 +182,24 @@ static void on_tenant(redisAsyncContext *ac, void *r, void *priv) {
   /* Read every named route now, so a job's `route` never waits twice.
    * The read's reference passes to the route reads. */
   e->loading = 1;
-  e->routes_pending = (int)e->t->n_routes;
+  size_t n_routes = e->t->n_routes;
+  e->routes_pending = (int)n_routes;
   char key[600];
   relayq_key(key, sizeof key, eng->cfg->prefix, RELAYQ_KEY_TENANT, e->id);
-  for (size_t i = 0; i < e->t->n_routes; i++) {
-    struct route_read *rr = rq_xmalloc(sizeof *rr);
-    rr->eng = eng;
-    rr->e = e;
-    rr->name = rq_xstrdup(e->t->route_names[i]);
+  /* Every read is prepared before any is issued: a command that cannot be
+   * sent completes at once, and the last completion frees e->t. */
+  struct route_read **reads = rq_xcalloc(n_routes, sizeof *reads);
+  for (size_t i = 0; i < n_routes; i++) {
+    reads[i] = rq_xmalloc(sizeof *reads[i]);
+    reads[i]->eng = eng;
+    reads[i]->e = e;
+    reads[i]->name = rq_xstrdup(e->t->route_names[i]);
     e->refs++;
-    if (rq_rconn_cmdf(eng->cmd, on_route, rr, "HGETALL %s:route:%s", key, rr->name)) on_route(NULL, NULL, rr);
   }
+  for (size_t i = 0; i < n_routes; i++)
+    if (rq_rconn_cmdf(eng->cmd, on_route, reads[i], "HGETALL %s:route:%s", key, reads[i]->name))
+      on_route(NULL, NULL, reads[i]);
+  free(reads);
   rq_tenants_release(eng, e);
 }
 

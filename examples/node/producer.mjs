@@ -302,6 +302,7 @@ async function main() {
       meta: { invoice: "INV-42", producer: "node" },
     };
     if (env.RELAYQ_EXAMPLE_FROM) job.from = env.RELAYQ_EXAMPLE_FROM;
+    if (env.RELAYQ_EXAMPLE_DELAY_MS) job.not_before = Date.now() + Number(env.RELAYQ_EXAMPLE_DELAY_MS);
     watch = await producer.watch();
     const { id, existing } = await producer.enqueue(job);
     console.error(existing ? `job ${id} already exists (state ${existing}): not enqueued again` : `enqueued ${id}`);

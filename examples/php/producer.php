@@ -21,9 +21,10 @@
  * PHP strings are bytes: the msgpack extension writes every string as msgpack
  * `str`, including attachment data. relayq accepts `str` for `data` and
  * `raw` (any bytes), and requires valid UTF-8 in every other text field, so
- * convert legacy ISO-8859-1/Windows-1252 text with mb_convert_encoding()
- * first. An empty PHP array packs as a msgpack array: leave out empty
- * `headers`/`meta` rather than sending [] where a map is expected.
+ * convert legacy ISO-8859-1/Windows-1252 text first (iconv() or
+ * mb_convert_encoding()). An empty PHP array packs as a msgpack array:
+ * leave out empty `headers`/`meta` rather than sending [] where a map is
+ * expected.
  */
 
 declare(strict_types=1);
@@ -56,7 +57,7 @@ final class RelayqJobError extends InvalidArgumentException {}
 
 function relayq_now_ms(): int
 {
-    return intdiv(hrtime(false)[0] * 0, 1) + (int) floor(microtime(true) * 1000);
+    return (int) floor(microtime(true) * 1000);
 }
 
 /** A new id like librelayq's: 12 hex digits of the ms clock + 16 random.
@@ -119,8 +120,9 @@ function relayq_validate(array $job): void
         }
     }
     foreach (['subject', 'from_name', 'text', 'html'] as $f) {
-        if (isset($job[$f]) && !mb_check_encoding($job[$f], 'UTF-8')) {
-            throw new RelayqJobError("field '$f' is not valid UTF-8 (convert with mb_convert_encoding)");
+        // preg_match with /u fails on invalid UTF-8 (no ext-mbstring needed).
+        if (isset($job[$f]) && preg_match('//u', (string) $job[$f]) !== 1) {
+            throw new RelayqJobError("field '$f' is not valid UTF-8 (convert it with iconv or mb_convert_encoding)");
         }
     }
     foreach (['subject', 'from_name'] as $f) {
@@ -504,6 +506,9 @@ function relayq_example_main(): int
         ];
         if ($env('RELAYQ_EXAMPLE_FROM') !== null) {
             $job['from'] = $env('RELAYQ_EXAMPLE_FROM');
+        }
+        if ($env('RELAYQ_EXAMPLE_DELAY_MS') !== null) {
+            $job['not_before'] = relayq_now_ms() + (int) $env('RELAYQ_EXAMPLE_DELAY_MS');
         }
         $events = RelayqEvents::open($url, $producer->key('events'));
         [$id, $existing] = $producer->enqueue($job);

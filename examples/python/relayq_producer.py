@@ -30,6 +30,7 @@ Settings (environment):
                          id to see the idempotency rule at work
   RELAYQ_EXAMPLE_SMTP_HOST, _PORT, _SECURITY (starttls|tls|none), _USER,
   _PASSWORD              the tenant's own SMTP server (optional)
+  RELAYQ_EXAMPLE_DELAY_MS   send no sooner than this many ms from now (not_before)
   RELAYQ_EXAMPLE_TIMEOUT_S  how long to wait for the final state (default 60)
 
 Exit status: 0 sent, 1 ended partial/failed or timed out, 2 bad settings or
@@ -339,6 +340,8 @@ def main():
         }
         if env("RELAYQ_EXAMPLE_FROM"):
             job["from"] = env("RELAYQ_EXAMPLE_FROM")
+        if env("RELAYQ_EXAMPLE_DELAY_MS"):
+            job["not_before"] = now_ms() + int(env("RELAYQ_EXAMPLE_DELAY_MS"))
         with producer.watch() as events:
             job_id, existing = producer.enqueue(job)
             if existing:

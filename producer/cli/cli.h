@@ -66,6 +66,10 @@ int cli_read_file(const char *path, size_t max, unsigned char **out, size_t *len
 /* Parses a whole decimal integer in [lo, hi]. Returns 0 or -1. */
 int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 
+/* RELAYQ_MAX_JOB_BYTES (the limit the worker applies too), else
+ * RELAYQ_DEFAULT_MAX_JOB_BYTES. */
+size_t cli_max_job_bytes(void);
+
 /* Writes s as a JSON string (quotes included) to f: escapes quotes,
  * backslashes and control characters, and replaces bytes that are not
  * UTF-8 with U+FFFD so the output is always valid JSON. */

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,13 @@ int cli_parse_int(const char *s, long long lo, long long hi, long long *out) {
   if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) return -1;
   *out = v;
   return 0;
+}
+
+size_t cli_max_job_bytes(void) {
+  const char *env = getenv("RELAYQ_MAX_JOB_BYTES");
+  long long v;
+  if (env && cli_parse_int(env, 1, (long long)(SIZE_MAX / 2), &v) == 0) return (size_t)v;
+  return RELAYQ_DEFAULT_MAX_JOB_BYTES;
 }
 
 /* Length of the UTF-8 sequence at p (n bytes left), or 0 if invalid. */

@@ -321,14 +321,6 @@ static int build_job(struct send *s) {
   return 0;
 }
 
-/* RELAYQ_MAX_JOB_BYTES, shared with the worker, else the default. */
-static size_t max_job_bytes(void) {
-  const char *env = getenv("RELAYQ_MAX_JOB_BYTES");
-  long long v;
-  if (env && cli_parse_int(env, 1, (long long)(SIZE_MAX / 2), &v) == 0) return (size_t)v;
-  return RELAYQ_DEFAULT_MAX_JOB_BYTES;
-}
-
 static int64_t mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -387,7 +379,7 @@ static int wait_final(struct relayq_client *c, const char *id, double wait_s) {
 int cmd_send(int argc, char **argv, struct cli_ctx *ctx) {
   struct send s;
   memset(&s, 0, sizeof s);
-  s.max_bytes = max_job_bytes();
+  s.max_bytes = cli_max_job_bytes();
   char id[40];
   int rc = parse_args(argc, argv, &s, ctx);
   if (rc != 0) {

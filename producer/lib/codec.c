@@ -163,6 +163,10 @@ static int prescan(const unsigned char *p, size_t len, struct relayq_error *err)
       }
     }
   }
+  if (off < len && !root_map) /* say what is wrong first: the start */
+    return relayq__fail(err, RELAYQ_EINVALID_JOB,
+                        "The payload does not start with a msgpack map; a job is "
+                        "exactly one msgpack map.");
   if (off < len)
     return relayq__fail(err, RELAYQ_EINVALID_JOB,
                         "The payload has %zu bytes after the job map; a job is "

@@ -25,12 +25,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 from harness import RedisServer, SmtpServer, Worker, ROOT  # noqa: E402
 
+import msgpack  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -39,6 +41,7 @@ USER, PASSWORD = "billing@acme.example", "pässwörd: 'tenant' \"42\""
 SUBJECT = "Fattura n. 42 — €1.234,56"
 ATTACHMENT = b"%PDF-1.4\n" + bytes(range(256)) + b"\n%%EOF\n"
 RUN_TIMEOUT = 90
+DELAY_MS = 1500
 
 
 def open_sealed(value):
@@ -47,7 +50,8 @@ def open_sealed(value):
     return AESGCM(base64.b64decode(KEY_B64)).decrypt(blob[:12], blob[12:], None).decode()
 
 
-def run_example(cmd, r, tenant, job_id, smtp, cwd=None):
+def start_example(cmd, r, tenant, job_id, smtp, cwd=None, extra=None):
+    """Starts the example with the settings every example reads (README)."""
     env = {
         "RELAYQ_REDIS_URL": r.url, "RELAYQ_PREFIX": r.prefix, "RELAYQ_SECRET_KEY": KEY_B64,
         "RELAYQ_EXAMPLE_TENANT": tenant, "RELAYQ_EXAMPLE_TO": "Bob Example <bob@example.com>",
@@ -56,15 +60,32 @@ def run_example(cmd, r, tenant, job_id, smtp, cwd=None):
         "RELAYQ_EXAMPLE_SMTP_SECURITY": "none", "RELAYQ_EXAMPLE_SMTP_USER": USER,
         "RELAYQ_EXAMPLE_SMTP_PASSWORD": PASSWORD, "RELAYQ_EXAMPLE_TIMEOUT_S": "60",
     }
+    env.update(extra or {})
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("RELAYQ_")}
     full_env.update(env)
+    return subprocess.Popen(cmd, env=full_env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+
+
+def finish(proc, cmd):
+    """Waits for a started example; a CompletedProcess."""
     try:
-        p = subprocess.run(cmd, env=full_env, cwd=cwd, capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT)
-    except subprocess.TimeoutExpired as e:
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
         raise AssertionError("%s did not finish within %ss; stderr: %s"
-                             % (cmd, RUN_TIMEOUT, e.stderr)) from None
-    return p
+                             % (cmd, RUN_TIMEOUT, err)) from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def run_example(cmd, r, tenant, job_id, smtp, cwd=None, extra=None):
+    return finish(start_example(cmd, r, tenant, job_id, smtp, cwd, extra), cmd)
+
+
+def event_states(p):
+    return [json.loads(ln[len("event "):])["state"] for ln in p.stderr.splitlines()
+            if ln.startswith("event ")]
 
 
 def final_json(p):
@@ -73,8 +94,9 @@ def final_json(p):
     return json.loads(lines[-1])
 
 
-def check_producer(name, cmd, cwd=None):
-    """Runs one example end to end and asserts on everything it should do."""
+def check_producer(name, cmd, cwd=None, events=True):
+    """Runs one example end to end and asserts on everything it should do.
+    events=False for an example that polls the status instead (C)."""
     tenant = "acme-" + name
     job_id = "inv-42-" + name
     with RedisServer() as r, SmtpServer(auth=(USER, PASSWORD), require_auth=True) as smtp, \
@@ -90,9 +112,8 @@ def check_producer(name, cmd, cwd=None):
         assert int(st["created_at"]) <= int(st["updated_at"]), st
         # The example watched its own job go by on P:events, queued first:
         # it subscribed before enqueueing, and its script published `queued`.
-        states = [json.loads(ln[len("event "):])["state"] for ln in p.stderr.splitlines()
-                  if ln.startswith("event ")]
-        assert states and states[0] == "queued" and states[-1] == "sent", p.stderr
+        states = event_states(p)
+        assert not events or (states and states[0] == "queued" and states[-1] == "sent"), p.stderr
         assert PASSWORD not in p.stdout + p.stderr + w.log_text()
 
         # The tenant's password is stored sealed, by the example, with our key.
@@ -124,6 +145,29 @@ def check_producer(name, cmd, cwd=None):
         assert r.client.llen(r.key("queue", "default")) == 0
         assert smtp.messages_count() == 1
 
+        # A delayed job (not_before): status `deferred`, parked in P:delayed
+        # with "_queue" as the payload's first key (the worker's Lua reads it
+        # from the raw bytes to know where to promote it), sent when due.
+        delayed_id = job_id + "-later"
+        proc = start_example(cmd, r, tenant, delayed_id, smtp, cwd,
+                             {"RELAYQ_EXAMPLE_DELAY_MS": str(DELAY_MS)})
+        try:
+            parked = harness.wait_for(lambda: r.client.zrange(r.key("delayed"), 0, -1,
+                                                              withscores=True),
+                                      timeout=30, what="%s's delayed job in P:delayed" % name)
+        finally:
+            p3 = finish(proc, cmd)
+        payload, due = parked[0]
+        first_key, queue = next(iter(msgpack.unpackb(payload, raw=True).items()))
+        assert (first_key, queue) == (b"_queue", b"default"), (first_key, queue)
+        assert p3.returncode == 0, "%s (delayed) exited %d\n%s" % (name, p3.returncode, p3.stderr)
+        st3 = final_json(p3)
+        assert st3["state"] == "sent", st3
+        assert int(st3["sent_at"]) >= int(due) >= int(st3["created_at"]) + DELAY_MS - 5, (st3, due)
+        if events:
+            assert event_states(p3)[0] == "deferred", p3.stderr
+        assert smtp.messages_count() == 2
+
 
 def need(tool):
     path = shutil.which(tool)
@@ -141,6 +185,43 @@ def test_node_producer():
     assert os.path.isdir(os.path.join(node_dir, "node_modules", "ioredis")), \
         "examples/node/node_modules is missing: run scripts/deps.sh (it runs npm ci there)"
     check_producer("node", [need("node"), os.path.join(node_dir, "producer.mjs")], cwd=node_dir)
+
+
+def test_php_producer():
+    # PHP runs where scripts/deps.sh installed php-cli, php-redis and php-msgpack.
+    php = need("php")
+    mods = subprocess.run([php, "-m"], capture_output=True, text=True).stdout.split()
+    assert "redis" in mods and "msgpack" in mods, "php-redis/php-msgpack missing: run scripts/deps.sh"
+    check_producer("php", [php, os.path.join(EXAMPLES, "php", "producer.php")])
+
+
+def test_ruby_producer():
+    # Ruby runs where scripts/deps.sh installed ruby, ruby-redis and ruby-msgpack.
+    check_producer("ruby", [need("ruby"), os.path.join(EXAMPLES, "ruby", "producer.rb")])
+
+
+def test_go_producer():
+    # Built against Debian's Go packages (golang-go, golang-github-gomodule-
+    # redigo-dev, golang-github-vmihailenco-msgpack.v5-dev from scripts/deps.sh)
+    # in GOPATH mode: no module download. Outside this test, `go mod tidy`
+    # fetches the same modules go.mod names.
+    go = need("go")
+    gopath = "/usr/share/gocode"
+    for pkg in ("github.com/gomodule/redigo/redis", "github.com/vmihailenco/msgpack/v5"):
+        assert os.path.isdir(os.path.join(gopath, "src", pkg)), \
+            "%s missing from %s: run scripts/deps.sh" % (pkg, gopath)
+    tmp = tempfile.mkdtemp(prefix="relayq-go-")
+    try:
+        exe = os.path.join(tmp, "producer")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GO")}
+        env.update({"GO111MODULE": "off", "GOPATH": gopath, "GOCACHE": os.path.join(tmp, "cache"),
+                    "GOFLAGS": "", "HOME": tmp})
+        b = subprocess.run([go, "build", "-o", exe, "main.go"], cwd=os.path.join(EXAMPLES, "go"),
+                           env=env, capture_output=True, text=True, timeout=240)
+        assert b.returncode == 0, "go build failed:\n%s%s" % (b.stdout, b.stderr)
+        check_producer("go", [exe])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

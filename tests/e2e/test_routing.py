@@ -14,14 +14,12 @@ worker's own parsing is what is tested, not `relayq tenant set`.
 import base64
 import json
 import logging
-import os
 import secrets
-import threading
 import time
 
 import harness
-from harness import (MailgunFake, RedisServer, SmtpServer, Worker, certs, parse_message, push_job,
-                     status, wait_for, wait_status)
+from harness import (MailgunFake, RedisServer, SmtpServer, Worker, parse_message, push_job, wait_for,
+                     wait_status)
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -246,7 +244,12 @@ def test_domain_verified_from_and_reply_to_rule():
             # A job's own from on an unverified tenant is rewritten too.
             push_job(r, job("d-jobfrom", "unverified", **{"from": "ceo@other.example",
                                                           "from_name": "The CEO"}))
-            for jid in ("d-unverified", "d-unverified-rt", "d-verified", "d-own", "d-jobfrom"):
+            # Verification covers the tenant's domain (and its subdomains),
+            # not any domain a job names.
+            push_job(r, job("d-verified-sub", "verified", **{"from": "news@mail.acme.example"}))
+            push_job(r, job("d-verified-other", "verified", **{"from": "ceo@bank.example"}))
+            for jid in ("d-unverified", "d-unverified-rt", "d-verified", "d-own", "d-jobfrom",
+                        "d-verified-sub", "d-verified-other"):
                 assert wait_status(r, jid)["state"] == "sent", jid
             by_subject = {}
             for m in platform.messages() + own.messages():
@@ -269,6 +272,11 @@ def test_domain_verified_from_and_reply_to_rule():
                 headers("d-verified")
             assert headers("d-jobfrom") == (PLATFORM_FROM, "The CEO", PLATFORM_FROM,
                                             "ceo@other.example"), headers("d-jobfrom")
+            assert headers("d-verified-sub") == ("news@mail.acme.example", "Acme Billing",
+                                                  "news@mail.acme.example", "help@acme.example"), \
+                headers("d-verified-sub")
+            assert headers("d-verified-other") == (PLATFORM_FROM, "Acme Billing", PLATFORM_FROM,
+                                                   "help@acme.example"), headers("d-verified-other")
             assert headers("d-own") == ("billing@acme.example", "Acme Billing",
                                         "billing@acme.example", None), headers("d-own")
             assert wait_status(r, "d-own")["route"] == "smtp"
@@ -305,6 +313,36 @@ def test_named_route_and_unknown_route():
             push_job(r, job("no-routes", "plain-tenant", route="billing"))
             s = wait_status(r, "no-routes")
             assert s["state"] == "failed" and s["error"] == "policy" and "billing" in s["detail"], s
+
+
+def test_broken_route_hash_fails_the_tenant_promptly():
+    """A route hash of the wrong type, or one `routes` names that does not
+    exist, fails the tenant's jobs with error policy naming the route
+    instead of leaving them waiting; other tenants go on, and the fix is
+    picked up."""
+    with RedisServer() as r, SmtpServer(security="none", auth=(USER, PASSWORD)) as srv:
+        smtp_tenant(r, "wrongtype", srv, routes="alt")
+        r.client.set(r.key("tenant", "wrongtype", "route", "alt"), "not a hash")
+        smtp_tenant(r, "missing", srv, routes="gone")
+        smtp_tenant(r, "fine", srv)
+        with Worker(r, args=FAST):
+            push_job(r, job("wt", "wrongtype"))
+            push_job(r, job("ms", "missing"))
+            push_job(r, job("ok", "fine"))
+            for jid, name in (("wt", "alt"), ("ms", "gone")):
+                s = wait_status(r, jid)
+                assert s["state"] == "failed" and s["error"] == "policy", s
+                assert "'%s'" % name in s["detail"], s["detail"]
+            assert wait_status(r, "ok")["state"] == "sent"
+            r.client.delete(r.key("tenant", "wrongtype", "route", "alt"))
+            smtp_tenant(r, "wrongtype", srv, route="alt")
+            t0 = time.monotonic()
+            while True:  # bounded by the 5 s assertion below
+                jid = "wt-%d" % int((time.monotonic() - t0) * 1000)
+                push_job(r, job(jid, "wrongtype", route="alt"))
+                if wait_status(r, jid)["state"] == "sent":
+                    break
+                assert time.monotonic() - t0 < 5.0, "the fixed route was not picked up in 5 s"
 
 
 # ---- signature and logo ------------------------------------------------------------------------

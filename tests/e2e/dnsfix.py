@@ -1,0 +1,193 @@
+"""DNS fixtures for the `relayq dns` / `relayq dnsbl` end-to-end tests.
+
+DnsServer(records) runs a private dnsmasq (Debian's dnsmasq-base,
+/usr/sbin/dnsmasq) on 127.0.0.1:<free port> that answers only from the
+given records: no upstream servers, no /etc/hosts, no config file. Names
+under the records' top-level labels that are not in the table get
+NXDOMAIN (dnsmasq --local), any other name REFUSED.
+
+    with DnsServer([("TXT", "example.test", "v=spf1 -all"),
+                    ("A", "mx.example.test", "192.0.2.1"),
+                    ("AAAA", "mx.example.test", "2001:db8::1"),
+                    ("MX", "example.test", "mx.example.test")]) as dns:
+        run([... "--dns-server", dns.address])
+
+A TXT value longer than 255 bytes is sent as several strings in one
+record, as a DNS UI would split it, so readers must join them (RFC 7208
+3.3). dnsmasq reads ',' as a string separator, so values may not contain
+one.
+
+SilentDns() binds a UDP (and TCP) port that never answers, for "the
+resolver is unreachable" cases.
+
+Every wait has a deadline; the processes are children of the test (see
+harness._popen) and are killed with it.
+"""
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
+
+import harness
+
+DNSMASQ = "/usr/sbin/dnsmasq"
+
+
+def _free_udp_port():
+    """A port free for both UDP and TCP on 127.0.0.1 a moment ago."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise AssertionError("no free port for a DNS server")
+
+
+class DnsServer:
+    """dnsmasq serving RECORDS [(type, name, value)] on 127.0.0.1."""
+
+    def __init__(self, records, start_timeout=10.0):
+        self.records = list(records)
+        self.port = None
+        self.proc = None
+        self.start_timeout = start_timeout
+        self.tmp = tempfile.mkdtemp(prefix="relayq-dns-")
+        self.log_path = os.path.join(self.tmp, "dnsmasq.log")
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def _args(self):
+        args = []
+        hosts = {}
+        tops = set()
+        for rtype, name, value in self.records:
+            rtype = rtype.upper()
+            tops.add(name.rstrip(".").rsplit(".", 1)[-1])
+            if rtype == "TXT":
+                if "," in value:
+                    raise ValueError("dnsmasq splits TXT values at ','; avoid it: %r" % value)
+                chunks = [value[i:i + 255] for i in range(0, len(value), 255)] or [""]
+                args.append("--txt-record=%s,%s" % (name, ",".join(chunks)))
+            elif rtype in ("A", "AAAA"):
+                hosts.setdefault(name, []).append(value)
+            elif rtype == "MX":
+                args.append("--mx-host=%s,%s,10" % (name, value))
+            else:
+                raise ValueError("unsupported record type %r" % rtype)
+        for name, addrs in hosts.items():
+            args.append("--host-record=%s,%s" % (name, ",".join(addrs)))
+        for top in sorted(tops):
+            args.append("--local=/%s/" % top)
+        return args
+
+    def start(self):
+        if not os.access(DNSMASQ, os.X_OK):
+            raise AssertionError("%s is missing: install dnsmasq-base (scripts/deps.sh)" % DNSMASQ)
+        self.port = _free_udp_port()
+        cmd = [DNSMASQ, "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+               "--port", str(self.port), "--listen-address", "127.0.0.1", "--bind-interfaces",
+               "--pid-file=", "--no-negcache", "--log-facility=" + self.log_path, "--log-queries"]
+        cmd += self._args()
+        self.log = open(os.path.join(self.tmp, "stderr.log"), "wb")
+        self.proc = harness._popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + self.start_timeout
+        q = dns.message.make_query("relayq-probe.invalid", "A")
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError("dnsmasq exited with %s: %s" % (self.proc.returncode, self.log_text()))
+            try:
+                dns.query.udp(q, "127.0.0.1", port=self.port, timeout=0.5)
+                return
+            except (OSError, dns.exception.Timeout):
+                pass
+            if time.monotonic() >= deadline:
+                raise AssertionError("dnsmasq did not answer within %s s: %s"
+                                     % (self.start_timeout, self.log_text()))
+            time.sleep(0.05)
+
+    def query(self, name, rtype="A"):
+        """(rcode text, [answer strings]) straight from the server, for tests
+        that check the fixture itself."""
+        r = dns.query.udp(dns.message.make_query(name, rtype), "127.0.0.1", port=self.port, timeout=2)
+        return dns.rcode.to_text(r.rcode()), [rr.to_text() for s in r.answer for rr in s]
+
+    def log_text(self):
+        out = []
+        for p in (os.path.join(self.tmp, "stderr.log"), self.log_path):
+            try:
+                with open(p, "r", errors="replace") as f:
+                    out.append(f.read()[-20000:])
+            except OSError:
+                pass
+        return "\n".join(out)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "log", None):
+            self.log.close()
+            self.log = None
+
+    def close(self):
+        self.stop()
+        subprocess.run(["rm", "-rf", self.tmp], check=False)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SilentDns:
+    """A UDP and TCP port on 127.0.0.1 that accepts queries and never answers."""
+
+    def __init__(self):
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.port = self.udp.getsockname()[1]
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            self.tcp.bind(("127.0.0.1", self.port))
+            self.tcp.listen(8)
+        except OSError:
+            self.tcp.close()
+            self.tcp = None
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def close(self):
+        self.udp.close()
+        if self.tcp:
+            self.tcp.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
