@@ -157,7 +157,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 # The watchdog: the whole run is bounded, whatever hangs.
-( sleep "$TIMEOUT"; echo "bench: gave up after --timeout $TIMEOUT s" >&2; kill -TERM $$ ) 2>/dev/null &
+# Its sleep dies with it (the trap), so nothing keeps our stdout open.
+(
+  trap 'kill "$s" 2>/dev/null; exit 0' TERM
+  sleep "$TIMEOUT" >/dev/null 2>&1 &
+  s=$!
+  wait "$s" && echo "bench: gave up after --timeout $TIMEOUT s" >&2 && kill -TERM $$
+) &
 WATCHDOG=$!
 
 # step CMD...: runs one step in the background and waits for it, so the
@@ -296,7 +302,7 @@ EOF
 throughput() {
   say "enqueueing $N $PROFILE jobs (redis $REDIS_URL, sink 127.0.0.1:$SPORT)"
   enqueue "$RES/enqueue.json" "b-" "$N"
-  say "$(json "$RES/enqueue.json" 'f"enqueued {d[\"n\"]} in {d[\"seconds\"]:.2f} s: {d[\"rate\"]:.0f} jobs/s"')"
+  say "$(json "$RES/enqueue.json" '"enqueued %d in %.2f s: %.0f jobs/s" % (d["n"], d["seconds"], d["rate"])')"
   local slowlog_after
   slowlog_after=$("$PY" -c "print(min(2.0, max(0.3, $N / 20000)))")
   WORKER_IDS=$(seq -s, -f 'bench-w%g' 1 "$K")
@@ -389,7 +395,7 @@ backlog() {
   say "backlog: enqueueing $BACKLOG small jobs"
   PROFILE=small
   enqueue "$RES/enqueue.json" "bl-" "$BACKLOG"
-  say "$(json "$RES/enqueue.json" 'f"enqueued {d[\"n\"]} in {d[\"seconds\"]:.2f} s: {d[\"rate\"]:.0f} jobs/s"')"
+  say "$(json "$RES/enqueue.json" '"enqueued %d in %.2f s: %.0f jobs/s" % (d["n"], d["seconds"], d["rate"])')"
   WORKER_IDS=bench-w1
   start_watch "$RES/watch-backlog.json" "$BACKLOG" --duration "$BACKLOG_SECONDS" --rss-interval 1
   start_workers 1

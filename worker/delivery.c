@@ -340,7 +340,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   size_t first = jc->chunk_first;
   struct rq_class c;
   rq_metrics_transaction(jc->eng, jc->route.name, res->seconds, res->curl_code == 0);
-  if (jc->eng->stopping == 2 && res->curl_code == CURLE_ABORTED_BY_CALLBACK && jc->transactions == 1 &&
+  if (jc->eng->stopping == 2 && res->err == RQ_SMTP_ERR_ABORTED && jc->transactions == 1 &&
       !jc->job->pending_.n) {
     /* Shutdown cut the job's only transaction: hand it back as it came. */
     rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
@@ -375,18 +375,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   int delivered = res->curl_code == 0 && res->data_code >= 200 && res->data_code < 300;
   if (!delivered && accepted_here > 0) {
     /* The message itself was not taken: nobody in this transaction got it. */
-    if (res->code) {
-      struct rq_reply rep = {.code = res->code};
-      snprintf(rep.enhanced, sizeof rep.enhanced, "%s", res->enhanced);
-      snprintf(rep.text, sizeof rep.text, "%s", res->reply);
-      rq_classify_smtp((enum rq_smtp_stage)res->stage, &rep, &c);
-      if (c.verdict == RQ_OK) { /* a 2xx at a stage that should not end it */
-        c.verdict = RQ_TEMP;
-        c.error = RQ_ERR_PROVIDER;
-      }
-    } else {
-      rq_classify_transport(res->curl_code, res->curl_error, (enum rq_smtp_stage)res->stage, &c);
-    }
+    rq_smtp_classify_failure(res, &c);
     note_reply(jc, res->code, res->enhanced, res->code ? res->reply : res->curl_error, &c);
     for (size_t i = 0; i < res->n_rcpts; i++) {
       struct rq_rcpt *rc = &jc->rcpts[first + i];
@@ -401,15 +390,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   int unanswered = 0;
   for (size_t i = 0; i < res->n_rcpts; i++) unanswered += jc->rcpts[first + i].code == 0;
   if (unanswered) {
-    if (res->code) {
-      struct rq_reply rep = {.code = res->code};
-      snprintf(rep.enhanced, sizeof rep.enhanced, "%s", res->enhanced);
-      snprintf(rep.text, sizeof rep.text, "%s", res->reply);
-      rq_classify_smtp((enum rq_smtp_stage)res->stage, &rep, &c);
-      if (c.verdict == RQ_OK) c.verdict = RQ_TEMP, c.error = RQ_ERR_CONNECT;
-    } else {
-      rq_classify_transport(res->curl_code, res->curl_error, (enum rq_smtp_stage)res->stage, &c);
-    }
+    rq_smtp_classify_failure(res, &c);
     note_reply(jc, res->code, res->enhanced, res->code ? res->reply : res->curl_error, &c);
     for (size_t i = 0; i < res->n_rcpts; i++) {
       struct rq_rcpt *rc = &jc->rcpts[first + i];
@@ -558,6 +539,8 @@ static void send_next(struct rq_jobctx *jc) {
 
 /* ---- claim ------------------------------------------------------------------------ */
 
+/* Returns 0, -1 (the job cannot be built: invalid_job) or -2 (the tenant's
+ * DKIM key is unusable: policy). */
 static int build_message(struct rq_jobctx *jc, char *err, size_t errlen);
 
 static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
@@ -608,8 +591,9 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
    * slot (a 452 split that needs more than claimed waits for the next). */
   jc->slots = jc->tenant->t && jc->tenant->t->hourly_quota > 0 ? atoi(arg) : RELAYQ_MAX_RECIPIENTS + 1;
   char err[300];
-  if (build_message(jc, err, sizeof err)) {
-    fail(jc, "invalid_job", err);
+  int built = build_message(jc, err, sizeof err);
+  if (built) {
+    fail(jc, built == -2 ? "policy" : "invalid_job", err);
     return;
   }
   jc->phase = RQ_PHASE_SENDING;
@@ -684,7 +668,7 @@ static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
   rq_buf_reset(&jc->msg);
   if (j->raw) {
     rq_mime_raw(j->raw, j->raw_len, &jc->msg);
-    return 0;
+    return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
   }
   struct rq_sender s;
   rq_route_sender(jc->eng->cfg, jc->tenant->t, j, &jc->route, &s);
@@ -701,7 +685,8 @@ static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
       .date_ms = jc->created_ms, /* origination time: a retry sends identical bytes */
   };
   if (rq_mime_build(&in, &jc->msg, err, errlen)) return -1;
-  return rq_dkim_sign_job(jc, err, errlen);
+  /* A signing failure is the tenant's settings (its key), not the job. */
+  return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
 }
 
 /* Envelope: the pending recipients of a retry, else to+cc+bcc, as bare

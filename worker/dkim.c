@@ -35,7 +35,8 @@ void *rq_dkim_key_load(const char *pem, char *err, size_t errlen) {
     snprintf(err, errlen, "The tenant's dkim_private_key is empty; set a PEM private key or remove the dkim_* fields.");
     return NULL;
   }
-  if (strstr(pem, "ENCRYPTED") != NULL) {
+  /* PKCS#8 and PKCS#1 (RFC 1421 Proc-Type) ways of saying so. */
+  if (strstr(pem, "-----BEGIN ENCRYPTED PRIVATE KEY-----") != NULL || strstr(pem, "Proc-Type: 4,ENCRYPTED") != NULL) {
     snprintf(err, errlen,
              "The tenant's dkim_private_key is protected by a passphrase; store it unencrypted "
              "(`relayq tenant set` seals it with RELAYQ_SECRET_KEY).");

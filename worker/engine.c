@@ -125,13 +125,27 @@ static void on_rconn_closed(void *arg) {
   handles_closing--;
 }
 
+static void on_smtp_closed(void *arg) {
+  struct rq_engine *eng = arg;
+  eng->smtp = NULL; /* rq_smtp_close freed it */
+  handles_closing--;
+}
+
 static void on_curl_closed(void *arg) {
   struct rq_engine *eng = arg;
-  rq_smtp_free(eng->smtp);
-  eng->smtp = NULL;
   if (eng->mailgun) rq_mailgun_free(eng->mailgun);
   eng->mailgun = NULL;
   handles_closing--;
+}
+
+/* Aborts every SMTP and Mailgun transfer (their callbacks run now) and
+ * closes both transports. */
+static void close_transports(struct rq_engine *eng) {
+  if (eng->curl_closed) return;
+  eng->curl_closed = 1;
+  handles_closing += 2;
+  rq_smtp_close(eng->smtp, on_smtp_closed, eng);
+  rq_curl_close(eng->curl, on_curl_closed, eng);
 }
 
 static void close_everything(struct rq_engine *eng) {
@@ -142,13 +156,8 @@ static void close_everything(struct rq_engine *eng) {
   uv_close((uv_handle_t *)&eng->stall_timer, on_closed);
   uv_close((uv_handle_t *)&eng->sig_term, on_closed);
   uv_close((uv_handle_t *)&eng->sig_int, on_closed);
-  handles_closing += 6 + 3;
-  if (!eng->curl_closed) {
-    eng->curl_closed = 1;
-    rq_curl_close(eng->curl, on_curl_closed, eng);
-  } else {
-    handles_closing--;
-  }
+  handles_closing += 6 + 2;
+  close_transports(eng);
   rq_rconn_close(eng->cmd, on_rconn_closed, NULL);
   if (!eng->blk_closed) rq_rconn_close(eng->blk, on_rconn_closed, NULL);
   else handles_closing--;
@@ -212,10 +221,7 @@ static void grace_expired(uv_timer_t *t) {
   struct rq_engine *eng = t->data;
   rq_logf(RQ_LOG_WARN, "grace period over: aborting %d job(s) still in flight and handing them back", eng->held);
   eng->stopping = 2; /* delivery hands aborted jobs back unchanged */
-  if (!eng->curl_closed) {
-    eng->curl_closed = 1; /* aborts every transfer: their callbacks run now */
-    rq_curl_close(eng->curl, on_curl_closed, eng);
-  }
+  close_transports(eng); /* aborts every transfer: their callbacks run now */
   drop_if_stuck(eng);
 }
 
@@ -287,7 +293,7 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
   uv_signal_start(&eng->sig_int, on_signal, SIGINT);
 
   eng->curl = rq_curl_new(loop, 0, 0);
-  eng->smtp = rq_smtp_new(eng->curl);
+  eng->smtp = rq_smtp_new_loop(loop);
   eng->mailgun = rq_mailgun_new(eng->curl);
   eng->cmd = rq_rconn_new(loop, &eng->url, "commands", 10000, on_cmd_event, eng);
   eng->blk = rq_rconn_new(loop, &eng->url, "fetch", 5000, on_blk_event, eng);

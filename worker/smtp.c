@@ -1,28 +1,59 @@
 /*
- * smtp: one SMTP transaction per call on libcurl's multi handle. See smtp.h.
+ * smtp: the SMTP client transport. See smtp.h.
  *
- * Three parts, top to bottom: the dialogue reader (pure: fed what libcurl's
- * debug callback sees), the per-key limiter with its FIFO, and the
- * transfer itself (easy-handle options, pool, completion).
+ * Parts, top to bottom: error names; the transaction story (what each
+ * reply meant, shared with the rq_smtp_dialog test API); pools, limiters
+ * and FIFOs; the dialogue state machine on smtp_conn events; the public
+ * API; classification of our own failures.
+ *
+ * Life of a transaction (struct tx): rq_smtp_send -> acquire (an idle
+ * connection of its pool, LIFO; else a new one if its key and the global
+ * cap have room; else it waits in the key's or the global FIFO) -> on a
+ * new connection the session is set up for it (banner, EHLO, STARTTLS,
+ * EHLO, AUTH) -> MAIL, RCPT..., DATA (one write with PIPELINING) -> the
+ * message in chunks -> the final reply -> the connection goes back to the
+ * pool (or gets RSET, or QUIT) and a waiter, if any, gets it, before the
+ * callback runs; then tx is freed.
+ *
+ * Safe points: a struct sconn is freed only on its connection's CLOSED
+ * event; a tx right after its callback; the transport at the end of the
+ * outermost of our entry points (depth) once closing and nothing is open.
  */
 #include "smtp.h"
 
-#include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "classify.h"
+#include "curluv.h"
 #include "log.h"
+#include "smtp_conn.h"
+#include "smtp_proto.h"
+#include "tlsio.h"
 #include "util.h"
 
-#define REPLY_RAW_MAX 8192 /* bytes of one reply kept for parsing; the rest is dropped */
-#define POOL_MAX 64        /* idle easy handles kept for reuse */
-#define KEY_MAX 512        /* longest limiter key accepted */
 #define DEFAULT_CONNECT_TIMEOUT_MS 30000L
 #define DEFAULT_RESPONSE_TIMEOUT_MS 60000L
 #define DEFAULT_TIMEOUT_MS 600000L
+#define DEFAULT_MAX_CONNECTIONS 512
+#define DEFAULT_MAX_IDLE_PER_SERVER 64
+#define DEFAULT_MAX_IDLE 256
+#define DEFAULT_IDLE_TIMEOUT_MS 30000L
+#define QUIT_LINGER_MS 2000    /* most we wait for the server to close after QUIT */
+#define SHUTDOWN_LINGER_MS 500 /* the same when the transport closes */
+#define KEY_MAX 512            /* longest limiter key accepted */
+#define USER_MAX 512
+#define BODY_CHUNK 65536
+#define BODY_SYNC_BUDGET (256 * 1024) /* message bytes written in one loop turn at most */
+#define SWEEP_MS 100                  /* how often waiting transactions' deadlines are checked */
+
+/* ---- names ------------------------------------------------------------------------ */
 
 const char *rq_smtp_strerror(int err) {
   switch (err) {
@@ -35,286 +66,512 @@ const char *rq_smtp_strerror(int err) {
   }
 }
 
-/* ---- the dialogue reader ------------------------------------------------------ */
+const char *rq_smtp_err_name(int err) {
+  switch (err) {
+  case RQ_SMTP_ERR_OK: return "ok";
+  case RQ_SMTP_ERR_DNS: return "dns";
+  case RQ_SMTP_ERR_CONNECT: return "connect";
+  case RQ_SMTP_ERR_TIMEOUT: return "timeout";
+  case RQ_SMTP_ERR_CLOSED: return "closed";
+  case RQ_SMTP_ERR_PROTOCOL: return "protocol";
+  case RQ_SMTP_ERR_TLS: return "tls";
+  case RQ_SMTP_ERR_TLS_CERT: return "tls_cert";
+  case RQ_SMTP_ERR_TLS_MISMATCH: return "tls_mismatch";
+  case RQ_SMTP_ERR_TLS_LOCAL: return "tls_local";
+  case RQ_SMTP_ERR_NO_STARTTLS: return "no_starttls";
+  case RQ_SMTP_ERR_AUTH: return "auth";
+  case RQ_SMTP_ERR_REJECTED: return "rejected";
+  case RQ_SMTP_ERR_ABORTED: return "aborted";
+  default: return "unknown";
+  }
+}
 
-/* What libcurl's debug callback showed of one transaction, reduced to the
- * stage and the replies. Owned by its transfer; plain memory. */
-struct rq_smtp_dialog {
-  enum rq_smtp_stage stage; /* set by the last command we sent */
-  int in_auth;      /* from AUTH until a reply other than 334: our lines carry credentials */
-  int quit_pending; /* QUIT sent: its reply belongs to no stage */
-  int seen_reply;   /* any reply at all (the banner included) */
-  int commands;     /* commands seen since the transfer began */
-  /* the reply being read */
-  char raw[REPLY_RAW_MAX + 3]; /* room for a forced "\r\n" after truncation */
-  size_t raw_len;
-  char head[4]; /* first bytes of the current line, kept even when raw is full */
-  size_t head_len;
-  int line_open; /* bytes of the current line seen, its end not yet */
-  /* the reply in the current stage (code 0: none yet) */
-  struct rq_reply last;
-  /* recipients */
+/* ---- the transaction story ---------------------------------------------------------- */
+
+/* What one transaction's replies meant: the stage and the reply that ended
+ * it, each recipient's reply, the final reply. Plain memory; rcpts belongs
+ * to the owner (struct tx or struct rq_smtp_dialog). */
+struct story {
+  enum rq_smtp_stage stage;
+  int in_auth;      /* dialog feed: our lines are credentials until AUTH's exchange ends */
+  int quit_pending; /* dialog feed: QUIT sent; its reply belongs to no stage */
+  int commands;
+  struct rq_reply last; /* the reply in the current stage (code 0: none yet) */
   size_t n_rcpts, rcpt_answered;
   struct rq_rcpt_reply *rcpts;
   int accepted;
   int data_code;
 };
 
-static void dialog_init(struct rq_smtp_dialog *d, struct rq_rcpt_reply *rcpts, size_t n_rcpts) {
-  memset(d, 0, sizeof *d);
-  d->stage = RQ_STAGE_CONNECT;
-  d->rcpts = rcpts;
-  d->n_rcpts = n_rcpts;
-  memset(rcpts, 0, n_rcpts * sizeof *rcpts);
+static void story_init(struct story *st, struct rq_rcpt_reply *rcpts, size_t n) {
+  memset(st, 0, sizeof *st);
+  st->stage = RQ_STAGE_CONNECT;
+  st->rcpts = rcpts;
+  st->n_rcpts = n;
+  memset(rcpts, 0, n * sizeof *rcpts);
 }
 
-static int starts_with(const char *p, size_t len, const char *word) {
-  size_t n = strlen(word);
-  return len >= n && strncasecmp(p, word, n) == 0;
+/* A stage without a command of its own (connect, banner, TLS). */
+static void story_stage(struct story *st, enum rq_smtp_stage stage) {
+  st->stage = stage;
+  memset(&st->last, 0, sizeof st->last);
 }
 
-/* A command we sent. Only its verb is looked at, and nothing is kept. */
-static void dialog_command(struct rq_smtp_dialog *d, const char *p, size_t len) {
-  /* Between AUTH and the end of the exchange our lines are credentials
-   * (base64 can spell "DATA" or "QUIT" too): never read them. */
-  if (d->in_auth) return;
-  enum rq_smtp_stage st;
-  if (starts_with(p, len, "EHLO") || starts_with(p, len, "HELO")) st = RQ_STAGE_EHLO;
-  else if (starts_with(p, len, "STARTTLS")) st = RQ_STAGE_STARTTLS;
-  else if (starts_with(p, len, "AUTH")) st = RQ_STAGE_AUTH;
-  else if (starts_with(p, len, "MAIL FROM:")) st = RQ_STAGE_MAIL;
-  else if (starts_with(p, len, "RCPT TO:")) st = RQ_STAGE_RCPT;
-  else if (starts_with(p, len, "DATA")) st = RQ_STAGE_DATA;
-  else if (starts_with(p, len, "QUIT")) {
-    /* curl closes connections with QUIT after a failure, and sometimes an
-     * older idle one through this transfer: neither changes our stage, and
-     * the 221 must not hide the reply that ended the transaction. */
-    d->quit_pending = 1;
-    return;
-  } else return; /* RSET, NOOP, ...: not part of a transaction's story */
-  d->commands++;
-  d->stage = st;
-  memset(&d->last, 0, sizeof d->last);
-  if (st == RQ_STAGE_AUTH) d->in_auth = 1;
-  if (st == RQ_STAGE_MAIL) {
-    /* curl retries a transaction once on a fresh connection when a reused
-     * one turns out dead: start the recipients' story again. */
-    memset(d->rcpts, 0, d->n_rcpts * sizeof *d->rcpts);
-    d->rcpt_answered = 0;
-    d->accepted = 0;
-    d->data_code = 0;
+/* The command whose reply comes next. */
+static void story_enter(struct story *st, enum rq_smtp_stage stage) {
+  st->commands++;
+  story_stage(st, stage);
+  if (stage == RQ_STAGE_AUTH) st->in_auth = 1;
+  if (stage == RQ_STAGE_MAIL) {
+    /* A transaction moved to a fresh connection starts its story again. */
+    memset(st->rcpts, 0, st->n_rcpts * sizeof *st->rcpts);
+    st->rcpt_answered = 0;
+    st->accepted = 0;
+    st->data_code = 0;
   }
 }
 
-/* One complete reply: file it under the stage it answers. */
-static void dialog_reply(struct rq_smtp_dialog *d) {
+/* One complete reply, filed under the stage it answers. */
+static void story_reply(struct story *st, const char *raw, size_t len) {
   struct rq_reply r;
-  rq_reply_parse(d->raw, d->raw_len, &r);
-  if (d->quit_pending) {
-    d->quit_pending = 0;
+  rq_reply_parse(raw, len, &r);
+  if (st->quit_pending) {
+    st->quit_pending = 0;
     return;
   }
-  d->seen_reply = 1;
-  d->last = r;
-  switch (d->stage) {
+  st->last = r;
+  switch (st->stage) {
   case RQ_STAGE_CONNECT:
   case RQ_STAGE_TLS:
-    if (d->commands == 0) d->stage = RQ_STAGE_BANNER; /* the greeting */
+    if (st->commands == 0) st->stage = RQ_STAGE_BANNER; /* the greeting */
     break;
   case RQ_STAGE_STARTTLS:
-    /* 220: the handshake comes next and has no reply of its own. */
-    if (r.code == 220) {
-      d->stage = RQ_STAGE_TLS;
-      memset(&d->last, 0, sizeof d->last);
-    }
+    if (r.code == 220) story_stage(st, RQ_STAGE_TLS); /* the handshake has no reply of its own */
     break;
   case RQ_STAGE_AUTH:
-    if (r.code != 334) d->in_auth = 0;
+    if (r.code != 334) st->in_auth = 0;
     break;
   case RQ_STAGE_RCPT:
-    if (d->rcpt_answered < d->n_rcpts) {
-      struct rq_rcpt_reply *rr = &d->rcpts[d->rcpt_answered++];
+    if (st->rcpt_answered < st->n_rcpts) {
+      struct rq_rcpt_reply *rr = &st->rcpts[st->rcpt_answered++];
       rr->code = r.code;
       memcpy(rr->enhanced, r.enhanced, sizeof rr->enhanced);
       rq_text_sanitize(rr->text, sizeof rr->text, r.text, strlen(r.text));
-      if (r.code >= 200 && r.code < 300) d->accepted++;
+      if (r.code >= 200 && r.code < 300) st->accepted++;
     }
     break;
   case RQ_STAGE_DATA:
-    /* 354: the message goes out; the next reply answers the final dot. */
-    if (r.code == 354) {
-      d->stage = RQ_STAGE_BODY;
-      memset(&d->last, 0, sizeof d->last);
-    }
+    if (r.code == 354) story_stage(st, RQ_STAGE_BODY); /* the next reply answers the final dot */
     break;
   case RQ_STAGE_BODY:
-    d->data_code = r.code;
+    st->data_code = r.code;
     break;
   default:
     break;
   }
 }
 
-/* A line is the end of a reply when it is "NNN" or starts "NNN " (RFC 5321
- * 4.2.1); "NNN-" continues it. Lines without a code are kept as text, as
- * libcurl does. */
-static int line_ends_reply(const struct rq_smtp_dialog *d) {
-  const char *h = d->head;
-  if (d->head_len < 3) return 0;
-  for (int i = 0; i < 3; i++)
-    if (h[i] < '0' || h[i] > '9') return 0;
-  return d->head_len == 3 || h[3] == ' ' || h[3] == '\r' || h[3] == '\n';
+static void story_result(const struct story *st, struct rq_smtp_result *out) {
+  out->stage = st->stage;
+  out->code = st->last.code;
+  memcpy(out->enhanced, st->last.enhanced, sizeof out->enhanced);
+  memcpy(out->reply, st->last.text, sizeof out->reply);
+  out->n_rcpts = st->n_rcpts;
+  out->rcpts = st->rcpts;
+  out->accepted = st->accepted;
+  out->data_code = st->data_code;
 }
 
-/* Server bytes: whole lines in practice, but nothing here relies on that.
- * Memory stays bounded: an over-long reply is cut, its lines still seen. */
-static void dialog_in(struct rq_smtp_dialog *d, const char *p, size_t len) {
-  while (len > 0) {
-    const char *nl = memchr(p, '\n', len);
-    size_t seg = nl ? (size_t)(nl - p) + 1 : len;
-    /* raw_len may exceed the cap by the "\r\n" a truncated line got. */
-    size_t room = d->raw_len < REPLY_RAW_MAX ? REPLY_RAW_MAX - d->raw_len : 0;
-    size_t take = seg < room ? seg : room;
-    memcpy(d->raw + d->raw_len, p, take);
-    d->raw_len += take;
-    for (size_t i = 0; i < seg && d->head_len < sizeof d->head; i++) d->head[d->head_len++] = p[i];
-    d->line_open = 1;
-    if (nl) {
-      if (take < seg && d->raw_len + 2 <= sizeof d->raw &&
-          (d->raw_len == 0 || d->raw[d->raw_len - 1] != '\n')) {
-        /* truncated: end the kept part as a line */
-        d->raw[d->raw_len++] = '\r';
-        d->raw[d->raw_len++] = '\n';
-      }
-      int end = line_ends_reply(d);
-      d->head_len = 0;
-      d->line_open = 0;
-      if (end) {
-        dialog_reply(d);
-        d->raw_len = 0;
-      }
-    }
-    p += seg;
-    len -= seg;
-  }
+/* ---- the dialog test API ------------------------------------------------------------- */
+
+struct rq_smtp_dialog {
+  struct story st;
+  struct rq_smtp_reader rd;
+  struct rq_rcpt_reply rcpts[];
+};
+
+static int starts_with(const char *p, size_t len, const char *word) {
+  size_t n = strlen(word);
+  return len >= n && strncasecmp(p, word, n) == 0;
 }
 
-/* The CURLINFO_* types libcurl hands its debug callback. Only commands
- * (HEADER_OUT) and replies (HEADER_IN) matter; text, message data and TLS
- * records are ignored. */
-static void dialog_feed(struct rq_smtp_dialog *d, curl_infotype type, const char *p, size_t len) {
-  if (type == CURLINFO_HEADER_OUT) dialog_command(d, p, len);
-  else if (type == CURLINFO_HEADER_IN) dialog_in(d, p, len);
+/* A command line; only its verb is looked at, and nothing is kept. */
+static void dialog_command(struct story *st, const char *p, size_t len) {
+  if (st->in_auth) return; /* credentials (base64 can spell "DATA" too) */
+  enum rq_smtp_stage stage;
+  if (starts_with(p, len, "EHLO") || starts_with(p, len, "HELO")) stage = RQ_STAGE_EHLO;
+  else if (starts_with(p, len, "STARTTLS")) stage = RQ_STAGE_STARTTLS;
+  else if (starts_with(p, len, "AUTH")) stage = RQ_STAGE_AUTH;
+  else if (starts_with(p, len, "MAIL FROM:")) stage = RQ_STAGE_MAIL;
+  else if (starts_with(p, len, "RCPT TO:")) stage = RQ_STAGE_RCPT;
+  else if (starts_with(p, len, "DATA")) stage = RQ_STAGE_DATA;
+  else if (starts_with(p, len, "QUIT")) {
+    st->quit_pending = 1; /* its 221 must not hide the reply that ended the transaction */
+    return;
+  } else
+    return; /* RSET, NOOP: not part of a transaction's story */
+  story_enter(st, stage);
+}
+
+static int dialog_reply(void *arg, const char *raw, size_t len, int code) {
+  (void)code;
+  story_reply(arg, raw, len);
+  return 0;
 }
 
 struct rq_smtp_dialog *rq_smtp_dialog_new(size_t n_rcpts) {
-  struct rq_smtp_dialog *d = rq_xmalloc(sizeof *d);
-  dialog_init(d, rq_xcalloc(n_rcpts ? n_rcpts : 1, sizeof *d->rcpts), n_rcpts);
+  struct rq_smtp_dialog *d = rq_xmalloc(sizeof *d + (n_rcpts ? n_rcpts : 1) * sizeof d->rcpts[0]);
+  story_init(&d->st, d->rcpts, n_rcpts);
+  rq_smtp_reader_init(&d->rd);
   return d;
 }
 
 void rq_smtp_dialog_feed(struct rq_smtp_dialog *d, int type, const char *data, size_t len) {
-  dialog_feed(d, (curl_infotype)type, data, len);
+  if (type == RQ_SMTP_DIALOG_OUT) dialog_command(&d->st, data, len);
+  else if (type == RQ_SMTP_DIALOG_IN) rq_smtp_reader_feed(&d->rd, data, len, dialog_reply, &d->st);
 }
 
 void rq_smtp_dialog_result(const struct rq_smtp_dialog *d, struct rq_smtp_result *out) {
-  out->stage = d->stage;
-  out->code = d->last.code;
-  memcpy(out->enhanced, d->last.enhanced, sizeof out->enhanced);
-  memcpy(out->reply, d->last.text, sizeof out->reply);
-  out->n_rcpts = d->n_rcpts;
-  out->rcpts = d->rcpts;
-  out->accepted = d->accepted;
-  out->data_code = d->data_code;
+  story_result(&d->st, out);
 }
 
 int rq_smtp_dialog_in_auth(const struct rq_smtp_dialog *d) {
-  return d->in_auth;
+  return d->st.in_auth;
 }
 
 void rq_smtp_dialog_free(struct rq_smtp_dialog *d) {
-  if (!d) return;
-  free(d->rcpts);
   free(d);
 }
 
-/* ---- transfers and limiters ----------------------------------------------------- */
+/* ---- structures ------------------------------------------------------------------------ */
 
-struct limiter;
+struct tx;
+struct sconn;
 
-/* One transaction. Owned by the transport from rq_smtp_send until its
- * callback has returned. The easy handle, the recipient list and errbuf
- * belong to the transfer until curluv hands the handle back. */
-struct tx {
-  struct rq_smtp *s;
-  struct limiter *lim; /* holds a reference; NULL when unlimited */
-  struct tx *qnext;    /* lim's FIFO while waiting */
-  CURL *easy;
-  struct curl_slist *rcpt_list;
-  const char *msg; /* borrowed until the callback */
-  size_t len, off;
-  int implicit_tls;
-  rq_smtp_cb cb;
-  void *arg;
-  char errbuf[CURL_ERROR_SIZE];
-  struct rq_smtp_dialog d;
-  struct rq_rcpt_reply rcpts[]; /* n_rcpts, d.rcpts points here */
+/* A FIFO of waiting transactions (doubly linked through tx->qprev/qnext). */
+struct fifo {
+  struct tx *head, *tail;
+  int n;
 };
 
-/* Concurrent transactions for one key. Lives while any tx refers to it. */
-struct limiter {
-  struct limiter *next; /* hash chain */
+/* Hash-table entry header (FNV-1a over the key; keys are ours, not
+ * attacker-chosen in bulk). */
+struct hent {
+  struct hent *next;
   uint32_t hash;
-  int max, active, refs;
-  struct tx *qhead, *qtail;
+};
+
+struct map {
+  struct hent **b;
+  size_t nb, n;
+};
+
+/* Connections to one server with one identity. Lives while a connection
+ * or a transaction refers to it. Strings are copies in the same block. */
+struct pool {
+  struct hent h;
+  int refs;
+  const char *limkey; /* "" when unlimited */
+  const char *host;
+  int port;
+  enum rq_smtp_security security;
+  const char *user; /* NULL: no login */
+  int tls_verify;
+  const char *ca_file; /* NULL: the system's */
+  const char *helo;
+  struct sconn *idle_head, *idle_tail; /* LIFO: reuse the head, expire the tail */
+  int n_idle;
+  char strings[];
+};
+
+/* Connections open per target key (max_connections). */
+struct limiter {
+  struct hent h;
+  int refs;
+  int max;
+  int open; /* counted connections (any state but closing) */
+  struct fifo waiters;
   char key[];
 };
 
-struct rq_smtp {
-  struct rq_curl *curl;
-  CURL *pool[POOL_MAX];
-  int n_pool;
-  int pending;
-  struct limiter **buckets;
-  size_t n_buckets, n_limiters;
+/* One SSL_CTX per CA file (NULL: the system store). */
+struct ctxent {
+  struct ctxent *next;
+  SSL_CTX *ctx;
+  char ca_file[]; /* "" for the system store */
 };
 
-/* FNV-1a: keys are short and ours (not attacker-chosen in bulk). */
-static uint32_t hash_key(const char *k) {
-  uint32_t h = 2166136261u;
-  for (; *k; k++) h = (h ^ (unsigned char)*k) * 16777619u;
+/* Connection states: what the next reply (or event) means. */
+enum sstate {
+  S_CONNECTING, /* DNS + TCP */
+  S_TLS,        /* implicit TLS handshake */
+  S_BANNER,
+  S_EHLO,
+  S_HELO,
+  S_STARTTLS,
+  S_STARTTLS_HS, /* handshake after STARTTLS's 220 */
+  S_AUTH,
+  S_MAIL,
+  S_RCPT,
+  S_DATA,
+  S_BODY, /* the message is being written */
+  S_DOT,  /* waiting for the final reply */
+  S_IDLE, /* in the pool */
+  S_RSET, /* after an aborted transaction, no tx */
+  S_DRAIN, /* swallowing pipelined replies of an aborted transaction, then RSET */
+  S_CLOSING
+};
+
+enum auth_step { A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_LOGIN_DONE };
+
+/* One connection with its SMTP session. Owned by the transport; freed on
+ * the connection's CLOSED event only. */
+struct sconn {
+  struct rq_smtp *s;
+  struct rq_smtp_conn *io;
+  struct pool *pool;      /* holds a reference */
+  struct limiter *lim;    /* holds a reference; NULL when unlimited */
+  struct sconn *prev, *next;   /* s->conns */
+  struct sconn *iprev, *inext; /* pool's idle list */
+  struct sconn *gprev, *gnext; /* s's idle list (head newest) */
+  enum sstate state;
+  struct tx *tx;
+  struct rq_smtp_caps caps;
+  int tls;     /* TLS is up */
+  int counted; /* in the open counts of pool/limiter/transport */
+  int idle;    /* in the idle lists */
+  enum auth_step auth;
+  int drain;
+  long reply_ms; /* the last transaction's response timeout, for RSET and the like */
+  struct rq_buf out; /* commands being built; wiped after AUTH */
+};
+
+/* One transaction. Owned by the transport from rq_smtp_send until its
+ * callback has returned. msg is the caller's, borrowed; the envelope and
+ * password are copies in the same block (the password wiped at the end). */
+struct tx {
+  struct rq_smtp *s;
+  struct tx *prev, *next;   /* s->txs: everything pending */
+  struct tx *qprev, *qnext; /* the FIFO it waits in */
+  struct fifo *queue;       /* NULL when not waiting */
+  struct pool *pool;        /* holds a reference */
+  struct limiter *lim;      /* holds a reference; NULL when unlimited */
+  struct sconn *conn;
+  rq_smtp_cb cb;
+  void *arg;
+  const char *msg;
+  size_t len;
+  char *mail_from;
+  char **rcpts;
+  size_t n_rcpts;
+  char *password;
+  size_t password_len;
+  long connect_ms, response_ms;
+  uint64_t deadline;  /* loop time (ms) when the whole transaction times out */
+  uint64_t t_start;   /* uv_hrtime() when it got a connection; 0 before */
+  int reused, retried, force_new;
+  int pipelined;
+  int replies_on_conn; /* replies read for it on its current connection */
+  size_t rcpt_sent, rcpt_replied;
+  int err;
+  char errmsg[256];
+  struct rq_smtp_stuffer stuffer;
+  struct story st;
+  struct rq_rcpt_reply rcpt_replies[];
+};
+
+struct rq_smtp {
+  uv_loop_t *loop;
+  int pooling; /* 0: every connection is closed after its transaction */
+  struct rq_smtp_limits limits;
+  struct map pools, limiters;
+  struct tx *txs;
+  int pending;
+  struct fifo waiters; /* transactions waiting for the global cap */
+  struct sconn *conns; /* every connection not yet CLOSED */
+  int n_alive;         /* struct sconn not yet freed */
+  int n_open;          /* counted connections */
+  struct sconn *idle_head, *idle_tail;
+  int n_idle;
+  uv_timer_t *sweep; /* created when a transaction first waits */
+  int sweep_open;
+  struct ctxent *ctxs;
+  char helo[256];
+  int closing;
+  void (*closed_cb)(void *arg);
+  void *closed_arg;
+  int depth; /* our entry points on the stack */
+  struct rq_smtp_stats stats;
+  struct rq_smtp_conn_shared sh;
+  char chunk[BODY_CHUNK];
+};
+
+static void on_io(struct rq_smtp_conn *io, const struct rq_smtp_conn_event *ev);
+static void acquire(struct tx *tx, int from_queue);
+static void pump(struct rq_smtp *s, struct limiter *lim);
+static void ensure_sweep(struct rq_smtp *s);
+static void maybe_finalize(struct rq_smtp *s);
+
+/* ---- small containers ------------------------------------------------------------------ */
+
+static uint32_t fnv(uint32_t h, const void *p, size_t n) {
+  const unsigned char *c = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 16777619u;
   return h;
 }
 
-static void grow_buckets(struct rq_smtp *s) {
-  size_t n = s->n_buckets * 2;
-  struct limiter **b = rq_xcalloc(n, sizeof *b);
-  for (size_t i = 0; i < s->n_buckets; i++) {
-    struct limiter *l = s->buckets[i], *next;
-    for (; l; l = next) {
-      next = l->next;
-      l->next = b[l->hash & (n - 1)];
-      b[l->hash & (n - 1)] = l;
+static uint32_t fnv_str(uint32_t h, const char *s) {
+  /* The length first, so that ("ab","c") and ("a","bc") differ. */
+  size_t n = s ? strlen(s) + 1 : 0;
+  h = fnv(h, &n, sizeof n);
+  return s ? fnv(h, s, n) : h;
+}
+
+static void map_init(struct map *m) {
+  m->nb = 64;
+  m->n = 0;
+  m->b = rq_xcalloc(m->nb, sizeof *m->b);
+}
+
+static void map_add(struct map *m, struct hent *e) {
+  if (m->n + 1 > 2 * m->nb) {
+    size_t nb = m->nb * 2;
+    struct hent **b = rq_xcalloc(nb, sizeof *b);
+    for (size_t i = 0; i < m->nb; i++) {
+      struct hent *x = m->b[i], *next;
+      for (; x; x = next) {
+        next = x->next;
+        x->next = b[x->hash & (nb - 1)];
+        b[x->hash & (nb - 1)] = x;
+      }
+    }
+    free(m->b);
+    m->b = b;
+    m->nb = nb;
+  }
+  e->next = m->b[e->hash & (m->nb - 1)];
+  m->b[e->hash & (m->nb - 1)] = e;
+  m->n++;
+}
+
+static void map_del(struct map *m, struct hent *e) {
+  struct hent **pp = &m->b[e->hash & (m->nb - 1)];
+  while (*pp != e) pp = &(*pp)->next;
+  *pp = e->next;
+  m->n--;
+}
+
+static void map_free(struct map *m) {
+  for (size_t i = 0; i < m->nb; i++) {
+    struct hent *x = m->b[i], *next;
+    for (; x; x = next) {
+      next = x->next;
+      free(x);
     }
   }
-  free(s->buckets);
-  s->buckets = b;
-  s->n_buckets = n;
+  free(m->b);
+}
+
+static void fifo_push(struct fifo *f, struct tx *tx) {
+  tx->queue = f;
+  tx->qnext = NULL;
+  tx->qprev = f->tail;
+  if (f->tail) f->tail->qnext = tx;
+  else f->head = tx;
+  f->tail = tx;
+  f->n++;
+}
+
+static void fifo_remove(struct tx *tx) {
+  struct fifo *f = tx->queue;
+  if (!f) return;
+  if (tx->qprev) tx->qprev->qnext = tx->qnext;
+  else f->head = tx->qnext;
+  if (tx->qnext) tx->qnext->qprev = tx->qprev;
+  else f->tail = tx->qprev;
+  tx->qprev = tx->qnext = NULL;
+  tx->queue = NULL;
+  f->n--;
+}
+
+/* ---- pools and limiters ---------------------------------------------------------------- */
+
+/* The pool identity of a target, as a hash. */
+static uint32_t pool_hash(const char *limkey, const struct rq_smtp_target *t, const char *user, const char *ca,
+                          const char *helo) {
+  uint32_t h = 2166136261u;
+  int nums[3] = {t->port, (int)t->security, t->tls_verify ? 1 : 0};
+  h = fnv_str(h, limkey);
+  h = fnv_str(h, t->host);
+  h = fnv(h, nums, sizeof nums);
+  h = fnv_str(h, user);
+  h = fnv_str(h, ca);
+  return fnv_str(h, helo);
+}
+
+static int str_eq(const char *a, const char *b) {
+  if (!a || !b) return a == b;
+  return strcmp(a, b) == 0;
+}
+
+static char *pack(char **p, const char *s) {
+  if (!s) return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = memcpy(*p, s, n);
+  *p += n;
+  return d;
+}
+
+static struct pool *pool_get(struct rq_smtp *s, const char *limkey, const struct rq_smtp_target *t,
+                             const char *user, const char *ca, const char *helo) {
+  uint32_t h = pool_hash(limkey, t, user, ca, helo);
+  for (struct hent *e = s->pools.b[h & (s->pools.nb - 1)]; e; e = e->next) {
+    struct pool *p = (struct pool *)e;
+    if (e->hash == h && p->port == t->port && p->security == t->security &&
+        p->tls_verify == (t->tls_verify ? 1 : 0) && str_eq(p->limkey, limkey) && str_eq(p->host, t->host) &&
+        str_eq(p->user, user) && str_eq(p->ca_file, ca) && str_eq(p->helo, helo)) {
+      p->refs++;
+      return p;
+    }
+  }
+  size_t n = strlen(limkey) + strlen(t->host) + strlen(helo) + 3 + (user ? strlen(user) + 1 : 0) +
+             (ca ? strlen(ca) + 1 : 0);
+  struct pool *p = rq_xcalloc(1, sizeof *p + n);
+  char *w = p->strings;
+  p->h.hash = h;
+  p->limkey = pack(&w, limkey);
+  p->host = pack(&w, t->host);
+  p->helo = pack(&w, helo);
+  p->user = pack(&w, user);
+  p->ca_file = pack(&w, ca);
+  p->port = t->port;
+  p->security = t->security;
+  p->tls_verify = t->tls_verify ? 1 : 0;
+  p->refs = 1;
+  map_add(&s->pools, &p->h);
+  return p;
+}
+
+static void pool_put(struct rq_smtp *s, struct pool *p) {
+  if (--p->refs > 0) return;
+  map_del(&s->pools, &p->h);
+  free(p);
 }
 
 static struct limiter *limiter_get(struct rq_smtp *s, const char *key, int max) {
-  uint32_t h = hash_key(key);
-  struct limiter *l = s->buckets[h & (s->n_buckets - 1)];
-  for (; l; l = l->next)
-    if (l->hash == h && strcmp(l->key, key) == 0) break;
+  uint32_t h = fnv_str(2166136261u, key);
+  struct limiter *l = NULL;
+  for (struct hent *e = s->limiters.b[h & (s->limiters.nb - 1)]; e; e = e->next)
+    if (e->hash == h && strcmp(((struct limiter *)e)->key, key) == 0) {
+      l = (struct limiter *)e;
+      break;
+    }
   if (!l) {
-    size_t klen = strlen(key);
-    l = rq_xcalloc(1, sizeof *l + klen + 1);
-    memcpy(l->key, key, klen + 1);
-    l->hash = h;
-    l->next = s->buckets[h & (s->n_buckets - 1)];
-    s->buckets[h & (s->n_buckets - 1)] = l;
-    if (++s->n_limiters > 2 * s->n_buckets) grow_buckets(s);
+    size_t n = strlen(key);
+    l = rq_xcalloc(1, sizeof *l + n + 1);
+    memcpy(l->key, key, n + 1);
+    l->h.hash = h;
+    map_add(&s->limiters, &l->h);
   }
   l->max = max; /* the latest settings win (a tenant may change its limit) */
   l->refs++;
@@ -322,368 +579,1150 @@ static struct limiter *limiter_get(struct rq_smtp *s, const char *key, int max) 
 }
 
 static void limiter_put(struct rq_smtp *s, struct limiter *l) {
-  if (--l->refs > 0) return;
-  struct limiter **pp = &s->buckets[l->hash & (s->n_buckets - 1)];
-  while (*pp != l) pp = &(*pp)->next;
-  *pp = l->next;
-  s->n_limiters--;
+  if (!l || --l->refs > 0) return;
+  map_del(&s->limiters, &l->h);
   free(l);
 }
 
-static void on_transfer_done(CURL *easy, CURLcode result, void *arg);
+static SSL_CTX *ctx_get(struct rq_smtp *s, const char *ca_file, char *err, size_t errlen) {
+  const char *key = ca_file ? ca_file : "";
+  for (struct ctxent *e = s->ctxs; e; e = e->next)
+    if (strcmp(e->ca_file, key) == 0) return e->ctx;
+  SSL_CTX *ctx = rq_tlsio_ctx_new(ca_file, err, errlen);
+  if (!ctx) return NULL;
+  size_t n = strlen(key);
+  struct ctxent *e = rq_xmalloc(sizeof *e + n + 1);
+  memcpy(e->ca_file, key, n + 1);
+  e->ctx = ctx;
+  e->next = s->ctxs;
+  s->ctxs = e;
+  return ctx;
+}
 
-/* Returns the handle to the pool (reset, so no option or pointer of this
- * transfer survives), drops the limiter reference and frees tx. */
+/* ---- connections: counting, idle lists, closing ------------------------------------------ */
+
+static void idle_remove(struct sconn *sc) {
+  if (!sc->idle) return;
+  struct pool *p = sc->pool;
+  struct rq_smtp *s = sc->s;
+  if (sc->iprev) sc->iprev->inext = sc->inext;
+  else p->idle_head = sc->inext;
+  if (sc->inext) sc->inext->iprev = sc->iprev;
+  else p->idle_tail = sc->iprev;
+  p->n_idle--;
+  if (sc->gprev) sc->gprev->gnext = sc->gnext;
+  else s->idle_head = sc->gnext;
+  if (sc->gnext) sc->gnext->gprev = sc->gprev;
+  else s->idle_tail = sc->gprev;
+  s->n_idle--;
+  sc->iprev = sc->inext = sc->gprev = sc->gnext = NULL;
+  sc->idle = 0;
+}
+
+static void idle_push(struct sconn *sc) {
+  struct pool *p = sc->pool;
+  struct rq_smtp *s = sc->s;
+  sc->idle = 1;
+  sc->iprev = NULL;
+  sc->inext = p->idle_head;
+  if (p->idle_head) p->idle_head->iprev = sc;
+  else p->idle_tail = sc;
+  p->idle_head = sc;
+  p->n_idle++;
+  sc->gprev = NULL;
+  sc->gnext = s->idle_head;
+  if (s->idle_head) s->idle_head->gprev = sc;
+  else s->idle_tail = sc;
+  s->idle_head = sc;
+  s->n_idle++;
+}
+
+/* Frees the connection's slot in its limiter and the global cap. */
+static void uncount(struct sconn *sc) {
+  idle_remove(sc);
+  if (!sc->counted) return;
+  sc->counted = 0;
+  sc->s->n_open--;
+  if (sc->lim) sc->lim->open--;
+}
+
+/* Closes a connection that has no transaction. graceful: QUIT first (when
+ * the session is in a state to take it) and a short wait for the server
+ * to close. Does not pump waiters: callers do when they are done. */
+static void sc_close(struct sconn *sc, int graceful, uint64_t linger_ms) {
+  if (sc->state == S_CLOSING) return;
+  uncount(sc);
+  int quit = graceful && sc->state >= S_BANNER && sc->state != S_TLS && sc->state != S_STARTTLS_HS;
+  sc->state = S_CLOSING;
+  if (quit) rq_smtp_conn_write(sc->io, "QUIT\r\n", 6, 0);
+  rq_smtp_conn_close(sc->io, quit, linger_ms);
+}
+
+static struct sconn *sc_new(struct rq_smtp *s, struct pool *p, struct limiter *lim) {
+  struct sconn *sc = rq_xcalloc(1, sizeof *sc);
+  sc->s = s;
+  sc->pool = p;
+  p->refs++;
+  sc->lim = lim;
+  if (lim) lim->refs++;
+  sc->io = rq_smtp_conn_new(s->loop, &s->sh, on_io, sc);
+  sc->state = S_CONNECTING;
+  sc->counted = 1;
+  s->n_open++;
+  if (lim) lim->open++;
+  s->n_alive++;
+  sc->next = s->conns;
+  if (s->conns) s->conns->prev = sc;
+  s->conns = sc;
+  rq_buf_init(&sc->out);
+  s->stats.connections_opened++;
+  return sc;
+}
+
+static void sc_free(struct sconn *sc) {
+  struct rq_smtp *s = sc->s;
+  if (sc->prev) sc->prev->next = sc->next;
+  else s->conns = sc->next;
+  if (sc->next) sc->next->prev = sc->prev;
+  s->n_alive--;
+  pool_put(s, sc->pool);
+  limiter_put(s, sc->lim);
+  if (sc->out.data) OPENSSL_cleanse(sc->out.data, sc->out.cap);
+  rq_buf_free(&sc->out);
+  free(sc);
+}
+
+/* ---- timers ------------------------------------------------------------------------------ */
+
+/* Arms the connection's timer for the current wait: ms from now, or the
+ * transaction's deadline when that comes first. */
+static void arm(struct sconn *sc, long ms) {
+  uint64_t now = uv_now(sc->s->loop), due = now + (uint64_t)ms;
+  if (sc->tx && sc->tx->deadline < due) due = sc->tx->deadline;
+  rq_smtp_conn_timer(sc->io, due > now ? due - now : 0);
+}
+
+static long response_ms(const struct sconn *sc) {
+  return sc->tx ? sc->tx->response_ms : DEFAULT_RESPONSE_TIMEOUT_MS;
+}
+
+/* ---- transactions: results ---------------------------------------------------------------- */
+
+static void tx_fail(struct tx *tx, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void tx_fail(struct tx *tx, int err, const char *fmt, ...) {
+  if (tx->err) return; /* the first failure is the story */
+  tx->err = err;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tx->errmsg, sizeof tx->errmsg, fmt, ap);
+  va_end(ap);
+}
+
+/* A failure told by the server's last reply. */
+static void tx_fail_reply(struct tx *tx, int err, const char *what) {
+  const struct rq_reply *r = &tx->st.last;
+  tx_fail(tx, err, "%s: %d%s%s %s", what, r->code, r->enhanced[0] ? " " : "", r->enhanced, r->text);
+}
+
 static void tx_free(struct tx *tx) {
   struct rq_smtp *s = tx->s;
-  if (tx->easy) {
-    curl_easy_reset(tx->easy);
-    if (s->n_pool < POOL_MAX) s->pool[s->n_pool++] = tx->easy;
-    else curl_easy_cleanup(tx->easy);
-  }
-  curl_slist_free_all(tx->rcpt_list);
-  if (tx->lim) limiter_put(s, tx->lim);
-  s->pending--;
+  if (tx->password) OPENSSL_cleanse(tx->password, tx->password_len);
+  pool_put(s, tx->pool);
+  limiter_put(s, tx->lim);
   free(tx);
 }
 
-static int tls_error(CURLcode rc) {
-  switch (rc) {
-  case CURLE_SSL_CONNECT_ERROR:
-  case CURLE_PEER_FAILED_VERIFICATION:
-  case CURLE_SSL_CERTPROBLEM:
-  case CURLE_SSL_CIPHER:
-  case CURLE_SSL_CACERT_BADFILE:
-  case CURLE_SSL_ISSUER_ERROR:
-  case CURLE_SSL_CRL_BADFILE:
-  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-  case CURLE_SSL_INVALIDCERTSTATUS:
-  case CURLE_SSL_ENGINE_INITFAILED:
-  case CURLE_USE_SSL_FAILED: return 1;
-  default: return 0;
-  }
-}
-
-/* Fills res from the dialogue and what curl knows of the transfer. */
-static void tx_result(struct tx *tx, CURLcode result, struct rq_smtp_result *res) {
-  memset(res, 0, sizeof *res);
-  rq_smtp_dialog_result(&tx->d, res);
-  res->curl_code = (int)result;
-  if (result != CURLE_OK)
-    snprintf(res->curl_error, sizeof res->curl_error, "%s",
-             tx->errbuf[0] ? tx->errbuf : curl_easy_strerror(result));
-  long connects = 0;
-  double total = 0, connect_time = 0;
-  curl_easy_getinfo(tx->easy, CURLINFO_NUM_CONNECTS, &connects);
-  curl_easy_getinfo(tx->easy, CURLINFO_TOTAL_TIME, &total);
-  curl_easy_getinfo(tx->easy, CURLINFO_CONNECT_TIME, &connect_time);
-  res->seconds = total;
-  res->reused_connection = connects == 0 && (tx->d.seen_reply || tx->d.commands > 0);
-  if (!tx->d.seen_reply && tx->d.commands == 0 && result != CURLE_OK) {
-    /* Nothing was said: the failure was before the banner. curl 7.88
-     * records CONNECT_TIME for plain TCP only once connected, but with
-     * implicit TLS only after the handshake, so there the error code tells
-     * the handshake apart (a timeout inside it stays "connect"). */
-    if (tx->implicit_tls) res->stage = tls_error(result) ? RQ_STAGE_TLS : RQ_STAGE_CONNECT;
-    else res->stage = connect_time > 0 ? RQ_STAGE_BANNER : RQ_STAGE_CONNECT;
-  }
-  if (result == CURLE_OK && res->data_code == 0) {
-    /* Cannot happen with curl 7.88 (a transaction ends after the final
-     * dot's reply); say so rather than report an unanswered success. */
-    long code = 0;
-    curl_easy_getinfo(tx->easy, CURLINFO_RESPONSE_CODE, &code);
-    res->data_code = (int)code;
-  }
-}
-
-/* Runs tx's callback and frees it. */
-static void tx_complete(struct tx *tx, CURLcode result) {
+/* Calls tx back and frees it. tx must be detached (no connection, no
+ * FIFO). The last thing its caller does with tx. */
+static void finish(struct tx *tx) {
+  struct rq_smtp *s = tx->s;
   struct rq_smtp_result res;
-  tx_result(tx, result, &res);
+  memset(&res, 0, sizeof res);
+  story_result(&tx->st, &res);
+  res.err = tx->err;
+  if (tx->err) snprintf(res.errmsg, sizeof res.errmsg, "%s", tx->errmsg);
+  res.seconds = tx->t_start ? (double)(uv_hrtime() - tx->t_start) / 1e9 : 0;
+  res.reused_connection = tx->reused;
+  if (tx->prev) tx->prev->next = tx->next;
+  else s->txs = tx->next;
+  if (tx->next) tx->next->prev = tx->prev;
+  s->pending--;
+  s->depth++;
   tx->cb(&res, tx->arg);
+  s->depth--;
   tx_free(tx);
 }
 
-/* Starts waiting transactions while their key has room. A start that
- * fails (curluv closing) completes that transaction with an abort. */
-static void limiter_pump(struct rq_smtp *s, struct limiter *l) {
-  l->refs++; /* completions below must not free l under us */
-  while (l->qhead && l->active < l->max) {
-    struct tx *tx = l->qhead;
-    l->qhead = tx->qnext;
-    if (!l->qhead) l->qtail = NULL;
-    tx->qnext = NULL;
-    l->active++;
-    if (rq_curl_add(s->curl, tx->easy, on_transfer_done, tx) != 0) {
-      l->active--;
-      snprintf(tx->errbuf, sizeof tx->errbuf, "The transfer could not be started (shutting down).");
-      tx_complete(tx, CURLE_ABORTED_BY_CALLBACK);
+static struct tx *detach(struct sconn *sc) {
+  struct tx *tx = sc->tx;
+  if (tx) tx->conn = NULL;
+  sc->tx = NULL;
+  return tx;
+}
+
+/* ---- the dialogue ------------------------------------------------------------------------------ */
+
+static void send_cmd(struct sconn *sc, int flags) {
+  rq_smtp_conn_write(sc->io, sc->out.data, sc->out.len, flags); /* a failure arrives as ERROR */
+  if (flags & RQ_CONN_WRITE_SECRET) OPENSSL_cleanse(sc->out.data, sc->out.len);
+  rq_buf_reset(&sc->out);
+}
+
+static void send_line(struct sconn *sc, const char *line) {
+  rq_buf_reset(&sc->out);
+  rq_buf_puts(&sc->out, line);
+  send_cmd(sc, 0);
+}
+
+/* MAIL FROM, and with PIPELINING every RCPT TO and DATA, in one write. */
+static void tx_begin(struct sconn *sc) {
+  struct tx *tx = sc->tx;
+  sc->state = S_MAIL;
+  tx->pipelined = sc->caps.pipelining;
+  tx->rcpt_sent = tx->rcpt_replied = 0;
+  rq_buf_reset(&sc->out);
+  rq_smtp_cmd_mail(&sc->out, tx->mail_from, (const char *const *)tx->rcpts, tx->n_rcpts, tx->msg, tx->len,
+                   &sc->caps);
+  if (tx->pipelined) {
+    for (size_t i = 0; i < tx->n_rcpts; i++) rq_smtp_cmd_rcpt(&sc->out, tx->rcpts[i]);
+    rq_buf_puts(&sc->out, "DATA\r\n");
+    tx->rcpt_sent = tx->n_rcpts;
+  }
+  send_cmd(sc, 0);
+  arm(sc, tx->response_ms);
+}
+
+static void attach(struct tx *tx, struct sconn *sc, int reused) {
+  tx->conn = sc;
+  sc->tx = tx;
+  sc->reply_ms = tx->response_ms;
+  tx->reused = reused;
+  tx->replies_on_conn = 0;
+  if (!tx->t_start) tx->t_start = uv_hrtime();
+  if (reused) {
+    tx->s->stats.transactions_reused++;
+    idle_remove(sc);
+    tx_begin(sc);
+  }
+}
+
+/* A new connection for tx. */
+static void open_for(struct tx *tx) {
+  struct sconn *sc = sc_new(tx->s, tx->pool, tx->lim);
+  attach(tx, sc, 0);
+  story_stage(&tx->st, RQ_STAGE_CONNECT);
+  rq_smtp_conn_connect(sc->io, tx->pool->host, tx->pool->port);
+  arm(sc, tx->connect_ms);
+}
+
+/* Returns a connection whose transaction completed to the pool, or hands
+ * it to the first waiter that can use it. */
+static void release(struct sconn *sc) {
+  struct rq_smtp *s = sc->s;
+  sc->state = S_IDLE;
+  if (!s->pooling || s->closing) {
+    sc_close(sc, 1, s->closing ? SHUTDOWN_LINGER_MS : QUIT_LINGER_MS);
+    pump(s, sc->lim);
+    return;
+  }
+  struct fifo *f = sc->lim && sc->lim->waiters.head ? &sc->lim->waiters : s->waiters.head ? &s->waiters : NULL;
+  if (f) {
+    struct tx *tx = f->head;
+    if (tx->pool == sc->pool && !tx->force_new) {
+      fifo_remove(tx);
+      attach(tx, sc, 1);
+      return;
+    }
+    /* The waiter needs another kind of connection: make room for it. */
+    sc_close(sc, 1, QUIT_LINGER_MS);
+    pump(s, sc->lim);
+    return;
+  }
+  idle_push(sc);
+  rq_smtp_conn_timer(sc->io, (uint64_t)s->limits.idle_timeout_ms);
+  struct pool *p = sc->pool;
+  while (p->n_idle > s->limits.max_idle_per_server) sc_close(p->idle_tail, 1, QUIT_LINGER_MS);
+  while (s->n_idle > s->limits.max_idle) sc_close(s->idle_tail, 1, QUIT_LINGER_MS);
+}
+
+/* After an aborted transaction: RSET, then idle (RFC 5321 4.1.1.5). */
+static void reset(struct sconn *sc) {
+  if (!sc->s->pooling || sc->s->closing) {
+    sc_close(sc, 1, QUIT_LINGER_MS);
+    pump(sc->s, sc->lim);
+    return;
+  }
+  sc->state = S_RSET;
+  send_line(sc, "RSET\r\n");
+  arm(sc, sc->reply_ms);
+}
+
+/* Pipelined replies still to come for an aborted transaction. */
+static void drain(struct sconn *sc, int n) {
+  if (n <= 0) {
+    reset(sc);
+    return;
+  }
+  sc->state = S_DRAIN;
+  sc->drain = n;
+  arm(sc, sc->reply_ms);
+}
+
+/* What happens to the connection after its transaction ended. */
+enum after { AFTER_RELEASE, AFTER_RESET, AFTER_QUIT, AFTER_CLOSE };
+
+/* Ends tx on sc: the connection goes on (or away) first, then the
+ * callback. 421 from the server always closes (RFC 5321 3.8). */
+static void complete(struct sconn *sc, enum after after, int drain_n) {
+  struct rq_smtp *s = sc->s;
+  struct tx *tx = detach(sc);
+  if (tx && tx->st.last.code == 421) after = AFTER_CLOSE;
+  switch (after) {
+  case AFTER_RELEASE: release(sc); break;
+  case AFTER_RESET:
+    if (drain_n > 0) drain(sc, drain_n);
+    else reset(sc);
+    break;
+  case AFTER_QUIT:
+    sc_close(sc, 1, QUIT_LINGER_MS);
+    pump(s, sc->lim);
+    break;
+  case AFTER_CLOSE:
+    sc_close(sc, 0, 0);
+    pump(s, sc->lim);
+    break;
+  }
+  if (tx) finish(tx);
+}
+
+static void send_ehlo(struct sconn *sc, int helo) {
+  rq_buf_reset(&sc->out);
+  rq_buf_printf(&sc->out, "%s %s\r\n", helo ? "HELO" : "EHLO", sc->pool->helo);
+  send_cmd(sc, 0);
+  story_enter(&sc->tx->st, RQ_STAGE_EHLO);
+  sc->state = helo ? S_HELO : S_EHLO;
+  arm(sc, response_ms(sc));
+}
+
+static void ready(struct sconn *sc) {
+  tx_begin(sc);
+}
+
+static void auth_or_ready(struct sconn *sc) {
+  struct tx *tx = sc->tx;
+  struct pool *p = sc->pool;
+  if (!p->user || !sc->caps.auth) {
+    /* No login wanted, or none offered (a relay that trusts the sending
+     * address): go on, as libcurl did. */
+    ready(sc);
+    return;
+  }
+  if (!sc->tls && p->security != RQ_SMTP_PLAIN) {
+    story_stage(&tx->st, RQ_STAGE_AUTH);
+    tx_fail(tx, RQ_SMTP_ERR_AUTH,
+            "The server offers no TLS, and relayq does not send a password in clear text: use "
+            "smtp_security=starttls or tls, or none on a trusted network.");
+    complete(sc, AFTER_QUIT, 0);
+    return;
+  }
+  rq_buf_reset(&sc->out);
+  if (sc->caps.auth_plain) {
+    rq_smtp_cmd_auth_plain(&sc->out, p->user, tx->password ? tx->password : "");
+    sc->auth = A_PLAIN;
+  } else if (sc->caps.auth_login) {
+    rq_buf_puts(&sc->out, "AUTH LOGIN\r\n");
+    sc->auth = A_LOGIN_USER;
+  } else {
+    story_stage(&tx->st, RQ_STAGE_AUTH);
+    tx_fail(tx, RQ_SMTP_ERR_AUTH,
+            "The server offers no login method relayq supports (PLAIN or LOGIN): check smtp_security, since many "
+            "servers offer AUTH only after STARTTLS.");
+    complete(sc, AFTER_QUIT, 0);
+    return;
+  }
+  send_cmd(sc, RQ_CONN_WRITE_SECRET);
+  story_enter(&tx->st, RQ_STAGE_AUTH);
+  sc->state = S_AUTH;
+  arm(sc, tx->response_ms);
+}
+
+static void after_ehlo(struct sconn *sc) {
+  struct tx *tx = sc->tx;
+  enum rq_smtp_security sec = sc->pool->security;
+  if (!sc->tls && (sec == RQ_SMTP_STARTTLS_REQUIRED || sec == RQ_SMTP_STARTTLS_TRY) && sc->caps.starttls) {
+    send_line(sc, "STARTTLS\r\n");
+    story_enter(&tx->st, RQ_STAGE_STARTTLS);
+    sc->state = S_STARTTLS;
+    arm(sc, tx->response_ms);
+    return;
+  }
+  if (!sc->tls && sec == RQ_SMTP_STARTTLS_REQUIRED) {
+    tx_fail(tx, RQ_SMTP_ERR_NO_STARTTLS,
+            "The server does not offer STARTTLS (its EHLO reply does not list it), and the route requires it.");
+    complete(sc, AFTER_QUIT, 0);
+    return;
+  }
+  auth_or_ready(sc);
+}
+
+static void start_tls(struct sconn *sc) {
+  char err[256];
+  struct tx *tx = sc->tx;
+  SSL_CTX *ctx = ctx_get(sc->s, sc->pool->ca_file, err, sizeof err);
+  if (!ctx) {
+    story_stage(&tx->st, RQ_STAGE_TLS);
+    tx_fail(tx, RQ_SMTP_ERR_TLS_LOCAL, "%s", err);
+    complete(sc, AFTER_CLOSE, 0);
+    return;
+  }
+  rq_smtp_conn_start_tls(sc->io, ctx, sc->pool->host, sc->pool->tls_verify);
+}
+
+/* ---- replies, by state ------------------------------------------------------------------------ */
+
+static int is2xx(int code) {
+  return code >= 200 && code < 300;
+}
+
+static void on_session_reply(struct sconn *sc, int code, const char *raw, size_t len) {
+  struct tx *tx = sc->tx;
+  story_reply(&tx->st, raw, len);
+  switch (sc->state) {
+  case S_BANNER:
+    if (code == 220) {
+      send_ehlo(sc, 0);
+      return;
+    }
+    tx_fail_reply(tx, RQ_SMTP_ERR_REJECTED, "The server refused the session in its greeting");
+    complete(sc, AFTER_QUIT, 0);
+    return;
+  case S_EHLO:
+    if (is2xx(code)) {
+      rq_smtp_caps_parse(raw, len, &sc->caps);
+      after_ehlo(sc);
+      return;
+    }
+    if (code >= 500 && code != 554) { /* an old server without EHLO: HELO, no extensions */
+      send_ehlo(sc, 1);
+      return;
+    }
+    tx_fail_reply(tx, RQ_SMTP_ERR_REJECTED, "The server refused EHLO");
+    complete(sc, AFTER_QUIT, 0);
+    return;
+  case S_HELO:
+    if (is2xx(code)) {
+      memset(&sc->caps, 0, sizeof sc->caps);
+      after_ehlo(sc);
+      return;
+    }
+    tx_fail_reply(tx, RQ_SMTP_ERR_REJECTED, "The server refused EHLO and HELO");
+    complete(sc, AFTER_QUIT, 0);
+    return;
+  case S_STARTTLS:
+    if (code == 220) {
+      sc->state = S_STARTTLS_HS;
+      arm(sc, tx->response_ms);
+      start_tls(sc);
+      return;
+    }
+    if (sc->pool->security == RQ_SMTP_STARTTLS_REQUIRED) {
+      tx_fail_reply(tx, RQ_SMTP_ERR_NO_STARTTLS, "The server refused STARTTLS");
+      complete(sc, AFTER_QUIT, 0);
+      return;
+    }
+    auth_or_ready(sc); /* opportunistic: go on in clear text */
+    return;
+  case S_AUTH:
+    switch (sc->auth) {
+    case A_PLAIN:
+    case A_LOGIN_DONE:
+      if (is2xx(code)) {
+        ready(sc);
+        return;
+      }
+      break;
+    case A_LOGIN_USER:
+    case A_LOGIN_PASS:
+      if (code == 334) {
+        rq_buf_reset(&sc->out);
+        rq_smtp_cmd_b64_line(&sc->out, sc->auth == A_LOGIN_USER ? sc->pool->user
+                                                                : (tx->password ? tx->password : ""));
+        send_cmd(sc, RQ_CONN_WRITE_SECRET);
+        sc->auth = sc->auth == A_LOGIN_USER ? A_LOGIN_PASS : A_LOGIN_DONE;
+        arm(sc, tx->response_ms);
+        return;
+      }
+      break;
+    }
+    tx_fail_reply(tx, RQ_SMTP_ERR_AUTH, "The server refused the login");
+    complete(sc, AFTER_QUIT, 0);
+    return;
+  default:
+    return;
+  }
+}
+
+/* The connection was pooled and died under the transaction's first
+ * command: the server had not seen MAIL, so it is safe to move on. */
+static void retry_fresh(struct sconn *sc) {
+  struct rq_smtp *s = sc->s;
+  struct tx *tx = detach(sc);
+  sc_close(sc, 0, 0);
+  tx->retried = 1;
+  tx->force_new = 1;
+  tx->reused = 0;
+  s->stats.retried_dead++;
+  story_stage(&tx->st, RQ_STAGE_CONNECT);
+  acquire(tx, 1); /* takes the slot the dead one freed */
+}
+
+static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len) {
+  struct tx *tx = sc->tx;
+  int first = tx->replies_on_conn++ == 0;
+  switch (sc->state) {
+  case S_MAIL:
+    if (first && code == 421 && tx->reused && !tx->retried) {
+      retry_fresh(sc); /* a pooled connection the server had already given up on */
+      return;
+    }
+    story_enter(&tx->st, RQ_STAGE_MAIL);
+    story_reply(&tx->st, raw, len);
+    if (!is2xx(code)) {
+      tx_fail_reply(tx, RQ_SMTP_ERR_REJECTED, "The server refused the sender (MAIL FROM)");
+      complete(sc, AFTER_RESET, tx->pipelined ? (int)tx->n_rcpts + 1 : 0);
+      return;
+    }
+    sc->state = S_RCPT;
+    if (!tx->pipelined) {
+      rq_buf_reset(&sc->out);
+      rq_smtp_cmd_rcpt(&sc->out, tx->rcpts[tx->rcpt_sent++]);
+      send_cmd(sc, 0);
+    }
+    arm(sc, tx->response_ms);
+    return;
+  case S_RCPT:
+    story_enter(&tx->st, RQ_STAGE_RCPT);
+    story_reply(&tx->st, raw, len);
+    tx->rcpt_replied++;
+    if (code == 421) {
+      tx_fail_reply(tx, RQ_SMTP_ERR_REJECTED, "The server closed the session at RCPT TO");
+      complete(sc, AFTER_CLOSE, 0);
+      return;
+    }
+    if (tx->rcpt_replied < tx->n_rcpts) {
+      if (!tx->pipelined) {
+        rq_buf_reset(&sc->out);
+        rq_smtp_cmd_rcpt(&sc->out, tx->rcpts[tx->rcpt_sent++]);
+        send_cmd(sc, 0);
+      }
+      arm(sc, tx->response_ms);
+      return;
+    }
+    if (tx->st.accepted == 0) {
+      tx_fail_reply(tx, RQ_SMTP_ERR_REJECTED, "The server refused every recipient; the last reply");
+      /* Pipelined, DATA is on its way and gets 503/554 (or 354: see S_DRAIN). */
+      complete(sc, AFTER_RESET, tx->pipelined ? 1 : 0);
+      return;
+    }
+    sc->state = S_DATA;
+    if (!tx->pipelined) send_line(sc, "DATA\r\n");
+    arm(sc, tx->response_ms);
+    return;
+  case S_DATA:
+    story_enter(&tx->st, RQ_STAGE_DATA);
+    story_reply(&tx->st, raw, len);
+    if (code == 354) {
+      sc->state = S_BODY;
+      rq_smtp_stuffer_init(&tx->stuffer, tx->msg, tx->len);
+      arm(sc, tx->response_ms);
+      return; /* the body goes out from on_io, after this read */
+    }
+    tx_fail_reply(tx, RQ_SMTP_ERR_REJECTED, "The server refused DATA");
+    complete(sc, AFTER_RESET, 0);
+    return;
+  case S_BODY:
+  case S_DOT: {
+    int early = sc->state == S_BODY; /* a reply before our final dot: the session is out of step */
+    story_reply(&tx->st, raw, len);
+    if (!is2xx(code) || early)
+      tx_fail_reply(tx, RQ_SMTP_ERR_REJECTED,
+                    early ? "The server answered before the end of the message" : "The server refused the message");
+    complete(sc, early ? AFTER_CLOSE : AFTER_RELEASE, 0);
+    return;
+  }
+  default:
+    return;
+  }
+}
+
+/* Writes the message, dot-stuffed, in chunks: each while the socket
+ * takes it at once, up to a budget per loop turn, then on DRAINED. */
+static void pump_body(struct sconn *sc) {
+  struct tx *tx = sc->tx;
+  struct rq_smtp *s = sc->s;
+  size_t budget = BODY_SYNC_BUDGET;
+  while (!rq_smtp_stuffer_done(&tx->stuffer)) {
+    if (rq_smtp_conn_queued(sc->io) > 0) return; /* DRAINED brings us back */
+    size_t n = rq_smtp_stuff(&tx->stuffer, s->chunk, sizeof s->chunk);
+    int flags = budget == 0 ? RQ_CONN_WRITE_QUEUE : 0;
+    if (rq_smtp_conn_write(sc->io, s->chunk, n, flags) != 0) return; /* ERROR follows */
+    budget = budget > n ? budget - n : 0;
+  }
+  sc->state = S_DOT;
+  arm(sc, tx->response_ms);
+}
+
+static void on_reply(struct sconn *sc, int code, const char *raw, size_t len) {
+  switch (sc->state) {
+  case S_BANNER:
+  case S_EHLO:
+  case S_HELO:
+  case S_STARTTLS:
+  case S_AUTH:
+    on_session_reply(sc, code, raw, len);
+    return;
+  case S_MAIL:
+  case S_RCPT:
+  case S_DATA:
+  case S_BODY:
+  case S_DOT:
+    on_txn_reply(sc, code, raw, len);
+    if (sc->state == S_BODY && sc->tx) pump_body(sc);
+    return;
+  case S_RSET:
+    if (is2xx(code)) release(sc);
+    else {
+      sc_close(sc, 1, QUIT_LINGER_MS);
+      pump(sc->s, sc->lim);
+    }
+    return;
+  case S_DRAIN:
+    if (code == 354) {
+      /* DATA accepted although nothing else was (RFC 2920 3.1): an empty
+       * message ends it; its reply is swallowed too. */
+      rq_smtp_conn_write(sc->io, ".\r\n", 3, 0);
+      sc->drain++;
+    }
+    if (--sc->drain <= 0) reset(sc);
+    else arm(sc, sc->reply_ms);
+    return;
+  case S_IDLE:
+  default:
+    /* Unsolicited (an idle connection's "421 timeout"), or out of step. */
+    sc_close(sc, 0, 0);
+    pump(sc->s, sc->lim);
+    return;
+  }
+}
+
+static const char *state_phrase(enum sstate st) {
+  switch (st) {
+  case S_CONNECTING: return "connecting";
+  case S_TLS: return "in the TLS handshake";
+  case S_BANNER: return "waiting for the greeting";
+  case S_EHLO: return "waiting for the reply to EHLO";
+  case S_HELO: return "waiting for the reply to HELO";
+  case S_STARTTLS: return "waiting for the reply to STARTTLS";
+  case S_STARTTLS_HS: return "in the TLS handshake after STARTTLS";
+  case S_AUTH: return "waiting for the reply to AUTH";
+  case S_MAIL: return "waiting for the reply to MAIL FROM";
+  case S_RCPT: return "waiting for the reply to RCPT TO";
+  case S_DATA: return "waiting for the reply to DATA";
+  case S_BODY: return "sending the message (the server stopped reading)";
+  case S_DOT: return "waiting for the reply to the end of the message";
+  default: return "waiting";
+  }
+}
+
+static void on_timeout(struct sconn *sc) {
+  struct rq_smtp *s = sc->s;
+  struct tx *tx = sc->tx;
+  if (!tx) {
+    /* Idle too long: QUIT. A reset or drain that got no answer: drop. */
+    int idle = sc->state == S_IDLE;
+    sc_close(sc, idle, QUIT_LINGER_MS);
+    pump(s, sc->lim);
+    return;
+  }
+  if (uv_now(s->loop) >= tx->deadline)
+    tx_fail(tx, RQ_SMTP_ERR_TIMEOUT, "The transaction did not finish within its timeout (%s).",
+            state_phrase(sc->state));
+  else
+    tx_fail(tx, RQ_SMTP_ERR_TIMEOUT, "No progress for %ld ms %s.",
+            sc->state <= S_TLS ? tx->connect_ms : tx->response_ms, state_phrase(sc->state));
+  complete(sc, AFTER_CLOSE, 0);
+}
+
+static void on_error(struct sconn *sc, int err, const char *msg) {
+  struct rq_smtp *s = sc->s;
+  struct tx *tx = sc->tx;
+  if (tx && err == RQ_SMTP_ERR_CLOSED && tx->reused && tx->replies_on_conn == 0 && !tx->retried &&
+      sc->state == S_MAIL) {
+    retry_fresh(sc);
+    return;
+  }
+  if (tx) tx_fail(tx, err, "%s", msg);
+  detach(sc);
+  sc_close(sc, 0, 0); /* already closing: marks and uncounts */
+  pump(s, sc->lim);
+  if (tx) finish(tx);
+}
+
+static void on_connected(struct sconn *sc) {
+  struct tx *tx = sc->tx;
+  if (!tx) return;
+  if (sc->pool->security == RQ_SMTP_IMPLICIT_TLS) {
+    sc->state = S_TLS;
+    story_stage(&tx->st, RQ_STAGE_TLS);
+    start_tls(sc); /* the connect timer keeps running: it covers the handshake */
+    return;
+  }
+  sc->state = S_BANNER;
+  story_stage(&tx->st, RQ_STAGE_BANNER);
+  arm(sc, tx->response_ms);
+}
+
+static void on_tls_ready(struct sconn *sc) {
+  struct tx *tx = sc->tx;
+  sc->tls = 1;
+  if (sc->state == S_TLS) {
+    sc->state = S_BANNER;
+    story_stage(&tx->st, RQ_STAGE_BANNER);
+    arm(sc, tx->response_ms);
+  } else if (sc->state == S_STARTTLS_HS) {
+    memset(&sc->caps, 0, sizeof sc->caps); /* RFC 3207 4.2: forget what was said in clear text */
+    send_ehlo(sc, 0);
+  }
+}
+
+static void on_io(struct rq_smtp_conn *io, const struct rq_smtp_conn_event *ev) {
+  struct sconn *sc = rq_smtp_conn_data(io);
+  struct rq_smtp *s = sc->s;
+  s->depth++;
+  switch (ev->type) {
+  case RQ_CONN_EV_CLOSED:
+    sc_free(sc);
+    break;
+  case RQ_CONN_EV_ERROR:
+    on_error(sc, ev->err, ev->msg);
+    break;
+  default:
+    if (sc->state == S_CLOSING) break;
+    if (!sc->tx && sc->state != S_IDLE && sc->state != S_RSET && sc->state != S_DRAIN) {
+      /* A setup whose transaction went away (cannot happen: they close). */
+      sc_close(sc, 0, 0);
+      pump(s, sc->lim);
+      break;
+    }
+    switch (ev->type) {
+    case RQ_CONN_EV_CONNECTED: on_connected(sc); break;
+    case RQ_CONN_EV_TLS_READY: on_tls_ready(sc); break;
+    case RQ_CONN_EV_REPLY: on_reply(sc, ev->code, ev->raw, ev->len); break;
+    case RQ_CONN_EV_DRAINED:
+      if (sc->state == S_BODY) {
+        arm(sc, sc->tx->response_ms); /* progress */
+        pump_body(sc);
+      }
+      break;
+    case RQ_CONN_EV_TIMER: on_timeout(sc); break;
+    default: break;
     }
   }
-  limiter_put(s, l);
+  s->depth--;
+  maybe_finalize(s);
 }
 
-static void on_transfer_done(CURL *easy, CURLcode result, void *arg) {
-  struct tx *tx = arg;
+/* ---- acquiring connections ---------------------------------------------------------------- */
+
+static struct sconn *idle_of_limiter(struct rq_smtp *s, const struct limiter *lim) {
+  for (struct sconn *sc = s->idle_tail; sc; sc = sc->gprev)
+    if (sc->lim == lim) return sc;
+  return NULL;
+}
+
+/* Gets tx a connection, or queues it. from_queue: it was waiting already,
+ * so it need not queue behind others. Never calls a callback. */
+static void acquire(struct tx *tx, int from_queue) {
   struct rq_smtp *s = tx->s;
-  struct limiter *l = tx->lim;
-  (void)easy;
-  struct rq_smtp_result res;
-  tx_result(tx, result, &res);
-  /* Free the slot and start the next waiter before the callback, so that a
-   * send made from the callback queues behind those already waiting. */
-  if (l) {
-    l->active--;
-    limiter_pump(s, l);
+  struct pool *p = tx->pool;
+  if (!tx->force_new && p->idle_head) {
+    attach(tx, p->idle_head, 1); /* LIFO: the most recently used is the most likely alive */
+    return;
   }
-  tx->cb(&res, tx->arg);
-  tx_free(tx);
-}
-
-/* ---- easy-handle options -------------------------------------------------------- */
-
-static int debug_cb(CURL *easy, curl_infotype type, char *data, size_t size, void *userp) {
-  (void)easy;
-  dialog_feed(userp, type, data, size);
-  return 0;
-}
-
-static size_t read_cb(char *buf, size_t size, size_t nitems, void *userp) {
-  struct tx *tx = userp;
-  size_t want = size * nitems, left = tx->len - tx->off;
-  size_t n = want < left ? want : left;
-  memcpy(buf, tx->msg + tx->off, n);
-  tx->off += n;
-  return n;
-}
-
-/* curl rewinds the upload when it resends on a fresh connection. */
-static int seek_cb(void *userp, curl_off_t offset, int origin) {
-  struct tx *tx = userp;
-  if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > tx->len) return CURL_SEEKFUNC_FAIL;
-  tx->off = (size_t)offset;
-  return CURL_SEEKFUNC_OK;
-}
-
-/* Envelope addresses: no CR, LF or other controls, which would let a
- * value smuggle extra SMTP commands (curl 7.88 sends them as given), and
- * no angle brackets (curl adds its own). */
-static int valid_address(const char *a, int allow_empty) {
-  if (!a) return 0;
-  size_t n = strlen(a);
-  if (n == 0) return allow_empty;
-  if (n > 998) return 0;
-  for (const unsigned char *p = (const unsigned char *)a; *p; p++)
-    if (*p < 0x20 || *p == 0x7f || *p == '<' || *p == '>') return 0;
-  return 1;
-}
-
-/* An EHLO name: a domain or an address literal, nothing that could break
- * out of the URL path it travels in. */
-static int valid_helo(const char *h) {
-  size_t n = strlen(h);
-  if (n == 0 || n > 255) return 0;
-  for (const char *p = h; *p; p++)
-    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-          *p == '.' || *p == '-' || *p == '[' || *p == ']' || *p == ':'))
-      return 0;
-  return 1;
-}
-
-/* "smtp[s]://host:port[/helo]" built by curl's URL API, which validates
- * the host name (and needs IPv6 literals in brackets). */
-static char *build_url(const struct rq_smtp_target *t) {
-  char hostbuf[300], port[8];
-  const char *host = t->host;
-  char *url = NULL;
-  if (strchr(host, ':') && host[0] != '[') {
-    if (snprintf(hostbuf, sizeof hostbuf, "[%s]", host) >= (int)sizeof hostbuf) return NULL;
-    host = hostbuf;
+  if (tx->lim && tx->lim->open >= tx->lim->max) {
+    struct sconn *other = idle_of_limiter(s, tx->lim);
+    if (!other) {
+      fifo_push(&tx->lim->waiters, tx);
+      ensure_sweep(s);
+      return;
+    }
+    sc_close(other, 1, QUIT_LINGER_MS); /* idle with other settings: its slot is ours */
   }
-  snprintf(port, sizeof port, "%d", t->port);
-  CURLU *u = curl_url();
-  if (!u) return NULL;
-  if (curl_url_set(u, CURLUPART_SCHEME, t->security == RQ_SMTP_IMPLICIT_TLS ? "smtps" : "smtp", 0) ||
-      curl_url_set(u, CURLUPART_HOST, host, 0) || curl_url_set(u, CURLUPART_PORT, port, 0))
-    goto out;
-  if (t->helo_name && *t->helo_name) {
-    char path[300];
-    snprintf(path, sizeof path, "/%s", t->helo_name);
-    if (curl_url_set(u, CURLUPART_PATH, path, 0)) goto out;
+  if (s->n_open >= s->limits.max_connections || (!from_queue && s->waiters.head)) {
+    if (s->n_open >= s->limits.max_connections && s->idle_tail) {
+      sc_close(s->idle_tail, 1, QUIT_LINGER_MS);
+    } else {
+      fifo_push(&s->waiters, tx);
+      ensure_sweep(s);
+      return;
+    }
   }
-  if (curl_url_get(u, CURLUPART_URL, &url, 0)) url = NULL;
-out:
-  curl_url_cleanup(u);
-  return url;
+  open_for(tx);
 }
 
-static long or_default(long v, long def) {
-  return v > 0 ? v : def;
+/* Starts waiting transactions that can go now. */
+static void pump(struct rq_smtp *s, struct limiter *lim) {
+  if (s->closing) return;
+  while (lim && lim->waiters.head) {
+    struct tx *tx = lim->waiters.head;
+    if (!(tx->pool->idle_head && !tx->force_new) && lim->open >= lim->max && !idle_of_limiter(s, lim)) break;
+    fifo_remove(tx);
+    acquire(tx, 1);
+  }
+  while (s->waiters.head) {
+    struct tx *tx = s->waiters.head;
+    if (!(tx->pool->idle_head && !tx->force_new) && s->n_open >= s->limits.max_connections && !s->idle_tail)
+      break;
+    fifo_remove(tx);
+    acquire(tx, 1);
+  }
 }
 
-#define SETOPT(opt, val)                                                                     \
-  do {                                                                                       \
-    if (curl_easy_setopt(e, opt, val) != CURLE_OK) goto out;                                 \
-  } while (0)
+/* ---- waiting deadlines ------------------------------------------------------------------------- */
 
-/* Sets every option of one transaction on tx->easy. libcurl copies the
- * strings; the recipient list, errbuf and tx stay ours until completion. */
-static int configure(struct tx *tx, const struct rq_smtp_target *t, const char *mail_from) {
-  CURL *e = tx->easy;
-  int rc = -1;
-  char *url = build_url(t);
-  if (!url) return -1;
-  long response_ms = or_default(t->response_timeout_ms, DEFAULT_RESPONSE_TIMEOUT_MS);
-  long response_s = (response_ms + 999) / 1000;
-
-  SETOPT(CURLOPT_URL, url);
-  SETOPT(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-  SETOPT(CURLOPT_NOSIGNAL, 1L);
-  SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
-  SETOPT(CURLOPT_CONNECTTIMEOUT_MS, or_default(t->connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS));
-  SETOPT(CURLOPT_TIMEOUT_MS, or_default(t->timeout_ms, DEFAULT_TIMEOUT_MS));
-  /* Bounds each reply, including the final-dot and QUIT replies that curl
-   * waits for synchronously; the speed check is what curl consults during
-   * that wait and while the message uploads. */
-  SETOPT(CURLOPT_SERVER_RESPONSE_TIMEOUT, response_s);
-  SETOPT(CURLOPT_LOW_SPEED_LIMIT, 1L);
-  SETOPT(CURLOPT_LOW_SPEED_TIME, response_s);
-  SETOPT(CURLOPT_ERRORBUFFER, tx->errbuf);
-
-  switch (t->security) {
-  case RQ_SMTP_STARTTLS_TRY: SETOPT(CURLOPT_USE_SSL, (long)CURLUSESSL_TRY); break;
-  case RQ_SMTP_STARTTLS_REQUIRED:
-  case RQ_SMTP_IMPLICIT_TLS: SETOPT(CURLOPT_USE_SSL, (long)CURLUSESSL_ALL); break;
-  case RQ_SMTP_PLAIN: SETOPT(CURLOPT_USE_SSL, (long)CURLUSESSL_NONE); break;
+static void on_sweep(uv_timer_t *t) {
+  struct rq_smtp *s = t->data;
+  uint64_t now = uv_now(s->loop);
+  s->depth++;
+  int waiting = 0;
+  for (struct tx *tx = s->txs, *next; tx && !s->closing; tx = next) {
+    next = tx->next;
+    if (!tx->queue) continue;
+    if (now < tx->deadline) {
+      waiting++;
+      continue;
+    }
+    fifo_remove(tx);
+    tx_fail(tx, RQ_SMTP_ERR_TIMEOUT,
+            "Waited for a free connection to %s port %d longer than the transaction timeout (max_connections %d).",
+            tx->pool->host, tx->pool->port, tx->lim ? tx->lim->max : s->limits.max_connections);
+    finish(tx); /* a callback may send more: those are at the list head, behind us */
   }
-  if (!t->tls_verify) {
-    SETOPT(CURLOPT_SSL_VERIFYPEER, 0L);
-    SETOPT(CURLOPT_SSL_VERIFYHOST, 0L);
-  }
-  if (t->ca_file && *t->ca_file) SETOPT(CURLOPT_CAINFO, t->ca_file);
-  if (t->user && *t->user) {
-    SETOPT(CURLOPT_USERNAME, t->user);
-    SETOPT(CURLOPT_PASSWORD, t->password ? t->password : "");
-    SETOPT(CURLOPT_SASL_IR, 1L); /* one round trip less per login */
-  }
-
-  SETOPT(CURLOPT_MAIL_FROM, mail_from);
-  SETOPT(CURLOPT_MAIL_RCPT, tx->rcpt_list);
-  SETOPT(CURLOPT_MAIL_RCPT_ALLLOWFAILS, 1L);
-  SETOPT(CURLOPT_UPLOAD, 1L);
-  SETOPT(CURLOPT_READFUNCTION, read_cb);
-  SETOPT(CURLOPT_READDATA, tx);
-  SETOPT(CURLOPT_SEEKFUNCTION, seek_cb);
-  SETOPT(CURLOPT_SEEKDATA, tx);
-  SETOPT(CURLOPT_INFILESIZE_LARGE, (curl_off_t)tx->len);
-
-  /* VERBOSE makes curl hand every command and reply line to debug_cb;
-   * without a debug function it would print them, so set both. */
-  SETOPT(CURLOPT_DEBUGFUNCTION, debug_cb);
-  SETOPT(CURLOPT_DEBUGDATA, &tx->d);
-  SETOPT(CURLOPT_VERBOSE, 1L);
-  rc = 0;
-out:
-  curl_free(url);
-  return rc;
+  if (!waiting && !s->closing) uv_timer_stop(t);
+  s->depth--;
+  maybe_finalize(s);
 }
 
-/* ---- the transport -------------------------------------------------------------- */
+static void on_sweep_closed(uv_handle_t *h) {
+  struct rq_smtp *s = h->data;
+  free(h);
+  s->sweep = NULL;
+  s->sweep_open = 0;
+  maybe_finalize(s);
+}
+
+static void ensure_sweep(struct rq_smtp *s) {
+  if (!s->sweep) {
+    s->sweep = rq_xmalloc(sizeof *s->sweep);
+    uv_timer_init(s->loop, s->sweep);
+    s->sweep->data = s;
+    s->sweep_open = 1;
+  }
+  if (!uv_is_active((uv_handle_t *)s->sweep)) uv_timer_start(s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+}
+
+/* ---- the transport ------------------------------------------------------------------------------ */
+
+static struct rq_smtp *create(uv_loop_t *loop, int pooling) {
+  struct rq_smtp *s = rq_xcalloc(1, sizeof *s);
+  s->loop = loop;
+  s->pooling = pooling;
+  map_init(&s->pools);
+  map_init(&s->limiters);
+  rq_smtp_set_limits(s, NULL);
+  /* EHLO names this host, as libcurl did; a name that could not go in an
+   * EHLO line is replaced by one that can. */
+  if (gethostname(s->helo, sizeof s->helo - 1) != 0 || !rq_smtp_helo_ok(s->helo))
+    snprintf(s->helo, sizeof s->helo, "localhost");
+  return s;
+}
+
+struct rq_smtp *rq_smtp_new_loop(uv_loop_t *loop) {
+  return create(loop, 1);
+}
 
 struct rq_smtp *rq_smtp_new(struct rq_curl *curl) {
-  struct rq_smtp *s = rq_xcalloc(1, sizeof *s);
-  s->curl = curl;
-  s->n_buckets = 64;
-  s->buckets = rq_xcalloc(s->n_buckets, sizeof *s->buckets);
-  return s;
+  return create(rq_curl_loop(curl), 0);
+}
+
+void rq_smtp_set_limits(struct rq_smtp *s, const struct rq_smtp_limits *l) {
+  struct rq_smtp_limits d = {DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IDLE_PER_SERVER, DEFAULT_MAX_IDLE,
+                             DEFAULT_IDLE_TIMEOUT_MS};
+  if (l) {
+    if (l->max_connections > 0) d.max_connections = l->max_connections;
+    if (l->max_idle_per_server > 0) d.max_idle_per_server = l->max_idle_per_server;
+    if (l->max_idle > 0) d.max_idle = l->max_idle;
+    if (l->idle_timeout_ms > 0) d.idle_timeout_ms = l->idle_timeout_ms;
+  }
+  s->limits = d;
 }
 
 int rq_smtp_pending(const struct rq_smtp *s) {
   return s->pending;
 }
 
+void rq_smtp_stats(const struct rq_smtp *s, struct rq_smtp_stats *out) {
+  *out = s->stats;
+  out->open = s->n_open;
+  out->idle = s->n_idle;
+  out->waiting = s->waiters.n;
+  for (struct tx *tx = s->txs; tx; tx = tx->next)
+    if (tx->queue && tx->queue != &s->waiters) out->waiting++;
+}
+
 static int valid_target(const struct rq_smtp_target *t) {
-  if (!t || !t->host || !*t->host || strlen(t->host) > 253) return 0;
+  if (!t || !t->host || !rq_smtp_host_ok(t->host)) return 0;
   if (t->port < 1 || t->port > 65535) return 0;
-  if (t->helo_name && *t->helo_name && !valid_helo(t->helo_name)) return 0;
+  if (t->security < RQ_SMTP_STARTTLS_TRY || t->security > RQ_SMTP_PLAIN) return 0;
+  if (t->helo_name && *t->helo_name && !rq_smtp_helo_ok(t->helo_name)) return 0;
   if (t->key && strlen(t->key) > KEY_MAX) return 0;
+  if (t->user && *t->user) {
+    /* The login goes in AUTH's base64 only, but no control characters in
+     * a configured name, and a bound. */
+    if (strlen(t->user) > USER_MAX) return 0;
+    for (const unsigned char *c = (const unsigned char *)t->user; *c; c++)
+      if (*c < 0x20 || *c == 0x7f) return 0;
+    if (t->password && strlen(t->password) > USER_MAX) return 0;
+  }
   return 1;
 }
 
-int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
-                 const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len,
-                 rq_smtp_cb cb, void *arg) {
-  if (!cb || !valid_target(t) || !valid_address(mail_from, 1) || n_rcpts == 0 || !rcpts ||
-      (!msg && len > 0))
-    return RQ_SMTP_EINVAL;
-  for (size_t i = 0; i < n_rcpts; i++)
-    if (!valid_address(rcpts[i], 0)) return RQ_SMTP_EINVAL;
+static long or_default(long v, long def) {
+  return v > 0 ? v : def;
+}
 
-  struct tx *tx = rq_xcalloc(1, sizeof *tx + n_rcpts * sizeof tx->rcpts[0]);
+int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
+                 const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len, rq_smtp_cb cb,
+                 void *arg) {
+  if (!cb || !valid_target(t) || !rq_smtp_address_ok(mail_from, 1) || n_rcpts == 0 || !rcpts || (!msg && len > 0))
+    return RQ_SMTP_EINVAL;
+  size_t strings = strlen(mail_from) + 1;
+  for (size_t i = 0; i < n_rcpts; i++) {
+    if (!rq_smtp_address_ok(rcpts[i], 0)) return RQ_SMTP_EINVAL;
+    strings += strlen(rcpts[i]) + 1;
+  }
+  if (s->closing) return RQ_SMTP_ESTART;
+  const char *user = t->user && *t->user ? t->user : NULL;
+  const char *password = user ? (t->password ? t->password : "") : NULL;
+  size_t pwlen = password ? strlen(password) + 1 : 0;
+
+  /* One block: tx, recipients' replies, the recipient pointers, strings. */
+  size_t off_ptrs = sizeof(struct tx) + n_rcpts * sizeof(struct rq_rcpt_reply);
+  off_ptrs = (off_ptrs + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
+  size_t off_str = off_ptrs + n_rcpts * sizeof(char *);
+  struct tx *tx = rq_xcalloc(1, off_str + strings + pwlen);
+  char *w = (char *)tx + off_str;
   tx->s = s;
-  tx->msg = msg ? msg : "";
-  tx->len = len;
-  tx->implicit_tls = t->security == RQ_SMTP_IMPLICIT_TLS;
   tx->cb = cb;
   tx->arg = arg;
-  dialog_init(&tx->d, tx->rcpts, n_rcpts);
-  s->pending++;
-  for (size_t i = 0; i < n_rcpts; i++) {
-    struct curl_slist *l = curl_slist_append(tx->rcpt_list, rcpts[i]);
-    if (!l) { /* curl's own allocation failed */
-      tx_free(tx);
-      return RQ_SMTP_ECURL;
-    }
-    tx->rcpt_list = l;
+  tx->msg = msg ? msg : "";
+  tx->len = len;
+  tx->rcpts = (char **)((char *)tx + off_ptrs);
+  tx->n_rcpts = n_rcpts;
+  tx->mail_from = pack(&w, mail_from);
+  for (size_t i = 0; i < n_rcpts; i++) tx->rcpts[i] = pack(&w, rcpts[i]);
+  if (password) {
+    tx->password = pack(&w, password);
+    tx->password_len = pwlen;
   }
-  tx->easy = s->n_pool > 0 ? s->pool[--s->n_pool] : curl_easy_init();
-  if (!tx->easy) {
-    tx_free(tx);
-    return RQ_SMTP_ECURL;
-  }
-  if (configure(tx, t, mail_from) != 0) {
-    tx_free(tx);
-    return RQ_SMTP_EINVAL;
-  }
+  tx->connect_ms = or_default(t->connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
+  tx->response_ms = or_default(t->response_timeout_ms, DEFAULT_RESPONSE_TIMEOUT_MS);
+  tx->deadline = uv_now(s->loop) + (uint64_t)or_default(t->timeout_ms, DEFAULT_TIMEOUT_MS);
+  story_init(&tx->st, tx->rcpt_replies, n_rcpts);
 
+  char keybuf[300];
+  const char *limkey = "";
   if (t->max_connections > 0) {
-    char keybuf[300];
-    const char *key = t->key;
-    if (!key || !*key) {
-      snprintf(keybuf, sizeof keybuf, "%s:%d", t->host, t->port);
-      key = keybuf;
-    }
-    tx->lim = limiter_get(s, key, t->max_connections);
-    if (tx->lim->active >= tx->lim->max || tx->lim->qhead) {
-      /* Wait behind the others; the easy handle is ready to go. */
-      if (tx->lim->qtail) tx->lim->qtail->qnext = tx;
-      else tx->lim->qhead = tx;
-      tx->lim->qtail = tx;
-      return 0;
-    }
-    tx->lim->active++;
+    limkey = t->key && *t->key ? t->key : keybuf;
+    if (limkey == keybuf) snprintf(keybuf, sizeof keybuf, "%s:%d", t->host, t->port);
+    tx->lim = limiter_get(s, limkey, t->max_connections);
   }
-  if (rq_curl_add(s->curl, tx->easy, on_transfer_done, tx) != 0) {
-    if (tx->lim) tx->lim->active--;
-    tx_free(tx);
-    return RQ_SMTP_ESTART;
+  const char *ca = t->ca_file && *t->ca_file ? t->ca_file : NULL;
+  const char *helo = t->helo_name && *t->helo_name ? t->helo_name : s->helo;
+  tx->pool = pool_get(s, limkey, t, user, ca, helo);
+
+  tx->next = s->txs;
+  if (s->txs) s->txs->prev = tx;
+  s->txs = tx;
+  s->pending++;
+  s->depth++;
+  if (tx->lim && tx->lim->waiters.head) {
+    fifo_push(&tx->lim->waiters, tx); /* behind those already waiting for this key */
+    ensure_sweep(s);
+  } else {
+    acquire(tx, 0);
   }
+  s->depth--;
   return 0;
+}
+
+static void free_transport(struct rq_smtp *s) {
+  for (struct ctxent *e = s->ctxs, *next; e; e = next) {
+    next = e->next;
+    SSL_CTX_free(e->ctx);
+    free(e);
+  }
+  map_free(&s->pools);
+  map_free(&s->limiters);
+  free(s);
+}
+
+/* Frees a closing transport once nothing of it is left on the loop and
+ * none of our frames is on the stack. */
+static void maybe_finalize(struct rq_smtp *s) {
+  if (!s->closing || s->depth > 0 || s->n_alive > 0 || s->sweep_open) return;
+  void (*cb)(void *) = s->closed_cb;
+  void *arg = s->closed_arg;
+  free_transport(s);
+  if (cb) cb(arg);
+}
+
+void rq_smtp_close(struct rq_smtp *s, void (*closed_cb)(void *arg), void *arg) {
+  if (s->closing) return;
+  s->closing = 1;
+  s->closed_cb = closed_cb;
+  s->closed_arg = arg;
+  s->depth++;
+  while (s->txs) {
+    struct tx *tx = s->txs;
+    fifo_remove(tx);
+    if (tx->conn) {
+      struct sconn *sc = tx->conn;
+      detach(sc);
+      sc_close(sc, 0, 0);
+    }
+    tx_fail(tx, RQ_SMTP_ERR_ABORTED, "The transaction was aborted: the SMTP transport is shutting down.");
+    finish(tx);
+  }
+  for (struct sconn *sc = s->conns; sc; sc = sc->next)
+    sc_close(sc, sc->state == S_IDLE, SHUTDOWN_LINGER_MS);
+  if (s->sweep && !uv_is_closing((uv_handle_t *)s->sweep)) uv_close((uv_handle_t *)s->sweep, on_sweep_closed);
+  s->depth--;
+  maybe_finalize(s);
 }
 
 void rq_smtp_free(struct rq_smtp *s) {
   if (!s) return;
-  if (s->pending)
-    rq_logf(RQ_LOG_ERROR, "The SMTP transport was freed with %d transactions pending; this is a bug.",
-            s->pending);
-  for (int i = 0; i < s->n_pool; i++) curl_easy_cleanup(s->pool[i]);
-  for (size_t i = 0; i < s->n_buckets; i++) {
-    struct limiter *l = s->buckets[i], *next;
-    for (; l; l = next) {
-      next = l->next;
-      free(l);
-    }
+  if (s->pending || s->n_alive || s->sweep_open) {
+    rq_logf(RQ_LOG_ERROR,
+            "The SMTP transport was freed with %d transactions pending and %d connections open; this is a bug "
+            "(call rq_smtp_close and run the loop).",
+            s->pending, s->n_alive);
+    rq_smtp_close(s, NULL, NULL);
+    return;
   }
-  free(s->buckets);
-  free(s);
+  free_transport(s);
+}
+
+/* ---- classification of our own failures ------------------------------------------------------------ */
+
+static void set_class(struct rq_class *out, enum rq_verdict v, enum rq_errcat e, const char *what,
+                      const struct rq_smtp_result *res, const char *advice) {
+  char msg[200];
+  rq_text_sanitize(msg, sizeof msg, res->errmsg, strnlen(res->errmsg, sizeof res->errmsg));
+  out->verdict = v;
+  out->error = e;
+  if (what) snprintf(out->detail, sizeof out->detail, "%s (%s): %s", what, msg, advice);
+  else snprintf(out->detail, sizeof out->detail, "%s", msg);
+}
+
+void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class *out) {
+  memset(out, 0, sizeof *out);
+  int code = res->code;
+  switch (res->err) {
+  case RQ_SMTP_ERR_OK:
+    if (res->data_code >= 200 && res->data_code < 300) {
+      out->verdict = RQ_OK;
+      out->error = RQ_ERR_NONE;
+      return;
+    }
+    set_class(out, RQ_TEMP, RQ_ERR_PROVIDER, "The transaction ended without a final reply", res,
+              "the relay retries.");
+    return;
+  case RQ_SMTP_ERR_REJECTED:
+  case RQ_SMTP_ERR_AUTH:
+  case RQ_SMTP_ERR_NO_STARTTLS:
+    if (code >= 400 && code <= 599) {
+      struct rq_reply r;
+      memset(&r, 0, sizeof r);
+      r.code = code;
+      snprintf(r.enhanced, sizeof r.enhanced, "%s", res->enhanced);
+      snprintf(r.text, sizeof r.text, "%s", res->reply);
+      enum rq_smtp_stage st = (enum rq_smtp_stage)res->stage;
+      if (res->err == RQ_SMTP_ERR_AUTH) st = RQ_STAGE_AUTH;
+      if (res->err == RQ_SMTP_ERR_NO_STARTTLS) st = RQ_STAGE_STARTTLS;
+      rq_classify_smtp(st, &r, out);
+      if (out->verdict == RQ_OK) { /* cannot happen for 4xx/5xx; never report a failure as OK */
+        out->verdict = RQ_TEMP;
+        out->error = RQ_ERR_PROVIDER;
+      }
+      return;
+    }
+    if (res->err == RQ_SMTP_ERR_AUTH) {
+      set_class(out, RQ_PERM, RQ_ERR_AUTH, NULL, res, "");
+      return;
+    }
+    if (res->err == RQ_SMTP_ERR_NO_STARTTLS) {
+      set_class(out, RQ_PERM, RQ_ERR_TLS, "The server does not offer STARTTLS", res,
+                "set smtp_security to tls if the server speaks implicit TLS (port 465); plain text is not "
+                "used for a route that asks for starttls.");
+      return;
+    }
+    set_class(out, RQ_TEMP, RQ_ERR_PROVIDER, "The server sent an unexpected reply", res, "the relay retries.");
+    return;
+  case RQ_SMTP_ERR_DNS:
+    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "The server's name could not be resolved", res,
+              "check smtp_host; the relay retries in case DNS is failing.");
+    return;
+  case RQ_SMTP_ERR_CONNECT:
+    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "Could not connect to the server", res,
+              "check smtp_host and smtp_port and that the server accepts connections from the worker; the relay "
+              "retries.");
+    return;
+  case RQ_SMTP_ERR_TIMEOUT:
+    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "The server did not answer in time", res, "the relay retries later.");
+    return;
+  case RQ_SMTP_ERR_CLOSED:
+    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "The connection dropped", res, "the relay retries.");
+    return;
+  case RQ_SMTP_ERR_ABORTED:
+    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "The delivery was interrupted", res, "the relay retries.");
+    return;
+  case RQ_SMTP_ERR_PROTOCOL:
+    set_class(out, RQ_TEMP, RQ_ERR_PROVIDER, "The server sent a reply the relay cannot read", res,
+              "check that smtp_host and smtp_port point at an SMTP server, and smtp_security (tls for port 465); "
+              "the relay retries.");
+    return;
+  case RQ_SMTP_ERR_TLS:
+    set_class(out, RQ_TEMP, RQ_ERR_TLS, "The TLS handshake failed", res, "the relay retries.");
+    return;
+  case RQ_SMTP_ERR_TLS_CERT:
+    /* PERM: see the certificate decision in classify.h. */
+    set_class(out, RQ_PERM, RQ_ERR_TLS, "The server's TLS certificate failed verification", res,
+              "its admin must fix the certificate, or set smtp_tls_verify=0 for a self-signed one; then "
+              "`relayq dead requeue` resends.");
+    return;
+  case RQ_SMTP_ERR_TLS_MISMATCH:
+    set_class(out, RQ_PERM, RQ_ERR_TLS, "TLS is not possible with this server on this port", res,
+              "use smtp_security=starttls for ports 587 and 25 and tls only for 465; otherwise the server's "
+              "admin must enable TLS 1.2 or newer with current ciphers.");
+    return;
+  case RQ_SMTP_ERR_TLS_LOCAL:
+    set_class(out, RQ_TEMP, RQ_ERR_TLS, "The worker's TLS setup failed", res,
+              "the operator must fix the worker's CA bundle; jobs are retried meanwhile.");
+    return;
+  default:
+    set_class(out, RQ_TEMP, RQ_ERR_PROVIDER, "Delivery failed", res, "the relay retries.");
+    return;
+  }
 }

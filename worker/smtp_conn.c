@@ -1,6 +1,7 @@
 /* smtp_conn: one SMTP client connection on libuv. See smtp_conn.h. */
 #include "smtp_conn.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,14 @@ static void fail_later(struct rq_smtp_conn *c, int err, const char *msg) {
   uv_timer_start(&c->timer, on_timer, 0, 0);
 }
 
+/* libuv calls a pending shutdown's callback (with UV_ECANCELED) when the
+ * handle closes, so there must be one; the EOF that follows is what we
+ * wait for. */
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)req;
+  (void)status;
+}
+
 void rq_smtp_conn_close(struct rq_smtp_conn *c, int graceful, uint64_t linger_ms) {
   if (c->state == C_CLOSING) return;
   c->failed = 1; /* nothing more is reported */
@@ -140,7 +149,7 @@ void rq_smtp_conn_close(struct rq_smtp_conn *c, int graceful, uint64_t linger_ms
     }
   }
   /* FIN after the queued writes; then wait for the server's EOF. */
-  if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, NULL) != 0) {
+  if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
     close_handles(c);
     return;
   }
@@ -233,20 +242,21 @@ static void flush_tls(struct rq_smtp_conn *c, int flags) {
     raw_send(c, c->sh->cipher, n, flags & RQ_CONN_WRITE_QUEUE);
 }
 
-void rq_smtp_conn_write(struct rq_smtp_conn *c, const void *data, size_t len, int flags) {
-  if (c->state != C_OPEN || c->failed || c->pending_err || len == 0) return;
+int rq_smtp_conn_write(struct rq_smtp_conn *c, const void *data, size_t len, int flags) {
+  if (c->state != C_OPEN || c->failed || c->pending_err) return -1;
+  if (len == 0) return 0;
   if (c->tls_state == T_NONE) {
     raw_send(c, data, len, flags);
-    return;
-  }
-  if (c->tls_state != T_READY) return; /* the owner waits for TLS_READY */
-  if (rq_tlsio_write(c->tls, data, len) != 0) {
+  } else if (c->tls_state != T_READY) {
+    return -1; /* the owner waits for TLS_READY */
+  } else if (rq_tlsio_write(c->tls, data, len) != 0) {
     char msg[256];
     snprintf(msg, sizeof msg, "TLS failed while sending: %s.", rq_tlsio_errmsg(c->tls));
     fail_later(c, RQ_SMTP_ERR_TLS, msg);
-    return;
+  } else {
+    flush_tls(c, flags);
   }
-  flush_tls(c, flags);
+  return c->pending_err ? -1 : 0;
 }
 
 size_t rq_smtp_conn_queued(const struct rq_smtp_conn *c) {

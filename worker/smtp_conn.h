@@ -83,8 +83,9 @@ void rq_smtp_conn_connect(struct rq_smtp_conn *c, const char *host, int port);
 void rq_smtp_conn_start_tls(struct rq_smtp_conn *c, SSL_CTX *ctx, const char *host, int verify);
 int rq_smtp_conn_is_tls(const struct rq_smtp_conn *c);
 
-/* Sends bytes (through TLS once it is up). Failures arrive as ERROR. */
-void rq_smtp_conn_write(struct rq_smtp_conn *c, const void *data, size_t len, int flags);
+/* Sends bytes (through TLS once it is up). Returns 0, or -1 when the
+ * connection cannot take them (closing, or failed: ERROR follows). */
+int rq_smtp_conn_write(struct rq_smtp_conn *c, const void *data, size_t len, int flags);
 
 /* Bytes handed to rq_smtp_conn_write that the kernel has not taken yet. */
 size_t rq_smtp_conn_queued(const struct rq_smtp_conn *c);

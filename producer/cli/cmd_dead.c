@@ -56,6 +56,7 @@
 #define MAX_LIMIT 100000
 #define MAX_PAGES 100000000L      /* a bound on the walk, far above any list */
 #define KEY_MAX 600
+#define NAME_RULE "1-128 characters of A-Z a-z 0-9 . _ : @ -"
 
 enum { O_JSON = CLI_OPT_FIRST_FREE, O_LIMIT, O_ALL, O_QUEUE };
 
@@ -522,26 +523,28 @@ int cmd_dead(int argc, char **argv, struct cli_ctx *ctx) {
   const char *sub = npos > 0 ? argv[optind] : "";
   if (strcmp(sub, "list") == 0) {
     if (npos != 1 || all || queue)
-      return cli_fail(CLI_USAGE, "dead list takes only --limit and --json (see 'relayq dead --help').");
+      return cli_fail(CLI_USAGE,
+                      "dead list takes only --limit and --json (see 'relayq dead --help').");
     struct relayq_client *c = cli_client(ctx);
     return c ? list_cmd(c, limit > 0 ? limit : DEFAULT_LIMIT, json) : CLI_FAIL;
   }
   if (strcmp(sub, "requeue") == 0) {
     if (json || limit >= 0)
-      return cli_fail(CLI_USAGE, "dead requeue takes ID or --all, and --queue (see 'relayq dead --help').");
+      return cli_fail(CLI_USAGE,
+                      "dead requeue takes ID or --all, and --queue (see 'relayq dead --help').");
     if (npos > 2) return cli_fail(CLI_USAGE, "dead requeue takes one job ID.");
     if ((npos == 2) == all)
       return cli_fail(CLI_USAGE, "dead requeue needs exactly one of a job ID and --all.");
     const char *id = npos == 2 ? argv[optind + 1] : NULL;
     if (id && !relayq_valid_id(id))
-      return cli_fail(CLI_USAGE, "'%.140s' is not a job id (1-128 characters of A-Z a-z 0-9 . _ : @ -).",
-                      id);
+      return cli_fail(CLI_USAGE, "'%.140s' is not a job id (%s).", id, NAME_RULE);
     if (queue && !relayq_valid_id(queue))
-      return cli_fail(CLI_USAGE, "'%.140s' is not a queue name (1-128 characters of A-Z a-z 0-9 . _ : @ -).",
-                      queue);
+      return cli_fail(CLI_USAGE, "'%.140s' is not a queue name (%s).", queue, NAME_RULE);
     struct relayq_client *c = cli_client(ctx);
     return c ? requeue_cmd(c, id, queue) : CLI_FAIL;
   }
-  if (npos == 0) return cli_fail(CLI_USAGE, "dead needs a subcommand, list or requeue (see 'relayq dead --help').");
+  if (npos == 0)
+    return cli_fail(CLI_USAGE,
+                    "dead needs a subcommand, list or requeue (see 'relayq dead --help').");
   return cli_fail(CLI_USAGE, "unknown dead subcommand '%.40s': use list or requeue.", sub);
 }

@@ -13,6 +13,11 @@
  *   - 127.0.0.1, which RFC 5782 section 5 says no list may contain;
  *   - anything outside 127.0.0.0/8 (a resolver that rewrites NXDOMAIN).
  *
+ * "Not listed" also needs the zone's test entry 127.0.0.2 (RFC 5782
+ * section 5) to be listed; otherwise the zone is reported as an error,
+ * since a closed list or an NXDOMAIN-for-everything resolver would make
+ * every address look clean.
+ *
  * Exit: 0 not listed anywhere, 1 listed on at least one zone, 2 error
  * (usage, unreachable resolver, or a zone that gave no usable answer and
  * no listing elsewhere).
@@ -114,6 +119,45 @@ static int is_spamhaus(const char *zone) {
   return n >= 12 && strcasecmp(zone + n - 12, "spamhaus.org") == 0;
 }
 
+/*
+ * "Not listed" is only worth saying when the zone answers at all: RFC 5782
+ * section 5 has every IPv4 list carry 127.0.0.2 as a test entry. A zone
+ * that does not list it is closed, or the resolver cannot reach it, or it
+ * answers NXDOMAIN for everything; any of those would make every address
+ * look clean. Returns as check_zone.
+ */
+static int check_test_entry(struct dnsq *q, const char *ip_text, struct zone_result *z, char *fatal,
+                            size_t fatal_len) {
+  char name[300], err[400] = "";
+  struct dnsq_addr *a = NULL;
+  size_t n = 0;
+  snprintf(name, sizeof name, "2.0.0.127.%s", z->zone);
+  int rc = strcmp(ip_text, "127.0.0.2") == 0 ? DNSQ_NONE : dnsq_addr(q, name, 4, &a, &n, err, sizeof err);
+  int works = rc == DNSQ_OK && a[0].addr[0] == 127 && !(a[0].addr[1] == 255 && a[0].addr[2] == 255);
+  free(a);
+  if (rc == DNSQ_EUNREACHABLE) {
+    snprintf(fatal, fatal_len, "%s", err);
+    return -1;
+  }
+  if (works || strcmp(ip_text, "127.0.0.2") == 0) {
+    z->state = Z_CLEAN;
+    snprintf(z->detail, sizeof z->detail, "%s is not listed", ip_text);
+    return 0;
+  }
+  z->state = Z_ERROR;
+  if (rc == DNSQ_OK)
+    snprintf(z->detail, sizeof z->detail,
+             "%s is not listed, but the zone refuses this resolver (its test entry 127.0.0.2 answers with an "
+             "error code), so that says nothing: ask through a resolver of your own",
+             ip_text);
+  else
+    snprintf(z->detail, sizeof z->detail,
+             "cannot tell: the zone does not list its test entry 127.0.0.2 (RFC 5782 section 5), so the list is "
+             "closed or this resolver does not reach it%s%s",
+             rc == DNSQ_NONE ? "" : ": ", rc == DNSQ_NONE ? "" : err);
+  return 0;
+}
+
 /* Looks one zone up. Returns 0, or -1 when the resolver is unreachable
  * (err set; the command stops). */
 static int check_zone(struct dnsq *q, const struct spf_ip *ip, const char *ip_text, struct zone_result *z,
@@ -127,11 +171,7 @@ static int check_zone(struct dnsq *q, const struct spf_ip *ip, const char *ip_te
     snprintf(fatal, fatal_len, "%s", err);
     return -1;
   }
-  if (rc == DNSQ_NONE) {
-    z->state = Z_CLEAN;
-    snprintf(z->detail, sizeof z->detail, "%s is not listed", ip_text);
-    return 0;
-  }
+  if (rc == DNSQ_NONE) return check_test_entry(q, ip_text, z, fatal, fatal_len);
   if (rc != DNSQ_OK) {
     z->state = Z_ERROR;
     snprintf(z->detail, sizeof z->detail, "no usable answer: %s", err);

@@ -194,8 +194,8 @@ static redisReply *next_reply(struct stats *s) {
  * rest of the snapshot. */
 static void warn_reply(struct stats *s, const redisReply *r, const char *what, const char *name) {
   if (r->type != REDIS_REPLY_ERROR || s->warnings++ >= MAX_WARNINGS) return;
-  fprintf(stderr, "relayq: warning: Redis refused to read %s %.200s (%.200s); counted as 0.\n",
-          what, name, r->str);
+  fprintf(stderr, "relayq: warning: Redis refused to read %s%s%.200s (%.200s); counted as 0.\n",
+          what, name[0] ? " " : "", name, r->str);
 }
 
 static long long int_of(struct stats *s, const redisReply *r, const char *what, const char *name) {
@@ -350,7 +350,8 @@ static int read_workers(struct stats *s, const struct names *pairs) {
   }
   if (pipelined(s, s->nw, append_worker, read_worker) != 0) return CLI_FAIL;
   for (size_t i = 0; i < s->nw; i++)
-    if (s->w[i].live && s->w[i].hb[HB_QUEUES]) names_add_list(&s->queue_names, s->w[i].hb[HB_QUEUES]);
+    if (s->w[i].live && s->w[i].hb[HB_QUEUES])
+      names_add_list(&s->queue_names, s->w[i].hb[HB_QUEUES]);
   return 0;
 }
 

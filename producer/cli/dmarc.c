@@ -67,7 +67,7 @@ static int tags_parse(const char *text, struct tag *tags, size_t *n, char *err, 
         return say(err, errlen, "tag '%.*s' appears twice", (int)nl, name), -1;
     if (*n == MAX_TAGS) return say(err, errlen, "the record has more than %d tags", MAX_TAGS), -1;
     for (const char *c = v; c < e; c++)
-      if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+      if (((unsigned char)*c < 0x20 && !is_ws((unsigned char)*c)) || (unsigned char)*c > 0x7e) /* FWS is fine */
         return say(err, errlen, "tag '%.*s' has a character that is not printable ASCII", (int)nl, name), -1;
     memcpy(tags[*n].name, name, nl);
     tags[*n].name[nl] = '\0';

@@ -684,6 +684,8 @@ static int is_all(const char *s) {
   return strcasecmp(s, "all") == 0;
 }
 
+static int all_rank(const char *all) { return all[0] == '~' ? 0 : all[0] == '-' ? 1 : 2; }
+
 char *spf_suggest(const struct spf_tree *t, const char *const *add, size_t n_add, int before) {
   struct toks k = {NULL, 0};
   char *out = NULL;
@@ -701,13 +703,19 @@ char *spf_suggest(const struct spf_tree *t, const char *const *add, size_t n_add
       snprintf(term, sizeof term, "%.*s", (int)n, p);
       p += n;
       if (is_all(term)) {
+        /* "+all" lets anyone send: it becomes "~all". */
+        const char *mine = term[0] == '+' || is_alpha((unsigned char)term[0]) ? "~all" : term;
+        if (t->n_records > 1) {
+          /* A merge puts one all last, after every record's terms; the
+           * mildest of theirs (~ before - before ?), so the result does
+           * not depend on the order DNS returned the records in and
+           * rejects no mail either record let through softly. */
+          if (!all_term[0] || all_rank(mine) < all_rank(all_term))
+            snprintf(all_term, sizeof all_term, "%c%s", mine[0], "all");
+          continue;
+        }
         if (all_term[0]) continue; /* terms after the first all never run */
-        snprintf(all_term, sizeof all_term, "%s",
-                 term[0] == '+' || is_alpha((unsigned char)term[0]) ? "~all" /* "+all" lets anyone send */
-                                                                    : term);
-        /* One record keeps its order; a merge puts the all last, after
-         * every record's terms. */
-        if (t->n_records > 1) continue;
+        snprintf(all_term, sizeof all_term, "%s", mine);
         snprintf(term, sizeof term, "%s", all_term);
       }
       if (strncasecmp(term, "redirect=", 9) == 0 && have_redirect++) continue;

@@ -88,8 +88,10 @@ class DnsServer:
                 args.append("--mx-host=%s,%s,10" % (name, value))
             else:
                 raise ValueError("unsupported record type %r" % rtype)
+        # One --host-record per address: dnsmasq keeps only one address of
+        # each family from a single option.
         for name, addrs in hosts.items():
-            args.append("--host-record=%s,%s" % (name, ",".join(addrs)))
+            args += ["--host-record=%s,%s" % (name, a) for a in addrs]
         for top in sorted(tops):
             args.append("--local=/%s/" % top)
         return args

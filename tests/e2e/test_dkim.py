@@ -255,7 +255,7 @@ def test_bad_key_fails_only_its_tenant():
 
         for jid in ("broken-1", "broken-2"):
             st = wait_status(r, jid)
-            assert st["state"] == "failed", st
+            assert st["state"] == "failed" and st["error"] == "policy", st
             assert "dkim_private_key" in st["detail"] and "PEM" in st["detail"], st["detail"]
         st = wait_status(r, "ec-1")
         assert st["state"] == "failed", st

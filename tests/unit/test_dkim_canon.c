@@ -611,6 +611,15 @@ static void test_key_load(void) {
   CHECK(rq_dkim_key_load(enc, err, sizeof err) == NULL);
   CHECK(strstr(err, "passphrase") != NULL);
   free(enc);
+  bio = BIO_new(BIO_s_mem()); /* PKCS#1 with RFC 1421 encryption headers */
+  PEM_write_bio_PrivateKey_traditional(bio, rsa2048, EVP_aes_128_cbc(), (unsigned char *)"secret", 6, NULL, NULL);
+  n = BIO_get_mem_data(bio, &p);
+  enc = strndup(p, (size_t)n);
+  BIO_free(bio);
+  CHECK(strstr(enc, "Proc-Type: 4,ENCRYPTED") != NULL);
+  CHECK(rq_dkim_key_load(enc, err, sizeof err) == NULL);
+  CHECK(strstr(err, "passphrase") != NULL);
+  free(enc);
 
   /* Wrong kind or size of key. */
   EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");

@@ -242,6 +242,18 @@ static void test_problems(void) {
   free(fix);
   spf_free(t);
 
+  /* The merged all is the mildest of the records', whatever their order. */
+  static const struct rr strict[] = {
+      {'T', "example.com", "v=spf1 a ?all"},
+      {'T', "example.com", "v=spf1 mx -all"},
+      {0, NULL, NULL},
+  };
+  t = load(strict, "example.com");
+  fix = spf_suggest(t, NULL, 0, -1);
+  CHECK_STR(fix, "v=spf1 a mx -all");
+  free(fix);
+  spf_free(t);
+
   /* +all, and a bare all (same meaning). */
   static const struct rr plus[] = {{'T', "example.com", "v=spf1 mx +all"}, {0, NULL, NULL}};
   t = load(plus, "example.com");
