@@ -126,7 +126,11 @@ static void put_last_reply(struct fields *f, const struct rq_jobctx *jc) {
 }
 
 /* Re-encodes the job for P:delayed or P:dead with its bookkeeping. The
- * decoded job's own pointers are restored afterwards (it owns them). */
+ * decoded job's own pointers are restored afterwards (it owns them).
+ * with_pending: 0 none; PENDING_RETRY the recipients still to try (retry);
+ * PENDING_NOT_ACCEPTED every recipient not accepted (dead letter, so an
+ * operator's requeue resends to exactly those). */
+enum { PENDING_NONE, PENDING_RETRY, PENDING_NOT_ACCEPTED };
 static unsigned char *reencode(struct rq_jobctx *jc, int attempts, int with_pending, size_t *len) {
   struct relayq_job *j = jc->job;
   struct relayq_job saved = *j;
@@ -134,8 +138,11 @@ static unsigned char *reencode(struct rq_jobctx *jc, int attempts, int with_pend
   size_t np = 0;
   if (with_pending) {
     pend = rq_xcalloc(jc->n_rcpts + 1, sizeof *pend);
-    for (size_t i = 0; i < jc->n_rcpts; i++)
-      if (jc->rcpts[i].state == RQ_RCPT_TEMP || jc->rcpts[i].state == RQ_RCPT_TODO) pend[np++] = jc->rcpts[i].addr;
+    for (size_t i = 0; i < jc->n_rcpts; i++) {
+      enum rq_rcpt_state st = jc->rcpts[i].state;
+      if (with_pending == PENDING_NOT_ACCEPTED ? st != RQ_RCPT_ACCEPTED : (st == RQ_RCPT_TEMP || st == RQ_RCPT_TODO))
+        pend[np++] = jc->rcpts[i].addr;
+    }
     j->pending_.v = pend;
     j->pending_.n = np;
     /* Counts carried from earlier attempts exist only with a pending list. */
@@ -191,7 +198,8 @@ static void finish_final(struct rq_jobctx *jc, const char *state, const char *er
   size_t park_len = 0;
   if (strcmp(state, "sent") != 0 && strcmp(state, "partial") != 0) {
     mode = RQ_FINISH_DEAD; /* every failed job leaves its payload in P:dead */
-    park = reencode(jc, jc->attempt, 0, &park_len);
+    /* Only when someone accepted: otherwise a requeue resends to all. */
+    park = reencode(jc, jc->attempt, accepted > 0 ? PENDING_NOT_ACCEPTED : PENDING_NONE, &park_len);
   }
   rq_metrics_final(jc->eng, state, jc->route.name, jc->job->tenant, error ? error : "", now - jc->created_ms);
   if (!strcmp(state, "sent")) jc->eng->n_sent++;
@@ -226,7 +234,7 @@ static void park(struct rq_jobctx *jc, const char *state, int64_t due_ms, int co
   put(&f, "error", error ? error : "");
   put(&f, "detail", detail ? detail : "");
   size_t len = 0;
-  unsigned char *payload = reencode(jc, attempts, jc->n_rcpts > 0, &len);
+  unsigned char *payload = reencode(jc, attempts, jc->n_rcpts > 0 ? PENDING_RETRY : PENDING_NONE, &len);
   if (!payload) {
     fields_free(&f);
     fail(jc, "invalid_job", "the job could not be re-encoded for a retry");

@@ -802,7 +802,9 @@ static void attach(struct tx *tx, struct sconn *sc, int reused) {
   if (reused) {
     tx->s->stats.transactions_reused++;
     idle_remove(sc);
-    tx_begin(sc);
+    /* A connection still resetting after an aborted transaction starts
+     * this one when RSET is answered. */
+    if (sc->state == S_IDLE) tx_begin(sc);
   }
 }
 
@@ -820,6 +822,7 @@ static void open_for(struct tx *tx) {
 static void release(struct sconn *sc) {
   struct rq_smtp *s = sc->s;
   sc->state = S_IDLE;
+  idle_remove(sc); /* it may have waited there while resetting */
   if (!s->pooling || s->closing) {
     sc_close(sc, 1, s->closing ? SHUTDOWN_LINGER_MS : QUIT_LINGER_MS);
     pump(s, sc->lim);
@@ -845,7 +848,9 @@ static void release(struct sconn *sc) {
   while (s->n_idle > s->limits.max_idle) sc_close(s->idle_tail, 1, QUIT_LINGER_MS);
 }
 
-/* After an aborted transaction: RSET, then idle (RFC 5321 4.1.1.5). */
+/* After an aborted transaction: RSET, then idle (RFC 5321 4.1.1.5).
+ * Meanwhile the connection waits in the pool, so that the next
+ * transaction takes it rather than opening another. */
 static void reset(struct sconn *sc) {
   if (!sc->s->pooling || sc->s->closing) {
     sc_close(sc, 1, QUIT_LINGER_MS);
@@ -854,6 +859,7 @@ static void reset(struct sconn *sc) {
   }
   sc->state = S_RSET;
   send_line(sc, "RSET\r\n");
+  if (!sc->tx && !sc->idle) idle_push(sc);
   arm(sc, sc->reply_ms);
 }
 
@@ -865,7 +871,15 @@ static void drain(struct sconn *sc, int n) {
   }
   sc->state = S_DRAIN;
   sc->drain = n;
+  if (!sc->tx && !sc->idle) idle_push(sc);
   arm(sc, sc->reply_ms);
+}
+
+/* Still cleaning up after an aborted transaction. A transaction waiting
+ * on such a connection when it fails is not at fault: it moves to a fresh
+ * connection (on_error, on_timeout). */
+static int resetting(const struct sconn *sc) {
+  return sc->state == S_RSET || sc->state == S_DRAIN;
 }
 
 /* What happens to the connection after its transaction ended. */
@@ -1190,8 +1204,11 @@ static void on_reply(struct sconn *sc, int code, const char *raw, size_t len) {
     if (sc->state == S_BODY && sc->tx) pump_body(sc);
     return;
   case S_RSET:
-    if (is2xx(code)) release(sc);
-    else {
+    if (is2xx(code) && sc->tx) {
+      tx_begin(sc);
+    } else if (is2xx(code)) {
+      release(sc);
+    } else {
       sc_close(sc, 1, QUIT_LINGER_MS);
       pump(sc->s, sc->lim);
     }
@@ -1244,6 +1261,10 @@ static void on_timeout(struct sconn *sc) {
     pump(s, sc->lim);
     return;
   }
+  if (resetting(sc) && !tx->retried && uv_now(s->loop) < tx->deadline) {
+    retry_fresh(sc);
+    return;
+  }
   if (uv_now(s->loop) >= tx->deadline)
     tx_fail(tx, RQ_SMTP_ERR_TIMEOUT, "The transaction did not finish within its timeout (%s).",
             state_phrase(sc->state));
@@ -1257,7 +1278,7 @@ static void on_error(struct sconn *sc, int err, const char *msg) {
   struct rq_smtp *s = sc->s;
   struct tx *tx = sc->tx;
   if (tx && err == RQ_SMTP_ERR_CLOSED && tx->reused && tx->replies_on_conn == 0 && !tx->retried &&
-      sc->state == S_MAIL) {
+      (sc->state == S_MAIL || resetting(sc))) {
     retry_fresh(sc);
     return;
   }

@@ -269,7 +269,8 @@ async function main() {
   }
   // Fail fast instead of retrying forever when Redis is down.
   const redis = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 5000, lazyConnect: true });
-  redis.on("error", () => {}); // reported by the failing command below
+  let lastError = null; // the socket's own error, more telling than "Connection is closed."
+  redis.on("error", (e) => { lastError = e; });
   let watch;
   try {
     await redis.connect();
@@ -315,8 +316,16 @@ async function main() {
       console.error("invalid job: " + e.message);
       return 2;
     }
-    console.error(e.message);
-    return /not final/.test(e.message) ? 1 : e.name === "ReplyError" || /connect|ECONN/i.test(e.message) ? 3 : 2;
+    if (/not final/.test(e.message)) {
+      console.error(e.message);
+      return 1;
+    }
+    if (e.name === "ReplyError" || lastError || /connect|closed/i.test(e.message)) {
+      console.error("Redis error: " + (lastError ?? e).message);
+      return 3;
+    }
+    console.error("bad setting: " + e.message);
+    return 2;
   } finally {
     await watch?.close();
     redis.disconnect();

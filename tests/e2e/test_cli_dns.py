@@ -380,6 +380,9 @@ def test_dnsbl_refused_codes_are_errors_not_listings():
         assert r.returncode == 2, (r.stdout, r.stderr)
         assert r.stdout.startswith("ERROR refused.test: the list refused the query (127.255.255.254: "
                                    "queries through public or open resolvers are refused)"), r.stdout
+        # Not listed, but the zone's test entry says the resolver is refused.
+        r = relayq("dnsbl", "check", "192.0.2.1", "--zone", "refused.test", "--dns-server", dns.address)
+        assert r.returncode == 2 and "refuses this resolver" in r.stdout, (r.stdout, r.stderr)
         r = relayq("dnsbl", "check", "203.0.113.66", "--zone", "hijack.test", "--dns-server", dns.address)
         assert r.returncode == 2 and "not a blocklist code" in r.stdout, r.stdout
         # A listing elsewhere still wins: exit 1.

@@ -186,7 +186,7 @@ def test_dead_requeue():
 
 def test_circuit_breaker_opens_on_repeated_auth_failures():
     with RedisServer() as r, SmtpServer(auth=("user", "right"), require_auth=True) as smtp, \
-            Worker(r, platform_smtp=smtp, args=FAST + ["--mode", "onprem"]):
+            SmtpServer() as platform, Worker(r, platform_smtp=platform, args=FAST + ["--mode", "onprem"]):
         r.client.hset(r.key("tenant", "locked"), mapping={
             "gateway": "smtp", "smtp_host": "127.0.0.1", "smtp_port": str(smtp.port),
             "smtp_security": "none", "smtp_user": "user", "smtp_password": "wrong"})

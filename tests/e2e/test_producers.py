@@ -41,7 +41,7 @@ USER, PASSWORD = "billing@acme.example", "pässwörd: 'tenant' \"42\""
 SUBJECT = "Fattura n. 42 — €1.234,56"
 ATTACHMENT = b"%PDF-1.4\n" + bytes(range(256)) + b"\n%%EOF\n"
 RUN_TIMEOUT = 90
-DELAY_MS = 1500
+DELAY_MS = 2500  # long enough to read P:delayed before the job is due
 
 
 def open_sealed(value):

@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-from harness import SmtpServer  # noqa: E402
+from harness import SmtpServer, wait_for  # noqa: E402
 
 USER, PASSWORD = "tenant-user", "s3cret-Pa55word"
 # relayq's own transaction outcomes (smtp.h RQ_SMTP_ERR_MAP), by name.
@@ -30,7 +30,8 @@ TLS_ERRORS = {"tls", "tls_cert", "tls_mismatch"}
 
 class Run:
     """One run of the driver: .results (dicts, in completion order),
-    .stall_ms (longest loop stall), .elapsed, .output (all of stdout+stderr)."""
+    .stall_ms (longest loop stall), .stats (the transport's counters),
+    .rate, .elapsed, .output (all of stdout+stderr)."""
 
     def __init__(self, proc, elapsed):
         self.output = proc.stdout + proc.stderr
@@ -40,6 +41,12 @@ class Run:
         stall = [json.loads(line[len("STALL "):]) for line in proc.stdout.splitlines()
                  if line.startswith("STALL ")]
         self.stall_ms = stall[0]["max_ms"] if stall else None
+        stats = [json.loads(line[len("STATS "):]) for line in proc.stdout.splitlines()
+                 if line.startswith("STATS ")]
+        self.stats = stats[0] if stats else {}
+        rate = [json.loads(line[len("RATE "):]) for line in proc.stdout.splitlines()
+                if line.startswith("RATE ")]
+        self.rate = rate[0] if rate else {}
         if proc.returncode != 0:
             raise AssertionError("test_smtp_live failed (exit %d):\n%s" % (proc.returncode, self.output))
 
@@ -96,6 +103,193 @@ class SilentServer:
         self.sock.close()
         for c in self.conns:
             c.close()
+
+
+class ScriptedServer:
+    """A small SMTP server for what aiosmtpd cannot be made to do: advertise
+    PIPELINING (and record how commands arrived, one recv() at a time),
+    offer AUTH LOGIN only, stay silent after the final dot, drop the
+    connection in the middle of the message, or close a session after its
+    transaction (at once, or with 421 to the next command, as a server
+    whose idle timer ran out does). One thread per connection.
+
+    rcpt_reply(address) -> None (250) or a reply line. data_reply: the final
+    dot's reply. banner: the greeting line.
+    Records: .chunks [(session, bytes)], .commands [(session, line)],
+    .messages [(session, mail_from, rcpts, data)], .sessions (count),
+    .auth [(user, password)].
+    """
+
+    def __init__(self, pipelining=False, silent_dot=False, drop_after=None, close_after=None,
+                 rcpt_reply=None, data_reply="250 2.0.0 OK queued", banner="220 scripted ESMTP",
+                 auth_login=None, starttls=False):
+        self.pipelining, self.silent_dot, self.drop_after = pipelining, silent_dot, drop_after
+        self.close_after, self.rcpt_reply, self.data_reply = close_after, rcpt_reply, data_reply
+        self.banner, self.auth_login, self.starttls = banner, auth_login, starttls
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.url = "smtp://127.0.0.1:%d" % self.port
+        self.lock = threading.Lock()
+        self.chunks, self.commands, self.messages, self.auth = [], [], [], []
+        self.sessions = 0
+        self.conns = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(5)
+        self.sock.close()
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.sessions += 1
+                sid = self.sessions
+                self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c, sid), daemon=True).start()
+
+    def commands_of(self, sid=None):
+        with self.lock:
+            return [line for s, line in self.commands if sid is None or s == sid]
+
+    def _serve(self, c, sid):
+        try:
+            self._session(c, sid)
+        except OSError:
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def _session(self, c, sid):
+        c.settimeout(30)
+        c.sendall(self.banner.encode() + b"\r\n")
+        buf, data, in_data, rcpts, mail_from, done_txn = b"", b"", False, [], None, False
+        login = None
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                return
+            with self.lock:
+                self.chunks.append((sid, chunk))
+            buf += chunk
+            out = []
+            while True:
+                if in_data:
+                    data += buf
+                    buf = b""
+                    if self.drop_after is not None and len(data) >= self.drop_after:
+                        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                        return  # closed (RST) in the middle of the message
+                    end = data.find(b"\r\n.\r\n")
+                    if data.startswith(b".\r\n"):
+                        end, body = 0, b""
+                    elif end >= 0:
+                        body = data[:end + 2]
+                    else:
+                        break
+                    buf = data[end + (3 if end == 0 and data.startswith(b".\r\n") else 5):]
+                    data, in_data = b"", False
+                    lines = body.split(b"\r\n")
+                    body = b"\r\n".join(l[1:] if l.startswith(b".") else l for l in lines)
+                    with self.lock:
+                        self.messages.append((sid, mail_from, list(rcpts), body))
+                    if self.silent_dot:
+                        continue  # never answers: the client must give up on its own
+                    out.append(self.data_reply)
+                    done_txn = True
+                    if self.close_after == "eof":
+                        c.sendall("".join(l + "\r\n" for l in out).encode())
+                        return
+                    continue
+                if b"\r\n" not in buf:
+                    break
+                raw, buf = buf.split(b"\r\n", 1)
+                line = raw.decode("utf-8", "replace")
+                with self.lock:
+                    self.commands.append((sid, line))
+                if login is not None:
+                    import base64
+                    login.append(base64.b64decode(raw).decode())
+                    if len(login) == 1:
+                        out.append("334 UGFzc3dvcmQ6")
+                    else:
+                        with self.lock:
+                            self.auth.append(tuple(login))
+                        ok = tuple(login) == tuple(self.auth_login)
+                        out.append("235 2.7.0 OK" if ok else "535 5.7.8 Bad credentials")
+                        login = None
+                    continue
+                verb = line.split(" ", 1)[0].upper()
+                if done_txn and self.close_after == "421":
+                    out.append("421 4.4.2 Idle too long, closing")
+                    c.sendall("".join(l + "\r\n" for l in out).encode())
+                    return
+                if verb == "EHLO":
+                    caps = ["250-scripted", "250-8BITMIME", "250-ENHANCEDSTATUSCODES"]
+                    if self.pipelining:
+                        caps.append("250-PIPELINING")
+                    if self.auth_login:
+                        caps.append("250-AUTH LOGIN")
+                    caps.append("250 SIZE 50000000")
+                    out.extend(caps)
+                elif verb == "HELO" or verb == "NOOP":
+                    out.append("250 OK")
+                elif verb == "MAIL":
+                    mail_from, rcpts = line, []
+                    out.append("250 2.1.0 OK")
+                elif verb == "RCPT":
+                    addr = line[line.find("<") + 1:line.rfind(">")]
+                    reply = self.rcpt_reply(addr) if self.rcpt_reply else None
+                    if reply is None:
+                        rcpts.append(addr)
+                        reply = "250 2.1.5 OK"
+                    out.append(reply)
+                elif verb == "DATA":
+                    if not rcpts:
+                        out.append("554 5.5.1 No valid recipients")
+                    else:
+                        out.append("354 End data with <CR><LF>.<CR><LF>")
+                        in_data, data = True, b""
+                elif verb == "RSET":
+                    mail_from, rcpts = None, []
+                    out.append("250 2.0.0 OK")
+                elif verb == "AUTH" and self.auth_login and line.upper() == "AUTH LOGIN":
+                    login = []
+                    out.append("334 VXNlcm5hbWU6")
+                elif verb == "QUIT":
+                    out.append("221 2.0.0 Bye")
+                    c.sendall("".join(l + "\r\n" for l in out).encode())
+                    return
+                else:
+                    out.append("500 5.5.2 Unknown command")
+            if out:
+                # One write for every reply of the batch, as servers that
+                # offer PIPELINING do.
+                c.sendall("".join(l + "\r\n" for l in out).encode())
 
 
 def rcpt_codes(result):
@@ -321,6 +515,186 @@ def test_connection_refused():
     r = live("smtp://127.0.0.1:%d" % port).one
     assert r["err_name"] == "connect" and r["stage"] == "connect" and r["code"] == 0, r
     assert r["verdict"] == "temp" and r["error"] == "connect", r
+
+
+# ---- non-blocking: one slow server never holds up another ----------------------------
+
+def test_slow_server_does_not_hold_up_a_fast_one():
+    with SmtpServer(delay=2) as slow, SmtpServer() as fast:
+        run = live(slow.url, scenario="two", url2=fast.url, count_a=1, count=20)
+        slow_r = [r for r in run.results if r["target"] == "a"]
+        fast_r = [r for r in run.results if r["target"] == "b"]
+        assert len(slow_r) == 1 and len(fast_r) == 20, run.results
+        assert all(r["err"] == 0 for r in run.results), run.results
+        assert slow_r[0]["t_ms"] >= 1900, slow_r
+        # Every send to the fast server completed while the slow one was
+        # still waiting for its final reply.
+        assert max(r["t_ms"] for r in fast_r) < slow_r[0]["t_ms"] - 1000, run.results
+        assert run.results[-1]["target"] == "a", run.results
+        assert run.stall_ms < 250, run.stall_ms
+        assert fast.messages_count() == 20 and slow.messages_count() == 1
+
+
+def test_silent_final_dot_times_out_without_delaying_others():
+    with ScriptedServer(silent_dot=True) as mute, SmtpServer() as fast:
+        run = live(mute.url, scenario="two", url2=fast.url, count_a=2, count=30,
+                   response_timeout_ms=1000, timeout_ms=20000)
+        mute_r = [r for r in run.results if r["target"] == "a"]
+        fast_r = [r for r in run.results if r["target"] == "b"]
+        assert len(mute_r) == 2 and len(fast_r) == 30, run.results
+        for r in mute_r:
+            assert r["err_name"] == "timeout" and r["stage"] == "body", r
+            assert r["data_code"] == 0 and r["accepted"] == 1, r
+            assert r["verdict"] == "temp" and r["error"] == "connect", r
+            assert 900 <= r["t_ms"] < 3000, r
+        assert all(r["err"] == 0 for r in fast_r), fast_r
+        assert max(r["t_ms"] for r in fast_r) < min(r["t_ms"] for r in mute_r), run.results
+        assert run.stall_ms < 250, run.stall_ms
+        assert len(mute.messages) == 2  # it got the whole message, then said nothing
+
+
+# ---- PIPELINING --------------------------------------------------------------------------
+
+def test_pipelining_sends_the_envelope_in_one_write():
+    rcpts = ["a@example.org", "bad@example.org", "c@example.org"]
+    with ScriptedServer(pipelining=True,
+                        rcpt_reply=lambda a: "550 5.1.1 no such user" if a.startswith("bad") else None) as s:
+        run = live(s.url, security="plain", rcpts=",".join(rcpts), count=5)
+        assert [r["err"] for r in run.results] == [0] * 5, run.results
+        r = run.results[0]
+        assert rcpt_codes(r) == [250, 550, 250] and r["accepted"] == 2, r
+        assert r["rcpts"][1]["enhanced"] == "5.1.1", r
+        # MAIL, every RCPT and DATA arrived in one piece, every time.
+        with s.lock:
+            envelopes = [c for _, c in s.chunks if c.startswith(b"MAIL FROM:")]
+        assert len(envelopes) == 5, envelopes
+        for c in envelopes:
+            assert c.count(b"RCPT TO:") == 3 and c.endswith(b"DATA\r\n"), c
+        assert s.sessions == 1 and run.stats["connections_opened"] == 1, run.stats
+        assert sum(r["reused"] for r in run.results) == 4
+        assert [m[2] for m in s.messages] == [["a@example.org", "c@example.org"]] * 5
+
+
+def test_pipelining_all_rejected_keeps_the_connection():
+    with ScriptedServer(pipelining=True, rcpt_reply=lambda a: "550 5.1.1 unknown") as s:
+        run = live(s.url, security="plain", rcpts="x@example.org,y@example.org", count=3)
+        for r in run.results:
+            assert r["err_name"] == "rejected" and r["stage"] == "rcpt", r
+            assert rcpt_codes(r) == [550, 550] and r["accepted"] == 0 and r["data_code"] == 0, r
+        # The pipelined DATA got 554, the client reset, and the connection
+        # served the next transaction.
+        cmds = s.commands_of()
+        assert cmds.count("DATA") == 3 and cmds.count("RSET") == 3, cmds
+        assert s.sessions == 1 and s.messages == []
+
+
+def test_without_pipelining_one_command_at_a_time():
+    with ScriptedServer(pipelining=False) as s:
+        r = live(s.url, security="plain", rcpts="a@example.org,b@example.org").one
+        assert r["err"] == 0 and r["data_code"] == 250, r
+        with s.lock:
+            chunks = [c for _, c in s.chunks]
+        mail = [c for c in chunks if c.startswith(b"MAIL FROM:")]
+        assert mail and b"RCPT" not in mail[0], chunks
+
+
+# ---- broken connections -------------------------------------------------------------------
+
+def test_connection_dropped_mid_data_is_temporary():
+    body = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 300
+    with tempfile.NamedTemporaryFile(suffix=".eml") as f, ScriptedServer(drop_after=20000) as s:
+        f.write(body)
+        f.flush()
+        r = live(s.url, security="plain", msg_file=f.name).one
+        assert r["err_name"] == "closed" and r["stage"] == "body", r
+        assert r["data_code"] == 0 and r["accepted"] == 1, r
+        assert r["verdict"] == "temp" and r["error"] == "connect", r
+        assert s.messages == []
+
+
+def test_large_message_streams_exact_bytes_over_tls():
+    lines = [b".starts with a dot %d" % i if i % 7 == 0 else b"line %d " % i + b"y" * 900
+             for i in range(3000)]
+    body = b"Subject: large\r\n\r\n" + b"\r\n".join(lines)  # no final CRLF: one is added
+    with tempfile.NamedTemporaryFile(suffix=".eml") as f, \
+            SmtpServer(security="starttls", auth=(USER, PASSWORD)) as s:
+        f.write(body)
+        f.flush()
+        r = live(s.url, security="required", user=USER, password=PASSWORD, verify=1,
+                 cafile=s.cafile, msg_file=f.name).one
+        assert r["err"] == 0 and r["data_code"] == 250, r
+        assert s.messages()[0]["data"] == body + b"\r\n"
+
+
+def test_idle_connection_closed_by_the_server_with_421():
+    # The server closes a session at the command after each transaction
+    # (its idle timer ran out): the transaction moves to a fresh connection.
+    with ScriptedServer(close_after="421") as s:
+        run = live(s.url, security="plain", count=5)
+        assert [r["err"] for r in run.results] == [0] * 5, run.results
+        assert run.stats["retried_dead"] == 4, run.stats
+        assert s.sessions == 5 and len(s.messages) == 5
+
+
+def test_idle_connection_closed_by_the_server_with_eof():
+    # Closed right after the final reply: the next send either finds the
+    # connection gone from the pool or retries once on a fresh one.
+    with ScriptedServer(close_after="eof") as s:
+        run = live(s.url, security="plain", count=5)
+        assert [r["err"] for r in run.results] == [0] * 5, run.results
+        assert s.sessions == 5 and len(s.messages) == 5
+    with ScriptedServer(close_after="eof") as s:
+        run = live(s.url, security="plain", count=3, gap_ms=300)
+        assert [r["err"] for r in run.results] == [0] * 3, run.results
+        assert run.stats["retried_dead"] == 0, run.stats  # the pool had already dropped it
+        assert [r["reused"] for r in run.results] == [0, 0, 0], run.results
+        assert s.sessions == 3
+
+
+def test_idle_timeout_closes_pooled_connections():
+    with SmtpServer() as s:
+        run = live(s.url, count=3, gap_ms=500, idle_ms=150)
+        assert [r["err"] for r in run.results] == [0] * 3, run.results
+        assert s.connections() == 3 and [r["reused"] for r in run.results] == [0, 0, 0]
+        wait_for(lambda: s.active_connections() == 0, 5, what="QUIT of idle connections")
+    with SmtpServer() as s:
+        run = live(s.url, count=3, gap_ms=100, idle_ms=5000)
+        assert s.connections() == 1 and [r["reused"] for r in run.results] == [0, 1, 1]
+
+
+# ---- servers that are not what the route says -----------------------------------------
+
+def test_tls_to_a_plain_text_port_is_a_permanent_mismatch():
+    with SmtpServer() as s:
+        r = live("smtps://127.0.0.1:%d" % s.port).one
+        assert r["err_name"] == "tls_mismatch" and r["stage"] == "tls", r
+        assert r["verdict"] == "perm" and r["error"] == "tls", r
+
+
+def test_a_server_that_does_not_speak_smtp():
+    with ScriptedServer(banner="HTTP/1.1 400 Bad Request") as s:
+        r = live(s.url, security="plain").one
+        assert r["err_name"] == "protocol", r
+        assert r["verdict"] == "temp" and r["error"] == "provider", r
+
+
+def test_auth_login_when_plain_is_not_offered():
+    with ScriptedServer(auth_login=(USER, PASSWORD)) as s:
+        run = live(s.url, security="plain", user=USER, password=PASSWORD)
+        assert run.one["err"] == 0, run.one
+        assert s.auth == [(USER, PASSWORD)]
+        assert PASSWORD not in run.output
+        run = live(s.url, security="plain", user=USER, password="nope")
+        assert run.one["err_name"] == "auth" and run.one["code"] == 535, run.one
+
+
+def test_no_password_in_clear_text_unless_security_none():
+    with ScriptedServer(auth_login=(USER, PASSWORD)) as s:
+        r = live(s.url, security="try", user=USER, password=PASSWORD).one
+        assert r["err_name"] == "auth" and r["code"] == 0 and r["stage"] == "auth", r
+        assert r["verdict"] == "perm" and r["error"] == "auth", r
+        assert not any(c.upper().startswith("AUTH") for c in s.commands_of()), s.commands_of()
+        assert s.auth == []
 
 
 # ---- shutdown ---------------------------------------------------------------------------------
