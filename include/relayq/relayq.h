@@ -268,16 +268,24 @@ void *relayq_client_redis(struct relayq_client *c);
 const char *relayq_client_prefix(const struct relayq_client *c);
 
 /* Enqueues one job on queue (NULL: "default"): validates, encodes, and in
- * one MULTI/EXEC writes P:status:ID (state queued, tenant, created_at,
- * updated_at, attempts 0, recipients, meta.*) and LPUSHes the payload.
- * When job->not_before is in the future the job goes to P:delayed instead
- * (state deferred). When job->id is NULL a new id is made; either way the
- * id used is copied into id_out (>= 129 bytes) when id_out is not NULL. */
+ * one atomic Lua call LPUSHes the payload and writes P:status:ID (state
+ * queued, tenant, created_at, updated_at, attempts 0, recipients, meta.*)
+ * and publishes the `queued` event. When job->not_before is in the future
+ * the job goes to P:delayed instead (state deferred). When job->id is NULL
+ * a new id is made; either way the id used is copied into id_out (>= 129
+ * bytes) when id_out is not NULL.
+ * Idempotency: when a status for that id already exists (the job was
+ * enqueued before, whatever its state), nothing is pushed or written; the
+ * call returns 0 with err->code 0 and err->message saying so, so a
+ * producer's retry after a timeout never sends twice. */
 int relayq_enqueue(struct relayq_client *c, const struct relayq_job *job,
                    const char *queue, char *id_out, struct relayq_error *err);
 
-/* Enqueues n jobs pipelined (one round trip per batch). Jobs must have ids.
- * Returns 0 when all were enqueued. */
+/* Enqueues n jobs pipelined (one round trip per batch), each with the same
+ * atomic call and idempotency rule as relayq_enqueue (duplicates are
+ * skipped). Jobs must have ids. Returns 0 when every job was enqueued or
+ * skipped as a duplicate; on an error, batches already sent stay enqueued
+ * and err says which job failed. */
 int relayq_enqueue_many(struct relayq_client *c, const struct relayq_job *jobs,
                         size_t n, const char *queue, struct relayq_error *err);
 
