@@ -10,15 +10,6 @@
 
 #include "cli.h"
 
-/* Subcommands written in other files may be absent from a build: weak
- * references resolve to NULL then, and dispatch says so instead of the
- * link failing. */
-#pragma weak cmd_tenant
-#pragma weak cmd_queue
-#pragma weak cmd_dead
-#pragma weak cmd_dns
-#pragma weak cmd_dnsbl
-
 typedef int (*cmd_fn)(int argc, char **argv, struct cli_ctx *ctx);
 
 struct command {

@@ -5,12 +5,10 @@
  * and the report printers. The probes themselves run against real servers
  * in tests/e2e/test_cli_tenant.py.
  *
- * probe.c and its one CLI dependency are compiled into this test (curl's
- * UNITTEST idea: static helpers reachable from one test), since the CLI's
- * sources are not in rq_core.
+ * probe.c is compiled in (curl's UNITTEST idea) to reach its static dialogue
+ * tracer; the rest of the CLI comes from the relayq_cli library.
  */
 #include "probe.c"
-#include "cli_common.c"
 
 #include "check.h"
 

@@ -5,6 +5,7 @@
  */
 #include "check.h"
 
+/* Compiled in (curl's UNITTEST idea) to reach its static helpers. */
 #include "spf.c"
 
 /* ---- a fake DNS table ---------------------------------------------------- */
