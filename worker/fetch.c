@@ -62,6 +62,7 @@ static void on_blmove(redisAsyncContext *ac, void *r, void *priv) {
     /* The job is in inflight even if we are stopping: deliver it (or hand
      * it back) like any other. */
     struct rq_jobctx *jc = take(eng, reply->str, reply->len, qi);
+    rq_metrics_fetched(eng, 1);
     rq_delivery_start(jc);
   } else if (reply && reply->type == REDIS_REPLY_ERROR) {
     rq_logf(RQ_LOG_ERROR, "BLMOVE failed: %s", reply->str);

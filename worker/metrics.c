@@ -144,6 +144,7 @@ struct rq_metrics {
   uint64_t depth_at;
   int64_t depth[RQ_MAX_QUEUES];
   int64_t delayed, dead;
+  uint64_t blk_reconnects; /* last read from eng->blk, which shutdown closes early */
 };
 
 /* One HTTP connection. Owned by the rq_metrics list; freed in the close
@@ -350,7 +351,16 @@ static void render_process(struct rq_buf *b, const struct rq_engine *eng) {
   sample_double(b, "process_start_time_seconds", (double)eng->started_at_ms / 1000.0);
 }
 
-static void render(const struct rq_metrics *m, struct rq_buf *b) {
+/* Reconnects of both connections. The fetch connection is closed (and
+ * freed) at the start of shutdown while /metrics still answers, so its
+ * count is remembered from the last time it was open. */
+static uint64_t reconnects(struct rq_metrics *m) {
+  const struct rq_engine *eng = m->eng;
+  if (!eng->blk_closed) m->blk_reconnects = rq_rconn_reconnects(eng->blk);
+  return rq_rconn_reconnects(eng->cmd) + m->blk_reconnects;
+}
+
+static void render(struct rq_metrics *m, struct rq_buf *b) {
   const struct rq_engine *eng = m->eng;
   const struct rq_config *cfg = eng->cfg;
 
@@ -425,8 +435,7 @@ static void render(const struct rq_metrics *m, struct rq_buf *b) {
   sample_u64(b, "relayq_redis_connected", NULL, NULL, NULL, NULL, rq_engine_redis_ready(eng) ? 1 : 0);
   family(b, "relayq_redis_reconnects_total", "counter",
          "Redis connections re-established after a loss (both connections).");
-  sample_u64(b, "relayq_redis_reconnects_total", NULL, NULL, NULL, NULL,
-             rq_rconn_reconnects(eng->cmd) + rq_rconn_reconnects(eng->blk));
+  sample_u64(b, "relayq_redis_reconnects_total", NULL, NULL, NULL, NULL, reconnects(m));
 
   if (m->depth_valid) {
     family(b, "relayq_queue_depth", "gauge",
@@ -501,6 +510,7 @@ static void on_depth(redisAsyncContext *ac, void *r, void *priv) {
 static void depth_tick(uv_timer_t *t) {
   struct rq_metrics *m = t->data;
   struct rq_engine *eng = m->eng;
+  reconnects(m); /* keeps the fetch connection's count fresh */
   if (m->depth_pending) return;
   if (!rq_engine_redis_ready(eng)) {
     m->depth_valid = 0;

@@ -407,6 +407,8 @@ struct rq_smtp {
 };
 
 static void on_io(struct rq_smtp_conn *io, const struct rq_smtp_conn_event *ev);
+static void on_sweep(uv_timer_t *t);
+static struct tx *first_live(struct rq_smtp *s, struct fifo *f);
 static void acquire(struct tx *tx, int from_queue);
 static void pump(struct rq_smtp *s, struct limiter *lim);
 static void ensure_sweep(struct rq_smtp *s);
@@ -652,7 +654,19 @@ static void uncount(struct sconn *sc) {
 static void sc_close(struct sconn *sc, int graceful, uint64_t linger_ms) {
   if (sc->state == S_CLOSING) return;
   uncount(sc);
-  int quit = graceful && sc->state >= S_BANNER && sc->state != S_TLS && sc->state != S_STARTTLS_HS;
+  int quit = 0;
+  switch (sc->state) {
+  /* The server reads commands here; elsewhere a QUIT would be taken for
+   * message data or TLS records, so the connection is just closed. */
+  case S_BANNER:
+  case S_EHLO:
+  case S_HELO:
+  case S_STARTTLS:
+  case S_AUTH:
+  case S_IDLE:
+  case S_RSET: quit = graceful; break;
+  default: break;
+  }
   sc->state = S_CLOSING;
   if (quit) rq_smtp_conn_write(sc->io, "QUIT\r\n", 6, 0);
   rq_smtp_conn_close(sc->io, quit, linger_ms);
@@ -828,9 +842,9 @@ static void release(struct sconn *sc) {
     pump(s, sc->lim);
     return;
   }
-  struct fifo *f = sc->lim && sc->lim->waiters.head ? &sc->lim->waiters : s->waiters.head ? &s->waiters : NULL;
-  if (f) {
-    struct tx *tx = f->head;
+  struct tx *tx = sc->lim ? first_live(s, &sc->lim->waiters) : NULL;
+  if (!tx) tx = first_live(s, &s->waiters);
+  if (tx) {
     if (tx->pool == sc->pool && !tx->force_new) {
       fifo_remove(tx);
       attach(tx, sc, 1);
@@ -853,6 +867,7 @@ static void release(struct sconn *sc) {
  * transaction takes it rather than opening another. */
 static void reset(struct sconn *sc) {
   if (!sc->s->pooling || sc->s->closing) {
+    sc->state = S_IDLE; /* the server waits for a command: QUIT is welcome */
     sc_close(sc, 1, QUIT_LINGER_MS);
     pump(sc->s, sc->lim);
     return;
@@ -1391,17 +1406,29 @@ static void acquire(struct tx *tx, int from_queue) {
   open_for(tx);
 }
 
+/* The first waiter of f whose time has not run out. Those whose time
+ * has are left for the sweep, which calls them back (pump may not: its
+ * callers are in the middle of other work), and the sweep is made to run
+ * at once: a connection opened for them would only time out. */
+static struct tx *first_live(struct rq_smtp *s, struct fifo *f) {
+  uint64_t now = uv_now(s->loop);
+  for (struct tx *tx = f->head; tx; tx = tx->qnext) {
+    if (tx->deadline > now) return tx;
+    if (s->sweep) uv_timer_start(s->sweep, on_sweep, 0, SWEEP_MS);
+  }
+  return NULL;
+}
+
 /* Starts waiting transactions that can go now. */
 static void pump(struct rq_smtp *s, struct limiter *lim) {
   if (s->closing) return;
-  while (lim && lim->waiters.head) {
-    struct tx *tx = lim->waiters.head;
+  struct tx *tx;
+  while (lim && (tx = first_live(s, &lim->waiters))) {
     if (!(tx->pool->idle_head && !tx->force_new) && lim->open >= lim->max && !idle_of_limiter(s, lim)) break;
     fifo_remove(tx);
     acquire(tx, 1);
   }
-  while (s->waiters.head) {
-    struct tx *tx = s->waiters.head;
+  while ((tx = first_live(s, &s->waiters))) {
     if (!(tx->pool->idle_head && !tx->force_new) && s->n_open >= s->limits.max_connections && !s->idle_tail)
       break;
     fifo_remove(tx);

@@ -483,6 +483,29 @@ def test_max_connections_per_key():
         assert s.peak_connections() > 1, s.peak_connections()
 
 
+def test_global_connection_cap():
+    with SmtpServer(delay=0.1) as s:
+        run = live(s.url, count=12, concurrent=1, max_total=3)
+        assert [r["err"] for r in run.results] == [0] * 12, run.results
+        assert s.peak_connections() <= 3 and s.connections() == 3, (s.peak_connections(), s.connections())
+
+
+def test_waiting_for_a_connection_counts_against_the_timeout():
+    # One connection for the key, a server that takes 1 s per message, and
+    # 1.5 s per transaction: the first is sent, the second times out at its
+    # final dot, the third while still waiting in the queue.
+    with SmtpServer(delay=1) as s:
+        run = live(s.url, count=3, concurrent=1, max_conn=1, key="k", timeout_ms=1500,
+                   response_timeout_ms=5000)
+        by_i = {r["i"]: r for r in run.results}
+        assert by_i[0]["err"] == 0, run.results
+        assert by_i[1]["err_name"] == "timeout" and by_i[1]["stage"] == "body", run.results
+        assert by_i[2]["err_name"] == "timeout" and by_i[2]["stage"] == "connect", run.results
+        assert "free connection" in by_i[2]["errmsg"], by_i[2]
+        assert 1400 <= by_i[2]["t_ms"] < 2500, by_i[2]
+        assert s.peak_connections() == 1
+
+
 def test_silent_server_is_bounded():
     with SilentServer() as srv:
         url = "smtp://127.0.0.1:%d" % srv.port

@@ -27,6 +27,7 @@
  *   RELAYQ_TEST_SMTP_GAP_MS      sequential runs: wait this long between sends
  *   RELAYQ_TEST_SMTP_MAX_CONN    max_connections for the key
  *   RELAYQ_TEST_SMTP_IDLE_MS     idle timeout of pooled connections
+ *   RELAYQ_TEST_SMTP_MAX_TOTAL   the transport's global connection cap
  *   RELAYQ_TEST_SMTP_CONNECT_TIMEOUT_MS, _RESPONSE_TIMEOUT_MS, _TIMEOUT_MS
  *   RELAYQ_TEST_SMTP_QUIET       1: print RESULT lines only for failures
  *
@@ -323,11 +324,9 @@ static void run_live(const char *scenario) {
   uv_timer_start(&L.tick, on_tick, 5, 5);
   L.smtp = rq_smtp_new_loop(&L.loop);
   CHECK(L.smtp != NULL);
-  long idle = env_long("RELAYQ_TEST_SMTP_IDLE_MS", 0);
-  if (idle > 0) {
-    struct rq_smtp_limits lim = {.idle_timeout_ms = idle};
-    rq_smtp_set_limits(L.smtp, &lim);
-  }
+  struct rq_smtp_limits lim = {.idle_timeout_ms = env_long("RELAYQ_TEST_SMTP_IDLE_MS", 0),
+                               .max_connections = (int)env_long("RELAYQ_TEST_SMTP_MAX_TOTAL", 0)};
+  rq_smtp_set_limits(L.smtp, &lim);
   L.abort_in_cb = strcmp(scenario, "abort_in_cb") == 0;
   L.t0_ns = uv_hrtime();
 
@@ -585,8 +584,7 @@ static void test_send_validation(void) {
   CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), ==, 0);
   CHECK_INT(uv_loop_close(&loop), ==, 0);
 
-  /* The one-shot form frees at once when nothing is open, and refuses
-   * sends after close like the other. */
+  /* rq_smtp_free frees at once when nothing is open. */
   uv_loop_init(&loop);
   s = rq_smtp_new_loop(&loop);
   rq_smtp_free(s);
