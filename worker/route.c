@@ -155,7 +155,7 @@ int rq_route_resolve(const struct rq_config *cfg, const struct rq_platform *plat
     out->user = platform->user[0] ? platform->user : NULL;
     out->password = platform->password[0] ? platform->password : NULL;
     out->tls_verify = cfg->platform_tls_verify;
-    out->max_connections = 0; /* libcurl's per-host cap applies */
+    out->max_connections = 0; /* the transport's global connection cap applies */
     out->max_recipients = cfg->platform_max_recipients;
     snprintf(out->conn_key, sizeof out->conn_key, "platform");
   }

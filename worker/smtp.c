@@ -946,7 +946,10 @@ static void auth_or_ready(struct sconn *sc) {
     ready(sc);
     return;
   }
-  if (!sc->tls && p->security != RQ_SMTP_PLAIN) {
+  /* A password goes in clear text only where the operator chose that: a
+   * tenant's `none`, or the platform's own smtp:// URL ("STARTTLS when
+   * offered", CONTRACT.md). A tenant's `starttls` never falls back. */
+  if (!sc->tls && p->security != RQ_SMTP_PLAIN && p->security != RQ_SMTP_STARTTLS_TRY) {
     story_stage(&tx->st, RQ_STAGE_AUTH);
     tx_fail(tx, RQ_SMTP_ERR_AUTH,
             "The server offers no TLS, and relayq does not send a password in clear text: use "

@@ -1210,6 +1210,7 @@ struct outcome {
   char provider_id[256], message[513];
   int is_http;
   double seconds;
+  struct rq_class smtp_failure; /* the transport's classification of a failed transaction */
 };
 
 static void on_smtp(const struct rq_smtp_result *res, void *arg) {
@@ -1226,6 +1227,7 @@ static void on_smtp(const struct rq_smtp_result *res, void *arg) {
   out->accepted = res->accepted;
   out->data_code = res->data_code;
   out->seconds = res->seconds;
+  if (res->curl_code != 0) rq_smtp_classify_failure(res, &out->smtp_failure);
 }
 
 static void on_mailgun(const struct rq_mailgun_result *res, void *arg) {
@@ -1375,14 +1377,7 @@ static int report_outcome(const struct outcome *out, const char *const *rcpts, s
     printf("Result: partial: %d of %zu recipients accepted (%.2f s)\n", out->accepted, n, out->seconds);
     return cli_fail(CLI_FAIL, "the test message reached %d of %zu recipients.", out->accepted, n);
   }
-  if (out->code != 0) {
-    struct rq_reply rep = {.code = out->code};
-    snprintf(rep.enhanced, sizeof rep.enhanced, "%s", out->enhanced);
-    snprintf(rep.text, sizeof rep.text, "%s", out->reply);
-    rq_classify_smtp((enum rq_smtp_stage)out->stage, &rep, &cls);
-  } else {
-    rq_classify_transport(out->curl_code, out->curl_error, (enum rq_smtp_stage)out->stage, &cls);
-  }
+  cls = out->smtp_failure;
   char code[40] = "";
   if (out->code) snprintf(code, sizeof code, "%d%s%s ", out->code, out->enhanced[0] ? " " : "", out->enhanced);
   printf("Result: failed at %s: %s%s (%s: %s)\n", rq_stage_name((enum rq_smtp_stage)out->stage), code,

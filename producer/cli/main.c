@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <signal.h>
+
 #include "cli.h"
 
 typedef int (*cmd_fn)(int argc, char **argv, struct cli_ctx *ctx);
@@ -54,6 +56,7 @@ static const struct command *find(const char *name) {
 }
 
 int main(int argc, char **argv) {
+  signal(SIGPIPE, SIG_IGN); /* a server closing mid-write is an error to report, not a kill */
   struct cli_ctx ctx = {0};
   ctx.redis_url = getenv("RELAYQ_REDIS_URL");
   if (ctx.redis_url == NULL || ctx.redis_url[0] == '\0') ctx.redis_url = CLI_DEFAULT_URL;
