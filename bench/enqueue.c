@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <relayq/relayq.h>
@@ -65,6 +66,14 @@ static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* This process's user+system CPU seconds. */
+static double cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+         (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static void sleep_ms(long ms) {
@@ -250,7 +259,7 @@ int main(int argc, char **argv) {
     rc = 1;
     goto out;
   }
-  double t0 = now_s(), deadline = t0 + o.timeout;
+  double t0 = now_s(), deadline = t0 + o.timeout, c0 = cpu_s();
   size_t done = 0, rcpts = 0;
   while (done < o.n) {
     double t = now_s();
@@ -286,9 +295,9 @@ int main(int argc, char **argv) {
   }
   double secs = now_s() - t0;
   printf("{\"profile\":\"%s\",\"n\":%zu,\"recipients\":%zu,\"seconds\":%.6f,\"rate\":%.1f,"
-         "\"target_rate\":%.1f,\"payload_bytes\":%zu,\"batch\":%zu}\n",
+         "\"target_rate\":%.1f,\"payload_bytes\":%zu,\"batch\":%zu,\"cpu_s\":%.3f}\n",
          profile_name(o.profile), done, rcpts, secs, secs > 0 ? (double)done / secs : 0.0, o.rate,
-         payload_len, o.batch);
+         payload_len, o.batch, cpu_s() - c0);
 out:
   relayq_close(c);
   free(slots);

@@ -98,6 +98,17 @@ def proc_rchar(pid):
     return None
 
 
+def machine_cpu():
+    """Whole-machine CPU seconds from /proc/stat: busy (user, nice, system,
+    irq, softirq), idle (idle, iowait) and steal (taken by the hypervisor:
+    on a shared VM it is why figures wander from run to run)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    v += [0] * (8 - len(v))
+    return {"busy": (v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK,
+            "idle": (v[3] + v[4]) / CLK_TCK, "steal": v[7] / CLK_TCK}
+
+
 def read_pids(path, deadline):
     """Waits for run.sh to write the workers' pids (one per line)."""
     while time.time() < deadline:
@@ -190,6 +201,11 @@ def slowlog_sample(r, own, seconds=0.25, size=4096):
 
 # ---- subcommands -------------------------------------------------------------------
 
+def cmd_rcpu(a):
+    """redis-server's CPU seconds so far (INFO cpu), for run.sh's deltas."""
+    print(redis_cpu(connect(a.redis)))
+
+
 def cmd_port(a):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -221,6 +237,10 @@ def cmd_watch(a):
     ids = [x for x in a.workers.split(",") if x]
     keys = [queue_key, ring_key] + [f"{a.prefix}:inflight:{w}" for w in ids]
     cpu0 = {p: proc_cpu(p) or 0.0 for p in pids}
+    m0, t_m0 = machine_cpu(), time.time()
+    self0 = proc_cpu(os.getpid())
+    with open("/proc/loadavg") as f:
+        loadavg = f.read().split()[0]
     sink_cpu0 = proc_cpu(a.sink_pid) if a.sink_pid else None
     sink_rchar0 = proc_rchar(a.sink_pid) if a.sink_pid else None
 
@@ -267,11 +287,20 @@ def cmd_watch(a):
         die(f"the drain did not finish within {a.timeout:.0f} s")
 
     cpu = {p: (proc_cpu(p) or 0.0) - cpu0[p] for p in pids}
+    m1 = machine_cpu()
+    busy = m1["busy"] - m0["busy"]
     hwm = {p: proc_status(p, "VmHWM") for p in pids}
     rss_end = {p: proc_status(p, "VmRSS") for p in pids}
     after = commandstats(r)
     rcpu1 = redis_cpu(r)  # after the snapshot: not in it (nor is the snapshot's own INFO)
+    sink_cpu = proc_cpu(a.sink_pid) - sink_cpu0 if sink_cpu0 is not None else 0.0
+    ours = sum(cpu.values()) + (rcpu1 - rcpu0) + sink_cpu + (proc_cpu(os.getpid()) - self0)
+    wall = t_end - t_m0
     out = {
+        "machine": {"loadavg_before": float(loadavg), "wall_s": round(wall, 3),
+                    "busy_s": round(busy, 2), "steal_s": round(m1["steal"] - m0["steal"], 2),
+                    "idle_s": round(m1["idle"] - m0["idle"], 2),
+                    "other_processes_s": round(max(0.0, busy - ours), 2)},
         "t_first_fetch": t_first,
         "t_end_seen": t_end,
         "workers": ids,
@@ -282,7 +311,7 @@ def cmd_watch(a):
         "rss_samples": rss,
         "redis_pid": redis_pid,
         "redis_cpu_s": round(rcpu1 - rcpu0, 3),
-        "sink_cpu_s": round(proc_cpu(a.sink_pid) - sink_cpu0, 3) if sink_cpu0 is not None else None,
+        "sink_cpu_s": round(sink_cpu, 3) if sink_cpu0 is not None else None,
         "sink_rchar": (proc_rchar(a.sink_pid) - sink_rchar0) if sink_rchar0 is not None else None,
         "commandstats": stats_delta(before, after, own),
         "own_commands": own,
@@ -392,6 +421,10 @@ def figures(d):
          "concurrency": cfg.get("concurrency"), "n": cfg.get("n"), "commit": cfg.get("commit")}
     if enq:
         f["enqueue_rate"] = round(enq["rate"])
+        if "cpu_s" in enq and enq["n"]:
+            f["enqueue_cpu_per_1000"] = {"producer": round(enq["cpu_s"] / enq["n"] * 1000, 3)}
+            if enq.get("redis_cpu_s") is not None:
+                f["enqueue_cpu_per_1000"]["redis"] = round(enq["redis_cpu_s"] / enq["n"] * 1000, 3)
         f["payload_bytes"] = enq["payload_bytes"]
         f["recipients"] = enq["recipients"]
     if w and st:
@@ -424,8 +457,18 @@ def figures(d):
             # A script's time includes the commands it runs: sum the top level only.
             f["redis_usec_per_msg"] = round(
                 sum(v["usec"] for k, v in cs.items() if k in TOP_LEVEL_ONLY) / delivered, 1)
+            # Commands inside scripts have their own usec; what EVALSHA took
+            # beyond them is the Lua VM and argument handling.
+            inner = sum(v["usec"] for k, v in cs.items() if k not in TOP_LEVEL_ONLY)
+            ev = sum(v["usec"] for k, v in cs.items() if k in ("evalsha", "eval"))
+            f["redis_usec_split"] = {"inside_scripts": round(inner / delivered, 1),
+                                     "script_overhead": round((ev - inner) / delivered, 1)}
         if w.get("slowlog"):
-            f["redis_usec_by_script"] = {k: v["usec_mean"] for k, v in sorted(w["slowlog"]["by_kind"].items())}
+            f["redis_usec_by_script"] = {k[len("evalsha "):]: v["usec_mean"]
+                                         for k, v in sorted(w["slowlog"]["by_kind"].items())
+                                         if k.startswith("evalsha ")}
+        if w.get("machine"):
+            f["machine"] = w["machine"]
         f["backlog_latency_ms"] = st["latency_ms"]
         if w.get("rss_samples"):
             f["rss_samples"] = w["rss_samples"]
@@ -461,6 +504,7 @@ def fmt(v):
 
 ROWS = [
     ("enqueue_rate", "enqueue rate, jobs/s (C producer, pipelined)"),
+    ("enqueue_cpu_per_1000", "enqueue CPU s per 1,000 jobs"),
     ("payload_bytes", "payload per job, bytes (msgpack)"),
     ("delivered", "messages delivered (sent)"),
     ("states", "final states"),
@@ -478,12 +522,14 @@ ROWS = [
     ("redis_top_level", "  top-level, per message"),
     ("redis_in_scripts", "  inside scripts (and heartbeat), per message"),
     ("redis_usec_per_msg", "Redis time per message, us (commandstats, top-level)"),
-    ("redis_usec_by_script", "Redis time per call, us (SLOWLOG sample mid-drain)"),
+    ("redis_usec_split", "  of which: commands run by scripts / Lua + call overhead, us"),
+    ("redis_usec_by_script", "Redis time per script call, us (SLOWLOG sample; inflated, see README)"),
     ("backlog_latency_ms", "enqueue-to-accepted of the backlog run, ms (queue wait included)"),
     ("latency_rate", "paced phase: target enqueue rate, jobs/s"),
     ("latency_achieved_rate", "paced phase: achieved enqueue rate, jobs/s"),
     ("latency_ms", "paced phase: enqueue-to-accepted latency, ms"),
     ("latency_states", "paced phase: final states"),
+    ("machine", "machine during the drain (CPU s; steal = hypervisor)"),
 ]
 
 
@@ -505,8 +551,10 @@ def print_figures(f, out=sys.stdout):
     if f.get("backlog"):
         b = f["backlog"]
         print(f"  backlog: {fmt(b.get('backlog'))} jobs in Redis, --concurrency {b.get('concurrency')}, "
-              f"{b.get('seconds')} s: RSS MB first {b.get('rss_first_mb')}, max {b.get('rss_max_mb')}, "
-              f"last {b.get('rss_last_mb')}; VmHWM {b.get('vmhwm_mb')}; "
+              f"{b.get('seconds')} s: RSS MB first {b.get('rss_first_mb')}, after warm-up "
+              f"{b.get('rss_after_warmup_mb')}, max {b.get('rss_max_mb')}, "
+              f"last {b.get('rss_last_mb')} (growth after warm-up {b.get('rss_growth_after_warmup_mb')}); "
+              f"VmHWM {b.get('vmhwm_mb')}; "
               f"delivered {fmt(b.get('delivered'))} ({fmt(b.get('rate'))} msg/s)", file=out)
 
 
@@ -521,8 +569,14 @@ def cmd_backlog(a):
     """RSS flatness from a watch.json taken with --duration."""
     w = load(a.watch)
     samples = [s[1] for s in w["rss_samples"] if s[1]]
+    # After a warm-up (a tenth of the run, at least 5 s) every buffer the
+    # worker needs at this concurrency exists; growth after it is the leak
+    # or backlog-dependence the check is after.
+    warm = [s[1] for s in w["rss_samples"] if s[1] and s[0] >= max(5.0, a.seconds / 10)]
     out = {"backlog": a.backlog, "concurrency": a.concurrency, "seconds": a.seconds,
            "rss_first_mb": mb(samples[0]) if samples else None,
+           "rss_after_warmup_mb": mb(warm[0]) if warm else None,
+           "rss_growth_after_warmup_mb": mb(warm[-1] - warm[0]) if warm else None,
            "rss_max_mb": mb(max(samples)) if samples else None,
            "rss_last_mb": mb(samples[-1]) if samples else None,
            "vmhwm_mb": mb(list(w["worker_vmhwm"].values())[0]),
@@ -552,6 +606,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("port")
+    rc = sub.add_parser("rcpu")
+    rc.add_argument("--redis", required=True)
     w = sub.add_parser("watch")
     w.add_argument("--redis", required=True)
     w.add_argument("--prefix", default="relayq")
@@ -593,7 +649,7 @@ def main():
     t.add_argument("dirs", nargs="+")
     a = p.parse_args()
     {"port": cmd_port, "watch": cmd_watch, "statuses": cmd_statuses, "callgrind": cmd_callgrind,
-     "summarize": cmd_summarize, "backlog": cmd_backlog, "table": cmd_table}[a.cmd](a)
+     "summarize": cmd_summarize, "rcpu": cmd_rcpu, "backlog": cmd_backlog, "table": cmd_table}[a.cmd](a)
 
 
 if __name__ == "__main__":

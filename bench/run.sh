@@ -179,9 +179,9 @@ step() {
 
 # ---- the tools ---------------------------------------------------------------------
 ENQ="$BUILD_DIR/bench/relayq-bench-enqueue"
-if [ ! -x "$ENQ" ]; then
-  # Not built by CMake (bench/CMakeLists.txt): build it here against the
-  # static library, with the same flags as the project.
+if [ ! -x "$ENQ" ] || [ "$ROOT/bench/enqueue.c" -nt "$ENQ" ]; then
+  # Not built by CMake (bench/CMakeLists.txt), or older than its source:
+  # build it here against the static library, with the project's flags.
   ENQ="$TMP/enqueue"
   # shellcheck disable=SC2046
   cc -O2 -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 -I"$ROOT/include" \
@@ -244,6 +244,7 @@ stop_workers() {
   local i secs=${1:-35}
   for ((i = ${#WORKER_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${WORKER_PIDS[i]}" "$secs"; done
   WORKER_PIDS=()
+  rm -f "$TMP/pids" # the next watcher waits for the next workers' pids
 }
 
 # watch OUT EXPECT [watch options]: the report.py watcher, started before
@@ -274,9 +275,15 @@ finish_watch() {
   [ "$rc" -eq 0 ] || die "the drain did not complete (see the messages above)"
 }
 
-enqueue() { # enqueue OUT ID_PREFIX N [RATE]
+enqueue() { # enqueue OUT ID_PREFIX N [RATE]: adds redis-server's CPU to OUT
+  local c0 c1
+  c0=$("$PY" "$REPORT" rcpu --redis "$REDIS_URL")
   step "$ENQ" --redis "$REDIS_URL" --profile "$PROFILE" -n "$3" --id-prefix "$2" \
-    --rate "${4:-0}" --timeout "$TIMEOUT" >"$1" || die "enqueue failed"
+    --rate "${4:-0}" --timeout "$TIMEOUT" >"$1.tmp" || die "enqueue failed"
+  c1=$("$PY" "$REPORT" rcpu --redis "$REDIS_URL")
+  "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); d['redis_cpu_s']=round($c1-$c0,3); \
+json.dump(d, open(sys.argv[2],'w'))" "$1.tmp" "$1"
+  rm -f "$1.tmp"
 }
 
 json() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
@@ -320,10 +327,16 @@ throughput() {
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
-    perf report -i "$TMP/perf.data" --stdio --no-children --sort comm,dso,sym --percent-limit 0.7 \
-      2>/dev/null | grep -v '^$' | grep -v '^#' | grep '%' >"$RES/perf.txt" || true
-    say "perf: top of $RES/perf.txt"
-    head -n 40 "$RES/perf.txt" >&2
+    # Flat profiles: the share of each process, then the hottest symbols
+    # (the call graphs stay in perf.data when --out is given).
+    perf report -i "$TMP/perf.data" --stdio --no-children -g none --sort comm \
+      2>/dev/null | grep '%' >"$RES/perf-comm.txt" || true
+    perf report -i "$TMP/perf.data" --stdio --no-children -g none --sort comm,dso,sym \
+      --percent-limit 0.5 2>/dev/null | grep '%' >"$RES/perf.txt" || true
+    [ -z "$OUT" ] || cp "$TMP/perf.data" "$OUT/perf.data"
+    say "perf: CPU samples per process ($RES/perf-comm.txt), then the hottest symbols ($RES/perf.txt)"
+    cat "$RES/perf-comm.txt" >&2
+    head -n 30 "$RES/perf.txt" >&2
   fi
   step "$PY" "$REPORT" statuses --redis "$REDIS_URL" --id-prefix "b-" -n "$N" --out "$RES/statuses.json"
 
@@ -408,6 +421,7 @@ backlog() {
     --concurrency "$CONCURRENCY" --seconds "$BACKLOG_SECONDS" --delivered "${sent:-0}" --out "$RES/backlog.json"
 }
 
+case "$MODE" in callgrind) N=$((2 * CALLGRIND_N)) ;; backlog) N=$BACKLOG PROFILE=small K=1 ;; esac
 write_config
 start_redis
 start_sink

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "json_scan.h"
+
 /* ---- names --------------------------------------------------------------- */
 
 static const char *const errcat_names[] = {
@@ -911,131 +913,16 @@ void rq_classify_transport(int curl_code, const char *curl_errbuf, enum rq_smtp_
 
 /* ---- Mailgun / HTTP ---------------------------------------------------------- */
 
-static size_t skip_ws(const char *b, size_t n, size_t i) {
-  while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n')) i++;
-  return i;
-}
-
-static int hexval(int c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c = lower(c);
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-static int read_u16(const char *b, size_t n, size_t i, unsigned *out) {
-  unsigned v = 0;
-  if (i + 4 > n) return 0;
-  for (size_t k = 0; k < 4; k++) {
-    int h = hexval((unsigned char)b[i + k]);
-    if (h < 0) return 0;
-    v = v << 4 | (unsigned)h;
-  }
-  *out = v;
-  return 1;
-}
-
-/* Decodes the JSON string whose opening quote is at b[i] into dst (bounded,
- * UTF-8), and returns the index after its closing quote, or n when it does
- * not end. Invalid escapes and lone surrogates become '?'. */
-static size_t json_string(const char *b, size_t n, size_t i, char *dst, size_t cap, size_t *dlen) {
-  *dlen = 0;
-  for (i++; i < n; i++) {
-    unsigned char out[4];
-    size_t k = 1;
-    unsigned c = (unsigned char)b[i];
-    if (c == '"') return i + 1;
-    if (c == '\\' && i + 1 < n) {
-      char e = b[++i];
-      out[0] = '?';
-      switch (e) {
-      case 'n': case 'r': case 't': case 'b': case 'f': out[0] = ' '; break;
-      case '"': case '\\': case '/': out[0] = (unsigned char)e; break;
-      case 'u': {
-        unsigned u, lo;
-        if (!read_u16(b, n, i + 1, &u)) break;
-        i += 4;
-        if (u >= 0xD800 && u <= 0xDBFF && i + 6 < n && b[i + 1] == '\\' && b[i + 2] == 'u' &&
-            read_u16(b, n, i + 3, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
-          u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
-          i += 6;
-        } else if (u >= 0xD800 && u <= 0xDFFF) {
-          break;
-        }
-        if (u < 0x80) out[0] = (unsigned char)u;
-        else if (u < 0x800) out[0] = (unsigned char)(0xC0 | u >> 6), out[1] = (unsigned char)(0x80 | (u & 0x3F)), k = 2;
-        else if (u < 0x10000)
-          out[0] = (unsigned char)(0xE0 | u >> 12), out[1] = (unsigned char)(0x80 | ((u >> 6) & 0x3F)),
-          out[2] = (unsigned char)(0x80 | (u & 0x3F)), k = 3;
-        else
-          out[0] = (unsigned char)(0xF0 | u >> 18), out[1] = (unsigned char)(0x80 | ((u >> 12) & 0x3F)),
-          out[2] = (unsigned char)(0x80 | ((u >> 6) & 0x3F)), out[3] = (unsigned char)(0x80 | (u & 0x3F)), k = 4;
-        break;
-      }
-      default: break;
-      }
-    } else {
-      out[0] = (unsigned char)c;
-    }
-    if (dst && *dlen + k < cap) {
-      memcpy(dst + *dlen, out, k);
-      *dlen += k;
-    }
-  }
-  return n;
-}
-
-/* Skips one JSON value at b[i]; returns the index after it (n on error).
- * Nesting is counted, not recursed, so depth cannot exhaust the stack. */
-static size_t json_skip(const char *b, size_t n, size_t i) {
-  size_t depth = 0, dl;
-  while (i < n) {
-    char c = b[i];
-    if (c == '"') {
-      i = json_string(b, n, i, NULL, 0, &dl);
-      if (depth == 0) return i;
-      continue;
-    }
-    if (c == '{' || c == '[') depth++;
-    else if (c == '}' || c == ']') {
-      if (depth == 0) return i; /* end of the enclosing object */
-      if (--depth == 0) return i + 1;
-    } else if (depth == 0 && c == ',') {
-      return i;
-    }
-    i++;
-  }
-  return n;
-}
-
-/* Mailgun's error bodies are {"message": "..."}: find that top-level field.
- * Hand-written because the worker has no JSON library and this is the one
- * field it reads. Returns the sanitised length, 0 when absent. */
+/* Mailgun's error bodies are {"message": "..."}: that top-level member,
+ * sanitised into out. A message cut off with the body still names the
+ * problem, so its decoded start is kept. Returns the sanitised length, 0
+ * when absent. */
 static size_t json_message(const char *b, size_t n, char *out, size_t cap) {
   char raw[RQ_REPLY_TEXT_MAX];
-  size_t i = skip_ws(b, n, 0), dl;
+  int cut, len = rq_json_top_string(b, n, "message", raw, sizeof raw, &cut);
   out[0] = '\0';
-  if (i >= n || b[i] != '{') return 0;
-  i++;
-  while (i < n) {
-    char key[16];
-    size_t kl;
-    i = skip_ws(b, n, i);
-    if (i >= n || b[i] != '"') return 0;
-    i = json_string(b, n, i, key, sizeof key, &kl);
-    i = skip_ws(b, n, i);
-    if (i >= n || b[i] != ':') return 0;
-    i = skip_ws(b, n, i + 1);
-    if (i >= n) return 0;
-    if (kl == 7 && memcmp(key, "message", 7) == 0 && b[i] == '"') {
-      json_string(b, n, i, raw, sizeof raw, &dl);
-      return rq_text_sanitize(out, cap, raw, dl);
-    }
-    i = skip_ws(b, n, json_skip(b, n, i));
-    if (i >= n || b[i] != ',') return 0;
-    i++;
-  }
-  return 0;
+  if (len <= 0) return 0;
+  return rq_text_sanitize(out, cap, raw, (size_t)len);
 }
 
 /* Retry-After: delta-seconds or an HTTP-date (RFC 9110 10.2.3). */
@@ -1086,7 +973,7 @@ void rq_classify_http(long status, const char *body, size_t body_len, const char
   if (!body) body_len = 0;
   if (!json_message(body, body_len, msg, sizeof msg)) {
     /* 401 comes as plain "Forbidden": keep a short plain-text body. */
-    size_t i = skip_ws(body, body_len, 0);
+    size_t i = rq_json_skip_ws(body, body_len, 0);
     if (i < body_len && body[i] != '{' && body[i] != '<') rq_text_sanitize(msg, 100, body + i, body_len - i);
     else msg[0] = '\0';
   }

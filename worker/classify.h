@@ -127,7 +127,7 @@ size_t rq_text_sanitize(char *dst, size_t dst_size, const char *src, size_t len)
 
 /* Hints and detail bounds. A hint from the wire is capped so a hostile or
  * broken server cannot park a job for years. */
-#define RQ_CLASS_DETAIL_MAX 255
+#define RQ_CLASS_DETAIL_MAX 511
 #define RQ_RETRY_HINT_MAX_MS (24LL * 3600 * 1000)
 
 /* The outcome. Plain value. */

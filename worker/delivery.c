@@ -118,8 +118,10 @@ static void put_common(struct fields *f, struct rq_jobctx *jc, const char *state
   for (size_t i = 0; i < jc->job->n_meta; i++) put_keyed(f, "meta.", jc->job->meta[i].key, jc->job->meta[i].value);
 }
 
+/* last_code/last_enhanced/last_reply are the server's reply; a failure
+ * with no reply (connect, TLS) leaves them out and says why in detail. */
 static void put_last_reply(struct fields *f, const struct rq_jobctx *jc) {
-  if (!jc->last_code && !jc->last_reply[0]) return;
+  if (!jc->last_code) return;
   put_int(f, "last_code", jc->last_code);
   put(f, "last_enhanced", jc->last_enhanced);
   put(f, "last_reply", jc->last_reply);
@@ -286,7 +288,7 @@ static void conclude(struct rq_jobctx *jc) {
     return;
   }
   if (jc->attempt >= max_attempts(jc)) {
-    char detail[512];
+    char detail[RQ_CLASS_DETAIL_MAX + 64];
     snprintf(detail, sizeof detail, "Gave up after %d attempts. Last error: %s", jc->attempt,
              c->detail[0] ? c->detail : "temporary failure");
     /* Pending recipients are counted as rejected in the final status. */
@@ -490,7 +492,7 @@ static void send_next(struct rq_jobctx *jc) {
   int64_t open_until = 0;
   struct rq_breaker_entry *be = rq_breaker_get(jc->eng->breakers, jc->route.conn_key);
   if (!rq_breaker_allow(&be->b, relayq_now_ms(), &open_until)) {
-    char detail[512];
+    char detail[700];
     snprintf(detail, sizeof detail,
              "Not connecting to %s:%d until the cool-down ends: its last attempts failed (%s). %s",
              jc->route.host ? jc->route.host : jc->route.name, jc->route.port, rq_errcat_name(be->b.reason),
@@ -734,6 +736,10 @@ static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
     fail(jc, "policy", e->error);
     return;
   }
+  if (build_envelope(jc, err, sizeof err)) {
+    fail(jc, "invalid_job", err);
+    return;
+  }
   const char *error = NULL;
   int r = rq_route_resolve(jc->eng->cfg, &jc->eng->platform, e->t, jc->job, &jc->route, &error, err, sizeof err);
   if (r < 0) {
@@ -743,11 +749,8 @@ static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
   if (r > 0) { /* this worker can't serve it now: an attempt that failed temporarily */
     jc->last_class = (struct rq_class){.verdict = RQ_TEMP, .error = RQ_ERR_CONNECT};
     snprintf(jc->last_class.detail, sizeof jc->last_class.detail, "%s", err);
+    for (size_t i = 0; i < jc->n_rcpts; i++) jc->rcpts[i].state = RQ_RCPT_TEMP;
     conclude(jc);
-    return;
-  }
-  if (build_envelope(jc, err, sizeof err)) {
-    fail(jc, "invalid_job", err);
     return;
   }
   struct rq_sender s;

@@ -2,15 +2,15 @@
  * mailgun: one POST to Mailgun's messages.mime endpoint per call, on
  * libcurl's multi handle through curluv. See mailgun.h.
  *
- * Three parts, top to bottom: reading the answer (a bounded JSON scanner
- * for "id" and "message", the Retry-After header), checking and building
- * the request (domain, base URL, multipart form), and the transfer itself
- * (easy-handle pool, completion).
+ * Three parts, top to bottom: reading the answer ("id" and "message" through
+ * json_scan.h, the Retry-After header), checking and building the request
+ * (domain, base URL, multipart form), and the transfer itself (easy-handle
+ * pool, completion).
  *
  * Implements the client side of RFC 9110 (HTTP semantics: Retry-After,
- * 10.2.3), RFC 7578 (multipart/form-data, built by libcurl's mime API),
- * RFC 7617 (Basic authentication, done by libcurl) and reads RFC 8259
- * (JSON) strings.
+ * 10.2.3), RFC 7578 (multipart/form-data, built by libcurl's mime API) and
+ * RFC 7617 (Basic authentication, done by libcurl); json_scan reads the
+ * RFC 8259 (JSON) answer.
  *
  * Secrets: the API key is handed to libcurl (CURLOPT_PASSWORD) and nowhere
  * else: it is never copied, formatted or logged here, and CURLOPT_VERBOSE
@@ -35,6 +35,7 @@
 
 #include "classify.h"
 #include "curluv.h"
+#include "json_scan.h"
 #include "log.h"
 #include "util.h"
 
@@ -52,201 +53,23 @@
 
 /* ---- reading the answer ------------------------------------------------------- */
 
-/*
- * A JSON scanner for the two top-level string members Mailgun answers with
- * ({"id": "<...>", "message": "Queued. Thank you."}, or {"message": ...} on
- * errors). Hand-written: the machine has no JSON development library
- * (only runtime libjansson/libjson-c, no headers, and none is a project
- * dependency), and two strings from a body already capped at 64 KB do not
- * justify adding one. It reads the input once, never recurses (nesting is
- * counted), never writes past its output bounds, and gives up quietly on
- * anything that is not an object of members: the caller then has "".
- */
-
-static size_t skip_ws(const char *b, size_t n, size_t i) {
-  while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n')) i++;
-  return i;
-}
-
-static int hexval(unsigned char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/* Four hex digits at b[i] into *out; 0 when they are not there. */
-static int read_hex4(const char *b, size_t n, size_t i, unsigned *out) {
-  unsigned v = 0;
-  if (i + 4 > n) return 0;
-  for (size_t k = 0; k < 4; k++) {
-    int h = hexval((unsigned char)b[i + k]);
-    if (h < 0) return 0;
-    v = v << 4 | (unsigned)h;
-  }
-  *out = v;
-  return 1;
-}
-
-/* UTF-8 of code point u into out (4 bytes of room); returns the length. */
-static size_t utf8_put(unsigned u, unsigned char *out) {
-  if (u < 0x80) {
-    out[0] = (unsigned char)u;
-    return 1;
-  }
-  if (u < 0x800) {
-    out[0] = (unsigned char)(0xC0 | u >> 6);
-    out[1] = (unsigned char)(0x80 | (u & 0x3F));
-    return 2;
-  }
-  if (u < 0x10000) {
-    out[0] = (unsigned char)(0xE0 | u >> 12);
-    out[1] = (unsigned char)(0x80 | ((u >> 6) & 0x3F));
-    out[2] = (unsigned char)(0x80 | (u & 0x3F));
-    return 3;
-  }
-  out[0] = (unsigned char)(0xF0 | u >> 18);
-  out[1] = (unsigned char)(0x80 | ((u >> 12) & 0x3F));
-  out[2] = (unsigned char)(0x80 | ((u >> 6) & 0x3F));
-  out[3] = (unsigned char)(0x80 | (u & 0x3F));
-  return 4;
-}
-
-/* Decodes the JSON string whose opening quote is at b[i]. Writes whole
- * characters while they fit in dst[0..cap) (dst may be NULL) and stops
- * writing at the first that does not; *dlen is what was written, *need
- * what the whole string decodes to (so a caller can tell a cut). Returns
- * the index after the closing quote, or n + 1 when the string does not
- * end (the body was cut). Invalid escapes and lone surrogates decode as
- * '?'. */
-static size_t json_string(const char *b, size_t n, size_t i, char *dst, size_t cap, size_t *dlen,
-                          size_t *need) {
-  *dlen = *need = 0;
-  for (i++; i < n; i++) {
-    unsigned char out[4];
-    size_t k = 1;
-    unsigned char c = (unsigned char)b[i];
-    if (c == '"') return i + 1;
-    out[0] = c;
-    if (c == '\\') {
-      if (++i >= n) break;
-      out[0] = '?';
-      switch (b[i]) {
-      case '"': case '\\': case '/': out[0] = (unsigned char)b[i]; break;
-      case 'b': out[0] = '\b'; break;
-      case 'f': out[0] = '\f'; break;
-      case 'n': out[0] = '\n'; break;
-      case 'r': out[0] = '\r'; break;
-      case 't': out[0] = '\t'; break;
-      case 'u': {
-        unsigned u, lo;
-        if (!read_hex4(b, n, i + 1, &u)) break;
-        i += 4;
-        if (u >= 0xD800 && u <= 0xDBFF && i + 6 < n && b[i + 1] == '\\' && b[i + 2] == 'u' &&
-            read_hex4(b, n, i + 3, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
-          u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
-          i += 6;
-        } else if (u >= 0xD800 && u <= 0xDFFF) {
-          break; /* a lone surrogate is no character */
-        }
-        k = utf8_put(u, out);
-        break;
-      }
-      default: break;
-      }
-    }
-    if (dst && *dlen == *need && *dlen + k <= cap) {
-      memcpy(dst + *dlen, out, k);
-      *dlen += k;
-    }
-    *need += k;
-  }
-  return n + 1;
-}
-
-/* Skips the value at b[i] (after white space) and returns the index after
- * it, or n when the input ends first or holds no value there. */
-static size_t json_skip(const char *b, size_t n, size_t i) {
-  size_t depth = 0, dl, need, start;
-  i = start = skip_ws(b, n, i);
-  while (i < n) {
-    char c = b[i];
-    if (c == '"') {
-      i = json_string(b, n, i, NULL, 0, &dl, &need);
-      if (depth == 0) return i;
-      continue;
-    }
-    if (c == '{' || c == '[') {
-      depth++;
-    } else if (c == '}' || c == ']') {
-      /* At depth 0 this ends the enclosing object after a scalar
-       * ("1}"), or stands where a value should be ("}"). */
-      if (depth == 0) return i > start ? i : n;
-      if (--depth == 0) return i + 1;
-    } else if (depth == 0 && (c == ',' || c == ':' || c == ' ' || c == '\t' || c == '\r' || c == '\n')) {
-      return i > start ? i : n; /* the end of a number, true, false or null */
-    }
-    i++;
-  }
-  return n;
-}
-
-/* Reads the top-level string members "id" and "message" (the first of
- * each) of the object in b[0..n). The decoded bytes go to the caller's
- * buffers unsanitised, cut to their capacity; *id_len / *msg_len say how
- * many (0: absent, not a string, or not terminated). */
-static void json_fields(const char *b, size_t n, char *id, size_t id_cap, size_t *id_len, char *msg,
-                        size_t msg_cap, size_t *msg_len) {
-  int have_id = 0, have_msg = 0;
-  size_t i = skip_ws(b, n, 0);
-  *id_len = *msg_len = 0;
-  if (i >= n || b[i] != '{') return;
-  i = skip_ws(b, n, i + 1);
-  if (i < n && b[i] == '}') return;
-  while (i < n && !(have_id && have_msg)) {
-    char key[8];
-    size_t kl, need;
-    if (b[i] != '"') return;
-    i = json_string(b, n, i, key, sizeof key, &kl, &need);
-    i = skip_ws(b, n, i);
-    if (i >= n || b[i] != ':') return;
-    i = skip_ws(b, n, i + 1);
-    if (i >= n) return;
-    /* A key longer than key[] decodes as a prefix: the whole length must
-     * match too, so "identity" is not "id". */
-    int is_id = need == 2 && kl == 2 && memcmp(key, "id", 2) == 0;
-    int is_msg = need == 7 && kl == 7 && memcmp(key, "message", 7) == 0;
-    if (b[i] == '"' && is_id && !have_id) {
-      i = json_string(b, n, i, id, id_cap, id_len, &need);
-      if (i > n) *id_len = 0; /* half a string is not an id */
-      have_id = 1;
-    } else if (b[i] == '"' && is_msg && !have_msg) {
-      i = json_string(b, n, i, msg, msg_cap, msg_len, &need);
-      if (i > n) *msg_len = 0;
-      have_msg = 1;
-    } else {
-      i = json_skip(b, n, i);
-    }
-    i = skip_ws(b, n, i);
-    if (i >= n || b[i] != ',') return;
-    i = skip_ws(b, n, i + 1);
-  }
-}
-
 /* Fills res->id (2xx only) and res->message from the body. A plain-text
  * body (Mailgun's 401 is "Forbidden"; a proxy's "oops") gives its own text
  * as the message; HTML and JSON other than an object give none. */
 static void read_body(struct rq_mailgun_result *res) {
-  char raw_id[sizeof res->id], raw_msg[MESSAGE_RAW_MAX];
-  size_t id_len, msg_len;
+  char raw_id[sizeof res->id], raw_msg[MESSAGE_RAW_MAX + 1];
   const char *b = res->body;
-  size_t n = res->body_len, i = skip_ws(b, n, 0);
+  size_t n = res->body_len, i = rq_json_skip_ws(b, n, 0);
+  int len;
   res->id[0] = res->message[0] = '\0';
   if (i < n && b[i] == '{') {
-    json_fields(b, n, raw_id, sizeof raw_id - 1, &id_len, raw_msg, sizeof raw_msg, &msg_len);
-    if (res->status >= 200 && res->status < 300 && id_len > 0)
-      rq_text_sanitize(res->id, sizeof res->id, raw_id, id_len);
-    if (msg_len > 0) rq_text_sanitize(res->message, sizeof res->message, raw_msg, msg_len);
+    /* cut NULL: half a string (the body was cut) is no id, nor message. */
+    if (res->status >= 200 && res->status < 300) {
+      len = rq_json_top_string(b, n, "id", raw_id, sizeof raw_id, NULL);
+      if (len > 0) rq_text_sanitize(res->id, sizeof res->id, raw_id, (size_t)len);
+    }
+    len = rq_json_top_string(b, n, "message", raw_msg, sizeof raw_msg, NULL);
+    if (len > 0) rq_text_sanitize(res->message, sizeof res->message, raw_msg, (size_t)len);
   } else if (i < n && b[i] != '<' && b[i] != '[') {
     rq_text_sanitize(res->message, sizeof res->message, b + i, n - i);
   }

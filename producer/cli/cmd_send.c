@@ -70,7 +70,8 @@ static void send_usage(void) {
        "  --text S | --text-file F    plain-text body\n"
        "  --html S | --html-file F    HTML body\n"
        "  --raw-file F          a complete RFC 5322 message instead of the above\n"
-       "  --attach FILE         attach a file (repeatable; type from the extension)\n"
+       "  --attach FILE ...     attach files (repeatable, or several after one --attach;\n"
+       "                        type from the extension)\n"
        "  --header 'Name: v'    extra header, e.g. List-Unsubscribe (repeatable)\n"
        "  --meta KEY=VALUE      copied to the status as meta.KEY (repeatable)\n"
        "  --id ID               job id (idempotency key; default: a new id)\n"
@@ -167,8 +168,19 @@ static int split_pair(struct send *s, const char *arg, char sep, int trim, struc
 static int parse_args(int argc, char **argv, struct send *s, struct cli_ctx *ctx) {
   int opt;
   long long v;
+  /* "--attach a.pdf b.csv" (the contract's "[--attach FILE ...]") as well
+   * as repeated --attach: arguments right after an --attach's file are
+   * more files. The leading '-' makes getopt return them in order (1). */
+  int after_attach = 0;
   opterr = 0;
-  while ((opt = getopt_long(argc, argv, ":h", send_opts, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, "-:h", send_opts, NULL)) != -1) {
+    if (opt == 1) {
+      if (!after_attach)
+        return cli_fail(CLI_USAGE, "send takes no positional argument ('%s'); see 'relayq send --help'.", optarg);
+      if (vec_push(&s->attach_paths, optarg) < 0) return cli_fail(CLI_FAIL, "out of memory.");
+      continue;
+    }
+    after_attach = opt == O_ATTACH;
     if (cli_global_opt(opt, optarg, ctx)) continue;
     struct relayq_job *j = &s->job;
     int r = 0;

@@ -220,6 +220,19 @@ static int check_name_field(const char *field, const char *p, int required,
   return 0;
 }
 
+/* The count and array of a list field (headers, attachments, meta): at
+ * most max entries, and an array whenever the caller's struct says there
+ * are any. */
+static int check_list(const char *field, size_t n, const void *arr, int max,
+                      struct relayq_error *err) {
+  if (n > (size_t)max)
+    return relayq__fail(err, RELAYQ_EINVALID_JOB,
+                        "field '%s' has %zu entries, more than the limit of %d.", field, n, max);
+  if (n > 0 && arr == NULL)
+    return relayq__fail(err, RELAYQ_EINVALID_JOB, "field '%s' has entries but no array.", field);
+  return 0;
+}
+
 /* ---- headers -------------------------------------------------------------- */
 
 /* Fields the message builder writes itself; letting a job set them would
@@ -272,14 +285,10 @@ static int check_header(size_t idx, const struct relayq_kv *kv,
 }
 
 static int check_headers(const struct relayq_job *job, struct relayq_error *err) {
-  if (job->n_headers > RELAYQ_MAX_HEADERS)
-    return relayq__fail(err, RELAYQ_EINVALID_JOB,
-                        "field 'headers' has %zu entries, more than the limit of %d.",
-                        job->n_headers, RELAYQ_MAX_HEADERS);
-  if (job->n_headers > 0 && job->headers == NULL)
-    return relayq__fail(err, RELAYQ_EINVALID_JOB, "field 'headers' has entries but no array.");
+  int r = check_list("headers", job->n_headers, job->headers, RELAYQ_MAX_HEADERS, err);
+  if (r != 0) return r;
   for (size_t i = 0; i < job->n_headers; i++) {
-    int r = check_header(i + 1, &job->headers[i], err);
+    r = check_header(i + 1, &job->headers[i], err);
     if (r != 0) return r;
   }
   return 0;
@@ -307,13 +316,9 @@ static int content_type_ok(const char *ct) {
 }
 
 static int check_attachments(const struct relayq_job *job, struct relayq_error *err) {
-  if (job->n_attachments > RELAYQ_MAX_ATTACHMENTS)
-    return relayq__fail(err, RELAYQ_EINVALID_JOB,
-                        "field 'attachments' has %zu entries, more than the limit of %d.",
-                        job->n_attachments, RELAYQ_MAX_ATTACHMENTS);
-  if (job->n_attachments > 0 && job->attachments == NULL)
-    return relayq__fail(err, RELAYQ_EINVALID_JOB,
-                        "field 'attachments' has entries but no array.");
+  int r = check_list("attachments", job->n_attachments, job->attachments, RELAYQ_MAX_ATTACHMENTS,
+                     err);
+  if (r != 0) return r;
   for (size_t i = 0; i < job->n_attachments; i++) {
     const struct relayq_attachment *a = &job->attachments[i];
     if (a->filename == NULL || a->filename[0] == '\0')
@@ -340,12 +345,8 @@ static int check_attachments(const struct relayq_job *job, struct relayq_error *
 /* ---- meta ------------------------------------------------------------------- */
 
 static int check_meta(const struct relayq_job *job, struct relayq_error *err) {
-  if (job->n_meta > RELAYQ_MAX_META)
-    return relayq__fail(err, RELAYQ_EINVALID_JOB,
-                        "field 'meta' has %zu entries, more than the limit of %d.",
-                        job->n_meta, RELAYQ_MAX_META);
-  if (job->n_meta > 0 && job->meta == NULL)
-    return relayq__fail(err, RELAYQ_EINVALID_JOB, "field 'meta' has entries but no array.");
+  int r = check_list("meta", job->n_meta, job->meta, RELAYQ_MAX_META, err);
+  if (r != 0) return r;
   for (size_t i = 0; i < job->n_meta; i++) {
     const struct relayq_kv *kv = &job->meta[i];
     if (kv->key == NULL || kv->value == NULL)

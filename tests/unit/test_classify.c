@@ -690,6 +690,11 @@ static void test_http(void) {
   const char body[] = "{\"message\":\"abcdef\"}";
   rq_classify_http(400, body, 15, NULL, 0, &c); /* cut mid-string, not NUL-terminated */
   CHECK(valid_utf8_no_controls(c.detail));
+  CHECK(strstr(c.detail, "(HTTP 400: abc)") != NULL); /* a cut message still names the problem */
+  /* Not JSON before the member: the scan stops there, no message. */
+  http(400, "{\"a\":1 2,\"message\":\"guess\"}", NULL, 0, &c);
+  CHECK(strstr(c.detail, "guess") == NULL);
+  CHECK(strstr(c.detail, "(HTTP 400)") != NULL);
   size_t deep = 20000;
   char *nest = malloc(deep * 2 + 64);
   size_t n = (size_t)sprintf(nest, "{\"x\":");

@@ -623,6 +623,41 @@ static void test_encode_rejects(void) {
   k.raw_len = 0;
   CHECK_INT(relayq_job_validate(&k, &err), ==, RELAYQ_EINVALID_JOB);
   CHECK_STR(relayq_strerror(RELAYQ_EINVALID_JOB), "invalid job");
+
+  /* The list fields: their bound, and an array whenever n > 0. The count
+   * is checked before any entry is read. */
+  struct relayq_kv kv[1] = {{"X-Tag", "v"}};
+  struct relayq_attachment at[1] = {{"a.txt", NULL, (unsigned char *)"x", 1}};
+  k = j;
+  k.n_headers = 1;
+  CHECK_INT(relayq_job_validate(&k, &err), ==, RELAYQ_EINVALID_JOB);
+  CHECK_STR(err.message, "field 'headers' has entries but no array.");
+  k.headers = kv;
+  k.n_headers = RELAYQ_MAX_HEADERS + 1;
+  CHECK_INT(relayq_job_validate(&k, &err), ==, RELAYQ_EINVALID_JOB);
+  CHECK_STR(err.message, "field 'headers' has 101 entries, more than the limit of 100.");
+  k = j;
+  k.n_attachments = 1;
+  CHECK_INT(relayq_job_validate(&k, &err), ==, RELAYQ_EINVALID_JOB);
+  CHECK_STR(err.message, "field 'attachments' has entries but no array.");
+  k.attachments = at;
+  k.n_attachments = RELAYQ_MAX_ATTACHMENTS + 1;
+  CHECK_INT(relayq_job_validate(&k, &err), ==, RELAYQ_EINVALID_JOB);
+  CHECK_STR(err.message, "field 'attachments' has 101 entries, more than the limit of 100.");
+  k = j;
+  k.n_meta = 1;
+  CHECK_INT(relayq_job_validate(&k, &err), ==, RELAYQ_EINVALID_JOB);
+  CHECK_STR(err.message, "field 'meta' has entries but no array.");
+  k.meta = kv;
+  k.n_meta = RELAYQ_MAX_META + 1;
+  CHECK_INT(relayq_job_validate(&k, &err), ==, RELAYQ_EINVALID_JOB);
+  CHECK_STR(err.message, "field 'meta' has 65 entries, more than the limit of 64.");
+  k.n_meta = 1;
+  k.headers = kv;
+  k.n_headers = 1;
+  k.attachments = at;
+  k.n_attachments = 1;
+  CHECK_INT(relayq_job_validate(&k, &err), ==, 0);
 }
 
 /* ---- random round trips ---------------------------------------------------------- */
