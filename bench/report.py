@@ -468,7 +468,15 @@ def figures(d):
                                          for k, v in sorted(w["slowlog"]["by_kind"].items())
                                          if k.startswith("evalsha ")}
         if w.get("machine"):
-            f["machine"] = w["machine"]
+            m = dict(w["machine"])
+            cpus = cfg.get("host_cpus") or os.cpu_count()
+            # Share of the machine's CPU time that was not ours to use: the
+            # hypervisor's steal plus other processes. Above ~15% the run's
+            # rates say more about the neighbours than about relayq.
+            if m.get("wall_s"):
+                m["noise"] = round((m["steal_s"] + m["other_processes_s"]) / (cpus * m["wall_s"]), 2)
+                f["noise"] = m["noise"]
+            f["machine"] = m
         f["backlog_latency_ms"] = st["latency_ms"]
         if w.get("rss_samples"):
             f["rss_samples"] = w["rss_samples"]
@@ -595,7 +603,7 @@ def cmd_table(a):
         print()
     # A compact cross-run view of the headline numbers.
     head = ["profile", "k", "enqueue_rate", "drain_rate", "smtp_ceiling", "drain_fraction_of_ceiling",
-            "cpu_s_per_1000", "peak_rss_mb", "redis_cmds_per_msg_top", "redis_cmds_per_msg_total"]
+            "cpu_s_per_1000", "peak_rss_mb", "redis_cmds_per_msg_top", "redis_cmds_per_msg_total", "noise"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for f in runs:

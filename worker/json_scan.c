@@ -168,8 +168,10 @@ int rq_json_top_string(const char *body, size_t len, const char *key, char *dst,
      * length must match too, so "identity" is not "id". */
     if (body[i] == '"' && nneed == klen && nl == klen && memcmp(name, key, klen) == 0) {
       i = decode_string(body, len, i, dst, dst ? room : 0, &dl, &need);
-      if (i > len && !cut) dl = 0; /* half a string is no value */
-      if (i > len && cut) *cut = 1;
+      if (i > len) { /* the body ends inside the string */
+        if (!cut) dl = 0; /* half a string is no value */
+        else *cut = 1;
+      }
       if (dst && cap) dst[dl] = '\0';
       return i > len && !cut ? RQ_JSON_ABSENT : (int)dl;
     }
