@@ -809,14 +809,14 @@ void rq_classify_transport(int curl_code, const char *curl_errbuf, enum rq_smtp_
   case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_RESOLVE_PROXY:
     transport_detail(out, RQ_TEMP, RQ_ERR_CONNECT, "The server's name could not be resolved", eb,
-                     "check smtp_host; the relay retries in case DNS is failing.");
+                     "check the host name (smtp_host, or mailgun_base_url and mailgun_region for Mailgun); the relay retries in case DNS is failing.");
     return;
   case CURLE_COULDNT_CONNECT:
   case CURLE_INTERFACE_FAILED:
   case CURLE_NO_CONNECTION_AVAILABLE:
   case CURLE_PROXY:
     transport_detail(out, RQ_TEMP, RQ_ERR_CONNECT, "Could not connect to the server", eb,
-                     "check smtp_host and smtp_port and that the server accepts connections from the worker; the relay retries.");
+                     "check the address (smtp_host and smtp_port, or mailgun_base_url for Mailgun) and that the server accepts connections from the worker; the relay retries.");
     return;
   case CURLE_OPERATION_TIMEDOUT:
     snprintf(what, sizeof what, "The server did not answer in time %s", stage_phrase(stage));

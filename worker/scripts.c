@@ -103,7 +103,8 @@
  * Fairness between tenants: producers LPUSH onto P:queue:Q; when a backlog
  * builds up there, this script sorts it into per-tenant lists P:tq:Q:T (order kept)
  * and a ring of tenants with work, P:tring:Q, then takes jobs round-robin
- * over the ring: one tenant's backlog of 100,000 never delays another's
+ * over the ring, an equal share per turn (one call's room divided by the
+ * tenants with work, the shared queue counting as one): one tenant's backlog of 100,000 never delays another's
  * job by more than one turn. A tenant paused by its quota (P:tpause:T,
  * set by CLAIM) is skipped until the pause expires, so its backlog waits
  * in its list instead of cycling through P:delayed.
@@ -160,12 +161,14 @@ static const char FETCH[] =
   "  local skipped = 0\n"
   "  while #out < k and turns > 0 do\n"
   "    turns = turns - 1\n"
+  "    local rlen = redis.call('LLEN', rk)\n"
+  "    local share = math.max(1, math.floor((k - #out) / (rlen + 1)))\n"
   "    if not shared_empty then\n"
-  "      local m = redis.call('RPOP', qk)\n"
-  "      if m then out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 else shared_empty = true end\n"
+  "      local got = redis.call('RPOP', qk, share)\n"
+  "      if got then for _, m in ipairs(got) do out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end\n"
+  "      else shared_empty = true end\n"
   "    end\n"
   "    if #out >= k then break end\n"
-  "    local rlen = redis.call('LLEN', rk)\n"
   "    if rlen == 0 or skipped >= rlen then\n"
   "      if shared_empty then break end\n"
   "    else\n"
@@ -174,9 +177,9 @@ static const char FETCH[] =
   "        skipped = skipped + 1\n"
   "      else\n"
   "        skipped = 0\n"
-  "        local m = redis.call('RPOP', tq(qname[qi], t))\n"
-  "        if m then out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end\n"
-  "        if not m or redis.call('LLEN', tq(qname[qi], t)) == 0 then redis.call('LREM', rk, 1, t) end\n"
+  "        local got = redis.call('RPOP', tq(qname[qi], t), math.min(share, k - #out))\n"
+  "        if got then for _, m in ipairs(got) do out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end end\n"
+  "        if not got or redis.call('LLEN', tq(qname[qi], t)) == 0 then redis.call('LREM', rk, 1, t) end\n"
   "      end\n"
   "    end\n"
   "  end\n"

@@ -381,7 +381,7 @@ static int take_base_url(struct ctx *c, const char *v, char **out) {
   if (colon != NULL) {
     char port[8];
     size_t plen = alen - hlen - 1;
-    long p;
+    long p = 0;
     if (plen == 0 || plen >= sizeof port)
       return fail(c, "%s has an invalid port.", f);
     memcpy(port, colon + 1, plen);
@@ -460,7 +460,7 @@ static int parse_smtp(struct ctx *c, const char *const v[F__COUNT],
     conf->security = preset->security;
   }
   if (v[F_SMTP_PORT] != NULL) {
-    long p;
+    long p = 0;
     if (take_int(c, "smtp_port", v[F_SMTP_PORT], 1, 65535, &p) != 0) return -1;
     conf->port = (int)p;
   } else if (conf->host != NULL) {
@@ -481,7 +481,7 @@ static int parse_smtp(struct ctx *c, const char *const v[F__COUNT],
                 &conf->tls_verify) != 0)
     return -1;
   if (v[F_SMTP_MAX_CONNECTIONS] != NULL) {
-    long m;
+    long m = 0;
     if (take_int(c, "smtp_max_connections", v[F_SMTP_MAX_CONNECTIONS], 1,
                  RQ_TENANT_MAX_CONNECTIONS, &m) != 0)
       return -1;
@@ -584,7 +584,7 @@ static int parse_identity(struct ctx *c, const char *const v[F__COUNT],
 
 static int parse_limits(struct ctx *c, const char *const v[F__COUNT],
                         struct rq_tenant *t) {
-  long x;
+  long x = 0;
   if (v[F_HOURLY_QUOTA] != NULL) {
     if (take_int(c, "hourly_quota", v[F_HOURLY_QUOTA], 0, MAX_HOURLY_QUOTA,
                  &x))

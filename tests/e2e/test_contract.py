@@ -605,11 +605,8 @@ INVALID = {
     "reply_to_crlf": (lambda: _pk(job("inv-rtcrlf", reply_to="r@acme.example\r\nX: y")), "inv-rtcrlf"),
     "attachments_not_array": (lambda: _pk(job("inv-attmap", attachments={"filename": "a"})),
                               "inv-attmap"),
-    "attachment_data_str": (lambda: _pk(job("inv-attstr", attachments=[
-        {"filename": "a.txt", "content_type": "text/plain", "data": "not bin"}])), "inv-attstr"),
     "attachment_no_filename": (lambda: _pk(job("inv-attnofn", attachments=[
         {"content_type": "text/plain", "data": b"x"}])), "inv-attnofn"),
-    "raw_str": (lambda: _pk(_without(job("inv-rawstr", raw="From: a@b\r\n\r\nx"), "text")), "inv-rawstr"),
     "not_before_str": (lambda: _pk(job("inv-nbstr", not_before="1700000000000")), "inv-nbstr"),
     "expires_at_str": (lambda: _pk(job("inv-exstr", expires_at="soon")), "inv-exstr"),
     "max_attempts_str": (lambda: _pk(job("inv-mastr", max_attempts="3")), "inv-mastr"),
@@ -630,12 +627,25 @@ def _without(d, *keys):
 
 # Cases where the product deliberately differs from the contract's letter;
 # the failure message says so, for the lead to settle (contract or code).
-INVALID_NOTES = {
-    "attachment_data_str": "CONTRACT says attachments[].data is bin; docs/producers.md says "
-                           "'bin (str accepted)': amend the contract or reject str",
-    "raw_str": "CONTRACT says raw is bin; docs/producers.md says 'bin (str accepted)': amend "
-               "the contract or reject str",
-}
+INVALID_NOTES = {}
+
+
+def test_str_accepted_where_the_contract_says_bin():
+    """Decision (docs/contract.md, additions): attachments[].data and raw are
+    bin, and a msgpack str is accepted too, because some producers' msgpack
+    libraries (PHP's) cannot write bin. The bytes are sent unchanged."""
+    with RedisServer() as r, SmtpServer() as smtp, worker(r, smtp):
+        push_job(r, job("str-att", attachments=[{"filename": "a.txt", "content_type": "text/plain",
+                                                  "data": "plain text data"}]))
+        push_job(r, _without(job("str-raw", raw="From: a@acme.example\r\nSubject: r\r\n\r\nraw body\r\n"),
+                             "text"))
+        assert wait_status(r, "str-att")["state"] == "sent"
+        assert wait_status(r, "str-raw")["state"] == "sent"
+        bodies = [m["data"] for m in smtp.messages()]
+        assert any(b"raw body" in b for b in bodies)
+        msg = next(parse_message(b) for b in bodies if b"a.txt" in b)
+        att = next(msg.iter_attachments())
+        assert att.get_content().strip() == "plain text data"
 
 
 def _make_invalid_test(name, build, jid):
