@@ -225,6 +225,11 @@ def cmd_watch(a):
     deadline = time.time() + a.timeout
     queue_key = f"{a.prefix}:queue:{a.queue}"
     ring_key = f"{a.prefix}:tring:{a.queue}"
+    # Redis's latency monitor records the slowest command (event
+    # "command": one call that kept every other client waiting).
+    # (Both run before the baseline, so they are not in the delta.)
+    r.config_set("latency-monitor-threshold", 10)
+    r.execute_command("LATENCY", "RESET")
     before = commandstats(r)
     note("info")
     redis_pid = int(r.info("server")["process_id"])
@@ -292,6 +297,11 @@ def cmd_watch(a):
     hwm = {p: proc_status(p, "VmHWM") for p in pids}
     rss_end = {p: proc_status(p, "VmRSS") for p in pids}
     after = commandstats(r)
+    stalls = {}
+    for ev in r.execute_command("LATENCY", "LATEST"):
+        # [event, timestamp, latest ms, all-time max ms]
+        name = ev[0].decode() if isinstance(ev[0], bytes) else str(ev[0])
+        stalls[name] = int(ev[3])
     rcpu1 = redis_cpu(r)  # after the snapshot: not in it (nor is the snapshot's own INFO)
     sink_cpu = proc_cpu(a.sink_pid) - sink_cpu0 if sink_cpu0 is not None else 0.0
     ours = sum(cpu.values()) + (rcpu1 - rcpu0) + sink_cpu + (proc_cpu(os.getpid()) - self0)
@@ -316,6 +326,7 @@ def cmd_watch(a):
         "commandstats": stats_delta(before, after, own),
         "own_commands": own,
         "slowlog": sample,
+        "redis_stall_max_ms": stalls,
     }
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1)
@@ -386,12 +397,45 @@ def callgrind_total(path):
     die(f"no totals line in {path}")
 
 
+def annotate(path, inclusive):
+    """function -> Ir from callgrind_annotate (every function, no threshold)."""
+    import re
+    import subprocess
+    text = subprocess.run(["callgrind_annotate", f"--inclusive={'yes' if inclusive else 'no'}",
+                           "--threshold=100", path], capture_output=True, text=True).stdout
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)$", line)
+        if m and "PROGRAM TOTALS" not in line:
+            name = m.group(2)
+            # "file:function [object]" -> "function [object basename]"
+            fm = re.match(r"(?:.*?:)?([^:\s]+) \[(.*)\]$", name)
+            if fm:
+                name = f"{fm.group(1)} [{os.path.basename(fm.group(2))}]"
+            out[name] = out.get(name, 0) + int(m.group(1).replace(",", ""))
+    return out
+
+
 def cmd_callgrind(a):
     i1, i2 = callgrind_total(a.file1), callgrind_total(a.file2)
     per = (i2 - i1) / (a.n2 - a.n1)
     out = {"n1": a.n1, "ir1": i1, "n2": a.n2, "ir2": i2, "ir_per_message": round(per),
            "ir_fixed": round(i1 - per * a.n1)}
     print(json.dumps(out))
+    if a.per_function:
+        # The same difference per function: what one message costs in each,
+        # inclusive (with callees) and self.
+        with open(a.per_function, "w") as f:
+            for inclusive in (True, False):
+                f1, f2 = annotate(a.file1, inclusive), annotate(a.file2, inclusive)
+                rows = sorted(((f2.get(k, 0) - f1.get(k, 0)) / (a.n2 - a.n1), k) for k in f2)
+                rows.reverse()
+                f.write(f"# instructions per message by function, {'inclusive' if inclusive else 'self'} "
+                        f"(Ir({a.n2}) - Ir({a.n1})) / {a.n2 - a.n1}; total {round(per):,}\n")
+                for v, k in rows[:60 if inclusive else 40]:
+                    if v > 0:
+                        f.write(f"{v:>12,.0f} {100 * v / per:5.1f}%  {k}\n")
+                f.write("\n")
 
 
 def load(path, default=None):
@@ -463,6 +507,8 @@ def figures(d):
             ev = sum(v["usec"] for k, v in cs.items() if k in ("evalsha", "eval"))
             f["redis_usec_split"] = {"inside_scripts": round(inner / delivered, 1),
                                      "script_overhead": round((ev - inner) / delivered, 1)}
+        if w.get("redis_stall_max_ms") is not None:
+            f["redis_longest_command_ms"] = w["redis_stall_max_ms"].get("command", "< 10")
         if w.get("slowlog"):
             f["redis_usec_by_script"] = {k[len("evalsha "):]: v["usec_mean"]
                                          for k, v in sorted(w["slowlog"]["by_kind"].items())
@@ -532,6 +578,7 @@ ROWS = [
     ("redis_usec_per_msg", "Redis time per message, us (commandstats, top-level)"),
     ("redis_usec_split", "  of which: commands run by scripts / Lua + call overhead, us"),
     ("redis_usec_by_script", "Redis time per script call, us (SLOWLOG sample; inflated, see README)"),
+    ("redis_longest_command_ms", "longest single Redis command during the drain, ms (LATENCY LATEST)"),
     ("backlog_latency_ms", "enqueue-to-accepted of the backlog run, ms (queue wait included)"),
     ("latency_rate", "paced phase: target enqueue rate, jobs/s"),
     ("latency_achieved_rate", "paced phase: achieved enqueue rate, jobs/s"),
@@ -644,6 +691,7 @@ def main():
     c.add_argument("--n1", type=int, required=True)
     c.add_argument("--file2", required=True)
     c.add_argument("--n2", type=int, required=True)
+    c.add_argument("--per-function", help="write instructions per message by function here")
     m = sub.add_parser("summarize")
     m.add_argument("--dir", required=True)
     b = sub.add_parser("backlog")

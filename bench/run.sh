@@ -13,7 +13,7 @@
 # Usage: bench/run.sh [--profile small|large|tenants] [-n N] [-k K]
 #          [--concurrency C] [--fetch-batch B] [--log-level L]
 #          [--latency-rate R | --no-latency] [--latency-seconds S]
-#          [--no-ceiling] [--ceiling-sessions S] [--perf]
+#          [--no-ceiling] [--ceiling-sessions S] [--perf] [--no-slowlog]
 #          [--out DIR] [--timeout S]
 #        bench/run.sh --callgrind [--callgrind-n N] [...]
 #        bench/run.sh --backlog N [--backlog-seconds S] [--concurrency C]
@@ -35,7 +35,7 @@ ARGS_AS_GIVEN="$*"
 # ---- options -------------------------------------------------------------------
 PROFILE=small N="" K=1 CONCURRENCY=256 FETCH_BATCH="" LOG_LEVEL=info
 LATENCY=1 LATENCY_RATE="" LATENCY_SECONDS=10
-CEILING=1 CEILING_SESSIONS=20 PERF=0
+CEILING=1 CEILING_SESSIONS=20 PERF=0 SLOWLOG=1
 MODE=throughput CALLGRIND_N=500 BACKLOG=0 BACKLOG_SECONDS=60
 OUT="" TIMEOUT=900 TIMEOUT_SET=0
 
@@ -57,6 +57,7 @@ while [ $# -gt 0 ]; do
     --no-ceiling) CEILING=0; shift ;;
     --ceiling-sessions) need_val "$@"; CEILING_SESSIONS=$2; shift 2 ;;
     --perf) PERF=1; shift ;;
+    --no-slowlog) SLOWLOG=0; shift ;;
     --callgrind) MODE=callgrind; shift ;;
     --callgrind-n) need_val "$@"; CALLGRIND_N=$2; shift 2 ;;
     --backlog) need_val "$@"; MODE=backlog; BACKLOG=$2; shift 2 ;;
@@ -313,7 +314,9 @@ throughput() {
   local slowlog_after
   slowlog_after=$("$PY" -c "print(min(2.0, max(0.3, $N / 20000)))")
   WORKER_IDS=$(seq -s, -f 'bench-w%g' 1 "$K")
-  start_watch "$RES/watch.json" "$N" --slowlog --slowlog-after "$slowlog_after"
+  local sl=()
+  [ "$SLOWLOG" = 0 ] || sl=(--slowlog --slowlog-after "$slowlog_after")
+  start_watch "$RES/watch.json" "$N" "${sl[@]}"
   start_workers "$K"
   local perf_pid=""
   if [ "$PERF" = 1 ]; then
@@ -396,12 +399,10 @@ callgrind() {
     cg+=("$TMP/callgrind.$run.out")
   done
   "$PY" "$REPORT" callgrind --file1 "${cg[0]}" --n1 "$CALLGRIND_N" --file2 "${cg[1]}" \
-    --n2 $((2 * CALLGRIND_N)) >"$RES/callgrind.json"
-  callgrind_annotate --inclusive=no "${cg[1]}" 2>/dev/null | head -n 60 >"$RES/callgrind-self.txt" || true
-  callgrind_annotate --inclusive=yes "${cg[1]}" 2>/dev/null | head -n 80 >"$RES/callgrind-inclusive.txt" || true
-  [ -z "$OUT" ] || cp "${cg[1]}" "$OUT/callgrind.out"
-  say "callgrind: top functions by own instructions ($RES/callgrind-self.txt)"
-  sed -n '1,45p' "$RES/callgrind-self.txt" >&2
+    --n2 $((2 * CALLGRIND_N)) --per-function "$RES/callgrind-per-message.txt" >"$RES/callgrind.json"
+  [ -z "$OUT" ] || cp "${cg[0]}" "${cg[1]}" "$OUT"/
+  say "callgrind: instructions per message by function ($RES/callgrind-per-message.txt)"
+  sed -n '1,40p' "$RES/callgrind-per-message.txt" >&2
 }
 
 backlog() {
