@@ -58,7 +58,7 @@ from smtp_server import SmtpServer  # noqa: E402,F401
 __all__ = [
     "RedisServer", "SmtpServer", "MailgunFake", "Worker", "run_relayq", "wait_for",
     "push_job", "status", "wait_status", "parse_message", "free_port", "build_dir",
-    "main", "certs", "split_addresses", "ROOT",
+    "main", "certs", "split_addresses", "ROOT", "set_tenant", "smtp_tenant",
 ]
 
 FINAL_STATES = ("sent", "partial", "failed")
@@ -442,6 +442,25 @@ class Worker:
 
 
 # ---- jobs and status -----------------------------------------------------------
+
+def set_tenant(redis, tenant, route=None, **fields):
+    """Writes P:tenant:TENANT (or its route hash P:tenant:TENANT:route:ROUTE)."""
+    key = redis.key("tenant", tenant) if route is None else redis.key("tenant", tenant, "route", route)
+    redis.client.hset(key, mapping={k: str(v) for k, v in fields.items()})
+
+
+def smtp_tenant(redis, tenant, server, user, password, route=None, **extra):
+    """gateway=smtp (or a route's fields) pointing at SERVER (an SmtpServer)
+    with its security, and AUTH when user is set; extra fields win."""
+    fields = {"smtp_host": "127.0.0.1", "smtp_port": server.port, "smtp_security": server.security}
+    if route is None:
+        fields["gateway"] = "smtp"
+    if user:
+        fields["smtp_user"] = user
+        fields["smtp_password"] = password
+    fields.update(extra)
+    set_tenant(redis, tenant, route=route, **fields)
+
 
 def push_job(redis, job, queue="default"):
     """msgpack-encodes JOB (bin type for bytes) and LPUSHes it to P:queue:QUEUE.

@@ -127,23 +127,14 @@ def unseal(value, key=KEY):
     return AESGCM(key).decrypt(blob[:12], blob[12:], None).decode()
 
 
-def set_tenant(r, tenant, route=None, **fields):
-    key = r.key("tenant", tenant) if route is None else r.key("tenant", tenant, "route", route)
-    r.client.hset(key, mapping={kk: str(v) for kk, v in fields.items()})
+set_tenant = harness.set_tenant
 
 
 def smtp_tenant(r, tenant, server, user=USER, password=PASSWORD, route=None, **extra):
-    """gateway=smtp (or route fields) pointing at SERVER with its security."""
-    fields = {"smtp_host": "127.0.0.1", "smtp_port": server.port, "smtp_security": server.security}
-    if route is None:
-        fields["gateway"] = "smtp"
-    if user:
-        fields["smtp_user"] = user
-        fields["smtp_password"] = password
+    """harness.smtp_tenant, trusting the fixture's self-signed certificate."""
     if server.security != "none":
-        fields["smtp_tls_verify"] = "0"
-    fields.update(extra)
-    set_tenant(r, tenant, route=route, **fields)
+        extra.setdefault("smtp_tls_verify", "0")
+    harness.smtp_tenant(r, tenant, server, user, password, route=route, **extra)
 
 
 def worker(r, smtp=None, *args, **kw):

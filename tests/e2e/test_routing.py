@@ -42,21 +42,11 @@ def seal(plaintext, key=KEY):
     return "enc:v1:" + base64.b64encode(nonce + AESGCM(key).encrypt(nonce, plaintext.encode(), None)).decode()
 
 
-def set_tenant(r, tenant, route=None, **fields):
-    key = r.key("tenant", tenant) if route is None else r.key("tenant", tenant, "route", route)
-    r.client.hset(key, mapping={k: str(v) for k, v in fields.items()})
+set_tenant = harness.set_tenant
 
 
 def smtp_tenant(r, tenant, server, user=USER, password=PASSWORD, route=None, **extra):
-    """gateway=smtp pointing at SERVER (its security), with AUTH when user."""
-    fields = {"smtp_host": "127.0.0.1", "smtp_port": server.port, "smtp_security": server.security}
-    if route is None:
-        fields["gateway"] = "smtp"
-    if user:
-        fields["smtp_user"] = user
-        fields["smtp_password"] = password
-    fields.update(extra)
-    set_tenant(r, tenant, route=route, **fields)
+    harness.smtp_tenant(r, tenant, server, user, password, route=route, **extra)
 
 
 def job(jid, tenant, to=("rcpt@dest.example",), **kw):
