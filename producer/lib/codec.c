@@ -695,12 +695,9 @@ static int check_wire_sizes(const struct relayq_job *job, struct relayq_error *e
   return 0;
 }
 
-int relayq_job_encode(const struct relayq_job *job, unsigned char **out,
-                      size_t *out_len, struct relayq_error *err) {
-  if (out == NULL || out_len == NULL)
-    return relayq__fail(err, RELAYQ_EINVAL, "relayq_job_encode needs an output buffer.");
-  *out = NULL;
-  *out_len = 0;
+int relayq__job_encode_sb(const struct relayq_job *job, msgpack_sbuffer *sb,
+                          struct relayq_error *err) {
+  msgpack_sbuffer_clear(sb);
   int r = relayq_job_validate(job, err);
   if (r == 0) r = check_wire_sizes(job, err);
   if (r != 0) return r;
@@ -708,16 +705,28 @@ int relayq_job_encode(const struct relayq_job *job, unsigned char **out,
   struct enc count = {NULL, 0, 0};
   put_job(&count, job);
 
-  msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
   msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
   struct enc e = {&pk, 0, 0};
   if (msgpack_pack_map(&pk, count.keys) != 0) e.fail = 1;
   put_job(&e, job);
-  if (e.fail || e.keys != count.keys) {
-    msgpack_sbuffer_destroy(&sb);
+  if (e.fail || e.keys != count.keys)
     return relayq__fail(err, RELAYQ_ENOMEM, "Out of memory encoding a job.");
+  return 0;
+}
+
+int relayq_job_encode(const struct relayq_job *job, unsigned char **out,
+                      size_t *out_len, struct relayq_error *err) {
+  if (out == NULL || out_len == NULL)
+    return relayq__fail(err, RELAYQ_EINVAL, "relayq_job_encode needs an output buffer.");
+  *out = NULL;
+  *out_len = 0;
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  int r = relayq__job_encode_sb(job, &sb, err);
+  if (r != 0) {
+    msgpack_sbuffer_destroy(&sb);
+    return r;
   }
   *out_len = sb.size;
   *out = (unsigned char *)msgpack_sbuffer_release(&sb);

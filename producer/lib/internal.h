@@ -42,4 +42,10 @@ int relayq__utf8_valid(const char *p, size_t n);
  * queue names). */
 int relayq__valid_name(const char *p, size_t n);
 
+/* relayq_job_encode into a caller's buffer, cleared first and kept (the
+ * bulk enqueue reuses one for every job instead of a malloc each). */
+struct msgpack_sbuffer;
+int relayq__job_encode_sb(const struct relayq_job *job, struct msgpack_sbuffer *sb,
+                          struct relayq_error *err);
+
 #endif

@@ -436,6 +436,48 @@ static void test_refused(struct relayq_client *c) {
   CHECK_INT(relayq_enqueue(c, &j, "fine", NULL, &err), ==, 0);
   CHECK_INT(llen(c, PREFIX ":queue:fine"), ==, 1);
   CHECK_INT(relayq_enqueue(c, &j, "bad queue", NULL, &err), ==, RELAYQ_EINVAL);
+
+  /* Jobs share a script call, but each is written on its own: the one
+   * whose status key is taken by a string fails, named; the others land. */
+  freeReplyObject(cmd(c, "SET %s oops", PREFIX ":status:mix-2"));
+  struct relayq_job mix[3] = {base_job("mix-1"), base_job("mix-2"), base_job("mix-3")};
+  CHECK_INT(relayq_enqueue_many(c, mix, 3, "mixed", &err), ==, RELAYQ_EREDIS);
+  CHECK(strstr(err.message, "mix-2") != NULL);
+  CHECK(strstr(err.message, "WRONGTYPE") != NULL);
+  CHECK_INT(llen(c, PREFIX ":queue:mixed"), ==, 2);
+}
+
+/* Redis forgot the script (restart, SCRIPT FLUSH) between calls and
+ * between batches of one call: the calls refused with NOSCRIPT are sent
+ * again with the body, every job lands once and in order. */
+static void test_script_flushed(struct relayq_client *c) {
+  enum { N = 700 }; /* three script calls */
+  static char ids[N][32];
+  static struct relayq_job jobs[N];
+  for (int i = 0; i < N; i++) {
+    snprintf(ids[i], sizeof ids[i], "fl-%04d", i);
+    jobs[i] = base_job(ids[i]);
+  }
+  struct relayq_error err;
+  CHECK_INT(relayq_enqueue_many(c, jobs, 10, "flush", &err), ==, 0); /* loads the script */
+  freeReplyObject(cmd(c, "SCRIPT %s", "FLUSH"));
+  CHECK_INT(relayq_enqueue_many(c, jobs, N, "flush", &err), ==, 0);
+  CHECK_INT(llen(c, PREFIX ":queue:flush"), ==, N);
+  redisReply *r = cmd(c, "LRANGE %s 0 -1", PREFIX ":queue:flush");
+  int in_order = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == N;
+  for (size_t i = 0; in_order && i < N; i++) {
+    struct relayq_job *got = NULL;
+    const redisReply *el = r->element[N - 1 - i]; /* LPUSH: oldest on the right */
+    in_order = relayq_job_decode(el->str, el->len, 0, &got, &err) == 0 &&
+               strcmp(got->id, ids[i]) == 0;
+    relayq_job_free(got);
+  }
+  freeReplyObject(r);
+  CHECK(in_order);
+  freeReplyObject(cmd(c, "SCRIPT %s", "FLUSH"));
+  struct relayq_job one = base_job("fl-single");
+  CHECK_INT(relayq_enqueue(c, &one, "flush", NULL, &err), ==, 0);
+  CHECK_INT(llen(c, PREFIX ":queue:flush"), ==, N + 1);
 }
 
 int main(void) {
@@ -456,6 +498,7 @@ int main(void) {
       test_delayed(c);
       test_status_get(c);
       test_refused(c);
+      test_script_flushed(c);
       relayq_close(c);
     }
   }
