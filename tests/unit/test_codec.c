@@ -824,7 +824,28 @@ static void test_random_round_trips(void) {
   CHECK_INT(failures, ==, 0);
 }
 
+int relayq__utf8_valid(const char *p, size_t n); /* librelayq-internal */
+
+/* The validator skips ASCII 8 bytes at a time: a bad or multi-byte
+ * sequence must be seen at every offset, across the 8-byte steps. */
+static void test_utf8_offsets(void) {
+  for (size_t at = 0; at < 24; at++) {
+    char buf[32];
+    memset(buf, 'a', sizeof buf);
+    buf[at] = (char)0xff;
+    CHECK(!relayq__utf8_valid(buf, 24));
+    memcpy(buf + at, "\xf0\x9f\x93\xa7", 4); /* U+1F4E7, 4 bytes */
+    CHECK(relayq__utf8_valid(buf, at + 4));
+    CHECK(!relayq__utf8_valid(buf, at + 3)); /* cut short */
+    memcpy(buf + at, "\xc0\xaf", 2);         /* overlong '/' */
+    CHECK(!relayq__utf8_valid(buf, 24));
+  }
+  CHECK(relayq__utf8_valid("", 0));
+  CHECK(relayq__utf8_valid("plain ascii, longer than eight", 30));
+}
+
 int main(void) {
+  test_utf8_offsets();
   test_full_round_trip();
   test_minimal();
   test_bad_payloads();
