@@ -597,6 +597,7 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
     fail(jc, "policy", detail);
     return;
   }
+  jc->claimed = 1;
   /* Without a quota every transaction may run; with one, each needs a
    * slot (a 452 split that needs more than claimed waits for the next). */
   jc->slots = jc->tenant->t && jc->tenant->t->hourly_quota > 0 ? atoi(arg) : RELAYQ_MAX_RECIPIENTS + 1;

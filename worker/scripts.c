@@ -206,7 +206,8 @@ static const char FETCH[] =
  * {"quota", next_free_ms} when no slot is free; {"suppressed", rcpt} when an
  * auto-reply went to that recipient within the window; else {"ok", slots}. */
 static const char CLAIM[] =
-  "local st = redis.call('HGET', KEYS[1], 'state')\n"
+  "local cur = redis.call('HMGET', KEYS[1], 'state', 'created_at')\n"
+  "local st = cur[1]\n"
   "if st == 'sent' or st == 'partial' or st == 'failed' then return {'dup', st} end\n"
   "local now = tonumber(ARGV[1])\n"
   "local nr = tonumber(ARGV[8])\n"
@@ -239,7 +240,7 @@ static const char CLAIM[] =
   "end\n"
   "local first = 10 + nr\n"
   "if #ARGV >= first then redis.call('HSET', KEYS[1], unpack(ARGV, first)) end\n"
-  "redis.call('HSETNX', KEYS[1], 'created_at', ARGV[1])\n"
+  "if not cur[2] then redis.call('HSET', KEYS[1], 'created_at', ARGV[1]) end\n"
   "redis.call('PERSIST', KEYS[1])\n"
   "redis.call('PUBLISH', KEYS[2], ARGV[6])\n"
   "return {'ok', tostring(slots)}\n";
@@ -255,21 +256,27 @@ static const char CLAIM[] =
  * ARGV[3] payload to park (delay) or dead-letter (dead); "" = ARGV[2]
  * ARGV[4] delay score (ms), ARGV[5] status TTL ms (0 = keep),
  * ARGV[6] event JSON ("" = none), ARGV[7] state to count in the tenant's
- * counters ("" = none), ARGV[8..] status field/value pairs.
+ * counters ("" = none), ARGV[8] "1" when created_at may be missing (the
+ * job was not claimed: CLAIM sets it otherwise), ARGV[9..] status
+ * field/value pairs.
+ * The daily counters' 40-day TTL is set when a state's count for the day
+ * starts (HINCRBY answers 1), not on every call: every command a script
+ * runs costs Redis about a microsecond of call overhead.
  * The status is written and published before the job leaves inflight, so
  * a crash between the two leaves a job that is resent, never a lost one. */
 static const char FINISH[] =
-  "if KEYS[1] ~= '' and #ARGV >= 8 then\n"
-  "  redis.call('HSET', KEYS[1], unpack(ARGV, 8))\n"
-  "  redis.call('HSETNX', KEYS[1], 'created_at', ARGV[4])\n"
+  "if KEYS[1] ~= '' and #ARGV >= 9 then\n"
+  "  redis.call('HSET', KEYS[1], unpack(ARGV, 9))\n"
+  "  if ARGV[8] ~= '' then redis.call('HSETNX', KEYS[1], 'created_at', ARGV[4]) end\n"
   "  if tonumber(ARGV[5]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
   "  else redis.call('PERSIST', KEYS[1]) end\n"
   "end\n"
   "if ARGV[6] ~= '' then redis.call('PUBLISH', KEYS[2], ARGV[6]) end\n"
   "if ARGV[7] ~= '' and KEYS[5] ~= '' then\n"
   "  redis.call('HINCRBY', KEYS[5], ARGV[7], 1)\n"
-  "  redis.call('HINCRBY', KEYS[6], ARGV[7], 1)\n"
-  "  redis.call('PEXPIRE', KEYS[6], 3456000000)\n"
+  "  if redis.call('HINCRBY', KEYS[6], ARGV[7], 1) == 1 then\n"
+  "    redis.call('PEXPIRE', KEYS[6], 3456000000)\n"
+  "  end\n"
   "end\n"
   "local park = ARGV[3] ~= '' and ARGV[3] or ARGV[2]\n"
   "local mode = ARGV[1]\n"

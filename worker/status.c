@@ -103,7 +103,7 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
   struct rq_engine *eng = jc->eng;
   const struct rq_config *cfg = eng->cfg;
   struct rq_finish *f = rq_xcalloc(1, sizeof *f);
-  size_t argc = 3 + 6 + 7 + 2 * n_fields;
+  size_t argc = 3 + 6 + 8 + 2 * n_fields;
   f->argv = rq_xcalloc(argc, sizeof *f->argv);
   f->argvlen = rq_xcalloc(argc, sizeof *f->argvlen);
   f->owned = rq_xcalloc(10 + 2 * n_fields, sizeof *f->owned);
@@ -175,6 +175,7 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
   ARG(own(f, rq_xstrdup(ttl_s)));
   ARG(event);
   ARG(stats_key[0] ? state : "");
+  ARG(jc->claimed ? "" : "1"); /* CLAIM wrote created_at already */
   if (status_key[0]) {
     for (size_t i = 0; i < n_fields; i++) {
       if (!fields[i].key || !fields[i].key[0] || fields[i].key[0] == '_') continue;

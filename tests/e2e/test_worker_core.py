@@ -47,6 +47,8 @@ def test_single_job_envelope_headers_status():
         assert r.client.hget(r.key("stats", "acme"), "sent") == b"1"
         day = time.strftime("%Y%m%d", time.gmtime())
         assert r.client.hget(r.key("stats", "acme", day), "sent") == b"1"
+        daily_ttl = r.client.ttl(r.key("stats", "acme", day))  # set when the day's count starts
+        assert 39 * 86400 < daily_ttl <= 40 * 86400, daily_ttl
         ttl = r.client.ttl(r.key("status", "one"))
         assert 0 < ttl <= 7 * 86400, ttl
 
