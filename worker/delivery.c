@@ -78,7 +78,7 @@ static void put_keyed(struct fields *f, const char *prefix, const char *name, co
 
 static void put_int(struct fields *f, const char *key, int64_t v) {
   char tmp[32];
-  snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+  rq_fmt_i64(tmp, sizeof tmp, v);
   put(f, key, tmp);
 }
 
@@ -208,8 +208,8 @@ static void finish_final(struct rq_jobctx *jc, const char *state, const char *er
   else if (!strcmp(state, "partial")) jc->eng->n_partial++;
   else jc->eng->n_failed++;
   char code_s[16] = "", dur_s[32];
-  if (jc->last_code) snprintf(code_s, sizeof code_s, "%d", jc->last_code);
-  snprintf(dur_s, sizeof dur_s, "%lld", (long long)(now - jc->started_ms));
+  if (jc->last_code) rq_fmt_i64(code_s, sizeof code_s, jc->last_code);
+  rq_fmt_i64(dur_s, sizeof dur_s, now - jc->started_ms);
   RQ_LOG_FIELDS(strcmp(state, "sent") ? RQ_LOG_WARN : RQ_LOG_INFO, "delivery", {"job", jc->job->id},
                 {"tenant", jc->job->tenant}, {"route", jc->route.name}, {"state", state}, {"error", error},
                 {"code", code_s}, {"duration_ms", dur_s}, {"detail", detail});
@@ -246,7 +246,7 @@ static void park(struct rq_jobctx *jc, const char *state, int64_t due_ms, int co
   if (!strcmp(state, "retry")) jc->eng->n_retry++;
   else jc->eng->n_deferred++;
   char due[32];
-  snprintf(due, sizeof due, "%lld", (long long)due_ms);
+  rq_fmt_i64(due, sizeof due, due_ms);
   RQ_LOG_FIELDS(RQ_LOG_INFO, "delivery", {"job", jc->job->id}, {"tenant", jc->job->tenant},
                 {"route", jc->route.name}, {"state", state}, {"error", error}, {"next_attempt_at", due},
                 {"detail", detail});
@@ -318,8 +318,8 @@ static void publish_breaker(struct rq_jobctx *jc, const struct rq_breaker *b) {
   snprintf(f_state, sizeof f_state, "%s.state", route);
   snprintf(f_reason, sizeof f_reason, "%s.reason", route);
   snprintf(f_until, sizeof f_until, "%s.until", route);
-  snprintf(until, sizeof until, "%lld", (long long)(b->state == RQ_BREAKER_OPEN ? b->open_until : 0));
-  snprintf(now_s, sizeof now_s, "%lld", (long long)relayq_now_ms());
+  rq_fmt_i64(until, sizeof until, b->state == RQ_BREAKER_OPEN ? b->open_until : 0);
+  rq_fmt_i64(now_s, sizeof now_s, relayq_now_ms());
   const char *argv[] = {"HSET", key, f_state, rq_breaker_state_name(b->state), f_reason,
                         b->state == RQ_BREAKER_CLOSED ? "" : rq_errcat_name(b->reason), f_until, until,
                         "updated_at", now_s};
@@ -626,23 +626,23 @@ static void claim(struct rq_jobctx *jc) {
   int slots = (int)((todo + (size_t)cap - 1) / (size_t)cap);
   if (j->kind == RELAYQ_KIND_AUTO_REPLY)
     snprintf(auto_key, sizeof auto_key, "%s:autoreply:%s:", eng->cfg->prefix, j->tenant);
-  snprintf(now_s, sizeof now_s, "%lld", (long long)now);
-  snprintf(limit_s, sizeof limit_s, "%ld", limit);
-  snprintf(win_s, sizeof win_s, "%lld", (long long)eng->cfg->quota_window_s * 1000);
-  snprintf(slots_s, sizeof slots_s, "%d", slots);
+  rq_fmt_i64(now_s, sizeof now_s, now);
+  rq_fmt_i64(limit_s, sizeof limit_s, limit);
+  rq_fmt_i64(win_s, sizeof win_s, eng->cfg->quota_window_s * 1000);
+  rq_fmt_i64(slots_s, sizeof slots_s, slots);
   snprintf(member, sizeof member, "%s:%d:%lld", j->id, jc->attempt, (long long)now);
-  snprintf(arwin_s, sizeof arwin_s, "%lld", (long long)eng->cfg->auto_reply_window_s * 1000);
-  snprintf(attempts_s, sizeof attempts_s, "%d", jc->attempt);
-  snprintf(recips_s, sizeof recips_s, "%d", total_recipients(jc));
+  rq_fmt_i64(arwin_s, sizeof arwin_s, eng->cfg->auto_reply_window_s * 1000);
+  rq_fmt_i64(attempts_s, sizeof attempts_s, jc->attempt);
+  rq_fmt_i64(recips_s, sizeof recips_s, total_recipients(jc));
   size_t nr = j->kind == RELAYQ_KIND_AUTO_REPLY ? jc->n_rcpts : 0;
-  snprintf(nr_s, sizeof nr_s, "%zu", nr);
+  rq_fmt_i64(nr_s, sizeof nr_s, nr);
 
   struct rq_buf ev;
   rq_buf_init(&ev);
   rq_status_event_json(&ev, j->id, j->tenant, "sending", jc->attempt, now, jc->route.name, 0, NULL,
                        eng->cfg->worker_id);
   char upd[24];
-  snprintf(upd, sizeof upd, "%lld", (long long)now);
+  rq_fmt_i64(upd, sizeof upd, now);
   const char *fixed[] = {"EVALSHA",   eng->sha[RQ_SCRIPT_CLAIM],
                          "4",         status_key,
                          eng->events_key, quota_key,
@@ -772,7 +772,7 @@ static void invalid(struct rq_jobctx *jc, const struct relayq_error *e) {
   struct rq_status_kv kv[12];
   size_t n = 0;
   char now_s[24];
-  snprintf(now_s, sizeof now_s, "%lld", (long long)relayq_now_ms());
+  rq_fmt_i64(now_s, sizeof now_s, relayq_now_ms());
   eng->n_invalid++;
   eng->n_failed++;
   RQ_LOG_FIELDS(RQ_LOG_WARN, "invalid job dead-lettered", {"job", e->id[0] ? e->id : NULL},

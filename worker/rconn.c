@@ -36,6 +36,8 @@ struct rq_rconn {
   void *cb_arg;
   void (*closed_cb)(void *);
   void *closed_arg;
+  char *resp;      /* rq_rconn_cmd's formatting buffer, reused (see there) */
+  size_t resp_cap;
 };
 
 static void start_connect(struct rq_rconn *rc);
@@ -212,12 +214,60 @@ static void trampoline(redisAsyncContext *ac, void *reply, void *priv) {
   free(call);
 }
 
+static size_t dec(char *dst, size_t v) {
+  char t[24];
+  size_t n = 0;
+  do t[n++] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  for (size_t i = 0; i < n; i++) dst[i] = t[n - 1 - i];
+  return n;
+}
+
+/* Buffers above this are allocated for the one command (a 25 MB payload
+ * must not stay allocated for the life of the connection). */
+#define RESP_KEEP_MAX (1u << 20)
+
+/*
+ * Formats the command as RESP by hand and hands it to hiredis
+ * preformatted: redisAsyncCommandArgv builds it with sdscatfmt, a printf
+ * per argument, which was a quarter of the worker's instructions per
+ * message (bench/run.sh --callgrind). Here one pass sizes it, one writes
+ * it into a buffer the connection keeps; hiredis copies it once into its
+ * output buffer.
+ */
 int rq_rconn_cmd(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, int argc, const char **argv,
                  const size_t *argvlen) {
-  if (!rc->ready || rc->closing) return -1;
+  if (!rc->ready || rc->closing || argc <= 0) return -1;
+  size_t total = 1 + 20 + 2;
+  for (int i = 0; i < argc; i++) total += 1 + 20 + 2 + (argvlen ? argvlen[i] : strlen(argv[i])) + 2;
+  char *buf = rc->resp;
+  if (total > rc->resp_cap) {
+    if (total > RESP_KEEP_MAX) {
+      buf = rq_xmalloc(total);
+    } else {
+      free(rc->resp);
+      rc->resp_cap = total < 4096 ? 4096 : total * 2;
+      buf = rc->resp = rq_xmalloc(rc->resp_cap);
+    }
+  }
+  char *p = buf;
+  *p++ = '*';
+  p += dec(p, (size_t)argc);
+  *p++ = '\r', *p++ = '\n';
+  for (int i = 0; i < argc; i++) {
+    size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
+    *p++ = '$';
+    p += dec(p, len);
+    *p++ = '\r', *p++ = '\n';
+    memcpy(p, argv[i], len);
+    p += len;
+    *p++ = '\r', *p++ = '\n';
+  }
   struct call *call = rq_xmalloc(sizeof *call);
   *call = (struct call){rc, cb, privdata};
-  if (redisAsyncCommandArgv(rc->ac, trampoline, call, argc, argv, argvlen) != REDIS_OK) {
+  int r = redisAsyncFormattedCommand(rc->ac, trampoline, call, buf, (size_t)(p - buf));
+  if (buf != rc->resp) free(buf);
+  if (r != REDIS_OK) {
     free(call);
     return -1;
   }
@@ -257,6 +307,7 @@ static void on_handle_closed(uv_handle_t *h) {
   if (--rc->handles_open == 0) {
     void (*closed_cb)(void *) = rc->closed_cb;
     void *arg = rc->closed_arg;
+    free(rc->resp);
     free(rc);
     if (closed_cb) closed_cb(arg);
   }

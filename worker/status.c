@@ -56,7 +56,10 @@ void rq_status_event_json(struct rq_buf *b, const char *id, const char *tenant, 
   rq_json_str(b, tenant ? tenant : "");
   rq_buf_puts(b, ",\"state\":");
   rq_json_str(b, state);
-  rq_buf_printf(b, ",\"attempts\":%d,\"ts\":%lld", attempts, (long long)ts);
+  rq_buf_puts(b, ",\"attempts\":");
+  rq_buf_put_i64(b, attempts);
+  rq_buf_puts(b, ",\"ts\":");
+  rq_buf_put_i64(b, ts);
   if (route && *route) {
     rq_buf_puts(b, ",\"route\":");
     rq_json_str(b, route);
@@ -153,8 +156,8 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
     daily_key = own(f, rq_xstrdup(buf));
   }
   char score_s[24], ttl_s[24];
-  snprintf(score_s, sizeof score_s, "%lld", (long long)score);
-  snprintf(ttl_s, sizeof ttl_s, "%lld", final ? (long long)cfg->status_ttl_s * 1000 : 0LL);
+  rq_fmt_i64(score_s, sizeof score_s, score);
+  rq_fmt_i64(ttl_s, sizeof ttl_s, final ? cfg->status_ttl_s * 1000 : 0LL);
 
   size_t k = 0;
 #define ARG(s) (f->argv[k] = (s), f->argvlen[k] = strlen(f->argv[k]), k++)

@@ -108,6 +108,25 @@ void rq_buf_printf(struct rq_buf *b, const char *fmt, ...) {
   va_end(ap);
 }
 
+size_t rq_fmt_i64(char *dst, size_t cap, int64_t v) {
+  if (cap == 0) return 0;
+  char t[21];
+  size_t n = 0;
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do t[n++] = (char)('0' + u % 10);
+  while ((u /= 10) != 0);
+  if (v < 0) t[n++] = '-';
+  size_t w = n < cap - 1 ? n : cap - 1;
+  for (size_t i = 0; i < w; i++) dst[i] = t[n - 1 - i];
+  dst[w] = '\0';
+  return w;
+}
+
+void rq_buf_put_i64(struct rq_buf *b, int64_t v) {
+  char t[21];
+  rq_buf_append(b, t, rq_fmt_i64(t, sizeof t, v));
+}
+
 char *rq_buf_steal(struct rq_buf *b, size_t *len) {
   if (!b->data) rq_buf_reserve(b, 0);
   char *d = b->data;
