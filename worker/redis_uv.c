@@ -21,9 +21,15 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
   if (p->context && (events & UV_WRITABLE)) redisAsyncHandleWrite(p->context);
 }
 
+/* hiredis asks for write interest on every command it queues. libuv's
+ * uv_poll_start stops the watcher first (an epoll_ctl DEL syscall) and
+ * re-adds it at the next poll, so calling it when nothing changes cost two
+ * syscalls per Redis command (strace of a busy worker). */
 static void update(struct rq_redis_uv *p, int add, int remove) {
-  p->events = (p->events | add) & ~remove;
-  if (p->events) uv_poll_start(&p->handle, p->events, on_poll);
+  int events = (p->events | add) & ~remove;
+  if (events == p->events) return;
+  p->events = events;
+  if (events) uv_poll_start(&p->handle, events, on_poll);
   else uv_poll_stop(&p->handle);
 }
 
