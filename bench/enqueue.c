@@ -1,8 +1,8 @@
 /*
  * bench/enqueue: the benchmark's load generator. Enqueues N jobs of one
- * profile through librelayq's pipelined producer API
- * (relayq_enqueue_many: status hash + push + event per job, one round
- * trip per batch), as fast as it can or at a fixed rate, and prints one
+ * profile through librelayq's bulk producer API (relayq_enqueue_many:
+ * status hash + push + event per job, up to 256 jobs per script call, two
+ * calls in flight), as fast as it can or at a fixed rate, and prints one
  * JSON line with what it did.
  *
  * Profiles (bench/README.md):

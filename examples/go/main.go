@@ -39,7 +39,8 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// The same script as librelayq's relayq_enqueue (producer/lib/client.c).
+// The enqueue script of docs/producers.md, one job per call (librelayq's
+// producer/lib/enqueue.c runs the same steps for a batch of jobs per call).
 // KEYS: status hash, queue list (or P:delayed), events channel. ARGV: payload,
 // zset score or "" for a list push, event JSON, then the status hash's
 // field/value pairs. Returns 1, or the existing state when the id already has

@@ -55,8 +55,9 @@ __all__ = ["Producer", "Events", "JobError", "seal", "open_sealed", "new_id", "v
 FINAL_STATES = ("sent", "partial", "failed")
 NAME_RE = re.compile(r"\A[A-Za-z0-9._:@-]{1,128}\Z")
 
-# The same script as librelayq's relayq_enqueue (producer/lib/client.c), byte
-# for byte. KEYS: status hash, queue list (or P:delayed), events channel.
+# The enqueue script of docs/producers.md, one job per call (librelayq's
+# producer/lib/enqueue.c runs the same steps for a batch of jobs per call).
+# KEYS: status hash, queue list (or P:delayed), events channel.
 # ARGV: payload, zset score or "" for a list push, event JSON, then the status
 # hash's field/value pairs. Returns 1, or the existing state when the id
 # already has a status: the id is the idempotency key, so a retried request

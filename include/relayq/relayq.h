@@ -281,11 +281,14 @@ const char *relayq_client_prefix(const struct relayq_client *c);
 int relayq_enqueue(struct relayq_client *c, const struct relayq_job *job,
                    const char *queue, char *id_out, struct relayq_error *err);
 
-/* Enqueues n jobs pipelined (one round trip per batch), each with the same
+/* Enqueues n jobs in batches (up to 256 jobs, or 1 MB, per script call;
+ * two calls in flight, so encoding overlaps Redis' work), each with the same
  * atomic call and idempotency rule as relayq_enqueue (duplicates are
  * skipped). Jobs must have ids. Returns 0 when every job was enqueued or
- * skipped as a duplicate; on an error, batches already sent stay enqueued
- * and err says which job failed. */
+ * skipped as a duplicate. When Redis refuses a job (a key of the wrong
+ * type), the other jobs of its call are still enqueued, no later call is
+ * sent, and err names the first job refused; calls already sent stay
+ * enqueued. */
 int relayq_enqueue_many(struct relayq_client *c, const struct relayq_job *jobs,
                         size_t n, const char *queue, struct relayq_error *err);
 
