@@ -156,12 +156,14 @@ static void start_fetch(struct rq_engine *eng) {
   int want = room(eng);
   if (want > eng->cfg->fetch_batch) want = eng->cfg->fetch_batch;
   size_t nq = eng->cfg->n_queues;
-  const char **argv = rq_xcalloc(3 + 2 + nq + 7, sizeof *argv);
-  char numkeys[16], k_s[16], now_s[24], rr_s[16], sort_s[16], keep_s[16];
+  const char **argv = rq_xcalloc(3 + 2 + nq + 8, sizeof *argv);
+  char numkeys[16], k_s[16], now_s[24], rr_s[16], sort_s[16], keep_s[16], sort_bytes_s[24];
   snprintf(keep_s, sizeof keep_s, "%d", 4 * eng->cfg->fetch_batch);
   /* Sort many more than we take, so a tenant's job is reached quickly even
    * behind a long backlog of another's. */
   snprintf(sort_s, sizeof sort_s, "%d", 1000);
+  /* ... but bounded in bytes: a script blocks Redis for everyone. */
+  snprintf(sort_bytes_s, sizeof sort_bytes_s, "%d", 4 << 20);
   snprintf(numkeys, sizeof numkeys, "%zu", 2 + nq);
   snprintf(k_s, sizeof k_s, "%d", want);
   snprintf(now_s, sizeof now_s, "%lld", (long long)relayq_now_ms());
@@ -180,6 +182,7 @@ static void start_fetch(struct rq_engine *eng) {
   argv[k++] = rr_s;
   argv[k++] = sort_s;
   argv[k++] = keep_s;
+  argv[k++] = sort_bytes_s;
   eng->fetch_pending = 1;
   if (rq_rconn_cmd(eng->cmd, on_fetch, eng, (int)k, argv, NULL)) {
     eng->fetch_pending = 0;

@@ -115,7 +115,9 @@
  * ARGV[5] index (0-based) of the queue to start with (round robin),
  * ARGV[6] most payloads to sort per queue in this call, ARGV[7] queue depth
  * below which nothing is sorted (small queues stay plain FIFO lists; the
- * shared queue is itself one turn of the round robin).
+ * shared queue is itself one turn of the round robin), ARGV[8] most payload
+ * bytes to sort per queue in this call (taken 32 at a time): 1000 jobs of
+ * 150 KB each kept Redis busy in one call for over 5 s.
  * Promotes up to 1000 due delayed jobs to the FRONT of their tenant's list
  * (they were due already; a quota-deferred backlog keeps its order).
  * Returns { {payload...}, {queue index (1-based)...}, next due score or false }. */
@@ -146,9 +148,12 @@ static const char FETCH[] =
   "  local qk = KEYS[3 + qi]\n"
   "  qname[qi] = ssub(qk, plen)\n"
   "  local backlog = redis.call('LLEN', qk) - tonumber(ARGV[7])\n"
-  "  if backlog > 0 then\n"
-  "    local got = redis.call('RPOP', qk, math.min(backlog, tonumber(ARGV[6])))\n"
-  "    if got then for _, m in ipairs(got) do place(qname[qi], m, false) end end\n"
+  "  local todo, bytes = math.min(backlog, tonumber(ARGV[6])), 0\n"
+  "  while todo > 0 and bytes < tonumber(ARGV[8]) do\n"
+  "    local got = redis.call('RPOP', qk, math.min(todo, 32))\n"
+  "    if not got then break end\n"
+  "    todo = todo - #got\n"
+  "    for _, m in ipairs(got) do bytes = bytes + #m; place(qname[qi], m, false) end\n"
   "  end\n"
   "end\n"
   "local out, qidx = {}, {}\n"

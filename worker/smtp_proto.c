@@ -1,6 +1,7 @@
 /* smtp_proto: pure SMTP client helpers. See smtp_proto.h. */
 #include "smtp_proto.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -209,7 +210,14 @@ int rq_smtp_stuffer_done(const struct rq_smtp_stuffer *st) {
 /* ---- commands ------------------------------------------------------------------- */
 
 int rq_smtp_has_8bit(const char *p, size_t n) {
-  for (size_t i = 0; i < n; i++)
+  size_t i = 0;
+  /* 8 bytes at a time: this scans every message, and gcc does not
+   * vectorise a loop that can exit early (memcpy: no unaligned loads). */
+  for (uint64_t w; i + 8 <= n; i += 8) {
+    memcpy(&w, p + i, 8);
+    if (w & 0x8080808080808080ull) return 1;
+  }
+  for (; i < n; i++)
     if ((unsigned char)p[i] >= 0x80) return 1;
   return 0;
 }
@@ -219,7 +227,10 @@ void rq_smtp_cmd_mail(struct rq_buf *b, const char *from, const char *const *rcp
   rq_buf_puts(b, "MAIL FROM:<");
   rq_buf_puts(b, from);
   rq_buf_putc(b, '>');
-  if (caps->size) rq_buf_printf(b, " SIZE=%zu", len);
+  if (caps->size) {
+    rq_buf_puts(b, " SIZE=");
+    rq_buf_put_i64(b, (int64_t)len);
+  }
   if (caps->eightbitmime && rq_smtp_has_8bit(msg, len)) rq_buf_puts(b, " BODY=8BITMIME");
   if (caps->smtputf8) {
     int utf8 = rq_smtp_has_8bit(from, strlen(from));

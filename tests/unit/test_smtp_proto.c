@@ -291,6 +291,14 @@ static void test_validation(void) {
   CHECK_INT(rq_smtp_host_ok(""), ==, 0);
   CHECK_INT(rq_smtp_has_8bit("abc", 3), ==, 0);
   CHECK_INT(rq_smtp_has_8bit("ab\x80", 3), ==, 1);
+  for (size_t at = 0; at < 20; at++) { /* every offset, across the 8-byte steps */
+    char buf[20];
+    memset(buf, 'a', sizeof buf);
+    CHECK_INT(rq_smtp_has_8bit(buf, sizeof buf), ==, 0);
+    buf[at] = (char)0xc3;
+    CHECK_INT(rq_smtp_has_8bit(buf, sizeof buf), ==, 1);
+    CHECK_INT(rq_smtp_has_8bit(buf, at), ==, 0);
+  }
 }
 
 int main(void) {
