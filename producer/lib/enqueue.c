@@ -38,6 +38,7 @@
 #define IN_FLIGHT 2           /* calls sent before the first reply is read */
 #define SLOTS (2 * IN_FLIGHT) /* room for each in-flight call's resend */
 #define RESP_MIN_CAP 4096
+#define KEEP_MAX (4u << 20)   /* buffers larger than this are freed after the call */
 
 /*
  * KEYS[1] the events channel (listed with the keys so everything the
@@ -380,6 +381,17 @@ static int enqueue_state(struct relayq_client *c, struct relayq_error *err) {
   return rc;
 }
 
+/* Frees buffers a big job grew (one 25 MB attachment must not stay
+ * allocated for the life of the client); the usual sizes are kept. */
+static void trim(struct relayq__enqueue *q) {
+  for (size_t i = 0; i < SLOTS; i++)
+    if (q->slot[i].args.cap > KEEP_MAX) resp_free(&q->slot[i].args);
+  if (q->sb.alloc > KEEP_MAX) {
+    msgpack_sbuffer_destroy(&q->sb);
+    msgpack_sbuffer_init(&q->sb);
+  }
+}
+
 /* Puts back every slot of the ring that is still in flight: only on a
  * broken connection, whose replies will never come. */
 static void forget(struct relayq__enqueue *q, size_t head, size_t count) {
@@ -446,6 +458,7 @@ static int enqueue_batches(struct relayq_client *c, const struct relayq_job *job
       break;
     }
   }
+  trim(q);
   if (rc != 0 && err != NULL) *err = first;
   return rc;
 }

@@ -447,6 +447,41 @@ static void test_refused(struct relayq_client *c) {
   CHECK_INT(llen(c, PREFIX ":queue:mixed"), ==, 2);
 }
 
+/* Jobs of several MB go a few per call (the 1 MB budget) and arrive whole,
+ * in order, next to small ones. */
+static void test_big_jobs(struct relayq_client *c) {
+  enum { BIG = 6 * 1024 * 1024 };
+  unsigned char *pdf = malloc(BIG);
+  CHECK(pdf != NULL);
+  if (pdf == NULL) return;
+  for (size_t i = 0; i < BIG; i++) pdf[i] = (unsigned char)(i * 131 + 7);
+  struct relayq_attachment att = {"big.pdf", "application/pdf", pdf, BIG};
+  char ids[4][16];
+  struct relayq_job jobs[4];
+  for (int i = 0; i < 4; i++) {
+    snprintf(ids[i], sizeof ids[i], "big-%d", i);
+    jobs[i] = base_job(ids[i]);
+    if (i % 2 == 0) jobs[i].attachments = &att, jobs[i].n_attachments = 1;
+  }
+  struct relayq_error err;
+  CHECK_INT(relayq_enqueue_many(c, jobs, 4, "big", &err), ==, 0);
+  redisReply *r = cmd(c, "LRANGE %s 0 -1", PREFIX ":queue:big");
+  CHECK(r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 4);
+  for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+    struct relayq_job *got = NULL;
+    const redisReply *el = r->element[r->elements - 1 - i];
+    CHECK_INT(relayq_job_decode(el->str, el->len, 0, &got, &err), ==, 0);
+    if (got == NULL) continue;
+    CHECK_STR(got->id, ids[i]);
+    CHECK_INT(got->n_attachments, ==, i % 2 == 0 ? 1 : 0);
+    if (got->n_attachments == 1)
+      CHECK(got->attachments[0].size == BIG && memcmp(got->attachments[0].data, pdf, BIG) == 0);
+    relayq_job_free(got);
+  }
+  freeReplyObject(r);
+  free(pdf);
+}
+
 /* Redis forgot the script (restart, SCRIPT FLUSH) between calls and
  * between batches of one call: the calls refused with NOSCRIPT are sent
  * again with the body, every job lands once and in order. */
@@ -499,6 +534,7 @@ int main(void) {
       test_status_get(c);
       test_refused(c);
       test_script_flushed(c);
+      test_big_jobs(c);
       relayq_close(c);
     }
   }
