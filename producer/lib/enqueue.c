@@ -176,6 +176,7 @@ struct batch {
  * at the start of each call. */
 struct relayq__enqueue {
   char sha[41]; /* SCRIPT LOAD's answer; the SHA1 of enqueue_lua */
+  int eval_body; /* SCRIPT LOAD was refused (an ACL): send EVAL with the body */
   struct batch slot[SLOTS];
   struct resp_buf head; /* the command's first arguments */
   msgpack_sbuffer sb;   /* one job's payload */
@@ -372,9 +373,11 @@ static int enqueue_state(struct relayq_client *c, struct relayq_error *err) {
     rc = relayq__io_fail(c, err, "SCRIPT LOAD");
   else if (r->type == REDIS_REPLY_STRING && r->len == 40)
     memcpy(q->sha, r->str, 41);
+  else if (r->type == REDIS_REPLY_ERROR)
+    q->eval_body = 1; /* e.g. an ACL that allows EVAL but not SCRIPT; if EVAL
+                       * is refused too, the first call says so */
   else
-    rc = relayq__fail(err, RELAYQ_EREDIS, "Redis refused to load the enqueue script: %.150s",
-                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    rc = relayq__fail(err, RELAYQ_EREDIS, "Redis answered SCRIPT LOAD unexpectedly.");
   freeReplyObject(r);
   if (rc != 0) relayq__enqueue_free(q);
   else c->enq = q;
@@ -429,7 +432,7 @@ static int enqueue_batches(struct relayq_client *c, const struct relayq_job *job
     while (rc == 0 && next < n && count < IN_FLIGHT) {
       struct batch *b = &q->slot[(head + count) % SLOTS];
       rc = batch_fill(c, q, jobs, n, next, b, &first);
-      if (rc == 0) rc = batch_send(c, q, b, 0, &first);
+      if (rc == 0) rc = batch_send(c, q, b, q->eval_body, &first);
       if (rc != 0) break;
       next += b->n;
       count++;

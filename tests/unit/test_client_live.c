@@ -482,6 +482,24 @@ static void test_big_jobs(struct relayq_client *c) {
   free(pdf);
 }
 
+/* An ACL that allows EVAL but not SCRIPT (some managed Redis plans): the
+ * client sends the body with every call instead of failing. */
+static void test_no_script_command(struct relayq_client *c) {
+  freeReplyObject(cmd(c, "ACL SETUSER evalonly on >pw-eval ~* &* +@all -script %s", "-debug"));
+  struct relayq_client *limited = NULL;
+  struct relayq_error err;
+  char url[160];
+  snprintf(url, sizeof url, "redis://evalonly:pw-eval@127.0.0.1:%d", srv.port);
+  CHECK_INT(relayq_connect(url, PREFIX, &limited, &err), ==, 0);
+  if (limited == NULL) return;
+  struct relayq_job jobs[2] = {base_job("acl-1"), base_job("acl-2")};
+  CHECK_INT(relayq_enqueue_many(limited, jobs, 2, "acl", &err), ==, 0);
+  struct relayq_job one = base_job("acl-3");
+  CHECK_INT(relayq_enqueue(limited, &one, "acl", NULL, &err), ==, 0);
+  CHECK_INT(llen(c, PREFIX ":queue:acl"), ==, 3);
+  relayq_close(limited);
+}
+
 /* Redis forgot the script (restart, SCRIPT FLUSH) between calls and
  * between batches of one call: the calls refused with NOSCRIPT are sent
  * again with the body, every job lands once and in order. */
@@ -535,6 +553,7 @@ int main(void) {
       test_refused(c);
       test_script_flushed(c);
       test_big_jobs(c);
+      test_no_script_command(c);
       relayq_close(c);
     }
   }
