@@ -214,15 +214,6 @@ static void trampoline(redisAsyncContext *ac, void *reply, void *priv) {
   free(call);
 }
 
-static size_t dec(char *dst, size_t v) {
-  char t[24];
-  size_t n = 0;
-  do t[n++] = (char)('0' + v % 10);
-  while ((v /= 10) != 0);
-  for (size_t i = 0; i < n; i++) dst[i] = t[n - 1 - i];
-  return n;
-}
-
 /* Buffers above this are allocated for the one command (a 25 MB payload
  * must not stay allocated for the life of the connection). */
 #define RESP_KEEP_MAX (1u << 20)
@@ -238,8 +229,10 @@ static size_t dec(char *dst, size_t v) {
 int rq_rconn_cmd(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, int argc, const char **argv,
                  const size_t *argvlen) {
   if (!rc->ready || rc->closing || argc <= 0) return -1;
-  size_t total = 1 + 20 + 2;
-  for (int i = 0; i < argc; i++) total += 1 + 20 + 2 + (argvlen ? argvlen[i] : strlen(argv[i])) + 2;
+  /* Each header: a mark, at most 20 digits and CRLF. */
+  enum { HEAD = 1 + 20 + 2 };
+  size_t total = HEAD;
+  for (int i = 0; i < argc; i++) total += HEAD + (argvlen ? argvlen[i] : strlen(argv[i])) + 2;
   char *buf = rc->resp;
   if (total > rc->resp_cap) {
     if (total > RESP_KEEP_MAX) {
@@ -252,12 +245,12 @@ int rq_rconn_cmd(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, int a
   }
   char *p = buf;
   *p++ = '*';
-  p += dec(p, (size_t)argc);
+  p += rq_fmt_u64(p, (uint64_t)argc);
   *p++ = '\r', *p++ = '\n';
   for (int i = 0; i < argc; i++) {
     size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
     *p++ = '$';
-    p += dec(p, len);
+    p += rq_fmt_u64(p, len);
     *p++ = '\r', *p++ = '\n';
     memcpy(p, argv[i], len);
     p += len;

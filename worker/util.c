@@ -112,12 +112,10 @@ size_t rq_fmt_i64(char *dst, size_t cap, int64_t v) {
   if (cap == 0) return 0;
   char t[21];
   size_t n = 0;
-  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-  do t[n++] = (char)('0' + u % 10);
-  while ((u /= 10) != 0);
   if (v < 0) t[n++] = '-';
+  n += rq_fmt_u64(t + n, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
   size_t w = n < cap - 1 ? n : cap - 1;
-  for (size_t i = 0; i < w; i++) dst[i] = t[n - 1 - i];
+  memcpy(dst, t, w);
   dst[w] = '\0';
   return w;
 }

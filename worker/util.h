@@ -42,6 +42,16 @@ void rq_buf_vprintf(struct rq_buf *b, const char *fmt, va_list ap) __attribute__
 /* Hands the data to the caller (malloc'd, NUL-terminated) and resets b. */
 char *rq_buf_steal(struct rq_buf *b, size_t *len);
 
+/* v in decimal at dst, not terminated (at most 20 characters); returns the
+ * length. Inline: the Redis command formatter calls it twice per argument. */
+static inline size_t rq_fmt_u64(char *dst, uint64_t v) {
+  char t[20];
+  size_t n = 0;
+  do t[n++] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  for (size_t i = 0; i < n; i++) dst[i] = t[n - 1 - i];
+  return n;
+}
 /* v in decimal, NUL-terminated, truncated to cap - 1 characters; returns
  * the length written. The hot path formats a dozen numbers per message,
  * and snprintf costs about 800 instructions each (bench --callgrind). */

@@ -395,12 +395,6 @@ static void trim(struct relayq__enqueue *q) {
   }
 }
 
-/* Puts back every slot of the ring that is still in flight: only on a
- * broken connection, whose replies will never come. */
-static void forget(struct relayq__enqueue *q, size_t head, size_t count) {
-  for (; count > 0; count--, head = (head + 1) % SLOTS) q->slot[head].n = 0;
-}
-
 /*
  * Sends jobs[0..n) in batches with up to IN_FLIGHT calls outstanding.
  * Replies come back in send order. A call refused with NOSCRIPT (Redis
@@ -456,10 +450,9 @@ static int enqueue_batches(struct relayq_client *c, const struct relayq_job *job
       for (size_t i = 0; i < b->n; i++) memcpy(ids_out[b->first + i], b->ids[i], sizeof *b->ids);
     head = (head + 1) % SLOTS;
     count--;
-    if (r != 0 && c->rc->err) { /* the connection is gone: no reply will come */
-      forget(q, head, count);
-      break;
-    }
+    /* The connection is gone: no reply will come (the next call refills
+     * the slots still marked in flight). */
+    if (r != 0 && c->rc->err) break;
   }
   trim(q);
   if (rc != 0 && err != NULL) *err = first;

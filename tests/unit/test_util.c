@@ -1,5 +1,5 @@
 /*
- * Unit tests for worker/util's number formatting (rq_fmt_i64,
+ * Unit tests for worker/util's number formatting (rq_fmt_u64, rq_fmt_i64,
  * rq_buf_put_i64): the same text as printf("%lld") for edge values and a
  * sweep, and truncation that always leaves a terminated string.
  */
@@ -22,6 +22,12 @@ int main(void) {
   const int64_t edges[] = {0, 1, -1, 9, 10, -10, 99, 100, 1796394780675LL, INT64_MAX, INT64_MIN};
   for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) same_as_printf(edges[i]);
   for (int64_t v = -100000; v <= 100000; v += 7) same_as_printf(v);
+
+  char u[24];
+  u[rq_fmt_u64(u, UINT64_MAX)] = '\0'; /* the 20-digit worst case */
+  CHECK_STR(u, "18446744073709551615");
+  u[rq_fmt_u64(u, 0)] = '\0';
+  CHECK_STR(u, "0");
 
   char small[4];
   CHECK_INT(rq_fmt_i64(small, sizeof small, 123456), ==, 3);
