@@ -1,5 +1,5 @@
-"""End-to-end tests of the Mailgun transport (worker/mailgun.c over
-worker/curluv.c): runs $RELAYQ_BUILD_DIR/tests/test_mailgun_live against the
+"""End-to-end tests of the Mailgun transport (worker/net/mailgun.c over
+worker/net/curluv.c): runs $RELAYQ_BUILD_DIR/tests/test_mailgun_live against the
 MailgunFake fixture and checks both what the transport reported (its RESULT
 lines) and what the fake received, byte for byte.
 

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""End-to-end tests of the worker's SMTP transport (worker/smtp.c over
-worker/smtp_conn.c and worker/tlsio.c), in isolation from Redis and the
+"""End-to-end tests of the worker's SMTP transport (worker/net/smtp.c over
+worker/net/smtp.conn.c and worker/tlsio.c), in isolation from Redis and the
 engine.
 
 Each test starts the fixture SMTP server (tests/fixtures/smtp_server.py via
