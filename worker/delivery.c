@@ -679,6 +679,7 @@ static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
   rq_buf_reset(&jc->msg);
   if (j->raw) {
     rq_mime_raw(j->raw, j->raw_len, &jc->msg);
+    rq_route_raw_from(jc->eng->cfg, jc->tenant->t, j, &jc->route, &jc->msg); /* sender rule, then DKIM */
     return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
   }
   struct rq_sender s;
@@ -734,7 +735,9 @@ static int build_envelope(struct rq_jobctx *jc, char *err, size_t errlen) {
 static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
   char err[600];
   if (e->error[0]) {
-    fail(jc, "policy", e->error);
+    /* A secret sealed for another place is a login that cannot be used:
+     * `auth`, like a refused one; nothing was sent to any server. */
+    fail(jc, e->error_auth ? "auth" : "policy", e->error);
     return;
   }
   if (build_envelope(jc, err, sizeof err)) {

@@ -90,7 +90,7 @@
   "    if not key then return nil end\n"                                                       \
   "    if key == 'tenant' then\n"                                                              \
   "      local t = str_at(m, i)\n"                                                             \
-  "      if t and #t >= 1 and #t <= 128 and not string.find(t, '[^%w%._:@%-]') then return t end\n" \
+  "      if t and #t >= 1 and #t <= 128 and not string.find(t, '[^%w%._@%-]') then return t end\n" \
   "      return nil\n"                                                                         \
   "    end\n"                                                                                  \
   "    i = skip(m, i)\n"                                                                       \
