@@ -124,6 +124,10 @@ static void usage(FILE *f) {
         "        send a real test message through the tenant's route now\n"
         "  del TENANT [--route NAME]\n"
         "        delete the tenant (and its routes), or one route\n"
+        "  reseal (TENANT | --all)\n"
+        "        rewrite enc:v1: and plaintext secrets as enc:v2: (bound to hash and field)\n"
+        "  verify-domain TENANT DOMAIN [dns check options]\n"
+        "        run the checks of 'relayq dns check' and add DOMAIN to verified_domains\n"
         "\n"
         "Options:\n"
         "  --ca-file FILE   CA bundle (PEM) to verify servers with (env RELAYQ_CA_FILE)\n"
@@ -1655,6 +1659,8 @@ int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
     usage(stdout);
     return CLI_OK;
   }
+  if (strcmp(argv[1], "reseal") == 0) return cmd_tenant_reseal(argc - 1, argv + 1, ctx);
+  if (strcmp(argv[1], "verify-domain") == 0) return cmd_tenant_verify_domain(argc - 1, argv + 1, ctx);
   static const struct {
     const char *name;
     int (*fn)(struct topts *, struct cli_ctx *);
