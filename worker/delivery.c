@@ -573,6 +573,13 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
   }
   const char *verdict = reply->element[0]->str;
   const char *arg = reply->element[1]->type == REDIS_REPLY_STRING ? reply->element[1]->str : "";
+  if (!strcmp(verdict, "foreign")) {
+    /* FINISH leaves the other tenant's status alone and dead-letters this
+     * job; the detail names no tenant. */
+    fail(jc, "invalid_job", "This job id is already used by another job (ids are the idempotency key): the job was "
+                            "not sent; send it again with a new id.");
+    return;
+  }
   if (!strcmp(verdict, "dup")) {
     jc->eng->n_dup++;
     RQ_LOG_FIELDS(RQ_LOG_INFO, "duplicate job acknowledged without sending", {"job", jc->job->id},
