@@ -51,7 +51,7 @@ static void check_url(struct rq_curl_guard *g, const char *url) {
   }
   char why[200], msg[240];
   if (rq_netpolicy_check_host(g->policy, host, why, sizeof why) != 0) {
-    snprintf(msg, sizeof msg, "Not connecting: %s.", why);
+    snprintf(msg, sizeof msg, "Not connecting: %s; nothing was connected.", why);
     refuse(g, msg);
   }
 out:
