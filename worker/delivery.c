@@ -451,7 +451,10 @@ static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
     rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
     return;
   }
-  if (res->status == 0) rq_classify_transport(res->curl_code, res->curl_error, RQ_STAGE_CONNECT, &c);
+  if (res->policy) { /* the saas network boundary: nothing was connected */
+    c = (struct rq_class){.verdict = RQ_PERM, .error = RQ_ERR_POLICY};
+    snprintf(c.detail, sizeof c.detail, "%s", res->curl_error);
+  } else if (res->status == 0) rq_classify_transport(res->curl_code, res->curl_error, RQ_STAGE_CONNECT, &c);
   else rq_classify_http(res->status, res->body, res->body_len, res->retry_after, relayq_now_ms(), &c);
   breaker_record(jc, &c);
   enum rq_rcpt_state st = c.verdict == RQ_OK ? RQ_RCPT_ACCEPTED : c.verdict == RQ_TEMP ? RQ_RCPT_TEMP : RQ_RCPT_REJECTED;
@@ -531,6 +534,7 @@ static void send_next(struct rq_jobctx *jc) {
         .connect_timeout_ms = cfg->smtp_connect_timeout_ms,
         .timeout_ms = cfg->smtp_timeout_ms,
         .ca_file = cfg->ca_file,
+        .netpolicy = jc->route.netpolicy,
     };
     rc = rq_mailgun_send(jc->eng->mailgun, &req, on_mailgun_done, jc);
   } else {

@@ -1091,7 +1091,7 @@ def test_error_connect_then_max_attempts():
 def test_error_auth_wrong_password():
     """error auth: the server refuses the login (535)."""
     with RedisServer() as r, SmtpServer(auth=("u", "right"), require_auth=True) as smtp, \
-            worker(r, "smtp://u:wrong@127.0.0.1:%d" % smtp.port, "--max-attempts", "2"):
+            worker(r, "smtp+insecure://u:wrong@127.0.0.1:%d" % smtp.port, "--max-attempts", "2"):
         push_job(r, job("au"))
         st = wait_for(lambda: (lambda s: s if s.get("error") else None)(status(r, "au")), 15,
                       what="au status with an error")
