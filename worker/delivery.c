@@ -577,6 +577,13 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
   }
   const char *verdict = reply->element[0]->str;
   const char *arg = reply->element[1]->type == REDIS_REPLY_STRING ? reply->element[1]->str : "";
+  if (!strcmp(verdict, "foreign")) {
+    /* FINISH leaves the other tenant's status alone and dead-letters this
+     * job; the detail names no tenant. */
+    fail(jc, "invalid_job", "This job id is already used by another job (ids are the idempotency key): the job was "
+                            "not sent; send it again with a new id.");
+    return;
+  }
   if (!strcmp(verdict, "dup")) {
     jc->eng->n_dup++;
     RQ_LOG_FIELDS(RQ_LOG_INFO, "duplicate job acknowledged without sending", {"job", jc->job->id},
@@ -683,6 +690,7 @@ static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
   rq_buf_reset(&jc->msg);
   if (j->raw) {
     rq_mime_raw(j->raw, j->raw_len, &jc->msg);
+    rq_route_raw_from(jc->eng->cfg, jc->tenant->t, j, &jc->route, &jc->msg); /* sender rule, then DKIM */
     return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
   }
   struct rq_sender s;
@@ -738,7 +746,9 @@ static int build_envelope(struct rq_jobctx *jc, char *err, size_t errlen) {
 static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
   char err[600];
   if (e->error[0]) {
-    fail(jc, "policy", e->error);
+    /* A secret sealed for another place is a login that cannot be used:
+     * `auth`, like a refused one; nothing was sent to any server. */
+    fail(jc, e->error_auth ? "auth" : "policy", e->error);
     return;
   }
   if (build_envelope(jc, err, sizeof err)) {
