@@ -101,6 +101,11 @@ struct check {
   char *fix;          /* the record to publish, or NULL */
   char fix_at[300];   /* the name to publish it at */
   const char *fix_how;/* "add this TXT record at", ... */
+  /* spf: the RFC 7208 check_host() result for each --expect-ip (static
+   * names from spf_result_name; the address text borrowed from argv). */
+  const char *results[MAX_EXPECT];
+  const char *result_ip[MAX_EXPECT];
+  size_t n_results;
 };
 
 /* The resolver and whether it became unreachable: then every later lookup
@@ -258,6 +263,10 @@ static void check_spf(struct dnsctx *d, const struct opts *o, struct check *c) {
   if (t->temp[0]) {
     c->state = C_ERROR;
     add(c, "cannot read the SPF record: %s", t->temp);
+    for (size_t i = 0; i < o->n_ip; i++) {
+      c->result_ip[c->n_results] = o->ip_text[i];
+      c->results[c->n_results++] = spf_result_name(SPF_TEMPERROR);
+    }
     goto out;
   }
 
@@ -301,6 +310,8 @@ static void check_spf(struct dnsctx *d, const struct opts *o, struct check *c) {
     int dec = -1;
     enum spf_result r = spf_eval(t, &o->ips[i], &dec, err, sizeof err);
     if (d->unreachable) goto out;
+    c->result_ip[c->n_results] = o->ip_text[i];
+    c->results[c->n_results++] = spf_result_name(r);
     if (r == SPF_PASS) {
       snprintf(passed + strlen(passed), sizeof passed - strlen(passed), "; authorises %s", o->ip_text[i]);
       continue;
@@ -630,6 +641,15 @@ static void print_json(const char *domain, const struct check *cs, size_t n) {
     json_or_null(c->fix);
     fputs(",\"fix_at\":", stdout);
     json_or_null(c->fix ? c->fix_at : NULL);
+    if (strcmp(c->name, "spf") == 0) {
+      fputs(",\"results\":[", stdout);
+      for (size_t k = 0; k < c->n_results; k++) {
+        fputs(k ? ",{\"ip\":" : "{\"ip\":", stdout);
+        cli_json_string(stdout, c->result_ip[k]);
+        printf(",\"result\":\"%s\"}", c->results[k]);
+      }
+      putchar(']');
+    }
     putchar('}');
   }
   puts("]}");
