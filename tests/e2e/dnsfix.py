@@ -238,8 +238,8 @@ class ZoneDns:
         self.zone = zone
         self.queries = []
 
-    def _rrsets(self, name, qtype):
-        """(rcode, [rrset]) for name/qtype, following one CNAME."""
+    def _rrsets(self, name, qtype, owner=None):
+        """(rcode, [rrset]) for name (text, no escapes)/qtype, following one CNAME."""
         import dns.name
         import dns.rdata
         import dns.rdataclass
@@ -250,7 +250,8 @@ class ZoneDns:
         if entries is None:
             return (dns.rcode.SERVFAIL if key.startswith("error.") else dns.rcode.NXDOMAIN), []
         out = []
-        owner = dns.name.from_text(name)
+        if owner is None:
+            owner = dns.name.from_text(name)
         for rtype, value in entries:
             if rtype == "TIMEOUT":
                 if not out:
@@ -290,8 +291,10 @@ class ZoneDns:
         r.flags |= 0x0400  # AA
         if q.question:
             qn = q.question[0]
-            self.queries.append((qn.name.to_text(), qn.rdtype))
-            rcode, rrsets = self._rrsets(qn.name.to_text(), qn.rdtype)
+            # The raw labels: SPF may look up names with spaces or '%' (RFC 7208 7.1).
+            text = ".".join(l.decode("latin-1") for l in qn.name.labels if l)
+            self.queries.append((text, qn.rdtype))
+            rcode, rrsets = self._rrsets(text, qn.rdtype, owner=qn.name)
             r.set_rcode(rcode)
             r.answer = rrsets
         return r

@@ -76,6 +76,12 @@ def spf_records(zone, name):
             if t == "TXT" and re.match(r"(?i)v=spf1( |$)", "".join(v))]
 
 
+def macros_valid(term):
+    """Every '%' in term starts a valid macro-expand (RFC 7208 7.1)."""
+    rest = re.sub(r"%%|%_|%-", "", MACRO.sub("", term))
+    return "%" not in rest
+
+
 def needs_message(zone, domain):
     """True when some record the evaluation can reach has a term whose
     outcome depends on the message rather than on the domain and address."""
@@ -86,12 +92,14 @@ def needs_message(zone, domain):
             continue
         seen.add(name)
         for rec in spf_records(zone, name):
-            for term in rec.split()[1:]:
+            for term in [t for t in rec.split(" ")[1:] if t]:
                 low = term.lower()
                 if low.startswith("exp=") or (re.match(r"^[a-z][a-z0-9._-]*=", low)
                                               and not low.startswith("redirect=")):
                     continue  # explanation and unknown modifiers never change the result
-                if NEEDS_MESSAGE.match(term) or MACRO.search(term):
+                # A '%' that starts no valid macro is a syntax error: permerror
+                # whatever the message, so such a case runs.
+                if (NEEDS_MESSAGE.match(term) or MACRO.search(term)) and macros_valid(term):
                     return True
                 m = re.match(r"(?i)^[+\-~?]?include:(.*)$|^redirect=(.*)$", term)
                 if m:
@@ -108,7 +116,7 @@ def plus_all(zone, domain):
             continue
         seen.add(name)
         for rec in spf_records(zone, name):
-            for term in rec.split()[1:]:
+            for term in [t for t in rec.split(" ")[1:] if t]:
                 if term.lower() in ("all", "+all"):
                     return True
                 m = re.match(r"(?i)^[+\-~?]?include:(.*)$|^redirect=(.*)$", term)
