@@ -2489,7 +2489,7 @@ def test_cli_dns_check_pass_fail_and_options(dns):
 @_dns
 def test_cli_dns_check_env_server_and_error_exit_2(dns):
     """RELAYQ_DNS_SERVER picks the resolver; an unreachable resolver exits 2."""
-    p = cli("dns", "check", "good.test", "--expect-include", PLATFORM_INCLUDE,
+    p = cli("dns", "check", "good.test", "--selector", "s1", "--expect-include", PLATFORM_INCLUDE,
             env={"RELAYQ_DNS_SERVER": dns.address})
     assert p.returncode == 0, ("RELAYQ_DNS_SERVER", p.returncode, p.stdout, p.stderr)
     with dnsfix.SilentDns() as silent:
