@@ -192,6 +192,27 @@ def test_spf_syntax_error_and_lookup_limit():
         assert "more than 10 DNS lookups" in lines(r.stdout)["spf"], r.stdout
 
 
+def test_spf_broken_domain_spec_is_permerror_not_error():
+    """A label DNS cannot carry is a record error to fix (permerror, exit 1),
+    not a failed lookup (ERROR, exit 2); ':' and '/' inside a domain are
+    legal (RFC 7208 section 12)."""
+    recs = [("TXT", "empty.test", "v=spf1 a:mail.example...com ip4:192.0.2.1 -all"),
+            ("TXT", "long.test", "v=spf1 a:%s.long.test ip4:192.0.2.1 -all" % ("a" * 64)),
+            ("TXT", "colon.test", "v=spf1 a:foo:bar/baz.colon.test -all"),
+            ("A", "foo:bar/baz.colon.test", "192.0.2.9")]
+    with DnsServer(recs) as dns:
+        for dom, why in (("empty.test", "has an empty label"), ("long.test", "longer than 63 characters")):
+            r = relayq("dns", "check", dom, "--expect-ip", "192.0.2.1", "--json", "--dns-server", dns.address)
+            assert r.returncode == 1, (dom, r.stdout, r.stderr)
+            spf = json.loads(r.stdout)["checks"][0]
+            assert spf["status"] == "fail" and why in spf["detail"], spf
+            assert spf["results"] == [{"ip": "192.0.2.1", "result": "permerror"}], spf
+        r = relayq("dns", "check", "colon.test", "--expect-ip", "192.0.2.9", "--json", "--dns-server", dns.address)
+        spf = json.loads(r.stdout)["checks"][0]
+        assert spf["results"] == [{"ip": "192.0.2.9", "result": "pass"}] and spf["status"] == "pass", \
+            (spf, dns.log_text())
+
+
 def test_missing_dmarc_suggests_a_record():
     with DnsServer([("TXT", "nodmarc.test", "v=spf1 -all")]) as dns:
         r = relayq("dns", "check", "nodmarc.test", "--dns-server", dns.address)
