@@ -58,7 +58,7 @@ from smtp_server import SmtpServer  # noqa: E402,F401
 __all__ = [
     "RedisServer", "SmtpServer", "MailgunFake", "Worker", "run_relayq", "wait_for",
     "push_job", "status", "wait_status", "parse_message", "free_port", "build_dir",
-    "skip_unless", "skip_part", "in_ci",
+    "skip_unless", "skip_part", "in_ci", "in_private_netns", "rerun_in_private_netns",
     "main", "certs", "split_addresses", "ROOT", "set_tenant", "smtp_tenant",
 ]
 
@@ -535,6 +535,48 @@ def skip_part(reason, required_in_ci=True):
     required_in_ci."""
     _skips.append((_current_test[0], reason, required_in_ci))
     print("  skipped part: %s%s" % (reason, "" if required_in_ci else " (allowed in CI)"))
+
+
+# ---- a private network namespace ---------------------------------------------------
+
+def in_private_netns():
+    """True inside rerun_in_private_netns."""
+    return os.environ.get("RELAYQ_IN_NETNS") == "1"
+
+
+def rerun_in_private_netns(module_file, test_name, timeout=240):
+    """Runs test_name of module_file again in a fresh network namespace of
+    its own (unshare -rn, loopback up), where every port of 127.0.0.1 is
+    free: for tests that need a fixed well-known port (6379, 25, 465, 587)
+    that a service of this machine may hold. Returns True when it ran there
+    (raises AssertionError with its output when it failed), False when
+    unprivileged user namespaces are unavailable here."""
+    if in_private_netns():
+        return False
+    probe = subprocess.run(["unshare", "-rn", "ip", "link", "set", "lo", "up"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    if probe.returncode != 0:
+        return False
+    env = dict(os.environ, RELAYQ_IN_NETNS="1")
+    cmd = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable,
+           os.path.abspath(module_file), test_name]
+    try:
+        p = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError("%s in a private network namespace did not finish within %s s: %s"
+                             % (test_name, timeout, e.stdout)) from None
+    print("  (ran in a private network namespace:)")
+    for line in p.stdout.splitlines():
+        print("  | " + line)
+        if line.startswith("  skipped part: "):  # keep the inner run's skips in this run's list
+            reason = line[len("  skipped part: "):]
+            allowed = reason.endswith(" (allowed in CI)")
+            _skips.append((test_name, reason[:-len(" (allowed in CI)")] if allowed else reason, not allowed))
+        elif line.startswith("skip %s " % test_name):
+            _skips.append((test_name, line.split(": ", 1)[-1], True))
+    assert p.returncode == 0, "%s failed in a private network namespace:\n%s\n%s" % (test_name, p.stdout, p.stderr)
+    return True
 
 
 # ---- the runner -----------------------------------------------------------------
