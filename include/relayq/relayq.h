@@ -53,7 +53,9 @@ extern "C" {
   XX(CRYPTO, -9, "cryptographic failure")                                     \
   XX(URL, -10, "invalid URL")                                                 \
   XX(TIMEOUT, -11, "timed out")                                               \
-  XX(IO, -12, "input/output error")
+  XX(IO, -12, "input/output error")                                           \
+  XX(REFUSED, -13, "Redis refuses writes")                                    \
+  XX(TLS, -14, "TLS verification failed")
 
 enum relayq_errno {
 #define RELAYQ_ERR_ENUM(name, code, msg) RELAYQ_E##name = (code),
@@ -74,6 +76,25 @@ struct relayq_error {
 
 /* Static string naming a code ("invalid job"). Borrowed, never NULL. */
 const char *relayq_strerror(int code);
+
+/* Redis refusing writes for the whole server rather than for one command
+ * (RELAYQ_EREFUSED): full at maxmemory with noeviction (OOM), a replica
+ * or demoted primary (READONLY), persistence failing (MISCONF), a script
+ * running too long (BUSY), the script cache emptied (NOSCRIPT). */
+enum relayq_refusal {
+  RELAYQ_REFUSAL_NONE = 0,
+  RELAYQ_REFUSAL_OOM,
+  RELAYQ_REFUSAL_READONLY,
+  RELAYQ_REFUSAL_MISCONF,
+  RELAYQ_REFUSAL_BUSY,
+  RELAYQ_REFUSAL_NOSCRIPT,
+};
+/* Classifies a Redis error reply by its first word. */
+enum relayq_refusal relayq_redis_refusal(const char *redis_error);
+/* "Redis is full (maxmemory)"; "" for NONE. Static, never NULL. */
+const char *relayq_refusal_summary(enum relayq_refusal kind);
+/* What an operator does about it, one sentence. Static, never NULL. */
+const char *relayq_refusal_advice(enum relayq_refusal kind);
 
 /* ---- the job model ------------------------------------------------------ */
 
