@@ -260,16 +260,31 @@ int relayq_secret_open(const unsigned char key[32], const char *sealed,
 
 /* ---- redis URL ------------------------------------------------------------ */
 
+#define RELAYQ_MAX_SENTINELS 8
+
+struct relayq_redis_hostport {
+  char host[256];
+  int port;
+};
+
 struct relayq_redis_url {
   char host[256];
   int port;          /* default 6379 */
   char user[128];    /* empty: none */
   char password[256];/* empty: none */
   int db;            /* default 0 */
+  /* v1.1 */
+  int tls;           /* rediss:// or rediss+sentinel:// */
+  char master[256];  /* redis+sentinel://: the master's name; empty otherwise */
+  int n_sentinels;   /* redis+sentinel://: sentinels[0..n) (host/port: the first) */
+  struct relayq_redis_hostport sentinels[RELAYQ_MAX_SENTINELS];
 };
 
-/* Parses redis://[[user]:password@]host[:port][/db]. Percent-escapes in
- * user and password are decoded. */
+/* Parses redis://[[user]:password@]host[:port][/db], rediss:// (TLS) and
+ * redis+sentinel://[[user]:password@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/db]
+ * (rediss+sentinel:// over TLS; sentinel port 26379 by default; the
+ * credentials are the primary's, and are offered to a sentinel only when
+ * it asks for them). Percent-escapes in user and password are decoded. */
 int relayq_redis_url_parse(const char *url, struct relayq_redis_url *out,
                            struct relayq_error *err);
 
