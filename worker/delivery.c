@@ -29,6 +29,7 @@
 #include "mailgun.h"
 #include "metrics.h"
 #include "mime.h"
+#include "redis_health.h"
 #include "dkim.h"
 #include "route.h"
 #include "smtp.h"
@@ -569,6 +570,10 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
     rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
     return;
   }
+  if (reply->type == REDIS_REPLY_ERROR && rq_redis_health_refused(jc->eng, reply->str)) {
+    jc->phase = RQ_PHASE_REDIS_WAIT; /* held; rq_delivery_resume_waiting claims it again */
+    return;
+  }
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 || reply->element[0]->type != REDIS_REPLY_STRING) {
     RQ_LOG_FIELDS(RQ_LOG_ERROR, "claim script failed", {"job", jc->job->id},
                   {"detail", reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply"});
@@ -681,6 +686,16 @@ static void claim(struct rq_jobctx *jc) {
   if (rq_rconn_cmd(eng->cmd, on_claim, jc, (int)argc, argv, NULL)) on_claim(NULL, NULL, jc);
   free(argv);
   rq_buf_free(&ev);
+}
+
+void rq_delivery_resume_waiting(struct rq_engine *eng) {
+  struct rq_jobctx *next;
+  for (struct rq_jobctx *jc = eng->jobs; jc; jc = next) {
+    next = jc->next; /* a claim may finish (and free) jc synchronously */
+    if (jc->phase != RQ_PHASE_REDIS_WAIT) continue;
+    if (eng->stopping) rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
+    else claim(jc);
+  }
 }
 
 /* ---- routing, sender, envelope ------------------------------------------------------ */
