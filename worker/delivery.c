@@ -45,7 +45,7 @@ void rq_job_free(struct rq_jobctx *jc) {
   relayq_job_free(jc->job);
   for (size_t i = 0; i < jc->n_rcpts; i++) free(jc->rcpts[i].addr);
   free(jc->rcpts);
-  rq_buf_free(&jc->msg);
+  rq_msg_free(&jc->msg); /* before the payload its segments point into */
   free(jc->payload);
   free(jc);
 }
@@ -530,8 +530,7 @@ static void send_next(struct rq_jobctx *jc) {
         .api_key = jc->route.mg_key,
         .rcpts = list,
         .n_rcpts = n,
-        .msg = jc->msg.data,
-        .msg_len = jc->msg.len,
+        .body = &jc->msg,
         .connect_timeout_ms = cfg->smtp_connect_timeout_ms,
         .timeout_ms = cfg->smtp_timeout_ms,
         .ca_file = cfg->ca_file,
@@ -541,7 +540,7 @@ static void send_next(struct rq_jobctx *jc) {
   } else {
     struct rq_smtp_target t;
     rq_route_smtp_target(&jc->route, jc->eng->cfg, &t);
-    rc = rq_smtp_send(jc->eng->smtp, &t, jc->from_addr, list, n, jc->msg.data, jc->msg.len, on_smtp_done, jc);
+    rc = rq_smtp_send_msg(jc->eng->smtp, &t, jc->from_addr, list, n, &jc->msg, on_smtp_done, jc);
   }
   if (rc) {
     struct rq_class c = {.verdict = RQ_TEMP, .error = RQ_ERR_CONNECT};
@@ -702,10 +701,16 @@ void rq_delivery_resume_waiting(struct rq_engine *eng) {
 
 static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
   const struct relayq_job *j = jc->job;
-  rq_buf_reset(&jc->msg);
   if (j->raw) {
-    rq_mime_raw(j->raw, j->raw_len, &jc->msg);
-    rq_route_raw_from(jc->eng->cfg, jc->tenant->t, j, &jc->route, &jc->msg); /* sender rule, then DKIM */
+    /* The sender rule rewrites the raw From header in place, so the raw
+     * message passes through one temporary buffer before it becomes the
+     * message's literal segment. */
+    struct rq_buf raw;
+    rq_buf_init(&raw);
+    rq_mime_raw(j->raw, j->raw_len, &raw);
+    rq_route_raw_from(jc->eng->cfg, jc->tenant->t, j, &jc->route, &raw); /* sender rule, then DKIM */
+    rq_mime_raw_msg((const unsigned char *)raw.data, raw.len, &jc->msg);
+    rq_buf_free(&raw);
     return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
   }
   struct rq_sender s;
@@ -722,7 +727,7 @@ static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
       .message_id = jc->message_id,
       .date_ms = jc->created_ms, /* origination time: a retry sends identical bytes */
   };
-  if (rq_mime_build(&in, &jc->msg, err, errlen)) return -1;
+  if (rq_mime_build_msg(&in, &jc->msg, err, errlen)) return -1;
   /* A signing failure is the tenant's settings (its key), not the job. */
   return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
 }
@@ -825,7 +830,7 @@ void rq_delivery_start(struct rq_jobctx *jc) {
   struct relayq_error err;
   memset(&err, 0, sizeof err);
   jc->started_ms = relayq_now_ms();
-  if (relayq_job_decode(jc->payload, jc->payload_len, eng->cfg->max_job_bytes, &jc->job, &err)) {
+  if (relayq_job_decode_ref(jc->payload, jc->payload_len, eng->cfg->max_job_bytes, &jc->job, &err)) {
     if (err.code == RELAYQ_ETOO_LARGE) {
       /* The size is checked before decoding; the id and tenant usually sit
        * at the start of the map, so read them from a bounded prefix to give

@@ -18,8 +18,9 @@
 struct rq_curl;
 struct rq_mailgun;
 struct rq_netpolicy;
+struct rq_msg;
 
-/* Everything borrowed during rq_mailgun_send only, except msg (borrowed
+/* Everything borrowed during rq_mailgun_send only, except msg or body (borrowed
  * until the callback). */
 struct rq_mailgun_request {
   const char *base_url; /* "https://api.mailgun.net" or a test server, no /v3 */
@@ -29,6 +30,9 @@ struct rq_mailgun_request {
   size_t n_rcpts;
   const char *msg;
   size_t msg_len;
+  const struct rq_msg *body; /* instead of msg: a segmented message (msg.h,
+                                finished), read in chunks as curl sends it;
+                                borrowed until the callback */
   long connect_timeout_ms, timeout_ms;
   const char *ca_file; /* optional CA bundle */
   const struct rq_netpolicy *netpolicy; /* saas boundary (curlguard.h), borrowed; NULL: any address */

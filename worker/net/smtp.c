@@ -33,6 +33,7 @@
 #include "classify.h"
 #include "curluv.h"
 #include "log.h"
+#include "msg.h"
 #include "smtp_conn.h"
 #include "smtp_proto.h"
 #include "tlsio.h"
@@ -367,6 +368,8 @@ struct tx {
   void *arg;
   const char *msg;
   size_t len;
+  const struct rq_msg *body; /* instead of msg: read while sent (borrowed) */
+  struct rq_msg_cursor cur;
   char *mail_from;
   char **rcpts;
   size_t n_rcpts;
@@ -811,8 +814,12 @@ static void tx_begin(struct sconn *sc) {
   tx->pipelined = sc->caps.pipelining;
   tx->rcpt_sent = tx->rcpt_replied = 0;
   rq_buf_reset(&sc->out);
-  rq_smtp_cmd_mail(&sc->out, tx->mail_from, (const char *const *)tx->rcpts, tx->n_rcpts, tx->msg, tx->len,
-                   &sc->caps);
+  if (tx->body)
+    rq_smtp_cmd_mail_sized(&sc->out, tx->mail_from, (const char *const *)tx->rcpts, tx->n_rcpts, tx->len,
+                           tx->body->has_8bit, &sc->caps);
+  else
+    rq_smtp_cmd_mail(&sc->out, tx->mail_from, (const char *const *)tx->rcpts, tx->n_rcpts, tx->msg, tx->len,
+                     &sc->caps);
   if (tx->pipelined) {
     for (size_t i = 0; i < tx->n_rcpts; i++) rq_smtp_cmd_rcpt(&sc->out, tx->rcpts[i]);
     rq_buf_puts(&sc->out, "DATA\r\n");
@@ -1164,6 +1171,13 @@ static void retry_fresh(struct sconn *sc) {
   acquire(tx, 1); /* takes the slot the dead one freed */
 }
 
+/* The stuffer's source for a segmented message: the next bytes, encoded
+ * now (pump_body asks only while the socket takes them: backpressure). */
+static size_t pull_body(void *arg, char *out, size_t cap) {
+  struct tx *tx = arg;
+  return rq_msg_read(&tx->cur, out, cap);
+}
+
 static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len) {
   struct tx *tx = sc->tx;
   int first = tx->replies_on_conn++ == 0;
@@ -1221,7 +1235,12 @@ static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len
     story_reply(&tx->st, raw, len);
     if (code == 354) {
       sc->state = S_BODY;
-      rq_smtp_stuffer_init(&tx->stuffer, tx->msg, tx->len);
+      if (tx->body) { /* from its start: a retry on a fresh connection reads it again */
+        rq_msg_cursor_init(&tx->cur, tx->body);
+        rq_smtp_stuffer_init_pull(&tx->stuffer, pull_body, tx);
+      } else {
+        rq_smtp_stuffer_init(&tx->stuffer, tx->msg, tx->len);
+      }
       arm(sc, tx->response_ms);
       return; /* the body goes out from on_io, after this read */
     }
@@ -1609,10 +1628,10 @@ static long or_default(long v, long def) {
   return v > 0 ? v : def;
 }
 
-int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
-                 const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len, rq_smtp_cb cb,
-                 void *arg) {
-  if (!cb || !valid_target(t) || !rq_smtp_address_ok(mail_from, 1) || n_rcpts == 0 || !rcpts || (!msg && len > 0))
+static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
+                 const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len,
+                 const struct rq_msg *body, rq_smtp_cb cb, void *arg) {
+  if (!cb || !valid_target(t) || !rq_smtp_address_ok(mail_from, 1) || n_rcpts == 0 || !rcpts || (!msg && !body && len > 0))
     return RQ_SMTP_EINVAL;
   size_t strings = strlen(mail_from) + 1;
   for (size_t i = 0; i < n_rcpts; i++) {
@@ -1635,6 +1654,7 @@ int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
   tx->arg = arg;
   tx->msg = msg ? msg : "";
   tx->len = len;
+  tx->body = body;
   tx->rcpts = (char **)((char *)tx + off_ptrs);
   tx->n_rcpts = n_rcpts;
   tx->mail_from = pack(&w, mail_from);
@@ -1672,6 +1692,19 @@ int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
   }
   s->depth--;
   return 0;
+}
+
+int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
+                 const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len, rq_smtp_cb cb,
+                 void *arg) {
+  return start(s, t, mail_from, rcpts, n_rcpts, msg, len, NULL, cb, arg);
+}
+
+int rq_smtp_send_msg(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
+                     const char *const *rcpts, size_t n_rcpts, const struct rq_msg *m, rq_smtp_cb cb,
+                     void *arg) {
+  if (!m) return RQ_SMTP_EINVAL;
+  return start(s, t, mail_from, rcpts, n_rcpts, NULL, m->len, m, cb, arg);
 }
 
 static void free_transport(struct rq_smtp *s) {

@@ -207,6 +207,15 @@ int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
                  const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len,
                  rq_smtp_cb cb, void *arg);
 
+/* rq_smtp_send for a segmented message (msg.h, finished): its bytes are
+ * produced while they are sent, a window at a time as the socket takes
+ * them, so the encoded message is never held whole. m is borrowed until
+ * the callback. SIZE= and BODY=8BITMIME come from m->len and m->has_8bit. */
+struct rq_msg;
+int rq_smtp_send_msg(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
+                     const char *const *rcpts, size_t n_rcpts, const struct rq_msg *m, rq_smtp_cb cb,
+                     void *arg);
+
 /* Transactions accepted by rq_smtp_send whose callback has not run
  * (running and waiting). */
 int rq_smtp_pending(const struct rq_smtp *s);
