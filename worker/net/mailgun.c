@@ -34,6 +34,7 @@
 #include <strings.h>
 
 #include "classify.h"
+#include "curlfail.h"
 #include "curluv.h"
 #include "json_scan.h"
 #include "log.h"
@@ -305,6 +306,7 @@ static void post_result(struct post *p, CURLcode result, struct rq_mailgun_resul
   double total = 0;
   memset(res, 0, sizeof *res);
   res->curl_code = (int)result;
+  res->fail = (int)rq_curl_fail((int)result, p->errbuf);
   if (result != CURLE_OK)
     snprintf(res->curl_error, sizeof res->curl_error, "%s",
              p->errbuf[0] ? p->errbuf : curl_easy_strerror(result));
