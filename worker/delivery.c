@@ -17,13 +17,13 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
 #include <openssl/rand.h>
 #include <relayq/relayq.h>
 
 #include "address.h"
 #include "backoff.h"
 #include "classify.h"
+#include "curlfail.h"
 #include "engine.h"
 #include "log.h"
 #include "mailgun.h"
@@ -350,7 +350,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   struct rq_jobctx *jc = arg;
   size_t first = jc->chunk_first;
   struct rq_class c;
-  rq_metrics_transaction(jc->eng, jc->route.name, res->seconds, res->curl_code == 0);
+  rq_metrics_transaction(jc->eng, jc->route.name, res->seconds, res->err == RQ_SMTP_ERR_OK);
   if (jc->eng->stopping == 2 && res->err == RQ_SMTP_ERR_ABORTED && jc->transactions == 1 &&
       !jc->job->pending_.n) {
     /* Shutdown cut the job's only transaction: hand it back as it came. */
@@ -383,11 +383,11 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
     }
   }
 
-  int delivered = res->curl_code == 0 && res->data_code >= 200 && res->data_code < 300;
+  int delivered = res->err == RQ_SMTP_ERR_OK && res->data_code >= 200 && res->data_code < 300;
   if (!delivered && accepted_here > 0) {
     /* The message itself was not taken: nobody in this transaction got it. */
     rq_smtp_classify_failure(res, &c);
-    note_reply(jc, res->code, res->enhanced, res->code ? res->reply : res->curl_error, &c);
+    note_reply(jc, res->code, res->enhanced, res->code ? res->reply : res->errmsg, &c);
     for (size_t i = 0; i < res->n_rcpts; i++) {
       struct rq_rcpt *rc = &jc->rcpts[first + i];
       if (rc->state == RQ_RCPT_ACCEPTED) {
@@ -402,7 +402,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   for (size_t i = 0; i < res->n_rcpts; i++) unanswered += jc->rcpts[first + i].code == 0;
   if (unanswered) {
     rq_smtp_classify_failure(res, &c);
-    note_reply(jc, res->code, res->enhanced, res->code ? res->reply : res->curl_error, &c);
+    note_reply(jc, res->code, res->enhanced, res->code ? res->reply : res->errmsg, &c);
     for (size_t i = 0; i < res->n_rcpts; i++) {
       struct rq_rcpt *rc = &jc->rcpts[first + i];
       if (rc->code != 0 || rc->state != RQ_RCPT_TODO) continue;
@@ -410,19 +410,11 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
     }
   }
   /* The server's health, for its circuit breaker: failures before MAIL
-   * (connect, TLS, login), a 421, or a dropped session; never individual
-   * recipients or a rejected message. */
+   * (connect, greeting, TLS, login), a 421, or a dropped session; never
+   * individual recipients or a rejected message. */
   struct rq_class health = {.verdict = RQ_OK};
-  if (res->curl_code != 0 && (res->stage < RQ_STAGE_MAIL || res->code == 421 || res->code == 0)) {
-    if (res->code) {
-      struct rq_reply rep = {.code = res->code};
-      snprintf(rep.enhanced, sizeof rep.enhanced, "%s", res->enhanced);
-      snprintf(rep.text, sizeof rep.text, "%s", res->reply);
-      rq_classify_smtp((enum rq_smtp_stage)res->stage, &rep, &health);
-    } else {
-      rq_classify_transport(res->curl_code, res->curl_error, (enum rq_smtp_stage)res->stage, &health);
-    }
-  }
+  if (res->err != RQ_SMTP_ERR_OK && (res->stage < RQ_STAGE_MAIL || res->code == 421 || res->code == 0))
+    rq_smtp_classify_failure(res, &health);
   breaker_record(jc, &health);
   if (too_many) {
     /* The server told us its cap: send the rest in smaller transactions
@@ -447,7 +439,7 @@ static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
   struct rq_class c;
   jc->send_seconds += res->seconds;
   rq_metrics_transaction(jc->eng, jc->route.name, res->seconds, res->status >= 200 && res->status < 300);
-  if (jc->eng->stopping == 2 && res->curl_code == CURLE_ABORTED_BY_CALLBACK && jc->transactions == 1 &&
+  if (jc->eng->stopping == 2 && res->fail == RQ_FAIL_ABORTED && jc->transactions == 1 &&
       !jc->job->pending_.n) {
     rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
     return;
@@ -455,7 +447,7 @@ static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
   if (res->policy) { /* the saas network boundary: nothing was connected */
     c = (struct rq_class){.verdict = RQ_PERM, .error = RQ_ERR_POLICY};
     snprintf(c.detail, sizeof c.detail, "%s", res->curl_error);
-  } else if (res->status == 0) rq_classify_transport(res->curl_code, res->curl_error, RQ_STAGE_CONNECT, &c);
+  } else if (res->status == 0) rq_curl_classify(res->curl_code, res->curl_error, RQ_STAGE_CONNECT, &c);
   else rq_classify_http(res->status, res->body, res->body_len, res->retry_after, relayq_now_ms(), &c);
   breaker_record(jc, &c);
   enum rq_rcpt_state st = c.verdict == RQ_OK ? RQ_RCPT_ACCEPTED : c.verdict == RQ_TEMP ? RQ_RCPT_TEMP : RQ_RCPT_REJECTED;

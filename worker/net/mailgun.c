@@ -35,6 +35,7 @@
 
 #include "classify.h"
 #include "curlguard.h"
+#include "curlfail.h"
 #include "curluv.h"
 #include "json_scan.h"
 #include "log.h"
@@ -316,6 +317,7 @@ static void post_result(struct post *p, CURLcode result, struct rq_mailgun_resul
   double total = 0;
   memset(res, 0, sizeof *res);
   res->curl_code = (int)result;
+  res->fail = (int)rq_curl_fail((int)result, p->errbuf);
   if (result != CURLE_OK && p->guard.refused) {
     res->policy = 1;
     snprintf(res->curl_error, sizeof res->curl_error, "%s", p->guard.why);

@@ -40,7 +40,8 @@ struct rq_mailgun_request {
 
 /* Owned by the transport, valid only during the callback. */
 struct rq_mailgun_result {
-  int curl_code;         /* CURLE_OK when an HTTP response arrived */
+  int fail;              /* enum rq_fail (classify.h): RQ_FAIL_NONE when an HTTP response arrived */
+  int curl_code;         /* the CURLcode behind fail, CURLE_OK when an HTTP response arrived */
   char curl_error[256];
   int policy;            /* 1: the network boundary refused it; curl_error says why; nothing was connected */
   long status;           /* HTTP status, 0 when none */

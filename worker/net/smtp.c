@@ -67,27 +67,7 @@ const char *rq_smtp_strerror(int err) {
   }
 }
 
-const char *rq_smtp_err_name(int err) {
-  switch (err) {
-  case RQ_SMTP_ERR_OK: return "ok";
-  case RQ_SMTP_ERR_DNS: return "dns";
-  case RQ_SMTP_ERR_CONNECT: return "connect";
-  case RQ_SMTP_ERR_TIMEOUT: return "timeout";
-  case RQ_SMTP_ERR_CLOSED: return "closed";
-  case RQ_SMTP_ERR_PROTOCOL: return "protocol";
-  case RQ_SMTP_ERR_TLS: return "tls";
-  case RQ_SMTP_ERR_TLS_CERT: return "tls_cert";
-  case RQ_SMTP_ERR_TLS_MISMATCH: return "tls_mismatch";
-  case RQ_SMTP_ERR_TLS_LOCAL: return "tls_local";
-  case RQ_SMTP_ERR_NO_STARTTLS: return "no_starttls";
-  case RQ_SMTP_ERR_AUTH: return "auth";
-  case RQ_SMTP_ERR_REJECTED: return "rejected";
-  case RQ_SMTP_ERR_ABORTED: return "aborted";
-  case RQ_SMTP_ERR_POLICY: return "policy";
-  case RQ_SMTP_ERR_TLS_PIN: return "tls_pin";
-  default: return "unknown";
-  }
-}
+const char *rq_smtp_err_name(int err) { return err == RQ_SMTP_ERR_OK ? "ok" : rq_fail_name((enum rq_fail)err); }
 
 /* ---- the transaction story ---------------------------------------------------------- */
 
@@ -1363,7 +1343,7 @@ static void on_timeout(struct sconn *sc) {
             state_phrase(sc->state));
   else
     tx_fail(tx, RQ_SMTP_ERR_TIMEOUT, "No progress for %ld ms %s.",
-            sc->state <= S_TLS ? tx->connect_ms : tx->response_ms, state_phrase(sc->state));
+            sc->state <= S_BANNER ? tx->connect_ms : tx->response_ms, state_phrase(sc->state));
   complete(sc, AFTER_CLOSE, 0);
 }
 
@@ -1393,7 +1373,9 @@ static void on_connected(struct sconn *sc) {
   }
   sc->state = S_BANNER;
   story_stage(&tx->st, RQ_STAGE_BANNER);
-  arm(sc, tx->response_ms);
+  /* The greeting is part of connecting: a server that accepts TCP and
+   * never greets fails within the connect timeout, as `connect`. */
+  arm(sc, tx->connect_ms);
 }
 
 static void on_tls_ready(struct sconn *sc) {
@@ -1402,7 +1384,7 @@ static void on_tls_ready(struct sconn *sc) {
   if (sc->state == S_TLS) {
     sc->state = S_BANNER;
     story_stage(&tx->st, RQ_STAGE_BANNER);
-    arm(sc, tx->response_ms);
+    arm(sc, tx->connect_ms);
   } else if (sc->state == S_STARTTLS_HS) {
     memset(&sc->caps, 0, sizeof sc->caps); /* RFC 3207 4.2: forget what was said in clear text */
     send_ehlo(sc, 0);
@@ -1765,112 +1747,19 @@ void rq_smtp_free(struct rq_smtp *s) {
   free_transport(s);
 }
 
-/* ---- classification of our own failures ------------------------------------------------------------ */
-
-static void set_class(struct rq_class *out, enum rq_verdict v, enum rq_errcat e, const char *what,
-                      const struct rq_smtp_result *res, const char *advice) {
-  char msg[sizeof res->errmsg];
-  rq_text_sanitize(msg, sizeof msg, res->errmsg, strnlen(res->errmsg, sizeof res->errmsg));
-  out->verdict = v;
-  out->error = e;
-  if (what) snprintf(out->detail, sizeof out->detail, "%s (%s): %s", what, msg, advice);
-  else snprintf(out->detail, sizeof out->detail, "%s", msg);
-}
+/* ---- classification ------------------------------------------------------------------------------- */
 
 void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class *out) {
-  memset(out, 0, sizeof *out);
-  int code = res->code;
-  switch (res->err) {
-  case RQ_SMTP_ERR_OK:
-    if (res->data_code >= 200 && res->data_code < 300) {
-      out->verdict = RQ_OK;
-      out->error = RQ_ERR_NONE;
-      return;
-    }
-    set_class(out, RQ_TEMP, RQ_ERR_PROVIDER, "The transaction ended without a final reply", res,
-              "the relay retries.");
-    return;
-  case RQ_SMTP_ERR_REJECTED:
-  case RQ_SMTP_ERR_AUTH:
-  case RQ_SMTP_ERR_NO_STARTTLS:
-    if (code >= 400 && code <= 599) {
-      struct rq_reply r;
-      memset(&r, 0, sizeof r);
-      r.code = code;
-      snprintf(r.enhanced, sizeof r.enhanced, "%s", res->enhanced);
-      snprintf(r.text, sizeof r.text, "%s", res->reply);
-      enum rq_smtp_stage st = (enum rq_smtp_stage)res->stage;
-      if (res->err == RQ_SMTP_ERR_AUTH) st = RQ_STAGE_AUTH;
-      if (res->err == RQ_SMTP_ERR_NO_STARTTLS) st = RQ_STAGE_STARTTLS;
-      rq_classify_smtp(st, &r, out);
-      if (out->verdict == RQ_OK) { /* cannot happen for 4xx/5xx; never report a failure as OK */
-        out->verdict = RQ_TEMP;
-        out->error = RQ_ERR_PROVIDER;
-      }
-      return;
-    }
-    if (res->err == RQ_SMTP_ERR_AUTH) {
-      set_class(out, RQ_PERM, RQ_ERR_AUTH, NULL, res, "");
-      return;
-    }
-    if (res->err == RQ_SMTP_ERR_NO_STARTTLS) {
-      set_class(out, RQ_PERM, RQ_ERR_TLS, "The server does not offer STARTTLS", res,
-                "set smtp_security to tls if the server speaks implicit TLS (port 465); plain text is not "
-                "used for a route that asks for starttls.");
-      return;
-    }
-    set_class(out, RQ_TEMP, RQ_ERR_PROVIDER, "The server sent an unexpected reply", res, "the relay retries.");
-    return;
-  case RQ_SMTP_ERR_DNS:
-    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "The server's name could not be resolved", res,
-              "check smtp_host; the relay retries in case DNS is failing.");
-    return;
-  case RQ_SMTP_ERR_CONNECT:
-    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "Could not connect to the server", res,
-              "check smtp_host and smtp_port and that the server accepts connections from the worker; the relay "
-              "retries.");
-    return;
-  case RQ_SMTP_ERR_TIMEOUT:
-    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "The server did not answer in time", res, "the relay retries later.");
-    return;
-  case RQ_SMTP_ERR_CLOSED:
-    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "The connection dropped", res, "the relay retries.");
-    return;
-  case RQ_SMTP_ERR_ABORTED:
-    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "The delivery was interrupted", res, "the relay retries.");
-    return;
-  case RQ_SMTP_ERR_PROTOCOL:
-    set_class(out, RQ_TEMP, RQ_ERR_PROVIDER, "The server sent a reply the relay cannot read", res,
-              "check that smtp_host and smtp_port point at an SMTP server, and smtp_security (tls for port 465); "
-              "the relay retries.");
-    return;
-  case RQ_SMTP_ERR_TLS:
-    set_class(out, RQ_TEMP, RQ_ERR_TLS, "The TLS handshake failed", res, "the relay retries.");
-    return;
-  case RQ_SMTP_ERR_TLS_CERT:
-    /* PERM: see the certificate decision in classify.h. */
-    set_class(out, RQ_PERM, RQ_ERR_TLS, "The server's TLS certificate failed verification", res,
-              "its admin must fix the certificate, or set smtp_tls_verify=0 for a self-signed one; then "
-              "`relayq dead requeue` resends.");
-    return;
-  case RQ_SMTP_ERR_TLS_MISMATCH:
-    set_class(out, RQ_PERM, RQ_ERR_TLS, "TLS is not possible with this server on this port", res,
-              "use smtp_security=starttls for ports 587 and 25 and tls only for 465; otherwise the server's "
-              "admin must enable TLS 1.2 or newer with current ciphers.");
-    return;
-  case RQ_SMTP_ERR_TLS_LOCAL:
-    set_class(out, RQ_TEMP, RQ_ERR_TLS, "The worker's TLS setup failed", res,
-              "the operator must fix the worker's CA bundle; jobs are retried meanwhile.");
-    return;
-  case RQ_SMTP_ERR_TLS_PIN:
-    /* PERM and tls: it trips the route's breaker like a bad certificate. */
-    set_class(out, RQ_PERM, RQ_ERR_TLS, NULL, res, "");
-    return;
-  case RQ_SMTP_ERR_POLICY:
-    set_class(out, RQ_PERM, RQ_ERR_POLICY, NULL, res, "");
-    return;
-  default:
-    set_class(out, RQ_TEMP, RQ_ERR_PROVIDER, "Delivery failed", res, "the relay retries.");
+  if (res->err == RQ_SMTP_ERR_OK && !(res->data_code >= 200 && res->data_code < 300)) {
+    rq_classify_failure(RQ_FAIL_OTHER, (enum rq_smtp_stage)res->stage, NULL,
+                        "the transaction ended without a final reply", out);
     return;
   }
+  struct rq_reply r;
+  memset(&r, 0, sizeof r);
+  r.code = res->code;
+  snprintf(r.enhanced, sizeof r.enhanced, "%s", res->enhanced);
+  snprintf(r.text, sizeof r.text, "%s", res->reply);
+  rq_classify_failure((enum rq_fail)res->err, (enum rq_smtp_stage)res->stage, res->code ? &r : NULL, res->errmsg,
+                      out);
 }
