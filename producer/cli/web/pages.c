@@ -437,6 +437,11 @@ static void fields_table(struct rq_buf *b, const redisReply *h, const char *id) 
       rq_buf_puts(b, "<span class=\"secret\">");
       html_text(b, masked(v));
       rq_buf_puts(b, "</span>");
+    } else if (v && strlen(f) > 3 && strcmp(f + strlen(f) - 3, "_at") == 0 && num_or(v, 0) > 0) {
+      html_time(b, num_or(v, 0), relayq_now_ms());
+      rq_buf_puts(b, " <span class=\"muted\">");
+      html_text(b, v);
+      rq_buf_puts(b, "</span>");
     } else {
       html_text(b, v);
     }
@@ -857,18 +862,23 @@ void page_dead(struct web_app *app, const struct web_req *rq, struct web_resp *r
   freeReplyObject(len);
   struct relayq_job **jobs = rq_xcalloc(list->elements + 1, sizeof *jobs);
   char (*why)[200] = rq_xcalloc(list->elements + 1, sizeof *why);
+  char (*ids)[RELAYQ_ID_MAX + 1] = rq_xcalloc(list->elements + 1, sizeof *ids);
   for (size_t i = 0; i < list->elements; i++) {
-    struct relayq_error err;
+    struct relayq_error err = {0};
     const redisReply *el = list->element[i];
     if (el->type != REDIS_REPLY_STRING ||
         relayq_job_decode(el->str, el->len, cli_max_job_bytes(), &jobs[i], &err) != 0) {
       jobs[i] = NULL;
       snprintf(why[i], sizeof why[i], "%s", el->type == REDIS_REPLY_STRING ? err.message : "not a string");
-      continue;
+      /* An invalid job whose id could be read still has a status. */
+      if (el->type == REDIS_REPLY_STRING && name_ok(err.id, 1)) snprintf(ids[i], sizeof ids[i], "%s", err.id);
+    } else {
+      snprintf(ids[i], sizeof ids[i], "%s", jobs[i]->id);
     }
+    if (!ids[i][0]) continue;
     char sk[KEY_MAX];
-    key_of(app, sk, RELAYQ_KEY_STATUS, jobs[i]->id);
-    redisAppendCommand(rc, "HMGET %s error detail updated_at", sk);
+    key_of(app, sk, RELAYQ_KEY_STATUS, ids[i]);
+    redisAppendCommand(rc, "HMGET %s error detail updated_at tenant attempts", sk);
   }
   struct rq_buf *b = &rs->body;
   int64_t now = relayq_now_ms();
@@ -885,7 +895,7 @@ void page_dead(struct web_app *app, const struct web_req *rq, struct web_resp *r
   }
   int failed = 0;
   for (size_t i = 0; i < list->elements; i++) {
-    if (jobs[i] == NULL) {
+    if (!ids[i][0]) {
       rq_buf_printf(b, "<tr class=\"undecodable\"><td colspan=\"3\">(undecodable, %zu bytes)</td><td>",
                     list->element[i]->len);
       html_text(b, why[i]);
@@ -897,28 +907,42 @@ void page_dead(struct web_app *app, const struct web_req *rq, struct web_resp *r
       failed = 1;
       continue;
     }
-    const char *error = NULL, *detail = NULL, *upd = NULL;
-    if (st->type == REDIS_REPLY_ARRAY && st->elements == 3)
+    const char *error = NULL, *detail = NULL, *upd = NULL, *st_tenant = NULL, *st_attempts = NULL;
+    if (st->type == REDIS_REPLY_ARRAY && st->elements == 5) {
       error = st->element[0]->str, detail = st->element[1]->str, upd = st->element[2]->str;
+      st_tenant = st->element[3]->str, st_attempts = st->element[4]->str;
+    }
+    const char *tenant = jobs[i] ? jobs[i]->tenant : st_tenant;
     rq_buf_puts(b, "<tr data-id=\"");
-    html_attr(b, jobs[i]->id);
+    html_attr(b, ids[i]);
     rq_buf_puts(b, "\"><td><a href=\"/job?id=");
-    html_url(b, jobs[i]->id);
+    html_url(b, ids[i]);
     rq_buf_puts(b, "\">");
-    html_text(b, jobs[i]->id);
-    rq_buf_puts(b, "</a></td><td><a href=\"/tenant?id=");
-    html_url(b, jobs[i]->tenant);
-    rq_buf_puts(b, "\">");
-    html_text(b, jobs[i]->tenant);
-    rq_buf_printf(b, "</a></td><td class=\"n\">%d</td><td>", (int)jobs[i]->attempts_);
+    html_text(b, ids[i]);
+    rq_buf_puts(b, "</a></td><td>");
+    if (tenant && name_ok(tenant, 1)) {
+      rq_buf_puts(b, "<a href=\"/tenant?id=");
+      html_url(b, tenant);
+      rq_buf_puts(b, "\">");
+      html_text(b, tenant);
+      rq_buf_puts(b, "</a>");
+    }
+    rq_buf_printf(b, "</td><td class=\"n\">%lld</td><td>",
+                  jobs[i] ? (long long)jobs[i]->attempts_ : num_or(st_attempts, 0));
     if (error && error[0]) badge(b, "bad", error);
     rq_buf_puts(b, " ");
-    html_text(b, detail);
+    html_text(b, detail && detail[0] ? detail : jobs[i] ? NULL : why[i]);
     rq_buf_puts(b, "</td><td>");
     html_time(b, num_or(upd, 0), now);
-    rq_buf_puts(b, "</td><td><a class=\"button\" href=\"/dead/requeue?id=");
-    html_url(b, jobs[i]->id);
-    rq_buf_puts(b, "\">Requeue\xe2\x80\xa6</a></td></tr>");
+    rq_buf_puts(b, "</td><td>");
+    if (jobs[i]) {
+      rq_buf_puts(b, "<a class=\"button\" href=\"/dead/requeue?id=");
+      html_url(b, ids[i]);
+      rq_buf_puts(b, "\">Requeue\xe2\x80\xa6</a>");
+    } else {
+      rq_buf_puts(b, "<span class=\"muted\" title=\"an invalid job cannot be requeued as is\">fix the producer</span>");
+    }
+    rq_buf_puts(b, "</td></tr>");
     freeReplyObject(st);
   }
   if (list->elements) rq_buf_puts(b, "</tbody></table>");
@@ -928,6 +952,7 @@ void page_dead(struct web_app *app, const struct web_req *rq, struct web_resp *r
   for (size_t i = 0; i < list->elements; i++) relayq_job_free(jobs[i]);
   free(jobs);
   free(why);
+  free(ids);
   freeReplyObject(list);
   if (failed) {
     redis_failed(app, rs, NULL);
