@@ -16,6 +16,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "redis_health.h"
 #include "util.h"
 
 struct rq_finish {
@@ -83,7 +84,7 @@ static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
   struct rq_jobctx *jc = priv;
   redisReply *reply = r;
   if (!reply || reply->type == REDIS_REPLY_ERROR) {
-    if (reply)
+    if (reply && !rq_redis_health_refused(jc->eng, reply->str))
       RQ_LOG_FIELDS(RQ_LOG_ERROR, "status write failed; will retry", {"job", jc->job ? jc->job->id : NULL},
                     {"detail", reply->str});
     jc->phase = RQ_PHASE_STALLED; /* re-sent by rq_status_retry_stalled */
@@ -198,7 +199,7 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
 }
 
 void rq_status_retry_stalled(struct rq_engine *eng) {
-  if (!rq_engine_redis_ready(eng)) return;
+  if (!rq_engine_redis_ready(eng) || !rq_redis_health_ok(eng)) return;
   for (struct rq_jobctx *jc = eng->jobs; jc; jc = jc->next)
     if (jc->phase == RQ_PHASE_STALLED && jc->finish) send_finish(jc);
 }

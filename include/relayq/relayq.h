@@ -53,7 +53,9 @@ extern "C" {
   XX(CRYPTO, -9, "cryptographic failure")                                     \
   XX(URL, -10, "invalid URL")                                                 \
   XX(TIMEOUT, -11, "timed out")                                               \
-  XX(IO, -12, "input/output error")
+  XX(IO, -12, "input/output error")                                           \
+  XX(REFUSED, -13, "Redis refuses writes")                                    \
+  XX(TLS, -14, "TLS verification failed")
 
 enum relayq_errno {
 #define RELAYQ_ERR_ENUM(name, code, msg) RELAYQ_E##name = (code),
@@ -74,6 +76,25 @@ struct relayq_error {
 
 /* Static string naming a code ("invalid job"). Borrowed, never NULL. */
 const char *relayq_strerror(int code);
+
+/* Redis refusing writes for the whole server rather than for one command
+ * (RELAYQ_EREFUSED): full at maxmemory with noeviction (OOM), a replica
+ * or demoted primary (READONLY), persistence failing (MISCONF), a script
+ * running too long (BUSY), the script cache emptied (NOSCRIPT). */
+enum relayq_refusal {
+  RELAYQ_REFUSAL_NONE = 0,
+  RELAYQ_REFUSAL_OOM,
+  RELAYQ_REFUSAL_READONLY,
+  RELAYQ_REFUSAL_MISCONF,
+  RELAYQ_REFUSAL_BUSY,
+  RELAYQ_REFUSAL_NOSCRIPT,
+};
+/* Classifies a Redis error reply by its first word. */
+enum relayq_refusal relayq_redis_refusal(const char *redis_error);
+/* "Redis is full (maxmemory)"; "" for NONE. Static, never NULL. */
+const char *relayq_refusal_summary(enum relayq_refusal kind);
+/* What an operator does about it, one sentence. Static, never NULL. */
+const char *relayq_refusal_advice(enum relayq_refusal kind);
 
 /* ---- the job model ------------------------------------------------------ */
 
@@ -170,6 +191,15 @@ struct relayq_job {
  */
 int relayq_job_decode(const void *buf, size_t len, size_t max_bytes,
                       struct relayq_job **out, struct relayq_error *err);
+
+/* As relayq_job_decode(), without copying the bulk bytes: each attachment's
+ * data and raw point into buf (no NUL after them), which the caller keeps
+ * unchanged and alive until relayq_job_free(job). Strings are copied as
+ * usual. For a consumer that holds the payload anyway (the worker keeps
+ * it for its inflight list): a 10 MB attachment then lives once, not
+ * twice. */
+int relayq_job_decode_ref(const void *buf, size_t len, size_t max_bytes,
+                          struct relayq_job **out, struct relayq_error *err);
 
 /* Checks a job against every rule of the contract (the same rules decode
  * applies). Returns 0 or RELAYQ_EINVALID_JOB with err->message. */
@@ -274,16 +304,31 @@ int relayq_secret_open_aad(const unsigned char key[32], const void *aad,
 
 /* ---- redis URL ------------------------------------------------------------ */
 
+#define RELAYQ_MAX_SENTINELS 8
+
+struct relayq_redis_hostport {
+  char host[256];
+  int port;
+};
+
 struct relayq_redis_url {
   char host[256];
   int port;          /* default 6379 */
   char user[128];    /* empty: none */
   char password[256];/* empty: none */
   int db;            /* default 0 */
+  /* v1.1 */
+  int tls;           /* rediss:// or rediss+sentinel:// */
+  char master[256];  /* redis+sentinel://: the master's name; empty otherwise */
+  int n_sentinels;   /* redis+sentinel://: sentinels[0..n) (host/port: the first) */
+  struct relayq_redis_hostport sentinels[RELAYQ_MAX_SENTINELS];
 };
 
-/* Parses redis://[[user]:password@]host[:port][/db]. Percent-escapes in
- * user and password are decoded. */
+/* Parses redis://[[user]:password@]host[:port][/db], rediss:// (TLS) and
+ * redis+sentinel://[[user]:password@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/db]
+ * (rediss+sentinel:// over TLS; sentinel port 26379 by default; the
+ * credentials are the primary's, and are offered to a sentinel only when
+ * it asks for them). Percent-escapes in user and password are decoded. */
 int relayq_redis_url_parse(const char *url, struct relayq_redis_url *out,
                            struct relayq_error *err);
 

@@ -363,12 +363,15 @@ static int batch_read(struct relayq_client *c, const struct batch *b, char *dup,
   int rc = 0;
   if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0 && !b->retried) {
     rc = NOSCRIPT;
+  } else if (r->type == REDIS_REPLY_ERROR && (rc = relayq__refused(err, r->str)) != 0) {
+    /* Redis refuses every write: say why, not "job X refused" */
   } else if (r->type != REDIS_REPLY_ARRAY || r->elements != b->n) {
     rc = relayq__fail(err, RELAYQ_EREDIS, "Redis refused to enqueue job %s: %.150s", b->ids[0],
                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
   } else {
     for (size_t i = 0; i < b->n && rc == 0; i++) {
       const redisReply *el = r->element[i];
+      if (el->type == REDIS_REPLY_ERROR && (rc = relayq__refused(err, el->str)) != 0) break;
       if (el->type == REDIS_REPLY_ERROR)
         rc = relayq__fail(err, RELAYQ_EREDIS, "Redis refused to enqueue job %s: %.150s",
                           b->ids[i], el->str);

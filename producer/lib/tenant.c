@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "internal.h"
 #include "tenant.h"
@@ -33,6 +34,7 @@ enum fid {
   F_SMTP_TLS_VERIFY,
   F_SMTP_PRESET,
   F_SMTP_MAX_CONNECTIONS,
+  F_SMTP_TLS_PIN,
   F_MAILGUN_DOMAIN,
   F_MAILGUN_API_KEY,
   F_MAILGUN_REGION,
@@ -60,6 +62,7 @@ static const char *const field_names[F__COUNT + 1] = {
     "gateway",         "smtp_host",           "smtp_port",
     "smtp_security",   "smtp_user",           "smtp_password",
     "smtp_tls_verify", "smtp_preset",         "smtp_max_connections",
+    "smtp_tls_pin",
     "mailgun_domain",  "mailgun_api_key",     "mailgun_region",
     "mailgun_base_url", "from_email",         "from_name",
     "reply_to",        "domain_verified",     "signature_text",
@@ -408,6 +411,28 @@ static int take_base_url(struct ctx *c, const char *v, char **out) {
   return 0;
 }
 
+/* smtp_tls_pin: one or more comma-separated "sha256//" + base64 of 32
+ * bytes (curl's --pinnedpubkey form), at most RQ_TENANT_MAX_PINS. */
+static int take_pins(struct ctx *c, const char *v, char **out) {
+  const char *q = v;
+  int n = 0;
+  for (;;) {
+    const char *comma = strchr(q, ',');
+    size_t len = comma ? (size_t)(comma - q) : strlen(q);
+    while (len && *q == ' ') q++, len--;
+    while (len && q[len - 1] == ' ') len--;
+    unsigned char raw[40];
+    if (len != 52 || strncmp(q, "sha256//", 8) != 0 || q[51] != '=' ||
+        EVP_DecodeBlock(raw, (const unsigned char *)q + 8, 44) != 33 || ++n > RQ_TENANT_MAX_PINS)
+      return fail(c, "smtp_tls_pin must be one or more comma-separated sha256//BASE64 pins of the server's "
+                     "public key (at most %d; `relayq tenant trust` writes it).", RQ_TENANT_MAX_PINS);
+    if (!comma) break;
+    q = comma + 1;
+  }
+  if ((*out = strdup(v)) == NULL) return oom(c);
+  return 0;
+}
+
 static int take_security(struct ctx *c, const char *v, enum rq_security *out) {
   if (lower_eq(v, "starttls")) *out = RQ_SEC_STARTTLS;
   else if (lower_eq(v, "tls")) *out = RQ_SEC_TLS;
@@ -495,6 +520,7 @@ static int parse_smtp(struct ctx *c, const char *const v[F__COUNT],
       take_bool(c, "smtp_tls_verify", v[F_SMTP_TLS_VERIFY],
                 &conf->tls_verify) != 0)
     return -1;
+  if (v[F_SMTP_TLS_PIN] != NULL && take_pins(c, v[F_SMTP_TLS_PIN], &conf->tls_pin) != 0) return -1;
   if (v[F_SMTP_MAX_CONNECTIONS] != NULL) {
     long m = 0;
     if (take_int(c, "smtp_max_connections", v[F_SMTP_MAX_CONNECTIONS], 1,
@@ -513,6 +539,7 @@ static void free_smtp(struct rq_smtp_conf *conf) {
   free(conf->user);
   wipe_free(conf->password);
   free(conf->preset);
+  free(conf->tls_pin);
   memset(conf, 0, sizeof *conf);
 }
 

@@ -45,8 +45,8 @@ int rq_route_platform_parse(const char *url, struct rq_platform *p, char *err, s
   copy_part(u, CURLUPART_PORT, port, sizeof port, 0);
   copy_part(u, CURLUPART_USER, p->user, sizeof p->user, 1);
   copy_part(u, CURLUPART_PASSWORD, p->password, sizeof p->password, 1);
-  if (strcasecmp(scheme, "smtp") && strcasecmp(scheme, "smtps")) {
-    snprintf(err, errlen, "--platform-smtp must use smtp:// or smtps://, not %s://", scheme);
+  if (strcasecmp(scheme, "smtp") && strcasecmp(scheme, "smtps") && strcasecmp(scheme, "smtp+insecure")) {
+    snprintf(err, errlen, "--platform-smtp must use smtp://, smtps:// or smtp+insecure://, not %s://", scheme);
     goto out;
   }
   if (!p->host[0]) {
@@ -54,6 +54,7 @@ int rq_route_platform_parse(const char *url, struct rq_platform *p, char *err, s
     goto out;
   }
   p->implicit_tls = !strcasecmp(scheme, "smtps");
+  p->insecure = !strcasecmp(scheme, "smtp+insecure");
   p->port = port[0] ? atoi(port) : (p->implicit_tls ? 465 : 25);
   p->configured = 1;
   rc = 0;
@@ -100,6 +101,11 @@ static int smtp_route(const struct rq_config *cfg, const struct rq_tenant *t, co
   out->user = c->user;
   out->password = c->password;
   out->tls_verify = c->tls_verify;
+  out->tls_pin = c->tls_pin;
+  if (cfg->mode == RQ_MODE_SAAS) {
+    out->netpolicy = &cfg->netpolicy;
+    out->require_auth = 1;
+  }
   out->max_connections = c->max_connections > 0 ? c->max_connections : RQ_TENANT_DEFAULT_MAX_CONNECTIONS;
   out->max_recipients = cfg->smtp_max_recipients;
   /* One limiter per tenant server and login: smtp_max_connections is the
@@ -140,6 +146,7 @@ int rq_route_resolve(const struct rq_config *cfg, const struct rq_platform *plat
     out->mg_base_url = t->mailgun_base_url;
     out->mg_domain = t->mailgun_domain;
     out->mg_key = t->mailgun_api_key;
+    if (cfg->mode == RQ_MODE_SAAS) out->netpolicy = &cfg->netpolicy;
     out->max_recipients = cfg->mailgun_max_recipients;
     snprintf(out->conn_key, sizeof out->conn_key, "mailgun|%s", t->mailgun_base_url ? t->mailgun_base_url : "");
   } else {
@@ -153,7 +160,9 @@ int rq_route_resolve(const struct rq_config *cfg, const struct rq_platform *plat
     out->gateway = RQ_GW_PLATFORM;
     out->host = platform->host;
     out->port = platform->port;
-    out->smtp_security = platform->implicit_tls ? RQ_SMTP_IMPLICIT_TLS : RQ_SMTP_STARTTLS_TRY;
+    out->smtp_security = platform->implicit_tls ? RQ_SMTP_IMPLICIT_TLS
+                         : platform->insecure   ? RQ_SMTP_STARTTLS_TRY_INSECURE
+                                                : RQ_SMTP_STARTTLS_TRY;
     out->user = platform->user[0] ? platform->user : NULL;
     out->password = platform->password[0] ? platform->password : NULL;
     out->tls_verify = cfg->platform_tls_verify;
@@ -231,4 +240,7 @@ void rq_route_smtp_target(const struct rq_route *r, const struct rq_config *cfg,
   t->connect_timeout_ms = cfg->smtp_connect_timeout_ms;
   t->response_timeout_ms = cfg->smtp_reply_timeout_ms;
   t->timeout_ms = cfg->smtp_timeout_ms;
+  t->netpolicy = r->netpolicy;
+  t->require_auth = r->require_auth;
+  t->tls_pin = r->tls_pin;
 }

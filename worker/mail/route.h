@@ -36,6 +36,7 @@ struct rq_smtp_target;
 struct rq_platform {
   int configured;
   int implicit_tls; /* smtps:// */
+  int insecure;     /* smtp+insecure://: its login may go in clear text */
   char host[256];
   int port;
   char user[256];
@@ -56,6 +57,11 @@ struct rq_route {
   const char *ca_file;
   int max_connections;
   int max_recipients;
+  /* saas only: the network boundary (cfg's, borrowed) and "must log in";
+   * NULL / 0 for the platform gateway and in onprem mode. */
+  const struct rq_netpolicy *netpolicy;
+  int require_auth;
+  const char *tls_pin; /* smtp_tls_pin or NULL */
   char conn_key[300];
   /* mailgun */
   const char *mg_base_url, *mg_domain, *mg_key;

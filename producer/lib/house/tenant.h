@@ -41,6 +41,7 @@ enum rq_security { RQ_SEC_STARTTLS, RQ_SEC_TLS, RQ_SEC_NONE };
 #define RQ_TENANT_MAX_VALUE 1024      /* most values, bytes */
 #define RQ_TENANT_MAX_LONG_VALUE 65536 /* signatures and PEM keys, bytes */
 #define RQ_TENANT_MAX_CONNECTIONS 100 /* smtp_max_connections upper bound */
+#define RQ_TENANT_MAX_PINS 8          /* pins in smtp_tls_pin */
 #define RQ_TENANT_MAX_DOMAINS 32      /* names in verified_domains */
 
 /* rq_tenant_parse / rq_tenant_parse_route: an enc:v2: secret that does not
@@ -62,6 +63,7 @@ struct rq_smtp_conf {
   int tls_verify;      /* 1 (default) or 0 */
   int max_connections; /* default RQ_TENANT_DEFAULT_MAX_CONNECTIONS */
   char *preset;        /* canonical preset name, or NULL */
+  char *tls_pin;       /* smtp_tls_pin: "sha256//BASE64[,...]" as given, or NULL */
 };
 
 /*
