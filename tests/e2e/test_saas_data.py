@@ -254,7 +254,22 @@ def test_tenant_reusing_another_tenants_id_never_touches_its_status():
         assert "another job" in p.stderr and "tenant-a" not in p.stderr, p.stderr
         assert status(r, "inv-1") == a
         ev.wait(lambda e: e["id"] == "inv-1" and e["tenant"] == "tenant-b" and e.get("detail", "").find("new id") >= 0)
-        assert sum(1 for d in dead_payloads(r) if d.get("id") == "inv-1") == 2
+        assert sum(1 for d in dead_payloads(r) if d.get("id") == "inv-1") == 2, dead_payloads(r)
+        # The enqueue script every example carries (docs/producers.md), run as a producer would.
+        doc = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                                "producers.md")).read()
+        lua = doc.split("### The enqueue script", 1)[1].split("```lua\n", 1)[1].split("```", 1)[0]
+        payload = msgpack.packb(job("inv-1", tenant="tenant-c"), use_bin_type=True)
+        ev_json = json.dumps({"id": "inv-1", "tenant": "tenant-c", "state": "queued", "attempts": 0, "ts": 1})
+        try:
+            r.client.eval(lua, 3, r.key("status", "inv-1"), r.key("queue", "default"), r.key("events"),
+                          payload, "", ev_json, "state", "queued", "tenant", "tenant-c", "created_at", "1")
+            raise AssertionError("the documented enqueue script accepted another tenant's id")
+        except Exception as e:  # redis.ResponseError
+            assert "FOREIGN_ID" in str(e), e
+        assert status(r, "inv-1") == a
+        assert r.client.lindex(r.key("dead"), 0) == payload
+        ev.wait(lambda e: e["id"] == "inv-1" and e["tenant"] == "tenant-c" and e["error"] == "invalid_job")
         # The same tenant's own duplicate is still the plain idempotent case.
         p = run_relayq(r, "send", "--tenant", "tenant-a", "--id", "inv-1", "--to", "x@dest.example",
                        "--text", "a-again")
