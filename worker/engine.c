@@ -265,11 +265,11 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
     return -1;
   }
   char why[300];
-  if (rq_route_platform_parse(cfg->platform_smtp, &eng->platform, why, sizeof why)) {
+  if (rq_settings_route(cfg, &eng->routing, why, sizeof why)) {
     rq_logf(RQ_LOG_ERROR, "%s", why);
     return -1;
   }
-  if (!eng->platform.configured)
+  if (!eng->routing.platform.configured)
     rq_logf(RQ_LOG_WARN, "no --platform-smtp: jobs for the platform gateway will wait and retry");
   for (int s = 0; s < RQ_SCRIPT_COUNT; s++) script_sha(rq_script_source(s), eng->sha[s]);
   eng->inflight_key = make_key(cfg, RELAYQ_KEY_INFLIGHT, cfg->worker_id);

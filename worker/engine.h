@@ -30,6 +30,7 @@
 #include "rconn.h"
 #include "route.h"
 #include "scripts.h"
+#include "settings.h"
 #include "util.h"
 
 struct rq_curl;
@@ -99,7 +100,7 @@ struct rq_engine {
   uv_loop_t *loop;
   struct rq_config *cfg;
   struct relayq_redis_url url;
-  struct rq_platform platform;
+  struct rq_route_settings routing; /* from cfg (settings.h) */
   struct rq_rconn *cmd; /* scripts, status writes, tenant reads */
   struct rq_rconn *blk; /* BLMOVE only (a blocked connection serves nothing else) */
   struct rq_curl *curl;

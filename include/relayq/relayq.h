@@ -31,6 +31,12 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility; what this header declares
+ * is its whole exported API. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define RELAYQ_JOB_VERSION 1
 #define RELAYQ_ID_MAX 128            /* id and tenant: 1-128 chars */
 #define RELAYQ_DEFAULT_PREFIX "relayq"
@@ -308,6 +314,10 @@ void relayq_status_free(struct relayq_status *st);
 
 /* 1 for sent, partial, failed. */
 int relayq_state_is_final(const char *state);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "internal.h"
+#include "text.h"
 #include "util.h"
 
 int cli_fail(int code, const char *fmt, ...) {

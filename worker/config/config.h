@@ -17,10 +17,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "log.h"
+
 #define RQ_MAX_QUEUES 16
 
 enum rq_mode { RQ_MODE_SAAS, RQ_MODE_ONPREM };
-enum rq_log_format { RQ_LOG_TEXT, RQ_LOG_JSON };
 
 struct rq_config {
   char *redis_url;
