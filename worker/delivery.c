@@ -29,6 +29,7 @@
 #include "mailgun.h"
 #include "metrics.h"
 #include "mime.h"
+#include "redis_health.h"
 #include "dkim_job.h"
 #include "route.h"
 #include "smtp.h"
@@ -451,7 +452,10 @@ static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
     rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
     return;
   }
-  if (res->status == 0) rq_classify_transport(res->curl_code, res->curl_error, RQ_STAGE_CONNECT, &c);
+  if (res->policy) { /* the saas network boundary: nothing was connected */
+    c = (struct rq_class){.verdict = RQ_PERM, .error = RQ_ERR_POLICY};
+    snprintf(c.detail, sizeof c.detail, "%s", res->curl_error);
+  } else if (res->status == 0) rq_classify_transport(res->curl_code, res->curl_error, RQ_STAGE_CONNECT, &c);
   else rq_classify_http(res->status, res->body, res->body_len, res->retry_after, relayq_now_ms(), &c);
   breaker_record(jc, &c);
   enum rq_rcpt_state st = c.verdict == RQ_OK ? RQ_RCPT_ACCEPTED : c.verdict == RQ_TEMP ? RQ_RCPT_TEMP : RQ_RCPT_REJECTED;
@@ -531,6 +535,7 @@ static void send_next(struct rq_jobctx *jc) {
         .connect_timeout_ms = cfg->smtp_connect_timeout_ms,
         .timeout_ms = cfg->smtp_timeout_ms,
         .ca_file = cfg->ca_file,
+        .netpolicy = jc->route.netpolicy,
     };
     rc = rq_mailgun_send(jc->eng->mailgun, &req, on_mailgun_done, jc);
   } else {
@@ -565,6 +570,10 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
     rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
     return;
   }
+  if (reply->type == REDIS_REPLY_ERROR && rq_redis_health_refused(jc->eng, reply->str)) {
+    jc->phase = RQ_PHASE_REDIS_WAIT; /* held; rq_delivery_resume_waiting claims it again */
+    return;
+  }
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 || reply->element[0]->type != REDIS_REPLY_STRING) {
     RQ_LOG_FIELDS(RQ_LOG_ERROR, "claim script failed", {"job", jc->job->id},
                   {"detail", reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply"});
@@ -573,6 +582,13 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
   }
   const char *verdict = reply->element[0]->str;
   const char *arg = reply->element[1]->type == REDIS_REPLY_STRING ? reply->element[1]->str : "";
+  if (!strcmp(verdict, "foreign")) {
+    /* FINISH leaves the other tenant's status alone and dead-letters this
+     * job; the detail names no tenant. */
+    fail(jc, "invalid_job", "This job id is already used by another job (ids are the idempotency key): the job was "
+                            "not sent; send it again with a new id.");
+    return;
+  }
   if (!strcmp(verdict, "dup")) {
     jc->eng->n_dup++;
     RQ_LOG_FIELDS(RQ_LOG_INFO, "duplicate job acknowledged without sending", {"job", jc->job->id},
@@ -672,6 +688,16 @@ static void claim(struct rq_jobctx *jc) {
   rq_buf_free(&ev);
 }
 
+void rq_delivery_resume_waiting(struct rq_engine *eng) {
+  struct rq_jobctx *next;
+  for (struct rq_jobctx *jc = eng->jobs; jc; jc = next) {
+    next = jc->next; /* a claim may finish (and free) jc synchronously */
+    if (jc->phase != RQ_PHASE_REDIS_WAIT) continue;
+    if (eng->stopping) rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
+    else claim(jc);
+  }
+}
+
 /* ---- routing, sender, envelope ------------------------------------------------------ */
 
 static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
@@ -679,6 +705,7 @@ static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
   rq_buf_reset(&jc->msg);
   if (j->raw) {
     rq_mime_raw(j->raw, j->raw_len, &jc->msg);
+    rq_route_raw_from(&jc->eng->routing, jc->tenant->t, j, &jc->route, &jc->msg); /* sender rule, then DKIM */
     return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
   }
   struct rq_sender s;
@@ -734,7 +761,9 @@ static int build_envelope(struct rq_jobctx *jc, char *err, size_t errlen) {
 static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
   char err[600];
   if (e->error[0]) {
-    fail(jc, "policy", e->error);
+    /* A secret sealed for another place is a login that cannot be used:
+     * `auth`, like a refused one; nothing was sent to any server. */
+    fail(jc, e->error_auth ? "auth" : "policy", e->error);
     return;
   }
   if (build_envelope(jc, err, sizeof err)) {

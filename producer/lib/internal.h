@@ -32,6 +32,11 @@
 int relayq__fail(struct relayq_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* When redis_error is a server-wide write refusal (relayq_redis_refusal),
+ * fills err with RELAYQ_EREFUSED, what it means, Redis's words and what
+ * to do, and returns RELAYQ_EREFUSED; otherwise returns 0 and leaves err. */
+int relayq__refused(struct relayq_error *err, const char *redis_error);
+
 /* Resets err to success with empty message, id and tenant. NULL is fine. */
 void relayq__error_clear(struct relayq_error *err);
 

@@ -31,6 +31,11 @@ int main(void) {
   CHECK_INT(rq_settings_route(&cfg, &s, err, sizeof err), ==, 0);
   CHECK_INT(s.platform.port, ==, 465);
   CHECK_INT(s.platform.implicit_tls, ==, 1);
+  cfg.platform_smtp = "smtp+insecure://gw.example";
+  CHECK_INT(rq_settings_route(&cfg, &s, err, sizeof err), ==, 0);
+  CHECK_INT(s.platform.insecure, ==, 1);
+  CHECK_INT(s.platform.port, ==, 25);
+  CHECK(s.netpolicy == &cfg.netpolicy);
   cfg.platform_smtp = "http://gw.example";
   CHECK_INT(rq_settings_route(&cfg, &s, err, sizeof err), ==, -1);
   CHECK(strstr(err, "smtp://") != NULL);
@@ -45,7 +50,8 @@ int main(void) {
   cfg.ca_file = "/tmp/ca.pem";
   struct rq_route r = {.name = "smtp", .host = "smtp.acme.example", .port = 587,
                        .smtp_security = RQ_ROUTE_STARTTLS_REQUIRED, .user = "u", .password = "p",
-                       .tls_verify = 1, .max_connections = 2, .conn_key = "acme|smtp.acme.example|587|u"};
+                       .tls_verify = 1, .max_connections = 2, .conn_key = "acme|smtp.acme.example|587|u",
+                       .require_auth = 1, .tls_pin = "sha256//abc"};
   struct rq_smtp_target tg;
   rq_settings_smtp_target(&cfg, &r, &tg);
   CHECK_STR(tg.host, "smtp.acme.example");
@@ -57,9 +63,14 @@ int main(void) {
   CHECK_INT(tg.response_timeout_ms, ==, 2000);
   CHECK_INT(tg.timeout_ms, ==, 3000);
   CHECK_INT(tg.max_connections, ==, 2);
-  const enum rq_route_security in[] = {RQ_ROUTE_STARTTLS_TRY, RQ_ROUTE_IMPLICIT_TLS, RQ_ROUTE_PLAIN};
-  const enum rq_smtp_security want[] = {RQ_SMTP_STARTTLS_TRY, RQ_SMTP_IMPLICIT_TLS, RQ_SMTP_PLAIN};
-  for (size_t i = 0; i < 3; i++) {
+  CHECK(tg.netpolicy == NULL);
+  CHECK_STR(tg.tls_pin, "sha256//abc");
+  CHECK_INT(tg.require_auth, ==, 1);
+  const enum rq_route_security in[] = {RQ_ROUTE_STARTTLS_TRY, RQ_ROUTE_STARTTLS_TRY_INSECURE, RQ_ROUTE_IMPLICIT_TLS,
+                                       RQ_ROUTE_PLAIN};
+  const enum rq_smtp_security want[] = {RQ_SMTP_STARTTLS_TRY, RQ_SMTP_STARTTLS_TRY_INSECURE, RQ_SMTP_IMPLICIT_TLS,
+                                        RQ_SMTP_PLAIN};
+  for (size_t i = 0; i < 4; i++) {
     r.smtp_security = in[i];
     rq_settings_smtp_target(&cfg, &r, &tg);
     CHECK_INT(tg.security, ==, want[i]);

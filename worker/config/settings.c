@@ -36,8 +36,8 @@ static int platform_parse(const char *url, struct rq_platform *p, char *err, siz
   copy_part(u, CURLUPART_PORT, port, sizeof port, 0);
   copy_part(u, CURLUPART_USER, p->user, sizeof p->user, 1);
   copy_part(u, CURLUPART_PASSWORD, p->password, sizeof p->password, 1);
-  if (strcasecmp(scheme, "smtp") && strcasecmp(scheme, "smtps")) {
-    snprintf(err, errlen, "--platform-smtp must use smtp:// or smtps://, not %s://", scheme);
+  if (strcasecmp(scheme, "smtp") && strcasecmp(scheme, "smtps") && strcasecmp(scheme, "smtp+insecure")) {
+    snprintf(err, errlen, "--platform-smtp must use smtp://, smtps:// or smtp+insecure://, not %s://", scheme);
     goto out;
   }
   if (!p->host[0]) {
@@ -45,6 +45,7 @@ static int platform_parse(const char *url, struct rq_platform *p, char *err, siz
     goto out;
   }
   p->implicit_tls = !strcasecmp(scheme, "smtps");
+  p->insecure = !strcasecmp(scheme, "smtp+insecure");
   p->port = port[0] ? atoi(port) : (p->implicit_tls ? 465 : 25);
   p->configured = 1;
   rc = 0;
@@ -56,6 +57,7 @@ out:
 int rq_settings_route(const struct rq_config *cfg, struct rq_route_settings *s, char *err, size_t errlen) {
   memset(s, 0, sizeof *s);
   s->saas = cfg->mode == RQ_MODE_SAAS;
+  s->netpolicy = &cfg->netpolicy;
   s->platform_from = cfg->platform_from;
   s->platform_tls_verify = cfg->platform_tls_verify;
   s->platform_max_recipients = cfg->platform_max_recipients;
@@ -67,6 +69,7 @@ int rq_settings_route(const struct rq_config *cfg, struct rq_route_settings *s, 
 static enum rq_smtp_security smtp_security(enum rq_route_security s) {
   switch (s) {
   case RQ_ROUTE_STARTTLS_TRY: return RQ_SMTP_STARTTLS_TRY;
+  case RQ_ROUTE_STARTTLS_TRY_INSECURE: return RQ_SMTP_STARTTLS_TRY_INSECURE;
   case RQ_ROUTE_STARTTLS_REQUIRED: return RQ_SMTP_STARTTLS_REQUIRED;
   case RQ_ROUTE_IMPLICIT_TLS: return RQ_SMTP_IMPLICIT_TLS;
   case RQ_ROUTE_PLAIN: return RQ_SMTP_PLAIN;
@@ -88,4 +91,7 @@ void rq_settings_smtp_target(const struct rq_config *cfg, const struct rq_route 
   t->connect_timeout_ms = cfg->smtp_connect_timeout_ms;
   t->response_timeout_ms = cfg->smtp_reply_timeout_ms;
   t->timeout_ms = cfg->smtp_timeout_ms;
+  t->netpolicy = r->netpolicy;
+  t->require_auth = r->require_auth;
+  t->tls_pin = r->tls_pin;
 }

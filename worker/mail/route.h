@@ -7,16 +7,18 @@
  *   - the recipient cap per transaction (tenant max_recipients or
  *     bulk_max_recipients, else the worker's default for that gateway);
  *   - the sender identity: From, display name, Reply-To and the envelope
- *     sender, including the DMARC rule for tenants whose domain is not
- *     verified on the platform gateway (From the platform sender, the
- *     tenant's name, Reply-To the tenant's address). domain_verified
- *     covers the domain of the tenant's from_email and its dkim_domain,
- *     with their subdomains; a job From any other domain is treated as
- *     unverified.
+ *     sender, including the DMARC rule on the platform gateway: a From
+ *     is used as is only when its domain is one of the tenant's
+ *     verified_domains or a subdomain of one (v1's domain_verified=1
+ *     stands for the domain of dkim_domain, else of from_email); else the
+ *     mail goes From the platform sender, with the tenant's name and
+ *     Reply-To the tenant's address. At the platform sender's own domain
+ *     only the platform sender itself is ever a From. The same rule
+ *     rewrites the From field of a raw message (raw_from.h).
  *
  * Ownership: struct rq_route and struct rq_sender only borrow strings from
- * the route settings, the tenant and the job; they are
- * valid while those are (a job holds its tenant entry).
+ * the route settings, the tenant and the job; they are valid while those
+ * are (a job holds its tenant entry).
  */
 #ifndef RQ_ROUTE_H
 #define RQ_ROUTE_H
@@ -24,12 +26,16 @@
 #include <relayq/relayq.h>
 
 #include "tenant.h"
+#include "util.h"
+
+struct rq_netpolicy;
 
 /* The platform gateway, from --platform-smtp (rq_settings_route parses
  * it). */
 struct rq_platform {
   int configured;
   int implicit_tls; /* smtps:// */
+  int insecure;     /* smtp+insecure://: its login may go in clear text */
   char host[256];
   int port;
   char user[256];
@@ -37,9 +43,10 @@ struct rq_platform {
 };
 
 /* What routing takes from the worker's settings (worker/config/settings.h
- * fills it from the flags and environment). Strings are borrowed. */
+ * fills it from the flags and environment). Pointers are borrowed. */
 struct rq_route_settings {
-  int saas;                  /* --mode saas: refuse port 25 and servers without AUTH */
+  int saas;                  /* --mode saas: port 25 and servers without AUTH refused */
+  const struct rq_netpolicy *netpolicy; /* saas: the network boundary (netpolicy.h) */
   const char *platform_from; /* the platform's sender address */
   int platform_tls_verify;
   int platform_max_recipients, smtp_max_recipients, mailgun_max_recipients;
@@ -47,12 +54,13 @@ struct rq_route_settings {
 };
 
 /* How an SMTP route uses TLS; the transport's enum rq_smtp_security
- * names the same four ways (rq_settings_smtp_target converts). */
+ * names the same ways (rq_settings_smtp_target converts). */
 enum rq_route_security {
-  RQ_ROUTE_STARTTLS_TRY,      /* STARTTLS when offered (the platform's smtp://) */
-  RQ_ROUTE_STARTTLS_REQUIRED, /* tenants' starttls: never plain text */
-  RQ_ROUTE_IMPLICIT_TLS,      /* smtps://, security tls */
-  RQ_ROUTE_PLAIN,             /* security none */
+  RQ_ROUTE_STARTTLS_TRY,          /* STARTTLS when offered (the platform's smtp://) */
+  RQ_ROUTE_STARTTLS_TRY_INSECURE, /* the same, and a login may go in clear (smtp+insecure://) */
+  RQ_ROUTE_STARTTLS_REQUIRED,     /* tenants' starttls: never plain text */
+  RQ_ROUTE_IMPLICIT_TLS,          /* smtps://, security tls */
+  RQ_ROUTE_PLAIN,                 /* security none */
 };
 
 struct rq_route {
@@ -67,6 +75,11 @@ struct rq_route {
   const char *ca_file;
   int max_connections;
   int max_recipients;
+  /* saas only: the network boundary (the settings', borrowed) and "must log in";
+   * NULL / 0 for the platform gateway and in onprem mode. */
+  const struct rq_netpolicy *netpolicy;
+  int require_auth;
+  const char *tls_pin; /* smtp_tls_pin or NULL */
   char conn_key[300];
   /* mailgun */
   const char *mg_base_url, *mg_domain, *mg_key;
@@ -87,6 +100,19 @@ struct rq_sender {
 
 void rq_route_sender(const struct rq_route_settings *s, const struct rq_tenant *t, const struct relayq_job *j,
                      const struct rq_route *r, struct rq_sender *out);
+
+/* 1 when the platform gateway may send From addr for tenant t (NULL: a
+ * tenant without a hash, nothing verified). */
+int rq_route_vouched(const struct rq_route_settings *s, const struct rq_tenant *t, const char *addr);
+
+/* For a raw job on the platform gateway: when the From field of msg (the
+ * CRLF-normalised message) is not vouched for, replaces msg with a copy
+ * whose From is the platform sender (display name the job's or tenant's
+ * from_name, else the original address) and whose Reply-To is the job's
+ * or tenant's reply_to, else the original address, unless msg has one.
+ * Returns 1 when rewritten, 0 when msg is sent as given. */
+int rq_route_raw_from(const struct rq_route_settings *s, const struct rq_tenant *t, const struct relayq_job *j,
+                      const struct rq_route *r, struct rq_buf *msg);
 
 /* The domain part of an address ("platform.example" for "a@platform.example"). */
 const char *rq_route_domain_of(const char *addr);

@@ -81,7 +81,9 @@ const char *rq_smtp_strerror(int err);
   XX(NO_STARTTLS, 1010, "STARTTLS is required but the server does not offer or refuses it") \
   XX(AUTH, 1011, "the login failed")                                                         \
   XX(REJECTED, 1012, "the server refused the transaction")                                   \
-  XX(ABORTED, 1013, "the transport was closed before the transaction ended")
+  XX(ABORTED, 1013, "the transport was closed before the transaction ended")                  \
+  XX(POLICY, 1014, "refused by policy: the network boundary, or a login the server cannot take") \
+  XX(TLS_PIN, 1015, "the server's TLS key is not the pinned one")
 
 enum rq_smtp_err {
 #define XX(name, code, msg) RQ_SMTP_ERR_##name = (code),
@@ -91,7 +93,7 @@ enum rq_smtp_err {
 
 /* "ok", "dns", "connect", "timeout", "closed", "protocol", "tls",
  * "tls_cert", "tls_mismatch", "tls_local", "no_starttls", "auth",
- * "rejected", "aborted"; "unknown" otherwise. */
+ * "rejected", "aborted", "policy", "tls_pin"; "unknown" otherwise. */
 const char *rq_smtp_err_name(int err);
 
 enum rq_smtp_security {
@@ -100,6 +102,9 @@ enum rq_smtp_security {
   RQ_SMTP_STARTTLS_REQUIRED, /* fail unless STARTTLS succeeds */
   RQ_SMTP_IMPLICIT_TLS,      /* TLS from the first byte (smtps://, port 465) */
   RQ_SMTP_PLAIN,             /* never STARTTLS; AUTH in clear text allowed */
+  RQ_SMTP_STARTTLS_TRY_INSECURE, /* STARTTLS when offered, and a login may then go in clear text
+                                    (platform smtp+insecure://); RQ_SMTP_STARTTLS_TRY never sends
+                                    one in clear: it fails NO_STARTTLS instead */
 };
 
 /* Where and how to send. Every pointer is borrowed during rq_smtp_send
@@ -119,6 +124,16 @@ struct rq_smtp_target {
   long response_timeout_ms; /* each reply, and each stalled write; 0 = 60 s */
   long timeout_ms;       /* the whole transaction, queueing included; 0 = 10 min */
   const char *helo_name; /* EHLO/HELO name; NULL = this host's name */
+  /* The saas boundary (docs/security.md). netpolicy: addresses never
+   * connected to (borrowed, must outlive the transport); NULL = any.
+   * require_auth: with a user, a server that offers no usable AUTH (or
+   * whose EHLO reply was too long to read whole) gets nothing: the
+   * transaction ends RQ_SMTP_ERR_POLICY. */
+  const struct rq_netpolicy *netpolicy;
+  int require_auth;
+  /* "sha256//BASE64[,...]": trust the server by its key (tlsio.h); then
+   * tls_verify is not used. NULL or "": by certificate. */
+  const char *tls_pin;
 };
 
 /* One recipient's reply, in the order the recipients were given. code 0:
@@ -157,6 +172,7 @@ typedef void (*rq_smtp_cb)(const struct rq_smtp_result *res, void *arg);
 
 struct rq_smtp;
 struct rq_curl;
+struct rq_netpolicy;
 struct rq_class;
 
 /* The transport on loop, with a connection pool. */
@@ -227,7 +243,9 @@ void rq_smtp_free(struct rq_smtp *s);
  * connection and shutdown are connect TEMP; a TLS handshake failure is tls
  * TEMP, a certificate that fails verification, a TLS version or cipher
  * mismatch and a missing STARTTLS are tls PERM; a login refused or
- * impossible is auth PERM; a reply that is not SMTP is provider TEMP.
+ * impossible is auth PERM; a reply that is not SMTP is provider TEMP; a
+ * boundary or must-authenticate refusal is policy PERM; a key that is not
+ * the pinned one is tls PERM.
  * Never yields RQ_OK for a failure. Use it instead of
  * rq_classify_transport for SMTP. */
 void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class *out);
