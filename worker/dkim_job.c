@@ -27,5 +27,5 @@ int rq_dkim_sign_job(struct rq_jobctx *jc, char *err, size_t errlen) {
     snprintf(err, errlen, "%s", e->dkim_error);
     return -1;
   }
-  return rq_dkim_sign(&jc->msg, e->dkim_key, t->dkim_domain, t->dkim_selector, (int64_t)time(NULL), err, errlen);
+  return rq_dkim_sign_msg(&jc->msg, e->dkim_key, t->dkim_domain, t->dkim_selector, (int64_t)time(NULL), err, errlen);
 }

@@ -198,6 +198,15 @@ struct relayq_job {
 int relayq_job_decode(const void *buf, size_t len, size_t max_bytes,
                       struct relayq_job **out, struct relayq_error *err);
 
+/* As relayq_job_decode(), without copying the bulk bytes: each attachment's
+ * data and raw point into buf (no NUL after them), which the caller keeps
+ * unchanged and alive until relayq_job_free(job). Strings are copied as
+ * usual. For a consumer that holds the payload anyway (the worker keeps
+ * it for its inflight list): a 10 MB attachment then lives once, not
+ * twice. */
+int relayq_job_decode_ref(const void *buf, size_t len, size_t max_bytes,
+                          struct relayq_job **out, struct relayq_error *err);
+
 /* Checks a job against every rule of the contract (the same rules decode
  * applies). Returns 0 or RELAYQ_EINVALID_JOB with err->message. */
 int relayq_job_validate(const struct relayq_job *job, struct relayq_error *err);

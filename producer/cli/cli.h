@@ -106,5 +106,6 @@ int cmd_queue(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_dead(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_dns(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_dnsbl(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_web(int argc, char **argv, struct cli_ctx *ctx);
 
 #endif

@@ -44,6 +44,7 @@
 #include "address.h"
 #include "classify.h"
 #include "cli.h"
+#include "curlfail.h"
 #include "curluv.h"
 #include "log.h"
 #include "mailgun.h"
@@ -1250,8 +1251,8 @@ struct outcome {
 static void on_smtp(const struct rq_smtp_result *res, void *arg) {
   struct outcome *out = arg;
   out->done = 1;
-  out->curl_code = res->curl_code;
-  snprintf(out->curl_error, sizeof out->curl_error, "%s", res->curl_error);
+  out->curl_code = res->err;
+  snprintf(out->curl_error, sizeof out->curl_error, "%s", res->errmsg);
   out->stage = res->stage;
   out->code = res->code;
   snprintf(out->enhanced, sizeof out->enhanced, "%s", res->enhanced);
@@ -1261,7 +1262,7 @@ static void on_smtp(const struct rq_smtp_result *res, void *arg) {
   out->accepted = res->accepted;
   out->data_code = res->data_code;
   out->seconds = res->seconds;
-  if (res->curl_code != 0) rq_smtp_classify_failure(res, &out->smtp_failure);
+  if (res->err != RQ_SMTP_ERR_OK) rq_smtp_classify_failure(res, &out->smtp_failure);
 }
 
 static void on_mailgun(const struct rq_mailgun_result *res, void *arg) {
@@ -1387,7 +1388,7 @@ static int report_outcome(const struct outcome *out, const char *const *rcpts, s
       return CLI_OK;
     }
     if (out->http_status == 0) {
-      rq_classify_transport(out->curl_code, out->curl_error, RQ_STAGE_CONNECT, &cls);
+      rq_curl_classify(out->curl_code, out->curl_error, RQ_STAGE_CONNECT, &cls);
       printf("Result: failed: %s (%s)\n", cls.detail, out->curl_error);
       return cli_fail(CLI_FAIL, "the test message was not sent: %s", cls.detail);
     }
