@@ -419,7 +419,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
       snprintf(rep.text, sizeof rep.text, "%s", res->reply);
       rq_classify_smtp((enum rq_smtp_stage)res->stage, &rep, &health);
     } else {
-      rq_classify_transport(res->curl_code, res->curl_error, (enum rq_smtp_stage)res->stage, &health);
+      rq_smtp_classify_failure(res, &health); /* the transport knows its own failures (TLS_PIN is tls) */
     }
   }
   breaker_record(jc, &health);
