@@ -127,6 +127,7 @@ int cli_saas_url_refusal(const struct rq_netpolicy *p, const char *field, const 
 int cmd_send(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_status(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx); /* `tenant trust`, cmd_tenant_trust.c */
 int cmd_queue(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_dead(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_dns(int argc, char **argv, struct cli_ctx *ctx);

@@ -1669,6 +1669,7 @@ int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
     usage(stdout);
     return CLI_OK;
   }
+  if (strcmp(argv[1], "trust") == 0) return cmd_tenant_trust(argc - 1, argv + 1, ctx);
   static const struct {
     const char *name;
     int (*fn)(struct topts *, struct cli_ctx *);
