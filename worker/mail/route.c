@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 
+#include "address.h"
+#include "raw_from.h"
 #include "smtp.h"
 
 const char *rq_route_domain_of(const char *addr) {
@@ -176,24 +178,11 @@ static int same_domain(const char *a, const char *b) {
   return !strcasecmp(rq_route_domain_of(a), rq_route_domain_of(b));
 }
 
-/* 1 when addr's domain is dom or one of its subdomains, case-insensitive
- * (DMARC's relaxed alignment, RFC 7489 section 3.1). */
-static int within_domain(const char *addr, const char *dom) {
-  if (!dom || !*dom) return 0;
-  const char *d = rq_route_domain_of(addr);
-  size_t ld = strlen(d), lo = strlen(dom);
-  if (ld < lo || strcasecmp(d + (ld - lo), dom)) return 0;
-  return ld == lo || d[ld - lo - 1] == '.';
-}
-
-/* domain_verified vouches for the tenant's own domain (its from_email's or
- * its DKIM domain), not for whatever From a job names: a verified tenant
- * still may not send as another domain through the platform. A tenant that
- * names no domain has nothing verified. */
-static int from_verified(const struct rq_tenant *t, const char *from) {
-  if (!t || !t->domain_verified) return 0;
-  if (t->from_email && within_domain(from, rq_route_domain_of(t->from_email))) return 1;
-  return within_domain(from, t->dkim_domain);
+int rq_route_vouched(const struct rq_config *cfg, const struct rq_tenant *t, const char *from) {
+  /* The platform's own domain is the platform's: no tenant may be
+   * no-reply's neighbour (billing@, security@), verified or not. */
+  if (same_domain(from, cfg->platform_from)) return !strcasecmp(from, cfg->platform_from);
+  return rq_tenant_domain_verified(t, rq_route_domain_of(from));
 }
 
 void rq_route_sender(const struct rq_config *cfg, const struct rq_tenant *t, const struct relayq_job *j,
@@ -201,14 +190,14 @@ void rq_route_sender(const struct rq_config *cfg, const struct rq_tenant *t, con
   const char *from = j->from ? j->from : (t && t->from_email ? t->from_email : cfg->platform_from);
   const char *name = j->from_name ? j->from_name : (t ? t->from_name : NULL);
   const char *reply_to = j->reply_to ? j->reply_to : (t ? t->reply_to : NULL);
-  int verified = from_verified(t, from);
   memset(out, 0, sizeof *out);
-  if (r->gateway == RQ_GW_PLATFORM && !verified && !same_domain(from, cfg->platform_from)) {
+  if (r->gateway == RQ_GW_PLATFORM && !rq_route_vouched(cfg, t, from)) {
     /* DMARC alignment: the platform may not claim the tenant's domain. The
-     * reader still sees the tenant's name and replies reach the tenant. */
+     * reader still sees the tenant's name and replies reach the tenant
+     * (never an address at the platform's own domain it was not given). */
     snprintf(out->from_addr, sizeof out->from_addr, "%s", cfg->platform_from);
     out->from_name = name;
-    out->reply_to = reply_to ? reply_to : from;
+    out->reply_to = reply_to ? reply_to : (same_domain(from, cfg->platform_from) ? NULL : from);
     snprintf(out->envelope_from, sizeof out->envelope_from, "%s", cfg->platform_from);
     if (!out->from_name) out->from_name = from;
     return;
@@ -217,6 +206,24 @@ void rq_route_sender(const struct rq_config *cfg, const struct rq_tenant *t, con
   out->from_name = name;
   out->reply_to = reply_to;
   snprintf(out->envelope_from, sizeof out->envelope_from, "%s", from);
+}
+
+int rq_route_raw_from(const struct rq_config *cfg, const struct rq_tenant *t, const struct relayq_job *j,
+                      const struct rq_route *r, struct rq_buf *msg) {
+  if (r->gateway != RQ_GW_PLATFORM) return 0;
+  char addr[RQ_ADDR_MAX + 1];
+  int readable = rq_raw_from_addr(msg->data, msg->len, addr, sizeof addr, NULL);
+  if (readable && rq_route_vouched(cfg, t, addr)) return 0;
+  const char *name = j->from_name ? j->from_name : (t ? t->from_name : NULL);
+  const char *reply_to = j->reply_to ? j->reply_to : (t ? t->reply_to : NULL);
+  if (!reply_to && readable && !same_domain(addr, cfg->platform_from)) reply_to = addr;
+  if (!name && readable) name = addr;
+  struct rq_buf out;
+  rq_buf_init(&out);
+  rq_raw_put_from(msg->data, msg->len, name, cfg->platform_from, reply_to, &out);
+  rq_buf_free(msg);
+  *msg = out;
+  return 1;
 }
 
 void rq_route_smtp_target(const struct rq_route *r, const struct rq_config *cfg, struct rq_smtp_target *t) {

@@ -33,6 +33,7 @@
 #include "classify.h"
 #include "curluv.h"
 #include "log.h"
+#include "msg.h"
 #include "smtp_conn.h"
 #include "smtp_proto.h"
 #include "tlsio.h"
@@ -66,27 +67,7 @@ const char *rq_smtp_strerror(int err) {
   }
 }
 
-const char *rq_smtp_err_name(int err) {
-  switch (err) {
-  case RQ_SMTP_ERR_OK: return "ok";
-  case RQ_SMTP_ERR_DNS: return "dns";
-  case RQ_SMTP_ERR_CONNECT: return "connect";
-  case RQ_SMTP_ERR_TIMEOUT: return "timeout";
-  case RQ_SMTP_ERR_CLOSED: return "closed";
-  case RQ_SMTP_ERR_PROTOCOL: return "protocol";
-  case RQ_SMTP_ERR_TLS: return "tls";
-  case RQ_SMTP_ERR_TLS_CERT: return "tls_cert";
-  case RQ_SMTP_ERR_TLS_MISMATCH: return "tls_mismatch";
-  case RQ_SMTP_ERR_TLS_LOCAL: return "tls_local";
-  case RQ_SMTP_ERR_NO_STARTTLS: return "no_starttls";
-  case RQ_SMTP_ERR_AUTH: return "auth";
-  case RQ_SMTP_ERR_REJECTED: return "rejected";
-  case RQ_SMTP_ERR_ABORTED: return "aborted";
-  case RQ_SMTP_ERR_POLICY: return "policy";
-  case RQ_SMTP_ERR_TLS_PIN: return "tls_pin";
-  default: return "unknown";
-  }
-}
+const char *rq_smtp_err_name(int err) { return err == RQ_SMTP_ERR_OK ? "ok" : rq_fail_name((enum rq_fail)err); }
 
 /* ---- the transaction story ---------------------------------------------------------- */
 
@@ -367,6 +348,8 @@ struct tx {
   void *arg;
   const char *msg;
   size_t len;
+  const struct rq_msg *body; /* instead of msg: read while sent (borrowed) */
+  struct rq_msg_cursor cur;
   char *mail_from;
   char **rcpts;
   size_t n_rcpts;
@@ -811,8 +794,12 @@ static void tx_begin(struct sconn *sc) {
   tx->pipelined = sc->caps.pipelining;
   tx->rcpt_sent = tx->rcpt_replied = 0;
   rq_buf_reset(&sc->out);
-  rq_smtp_cmd_mail(&sc->out, tx->mail_from, (const char *const *)tx->rcpts, tx->n_rcpts, tx->msg, tx->len,
-                   &sc->caps);
+  if (tx->body)
+    rq_smtp_cmd_mail_sized(&sc->out, tx->mail_from, (const char *const *)tx->rcpts, tx->n_rcpts, tx->len,
+                           tx->body->has_8bit, &sc->caps);
+  else
+    rq_smtp_cmd_mail(&sc->out, tx->mail_from, (const char *const *)tx->rcpts, tx->n_rcpts, tx->msg, tx->len,
+                     &sc->caps);
   if (tx->pipelined) {
     for (size_t i = 0; i < tx->n_rcpts; i++) rq_smtp_cmd_rcpt(&sc->out, tx->rcpts[i]);
     rq_buf_puts(&sc->out, "DATA\r\n");
@@ -1164,6 +1151,13 @@ static void retry_fresh(struct sconn *sc) {
   acquire(tx, 1); /* takes the slot the dead one freed */
 }
 
+/* The stuffer's source for a segmented message: the next bytes, encoded
+ * now (pump_body asks only while the socket takes them: backpressure). */
+static size_t pull_body(void *arg, char *out, size_t cap) {
+  struct tx *tx = arg;
+  return rq_msg_read(&tx->cur, out, cap);
+}
+
 static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len) {
   struct tx *tx = sc->tx;
   int first = tx->replies_on_conn++ == 0;
@@ -1221,7 +1215,12 @@ static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len
     story_reply(&tx->st, raw, len);
     if (code == 354) {
       sc->state = S_BODY;
-      rq_smtp_stuffer_init(&tx->stuffer, tx->msg, tx->len);
+      if (tx->body) { /* from its start: a retry on a fresh connection reads it again */
+        rq_msg_cursor_init(&tx->cur, tx->body);
+        rq_smtp_stuffer_init_pull(&tx->stuffer, pull_body, tx);
+      } else {
+        rq_smtp_stuffer_init(&tx->stuffer, tx->msg, tx->len);
+      }
       arm(sc, tx->response_ms);
       return; /* the body goes out from on_io, after this read */
     }
@@ -1344,7 +1343,7 @@ static void on_timeout(struct sconn *sc) {
             state_phrase(sc->state));
   else
     tx_fail(tx, RQ_SMTP_ERR_TIMEOUT, "No progress for %ld ms %s.",
-            sc->state <= S_TLS ? tx->connect_ms : tx->response_ms, state_phrase(sc->state));
+            sc->state <= S_BANNER ? tx->connect_ms : tx->response_ms, state_phrase(sc->state));
   complete(sc, AFTER_CLOSE, 0);
 }
 
@@ -1374,7 +1373,9 @@ static void on_connected(struct sconn *sc) {
   }
   sc->state = S_BANNER;
   story_stage(&tx->st, RQ_STAGE_BANNER);
-  arm(sc, tx->response_ms);
+  /* The greeting is part of connecting: a server that accepts TCP and
+   * never greets fails within the connect timeout, as `connect`. */
+  arm(sc, tx->connect_ms);
 }
 
 static void on_tls_ready(struct sconn *sc) {
@@ -1383,7 +1384,7 @@ static void on_tls_ready(struct sconn *sc) {
   if (sc->state == S_TLS) {
     sc->state = S_BANNER;
     story_stage(&tx->st, RQ_STAGE_BANNER);
-    arm(sc, tx->response_ms);
+    arm(sc, tx->connect_ms);
   } else if (sc->state == S_STARTTLS_HS) {
     memset(&sc->caps, 0, sizeof sc->caps); /* RFC 3207 4.2: forget what was said in clear text */
     send_ehlo(sc, 0);
@@ -1609,10 +1610,10 @@ static long or_default(long v, long def) {
   return v > 0 ? v : def;
 }
 
-int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
-                 const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len, rq_smtp_cb cb,
-                 void *arg) {
-  if (!cb || !valid_target(t) || !rq_smtp_address_ok(mail_from, 1) || n_rcpts == 0 || !rcpts || (!msg && len > 0))
+static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
+                 const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len,
+                 const struct rq_msg *body, rq_smtp_cb cb, void *arg) {
+  if (!cb || !valid_target(t) || !rq_smtp_address_ok(mail_from, 1) || n_rcpts == 0 || !rcpts || (!msg && !body && len > 0))
     return RQ_SMTP_EINVAL;
   size_t strings = strlen(mail_from) + 1;
   for (size_t i = 0; i < n_rcpts; i++) {
@@ -1635,6 +1636,7 @@ int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
   tx->arg = arg;
   tx->msg = msg ? msg : "";
   tx->len = len;
+  tx->body = body;
   tx->rcpts = (char **)((char *)tx + off_ptrs);
   tx->n_rcpts = n_rcpts;
   tx->mail_from = pack(&w, mail_from);
@@ -1672,6 +1674,19 @@ int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
   }
   s->depth--;
   return 0;
+}
+
+int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
+                 const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len, rq_smtp_cb cb,
+                 void *arg) {
+  return start(s, t, mail_from, rcpts, n_rcpts, msg, len, NULL, cb, arg);
+}
+
+int rq_smtp_send_msg(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
+                     const char *const *rcpts, size_t n_rcpts, const struct rq_msg *m, rq_smtp_cb cb,
+                     void *arg) {
+  if (!m) return RQ_SMTP_EINVAL;
+  return start(s, t, mail_from, rcpts, n_rcpts, NULL, m->len, m, cb, arg);
 }
 
 static void free_transport(struct rq_smtp *s) {
@@ -1732,112 +1747,19 @@ void rq_smtp_free(struct rq_smtp *s) {
   free_transport(s);
 }
 
-/* ---- classification of our own failures ------------------------------------------------------------ */
-
-static void set_class(struct rq_class *out, enum rq_verdict v, enum rq_errcat e, const char *what,
-                      const struct rq_smtp_result *res, const char *advice) {
-  char msg[sizeof res->errmsg];
-  rq_text_sanitize(msg, sizeof msg, res->errmsg, strnlen(res->errmsg, sizeof res->errmsg));
-  out->verdict = v;
-  out->error = e;
-  if (what) snprintf(out->detail, sizeof out->detail, "%s (%s): %s", what, msg, advice);
-  else snprintf(out->detail, sizeof out->detail, "%s", msg);
-}
+/* ---- classification ------------------------------------------------------------------------------- */
 
 void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class *out) {
-  memset(out, 0, sizeof *out);
-  int code = res->code;
-  switch (res->err) {
-  case RQ_SMTP_ERR_OK:
-    if (res->data_code >= 200 && res->data_code < 300) {
-      out->verdict = RQ_OK;
-      out->error = RQ_ERR_NONE;
-      return;
-    }
-    set_class(out, RQ_TEMP, RQ_ERR_PROVIDER, "The transaction ended without a final reply", res,
-              "the relay retries.");
-    return;
-  case RQ_SMTP_ERR_REJECTED:
-  case RQ_SMTP_ERR_AUTH:
-  case RQ_SMTP_ERR_NO_STARTTLS:
-    if (code >= 400 && code <= 599) {
-      struct rq_reply r;
-      memset(&r, 0, sizeof r);
-      r.code = code;
-      snprintf(r.enhanced, sizeof r.enhanced, "%s", res->enhanced);
-      snprintf(r.text, sizeof r.text, "%s", res->reply);
-      enum rq_smtp_stage st = (enum rq_smtp_stage)res->stage;
-      if (res->err == RQ_SMTP_ERR_AUTH) st = RQ_STAGE_AUTH;
-      if (res->err == RQ_SMTP_ERR_NO_STARTTLS) st = RQ_STAGE_STARTTLS;
-      rq_classify_smtp(st, &r, out);
-      if (out->verdict == RQ_OK) { /* cannot happen for 4xx/5xx; never report a failure as OK */
-        out->verdict = RQ_TEMP;
-        out->error = RQ_ERR_PROVIDER;
-      }
-      return;
-    }
-    if (res->err == RQ_SMTP_ERR_AUTH) {
-      set_class(out, RQ_PERM, RQ_ERR_AUTH, NULL, res, "");
-      return;
-    }
-    if (res->err == RQ_SMTP_ERR_NO_STARTTLS) {
-      set_class(out, RQ_PERM, RQ_ERR_TLS, "The server does not offer STARTTLS", res,
-                "set smtp_security to tls if the server speaks implicit TLS (port 465); plain text is not "
-                "used for a route that asks for starttls.");
-      return;
-    }
-    set_class(out, RQ_TEMP, RQ_ERR_PROVIDER, "The server sent an unexpected reply", res, "the relay retries.");
-    return;
-  case RQ_SMTP_ERR_DNS:
-    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "The server's name could not be resolved", res,
-              "check smtp_host; the relay retries in case DNS is failing.");
-    return;
-  case RQ_SMTP_ERR_CONNECT:
-    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "Could not connect to the server", res,
-              "check smtp_host and smtp_port and that the server accepts connections from the worker; the relay "
-              "retries.");
-    return;
-  case RQ_SMTP_ERR_TIMEOUT:
-    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "The server did not answer in time", res, "the relay retries later.");
-    return;
-  case RQ_SMTP_ERR_CLOSED:
-    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "The connection dropped", res, "the relay retries.");
-    return;
-  case RQ_SMTP_ERR_ABORTED:
-    set_class(out, RQ_TEMP, RQ_ERR_CONNECT, "The delivery was interrupted", res, "the relay retries.");
-    return;
-  case RQ_SMTP_ERR_PROTOCOL:
-    set_class(out, RQ_TEMP, RQ_ERR_PROVIDER, "The server sent a reply the relay cannot read", res,
-              "check that smtp_host and smtp_port point at an SMTP server, and smtp_security (tls for port 465); "
-              "the relay retries.");
-    return;
-  case RQ_SMTP_ERR_TLS:
-    set_class(out, RQ_TEMP, RQ_ERR_TLS, "The TLS handshake failed", res, "the relay retries.");
-    return;
-  case RQ_SMTP_ERR_TLS_CERT:
-    /* PERM: see the certificate decision in classify.h. */
-    set_class(out, RQ_PERM, RQ_ERR_TLS, "The server's TLS certificate failed verification", res,
-              "its admin must fix the certificate, or set smtp_tls_verify=0 for a self-signed one; then "
-              "`relayq dead requeue` resends.");
-    return;
-  case RQ_SMTP_ERR_TLS_MISMATCH:
-    set_class(out, RQ_PERM, RQ_ERR_TLS, "TLS is not possible with this server on this port", res,
-              "use smtp_security=starttls for ports 587 and 25 and tls only for 465; otherwise the server's "
-              "admin must enable TLS 1.2 or newer with current ciphers.");
-    return;
-  case RQ_SMTP_ERR_TLS_LOCAL:
-    set_class(out, RQ_TEMP, RQ_ERR_TLS, "The worker's TLS setup failed", res,
-              "the operator must fix the worker's CA bundle; jobs are retried meanwhile.");
-    return;
-  case RQ_SMTP_ERR_TLS_PIN:
-    /* PERM and tls: it trips the route's breaker like a bad certificate. */
-    set_class(out, RQ_PERM, RQ_ERR_TLS, NULL, res, "");
-    return;
-  case RQ_SMTP_ERR_POLICY:
-    set_class(out, RQ_PERM, RQ_ERR_POLICY, NULL, res, "");
-    return;
-  default:
-    set_class(out, RQ_TEMP, RQ_ERR_PROVIDER, "Delivery failed", res, "the relay retries.");
+  if (res->err == RQ_SMTP_ERR_OK && !(res->data_code >= 200 && res->data_code < 300)) {
+    rq_classify_failure(RQ_FAIL_OTHER, (enum rq_smtp_stage)res->stage, NULL,
+                        "the transaction ended without a final reply", out);
     return;
   }
+  struct rq_reply r;
+  memset(&r, 0, sizeof r);
+  r.code = res->code;
+  snprintf(r.enhanced, sizeof r.enhanced, "%s", res->enhanced);
+  snprintf(r.text, sizeof r.text, "%s", res->reply);
+  rq_classify_failure((enum rq_fail)res->err, (enum rq_smtp_stage)res->stage, res->code ? &r : NULL, res->errmsg,
+                      out);
 }

@@ -80,7 +80,7 @@ static const struct setting SETTINGS[] = {
   {"heartbeat-ttl-s", "RELAYQ_HEARTBEAT_TTL_S", T_I64, OFF(heartbeat_ttl_s), "15", 3, 3600,
    "heartbeat lifetime; a worker silent this long is presumed dead"},
   {"smtp-connect-timeout-ms", "RELAYQ_SMTP_CONNECT_TIMEOUT_MS", T_I64, OFF(smtp_connect_timeout_ms), "10000", 100,
-   INT64_C(600000), "TCP+TLS connect timeout"},
+   INT64_C(600000), "TCP+TLS connect and greeting timeout"},
   {"smtp-reply-timeout-ms", "RELAYQ_SMTP_REPLY_TIMEOUT_MS", T_I64, OFF(smtp_reply_timeout_ms), "60000", 100,
    INT64_C(3600000), "longest wait for any one SMTP reply (banner, each command, the final dot)"},
   {"smtp-timeout-ms", "RELAYQ_SMTP_TIMEOUT_MS", T_I64, OFF(smtp_timeout_ms), "120000", 100, INT64_C(3600000),
