@@ -710,7 +710,8 @@ static int boundary_refused(struct rq_probe_report *r, const struct rq_curl_guar
   if (!g->refused || rc == CURLE_OK) return 0;
   add_stage(r, "network boundary", 0, -1, "refused (--mode saas)");
   r->category = "policy";
-  set_error(r, "%s", g->why);
+  size_t n = strlen(g->why);
+  set_error(r, "%.*s", (int)(n && g->why[n - 1] == '.' ? n - 1 : n), g->why); /* the report adds its own stop */
   return 1;
 }
 
