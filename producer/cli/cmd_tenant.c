@@ -130,6 +130,8 @@ static void usage(FILE *f) {
         "        rewrite enc:v1: and plaintext secrets as enc:v2: (bound to hash and field)\n"
         "  verify-domain TENANT DOMAIN [dns check options]\n"
         "        run the checks of 'relayq dns check' and add DOMAIN to verified_domains\n"
+        "  trust TENANT [--route NAME] [--yes]\n"
+        "        show the server's certificate and key pin; store it in smtp_tls_pin\n"
         "\n"
         "Options:\n"
         "  --ca-file FILE   CA bundle (PEM) to verify servers with (env RELAYQ_CA_FILE)\n"

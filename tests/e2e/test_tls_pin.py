@@ -77,7 +77,16 @@ def check_pinning(security):
                 assert st["state"] == "failed" and st["error"] == "tls", st
                 assert "changed" in st["detail"] and "relayq tenant trust" in st["detail"], st
             assert len(srv.auth_attempts) == before, "a login was sent before the key was checked"
+            # A key change trips the route's breaker like any tls failure (3 in a row).
+            for i in range(2):
+                push_job(r, job("b%d" % (i + 2), "bad"))
+                wait_status(r, "b%d" % (i + 2))
+            breaker = r.key("breaker", "bad")
+            harness.wait_for(lambda: r.client.hget(breaker, "smtp.state") == b"open", 5,
+                             what="the breaker of a changed key to open")
+            assert r.client.hget(breaker, "smtp.reason") == b"tls"
             assert len(srv.messages()) == 2
+            assert len(srv.auth_attempts) == before
             harness.wait_for(lambda: right in w.log_text(), 5, what="the presented pin in the log")
             assert PASSWORD not in w.log_text()
     # The pinned tenant's server moves to another key: tls, nothing sent.
