@@ -35,6 +35,14 @@ int cli_global_opt(int opt, const char *arg, struct cli_ctx *ctx) {
     ctx->prefix = arg;
     return 1;
   }
+  if (opt == CLI_OPT_MODE) {
+    ctx->mode = arg;
+    return 1;
+  }
+  if (opt == CLI_OPT_ALLOW_NETS) {
+    ctx->allow_nets = arg;
+    return 1;
+  }
   return 0;
 }
 
