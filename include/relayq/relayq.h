@@ -338,6 +338,13 @@ struct relayq_redis_url {
 int relayq_redis_url_parse(const char *url, struct relayq_redis_url *out,
                            struct relayq_error *err);
 
+/* Writes url with its password replaced by "***" into out (always
+ * NUL-terminated), for logs: scheme://user:***@host... The userinfo ends
+ * at the last '@' and the user at its first ':', exactly as
+ * relayq_redis_url_parse reads them, so a password holding '@' or ':'
+ * (escaped or not) is never shown. "(none)" for NULL. */
+void relayq_url_redact(const char *url, char *out, size_t cap);
+
 /* ---- blocking client ---------------------------------------------------------- */
 
 struct relayq_client;

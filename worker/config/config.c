@@ -368,18 +368,10 @@ void rq_config_free(struct rq_config *cfg) {
 }
 
 void rq_url_mask(const char *url, char *out, size_t cap) {
-  if (!url) {
-    snprintf(out, cap, "(none)");
-    return;
-  }
-  const char *scheme = strstr(url, "://");
-  const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-  const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
-  if (!colon) {
-    snprintf(out, cap, "%s", url);
-    return;
-  }
-  snprintf(out, cap, "%.*s:***%s", (int)(colon - url), url, at);
+  /* One rule for parsing and masking (librelayq's url.c): the masker once
+   * split at the first '@' while the parser split at the last, and a
+   * password holding '@' leaked into the start-up line. */
+  relayq_url_redact(url, out, cap);
 }
 
 void rq_config_describe(const struct rq_config *cfg, char *out, size_t cap) {
