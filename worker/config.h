@@ -33,6 +33,7 @@ struct rq_config {
   char *platform_from;
   int platform_tls_verify;
   char *ca_file;
+  char *redis_ca_file, *redis_cert, *redis_key; /* rediss:// (redis_tls.h) */
   enum rq_mode mode;
   int max_attempts;
   int64_t retry_base_ms, retry_max_ms;

@@ -33,18 +33,25 @@ struct cli_ctx {
   const char *redis_url; /* --redis, else RELAYQ_REDIS_URL, else the default */
   const char *prefix;    /* --prefix, else RELAYQ_PREFIX, else "relayq" */
   struct relayq_client *client; /* NULL until cli_client() connects */
+  struct relayq_tls_options tls; /* --redis-ca-file/-cert/-key; NULL fields: the RELAYQ_REDIS_* variables */
 };
 
 /* Long-option values for the global options; subcommands use their own
  * values below 0x100 (single characters) or from CLI_OPT_FIRST_FREE up. */
-enum { CLI_OPT_REDIS = 0x100, CLI_OPT_PREFIX, CLI_OPT_VERSION, CLI_OPT_FIRST_FREE = 0x200 };
+enum {
+  CLI_OPT_REDIS = 0x100, CLI_OPT_PREFIX, CLI_OPT_VERSION, CLI_OPT_REDIS_CA_FILE, CLI_OPT_REDIS_CERT,
+  CLI_OPT_REDIS_KEY, CLI_OPT_FIRST_FREE = 0x200
+};
 
 #define CLI_GLOBAL_LONGOPTS                                                  \
   {"redis", required_argument, NULL, CLI_OPT_REDIS},                         \
       {"prefix", required_argument, NULL, CLI_OPT_PREFIX},                   \
+      {"redis-ca-file", required_argument, NULL, CLI_OPT_REDIS_CA_FILE},     \
+      {"redis-cert", required_argument, NULL, CLI_OPT_REDIS_CERT},           \
+      {"redis-key", required_argument, NULL, CLI_OPT_REDIS_KEY},             \
       {"help", no_argument, NULL, 'h'}
 
-/* Applies --redis/--prefix. Returns 1 when opt was one of them. */
+/* Applies --redis/--prefix/--redis-ca-file/--redis-cert/--redis-key. Returns 1 when opt was one of them. */
 int cli_global_opt(int opt, const char *arg, struct cli_ctx *ctx);
 
 /* Prints the usual line for getopt's '?' and ':' results (call with
