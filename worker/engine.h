@@ -27,6 +27,7 @@
 #include "breaker.h"
 #include "classify.h"
 #include "config.h"
+#include "msg.h"
 #include "rconn.h"
 #include "route.h"
 #include "scripts.h"
@@ -72,7 +73,7 @@ struct rq_jobctx {
   int64_t created_ms;            /* status created_at (or first seen) */
   struct rq_tenant_entry *tenant; /* reference held (tenants.c) */
   struct rq_route route;
-  struct rq_buf msg;             /* the built message, sent as is */
+  struct rq_msg msg;             /* the built message (attachments borrowed from job) */
   char message_id[300];
   char from_addr[RELAYQ_MAX_ADDRESS_LEN + 1];
   struct rq_rcpt *rcpts;         /* envelope for this attempt */

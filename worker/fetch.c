@@ -32,7 +32,7 @@ static struct rq_jobctx *take(struct rq_engine *eng, const char *payload, size_t
   jc->payload = rq_xmemdup(payload, len);
   jc->payload_len = len;
   jc->queue_idx = queue_idx;
-  rq_buf_init(&jc->msg);
+  rq_msg_init(&jc->msg);
   jc->next = eng->jobs;
   if (eng->jobs) eng->jobs->prev = jc;
   eng->jobs = jc;

@@ -90,6 +90,10 @@ static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
     jc->phase = RQ_PHASE_STALLED; /* re-sent by rq_status_retry_stalled */
     return;
   }
+  if (reply->type == REDIS_REPLY_ARRAY)
+    RQ_LOG_FIELDS(RQ_LOG_WARN, "job id is another tenant's: status left alone, job dead-lettered",
+                  {"job", jc->job ? jc->job->id : jc->invalid_id}, {"tenant", jc->job ? jc->job->tenant : NULL},
+                  {"error", "invalid_job"});
   finish_free(jc->finish);
   jc->finish = NULL;
   rq_engine_job_done(jc->eng, jc);
@@ -107,7 +111,7 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
   struct rq_engine *eng = jc->eng;
   const struct rq_config *cfg = eng->cfg;
   struct rq_finish *f = rq_xcalloc(1, sizeof *f);
-  size_t argc = 3 + 6 + 8 + 2 * n_fields;
+  size_t argc = 3 + 7 + 8 + 2 * n_fields;
   f->argv = rq_xcalloc(argc, sizeof *f->argv);
   f->argvlen = rq_xcalloc(argc, sizeof *f->argvlen);
   f->owned = rq_xcalloc(10 + 2 * n_fields, sizeof *f->owned);
@@ -164,13 +168,14 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
 #define ARG(s) (f->argv[k] = (s), f->argvlen[k] = strlen(f->argv[k]), k++)
   ARG("EVALSHA");
   ARG(eng->sha[RQ_SCRIPT_FINISH]);
-  ARG("6");
+  ARG("7");
   ARG(status_key);
   ARG(eng->events_key);
   ARG(eng->inflight_key);
   ARG(dest);
   ARG(stats_key);
   ARG(daily_key);
+  ARG(eng->dead_key);
   ARG(mode_s);
   f->argv[k] = jc->payload, f->argvlen[k] = jc->payload_len, k++;
   if (park_payload) f->argv[k] = (const char *)park_payload, f->argvlen[k] = park_len, k++;

@@ -192,6 +192,15 @@ struct relayq_job {
 int relayq_job_decode(const void *buf, size_t len, size_t max_bytes,
                       struct relayq_job **out, struct relayq_error *err);
 
+/* As relayq_job_decode(), without copying the bulk bytes: each attachment's
+ * data and raw point into buf (no NUL after them), which the caller keeps
+ * unchanged and alive until relayq_job_free(job). Strings are copied as
+ * usual. For a consumer that holds the payload anyway (the worker keeps
+ * it for its inflight list): a 10 MB attachment then lives once, not
+ * twice. */
+int relayq_job_decode_ref(const void *buf, size_t len, size_t max_bytes,
+                          struct relayq_job **out, struct relayq_error *err);
+
 /* Checks a job against every rule of the contract (the same rules decode
  * applies). Returns 0 or RELAYQ_EINVALID_JOB with err->message. */
 int relayq_job_validate(const struct relayq_job *job, struct relayq_error *err);
@@ -208,6 +217,10 @@ void relayq_job_free(struct relayq_job *job);
 
 /* 1 when s is 1-128 chars of [A-Za-z0-9._:@-], else 0. */
 int relayq_valid_id(const char *s);
+
+/* 1 when s is a valid tenant or route name: 1-128 chars of [A-Za-z0-9._@-]
+ * (v1.1: no ':'), else 0. */
+int relayq_valid_tenant(const char *s);
 
 /* Writes a new unique job id (time-ordered, random suffix) into out,
  * which must hold at least 40 bytes. */
@@ -236,27 +249,58 @@ enum relayq_key_kind {
 size_t relayq_key(char *dst, size_t cap, const char *prefix,
                   enum relayq_key_kind kind, const char *name);
 
-/* ---- secrets (enc:v1:) ---------------------------------------------------- */
+/* ---- secrets (enc:v1:, enc:v2:) ------------------------------------------- */
 
 #define RELAYQ_SECRET_PREFIX "enc:v1:"
+#define RELAYQ_SECRET_PREFIX_V2 "enc:v2:"
 #define RELAYQ_SECRET_KEY_LEN 32
 
 /* Parses a base64 32-byte key (RELAYQ_SECRET_KEY). */
 int relayq_secret_key_parse(const char *b64, unsigned char key[32],
                             struct relayq_error *err);
 
-/* 1 when value starts with "enc:v1:". */
+/* 1 when value starts with "enc:v1:" or "enc:v2:". */
 int relayq_secret_is_sealed(const char *value);
+/* 1 when value starts with "enc:v2:". */
+int relayq_secret_is_v2(const char *value);
 
 /* Seals plaintext: "enc:v1:" + base64(nonce12 | ciphertext | tag16),
  * AES-256-GCM, random nonce, no AAD. *out malloc'd, caller frees. */
 int relayq_secret_seal(const unsigned char key[32], const char *plaintext,
                        char **out, struct relayq_error *err);
 
-/* Opens a sealed value. RELAYQ_ECRYPTO when the tag does not verify (wrong
- * key or tampered). *out malloc'd, caller frees (and should wipe). */
+/* Opens an enc:v1: value (an enc:v2: one is RELAYQ_EINVAL: it needs its
+ * place, see relayq_secret_open_for). RELAYQ_ECRYPTO when the tag does not
+ * verify (wrong key or tampered). *out malloc'd, caller frees (and should
+ * wipe). */
 int relayq_secret_open(const unsigned char key[32], const char *sealed,
                        char **out, struct relayq_error *err);
+
+/*
+ * enc:v2: secrets bound to their place (CONTRACT.md v1.1). The place is
+ * the Redis key without "P:" ("tenant:acme", "tenant:acme:route:billing",
+ * "oauth:acme") and the AAD is place + '\0' + field, e.g.
+ * "tenant:acme\0smtp_password" or "oauth:acme\0access_token".
+ *
+ * relayq_secret_seal_for: "enc:v2:" + base64(nonce12 | ciphertext | tag16).
+ * relayq_secret_open_for: opens enc:v2: with that AAD and enc:v1: without
+ * (the place is not checked for v1). RELAYQ_ECRYPTO when a v2 value does
+ * not open here (sealed for another place, or another key): err says so
+ * without quoting anything. *out malloc'd, caller wipes and frees.
+ * The _aad forms take the AAD bytes directly.
+ */
+int relayq_secret_seal_for(const unsigned char key[32], const char *place,
+                           const char *field, const char *plaintext,
+                           char **out, struct relayq_error *err);
+int relayq_secret_open_for(const unsigned char key[32], const char *place,
+                           const char *field, const char *sealed, char **out,
+                           struct relayq_error *err);
+int relayq_secret_seal_aad(const unsigned char key[32], const void *aad,
+                           size_t aad_len, const char *plaintext, char **out,
+                           struct relayq_error *err);
+int relayq_secret_open_aad(const unsigned char key[32], const void *aad,
+                           size_t aad_len, const char *sealed, char **out,
+                           struct relayq_error *err);
 
 /* ---- redis URL ------------------------------------------------------------ */
 

@@ -47,6 +47,11 @@ int relayq__utf8_valid(const char *p, size_t n);
  * queue names). */
 int relayq__valid_name(const char *p, size_t n);
 
+/* 1 when p[0..n) is 1-128 chars of [A-Za-z0-9._@-]: tenant and route
+ * names, which have no ':' (v1.1) so that P:tenant:T:route:R is never
+ * another tenant's hash. */
+int relayq__valid_tenant_name(const char *p, size_t n);
+
 /* relayq_job_encode into a caller's buffer, cleared first and kept (the
  * bulk enqueue reuses one for every job instead of a malloc each). */
 struct msgpack_sbuffer;
