@@ -104,6 +104,7 @@ struct rq_engine {
   struct rq_config *cfg;
   struct relayq_redis_url url;
   struct rq_route_settings routing; /* from cfg (settings.h) */
+  struct ssl_ctx_st *redis_tls; /* rediss:// client context (redis_tls.h), NULL for redis:// */
   struct rq_rconn *cmd; /* scripts, status writes, tenant reads */
   struct rq_rconn *blk; /* BLMOVE only (a blocked connection serves nothing else) */
   struct rq_curl *curl;
