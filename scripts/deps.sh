@@ -6,7 +6,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config git ca-certificates
-  libhiredis-dev libcurl4-openssl-dev libssl-dev libuv1-dev libmsgpack-dev
+  libhiredis-dev libcurl4-openssl-dev libssl-dev libuv1-dev libmsgpack-dev libmicrohttpd-dev
   clang libclang-rt-14-dev
   redis-server redis-tools
   python3 python3-aiosmtpd python3-redis python3-msgpack python3-dkim

@@ -66,6 +66,11 @@ FINAL_STATES = ("sent", "partial", "failed")
 SANITIZER_SIGNS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 LOG_TAIL = 1 << 20  # characters of a closed worker's log kept for failure reports
 
+# The fixtures listen on 127.0.0.1, which the saas network boundary refuses:
+# every worker and CLI a test starts gets this allowance unless the test
+# passes allow_private_nets=None (the boundary tests do, to run without it).
+TEST_ALLOW_PRIVATE_NETS = "127.0.0.0/8"
+
 _children = []          # every Popen we started, for the exit-time sweep
 _test_workers = []      # Workers started during the current test (for logs)
 
@@ -302,12 +307,15 @@ class RedisServer:
 
 # ---- the relayq CLI ---------------------------------------------------------------
 
-def run_relayq(redis, *args, env=None, input=None, timeout=30):
-    """Runs `relayq --redis URL --prefix P ARGS...`; a CompletedProcess (text).
+def run_relayq(redis, *args, env=None, input=None, timeout=30, allow_private_nets=TEST_ALLOW_PRIVATE_NETS):
+    """Runs `relayq --redis URL --prefix P [--allow-private-nets NETS] ARGS...`;
+    a CompletedProcess (text).
 
     Does not check the exit code: assert on returncode/stdout/stderr.
     """
     cmd = [binary("relayq"), "--redis", redis.url, "--prefix", redis.prefix]
+    if allow_private_nets is not None:
+        cmd += ["--allow-private-nets", allow_private_nets]
     cmd += [str(a) for a in args]
     # Without input, stdin is /dev/null: a CLI waiting on stdin must not hang
     # on the test runner's terminal.
@@ -327,16 +335,21 @@ class Worker:
 
     platform_smtp: None, a URL, or an SmtpServer (its url, with credentials
     when it has auth). args: extra flags. env: extra environment.
+    allow_private_nets: --allow-private-nets (TEST_ALLOW_PRIVATE_NETS by
+    default, so saas workers reach the loopback fixtures; None: without).
     Attributes: proc, id, log_path. log_text() reads what it printed so far.
     Leaving the with-block: SIGTERM, SIGKILL after 10 s; the log goes to
     stderr when the block raised (a failed assertion).
     """
 
-    def __init__(self, redis, platform_smtp=None, args=(), env=None, worker_id=None, wrapper=()):
+    def __init__(self, redis, platform_smtp=None, args=(), env=None, worker_id=None, wrapper=(),
+                 allow_private_nets=TEST_ALLOW_PRIVATE_NETS):
         self.redis = redis
         self.id = worker_id or "w-" + secrets.token_hex(4)
         cmd = list(wrapper) + [binary("relayq-worker"), "--redis", redis.url, "--prefix", redis.prefix,
                "--id", self.id]
+        if allow_private_nets is not None:
+            cmd += ["--allow-private-nets", allow_private_nets]
         if platform_smtp is not None:
             if isinstance(platform_smtp, SmtpServer):
                 platform_smtp = platform_smtp.url_with_auth()

@@ -125,10 +125,13 @@ def seal(plaintext, key=KEY):
     return "enc:v1:" + base64.b64encode(nonce + AESGCM(key).encrypt(nonce, plaintext, None)).decode()
 
 
-def unseal(value, key=KEY):
-    assert value.startswith("enc:v1:"), value[:20]
-    blob = base64.b64decode(value[len("enc:v1:"):])
-    return AESGCM(key).decrypt(blob[:12], blob[12:], None).decode()
+def unseal(value, key=KEY, place=None, field=None):
+    """enc:v1:, or enc:v2: with AAD = place + NUL + field (v1.1)."""
+    prefix = value[:7]
+    assert prefix in ("enc:v1:", "enc:v2:"), value[:20]
+    blob = base64.b64decode(value[7:])
+    aad = None if prefix == "enc:v1:" else place.encode() + b"\0" + field.encode()
+    return AESGCM(key).decrypt(blob[:12], blob[12:], aad).decode()
 
 
 set_tenant = harness.set_tenant
@@ -1100,7 +1103,7 @@ def test_error_connect_then_max_attempts():
 def test_error_auth_wrong_password():
     """error auth: the server refuses the login (535)."""
     with RedisServer() as r, SmtpServer(auth=("u", "right"), require_auth=True) as smtp, \
-            worker(r, "smtp://u:wrong@127.0.0.1:%d" % smtp.port, "--max-attempts", "2"):
+            worker(r, "smtp+insecure://u:wrong@127.0.0.1:%d" % smtp.port, "--max-attempts", "2"):
         push_job(r, job("au"))
         st = wait_for(lambda: (lambda s: s if s.get("error") else None)(status(r, "au")), 15,
                       what="au status with an error")
@@ -2232,7 +2235,7 @@ def test_cli_tenant_set_fills_port_defaults_and_presets():
 
 
 def test_cli_tenant_set_seals_secrets():
-    """tenant set always stores secret fields as enc:v1 (opened with the key)."""
+    """tenant set always stores secret fields sealed, as enc:v2 bound to the tenant and field (v1.1)."""
     pem = _dkim_keys()["rsa-pkcs8"][0]
     with RedisServer() as r:
         p = run_relayq(r, "tenant", "set", "sealme", "gateway=mailgun", "mailgun_domain=mg.example.com",
@@ -2241,9 +2244,11 @@ def test_cli_tenant_set_seals_secrets():
                        env={"RELAYQ_SECRET_KEY": KEY_B64})
         assert_ok(p, "tenant set with secrets")
         h = _hash(r, r.key("tenant", "sealme"))
-        assert unseal(h["mailgun_api_key"]) == "key-secret1", h.get("mailgun_api_key")
-        assert unseal(h["smtp_password"]) == "pw-secret2"
-        assert unseal(h["dkim_private_key"]).strip() == pem.strip()
+        for f in ("mailgun_api_key", "smtp_password", "dkim_private_key"):
+            assert h[f].startswith("enc:v2:"), (f, h[f][:12])
+        assert unseal(h["mailgun_api_key"], place="tenant:sealme", field="mailgun_api_key") == "key-secret1"
+        assert unseal(h["smtp_password"], place="tenant:sealme", field="smtp_password") == "pw-secret2"
+        assert unseal(h["dkim_private_key"], place="tenant:sealme", field="dkim_private_key").strip() == pem.strip()
         assert "key-secret1" not in p.stdout + p.stderr and "pw-secret2" not in p.stdout + p.stderr
         p = run_relayq(r, "tenant", "set", "nokey", "gateway=smtp", "smtp_host=mail.example.com",
                        "smtp_user=u", "smtp_password=plain-pw", "--no-verify")

@@ -633,12 +633,13 @@ def test_worker_and_cli_wrappers():
                 f.write(text)
             os.chmod(path, 0o755)
         with RedisServer() as r, SmtpServer(auth=("u", "p")) as smtp:
-            cp = run_relayq(r, "status", "j1", env={"RELAYQ_SECRET_KEY": "x"}, input="stdin!")
+            cp = run_relayq(r, "status", "j1", env={"RELAYQ_SECRET_KEY": "x"}, input="stdin!",
+                            allow_private_nets=None)
             assert cp.returncode == 3
             assert cp.stdout.splitlines() == [
                 "args: --redis %s --prefix %s status j1" % (r.url, r.prefix),
                 "secret key set: yes", "leaked: none", "stdin!"], cp.stdout
-            with Worker(r, platform_smtp=smtp, args=["--concurrency", "4"]) as w:
+            with Worker(r, platform_smtp=smtp, args=["--concurrency", "4"], allow_private_nets=None) as w:
                 assert w.id.startswith("w-")
                 wait_for(lambda: "fake worker" in w.log_text(), 5, what="worker output")
                 assert ("--redis %s --prefix %s --id %s --platform-smtp smtp://u:p@127.0.0.1:%d "
