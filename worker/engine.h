@@ -38,6 +38,7 @@ struct rq_smtp;
 struct rq_mailgun;
 struct rq_tenant_entry;
 struct rq_metrics;
+struct rq_redis_health;
 
 enum rq_job_phase {
   RQ_PHASE_NEW,      /* payload held, not decoded */
@@ -46,6 +47,7 @@ enum rq_job_phase {
   RQ_PHASE_SENDING,  /* a transaction is in flight */
   RQ_PHASE_FINISH,   /* waiting for the FINISH script */
   RQ_PHASE_STALLED,  /* FINISH could not be sent (Redis down); retried on reconnect */
+  RQ_PHASE_REDIS_WAIT, /* CLAIM refused by a Redis that refuses writes (redis_health.h); claimed again after */
 };
 
 /* Per-recipient bookkeeping for one attempt. */
@@ -107,6 +109,7 @@ struct rq_engine {
   struct rq_smtp *smtp;
   struct rq_mailgun *mailgun;
   struct rq_metrics *metrics;
+  struct rq_redis_health *health; /* Redis refusing writes (redis_health.h) */
   char sha[RQ_SCRIPT_COUNT][41];
   int scripts_ready;
 
@@ -162,6 +165,8 @@ void rq_fetch_kick(struct rq_engine *eng); /* fetch more if there is room */
 /* delivery.c */
 void rq_delivery_start(struct rq_jobctx *jc); /* payload set; takes it from there */
 void rq_job_free(struct rq_jobctx *jc);
+/* Claims again the jobs in RQ_PHASE_REDIS_WAIT (Redis accepts writes again). */
+void rq_delivery_resume_waiting(struct rq_engine *eng);
 
 /* status.c: the job's outcome in jc->final_state etc. written by FINISH */
 enum rq_finish_mode { RQ_FINISH_ACK, RQ_FINISH_DELAY, RQ_FINISH_DEAD, RQ_FINISH_REQUEUE };

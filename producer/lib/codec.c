@@ -108,6 +108,8 @@ static int read_head(const unsigned char *p, size_t avail, struct mp_head *h) {
 static void capture(struct relayq_error *err, int which, const unsigned char *p,
                     uint64_t n) {
   if (err == NULL || !relayq__valid_name((const char *)p, (size_t)n)) return;
+  /* A tenant with ':' is not one (v1.1): its status names no tenant. */
+  if (which != 1 && !relayq__valid_tenant_name((const char *)p, (size_t)n)) return;
   char *dst = which == 1 ? err->id : err->tenant;
   memcpy(dst, p, (size_t)n);
   dst[n] = '\0';

@@ -105,8 +105,8 @@ def test_batch_reads_once_per_tenant():
     tenant, none per job beyond that) and every job is sent. Counted by the
     worker's own metrics: the test's status polling uses HGETALL too."""
     with RedisServer() as r, SmtpServer() as smtp, \
-            metrics_worker(r, smtp, args=["--fetch-batch", "32", "--platform-from",
-                                          "no-reply@platform.example"]) as w:
+            metrics_worker(r, smtp, args=["--fetch-batch", "32", "--tenant-cache-ms", "600000",
+                                          "--platform-from", "no-reply@platform.example"]) as w:
         for i in range(32):
             set_tenant(r, "b%d" % i, from_name="B %d" % i)
         # Two jobs per tenant: the second joins the first's read.

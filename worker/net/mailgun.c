@@ -34,6 +34,8 @@
 #include <strings.h>
 
 #include "classify.h"
+#include "curlguard.h"
+#include "curlfail.h"
 #include "curluv.h"
 #include "json_scan.h"
 #include "log.h"
@@ -95,6 +97,7 @@ struct post {
   struct rq_buf body;    /* at most BODY_MAX bytes of the final response's body */
   char retry_after[64];  /* of the latest response */
   char errbuf[CURL_ERROR_SIZE];
+  struct rq_curl_guard guard; /* the saas boundary, checked on each socket */
 };
 
 struct rq_mailgun {
@@ -284,6 +287,7 @@ static int configure(struct post *p, const struct rq_mailgun_request *req, const
   SETOPT(CURLOPT_WRITEDATA, p);
   SETOPT(CURLOPT_HEADERFUNCTION, on_header);
   SETOPT(CURLOPT_HEADERDATA, p);
+  if (rq_curl_guard_install(e, &p->guard, req->netpolicy, url) != 0) goto out;
   rc = 0;
 out:
   return rc;
@@ -313,7 +317,11 @@ static void post_result(struct post *p, CURLcode result, struct rq_mailgun_resul
   double total = 0;
   memset(res, 0, sizeof *res);
   res->curl_code = (int)result;
-  if (result != CURLE_OK)
+  res->fail = (int)rq_curl_fail((int)result, p->errbuf);
+  if (result != CURLE_OK && p->guard.refused) {
+    res->policy = 1;
+    snprintf(res->curl_error, sizeof res->curl_error, "%s", p->guard.why);
+  } else if (result != CURLE_OK)
     snprintf(res->curl_error, sizeof res->curl_error, "%s",
              p->errbuf[0] ? p->errbuf : curl_easy_strerror(result));
   curl_easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &status);
