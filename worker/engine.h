@@ -145,7 +145,7 @@ struct rq_engine {
   struct rq_breaker_entry *breakers[RQ_BREAKER_BUCKETS];
 
   /* tenant cache (tenants.c) */
-  struct rq_tenant_entry *tenants;
+  struct rq_tenant_cache *tenants; /* owned by tenants.c */
 
   /* counters for heartbeat/metrics */
   uint64_t n_sent, n_failed, n_partial, n_retry, n_deferred, n_dup, n_invalid, n_attempts;

@@ -91,6 +91,8 @@ static const struct setting SETTINGS[] = {
    INT64_C(3600000), "longest wait for any one SMTP reply (banner, each command, the final dot)"},
   {"smtp-timeout-ms", "RELAYQ_SMTP_TIMEOUT_MS", T_I64, OFF(smtp_timeout_ms), "120000", 100, INT64_C(3600000),
    "whole-transaction timeout"},
+  {"tenant-cache-max", "RELAYQ_TENANT_CACHE_MAX", T_INT, OFF(tenant_cache_max), "10000", 1, 10000000,
+   "tenant settings cached at most (entries; least recently used go first)"},
   {"tenant-cache-ms", "RELAYQ_TENANT_CACHE_MS", T_I64, OFF(tenant_cache_ms), "3000", 0, INT64_C(600000),
    "how long tenant settings are cached"},
   {"auto-reply-window-s", "RELAYQ_AUTO_REPLY_WINDOW_S", T_I64, OFF(auto_reply_window_s), "86400", 1,

@@ -56,6 +56,7 @@ struct rq_config {
   int64_t smtp_reply_timeout_ms;
   int64_t smtp_timeout_ms;
   int64_t tenant_cache_ms;
+  int tenant_cache_max; /* tenant settings cached at most (entries) */
   int64_t auto_reply_window_s;
   int platform_max_recipients, smtp_max_recipients, mailgun_max_recipients;
   enum rq_log_format log_format;
