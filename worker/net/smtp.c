@@ -49,6 +49,7 @@
 #define SHUTDOWN_LINGER_MS 500 /* the same when the transport closes */
 #define KEY_MAX 512            /* longest limiter key accepted */
 #define USER_MAX 512
+#define TOKEN_MAX 16384 /* an OAuth2 access token (Microsoft's JWTs run to a few KB) */
 #define BODY_CHUNK 65536
 #define BODY_SYNC_BUDGET (256 * 1024) /* message bytes written in one loop turn at most */
 #define SWEEP_MS 100                  /* how often waiting transactions' deadlines are checked */
@@ -322,7 +323,7 @@ enum sstate {
   S_CLOSING
 };
 
-enum auth_step { A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_LOGIN_DONE };
+enum auth_step { A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_LOGIN_DONE, A_XOAUTH2, A_XOAUTH2_ERR };
 
 /* One connection with its SMTP session. Owned by the transport; freed on
  * the connection's CLOSED event only. */
@@ -364,8 +365,9 @@ struct tx {
   char *mail_from;
   char **rcpts;
   size_t n_rcpts;
-  char *password;
+  char *password; /* or the OAuth2 access token when xoauth2 */
   size_t password_len;
+  int xoauth2;
   long connect_ms, response_ms;
   uint64_t deadline;  /* loop time (ms) when the whole transaction times out */
   uint64_t t_start;   /* uv_hrtime() when it got a connection; 0 before */
@@ -757,6 +759,7 @@ static void finish(struct tx *tx) {
   if (tx->err) snprintf(res.errmsg, sizeof res.errmsg, "%s", tx->errmsg);
   res.seconds = tx->t_start ? (double)(uv_hrtime() - tx->t_start) / 1e9 : 0;
   res.reused_connection = tx->reused;
+  res.xoauth2 = tx->xoauth2;
   if (tx->prev) tx->prev->next = tx->next;
   else s->txs = tx->next;
   if (tx->next) tx->next->prev = tx->prev;
@@ -958,7 +961,18 @@ static void auth_or_ready(struct sconn *sc) {
     return;
   }
   rq_buf_reset(&sc->out);
-  if (sc->caps.auth_plain) {
+  if (tx->xoauth2) {
+    if (!sc->caps.auth_xoauth2) {
+      story_stage(&tx->st, RQ_STAGE_AUTH);
+      tx_fail(tx, RQ_SMTP_ERR_AUTH,
+              "The server does not offer AUTH XOAUTH2 (smtp_auth=xoauth2): check smtp_host and "
+              "smtp_security, or use smtp_auth=password if the server takes passwords.");
+      complete(sc, AFTER_QUIT, 0);
+      return;
+    }
+    rq_smtp_cmd_auth_xoauth2(&sc->out, p->user, tx->password ? tx->password : "");
+    sc->auth = A_XOAUTH2;
+  } else if (sc->caps.auth_plain) {
     rq_smtp_cmd_auth_plain(&sc->out, p->user, tx->password ? tx->password : "");
     sc->auth = A_PLAIN;
   } else if (sc->caps.auth_login) {
@@ -1072,6 +1086,23 @@ static void on_session_reply(struct sconn *sc, int code, const char *raw, size_t
         ready(sc);
         return;
       }
+      break;
+    case A_XOAUTH2:
+      if (is2xx(code)) {
+        ready(sc);
+        return;
+      }
+      if (code == 334) {
+        /* The token was refused: the challenge carries an error JSON, and
+         * the server sends its final reply once we answer with an empty
+         * line. */
+        send_line(sc, "\r\n");
+        sc->auth = A_XOAUTH2_ERR;
+        arm(sc, tx->response_ms);
+        return;
+      }
+      break;
+    case A_XOAUTH2_ERR:
       break;
     case A_LOGIN_USER:
     case A_LOGIN_PASS:
@@ -1543,7 +1574,11 @@ static int valid_target(const struct rq_smtp_target *t) {
     if (strlen(t->user) > USER_MAX) return 0;
     for (const unsigned char *c = (const unsigned char *)t->user; *c; c++)
       if (*c < 0x20 || *c == 0x7f) return 0;
-    if (t->password && strlen(t->password) > USER_MAX) return 0;
+    if (t->password && strlen(t->password) > (t->xoauth2 ? TOKEN_MAX : USER_MAX)) return 0;
+    /* The token sits between 0x01 separators in XOAUTH2's response. */
+    if (t->xoauth2 && t->password)
+      for (const unsigned char *c = (const unsigned char *)t->password; *c; c++)
+        if (*c <= 0x20 || *c == 0x7f) return 0;
   }
   return 1;
 }
@@ -1586,6 +1621,7 @@ int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
     tx->password = pack(&w, password);
     tx->password_len = pwlen;
   }
+  tx->xoauth2 = user && t->xoauth2;
   tx->connect_ms = or_default(t->connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
   tx->response_ms = or_default(t->response_timeout_ms, DEFAULT_RESPONSE_TIMEOUT_MS);
   tx->deadline = uv_now(s->loop) + (uint64_t)or_default(t->timeout_ms, DEFAULT_TIMEOUT_MS);
@@ -1687,6 +1723,24 @@ static void set_class(struct rq_class *out, enum rq_verdict v, enum rq_errcat e,
   else snprintf(out->detail, sizeof out->detail, "%s", msg);
 }
 
+/* Password advice does not fit an XOAUTH2 login with a token the provider
+ * just issued: what is wrong is which mailbox the token may use, or SMTP
+ * AUTH being off for it. */
+static void xoauth2_detail(const struct rq_smtp_result *res, struct rq_class *out) {
+  char c[40];
+  snprintf(c, sizeof c, "%d%s%s", res->code, res->enhanced[0] ? " " : "", res->enhanced);
+  if (strstr(out->detail, "smtp_password"))
+    snprintf(out->detail, sizeof out->detail,
+             "The server refused the OAuth2 access token (%s): smtp_user must be the mailbox that signed in (or, "
+             "for app-only access, one the app was granted), and SMTP AUTH must be enabled for it.",
+             c);
+  else if (strstr(out->detail, "switch to smtp_auth=xoauth2"))
+    snprintf(out->detail, sizeof out->detail,
+             "The server refused the XOAUTH2 login (%s): a Microsoft 365 admin must enable Authenticated SMTP "
+             "for the mailbox (Set-CASMailbox -SmtpClientAuthenticationDisabled $false).",
+             c);
+}
+
 void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class *out) {
   memset(out, 0, sizeof *out);
   int code = res->code;
@@ -1717,6 +1771,7 @@ void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class 
         out->verdict = RQ_TEMP;
         out->error = RQ_ERR_PROVIDER;
       }
+      if (res->xoauth2 && out->error == RQ_ERR_AUTH) xoauth2_detail(res, out);
       return;
     }
     if (res->err == RQ_SMTP_ERR_AUTH) {
