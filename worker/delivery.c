@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <relayq/relayq.h>
 
@@ -29,6 +30,7 @@
 #include "mailgun.h"
 #include "metrics.h"
 #include "mime.h"
+#include "oauth.h"
 #include "dkim.h"
 #include "route.h"
 #include "smtp.h"
@@ -38,8 +40,13 @@
 #define MAX_RCPT_FIELDS 100 /* rcpt.ADDR fields written per job */
 
 static void send_next(struct rq_jobctx *jc);
+static void token_refused(struct rq_jobctx *jc, const struct rq_smtp_result *res);
 
 void rq_job_free(struct rq_jobctx *jc) {
+  if (jc->oauth_token) {
+    OPENSSL_cleanse(jc->oauth_token, strlen(jc->oauth_token));
+    free(jc->oauth_token);
+  }
   if (jc->tenant) rq_tenants_release(jc->eng, jc->tenant);
   relayq_job_free(jc->job);
   for (size_t i = 0; i < jc->n_rcpts; i++) free(jc->rcpts[i].addr);
@@ -358,6 +365,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   }
   int too_many = 0, accepted_here = 0;
   jc->send_seconds += res->seconds;
+  token_refused(jc, res);
 
   /* Per-recipient replies first. */
   for (size_t i = 0; i < res->n_rcpts; i++) {
@@ -467,6 +475,50 @@ static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
   send_next(jc);
 }
 
+/* ---- XOAUTH2 access tokens (oauth.c) ------------------------------------------------- */
+
+static int needs_token(const struct rq_jobctx *jc) {
+  return jc->route.gateway == RQ_GW_SMTP && jc->route.smtp_conf && jc->route.smtp_conf->xoauth2 && !jc->oauth_token;
+}
+
+static void token_need(const struct rq_jobctx *jc, struct rq_oauth_need *n) {
+  n->tenant = jc->job->tenant;
+  n->route = jc->route.named ? jc->route.name : NULL;
+  n->user = jc->route.user;
+  n->conf = &jc->route.smtp_conf->oauth;
+}
+
+/* A token for this attempt, or the attempt ends with why not: a refused
+ * grant is `auth` and trips the route's breaker at once. */
+static void on_token(const char *token, const struct rq_class *fail, void *arg) {
+  struct rq_jobctx *jc = arg;
+  if (token) {
+    jc->oauth_token = rq_xstrdup(token);
+    send_next(jc);
+    return;
+  }
+  note_reply(jc, 0, "", "", fail);
+  breaker_record(jc, fail);
+  for (size_t i = 0; i < jc->n_rcpts; i++)
+    if (jc->rcpts[i].state == RQ_RCPT_TODO) jc->rcpts[i].state = fail->verdict == RQ_PERM ? RQ_RCPT_REJECTED : RQ_RCPT_TEMP;
+  jc->breaker_passed = 0;
+  send_next(jc);
+}
+
+static void get_token(struct rq_jobctx *jc) {
+  struct rq_oauth_need n;
+  token_need(jc, &n);
+  rq_oauth_get(jc->eng, &n, on_token, jc);
+}
+
+/* The server refused our token: the next attempt asks for a new one. */
+static void token_refused(struct rq_jobctx *jc, const struct rq_smtp_result *res) {
+  if (!jc->oauth_token || res->err != RQ_SMTP_ERR_AUTH || res->code < 500) return;
+  struct rq_oauth_need n;
+  token_need(jc, &n);
+  rq_oauth_invalidate(jc->eng, &n, jc->oauth_token);
+}
+
 static int recipient_cap(const struct rq_jobctx *jc) {
   int cap = jc->route.max_recipients;
   if (jc->cap_override && jc->cap_override < cap) cap = jc->cap_override;
@@ -491,7 +543,7 @@ static void send_next(struct rq_jobctx *jc) {
   }
   int64_t open_until = 0;
   struct rq_breaker_entry *be = rq_breaker_get(jc->eng->breakers, jc->route.conn_key);
-  if (!rq_breaker_allow(&be->b, relayq_now_ms(), &open_until)) {
+  if (!jc->breaker_passed && !rq_breaker_allow(&be->b, relayq_now_ms(), &open_until)) {
     char detail[700];
     snprintf(detail, sizeof detail,
              "Not connecting to %s:%d until the cool-down ends: its last attempts failed (%s). %s",
@@ -502,6 +554,12 @@ static void send_next(struct rq_jobctx *jc) {
     /* Waiting for the breaker is not an attempt, unless this attempt
      * already ran a transaction. */
     park(jc, "retry", open_until, jc->transactions > 0, rq_errcat_name(be->b.reason), detail);
+    return;
+  }
+  jc->breaker_passed = 0;
+  if (needs_token(jc)) {
+    jc->breaker_passed = 1;
+    get_token(jc);
     return;
   }
   int cap = recipient_cap(jc);
@@ -536,6 +594,7 @@ static void send_next(struct rq_jobctx *jc) {
   } else {
     struct rq_smtp_target t;
     rq_route_smtp_target(&jc->route, jc->eng->cfg, &t);
+    if (jc->oauth_token) t.password = jc->oauth_token;
     rc = rq_smtp_send(jc->eng->smtp, &t, jc->from_addr, list, n, jc->msg.data, jc->msg.len, on_smtp_done, jc);
   }
   if (rc) {

@@ -26,6 +26,7 @@ enum rq_oauth_outcome {
   RQ_OAUTH_OK,      /* access_token set */
   RQ_OAUTH_REFUSED, /* the grant or the app was refused: sign in again / fix the app */
   RQ_OAUTH_TEMP,    /* try again later: 5xx, 429, temporarily_unavailable, no answer */
+  RQ_OAUTH_POLICY,  /* not asked: the token URL is outside what the worker may reach */
 };
 
 /* One answer. Large: allocate it (about 33 KB). */

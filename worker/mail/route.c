@@ -92,6 +92,7 @@ static int smtp_route(const struct rq_config *cfg, const struct rq_tenant *t, co
   }
   out->name = name;
   out->gateway = RQ_GW_SMTP;
+  out->smtp_conf = c;
   out->host = c->host;
   out->port = c->port;
   out->smtp_security = smtp_security_of(c->security);
@@ -115,6 +116,7 @@ int rq_route_resolve(const struct rq_config *cfg, const struct rq_platform *plat
     for (size_t i = 0; t && i < t->n_routes; i++) {
       if (strcmp(t->route_names[i], j->route)) continue;
       if (smtp_route(cfg, t, &t->routes[i], t->route_names[i], out, error, err, errlen)) return -1;
+      out->named = 1;
       if (cap > 0) out->max_recipients = cap;
       return 0;
     }
@@ -217,6 +219,7 @@ void rq_route_smtp_target(const struct rq_route *r, const struct rq_config *cfg,
   t->security = r->smtp_security;
   t->user = r->user;
   t->password = r->password;
+  t->xoauth2 = r->smtp_conf && r->smtp_conf->xoauth2; /* the password is then the job's access token */
   t->tls_verify = r->tls_verify;
   t->ca_file = cfg->ca_file;
   t->key = r->conn_key;
