@@ -27,6 +27,7 @@
 #include "breaker.h"
 #include "classify.h"
 #include "config.h"
+#include "msg.h"
 #include "rconn.h"
 #include "route.h"
 #include "scripts.h"
@@ -37,6 +38,7 @@ struct rq_smtp;
 struct rq_mailgun;
 struct rq_tenant_entry;
 struct rq_metrics;
+struct rq_redis_health;
 struct rq_oauth;
 
 enum rq_job_phase {
@@ -46,6 +48,7 @@ enum rq_job_phase {
   RQ_PHASE_SENDING,  /* a transaction is in flight */
   RQ_PHASE_FINISH,   /* waiting for the FINISH script */
   RQ_PHASE_STALLED,  /* FINISH could not be sent (Redis down); retried on reconnect */
+  RQ_PHASE_REDIS_WAIT, /* CLAIM refused by a Redis that refuses writes (redis_health.h); claimed again after */
 };
 
 /* Per-recipient bookkeeping for one attempt. */
@@ -71,7 +74,7 @@ struct rq_jobctx {
   int64_t created_ms;            /* status created_at (or first seen) */
   struct rq_tenant_entry *tenant; /* reference held (tenants.c) */
   struct rq_route route;
-  struct rq_buf msg;             /* the built message, sent as is */
+  struct rq_msg msg;             /* the built message (attachments borrowed from job) */
   char message_id[300];
   char from_addr[RELAYQ_MAX_ADDRESS_LEN + 1];
   struct rq_rcpt *rcpts;         /* envelope for this attempt */
@@ -109,6 +112,7 @@ struct rq_engine {
   struct rq_smtp *smtp;
   struct rq_mailgun *mailgun;
   struct rq_metrics *metrics;
+  struct rq_redis_health *health; /* Redis refusing writes (redis_health.h) */
   struct rq_oauth *oauth; /* shared OAuth2 access tokens (oauth.c), created on first use */
   char sha[RQ_SCRIPT_COUNT][41];
   int scripts_ready;
@@ -165,6 +169,8 @@ void rq_fetch_kick(struct rq_engine *eng); /* fetch more if there is room */
 /* delivery.c */
 void rq_delivery_start(struct rq_jobctx *jc); /* payload set; takes it from there */
 void rq_job_free(struct rq_jobctx *jc);
+/* Claims again the jobs in RQ_PHASE_REDIS_WAIT (Redis accepts writes again). */
+void rq_delivery_resume_waiting(struct rq_engine *eng);
 
 /* status.c: the job's outcome in jc->final_state etc. written by FINISH */
 enum rq_finish_mode { RQ_FINISH_ACK, RQ_FINISH_DELAY, RQ_FINISH_DEAD, RQ_FINISH_REQUEUE };

@@ -24,7 +24,6 @@
 #include "engine.h"
 #include "log.h"
 #include "oauth_http.h"
-#include "secret_v2.h"
 #include "util.h"
 
 #define N_BUCKETS 1024
@@ -260,12 +259,8 @@ static char *open_stored(const struct entry *e, const char *v, const char *place
   const struct rq_config *cfg = cfg_of(e);
   struct relayq_error err;
   char *pt = NULL;
-  if (relayq_secret_is_v2(v)) {
-    if (!cfg->have_secret_key || relayq_secret_open_v2(cfg->secret_key, v, place, field, &pt, &err)) return NULL;
-    return pt;
-  }
-  if (relayq_secret_is_sealed(v)) {
-    if (!cfg->have_secret_key || relayq_secret_open(cfg->secret_key, v, &pt, &err)) return NULL;
+  if (relayq_secret_is_sealed(v)) { /* enc:v2 for this place and field, or enc:v1 */
+    if (!cfg->have_secret_key || relayq_secret_open_for(cfg->secret_key, place, field, v, &pt, &err)) return NULL;
     return pt;
   }
   return rq_xstrdup(v);
@@ -279,7 +274,7 @@ static char *seal(const struct entry *e, const char *v, const char *place, const
   struct relayq_error err;
   char *out = NULL;
   if (!cfg->have_secret_key) return rq_xstrdup(v);
-  if (relayq_secret_seal_v2(cfg->secret_key, v, place, field, &out, &err)) return NULL;
+  if (relayq_secret_seal_for(cfg->secret_key, place, field, v, &out, &err)) return NULL;
   return out;
 }
 

@@ -100,9 +100,12 @@ void cli_table_print(struct cli_table *t, FILE *f, const char *indent);
 int cmd_send(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_status(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_tenant_reseal(int argc, char **argv, struct cli_ctx *ctx);        /* tenant reseal */
+int cmd_tenant_verify_domain(int argc, char **argv, struct cli_ctx *ctx); /* tenant verify-domain */
 int cmd_queue(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_dead(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_dns(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_dnsbl(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_web(int argc, char **argv, struct cli_ctx *ctx);
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include "check.h"
 #include "classify.h"
+#include "curlfail.h"
 
 #include <curl/curl.h>
 #include <dirent.h>
@@ -505,95 +506,95 @@ static void test_names(void) {
 
 static void test_transport(void) {
   struct rq_class c;
-  rq_classify_transport(CURLE_OK, "", RQ_STAGE_BODY, &c);
+  rq_curl_classify(CURLE_OK, "", RQ_STAGE_BODY, &c);
   CHECK_INT(c.verdict, ==, RQ_OK);
 
-  rq_classify_transport(CURLE_COULDNT_RESOLVE_HOST, "Could not resolve host: smtp.example.invalid",
+  rq_curl_classify(CURLE_COULDNT_RESOLVE_HOST, "Could not resolve host: smtp.example.invalid",
                         RQ_STAGE_CONNECT, &c);
   CHECK_INT(c.verdict, ==, RQ_TEMP);
   CHECK_INT(c.error, ==, RQ_ERR_CONNECT);
   CHECK(strstr(c.detail, "smtp_host") && strstr(c.detail, "smtp.example.invalid"));
-  rq_classify_transport(CURLE_COULDNT_CONNECT,
+  rq_curl_classify(CURLE_COULDNT_CONNECT,
                         "Failed to connect to 127.0.0.1 port 2525 after 0 ms: Couldn't connect to server",
                         RQ_STAGE_CONNECT, &c);
   CHECK_INT(c.error, ==, RQ_ERR_CONNECT);
   CHECK_INT(c.verdict, ==, RQ_TEMP);
-  rq_classify_transport(CURLE_OPERATION_TIMEDOUT, "Operation timed out after 30001 milliseconds",
+  rq_curl_classify(CURLE_OPERATION_TIMEDOUT, "Operation timed out after 30001 milliseconds",
                         RQ_STAGE_BODY, &c);
   CHECK_INT(c.error, ==, RQ_ERR_CONNECT);
   CHECK(strstr(c.detail, "while sending the message") != NULL);
-  rq_classify_transport(CURLE_SEND_ERROR, "Failure when sending data to the peer", RQ_STAGE_BODY, &c);
+  rq_curl_classify(CURLE_SEND_ERROR, "Failure when sending data to the peer", RQ_STAGE_BODY, &c);
   CHECK_INT(c.error, ==, RQ_ERR_CONNECT);
   CHECK_INT(c.verdict, ==, RQ_TEMP);
   CHECK(strstr(c.detail, "dropped") != NULL);
-  rq_classify_transport(CURLE_RECV_ERROR, "", RQ_STAGE_RCPT, &c);
+  rq_curl_classify(CURLE_RECV_ERROR, "", RQ_STAGE_RCPT, &c);
   CHECK_INT(c.error, ==, RQ_ERR_CONNECT);
-  rq_classify_transport(CURLE_GOT_NOTHING, NULL, RQ_STAGE_BANNER, &c);
+  rq_curl_classify(CURLE_GOT_NOTHING, NULL, RQ_STAGE_BANNER, &c);
   CHECK_INT(c.error, ==, RQ_ERR_CONNECT);
 
   /* curl's messages that carry the server's code. */
-  rq_classify_transport(CURLE_SEND_ERROR, "RCPT failed: 550", RQ_STAGE_RCPT, &c);
+  rq_curl_classify(CURLE_SEND_ERROR, "RCPT failed: 550", RQ_STAGE_RCPT, &c);
   CHECK_INT(c.verdict, ==, RQ_PERM);
   CHECK_INT(c.error, ==, RQ_ERR_RECIPIENT_REJECTED);
-  rq_classify_transport(CURLE_SEND_ERROR, "MAIL failed: 553", RQ_STAGE_MAIL, &c);
+  rq_curl_classify(CURLE_SEND_ERROR, "MAIL failed: 553", RQ_STAGE_MAIL, &c);
   CHECK_INT(c.error, ==, RQ_ERR_POLICY);
-  rq_classify_transport(CURLE_LOGIN_DENIED, "Authentication failed: 535", RQ_STAGE_AUTH, &c);
+  rq_curl_classify(CURLE_LOGIN_DENIED, "Authentication failed: 535", RQ_STAGE_AUTH, &c);
   CHECK_INT(c.verdict, ==, RQ_PERM);
   CHECK_INT(c.error, ==, RQ_ERR_AUTH);
   CHECK(strstr(c.detail, "smtp_password") != NULL);
-  rq_classify_transport(CURLE_LOGIN_DENIED, "Authentication failed: 454", RQ_STAGE_MAIL, &c);
+  rq_curl_classify(CURLE_LOGIN_DENIED, "Authentication failed: 454", RQ_STAGE_MAIL, &c);
   CHECK_INT(c.verdict, ==, RQ_TEMP);
   CHECK_INT(c.error, ==, RQ_ERR_AUTH);
-  rq_classify_transport(CURLE_LOGIN_DENIED, "", RQ_STAGE_AUTH, &c);
+  rq_curl_classify(CURLE_LOGIN_DENIED, "", RQ_STAGE_AUTH, &c);
   CHECK_INT(c.verdict, ==, RQ_PERM);
   CHECK_INT(c.error, ==, RQ_ERR_AUTH);
-  rq_classify_transport(CURLE_LOGIN_DENIED, "No known authentication mechanisms supported", RQ_STAGE_AUTH, &c);
+  rq_curl_classify(CURLE_LOGIN_DENIED, "No known authentication mechanisms supported", RQ_STAGE_AUTH, &c);
   CHECK_INT(c.error, ==, RQ_ERR_AUTH);
   CHECK(strstr(c.detail, "smtp_security") != NULL);
-  rq_classify_transport(CURLE_USE_SSL_FAILED, "STARTTLS denied, code 454", RQ_STAGE_STARTTLS, &c);
+  rq_curl_classify(CURLE_USE_SSL_FAILED, "STARTTLS denied, code 454", RQ_STAGE_STARTTLS, &c);
   CHECK_INT(c.verdict, ==, RQ_TEMP);
   CHECK_INT(c.error, ==, RQ_ERR_TLS);
-  rq_classify_transport(CURLE_USE_SSL_FAILED, "STARTTLS not supported.", RQ_STAGE_EHLO, &c);
+  rq_curl_classify(CURLE_USE_SSL_FAILED, "STARTTLS not supported.", RQ_STAGE_EHLO, &c);
   CHECK_INT(c.verdict, ==, RQ_PERM);
   CHECK_INT(c.error, ==, RQ_ERR_TLS);
-  rq_classify_transport(CURLE_WEIRD_SERVER_REPLY, "Got unexpected smtp-server response: 554", RQ_STAGE_BANNER, &c);
+  rq_curl_classify(CURLE_WEIRD_SERVER_REPLY, "Got unexpected smtp-server response: 554", RQ_STAGE_BANNER, &c);
   CHECK_INT(c.verdict, ==, RQ_PERM);
-  rq_classify_transport(CURLE_WEIRD_SERVER_REPLY, "", RQ_STAGE_BANNER, &c);
+  rq_curl_classify(CURLE_WEIRD_SERVER_REPLY, "", RQ_STAGE_BANNER, &c);
   CHECK_INT(c.verdict, ==, RQ_TEMP);
   CHECK_INT(c.error, ==, RQ_ERR_PROVIDER);
   /* A port number is not a reply code. */
-  rq_classify_transport(CURLE_SEND_ERROR, "Send failure: Broken pipe on port 587", RQ_STAGE_BODY, &c);
+  rq_curl_classify(CURLE_SEND_ERROR, "Send failure: Broken pipe on port 587", RQ_STAGE_BODY, &c);
   CHECK_INT(c.error, ==, RQ_ERR_CONNECT);
 
   /* TLS. */
-  rq_classify_transport(CURLE_SSL_CONNECT_ERROR,
+  rq_curl_classify(CURLE_SSL_CONNECT_ERROR,
                         "OpenSSL/3.0.11: error:0A00010B:SSL routines::wrong version number", RQ_STAGE_TLS, &c);
   CHECK_INT(c.verdict, ==, RQ_PERM);
   CHECK_INT(c.error, ==, RQ_ERR_TLS);
   CHECK(strstr(c.detail, "smtp_security") != NULL);
-  rq_classify_transport(CURLE_SSL_CONNECT_ERROR, "OpenSSL SSL_connect: Connection reset by peer in connection to x:465",
+  rq_curl_classify(CURLE_SSL_CONNECT_ERROR, "OpenSSL SSL_connect: Connection reset by peer in connection to x:465",
                         RQ_STAGE_TLS, &c);
   CHECK_INT(c.verdict, ==, RQ_TEMP);
   CHECK_INT(c.error, ==, RQ_ERR_TLS);
-  rq_classify_transport(CURLE_SSL_CONNECT_ERROR, "error:0A000410:SSL routines::sslv3 alert handshake failure",
+  rq_curl_classify(CURLE_SSL_CONNECT_ERROR, "error:0A000410:SSL routines::sslv3 alert handshake failure",
                         RQ_STAGE_TLS, &c);
   CHECK_INT(c.verdict, ==, RQ_PERM);
-  rq_classify_transport(CURLE_PEER_FAILED_VERIFICATION,
+  rq_curl_classify(CURLE_PEER_FAILED_VERIFICATION,
                         "SSL certificate problem: self-signed certificate", RQ_STAGE_TLS, &c);
   CHECK_INT(c.verdict, ==, RQ_PERM);
   CHECK_INT(c.error, ==, RQ_ERR_TLS);
   CHECK(strstr(c.detail, "smtp_tls_verify") != NULL);
-  rq_classify_transport(CURLE_SSL_CACERT_BADFILE, "error setting certificate file: /nonexistent", RQ_STAGE_TLS, &c);
+  rq_curl_classify(CURLE_SSL_CACERT_BADFILE, "error setting certificate file: /nonexistent", RQ_STAGE_TLS, &c);
   CHECK_INT(c.verdict, ==, RQ_TEMP);
   CHECK_INT(c.error, ==, RQ_ERR_TLS);
 
   /* Configuration, internal, unknown. */
-  rq_classify_transport(CURLE_URL_MALFORMAT, "URL rejected: Bad hostname", RQ_STAGE_CONNECT, &c);
+  rq_curl_classify(CURLE_URL_MALFORMAT, "URL rejected: Bad hostname", RQ_STAGE_CONNECT, &c);
   CHECK_INT(c.verdict, ==, RQ_PERM);
   CHECK_INT(c.error, ==, RQ_ERR_PROVIDER);
-  rq_classify_transport(CURLE_OUT_OF_MEMORY, "", RQ_STAGE_BODY, &c);
+  rq_curl_classify(CURLE_OUT_OF_MEMORY, "", RQ_STAGE_BODY, &c);
   CHECK_INT(c.verdict, ==, RQ_TEMP);
-  rq_classify_transport(9999, "mystery", RQ_STAGE_BODY, &c);
+  rq_curl_classify(9999, "mystery", RQ_STAGE_BODY, &c);
   CHECK_INT(c.verdict, ==, RQ_TEMP);
   CHECK_INT(c.error, ==, RQ_ERR_PROVIDER);
   CHECK(strstr(c.detail, "9999") != NULL);
@@ -604,7 +605,7 @@ static void test_transport(void) {
   eb[sizeof eb - 1] = '\0';
   eb[10] = '\x01';
   eb[20] = '\n';
-  rq_classify_transport(CURLE_COULDNT_CONNECT, eb, RQ_STAGE_CONNECT, &c);
+  rq_curl_classify(CURLE_COULDNT_CONNECT, eb, RQ_STAGE_CONNECT, &c);
   CHECK(strlen(c.detail) <= RQ_CLASS_DETAIL_MAX);
   CHECK(valid_utf8_no_controls(c.detail));
 }

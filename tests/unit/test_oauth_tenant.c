@@ -8,7 +8,6 @@
 #include "check.h"
 #include "ratelimit.h"
 #include "relayq/relayq.h"
-#include "secret_v2.h"
 #include "tenant.h"
 
 static unsigned char KEY[32];
@@ -133,16 +132,16 @@ static void test_xoauth2_fields(void) {
 static void test_v2_secrets(void) {
   struct relayq_error e;
   char *sealed = NULL, *open = NULL;
-  CHECK_INT(relayq_secret_seal_v2(KEY, "rt-secret", "tenant:acme", "oauth_refresh_token", &sealed, &e), ==, 0);
+  CHECK_INT(relayq_secret_seal_for(KEY, "tenant:acme", "oauth_refresh_token", "rt-secret", &sealed, &e), ==, 0);
   CHECK(relayq_secret_is_v2(sealed));
-  CHECK_INT(relayq_secret_open_v2(KEY, sealed, "tenant:acme", "oauth_refresh_token", &open, &e), ==, 0);
+  CHECK_INT(relayq_secret_open_for(KEY, "tenant:acme", "oauth_refresh_token", sealed, &open, &e), ==, 0);
   CHECK_STR(open, "rt-secret");
   free(open);
   open = NULL;
   /* Another tenant, route or field does not open it. */
-  CHECK_INT(relayq_secret_open_v2(KEY, sealed, "tenant:evil", "oauth_refresh_token", &open, &e), ==,
+  CHECK_INT(relayq_secret_open_for(KEY, "tenant:evil", "oauth_refresh_token", sealed, &open, &e), ==,
             RELAYQ_ECRYPTO);
-  CHECK_INT(relayq_secret_open_v2(KEY, sealed, "tenant:acme", "smtp_password", &open, &e), ==, RELAYQ_ECRYPTO);
+  CHECK_INT(relayq_secret_open_for(KEY, "tenant:acme", "smtp_password", sealed, &open, &e), ==, RELAYQ_ECRYPTO);
   CHECK(open == NULL);
   /* Through the tenant model: opens in its place only. */
   struct rq_tenant *t = PARSE("oauth_refresh_token", sealed);
@@ -150,7 +149,7 @@ static void test_v2_secrets(void) {
   rq_tenant_free(t);
   const char *f[] = {"oauth_refresh_token"}, *v[] = {sealed};
   t = NULL;
-  CHECK_INT(rq_tenant_parse("other", f, v, 1, KEY, 0, 1, &t, err, sizeof err), ==, -1);
+  CHECK_INT(rq_tenant_parse("other", f, v, 1, KEY, 0, 1, &t, err, sizeof err), ==, RQ_TENANT_ESEALED);
   CHECK(strstr(err, "sealed for another") != NULL);
   free(sealed);
 }

@@ -10,7 +10,6 @@
  */
 #include "classify.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -740,32 +739,64 @@ void rq_classify_smtp(enum rq_smtp_stage stage, const struct rq_reply *r, struct
   set_class(out, code < 500 ? RQ_TEMP : RQ_PERM, RQ_ERR_PROVIDER);
 }
 
-/* ---- libcurl transport errors ------------------------------------------------ */
+/* ---- transport failures ------------------------------------------------------ */
 
-/* The server code curl appends to its message ("RCPT failed: 550",
- * "Authentication failed: 535", "STARTTLS denied, code 454"), or 0. */
-static int trailing_code(const char *eb) {
-  size_t n = strlen(eb);
-  while (n > 0 && (eb[n - 1] == ' ' || eb[n - 1] == '\n' || eb[n - 1] == '\r' || eb[n - 1] == '.')) n--;
-  if (n < 3) return 0;
-  const char *p = eb + n - 3;
-  if (!is_digit((unsigned char)p[0]) || !is_digit((unsigned char)p[1]) || !is_digit((unsigned char)p[2])) return 0;
-  /* Only curl's own shapes, so "... on port 587" is not read as a reply. */
-  int after_colon = n >= 5 && p[-1] == ' ' && p[-2] == ':';
-  int after_code = n >= 8 && ci_prefix(p - 5, "code ", 5);
-  if (!after_colon && !after_code) return 0;
-  int code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
-  return code >= 400 && code <= 599 ? code : 0;
+struct fail_row {
+  const char *name;
+  enum rq_verdict verdict;
+  enum rq_errcat error;
+  const char *what, *advice;
+};
+
+static const struct fail_row fail_rows[RQ_FAIL__COUNT] = {
+#define RQ_FAIL_ROW_(name, v, e, what, advice) {#name, RQ_##v, RQ_ERR_##e, what, advice},
+    RQ_FAIL_MAP(RQ_FAIL_ROW_)
+#undef RQ_FAIL_ROW_
+};
+
+const char *rq_fail_name(enum rq_fail f) {
+  static char lower[RQ_FAIL__COUNT][20];
+  if ((unsigned)f >= RQ_FAIL__COUNT) return "unknown";
+  if (!lower[f][0]) { /* "TLS_CERT" -> "tls_cert", once; the table is constant */
+    const char *n = fail_rows[f].name;
+    size_t i = 0;
+    for (; n[i] && i + 1 < sizeof lower[f]; i++) lower[f][i] = (char)(n[i] >= 'A' && n[i] <= 'Z' ? n[i] + 32 : n[i]);
+    lower[f][i] = '\0';
+  }
+  return lower[f];
 }
 
-static int ci_has(const char *text, const char *needle) {
-  return ci_find(text, needle, strlen(needle)) != NULL;
-}
-
-static void transport_detail(struct rq_class *out, enum rq_verdict v, enum rq_errcat e,
-                             const char *what, const char *eb, const char *advice) {
+void rq_classify_failure(enum rq_fail kind, enum rq_smtp_stage stage, const struct rq_reply *reply,
+                         const char *msg, struct rq_class *out) {
+  char eb[160], what[128];
   size_t len = 0;
-  set_class(out, v, e);
+  memset(out, 0, sizeof *out);
+  if (kind == RQ_FAIL_NONE) {
+    set_class(out, RQ_OK, RQ_ERR_NONE);
+    return;
+  }
+  if ((unsigned)kind >= RQ_FAIL__COUNT) kind = RQ_FAIL_OTHER;
+  /* The server said why: its reply is the better witness (a 421 greeting
+   * is connect, a 535 auth, a 454 to STARTTLS tls). */
+  if (reply && reply->code >= 400 && reply->code <= 599) {
+    enum rq_smtp_stage st = stage;
+    if (kind == RQ_FAIL_AUTH) st = RQ_STAGE_AUTH;
+    if (kind == RQ_FAIL_NO_STARTTLS) st = RQ_STAGE_STARTTLS;
+    rq_classify_smtp(st, reply, out);
+    if (out->verdict == RQ_OK) set_class(out, RQ_TEMP, RQ_ERR_PROVIDER); /* never report a failure as OK */
+    return;
+  }
+  const struct fail_row *row = &fail_rows[kind];
+  set_class(out, row->verdict, row->error);
+  if (row->what[0] == '\0') { /* the transport's message is the whole sentence */
+    rq_text_sanitize(out->detail, sizeof out->detail, msg ? msg : "", msg ? strnlen(msg, 1024) : 0);
+    return;
+  }
+  if (kind == RQ_FAIL_TIMEOUT || kind == RQ_FAIL_CLOSED || kind == RQ_FAIL_REJECTED)
+    snprintf(what, sizeof what, "%s %s", row->what, stage_phrase(stage));
+  else
+    snprintf(what, sizeof what, "%s", row->what);
+  rq_text_sanitize(eb, sizeof eb, msg ? msg : "", msg ? strnlen(msg, 1024) : 0);
   out->detail[0] = '\0';
   append(out->detail, sizeof out->detail, &len, what);
   if (eb[0]) {
@@ -774,151 +805,7 @@ static void transport_detail(struct rq_class *out, enum rq_verdict v, enum rq_er
     append(out->detail, sizeof out->detail, &len, ")");
   }
   append(out->detail, sizeof out->detail, &len, ": ");
-  append(out->detail, sizeof out->detail, &len, advice);
-}
-
-void rq_classify_transport(int curl_code, const char *curl_errbuf, enum rq_smtp_stage stage,
-                           struct rq_class *out) {
-  char eb[128], what[96];
-  const char *raw = curl_errbuf ? curl_errbuf : "";
-
-  memset(out, 0, sizeof *out);
-  if (curl_code == CURLE_OK) {
-    set_class(out, RQ_OK, RQ_ERR_NONE);
-    return;
-  }
-  /* curl's message never carries the password, but bound and clean it. */
-  rq_text_sanitize(eb, sizeof eb, raw, strnlen(raw, CURL_ERROR_SIZE));
-
-  /* Failures that are a server reply in disguise. */
-  switch (curl_code) {
-  case CURLE_SEND_ERROR:
-  case CURLE_RECV_ERROR:
-  case CURLE_LOGIN_DENIED:
-  case CURLE_WEIRD_SERVER_REPLY:
-  case CURLE_USE_SSL_FAILED:
-  case CURLE_REMOTE_ACCESS_DENIED: {
-    int code = trailing_code(eb);
-    if (code) {
-      struct rq_reply r;
-      enum rq_smtp_stage st = stage;
-      memset(&r, 0, sizeof r);
-      r.code = code;
-      if (curl_code == CURLE_LOGIN_DENIED) st = RQ_STAGE_AUTH;
-      if (curl_code == CURLE_USE_SSL_FAILED) st = RQ_STAGE_STARTTLS;
-      rq_classify_smtp(st, &r, out);
-      return;
-    }
-    break;
-  }
-  default:
-    break;
-  }
-
-  switch (curl_code) {
-  case CURLE_COULDNT_RESOLVE_HOST:
-  case CURLE_COULDNT_RESOLVE_PROXY:
-    transport_detail(out, RQ_TEMP, RQ_ERR_CONNECT, "The server's name could not be resolved", eb,
-                     "check the host name (smtp_host, or mailgun_base_url and mailgun_region for Mailgun); the relay retries in case DNS is failing.");
-    return;
-  case CURLE_COULDNT_CONNECT:
-  case CURLE_INTERFACE_FAILED:
-  case CURLE_NO_CONNECTION_AVAILABLE:
-  case CURLE_PROXY:
-    transport_detail(out, RQ_TEMP, RQ_ERR_CONNECT, "Could not connect to the server", eb,
-                     "check the address (smtp_host and smtp_port, or mailgun_base_url for Mailgun) and that the server accepts connections from the worker; the relay retries.");
-    return;
-  case CURLE_OPERATION_TIMEDOUT:
-    snprintf(what, sizeof what, "The server did not answer in time %s", stage_phrase(stage));
-    transport_detail(out, RQ_TEMP, RQ_ERR_CONNECT, what, eb, "the relay retries later.");
-    return;
-  case CURLE_SEND_ERROR:
-  case CURLE_RECV_ERROR:
-  case CURLE_GOT_NOTHING:
-  case CURLE_PARTIAL_FILE:
-  case CURLE_HTTP2:
-  case CURLE_HTTP2_STREAM:
-  case CURLE_AGAIN:
-    snprintf(what, sizeof what, "The connection dropped %s", stage_phrase(stage));
-    transport_detail(out, RQ_TEMP, RQ_ERR_CONNECT, what, eb, "the relay retries.");
-    return;
-  case CURLE_SSL_CONNECT_ERROR:
-    if (ci_has(eb, "wrong version number") || ci_has(eb, "packet length too long")) {
-      transport_detail(out, RQ_PERM, RQ_ERR_TLS, "The server does not speak TLS on this port", eb,
-                       "use smtp_security=starttls for ports 587 and 25, and tls only for port 465.");
-    } else if (ci_has(eb, "unsupported protocol") || ci_has(eb, "no protocols available") ||
-               ci_has(eb, "protocol version") || ci_has(eb, "version too low") ||
-               ci_has(eb, "no shared cipher") || ci_has(eb, "handshake failure") ||
-               ci_has(eb, "certificate")) {
-      transport_detail(out, RQ_PERM, RQ_ERR_TLS, "The TLS handshake failed on a setting both sides must share", eb,
-                       "the server's admin must enable TLS 1.2 or newer with current ciphers.");
-    } else {
-      transport_detail(out, RQ_TEMP, RQ_ERR_TLS, "The TLS handshake failed", eb, "the relay retries.");
-    }
-    return;
-  case CURLE_PEER_FAILED_VERIFICATION:
-  case CURLE_SSL_ISSUER_ERROR:
-  case CURLE_SSL_INVALIDCERTSTATUS:
-  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    /* PERM: see the certificate decision in classify.h. */
-    transport_detail(out, RQ_PERM, RQ_ERR_TLS, "The server's TLS certificate failed verification", eb,
-                     "its admin must fix the certificate, or set smtp_tls_verify=0 for a self-signed one; then `relayq dead requeue` resends.");
-    return;
-  case CURLE_SSL_CIPHER:
-    transport_detail(out, RQ_PERM, RQ_ERR_TLS, "No TLS cipher is shared with the server", eb,
-                     "the server's admin must enable current ciphers.");
-    return;
-  case CURLE_SSL_CLIENTCERT:
-    transport_detail(out, RQ_PERM, RQ_ERR_TLS, "The server requires a TLS client certificate", eb,
-                     "relayq does not send one; use another port or server.");
-    return;
-  case CURLE_SSL_CACERT_BADFILE:
-  case CURLE_SSL_CRL_BADFILE:
-  case CURLE_SSL_CERTPROBLEM:
-  case CURLE_SSL_ENGINE_NOTFOUND:
-  case CURLE_SSL_ENGINE_SETFAILED:
-  case CURLE_SSL_ENGINE_INITFAILED:
-  case CURLE_SSL_SHUTDOWN_FAILED:
-    /* The worker's own TLS setup: no job is at fault, so they wait. */
-    transport_detail(out, RQ_TEMP, RQ_ERR_TLS, "The worker's TLS setup failed", eb,
-                     "the operator must fix the worker's CA bundle; jobs are retried meanwhile.");
-    return;
-  case CURLE_USE_SSL_FAILED:
-    transport_detail(out, RQ_PERM, RQ_ERR_TLS, "The server does not offer STARTTLS", eb,
-                     "set smtp_security to tls if the server speaks implicit TLS (port 465); plain text is not used for a route that asks for starttls.");
-    return;
-  case CURLE_LOGIN_DENIED:
-  case CURLE_AUTH_ERROR:
-    if (ci_has(eb, "no known authentication mechanism"))
-      transport_detail(out, RQ_PERM, RQ_ERR_AUTH, "The server offers no login method relayq supports", eb,
-                       "check smtp_security, since many servers offer AUTH only after STARTTLS.");
-    else
-      transport_detail(out, RQ_PERM, RQ_ERR_AUTH, "The tenant's server refused the login", eb,
-                       "check smtp_user and smtp_password.");
-    return;
-  case CURLE_REMOTE_ACCESS_DENIED:
-    transport_detail(out, RQ_PERM, RQ_ERR_PROVIDER, "The server refused the session", eb,
-                     "it may not take mail from the sending IP; ask its admin.");
-    return;
-  case CURLE_WEIRD_SERVER_REPLY:
-    snprintf(what, sizeof what, "The server sent a reply the relay cannot read %s", stage_phrase(stage));
-    transport_detail(out, RQ_TEMP, RQ_ERR_PROVIDER, what, eb,
-                     "check that smtp_host and smtp_port point at an SMTP server; the relay retries.");
-    return;
-  case CURLE_UNSUPPORTED_PROTOCOL:
-  case CURLE_URL_MALFORMAT:
-    transport_detail(out, RQ_PERM, RQ_ERR_PROVIDER, "The route's server settings are not usable", eb,
-                     "check smtp_host, smtp_port and smtp_security (or mailgun_base_url).");
-    return;
-  case CURLE_TOO_MANY_REDIRECTS:
-    transport_detail(out, RQ_PERM, RQ_ERR_PROVIDER, "The HTTP API kept redirecting", eb,
-                     "check mailgun_base_url and mailgun_region.");
-    return;
-  default:
-    snprintf(what, sizeof what, "Delivery failed with libcurl error %d %s", curl_code, stage_phrase(stage));
-    transport_detail(out, RQ_TEMP, RQ_ERR_PROVIDER, what, eb, "the relay retries.");
-    return;
-  }
+  append(out->detail, sizeof out->detail, &len, row->advice);
 }
 
 /* ---- Mailgun / HTTP ---------------------------------------------------------- */
@@ -933,6 +820,21 @@ static size_t json_message(const char *b, size_t n, char *out, size_t cap) {
   out[0] = '\0';
   if (len <= 0) return 0;
   return rq_text_sanitize(out, cap, raw, (size_t)len);
+}
+
+/* An HTTP-date in any of its three forms (RFC 9110 5.6.7): IMF-fixdate
+ * "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850 "Sunday, 06-Nov-94 08:49:37
+ * GMT" and asctime "Sun Nov  6 08:49:37 1994". (time_t)-1 when none. */
+static time_t http_date(const char *s) {
+  static const char *const forms[] = {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT",
+                                      "%a %b %e %H:%M:%S %Y"};
+  for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(s, forms[i], &tm);
+    if (end && *end == '\0') return timegm(&tm);
+  }
+  return (time_t)-1;
 }
 
 /* Retry-After: delta-seconds or an HTTP-date (RFC 9110 10.2.3). */
@@ -955,8 +857,7 @@ static int64_t retry_after_ms(const char *v, int64_t now_ms) {
     s *= 1000;
     return s > RQ_RETRY_HINT_MAX_MS ? RQ_RETRY_HINT_MAX_MS : s;
   }
-  /* libcurl's parser knows all three HTTP date formats. */
-  time_t t = curl_getdate(buf + i, NULL);
+  time_t t = http_date(buf + i);
   if (t == (time_t)-1) return 0;
   int64_t ms = (int64_t)t * 1000 - now_ms;
   if (ms <= 0) return 0;

@@ -1,6 +1,6 @@
 /*
- * classify: turns what a delivery attempt produced (an SMTP reply, a libcurl
- * transport error, or a Mailgun HTTP response) into a verdict (accepted,
+ * classify: turns what a delivery attempt produced (an SMTP reply, a
+ * transport failure of any transport, or a Mailgun HTTP response) into a verdict (accepted,
  * temporary, permanent), one of the contract's `error` categories, and a
  * detail sentence a person can act on. Pure: no I/O, no allocation, no
  * global state; the worker engine and the SMTP/Mailgun transports call it.
@@ -154,25 +154,88 @@ struct rq_class {
 void rq_classify_smtp(enum rq_smtp_stage stage, const struct rq_reply *r,
                       struct rq_class *out);
 
-/* Classifies a libcurl failure. curl_code is the CURLcode as an int;
- * curl_errbuf the CURLOPT_ERRORBUFFER text (may be NULL or ""). Use it when
- * no reply was captured for the failing command: when the transport did
- * capture the reply (CURLOPT_DEBUGFUNCTION), rq_classify_smtp on that reply
- * is more precise. When curl's message ends in the server's code ("RCPT
- * failed: 550", "Authentication failed: 535") that code is classified as a
- * reply without text.
+/* How a transfer failed without (or before) a reply that says why: one
+ * transport-neutral vocabulary for every transport. The SMTP session
+ * reports these kinds directly (smtp.h); the HTTP transport maps
+ * libcurl's codes onto them (worker/net/curlfail.c). One table
+ * (classify.c) gives each kind its verdict, category and advice, so a
+ * failure means the same whoever saw it, and the circuit breaker sees
+ * every transport's connection failures as `connect`.
  *
  * Certificate decision: a certificate that fails verification (expired,
- * self-signed, wrong name, unknown CA: CURLE_PEER_FAILED_VERIFICATION and
- * kin) is tls PERM. It will not fix itself within a retry window; retrying
- * for hours only delays telling the tenant, and after an admin fixes the
- * certificate (or sets smtp_tls_verify=0) `relayq dead requeue` resends.
- * Handshake failures (CURLE_SSL_CONNECT_ERROR) are tls TEMP, since resets
- * and timeouts mid-handshake are transient, except when curl's text shows
- * a configuration mismatch (wrong version number: TLS spoken to a
- * plain-text port; no shared protocol or cipher), which is PERM. */
-void rq_classify_transport(int curl_code, const char *curl_errbuf,
-                           enum rq_smtp_stage stage, struct rq_class *out);
+ * self-signed, wrong name, unknown CA, pin mismatch) is tls PERM. It will
+ * not fix itself within a retry window; retrying for hours only delays
+ * telling the tenant, and after an admin fixes the certificate (or sets
+ * smtp_tls_verify=0) `relayq dead requeue` resends. A handshake failure
+ * is tls TEMP (resets and timeouts mid-handshake are transient), except a
+ * configuration mismatch (TLS spoken to a plain-text port; no shared
+ * version or cipher), which is TLS_MISMATCH, PERM.
+ *
+ * POLICY (the saas network boundary, a login the server cannot take) and
+ * TLS_PIN (a key that is not the pinned one) carry their whole sentence in
+ * the transport's message: their rows have no text of their own.
+ *
+ * XX(name, verdict, category, what happened, what to do) */
+#define RQ_FAIL_MAP(XX)                                                                                        \
+  XX(NONE, OK, NONE, "", "")                                                                                   \
+  XX(DNS, TEMP, CONNECT, "The server's name could not be resolved",                                           \
+     "check the host name (smtp_host, or mailgun_base_url and mailgun_region for Mailgun); the relay retries "  \
+     "in case DNS is failing.")                                                                                 \
+  XX(CONNECT, TEMP, CONNECT, "Could not connect to the server",                                               \
+     "check the address (smtp_host and smtp_port, or mailgun_base_url for Mailgun) and that the server "        \
+     "accepts connections from the worker; the relay retries.")                                                 \
+  XX(TIMEOUT, TEMP, CONNECT, "The server did not answer in time", "the relay retries later.")                 \
+  XX(CLOSED, TEMP, CONNECT, "The connection dropped", "the relay retries.")                                   \
+  XX(ABORTED, TEMP, CONNECT, "The delivery was interrupted", "the relay retries.")                            \
+  XX(PROTOCOL, TEMP, PROVIDER, "The server sent a reply the relay cannot read",                               \
+     "check that smtp_host and smtp_port point at an SMTP server, and smtp_security (tls for port 465); the "   \
+     "relay retries.")                                                                                          \
+  XX(TLS, TEMP, TLS, "The TLS handshake failed", "the relay retries.")                                        \
+  XX(TLS_CERT, PERM, TLS, "The server's TLS certificate failed verification",                                \
+     "its admin must fix the certificate; for a self-signed one, pin its key with `relayq tenant trust "       \
+     "TENANT`; then `relayq dead requeue` resends.")                                                                                       \
+  XX(TLS_MISMATCH, PERM, TLS, "TLS is not possible with this server on this port",                            \
+     "use smtp_security=starttls for ports 587 and 25 and tls only for 465; otherwise the server's admin must " \
+     "enable TLS 1.2 or newer with current ciphers.")                                                           \
+  XX(TLS_CLIENT_CERT, PERM, TLS, "The server requires a TLS client certificate",                              \
+     "relayq does not send one; use another port or server.")                                                   \
+  XX(TLS_LOCAL, TEMP, TLS, "The worker's TLS setup failed",                                                    \
+     "the operator must fix the worker's CA bundle; jobs are retried meanwhile.")                              \
+  XX(NO_STARTTLS, PERM, TLS, "The server does not offer STARTTLS",                                            \
+     "set smtp_security to tls if the server speaks implicit TLS (port 465); plain text is not used for a "     \
+     "route that asks for starttls.")                                                                           \
+  XX(AUTH, PERM, AUTH, "The tenant's server refused the login", "check smtp_user and smtp_password.")         \
+  XX(AUTH_NO_MECH, PERM, AUTH, "The server offers no login method relayq supports",                           \
+     "check smtp_security, since many servers offer AUTH only after STARTTLS.")                                \
+  XX(REFUSED_SESSION, PERM, PROVIDER, "The server refused the session",                                       \
+     "it may not take mail from the sending IP; ask its admin.")                                                \
+  XX(REJECTED, TEMP, PROVIDER, "The server sent an unexpected reply", "the relay retries.")                   \
+  XX(CONFIG, PERM, PROVIDER, "The route's server settings are not usable",                                    \
+     "check smtp_host, smtp_port and smtp_security (or mailgun_base_url).")                                    \
+  XX(REDIRECTS, PERM, PROVIDER, "The HTTP API kept redirecting", "check mailgun_base_url and mailgun_region.") \
+  XX(POLICY, PERM, POLICY, "", "")                                                                             \
+  XX(TLS_PIN, PERM, TLS, "", "")                                                                               \
+  XX(OTHER, TEMP, PROVIDER, "Delivery failed", "the relay retries.")
+
+enum rq_fail {
+#define RQ_FAIL_ENUM_(name, v, e, what, advice) RQ_FAIL_##name,
+  RQ_FAIL_MAP(RQ_FAIL_ENUM_)
+#undef RQ_FAIL_ENUM_
+  RQ_FAIL__COUNT
+};
+
+/* "none", "dns", "connect", ... (lower-case names); "unknown" out of range. */
+const char *rq_fail_name(enum rq_fail f);
+
+/* Classifies a failed transfer. kind: what the transport saw; stage: how
+ * far it got; reply (may be NULL): the server reply that ended it, if
+ * any: a 4xx/5xx reply is more precise than the kind and is classified by
+ * rq_classify_smtp (at the AUTH stage for AUTH, STARTTLS for NO_STARTTLS);
+ * msg (may be NULL): the transport's own sentence, sanitised into the
+ * detail. A TIMEOUT or CLOSED names the stage. RQ_FAIL_NONE yields OK.
+ * Never yields OK for another kind. */
+void rq_classify_failure(enum rq_fail kind, enum rq_smtp_stage stage, const struct rq_reply *reply,
+                         const char *msg, struct rq_class *out);
 
 /* Classifies a Mailgun (HTTP) response. status 0 means no response
  * (classify the transport error instead; this yields connect TEMP).

@@ -36,7 +36,7 @@
  * when it ends), sent only after TLS (unless security is PLAIN), and
  * nothing we send is ever logged or kept; only replies are kept.
  *
- * Every wait is bounded: DNS + connect + implicit TLS by the connect
+ * Every wait is bounded: DNS + connect + implicit TLS + the greeting by the connect
  * timeout, each reply (and each stalled write) by the response timeout,
  * the whole transaction, queueing included, by the transaction timeout;
  * QUIT is sent after the result is reported and its wait is short.
@@ -52,11 +52,12 @@
 
 #include <uv.h>
 
+#include "classify.h"
+
 /* XX(name, code, message): rq_smtp_send's errors. */
 #define RQ_SMTP_ERRNO_MAP(XX)                                                                \
   XX(INVAL, -1, "invalid SMTP target or envelope (empty host, bad port, CR/LF or control "  \
                 "characters in an address, no recipients)")                                  \
-  XX(CURL, -2, "unused since the transport left libcurl")                                    \
   XX(START, -3, "the transaction could not be started (the transport is closing)")
 
 enum rq_smtp_errno {
@@ -67,25 +68,28 @@ enum rq_smtp_errno {
 
 const char *rq_smtp_strerror(int err);
 
-/* XX(name, code, message): how a transaction ended (rq_smtp_result.err).
- * Numbered from 1001 so that they are never mistaken for CURLcodes by
- * code written for the libcurl transport. A server reply that ended it is
- * in code/enhanced/reply whatever err says. */
+/* XX(name, code, message): how a transaction ended (rq_smtp_result.err),
+ * in the mail core's transport-neutral failure vocabulary (classify.h,
+ * enum rq_fail), so the classification and the circuit breaker read an
+ * SMTP failure exactly as any other transport's. A server reply that ended
+ * it is in code/enhanced/reply whatever err says. */
 #define RQ_SMTP_ERR_MAP(XX)                                                                  \
-  XX(OK, 0, "delivered")                                                                     \
-  XX(DNS, 1001, "the server's name could not be resolved")                                   \
-  XX(CONNECT, 1002, "could not connect to the server")                                       \
-  XX(TIMEOUT, 1003, "the server did not answer in time")                                     \
-  XX(CLOSED, 1004, "the connection dropped")                                                 \
-  XX(PROTOCOL, 1005, "the server's reply is not SMTP")                                       \
-  XX(TLS, 1006, "the TLS handshake failed")                                                  \
-  XX(TLS_CERT, 1007, "the server's TLS certificate failed verification")                     \
-  XX(TLS_MISMATCH, 1008, "no TLS version or cipher in common, or no TLS on this port")       \
-  XX(TLS_LOCAL, 1009, "the worker's TLS setup failed")                                       \
-  XX(NO_STARTTLS, 1010, "STARTTLS is required but the server does not offer or refuses it") \
-  XX(AUTH, 1011, "the login failed")                                                         \
-  XX(REJECTED, 1012, "the server refused the transaction")                                   \
-  XX(ABORTED, 1013, "the transport was closed before the transaction ended")
+  XX(OK, RQ_FAIL_NONE, "delivered")                                                          \
+  XX(DNS, RQ_FAIL_DNS, "the server's name could not be resolved")                            \
+  XX(CONNECT, RQ_FAIL_CONNECT, "could not connect to the server")                            \
+  XX(TIMEOUT, RQ_FAIL_TIMEOUT, "the server did not answer in time")                          \
+  XX(CLOSED, RQ_FAIL_CLOSED, "the connection dropped")                                       \
+  XX(PROTOCOL, RQ_FAIL_PROTOCOL, "the server's reply is not SMTP")                           \
+  XX(TLS, RQ_FAIL_TLS, "the TLS handshake failed")                                           \
+  XX(TLS_CERT, RQ_FAIL_TLS_CERT, "the server's TLS certificate failed verification")         \
+  XX(TLS_MISMATCH, RQ_FAIL_TLS_MISMATCH, "no TLS version or cipher in common, or no TLS on this port") \
+  XX(TLS_LOCAL, RQ_FAIL_TLS_LOCAL, "the worker's TLS setup failed")                          \
+  XX(NO_STARTTLS, RQ_FAIL_NO_STARTTLS, "STARTTLS is required but the server does not offer or refuses it") \
+  XX(AUTH, RQ_FAIL_AUTH, "the login failed")                                                 \
+  XX(REJECTED, RQ_FAIL_REJECTED, "the server refused the transaction")                       \
+  XX(ABORTED, RQ_FAIL_ABORTED, "the transport was closed before the transaction ended") \
+  XX(POLICY, RQ_FAIL_POLICY, "refused by policy: the network boundary, or a login the server cannot take") \
+  XX(TLS_PIN, RQ_FAIL_TLS_PIN, "the server's TLS key is not the pinned one")
 
 enum rq_smtp_err {
 #define XX(name, code, msg) RQ_SMTP_ERR_##name = (code),
@@ -95,7 +99,7 @@ enum rq_smtp_err {
 
 /* "ok", "dns", "connect", "timeout", "closed", "protocol", "tls",
  * "tls_cert", "tls_mismatch", "tls_local", "no_starttls", "auth",
- * "rejected", "aborted"; "unknown" otherwise. */
+ * "rejected", "aborted", "policy", "tls_pin"; "unknown" otherwise. */
 const char *rq_smtp_err_name(int err);
 
 enum rq_smtp_security {
@@ -104,6 +108,9 @@ enum rq_smtp_security {
   RQ_SMTP_STARTTLS_REQUIRED, /* fail unless STARTTLS succeeds */
   RQ_SMTP_IMPLICIT_TLS,      /* TLS from the first byte (smtps://, port 465) */
   RQ_SMTP_PLAIN,             /* never STARTTLS; AUTH in clear text allowed */
+  RQ_SMTP_STARTTLS_TRY_INSECURE, /* STARTTLS when offered, and a login may then go in clear text
+                                    (platform smtp+insecure://); RQ_SMTP_STARTTLS_TRY never sends
+                                    one in clear: it fails NO_STARTTLS instead */
 };
 
 /* Where and how to send. Every pointer is borrowed during rq_smtp_send
@@ -121,10 +128,20 @@ struct rq_smtp_target {
   const char *key;       /* identity for connection limiting, e.g. "tenant|host|port|user";
                             NULL = "host:port" */
   int max_connections;   /* connections open per key; 0 = only the global cap */
-  long connect_timeout_ms; /* DNS + TCP connect + implicit TLS handshake; 0 = 30 s */
+  long connect_timeout_ms; /* DNS + TCP connect + implicit TLS handshake, then the greeting; 0 = 30 s */
   long response_timeout_ms; /* each reply, and each stalled write; 0 = 60 s */
   long timeout_ms;       /* the whole transaction, queueing included; 0 = 10 min */
   const char *helo_name; /* EHLO/HELO name; NULL = this host's name */
+  /* The saas boundary (docs/security.md). netpolicy: addresses never
+   * connected to (borrowed, must outlive the transport); NULL = any.
+   * require_auth: with a user, a server that offers no usable AUTH (or
+   * whose EHLO reply was too long to read whole) gets nothing: the
+   * transaction ends RQ_SMTP_ERR_POLICY. */
+  const struct rq_netpolicy *netpolicy;
+  int require_auth;
+  /* "sha256//BASE64[,...]": trust the server by its key (tlsio.h); then
+   * tls_verify is not used. NULL or "": by certificate. */
+  const char *tls_pin;
 };
 
 /* One recipient's reply, in the order the recipients were given. code 0:
@@ -136,17 +153,10 @@ struct rq_rcpt_reply {
 };
 
 /* A transaction's outcome. Owned by the transport; valid only during the
- * callback (copy what you keep). err and errmsg have kept the layout and
- * the old names (curl_code, curl_error) of the libcurl transport. */
+ * callback (copy what you keep). */
 struct rq_smtp_result {
-  union {
-    int err;       /* enum rq_smtp_err: 0 when the final dot got a 2xx */
-    int curl_code; /* old name */
-  };
-  union {
-    char errmsg[256];     /* what went wrong, a sentence; "" when OK */
-    char curl_error[256]; /* old name */
-  };
+  int err;               /* enum rq_smtp_err (an enum rq_fail): 0 when the final dot got a 2xx */
+  char errmsg[256];      /* what went wrong, a sentence; "" when OK */
   int stage;             /* enum rq_smtp_stage (classify.h) reached when it ended */
   int code;              /* the last reply: final-dot reply on success, else the one that */
   char enhanced[16];     /* ended the transaction (0 when none, e.g. connect failures) */
@@ -164,6 +174,7 @@ typedef void (*rq_smtp_cb)(const struct rq_smtp_result *res, void *arg);
 
 struct rq_smtp;
 struct rq_curl;
+struct rq_netpolicy;
 struct rq_class;
 
 /* The transport on loop, with a connection pool. */
@@ -198,6 +209,15 @@ int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
                  const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len,
                  rq_smtp_cb cb, void *arg);
 
+/* rq_smtp_send for a segmented message (msg.h, finished): its bytes are
+ * produced while they are sent, a window at a time as the socket takes
+ * them, so the encoded message is never held whole. m is borrowed until
+ * the callback. SIZE= and BODY=8BITMIME come from m->len and m->has_8bit. */
+struct rq_msg;
+int rq_smtp_send_msg(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
+                     const char *const *rcpts, size_t n_rcpts, const struct rq_msg *m, rq_smtp_cb cb,
+                     void *arg);
+
 /* Transactions accepted by rq_smtp_send whose callback has not run
  * (running and waiting). */
 int rq_smtp_pending(const struct rq_smtp *s);
@@ -228,15 +248,12 @@ void rq_smtp_close(struct rq_smtp *s, void (*closed_cb)(void *arg), void *arg);
  * rq_smtp_close(s, NULL, NULL): the loop must then run again. */
 void rq_smtp_free(struct rq_smtp *s);
 
-/* Classifies a failed transaction (res->err != 0): a reply that ended it
- * goes through rq_classify_smtp at its stage; our own failures map as
- * classify.c decides for transport errors: DNS, connect, timeout, dropped
- * connection and shutdown are connect TEMP; a TLS handshake failure is tls
- * TEMP, a certificate that fails verification, a TLS version or cipher
- * mismatch and a missing STARTTLS are tls PERM; a login refused or
- * impossible is auth PERM; a reply that is not SMTP is provider TEMP.
- * Never yields RQ_OK for a failure. Use it instead of
- * rq_classify_transport for SMTP. */
+/* Classifies a transaction's result with the mail core's failure table
+ * (rq_classify_failure): a reply that ended it goes through
+ * rq_classify_smtp at its stage; our own failures by their kind (DNS,
+ * connect, timeouts including the greeting's, dropped connection and
+ * shutdown are connect TEMP; TLS, login and protocol as the table says).
+ * Never yields RQ_OK for a failure. */
 void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class *out);
 
 /* The transaction story on its own, for unit tests: feed it commands
