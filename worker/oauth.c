@@ -374,20 +374,12 @@ static void request_token(struct entry *e) {
       .refresh_token = e->rt_used,
       .scope = e->scope,
       .ca_file = cfg->ca_file,
-      .https_only = cfg->mode == RQ_MODE_SAAS,
-      .timeout_ms = TOKEN_TIMEOUT_MS,
-      /* HOOK(saasnet): the network boundary's address check goes here
-       * (addr_check/addr_check_ctx) once it lands; oauth_http.c calls it
-       * from CURLOPT_OPENSOCKETFUNCTION on the address actually used. */
-      .addr_check = NULL,
-      .addr_check_ctx = NULL,
+      .netpolicy = cfg->mode == RQ_MODE_SAAS ? &cfg->netpolicy : NULL,
   };
   if (rq_oauth_http_request(e->o->eng->curl, &q, on_http, e)) {
     release_lock(e);
     fail_with(e, RQ_PERM, RQ_ERR_POLICY, 0,
-              cfg->mode == RQ_MODE_SAAS && strncmp(e->token_url, "https://", 8)
-                  ? "oauth_token_url must be https:// for workers in --mode saas."
-                  : "The OAuth token request could not be started (check oauth_token_url).");
+              "The OAuth token request could not be started: oauth_token_url must be an https:// URL.");
     return;
   }
   e->o->pending++;

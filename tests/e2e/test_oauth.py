@@ -162,6 +162,24 @@ def test_client_credentials():
                                           "client_secret": "s3cret", "scope": app_scope}
 
 
+def test_token_url_inside_the_boundary_is_refused():
+    """saas: a tenant cannot make workers POST its secrets to an internal
+    address (literal or a name resolving there): policy, nothing sent."""
+    with RedisServer() as r, TokenEndpoint() as ep, servers(ep) as smtp:
+        oauth_tenant(r, ep, smtp)
+        oauth_tenant(r, ep, smtp, tenant="beta",
+                     oauth_token_url="https://localhost:%d/token" % ep.port)
+        with Worker(r, args=["--ca-file", smtp.cafile], env=ENV, allow_private_nets=None) as w:
+            push_job(r, job(1))
+            push_job(r, job(1, tenant="beta"))
+            for jid in ("acme-1", "beta-1"):
+                st = wait_status(r, jid, timeout=20)
+                assert st["state"] == "failed" and st["error"] == "policy", st
+                assert "oauth_token_url" in st["detail"], st
+            assert "s3cret" not in w.log_text()
+        assert ep.count() == 0, ep.requests
+
+
 def test_basic_auth_disabled_tells_to_switch():
     reply = "535 5.7.139 Authentication unsuccessful, basic authentication is disabled."
     with RedisServer() as r, SmtpServer(security="starttls", auth=("u", "p"),

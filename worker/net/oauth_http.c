@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "classify.h"
+#include "curlguard.h"
 #include "curluv.h"
 #include "util.h"
 
@@ -26,9 +27,7 @@ struct req {
   struct rq_buf body;
   rq_oauth_http_cb cb;
   void *arg;
-  rq_oauth_addr_check check;
-  void *check_ctx;
-  int refused; /* the boundary refused the address */
+  struct rq_curl_guard guard; /* the saas boundary, checked on each socket */
   char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -37,19 +36,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg) {
   size_t n = size * nmemb, room = r->body.len < BODY_MAX ? BODY_MAX - r->body.len : 0;
   rq_buf_append(&r->body, data, n < room ? n : room);
   return n;
-}
-
-/* CURLOPT_OPENSOCKETFUNCTION: the boundary sees the address curl is about
- * to connect to (after DNS), so a name that resolves inside a refused
- * network is never reached. */
-static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a) {
-  struct req *r = arg;
-  (void)purpose;
-  if (r->check && !r->check(&a->addr, r->check_ctx)) {
-    r->refused = 1;
-    return CURL_SOCKET_BAD;
-  }
-  return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
 static void put_field(struct rq_buf *b, const char *name, const char *value) {
@@ -81,12 +67,10 @@ static void on_done(CURL *easy, CURLcode result, void *arg) {
   struct rq_oauth_token *tok = rq_xmalloc(sizeof *tok);
   long status = 0;
   curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-  if (r->refused) {
+  if (result != CURLE_OK && r->guard.refused) {
     memset(tok, 0, sizeof *tok);
     tok->outcome = RQ_OAUTH_POLICY;
-    snprintf(tok->detail, sizeof tok->detail,
-             "oauth_token_url resolves to an address this worker may not reach (loopback, private or reserved "
-             "networks, --allow-private-nets): use the provider's public token endpoint.");
+    snprintf(tok->detail, sizeof tok->detail, "oauth_token_url: %s", r->guard.why);
   } else if (result != CURLE_OK || status == 0) {
     char why[300];
     rq_text_sanitize(why, sizeof why, r->errbuf[0] ? r->errbuf : curl_easy_strerror(result),
@@ -112,14 +96,12 @@ int rq_oauth_http_request(struct rq_curl *curl, const struct rq_oauth_request *q
       (!q->client_credentials && !q->refresh_token))
     return -1;
   int https = strncasecmp(q->token_url, "https://", 8) == 0;
-  if (!https && (q->https_only || strncasecmp(q->token_url, "http://", 7) != 0)) return -1;
+  if (!https && strncasecmp(q->token_url, "http://", 7) != 0) return -1;
   struct req *r = rq_xcalloc(1, sizeof *r);
   rq_buf_init(&r->form);
   rq_buf_init(&r->body);
   r->cb = cb;
   r->arg = arg;
-  r->check = q->addr_check;
-  r->check_ctx = q->addr_check_ctx;
   if (q->client_credentials) {
     put_field(&r->form, "grant_type", "client_credentials");
   } else {
@@ -144,8 +126,7 @@ int rq_oauth_http_request(struct rq_curl *curl, const struct rq_oauth_request *q
   SETOPT(CURLOPT_POSTFIELDSIZE, (long)r->form.len);
   SETOPT(CURLOPT_WRITEFUNCTION, on_body);
   SETOPT(CURLOPT_WRITEDATA, r);
-  SETOPT(CURLOPT_OPENSOCKETFUNCTION, open_socket);
-  SETOPT(CURLOPT_OPENSOCKETDATA, r);
+  if (rq_curl_guard_install(e, &r->guard, q->netpolicy, q->token_url) != 0) goto fail;
   if (rq_curl_add(curl, e, on_done, r) != 0) goto fail;
   return 0;
 fail:

@@ -12,20 +12,16 @@
  * Secrets: the form is built in our own buffer (CURLOPT_POSTFIELDS, not
  * COPYPOSTFIELDS, so no copy stays in curl's memory), wiped when the
  * transfer ends; no verbose transcript is ever kept. Server certificates
- * are verified (CURLOPT_SSL_VERIFYPEER/HOST stay on).
+ * are verified (CURLOPT_SSL_VERIFYPEER/HOST stay on); redirects are not
+ * followed (they would carry the secrets elsewhere).
  */
 #ifndef RQ_OAUTH_HTTP_H
 #define RQ_OAUTH_HTTP_H
 
-#include <sys/socket.h>
-
 #include "oauth_token.h"
 
 struct rq_curl;
-
-/* The network boundary's check of the address actually connected to:
- * returns 1 to allow. Runs inside curl's open-socket callback. */
-typedef int (*rq_oauth_addr_check)(const struct sockaddr *addr, void *ctx);
+struct rq_netpolicy;
 
 /* Everything borrowed during rq_oauth_http_request only. */
 struct rq_oauth_request {
@@ -36,10 +32,11 @@ struct rq_oauth_request {
   const char *refresh_token;
   const char *scope;
   const char *ca_file;      /* NULL: the system store */
-  int https_only;           /* 1 (saas): an http:// URL is refused without connecting */
   long timeout_ms;          /* whole request; 0 = 30 s */
-  rq_oauth_addr_check addr_check; /* NULL: every address */
-  void *addr_check_ctx;
+  /* The saas network boundary (curlguard.h): checked on the address
+   * actually connected to; http:// only towards an allowed network.
+   * NULL (onprem): every address, http:// or https://. */
+  const struct rq_netpolicy *netpolicy;
 };
 
 /* tok is the transport's, valid only during the callback. */
