@@ -546,7 +546,9 @@ static void send_next(struct rq_jobctx *jc) {
     snprintf(detail, sizeof detail,
              "Not connecting to %s:%d until the cool-down ends: its last attempts failed (%s). %s",
              jc->route.host ? jc->route.host : jc->route.name, jc->route.port, rq_errcat_name(be->b.reason),
-             be->b.reason == RQ_ERR_AUTH  ? "Check smtp_user and smtp_password (or the API key)."
+             be->b.reason == RQ_ERR_AUTH && jc->route.smtp_conf && jc->route.smtp_conf->xoauth2
+                 ? "The tenant must sign in again (smtp_auth=xoauth2: a new oauth_refresh_token), or check smtp_user."
+             : be->b.reason == RQ_ERR_AUTH ? "Check smtp_user and smtp_password (or the API key)."
              : be->b.reason == RQ_ERR_TLS ? "Check the server's certificate or smtp_security / smtp_tls_verify."
                                           : "Check that the server is reachable.");
     /* Waiting for the breaker is not an attempt, unless this attempt

@@ -14,8 +14,8 @@ import threading
 import time
 
 import harness
-from harness import RedisServer, SmtpServer, Worker, push_job, set_tenant, status, wait_for, \
-    wait_status
+from harness import RedisServer, SmtpServer, Worker, push_job, run_relayq, set_tenant, status, \
+    wait_for, wait_status
 
 from oauth_fake import TokenEndpoint
 
@@ -53,6 +53,21 @@ def job(i, tenant="acme", **extra):
 
 def worker(r, smtp, **kw):
     return Worker(r, args=["--ca-file", smtp.cafile], env=ENV, **kw)
+
+
+_CLI_NETS = None
+
+
+def cli(r, *args, **kw):
+    """run_relayq with the harness's --allow-private-nets once the CLI takes
+    it (the CLI's boundary is another branch's work; until then, without)."""
+    global _CLI_NETS
+    if _CLI_NETS is None:
+        h = run_relayq(r, "--help", allow_private_nets=None)
+        _CLI_NETS = "allow-private-nets" in h.stdout + h.stderr
+    if not _CLI_NETS:
+        kw["allow_private_nets"] = None
+    return run_relayq(r, *args, **kw)
 
 
 def servers(ep):
@@ -136,8 +151,7 @@ def test_invalid_grant_means_sign_in_again_without_a_storm():
             t.join()
         assert ep.count() == 1, ep.requests  # refused once, remembered by every worker
         assert smtp.connections() == 0       # nothing reached the mail server
-        first = [s for s in sts if "sign in again" in s.get("detail", "")]
-        assert first, sts
+        assert all("sign in again" in s["detail"] for s in sts), sts
         assert all(s["error"] == "auth" for s in sts), sts
         br = {k.decode(): v.decode() for k, v in r.client.hgetall(r.key("breaker", "acme")).items()}
         assert br.get("smtp.state") == "open" and br.get("smtp.reason") == "auth", br
@@ -178,6 +192,40 @@ def test_token_url_inside_the_boundary_is_refused():
                 assert "oauth_token_url" in st["detail"], st
             assert "s3cret" not in w.log_text()
         assert ep.count() == 0, ep.requests
+
+
+def test_cli_set_and_verify_sign_in_for_real():
+    """`tenant set` verifies with a real token request and an XOAUTH2 login,
+    saves the rotated refresh token sealed, and `tenant get` masks every
+    OAuth secret; a refused grant saves nothing and says what to do."""
+    with RedisServer() as r, TokenEndpoint(scope=SCOPE) as ep, servers(ep) as smtp:
+        fields = ["gateway=smtp", "smtp_host=127.0.0.1", "smtp_port=%d" % smtp.port,
+                  "smtp_security=starttls", "smtp_user=" + USER, "smtp_auth=xoauth2",
+                  "oauth_token_url=" + ep.url, "oauth_client_id=app-1", "oauth_client_secret=s3cret",
+                  "oauth_refresh_token=rt-0", "oauth_scope=" + SCOPE]
+        p = cli(r, "tenant", "set", "acme", *fields, "--ca-file", smtp.cafile, env=ENV)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "OAuth token" in p.stdout, p.stdout
+        assert ep.count() == 1 and smtp.auth_attempts == [("XOAUTH2", USER, True)], smtp.auth_attempts
+        h = {k.decode(): v.decode() for k, v in r.client.hgetall(r.key("tenant", "acme")).items()}
+        assert open_v2(h["oauth_refresh_token"], "tenant:acme", "oauth_refresh_token") == \
+            ep.current_refresh_token != "rt-0"
+        assert open_v2(h["oauth_client_secret"], "tenant:acme", "oauth_client_secret") == "s3cret"
+        g = cli(r, "tenant", "get", "acme", env=ENV)
+        assert g.returncode == 0, g.stderr
+        assert "s3cret" not in g.stdout and "rt-" not in g.stdout and "(sealed)" in g.stdout, g.stdout
+        # verify: another real refresh, and the rotation saved again.
+        v = cli(r, "tenant", "verify", "acme", "--ca-file", smtp.cafile, env=ENV)
+        assert v.returncode == 0, v.stdout + v.stderr
+        rt = r.client.hget(r.key("tenant", "acme"), "oauth_refresh_token").decode()
+        assert open_v2(rt, "tenant:acme", "oauth_refresh_token") == ep.current_refresh_token
+        # A refused grant: not saved, and the reason.
+        ep.refuse = "invalid_grant"
+        p = cli(r, "tenant", "set", "acme", "oauth_refresh_token=rt-stale", "--ca-file",
+                       smtp.cafile, env=ENV)
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "sign in again" in p.stderr and "rt-stale" not in p.stdout + p.stderr, p.stderr
+        assert r.client.hget(r.key("tenant", "acme"), "oauth_refresh_token").decode() == rt
 
 
 def test_basic_auth_disabled_tells_to_switch():
