@@ -29,7 +29,7 @@ static struct relayq_job job(const char *from) {
 }
 
 /* The sender rule on raw messages (raw_from.c through rq_route_raw_from). */
-static void test_raw_from(const struct rq_config *cfg) {
+static void test_raw_from(const struct rq_route_settings *cfg) {
   char addr[300];
   int rt = 0;
   const char *m1 = "From: \"Ceo\" <ceo@bank.example>\r\nSubject: x\r\n\r\nFrom: body@x.example\r\n";
