@@ -699,7 +699,8 @@ static void probe_conf(const struct rq_smtp_conf *c, const struct topts *o, cons
                        struct rq_probe_report *r, char **rotated) {
   char *token = NULL, *rt = NULL;
   struct rq_probe_stage tok_stage;
-  if (c->xoauth2 && cli_oauth_token(c, o->ca_file, o->timeout_ms, &token, &rt, &tok_stage, r) != 0) {
+  if (c->xoauth2 && cli_oauth_token(c, o->ca_file, o->timeout_ms, o->netpolicy.enforce ? &o->netpolicy : NULL,
+                                    &token, &rt, &tok_stage, r) != 0) {
     policy_notes(r, c);
     return;
   }
@@ -955,10 +956,15 @@ static int saas_refusal(const struct topts *o, const struct kvs *merged, const u
       rq_tenant_free(t);
       return CLI_OK; /* the shape checks already judged it */
     }
-    refused = cli_saas_smtp_refusal(&o->netpolicy, &t->routes[0], why, sizeof why);
+    refused = cli_saas_smtp_refusal(&o->netpolicy, &t->routes[0], why, sizeof why) ||
+              (t->routes[0].xoauth2 && cli_saas_url_refusal(&o->netpolicy, "oauth_token_url",
+                                                           t->routes[0].oauth.token_url, why, sizeof why));
   } else {
     if (rq_tenant_parse(o->tenant, f, v, merged->n, NULL, 0, 0, &t, err, sizeof err) != 0) return CLI_OK;
-    if (t->gateway == RQ_GW_SMTP) refused = cli_saas_smtp_refusal(&o->netpolicy, &t->smtp, why, sizeof why);
+    if (t->gateway == RQ_GW_SMTP)
+      refused = cli_saas_smtp_refusal(&o->netpolicy, &t->smtp, why, sizeof why) ||
+                (t->smtp.xoauth2 &&
+                 cli_saas_url_refusal(&o->netpolicy, "oauth_token_url", t->smtp.oauth.token_url, why, sizeof why));
     else if (t->gateway == RQ_GW_MAILGUN)
       refused = cli_saas_url_refusal(&o->netpolicy, "mailgun_base_url", t->mailgun_base_url, why, sizeof why);
   }
