@@ -227,6 +227,13 @@ def test_cli_set_and_verify_sign_in_for_real():
         assert v.returncode == 0, v.stdout + v.stderr
         rt = r.client.hget(r.key("tenant", "acme"), "oauth_refresh_token").decode()
         assert open_v2(rt, "tenant:acme", "oauth_refresh_token") == ep.current_refresh_token
+        # test: a real message through the route, signed in the same way.
+        t = cli(r, "tenant", "test", "acme", "--to", "ops@dest.example", "--ca-file", smtp.cafile,
+                env=dict(ENV, RELAYQ_CA_FILE=smtp.cafile))
+        assert t.returncode == 0, t.stdout + t.stderr
+        assert smtp.messages()[-1]["auth_user"] == USER
+        rt = r.client.hget(r.key("tenant", "acme"), "oauth_refresh_token").decode()
+        assert open_v2(rt, "tenant:acme", "oauth_refresh_token") == ep.current_refresh_token
         # A refused grant: not saved, and the reason.
         ep.refuse = "invalid_grant"
         p = cli(r, "tenant", "set", "acme", "oauth_refresh_token=rt-stale", "--ca-file",
