@@ -144,9 +144,10 @@ def test_platform_domain_local_part_is_never_a_tenants_from():
         push_job(r, job("pd-2", **{"from": "Security@PLATFORM.example"}))
         push_job(r, raw_job("pd-3", b"From: security@platform.example\r\nSubject: r\r\n\r\npd-3 body\r\n"))
         push_job(r, job("pd-4", **{"from": PLATFORM_FROM}))
-        for jid in ("pd-1", "pd-2", "pd-3", "pd-4"):
+        push_job(r, job("pd-5", **{"from": "billing@mail.platform.example"}))
+        for jid in ("pd-1", "pd-2", "pd-3", "pd-4", "pd-5"):
             assert wait_status(r, jid)["state"] == "sent", jid
-        for marker in (b"text of pd-1", b"text of pd-2", b"pd-3 body", b"text of pd-4"):
+        for marker in (b"text of pd-1", b"text of pd-2", b"pd-3 body", b"text of pd-4", b"text of pd-5"):
             m = message_of(smtp, marker)
             msg = parse_message(m["data"])
             assert msg["From"].addresses[0].addr_spec == PLATFORM_FROM, (marker, str(msg["From"]))
@@ -209,6 +210,9 @@ def test_verify_domain_runs_the_dns_checks_then_adds_the_domain():
         assert r.client.hget(r.key("tenant", "acme"), "verified_domains") is None
         p = run_relayq(r, "tenant", "verify-domain", "acme", "acme.test", "--dns-server", dns.address)
         assert p.returncode == 2 and "--expect-include" in p.stderr, (p.returncode, p.stderr)
+        p = run_relayq(r, "tenant", "verify-domain", "acme", "mail.platform.example", "--expect-include",
+                       PLATFORM_INCLUDE, "--dns-server", dns.address, env={"RELAYQ_PLATFORM_FROM": PLATFORM_FROM})
+        assert p.returncode == 2 and "platform's own domain" in p.stderr, (p.returncode, p.stderr)
         p = run_relayq(r, "tenant", "verify-domain", "acme", "ACME.test.", "--expect-include", PLATFORM_INCLUDE,
                        "--dns-server", dns.address)
         assert p.returncode == 0, (p.stdout, p.stderr)

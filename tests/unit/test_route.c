@@ -88,6 +88,8 @@ static void test_raw_from(const struct rq_route_settings *cfg) {
   CHECK(!rq_route_vouched(cfg, NULL, "x@acme.example"));
   struct rq_tenant *tp = tenant("acme", (const char *const[]){"verified_domains", "platform.example", NULL});
   CHECK(!rq_route_vouched(cfg, tp, "billing@platform.example"));
+  CHECK(!rq_route_vouched(cfg, tp, "x@mail.platform.example"));
+  CHECK(!rq_route_vouched(cfg, tp, "no-reply@mail.platform.example"));
   rq_tenant_free(tp);
   rq_tenant_free(t);
 }
