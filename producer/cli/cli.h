@@ -35,6 +35,7 @@ struct cli_ctx {
   struct relayq_client *client; /* NULL until cli_client() connects */
   const char *mode;       /* --mode, else RELAYQ_MODE, else "saas" (as the workers) */
   const char *allow_nets; /* --allow-private-nets, else RELAYQ_ALLOW_PRIVATE_NETS; NULL: none */
+  struct relayq_tls_options tls; /* --redis-ca-file/-cert/-key; NULL fields: the RELAYQ_REDIS_* variables */
 };
 
 /* Long-option values for the global options; subcommands use their own
@@ -45,6 +46,9 @@ enum {
   CLI_OPT_VERSION,
   CLI_OPT_MODE,
   CLI_OPT_ALLOW_NETS,
+  CLI_OPT_REDIS_CA_FILE,
+  CLI_OPT_REDIS_CERT,
+  CLI_OPT_REDIS_KEY,
   CLI_OPT_FIRST_FREE = 0x200
 };
 
@@ -53,10 +57,13 @@ enum {
       {"prefix", required_argument, NULL, CLI_OPT_PREFIX},                   \
       {"mode", required_argument, NULL, CLI_OPT_MODE},                       \
       {"allow-private-nets", required_argument, NULL, CLI_OPT_ALLOW_NETS},   \
+      {"redis-ca-file", required_argument, NULL, CLI_OPT_REDIS_CA_FILE},     \
+      {"redis-cert", required_argument, NULL, CLI_OPT_REDIS_CERT},           \
+      {"redis-key", required_argument, NULL, CLI_OPT_REDIS_KEY},             \
       {"help", no_argument, NULL, 'h'}
 
-/* Applies --redis/--prefix/--mode/--allow-private-nets. Returns 1 when
- * opt was one of them. */
+/* Applies --redis/--prefix/--mode/--allow-private-nets/--redis-ca-file/
+ * --redis-cert/--redis-key. Returns 1 when opt was one of them. */
 int cli_global_opt(int opt, const char *arg, struct cli_ctx *ctx);
 
 /* Prints the usual line for getopt's '?' and ':' results (call with

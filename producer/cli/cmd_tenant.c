@@ -44,17 +44,17 @@
 #include "address.h"
 #include "classify.h"
 #include "cli.h"
-#include "config.h"
 #include "curlfail.h"
 #include "curluv.h"
-#include "internal.h"
 #include "log.h"
 #include "mailgun.h"
 #include "mime.h"
 #include "probe.h"
 #include "route.h"
+#include "settings.h"
 #include "smtp.h"
 #include "tenant.h"
+#include "text.h"
 #include "util.h"
 
 #define MAX_PAIRS 64      /* FIELD=VALUE arguments in one `set` */
@@ -1331,12 +1331,12 @@ static void on_mailgun(const struct rq_mailgun_result *res, void *arg) {
 static void on_closed(void *arg) { *(int *)arg = 1; }
 
 /* Builds the test message for job j as the worker would. */
-static int build_test_message(const struct rq_config *cfg, const struct rq_tenant *t, const struct relayq_job *j,
+static int build_test_message(const struct rq_route_settings *rs, const struct rq_tenant *t, const struct relayq_job *j,
                               const struct rq_route *route, struct rq_sender *snd, struct rq_buf *msg,
                               char *mid_out, size_t mid_cap, char *err, size_t errlen) {
   struct rq_buf mid;
   rq_buf_init(&mid);
-  rq_route_sender(cfg, t, j, route, snd);
+  rq_route_sender(rs, t, j, route, snd);
   rq_mime_message_id(j->id, rq_route_domain_of(snd->from_addr), &mid);
   snprintf(mid_out, mid_cap, "%s", mid.data);
   struct rq_mime_input in = {
@@ -1391,7 +1391,7 @@ static int send_now(const struct rq_config *cfg, const struct rq_route *route, c
   } else {
     smtp = rq_smtp_new(curl);
     struct rq_smtp_target t;
-    rq_route_smtp_target(route, cfg, &t);
+    rq_settings_smtp_target(cfg, route, &t);
     t.timeout_ms = timeout_ms;
     started = smtp != NULL ? rq_smtp_send(smtp, &t, envelope_from, rcpts, n, msg->data, msg->len, on_smtp, out) : -1;
     if (started != 0 && smtp != NULL)
@@ -1420,10 +1420,10 @@ static void describe_route(const struct rq_route *r, char *out, size_t cap) {
     snprintf(out, cap, "mailgun (%s, domain %s)", r->mg_base_url, r->mg_domain);
     return;
   }
-  const char *sec = r->smtp_security == RQ_SMTP_IMPLICIT_TLS       ? "tls"
-                    : r->smtp_security == RQ_SMTP_PLAIN            ? "none"
-                    : r->smtp_security == RQ_SMTP_STARTTLS_TRY     ? "starttls when offered"
-                                                                   : "starttls";
+  const char *sec = r->smtp_security == RQ_ROUTE_IMPLICIT_TLS       ? "tls"
+                    : r->smtp_security == RQ_ROUTE_PLAIN            ? "none"
+                    : r->smtp_security == RQ_ROUTE_STARTTLS_TRY     ? "starttls when offered"
+                                                                    : "starttls";
   snprintf(out, cap, "%s (%s:%d, %s%s%s)", r->name, r->host, r->port, sec, r->user ? ", user " : ", no login",
            r->user ? r->user : "");
 }
@@ -1532,15 +1532,15 @@ static int cmd_test(struct topts *o, struct cli_ctx *ctx) {
     rc = cli_fail(CLI_USAGE, "%s", jerr.message);
     goto out;
   }
-  struct rq_platform platform;
-  if (rq_route_platform_parse(cfg.platform_smtp, &platform, err, sizeof err) != 0) {
+  struct rq_route_settings rs;
+  if (rq_settings_route(&cfg, &rs, err, sizeof err) != 0) {
     rc = cli_fail(CLI_USAGE, "RELAYQ_PLATFORM_SMTP: %s.", err);
     goto out;
   }
   struct rq_route route;
   const char *category = NULL;
-  int r = rq_route_resolve(&cfg, &platform, t, &j, &route, &category, err, sizeof err);
-  if (r > 0 && route.gateway == RQ_GW_PLATFORM && !platform.configured) {
+  int r = rq_route_resolve(&rs, t, &j, &route, &category, err, sizeof err);
+  if (r > 0 && route.gateway == RQ_GW_PLATFORM && !rs.platform.configured) {
     rc = cli_fail(CLI_FAIL, "tenant '%s' sends through the platform gateway, and RELAYQ_PLATFORM_SMTP is not set: "
                             "set it to the platform's smtp:// URL (as the workers have it) to test that route.",
                   o->tenant);
@@ -1551,7 +1551,7 @@ static int cmd_test(struct topts *o, struct cli_ctx *ctx) {
     goto out;
   }
   struct rq_sender snd;
-  if (build_test_message(&cfg, t, &j, &route, &snd, &msg, mid, sizeof mid, err, sizeof err) != 0) {
+  if (build_test_message(&rs, t, &j, &route, &snd, &msg, mid, sizeof mid, err, sizeof err) != 0) {
     rc = cli_fail(CLI_FAIL, "cannot build the test message: %s", err);
     goto out;
   }
