@@ -1251,7 +1251,7 @@ def test_heartbeat_hash_fields_and_ttl():
                 h = r.client.hgetall(key)
                 return h.get(b"sent") == b"1" and h.get(b"failed") == b"1"
             wait_for(counters, 12, what="heartbeat sent=1 failed=1 (have %r)" % r.client.hgetall(key))
-            with SmtpServer(delay=12) as slow:
+            with SmtpServer(delay=12, auth=(USER, PASSWORD)) as slow:  # saas: smtp_user must log in
                 set_tenant(r, "slow", gateway="smtp", smtp_host="127.0.0.1", smtp_port=slow.port,
                            smtp_security="none", smtp_user=USER, smtp_password=PASSWORD)
                 push_job(r, job("hb3", tenant="slow"))
