@@ -9,6 +9,7 @@
  * heartbeat are removed, and the loop ends: exit 0, nothing lost.
  */
 #include "engine.h"
+#include "oauth.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -152,6 +153,8 @@ static void close_transports(struct rq_engine *eng) {
 
 static void close_everything(struct rq_engine *eng) {
   rq_metrics_stop(eng);
+  handles_closing++;
+  rq_oauth_close(eng, on_rconn_closed, NULL);
   uv_close((uv_handle_t *)&eng->fetch_timer, on_closed);
   uv_close((uv_handle_t *)&eng->heartbeat_timer, on_closed);
   uv_close((uv_handle_t *)&eng->grace_timer, on_closed);

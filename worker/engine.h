@@ -40,6 +40,7 @@ struct rq_mailgun;
 struct rq_tenant_entry;
 struct rq_metrics;
 struct rq_redis_health;
+struct rq_oauth;
 
 enum rq_job_phase {
   RQ_PHASE_NEW,      /* payload held, not decoded */
@@ -97,6 +98,8 @@ struct rq_jobctx {
   /* the FINISH call being written (status.c) */
   struct rq_finish *finish;
   char invalid_id[RELAYQ_ID_MAX + 1]; /* id read from an invalid payload */
+  char *oauth_token;  /* XOAUTH2 routes: this attempt's access token (owned, wiped) */
+  int breaker_passed; /* the breaker let this transaction through before a token wait */
 };
 
 struct rq_engine {
@@ -112,6 +115,7 @@ struct rq_engine {
   struct rq_mailgun *mailgun;
   struct rq_metrics *metrics;
   struct rq_redis_health *health; /* Redis refusing writes (redis_health.h) */
+  struct rq_oauth *oauth; /* shared OAuth2 access tokens (oauth.c), created on first use */
   char sha[RQ_SCRIPT_COUNT][41];
   int scripts_ready;
 
