@@ -118,9 +118,16 @@
  * shared queue is itself one turn of the round robin), ARGV[8] most payload
  * bytes to sort per queue in this call (taken 32 at a time): 1000 jobs of
  * 150 KB each kept Redis busy in one call for over 5 s.
+ * ARGV[9..] tenants the calling worker cannot take now (their line in
+ * that worker is full, or their breaker is open or they are paused):
+ * skipped in the ring like a paused tenant, and their jobs met in the
+ * shared queue are moved to their own list (each job once), so a worker
+ * never pulls a backlog it cannot send. A tenant paused by the operator
+ * (P:thold:T) is skipped by every worker.
  * Promotes up to 1000 due delayed jobs to the FRONT of their tenant's list
  * (they were due already; a quota-deferred backlog keeps its order).
- * Returns { {payload...}, {queue index (1-based)...}, next due score or false }. */
+ * Returns { {payload...}, {queue index (1-based)...}, next due score or
+ * false, jobs moved aside for skipped tenants }. */
 static const char FETCH[] =
   LUA_FIRST_QUEUE
   LUA_TENANT_OF
@@ -148,6 +155,23 @@ static const char FETCH[] =
   "end\n"
   "local k = tonumber(ARGV[1])\n"
   "local now = tonumber(ARGV[2])\n"
+  "local out, qidx = {}, {}\n"
+  "local skip, nskip, aside = {}, 0, 0\n"
+  "for i = 9, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
+  "local function held(t)\n"
+  "  return skip[t] or redis.call('EXISTS', prefix .. ':tpause:' .. t, prefix .. ':thold:' .. t) > 0\n"
+  "end\n"
+  /* A job for a skipped tenant goes to the newest end of its list: it
+   * came from the shared queue, so it is younger than what is there. */
+  "local function take_shared(qi, q, got)\n"
+  "  for _, m in ipairs(got) do\n"
+  "    local t = nskip > 0 and tenant_of(m)\n"
+  "    if t and skip[t] then\n"
+  "      aside = aside + 1\n"
+  "      if redis.call('LPUSH', tq(q, t), m) == 1 then redis.call('LPUSH', ring(q), t) end\n"
+  "    else out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end\n"
+  "  end\n"
+  "end\n"
   "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)\n"
   "for j = #due, 1, -1 do\n"
   "  local m = due[j]\n"
@@ -170,7 +194,6 @@ static const char FETCH[] =
   "    place_all(qname[qi], got)\n"
   "  end\n"
   "end\n"
-  "local out, qidx = {}, {}\n"
   "local start = tonumber(ARGV[5]) % nq\n"
   "for n = 0, nq - 1 do\n"
   "  local qi = (start + n) % nq\n"
@@ -184,7 +207,7 @@ static const char FETCH[] =
   "    local share = math.max(1, math.floor((k - #out) / (rlen + 1)))\n"
   "    if not shared_empty then\n"
   "      local got = redis.call('RPOP', qk, share)\n"
-  "      if got then for _, m in ipairs(got) do out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end\n"
+  "      if got then take_shared(qi, qname[qi], got)\n"
   "      else shared_empty = true end\n"
   "    end\n"
   "    if #out >= k then break end\n"
@@ -192,7 +215,7 @@ static const char FETCH[] =
   "      if shared_empty then break end\n"
   "    else\n"
   "      local t = redis.call('RPOPLPUSH', rk, rk)\n"
-  "      if redis.call('EXISTS', prefix .. ':tpause:' .. t) == 1 then\n"
+  "      if held(t) then\n"
   "        skipped = skipped + 1\n"
   "      else\n"
   "        skipped = 0\n"
@@ -209,7 +232,7 @@ static const char FETCH[] =
   "  end\n"
   "end\n"
   "local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
-  "return {out, qidx, nxt[2] or false}\n";
+  "return {out, qidx, nxt[2] or false, aside}\n";
 
 /* CLAIM: one job, before sending.
  * KEYS[1] status hash, KEYS[2] events channel, KEYS[3] quota zset (or ""),
