@@ -425,16 +425,44 @@ static struct rq_line *line_by_key(struct rq_engine *eng, const char *key) {
   return NULL;
 }
 
+/* Counts one failure for every worker and returns what they decided so
+ * far: {failures, state, until, trips, reason}. */
+static const char FAIL[] =
+    "local f = redis.call('HINCRBY', KEYS[1], ARGV[1] .. '.failures', 1)\n"
+    "local v = redis.call('HMGET', KEYS[1], ARGV[1] .. '.state', ARGV[1] .. '.until', ARGV[1] .. '.trips',\n"
+    "  ARGV[1] .. '.reason')\n"
+    "return {f, v[1] or 'closed', v[2] or '0', v[3] or '0', v[4] or ''}\n";
+
+static const char *reply_str(const redisReply *r, size_t i) {
+  return i < r->elements && r->element[i]->type == REDIS_REPLY_STRING ? r->element[i]->str : "";
+}
+
 static void on_fail_counted(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct fail_call *fc = priv;
   redisReply *reply = r;
   struct rq_line *l = line_by_key(fc->eng, fc->key);
   if (l) {
+    int64_t now = relayq_now_ms();
     l->failing = 0;
     int failures = l->b.failures + 1;
-    if (reply && reply->type == REDIS_REPLY_INTEGER) failures = (int)reply->integer;
-    if (rq_breaker_failed(&l->b, fc->reason, failures, relayq_now_ms())) {
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 5 &&
+        reply->element[0]->type == REDIS_REPLY_INTEGER) {
+      failures = (int)reply->element[0]->integer;
+      /* Another worker may have decided already: follow it, do not trip twice. */
+      struct rq_breaker shared = {.state = rq_breaker_state_parse(reply_str(reply, 1)),
+                                  .open_until = strtoll(reply_str(reply, 2), NULL, 10),
+                                  .trips = atoi(reply_str(reply, 3))};
+      rq_errcat_parse(reply_str(reply, 4), &shared.reason);
+      if (shared.state == RQ_BREAKER_OPEN && shared.open_until > now) {
+        rq_breaker_adopt(&l->b, &shared, 0, now);
+        line_check(l);
+        failures = -1;
+      } else if (shared.trips > l->b.trips) {
+        l->b.trips = shared.trips;
+      }
+    }
+    if (failures >= 0 && rq_breaker_failed(&l->b, fc->reason, failures, now)) {
       breaker_write(l);
       line_check(l);
     }
@@ -455,11 +483,11 @@ static void count_failure(struct rq_line *l, enum rq_errcat reason) {
   fc->eng = eng;
   fc->key = rq_xstrdup(l->key);
   fc->reason = reason;
-  char key[400], field[100];
+  char key[400];
   snprintf(key, sizeof key, "%s:breaker:%s", eng->cfg->prefix, l->tenant);
-  snprintf(field, sizeof field, "%s.failures", l->route);
   l->failing = 1;
-  if (rq_rconn_cmdf(eng->cmd, on_fail_counted, fc, "HINCRBY %s %s 1", key, field)) {
+  const char *argv[] = {"EVAL", FAIL, "1", key, l->route};
+  if (rq_rconn_cmd(eng->cmd, on_fail_counted, fc, 5, argv, NULL)) {
     /* Redis away: count locally. */
     on_fail_counted(NULL, NULL, fc);
   }
@@ -619,6 +647,8 @@ void rq_lines_submit(struct rq_jobctx *jc) {
   }
   line_check(l);
   dispatch(eng);
+  /* A job waiting in its line no longer takes up the fetch budget. */
+  rq_fetch_kick(eng);
 }
 
 void rq_lines_outcome(struct rq_jobctx *jc, const struct rq_class *c) {
@@ -695,7 +725,10 @@ void rq_lines_tick(struct rq_engine *eng) {
       line_free(eng, l);
       continue;
     }
-    if (l->waiting > 0) {
+    /* Lines with work, and blocked ones (so a resume or another worker's
+     * successful probe is seen): one read per tenant per RQ_SHARED_TTL_MS. */
+    int blocked = l->b.state != RQ_BREAKER_CLOSED || l->ts->paused;
+    if (l->waiting > 0 || blocked) {
       if (now - l->ts->read_ms >= RQ_SHARED_TTL_MS) tstate_read(l->ts);
       line_check(l);
     }
@@ -707,13 +740,14 @@ size_t rq_lines_skip_list(struct rq_engine *eng, const char **out, size_t max) {
   struct rq_lines *s = eng->lines;
   skip_free(s);
   if (!max) return 0;
-  int64_t now = relayq_now_ms();
   s->skip = rq_xcalloc(max, sizeof *s->skip);
   for (struct rq_line *l = s->all; l && s->n_skip < max; l = l->anext) {
     int limit = l->cap > 0 && 2 * l->cap > RQ_LINE_MAX_WAIT ? 2 * l->cap : RQ_LINE_MAX_WAIT;
-    int blocked = (l->b.state == RQ_BREAKER_OPEN && now < l->b.open_until) ||
-                  (l->b.state == RQ_BREAKER_HALF_OPEN && l->b.probe_out) ||
-                  (l->ts->paused && (l->ts->paused_until == 0 || l->ts->paused_until > now));
+    /* A paused tenant is skipped by FETCH itself (P:thold:T). A tenant
+     * whose breaker is open is not skipped: each of its jobs is taken
+     * once per cool-down and parked with the breaker's detail, so its
+     * status says why it waits; while a probe is out the rest wait. */
+    int blocked = l->b.state == RQ_BREAKER_HALF_OPEN && l->b.probe_out;
     if (!blocked && l->waiting < limit) continue;
     int dup = 0;
     for (size_t i = 0; i < s->n_skip && !dup; i++) dup = !strcmp(s->skip[i], l->tenant);

@@ -100,6 +100,8 @@ void cli_table_print(struct cli_table *t, FILE *f, const char *indent);
 int cmd_send(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_status(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx);
+/* `tenant pause` and `tenant resume` (argv[1]); cmd_tenant_pause.c. */
+int cmd_tenant_pause(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_queue(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_dead(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_dns(int argc, char **argv, struct cli_ctx *ctx);

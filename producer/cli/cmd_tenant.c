@@ -1617,6 +1617,7 @@ int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
     usage(stdout);
     return CLI_OK;
   }
+  if (!strcmp(argv[1], "pause") || !strcmp(argv[1], "resume")) return cmd_tenant_pause(argc, argv, ctx);
   static const struct {
     const char *name;
     int (*fn)(struct topts *, struct cli_ctx *);
