@@ -9,6 +9,8 @@
  *   small    1 KB text body, one recipient, one tenant
  *   large    50 KB HTML body + a 100 KB PDF attachment, one recipient
  *   tenants  1 KB text, 20 tenants round robin, mixed recipient counts
+ *   many     1 KB text, one recipient, --tenants T tenants round robin
+ *            ("t0".."tT-1"; bench/run.sh gives each a hash)
  *            (7 in 10 jobs have 1 recipient, 2 in 10 have 5, 1 in 10 has 20)
  *
  * Job ids are ID_PREFIX followed by the job's index, zero-padded to 9
@@ -39,12 +41,14 @@
 #define PDF_BYTES (100 * 1024)
 #define MAX_BATCH 10000
 
-enum profile { P_SMALL, P_LARGE, P_TENANTS };
+enum profile { P_SMALL, P_LARGE, P_TENANTS, P_MANY };
 
 struct opts {
   const char *redis, *prefix, *queue, *id_prefix;
   enum profile profile;
   size_t n, start, batch;
+  size_t attach_bytes; /* large: the attachment's size (default PDF_BYTES) */
+  size_t tenants;      /* tenants profile: how many (default TENANTS) */
   double rate;    /* jobs/s; 0 = as fast as possible */
   double timeout; /* seconds; the whole run gives up after this */
 };
@@ -53,7 +57,7 @@ struct opts {
  * Slots live for the whole run; only ids and recipients change. */
 struct slot {
   char id[ID_MAX];
-  char tenant[16];
+  char tenant[32];
   char addr[MAX_RCPT][ADDR_MAX];
   char *rcpt[MAX_RCPT];
 };
@@ -117,6 +121,7 @@ static char *make_text(size_t cap, const char *before, const char *after, const 
 /* A PDF-looking attachment: header, incompressible pseudo-random body
  * (xorshift, fixed seed: every run sends the same bytes), trailer. */
 static unsigned char *make_pdf(size_t n) {
+  if (n < 64) return NULL; /* --attach-bytes is at least 64: room for head and tail */
   unsigned char *p = malloc(n);
   if (p == NULL) return NULL;
   static const char head[] = "%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", tail[] = "\n%%EOF\n";
@@ -141,7 +146,8 @@ static void fill(struct relayq_job *j, struct slot *s, const struct opts *o, siz
                  struct relayq_attachment *att) {
   memset(j, 0, sizeof *j);
   snprintf(s->id, sizeof s->id, "%s%09zu", o->id_prefix, i);
-  if (o->profile == P_TENANTS) snprintf(s->tenant, sizeof s->tenant, "tenant%02zu", i % TENANTS);
+  if (o->profile == P_TENANTS) snprintf(s->tenant, sizeof s->tenant, "tenant%02zu", i % o->tenants);
+  else if (o->profile == P_MANY) snprintf(s->tenant, sizeof s->tenant, "t%zu", i % o->tenants);
   else snprintf(s->tenant, sizeof s->tenant, "acme");
   size_t nr = rcpt_count(o->profile, i);
   for (size_t r = 0; r < nr; r++) {
@@ -167,7 +173,8 @@ static int usage(const char *msg) {
   if (msg) fprintf(stderr, "enqueue: %s\n", msg);
   fprintf(stderr,
           "usage: enqueue --redis URL [--prefix P] [--queue Q] --profile small|large|tenants -n N\n"
-          "               [--id-prefix S] [--start K] [--rate JOBS_PER_S] [--batch B] [--timeout S]\n");
+          "               [--id-prefix S] [--start K] [--rate JOBS_PER_S] [--batch B] [--timeout S]\n"
+          "               [--attach-bytes N] [--tenants T]\n");
   return 2;
 }
 
@@ -183,7 +190,8 @@ static int parse_size(const char *s, size_t *out) {
 static int parse(int argc, char **argv, struct opts *o) {
   *o = (struct opts){.redis = "redis://127.0.0.1:6379", .prefix = RELAYQ_DEFAULT_PREFIX,
                      .queue = RELAYQ_DEFAULT_QUEUE, .id_prefix = "bench-", .profile = P_SMALL,
-                     .n = 1000, .batch = 1000, .timeout = 600};
+                     .n = 1000, .batch = 1000, .timeout = 600,
+                     .attach_bytes = PDF_BYTES, .tenants = TENANTS};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (v == NULL) return usage("every option takes a value");
@@ -197,7 +205,8 @@ static int parse(int argc, char **argv, struct opts *o) {
       if (!strcmp(v, "small")) o->profile = P_SMALL;
       else if (!strcmp(v, "large")) o->profile = P_LARGE;
       else if (!strcmp(v, "tenants")) o->profile = P_TENANTS;
-      else return usage("--profile is small, large or tenants");
+      else if (!strcmp(v, "many")) o->profile = P_MANY;
+      else return usage("--profile is small, large, tenants or many");
     } else if (!strcmp(a, "-n")) {
       if (parse_size(v, &o->n)) return usage("-n takes a count");
     } else if (!strcmp(a, "--start")) {
@@ -205,6 +214,12 @@ static int parse(int argc, char **argv, struct opts *o) {
     } else if (!strcmp(a, "--batch")) {
       if (parse_size(v, &o->batch) || o->batch == 0 || o->batch > MAX_BATCH)
         return usage("--batch takes 1-10000");
+    } else if (!strcmp(a, "--attach-bytes")) {
+      if (parse_size(v, &o->attach_bytes) || o->attach_bytes < 64 || o->attach_bytes > ((size_t)64 << 20))
+        return usage("--attach-bytes takes 64 to 67108864");
+    } else if (!strcmp(a, "--tenants")) {
+      if (parse_size(v, &o->tenants) || o->tenants == 0 || o->tenants > 10000000)
+        return usage("--tenants takes 1-10000000");
     } else if (!strcmp(a, "--rate")) {
       o->rate = strtod(v, &end);
       if (*end || o->rate < 0) return usage("--rate takes jobs per second (0: as fast as possible)");
@@ -220,7 +235,7 @@ static int parse(int argc, char **argv, struct opts *o) {
 }
 
 static const char *profile_name(enum profile p) {
-  return p == P_SMALL ? "small" : p == P_LARGE ? "large" : "tenants";
+  return p == P_SMALL ? "small" : p == P_LARGE ? "large" : p == P_MANY ? "many" : "tenants";
 }
 
 int main(int argc, char **argv) {
@@ -230,12 +245,18 @@ int main(int argc, char **argv) {
   text_body = make_text(TEXT_BYTES + 1, "", "", "", "");
   html_body = make_text(HTML_BYTES + 1, "<!DOCTYPE html><html><body>\n", "</body></html>\n", "<p>",
                         "</p>");
-  pdf_data = make_pdf(PDF_BYTES);
+  pdf_data = make_pdf(o.attach_bytes);
+  /* Big attachments: bound the producer's memory (each job of a call is
+   * encoded before the call sends), about 64 MB of payloads at once. */
+  if (o.profile == P_LARGE && o.batch * o.attach_bytes > ((size_t)64 << 20)) {
+    o.batch = ((size_t)64 << 20) / o.attach_bytes;
+    if (o.batch == 0) o.batch = 1;
+  }
   struct slot *slots = calloc(o.batch, sizeof *slots);
   struct relayq_job *jobs = calloc(o.batch, sizeof *jobs);
   struct relayq_client *c = NULL;
   struct relayq_error err;
-  struct relayq_attachment att = {"invoice-2024-0042.pdf", "application/pdf", pdf_data, PDF_BYTES};
+  struct relayq_attachment att = {"invoice-2024-0042.pdf", "application/pdf", pdf_data, o.attach_bytes};
   if (!text_body || !html_body || !pdf_data || !slots || !jobs) {
     fprintf(stderr, "enqueue: out of memory\n");
     rc = 1;

@@ -38,6 +38,7 @@ LATENCY=1 LATENCY_RATE="" LATENCY_SECONDS=10
 CEILING=1 CEILING_SESSIONS=20 PERF=0 SLOWLOG=1
 MODE=throughput CALLGRIND_N=500 BACKLOG=0 BACKLOG_SECONDS=60
 OUT="" TIMEOUT=900 TIMEOUT_SET=0
+ATTACH_BYTES="" TENANTS="" WORKER_ARGS=()
 
 die() { echo "bench: $*" >&2; exit 1; }
 say() { echo "bench: $*" >&2; }
@@ -50,6 +51,9 @@ while [ $# -gt 0 ]; do
     -k) need_val "$@"; K=$2; shift 2 ;;
     --concurrency) need_val "$@"; CONCURRENCY=$2; shift 2 ;;
     --fetch-batch) need_val "$@"; FETCH_BATCH=$2; shift 2 ;;
+    --attach-bytes) need_val "$@"; ATTACH_BYTES=$2; shift 2 ;;
+    --tenants) need_val "$@"; TENANTS=$2; shift 2 ;;
+    --worker-arg) need_val "$@"; WORKER_ARGS+=("$2"); shift 2 ;;
     --log-level) need_val "$@"; LOG_LEVEL=$2; shift 2 ;;
     --latency-rate) need_val "$@"; LATENCY_RATE=$2; shift 2 ;;
     --latency-seconds) need_val "$@"; LATENCY_SECONDS=$2; shift 2 ;;
@@ -71,8 +75,10 @@ while [ $# -gt 0 ]; do
 done
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-case "$PROFILE" in small|tenants) : "${N:=100000}" ;; large) : "${N:=10000}" ;;
-  *) die "--profile is small, large or tenants" ;; esac
+case "$PROFILE" in small|tenants) : "${N:=100000}" ;; large) : "${N:=10000}" ;; many) : "${N:=200000}" ;;
+  *) die "--profile is small, large, tenants or many" ;; esac
+[ -z "$ATTACH_BYTES" ] || is_uint "$ATTACH_BYTES" || die "--attach-bytes must be a whole number"
+[ -z "$TENANTS" ] || is_uint "$TENANTS" || die "--tenants must be a whole number"
 for v in N K CONCURRENCY LATENCY_SECONDS CEILING_SESSIONS CALLGRIND_N BACKLOG BACKLOG_SECONDS TIMEOUT; do
   is_uint "${!v}" || die "$v must be a whole number, not '${!v}'"
 done
@@ -230,6 +236,7 @@ start_workers() {
   shift
   local extra=()
   [ -z "$FETCH_BATCH" ] || extra+=(--fetch-batch "$FETCH_BATCH")
+  extra+=("${WORKER_ARGS[@]}")
   WORKER_IDS=""
   for ((i = 1; i <= k; i++)); do
     "$@" "$WORKER" --redis "$REDIS_URL" --platform-smtp "smtp://127.0.0.1:$SPORT" \
@@ -279,8 +286,11 @@ finish_watch() {
 enqueue() { # enqueue OUT ID_PREFIX N [RATE]: adds redis-server's CPU to OUT
   local c0 c1
   c0=$("$PY" "$REPORT" rcpu --redis "$REDIS_URL")
+  local more=()
+  [ -z "$ATTACH_BYTES" ] || more+=(--attach-bytes "$ATTACH_BYTES")
+  [ -z "$TENANTS" ] || more+=(--tenants "$TENANTS")
   step "$ENQ" --redis "$REDIS_URL" --profile "$PROFILE" -n "$3" --id-prefix "$2" \
-    --rate "${4:-0}" --timeout "$TIMEOUT" >"$1.tmp" || die "enqueue failed"
+    --rate "${4:-0}" --timeout "$TIMEOUT" "${more[@]}" >"$1.tmp" || die "enqueue failed"
   c1=$("$PY" "$REPORT" rcpu --redis "$REDIS_URL")
   "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); d['redis_cpu_s']=round($c1-$c0,3); \
 json.dump(d, open(sys.argv[2],'w'))" "$1.tmp" "$1"
@@ -425,6 +435,22 @@ backlog() {
 case "$MODE" in callgrind) N=$((2 * CALLGRIND_N)) ;; backlog) N=$BACKLOG PROFILE=small K=1 ;; esac
 write_config
 start_redis
+if [ "$PROFILE" = many ]; then
+  # Every tenant owns a hash (a sender identity, as a platform's backend
+  # writes), so the worker reads one hash per tenant it meets.
+  say "many: writing ${TENANTS:-20} tenant hashes"
+  "$PY" - "$REDIS_URL" "${TENANTS:-20}" <<'PYEOF' || die "cannot write the tenant hashes"
+import sys, redis
+r = redis.Redis.from_url(sys.argv[1])
+n = int(sys.argv[2])
+p = r.pipeline(transaction=False)
+for i in range(n):
+    p.hset("relayq:tenant:t%d" % i, mapping={"from_name": "Tenant %d" % i, "reply_to": "help@t%d.example" % i})
+    if i % 5000 == 4999:
+        p.execute()
+p.execute()
+PYEOF
+fi
 start_sink
 case "$MODE" in
   throughput) throughput ;;

@@ -6,15 +6,20 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config git ca-certificates
-  libhiredis-dev libcurl4-openssl-dev libssl-dev libuv1-dev libmsgpack-dev
+  libhiredis-dev libcurl4-openssl-dev libssl-dev libuv1-dev libmsgpack-dev libmicrohttpd-dev
   clang libclang-rt-14-dev
   redis-server redis-tools
   python3 python3-aiosmtpd python3-redis python3-msgpack python3-dkim
-  python3-cryptography python3-yaml python3-dnspython
-  dnsmasq-base postfix openssl valgrind procps
+  python3-cryptography python3-yaml python3-dnspython python3-spf
+  dnsmasq-base postfix openssl valgrind procps curl iproute2
   php-cli php-redis php-msgpack ruby ruby-redis ruby-msgpack
   golang-go golang-github-gomodule-redigo-dev golang-github-vmihailenco-msgpack.v5-dev
 )
+
+# Node.js for the Node producer example (tests/e2e/test_producers.py):
+# Debian's nodejs and npm when no node is on the PATH (a machine with its
+# own Node.js keeps it).
+command -v node >/dev/null || PKGS+=(nodejs npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -36,9 +41,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The Node producer example's packages (examples/node/package-lock.json), for
-# tests/e2e/test_producers.py. Only where Node.js is installed (the machine's
-# own; not a Debian package here). `npm ci` runs only when the lock file
-# changed since the last install, recorded in a stamp inside node_modules.
+# tests/e2e/test_producers.py (node and npm are installed above when
+# missing). `npm ci` runs only when the lock file changed since the last
+# install, recorded in a stamp inside node_modules.
 NODE_EXAMPLE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/examples/node"
 if command -v node >/dev/null && command -v npm >/dev/null && [ -f "$NODE_EXAMPLE/package-lock.json" ]; then
   stamp="$NODE_EXAMPLE/node_modules/.relayq-lock.sha256"

@@ -29,6 +29,7 @@
 #include "mailgun.h"
 #include "metrics.h"
 #include "mime.h"
+#include "redis_health.h"
 #include "dkim.h"
 #include "route.h"
 #include "lines.h"
@@ -45,7 +46,7 @@ void rq_job_free(struct rq_jobctx *jc) {
   relayq_job_free(jc->job);
   for (size_t i = 0; i < jc->n_rcpts; i++) free(jc->rcpts[i].addr);
   free(jc->rcpts);
-  rq_buf_free(&jc->msg);
+  rq_msg_free(&jc->msg); /* before the payload its segments point into */
   free(jc->payload);
   free(jc);
 }
@@ -420,7 +421,10 @@ static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
     rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
     return;
   }
-  if (res->status == 0) rq_curl_classify(res->curl_code, res->curl_error, RQ_STAGE_CONNECT, &c);
+  if (res->policy) { /* the saas network boundary: nothing was connected */
+    c = (struct rq_class){.verdict = RQ_PERM, .error = RQ_ERR_POLICY};
+    snprintf(c.detail, sizeof c.detail, "%s", res->curl_error);
+  } else if (res->status == 0) rq_curl_classify(res->curl_code, res->curl_error, RQ_STAGE_CONNECT, &c);
   else rq_classify_http(res->status, res->body, res->body_len, res->retry_after, relayq_now_ms(), &c);
   rq_lines_outcome(jc, &c);
   enum rq_rcpt_state st = c.verdict == RQ_OK ? RQ_RCPT_ACCEPTED : c.verdict == RQ_TEMP ? RQ_RCPT_TEMP : RQ_RCPT_REJECTED;
@@ -480,17 +484,17 @@ static void send_next(struct rq_jobctx *jc) {
         .api_key = jc->route.mg_key,
         .rcpts = list,
         .n_rcpts = n,
-        .msg = jc->msg.data,
-        .msg_len = jc->msg.len,
+        .body = &jc->msg,
         .connect_timeout_ms = cfg->smtp_connect_timeout_ms,
         .timeout_ms = cfg->smtp_timeout_ms,
         .ca_file = cfg->ca_file,
+        .netpolicy = jc->route.netpolicy,
     };
     rc = rq_mailgun_send(jc->eng->mailgun, &req, on_mailgun_done, jc);
   } else {
     struct rq_smtp_target t;
     rq_route_smtp_target(&jc->route, jc->eng->cfg, &t);
-    rc = rq_smtp_send(jc->eng->smtp, &t, jc->from_addr, list, n, jc->msg.data, jc->msg.len, on_smtp_done, jc);
+    rc = rq_smtp_send_msg(jc->eng->smtp, &t, jc->from_addr, list, n, &jc->msg, on_smtp_done, jc);
   }
   if (rc) {
     struct rq_class c = {.verdict = RQ_TEMP, .error = RQ_ERR_CONNECT};
@@ -519,6 +523,10 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
     rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
     return;
   }
+  if (reply->type == REDIS_REPLY_ERROR && rq_redis_health_refused(jc->eng, reply->str)) {
+    jc->phase = RQ_PHASE_REDIS_WAIT; /* held; rq_delivery_resume_waiting claims it again */
+    return;
+  }
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 || reply->element[0]->type != REDIS_REPLY_STRING) {
     RQ_LOG_FIELDS(RQ_LOG_ERROR, "claim script failed", {"job", jc->job->id},
                   {"detail", reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply"});
@@ -527,6 +535,13 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
   }
   const char *verdict = reply->element[0]->str;
   const char *arg = reply->element[1]->type == REDIS_REPLY_STRING ? reply->element[1]->str : "";
+  if (!strcmp(verdict, "foreign")) {
+    /* FINISH leaves the other tenant's status alone and dead-letters this
+     * job; the detail names no tenant. */
+    fail(jc, "invalid_job", "This job id is already used by another job (ids are the idempotency key): the job was "
+                            "not sent; send it again with a new id.");
+    return;
+  }
   if (!strcmp(verdict, "dup")) {
     jc->eng->n_dup++;
     RQ_LOG_FIELDS(RQ_LOG_INFO, "duplicate job acknowledged without sending", {"job", jc->job->id},
@@ -626,13 +641,30 @@ static void claim(struct rq_jobctx *jc) {
   rq_buf_free(&ev);
 }
 
+void rq_delivery_resume_waiting(struct rq_engine *eng) {
+  struct rq_jobctx *next;
+  for (struct rq_jobctx *jc = eng->jobs; jc; jc = next) {
+    next = jc->next; /* a claim may finish (and free) jc synchronously */
+    if (jc->phase != RQ_PHASE_REDIS_WAIT) continue;
+    if (eng->stopping) rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
+    else claim(jc);
+  }
+}
+
 /* ---- routing, sender, envelope ------------------------------------------------------ */
 
 static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
   const struct relayq_job *j = jc->job;
-  rq_buf_reset(&jc->msg);
   if (j->raw) {
-    rq_mime_raw(j->raw, j->raw_len, &jc->msg);
+    /* The sender rule rewrites the raw From header in place, so the raw
+     * message passes through one temporary buffer before it becomes the
+     * message's literal segment. */
+    struct rq_buf raw;
+    rq_buf_init(&raw);
+    rq_mime_raw(j->raw, j->raw_len, &raw);
+    rq_route_raw_from(jc->eng->cfg, jc->tenant->t, j, &jc->route, &raw); /* sender rule, then DKIM */
+    rq_mime_raw_msg((const unsigned char *)raw.data, raw.len, &jc->msg);
+    rq_buf_free(&raw);
     return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
   }
   struct rq_sender s;
@@ -649,7 +681,7 @@ static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
       .message_id = jc->message_id,
       .date_ms = jc->created_ms, /* origination time: a retry sends identical bytes */
   };
-  if (rq_mime_build(&in, &jc->msg, err, errlen)) return -1;
+  if (rq_mime_build_msg(&in, &jc->msg, err, errlen)) return -1;
   /* A signing failure is the tenant's settings (its key), not the job. */
   return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
 }
@@ -688,7 +720,9 @@ static int build_envelope(struct rq_jobctx *jc, char *err, size_t errlen) {
 static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
   char err[600];
   if (e->error[0]) {
-    fail(jc, "policy", e->error);
+    /* A secret sealed for another place is a login that cannot be used:
+     * `auth`, like a refused one; nothing was sent to any server. */
+    fail(jc, e->error_auth ? "auth" : "policy", e->error);
     return;
   }
   if (build_envelope(jc, err, sizeof err)) {
@@ -752,7 +786,7 @@ void rq_delivery_start(struct rq_jobctx *jc) {
   struct relayq_error err;
   memset(&err, 0, sizeof err);
   jc->started_ms = relayq_now_ms();
-  if (relayq_job_decode(jc->payload, jc->payload_len, eng->cfg->max_job_bytes, &jc->job, &err)) {
+  if (relayq_job_decode_ref(jc->payload, jc->payload_len, eng->cfg->max_job_bytes, &jc->job, &err)) {
     if (err.code == RELAYQ_ETOO_LARGE) {
       /* The size is checked before decoding; the id and tenant usually sit
        * at the start of the map, so read them from a bounded prefix to give

@@ -22,6 +22,7 @@
 #include "mailgun.h"
 #include "metrics.h"
 #include "lines.h"
+#include "redis_health.h"
 #include "smtp.h"
 #include "tenants.h"
 
@@ -164,6 +165,7 @@ static void close_everything(struct rq_engine *eng) {
   rq_rconn_close(eng->cmd, on_rconn_closed, NULL);
   if (!eng->blk_closed) rq_rconn_close(eng->blk, on_rconn_closed, NULL);
   else handles_closing--;
+  rq_redis_health_close(eng); /* after cmd: its probe reply has run */
   rq_tenants_free_all(eng);
   rq_lines_free(eng);
   if (eng->on_stopped) eng->on_stopped(eng);
@@ -206,9 +208,9 @@ void rq_engine_maybe_finished(struct rq_engine *eng) {
  * Redis is away are let go: they are still in our inflight list, where a
  * peer (or this worker restarting with the same id) reclaims them. */
 static void drop_if_stuck(struct rq_engine *eng) {
-  if (eng->stopping < 2 || rq_engine_redis_ready(eng)) return;
+  if (eng->stopping < 2 || (rq_engine_redis_ready(eng) && rq_redis_health_ok(eng))) return;
   for (struct rq_jobctx *jc = eng->jobs; jc; jc = jc->next)
-    if (jc->phase != RQ_PHASE_STALLED) return;
+    if (jc->phase != RQ_PHASE_STALLED && jc->phase != RQ_PHASE_REDIS_WAIT) return;
   while (eng->jobs) {
     struct rq_jobctx *jc = eng->jobs;
     eng->jobs = jc->next;
@@ -300,6 +302,7 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
   eng->curl = rq_curl_new(loop, 0, 0);
   eng->smtp = rq_smtp_new_loop(loop);
   eng->mailgun = rq_mailgun_new(eng->curl);
+  rq_redis_health_init(eng);
   eng->cmd = rq_rconn_new(loop, &eng->url, "commands", 10000, on_cmd_event, eng);
   eng->blk = rq_rconn_new(loop, &eng->url, "fetch", 5000, on_blk_event, eng);
   return 0;

@@ -28,6 +28,7 @@
 #include "breaker.h"
 #include "classify.h"
 #include "config.h"
+#include "msg.h"
 #include "rconn.h"
 #include "route.h"
 #include "scripts.h"
@@ -38,6 +39,7 @@ struct rq_smtp;
 struct rq_mailgun;
 struct rq_tenant_entry;
 struct rq_metrics;
+struct rq_redis_health;
 
 enum rq_job_phase {
   RQ_PHASE_NEW,      /* payload held, not decoded */
@@ -47,6 +49,7 @@ enum rq_job_phase {
   RQ_PHASE_SENDING,  /* a transaction is in flight */
   RQ_PHASE_FINISH,   /* waiting for the FINISH script */
   RQ_PHASE_STALLED,  /* FINISH could not be sent (Redis down); retried on reconnect */
+  RQ_PHASE_REDIS_WAIT, /* CLAIM refused by a Redis that refuses writes (redis_health.h); claimed again after */
 };
 
 /* Per-recipient bookkeeping for one attempt. */
@@ -72,7 +75,7 @@ struct rq_jobctx {
   int64_t created_ms;            /* status created_at (or first seen) */
   struct rq_tenant_entry *tenant; /* reference held (tenants.c) */
   struct rq_route route;
-  struct rq_buf msg;             /* the built message, sent as is */
+  struct rq_msg msg;             /* the built message (attachments borrowed from job) */
   char message_id[300];
   char from_addr[RELAYQ_MAX_ADDRESS_LEN + 1];
   struct rq_rcpt *rcpts;         /* envelope for this attempt */
@@ -113,6 +116,7 @@ struct rq_engine {
   struct rq_smtp *smtp;
   struct rq_mailgun *mailgun;
   struct rq_metrics *metrics;
+  struct rq_redis_health *health; /* Redis refusing writes (redis_health.h) */
   char sha[RQ_SCRIPT_COUNT][41];
   int scripts_ready;
 
@@ -174,6 +178,8 @@ void rq_delivery_admitted(struct rq_jobctx *jc); /* its line admitted it: claim,
  * `retry` or `deferred`, not an attempt, with error and detail. */
 void rq_delivery_hold(struct rq_jobctx *jc, const char *state, int64_t due_ms, const char *error, const char *detail);
 void rq_job_free(struct rq_jobctx *jc);
+/* Claims again the jobs in RQ_PHASE_REDIS_WAIT (Redis accepts writes again). */
+void rq_delivery_resume_waiting(struct rq_engine *eng);
 
 /* status.c: the job's outcome in jc->final_state etc. written by FINISH */
 enum rq_finish_mode { RQ_FINISH_ACK, RQ_FINISH_DELAY, RQ_FINISH_DEAD, RQ_FINISH_REQUEUE };

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "lines.h"
+#include "redis_health.h"
 #include "util.h"
 
 #define IDLE_BLOCK_MS 1000
@@ -36,7 +37,7 @@ static struct rq_jobctx *take(struct rq_engine *eng, const char *payload, size_t
   jc->payload = rq_xmemdup(payload, len);
   jc->payload_len = len;
   jc->queue_idx = queue_idx;
-  rq_buf_init(&jc->msg);
+  rq_msg_init(&jc->msg);
   jc->next = eng->jobs;
   if (eng->jobs) eng->jobs->prev = jc;
   eng->jobs = jc;
@@ -75,6 +76,7 @@ static void on_blmove(redisAsyncContext *ac, void *r, void *priv) {
     rq_metrics_fetched(eng, 1);
     rq_delivery_start(jc);
   } else if (reply && reply->type == REDIS_REPLY_ERROR) {
+    if (rq_redis_health_refused(eng, reply->str)) return; /* resumed by redis_health */
     rq_logf(RQ_LOG_ERROR, "BLMOVE failed: %s", reply->str);
     later(eng, 1000);
     return;
@@ -132,6 +134,7 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   }
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_ARRAY ||
       reply->element[1]->type != REDIS_REPLY_ARRAY) {
+    if (reply->type == REDIS_REPLY_ERROR && rq_redis_health_refused(eng, reply->str)) return;
     rq_logf(RQ_LOG_ERROR, "fetch script failed: %s",
             reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
     later(eng, 1000);
@@ -208,6 +211,7 @@ static void start_fetch(struct rq_engine *eng) {
 void rq_fetch_kick(struct rq_engine *eng) {
   if (eng->stopping || eng->fetch_pending || eng->fetch_active || eng->recovering || !eng->scripts_ready) return;
   if (!rq_engine_redis_ready(eng)) return; /* resumed by the READY event */
+  if (!rq_redis_health_ok(eng)) return;     /* resumed by redis_health */
   int min_room = eng->cfg->fetch_batch < eng->cfg->concurrency ? eng->cfg->fetch_batch : eng->cfg->concurrency;
   min_room /= 4;
   if (room(eng) == 0 || (busy(eng) > 0 && room(eng) < min_room)) return; /* resumed by rq_engine_job_done */

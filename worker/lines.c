@@ -211,7 +211,7 @@ static void tstate_read(struct rq_tstate *t) {
     t->reading = 0;
     return;
   }
-  if (rq_rconn_cmdf(eng->cmd, on_hold_read, t, "HGETALL %s:thold:%s", eng->cfg->prefix, t->id)) t->reading = 1;
+  if (rq_rconn_cmdf(eng->cmd, on_hold_read, t, "HGETALL %s:pause:%s", eng->cfg->prefix, t->id)) t->reading = 1;
 }
 
 static struct rq_tstate *tstate_get(struct rq_engine *eng, const char *tenant) {
@@ -743,7 +743,7 @@ size_t rq_lines_skip_list(struct rq_engine *eng, const char **out, size_t max) {
   s->skip = rq_xcalloc(max, sizeof *s->skip);
   for (struct rq_line *l = s->all; l && s->n_skip < max; l = l->anext) {
     int limit = l->cap > 0 && 2 * l->cap > RQ_LINE_MAX_WAIT ? 2 * l->cap : RQ_LINE_MAX_WAIT;
-    /* A paused tenant is skipped by FETCH itself (P:thold:T). A tenant
+    /* A paused tenant is skipped by FETCH itself (P:pause:T). A tenant
      * whose breaker is open is not skipped: each of its jobs is taken
      * once per cool-down and parked with the breaker's detail, so its
      * status says why it waits; while a probe is out the rest wait. */

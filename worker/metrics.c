@@ -23,6 +23,7 @@
  * read and discard until the peer's EOF or the timeout, close.
  */
 #include "metrics.h"
+#include "redis_health.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -514,6 +515,11 @@ static void render(struct rq_metrics *m, struct rq_buf *b) {
 
   family(b, "relayq_redis_connected", "gauge", "1 while the worker's command connection to Redis is ready.");
   sample_u64(b, "relayq_redis_connected", NULL, NULL, NULL, NULL, rq_engine_redis_ready(eng) ? 1 : 0);
+  family(b, "relayq_redis_write_refused", "gauge",
+         "1 while Redis refuses writes (maxmemory, read-only replica, persistence failure, busy script).");
+  sample_u64(b, "relayq_redis_write_refused", NULL, NULL, NULL, NULL, (uint64_t)rq_redis_health_refused_now(eng));
+  family(b, "relayq_redis_write_refusals_total", "counter", "Times Redis started refusing writes.");
+  sample_u64(b, "relayq_redis_write_refusals_total", NULL, NULL, NULL, NULL, rq_redis_health_refusals(eng));
   family(b, "relayq_redis_reconnects_total", "counter",
          "Redis connections re-established after a loss (both connections).");
   sample_u64(b, "relayq_redis_reconnects_total", NULL, NULL, NULL, NULL, reconnects(m));
@@ -671,7 +677,7 @@ static void respond(struct conn *c, int status, const char *extra, const char *b
 static void serve(struct conn *c, int r, const struct rq_http_request *req) {
   struct rq_metrics *m = c->m;
   struct rq_engine *eng = m->eng;
-  char msg[128];
+  char msg[600];
   if (r < 0) {
     snprintf(msg, sizeof msg, "%s\n", rq_http_reason(-r));
     respond(c, -r, NULL, msg, strlen(msg), 0);
@@ -702,6 +708,11 @@ static void serve(struct conn *c, int r, const struct rq_http_request *req) {
     respond(c, 503, NULL, msg, strlen(msg), head);
   } else if (!rq_engine_redis_ready(eng)) {
     snprintf(msg, sizeof msg, "not ready: Redis is not connected\n");
+    respond(c, 503, NULL, msg, strlen(msg), head);
+  } else if (!rq_redis_health_ok(eng)) {
+    char why[400];
+    rq_redis_health_reason(eng, why, sizeof why);
+    snprintf(msg, sizeof msg, "not ready: Redis refuses writes: %s\n", why);
     respond(c, 503, NULL, msg, strlen(msg), head);
   } else {
     respond(c, 200, NULL, "ready\n", 6, head);

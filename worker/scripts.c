@@ -90,7 +90,7 @@
   "    if not key then return nil end\n"                                                       \
   "    if key == 'tenant' then\n"                                                              \
   "      local t = str_at(m, i)\n"                                                             \
-  "      if t and #t >= 1 and #t <= 128 and not string.find(t, '[^%w%._:@%-]') then return t end\n" \
+  "      if t and #t >= 1 and #t <= 128 and not string.find(t, '[^%w%._@%-]') then return t end\n" \
   "      return nil\n"                                                                         \
   "    end\n"                                                                                  \
   "    i = skip(m, i)\n"                                                                       \
@@ -123,7 +123,7 @@
  * skipped in the ring like a paused tenant, and their jobs met in the
  * shared queue are moved to their own list (each job once), so a worker
  * never pulls a backlog it cannot send. A tenant paused by the operator
- * (P:thold:T) is skipped by every worker.
+ * (P:pause:T) is skipped by every worker.
  * Promotes up to 1000 due delayed jobs to the FRONT of their tenant's list
  * (they were due already; a quota-deferred backlog keeps its order).
  * Returns { {payload...}, {queue index (1-based)...}, next due score or
@@ -159,7 +159,7 @@ static const char FETCH[] =
   "local skip, nskip, aside = {}, 0, 0\n"
   "for i = 9, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
   "local function held(t)\n"
-  "  return skip[t] or redis.call('EXISTS', prefix .. ':tpause:' .. t, prefix .. ':thold:' .. t) > 0\n"
+  "  return skip[t] or redis.call('EXISTS', prefix .. ':tpause:' .. t, prefix .. ':pause:' .. t) > 0\n"
   "end\n"
   /* A job for a skipped tenant goes to the newest end of its list: it
    * came from the shared queue, so it is younger than what is there. */
@@ -244,11 +244,23 @@ static const char FETCH[] =
  * ARGV[9+R] the tenant's pause key (P:tpause:T, set until a slot frees so
  * FETCH leaves the tenant's backlog alone meanwhile),
  * then field/value pairs for the `sending` status.
- * Returns {"dup", state} when the job already reached a final state;
+ * Returns {"foreign", ""} when the status belongs to another tenant's job
+ * (its `tenant` differs from this job's, read from the status fields);
+ * {"dup", state} when the job already reached a final state;
  * {"quota", next_free_ms} when no slot is free; {"suppressed", rcpt} when an
  * auto-reply went to that recipient within the window; else {"ok", slots}. */
 static const char CLAIM[] =
-  "local cur = redis.call('HMGET', KEYS[1], 'state', 'created_at')\n"
+  "local cur = redis.call('HMGET', KEYS[1], 'state', 'created_at', 'tenant')\n"
+  /* (v1.1) Ids are per tenant: a status another tenant's job wrote is not
+   * this job's duplicate and is never touched (FINISH keeps it too). */
+  "if cur[3] then\n"
+  "  for i = 10 + tonumber(ARGV[8]), #ARGV - 1, 2 do\n"
+  "    if ARGV[i] == 'tenant' then\n"
+  "      if ARGV[i + 1] ~= cur[3] then return {'foreign', ''} end\n"
+  "      break\n"
+  "    end\n"
+  "  end\n"
+  "end\n"
   "local st = cur[1]\n"
   "if st == 'sent' or st == 'partial' or st == 'failed' then return {'dup', st} end\n"
   "local now = tonumber(ARGV[1])\n"
@@ -292,7 +304,8 @@ static const char CLAIM[] =
  * channel, KEYS[3] inflight list, KEYS[4] destination: the delayed zset
  * ("delay"), the dead list ("dead"), a queue list ("requeue") or "" ("ack"),
  * KEYS[5] the tenant's counters hash P:stats:TENANT (or ""), KEYS[6] its
- * daily counters P:stats:TENANT:YYYYMMDD (or "").
+ * daily counters P:stats:TENANT:YYYYMMDD (or ""), KEYS[7] the dead list
+ * (where a job whose id another tenant's status holds goes).
  * ARGV[1] mode: ack | delay | dead | requeue
  * ARGV[2] payload as held in inflight (removed from there)
  * ARGV[3] payload to park (delay) or dead-letter (dead); "" = ARGV[2]
@@ -304,9 +317,36 @@ static const char CLAIM[] =
  * The daily counters' 40-day TTL is set when a state's count for the day
  * starts (HINCRBY answers 1), not on every call: every command a script
  * runs costs Redis about a microsecond of call overhead.
+ * Returns LREM's count, or {"foreign", count} when the status belonged to
+ * another tenant's job and was left alone.
  * The status is written and published before the job leaves inflight, so
  * a crash between the two leaves a job that is resent, never a lost one. */
 static const char FINISH[] =
+  /* (v1.1) A status that belongs to another tenant's job is never touched:
+   * this job fails (invalid_job) into the dead list, reported by its event
+   * alone. The job's tenant is the `tenant` status field ("" when the
+   * payload's could not be read). */
+  "if KEYS[1] ~= '' and #ARGV >= 9 then\n"
+  "  local owner = redis.call('HGET', KEYS[1], 'tenant')\n"
+  "  local mine = ''\n"
+  "  for i = 9, #ARGV - 1, 2 do\n"
+  "    if ARGV[i] == 'tenant' then mine = ARGV[i + 1]; break end\n"
+  "  end\n"
+  "  if owner and owner ~= mine then\n"
+  "    if ARGV[6] ~= '' then\n"
+  "      local ok, ev = pcall(cjson.decode, ARGV[6])\n"
+  "      if ok and type(ev) == 'table' then\n"
+  "        ev.state, ev.error, ev.code = 'failed', 'invalid_job', nil\n"
+  "        ev.detail = 'This job id is already used by another job (ids are the idempotency key): "
+  "the job was not sent and is in the dead list; send it again with a new id.'\n"
+  "        redis.call('PUBLISH', KEYS[2], cjson.encode(ev))\n"
+  "      end\n"
+  "    end\n"
+  "    if KEYS[5] ~= '' then redis.call('HINCRBY', KEYS[5], 'failed', 1) end\n"
+  "    redis.call('LPUSH', KEYS[7], ARGV[3] ~= '' and ARGV[3] or ARGV[2])\n"
+  "    return {'foreign', redis.call('LREM', KEYS[3], -1, ARGV[2])}\n"
+  "  end\n"
+  "end\n"
   "if KEYS[1] ~= '' and #ARGV >= 9 then\n"
   "  redis.call('HSET', KEYS[1], unpack(ARGV, 9))\n"
   "  if ARGV[8] ~= '' then redis.call('HSETNX', KEYS[1], 'created_at', ARGV[4]) end\n"

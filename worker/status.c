@@ -16,6 +16,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "redis_health.h"
 #include "util.h"
 
 struct rq_finish {
@@ -83,12 +84,16 @@ static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
   struct rq_jobctx *jc = priv;
   redisReply *reply = r;
   if (!reply || reply->type == REDIS_REPLY_ERROR) {
-    if (reply)
+    if (reply && !rq_redis_health_refused(jc->eng, reply->str))
       RQ_LOG_FIELDS(RQ_LOG_ERROR, "status write failed; will retry", {"job", jc->job ? jc->job->id : NULL},
                     {"detail", reply->str});
     jc->phase = RQ_PHASE_STALLED; /* re-sent by rq_status_retry_stalled */
     return;
   }
+  if (reply->type == REDIS_REPLY_ARRAY)
+    RQ_LOG_FIELDS(RQ_LOG_WARN, "job id is another tenant's: status left alone, job dead-lettered",
+                  {"job", jc->job ? jc->job->id : jc->invalid_id}, {"tenant", jc->job ? jc->job->tenant : NULL},
+                  {"error", "invalid_job"});
   finish_free(jc->finish);
   jc->finish = NULL;
   rq_engine_job_done(jc->eng, jc);
@@ -106,7 +111,7 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
   struct rq_engine *eng = jc->eng;
   const struct rq_config *cfg = eng->cfg;
   struct rq_finish *f = rq_xcalloc(1, sizeof *f);
-  size_t argc = 3 + 6 + 8 + 2 * n_fields;
+  size_t argc = 3 + 7 + 8 + 2 * n_fields;
   f->argv = rq_xcalloc(argc, sizeof *f->argv);
   f->argvlen = rq_xcalloc(argc, sizeof *f->argvlen);
   f->owned = rq_xcalloc(10 + 2 * n_fields, sizeof *f->owned);
@@ -163,13 +168,14 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
 #define ARG(s) (f->argv[k] = (s), f->argvlen[k] = strlen(f->argv[k]), k++)
   ARG("EVALSHA");
   ARG(eng->sha[RQ_SCRIPT_FINISH]);
-  ARG("6");
+  ARG("7");
   ARG(status_key);
   ARG(eng->events_key);
   ARG(eng->inflight_key);
   ARG(dest);
   ARG(stats_key);
   ARG(daily_key);
+  ARG(eng->dead_key);
   ARG(mode_s);
   f->argv[k] = jc->payload, f->argvlen[k] = jc->payload_len, k++;
   if (park_payload) f->argv[k] = (const char *)park_payload, f->argvlen[k] = park_len, k++;
@@ -193,7 +199,7 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
 }
 
 void rq_status_retry_stalled(struct rq_engine *eng) {
-  if (!rq_engine_redis_ready(eng)) return;
+  if (!rq_engine_redis_ready(eng) || !rq_redis_health_ok(eng)) return;
   for (struct rq_jobctx *jc = eng->jobs; jc; jc = jc->next)
     if (jc->phase == RQ_PHASE_STALLED && jc->finish) send_finish(jc);
 }

@@ -126,9 +126,12 @@ static void on_route(redisAsyncContext *ac, void *r, void *priv) {
                "tenant '%s' lists route '%s' but %s:tenant:%s:route:%s does not exist: create it or remove the "
                "name from `routes`",
                e->id, rr->name, rr->eng->cfg->prefix, e->id, rr->name);
-    } else if (rq_tenant_parse_route(e->t, rr->name, f, v, n, rr->eng->cfg->have_secret_key ? rr->eng->cfg->secret_key : NULL,
-                                     rr->eng->cfg->require_encrypted, err, sizeof err)) {
-      snprintf(e->error, sizeof e->error, "route '%s' of tenant '%s': %s", rr->name, e->id, err);
+    } else {
+      int prc = rq_tenant_parse_route(e->t, rr->name, f, v, n,
+                                      rr->eng->cfg->have_secret_key ? rr->eng->cfg->secret_key : NULL,
+                                      rr->eng->cfg->require_encrypted, err, sizeof err);
+      if (prc) snprintf(e->error, sizeof e->error, "route '%s' of tenant '%s': %s", rr->name, e->id, err);
+      e->error_auth = prc == RQ_TENANT_ESEALED;
     }
     free(f);
     free(v);
@@ -139,6 +142,7 @@ static void on_route(redisAsyncContext *ac, void *r, void *priv) {
   if (--e->routes_pending == 0) {
     if (e->loading == -1) { /* a route read was cut off: read everything again later */
       e->error[0] = '\0';
+      e->error_auth = 0;
       rq_tenant_free(e->t);
       e->t = NULL;
       e->loading = 0;
@@ -169,9 +173,10 @@ static void on_tenant(redisAsyncContext *ac, void *r, void *priv) {
   const char **f, **v;
   size_t n = reply_pairs(reply, &f, &v);
   char err[300];
-  if (rq_tenant_parse(e->id, f, v, n, eng->cfg->have_secret_key ? eng->cfg->secret_key : NULL,
-                      eng->cfg->require_encrypted, 0, &e->t, err, sizeof err))
-    snprintf(e->error, sizeof e->error, "tenant '%s' settings are invalid: %s", e->id, err);
+  int prc = rq_tenant_parse(e->id, f, v, n, eng->cfg->have_secret_key ? eng->cfg->secret_key : NULL,
+                            eng->cfg->require_encrypted, 0, &e->t, err, sizeof err);
+  if (prc) snprintf(e->error, sizeof e->error, "tenant '%s' settings are invalid: %s", e->id, err);
+  e->error_auth = prc == RQ_TENANT_ESEALED;
   free(f);
   free(v);
   if (e->error[0] || e->t->n_routes == 0) {

@@ -26,6 +26,7 @@ struct rq_tenant_entry {
   char *id;
   struct rq_tenant *t;   /* parsed settings; NULL when error[0] */
   char error[400];       /* why the settings are unusable */
+  int error_auth;        /* error is a secret sealed for another place: jobs end `auth` */
   int64_t loaded_ms;
   int refs;              /* jobs holding it + 1 while in the table */
   int in_table;

@@ -53,7 +53,9 @@ extern "C" {
   XX(CRYPTO, -9, "cryptographic failure")                                     \
   XX(URL, -10, "invalid URL")                                                 \
   XX(TIMEOUT, -11, "timed out")                                               \
-  XX(IO, -12, "input/output error")
+  XX(IO, -12, "input/output error")                                           \
+  XX(REFUSED, -13, "Redis refuses writes")                                    \
+  XX(TLS, -14, "TLS verification failed")
 
 enum relayq_errno {
 #define RELAYQ_ERR_ENUM(name, code, msg) RELAYQ_E##name = (code),
@@ -74,6 +76,25 @@ struct relayq_error {
 
 /* Static string naming a code ("invalid job"). Borrowed, never NULL. */
 const char *relayq_strerror(int code);
+
+/* Redis refusing writes for the whole server rather than for one command
+ * (RELAYQ_EREFUSED): full at maxmemory with noeviction (OOM), a replica
+ * or demoted primary (READONLY), persistence failing (MISCONF), a script
+ * running too long (BUSY), the script cache emptied (NOSCRIPT). */
+enum relayq_refusal {
+  RELAYQ_REFUSAL_NONE = 0,
+  RELAYQ_REFUSAL_OOM,
+  RELAYQ_REFUSAL_READONLY,
+  RELAYQ_REFUSAL_MISCONF,
+  RELAYQ_REFUSAL_BUSY,
+  RELAYQ_REFUSAL_NOSCRIPT,
+};
+/* Classifies a Redis error reply by its first word. */
+enum relayq_refusal relayq_redis_refusal(const char *redis_error);
+/* "Redis is full (maxmemory)"; "" for NONE. Static, never NULL. */
+const char *relayq_refusal_summary(enum relayq_refusal kind);
+/* What an operator does about it, one sentence. Static, never NULL. */
+const char *relayq_refusal_advice(enum relayq_refusal kind);
 
 /* ---- the job model ------------------------------------------------------ */
 
@@ -171,6 +192,15 @@ struct relayq_job {
 int relayq_job_decode(const void *buf, size_t len, size_t max_bytes,
                       struct relayq_job **out, struct relayq_error *err);
 
+/* As relayq_job_decode(), without copying the bulk bytes: each attachment's
+ * data and raw point into buf (no NUL after them), which the caller keeps
+ * unchanged and alive until relayq_job_free(job). Strings are copied as
+ * usual. For a consumer that holds the payload anyway (the worker keeps
+ * it for its inflight list): a 10 MB attachment then lives once, not
+ * twice. */
+int relayq_job_decode_ref(const void *buf, size_t len, size_t max_bytes,
+                          struct relayq_job **out, struct relayq_error *err);
+
 /* Checks a job against every rule of the contract (the same rules decode
  * applies). Returns 0 or RELAYQ_EINVALID_JOB with err->message. */
 int relayq_job_validate(const struct relayq_job *job, struct relayq_error *err);
@@ -187,6 +217,10 @@ void relayq_job_free(struct relayq_job *job);
 
 /* 1 when s is 1-128 chars of [A-Za-z0-9._:@-], else 0. */
 int relayq_valid_id(const char *s);
+
+/* 1 when s is a valid tenant or route name: 1-128 chars of [A-Za-z0-9._@-]
+ * (v1.1: no ':'), else 0. */
+int relayq_valid_tenant(const char *s);
 
 /* Writes a new unique job id (time-ordered, random suffix) into out,
  * which must hold at least 40 bytes. */
@@ -215,29 +249,67 @@ enum relayq_key_kind {
 size_t relayq_key(char *dst, size_t cap, const char *prefix,
                   enum relayq_key_kind kind, const char *name);
 
-/* ---- secrets (enc:v1:) ---------------------------------------------------- */
+/* ---- secrets (enc:v1:, enc:v2:) ------------------------------------------- */
 
 #define RELAYQ_SECRET_PREFIX "enc:v1:"
+#define RELAYQ_SECRET_PREFIX_V2 "enc:v2:"
 #define RELAYQ_SECRET_KEY_LEN 32
 
 /* Parses a base64 32-byte key (RELAYQ_SECRET_KEY). */
 int relayq_secret_key_parse(const char *b64, unsigned char key[32],
                             struct relayq_error *err);
 
-/* 1 when value starts with "enc:v1:". */
+/* 1 when value starts with "enc:v1:" or "enc:v2:". */
 int relayq_secret_is_sealed(const char *value);
+/* 1 when value starts with "enc:v2:". */
+int relayq_secret_is_v2(const char *value);
 
 /* Seals plaintext: "enc:v1:" + base64(nonce12 | ciphertext | tag16),
  * AES-256-GCM, random nonce, no AAD. *out malloc'd, caller frees. */
 int relayq_secret_seal(const unsigned char key[32], const char *plaintext,
                        char **out, struct relayq_error *err);
 
-/* Opens a sealed value. RELAYQ_ECRYPTO when the tag does not verify (wrong
- * key or tampered). *out malloc'd, caller frees (and should wipe). */
+/* Opens an enc:v1: value (an enc:v2: one is RELAYQ_EINVAL: it needs its
+ * place, see relayq_secret_open_for). RELAYQ_ECRYPTO when the tag does not
+ * verify (wrong key or tampered). *out malloc'd, caller frees (and should
+ * wipe). */
 int relayq_secret_open(const unsigned char key[32], const char *sealed,
                        char **out, struct relayq_error *err);
 
+/*
+ * enc:v2: secrets bound to their place (CONTRACT.md v1.1). The place is
+ * the Redis key without "P:" ("tenant:acme", "tenant:acme:route:billing",
+ * "oauth:acme") and the AAD is place + '\0' + field, e.g.
+ * "tenant:acme\0smtp_password" or "oauth:acme\0access_token".
+ *
+ * relayq_secret_seal_for: "enc:v2:" + base64(nonce12 | ciphertext | tag16).
+ * relayq_secret_open_for: opens enc:v2: with that AAD and enc:v1: without
+ * (the place is not checked for v1). RELAYQ_ECRYPTO when a v2 value does
+ * not open here (sealed for another place, or another key): err says so
+ * without quoting anything. *out malloc'd, caller wipes and frees.
+ * The _aad forms take the AAD bytes directly.
+ */
+int relayq_secret_seal_for(const unsigned char key[32], const char *place,
+                           const char *field, const char *plaintext,
+                           char **out, struct relayq_error *err);
+int relayq_secret_open_for(const unsigned char key[32], const char *place,
+                           const char *field, const char *sealed, char **out,
+                           struct relayq_error *err);
+int relayq_secret_seal_aad(const unsigned char key[32], const void *aad,
+                           size_t aad_len, const char *plaintext, char **out,
+                           struct relayq_error *err);
+int relayq_secret_open_aad(const unsigned char key[32], const void *aad,
+                           size_t aad_len, const char *sealed, char **out,
+                           struct relayq_error *err);
+
 /* ---- redis URL ------------------------------------------------------------ */
+
+#define RELAYQ_MAX_SENTINELS 8
+
+struct relayq_redis_hostport {
+  char host[256];
+  int port;
+};
 
 struct relayq_redis_url {
   char host[256];
@@ -245,10 +317,18 @@ struct relayq_redis_url {
   char user[128];    /* empty: none */
   char password[256];/* empty: none */
   int db;            /* default 0 */
+  /* v1.1 */
+  int tls;           /* rediss:// or rediss+sentinel:// */
+  char master[256];  /* redis+sentinel://: the master's name; empty otherwise */
+  int n_sentinels;   /* redis+sentinel://: sentinels[0..n) (host/port: the first) */
+  struct relayq_redis_hostport sentinels[RELAYQ_MAX_SENTINELS];
 };
 
-/* Parses redis://[[user]:password@]host[:port][/db]. Percent-escapes in
- * user and password are decoded. */
+/* Parses redis://[[user]:password@]host[:port][/db], rediss:// (TLS) and
+ * redis+sentinel://[[user]:password@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/db]
+ * (rediss+sentinel:// over TLS; sentinel port 26379 by default; the
+ * credentials are the primary's, and are offered to a sentinel only when
+ * it asks for them). Percent-escapes in user and password are decoded. */
 int relayq_redis_url_parse(const char *url, struct relayq_redis_url *out,
                            struct relayq_error *err);
 

@@ -75,11 +75,15 @@ static const struct option dead_opts[] = {
  * ARGV[1] the exact dead payload, ARGV[2] the payload to push, ARGV[3] now
  * (ms), ARGV[4] the event JSON, ARGV[5] the tenant.
  * Returns {'ok'}, {'busy', state} when the status says the job is already
- * on its way, or {'gone'} when the payload is no longer in P:dead.
+ * on its way, {'foreign'} when the id's status belongs to another tenant's
+ * job (v1.1: never touched), or {'gone'} when the payload is no longer in
+ * P:dead.
  * The checks come before any write: Redis does not roll a script back.
  */
 static const char requeue_lua[] =
-    "local st = redis.call('HGET', KEYS[2], 'state')\n"
+    "local cur = redis.call('HMGET', KEYS[2], 'state', 'tenant')\n"
+    "if cur[2] and cur[2] ~= ARGV[5] then return {'foreign'} end\n"
+    "local st = cur[1]\n"
     "if st == 'queued' or st == 'sending' or st == 'retry' or st == 'deferred' then\n"
     "  return {'busy', st}\n"
     "end\n"
@@ -390,6 +394,10 @@ static int requeue_one(redisContext *rc, const char *prefix, const redisReply *e
                 job->id, (long long)job->expires_at);
       t->requeued++;
       done = 1;
+    } else if (strcmp(what, "foreign") == 0) {
+      cli_fail(CLI_FAIL, "job %s: its id is used by another tenant's job, whose status is left alone; this copy "
+               "stays in P:dead (send it again with a new id).", job->id);
+      t->busy++;
     } else if (strcmp(what, "busy") == 0) {
       cli_fail(CLI_FAIL, "job %s is already on its way (state %s); this copy stays in P:dead.",
                job->id,

@@ -11,9 +11,11 @@
  *   dmarc  one valid v=DMARC1 record at _dmarc.DOMAIN (RFC 7489 6.1),
  *          or the organisational domain's.
  *
- * Exit: 0 every check passed (or was skipped), 1 a check failed, 2 an
- * error: bad arguments, an unreachable resolver, a lookup that got no
- * usable answer, a key or tenant that cannot be read.
+ * Exit: 0 every check ran and passed; 1 a check failed or was not
+ * checked (DKIM without a selector: the domain is not shown ready, so a
+ * script must not read it as a pass); 2 an error: bad arguments, an
+ * unreachable resolver, a lookup that got no usable answer, a key or
+ * tenant that cannot be read.
  *
  * Parsing and evaluation are in spf.c and dmarc.c (pure, unit-tested);
  * lookups in dnsq.c; this file wires them and words the results.
@@ -59,7 +61,7 @@ static const char usage_text[] =
     "Checks that DOMAIN may send through the platform, one line per check:\n"
     "  spf    exactly one valid v=spf1 record, within 10 DNS lookups, no +all;\n"
     "         it authorises every --expect-ip and includes every --expect-include\n"
-    "  dkim   a key at S._domainkey.DOMAIN (skipped without a selector); with\n"
+    "  dkim   a key at S._domainkey.DOMAIN (not checked without a selector); with\n"
     "         --dkim-key FILE (PEM, private or public) it must be that key\n"
     "  dmarc  a valid v=DMARC1 record at _dmarc.DOMAIN\n"
     "A failing check prints the exact TXT record to publish.\n"
@@ -70,7 +72,8 @@ static const char usage_text[] =
     "                    \"status\", \"detail\", \"record\", \"fix\", \"fix_at\"}]}\n"
     "  --dns-server A    ask this resolver (env RELAYQ_DNS_SERVER; default the system's)\n"
     "\n"
-    "Exit: 0 all passed, 1 a check failed, 2 error (usage, resolver unreachable).";
+    "Exit: 0 every check ran and passed, 1 a check failed or was not checked (UNCHECKED),\n"
+    "2 error (usage, resolver unreachable, no usable answer).";
 
 /* Everything the command line asked for. Strings borrowed from argv,
  * except pem and key_source's tenant wording (owned, freed at the end). */
@@ -90,7 +93,9 @@ struct opts {
   char dkim_domain[256];  /* the tenant's dkim_domain, when it differs */
 };
 
-enum cstate { C_PASS, C_FAIL, C_SKIP, C_ERROR };
+/* C_UNCHECKED: the check could not run for want of input (no DKIM
+ * selector); it is not a pass. */
+enum cstate { C_PASS, C_FAIL, C_UNCHECKED, C_ERROR };
 
 /* One check's outcome. Owns record and fix. */
 struct check {
@@ -101,6 +106,11 @@ struct check {
   char *fix;          /* the record to publish, or NULL */
   char fix_at[300];   /* the name to publish it at */
   const char *fix_how;/* "add this TXT record at", ... */
+  /* spf: the RFC 7208 check_host() result for each --expect-ip (static
+   * names from spf_result_name; the address text borrowed from argv). */
+  const char *results[MAX_EXPECT];
+  const char *result_ip[MAX_EXPECT];
+  size_t n_results;
 };
 
 /* The resolver and whether it became unreachable: then every later lookup
@@ -258,6 +268,10 @@ static void check_spf(struct dnsctx *d, const struct opts *o, struct check *c) {
   if (t->temp[0]) {
     c->state = C_ERROR;
     add(c, "cannot read the SPF record: %s", t->temp);
+    for (size_t i = 0; i < o->n_ip; i++) {
+      c->result_ip[c->n_results] = o->ip_text[i];
+      c->results[c->n_results++] = spf_result_name(SPF_TEMPERROR);
+    }
     goto out;
   }
 
@@ -301,6 +315,8 @@ static void check_spf(struct dnsctx *d, const struct opts *o, struct check *c) {
     int dec = -1;
     enum spf_result r = spf_eval(t, &o->ips[i], &dec, err, sizeof err);
     if (d->unreachable) goto out;
+    c->result_ip[c->n_results] = o->ip_text[i];
+    c->results[c->n_results++] = spf_result_name(r);
     if (r == SPF_PASS) {
       snprintf(passed + strlen(passed), sizeof passed - strlen(passed), "; authorises %s", o->ip_text[i]);
       continue;
@@ -356,8 +372,9 @@ static void check_dkim(struct dnsctx *d, const struct opts *o, struct check *c) 
 
   c->name = "dkim";
   if (selector == NULL) {
-    c->state = C_SKIP;
-    add(c, "no selector given: pass --selector S (or --tenant T with a dkim_selector) to check the DKIM key");
+    c->state = C_UNCHECKED;
+    add(c, "not checked: no selector given: pass --selector S (or --tenant T with a dkim_selector) to check the "
+           "DKIM key");
     return;
   }
   snprintf(c->fix_at, sizeof c->fix_at, "%s._domainkey.%s", selector, o->domain);
@@ -593,7 +610,7 @@ nomem:
 /* ---- output ----------------------------------------------------------------------------- */
 
 static const char *state_word(enum cstate s) {
-  static const char *const w[] = {"PASS", "FAIL", "SKIP", "ERROR"};
+  static const char *const w[] = {"PASS", "FAIL", "UNCHECKED", "ERROR"};
   return w[s];
 }
 
@@ -612,7 +629,7 @@ static void json_or_null(const char *s) {
 }
 
 static void print_json(const char *domain, const struct check *cs, size_t n) {
-  static const char *const status[] = {"pass", "fail", "skip", "error"};
+  static const char *const status[] = {"pass", "fail", "not_checked", "error"};
   fputs("{\"domain\":", stdout);
   cli_json_string(stdout, domain);
   fputs(",\"checks\":[", stdout);
@@ -630,6 +647,15 @@ static void print_json(const char *domain, const struct check *cs, size_t n) {
     json_or_null(c->fix);
     fputs(",\"fix_at\":", stdout);
     json_or_null(c->fix ? c->fix_at : NULL);
+    if (strcmp(c->name, "spf") == 0) {
+      fputs(",\"results\":[", stdout);
+      for (size_t k = 0; k < c->n_results; k++) {
+        fputs(k ? ",{\"ip\":" : "{\"ip\":", stdout);
+        cli_json_string(stdout, c->result_ip[k]);
+        printf(",\"result\":\"%s\"}", c->results[k]);
+      }
+      putchar(']');
+    }
     putchar('}');
   }
   puts("]}");
@@ -725,7 +751,7 @@ int cmd_dns(int argc, char **argv, struct cli_ctx *ctx) {
   rc = EXIT_PASS;
   for (size_t i = 0; i < 3; i++) {
     if (cs[i].state == C_ERROR) rc = EXIT_ERROR;
-    if (cs[i].state == C_FAIL && rc == EXIT_PASS) rc = EXIT_FAILED;
+    if ((cs[i].state == C_FAIL || cs[i].state == C_UNCHECKED) && rc == EXIT_PASS) rc = EXIT_FAILED;
   }
 out:
   for (size_t i = 0; i < 3; i++) {

@@ -18,9 +18,11 @@
  * since a closed list or an NXDOMAIN-for-everything resolver would make
  * every address look clean.
  *
- * Exit: 0 not listed anywhere, 1 listed on at least one zone, 2 error
- * (usage, unreachable resolver, or a zone that gave no usable answer and
- * no listing elsewhere).
+ * Exit: 0 not listed on any zone and every zone checked, 1 listed on at
+ * least one zone, 2 error (usage, unreachable resolver, or a zone that gave
+ * no usable answer or was not checked, and no listing elsewhere). A zone
+ * that cannot vouch for "not listed" prints UNCHECKED ("not_checked" in
+ * JSON), never PASS.
  */
 #include <getopt.h>
 #include <stdarg.h>
@@ -62,7 +64,9 @@ static const struct option dnsbl_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
-enum zstate { Z_CLEAN, Z_LISTED, Z_ERROR };
+/* Z_UNCHECKED: the zone answered, but cannot vouch for "not listed" (its
+ * RFC 5782 test entry is missing): neither clean nor an answer error. */
+enum zstate { Z_CLEAN, Z_LISTED, Z_ERROR, Z_UNCHECKED };
 
 /* One zone's outcome. Plain value. */
 struct zone_result {
@@ -132,6 +136,8 @@ static int check_test_entry(struct dnsq *q, const char *ip_text, struct zone_res
   struct dnsq_addr *a = NULL;
   size_t n = 0;
   snprintf(name, sizeof name, "2.0.0.127.%s", z->zone);
+  /* Checking 127.0.0.2 itself: its "no such name" answer already says
+   * the test entry is missing. */
   int rc = strcmp(ip_text, "127.0.0.2") == 0 ? DNSQ_NONE : dnsq_addr(q, name, 4, &a, &n, err, sizeof err);
   int works = rc == DNSQ_OK && a[0].addr[0] == 127 && !(a[0].addr[1] == 255 && a[0].addr[2] == 255);
   free(a);
@@ -139,20 +145,20 @@ static int check_test_entry(struct dnsq *q, const char *ip_text, struct zone_res
     snprintf(fatal, fatal_len, "%s", err);
     return -1;
   }
-  if (works || strcmp(ip_text, "127.0.0.2") == 0) {
+  if (works) {
     z->state = Z_CLEAN;
     snprintf(z->detail, sizeof z->detail, "%s is not listed", ip_text);
     return 0;
   }
-  z->state = Z_ERROR;
+  z->state = Z_UNCHECKED;
   if (rc == DNSQ_OK)
     snprintf(z->detail, sizeof z->detail,
-             "%s is not listed, but the zone refuses this resolver (its test entry 127.0.0.2 answers with an "
+             "not checked: %s is not listed, but the zone refuses this resolver (its test entry 127.0.0.2 answers with an "
              "error code), so that says nothing: ask through a resolver of your own",
              ip_text);
   else
     snprintf(z->detail, sizeof z->detail,
-             "cannot tell: the zone does not list its test entry 127.0.0.2 (RFC 5782 section 5), so the list is "
+             "not checked: the zone does not list its test entry 127.0.0.2 (RFC 5782 section 5), so the list is "
              "closed or this resolver does not reach it%s%s",
              rc == DNSQ_NONE ? "" : ": ", rc == DNSQ_NONE ? "" : err);
   return 0;
@@ -235,7 +241,7 @@ static int check_zone(struct dnsq *q, const struct spf_ip *ip, const char *ip_te
 }
 
 static void print_json(const char *ip, const struct zone_result *zs, size_t n, int listed) {
-  static const char *const status[] = {"clean", "listed", "error"};
+  static const char *const status[] = {"clean", "listed", "error", "not_checked"};
   fputs("{\"ip\":", stdout);
   cli_json_string(stdout, ip);
   printf(",\"listed\":%s,\"zones\":[", listed ? "true" : "false");
@@ -278,7 +284,8 @@ int cmd_dnsbl(int argc, char **argv, struct cli_ctx *ctx) {
            "\n"
            "Looks IP (IPv4 or IPv6) up on DNS blocklists, one line per zone:\n"
            "PASS (not listed), FAIL (listed, with the code and the list's reason)\n"
-           "or ERROR (the list refused the query or gave no usable answer).\n"
+           "ERROR (the list refused the query or gave no usable answer) or UNCHECKED\n"
+           "(the zone cannot vouch for \"not listed\": its test entry is missing).\n"
            "Default zones: zen.spamhaus.org, bl.spamcop.net, b.barracudacentral.org,\n"
            "dnsbl.sorbs.net, psbl.surriel.com, dnsbl-1.uceprotect.net.\n"
            "\n"
@@ -287,7 +294,8 @@ int cmd_dnsbl(int argc, char **argv, struct cli_ctx *ctx) {
            "                    \"status\", \"listed\", \"codes\", \"reason\", \"detail\"}]}\n"
            "  --dns-server A    ask this resolver (env RELAYQ_DNS_SERVER; default the system's)\n"
            "\n"
-           "Exit: 0 not listed, 1 listed on a zone, 2 error.");
+           "Exit: 0 not listed (every zone checked), 1 listed on a zone, 2 error or a zone\n"
+           "not checked (UNCHECKED: it does not list its test entry 127.0.0.2).");
       return EXIT_CLEAN;
     case O_ZONE:
       if (n_zones == MAX_ZONES) return cli_fail(EXIT_ERROR, "at most %d --zone.", MAX_ZONES);
@@ -325,13 +333,13 @@ int cmd_dnsbl(int argc, char **argv, struct cli_ctx *ctx) {
       return cli_fail(EXIT_ERROR, "%s Check --dns-server (or RELAYQ_DNS_SERVER) and the network.", err);
     }
     listed |= zs[i].state == Z_LISTED;
-    errors |= zs[i].state == Z_ERROR;
+    errors |= zs[i].state == Z_ERROR || zs[i].state == Z_UNCHECKED;
   }
   dnsq_close(q);
   if (json) {
     print_json(text, zs, n_zones, listed);
   } else {
-    static const char *const word[] = {"PASS", "FAIL", "ERROR"};
+    static const char *const word[] = {"PASS", "FAIL", "ERROR", "UNCHECKED"};
     for (size_t i = 0; i < n_zones; i++) printf("%s %s: %s\n", word[zs[i].state], zs[i].zone, zs[i].detail);
   }
   return listed ? EXIT_LISTED : errors ? EXIT_ERROR : EXIT_CLEAN;

@@ -38,6 +38,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cli.h"
+#include "queue_stats.h"
 #include "util.h"
 
 #define SCAN_COUNT "1000"          /* keys Redis looks at per SCAN call */
@@ -46,6 +47,10 @@
 #define TOP_TENANTS 5
 #define MAX_NAME 512               /* longer key suffixes are not ours: ignored */
 #define MAX_WARNINGS 5
+
+static const char *const hb_fields[HB_COUNT] = {"host",   "pid",     "started_at",
+                                                "inflight", "sent",  "failed",
+                                                "version", "queues", "updated_at"};
 
 enum { O_JSON = CLI_OPT_FIRST_FREE };
 
@@ -57,11 +62,6 @@ static const struct option queue_opts[] = {
 
 /* ---- sets of names ----------------------------------------------------------- */
 
-/* Owns its strings. */
-struct names {
-  char **v;
-  size_t n, cap;
-};
 
 /* Appends a copy of p[0..len), whatever it holds but NUL. */
 static void names_push(struct names *s, const char *p, size_t len) {
@@ -112,55 +112,7 @@ static void names_free(struct names *s) {
 
 /* ---- the snapshot ---------------------------------------------------------------- */
 
-/* One tenant's sorted backlog in one queue. paused: 0 no, 1 yes; until:
- * the pause's end (ms), or -1 when the pause key holds no number. */
-struct tenant_depth {
-  char *tenant;
-  long long depth;
-  int paused;
-  long long until;
-};
-
-struct queue_stat {
-  char *name;                /* owned by struct stats' queue names */
-  long long shared;          /* LLEN P:queue:Q */
-  long long sorted;          /* sum of the tenant lists */
-  struct tenant_depth *t;    /* every tenant in the ring; owned */
-  size_t nt;
-  size_t with_backlog, paused;
-};
-
-/* A heartbeat field's raw value, or NULL when absent. */
-enum { HB_HOST, HB_PID, HB_STARTED, HB_INFLIGHT, HB_SENT, HB_FAILED, HB_VERSION, HB_QUEUES,
-       HB_UPDATED, HB_COUNT };
-static const char *const hb_fields[HB_COUNT] = {"host",   "pid",     "started_at",
-                                                "inflight", "sent",  "failed",
-                                                "version", "queues", "updated_at"};
-
-struct worker_stat {
-  char *id;               /* owned by struct stats' worker names */
-  char *registered;       /* queues in the registry; NULL: not registered (owned) */
-  int live;               /* the heartbeat hash exists */
-  char *hb[HB_COUNT];     /* heartbeat fields (owned) */
-  long long inflight_len; /* LLEN P:inflight:W */
-};
-
-/* Everything one `queue stats` reads. Owns every string and array. */
-struct stats {
-  redisContext *rc;
-  const char *prefix; /* borrowed from the client */
-  long long now;
-  struct names queue_names, worker_names;
-  struct queue_stat *q;
-  size_t nq;
-  struct worker_stat *w;
-  size_t nw;
-  long long due, later, dead;
-  int warnings;
-  size_t cur; /* the queue a tenant phase works on */
-};
-
-static void stats_free(struct stats *s) {
+void queue_stats_free(struct stats *s) {
   for (size_t i = 0; i < s->nq; i++) {
     for (size_t k = 0; k < s->q[i].nt; k++) free(s->q[i].t[k].tenant);
     free(s->q[i].t);
@@ -456,7 +408,7 @@ static int read_totals(struct stats *s) {
   return 0;
 }
 
-static int collect(struct stats *s) {
+int queue_stats_collect(struct stats *s) {
   struct names pairs = {0};
   int rc = scan_keys(s);
   if (rc == 0) rc = read_registry(s, &pairs);
@@ -470,14 +422,14 @@ static int collect(struct stats *s) {
 /* ---- output helpers ------------------------------------------------------------ */
 
 /* A heartbeat number, or -1 when absent or not a number. */
-static long long hb_num(const struct worker_stat *w, int f) {
+long long queue_stats_hb_num(const struct worker_stat *w, int f) {
   long long v;
   if (w->hb[f] == NULL || cli_parse_int(w->hb[f], 0, INT64_MAX, &v) != 0) return -1;
   return v;
 }
 
 static long long hb_age(const struct stats *s, const struct worker_stat *w) {
-  long long upd = hb_num(w, HB_UPDATED);
+  long long upd = queue_stats_hb_num(w, HB_UPDATED);
   if (upd < 0) return -1;
   return s->now > upd ? s->now - upd : 0;
 }
@@ -545,7 +497,7 @@ static void print_json_worker(const struct stats *s, const struct worker_stat *w
   fputs(",\"host\":", stdout);
   cli_json_string(stdout, w->hb[HB_HOST] ? w->hb[HB_HOST] : "");
   fputs(",\"pid\":", stdout);
-  json_num_or_null(hb_num(w, HB_PID));
+  json_num_or_null(queue_stats_hb_num(w, HB_PID));
   fputs(",\"version\":", stdout);
   cli_json_string(stdout, w->hb[HB_VERSION] ? w->hb[HB_VERSION] : "");
   fputs(",\"queues\":", stdout);
@@ -554,7 +506,7 @@ static void print_json_worker(const struct stats *s, const struct worker_stat *w
   static const char *const names[] = {"inflight", "sent", "failed", "started_at", "updated_at"};
   for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
     printf(",\"%s\":", names[i]);
-    json_num_or_null(hb_num(w, nums[i]));
+    json_num_or_null(queue_stats_hb_num(w, nums[i]));
   }
   fputs(",\"heartbeat_age_ms\":", stdout);
   json_num_or_null(hb_age(s, w));
@@ -694,8 +646,8 @@ static void print_text(const struct stats *s) {
       char age[40];
       fmt_age(age, sizeof age - 4, hb_age(s, w));
       if (strcmp(age, "?") != 0) strcat(age, " ago");
-      cli_table_row(&t, w->id, w->hb[HB_HOST], num(hb_num(w, HB_PID)), age,
-                num(hb_num(w, HB_INFLIGHT)), num(hb_num(w, HB_SENT)), num(hb_num(w, HB_FAILED)),
+      cli_table_row(&t, w->id, w->hb[HB_HOST], num(queue_stats_hb_num(w, HB_PID)), age,
+                num(queue_stats_hb_num(w, HB_INFLIGHT)), num(queue_stats_hb_num(w, HB_SENT)), num(queue_stats_hb_num(w, HB_FAILED)),
                 w->hb[HB_VERSION], w->hb[HB_QUEUES]);
     }
     cli_table_print(&t, stdout, "  ");
@@ -733,12 +685,12 @@ static int stats_cmd(struct cli_ctx *ctx, int json) {
   if (c == NULL) return CLI_FAIL;
   struct stats s = {.rc = relayq_client_redis(c), .prefix = relayq_client_prefix(c)};
   s.now = relayq_now_ms();
-  int rc = collect(&s);
+  int rc = queue_stats_collect(&s);
   if (rc == 0) {
     if (json) print_json(&s);
     else print_text(&s);
   }
-  stats_free(&s);
+  queue_stats_free(&s);
   return rc == 0 ? CLI_OK : CLI_FAIL;
 }
 

@@ -125,6 +125,10 @@ static void usage(FILE *f) {
         "        send a real test message through the tenant's route now\n"
         "  del TENANT [--route NAME]\n"
         "        delete the tenant (and its routes), or one route\n"
+        "  reseal (TENANT | --all)\n"
+        "        rewrite enc:v1: and plaintext secrets as enc:v2: (bound to hash and field)\n"
+        "  verify-domain TENANT DOMAIN [dns check options]\n"
+        "        run the checks of 'relayq dns check' and add DOMAIN to verified_domains\n"
         "\n"
         "Options:\n"
         "  --ca-file FILE   CA bundle (PEM) to verify servers with (env RELAYQ_CA_FILE)\n"
@@ -207,14 +211,15 @@ static int parse_opts(int argc, char **argv, struct cli_ctx *ctx, struct topts *
     return -1;
   }
   o->tenant = argv[optind];
-  if (!relayq_valid_id(o->tenant)) {
-    cli_fail(CLI_USAGE, "the tenant id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -.");
+  if (!relayq_valid_tenant(o->tenant)) {
+    cli_fail(CLI_USAGE, "the tenant id must be 1-128 characters of A-Z a-z 0-9 . _ @ - (no ':', which would make "
+                        "one tenant's route key another tenant's hash).");
     return -1;
   }
   o->pos = argv + optind + 1;
   o->npos = argc - optind - 1;
-  if (o->route != NULL && !relayq__valid_name(o->route, strlen(o->route))) {
-    cli_fail(CLI_USAGE, "--route takes a name of 1-128 characters of A-Z a-z 0-9 . _ : @ -.");
+  if (o->route != NULL && !relayq_valid_tenant(o->route)) {
+    cli_fail(CLI_USAGE, "--route takes a name of 1-128 characters of A-Z a-z 0-9 . _ @ - (no ':').");
     return -1;
   }
   if (o->route != NULL && (strcasecmp(o->route, "platform") == 0 || strcasecmp(o->route, "smtp") == 0 ||
@@ -400,6 +405,7 @@ static int connection_field(const char *f) {
 
 /* What is shown of a secret: whether it is sealed, never its value. */
 static const char *masked(const char *value) {
+  if (relayq_secret_is_v2(value)) return "enc:v2:\xe2\x80\xa6(sealed)";
   return relayq_secret_is_sealed(value) ? "enc:v1:\xe2\x80\xa6(sealed)" : "****(plaintext)";
 }
 
@@ -575,9 +581,11 @@ static int collect_pairs(const struct topts *o, const unsigned char *key, const 
       continue;
     }
     if (v[0] == '\0') continue; /* deletion */
-    if (rq_tenant_field_is_secret(f) && relayq_secret_is_sealed(v) && key == NULL) {
-      cli_fail(CLI_USAGE, "%s is given sealed (enc:v1:) but RELAYQ_SECRET_KEY is not set: set the key it was "
-                          "sealed with, or give the plaintext.",
+    if (rq_tenant_field_is_secret(f) && strncmp(v, "enc:", 4) == 0) {
+      /* A sealed value copied from another hash would be replayed there
+       * (v1) or fail to open here (v2): only plaintext is sealed here. */
+      cli_fail(CLI_USAGE, "%s is given already sealed (enc:...): give the plaintext; `relayq tenant set` seals it "
+                          "for this tenant and field itself.",
                f);
       bad++;
       continue;
@@ -606,6 +614,24 @@ static void forget_derived(struct kvs *m, const struct pair *pairs, int n) {
   if (preset && !host) kvs_del(m, "smtp_host");
   if (preset && !sec) kvs_del(m, "smtp_security");
   if ((preset || sec) && !port) kvs_del(m, "smtp_port");
+}
+
+/* v1's domain_verified=1 stands for the domain of dkim_domain, else of
+ * from_email (CONTRACT.md v1.1): a command that changes either, without
+ * setting domain_verified itself, clears it, so the mark never carries
+ * over to a domain nobody verified. */
+static int forget_verified(struct kvs *m, const struct pair *pairs, int n) {
+  int changed = 0;
+  for (int i = 0; i < n; i++) {
+    const char *f = pairs[i].field, *old;
+    if (strcmp(f, "domain_verified") == 0) return 0;
+    if (strcmp(f, "from_email") != 0 && strcmp(f, "dkim_domain") != 0) continue;
+    old = kvs_get(m, f);
+    if (old == NULL || strcasecmp(old, pairs[i].value) != 0) changed = 1;
+  }
+  if (!changed || kvs_get(m, "domain_verified") == NULL) return 0;
+  kvs_del(m, "domain_verified");
+  return 1;
 }
 
 /* Replaces the SMTP values in m by the canonical ones conf resolved to
@@ -871,14 +897,15 @@ out:
   return rc;
 }
 
-/* Seals every secret of m that is still plaintext. Returns 0 or -1
+/* Seals every secret of m that is still plaintext, as enc:v2: bound to
+ * place (the hash key without the prefix) and its field. Returns 0 or -1
  * (printed). */
-static int seal_all(struct kvs *m, const unsigned char *key) {
+static int seal_all(struct kvs *m, const unsigned char *key, const char *place) {
   for (size_t i = 0; i < m->n; i++) {
     if (!rq_tenant_field_is_secret(m->f[i]) || relayq_secret_is_sealed(m->v[i])) continue;
     char *sealed = NULL;
     struct relayq_error e;
-    if (key == NULL || relayq_secret_seal(key, m->v[i], &sealed, &e) != 0)
+    if (key == NULL || relayq_secret_seal_for(key, place, m->f[i], m->v[i], &sealed, &e) != 0)
       return cli_fail(-1, "cannot seal %s: %s", m->f[i], key ? e.message : "RELAYQ_SECRET_KEY is not set.");
     kvs_set(m, m->f[i], sealed);
     free(sealed);
@@ -933,7 +960,7 @@ static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
   for (int i = 0; i < n; i++)
     if (rq_tenant_field_is_secret(pairs[i].field) && pairs[i].value[0] && !relayq_secret_is_sealed(pairs[i].value) &&
         key == NULL) {
-      cli_fail(CLI_USAGE, "RELAYQ_SECRET_KEY is not set: `relayq tenant set` stores %s sealed (enc:v1:); set it to "
+      cli_fail(CLI_USAGE, "RELAYQ_SECRET_KEY is not set: `relayq tenant set` stores %s sealed (enc:v2:); set it to "
                           "the base64 32-byte key the workers use.",
                pairs[i].field);
       goto out;
@@ -954,6 +981,10 @@ static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
   const struct kvs *base = o->route ? &route_old : &old;
   for (size_t i = 0; i < base->n; i++) kvs_set(&merged, base->f[i], base->v[i]);
   forget_derived(&merged, pairs, n);
+  if (o->route == NULL && forget_verified(&merged, pairs, n) && !o->json)
+    printf("domain_verified cleared: it vouched for the old domain; 'relayq tenant verify-domain %s DOMAIN' "
+           "verifies the new one.\n",
+           o->tenant);
   for (int i = 0; i < n; i++) kvs_set(&merged, pairs[i].field, pairs[i].value);
   if (o->route != NULL) {
     routes_new = routes_with(kvs_get(&old, "routes"), o->route, 1);
@@ -975,7 +1006,10 @@ static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
   }
 
   rc = CLI_FAIL;
-  if (seal_all(&merged, key) != 0) goto out;
+  char place[720];
+  if (o->route) snprintf(place, sizeof place, "tenant:%s:route:%s", o->tenant, o->route);
+  else snprintf(place, sizeof place, "tenant:%s", o->tenant);
+  if (seal_all(&merged, key, place) != 0) goto out;
   int w = o->route ? write_hash(c, rkey, &route_old, &merged, tkey, "routes", routes_new)
                    : write_hash(c, tkey, &old, &merged, NULL, NULL, NULL);
   if (w < 0) goto out;
@@ -1037,7 +1071,7 @@ static int load_stored(struct relayq_client *c, const char *tenant, struct store
   for (char *p = list, *e; p && *p; p = e ? e + 1 : NULL) {
     e = strchr(p, ',');
     if (e) *e = '\0';
-    if (!*p || !relayq__valid_name(p, strlen(p)) || s->n_routes == RQ_TENANT_MAX_ROUTES) continue;
+    if (!*p || !relayq_valid_tenant(p) || s->n_routes == RQ_TENANT_MAX_ROUTES) continue;
     s->route_names = rq_xrealloc(s->route_names, (s->n_routes + 1) * sizeof *s->route_names);
     s->routes = rq_xrealloc(s->routes, (s->n_routes + 1) * sizeof *s->routes);
     s->route_names[s->n_routes] = rq_xstrdup(p);
@@ -1565,6 +1599,15 @@ static int del_tenant(const struct topts *o, struct relayq_client *c, const char
   int rc = CLI_FAIL;
   snprintf(pattern, sizeof pattern, "%s:route:*", key);
   if (scan_keys(c, pattern, &keys, &n_keys) != 0) goto out;
+  /* Route names have no ':' (v1.1): a key with one after ":route:" is not
+   * this tenant's route but another hash (e.g. a tenant "T:route:x" written
+   * before names lost ':'), and is left alone. */
+  size_t kept = 0, plen = strlen(pattern) - 1;
+  for (size_t i = 0; i < n_keys; i++) {
+    if (strlen(keys[i]) > plen && relayq_valid_tenant(keys[i] + plen)) keys[kept++] = keys[i];
+    else free(keys[i]);
+  }
+  n_keys = kept;
   if (hash->n == 0 && n_keys == 0) {
     cli_fail(CLI_FAIL, "tenant '%s' has no settings; nothing deleted.", o->tenant);
     goto out;
@@ -1618,6 +1661,8 @@ int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
     return CLI_OK;
   }
   if (!strcmp(argv[1], "pause") || !strcmp(argv[1], "resume")) return cmd_tenant_pause(argc, argv, ctx);
+  if (strcmp(argv[1], "reseal") == 0) return cmd_tenant_reseal(argc - 1, argv + 1, ctx);
+  if (strcmp(argv[1], "verify-domain") == 0) return cmd_tenant_verify_domain(argc - 1, argv + 1, ctx);
   static const struct {
     const char *name;
     int (*fn)(struct topts *, struct cli_ctx *);

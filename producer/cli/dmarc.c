@@ -118,23 +118,76 @@ static int policy(const struct tag *t, char *dst, size_t cap, char *err, size_t 
   return 0;
 }
 
-/* rua/ruf: a comma-separated list of URIs (RFC 7489 6.4); every report
- * receiver in practice takes mailto: only. */
+/* One dmarc-uri (RFC 7489 6.4): URI [ "!" 1*DIGIT [ "k" / "m" / "g" / "t" ] ].
+ * The URI needs a scheme (RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" /
+ * "." ) ":") and something after it; a mailto: one needs an address with
+ * '@' (mailto: is what every receiver supports, 6.2). A literal '!' or ','
+ * inside the URI must be %-encoded, so the first '!' starts the size. */
+static int dmarc_uri(const char *p, const char *e) {
+  const char *bang = memchr(p, '!', (size_t)(e - p));
+  if (bang) {
+    const char *d = bang + 1, *f = e;
+    if (f > d && strchr("kmgtKMGT", f[-1])) f--;
+    if (f == d) return 0;
+    for (; d < f; d++)
+      if (!is_digit((unsigned char)*d)) return 0;
+    e = bang;
+  }
+  const char *c = p;
+  if (c == e || !is_alpha((unsigned char)*c)) return 0;
+  while (c < e && (is_alpha((unsigned char)*c) || is_digit((unsigned char)*c) || strchr("+-.", *c))) c++;
+  if (c == e || *c != ':' || c + 1 == e) return 0;
+  for (const char *q = p; q < e; q++)
+    if ((unsigned char)*q <= 0x20 || (unsigned char)*q > 0x7e) return 0;
+  if (c - p == 6 && strncasecmp(p, "mailto", 6) == 0) {
+    const char *at = memchr(c + 1, '@', (size_t)(e - c - 1));
+    if (at == NULL || at == c + 1 || at + 1 == e) return 0;
+  }
+  return 1;
+}
+
+/* rua/ruf: dmarc-urilist = dmarc-uri *( *WSP "," *WSP dmarc-uri ). */
 static int uri_list(const struct tag *t, char *dst, size_t cap, char *err, size_t errlen) {
   const char *p = t->v, *end = t->v + t->vl;
-  while (p < end) {
+  while (p <= end) {
     const char *c = memchr(p, ',', (size_t)(end - p));
     const char *e = c ? c : end;
     while (p < e && is_ws((unsigned char)*p)) p++;
-    if (e - p < 8 || strncasecmp(p, "mailto:", 7) != 0 || !memchr(p, '@', (size_t)(e - p)))
-      return say(err, errlen, "%s=%.*s: every address must be mailto:ADDRESS", t->name,
-                 (int)(t->vl > 80 ? 80 : t->vl), t->v),
+    while (e > p && is_ws((unsigned char)e[-1])) e--;
+    if (!dmarc_uri(p, e))
+      return say(err, errlen, "%s=%.*s: '%.*s' is not a report URI (mailto:ADDRESS, optionally !SIZE like !10m)",
+                 t->name, (int)(t->vl > 80 ? 80 : t->vl), t->v, (int)(e - p > 80 ? 80 : e - p), p),
              -1;
-    p = c ? c + 1 : end;
+    if (c == NULL) break;
+    p = c + 1;
   }
   if (t->vl >= cap) return say(err, errlen, "%s is longer than %zu bytes", t->name, cap - 1), -1;
   snprintf(dst, cap, "%.*s", (int)t->vl, t->v);
   return 0;
+}
+
+/* fo / rf: values separated by ':' with optional white space around each,
+ * every value one the tag allows. */
+static int colon_list(const struct tag *t, const char *which) {
+  const char *p = t->v, *end = t->v + t->vl;
+  if (p == end) return 0;
+  for (;;) {
+    const char *c = memchr(p, ':', (size_t)(end - p));
+    const char *e = c ? c : end;
+    while (p < e && is_ws((unsigned char)*p)) p++;
+    while (e > p && is_ws((unsigned char)e[-1])) e--;
+    int ok = strcmp(which, "fo") == 0 ? e - p == 1 && strchr("01dsDS", *p)
+                                      : e - p == 4 && strncasecmp(p, "afrf", 4) == 0;
+    if (!ok) return 0;
+    if (c == NULL) return 1;
+    p = c + 1;
+  }
+}
+
+static int say_bad(const struct tag *t, const char *want, char *err, size_t errlen) {
+  say(err, errlen, "%s=%.*s is not valid (RFC 7489 6.3: %s); receivers ignore it and use the default", t->name,
+      (int)(t->vl > 40 ? 40 : t->vl), t->v, want);
+  return -1;
 }
 
 int dmarc_parse(const char *text, struct dmarc_record *out, char *err, size_t errlen) {
@@ -164,6 +217,14 @@ int dmarc_parse(const char *text, struct dmarc_record *out, char *err, size_t er
   }
   if ((t = tag_get(tags, n, "rua")) && uri_list(t, out->rua, sizeof out->rua, err, errlen) != 0) return -1;
   if ((t = tag_get(tags, n, "ruf")) && uri_list(t, out->ruf, sizeof out->ruf, err, errlen) != 0) return -1;
+  /* fo = one of 0 1 d s, ':'-separated; rf = "afrf" entries; ri = digits. */
+  if ((t = tag_get(tags, n, "fo")) && !colon_list(t, "fo")) return say_bad(t, "0, 1, d or s separated by ':'", err, errlen);
+  if ((t = tag_get(tags, n, "rf")) && !colon_list(t, "rf")) return say_bad(t, "afrf", err, errlen);
+  if ((t = tag_get(tags, n, "ri"))) {
+    int ok = t->vl > 0 && t->vl <= 10;
+    for (size_t i = 0; ok && i < t->vl; i++) ok = is_digit((unsigned char)t->v[i]);
+    if (!ok) return say_bad(t, "a number of seconds", err, errlen);
+  }
   return 0;
 }
 
@@ -226,8 +287,11 @@ int dkimrec_parse(const char *text, struct dkim_record *out, char *err, size_t e
     if (!ok) return say(err, errlen, "s=%.*s does not allow email", (int)(t->vl > 40 ? 40 : t->vl), t->v), -1;
   }
   if ((t = tag_get(tags, n, "t"))) {
+    /* key-t-tag-flag *( [FWS] ":" [FWS] key-t-tag-flag ): the flag "y"
+     * alone, not a word starting with y (unknown flags are ignored). */
     for (size_t i = 0; i < t->vl; i++)
-      if ((t->v[i] | 0x20) == 'y' && (i == 0 || t->v[i - 1] == ':' || is_ws((unsigned char)t->v[i - 1])))
+      if ((t->v[i] | 0x20) == 'y' && (i == 0 || t->v[i - 1] == ':' || is_ws((unsigned char)t->v[i - 1])) &&
+          (i + 1 == t->vl || t->v[i + 1] == ':' || is_ws((unsigned char)t->v[i + 1])))
         out->testing = 1;
   }
   if ((t = tag_get(tags, n, "p")) == NULL) return say(err, errlen, "the record has no p= public key"), -1;

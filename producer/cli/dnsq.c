@@ -53,6 +53,23 @@ int dnsq_valid_name(const char *name) {
   return label > 0;
 }
 
+int dnsq_valid_qname(const char *name) {
+  size_t n = strlen(name), label = 0;
+  if (n == 0 || n > 253) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c == '.') {
+      if (label == 0) return 0;
+      label = 0;
+      continue;
+    }
+    /* A backslash would be read as an escape by dn_comp. */
+    if (c < 0x20 || c > 0x7e || c == '\\') return 0;
+    if (++label > 63) return 0;
+  }
+  return label > 0;
+}
+
 /* Parses IP, IP:PORT, [IPv6]:PORT or a bare IPv6 into a socket address. */
 static int parse_server(const char *s, struct sockaddr_in *v4, struct sockaddr_in6 *v6, int *family) {
   char host[64];
@@ -201,7 +218,7 @@ static double now_s(void) {
  * *msg ready to read, DNSQ_NONE, or an error with err.
  */
 static int query(struct dnsq *q, const char *name, int type, ns_msg *msg, char *err, size_t errlen) {
-  if (!dnsq_valid_name(name))
+  if (!dnsq_valid_qname(name))
     return say(err, errlen, "'%.80s' is not a DNS name that can be looked up.", name), DNSQ_EFAIL;
   /* res_nquery returns -1 both for "no answer" and for an answer with an
    * error code, leaving the latter in buf: a cleared header tells them

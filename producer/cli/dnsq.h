@@ -81,4 +81,10 @@ void dnsq_strs_free(char **v, size_t n);
  * letters, digits, '-', '_' and dots, labels of 1-63 bytes. */
 int dnsq_valid_name(const char *name);
 
+/* 1 when name can be sent in a query: 1-253 bytes of printable ASCII
+ * (space included) without a backslash, labels of 1-63 bytes. Wider than
+ * dnsq_valid_name because SPF domain-specs may name any such host
+ * ("a:foo:bar/baz.example.com", RFC 7208 section 7.1's "%_" space). */
+int dnsq_valid_qname(const char *name);
+
 #endif

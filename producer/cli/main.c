@@ -28,6 +28,7 @@ static const struct command commands[] = {
     {"dead", cmd_dead, "list or requeue dead-lettered jobs"},
     {"dns", cmd_dns, "check a domain's SPF, DKIM and DMARC records"},
     {"dnsbl", cmd_dnsbl, "check whether an IP address is on a blocklist"},
+    {"web", cmd_web, "the operator console in a browser (queues, tenants, jobs, dead letters)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)
 

@@ -133,7 +133,8 @@ static int check_domain_spec(const char *s, size_t n, int allow_crt, int *macro,
     if (s[i] == '%') {
       size_t ml = macro_len(s + i, n - i, allow_crt);
       if (ml == 0) return say(err, errlen, "'%.*s' is not a valid macro", (int)(n - i), s + i), -1;
-      *macro = 1;
+      /* %%, %_ and %- are literal characters, not expanded from the message. */
+      if (s[i + 1] == '{') *macro = 1;
       ends_in_macro = s[i + 1] == '{' && i + ml == n;
       i += ml;
       continue;
@@ -151,6 +152,30 @@ static int check_domain_spec(const char *s, size_t n, int allow_crt, int *macro,
   while (dot > 0 && s[dot - 1] != '.') dot--;
   if (dot == 0 || dot == 1 || !is_toplabel(s + dot, end - dot))
     return say(err, errlen, "'%.*s' is not a domain name", (int)n, s), -1;
+  if (*macro) return 0; /* labels are only known once expanded */
+  /* Without macros the name is looked up as written: a label that DNS
+   * cannot carry (empty, over 63 bytes) makes the term unusable, which
+   * receivers answer with permerror (or treat as no match, RFC 7208 leaves
+   * it open); either way the record needs fixing. */
+  for (size_t i = 0, start = 0; i <= end; i++) {
+    if (i < end && s[i] != '.') continue;
+    if (i == start) return say(err, errlen, "'%.*s' has an empty label (two dots in a row)", (int)n, s), -1;
+    if (i - start > 63)
+      return say(err, errlen, "'%.*s' has a label longer than 63 characters", (int)n, s), -1;
+    start = i + 1;
+  }
+  return 0;
+}
+
+/* macro-string = *( macro-expand / macro-literal ): every '%' starts a
+ * valid macro (RFC 7208 7.1; the value of an unknown modifier). */
+static int check_macro_string(const char *s, size_t n, char *err, size_t errlen) {
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] != '%') continue;
+    size_t ml = macro_len(s + i, n - i, 0);
+    if (ml == 0) return say(err, errlen, "'%.*s' is not a valid macro", (int)(n - i), s + i), -1;
+    i += ml - 1;
+  }
   return 0;
 }
 
@@ -162,15 +187,21 @@ static int is_mod_name(const char *s, size_t n) {
   return 1;
 }
 
-/* Position of the first '/' in s[0..n) that is not inside a %{...}. */
+/* Where the dual-cidr-length at the end of s[0..n) starts: a trailing
+ * "//digits", then before it a "/digits" (n when there is none). A
+ * domain-spec may itself hold '/' and ':' ("a:foo:bar/baz.example.com",
+ * RFC 7208 section 12), so only the end is read as a prefix length. */
+static size_t digits_back(const char *s, size_t end) {
+  size_t i = end;
+  while (i > 0 && is_digit((unsigned char)s[i - 1])) i--;
+  return i;
+}
 static size_t cidr_start(const char *s, size_t n) {
-  int in_macro = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] == '%' && i + 1 < n && s[i + 1] == '{') in_macro = 1;
-    else if (s[i] == '}') in_macro = 0;
-    else if (s[i] == '/' && !in_macro) return i;
-  }
-  return n;
+  size_t at = n, d = digits_back(s, n);
+  if (d < n && d >= 2 && s[d - 1] == '/' && s[d - 2] == '/') at = n = d - 2;
+  d = digits_back(s, n);
+  if (d < n && d >= 1 && s[d - 1] == '/') at = d - 1;
+  return at;
 }
 
 /* dual-cidr-length = [ ip4-cidr-length ] [ "/" ip6-cidr-length ]:
@@ -221,10 +252,14 @@ static int parse_term(const char *s, size_t n, struct spf_term *t, char *err, si
     if (eq == 8 && strncasecmp(s, "redirect", 8) == 0) t->kind = SPF_REDIRECT;
     else if (eq == 3 && strncasecmp(s, "exp", 3) == 0) t->kind = SPF_EXP;
     else {
-      t->kind = SPF_UNKNOWN_MOD; /* ignored (RFC 7208 6) */
+      t->kind = SPF_UNKNOWN_MOD; /* ignored (RFC 7208 6), but its value must be a macro-string */
+      if (check_macro_string(v, vl, why, sizeof why) != 0)
+        return say(err, errlen, "'%s': %s", t->text, why), -1;
       return 0;
     }
-    if (check_domain_spec(v, vl, t->kind == SPF_EXP, &t->has_macro, why, sizeof why) != 0)
+    /* exp= names a domain-spec like redirect=: the c, r and t macros are
+     * only for the explanation text found there (RFC 7208 7.1). */
+    if (check_domain_spec(v, vl, 0, &t->has_macro, why, sizeof why) != 0)
       return say(err, errlen, "'%s': %s", t->text, why), -1;
     return (t->domain = dupn(v, vl)) ? 0 : (say(err, errlen, "out of memory"), -1);
   }
@@ -377,11 +412,27 @@ static void problem(struct spf_tree *t, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* Strips one trailing dot into a fresh copy (lookups take names without). */
+/* The name to look up for a domain-spec without %{...} macros: one
+ * trailing dot stripped (lookups take names without) and the literal
+ * macros expanded: "%%" is '%', "%_" a space, "%-" "%20" (RFC 7208 7.1).
+ * A fresh copy, or NULL on out of memory. */
 static char *lookup_name(const char *d) {
   size_t n = strlen(d);
   if (n && d[n - 1] == '.') n--;
-  return dupn(d, n);
+  char *out = malloc(3 * n + 1);
+  if (out == NULL) return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (d[i] == '%' && i + 1 < n && strchr("%_-", d[i + 1])) {
+      char c = d[++i];
+      if (c == '-') memcpy(out + k, "%20", 3), k += 3;
+      else out[k++] = c == '_' ? ' ' : '%';
+      continue;
+    }
+    out[k++] = d[i];
+  }
+  out[k] = '\0';
+  return out;
 }
 
 /* The v=spf1 records at name. Returns the spf_dns code; *recs owned by
@@ -524,6 +575,7 @@ static enum spf_result resolve(struct spf_tree *t, const struct spf_record *r, s
   char e[200] = "";
   if (x->kind == SPF_A) {
     int rc = t->res->addr(t->res->ctx, name, fam, &ips, &n, e, sizeof e);
+    x->found_none[f] = rc == SPF_DNS_NONE;
     if (rc == SPF_DNS_ERROR) {
       say(err, errlen, "%s", e);
       out = SPF_TEMPERROR;
@@ -536,6 +588,7 @@ static enum spf_result resolve(struct spf_tree *t, const struct spf_record *r, s
     char **hosts = NULL;
     size_t nh = 0;
     int rc = t->res->mx(t->res->ctx, name, &hosts, &nh, e, sizeof e);
+    x->found_none[f] = rc == SPF_DNS_NONE;
     if (rc == SPF_DNS_ERROR) {
       say(err, errlen, "%s", e);
       out = SPF_TEMPERROR;
@@ -574,8 +627,21 @@ static enum spf_result unloaded(const struct spf_tree *t, const struct spf_term 
   return SPF_PERMERROR;
 }
 
+/* What one check_host() run has spent (RFC 7208 4.6.4). */
+struct budget {
+  int lookups, voids;
+};
+
+/* Charges one DNS-querying term; PERMERROR (err set) once over the limit. */
+static enum spf_result charge(struct budget *b, const struct spf_term *x, char *err, size_t errlen) {
+  if (++b->lookups <= SPF_MAX_LOOKUPS) return 0;
+  return say(err, errlen, "evaluation reaches '%s', DNS lookup %d of at most %d (RFC 7208 4.6.4)", x->text,
+             b->lookups, SPF_MAX_LOOKUPS),
+         SPF_PERMERROR;
+}
+
 static enum spf_result eval_rec(struct spf_tree *t, struct spf_record *r, const struct spf_ip *ip,
-                                int depth, int *decider, char *err, size_t errlen) {
+                                int depth, struct budget *b, int *decider, char *err, size_t errlen) {
   *decider = -1;
   /* follow() already bounds the tree; this guards a corrupt one. */
   if (depth > SPF_MAX_LOOKUPS + 1) return say(err, errlen, "includes nest too deep"), SPF_PERMERROR;
@@ -584,6 +650,9 @@ static enum spf_result eval_rec(struct spf_tree *t, struct spf_record *r, const 
     int match = 0;
     enum spf_result rc;
     int sub;
+    if (x->kind == SPF_INCLUDE || x->kind == SPF_A || x->kind == SPF_MX || x->kind == SPF_PTR ||
+        x->kind == SPF_EXISTS)
+      if ((rc = charge(b, x, err, errlen)) != 0) return rc;
     switch (x->kind) {
     case SPF_ALL: match = 1; break;
     case SPF_IP4:
@@ -596,6 +665,10 @@ static enum spf_result eval_rec(struct spf_tree *t, struct spf_record *r, const 
       if (x->has_macro) break;
       if ((rc = resolve(t, r, x, ip->family, err, errlen)) != 0) return rc;
       int f = ip->family == 4 ? 0 : 1;
+      if (x->found_none[f] && ++b->voids > SPF_MAX_VOID)
+        return say(err, errlen, "'%s' is the %d%s lookup that finds nothing; at most %d may (RFC 7208 4.6.4)",
+                   x->text, b->voids, b->voids == 3 ? "rd" : "th", SPF_MAX_VOID),
+               SPF_PERMERROR;
       for (size_t k = 0; k < x->n_addrs[f] && !match; k++)
         match = prefix_match(ip->addr, x->addrs[f][k].addr, f == 0 ? x->cidr4 : x->cidr6);
       break;
@@ -603,7 +676,7 @@ static enum spf_result eval_rec(struct spf_tree *t, struct spf_record *r, const 
     case SPF_INCLUDE:
       if (x->has_macro) break;
       if (x->child == NULL) return unloaded(t, x, err, errlen);
-      rc = eval_rec(t, x->child, ip, depth + 1, &sub, err, errlen);
+      rc = eval_rec(t, x->child, ip, depth + 1, b, &sub, err, errlen);
       if (rc == SPF_TEMPERROR) return rc;
       if (rc == SPF_PERMERROR || rc == SPF_NONE) return SPF_PERMERROR;
       match = rc == SPF_PASS;
@@ -617,10 +690,12 @@ static enum spf_result eval_rec(struct spf_tree *t, struct spf_record *r, const 
   }
   if (r->redirect >= 0 && !r->has_all) {
     struct spf_term *x = &r->terms[r->redirect];
+    enum spf_result rc;
+    if ((rc = charge(b, x, err, errlen)) != 0) return rc;
     if (x->has_macro) return SPF_NEUTRAL;
     if (x->child == NULL) return unloaded(t, x, err, errlen);
     int sub;
-    enum spf_result rc = eval_rec(t, x->child, ip, depth + 1, &sub, err, errlen);
+    rc = eval_rec(t, x->child, ip, depth + 1, b, &sub, err, errlen);
     return rc == SPF_NONE ? SPF_PERMERROR : rc;
   }
   return SPF_NEUTRAL;
@@ -635,7 +710,16 @@ enum spf_result spf_eval(struct spf_tree *t, const struct spf_ip *ip, int *decid
     if (t->n_records == 0) return say(err, errlen, "%s has no SPF record", t->domain), SPF_NONE;
     return say(err, errlen, "%s", t->problem), SPF_PERMERROR;
   }
-  return eval_rec(t, t->root, ip, 0, decider, err, errlen);
+  static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  struct spf_ip v4;
+  if (ip->family == 6 && memcmp(ip->addr, mapped, sizeof mapped) == 0) {
+    memset(&v4, 0, sizeof v4);
+    v4.family = 4;
+    memcpy(v4.addr, ip->addr + 12, 4);
+    ip = &v4;
+  }
+  struct budget b = {0, 0};
+  return eval_rec(t, t->root, ip, 0, &b, decider, err, errlen);
 }
 
 static int has_include(const struct spf_record *r, const char *name, int depth) {

@@ -29,6 +29,7 @@
 #include <stddef.h>
 
 #define SPF_MAX_LOOKUPS 10    /* RFC 7208 4.6.4 */
+#define SPF_MAX_VOID 2        /* RFC 7208 4.6.4: more lookups that find nothing is permerror */
 #define SPF_MAX_MX_NAMES 10   /* RFC 7208 4.6.4: more MX names is permerror */
 #define SPF_MAX_RECORD 4096   /* longest record we read, bytes */
 #define SPF_MAX_TERMS 128     /* most terms in one record */
@@ -94,6 +95,7 @@ struct spf_term {
   struct spf_record *child; /* include/redirect target once loaded */
   /* Answer caches for a and mx, index 0 IPv4, 1 IPv6. */
   int have[2];
+  int found_none[2];      /* the lookup found nothing: a "void lookup" (4.6.4) */
   struct spf_ip *addrs[2];
   size_t n_addrs[2];
 };
@@ -155,7 +157,12 @@ void spf_free(struct spf_tree *t);
 
 /*
  * check_host() for ip over the loaded tree: PASS when the domain
- * authorises ip. *decider gets the index of the top-level term that
+ * authorises ip. An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is
+ * evaluated as the IPv4 address (RFC 7208 section 5). Lookups are counted
+ * as evaluation makes them (more than SPF_MAX_LOOKUPS, or more than
+ * SPF_MAX_VOID that find nothing, is PERMERROR), so the result is the one a
+ * receiver computes; the tree's own `lookups` count is stricter (every
+ * branch). *decider gets the index of the top-level term that
  * decided (-1 when none did: neutral default or redirect), so a fix can
  * insert a mechanism before it. On TEMPERROR/PERMERROR err says why.
  */

@@ -20,10 +20,16 @@
  * number of values, which bounds the zone to a few MB for any payload.
  *
  * Ownership: the decoded job is one malloc'd block (the struct first, then
- * every string and array), released by relayq_job_free(); nothing in it
- * points into the caller's buffer or the msgpack zone.
+ * every string and array), released by relayq_job_free(). With
+ * relayq_job_decode() nothing in it points into the caller's buffer or the
+ * msgpack zone. With relayq_job_decode_ref() the bulk bytes (attachment
+ * data and raw, which are most of a large payload) are not copied: they
+ * point into the caller's buffer, which must stay unchanged and alive
+ * until relayq_job_free(); every string (NUL-terminated) is still copied.
+ * Those bytes have no NUL after them, and the job never writes to them.
  */
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +108,8 @@ static int read_head(const unsigned char *p, size_t avail, struct mp_head *h) {
 static void capture(struct relayq_error *err, int which, const unsigned char *p,
                     uint64_t n) {
   if (err == NULL || !relayq__valid_name((const char *)p, (size_t)n)) return;
+  /* A tenant with ':' is not one (v1.1): its status names no tenant. */
+  if (which != 1 && !relayq__valid_tenant_name((const char *)p, (size_t)n)) return;
   char *dst = which == 1 ? err->id : err->tenant;
   memcpy(dst, p, (size_t)n);
   dst[n] = '\0';
@@ -181,6 +189,7 @@ static int prescan(const unsigned char *p, size_t len, struct relayq_error *err)
 struct arena {
   unsigned char *base;
   size_t used;
+  int ref; /* bin/raw bytes point into the payload instead of a copy */
 };
 
 static void *take(struct arena *a, size_t n) {
@@ -374,7 +383,10 @@ static int dec_bytes(const char *field, const msgpack_object *o, unsigned char *
   else
     return relayq__fail(err, RELAYQ_EINVALID_JOB,
                         "field '%s' must be bin (or str), got %s.", field, tname(o));
-  *dst = (unsigned char *)copy_bytes(a, p, n);
+  /* By reference: msgpack_unpack_next leaves bin/str pointing into the
+   * payload (see the ownership rule at the top). */
+  if (a->ref) *dst = n ? (unsigned char *)(uintptr_t)p : (unsigned char *)(uintptr_t)"";
+  else *dst = (unsigned char *)copy_bytes(a, p, n);
   *dst_n = n;
   return 0;
 }
@@ -518,14 +530,14 @@ static int dec_map(const msgpack_object_map *m, struct relayq_job *job,
 
 /* ---- public: decode ------------------------------------------------------------ */
 
-static int decode_tree(const msgpack_object *root, struct relayq_job **out,
+static int decode_tree(const msgpack_object *root, int ref, struct relayq_job **out,
                        struct relayq_error *err) {
   if (root->type != MSGPACK_OBJECT_MAP)
     return relayq__fail(err, RELAYQ_EINVALID_JOB, "A job must be a msgpack map, got %s.",
                         tname(root));
   struct relayq_job scratch;
   memset(&scratch, 0, sizeof scratch);
-  struct arena sizing = {NULL, 0};
+  struct arena sizing = {NULL, 0, ref};
   take(&sizing, sizeof scratch);
   int r = dec_map(&root->via.map, &scratch, &sizing, err);
   if (r != 0) return r;
@@ -534,7 +546,7 @@ static int decode_tree(const msgpack_object *root, struct relayq_job **out,
   if (block == NULL)
     return relayq__fail(err, RELAYQ_ENOMEM, "Out of memory decoding a job of %zu bytes.",
                         sizing.used);
-  struct arena fill = {block, 0};
+  struct arena fill = {block, 0, ref};
   struct relayq_job *job = take(&fill, sizeof *job);
   memset(job, 0, sizeof *job);
   r = dec_map(&root->via.map, job, &fill, err);
@@ -547,8 +559,8 @@ static int decode_tree(const msgpack_object *root, struct relayq_job **out,
   return 0;
 }
 
-int relayq_job_decode(const void *buf, size_t len, size_t max_bytes,
-                      struct relayq_job **out, struct relayq_error *err) {
+static int decode(const void *buf, size_t len, size_t max_bytes, int ref,
+                  struct relayq_job **out, struct relayq_error *err) {
   relayq__error_clear(err);
   if (out == NULL || (buf == NULL && len > 0))
     return relayq__fail(err, RELAYQ_EINVAL, "relayq_job_decode needs a buffer and an output.");
@@ -573,9 +585,19 @@ int relayq_job_decode(const void *buf, size_t len, size_t max_bytes,
   else if (ur != MSGPACK_UNPACK_SUCCESS || off != len)
     r = relayq__fail(err, RELAYQ_EINVALID_JOB, "The payload is not valid msgpack.");
   else
-    r = decode_tree(&res.data, out, err);
+    r = decode_tree(&res.data, ref, out, err);
   msgpack_unpacked_destroy(&res);
   return r;
+}
+
+int relayq_job_decode(const void *buf, size_t len, size_t max_bytes,
+                      struct relayq_job **out, struct relayq_error *err) {
+  return decode(buf, len, max_bytes, 0, out, err);
+}
+
+int relayq_job_decode_ref(const void *buf, size_t len, size_t max_bytes,
+                          struct relayq_job **out, struct relayq_error *err) {
+  return decode(buf, len, max_bytes, 1, out, err);
 }
 
 /* ---- public: encode ---------------------------------------------------------------- */

@@ -41,29 +41,48 @@
 #define KEEP_MAX (4u << 20)   /* buffers larger than this are freed after the call */
 
 /*
- * KEYS[1] the events channel (listed with the keys so everything the
- * script touches is declared), then per job its status hash and its queue
- * list or delayed zset. ARGV[1] is the batch's time (created_at and
- * updated_at); then per job: payload, zset score or "" for a list push,
- * event JSON, tenant, recipient count, number of meta pairs, the
- * meta.KEY/value pairs. The fixed status field names live in the script,
- * so only values cross (each argument costs Redis a Lua string).
+ * KEYS[1] the events channel and KEYS[2] the dead list (listed with the
+ * keys so everything the script touches is declared), then per job its
+ * status hash and its queue list or delayed zset. ARGV[1] is the batch's
+ * time (created_at and updated_at); then per job: payload, zset score or
+ * "" for a list push, event JSON, tenant, recipient count, number of meta
+ * pairs, the meta.KEY/value pairs. The fixed status field names live in
+ * the script, so only values cross (each argument costs Redis a Lua
+ * string).
  * Returns one element per job: 1 when enqueued, the existing state when
- * the id is taken, or Redis' error for that job.
+ * the id is taken by the same tenant (a duplicate), 2 when the id's status
+ * belongs to another tenant's job, or Redis' error for that job.
+ *
+ * Ids are per tenant (CONTRACT.md v1.1): another tenant's status is never
+ * written and the job is not its duplicate; it goes to the dead list as
+ * it is, and a `failed`/`invalid_job` event reports it (its own status
+ * cannot be written: the id is taken).
  *
  * Each job is checked and written on its own (redis.pcall), so one bad
  * key does not stop the jobs after it. Order matters within a job, since
- * Redis does not roll a script back: HGET fails first if the status key
+ * Redis does not roll a script back: HMGET fails first if the status key
  * has the wrong type, the push next if the queue key has; only then is the
  * status written, so a refused job leaves neither behind.
  */
 static const char enqueue_lua[] =
     "local now, out, a = ARGV[1], {}, 2\n"
-    "for i = 1, (#KEYS - 1) / 2 do\n"
-    "  local sk, tk, score = KEYS[2 * i], KEYS[2 * i + 1], ARGV[a + 1]\n"
+    "for i = 1, (#KEYS - 2) / 2 do\n"
+    "  local sk, tk, score = KEYS[2 * i + 1], KEYS[2 * i + 2], ARGV[a + 1]\n"
     "  local nm = tonumber(ARGV[a + 5])\n"
-    "  local r = redis.pcall('HGET', sk, 'state')\n"
-    "  if type(r) ~= 'table' and not r then\n"
+    "  local h = redis.pcall('HMGET', sk, 'state', 'tenant')\n"
+    "  local r = h\n"
+    "  if not h.err then r = h[1] end\n"
+    "  if not h.err and h[2] and h[2] ~= ARGV[a + 3] then\n"
+    "    redis.call('LPUSH', KEYS[2], ARGV[a])\n"
+    "    local ok, ev = pcall(cjson.decode, ARGV[a + 2])\n"
+    "    if ok and type(ev) == 'table' then\n"
+    "      ev.state, ev.error = 'failed', 'invalid_job'\n"
+    "      ev.detail = 'This job id is already used by another job (ids are the idempotency key): '\n"
+    "        .. 'the job was not enqueued and is in the dead list; send it again with a new id.'\n"
+    "      redis.call('PUBLISH', KEYS[1], cjson.encode(ev))\n"
+    "    end\n"
+    "    r = 2\n"
+    "  elseif not r then\n"
     "    if score ~= '' then\n"
     "      r = redis.pcall('ZADD', tk, score, ARGV[a])\n"
     "    else\n"
@@ -182,7 +201,7 @@ struct relayq__enqueue {
   msgpack_sbuffer sb;   /* one job's payload */
   const char *queue;
   char queue_key[RELAYQ__KEY_MAX], delayed_key[RELAYQ__KEY_MAX],
-      events_key[RELAYQ__KEY_MAX];
+      events_key[RELAYQ__KEY_MAX], dead_key[RELAYQ__KEY_MAX];
 };
 
 void relayq__enqueue_free(struct relayq__enqueue *q) {
@@ -321,8 +340,9 @@ static int batch_send(struct relayq_client *c, struct relayq__enqueue *q, const 
   resp_head(h, '*', 4 + b->argc);
   if (with_body) resp_str(h, "EVAL"), resp_arg(h, enqueue_lua, sizeof enqueue_lua - 1);
   else resp_str(h, "EVALSHA"), resp_arg(h, q->sha, 40);
-  resp_u64(h, 1 + 2 * b->n);
+  resp_u64(h, 2 + 2 * b->n);
   resp_str(h, q->events_key);
+  resp_str(h, q->dead_key);
   if (h->oom) {
     h->oom = 0;
     return relayq__fail(err, RELAYQ_ENOMEM, "Out of memory building an enqueue command.");
@@ -343,15 +363,23 @@ static int batch_read(struct relayq_client *c, const struct batch *b, char *dup,
   int rc = 0;
   if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0 && !b->retried) {
     rc = NOSCRIPT;
+  } else if (r->type == REDIS_REPLY_ERROR && (rc = relayq__refused(err, r->str)) != 0) {
+    /* Redis refuses every write: say why, not "job X refused" */
   } else if (r->type != REDIS_REPLY_ARRAY || r->elements != b->n) {
     rc = relayq__fail(err, RELAYQ_EREDIS, "Redis refused to enqueue job %s: %.150s", b->ids[0],
                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
   } else {
     for (size_t i = 0; i < b->n && rc == 0; i++) {
       const redisReply *el = r->element[i];
+      if (el->type == REDIS_REPLY_ERROR && (rc = relayq__refused(err, el->str)) != 0) break;
       if (el->type == REDIS_REPLY_ERROR)
         rc = relayq__fail(err, RELAYQ_EREDIS, "Redis refused to enqueue job %s: %.150s",
                           b->ids[i], el->str);
+      else if (el->type == REDIS_REPLY_INTEGER && el->integer == 2)
+        rc = relayq__fail(err, RELAYQ_EINVALID_JOB,
+                          "Job %s was not enqueued: its id is already used by another job "
+                          "(ids are the idempotency key). It was dead-lettered as failed, "
+                          "invalid_job; send it again with a new id.", b->ids[i]);
       else if (el->type == REDIS_REPLY_STRING && dup != NULL && dup[0] == '\0')
         snprintf(dup, dup_cap, "%.*s", (int)el->len, el->str);
     }
@@ -417,7 +445,8 @@ static int enqueue_batches(struct relayq_client *c, const struct relayq_job *job
   q->queue = queue;
   if ((rc = relayq__key_into(q->queue_key, c, RELAYQ_KEY_QUEUE, queue, err)) != 0 ||
       (rc = relayq__key_into(q->delayed_key, c, RELAYQ_KEY_DELAYED, NULL, err)) != 0 ||
-      (rc = relayq__key_into(q->events_key, c, RELAYQ_KEY_EVENTS, NULL, err)) != 0)
+      (rc = relayq__key_into(q->events_key, c, RELAYQ_KEY_EVENTS, NULL, err)) != 0 ||
+      (rc = relayq__key_into(q->dead_key, c, RELAYQ_KEY_DEAD, NULL, err)) != 0)
     return rc;
   size_t head = 0, count = 0, next = 0;
   struct relayq_error first;

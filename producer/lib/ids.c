@@ -30,6 +30,15 @@ int relayq__valid_name(const char *p, size_t n) {
   return 1;
 }
 
+int relayq__valid_tenant_name(const char *p, size_t n) {
+  return relayq__valid_name(p, n) && memchr(p, ':', n) == NULL;
+}
+
+int relayq_valid_tenant(const char *s) {
+  if (s == NULL) return 0;
+  return relayq__valid_tenant_name(s, strnlen(s, RELAYQ_ID_MAX + 1));
+}
+
 int relayq_valid_id(const char *s) {
   if (s == NULL) return 0;
   /* strnlen: never walk far past the limit on a long or hostile string. */

@@ -31,6 +31,11 @@
 int relayq__fail(struct relayq_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* When redis_error is a server-wide write refusal (relayq_redis_refusal),
+ * fills err with RELAYQ_EREFUSED, what it means, Redis's words and what
+ * to do, and returns RELAYQ_EREFUSED; otherwise returns 0 and leaves err. */
+int relayq__refused(struct relayq_error *err, const char *redis_error);
+
 /* Resets err to success with empty message, id and tenant. NULL is fine. */
 void relayq__error_clear(struct relayq_error *err);
 
@@ -41,6 +46,11 @@ int relayq__utf8_valid(const char *p, size_t n);
 /* 1 when p[0..n) is 1-128 chars of [A-Za-z0-9._:@-] (ids, tenants, routes,
  * queue names). */
 int relayq__valid_name(const char *p, size_t n);
+
+/* 1 when p[0..n) is 1-128 chars of [A-Za-z0-9._@-]: tenant and route
+ * names, which have no ':' (v1.1) so that P:tenant:T:route:R is never
+ * another tenant's hash. */
+int relayq__valid_tenant_name(const char *p, size_t n);
 
 /* relayq_job_encode into a caller's buffer, cleared first and kept (the
  * bulk enqueue reuses one for every job instead of a malloc each). */

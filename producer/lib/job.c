@@ -230,6 +230,18 @@ static int check_name_field(const char *field, const char *p, int required,
   return 0;
 }
 
+/* tenant and route: no ':' (v1.1), so a tenant's route key is never
+ * another tenant's hash. */
+static int check_tenant_field(const char *field, const char *p, int required,
+                              struct relayq_error *err) {
+  if (p == NULL) return check_name_field(field, p, required, err);
+  if (!relayq_valid_tenant(p))
+    return relayq__fail(err, RELAYQ_EINVALID_JOB,
+                        "field '%s' must be 1-128 characters of A-Z a-z 0-9 "
+                        ". _ @ - (no ':').", field);
+  return 0;
+}
+
 /* The count and array of a list field (headers, attachments, meta): at
  * most max entries, and an array whenever the caller's struct says there
  * are any. */
@@ -255,6 +267,25 @@ static const char *const builder_headers[] = {
     "Sender",       "Return-Path",
 };
 
+/* Trace and authentication headers (RFC 5321 4.4, RFC 6376, RFC 8617,
+ * RFC 8601, RFC 5322 3.6.6) are written by the servers that handle the
+ * message, never by a producer: a forged Received or
+ * Authentication-Results line would be vouched for by the platform. The
+ * entries ending in '-' are prefixes. */
+static const char *const trace_headers[] = {
+    "Received", "Return-Path", "DKIM-Signature", "Authentication-Results",
+    "ARC-",     "Resent-",
+};
+
+static int trace_header(const char *name) {
+  for (size_t i = 0; i < sizeof trace_headers / sizeof *trace_headers; i++) {
+    const char *t = trace_headers[i];
+    size_t n = strlen(t);
+    if (t[n - 1] == '-' ? strncasecmp(name, t, n) == 0 : strcasecmp(name, t) == 0) return 1;
+  }
+  return 0;
+}
+
 static int check_header(size_t idx, const struct relayq_kv *kv,
                         struct relayq_error *err) {
   if (kv->key == NULL || kv->value == NULL)
@@ -273,6 +304,12 @@ static int check_header(size_t idx, const struct relayq_kv *kv,
                           "hold printable ASCII without spaces or ':' "
                           "(RFC 5322 ftext).", idx);
   }
+  if (trace_header(kv->key))
+    return relayq__fail(err, RELAYQ_EINVALID_JOB,
+                        "field 'headers' must not set %s: trace and authentication "
+                        "headers (Received, Return-Path, DKIM-Signature, ARC-*, "
+                        "Authentication-Results, Resent-*) are written by mail "
+                        "servers, not by producers.", kv->key);
   for (size_t i = 0; i < sizeof builder_headers / sizeof *builder_headers; i++)
     if (strcasecmp(kv->key, builder_headers[i]) == 0)
       return relayq__fail(err, RELAYQ_EINVALID_JOB,
@@ -438,7 +475,7 @@ static int check_scheduling(const struct relayq_job *job, struct relayq_error *e
   if ((r = check_range("expires_at", job->expires_at, 0, INT64_MAX, err)) != 0) return r;
   if ((r = check_range("max_attempts", job->max_attempts, 0, RELAYQ__MAX_ATTEMPTS, err)) != 0)
     return r;
-  if ((r = check_name_field("route", job->route, 0, err)) != 0) return r;
+  if ((r = check_tenant_field("route", job->route, 0, err)) != 0) return r;
   if ((r = check_name_field("_queue", job->queue_, 0, err)) != 0) return r;
   if ((r = check_range("_attempts", job->attempts_, 0, RELAYQ__MAX_ATTEMPTS_DONE, err)) != 0)
     return r;
@@ -457,7 +494,7 @@ int relayq_job_validate(const struct relayq_job *job, struct relayq_error *err) 
                         "Unsupported job version v=%d; this build reads v=%d.",
                         job->v, RELAYQ_JOB_VERSION);
   if ((r = check_name_field("id", job->id, 1, err)) != 0) return r;
-  if ((r = check_name_field("tenant", job->tenant, 1, err)) != 0) return r;
+  if ((r = check_tenant_field("tenant", job->tenant, 1, err)) != 0) return r;
   if ((r = check_envelope(job, err)) != 0) return r;
   if ((r = check_content(job, err)) != 0) return r;
   if ((r = check_scheduling(job, err)) != 0) return r;

@@ -1,11 +1,16 @@
 /*
- * secret: sealing of tenant secrets, the `enc:v1:` format of CONTRACT.md.
+ * secret: sealing of tenant secrets, the `enc:v1:` and `enc:v2:` formats of
+ * CONTRACT.md.
  *
- *   sealed = "enc:v1:" base64(nonce[12] | ciphertext | tag[16])
+ *   sealed = "enc:v1:" base64(nonce[12] | ciphertext | tag[16])   no AAD
+ *   sealed = "enc:v2:" base64(nonce[12] | ciphertext | tag[16])   AAD = place
  *
  * AES-256-GCM (NIST SP 800-38D) through OpenSSL's EVP interface, a fresh
- * random 96-bit nonce per value, no additional authenticated data, key =
- * the 32 bytes of base64 RELAYQ_SECRET_KEY. Base64 is RFC 4648 section 4
+ * random 96-bit nonce per value, key = the 32 bytes of base64
+ * RELAYQ_SECRET_KEY. v2 binds a value to where it is stored: the
+ * additional authenticated data is the hash key without its prefix, a NUL,
+ * and the field name ("tenant:acme\0smtp_password"), so a value copied to
+ * another tenant, route or field fails its tag check instead of opening. Base64 is RFC 4648 section 4
  * (standard alphabet, '=' padding), as Python's base64.b64encode writes it,
  * so producers in any language can read and write the same values.
  *
@@ -109,11 +114,30 @@ int relayq_secret_key_parse(const char *b64, unsigned char key[32],
 }
 
 int relayq_secret_is_sealed(const char *value) {
-  return value != NULL && strncmp(value, RELAYQ_SECRET_PREFIX, PREFIX_LEN) == 0;
+  return value != NULL && (strncmp(value, RELAYQ_SECRET_PREFIX, PREFIX_LEN) == 0 ||
+                           strncmp(value, RELAYQ_SECRET_PREFIX_V2, PREFIX_LEN) == 0);
 }
 
-int relayq_secret_seal(const unsigned char key[32], const char *plaintext,
-                       char **out, struct relayq_error *err) {
+int relayq_secret_is_v2(const char *value) {
+  return value != NULL && strncmp(value, RELAYQ_SECRET_PREFIX_V2, PREFIX_LEN) == 0;
+}
+
+/* The AAD of a place: place + NUL + field, into a new buffer. */
+static unsigned char *place_aad(const char *place, const char *field, size_t *len) {
+  size_t pl = strlen(place), fl = strlen(field);
+  unsigned char *a = malloc(pl + 1 + fl);
+  if (a == NULL) return NULL;
+  memcpy(a, place, pl);
+  a[pl] = '\0';
+  memcpy(a + pl + 1, field, fl);
+  *len = pl + 1 + fl;
+  return a;
+}
+
+/* Seals with the given prefix and AAD (NULL, 0: none). */
+static int seal(const unsigned char key[32], const char *prefix,
+                const unsigned char *aad, size_t aad_len, const char *plaintext,
+                char **out, struct relayq_error *err) {
   if (out != NULL) *out = NULL;
   if (key == NULL || plaintext == NULL || out == NULL)
     return relayq__fail(err, RELAYQ_EINVAL,
@@ -149,6 +173,7 @@ int relayq_secret_seal(const unsigned char key[32], const char *plaintext,
   if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
       EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce) != 1 ||
+      (aad_len > 0 && EVP_EncryptUpdate(ctx, NULL, &len, aad, (int)aad_len) != 1) ||
       EVP_EncryptUpdate(ctx, ct, &len, (const unsigned char *)plaintext,
                         (int)pt_len) != 1 ||
       EVP_EncryptFinal_ex(ctx, ct + len, &len) != 1 ||
@@ -156,7 +181,7 @@ int relayq_secret_seal(const unsigned char key[32], const char *plaintext,
     rc = relayq__fail(err, RELAYQ_ECRYPTO, "AES-256-GCM encryption failed.");
     goto out;
   }
-  memcpy(sealed, RELAYQ_SECRET_PREFIX, PREFIX_LEN);
+  memcpy(sealed, prefix, PREFIX_LEN);
   EVP_EncodeBlock((unsigned char *)sealed + PREFIX_LEN, raw, (int)raw_len);
   *out = sealed;
   sealed = NULL;
@@ -168,8 +193,10 @@ out:
   return rc;
 }
 
-int relayq_secret_open(const unsigned char key[32], const char *sealed,
-                       char **out, struct relayq_error *err) {
+/* Opens a value of either version; aad is used for v2 only. */
+static int open_any(const unsigned char key[32], const char *sealed,
+                    const unsigned char *aad, size_t aad_len, char **out,
+                    struct relayq_error *err) {
   if (out != NULL) *out = NULL;
   if (key == NULL || sealed == NULL || out == NULL)
     return relayq__fail(err, RELAYQ_EINVAL,
@@ -178,7 +205,8 @@ int relayq_secret_open(const unsigned char key[32], const char *sealed,
   if (!relayq_secret_is_sealed(sealed))
     return relayq__fail(err, RELAYQ_EINVAL,
                         "the value is not sealed: sealed values start with "
-                        "\"" RELAYQ_SECRET_PREFIX "\".");
+                        "\"" RELAYQ_SECRET_PREFIX "\" or \"" RELAYQ_SECRET_PREFIX_V2 "\".");
+  int v2 = relayq_secret_is_v2(sealed);
   const char *b64 = sealed + PREFIX_LEN;
   /* Bound the input before decoding anything (4/3 of the largest raw). */
   size_t max_b64 = (NONCE_LEN + SECRET_MAX + TAG_LEN + 2) / 3 * 4;
@@ -229,6 +257,7 @@ int relayq_secret_open(const unsigned char key[32], const char *sealed,
   if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
       EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) != 1 ||
+      (v2 && aad_len > 0 && EVP_DecryptUpdate(ctx, NULL, &len, aad, (int)aad_len) != 1) ||
       EVP_DecryptUpdate(ctx, (unsigned char *)pt, &len, ct, (int)pt_len) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
                           (void *)tag) != 1) {
@@ -238,10 +267,15 @@ int relayq_secret_open(const unsigned char key[32], const char *sealed,
   /* The tag is checked here: nothing decrypted is trusted before this. */
   fin = EVP_DecryptFinal_ex(ctx, (unsigned char *)pt + len, &len);
   if (fin != 1) {
-    rc = relayq__fail(err, RELAYQ_ECRYPTO,
-                      "the sealed value does not verify: RELAYQ_SECRET_KEY "
-                      "is not the key it was sealed with, or the value was "
-                      "altered.");
+    rc = v2 ? relayq__fail(err, RELAYQ_ECRYPTO,
+                           "the sealed value was sealed for another place (another "
+                           "tenant, route or field) or with another "
+                           "RELAYQ_SECRET_KEY: it does not open here; set the "
+                           "secret again for this place.")
+            : relayq__fail(err, RELAYQ_ECRYPTO,
+                           "the sealed value does not verify: RELAYQ_SECRET_KEY "
+                           "is not the key it was sealed with, or the value was "
+                           "altered.");
     goto out;
   }
   pt[pt_len] = '\0';
@@ -260,5 +294,68 @@ out:
   free(pt);
   if (raw != NULL) OPENSSL_cleanse(raw, raw_len);
   free(raw);
+  return rc;
+}
+
+int relayq_secret_seal(const unsigned char key[32], const char *plaintext,
+                       char **out, struct relayq_error *err) {
+  return seal(key, RELAYQ_SECRET_PREFIX, NULL, 0, plaintext, out, err);
+}
+
+int relayq_secret_open(const unsigned char key[32], const char *sealed,
+                       char **out, struct relayq_error *err) {
+  /* A v2 value is bound to a place this call does not name. */
+  if (relayq_secret_is_v2(sealed)) {
+    if (out != NULL) *out = NULL;
+    return relayq__fail(err, RELAYQ_EINVAL,
+                        "an enc:v2: value opens only with its place: use "
+                        "relayq_secret_open_for.");
+  }
+  return open_any(key, sealed, NULL, 0, out, err);
+}
+
+int relayq_secret_seal_aad(const unsigned char key[32], const void *aad,
+                           size_t aad_len, const char *plaintext, char **out,
+                           struct relayq_error *err) {
+  if (aad == NULL || aad_len == 0 || aad_len > SECRET_MAX) {
+    if (out != NULL) *out = NULL;
+    return relayq__fail(err, RELAYQ_EINVAL,
+                        "an enc:v2: seal needs its place (1-%d bytes of AAD).",
+                        SECRET_MAX);
+  }
+  return seal(key, RELAYQ_SECRET_PREFIX_V2, aad, aad_len, plaintext, out, err);
+}
+
+int relayq_secret_open_aad(const unsigned char key[32], const void *aad,
+                           size_t aad_len, const char *sealed, char **out,
+                           struct relayq_error *err) {
+  return open_any(key, sealed, aad, aad_len, out, err);
+}
+
+int relayq_secret_seal_for(const unsigned char key[32], const char *place,
+                           const char *field, const char *plaintext,
+                           char **out, struct relayq_error *err) {
+  if (out != NULL) *out = NULL;
+  if (place == NULL || field == NULL || place[0] == '\0' || field[0] == '\0')
+    return relayq__fail(err, RELAYQ_EINVAL, "a sealed secret needs its place and field.");
+  size_t n = 0;
+  unsigned char *aad = place_aad(place, field, &n);
+  if (aad == NULL) return relayq__fail(err, RELAYQ_ENOMEM, "out of memory while sealing.");
+  int rc = relayq_secret_seal_aad(key, aad, n, plaintext, out, err);
+  free(aad);
+  return rc;
+}
+
+int relayq_secret_open_for(const unsigned char key[32], const char *place,
+                           const char *field, const char *sealed, char **out,
+                           struct relayq_error *err) {
+  if (out != NULL) *out = NULL;
+  if (place == NULL || field == NULL)
+    return relayq__fail(err, RELAYQ_EINVAL, "opening a secret needs its place and field.");
+  size_t n = 0;
+  unsigned char *aad = place_aad(place, field, &n);
+  if (aad == NULL) return relayq__fail(err, RELAYQ_ENOMEM, "out of memory while opening a secret.");
+  int rc = open_any(key, sealed, aad, n, out, err);
+  free(aad);
   return rc;
 }

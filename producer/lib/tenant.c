@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "internal.h"
 #include "tenant.h"
@@ -33,6 +34,7 @@ enum fid {
   F_SMTP_TLS_VERIFY,
   F_SMTP_PRESET,
   F_SMTP_MAX_CONNECTIONS,
+  F_SMTP_TLS_PIN,
   F_MAILGUN_DOMAIN,
   F_MAILGUN_API_KEY,
   F_MAILGUN_REGION,
@@ -51,6 +53,7 @@ enum fid {
   F_DKIM_SELECTOR,
   F_DKIM_PRIVATE_KEY,
   F_ROUTES,
+  F_VERIFIED_DOMAINS,
   F__COUNT
 };
 
@@ -59,12 +62,14 @@ static const char *const field_names[F__COUNT + 1] = {
     "gateway",         "smtp_host",           "smtp_port",
     "smtp_security",   "smtp_user",           "smtp_password",
     "smtp_tls_verify", "smtp_preset",         "smtp_max_connections",
+    "smtp_tls_pin",
     "mailgun_domain",  "mailgun_api_key",     "mailgun_region",
     "mailgun_base_url", "from_email",         "from_name",
     "reply_to",        "domain_verified",     "signature_text",
     "signature_html",  "logo_url",            "hourly_quota",
     "max_recipients",  "bulk_max_recipients", "dkim_domain",
     "dkim_selector",   "dkim_private_key",    "routes",
+    "verified_domains",
     NULL,
 };
 
@@ -72,12 +77,17 @@ static const char *const field_names[F__COUNT + 1] = {
 #define MAX_HOURLY_QUOTA 1000000000L
 #define NAME_SHOW 64 /* bytes of a field name or preset name in messages */
 
-/* What every step needs: where errors go and how secrets open. */
+/* What every step needs: where errors go and how secrets open. place is
+ * the hash key without its prefix ("tenant:acme", "tenant:acme:route:b"),
+ * the AAD of its enc:v2: values; sealed_elsewhere is set when one did not
+ * open there. */
 struct ctx {
   char *err;
   size_t errlen;
   const unsigned char *key;
   int require_encrypted;
+  char place[300];
+  int sealed_elsewhere;
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -287,8 +297,16 @@ static int take_secret(struct ctx *c, const char *field, const char *v,
     struct relayq_error e;
     relayq__error_clear(&e);
     char *pt = NULL;
-    int rc = relayq_secret_open(c->key, v, &pt, &e);
+    int rc = relayq_secret_open_for(c->key, c->place, field, v, &pt, &e);
     if (rc == RELAYQ_ENOMEM) return oom(c);
+    if (rc == RELAYQ_ECRYPTO && relayq_secret_is_v2(v)) {
+      c->sealed_elsewhere = 1;
+      return fail(c,
+                  "%s was sealed for another place (another tenant, route or "
+                  "field) or with another RELAYQ_SECRET_KEY, so it does not "
+                  "open for %s: set it again with `relayq tenant set`.",
+                  field, c->place);
+    }
     if (rc != 0)
       return fail(c, "%s cannot be opened with RELAYQ_SECRET_KEY: %s", field,
                   e.message);
@@ -393,6 +411,28 @@ static int take_base_url(struct ctx *c, const char *v, char **out) {
   return 0;
 }
 
+/* smtp_tls_pin: one or more comma-separated "sha256//" + base64 of 32
+ * bytes (curl's --pinnedpubkey form), at most RQ_TENANT_MAX_PINS. */
+static int take_pins(struct ctx *c, const char *v, char **out) {
+  const char *q = v;
+  int n = 0;
+  for (;;) {
+    const char *comma = strchr(q, ',');
+    size_t len = comma ? (size_t)(comma - q) : strlen(q);
+    while (len && *q == ' ') q++, len--;
+    while (len && q[len - 1] == ' ') len--;
+    unsigned char raw[40];
+    if (len != 52 || strncmp(q, "sha256//", 8) != 0 || q[51] != '=' ||
+        EVP_DecodeBlock(raw, (const unsigned char *)q + 8, 44) != 33 || ++n > RQ_TENANT_MAX_PINS)
+      return fail(c, "smtp_tls_pin must be one or more comma-separated sha256//BASE64 pins of the server's "
+                     "public key (at most %d; `relayq tenant trust` writes it).", RQ_TENANT_MAX_PINS);
+    if (!comma) break;
+    q = comma + 1;
+  }
+  if ((*out = strdup(v)) == NULL) return oom(c);
+  return 0;
+}
+
 static int take_security(struct ctx *c, const char *v, enum rq_security *out) {
   if (lower_eq(v, "starttls")) *out = RQ_SEC_STARTTLS;
   else if (lower_eq(v, "tls")) *out = RQ_SEC_TLS;
@@ -480,6 +520,7 @@ static int parse_smtp(struct ctx *c, const char *const v[F__COUNT],
       take_bool(c, "smtp_tls_verify", v[F_SMTP_TLS_VERIFY],
                 &conf->tls_verify) != 0)
     return -1;
+  if (v[F_SMTP_TLS_PIN] != NULL && take_pins(c, v[F_SMTP_TLS_PIN], &conf->tls_pin) != 0) return -1;
   if (v[F_SMTP_MAX_CONNECTIONS] != NULL) {
     long m = 0;
     if (take_int(c, "smtp_max_connections", v[F_SMTP_MAX_CONNECTIONS], 1,
@@ -498,6 +539,7 @@ static void free_smtp(struct rq_smtp_conf *conf) {
   free(conf->user);
   wipe_free(conf->password);
   free(conf->preset);
+  free(conf->tls_pin);
   memset(conf, 0, sizeof *conf);
 }
 
@@ -665,9 +707,9 @@ static int parse_routes(struct ctx *c, const char *v, struct rq_tenant *t) {
     if (len > 0) {
       char *name = strndup(p, len);
       if (name == NULL) return oom(c);
-      if (!relayq__valid_name(name, len)) {
+      if (!relayq__valid_tenant_name(name, len)) {
         int rc = fail(c, "routes has an invalid name '%s': use 1-128 of "
-                         "A-Z a-z 0-9 . _ : @ -.", show(name, shown));
+                         "A-Z a-z 0-9 . _ @ - (no ':').", show(name, shown));
         free(name);
         return rc;
       }
@@ -700,6 +742,67 @@ static int parse_routes(struct ctx *c, const char *v, struct rq_tenant *t) {
   return 0;
 }
 
+/* Adds dom (lower-cased) to t->verified_domains unless it is there. */
+static int add_verified(struct ctx *c, struct rq_tenant *t, const char *dom, size_t len) {
+  for (size_t i = 0; i < t->n_verified_domains; i++)
+    if (strlen(t->verified_domains[i]) == len && strncasecmp(t->verified_domains[i], dom, len) == 0) return 0;
+  if (t->n_verified_domains == RQ_TENANT_MAX_DOMAINS)
+    return fail(c, "verified_domains names more than %d domains.", RQ_TENANT_MAX_DOMAINS);
+  char *d = strndup(dom, len);
+  if (d == NULL) return oom(c);
+  for (char *p = d; *p; p++)
+    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
+  t->verified_domains[t->n_verified_domains++] = d;
+  return 0;
+}
+
+/* `verified_domains`: comma-separated domain names (spaces ignored); and
+ * v1's domain_verified=1, read as the domain of dkim_domain, else of
+ * from_email. A domain is a host name with at least one dot, not an
+ * address literal. */
+static int parse_verified(struct ctx *c, const char *v, struct rq_tenant *t) {
+  t->verified_domains = calloc(RQ_TENANT_MAX_DOMAINS, sizeof *t->verified_domains);
+  if (t->verified_domains == NULL) return oom(c);
+  if (v != NULL) {
+    if (strnlen(v, RQ_TENANT_MAX_VALUE + 1) > RQ_TENANT_MAX_VALUE)
+      return fail(c, "verified_domains is longer than %d bytes.", RQ_TENANT_MAX_VALUE);
+    const char *p = v;
+    while (*p != '\0') {
+      while (*p == ' ' || *p == '\t') p++;
+      const char *end = p;
+      while (*end != '\0' && *end != ',') end++;
+      const char *next = *end == ',' ? end + 1 : end;
+      while (end > p && (end[-1] == ' ' || end[-1] == '\t')) end--;
+      size_t len = (size_t)(end - p);
+      if (len > 0) {
+        if (!host_ok(p, len) || p[0] == '[' || memchr(p, '.', len) == NULL)
+          return fail(c, "verified_domains must be domain names separated by commas "
+                         "(e.g. example.com,mail.example.org).");
+        if (add_verified(c, t, p, len) != 0) return -1;
+      }
+      p = next;
+    }
+  }
+  if (t->domain_verified) {
+    const char *dom = t->dkim_domain;
+    if (dom == NULL && t->from_email != NULL) dom = strrchr(t->from_email, '@') + 1;
+    if (dom != NULL && add_verified(c, t, dom, strlen(dom)) != 0) return -1;
+  }
+  return 0;
+}
+
+int rq_tenant_domain_verified(const struct rq_tenant *t, const char *domain) {
+  if (t == NULL || domain == NULL) return 0;
+  size_t ld = strlen(domain);
+  for (size_t i = 0; i < t->n_verified_domains; i++) {
+    const char *v = t->verified_domains[i];
+    size_t lv = strlen(v);
+    if (ld < lv || strcasecmp(domain + (ld - lv), v) != 0) continue;
+    if (ld == lv || domain[ld - lv - 1] == '.') return 1;
+  }
+  return 0;
+}
+
 /* ---- pass one: pairs into slots ----------------------------------------------- */
 
 /*
@@ -722,6 +825,9 @@ static int collect(struct ctx *c, const char *const *fields,
     const char *f = fields[i];
     if (f == NULL) return fail(c, "field %zu has no name.", i + 1);
     int id = field_id(f);
+    /* verified_at.DOMAIN: when `tenant verify-domain` passed (kept for
+     * people, not read). */
+    if (id < 0 && strncmp(f, "verified_at.", 12) == 0) continue;
     if (id < 0 || (smtp_only && strncmp(f, "smtp_", 5) != 0)) {
       if (!strict || smtp_only) continue;
       const char *alt = suggest(f, field_names, F__COUNT);
@@ -744,15 +850,16 @@ int rq_tenant_parse(const char *tenant_id, const char *const *fields,
                     const unsigned char *secret_key, int require_encrypted,
                     int strict, struct rq_tenant **out, char *err,
                     size_t errlen) {
-  struct ctx c = {err, errlen, secret_key, require_encrypted};
+  struct ctx c = {err, errlen, secret_key, require_encrypted, "", 0};
   const char *v[F__COUNT] = {0};
   struct rq_tenant *t = NULL;
   if (err != NULL && errlen > 0) err[0] = '\0';
   if (out == NULL) return fail(&c, "rq_tenant_parse needs an output.");
   *out = NULL;
-  if (!relayq_valid_id(tenant_id))
+  if (!relayq_valid_tenant(tenant_id))
     return fail(&c, "the tenant id must be 1-128 characters of A-Z a-z 0-9 "
-                    ". _ : @ -.");
+                    ". _ @ - (no ':').");
+  snprintf(c.place, sizeof c.place, "tenant:%s", tenant_id);
   if (collect(&c, fields, values, n, strict, 0, v) != 0) return -1;
   if ((t = calloc(1, sizeof *t)) == NULL) return oom(&c);
   if ((t->id = strdup(tenant_id)) == NULL) goto nomem;
@@ -761,6 +868,7 @@ int rq_tenant_parse(const char *tenant_id, const char *const *fields,
           0 ||
       parse_mailgun(&c, v, t) != 0 || parse_identity(&c, v, t) != 0 ||
       parse_limits(&c, v, t) != 0 || parse_dkim(&c, v, t) != 0 ||
+      parse_verified(&c, v[F_VERIFIED_DOMAINS], t) != 0 ||
       (v[F_ROUTES] != NULL && parse_routes(&c, v[F_ROUTES], t) != 0))
     goto fail;
   *out = t;
@@ -769,14 +877,14 @@ nomem:
   oom(&c);
 fail:
   rq_tenant_free(t);
-  return -1;
+  return c.sealed_elsewhere ? RQ_TENANT_ESEALED : -1;
 }
 
 int rq_tenant_parse_route(struct rq_tenant *t, const char *route_name,
                           const char *const *fields, const char *const *values,
                           size_t n, const unsigned char *secret_key,
                           int require_encrypted, char *err, size_t errlen) {
-  struct ctx c = {err, errlen, secret_key, require_encrypted};
+  struct ctx c = {err, errlen, secret_key, require_encrypted, "", 0};
   const char *v[F__COUNT] = {0};
   char shown[NAME_SHOW + 4], what[NAME_SHOW + 16];
   if (err != NULL && errlen > 0) err[0] = '\0';
@@ -788,11 +896,12 @@ int rq_tenant_parse_route(struct rq_tenant *t, const char *route_name,
     return fail(&c, "route '%s' is not listed in the tenant's routes field.",
                 show(route_name, shown));
   snprintf(what, sizeof what, "route %s", show(route_name, shown));
+  snprintf(c.place, sizeof c.place, "tenant:%s:route:%s", t->id, route_name);
   if (collect(&c, fields, values, n, 0, 1, v) != 0) return -1;
   struct rq_smtp_conf conf = {0};
   if (parse_smtp(&c, v, 1, what, &conf) != 0) {
     free_smtp(&conf);
-    return -1;
+    return c.sealed_elsewhere ? RQ_TENANT_ESEALED : -1;
   }
   free_smtp(&t->routes[i]);
   t->routes[i] = conf;
@@ -816,6 +925,9 @@ void rq_tenant_free(struct rq_tenant *t) {
   free(t->dkim_domain);
   free(t->dkim_selector);
   wipe_free(t->dkim_private_key);
+  if (t->verified_domains != NULL)
+    for (size_t i = 0; i < t->n_verified_domains; i++) free(t->verified_domains[i]);
+  free(t->verified_domains);
   if (t->route_names != NULL)
     for (size_t i = 0; i < t->n_routes; i++) free(t->route_names[i]);
   free(t->route_names);
@@ -832,7 +944,7 @@ int rq_tenant_field_is_secret(const char *field) {
 }
 
 int rq_tenant_field_known(const char *field) {
-  return field != NULL && field_id(field) >= 0;
+  return field != NULL && (field_id(field) >= 0 || strncmp(field, "verified_at.", 12) == 0);
 }
 
 const char *const *rq_tenant_fields(void) { return field_names; }

@@ -1,7 +1,11 @@
 /*
  * url: parses redis://[[user]:password@]host[:port][/db] (the Redis URI
  * scheme as redis-cli and redis-py read it; RFC 3986 for the generic
- * syntax and percent-encoding).
+ * syntax and percent-encoding), rediss:// (the same over TLS, as
+ * redis-cli --tls and redis-py read it), and
+ * redis+sentinel://[[user]:password@]H[:P][,H[:P]...]/MASTER[/db] with
+ * rediss+sentinel:// (a list of sentinels and the master's name, the
+ * shape Lettuce and go-redis use; sentinel port 26379 by default).
  *
  * Messages name what is wrong and never repeat the URL or any part of the
  * userinfo: the URL carries the password.
@@ -127,6 +131,50 @@ static int parse_hostport(const char *p, size_t n, struct relayq_redis_url *out,
   return 0;
 }
 
+/* HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB] after the userinfo. */
+static int parse_sentinel(const char *p, struct relayq_redis_url *out,
+                          struct relayq_error *err) {
+  const char *slash = strchr(p, '/');
+  if (slash == NULL || slash[1] == '\0' || slash[1] == '/')
+    return relayq__fail(err, RELAYQ_EURL,
+                        "A redis+sentinel:// URL needs the master's name after the "
+                        "sentinels: redis+sentinel://HOST:26379,HOST:26379/mymaster.");
+  const char *item = p;
+  while (item < slash) {
+    const char *comma = memchr(item, ',', (size_t)(slash - item));
+    const char *end = comma ? comma : slash;
+    if (out->n_sentinels == RELAYQ_MAX_SENTINELS)
+      return relayq__fail(err, RELAYQ_EURL, "A redis+sentinel:// URL names at most 8 sentinels.");
+    out->port = 26379;
+    int r = parse_hostport(item, (size_t)(end - item), out, err);
+    if (r != 0) return r;
+    struct relayq_redis_hostport *s = &out->sentinels[out->n_sentinels++];
+    memcpy(s->host, out->host, sizeof s->host);
+    s->port = out->port;
+    item = comma ? comma + 1 : slash;
+  }
+  memcpy(out->host, out->sentinels[0].host, sizeof out->host);
+  out->port = out->sentinels[0].port;
+  const char *name = slash + 1, *db = strchr(name, '/');
+  size_t nlen = db ? (size_t)(db - name) : strlen(name);
+  if (nlen >= sizeof out->master)
+    return relayq__fail(err, RELAYQ_EURL, "The sentinel master name is too long.");
+  for (size_t i = 0; i < nlen; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c <= ' ' || c >= 127)
+      return relayq__fail(err, RELAYQ_EURL,
+                          "The sentinel master name has a character that is not allowed.");
+  }
+  memcpy(out->master, name, nlen);
+  out->master[nlen] = '\0';
+  if (db != NULL && db[1] != '\0' &&
+      parse_uint(db + 1, strlen(db + 1), 0, 1000000, &out->db) != 0)
+    return relayq__fail(err, RELAYQ_EURL,
+                        "The Redis URL's database (after the master name) must be a "
+                        "number such as 0.");
+  return 0;
+}
+
 static int parse(const char *url, struct relayq_redis_url *out,
                  struct relayq_error *err) {
   if (url == NULL || out == NULL)
@@ -134,16 +182,26 @@ static int parse(const char *url, struct relayq_redis_url *out,
   memset(out, 0, sizeof *out);
   out->port = 6379;
   out->db = 0;
-  static const char scheme[] = "redis://";
-  if (strncmp(url, "rediss://", 9) == 0)
+  static const struct {
+    const char *scheme;
+    int tls, sentinel;
+  } schemes[] = {{"redis://", 0, 0},
+                 {"rediss://", 1, 0},
+                 {"redis+sentinel://", 0, 1},
+                 {"rediss+sentinel://", 1, 1}};
+  const char *p = NULL;
+  int sentinel = 0;
+  for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+    if (strncmp(url, schemes[i].scheme, strlen(schemes[i].scheme)) == 0) {
+      p = url + strlen(schemes[i].scheme);
+      out->tls = schemes[i].tls;
+      sentinel = schemes[i].sentinel;
+    }
+  if (p == NULL)
     return relayq__fail(err, RELAYQ_EURL,
-                        "TLS is not supported (hiredis 0.14): use redis:// "
-                        "over a private network or a local TLS proxy.");
-  if (strncmp(url, scheme, sizeof scheme - 1) != 0)
-    return relayq__fail(err, RELAYQ_EURL,
-                        "The Redis URL must start with redis:// "
+                        "The Redis URL must start with redis://, rediss:// (TLS), "
+                        "redis+sentinel:// or rediss+sentinel:// "
                         "(e.g. redis://127.0.0.1:6379/0).");
-  const char *p = url + sizeof scheme - 1;
   size_t len = strlen(p);
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)p[i];
@@ -169,6 +227,7 @@ static int parse(const char *url, struct relayq_redis_url *out,
     return relayq__fail(err, RELAYQ_EURL,
                         "The Redis URL has a query or fragment, which relayq "
                         "does not read; give the database as /N.");
+  if (sentinel) return parse_sentinel(p, out, err);
   const char *slash = strchr(p, '/');
   size_t hplen = slash ? (size_t)(slash - p) : strlen(p);
   int r = parse_hostport(p, hplen, out, err);

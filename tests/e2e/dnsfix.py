@@ -193,3 +193,167 @@ class SilentDns:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class ZoneDns:
+    """A tiny authoritative DNS server in this process (python3-dnspython)
+    on 127.0.0.1, UDP and TCP, for record sets dnsmasq cannot express:
+    TXT values with commas, several strings, non-ASCII bytes, SERVFAIL for
+    one name, CNAME chains, type SPF (99).
+
+    zone: {lowercase name without trailing dot: [(rtype, value), ...]} with
+    rtype "TXT"/"SPF" (value: list of str, each one character-string, sent
+    as UTF-8), "A", "AAAA", "PTR", "CNAME" (value: str), "MX" (value:
+    (preference, exchange)). Failures follow the RFC 7208 suite's driver
+    (python3-spf's testspf.py): an entry ("TIMEOUT", None) makes every
+    lookup of a type with no record listed before it answer SERVFAIL,
+    (TYPE, "TIMEOUT") does so for that type, and a missing name under
+    "error." answers SERVFAIL. Any other name not in the zone gets NXDOMAIN. `zone` may be
+    replaced between queries (set_zone) so one server serves many
+    scenarios.
+    """
+
+    def __init__(self, zone=None):
+        import threading
+        self.zone = zone or {}
+        self.port = _free_udp_port()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", self.port))
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(16)
+        self.queries = []
+        self._stop = False
+        self._threads = [threading.Thread(target=self._serve_udp, daemon=True),
+                         threading.Thread(target=self._serve_tcp, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def set_zone(self, zone):
+        self.zone = zone
+        self.queries = []
+
+    def _rrsets(self, name, qtype, owner=None):
+        """(rcode, [rrset]) for name (text, no escapes)/qtype, following one CNAME."""
+        import dns.name
+        import dns.rdata
+        import dns.rdataclass
+        import dns.rdatatype
+        import dns.rrset
+        key = name.lower().rstrip(".")
+        entries = self.zone.get(key)
+        if entries is None:
+            return (dns.rcode.SERVFAIL if key.startswith("error.") else dns.rcode.NXDOMAIN), []
+        out = []
+        if owner is None:
+            owner = dns.name.from_text(name)
+        for rtype, value in entries:
+            if rtype == "TIMEOUT":
+                if not out:
+                    return dns.rcode.SERVFAIL, []
+                break
+            if value == "TIMEOUT":
+                if dns.rdatatype.from_text(rtype) == qtype:
+                    return dns.rcode.SERVFAIL, []
+                continue
+            if rtype == "CNAME" and qtype != dns.rdatatype.CNAME:
+                rs = dns.rrset.from_text(owner, 60, "IN", "CNAME", value.rstrip(".") + ".")
+                rcode, more = self._rrsets(value, qtype)
+                if rcode == dns.rcode.SERVFAIL:
+                    return rcode, []
+                return dns.rcode.NOERROR, [rs] + more
+            if dns.rdatatype.from_text(rtype) != qtype:
+                continue
+            if rtype in ("TXT", "SPF"):
+                from dns.rdtypes.ANY.TXT import TXT
+                rd = TXT(dns.rdataclass.IN, qtype, [s.encode("utf-8") for s in value])
+            elif rtype == "MX":
+                rd = dns.rdata.from_text("IN", "MX", "%d %s." % (value[0], value[1].rstrip(".")))
+            elif rtype in ("PTR",):
+                rd = dns.rdata.from_text("IN", rtype, value.rstrip(".") + ".")
+            else:
+                rd = dns.rdata.from_text("IN", rtype, value)
+            rs = next((r for r in out if r.rdtype == qtype), None)
+            if rs is None:
+                rs = dns.rrset.RRset(owner, dns.rdataclass.IN, qtype)
+                out.append(rs)
+            rs.add(rd, 60)
+        return dns.rcode.NOERROR, out
+
+    def _answer(self, wire):
+        q = dns.message.from_wire(wire)
+        r = dns.message.make_response(q)
+        r.flags |= 0x0400  # AA
+        if q.question:
+            qn = q.question[0]
+            # The raw labels: SPF may look up names with spaces or '%' (RFC 7208 7.1).
+            text = ".".join(l.decode("latin-1") for l in qn.name.labels if l)
+            self.queries.append((text, qn.rdtype))
+            rcode, rrsets = self._rrsets(text, qn.rdtype, owner=qn.name)
+            r.set_rcode(rcode)
+            r.answer = rrsets
+        return r
+
+    def _serve_udp(self):
+        while not self._stop:
+            try:
+                wire, peer = self.udp.recvfrom(4096)
+            except OSError:
+                return
+            try:
+                r = self._answer(wire)
+                out = r.to_wire()
+                if len(out) > 512:  # no EDNS from libresolv: truncate, client retries on TCP
+                    r.answer = []
+                    r.flags |= 0x0200  # TC
+                    out = r.to_wire()
+                self.udp.sendto(out, peer)
+            except Exception:  # a garbled query gets no answer, like a real server
+                continue
+
+    def _serve_tcp(self):
+        while not self._stop:
+            try:
+                conn, _ = self.tcp.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.settimeout(5)
+                    head = b""
+                    while len(head) < 2:
+                        chunk = conn.recv(2 - len(head))
+                        if not chunk:
+                            raise OSError("closed")
+                        head += chunk
+                    n = int.from_bytes(head, "big")
+                    wire = b""
+                    while len(wire) < n:
+                        chunk = conn.recv(n - len(wire))
+                        if not chunk:
+                            raise OSError("closed")
+                        wire += chunk
+                    out = self._answer(wire).to_wire()
+                    conn.sendall(len(out).to_bytes(2, "big") + out)
+                except Exception:
+                    continue
+
+    def close(self):
+        self._stop = True
+        for s in (self.udp, self.tcp):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

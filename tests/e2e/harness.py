@@ -58,12 +58,18 @@ from smtp_server import SmtpServer  # noqa: E402,F401
 __all__ = [
     "RedisServer", "SmtpServer", "MailgunFake", "Worker", "run_relayq", "wait_for",
     "push_job", "status", "wait_status", "parse_message", "free_port", "build_dir",
+    "skip_unless", "skip_part", "in_ci", "in_private_netns", "rerun_in_private_netns",
     "main", "certs", "split_addresses", "ROOT", "set_tenant", "smtp_tenant",
 ]
 
 FINAL_STATES = ("sent", "partial", "failed")
 SANITIZER_SIGNS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 LOG_TAIL = 1 << 20  # characters of a closed worker's log kept for failure reports
+
+# The fixtures listen on 127.0.0.1, which the saas network boundary refuses:
+# every worker and CLI a test starts gets this allowance unless the test
+# passes allow_private_nets=None (the boundary tests do, to run without it).
+TEST_ALLOW_PRIVATE_NETS = "127.0.0.0/8"
 
 _children = []          # every Popen we started, for the exit-time sweep
 _test_workers = []      # Workers started during the current test (for logs)
@@ -301,12 +307,15 @@ class RedisServer:
 
 # ---- the relayq CLI ---------------------------------------------------------------
 
-def run_relayq(redis, *args, env=None, input=None, timeout=30):
-    """Runs `relayq --redis URL --prefix P ARGS...`; a CompletedProcess (text).
+def run_relayq(redis, *args, env=None, input=None, timeout=30, allow_private_nets=TEST_ALLOW_PRIVATE_NETS):
+    """Runs `relayq --redis URL --prefix P [--allow-private-nets NETS] ARGS...`;
+    a CompletedProcess (text).
 
     Does not check the exit code: assert on returncode/stdout/stderr.
     """
     cmd = [binary("relayq"), "--redis", redis.url, "--prefix", redis.prefix]
+    if allow_private_nets is not None:
+        cmd += ["--allow-private-nets", allow_private_nets]
     cmd += [str(a) for a in args]
     # Without input, stdin is /dev/null: a CLI waiting on stdin must not hang
     # on the test runner's terminal.
@@ -326,16 +335,21 @@ class Worker:
 
     platform_smtp: None, a URL, or an SmtpServer (its url, with credentials
     when it has auth). args: extra flags. env: extra environment.
+    allow_private_nets: --allow-private-nets (TEST_ALLOW_PRIVATE_NETS by
+    default, so saas workers reach the loopback fixtures; None: without).
     Attributes: proc, id, log_path. log_text() reads what it printed so far.
     Leaving the with-block: SIGTERM, SIGKILL after 10 s; the log goes to
     stderr when the block raised (a failed assertion).
     """
 
-    def __init__(self, redis, platform_smtp=None, args=(), env=None, worker_id=None, wrapper=()):
+    def __init__(self, redis, platform_smtp=None, args=(), env=None, worker_id=None, wrapper=(),
+                 allow_private_nets=TEST_ALLOW_PRIVATE_NETS):
         self.redis = redis
         self.id = worker_id or "w-" + secrets.token_hex(4)
         cmd = list(wrapper) + [binary("relayq-worker"), "--redis", redis.url, "--prefix", redis.prefix,
                "--id", self.id]
+        if allow_private_nets is not None:
+            cmd += ["--allow-private-nets", allow_private_nets]
         if platform_smtp is not None:
             if isinstance(platform_smtp, SmtpServer):
                 platform_smtp = platform_smtp.url_with_auth()
@@ -496,6 +510,88 @@ def wait_status(redis, job_id, states=FINAL_STATES, timeout=15):
         raise AssertionError("%s; last status: %r" % (e, last)) from None
 
 
+# ---- skips -------------------------------------------------------------------------
+
+class Skip(Exception):
+    """Raised by skip_unless: the rest of the test cannot run here."""
+
+    def __init__(self, reason, required_in_ci):
+        super().__init__(reason)
+        self.reason = reason
+        self.required_in_ci = required_in_ci
+
+
+_skips = []  # (test name, reason, required_in_ci) for the summary
+_current_test = [None]
+
+
+def in_ci():
+    """True under CI (CI=true or CI=1), where a fresh machine has run
+    scripts/deps.sh and so has everything the suite needs."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def skip_unless(cond, reason, required_in_ci=True):
+    """Skips the rest of the current test when cond is false.
+
+    required_in_ci=True (the default) marks something scripts/deps.sh
+    installs, so under CI the skip fails the run; pass False only for what a
+    fresh machine cannot provide (a port another service holds, a sanitizer
+    build). Every skip is listed with its reason at the end of the run."""
+    if not cond:
+        raise Skip(reason, required_in_ci)
+
+
+def skip_part(reason, required_in_ci=True):
+    """Records that part of the current test did not run (the test goes on):
+    listed at the end like skip_unless, and failing the run under CI when
+    required_in_ci."""
+    _skips.append((_current_test[0], reason, required_in_ci))
+    print("  skipped part: %s%s" % (reason, "" if required_in_ci else " (allowed in CI)"))
+
+
+# ---- a private network namespace ---------------------------------------------------
+
+def in_private_netns():
+    """True inside rerun_in_private_netns."""
+    return os.environ.get("RELAYQ_IN_NETNS") == "1"
+
+
+def rerun_in_private_netns(module_file, test_name, timeout=240):
+    """Runs test_name of module_file again in a fresh network namespace of
+    its own (unshare -rn, loopback up), where every port of 127.0.0.1 is
+    free: for tests that need a fixed well-known port (6379, 25, 465, 587)
+    that a service of this machine may hold. Returns True when it ran there
+    (raises AssertionError with its output when it failed), False when
+    unprivileged user namespaces are unavailable here."""
+    if in_private_netns():
+        return False
+    probe = subprocess.run(["unshare", "-rn", "ip", "link", "set", "lo", "up"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    if probe.returncode != 0:
+        return False
+    env = dict(os.environ, RELAYQ_IN_NETNS="1")
+    cmd = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable,
+           os.path.abspath(module_file), test_name]
+    try:
+        p = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError("%s in a private network namespace did not finish within %s s: %s"
+                             % (test_name, timeout, e.stdout)) from None
+    print("  (ran in a private network namespace:)")
+    for line in p.stdout.splitlines():
+        print("  | " + line)
+        if line.startswith("  skipped part: "):  # keep the inner run's skips in this run's list
+            reason = line[len("  skipped part: "):]
+            allowed = reason.endswith(" (allowed in CI)")
+            _skips.append((test_name, reason[:-len(" (allowed in CI)")] if allowed else reason, not allowed))
+        elif line.startswith("skip %s " % test_name):
+            _skips.append((test_name, line.split(": ", 1)[-1], True))
+    assert p.returncode == 0, "%s failed in a private network namespace:\n%s\n%s" % (test_name, p.stdout, p.stderr)
+    return True
+
+
 # ---- the runner -----------------------------------------------------------------
 
 def main(tests, argv=None):
@@ -521,8 +617,12 @@ def main(tests, argv=None):
         del _test_workers[:]
         t0 = time.monotonic()
         faulthandler.dump_traceback_later(hang, repeat=False, file=sys.stderr)
+        _current_test[0] = name
         try:
             tests[name]()
+        except Skip as sk:
+            _skips.append((name, sk.reason, sk.required_in_ci))
+            print("skip %s (%.2fs): %s" % (name, time.monotonic() - t0, sk.reason))
         except KeyboardInterrupt:
             raise
         except BaseException:
@@ -538,5 +638,22 @@ def main(tests, argv=None):
             faulthandler.cancel_dump_traceback_later()
         sys.stdout.flush()
     print("%d passed, %d failed" % (passed, failed))
+    ci_fail = _report_skips()
     sys.stdout.flush()
-    sys.exit(1 if failed or not names else 0)
+    sys.exit(1 if failed or ci_fail or not names else 0)
+
+
+def _report_skips():
+    """Lists every skip with its reason; returns True when CI must fail
+    because something the fresh-machine install provides was skipped."""
+    if not _skips:
+        return False
+    print("skipped (%d):" % len(_skips))
+    for name, reason, required in _skips:
+        print("  %s: %s%s" % (name, reason, "" if required else " (allowed in CI)"))
+    bad = [s for s in _skips if s[2]]
+    if bad and in_ci():
+        print("FAIL: under CI=%s these skips are not allowed (scripts/deps.sh installs what they need): %s"
+              % (os.environ.get("CI"), ", ".join(n for n, _, _ in bad)))
+        return True
+    return False

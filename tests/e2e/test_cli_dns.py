@@ -125,7 +125,7 @@ def test_missing_include_fails_with_the_corrected_record():
         # The include covers the expected address, so no ip4: is added.
         assert "until include:%s is added" % PLATFORM_INCLUDE in got["spf"], got["spf"]
         assert got["spf"].endswith('replace it with this TXT record at noinc.test: "%s"' % fix), got["spf"]
-        assert got["dkim"].startswith("SKIP dkim:"), got["dkim"]
+        assert got["dkim"].startswith("UNCHECKED dkim: not checked: no selector given"), got["dkim"]
         assert got["dmarc"].startswith("PASS dmarc:") and "p=none" in got["dmarc"], got["dmarc"]
 
         r = relayq("dns", "check", "noinc.test", "--expect-include", PLATFORM_INCLUDE, "--json",
@@ -192,6 +192,27 @@ def test_spf_syntax_error_and_lookup_limit():
         assert "more than 10 DNS lookups" in lines(r.stdout)["spf"], r.stdout
 
 
+def test_spf_broken_domain_spec_is_permerror_not_error():
+    """A label DNS cannot carry is a record error to fix (permerror, exit 1),
+    not a failed lookup (ERROR, exit 2); ':' and '/' inside a domain are
+    legal (RFC 7208 section 12)."""
+    recs = [("TXT", "empty.test", "v=spf1 a:mail.example...com ip4:192.0.2.1 -all"),
+            ("TXT", "long.test", "v=spf1 a:%s.long.test ip4:192.0.2.1 -all" % ("a" * 64)),
+            ("TXT", "colon.test", "v=spf1 a:foo:bar/baz.colon.test -all"),
+            ("A", "foo:bar/baz.colon.test", "192.0.2.9")]
+    with DnsServer(recs) as dns:
+        for dom, why in (("empty.test", "has an empty label"), ("long.test", "longer than 63 characters")):
+            r = relayq("dns", "check", dom, "--expect-ip", "192.0.2.1", "--json", "--dns-server", dns.address)
+            assert r.returncode == 1, (dom, r.stdout, r.stderr)
+            spf = json.loads(r.stdout)["checks"][0]
+            assert spf["status"] == "fail" and why in spf["detail"], spf
+            assert spf["results"] == [{"ip": "192.0.2.1", "result": "permerror"}], spf
+        r = relayq("dns", "check", "colon.test", "--expect-ip", "192.0.2.9", "--json", "--dns-server", dns.address)
+        spf = json.loads(r.stdout)["checks"][0]
+        assert spf["results"] == [{"ip": "192.0.2.9", "result": "pass"}] and spf["status"] == "pass", \
+            (spf, dns.log_text())
+
+
 def test_missing_dmarc_suggests_a_record():
     with DnsServer([("TXT", "nodmarc.test", "v=spf1 -all")]) as dns:
         r = relayq("dns", "check", "nodmarc.test", "--dns-server", dns.address)
@@ -205,8 +226,15 @@ def test_missing_dmarc_suggests_a_record():
     with DnsServer([("TXT", "mail.org.test", "v=spf1 -all"),
                     ("TXT", "_dmarc.org.test", "v=DMARC1; p=reject; rua=mailto:d@org.test")]) as dns:
         r = relayq("dns", "check", "mail.org.test", "--dns-server", dns.address)
-        assert r.returncode == 0, (r.stdout, r.stderr)
         assert "organisational domain" in lines(r.stdout)["dmarc"], r.stdout
+        assert lines(r.stdout)["dmarc"].startswith("PASS dmarc"), r.stdout
+        # No selector: DKIM is not checked, which is not a pass (exit 1).
+        assert lines(r.stdout)["dkim"].startswith("UNCHECKED dkim: not checked"), r.stdout
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        r = relayq("dns", "check", "mail.org.test", "--json", "--dns-server", dns.address)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        dkim = json.loads(r.stdout)["checks"][1]
+        assert dkim["status"] == "not_checked" and dkim["pass"] is None, dkim
 
 
 def test_dkim_key_mismatch_and_missing_record():
@@ -357,7 +385,17 @@ def test_dnsbl_listed_and_unlisted():
         # A zone without its test entry cannot vouch for anything.
         r = relayq("dnsbl", "check", "192.0.2.1", "--zone", "empty.test", "--dns-server", dns.address)
         assert r.returncode == 2, (r.stdout, r.stderr)
-        assert r.stdout.startswith("ERROR empty.test: cannot tell: the zone does not list its test entry"), r.stdout
+        assert r.stdout.startswith("UNCHECKED empty.test: not checked: the zone does not list its test entry"), \
+            r.stdout
+        r = relayq("dnsbl", "check", "192.0.2.1", "--zone", "empty.test", "--json", "--dns-server", dns.address)
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        z = json.loads(r.stdout)["zones"][0]
+        assert z["status"] == "not_checked" and z["listed"] is None, z
+        # Asking for the test address itself of a zone that does not list it:
+        # still not checked, not clean.
+        r = relayq("dnsbl", "check", "127.0.0.2", "--zone", "empty.test", "--dns-server", dns.address)
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        assert r.stdout.startswith("UNCHECKED empty.test: not checked"), r.stdout
 
         r = relayq("dnsbl", "check", "192.0.2.1", "--zone", "bl.test", "--dns-server", dns.address)
         assert r.returncode == 0, (r.stdout, r.stderr)

@@ -9,6 +9,7 @@ import logging
 import secrets
 
 import harness
+import sealing
 from harness import MailgunFake, RedisServer, SmtpServer, free_port, parse_message, run_relayq
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -28,10 +29,10 @@ def tenant(r, name, route=None):
     return {k.decode(): v.decode() for k, v in r.client.hgetall(key).items()}
 
 
-def open_sealed(value):
-    assert value.startswith("enc:v1:"), value
-    blob = base64.b64decode(value[len("enc:v1:"):])
-    return AESGCM(KEY).decrypt(blob[:12], blob[12:], None).decode()
+def open_sealed(value, field, place="tenant:acme"):
+    """`tenant set` stores enc:v2: bound to the hash and field."""
+    assert value.startswith("enc:v2:"), value
+    return sealing.open_sealed(KEY, value, place, field)
 
 
 def smtp_fields(s, user=None, password=None, verify=None, **extra):
@@ -100,25 +101,25 @@ def test_set_no_verify_seals_secrets_and_fills_defaults():
         p = run_relayq(r, "tenant", "set", "acme", "gateway=smtp", "smtp_preset=aruba",
                        "smtp_user=info@acme.example", "smtp_password=s3cret pass",
                        "from_email=info@acme.example", "--no-verify", env=ENV)
-        check(p, 0, out=["Not verified", "smtp_password", "enc:v1:"], no_out=["s3cret"])
+        check(p, 0, out=["Not verified", "smtp_password", "enc:v2:"], no_out=["s3cret"])
         h = tenant(r, "acme")
         assert h["smtp_host"] == "smtps.aruba.it" and h["smtp_port"] == "465", h
         assert h["smtp_security"] == "tls" and h["smtp_preset"] == "aruba", h
-        assert open_sealed(h["smtp_password"]) == "s3cret pass"
+        assert open_sealed(h["smtp_password"], "smtp_password") == "s3cret pass"
         # A new security without a port: the port follows it.
         p = run_relayq(r, "tenant", "set", "acme", "smtp_preset=", "smtp_host=mail.acme.example",
                        "smtp_security=starttls", "--no-verify", env=ENV)
         check(p, 0)
         h = tenant(r, "acme")
         assert h["smtp_port"] == "587" and "smtp_preset" not in h, h
-        assert open_sealed(h["smtp_password"]) == "s3cret pass"  # untouched
+        assert open_sealed(h["smtp_password"], "smtp_password") == "s3cret pass"  # untouched
         # FIELD= deletes; the Mailgun key read from stdin is sealed too.
         p = run_relayq(r, "tenant", "set", "acme", "from_email=", "mailgun_domain=mg.acme.example",
                        "--stdin", "mailgun_api_key", "--no-verify", env=ENV, input="key-abc\n")
         check(p, 0, no_out=["key-abc"])
         h = tenant(r, "acme")
         assert "from_email" not in h, h
-        assert open_sealed(h["mailgun_api_key"]) == "key-abc"
+        assert open_sealed(h["mailgun_api_key"], "mailgun_api_key") == "key-abc"
 
 
 # ---- set and verify: SMTP probes ---------------------------------------------------------
@@ -133,7 +134,7 @@ def test_set_verifies_starttls_and_auth_first():
         assert [a for a in s.auth_attempts if a[2]] != [], s.auth_attempts
         assert s.transactions() == [] and s.messages_count() == 0  # nothing sent
         h = tenant(r, "acme")
-        assert open_sealed(h["smtp_password"]) == "pw-1"
+        assert open_sealed(h["smtp_password"], "smtp_password") == "pw-1"
         assert h["smtp_port"] == str(s.port) and h["smtp_tls_verify"] == "0", h
 
 
@@ -181,7 +182,7 @@ def test_implicit_tls_and_security_mismatches():
         assert names == ["DNS", "TCP connect", "TLS", "banner", "EHLO", "AUTH"], names
         assert all(st["ok"] and st["ms"] is not None for st in doc["verify"]["stages"]), doc
         assert "self-signed" in doc["verify"]["certificate"]["verify"], doc
-        assert doc["saved"]["smtp_password"].startswith("enc:v1:"), doc
+        assert doc["saved"]["smtp_password"].startswith("enc:v2:"), doc
         # STARTTLS spoken to an implicit-TLS port: no greeting ever comes.
         p = run_relayq(r, "tenant", "verify", "acme", "--timeout", "2", env=ENV)
         check(p, 0)
@@ -254,12 +255,12 @@ def test_mailgun_verify_200_401_404():
         req = mg.requests()[-1]
         assert req["method"] == "GET" and req["path"] == "/v3/domains/mg.acme.example", req
         assert req["auth_ok"], req
-        assert open_sealed(tenant(r, "acme")["mailgun_api_key"]) == "key-good"
+        assert open_sealed(tenant(r, "acme")["mailgun_api_key"], "mailgun_api_key") == "key-good"
         check(run_relayq(r, "tenant", "set", "acme", "mailgun_api_key=key-bad", env=ENV), 1,
               err=["the API key was refused"], no_out=["key-bad"])
         check(run_relayq(r, "tenant", "set", "acme", "mailgun_domain=other.example", env=ENV), 1,
               err=["domain other.example not found in this Mailgun account/region"])
-        assert open_sealed(tenant(r, "acme")["mailgun_api_key"]) == "key-good"
+        assert open_sealed(tenant(r, "acme")["mailgun_api_key"], "mailgun_api_key") == "key-good"
         check(run_relayq(r, "tenant", "verify", "acme", env=ENV), 0, out=["200"])
 
 
@@ -272,14 +273,14 @@ def test_get_masks_secrets():
         # A platform backend may write plaintext secrets itself.
         r.client.hset(r.key("tenant", "acme"), "mailgun_api_key", "plain-key-123")
         p = run_relayq(r, "tenant", "get", "acme")
-        check(p, 0, out=["smtp_password", "enc:v1:\u2026(sealed)", "(plaintext)", "smtp_port",
+        check(p, 0, out=["smtp_password", "enc:v2:\u2026(sealed)", "(plaintext)", "smtp_port",
                          "587"], no_out=["topsecret", "plain-key-123"])
         sealed = tenant(r, "acme")["smtp_password"]
         assert sealed[10:30] not in p.stdout
         lines = [l.split()[0] for l in p.stdout.splitlines()[1:]]
         assert lines == sorted(lines), lines
         doc = json.loads(run_relayq(r, "tenant", "get", "acme", "--json").stdout)
-        assert doc["fields"]["smtp_password"] == "enc:v1:\u2026(sealed)", doc
+        assert doc["fields"]["smtp_password"] == "enc:v2:\u2026(sealed)", doc
         assert doc["fields"]["mailgun_api_key"] == "****(plaintext)", doc
         check(run_relayq(r, "tenant", "get", "nobody"), 1, err=["has no settings"])
 
@@ -323,7 +324,7 @@ def test_routes_set_verify_test_and_del():
                        "smtp_password=pw-2", env=ENV)
         check(p, 0, out=["AUTH", "Saved route backup"], no_out=["pw-2"])
         assert tenant(r, "acme")["routes"] == "backup"
-        assert open_sealed(tenant(r, "acme", "backup")["smtp_password"]) == "pw-2"
+        assert open_sealed(tenant(r, "acme", "backup")["smtp_password"], "smtp_password", "tenant:acme:route:backup") == "pw-2"
         check(run_relayq(r, "tenant", "set", "acme", "--route", "backup", "from_name=x", env=ENV),
               2, err=["a route holds only smtp_* fields"])
         check(run_relayq(r, "tenant", "set", "acme", "--route", "other", "smtp_preset=gmail",

@@ -324,9 +324,7 @@ def _read_banner(proc, timeout=5.0):
 def test_curl_trusts_fixture_cert():
     # relayq sends through libcurl: prove curl verifies the fixture's
     # certificate with --cacert (CURLOPT_CAINFO) on both TLS modes.
-    if not shutil.which("curl"):
-        print("  (curl not installed: skipped)")
-        return
+    harness.skip_unless(shutil.which("curl"), "curl is not installed (scripts/deps.sh installs it)")
     tmp = tempfile.mkdtemp(prefix="relayq-selftest-")
     try:
         path = os.path.join(tmp, "msg.eml")
@@ -492,9 +490,7 @@ def test_mailgun_script_and_keepalive():
 def test_curl_mailgun_multipart():
     # libcurl's own multipart encoding (what the worker's curl_mime sends),
     # with a 2 MB attachment so curl uses Expect: 100-continue.
-    if not shutil.which("curl"):
-        print("  (curl not installed: skipped)")
-        return
+    harness.skip_unless(shutil.which("curl"), "curl is not installed (scripts/deps.sh installs it)")
     tmp = tempfile.mkdtemp(prefix="relayq-selftest-")
     try:
         big = os.urandom(2 * 1024 * 1024)
@@ -625,12 +621,13 @@ def test_worker_and_cli_wrappers():
                 f.write(text)
             os.chmod(path, 0o755)
         with RedisServer() as r, SmtpServer(auth=("u", "p")) as smtp:
-            cp = run_relayq(r, "status", "j1", env={"RELAYQ_SECRET_KEY": "x"}, input="stdin!")
+            cp = run_relayq(r, "status", "j1", env={"RELAYQ_SECRET_KEY": "x"}, input="stdin!",
+                            allow_private_nets=None)
             assert cp.returncode == 3
             assert cp.stdout.splitlines() == [
                 "args: --redis %s --prefix %s status j1" % (r.url, r.prefix),
                 "secret key set: yes", "leaked: none", "stdin!"], cp.stdout
-            with Worker(r, platform_smtp=smtp, args=["--concurrency", "4"]) as w:
+            with Worker(r, platform_smtp=smtp, args=["--concurrency", "4"], allow_private_nets=None) as w:
                 assert w.id.startswith("w-")
                 wait_for(lambda: "fake worker" in w.log_text(), 5, what="worker output")
                 assert ("--redis %s --prefix %s --id %s --platform-smtp smtp://u:p@127.0.0.1:%d "
@@ -686,6 +683,35 @@ def test_runner_reports():
         r = subprocess.run([sys.executable, path, "test_good"], capture_output=True, text=True,
                            timeout=60)
         assert r.returncode == 0 and r.stdout.splitlines()[-1] == "1 passed, 0 failed", r.stdout
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_runner_skips_are_listed_and_fail_ci():
+    """harness.skip_unless / skip_part: every skip is listed with its reason;
+    under CI=true a skip of something scripts/deps.sh installs fails the run,
+    one marked required_in_ci=False does not."""
+    tmp = tempfile.mkdtemp(prefix="relayq-selftest-")
+    try:
+        path = os.path.join(tmp, "test_sample.py")
+        with open(path, "w") as f:
+            f.write("import sys\nsys.path.insert(0, %r)\nimport harness\n"
+                    "def test_needs_tool():\n    harness.skip_unless(False, 'tool X is missing')\n"
+                    "def test_port():\n    harness.skip_part('port 25 is taken', required_in_ci=False)\n"
+                    "def test_fine():\n    pass\n"
+                    "if __name__ == '__main__':\n    harness.main(globals())\n"
+                    % os.path.dirname(os.path.abspath(harness.__file__)))
+        base = {k: v for k, v in os.environ.items() if k != "CI"}
+        r = subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=60, env=base)
+        assert r.returncode == 0, r
+        assert "skip test_needs_tool (" in r.stdout and "tool X is missing" in r.stdout, r.stdout
+        assert "  test_port: port 25 is taken (allowed in CI)" in r.stdout, r.stdout
+        r = subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=60,
+                           env=dict(base, CI="true"))
+        assert r.returncode == 1 and "not allowed" in r.stdout and "test_needs_tool" in r.stdout, r.stdout
+        r = subprocess.run([sys.executable, path, "test_port", "test_fine"], capture_output=True, text=True,
+                           timeout=60, env=dict(base, CI="true"))
+        assert r.returncode == 0, r.stdout
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

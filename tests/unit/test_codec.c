@@ -691,6 +691,14 @@ static char *rnd_name(void) {
   return s;
 }
 
+/* A tenant or route name: no ':' (v1.1). */
+static char *rnd_tenant(void) {
+  char *s = rnd_name();
+  for (char *p = s; *p; p++)
+    if (*p == ':') *p = '_';
+  return s;
+}
+
 /* UTF-8 text mixing ASCII, 2-, 3- and 4-byte characters; lines allowed
  * only when multiline. */
 static char *rnd_text(size_t max, int multiline) {
@@ -749,7 +757,7 @@ static void rnd_job(struct relayq_job *j) {
   memset(j, 0, sizeof *j);
   j->v = rndn(2) ? 1 : 0;
   j->id = rnd_name();
-  j->tenant = rnd_name();
+  j->tenant = rnd_tenant();
   do {
     j->to = rnd_addrs(3, 1);
     j->cc = rnd_addrs(2, 1);
@@ -779,7 +787,7 @@ static void rnd_job(struct relayq_job *j) {
     j->raw = palloc(j->raw_len);
     for (size_t k = 0; k < j->raw_len; k++) j->raw[k] = (unsigned char)rnd();
   }
-  if (rndn(2)) j->route = rnd_name();
+  if (rndn(2)) j->route = rnd_tenant();
   j->kind = (enum relayq_kind)rndn(3);
   if (rndn(2)) j->not_before = (int64_t)(rnd() >> 1);
   if (rndn(2)) j->expires_at = (int64_t)rndn(4000000000000ull);

@@ -54,6 +54,25 @@ static void test_dmarc(void) {
   CHECK_INT(dmarc_parse("v=DMARC1; p=none; x=\x01", &m, err, sizeof err), ==, -1);
   CHECK_INT(dmarc_parse("v=DMARC1; p=none; future=tag", &m, err, sizeof err), ==, 0); /* ignored */
 
+  /* RFC 7489 6.4 grammar: any URI scheme, an optional size limit. */
+  CHECK_INT(dmarc_parse("v=DMARC1; p=none; rua=mailto:a@example.com!10m , https://r.example/dmarc", &m, err,
+                        sizeof err), ==, 0);
+  CHECK_INT(dmarc_parse("v=DMARC1; p=none; rua=mailto:a@example.com!10x", &m, err, sizeof err), ==, -1);
+  CHECK_INT(dmarc_parse("v=DMARC1; p=none; rua=mailto:a@example.com!", &m, err, sizeof err), ==, -1);
+  CHECK_INT(dmarc_parse("v=DMARC1; p=none; rua=mailto:@example.com", &m, err, sizeof err), ==, -1);
+  CHECK_INT(dmarc_parse("v=DMARC1; p=none; rua=mailto:a@example.com,", &m, err, sizeof err), ==, -1);
+  CHECK_INT(dmarc_parse("v=DMARC1; p=none; rua=1http://x", &m, err, sizeof err), ==, -1);
+  /* fo, rf, ri */
+  CHECK_INT(dmarc_parse("v=DMARC1; p=none; fo=0:1 : d:s; rf=afrf; ri=86400", &m, err, sizeof err), ==, 0);
+  CHECK_INT(dmarc_parse("v=DMARC1; p=none; fo=2", &m, err, sizeof err), ==, -1);
+  CHECK(strstr(err, "fo=2") != NULL);
+  CHECK_INT(dmarc_parse("v=DMARC1; p=none; fo=", &m, err, sizeof err), ==, -1);
+  CHECK_INT(dmarc_parse("v=DMARC1; p=none; rf=iodef", &m, err, sizeof err), ==, -1);
+  CHECK_INT(dmarc_parse("v=DMARC1; p=none; ri=1h", &m, err, sizeof err), ==, -1);
+  /* Tag names are case-sensitive (RFC 6376 3.2, which RFC 7489 6.3 uses):
+   * "P=" is an unknown tag, so the record has no policy. */
+  CHECK_INT(dmarc_parse("v=DMARC1; P=reject", &m, err, sizeof err), ==, -1);
+
   /* Bounded: too long, too many tags. */
   char big[DMARC_MAX_RECORD + 64] = "v=DMARC1; p=none; x=";
   while (strlen(big) < DMARC_MAX_RECORD + 10) strcat(big, "a");
@@ -75,6 +94,13 @@ static void test_dkim_record(void) {
             ==, 0);
   CHECK_STR(r.k, "rsa");
   CHECK_STR(r.p, "MIIBIjANBgkq");
+  CHECK_INT(r.testing, ==, 1);
+  dkimrec_free(&r);
+  /* t= flags are whole words: "yes" is an unknown flag, not "y" (RFC 6376 3.6.1). */
+  CHECK_INT(dkimrec_parse("v=DKIM1; t=yes; p=MIIB", &r, err, sizeof err), ==, 0);
+  CHECK_INT(r.testing, ==, 0);
+  dkimrec_free(&r);
+  CHECK_INT(dkimrec_parse("v=DKIM1; t=s : y; p=MIIB", &r, err, sizeof err), ==, 0);
   CHECK_INT(r.testing, ==, 1);
   dkimrec_free(&r);
   CHECK_INT(dkimrec_parse("p=", &r, err, sizeof err), ==, 0);

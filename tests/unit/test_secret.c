@@ -195,7 +195,8 @@ static void test_not_prefixed(void) {
   char *opened = NULL;
   key_of(key);
   CHECK(!relayq_secret_is_sealed("hunter2"));
-  CHECK(!relayq_secret_is_sealed("enc:v2:abcd"));
+  CHECK(relayq_secret_is_sealed("enc:v2:abcd"));
+  CHECK(!relayq_secret_is_sealed("enc:v3:abcd"));
   CHECK(!relayq_secret_is_sealed("ENC:V1:abcd"));
   CHECK(!relayq_secret_is_sealed(NULL));
   CHECK_INT(relayq_secret_open(key, PY_SEALED + 7, &opened, &e), ==,

@@ -445,8 +445,88 @@ static void test_ip(void) {
   CHECK_STR(spf_result_name(SPF_SOFTFAIL), "softfail");
 }
 
+/* The cases the RFC 7208 suite caught (tests/e2e/test_spf_suite.py runs
+ * the whole suite through the CLI). */
+static void test_rfc7208_cases(void) {
+  /* ':' and '/' inside a domain-spec; only the end is a prefix length. */
+  CHECK(parses("v=spf1 a:foo:bar/baz.example.com"));
+  CHECK(parses("v=spf1 mx:foo:bar/baz.example.com/24//64"));
+  CHECK(!parses("v=spf1 a:example.com/33"));
+  CHECK(!parses("v=spf1 a:example.com/024"));
+  CHECK(!parses("v=spf1 a:example.com/"));
+  static const struct rr colon[] = {{'T', "c.example", "v=spf1 a:foo:bar/baz.example.com -all"},
+                                    {'A', "foo:bar/baz.example.com", "192.0.2.7"},
+                                    {0, NULL, NULL}};
+  struct spf_tree *t = load(colon, "c.example");
+  CHECK_INT(eval(t, "192.0.2.7", NULL), ==, SPF_PASS);
+  spf_free(t);
+
+  /* Macro syntax in unknown modifiers and exp= (no c, r, t there). */
+  CHECK(!parses("v=spf1 -all foo=%abc"));
+  CHECK(parses("v=spf1 -all foo=%{l}%%"));
+  CHECK(!parses("v=spf1 -all exp=%{r}.example.com"));
+  CHECK(parses("v=spf1 -all exp=%{d}.example.com"));
+
+  /* Labels DNS cannot carry are a syntax error (permerror), not a lookup error. */
+  CHECK(!parses("v=spf1 a:mail.example...com -all"));
+  CHECK(!parses("v=spf1 a:a123456789012345678901234567890123456789012345678901234567890123.example.com -all"));
+  CHECK(parses("v=spf1 a:a12345678901234567890123456789012345678901234567890123456789012.example.com -all"));
+
+  /* %%, %_ and %- are literal characters, looked up expanded. */
+  static const struct rr mania[] = {{'T', "m.example", "v=spf1 a:macro%%percent%_space%-url.example.com -all"},
+                                    {'A', "macro%percent space%20url.example.com", "192.0.2.8"},
+                                    {0, NULL, NULL}};
+  t = load(mania, "m.example");
+  CHECK_INT(eval(t, "192.0.2.8", NULL), ==, SPF_PASS);
+  spf_free(t);
+
+  /* An IPv4-mapped IPv6 address is evaluated as IPv4 (section 5). */
+  static const struct rr mapped[] = {{'T', "v.example", "v=spf1 -ip4:1.2.3.4 ip6:::FFFF:1.2.3.4"},
+                                     {'T', "w.example", "v=spf1 ip6:::FFFF:1.2.3.4 ip4:1.2.3.4 -all"},
+                                     {0, NULL, NULL}};
+  t = load(mapped, "v.example");
+  CHECK_INT(eval(t, "::ffff:1.2.3.4", NULL), ==, SPF_FAIL);
+  CHECK_INT(eval(t, "1.2.3.4", NULL), ==, SPF_FAIL);
+  spf_free(t);
+  int dec = -1;
+  t = load(mapped, "w.example");
+  CHECK_INT(eval(t, "::ffff:1.2.3.4", &dec), ==, SPF_PASS);
+  CHECK_INT(dec, ==, 1);
+  spf_free(t);
+
+  /* Void lookups: two may find nothing, the third is permerror. */
+  static const struct rr voids[] = {{'T', "two.example", "v=spf1 a:nx1.example a:nx2.example ip4:192.0.2.1 -all"},
+                                    {'T', "three.example",
+                                     "v=spf1 a:nx1.example a:nx2.example a:nx3.example ip4:192.0.2.1 -all"},
+                                    {'T', "hit.example", "v=spf1 ip4:192.0.2.1 a:nx1.example a:nx2.example a:nx3.example -all"},
+                                    {0, NULL, NULL}};
+  t = load(voids, "two.example");
+  CHECK_INT(eval(t, "192.0.2.1", NULL), ==, SPF_PASS);
+  spf_free(t);
+  t = load(voids, "three.example");
+  CHECK_INT(eval(t, "192.0.2.1", NULL), ==, SPF_PERMERROR);
+  CHECK_INT(eval(t, "192.0.2.1", NULL), ==, SPF_PERMERROR); /* cached answers count again */
+  spf_free(t);
+  t = load(voids, "hit.example"); /* matched before the void lookups run */
+  CHECK_INT(eval(t, "192.0.2.1", NULL), ==, SPF_PASS);
+  spf_free(t);
+
+  /* Lookups are counted as evaluation makes them: the 11th is permerror
+   * even when the tree's first branch would have matched later. */
+  static const struct rr over[] = {{'T', "e9.example", "v=spf1 a include:inc.example a ip4:1.2.3.4 -all"},
+                                   {'T', "inc.example", "v=spf1 a a a a a a a a"},
+                                   {'A', "e9.example", "1.2.3.21"},
+                                   {'A', "inc.example", "1.2.3.10"},
+                                   {0, NULL, NULL}};
+  t = load(over, "e9.example");
+  CHECK_INT(eval(t, "1.2.3.4", NULL), ==, SPF_PERMERROR);
+  CHECK_INT(eval(t, "1.2.3.21", NULL), ==, SPF_PASS);
+  spf_free(t);
+}
+
 int main(void) {
   test_syntax();
+  test_rfc7208_cases();
   test_eval();
   test_problems();
   test_limits();

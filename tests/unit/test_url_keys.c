@@ -40,8 +40,12 @@ struct url_bad {
 };
 
 static const struct url_bad bad_urls[] = {
-    {"rediss://:hunter2@h:6380", "TLS is not supported (hiredis 0.14)"},
     {"http://h", "redis://"},
+    {"redis+sentinel://h:26379", "master's name"},
+    {"redis+sentinel://h:26379/", "master's name"},
+    {"rediss+sentinel://:hunter2@a,b:0/m", "port"},
+    {"redis+sentinel://a,b/m/x", "database"},
+    {"redis+sentinel://1,2,3,4,5,6,7,8,9/m", "at most 8"},
     {"h:6379", "redis://"},
     {"redis://", "no host"},
     {"redis://:hunter2@", "no host"},
@@ -62,6 +66,37 @@ static const struct url_bad bad_urls[] = {
     {"redis://h ost", "space"},
     {"redis://:hunter2@h:99999", "port"},
 };
+
+static void test_tls_sentinel_urls(void) {
+  struct relayq_redis_url u;
+  struct relayq_error err;
+  CHECK_INT(relayq_redis_url_parse("rediss://:pw@redis.example:6380/2", &u, &err), ==, 0);
+  CHECK_INT(u.tls, ==, 1);
+  CHECK_STR(u.host, "redis.example");
+  CHECK_INT(u.port, ==, 6380);
+  CHECK_INT(u.n_sentinels, ==, 0);
+  CHECK_INT(relayq_redis_url_parse("redis://h", &u, &err), ==, 0);
+  CHECK_INT(u.tls, ==, 0);
+  CHECK_INT(relayq_redis_url_parse("redis+sentinel://app:p%40w@s1,s2:26380,[::1]:7/mymaster/3", &u, &err), ==, 0);
+  CHECK_INT(u.tls, ==, 0);
+  CHECK_INT(u.n_sentinels, ==, 3);
+  CHECK_STR(u.sentinels[0].host, "s1");
+  CHECK_INT(u.sentinels[0].port, ==, 26379);
+  CHECK_STR(u.sentinels[1].host, "s2");
+  CHECK_INT(u.sentinels[1].port, ==, 26380);
+  CHECK_STR(u.sentinels[2].host, "::1");
+  CHECK_INT(u.sentinels[2].port, ==, 7);
+  CHECK_STR(u.master, "mymaster");
+  CHECK_INT(u.db, ==, 3);
+  CHECK_STR(u.user, "app");
+  CHECK_STR(u.password, "p@w");
+  CHECK_STR(u.host, "s1");
+  CHECK_INT(relayq_redis_url_parse("rediss+sentinel://127.0.0.1:5000/m", &u, &err), ==, 0);
+  CHECK_INT(u.tls, ==, 1);
+  CHECK_INT(u.n_sentinels, ==, 1);
+  CHECK_STR(u.master, "m");
+  CHECK_INT(u.db, ==, 0);
+}
 
 static void test_urls(void) {
   for (size_t i = 0; i < sizeof good_urls / sizeof *good_urls; i++) {
@@ -210,13 +245,14 @@ static void test_misc(void) {
   CHECK_INT(relayq_connect("redis://127.0.0.1:1", NULL, &c, &err), ==, RELAYQ_ECONNECT);
   CHECK(c == NULL);
   CHECK(strstr(err.message, "127.0.0.1:1") != NULL);
-  CHECK_INT(relayq_connect("rediss://h", NULL, &c, &err), ==, RELAYQ_EURL);
+  CHECK_INT(relayq_connect("redis+sentinel://h", NULL, &c, &err), ==, RELAYQ_EURL);
   CHECK_INT(relayq_connect("redis://h", "bad prefix", &c, &err), ==, RELAYQ_EINVAL);
   relayq_close(NULL);
 }
 
 int main(void) {
   test_urls();
+  test_tls_sentinel_urls();
   test_keys();
   test_ids();
   test_misc();

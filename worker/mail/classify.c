@@ -778,6 +778,10 @@ void rq_classify_failure(enum rq_fail kind, enum rq_smtp_stage stage, const stru
   }
   const struct fail_row *row = &fail_rows[kind];
   set_class(out, row->verdict, row->error);
+  if (row->what[0] == '\0') { /* the transport's message is the whole sentence */
+    rq_text_sanitize(out->detail, sizeof out->detail, msg ? msg : "", msg ? strnlen(msg, 1024) : 0);
+    return;
+  }
   if (kind == RQ_FAIL_TIMEOUT || kind == RQ_FAIL_CLOSED || kind == RQ_FAIL_REJECTED)
     snprintf(what, sizeof what, "%s %s", row->what, stage_phrase(stage));
   else

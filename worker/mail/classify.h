@@ -168,6 +168,10 @@ void rq_classify_smtp(enum rq_smtp_stage stage, const struct rq_reply *r,
  * configuration mismatch (TLS spoken to a plain-text port; no shared
  * version or cipher), which is TLS_MISMATCH, PERM.
  *
+ * POLICY (the saas network boundary, a login the server cannot take) and
+ * TLS_PIN (a key that is not the pinned one) carry their whole sentence in
+ * the transport's message: their rows have no text of their own.
+ *
  * XX(name, verdict, category, what happened, what to do) */
 #define RQ_FAIL_MAP(XX)                                                                                        \
   XX(NONE, OK, NONE, "", "")                                                                                   \
@@ -185,8 +189,8 @@ void rq_classify_smtp(enum rq_smtp_stage stage, const struct rq_reply *r,
      "relay retries.")                                                                                          \
   XX(TLS, TEMP, TLS, "The TLS handshake failed", "the relay retries.")                                        \
   XX(TLS_CERT, PERM, TLS, "The server's TLS certificate failed verification",                                \
-     "its admin must fix the certificate, or set smtp_tls_verify=0 for a self-signed one; then `relayq dead "   \
-     "requeue` resends.")                                                                                       \
+     "its admin must fix the certificate; for a self-signed one, pin its key with `relayq tenant trust "       \
+     "TENANT`; then `relayq dead requeue` resends.")                                                                                       \
   XX(TLS_MISMATCH, PERM, TLS, "TLS is not possible with this server on this port",                            \
      "use smtp_security=starttls for ports 587 and 25 and tls only for 465; otherwise the server's admin must " \
      "enable TLS 1.2 or newer with current ciphers.")                                                           \
@@ -206,6 +210,8 @@ void rq_classify_smtp(enum rq_smtp_stage stage, const struct rq_reply *r,
   XX(CONFIG, PERM, PROVIDER, "The route's server settings are not usable",                                    \
      "check smtp_host, smtp_port and smtp_security (or mailgun_base_url).")                                    \
   XX(REDIRECTS, PERM, PROVIDER, "The HTTP API kept redirecting", "check mailgun_base_url and mailgun_region.") \
+  XX(POLICY, PERM, POLICY, "", "")                                                                             \
+  XX(TLS_PIN, PERM, TLS, "", "")                                                                               \
   XX(OTHER, TEMP, PROVIDER, "Delivery failed", "the relay retries.")
 
 enum rq_fail {

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "dkim_canon.h"
+#include "msg.h"
 #include "engine.h"
 #include "log.h"
 #include "tenants.h"
@@ -141,13 +142,41 @@ fail:
   return NULL;
 }
 
-int rq_dkim_sign(struct rq_buf *msg, void *key, const char *domain, const char *selector, int64_t now_s,
-                 char *err, size_t errlen) {
-  EVP_PKEY *pk = key;
+/* The body hash source: a flat body, or a segmented message read from
+ * body_off on (encoded a second time while hashing: nothing is kept). */
+struct body_src {
+  const char *flat;
+  size_t flat_len;
+  const struct rq_msg *m;
+  size_t body_off;
+};
+
+static int body_hash(EVP_MD_CTX *md, const struct body_src *b) {
+  if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) return -1;
+  if (b->m == NULL) {
+    rq_dkim_canon_body(b->flat, b->flat_len, digest_sink, md);
+    return 0;
+  }
+  struct rq_dkim_body st;
+  rq_dkim_body_init(&st, digest_sink, md);
+  struct rq_msg_cursor c;
+  rq_msg_cursor_init(&c, b->m);
+  if (rq_msg_seek(&c, b->body_off) != 0) return -1;
+  char chunk[16384];
+  size_t n;
+  while ((n = rq_msg_read(&c, chunk, sizeof chunk)) > 0) rq_dkim_body_feed(&st, chunk, n);
+  rq_dkim_body_end(&st);
+  return 0;
+}
+
+/* Writes the complete DKIM-Signature header for the header block
+ * hdr[0..hdr_len) and the body in b into sig. Returns 0 or -1 with err. */
+static int make_signature(const char *hdr, size_t hdr_len, const struct body_src *b, EVP_PKEY *pk,
+                          const char *domain, const char *selector, int64_t now_s, struct rq_buf *sig,
+                          char *err, size_t errlen) {
   int rc = -1;
-  struct rq_buf h, sig, data;
+  struct rq_buf h, data;
   rq_buf_init(&h);
-  rq_buf_init(&sig);
   rq_buf_init(&data);
   EVP_MD_CTX *md = NULL;
   unsigned char *raw = NULL;
@@ -158,20 +187,17 @@ int rq_dkim_sign(struct rq_buf *msg, void *key, const char *domain, const char *
     goto out;
   }
   int ed25519 = EVP_PKEY_get_base_id(pk) == EVP_PKEY_ED25519;
-  size_t hdr_len, body_off;
-  rq_dkim_split(msg->data, msg->len, &hdr_len, &body_off);
 
   /* bh=: one pass over the body, canonical bytes straight into SHA-256. */
   unsigned char bh[EVP_MAX_MD_SIZE];
   unsigned bh_len = 0;
   md = EVP_MD_CTX_new();
-  if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) goto crypto;
-  rq_dkim_canon_body(msg->data + body_off, msg->len - body_off, digest_sink, md);
+  if (md == NULL || body_hash(md, b) != 0) goto crypto;
   if (EVP_DigestFinal_ex(md, bh, &bh_len) != 1) goto crypto;
   char bh64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
   EVP_EncodeBlock((unsigned char *)bh64, bh, (int)bh_len);
 
-  rq_dkim_header_list(msg->data, hdr_len, rq_dkim_sign_headers, rq_dkim_n_sign_headers, &h);
+  rq_dkim_header_list(hdr, hdr_len, rq_dkim_sign_headers, rq_dkim_n_sign_headers, &h);
   struct rq_dkim_tags tags = {
       .algo = ed25519 ? "ed25519-sha256" : "rsa-sha256",
       .domain = domain,
@@ -180,25 +206,19 @@ int rq_dkim_sign(struct rq_buf *msg, void *key, const char *domain, const char *
       .h = h.data,
       .bh = bh64,
   };
-  size_t col = rq_dkim_sig_begin(&sig, &tags);
+  size_t col = rq_dkim_sig_begin(sig, &tags);
 
   /* The signed data: the selected fields, then this header with an empty
    * b= and no final CRLF (RFC 6376 3.7). */
-  rq_dkim_canon_signed(msg->data, hdr_len, h.data, h.len, &data);
-  struct rq_dkim_field self = {.p = sig.data, .len = sig.len, .name_len = strlen("DKIM-Signature")};
+  rq_dkim_canon_signed(hdr, hdr_len, h.data, h.len, &data);
+  struct rq_dkim_field self = {.p = sig->data, .len = sig->len, .name_len = strlen("DKIM-Signature")};
   rq_dkim_canon_header(&data, &self, 0);
 
   size_t raw_len = 0;
   raw = sign_data(pk, ed25519, &data, &raw_len);
   if (raw == NULL) goto crypto;
   b64 = base64(raw, raw_len);
-  rq_dkim_sig_end(&sig, col, b64);
-
-  /* Prepend in place: one move instead of a second copy of the message. */
-  rq_buf_reserve(msg, sig.len);
-  memmove(msg->data + sig.len, msg->data, msg->len + 1);
-  memcpy(msg->data, sig.data, sig.len);
-  msg->len += sig.len;
+  rq_dkim_sig_end(sig, col, b64);
   rc = 0;
   goto out;
 
@@ -214,8 +234,55 @@ out:
   free(raw);
   free(b64);
   rq_buf_free(&h);
-  rq_buf_free(&sig);
   rq_buf_free(&data);
+  return rc;
+}
+
+int rq_dkim_sign(struct rq_buf *msg, void *key, const char *domain, const char *selector, int64_t now_s,
+                 char *err, size_t errlen) {
+  size_t hdr_len, body_off;
+  rq_dkim_split(msg->data, msg->len, &hdr_len, &body_off);
+  struct body_src b = {.flat = msg->data + body_off, .flat_len = msg->len - body_off};
+  struct rq_buf sig;
+  rq_buf_init(&sig);
+  int rc = make_signature(msg->data, hdr_len, &b, key, domain, selector, now_s, &sig, err, errlen);
+  if (rc == 0) {
+    /* Prepend in place: one move instead of a second copy of the message. */
+    rq_buf_reserve(msg, sig.len);
+    memmove(msg->data + sig.len, msg->data, msg->len + 1);
+    memcpy(msg->data, sig.data, sig.len);
+    msg->len += sig.len;
+  }
+  rq_buf_free(&sig);
+  return rc;
+}
+
+int rq_dkim_sign_msg(struct rq_msg *m, void *key, const char *domain, const char *selector, int64_t now_s,
+                     char *err, size_t errlen) {
+  size_t first_len, hdr_len, body_off;
+  const char *first = rq_msg_first_lit(m, &first_len);
+  if (first != NULL) rq_dkim_split(first, first_len, &hdr_len, &body_off);
+  if (first == NULL || (body_off == first_len && m->n_seg > 1)) {
+    /* The header block is not whole in the first segment (the builder
+     * never makes such a message): sign a flat copy, then hold that. */
+    struct rq_buf flat;
+    rq_buf_init(&flat);
+    rq_msg_flatten(m, &flat);
+    int rc = rq_dkim_sign(&flat, key, domain, selector, now_s, err, errlen);
+    if (rc == 0) {
+      rq_msg_reset(m);
+      rq_buf_append(&m->lit, flat.data, flat.len);
+      rq_msg_finish(m);
+    }
+    rq_buf_free(&flat);
+    return rc;
+  }
+  struct body_src b = {.m = m, .body_off = body_off};
+  struct rq_buf sig;
+  rq_buf_init(&sig);
+  int rc = make_signature(first, hdr_len, &b, key, domain, selector, now_s, &sig, err, errlen);
+  if (rc == 0) rq_msg_prepend(m, sig.data, sig.len);
+  rq_buf_free(&sig);
   return rc;
 }
 
@@ -236,5 +303,5 @@ int rq_dkim_sign_job(struct rq_jobctx *jc, char *err, size_t errlen) {
     snprintf(err, errlen, "%s", e->dkim_error);
     return -1;
   }
-  return rq_dkim_sign(&jc->msg, e->dkim_key, t->dkim_domain, t->dkim_selector, (int64_t)time(NULL), err, errlen);
+  return rq_dkim_sign_msg(&jc->msg, e->dkim_key, t->dkim_domain, t->dkim_selector, (int64_t)time(NULL), err, errlen);
 }

@@ -1,7 +1,7 @@
 /*
  * dkim: DKIM signing (RFC 6376, rsa-sha256; RFC 8463 ed25519-sha256) of
  * messages sent through the platform gateway for tenants with dkim_domain,
- * dkim_selector and dkim_private_key. Signs jc->msg in place (prepends the
+ * dkim_selector and dkim_private_key. Signs jc->msg (a segmented message, msg.h) in place (prepends the
  * DKIM-Signature header) after every header and body change, over the
  * exact bytes the transport sends (SMTP dot-stuffing is undone by the
  * receiver before it verifies, so it is not part of the signed content).
@@ -45,5 +45,15 @@ void rq_dkim_key_free(void *key);
  * with err (msg unchanged). */
 int rq_dkim_sign(struct rq_buf *msg, void *key, const char *domain, const char *selector, int64_t now_s,
                  char *err, size_t errlen);
+
+struct rq_msg;
+
+/* rq_dkim_sign for a segmented message (msg.h): the body hash is computed
+ * in one streaming pass that encodes the base64 segments once more and
+ * keeps nothing (a 10 MB attachment costs ~25 ms of CPU twice rather than
+ * 13.5 MB held for the whole send); the signature becomes a new first
+ * segment. Same bytes as rq_dkim_sign on the flattened message. */
+int rq_dkim_sign_msg(struct rq_msg *m, void *key, const char *domain, const char *selector, int64_t now_s,
+                     char *err, size_t errlen);
 
 #endif

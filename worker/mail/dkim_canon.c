@@ -129,66 +129,102 @@ void rq_dkim_canon_header(struct rq_buf *out, const struct rq_dkim_field *f, int
   out->data[out->len] = '\0';
 }
 
-/* Batches the body's canonical bytes so the sink (a digest update) sees
- * few large calls rather than one per word. */
-struct body_out {
-  rq_dkim_sink sink;
-  void *arg;
-  size_t n;
-  char buf[4096];
-};
-
-static void body_flush(struct body_out *o) {
-  if (o->n) o->sink(o->arg, o->buf, o->n);
-  o->n = 0;
+/* The body's canonical bytes are batched in st->buf so the sink (a digest
+ * update) sees few large calls rather than one per word. */
+static void body_flush(struct rq_dkim_body *st) {
+  if (st->n) st->sink(st->arg, st->buf, st->n);
+  st->n = 0;
 }
 
-static void body_put(struct body_out *o, const char *p, size_t n) {
-  if (n > sizeof o->buf - o->n) {
-    body_flush(o);
-    if (n >= sizeof o->buf) {
-      o->sink(o->arg, p, n);
+static void body_put(struct rq_dkim_body *st, const char *p, size_t n) {
+  if (n > sizeof st->buf - st->n) {
+    body_flush(st);
+    if (n >= sizeof st->buf) {
+      st->sink(st->arg, p, n);
       return;
     }
   }
-  memcpy(o->buf + o->n, p, n);
-  o->n += n;
+  memcpy(st->buf + st->n, p, n);
+  st->n += n;
 }
 
-void rq_dkim_canon_body(const char *body, size_t len, rq_dkim_sink sink, void *arg) {
-  struct body_out o = {.sink = sink, .arg = arg, .n = 0};
-  size_t empty = 0; /* empty lines held back: they count only if content follows */
+void rq_dkim_body_init(struct rq_dkim_body *st, rq_dkim_sink sink, void *arg) {
+  memset(st, 0, sizeof *st);
+  st->sink = sink;
+  st->arg = arg;
+}
+
+/* Content on the current line: held-back empty lines count now, and a
+ * WSP run before it becomes one SP. */
+static void body_content(struct rq_dkim_body *st) {
+  if (!st->has) {
+    for (; st->empty > 0; st->empty--) body_put(st, "\r\n", 2);
+    st->has = 1;
+  }
+  if (st->wsp) body_put(st, " ", 1);
+  st->wsp = 0;
+}
+
+/* A line ends (its CRLF seen): WSP before it is dropped. */
+static void body_eol(struct rq_dkim_body *st) {
+  if (st->has) body_put(st, "\r\n", 2);
+  else st->empty++;
+  st->has = st->wsp = 0;
+}
+
+void rq_dkim_body_feed(struct rq_dkim_body *st, const char *p, size_t len) {
   size_t i = 0;
   while (i < len) {
-    int has = 0, wsp = 0;
-    while (i < len) {
-      char c = body[i];
-      if (c == '\r' && i + 1 < len && body[i + 1] == '\n') break;
-      if (is_wsp(c)) {
-        wsp = 1;
+    char c = p[i];
+    if (st->cr) { /* a CR ended the last chunk or byte: CRLF, or a bare CR (content) */
+      st->cr = 0;
+      if (c == '\n') {
+        body_eol(st);
         i++;
         continue;
       }
-      if (!has) {
-        for (; empty > 0; empty--) body_put(&o, "\r\n", 2);
-        has = 1;
-      }
-      if (wsp) body_put(&o, " ", 1);
-      wsp = 0;
-      /* A span of ordinary bytes; a bare CR is one of them. */
-      size_t j = i + 1;
-      while (j < len && !is_wsp(body[j]) && body[j] != '\r') j++;
-      body_put(&o, body + i, j - i);
-      i = j;
+      body_content(st);
+      body_put(st, "\r", 1);
+      continue; /* c again, as itself */
     }
-    int crlf = i < len;
-    if (crlf) i += 2;
-    /* WSP before the line end is dropped (wsp is simply forgotten). A last
-     * line without CRLF gets one when it has content (RFC 6376 3.4.4). */
-    if (has) body_put(&o, "\r\n", 2);
-    else if (crlf) empty++;
+    if (c == '\r') {
+      st->cr = 1;
+      i++;
+      continue;
+    }
+    if (is_wsp(c)) {
+      st->wsp = 1;
+      i++;
+      continue;
+    }
+    body_content(st);
+    /* A span of ordinary bytes (a bare LF is one of them). */
+    size_t j = i + 1;
+    while (j < len && !is_wsp(p[j]) && p[j] != '\r') j++;
+    body_put(st, p + i, j - i);
+    i = j;
   }
-  body_flush(&o);
+}
+
+void rq_dkim_body_end(struct rq_dkim_body *st) {
+  if (st->cr) { /* a CR at the very end is content */
+    st->cr = 0;
+    body_content(st);
+    body_put(st, "\r", 1);
+  }
+  /* A last line without CRLF gets one when it has content (RFC 6376
+   * 3.4.4); empty lines at the end are dropped (they were held back). */
+  if (st->has) body_put(st, "\r\n", 2);
+  st->has = st->wsp = 0;
+  st->empty = 0;
+  body_flush(st);
+}
+
+void rq_dkim_canon_body(const char *body, size_t len, rq_dkim_sink sink, void *arg) {
+  struct rq_dkim_body st;
+  rq_dkim_body_init(&st, sink, arg);
+  rq_dkim_body_feed(&st, body, len);
+  rq_dkim_body_end(&st);
 }
 
 /* ---- h= ------------------------------------------------------------------------------- */

@@ -79,6 +79,22 @@ void rq_dkim_canon_header(struct rq_buf *out, const struct rq_dkim_field *f, int
  * stays empty. Calls sink with chunks of at most 4 KB. */
 void rq_dkim_canon_body(const char *body, size_t len, rq_dkim_sink sink, void *arg);
 
+/* The same, streamed: a body fed in chunks split anywhere (a CRLF across
+ * two chunks included) gives the bytes rq_dkim_canon_body gives for the
+ * whole. Plain memory, lives on the caller's stack: init, feed..., end. */
+struct rq_dkim_body {
+  rq_dkim_sink sink;
+  void *arg;
+  size_t empty;   /* empty lines held back: they count only if content follows */
+  int has, wsp;   /* the current line has content; a WSP run is pending */
+  int cr;         /* the last byte fed was a CR */
+  size_t n;
+  char buf[4096]; /* canonical bytes not yet given to sink */
+};
+void rq_dkim_body_init(struct rq_dkim_body *st, rq_dkim_sink sink, void *arg);
+void rq_dkim_body_feed(struct rq_dkim_body *st, const char *p, size_t len);
+void rq_dkim_body_end(struct rq_dkim_body *st);
+
 /* Appends to h the colon-separated h= value for hdr: each name of names
  * that occurs, once per instance (at most RQ_DKIM_MAX_INSTANCES), plus
  * once more when oversign is set (even when absent). Returns the number

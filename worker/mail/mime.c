@@ -1,5 +1,6 @@
 /* mime: the message builder (see mime.h). */
 #include "mime.h"
+#include "msg.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -416,7 +417,9 @@ static int printable_ascii(const char *s) {
   return 1;
 }
 
-static void put_attachment(const struct relayq_attachment *a, struct rq_buf *out) {
+/* m: NULL writes the base64 into out; else out is m->lit and the data
+ * becomes a base64 segment of m, read later without a copy (msg.h). */
+static void put_attachment(const struct relayq_attachment *a, struct rq_buf *out, struct rq_msg *m) {
   const char *fn = a->filename && *a->filename ? a->filename : NULL;
   rq_buf_puts(out, "Content-Type: ");
   rq_buf_puts(out, ctype_ok(a->content_type) ? a->content_type : "application/octet-stream");
@@ -435,25 +438,29 @@ static void put_attachment(const struct relayq_attachment *a, struct rq_buf *out
   rq_buf_puts(out, "\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment");
   if (fn) rq_rfc2231_param("filename", fn, out);
   rq_buf_puts(out, "\r\n\r\n");
-  if (a->size > 0 && a->data != NULL) {
+  if (a->size > 0 && a->data != NULL && m != NULL) {
+    rq_msg_add_b64(m, a->data, a->size); /* reads without the last CRLF, as below */
+  } else if (a->size > 0 && a->data != NULL) {
     rq_b64_lines(a->data, a->size, out);
     out->len -= 2; /* the delimiter that follows brings its own CRLF */
     out->data[out->len] = '\0';
   }
 }
 
-static size_t estimate(const struct rq_mime_input *in) {
+static size_t estimate(const struct rq_mime_input *in, int with_attachments) {
   const struct relayq_job *job = in->job;
   size_t n = 2048;
   if (job->text) n += strlen(job->text) * 11 / 10;
   if (job->html) n += strlen(job->html) * 11 / 10;
   for (size_t i = 0; i < job->n_attachments; i++)
-    n += job->attachments[i].size / 57 * 78 + 512;
+    n += (with_attachments ? job->attachments[i].size / 57 * 78 : 0) + 512;
   return n;
 }
 
-int rq_mime_build(const struct rq_mime_input *in, struct rq_buf *out, char *err,
-                  size_t errlen) {
+/* The builder of both forms: m == NULL appends everything to out; else
+ * out is m->lit and attachments become segments of m. */
+static int build(const struct rq_mime_input *in, struct rq_buf *out, struct rq_msg *m, char *err,
+                 size_t errlen) {
   size_t mark = out->len;
   struct rq_buf scratch;
   rq_buf_init(&scratch);
@@ -464,7 +471,7 @@ int rq_mime_build(const struct rq_mime_input *in, struct rq_buf *out, char *err,
     goto out;
   }
   const struct relayq_job *job = in->job;
-  rq_buf_reserve(out, estimate(in));
+  rq_buf_reserve(out, estimate(in, m == NULL));
   if (put_headers(in, out, err, errlen) != 0) goto out;
   if (job->n_attachments == 0 || job->attachments == NULL) {
     put_body_entity(in, out, &scratch);
@@ -476,7 +483,7 @@ int rq_mime_build(const struct rq_mime_input *in, struct rq_buf *out, char *err,
     put_body_entity(in, out, &scratch);
     for (size_t i = 0; i < job->n_attachments; i++) {
       rq_buf_printf(out, "\r\n--%s\r\n", b);
-      put_attachment(&job->attachments[i], out);
+      put_attachment(&job->attachments[i], out, m);
     }
     rq_buf_printf(out, "\r\n--%s--", b);
   }
@@ -489,4 +496,22 @@ out:
     out->data[mark] = '\0';
   }
   return rc;
+}
+
+int rq_mime_build(const struct rq_mime_input *in, struct rq_buf *out, char *err, size_t errlen) {
+  return build(in, out, NULL, err, errlen);
+}
+
+int rq_mime_build_msg(const struct rq_mime_input *in, struct rq_msg *m, char *err, size_t errlen) {
+  rq_msg_reset(m);
+  int rc = build(in, &m->lit, m, err, errlen);
+  if (rc != 0) rq_msg_reset(m);
+  else rq_msg_finish(m);
+  return rc;
+}
+
+void rq_mime_raw_msg(const unsigned char *raw, size_t len, struct rq_msg *m) {
+  rq_msg_reset(m);
+  rq_mime_raw(raw, len, &m->lit);
+  rq_msg_finish(m);
 }

@@ -66,6 +66,17 @@ struct rq_mime_input {
 int rq_mime_build(const struct rq_mime_input *in, struct rq_buf *out, char *err,
                   size_t errlen);
 
+struct rq_msg;
+
+/* rq_mime_build into a segmented message (msg.h): the same bytes, but
+ * each attachment stays in the job (borrowed: in->job's attachment data
+ * must outlive m's use) and is base64-encoded only while m is read. m is
+ * reset first and finished after; on error it is left empty. */
+int rq_mime_build_msg(const struct rq_mime_input *in, struct rq_msg *m, char *err, size_t errlen);
+
+/* rq_mime_raw into m (reset first, finished after): one literal segment. */
+void rq_mime_raw_msg(const unsigned char *raw, size_t len, struct rq_msg *m);
+
 /* For job->raw: appends raw with bare LF and bare CR turned into CRLF, and
  * nothing else changed. */
 void rq_mime_raw(const unsigned char *raw, size_t len, struct rq_buf *out);

@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 
+#include "address.h"
+#include "raw_from.h"
 #include "smtp.h"
 
 const char *rq_route_domain_of(const char *addr) {
@@ -43,8 +45,8 @@ int rq_route_platform_parse(const char *url, struct rq_platform *p, char *err, s
   copy_part(u, CURLUPART_PORT, port, sizeof port, 0);
   copy_part(u, CURLUPART_USER, p->user, sizeof p->user, 1);
   copy_part(u, CURLUPART_PASSWORD, p->password, sizeof p->password, 1);
-  if (strcasecmp(scheme, "smtp") && strcasecmp(scheme, "smtps")) {
-    snprintf(err, errlen, "--platform-smtp must use smtp:// or smtps://, not %s://", scheme);
+  if (strcasecmp(scheme, "smtp") && strcasecmp(scheme, "smtps") && strcasecmp(scheme, "smtp+insecure")) {
+    snprintf(err, errlen, "--platform-smtp must use smtp://, smtps:// or smtp+insecure://, not %s://", scheme);
     goto out;
   }
   if (!p->host[0]) {
@@ -52,6 +54,7 @@ int rq_route_platform_parse(const char *url, struct rq_platform *p, char *err, s
     goto out;
   }
   p->implicit_tls = !strcasecmp(scheme, "smtps");
+  p->insecure = !strcasecmp(scheme, "smtp+insecure");
   p->port = port[0] ? atoi(port) : (p->implicit_tls ? 465 : 25);
   p->configured = 1;
   rc = 0;
@@ -98,6 +101,11 @@ static int smtp_route(const struct rq_config *cfg, const struct rq_tenant *t, co
   out->user = c->user;
   out->password = c->password;
   out->tls_verify = c->tls_verify;
+  out->tls_pin = c->tls_pin;
+  if (cfg->mode == RQ_MODE_SAAS) {
+    out->netpolicy = &cfg->netpolicy;
+    out->require_auth = 1;
+  }
   out->max_connections = c->max_connections > 0 ? c->max_connections : RQ_TENANT_DEFAULT_MAX_CONNECTIONS;
   out->max_recipients = cfg->smtp_max_recipients;
   /* One limiter per tenant server and login: smtp_max_connections is the
@@ -138,6 +146,7 @@ int rq_route_resolve(const struct rq_config *cfg, const struct rq_platform *plat
     out->mg_base_url = t->mailgun_base_url;
     out->mg_domain = t->mailgun_domain;
     out->mg_key = t->mailgun_api_key;
+    if (cfg->mode == RQ_MODE_SAAS) out->netpolicy = &cfg->netpolicy;
     out->max_recipients = cfg->mailgun_max_recipients;
     snprintf(out->conn_key, sizeof out->conn_key, "mailgun|%s", t->mailgun_base_url ? t->mailgun_base_url : "");
   } else {
@@ -151,7 +160,9 @@ int rq_route_resolve(const struct rq_config *cfg, const struct rq_platform *plat
     out->gateway = RQ_GW_PLATFORM;
     out->host = platform->host;
     out->port = platform->port;
-    out->smtp_security = platform->implicit_tls ? RQ_SMTP_IMPLICIT_TLS : RQ_SMTP_STARTTLS_TRY;
+    out->smtp_security = platform->implicit_tls ? RQ_SMTP_IMPLICIT_TLS
+                         : platform->insecure   ? RQ_SMTP_STARTTLS_TRY_INSECURE
+                                                : RQ_SMTP_STARTTLS_TRY;
     out->user = platform->user[0] ? platform->user : NULL;
     out->password = platform->password[0] ? platform->password : NULL;
     out->tls_verify = cfg->platform_tls_verify;
@@ -167,24 +178,11 @@ static int same_domain(const char *a, const char *b) {
   return !strcasecmp(rq_route_domain_of(a), rq_route_domain_of(b));
 }
 
-/* 1 when addr's domain is dom or one of its subdomains, case-insensitive
- * (DMARC's relaxed alignment, RFC 7489 section 3.1). */
-static int within_domain(const char *addr, const char *dom) {
-  if (!dom || !*dom) return 0;
-  const char *d = rq_route_domain_of(addr);
-  size_t ld = strlen(d), lo = strlen(dom);
-  if (ld < lo || strcasecmp(d + (ld - lo), dom)) return 0;
-  return ld == lo || d[ld - lo - 1] == '.';
-}
-
-/* domain_verified vouches for the tenant's own domain (its from_email's or
- * its DKIM domain), not for whatever From a job names: a verified tenant
- * still may not send as another domain through the platform. A tenant that
- * names no domain has nothing verified. */
-static int from_verified(const struct rq_tenant *t, const char *from) {
-  if (!t || !t->domain_verified) return 0;
-  if (t->from_email && within_domain(from, rq_route_domain_of(t->from_email))) return 1;
-  return within_domain(from, t->dkim_domain);
+int rq_route_vouched(const struct rq_config *cfg, const struct rq_tenant *t, const char *from) {
+  /* The platform's own domain is the platform's: no tenant may be
+   * no-reply's neighbour (billing@, security@), verified or not. */
+  if (same_domain(from, cfg->platform_from)) return !strcasecmp(from, cfg->platform_from);
+  return rq_tenant_domain_verified(t, rq_route_domain_of(from));
 }
 
 void rq_route_sender(const struct rq_config *cfg, const struct rq_tenant *t, const struct relayq_job *j,
@@ -192,14 +190,14 @@ void rq_route_sender(const struct rq_config *cfg, const struct rq_tenant *t, con
   const char *from = j->from ? j->from : (t && t->from_email ? t->from_email : cfg->platform_from);
   const char *name = j->from_name ? j->from_name : (t ? t->from_name : NULL);
   const char *reply_to = j->reply_to ? j->reply_to : (t ? t->reply_to : NULL);
-  int verified = from_verified(t, from);
   memset(out, 0, sizeof *out);
-  if (r->gateway == RQ_GW_PLATFORM && !verified && !same_domain(from, cfg->platform_from)) {
+  if (r->gateway == RQ_GW_PLATFORM && !rq_route_vouched(cfg, t, from)) {
     /* DMARC alignment: the platform may not claim the tenant's domain. The
-     * reader still sees the tenant's name and replies reach the tenant. */
+     * reader still sees the tenant's name and replies reach the tenant
+     * (never an address at the platform's own domain it was not given). */
     snprintf(out->from_addr, sizeof out->from_addr, "%s", cfg->platform_from);
     out->from_name = name;
-    out->reply_to = reply_to ? reply_to : from;
+    out->reply_to = reply_to ? reply_to : (same_domain(from, cfg->platform_from) ? NULL : from);
     snprintf(out->envelope_from, sizeof out->envelope_from, "%s", cfg->platform_from);
     if (!out->from_name) out->from_name = from;
     return;
@@ -208,6 +206,24 @@ void rq_route_sender(const struct rq_config *cfg, const struct rq_tenant *t, con
   out->from_name = name;
   out->reply_to = reply_to;
   snprintf(out->envelope_from, sizeof out->envelope_from, "%s", from);
+}
+
+int rq_route_raw_from(const struct rq_config *cfg, const struct rq_tenant *t, const struct relayq_job *j,
+                      const struct rq_route *r, struct rq_buf *msg) {
+  if (r->gateway != RQ_GW_PLATFORM) return 0;
+  char addr[RQ_ADDR_MAX + 1];
+  int readable = rq_raw_from_addr(msg->data, msg->len, addr, sizeof addr, NULL);
+  if (readable && rq_route_vouched(cfg, t, addr)) return 0;
+  const char *name = j->from_name ? j->from_name : (t ? t->from_name : NULL);
+  const char *reply_to = j->reply_to ? j->reply_to : (t ? t->reply_to : NULL);
+  if (!reply_to && readable && !same_domain(addr, cfg->platform_from)) reply_to = addr;
+  if (!name && readable) name = addr;
+  struct rq_buf out;
+  rq_buf_init(&out);
+  rq_raw_put_from(msg->data, msg->len, name, cfg->platform_from, reply_to, &out);
+  rq_buf_free(msg);
+  *msg = out;
+  return 1;
 }
 
 void rq_route_smtp_target(const struct rq_route *r, const struct rq_config *cfg, struct rq_smtp_target *t) {
@@ -224,4 +240,7 @@ void rq_route_smtp_target(const struct rq_route *r, const struct rq_config *cfg,
   t->connect_timeout_ms = cfg->smtp_connect_timeout_ms;
   t->response_timeout_ms = cfg->smtp_reply_timeout_ms;
   t->timeout_ms = cfg->smtp_timeout_ms;
+  t->netpolicy = r->netpolicy;
+  t->require_auth = r->require_auth;
+  t->tls_pin = r->tls_pin;
 }

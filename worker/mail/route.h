@@ -7,12 +7,14 @@
  *   - the recipient cap per transaction (tenant max_recipients or
  *     bulk_max_recipients, else the worker's default for that gateway);
  *   - the sender identity: From, display name, Reply-To and the envelope
- *     sender, including the DMARC rule for tenants whose domain is not
- *     verified on the platform gateway (From the platform sender, the
- *     tenant's name, Reply-To the tenant's address). domain_verified
- *     covers the domain of the tenant's from_email and its dkim_domain,
- *     with their subdomains; a job From any other domain is treated as
- *     unverified.
+ *     sender, including the DMARC rule on the platform gateway: a From
+ *     is used as is only when its domain is one of the tenant's
+ *     verified_domains or a subdomain of one (v1's domain_verified=1
+ *     stands for the domain of dkim_domain, else of from_email); else the
+ *     mail goes From the platform sender, with the tenant's name and
+ *     Reply-To the tenant's address. At the platform sender's own domain
+ *     only the platform sender itself is ever a From. The same rule
+ *     rewrites the From field of a raw message (raw_from.h).
  *
  * Ownership: struct rq_route and struct rq_sender only borrow strings from
  * the config, the parsed platform URL, the tenant and the job; they are
@@ -25,6 +27,7 @@
 
 #include "config.h"
 #include "tenant.h"
+#include "util.h"
 
 struct rq_smtp_target;
 
@@ -33,6 +36,7 @@ struct rq_smtp_target;
 struct rq_platform {
   int configured;
   int implicit_tls; /* smtps:// */
+  int insecure;     /* smtp+insecure://: its login may go in clear text */
   char host[256];
   int port;
   char user[256];
@@ -53,6 +57,11 @@ struct rq_route {
   const char *ca_file;
   int max_connections;
   int max_recipients;
+  /* saas only: the network boundary (cfg's, borrowed) and "must log in";
+   * NULL / 0 for the platform gateway and in onprem mode. */
+  const struct rq_netpolicy *netpolicy;
+  int require_auth;
+  const char *tls_pin; /* smtp_tls_pin or NULL */
   char conn_key[300];
   /* mailgun */
   const char *mg_base_url, *mg_domain, *mg_key;
@@ -74,6 +83,19 @@ struct rq_sender {
 
 void rq_route_sender(const struct rq_config *cfg, const struct rq_tenant *t, const struct relayq_job *j,
                      const struct rq_route *r, struct rq_sender *out);
+
+/* 1 when the platform gateway may send From addr for tenant t (NULL: a
+ * tenant without a hash, nothing verified). */
+int rq_route_vouched(const struct rq_config *cfg, const struct rq_tenant *t, const char *addr);
+
+/* For a raw job on the platform gateway: when the From field of msg (the
+ * CRLF-normalised message) is not vouched for, replaces msg with a copy
+ * whose From is the platform sender (display name the job's or tenant's
+ * from_name, else the original address) and whose Reply-To is the job's
+ * or tenant's reply_to, else the original address, unless msg has one.
+ * Returns 1 when rewritten, 0 when msg is sent as given. */
+int rq_route_raw_from(const struct rq_config *cfg, const struct rq_tenant *t, const struct relayq_job *j,
+                      const struct rq_route *r, struct rq_buf *msg);
 
 /* The transport target for an SMTP route (strings borrowed from r/cfg). */
 void rq_route_smtp_target(const struct rq_route *r, const struct rq_config *cfg, struct rq_smtp_target *t);

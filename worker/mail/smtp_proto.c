@@ -156,17 +156,49 @@ void rq_smtp_caps_parse(const char *raw, size_t len, struct rq_smtp_caps *out) {
 /* ---- DATA --------------------------------------------------------------------- */
 
 void rq_smtp_stuffer_init(struct rq_smtp_stuffer *st, const char *msg, size_t len) {
-  memset(st, 0, sizeof *st);
   st->msg = msg;
   st->len = len;
+  st->off = 0;
+  st->pull = NULL;
+  st->pull_arg = NULL;
+  st->seen = 0;
   st->bol = 1;
-  /* RFC 5321 4.1.1.4: the end is CRLF "." CRLF, the first CRLF ending the
-   * message's last line; a message that does not end in one gets one. The
-   * CRLF after DATA's 354 serves an empty message. */
-  if (len == 0 || (len >= 2 && msg[len - 2] == '\r' && msg[len - 1] == '\n'))
+  st->state = 0;
+  st->term_off = st->term_len = 0;
+}
+
+void rq_smtp_stuffer_init_pull(struct rq_smtp_stuffer *st, rq_smtp_pull_fn pull, void *arg) {
+  rq_smtp_stuffer_init(st, st->win, 0);
+  st->pull = pull;
+  st->pull_arg = arg;
+}
+
+/* The window is stuffed: remember its tail, then take the next one, or
+ * (none left) choose the end-of-data sequence. RFC 5321 4.1.1.4: the end
+ * is CRLF "." CRLF, the first CRLF ending the message's last line; a
+ * message that does not end in one gets one. The CRLF after DATA's 354
+ * serves an empty message. */
+static void next_window(struct rq_smtp_stuffer *st) {
+  if (st->len >= 2) {
+    st->tail[0] = st->msg[st->len - 2];
+    st->tail[1] = st->msg[st->len - 1];
+  } else if (st->len == 1) {
+    st->tail[0] = st->tail[1];
+    st->tail[1] = st->msg[0];
+  }
+  st->seen += st->len;
+  st->off = st->len = 0;
+  if (st->pull != NULL) {
+    st->msg = st->win;
+    st->len = st->pull(st->pull_arg, st->win, sizeof st->win);
+    if (st->len > 0) return;
+    st->pull = NULL;
+  }
+  if (st->seen == 0 || (st->seen >= 2 && st->tail[0] == '\r' && st->tail[1] == '\n'))
     memcpy(st->term, ".\r\n", st->term_len = 3);
   else
     memcpy(st->term, "\r\n.\r\n", st->term_len = 5);
+  st->state = 1;
 }
 
 size_t rq_smtp_stuff(struct rq_smtp_stuffer *st, char *out, size_t cap) {
@@ -182,7 +214,7 @@ size_t rq_smtp_stuff(struct rq_smtp_stuffer *st, char *out, size_t cap) {
       continue;
     }
     if (st->off == st->len) {
-      st->state = 1;
+      next_window(st);
       continue;
     }
     if (st->bol && st->msg[st->off] == '.') {
@@ -224,6 +256,12 @@ int rq_smtp_has_8bit(const char *p, size_t n) {
 
 void rq_smtp_cmd_mail(struct rq_buf *b, const char *from, const char *const *rcpts, size_t n_rcpts,
                       const char *msg, size_t len, const struct rq_smtp_caps *caps) {
+  /* Scanned only when the server could use the answer. */
+  rq_smtp_cmd_mail_sized(b, from, rcpts, n_rcpts, len, caps->eightbitmime && rq_smtp_has_8bit(msg, len), caps);
+}
+
+void rq_smtp_cmd_mail_sized(struct rq_buf *b, const char *from, const char *const *rcpts, size_t n_rcpts,
+                            size_t len, int has_8bit, const struct rq_smtp_caps *caps) {
   rq_buf_puts(b, "MAIL FROM:<");
   rq_buf_puts(b, from);
   rq_buf_putc(b, '>');
@@ -231,7 +269,7 @@ void rq_smtp_cmd_mail(struct rq_buf *b, const char *from, const char *const *rcp
     rq_buf_puts(b, " SIZE=");
     rq_buf_put_i64(b, (int64_t)len);
   }
-  if (caps->eightbitmime && rq_smtp_has_8bit(msg, len)) rq_buf_puts(b, " BODY=8BITMIME");
+  if (caps->eightbitmime && has_8bit) rq_buf_puts(b, " BODY=8BITMIME");
   if (caps->smtputf8) {
     int utf8 = rq_smtp_has_8bit(from, strlen(from));
     for (size_t i = 0; i < n_rcpts && !utf8; i++) utf8 = rq_smtp_has_8bit(rcpts[i], strlen(rcpts[i]));

@@ -86,9 +86,17 @@ void rq_smtp_caps_parse(const char *raw, size_t len, struct rq_smtp_caps *out);
  * CRLF (one is added when the message does not end with one; the message
  * itself should already use CRLF, which is the builder's job). The message
  * is borrowed; nothing is copied except into the caller's chunks. */
+/* Fills out with the message's next bytes, at most cap; 0 at the end. */
+typedef size_t (*rq_smtp_pull_fn)(void *arg, char *out, size_t cap);
+
 struct rq_smtp_stuffer {
-  const char *msg;
+  const char *msg; /* the window being stuffed: the whole message, or win */
   size_t len, off;
+  rq_smtp_pull_fn pull; /* NULL once the message has no more windows */
+  void *pull_arg;
+  size_t seen;    /* message bytes in windows before this one */
+  char tail[2];   /* the last two message bytes of those windows */
+  char win[4096]; /* a pulled window */
   int bol;   /* the next message byte starts a line */
   int state; /* 0: message, 1: terminator, 2: done */
   size_t term_off;
@@ -97,6 +105,11 @@ struct rq_smtp_stuffer {
 };
 
 void rq_smtp_stuffer_init(struct rq_smtp_stuffer *st, const char *msg, size_t len);
+
+/* The same for a message produced while it is sent (msg.h): pull is
+ * called for the next window whenever the last one is stuffed, so at most
+ * one window of the message is held here. */
+void rq_smtp_stuffer_init_pull(struct rq_smtp_stuffer *st, rq_smtp_pull_fn pull, void *arg);
 
 /* Writes the next at most cap bytes (cap >= 2) into out; returns how many.
  * rq_smtp_stuffer_done() is 1 once the end-of-data sequence is out. */
@@ -110,6 +123,11 @@ int rq_smtp_stuffer_done(const struct rq_smtp_stuffer *st);
  * only when 8BITMIME is offered. */
 void rq_smtp_cmd_mail(struct rq_buf *b, const char *from, const char *const *rcpts, size_t n_rcpts,
                       const char *msg, size_t len, const struct rq_smtp_caps *caps);
+
+/* The same with the message's size and 8-bit flag known (a message that
+ * is produced while it is sent). */
+void rq_smtp_cmd_mail_sized(struct rq_buf *b, const char *from, const char *const *rcpts, size_t n_rcpts,
+                            size_t len, int has_8bit, const struct rq_smtp_caps *caps);
 
 /* Appends "RCPT TO:<addr>\r\n". */
 void rq_smtp_cmd_rcpt(struct rq_buf *b, const char *addr);

@@ -34,10 +34,12 @@
 #include <strings.h>
 
 #include "classify.h"
+#include "curlguard.h"
 #include "curlfail.h"
 #include "curluv.h"
 #include "json_scan.h"
 #include "log.h"
+#include "msg.h"
 #include "util.h"
 
 #define BODY_MAX (64 * 1024) /* response bytes kept; the rest is read and dropped */
@@ -88,11 +90,14 @@ struct post {
   curl_mime *form;
   const char *msg;
   size_t msg_len, off;
+  const struct rq_msg *src; /* when set, the bytes come from cur instead of msg */
+  struct rq_msg_cursor cur;
   rq_mailgun_cb cb;
   void *arg;
   struct rq_buf body;    /* at most BODY_MAX bytes of the final response's body */
   char retry_after[64];  /* of the latest response */
   char errbuf[CURL_ERROR_SIZE];
+  struct rq_curl_guard guard; /* the saas boundary, checked on each socket */
 };
 
 struct rq_mailgun {
@@ -107,6 +112,10 @@ struct rq_mailgun {
  * send as curl_mime_data would. */
 static size_t msg_read(char *buf, size_t size, size_t nitems, void *arg) {
   struct post *p = arg;
+  /* A segmented message is encoded as curl asks for it (a buffer of
+   * CURL_MAX_WRITE_SIZE or so at a time), so nothing but the chunk is
+   * held: curl reads only while the socket takes data. */
+  if (p->src) return rq_msg_read(&p->cur, buf, size * nitems);
   size_t want = size * nitems, left = p->msg_len - p->off;
   size_t n = want < left ? want : left;
   if (n) memcpy(buf, p->msg + p->off, n);
@@ -119,6 +128,7 @@ static size_t msg_read(char *buf, size_t size, size_t nitems, void *arg) {
 static int msg_seek(void *arg, curl_off_t offset, int origin) {
   struct post *p = arg;
   if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > p->msg_len) return CURL_SEEKFUNC_FAIL;
+  if (p->src && rq_msg_seek(&p->cur, (size_t)offset) != 0) return CURL_SEEKFUNC_FAIL;
   p->off = (size_t)offset;
   return CURL_SEEKFUNC_OK;
 }
@@ -277,6 +287,7 @@ static int configure(struct post *p, const struct rq_mailgun_request *req, const
   SETOPT(CURLOPT_WRITEDATA, p);
   SETOPT(CURLOPT_HEADERFUNCTION, on_header);
   SETOPT(CURLOPT_HEADERDATA, p);
+  if (rq_curl_guard_install(e, &p->guard, req->netpolicy, url) != 0) goto out;
   rc = 0;
 out:
   return rc;
@@ -307,7 +318,10 @@ static void post_result(struct post *p, CURLcode result, struct rq_mailgun_resul
   memset(res, 0, sizeof *res);
   res->curl_code = (int)result;
   res->fail = (int)rq_curl_fail((int)result, p->errbuf);
-  if (result != CURLE_OK)
+  if (result != CURLE_OK && p->guard.refused) {
+    res->policy = 1;
+    snprintf(res->curl_error, sizeof res->curl_error, "%s", p->guard.why);
+  } else if (result != CURLE_OK)
     snprintf(res->curl_error, sizeof res->curl_error, "%s",
              p->errbuf[0] ? p->errbuf : curl_easy_strerror(result));
   curl_easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -343,7 +357,7 @@ int rq_mailgun_pending(const struct rq_mailgun *m) {
 
 static int valid_request(const struct rq_mailgun_request *req) {
   if (!req || !req->base_url || !req->domain || !req->api_key || !req->rcpts || req->n_rcpts == 0 ||
-      (!req->msg && req->msg_len > 0))
+      (!req->msg && !req->body && req->msg_len > 0))
     return 0;
   if (!valid_domain(req->domain)) return 0;
   for (size_t i = 0; i < req->n_rcpts; i++)
@@ -361,6 +375,11 @@ int rq_mailgun_send(struct rq_mailgun *m, const struct rq_mailgun_request *req, 
   p->m = m;
   p->msg = req->msg ? req->msg : "";
   p->msg_len = req->msg_len;
+  if (req->body) {
+    p->src = req->body;
+    p->msg_len = req->body->len;
+    rq_msg_cursor_init(&p->cur, req->body);
+  }
   p->cb = cb;
   p->arg = arg;
   rq_buf_init(&p->body);

@@ -17,8 +17,10 @@
 
 struct rq_curl;
 struct rq_mailgun;
+struct rq_netpolicy;
+struct rq_msg;
 
-/* Everything borrowed during rq_mailgun_send only, except msg (borrowed
+/* Everything borrowed during rq_mailgun_send only, except msg or body (borrowed
  * until the callback). */
 struct rq_mailgun_request {
   const char *base_url; /* "https://api.mailgun.net" or a test server, no /v3 */
@@ -28,8 +30,12 @@ struct rq_mailgun_request {
   size_t n_rcpts;
   const char *msg;
   size_t msg_len;
+  const struct rq_msg *body; /* instead of msg: a segmented message (msg.h,
+                                finished), read in chunks as curl sends it;
+                                borrowed until the callback */
   long connect_timeout_ms, timeout_ms;
   const char *ca_file; /* optional CA bundle */
+  const struct rq_netpolicy *netpolicy; /* saas boundary (curlguard.h), borrowed; NULL: any address */
 };
 
 /* Owned by the transport, valid only during the callback. */
@@ -37,6 +43,7 @@ struct rq_mailgun_result {
   int fail;              /* enum rq_fail (classify.h): RQ_FAIL_NONE when an HTTP response arrived */
   int curl_code;         /* the CURLcode behind fail, CURLE_OK when an HTTP response arrived */
   char curl_error[256];
+  int policy;            /* 1: the network boundary refused it; curl_error says why; nothing was connected */
   long status;           /* HTTP status, 0 when none */
   char id[256];          /* "id" from a 2xx JSON body ("<...@domain>"), else "" */
   char message[513];     /* "message" from the JSON body, sanitised, bounded */

@@ -33,6 +33,7 @@
 #include "classify.h"
 #include "curluv.h"
 #include "log.h"
+#include "msg.h"
 #include "smtp_conn.h"
 #include "smtp_proto.h"
 #include "tlsio.h"
@@ -261,6 +262,9 @@ struct pool {
   int tls_verify;
   const char *ca_file; /* NULL: the system's */
   const char *helo;
+  const struct rq_netpolicy *netpolicy; /* borrowed (the target's); NULL: any address */
+  int require_auth;
+  const char *tls_pin; /* NULL: trust by certificate */
   struct sconn *idle_head, *idle_tail; /* LIFO: reuse the head, expire the tail */
   int n_idle;
   char strings[];
@@ -324,6 +328,7 @@ struct sconn {
   int idle;    /* in the idle lists */
   enum auth_step auth;
   int drain;
+  int ehlo_cut; /* the EHLO reply was longer than the reader keeps: its keywords are not all known */
   long reply_ms; /* the last transaction's response timeout, for RSET and the like */
   struct rq_buf out; /* commands being built; wiped after AUTH */
 };
@@ -343,6 +348,8 @@ struct tx {
   void *arg;
   const char *msg;
   size_t len;
+  const struct rq_msg *body; /* instead of msg: read while sent (borrowed) */
+  struct rq_msg_cursor cur;
   char *mail_from;
   char **rcpts;
   size_t n_rcpts;
@@ -380,6 +387,7 @@ struct rq_smtp {
   struct ctxent *ctxs;
   char helo[256];
   int closing;
+  int warned_clear_login; /* the no-STARTTLS-with-a-login error was logged */
   void (*closed_cb)(void *arg);
   void *closed_arg;
   int depth; /* our entry points on the stack */
@@ -484,7 +492,10 @@ static void fifo_remove(struct tx *tx) {
 static uint32_t pool_hash(const char *limkey, const struct rq_smtp_target *t, const char *user, const char *ca,
                           const char *helo) {
   uint32_t h = 2166136261u;
-  int nums[3] = {t->port, (int)t->security, t->tls_verify ? 1 : 0};
+  int nums[4] = {t->port, (int)t->security, t->tls_verify ? 1 : 0, t->require_auth ? 1 : 0};
+  const void *policy = t->netpolicy;
+  h = fnv(h, &policy, sizeof policy);
+  h = fnv_str(h, t->tls_pin && *t->tls_pin ? t->tls_pin : NULL);
   h = fnv_str(h, limkey);
   h = fnv_str(h, t->host);
   h = fnv(h, nums, sizeof nums);
@@ -513,13 +524,16 @@ static struct pool *pool_get(struct rq_smtp *s, const char *limkey, const struct
     struct pool *p = (struct pool *)e;
     if (e->hash == h && p->port == t->port && p->security == t->security &&
         p->tls_verify == (t->tls_verify ? 1 : 0) && str_eq(p->limkey, limkey) && str_eq(p->host, t->host) &&
-        str_eq(p->user, user) && str_eq(p->ca_file, ca) && str_eq(p->helo, helo)) {
+        str_eq(p->user, user) && str_eq(p->ca_file, ca) && str_eq(p->helo, helo) &&
+        p->netpolicy == t->netpolicy && p->require_auth == (t->require_auth ? 1 : 0) &&
+        str_eq(p->tls_pin, t->tls_pin && *t->tls_pin ? t->tls_pin : NULL)) {
       p->refs++;
       return p;
     }
   }
+  const char *pin = t->tls_pin && *t->tls_pin ? t->tls_pin : NULL;
   size_t n = strlen(limkey) + strlen(t->host) + strlen(helo) + 3 + (user ? strlen(user) + 1 : 0) +
-             (ca ? strlen(ca) + 1 : 0);
+             (ca ? strlen(ca) + 1 : 0) + (pin ? strlen(pin) + 1 : 0);
   struct pool *p = rq_xcalloc(1, sizeof *p + n);
   char *w = p->strings;
   p->h.hash = h;
@@ -528,6 +542,9 @@ static struct pool *pool_get(struct rq_smtp *s, const char *limkey, const struct
   p->helo = pack(&w, helo);
   p->user = pack(&w, user);
   p->ca_file = pack(&w, ca);
+  p->tls_pin = pack(&w, pin);
+  p->netpolicy = t->netpolicy;
+  p->require_auth = t->require_auth ? 1 : 0;
   p->port = t->port;
   p->security = t->security;
   p->tls_verify = t->tls_verify ? 1 : 0;
@@ -777,8 +794,12 @@ static void tx_begin(struct sconn *sc) {
   tx->pipelined = sc->caps.pipelining;
   tx->rcpt_sent = tx->rcpt_replied = 0;
   rq_buf_reset(&sc->out);
-  rq_smtp_cmd_mail(&sc->out, tx->mail_from, (const char *const *)tx->rcpts, tx->n_rcpts, tx->msg, tx->len,
-                   &sc->caps);
+  if (tx->body)
+    rq_smtp_cmd_mail_sized(&sc->out, tx->mail_from, (const char *const *)tx->rcpts, tx->n_rcpts, tx->len,
+                           tx->body->has_8bit, &sc->caps);
+  else
+    rq_smtp_cmd_mail(&sc->out, tx->mail_from, (const char *const *)tx->rcpts, tx->n_rcpts, tx->msg, tx->len,
+                     &sc->caps);
   if (tx->pipelined) {
     for (size_t i = 0; i < tx->n_rcpts; i++) rq_smtp_cmd_rcpt(&sc->out, tx->rcpts[i]);
     rq_buf_puts(&sc->out, "DATA\r\n");
@@ -809,6 +830,8 @@ static void open_for(struct tx *tx) {
   struct sconn *sc = sc_new(tx->s, tx->pool, tx->lim);
   attach(tx, sc, 0);
   story_stage(&tx->st, RQ_STAGE_CONNECT);
+  rq_smtp_conn_set_netpolicy(sc->io, tx->pool->netpolicy);
+  rq_smtp_conn_set_pins(sc->io, tx->pool->tls_pin);
   rq_smtp_conn_connect(sc->io, tx->pool->host, tx->pool->port);
   arm(sc, tx->connect_ms);
 }
@@ -919,9 +942,44 @@ static void ready(struct sconn *sc) {
   tx_begin(sc);
 }
 
+/* 1 when the session offers a login relayq can use. */
+static int auth_usable(const struct sconn *sc) {
+  return sc->caps.auth && !sc->ehlo_cut && (sc->caps.auth_plain || sc->caps.auth_login);
+}
+
 static void auth_or_ready(struct sconn *sc) {
   struct tx *tx = sc->tx;
   struct pool *p = sc->pool;
+  if (p->user && !sc->tls && p->security == RQ_SMTP_STARTTLS_TRY) {
+    /* The platform's smtp:// URL: STARTTLS when offered, but its login
+     * never in clear text (smtp+insecure:// is the operator's opt-in). */
+    story_stage(&tx->st, RQ_STAGE_STARTTLS);
+    tx_fail(tx, RQ_SMTP_ERR_NO_STARTTLS,
+            "%s port %d offers no STARTTLS (or refused it); the gateway's login is never sent in clear text: "
+            "enable STARTTLS, use smtps://, or smtp+insecure:// on a trusted network.",
+            p->host, p->port);
+    if (!sc->s->warned_clear_login) {
+      sc->s->warned_clear_login = 1;
+      rq_logf(RQ_LOG_ERROR,
+              "SMTP server %s port %d offers no STARTTLS; relayq does not send its login in clear text, so nothing "
+              "goes through it: enable STARTTLS on it, use smtps://, or smtp+insecure:// to allow a clear-text login",
+              p->host, p->port);
+    }
+    complete(sc, AFTER_QUIT, 0);
+    return;
+  }
+  if (p->user && p->require_auth && !auth_usable(sc)) {
+    /* saas: a route that must authenticate never sends unauthenticated,
+     * whatever the server says it allows. */
+    story_stage(&tx->st, RQ_STAGE_AUTH);
+    tx_fail(tx, RQ_SMTP_ERR_POLICY,
+            sc->ehlo_cut ? "The server's EHLO reply is too long to read whole, so its login methods are unknown; "
+                           "with smtp_user set, nothing is sent without a login (--mode saas)."
+                         : "The server offers no login relayq can use (AUTH PLAIN or LOGIN); with smtp_user set, "
+                           "nothing is sent without a login (--mode saas): check smtp_host, smtp_port, smtp_security.");
+    complete(sc, AFTER_QUIT, 0);
+    return;
+  }
   if (!p->user || !sc->caps.auth) {
     /* No login wanted, or none offered (a relay that trusts the sending
      * address): go on, as libcurl did. */
@@ -931,7 +989,7 @@ static void auth_or_ready(struct sconn *sc) {
   /* A password goes in clear text only where the operator chose that: a
    * tenant's `none`, or the platform's own smtp:// URL ("STARTTLS when
    * offered", CONTRACT.md). A tenant's `starttls` never falls back. */
-  if (!sc->tls && p->security != RQ_SMTP_PLAIN && p->security != RQ_SMTP_STARTTLS_TRY) {
+  if (!sc->tls && p->security != RQ_SMTP_PLAIN && p->security != RQ_SMTP_STARTTLS_TRY_INSECURE) {
     story_stage(&tx->st, RQ_STAGE_AUTH);
     tx_fail(tx, RQ_SMTP_ERR_AUTH,
             "The server offers no TLS, and relayq does not send a password in clear text: use "
@@ -963,7 +1021,9 @@ static void auth_or_ready(struct sconn *sc) {
 static void after_ehlo(struct sconn *sc) {
   struct tx *tx = sc->tx;
   enum rq_smtp_security sec = sc->pool->security;
-  if (!sc->tls && (sec == RQ_SMTP_STARTTLS_REQUIRED || sec == RQ_SMTP_STARTTLS_TRY) && sc->caps.starttls) {
+  if (!sc->tls &&
+      (sec == RQ_SMTP_STARTTLS_REQUIRED || sec == RQ_SMTP_STARTTLS_TRY || sec == RQ_SMTP_STARTTLS_TRY_INSECURE) &&
+      sc->caps.starttls) {
     send_line(sc, "STARTTLS\r\n");
     story_enter(&tx->st, RQ_STAGE_STARTTLS);
     sc->state = S_STARTTLS;
@@ -1013,6 +1073,7 @@ static void on_session_reply(struct sconn *sc, int code, const char *raw, size_t
   case S_EHLO:
     if (is2xx(code)) {
       rq_smtp_caps_parse(raw, len, &sc->caps);
+      sc->ehlo_cut = len >= RQ_SMTP_REPLY_MAX; /* the reader cut it: keywords may be missing */
       after_ehlo(sc);
       return;
     }
@@ -1090,6 +1151,13 @@ static void retry_fresh(struct sconn *sc) {
   acquire(tx, 1); /* takes the slot the dead one freed */
 }
 
+/* The stuffer's source for a segmented message: the next bytes, encoded
+ * now (pump_body asks only while the socket takes them: backpressure). */
+static size_t pull_body(void *arg, char *out, size_t cap) {
+  struct tx *tx = arg;
+  return rq_msg_read(&tx->cur, out, cap);
+}
+
 static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len) {
   struct tx *tx = sc->tx;
   int first = tx->replies_on_conn++ == 0;
@@ -1147,7 +1215,12 @@ static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len
     story_reply(&tx->st, raw, len);
     if (code == 354) {
       sc->state = S_BODY;
-      rq_smtp_stuffer_init(&tx->stuffer, tx->msg, tx->len);
+      if (tx->body) { /* from its start: a retry on a fresh connection reads it again */
+        rq_msg_cursor_init(&tx->cur, tx->body);
+        rq_smtp_stuffer_init_pull(&tx->stuffer, pull_body, tx);
+      } else {
+        rq_smtp_stuffer_init(&tx->stuffer, tx->msg, tx->len);
+      }
       arm(sc, tx->response_ms);
       return; /* the body goes out from on_io, after this read */
     }
@@ -1518,7 +1591,8 @@ void rq_smtp_stats(const struct rq_smtp *s, struct rq_smtp_stats *out) {
 static int valid_target(const struct rq_smtp_target *t) {
   if (!t || !t->host || !rq_smtp_host_ok(t->host)) return 0;
   if (t->port < 1 || t->port > 65535) return 0;
-  if (t->security < RQ_SMTP_STARTTLS_TRY || t->security > RQ_SMTP_PLAIN) return 0;
+  if (t->security < RQ_SMTP_STARTTLS_TRY || t->security > RQ_SMTP_STARTTLS_TRY_INSECURE) return 0;
+  if (t->tls_pin && *t->tls_pin && !rq_tlsio_pins_valid(t->tls_pin)) return 0;
   if (t->helo_name && *t->helo_name && !rq_smtp_helo_ok(t->helo_name)) return 0;
   if (t->key && strlen(t->key) > KEY_MAX) return 0;
   if (t->user && *t->user) {
@@ -1536,10 +1610,10 @@ static long or_default(long v, long def) {
   return v > 0 ? v : def;
 }
 
-int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
-                 const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len, rq_smtp_cb cb,
-                 void *arg) {
-  if (!cb || !valid_target(t) || !rq_smtp_address_ok(mail_from, 1) || n_rcpts == 0 || !rcpts || (!msg && len > 0))
+static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
+                 const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len,
+                 const struct rq_msg *body, rq_smtp_cb cb, void *arg) {
+  if (!cb || !valid_target(t) || !rq_smtp_address_ok(mail_from, 1) || n_rcpts == 0 || !rcpts || (!msg && !body && len > 0))
     return RQ_SMTP_EINVAL;
   size_t strings = strlen(mail_from) + 1;
   for (size_t i = 0; i < n_rcpts; i++) {
@@ -1562,6 +1636,7 @@ int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
   tx->arg = arg;
   tx->msg = msg ? msg : "";
   tx->len = len;
+  tx->body = body;
   tx->rcpts = (char **)((char *)tx + off_ptrs);
   tx->n_rcpts = n_rcpts;
   tx->mail_from = pack(&w, mail_from);
@@ -1599,6 +1674,19 @@ int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
   }
   s->depth--;
   return 0;
+}
+
+int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
+                 const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len, rq_smtp_cb cb,
+                 void *arg) {
+  return start(s, t, mail_from, rcpts, n_rcpts, msg, len, NULL, cb, arg);
+}
+
+int rq_smtp_send_msg(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
+                     const char *const *rcpts, size_t n_rcpts, const struct rq_msg *m, rq_smtp_cb cb,
+                     void *arg) {
+  if (!m) return RQ_SMTP_EINVAL;
+  return start(s, t, mail_from, rcpts, n_rcpts, NULL, m->len, m, cb, arg);
 }
 
 static void free_transport(struct rq_smtp *s) {

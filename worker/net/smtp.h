@@ -83,7 +83,9 @@ const char *rq_smtp_strerror(int err);
   XX(NO_STARTTLS, RQ_FAIL_NO_STARTTLS, "STARTTLS is required but the server does not offer or refuses it") \
   XX(AUTH, RQ_FAIL_AUTH, "the login failed")                                                 \
   XX(REJECTED, RQ_FAIL_REJECTED, "the server refused the transaction")                       \
-  XX(ABORTED, RQ_FAIL_ABORTED, "the transport was closed before the transaction ended")
+  XX(ABORTED, RQ_FAIL_ABORTED, "the transport was closed before the transaction ended") \
+  XX(POLICY, RQ_FAIL_POLICY, "refused by policy: the network boundary, or a login the server cannot take") \
+  XX(TLS_PIN, RQ_FAIL_TLS_PIN, "the server's TLS key is not the pinned one")
 
 enum rq_smtp_err {
 #define XX(name, code, msg) RQ_SMTP_ERR_##name = (code),
@@ -93,7 +95,7 @@ enum rq_smtp_err {
 
 /* "ok", "dns", "connect", "timeout", "closed", "protocol", "tls",
  * "tls_cert", "tls_mismatch", "tls_local", "no_starttls", "auth",
- * "rejected", "aborted"; "unknown" otherwise. */
+ * "rejected", "aborted", "policy", "tls_pin"; "unknown" otherwise. */
 const char *rq_smtp_err_name(int err);
 
 enum rq_smtp_security {
@@ -102,6 +104,9 @@ enum rq_smtp_security {
   RQ_SMTP_STARTTLS_REQUIRED, /* fail unless STARTTLS succeeds */
   RQ_SMTP_IMPLICIT_TLS,      /* TLS from the first byte (smtps://, port 465) */
   RQ_SMTP_PLAIN,             /* never STARTTLS; AUTH in clear text allowed */
+  RQ_SMTP_STARTTLS_TRY_INSECURE, /* STARTTLS when offered, and a login may then go in clear text
+                                    (platform smtp+insecure://); RQ_SMTP_STARTTLS_TRY never sends
+                                    one in clear: it fails NO_STARTTLS instead */
 };
 
 /* Where and how to send. Every pointer is borrowed during rq_smtp_send
@@ -121,6 +126,16 @@ struct rq_smtp_target {
   long response_timeout_ms; /* each reply, and each stalled write; 0 = 60 s */
   long timeout_ms;       /* the whole transaction, queueing included; 0 = 10 min */
   const char *helo_name; /* EHLO/HELO name; NULL = this host's name */
+  /* The saas boundary (docs/security.md). netpolicy: addresses never
+   * connected to (borrowed, must outlive the transport); NULL = any.
+   * require_auth: with a user, a server that offers no usable AUTH (or
+   * whose EHLO reply was too long to read whole) gets nothing: the
+   * transaction ends RQ_SMTP_ERR_POLICY. */
+  const struct rq_netpolicy *netpolicy;
+  int require_auth;
+  /* "sha256//BASE64[,...]": trust the server by its key (tlsio.h); then
+   * tls_verify is not used. NULL or "": by certificate. */
+  const char *tls_pin;
 };
 
 /* One recipient's reply, in the order the recipients were given. code 0:
@@ -152,6 +167,7 @@ typedef void (*rq_smtp_cb)(const struct rq_smtp_result *res, void *arg);
 
 struct rq_smtp;
 struct rq_curl;
+struct rq_netpolicy;
 struct rq_class;
 
 /* The transport on loop, with a connection pool. */
@@ -185,6 +201,15 @@ void rq_smtp_set_limits(struct rq_smtp *s, const struct rq_smtp_limits *l);
 int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
                  const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len,
                  rq_smtp_cb cb, void *arg);
+
+/* rq_smtp_send for a segmented message (msg.h, finished): its bytes are
+ * produced while they are sent, a window at a time as the socket takes
+ * them, so the encoded message is never held whole. m is borrowed until
+ * the callback. SIZE= and BODY=8BITMIME come from m->len and m->has_8bit. */
+struct rq_msg;
+int rq_smtp_send_msg(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
+                     const char *const *rcpts, size_t n_rcpts, const struct rq_msg *m, rq_smtp_cb cb,
+                     void *arg);
 
 /* Transactions accepted by rq_smtp_send whose callback has not run
  * (running and waiting). */

@@ -9,6 +9,8 @@
 #include <openssl/crypto.h>
 
 #include "classify.h"
+#include "log.h"
+#include "netpolicy.h"
 #include "smtp.h"
 #include "smtp_proto.h"
 #include "tlsio.h"
@@ -41,6 +43,9 @@ struct rq_smtp_conn {
   struct addrinfo *ai_list, *ai_next;
   struct sockaddr_storage literal;
   int use_literal;
+  const struct rq_netpolicy *policy; /* borrowed; NULL: any address */
+  int saw_forbidden;                 /* the boundary skipped an address */
+  char *pins;
   char host[256];
   char last_connect_err[128];
   struct rq_tlsio *tls;
@@ -76,6 +81,7 @@ static void maybe_free(struct rq_smtp_conn *c) {
   emit_type(c, RQ_CONN_EV_CLOSED);
   if (c->ai_list) uv_freeaddrinfo(c->ai_list);
   rq_tlsio_free(c->tls);
+  free(c->pins);
   free(c);
 }
 
@@ -268,9 +274,9 @@ size_t rq_smtp_conn_queued(const struct rq_smtp_conn *c) {
 static int on_reply(void *arg, const char *raw, size_t len, int code) {
   struct rq_smtp_conn *c = arg;
   if (code == 0) {
-    char shown[64];
-    rq_text_sanitize(shown, sizeof shown, raw, len < 48 ? len : 48);
-    fail(c, RQ_SMTP_ERR_PROTOCOL, "The server sent \"%s\", which is not an SMTP reply.", shown);
+    /* What a server that does not speak SMTP sent is not repeated: it
+     * may be an internal service's banner (docs/security.md). */
+    fail(c, RQ_SMTP_ERR_PROTOCOL, "The server sent a line that is not an SMTP reply.");
     return 1;
   }
   struct rq_smtp_conn_event ev = {.type = RQ_CONN_EV_REPLY, .code = code, .raw = raw, .len = len};
@@ -281,12 +287,9 @@ static int on_reply(void *arg, const char *raw, size_t len, int code) {
 /* Plain text from the server: replies to the owner, in order. */
 static void deliver(struct rq_smtp_conn *c, const char *p, size_t n) {
   rq_smtp_reader_feed(&c->rd, p, n, on_reply, c);
-  if (c->state == C_OPEN && !c->discard && rq_smtp_reader_bad(&c->rd)) {
-    char shown[64];
-    rq_text_sanitize(shown, sizeof shown, c->rd.raw, c->rd.raw_len < 48 ? c->rd.raw_len : 48);
+  if (c->state == C_OPEN && !c->discard && rq_smtp_reader_bad(&c->rd))
     fail(c, RQ_SMTP_ERR_PROTOCOL,
-         "The server sent \"%s\", which is not an SMTP reply (is smtp_security right for this port?).", shown);
-  }
+         "The server's answer is not an SMTP reply (is smtp_security right for this port, and is it a mail server?).");
 }
 
 static int tls_err(int e) {
@@ -294,8 +297,24 @@ static int tls_err(int e) {
   case RQ_TLSIO_ECERT: return RQ_SMTP_ERR_TLS_CERT;
   case RQ_TLSIO_EMISMATCH: return RQ_SMTP_ERR_TLS_MISMATCH;
   case RQ_TLSIO_ELOCAL: return RQ_SMTP_ERR_TLS_LOCAL;
+  case RQ_TLSIO_EPIN: return RQ_SMTP_ERR_TLS_PIN;
   default: return RQ_SMTP_ERR_TLS;
   }
+}
+
+/* The key is not the pinned one. Nothing OpenSSL queued after its side of
+ * the handshake is sent, and the new pin goes to the operator's log (it
+ * is public: the hash of the key the server showed). */
+static void pin_mismatch(struct rq_smtp_conn *c) {
+  char pin[64], port[8];
+  rq_tlsio_peer_pin(c->tls, pin, sizeof pin);
+  snprintf(port, sizeof port, "%d", c->port);
+  RQ_LOG_FIELDS(RQ_LOG_INFO, "server TLS key is not the pinned one (smtp_tls_pin)", {"host", c->host},
+                {"port", port}, {"presented_pin", pin[0] ? pin : "none"});
+  fail(c, RQ_SMTP_ERR_TLS_PIN,
+       "The TLS key of %s changed (%s); nothing was sent. If the new key is right, re-trust it: relayq tenant "
+       "trust TENANT [--route NAME].",
+       c->host, rq_tlsio_errmsg(c->tls));
 }
 
 static void tls_input(struct rq_smtp_conn *c, const char *p, size_t n) {
@@ -305,6 +324,10 @@ static void tls_input(struct rq_smtp_conn *c, const char *p, size_t n) {
   }
   if (c->tls_state == T_HANDSHAKE) {
     int rc = rq_tlsio_handshake(c->tls);
+    if (rc == RQ_TLSIO_EPIN) {
+      pin_mismatch(c);
+      return;
+    }
     flush_tls(c, 0);
     if (rc < 0) {
       fail(c, tls_err(rc), "TLS handshake with %s failed: %s.", c->host, rq_tlsio_errmsg(c->tls));
@@ -365,6 +388,10 @@ void rq_smtp_conn_start_tls(struct rq_smtp_conn *c, SSL_CTX *ctx, const char *ho
     fail_later(c, RQ_SMTP_ERR_TLS_LOCAL, err);
     return;
   }
+  if (rq_tlsio_set_pins(c->tls, c->pins) != 0) {
+    fail_later(c, RQ_SMTP_ERR_TLS_LOCAL, "smtp_tls_pin is not a list of sha256//BASE64 pins.");
+    return;
+  }
   c->tls_state = T_HANDSHAKE;
   int rc = rq_tlsio_handshake(c->tls); /* writes the ClientHello */
   flush_tls(c, 0);
@@ -376,6 +403,15 @@ void rq_smtp_conn_start_tls(struct rq_smtp_conn *c, SSL_CTX *ctx, const char *ho
 
 int rq_smtp_conn_is_tls(const struct rq_smtp_conn *c) {
   return c->tls_state == T_READY;
+}
+
+X509 *rq_smtp_conn_peer_cert(const struct rq_smtp_conn *c) {
+  return c->tls && c->tls_state == T_READY ? rq_tlsio_peer_cert(c->tls) : NULL;
+}
+
+void rq_smtp_conn_set_pins(struct rq_smtp_conn *c, const char *pins) {
+  free(c->pins);
+  c->pins = pins && *pins ? rq_xstrdup(pins) : NULL;
 }
 
 /* ---- connecting ------------------------------------------------------------------ */
@@ -404,6 +440,38 @@ static void addr_text(const struct sockaddr *sa, char *out, size_t cap) {
   }
 }
 
+void rq_smtp_conn_set_netpolicy(struct rq_smtp_conn *c, const struct rq_netpolicy *p) {
+  c->policy = p;
+}
+
+/* The first address from ai on that may be connected to: IPv4 or IPv6,
+ * and allowed by the network boundary. Forbidden ones are logged for the
+ * operator and never connected. */
+static struct addrinfo *next_usable(struct rq_smtp_conn *c, struct addrinfo *ai) {
+  for (; ai; ai = ai->ai_next) {
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    int cls = rq_netpolicy_check_addr(c->policy, ai->ai_addr);
+    if (cls == 0) return ai;
+    char where[80], port[8];
+    addr_text(ai->ai_addr, where, sizeof where);
+    snprintf(port, sizeof port, "%d", c->port);
+    RQ_LOG_FIELDS(RQ_LOG_INFO, "network boundary: not connecting", {"host", c->host}, {"address", where},
+                  {"port", port}, {"class", rq_net_class_name((enum rq_net_class)cls)});
+    c->saw_forbidden = 1;
+  }
+  return NULL;
+}
+
+/* The boundary left nothing to connect to. The tenant learns neither the
+ * addresses its name resolved to nor their class: it could map the
+ * platform's internal DNS that way. */
+static void fail_boundary(struct rq_smtp_conn *c) {
+  fail(c, RQ_SMTP_ERR_POLICY,
+       "%s resolves only to addresses closed to tenants (loopback, private, link-local, reserved); nothing was "
+       "connected. The operator may open a network: --allow-private-nets.",
+       c->host);
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   struct rq_smtp_conn *c = req->data;
   if (c->state == C_CLOSING) return; /* cancelled by a close */
@@ -415,8 +483,9 @@ static void on_connect(uv_connect_t *req, int status) {
     else snprintf(where, sizeof where, "%s", c->host);
     snprintf(c->last_connect_err, sizeof c->last_connect_err, "%s port %d: %s", where, c->port,
              uv_strerror(status));
-    if (!c->use_literal && c->ai_next && c->ai_next->ai_next) {
-      c->ai_next = c->ai_next->ai_next;
+    struct addrinfo *more = !c->use_literal && c->ai_next ? next_usable(c, c->ai_next->ai_next) : NULL;
+    if (more) {
+      c->ai_next = more;
       uv_close((uv_handle_t *)&c->tcp, on_tcp_closed_retry);
       return;
     }
@@ -440,12 +509,12 @@ static void try_next(struct rq_smtp_conn *c) {
   if (c->use_literal) {
     sa = (const struct sockaddr *)&c->literal;
   } else {
-    while (c->ai_next && c->ai_next->ai_family != AF_INET && c->ai_next->ai_family != AF_INET6)
-      c->ai_next = c->ai_next->ai_next;
+    c->ai_next = next_usable(c, c->ai_next);
     if (c->ai_next) sa = c->ai_next->ai_addr;
   }
   if (!sa) {
-    fail(c, RQ_SMTP_ERR_DNS, "%s has no IPv4 or IPv6 address.", c->host);
+    if (c->saw_forbidden) fail_boundary(c);
+    else fail(c, RQ_SMTP_ERR_DNS, "%s has no IPv4 or IPv6 address.", c->host);
     return;
   }
   int r = uv_tcp_init(c->loop, &c->tcp);
@@ -493,6 +562,13 @@ void rq_smtp_conn_connect(struct rq_smtp_conn *c, const char *host, int port) {
   if (n >= sizeof c->host) n = sizeof c->host - 1;
   memcpy(c->host, host, n);
   c->host[n] = '\0';
+  char why[300];
+  if (rq_netpolicy_check_host(c->policy, c->host, why, sizeof why) != 0) {
+    char msg[360];
+    snprintf(msg, sizeof msg, "Not connecting: %s; nothing was connected.", why);
+    fail_later(c, RQ_SMTP_ERR_POLICY, msg);
+    return;
+  }
   if (uv_ip4_addr(c->host, port, (struct sockaddr_in *)&c->literal) == 0 ||
       uv_ip6_addr(c->host, port, (struct sockaddr_in6 *)&c->literal) == 0) {
     c->use_literal = 1;

@@ -53,6 +53,7 @@ struct rq_smtp_conn_event {
 };
 
 struct rq_smtp_conn;
+struct rq_netpolicy;
 typedef void (*rq_smtp_conn_cb)(struct rq_smtp_conn *c, const struct rq_smtp_conn_event *ev);
 
 /* Scratch memory shared by every connection of one loop; only used
@@ -71,17 +72,35 @@ struct rq_smtp_conn *rq_smtp_conn_new(uv_loop_t *loop, struct rq_smtp_conn_share
                                       void *data);
 void *rq_smtp_conn_data(const struct rq_smtp_conn *c);
 
+/* The network boundary for this connection (borrowed; must outlive it):
+ * numeric shorthand hosts and every address it forbids are never
+ * connected to (netpolicy.h). NULL (the default): any address. Call
+ * before rq_smtp_conn_connect. */
+void rq_smtp_conn_set_netpolicy(struct rq_smtp_conn *c, const struct rq_netpolicy *p);
+
+/* Key pins for the TLS session (tlsio.h rq_tlsio_set_pins; copied). Call
+ * before rq_smtp_conn_start_tls. NULL or "": none. */
+void rq_smtp_conn_set_pins(struct rq_smtp_conn *c, const char *pins);
+
 /* Resolves host (unless it is an IP literal; brackets allowed) and
- * connects to each address in turn until one answers. Ends in CONNECTED
- * or ERROR (RQ_SMTP_ERR_DNS / RQ_SMTP_ERR_CONNECT). The owner bounds it
- * with its timer. */
+ * connects to each address in turn until one answers, skipping those the
+ * network boundary forbids. Ends in CONNECTED or ERROR (RQ_SMTP_ERR_DNS /
+ * RQ_SMTP_ERR_CONNECT; RQ_SMTP_ERR_POLICY when the boundary left no
+ * address, and then nothing was connected). The owner bounds it with its
+ * timer. */
 void rq_smtp_conn_connect(struct rq_smtp_conn *c, const char *host, int port);
 
 /* Starts TLS on the open connection (after CONNECTED for implicit TLS,
  * from the 220 reply to STARTTLS). Ends in TLS_READY or ERROR
- * (RQ_SMTP_ERR_TLS, _TLS_CERT, _TLS_MISMATCH, _TLS_LOCAL). */
+ * (RQ_SMTP_ERR_TLS, _TLS_CERT, _TLS_MISMATCH, _TLS_LOCAL; _TLS_PIN when
+ * pins are set and the key is none of them: TLS_READY never comes, so
+ * nothing is written over that session). */
 void rq_smtp_conn_start_tls(struct rq_smtp_conn *c, SSL_CTX *ctx, const char *host, int verify);
 int rq_smtp_conn_is_tls(const struct rq_smtp_conn *c);
+
+/* The server's certificate once TLS_READY came (borrowed, valid until
+ * CLOSED), or NULL. */
+X509 *rq_smtp_conn_peer_cert(const struct rq_smtp_conn *c);
 
 /* Sends bytes (through TLS once it is up). Returns 0, or -1 when the
  * connection cannot take them (closing, or failed: ERROR follows). */

@@ -30,7 +30,8 @@
   XX(CERT, -2, "the server's certificate failed verification")                              \
   XX(MISMATCH, -3, "no TLS version or cipher in common, or the server does not speak TLS")   \
   XX(LOCAL, -4, "the local TLS setup failed")                                                \
-  XX(IO, -5, "a TLS record could not be read or written")
+  XX(IO, -5, "a TLS record could not be read or written")                                    \
+  XX(PIN, -6, "the server's public key is not the pinned one")
 
 enum rq_tlsio_errno {
 #define XX(name, code, msg) RQ_TLSIO_E##name = (code),
@@ -55,6 +56,29 @@ SSL_CTX *rq_tlsio_ctx_new(const char *ca_file, char *err, size_t errlen);
  * Returns NULL with a sentence in err. */
 struct rq_tlsio *rq_tlsio_new(SSL_CTX *ctx, const char *host, int verify, char *err, size_t errlen);
 void rq_tlsio_free(struct rq_tlsio *t);
+
+/* Trusts the server by its key instead of its certificate chain: pins is
+ * one or more comma-separated "sha256//BASE64" (SHA-256 of the DER
+ * SubjectPublicKeyInfo, curl's --pinnedpubkey form). Call before the
+ * first rq_tlsio_handshake; the session then skips chain and name checks
+ * (self-signed is fine) and the handshake ends in RQ_TLSIO_EPIN, before
+ * any application data can be written, when the key is none of them.
+ * Returns 0, or -1 when pins is not in that form. NULL or "": no pin. */
+int rq_tlsio_set_pins(struct rq_tlsio *t, const char *pins);
+
+/* 1 when pins is a valid pin list (see rq_tlsio_set_pins). */
+int rq_tlsio_pins_valid(const char *pins);
+
+/* The pin of the server's key ("sha256//BASE64", 52 characters), after
+ * the handshake, or after it failed with RQ_TLSIO_EPIN; "" when no
+ * certificate was seen. cap >= 53. */
+void rq_tlsio_peer_pin(const struct rq_tlsio *t, char *out, size_t cap);
+
+/* The server's certificate (borrowed, valid while t lives), or NULL. */
+X509 *rq_tlsio_peer_cert(const struct rq_tlsio *t);
+
+/* The pin of a certificate's key; 0, or -1 (cap >= 53). */
+int rq_tlsio_cert_pin(X509 *cert, char *out, size_t cap);
 
 /* Ciphertext from the network. Returns 0, or RQ_TLSIO_EIO. */
 int rq_tlsio_feed(struct rq_tlsio *t, const void *data, size_t len);

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "netpolicy.h"
+
 #define RQ_MAX_QUEUES 16
 
 enum rq_mode { RQ_MODE_SAAS, RQ_MODE_ONPREM };
@@ -34,6 +36,8 @@ struct rq_config {
   int platform_tls_verify;
   char *ca_file;
   enum rq_mode mode;
+  char *allow_private_nets;       /* as given: CIDR[,CIDR] */
+  struct rq_netpolicy netpolicy; /* the tenant network boundary: enforced in saas mode, with those nets open */
   int max_attempts;
   int64_t retry_base_ms, retry_max_ms;
   char *metrics_addr;

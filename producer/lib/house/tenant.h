@@ -10,7 +10,8 @@
  *     integers, host names, addresses, URLs) and the defaults: explicit
  *     field > provider preset > port from security (465 tls, 587
  *     starttls, 25 none); Mailgun base URL explicit > region > US;
- *   - opening sealed secrets (enc:v1:, see relayq_secret_open) and the
+ *   - opening sealed secrets (enc:v1:, and enc:v2: with the hash's place,
+ *     see relayq_secret_open_for) and the
  *     RELAYQ_REQUIRE_ENCRYPTED rule;
  *   - the provider preset table (presets.c, documented in docs/presets.md).
  *
@@ -40,6 +41,13 @@ enum rq_security { RQ_SEC_STARTTLS, RQ_SEC_TLS, RQ_SEC_NONE };
 #define RQ_TENANT_MAX_VALUE 1024      /* most values, bytes */
 #define RQ_TENANT_MAX_LONG_VALUE 65536 /* signatures and PEM keys, bytes */
 #define RQ_TENANT_MAX_CONNECTIONS 100 /* smtp_max_connections upper bound */
+#define RQ_TENANT_MAX_PINS 8          /* pins in smtp_tls_pin */
+#define RQ_TENANT_MAX_DOMAINS 32      /* names in verified_domains */
+
+/* rq_tenant_parse / rq_tenant_parse_route: an enc:v2: secret that does not
+ * open for this hash and field (sealed for another tenant, route or field,
+ * or with another key). A worker ends the job's attempt with `auth`. */
+#define RQ_TENANT_ESEALED (-2)
 
 /*
  * One SMTP server. Every string is malloc'd and owned by the struct that
@@ -55,6 +63,7 @@ struct rq_smtp_conf {
   int tls_verify;      /* 1 (default) or 0 */
   int max_connections; /* default RQ_TENANT_DEFAULT_MAX_CONNECTIONS */
   char *preset;        /* canonical preset name, or NULL */
+  char *tls_pin;       /* smtp_tls_pin: "sha256//BASE64[,...]" as given, or NULL */
 };
 
 /*
@@ -74,6 +83,10 @@ struct rq_tenant {
   char *mailgun_base_url;
   char *from_email, *from_name, *reply_to;
   int domain_verified;
+  /* verified_domains, lower case, plus what v1's domain_verified=1 stands
+   * for (the domain of dkim_domain, else of from_email). */
+  char **verified_domains;
+  size_t n_verified_domains;
   char *signature_text, *signature_html, *logo_url;
   long hourly_quota;                      /* 0: no limit */
   int max_recipients, bulk_max_recipients; /* 0: the worker's default */
@@ -94,8 +107,9 @@ struct rq_tenant {
  *   strict            1 (the CLI): unknown or repeated fields are errors,
  *                     with a "did you mean" suggestion; 0 (the worker):
  *                     unknown fields are ignored, the last repeat wins.
- * Returns 0 with *out set (caller frees with rq_tenant_free), or -1 with a
- * sentence in err (when errlen > 0) and *out NULL.
+ * Returns 0 with *out set (caller frees with rq_tenant_free), or -1 (or
+ * RQ_TENANT_ESEALED) with a sentence in err (when errlen > 0) and *out NULL.
+ * Secrets open with the place "tenant:TENANT_ID" (enc:v2:).
  */
 int rq_tenant_parse(const char *tenant_id, const char *const *fields,
                     const char *const *values, size_t n,
@@ -114,6 +128,10 @@ int rq_tenant_parse_route(struct rq_tenant *t, const char *route_name,
                           const char *const *fields, const char *const *values,
                           size_t n, const unsigned char *secret_key,
                           int require_encrypted, char *err, size_t errlen);
+
+/* 1 when domain is one of t's verified domains or a subdomain of one
+ * (case-insensitive). */
+int rq_tenant_domain_verified(const struct rq_tenant *t, const char *domain);
 
 /* Frees t and everything it owns, wiping secrets. NULL is fine. */
 void rq_tenant_free(struct rq_tenant *t);

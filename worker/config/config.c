@@ -42,7 +42,8 @@ static const struct setting SETTINGS[] = {
   {"fetch-batch", "RELAYQ_FETCH_BATCH", T_INT, OFF(fetch_batch), "32", 1, 1000,
    "most jobs moved per fetch call"},
   {"platform-smtp", "RELAYQ_PLATFORM_SMTP", T_STR, OFF(platform_smtp), NULL, 0, 0,
-   "platform gateway, smtp://[user:pass@]host:port (STARTTLS when offered) or smtps://"},
+   "platform gateway, smtp://[user:pass@]host:port (STARTTLS when offered; required with a login), smtps://, "
+   "or smtp+insecure:// (a login may go in clear text)"},
   {"platform-from", "RELAYQ_PLATFORM_FROM", T_STR, OFF(platform_from), "no-reply@platform.example", 0, 0,
    "platform sender address"},
   {"platform-tls-verify", "RELAYQ_PLATFORM_TLS_VERIFY", T_BOOL, OFF(platform_tls_verify), "1", 0, 1,
@@ -50,7 +51,9 @@ static const struct setting SETTINGS[] = {
   {"ca-file", "RELAYQ_CA_FILE", T_STR, OFF(ca_file), NULL, 0, 0,
    "CA bundle (PEM) to verify SMTP/HTTPS servers with, instead of the system's"},
   {"mode", "RELAYQ_MODE", T_MODE, OFF(mode), "saas", 0, 0,
-   "saas (refuse tenant servers on port 25 or without AUTH) or onprem"},
+   "saas (refuse tenant servers on port 25, without AUTH, or in private networks) or onprem"},
+  {"allow-private-nets", "RELAYQ_ALLOW_PRIVATE_NETS", T_STR, OFF(allow_private_nets), NULL, 0, 0,
+   "networks saas tenants may reach despite the boundary, CIDR[,CIDR] (e.g. a tenant's VPN 10.8.0.0/16)"},
   {"max-attempts", "RELAYQ_MAX_ATTEMPTS", T_INT, OFF(max_attempts), "8", 1, 1000,
    "attempts before a job fails with max_attempts"},
   {"retry-base-ms", "RELAYQ_RETRY_BASE_MS", T_I64, OFF(retry_base_ms), "30000", 1, INT64_C(86400000),
@@ -270,8 +273,14 @@ static int check_consistency(struct rq_config *cfg, char *why, size_t wcap) {
     return -1;
   }
   if (cfg->platform_smtp && strncmp(cfg->platform_smtp, "smtp://", 7) &&
-      strncmp(cfg->platform_smtp, "smtps://", 8)) {
-    snprintf(why, wcap, "--platform-smtp must start with smtp:// or smtps://");
+      strncmp(cfg->platform_smtp, "smtps://", 8) && strncmp(cfg->platform_smtp, "smtp+insecure://", 16)) {
+    snprintf(why, wcap, "--platform-smtp must start with smtp://, smtps:// or smtp+insecure://");
+    return -1;
+  }
+  char nerr[200];
+  rq_netpolicy_init(&cfg->netpolicy, cfg->mode == RQ_MODE_SAAS);
+  if (rq_netpolicy_allow(&cfg->netpolicy, cfg->allow_private_nets, nerr, sizeof nerr)) {
+    snprintf(why, wcap, "--allow-private-nets: %s", nerr);
     return -1;
   }
   if (!strchr(cfg->platform_from, '@') || strpbrk(cfg->platform_from, "\r\n <>")) {
@@ -383,8 +392,9 @@ void rq_config_describe(const struct rq_config *cfg, char *out, size_t cap) {
   }
   snprintf(out, cap,
            "redis=%s prefix=%s queues=%s concurrency=%d platform_smtp=%s platform_from=%s mode=%s "
-           "max_attempts=%d retry_base_ms=%lld retry_max_ms=%lld secret_key=%s",
+           "allow_private_nets=%s max_attempts=%d retry_base_ms=%lld retry_max_ms=%lld secret_key=%s",
            redis, cfg->prefix, queues, cfg->concurrency, smtp, cfg->platform_from,
-           cfg->mode == RQ_MODE_SAAS ? "saas" : "onprem", cfg->max_attempts, (long long)cfg->retry_base_ms,
+           cfg->mode == RQ_MODE_SAAS ? "saas" : "onprem",
+           cfg->allow_private_nets ? cfg->allow_private_nets : "none", cfg->max_attempts, (long long)cfg->retry_base_ms,
            (long long)cfg->retry_max_ms, cfg->have_secret_key ? "set" : "unset");
 }
