@@ -30,7 +30,7 @@
 #include "metrics.h"
 #include "mime.h"
 #include "redis_health.h"
-#include "dkim.h"
+#include "dkim_job.h"
 #include "route.h"
 #include "lines.h"
 #include "smtp.h"
@@ -493,7 +493,7 @@ static void send_next(struct rq_jobctx *jc) {
     rc = rq_mailgun_send(jc->eng->mailgun, &req, on_mailgun_done, jc);
   } else {
     struct rq_smtp_target t;
-    rq_route_smtp_target(&jc->route, jc->eng->cfg, &t);
+    rq_settings_smtp_target(jc->eng->cfg, &jc->route, &t);
     rc = rq_smtp_send_msg(jc->eng->smtp, &t, jc->from_addr, list, n, &jc->msg, on_smtp_done, jc);
   }
   if (rc) {
@@ -662,13 +662,13 @@ static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
     struct rq_buf raw;
     rq_buf_init(&raw);
     rq_mime_raw(j->raw, j->raw_len, &raw);
-    rq_route_raw_from(jc->eng->cfg, jc->tenant->t, j, &jc->route, &raw); /* sender rule, then DKIM */
+    rq_route_raw_from(&jc->eng->routing, jc->tenant->t, j, &jc->route, &raw); /* sender rule, then DKIM */
     rq_mime_raw_msg((const unsigned char *)raw.data, raw.len, &jc->msg);
     rq_buf_free(&raw);
     return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
   }
   struct rq_sender s;
-  rq_route_sender(jc->eng->cfg, jc->tenant->t, j, &jc->route, &s);
+  rq_route_sender(&jc->eng->routing, jc->tenant->t, j, &jc->route, &s);
   const struct rq_tenant *t = jc->tenant->t;
   struct rq_mime_input in = {
       .job = j,
@@ -730,7 +730,7 @@ static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
     return;
   }
   const char *error = NULL;
-  int r = rq_route_resolve(jc->eng->cfg, &jc->eng->platform, e->t, jc->job, &jc->route, &error, err, sizeof err);
+  int r = rq_route_resolve(&jc->eng->routing, e->t, jc->job, &jc->route, &error, err, sizeof err);
   if (r < 0) {
     fail(jc, error, err);
     return;
@@ -743,7 +743,7 @@ static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
     return;
   }
   struct rq_sender s;
-  rq_route_sender(jc->eng->cfg, e->t, jc->job, &jc->route, &s);
+  rq_route_sender(&jc->eng->routing, e->t, jc->job, &jc->route, &s);
   snprintf(jc->from_addr, sizeof jc->from_addr, "%s", s.envelope_from);
   struct rq_buf mid;
   rq_buf_init(&mid);

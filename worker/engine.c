@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "lines.h"
 #include "redis_health.h"
+#include "redis_tls.h"
 #include "smtp.h"
 #include "tenants.h"
 
@@ -271,12 +272,17 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
     return -1;
   }
   char why[300];
-  if (rq_route_platform_parse(cfg->platform_smtp, &eng->platform, why, sizeof why)) {
+  if (rq_settings_route(cfg, &eng->routing, why, sizeof why)) {
     rq_logf(RQ_LOG_ERROR, "%s", why);
     return -1;
   }
-  if (!eng->platform.configured)
+  if (!eng->routing.platform.configured)
     rq_logf(RQ_LOG_WARN, "no --platform-smtp: jobs for the platform gateway will wait and retry");
+  if (eng->url.tls && !(eng->redis_tls = rq_redis_tls_ctx_new(cfg->redis_ca_file, cfg->redis_cert, cfg->redis_key,
+                                                              why, sizeof why))) {
+    rq_logf(RQ_LOG_ERROR, "--redis rediss://: %s", why);
+    return -1;
+  }
   for (int s = 0; s < RQ_SCRIPT_COUNT; s++) script_sha(rq_script_source(s), eng->sha[s]);
   eng->inflight_key = make_key(cfg, RELAYQ_KEY_INFLIGHT, cfg->worker_id);
   eng->delayed_key = make_key(cfg, RELAYQ_KEY_DELAYED, NULL);
@@ -303,8 +309,8 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
   eng->smtp = rq_smtp_new_loop(loop);
   eng->mailgun = rq_mailgun_new(eng->curl);
   rq_redis_health_init(eng);
-  eng->cmd = rq_rconn_new(loop, &eng->url, "commands", 10000, on_cmd_event, eng);
-  eng->blk = rq_rconn_new(loop, &eng->url, "fetch", 5000, on_blk_event, eng);
+  eng->cmd = rq_rconn_new(loop, &eng->url, eng->redis_tls, "commands", 10000, on_cmd_event, eng);
+  eng->blk = rq_rconn_new(loop, &eng->url, eng->redis_tls, "fetch", 5000, on_blk_event, eng);
   return 0;
 }
 
@@ -315,5 +321,6 @@ void rq_engine_free(struct rq_engine *eng) {
   free(eng->events_key);
   free(eng->worker_key);
   free(eng->workers_key);
+  SSL_CTX_free(eng->redis_tls);
   for (size_t i = 0; i < eng->cfg->n_queues; i++) free(eng->queue_keys[i]);
 }

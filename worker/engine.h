@@ -32,6 +32,7 @@
 #include "rconn.h"
 #include "route.h"
 #include "scripts.h"
+#include "settings.h"
 #include "util.h"
 
 struct rq_curl;
@@ -109,7 +110,8 @@ struct rq_engine {
   uv_loop_t *loop;
   struct rq_config *cfg;
   struct relayq_redis_url url;
-  struct rq_platform platform;
+  struct rq_route_settings routing; /* from cfg (settings.h) */
+  struct ssl_ctx_st *redis_tls; /* rediss:// client context (redis_tls.h), NULL for redis:// */
   struct rq_rconn *cmd; /* scripts, status writes, tenant reads */
   struct rq_rconn *blk; /* BLMOVE only (a blocked connection serves nothing else) */
   struct rq_curl *curl;
@@ -152,7 +154,7 @@ struct rq_engine {
   int waiting; /* jobs waiting in lines (no slot) */
 
   /* tenant cache (tenants.c) */
-  struct rq_tenant_entry *tenants;
+  struct rq_tenant_cache *tenants; /* owned by tenants.c */
 
   /* counters for heartbeat/metrics */
   uint64_t n_sent, n_failed, n_partial, n_retry, n_deferred, n_dup, n_invalid, n_attempts;

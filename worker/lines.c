@@ -29,6 +29,7 @@ struct rq_tstate {
   char *id;
   struct rq_tstate *next; /* hash chain */
   int64_t read_ms;        /* 0: never read */
+  int64_t read_sent_ms;   /* when the read in flight (or the last one) was sent */
   int reading;            /* replies still to come (breaker, hold) */
   int paused;
   int64_t paused_until;   /* 0: until resumed */
@@ -49,6 +50,7 @@ struct rq_line {
   struct rq_jobctx *head, *tail;
   struct rq_breaker b;
   int probing;            /* a probe claim is in flight */
+  int64_t written_ms;     /* when this worker last wrote the shared breaker */
   int failing;            /* a failure count is in flight */
   int in_ready;
   struct rq_line *rnext, *rprev; /* ready ring */
@@ -161,9 +163,20 @@ static void parse_hold(struct rq_tstate *t, const redisReply *r) {
   }
 }
 
+/* A fresh read: every line of the tenant follows what the workers shared,
+ * unless it wrote its own breaker after the read was sent (then the read
+ * is older than what this worker knows). */
 static void tstate_apply(struct rq_tstate *t) {
   struct rq_engine *eng = t->eng;
-  for (struct rq_line *l = t->tlines; l; l = l->tnext) line_check(l);
+  for (struct rq_line *l = t->tlines; l; l = l->tnext) {
+    if (l->written_ms < t->read_sent_ms && !l->probing && !l->failing) {
+      struct shared_route *sr = shared_route(t, l->route, 0);
+      struct rq_breaker closed = {.state = RQ_BREAKER_CLOSED};
+      if (sr) rq_breaker_adopt(&l->b, &sr->b, sr->probe_until);
+      else if (l->b.state != RQ_BREAKER_HALF_OPEN) rq_breaker_adopt(&l->b, &closed, 0); /* hash gone: reset */
+    }
+    line_check(l);
+  }
   dispatch(eng);
 }
 
@@ -206,6 +219,7 @@ static void tstate_read(struct rq_tstate *t) {
   struct rq_engine *eng = t->eng;
   if (t->reading || !rq_engine_redis_ready(eng)) return;
   t->reading = 2;
+  t->read_sent_ms = relayq_now_ms();
   /* Redis answers in order: the hold reply comes last and applies both. */
   if (rq_rconn_cmdf(eng->cmd, on_breaker_read, t, "HGETALL %s:breaker:%s", eng->cfg->prefix, t->id)) {
     t->reading = 0;
@@ -307,7 +321,7 @@ static struct rq_line *line_get(struct rq_jobctx *jc) {
   l->idle_since = relayq_now_ms();
   /* A line starts with what the other workers know. */
   struct shared_route *sr = shared_route(l->ts, l->route, 0);
-  if (sr) rq_breaker_adopt(&l->b, &sr->b, sr->probe_until, relayq_now_ms());
+  if (sr) rq_breaker_adopt(&l->b, &sr->b, sr->probe_until);
   return l;
 }
 
@@ -400,6 +414,7 @@ static void breaker_write(struct rq_line *l) {
                         l->b.state == RQ_BREAKER_CLOSED ? "" : rq_errcat_name(l->b.reason), f_until, until, f_fail,
                         "0", f_trips, trips, "updated_at", now_s};
   rq_rconn_cmd(eng->cmd, NULL, NULL, 14, argv, NULL);
+  l->written_ms = relayq_now_ms();
   RQ_LOG_FIELDS(l->b.state == RQ_BREAKER_OPEN ? RQ_LOG_WARN : RQ_LOG_INFO, "circuit breaker", {"tenant", l->tenant},
                 {"route", l->route}, {"state", rq_breaker_state_name(l->b.state)},
                 {"reason", l->b.state == RQ_BREAKER_CLOSED ? NULL : rq_errcat_name(l->b.reason)}, {"until", until});
@@ -455,7 +470,7 @@ static void on_fail_counted(redisAsyncContext *ac, void *r, void *priv) {
                                   .trips = atoi(reply_str(reply, 3))};
       rq_errcat_parse(reply_str(reply, 4), &shared.reason);
       if (shared.state == RQ_BREAKER_OPEN && shared.open_until > now) {
-        rq_breaker_adopt(&l->b, &shared, 0, now);
+        rq_breaker_adopt(&l->b, &shared, 0);
         line_check(l);
         failures = -1;
       } else if (shared.trips > l->b.trips) {
@@ -582,7 +597,9 @@ static void line_check(struct rq_line *l) {
     can = 0;
   } else if (l->b.state == RQ_BREAKER_OPEN) {
     if (now < l->b.open_until) {
-      if (!l->probing) park_for_breaker(l);
+      /* Park only on fresh news: a read in flight may say the cool-down
+       * ended or another worker's probe closed it. */
+      if (!l->probing && !t->reading) park_for_breaker(l);
       can = 0;
     } else {
       if (l->waiting > 0) ask_probe(l);

@@ -44,17 +44,17 @@
 #include "address.h"
 #include "classify.h"
 #include "cli.h"
-#include "config.h"
 #include "curlfail.h"
 #include "curluv.h"
-#include "internal.h"
 #include "log.h"
 #include "mailgun.h"
 #include "mime.h"
 #include "probe.h"
 #include "route.h"
+#include "settings.h"
 #include "smtp.h"
 #include "tenant.h"
+#include "text.h"
 #include "util.h"
 
 #define MAX_PAIRS 64      /* FIELD=VALUE arguments in one `set` */
@@ -107,6 +107,7 @@ struct topts {
   int n_to;
   long timeout_ms;
   char rcpt_buf[RQ_ADDR_MAX + 1]; /* --probe-rcpt as a bare address */
+  struct rq_netpolicy netpolicy;  /* --mode/--allow-private-nets: what the workers refuse */
 };
 
 static void usage(FILE *f) {
@@ -129,6 +130,8 @@ static void usage(FILE *f) {
         "        rewrite enc:v1: and plaintext secrets as enc:v2: (bound to hash and field)\n"
         "  verify-domain TENANT DOMAIN [dns check options]\n"
         "        run the checks of 'relayq dns check' and add DOMAIN to verified_domains\n"
+        "  trust TENANT [--route NAME] [--yes]\n"
+        "        show the server's certificate and key pin; store it in smtp_tls_pin\n"
         "\n"
         "Options:\n"
         "  --ca-file FILE   CA bundle (PEM) to verify servers with (env RELAYQ_CA_FILE)\n"
@@ -614,6 +617,12 @@ static void forget_derived(struct kvs *m, const struct pair *pairs, int n) {
   if (preset && !host) kvs_del(m, "smtp_host");
   if (preset && !sec) kvs_del(m, "smtp_security");
   if ((preset || sec) && !port) kvs_del(m, "smtp_port");
+  /* A host that is not the preset's makes the preset name a lie. */
+  const struct rq_preset *p = !preset && host ? rq_preset_find(kvs_get(m, "smtp_preset") ? kvs_get(m, "smtp_preset") : "")
+                                               : NULL;
+  for (int i = 0; p && i < n; i++)
+    if (strcmp(pairs[i].field, "smtp_host") == 0 && strcasecmp(pairs[i].value, p->host) != 0)
+      kvs_del(m, "smtp_preset");
 }
 
 /* v1's domain_verified=1 stands for the domain of dkim_domain, else of
@@ -671,8 +680,9 @@ static void policy_notes(struct rq_probe_report *r, const struct rq_smtp_conf *c
                   onprem ? " (RELAYQ_MODE=onprem here)" : "");
   if (c->security == RQ_SEC_NONE && c->user != NULL)
     rq_probe_note(r, "smtp_security=none sends the password unencrypted");
-  if (!c->tls_verify && c->security != RQ_SEC_NONE)
-    rq_probe_note(r, "smtp_tls_verify=0: the server's identity is not checked");
+  if (!c->tls_verify && c->security != RQ_SEC_NONE && !c->tls_pin)
+    rq_probe_note(r, "smtp_tls_verify=0: the server's identity is not checked; `relayq tenant trust` (a key pin) "
+                     "is the safer choice");
 }
 
 static void probe_conf(const struct rq_smtp_conf *c, const struct topts *o, const char *mail_from,
@@ -688,6 +698,7 @@ static void probe_conf(const struct rq_smtp_conf *c, const struct topts *o, cons
       .mail_from = mail_from,
       .rcpt = o->probe_rcpt,
       .timeout_ms = o->timeout_ms,
+      .netpolicy = &o->netpolicy,
   };
   rq_probe_smtp_run(&p, r);
   policy_notes(r, c);
@@ -700,6 +711,7 @@ static void probe_mailgun(const struct rq_tenant *t, const struct topts *o, stru
       .api_key = t->mailgun_api_key,
       .ca_file = o->ca_file,
       .timeout_ms = o->timeout_ms,
+      .netpolicy = &o->netpolicy,
   };
   rq_probe_mailgun_run(&p, r);
 }
@@ -897,6 +909,37 @@ out:
   return rc;
 }
 
+/* The saas refusals a worker would make, judged on the merged hash before
+ * anything is saved (--no-verify included): a tenant server on port 25, a
+ * numeric-shorthand host, a host in a network closed to tenants, a
+ * Mailgun URL that is not https:// or points into such a network.
+ * Returns CLI_OK, or CLI_USAGE after printing the reason. */
+static int saas_refusal(const struct topts *o, const struct kvs *merged, const unsigned char *key) {
+  if (!o->netpolicy.enforce) return CLI_OK;
+  struct rq_tenant *t = NULL;
+  char err[512], why[400];
+  const char *const *f = (const char *const *)merged->f, *const *v = (const char *const *)merged->v;
+  int refused = 0;
+  (void)key; /* secrets need not open to judge where they would go */
+  if (o->route != NULL) {
+    const char *rf[] = {"routes"}, *rv[] = {o->route};
+    if (rq_tenant_parse(o->tenant, rf, rv, 1, NULL, 0, 0, &t, err, sizeof err) != 0 ||
+        rq_tenant_parse_route(t, o->route, f, v, merged->n, NULL, 0, err, sizeof err) != 0) {
+      rq_tenant_free(t);
+      return CLI_OK; /* the shape checks already judged it */
+    }
+    refused = cli_saas_smtp_refusal(&o->netpolicy, &t->routes[0], why, sizeof why);
+  } else {
+    if (rq_tenant_parse(o->tenant, f, v, merged->n, NULL, 0, 0, &t, err, sizeof err) != 0) return CLI_OK;
+    if (t->gateway == RQ_GW_SMTP) refused = cli_saas_smtp_refusal(&o->netpolicy, &t->smtp, why, sizeof why);
+    else if (t->gateway == RQ_GW_MAILGUN)
+      refused = cli_saas_url_refusal(&o->netpolicy, "mailgun_base_url", t->mailgun_base_url, why, sizeof why);
+  }
+  rq_tenant_free(t);
+  if (!refused) return CLI_OK;
+  return cli_fail(CLI_USAGE, "not saved: %s (workers run in --mode saas; --no-verify does not change that).", why);
+}
+
 /* Seals every secret of m that is still plaintext, as enc:v2: bound to
  * place (the hash key without the prefix) and its field. Returns 0 or -1
  * (printed). */
@@ -993,6 +1036,8 @@ static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
     rc = settle_tenant(o, &merged);
   }
   if (rc != CLI_OK) goto out;
+  /* What a worker in this mode would refuse is never saved, verified or not. */
+  if ((rc = saas_refusal(o, &merged, key)) != CLI_OK) goto out;
 
   if (o->no_verify) {
     if (!o->json) printf("Not verified (--no-verify).\n");
@@ -1019,6 +1064,12 @@ static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
   }
   print_saved(o, target_key, &merged, json_open);
   json_open = 0;
+  const char *tv = kvs_get(&merged, "smtp_tls_verify");
+  if (!o->json && tv && strcmp(tv, "0") == 0 && !kvs_get(&merged, "smtp_tls_pin"))
+    printf("Note: smtp_tls_verify=0 accepts any certificate, so whoever sits between the workers and %s gets the "
+           "password. `relayq tenant trust %s%s%s` pins the server's own key instead: the safer choice.\n",
+           kvs_get(&merged, "smtp_host") ? kvs_get(&merged, "smtp_host") : "the server", o->tenant,
+           o->route ? " --route " : "", o->route ? o->route : "");
   rc = CLI_OK;
 out:
   if (json_open) fputs(",\"saved\":null}\n", stdout);
@@ -1280,12 +1331,12 @@ static void on_mailgun(const struct rq_mailgun_result *res, void *arg) {
 static void on_closed(void *arg) { *(int *)arg = 1; }
 
 /* Builds the test message for job j as the worker would. */
-static int build_test_message(const struct rq_config *cfg, const struct rq_tenant *t, const struct relayq_job *j,
+static int build_test_message(const struct rq_route_settings *rs, const struct rq_tenant *t, const struct relayq_job *j,
                               const struct rq_route *route, struct rq_sender *snd, struct rq_buf *msg,
                               char *mid_out, size_t mid_cap, char *err, size_t errlen) {
   struct rq_buf mid;
   rq_buf_init(&mid);
-  rq_route_sender(cfg, t, j, route, snd);
+  rq_route_sender(rs, t, j, route, snd);
   rq_mime_message_id(j->id, rq_route_domain_of(snd->from_addr), &mid);
   snprintf(mid_out, mid_cap, "%s", mid.data);
   struct rq_mime_input in = {
@@ -1333,13 +1384,14 @@ static int send_now(const struct rq_config *cfg, const struct rq_route *route, c
         .msg_len = msg->len,
         .connect_timeout_ms = cfg->smtp_connect_timeout_ms,
         .timeout_ms = timeout_ms,
+        .netpolicy = route->netpolicy,
         .ca_file = cfg->ca_file,
     };
     started = mg != NULL ? rq_mailgun_send(mg, &req, on_mailgun, out) : -1;
   } else {
     smtp = rq_smtp_new(curl);
     struct rq_smtp_target t;
-    rq_route_smtp_target(route, cfg, &t);
+    rq_settings_smtp_target(cfg, route, &t);
     t.timeout_ms = timeout_ms;
     started = smtp != NULL ? rq_smtp_send(smtp, &t, envelope_from, rcpts, n, msg->data, msg->len, on_smtp, out) : -1;
     if (started != 0 && smtp != NULL)
@@ -1368,10 +1420,10 @@ static void describe_route(const struct rq_route *r, char *out, size_t cap) {
     snprintf(out, cap, "mailgun (%s, domain %s)", r->mg_base_url, r->mg_domain);
     return;
   }
-  const char *sec = r->smtp_security == RQ_SMTP_IMPLICIT_TLS       ? "tls"
-                    : r->smtp_security == RQ_SMTP_PLAIN            ? "none"
-                    : r->smtp_security == RQ_SMTP_STARTTLS_TRY     ? "starttls when offered"
-                                                                   : "starttls";
+  const char *sec = r->smtp_security == RQ_ROUTE_IMPLICIT_TLS       ? "tls"
+                    : r->smtp_security == RQ_ROUTE_PLAIN            ? "none"
+                    : r->smtp_security == RQ_ROUTE_STARTTLS_TRY     ? "starttls when offered"
+                                                                    : "starttls";
   snprintf(out, cap, "%s (%s:%d, %s%s%s)", r->name, r->host, r->port, sec, r->user ? ", user " : ", no login",
            r->user ? r->user : "");
 }
@@ -1448,6 +1500,9 @@ static int cmd_test(struct topts *o, struct cli_ctx *ctx) {
     free(cfg.ca_file);
     cfg.ca_file = rq_xstrdup(o->ca_file);
   }
+  /* The boundary of --mode/--allow-private-nets, as the workers hold it. */
+  cfg.mode = o->netpolicy.enforce ? RQ_MODE_SAAS : RQ_MODE_ONPREM;
+  cfg.netpolicy = o->netpolicy;
   rc = CLI_FAIL;
   struct relayq_client *c = cli_client(ctx);
   if (c == NULL) goto out;
@@ -1477,15 +1532,15 @@ static int cmd_test(struct topts *o, struct cli_ctx *ctx) {
     rc = cli_fail(CLI_USAGE, "%s", jerr.message);
     goto out;
   }
-  struct rq_platform platform;
-  if (rq_route_platform_parse(cfg.platform_smtp, &platform, err, sizeof err) != 0) {
+  struct rq_route_settings rs;
+  if (rq_settings_route(&cfg, &rs, err, sizeof err) != 0) {
     rc = cli_fail(CLI_USAGE, "RELAYQ_PLATFORM_SMTP: %s.", err);
     goto out;
   }
   struct rq_route route;
   const char *category = NULL;
-  int r = rq_route_resolve(&cfg, &platform, t, &j, &route, &category, err, sizeof err);
-  if (r > 0 && route.gateway == RQ_GW_PLATFORM && !platform.configured) {
+  int r = rq_route_resolve(&rs, t, &j, &route, &category, err, sizeof err);
+  if (r > 0 && route.gateway == RQ_GW_PLATFORM && !rs.platform.configured) {
     rc = cli_fail(CLI_FAIL, "tenant '%s' sends through the platform gateway, and RELAYQ_PLATFORM_SMTP is not set: "
                             "set it to the platform's smtp:// URL (as the workers have it) to test that route.",
                   o->tenant);
@@ -1496,7 +1551,7 @@ static int cmd_test(struct topts *o, struct cli_ctx *ctx) {
     goto out;
   }
   struct rq_sender snd;
-  if (build_test_message(&cfg, t, &j, &route, &snd, &msg, mid, sizeof mid, err, sizeof err) != 0) {
+  if (build_test_message(&rs, t, &j, &route, &snd, &msg, mid, sizeof mid, err, sizeof err) != 0) {
     rc = cli_fail(CLI_FAIL, "cannot build the test message: %s", err);
     goto out;
   }
@@ -1661,6 +1716,7 @@ int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
     return CLI_OK;
   }
   if (!strcmp(argv[1], "pause") || !strcmp(argv[1], "resume")) return cmd_tenant_pause(argc, argv, ctx);
+  if (strcmp(argv[1], "trust") == 0) return cmd_tenant_trust(argc - 1, argv + 1, ctx);
   if (strcmp(argv[1], "reseal") == 0) return cmd_tenant_reseal(argc - 1, argv + 1, ctx);
   if (strcmp(argv[1], "verify-domain") == 0) return cmd_tenant_verify_domain(argc - 1, argv + 1, ctx);
   static const struct {
@@ -1672,6 +1728,7 @@ int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
     struct topts o;
     int p = parse_opts(argc - 1, argv + 1, ctx, &o);
     if (p != 0) return p > 0 ? CLI_OK : CLI_USAGE;
+    if (cli_netpolicy(ctx, &o.netpolicy) != 0) return CLI_USAGE;
     if (strlen(ctx->prefix) > 200) return cli_fail(CLI_USAGE, "--prefix is longer than 200 characters.");
     if (strcmp(o.sub, "set") != 0 && o.npos > 0)
       return cli_fail(CLI_USAGE, "unexpected argument '%.60s' (see 'relayq tenant --help').", o.pos[0]);

@@ -179,8 +179,6 @@ def test_breaker_trips_and_is_shared_by_two_workers():
         assert b["smtp.reason"] == "connect", b
         until = int(b["smtp.until"])
         assert until - int(time.time() * 1000) > 30000, b  # a 60 s cool-down
-        time.sleep(0.5)
-        seen = closing.connections()
         # Every job comes to wait for the breaker: retry, connect, not an attempt more.
         def all_waiting():
             sts = [status(r, "c-%d" % i) for i in range(n)]
@@ -191,15 +189,52 @@ def test_breaker_trips_and_is_shared_by_two_workers():
             assert s["error"] == "connect", s
             assert "cool-down" in s["detail"] and "smtp_host" in s["detail"], s
             assert int(s["next_attempt_at"]) >= until - 1000, (s, until)
-        # No worker connects during the cool-down.
+        # No worker connects during the cool-down (each learns of the trip
+        # within a second: RQ_SHARED_TTL_MS).
+        time.sleep(1.2)
+        seen = closing.connections()
         time.sleep(3)
         assert closing.connections() == seen, (seen, closing.connections())
+        assert seen <= 5 + 2 * 4, seen  # the trip, and at most what was in flight then
         # Attempts before the trip: at most a handful per job, none failed.
         assert not [s for s in sts if s["state"] == "failed"]
         # Another tenant is untouched.
         harness.push_job(r, job("other", "ten-b"))
         assert wait_status(r, "other", timeout=5)["state"] == "sent"
         assert "circuit breaker" in w1.log_text() + w2.log_text()
+
+
+def test_one_probe_after_the_cool_down():
+    """After the cool-down exactly one worker sends one job: a failed probe
+    reopens the breaker for twice as long; a good one closes it. The
+    cool-down's end is brought forward through the shared hash."""
+    args = WORKER_ARGS + ("--tenant-cache-ms", "200")
+    with RedisServer() as r, SmtpServer(keep_messages=False) as platform, RawServer("close") as closing, \
+            SmtpServer() as good, Worker(r, platform_smtp=platform, args=args), \
+            Worker(r, platform_smtp=platform, args=args):
+        raw_tenant(r, "ten-a", closing.port)
+        push_many(r, [job("c-%d" % i, "ten-a") for i in range(8)])
+        wait_for(lambda: breaker(r, "ten-a").get("smtp.state") == "open", timeout=20, what="the trip")
+        time.sleep(1.2)
+        seen = closing.connections()
+        key = r.key("breaker", "ten-a")
+        r.client.hset(key, "smtp.until", int(time.time() * 1000) - 1)
+        time.sleep(1.1)  # the workers' view of the shared hash is at most 1 s old
+        push_many(r, [job("p-%d" % i, "ten-a") for i in range(4)])
+        wait_for(lambda: breaker(r, "ten-a").get("smtp.trips") == "2", timeout=10, what="the failed probe")
+        b = breaker(r, "ten-a")
+        assert b["smtp.state"] == "open", b
+        assert int(b["smtp.until"]) - int(time.time() * 1000) > 100000, b  # 120 s now
+        time.sleep(1.5)
+        assert closing.connections() == seen + 1, (seen, closing.connections())
+        # The server is fixed (here: the tenant moves to a good one).
+        raw_tenant(r, "ten-a", good.port)
+        time.sleep(0.5)
+        r.client.hset(key, "smtp.until", int(time.time() * 1000) - 1)
+        time.sleep(1.1)
+        harness.push_job(r, job("fixed", "ten-a"))
+        assert wait_status(r, "fixed", timeout=10)["state"] == "sent"
+        wait_for(lambda: breaker(r, "ten-a").get("smtp.state") == "closed", timeout=5, what="closed")
 
 
 def test_mailgun_breaker_is_per_tenant_key():

@@ -93,16 +93,21 @@ int rq_breaker_failed(struct rq_breaker *b, enum rq_errcat e, int failures, int6
   return 0;
 }
 
-int rq_breaker_adopt(struct rq_breaker *b, const struct rq_breaker *shared, int64_t probe_until, int64_t now) {
+int rq_breaker_adopt(struct rq_breaker *b, const struct rq_breaker *shared, int64_t probe_until) {
   struct rq_breaker before = *b;
-  if (shared->state == RQ_BREAKER_OPEN && shared->open_until > now) {
+  if (b->state == RQ_BREAKER_HALF_OPEN && shared->state != RQ_BREAKER_CLOSED) {
+    /* Our own probe is out: its verdict decides. */
+  } else if (shared->state == RQ_BREAKER_OPEN) {
+    /* Past its cool-down too: then the next job here asks for the probe
+     * rather than sending as if nothing happened. */
     b->state = RQ_BREAKER_OPEN;
     b->open_until = shared->open_until;
     b->reason = shared->reason;
     if (shared->trips > b->trips) b->trips = shared->trips;
     b->probe_out = 0;
-  } else if (shared->state == RQ_BREAKER_HALF_OPEN && probe_until > now && b->state != RQ_BREAKER_HALF_OPEN) {
-    /* Another worker's probe is out: wait for its verdict. */
+  } else if (shared->state == RQ_BREAKER_HALF_OPEN) {
+    /* Another worker's probe is out: wait for its verdict (or, past its
+     * deadline, ask for the probe ourselves). */
     b->state = RQ_BREAKER_OPEN;
     b->open_until = probe_until;
     b->reason = shared->reason;

@@ -65,10 +65,12 @@ int64_t rq_breaker_cooldown(int trips);
 int rq_breaker_failed(struct rq_breaker *b, enum rq_errcat e, int failures, int64_t now);
 
 /* Adopts the state other workers shared (`shared` as read from Redis):
- * an open breaker whose cool-down has not ended, or one another worker is
- * probing (half-open: this worker waits until probe_until), is open here
- * too; a closed one closes ours. Returns 1 when b changed. */
-int rq_breaker_adopt(struct rq_breaker *b, const struct rq_breaker *shared, int64_t probe_until, int64_t now);
+ * open there is open here, with the shared cool-down (when it has ended,
+ * this worker asks for the probe instead of sending freely); half-open
+ * there (another worker's probe is out) is open here until probe_until;
+ * closed there closes ours. A probe of our own (half-open here) is left
+ * to its verdict. Returns 1 when b's state or cool-down changed. */
+int rq_breaker_adopt(struct rq_breaker *b, const struct rq_breaker *shared, int64_t probe_until);
 
 /* Which outcomes count: auth and tls failures, connection failures and
  * 421s (error connect). A recipient or message rejection says nothing

@@ -955,8 +955,8 @@ static void auth_or_ready(struct sconn *sc) {
      * never in clear text (smtp+insecure:// is the operator's opt-in). */
     story_stage(&tx->st, RQ_STAGE_STARTTLS);
     tx_fail(tx, RQ_SMTP_ERR_NO_STARTTLS,
-            "%s port %d offers no STARTTLS (or refused it); the gateway's login is never sent in clear text: "
-            "enable STARTTLS, use smtps://, or smtp+insecure:// on a trusted network.",
+            "%s port %d offers no STARTTLS; the gateway's login never goes in clear text (use smtps://, or "
+            "smtp+insecure:// on a trusted network)",
             p->host, p->port);
     if (!sc->s->warned_clear_login) {
       sc->s->warned_clear_login = 1;

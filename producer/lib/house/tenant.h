@@ -19,8 +19,9 @@
  * section 2.1 (labels of letters, digits and hyphens) with IPv6 literals in
  * brackets (RFC 3986 section 3.2.2).
  *
- * librelayq-internal: not installed, not in relayq.h. Errors are sentences
- * that name the field and never quote a secret value.
+ * librelayq's house API (producer/lib/CMakeLists.txt): for the worker and
+ * the CLI, linked statically; not installed, not exported from the .so.
+ * Errors are sentences that name the field and never quote a secret value.
  */
 #ifndef RELAYQ_TENANT_H
 #define RELAYQ_TENANT_H
