@@ -152,6 +152,7 @@ struct rq_engine {
   struct rq_lines *lines;
   int sending; /* jobs admitted: the --concurrency budget in use */
   int waiting; /* jobs waiting in lines (no slot) */
+  int ready_waiting; /* of those, in lines that wait only for a send slot (they count as busy) */
 
   /* tenant cache (tenants.c) */
   struct rq_tenant_cache *tenants; /* owned by tenants.c */

@@ -62,8 +62,11 @@ static struct rq_jobctx *take(struct rq_engine *eng, redisReply *reply, int queu
   return jc;
 }
 
-/* Jobs that take up the budget: all held but those waiting in a line. */
-static int busy(const struct rq_engine *eng) { return eng->held - eng->waiting; }
+/* Jobs that take up the budget: all held but those waiting for their own
+ * tenant route (its connections busy, breaker open, paused); a job whose
+ * line waits only for a free send slot counts, so a saturated worker does
+ * not fetch what it cannot send. */
+static int busy(const struct rq_engine *eng) { return eng->held - eng->waiting + eng->ready_waiting; }
 
 static int room(const struct rq_engine *eng) {
   int r = eng->cfg->concurrency - busy(eng);

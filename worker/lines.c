@@ -53,6 +53,7 @@ struct rq_line {
   int64_t written_ms;     /* when this worker last wrote the shared breaker */
   int failing;            /* a failure count is in flight */
   int in_ready;
+  int counted;            /* its waiting jobs counted in eng->ready_waiting */
   struct rq_line *rnext, *rprev; /* ready ring */
   struct rq_line *hnext;         /* hash chain */
   struct rq_line *anext, *aprev; /* all lines */
@@ -328,6 +329,7 @@ static struct rq_line *line_get(struct rq_jobctx *jc) {
 static void line_free(struct rq_engine *eng, struct rq_line *l) {
   struct rq_lines *s = eng->lines;
   ready_remove(s, l);
+  eng->ready_waiting -= l->counted;
   struct rq_line **pp = &s->lines[fnv(l->key, LINE_BUCKETS)];
   while (*pp && *pp != l) pp = &(*pp)->hnext;
   if (*pp) *pp = l->hnext;
@@ -343,6 +345,15 @@ static void line_free(struct rq_engine *eng, struct rq_line *l) {
   free(l);
 }
 
+/* Keeps eng->ready_waiting: the waiting jobs of lines that wait only for a
+ * send slot (ready) or for their first read of the shared state (a moment);
+ * fetch.c counts them as busy. */
+static void count_sync(struct rq_line *l) {
+  int want = l->in_ready || (l->waiting > 0 && l->ts->read_ms == 0) ? l->waiting : 0;
+  l->eng->ready_waiting += want - l->counted;
+  l->counted = want;
+}
+
 static struct rq_jobctx *pop_waiting(struct rq_line *l) {
   struct rq_jobctx *jc = l->head;
   if (!jc) return NULL;
@@ -351,6 +362,7 @@ static struct rq_jobctx *pop_waiting(struct rq_line *l) {
   jc->lnext = NULL;
   l->waiting--;
   l->eng->waiting--;
+  count_sync(l);
   return jc;
 }
 
@@ -610,6 +622,7 @@ static void line_check(struct rq_line *l) {
   }
   if (can) ready_add(s, l);
   else ready_remove(s, l);
+  count_sync(l);
 }
 
 static void admit(struct rq_line *l, struct rq_jobctx *jc) {
@@ -637,6 +650,9 @@ static void dispatch(struct rq_engine *eng) {
     admit(l, jc);
   }
   s->dispatching = 0;
+  /* A job that now waits for its own tenant route no longer takes up the
+   * fetch budget. */
+  rq_fetch_kick(eng);
 }
 
 void rq_lines_submit(struct rq_jobctx *jc) {
@@ -664,8 +680,6 @@ void rq_lines_submit(struct rq_jobctx *jc) {
   }
   line_check(l);
   dispatch(eng);
-  /* A job waiting in its line no longer takes up the fetch budget. */
-  rq_fetch_kick(eng);
 }
 
 void rq_lines_outcome(struct rq_jobctx *jc, const struct rq_class *c) {
@@ -709,6 +723,7 @@ void rq_lines_release(struct rq_jobctx *jc) {
       if (l->tail == jc) l->tail = prev;
       l->waiting--;
       eng->waiting--;
+      count_sync(l);
     }
   }
   jc->line = NULL;
