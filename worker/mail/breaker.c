@@ -1,10 +1,7 @@
-/* breaker: per-server circuit breaker (see breaker.h). */
+/* breaker: a tenant route's circuit breaker, pure maths (see breaker.h). */
 #include "breaker.h"
 
-#include <stdlib.h>
 #include <string.h>
-
-#include "util.h"
 
 const char *rq_breaker_state_name(enum rq_breaker_state s) {
   switch (s) {
@@ -119,32 +116,4 @@ int rq_breaker_adopt(struct rq_breaker *b, const struct rq_breaker *shared, int6
   }
   if (shared->state == RQ_BREAKER_CLOSED) b->failures = shared->failures;
   return before.state != b->state || before.open_until != b->open_until;
-}
-
-static unsigned hash(const char *s) {
-  unsigned h = 2166136261u;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 16777619u;
-  return h % RQ_BREAKER_BUCKETS;
-}
-
-struct rq_breaker_entry *rq_breaker_get(struct rq_breaker_entry **table, const char *key) {
-  unsigned h = hash(key);
-  for (struct rq_breaker_entry *e = table[h]; e; e = e->next)
-    if (!strcmp(e->key, key)) return e;
-  struct rq_breaker_entry *e = rq_xcalloc(1, sizeof *e);
-  e->key = rq_xstrdup(key);
-  e->next = table[h];
-  table[h] = e;
-  return e;
-}
-
-void rq_breaker_table_free(struct rq_breaker_entry **table) {
-  for (unsigned i = 0; i < RQ_BREAKER_BUCKETS; i++) {
-    while (table[i]) {
-      struct rq_breaker_entry *e = table[i];
-      table[i] = e->next;
-      free(e->key);
-      free(e);
-    }
-  }
 }

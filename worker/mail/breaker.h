@@ -1,5 +1,5 @@
 /*
- * breaker: a circuit breaker per tenant server (route connection key).
+ * breaker: the circuit breaker of one tenant route (tenant, route, server and login).
  *
  * Why: a tenant whose password changed, or whose certificate expired, makes
  * every one of its jobs fail the same way; hammering the server locks the
@@ -76,16 +76,5 @@ int rq_breaker_adopt(struct rq_breaker *b, const struct rq_breaker *shared, int6
  * 421s (error connect). A recipient or message rejection says nothing
  * about the server's health. */
 int rq_breaker_counts(const struct rq_class *c);
-
-/* A worker's breakers, one per route connection key. Entries are never
- * freed before the table (bounded by the tenants' servers seen). */
-#define RQ_BREAKER_BUCKETS 256
-struct rq_breaker_entry {
-  char *key;
-  struct rq_breaker b;
-  struct rq_breaker_entry *next;
-};
-struct rq_breaker_entry *rq_breaker_get(struct rq_breaker_entry **table, const char *key);
-void rq_breaker_table_free(struct rq_breaker_entry **table);
 
 #endif
