@@ -9,6 +9,7 @@
  * heartbeat are removed, and the loop ends: exit 0, nothing lost.
  */
 #include "engine.h"
+#include "oauth.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -155,6 +156,8 @@ static void close_transports(struct rq_engine *eng) {
 
 static void close_everything(struct rq_engine *eng) {
   rq_metrics_stop(eng);
+  handles_closing++;
+  rq_oauth_close(eng, on_rconn_closed, NULL);
   uv_close((uv_handle_t *)&eng->fetch_timer, on_closed);
   uv_close((uv_handle_t *)&eng->heartbeat_timer, on_closed);
   uv_close((uv_handle_t *)&eng->grace_timer, on_closed);
@@ -259,6 +262,8 @@ static void on_signal(uv_signal_t *s, int signum) {
   rq_engine_stop(eng);
 }
 
+static void hand_back(struct rq_jobctx *jc) { rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0); }
+
 /* ---- start ---------------------------------------------------------------------- */
 
 int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg) {
@@ -304,7 +309,14 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
   uv_signal_start(&eng->sig_term, on_signal, SIGTERM);
   uv_signal_start(&eng->sig_int, on_signal, SIGINT);
 
-  rq_lines_init(eng);
+  static const struct rq_lines_hooks lines_hooks = {
+      .admitted = rq_delivery_admitted,
+      .hold = rq_delivery_hold,
+      .hand_back = hand_back,
+      .room = rq_fetch_kick,
+      .waited = rq_metrics_line_wait,
+  };
+  rq_lines_init(eng, &lines_hooks);
   eng->curl = rq_curl_new(loop, 0, 0);
   eng->smtp = rq_smtp_new_loop(loop);
   eng->mailgun = rq_mailgun_new(eng->curl);

@@ -41,6 +41,7 @@ struct rq_mailgun;
 struct rq_tenant_entry;
 struct rq_metrics;
 struct rq_redis_health;
+struct rq_oauth;
 
 enum rq_job_phase {
   RQ_PHASE_NEW,      /* payload held, not decoded */
@@ -104,6 +105,7 @@ struct rq_jobctx {
   struct rq_jobctx *lnext;       /* next job waiting in that line */
   int64_t wait_since;            /* when it joined the line */
   int admitted;                  /* holds a send slot and one of the line's connections */
+  char *oauth_token;  /* XOAUTH2 routes: this attempt's access token (owned, wiped) */
 };
 
 struct rq_engine {
@@ -119,6 +121,7 @@ struct rq_engine {
   struct rq_mailgun *mailgun;
   struct rq_metrics *metrics;
   struct rq_redis_health *health; /* Redis refusing writes (redis_health.h) */
+  struct rq_oauth *oauth; /* shared OAuth2 access tokens (oauth.c), created on first use */
   char sha[RQ_SCRIPT_COUNT][41];
   int scripts_ready;
 

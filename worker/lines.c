@@ -7,7 +7,6 @@
 
 #include "engine.h"
 #include "log.h"
-#include "metrics.h"
 #include "tenants.h"
 #include "util.h"
 
@@ -69,6 +68,7 @@ struct rq_lines {
   struct rq_line *all;
   struct rq_line *ready; /* ring cursor: the next line to serve */
   int dispatching;
+  struct rq_lines_hooks hooks;
   char **skip;           /* last skip list (owned copies) */
   size_t n_skip;
 };
@@ -79,7 +79,10 @@ static unsigned fnv(const char *s, unsigned mod) {
   return h % mod;
 }
 
-void rq_lines_init(struct rq_engine *eng) { eng->lines = rq_xcalloc(1, sizeof *eng->lines); }
+void rq_lines_init(struct rq_engine *eng, const struct rq_lines_hooks *hooks) {
+  eng->lines = rq_xcalloc(1, sizeof *eng->lines);
+  eng->lines->hooks = *hooks;
+}
 
 static void skip_free(struct rq_lines *s) {
   for (size_t i = 0; i < s->n_skip; i++) free(s->skip[i]);
@@ -366,9 +369,12 @@ static struct rq_jobctx *pop_waiting(struct rq_line *l) {
   return jc;
 }
 
-static const char *reason_advice(enum rq_errcat e) {
+static const char *reason_advice(enum rq_errcat e, const struct rq_jobctx *jc) {
   switch (e) {
-  case RQ_ERR_AUTH: return "Check the login: smtp_user and smtp_password (or mailgun_api_key and mailgun_domain).";
+  case RQ_ERR_AUTH:
+    if (jc->route.smtp_conf && jc->route.smtp_conf->xoauth2)
+      return "The tenant must sign in again (smtp_auth=xoauth2: a new oauth_refresh_token), or check smtp_user.";
+    return "Check the login: smtp_user and smtp_password (or mailgun_api_key and mailgun_domain).";
   case RQ_ERR_TLS: return "Check the server's certificate, or smtp_security and smtp_tls_verify.";
   default: return "Check that the server is up and reachable at smtp_host and smtp_port (or mailgun_base_url).";
   }
@@ -385,9 +391,9 @@ static void park_for_breaker(struct rq_line *l) {
     snprintf(detail, sizeof detail,
              "The circuit breaker of route %s is open after repeated %s failures: no worker connects until the "
              "cool-down ends in %s s (next_attempt_at); then one job probes the server. %s",
-             l->route, rq_errcat_name(l->b.reason), when, reason_advice(l->b.reason));
+             l->route, rq_errcat_name(l->b.reason), when, reason_advice(l->b.reason, jc));
     jc->line = NULL;
-    rq_delivery_hold(jc, "retry", until, rq_errcat_name(l->b.reason), detail);
+    l->eng->lines->hooks.hold(jc, "retry", until, rq_errcat_name(l->b.reason), detail);
   }
 }
 
@@ -403,7 +409,7 @@ static void park_for_pause(struct rq_line *l) {
              "(relayq tenant resume %s).",
              l->tenant, until_s, t->pause_reason[0] ? ": " : "", t->pause_reason, l->tenant);
     jc->line = NULL;
-    rq_delivery_hold(jc, "deferred", relayq_now_ms() + RQ_PAUSE_RECHECK_MS, "policy", detail);
+    l->eng->lines->hooks.hold(jc, "deferred", relayq_now_ms() + RQ_PAUSE_RECHECK_MS, "policy", detail);
   }
 }
 
@@ -632,8 +638,8 @@ static void admit(struct rq_line *l, struct rq_jobctx *jc) {
   l->active++;
   eng->sending++;
   jc->admitted = 1;
-  rq_metrics_line_wait(eng, (double)(relayq_now_ms() - jc->wait_since) / 1000.0);
-  rq_delivery_admitted(jc);
+  eng->lines->hooks.waited(eng, (double)(relayq_now_ms() - jc->wait_since) / 1000.0);
+  eng->lines->hooks.admitted(jc);
 }
 
 static void dispatch(struct rq_engine *eng) {
@@ -652,13 +658,13 @@ static void dispatch(struct rq_engine *eng) {
   s->dispatching = 0;
   /* A job that now waits for its own tenant route no longer takes up the
    * fetch budget. */
-  rq_fetch_kick(eng);
+  s->hooks.room(eng);
 }
 
 void rq_lines_submit(struct rq_jobctx *jc) {
   struct rq_engine *eng = jc->eng;
   if (eng->stopping) { /* hand it back as it came */
-    rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
+    eng->lines->hooks.hand_back(jc);
     return;
   }
   struct rq_line *l = line_get(jc);
@@ -685,6 +691,13 @@ void rq_lines_submit(struct rq_jobctx *jc) {
 void rq_lines_outcome(struct rq_jobctx *jc, const struct rq_class *c) {
   struct rq_line *l = jc->line;
   if (!l) return;
+  if (rq_breaker_counts(c) && c->trip_now) { /* e.g. an OAuth grant the provider refused */
+    if (rq_breaker_failed(&l->b, c->error, rq_breaker_threshold(c->error), relayq_now_ms())) {
+      breaker_write(l);
+      line_check(l);
+    }
+    return;
+  }
   if (rq_breaker_counts(c)) {
     count_failure(l, c->error);
     return;
@@ -740,7 +753,7 @@ void rq_lines_stop(struct rq_engine *eng) {
     struct rq_jobctx *jc;
     while ((jc = pop_waiting(l))) {
       jc->line = NULL;
-      rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
+      s->hooks.hand_back(jc);
     }
   }
 }

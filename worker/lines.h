@@ -47,7 +47,18 @@ struct rq_jobctx;
 #define RQ_SHARED_TTL_MS 1000   /* how stale the cached breaker/pause state may be */
 #define RQ_PAUSE_RECHECK_MS 2000 /* a paused tenant's job comes back this soon (then waits in Redis) */
 
-void rq_lines_init(struct rq_engine *eng);
+/* What a line does with a job, set by the engine (calls run downward:
+ * lines.c knows nothing of delivery, fetch or status). */
+struct rq_lines_hooks {
+  void (*admitted)(struct rq_jobctx *jc);  /* its turn: claim, build, send */
+  /* back to Redis without an attempt: state retry or deferred */
+  void (*hold)(struct rq_jobctx *jc, const char *state, int64_t due_ms, const char *error, const char *detail);
+  void (*hand_back)(struct rq_jobctx *jc); /* shutdown: back to its queue unchanged */
+  void (*room)(struct rq_engine *eng);     /* fewer jobs take up the fetch budget */
+  void (*waited)(struct rq_engine *eng, double seconds); /* a job's wait for its turn (metrics) */
+};
+
+void rq_lines_init(struct rq_engine *eng, const struct rq_lines_hooks *hooks);
 void rq_lines_free(struct rq_engine *eng);
 
 /* The job's route is resolved (jc->route): it joins its line. It goes on

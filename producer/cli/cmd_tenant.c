@@ -49,6 +49,7 @@
 #include "log.h"
 #include "mailgun.h"
 #include "mime.h"
+#include "cli_oauth.h"
 #include "probe.h"
 #include "route.h"
 #include "settings.h"
@@ -401,7 +402,8 @@ static int env_flag(const char *name) {
 /* A field whose value decides how mail leaves: changing it calls for a
  * fresh verification. */
 static int connection_field(const char *f) {
-  return strcmp(f, "gateway") == 0 || strncmp(f, "smtp_", 5) == 0 || strncmp(f, "mailgun_", 8) == 0;
+  return strcmp(f, "gateway") == 0 || strncmp(f, "smtp_", 5) == 0 || strncmp(f, "mailgun_", 8) == 0 ||
+         strncmp(f, "oauth_", 6) == 0;
 }
 
 /* ---- display ---------------------------------------------------------------------------- */
@@ -485,9 +487,15 @@ static int parse_shape(const char *tenant, const struct kvs *k, int strict, stru
  * is about this value, not about what else is missing. */
 static int check_one(const char *tenant, const char *field, const char *value, const unsigned char *key, char *err,
                      size_t errlen) {
-  const char *f[4] = {field}, *v[4] = {value};
+  const char *f[8] = {field}, *v[8] = {value};
   size_t n = 1;
-  if (strcmp(field, "gateway") == 0) {
+  if (strcmp(field, "smtp_auth") == 0) { /* xoauth2 needs the sign-in fields */
+    f[n] = "smtp_user", v[n++] = "user@example.com";
+    f[n] = "oauth_token_url", v[n++] = "https://idp.example.com/token";
+    f[n] = "oauth_client_id", v[n++] = "app";
+    f[n] = "oauth_refresh_token", v[n++] = "token";
+    f[n] = "oauth_scope", v[n++] = "scope";
+  } else if (strcmp(field, "gateway") == 0) {
     f[n] = "smtp_host", v[n++] = "smtp.example.com";
     f[n] = "mailgun_domain", v[n++] = "mg.example.com";
     f[n] = "mailgun_api_key", v[n++] = "key";
@@ -685,8 +693,17 @@ static void policy_notes(struct rq_probe_report *r, const struct rq_smtp_conf *c
                      "is the safer choice");
 }
 
+/* rotated (may be NULL): a refresh token the provider issued during the
+ * check (smtp_auth=xoauth2), which replaces the stored one. */
 static void probe_conf(const struct rq_smtp_conf *c, const struct topts *o, const char *mail_from,
-                       struct rq_probe_report *r) {
+                       struct rq_probe_report *r, char **rotated) {
+  char *token = NULL, *rt = NULL;
+  struct rq_probe_stage tok_stage;
+  if (c->xoauth2 && cli_oauth_token(c, o->ca_file, o->timeout_ms, o->netpolicy.enforce ? &o->netpolicy : NULL,
+                                    &token, &rt, &tok_stage, r) != 0) {
+    policy_notes(r, c);
+    return;
+  }
   struct rq_probe_smtp p = {
       .host = c->host,
       .port = c->port,
@@ -699,8 +716,19 @@ static void probe_conf(const struct rq_smtp_conf *c, const struct topts *o, cons
       .rcpt = o->probe_rcpt,
       .timeout_ms = o->timeout_ms,
       .netpolicy = &o->netpolicy,
+      .bearer = token,
   };
   rq_probe_smtp_run(&p, r);
+  if (token) {
+    cli_oauth_stage_first(r, &tok_stage);
+    OPENSSL_cleanse(token, strlen(token));
+    free(token);
+  }
+  if (rt && rotated) *rotated = rt;
+  else if (rt) {
+    OPENSSL_cleanse(rt, strlen(rt));
+    free(rt);
+  }
   policy_notes(r, c);
 }
 
@@ -869,7 +897,7 @@ out:
  * tenant's from_email, the sender of a route's --probe-rcpt check.
  */
 static int verify_merged(const struct topts *o, const struct kvs *merged, const unsigned char *key,
-                         const char *tenant_from, int *json_open) {
+                         const char *tenant_from, int *json_open, char **rotated) {
   struct rq_tenant *t = NULL;
   struct rq_probe_report rep;
   char err[512];
@@ -880,11 +908,11 @@ static int verify_merged(const struct topts *o, const struct kvs *merged, const 
     if (rq_tenant_parse(o->tenant, rf, rv, 1, NULL, 0, 0, &t, err, sizeof err) != 0 ||
         rq_tenant_parse_route(t, o->route, f, v, merged->n, key, 0, err, sizeof err) != 0)
       goto cannot;
-    probe_conf(&t->routes[0], o, tenant_from ? tenant_from : probe_sender(NULL), &rep);
+    probe_conf(&t->routes[0], o, tenant_from ? tenant_from : probe_sender(NULL), &rep, rotated);
   } else {
     if (rq_tenant_parse(o->tenant, f, v, merged->n, key, 0, 0, &t, err, sizeof err) != 0) goto cannot;
     if (t->gateway == RQ_GW_SMTP) {
-      probe_conf(&t->smtp, o, probe_sender(t), &rep);
+      probe_conf(&t->smtp, o, probe_sender(t), &rep, rotated);
     } else if (t->gateway == RQ_GW_MAILGUN) {
       probe_mailgun(t, o, &rep);
     } else {
@@ -928,10 +956,15 @@ static int saas_refusal(const struct topts *o, const struct kvs *merged, const u
       rq_tenant_free(t);
       return CLI_OK; /* the shape checks already judged it */
     }
-    refused = cli_saas_smtp_refusal(&o->netpolicy, &t->routes[0], why, sizeof why);
+    refused = cli_saas_smtp_refusal(&o->netpolicy, &t->routes[0], why, sizeof why) ||
+              (t->routes[0].xoauth2 && cli_saas_url_refusal(&o->netpolicy, "oauth_token_url",
+                                                           t->routes[0].oauth.token_url, why, sizeof why));
   } else {
     if (rq_tenant_parse(o->tenant, f, v, merged->n, NULL, 0, 0, &t, err, sizeof err) != 0) return CLI_OK;
-    if (t->gateway == RQ_GW_SMTP) refused = cli_saas_smtp_refusal(&o->netpolicy, &t->smtp, why, sizeof why);
+    if (t->gateway == RQ_GW_SMTP)
+      refused = cli_saas_smtp_refusal(&o->netpolicy, &t->smtp, why, sizeof why) ||
+                (t->smtp.xoauth2 &&
+                 cli_saas_url_refusal(&o->netpolicy, "oauth_token_url", t->smtp.oauth.token_url, why, sizeof why));
     else if (t->gateway == RQ_GW_MAILGUN)
       refused = cli_saas_url_refusal(&o->netpolicy, "mailgun_base_url", t->mailgun_base_url, why, sizeof why);
   }
@@ -981,6 +1014,7 @@ static void print_saved(const struct topts *o, const char *key, const struct kvs
 /* `set`: validate the arguments, read and merge under WATCH, settle the
  * merged hash, verify, seal, write in one MULTI. */
 static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
+  char *rotated = NULL;
   struct pair pairs[MAX_PAIRS + 1];
   unsigned char keybuf[RELAYQ_SECRET_KEY_LEN];
   const unsigned char *key = NULL;
@@ -1045,9 +1079,17 @@ static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
     if (!o->json)
       printf("Connection settings unchanged: not verified again (relayq tenant verify %s checks them).\n",
              o->tenant);
-  } else if ((rc = verify_merged(o, &merged, key, o->route ? kvs_get(&old, "from_email") : NULL, &json_open)) !=
-             CLI_OK) {
+  } else if ((rc = verify_merged(o, &merged, key, o->route ? kvs_get(&old, "from_email") : NULL, &json_open,
+                                 &rotated)) != CLI_OK) {
     goto out;
+  }
+  if (rotated) {
+    /* The provider rotated the refresh token during the check: the new
+     * one is what gets saved (the old one may be dead already). */
+    kvs_set(&merged, "oauth_refresh_token", rotated);
+    OPENSSL_cleanse(rotated, strlen(rotated));
+    free(rotated);
+    rotated = NULL;
   }
 
   rc = CLI_FAIL;
@@ -1072,6 +1114,10 @@ static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
            o->route ? " --route " : "", o->route ? o->route : "");
   rc = CLI_OK;
 out:
+  if (rotated) {
+    OPENSSL_cleanse(rotated, strlen(rotated));
+    free(rotated);
+  }
   if (json_open) fputs(",\"saved\":null}\n", stdout);
   if (stdin_value) {
     OPENSSL_cleanse(stdin_value, strlen(stdin_value));
@@ -1224,7 +1270,36 @@ static int cmd_get(struct topts *o, struct cli_ctx *ctx) {
 
 /* ---- verify ---------------------------------------------------------------------------------------------- */
 
+/* Writes a refresh token the provider rotated during `tenant verify` back
+ * into the hash at once, sealed for its place like `tenant set` would. */
+static int save_rotated(struct relayq_client *c, const struct topts *o, const unsigned char *key,
+                        const char *rotated) {
+  char hkey[800], place[720];
+  if (o->route) {
+    route_key(c, o->tenant, o->route, hkey, sizeof hkey);
+    snprintf(place, sizeof place, "tenant:%s:route:%s", o->tenant, o->route);
+  } else {
+    tenant_key(c, o->tenant, hkey, sizeof hkey);
+    snprintf(place, sizeof place, "tenant:%s", o->tenant);
+  }
+  char *sealed = NULL;
+  struct relayq_error e;
+  if (key && relayq_secret_seal_for(key, place, "oauth_refresh_token", rotated, &sealed, &e) != 0) {
+    cli_fail(CLI_FAIL, "could not seal the rotated refresh token: %s", e.message);
+    return -1;
+  }
+  const char *argv[] = {"HSET", hkey, "oauth_refresh_token", sealed ? sealed : rotated};
+  int rc = simple(c, 4, argv);
+  if (sealed) {
+    OPENSSL_cleanse(sealed, strlen(sealed));
+    free(sealed);
+  }
+  if (rc == 0 && !o->json) printf("The provider rotated the refresh token: the new one is saved (sealed).\n");
+  return rc;
+}
+
 static int cmd_verify(struct topts *o, struct cli_ctx *ctx) {
+  char *rotated = NULL;
   struct stored s;
   struct rq_tenant *t = NULL;
   unsigned char keybuf[RELAYQ_SECRET_KEY_LEN];
@@ -1251,9 +1326,9 @@ static int cmd_verify(struct topts *o, struct cli_ctx *ctx) {
                     i < 0 ? " in its routes" : " hash");
       goto out;
     }
-    probe_conf(&t->routes[i], o, probe_sender(t), &rep);
+    probe_conf(&t->routes[i], o, probe_sender(t), &rep, &rotated);
   } else if (t->gateway == RQ_GW_SMTP) {
-    probe_conf(&t->smtp, o, probe_sender(t), &rep);
+    probe_conf(&t->smtp, o, probe_sender(t), &rep, &rotated);
   } else if (t->gateway == RQ_GW_MAILGUN) {
     if (o->probe_rcpt) rc = cli_fail(CLI_USAGE, "--probe-rcpt applies to SMTP routes, not Mailgun.");
     if (o->probe_rcpt) goto out;
@@ -1273,7 +1348,12 @@ static int cmd_verify(struct topts *o, struct cli_ctx *ctx) {
   }
   print_report(&rep, o->json);
   rc = rep.ok ? CLI_OK : cli_fail(CLI_FAIL, "%s.", rep.error);
+  if (rotated && save_rotated(c, o, have ? keybuf : NULL, rotated) != 0) rc = CLI_FAIL;
 out:
+  if (rotated) {
+    OPENSSL_cleanse(rotated, strlen(rotated));
+    free(rotated);
+  }
   OPENSSL_cleanse(keybuf, sizeof keybuf);
   rq_tenant_free(t);
   stored_free(&s);
@@ -1360,7 +1440,7 @@ static int build_test_message(const struct rq_route_settings *rs, const struct r
  * could not start. */
 static int send_now(const struct rq_config *cfg, const struct rq_route *route, const char *envelope_from,
                     const char *const *rcpts, size_t n, const struct rq_buf *msg, long timeout_ms,
-                    struct outcome *out) {
+                    const char *bearer, struct outcome *out) {
   uv_loop_t loop;
   int closed = 0, rc = -1;
   if (uv_loop_init(&loop) != 0) return cli_fail(-1, "cannot start an event loop.");
@@ -1393,6 +1473,7 @@ static int send_now(const struct rq_config *cfg, const struct rq_route *route, c
     struct rq_smtp_target t;
     rq_settings_smtp_target(cfg, route, &t);
     t.timeout_ms = timeout_ms;
+    if (bearer) t.password = bearer; /* smtp_auth=xoauth2: the access token just issued */
     started = smtp != NULL ? rq_smtp_send(smtp, &t, envelope_from, rcpts, n, msg->data, msg->len, on_smtp, out) : -1;
     if (started != 0 && smtp != NULL)
       cli_fail(CLI_FAIL, "the test message could not be started: %s.", rq_smtp_strerror(started));
@@ -1474,6 +1555,7 @@ static int report_outcome(const struct outcome *out, const char *const *rcpts, s
 }
 
 static int cmd_test(struct topts *o, struct cli_ctx *ctx) {
+  char *bearer = NULL, *rotated = NULL;
   struct stored s = {0};
   struct rq_tenant *t = NULL;
   struct rq_config cfg;
@@ -1562,9 +1644,28 @@ static int cmd_test(struct topts *o, struct cli_ctx *ctx) {
   fflush(stdout);
   struct outcome out = {0};
   long timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : (long)cfg.smtp_timeout_ms;
-  if (send_now(&cfg, &route, snd.envelope_from, rcpts, (size_t)o->n_to, &msg, timeout_ms, &out) != 0) goto out;
+  if (route.smtp_conf && route.smtp_conf->xoauth2) {
+    /* A token as a worker would get it; a rotated refresh token is saved. */
+    struct rq_probe_report rep;
+    struct rq_probe_stage st;
+    if (cli_oauth_token(route.smtp_conf, cfg.ca_file, timeout_ms, route.netpolicy, &bearer, &rotated, &st, &rep) != 0) {
+      rc = cli_fail(CLI_FAIL, "not sent: %s.", rep.error);
+      goto out;
+    }
+    if (rotated && save_rotated(c, o, cfg.have_secret_key ? cfg.secret_key : NULL, rotated) != 0) goto out;
+  }
+  if (send_now(&cfg, &route, snd.envelope_from, rcpts, (size_t)o->n_to, &msg, timeout_ms, bearer, &out) != 0)
+    goto out;
   rc = report_outcome(&out, rcpts, (size_t)o->n_to);
 out:
+  if (bearer) {
+    OPENSSL_cleanse(bearer, strlen(bearer));
+    free(bearer);
+  }
+  if (rotated) {
+    OPENSSL_cleanse(rotated, strlen(rotated));
+    free(rotated);
+  }
   rq_buf_free(&msg);
   rq_tenant_free(t);
   stored_free(&s);

@@ -637,7 +637,12 @@ static void smtp_options(CURL *h, const struct rq_probe_smtp *o, long timeout_ms
   if (o->ca_file && o->ca_file[0]) curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
   if (o->user && o->user[0]) {
     curl_easy_setopt(h, CURLOPT_USERNAME, o->user);
-    curl_easy_setopt(h, CURLOPT_PASSWORD, o->password ? o->password : "");
+    if (o->bearer) {
+      curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, o->bearer);
+      curl_easy_setopt(h, CURLOPT_LOGIN_OPTIONS, "AUTH=XOAUTH2");
+    } else {
+      curl_easy_setopt(h, CURLOPT_PASSWORD, o->password ? o->password : "");
+    }
     curl_easy_setopt(h, CURLOPT_SASL_IR, 1L); /* as the worker logs in */
   }
 }

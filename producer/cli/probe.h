@@ -79,6 +79,7 @@ struct rq_probe_smtp {
   enum rq_security security;
   const char *user;      /* NULL or "": no AUTH attempted */
   const char *password;
+  const char *bearer;    /* smtp_auth=xoauth2: an OAuth2 access token, sent with AUTH XOAUTH2 */
   int tls_verify;        /* smtp_tls_verify */
   const char *ca_file;   /* NULL: the system's CA bundle */
   const char *mail_from; /* envelope sender for the RCPT check */

@@ -73,7 +73,7 @@ int rq_breaker_record(struct rq_breaker *b, const struct rq_class *c, int64_t no
     return 1;
   }
   if (b->state == RQ_BREAKER_OPEN) return 0; /* a transaction started before it opened */
-  if (++b->failures >= rq_breaker_threshold(c->error)) {
+  if (++b->failures >= rq_breaker_threshold(c->error) || c->trip_now) {
     trip(b, c->error, now);
     return 1;
   }
