@@ -458,14 +458,6 @@ static struct rq_line *line_by_key(struct rq_engine *eng, const char *key) {
   return NULL;
 }
 
-/* Counts one failure for every worker and returns what they decided so
- * far: {failures, state, until, trips, reason}. */
-static const char FAIL[] =
-    "local f = redis.call('HINCRBY', KEYS[1], ARGV[1] .. '.failures', 1)\n"
-    "local v = redis.call('HMGET', KEYS[1], ARGV[1] .. '.state', ARGV[1] .. '.until', ARGV[1] .. '.trips',\n"
-    "  ARGV[1] .. '.reason')\n"
-    "return {f, v[1] or 'closed', v[2] or '0', v[3] or '0', v[4] or ''}\n";
-
 static const char *reply_str(const redisReply *r, size_t i) {
   return i < r->elements && r->element[i]->type == REDIS_REPLY_STRING ? r->element[i]->str : "";
 }
@@ -519,26 +511,12 @@ static void count_failure(struct rq_line *l, enum rq_errcat reason) {
   char key[400];
   snprintf(key, sizeof key, "%s:breaker:%s", eng->cfg->prefix, l->tenant);
   l->failing = 1;
-  const char *argv[] = {"EVAL", FAIL, "1", key, l->route};
+  const char *argv[] = {"EVALSHA", eng->sha[RQ_SCRIPT_BREAKER_FAIL], "1", key, l->route};
   if (rq_rconn_cmd(eng->cmd, on_fail_counted, fc, 5, argv, NULL)) {
     /* Redis away: count locally. */
     on_fail_counted(NULL, NULL, fc);
   }
 }
-
-/* After the cool-down exactly one worker may probe: the script sets
- * half_open with a deadline for whoever asks first. */
-static const char PROBE[] =
-    "local st = redis.call('HGET', KEYS[1], ARGV[1] .. '.state')\n"
-    "local u = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. '.until') or '0') or 0\n"
-    "local pu = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. '.probe_until') or '0') or 0\n"
-    "local now = tonumber(ARGV[2])\n"
-    "if st == 'open' and u > now then return {0, st, tostring(u)} end\n"
-    "if st == 'half_open' and pu > now then return {0, st, tostring(pu)} end\n"
-    "if st ~= 'open' and st ~= 'half_open' then return {2, st or 'closed', '0'} end\n"
-    "redis.call('HSET', KEYS[1], ARGV[1] .. '.state', 'half_open', ARGV[1] .. '.probe_until', ARGV[3],\n"
-    "  ARGV[1] .. '.until', ARGV[3], 'updated_at', ARGV[2])\n"
-    "return {1, 'half_open', ARGV[3]}\n";
 
 struct probe_call {
   struct rq_engine *eng;
@@ -593,7 +571,7 @@ static void ask_probe(struct rq_line *l) {
   pc->eng = eng;
   pc->key = rq_xstrdup(l->key);
   l->probing = 1;
-  const char *argv[] = {"EVAL", PROBE, "1", key, l->route, now_s, pu};
+  const char *argv[] = {"EVALSHA", eng->sha[RQ_SCRIPT_BREAKER_PROBE], "1", key, l->route, now_s, pu};
   if (rq_rconn_cmd(eng->cmd, on_probe, pc, 7, argv, NULL)) {
     l->probing = 0;
     free(pc->key);

@@ -452,8 +452,36 @@ static const char RECLAIM[] =
   "if redis.call('LLEN', KEYS[2]) == 0 and ARGV[4] ~= 'force' then redis.call('HDEL', KEYS[3], ARGV[2]) end\n"
   "return n\n";
 
-static const char *const SOURCES[RQ_SCRIPT_COUNT] = {FETCH, CLAIM, FINISH, RECLAIM};
-static const char *const NAMES[RQ_SCRIPT_COUNT] = {"fetch", "claim", "finish", "reclaim"};
+/* BREAKER_FAIL: one failure of a tenant route, counted for every worker.
+ * KEYS[1] P:breaker:TENANT, ARGV[1] the route. Returns what the workers
+ * decided so far: {failures, state, until, trips, reason}; the worker
+ * decides the trip (worker/mail/breaker.c) and writes it. */
+static const char BREAKER_FAIL[] =
+    "local f = redis.call('HINCRBY', KEYS[1], ARGV[1] .. '.failures', 1)\n"
+    "local v = redis.call('HMGET', KEYS[1], ARGV[1] .. '.state', ARGV[1] .. '.until', ARGV[1] .. '.trips',\n"
+    "  ARGV[1] .. '.reason')\n"
+    "return {f, v[1] or 'closed', v[2] or '0', v[3] or '0', v[4] or ''}\n";
+
+/* BREAKER_PROBE: after the cool-down exactly one worker may probe: the
+ * first to ask sets half_open with a deadline. KEYS[1] P:breaker:TENANT,
+ * ARGV[1] the route, ARGV[2] now (ms), ARGV[3] the probe's deadline (ms).
+ * Returns {1, ...} granted, {0, state, until} wait until then, or {2, ...}
+ * the breaker is closed already. */
+static const char BREAKER_PROBE[] =
+    "local st = redis.call('HGET', KEYS[1], ARGV[1] .. '.state')\n"
+    "local u = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. '.until') or '0') or 0\n"
+    "local pu = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. '.probe_until') or '0') or 0\n"
+    "local now = tonumber(ARGV[2])\n"
+    "if st == 'open' and u > now then return {0, st, tostring(u)} end\n"
+    "if st == 'half_open' and pu > now then return {0, st, tostring(pu)} end\n"
+    "if st ~= 'open' and st ~= 'half_open' then return {2, st or 'closed', '0'} end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1] .. '.state', 'half_open', ARGV[1] .. '.probe_until', ARGV[3],\n"
+    "  ARGV[1] .. '.until', ARGV[3], 'updated_at', ARGV[2])\n"
+    "return {1, 'half_open', ARGV[3]}\n";
+
+static const char *const SOURCES[RQ_SCRIPT_COUNT] = {FETCH, CLAIM, FINISH, RECLAIM, BREAKER_FAIL, BREAKER_PROBE};
+static const char *const NAMES[RQ_SCRIPT_COUNT] = {"fetch", "claim", "finish", "reclaim", "breaker_fail",
+                                                   "breaker_probe"};
 
 const char *rq_script_source(enum rq_script s) { return SOURCES[s]; }
 const char *rq_script_name(enum rq_script s) { return NAMES[s]; }
