@@ -66,7 +66,14 @@ static struct rq_jobctx *take(struct rq_engine *eng, redisReply *reply, int queu
  * tenant route (its connections busy, breaker open, paused); a job whose
  * line waits only for a free send slot counts, so a saturated worker does
  * not fetch what it cannot send. */
-static int busy(const struct rq_engine *eng) { return eng->held - eng->waiting + eng->ready_waiting; }
+static int busy(const struct rq_engine *eng) {
+  int held = eng->held - eng->waiting;
+  /* Lines that already send may not use the reserved slots (lines.c), so
+   * those stay free for another tenant's job: fetch it. */
+  int usable = eng->cfg->concurrency - eng->cfg->concurrency / RQ_RESERVE_SHARE - held;
+  int ready = eng->ready_waiting < usable ? eng->ready_waiting : usable;
+  return held + (ready > 0 ? ready : 0);
+}
 
 static int room(const struct rq_engine *eng) {
   int r = eng->cfg->concurrency - busy(eng);
@@ -233,6 +240,8 @@ void rq_fetch_kick(struct rq_engine *eng) {
   if (!rq_redis_health_ok(eng)) return;     /* resumed by redis_health */
   int min_room = eng->cfg->fetch_batch < eng->cfg->concurrency ? eng->cfg->fetch_batch : eng->cfg->concurrency;
   min_room /= 4;
+  int reserve = eng->cfg->concurrency / RQ_RESERVE_SHARE;
+  if (reserve > 0 && min_room > reserve) min_room = reserve; /* the reserved slots alone justify a fetch */
   if (room(eng) == 0 || (busy(eng) > 0 && room(eng) < min_room)) return; /* resumed by rq_engine_job_done */
   uv_timer_stop(&eng->fetch_timer);
   start_fetch(eng);

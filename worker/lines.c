@@ -67,6 +67,7 @@ struct rq_lines {
   struct rq_tstate *tstates[TSTATE_BUCKETS];
   struct rq_line *all;
   struct rq_line *ready; /* ring cursor: the next line to serve */
+  int n_ready;           /* lines in the ring */
   int dispatching;
   struct rq_lines_hooks hooks;
   char **skip;           /* last skip list (owned copies) */
@@ -262,6 +263,7 @@ static void tstate_unref(struct rq_engine *eng, struct rq_tstate *t) {
 static void ready_add(struct rq_lines *s, struct rq_line *l) {
   if (l->in_ready) return;
   l->in_ready = 1;
+  s->n_ready++;
   if (!s->ready) {
     l->rnext = l->rprev = l;
     s->ready = l;
@@ -277,6 +279,7 @@ static void ready_add(struct rq_lines *s, struct rq_line *l) {
 static void ready_remove(struct rq_lines *s, struct rq_line *l) {
   if (!l->in_ready) return;
   l->in_ready = 0;
+  s->n_ready--;
   if (l->rnext == l) {
     s->ready = NULL;
   } else {
@@ -370,6 +373,9 @@ static struct rq_jobctx *pop_waiting(struct rq_line *l) {
 }
 
 static const char *reason_advice(enum rq_errcat e, const struct rq_jobctx *jc) {
+  if (jc->route.gateway == RQ_GW_PLATFORM)
+    return "The platform gateway (--platform-smtp) is failing: the operator must fix it; nothing is needed from the "
+           "tenant.";
   switch (e) {
   case RQ_ERR_AUTH:
     if (jc->route.smtp_conf && jc->route.smtp_conf->xoauth2)
@@ -624,11 +630,21 @@ static void dispatch(struct rq_engine *eng) {
   struct rq_lines *s = eng->lines;
   if (!s || s->dispatching) return;
   s->dispatching = 1;
-  while (s->ready && eng->sending < eng->cfg->concurrency && !eng->stopping) {
+  /* The last RQ_RESERVE_SHARE-th of the slots go only to lines sending
+   * nothing yet: a tenant whose server or API is slow can fill the rest,
+   * never the slot another tenant's first job needs. */
+  int reserve = eng->cfg->concurrency / RQ_RESERVE_SHARE;
+  int skipped = 0;
+  while (s->ready && eng->sending < eng->cfg->concurrency && !eng->stopping && skipped <= s->n_ready) {
     struct rq_line *l = s->ready;
     s->ready = l->rnext; /* round robin: the next line goes next */
     line_check(l);
     if (!l->in_ready) continue;
+    if (l->active > 0 && eng->sending >= eng->cfg->concurrency - reserve) {
+      skipped++;
+      continue;
+    }
+    skipped = 0;
     struct rq_jobctx *jc = pop_waiting(l);
     line_check(l);
     admit(l, jc);

@@ -7,7 +7,9 @@
  * belongs to one tenant's domain and key). A line admits a job when the
  * worker has a free send slot, the route has a free connection (its
  * smtp_max_connections), its circuit breaker lets it through and the
- * tenant is not paused; lines that can send are served round-robin. A job
+ * tenant is not paused; lines that can send are served round-robin, and
+ * the last sixteenth of the slots is kept for lines sending nothing yet (so
+ * a tenant with a slow API cannot take every slot). A job
  * waiting in a line holds no send slot and blocks nothing behind it. A
  * line that cannot send for a while (breaker open, tenant paused) hands
  * its jobs back to Redis as `retry` or `deferred` (not an attempt).
@@ -44,6 +46,7 @@ struct rq_engine;
 struct rq_jobctx;
 
 #define RQ_LINE_MAX_WAIT 16     /* waiting jobs a line holds before FETCH skips its tenant */
+#define RQ_RESERVE_SHARE 16     /* 1/16 of --concurrency is kept for lines sending nothing yet */
 #define RQ_SHARED_TTL_MS 1000   /* how stale the cached breaker/pause state may be */
 #define RQ_PAUSE_RECHECK_MS 2000 /* a paused tenant's job comes back this soon (then waits in Redis) */
 

@@ -260,6 +260,28 @@ def test_mailgun_breaker_is_per_tenant_key():
         assert len(mg.requests()) == requests_before + 1  # y-1 only
 
 
+def test_slow_api_tenant_leaves_a_slot_for_others():
+    """A tenant whose (Mailgun) API takes 4 s a call, with no connection cap
+    of its own, fills at most all but the reserved slots: another tenant's
+    first job is sent at once."""
+    with RedisServer() as r, SmtpServer(keep_messages=False) as platform, \
+            MailgunFake(api_key="key-x", domain="mg.example.com", script=lambda n: time.sleep(4)) as slow, \
+            MailgunFake(api_key="key-y", domain="mg.example.com") as fast, \
+            Worker(r, platform_smtp=platform, args=WORKER_ARGS + ("--concurrency", "16")):
+        set_tenant(r, "ten-x", gateway="mailgun", mailgun_domain="mg.example.com", mailgun_api_key="key-x",
+                   mailgun_base_url=slow.base_url)
+        set_tenant(r, "ten-y", gateway="mailgun", mailgun_domain="mg.example.com", mailgun_api_key="key-y",
+                   mailgun_base_url=fast.base_url)
+        push_many(r, [job("x-%d" % i, "ten-x") for i in range(100)])
+        wait_for(lambda: len(slow.requests()) >= 15 or None, timeout=10, what="ten-x filling the worker")
+        pushed = int(time.time() * 1000)
+        harness.push_job(r, job("y-1", "ten-y"))
+        waited = b_latency(r, "y-1", pushed, timeout=10)
+        assert waited < 1000, "ten-y waited %d ms behind ten-x's slow API" % waited
+        harness.push_job(r, job("p-1", "ten-p"))  # and the platform too
+        assert wait_status(r, "p-1", timeout=3)["state"] == "sent"
+
+
 def test_pause_and_resume():
     with RedisServer() as r, SmtpServer() as platform, Worker(r, platform_smtp=platform, args=WORKER_ARGS):
         p = run_relayq(r, "tenant", "pause", "ten-p", "--reason", "billing hold")
