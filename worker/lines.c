@@ -13,7 +13,7 @@
 #define LINE_BUCKETS 1024
 #define TSTATE_BUCKETS 1024
 #define MAX_SHARED_ROUTES 16
-#define LINE_IDLE_FREE_MS 60000
+#define LINE_IDLE_FREE_MS 10000 /* an idle line goes (its breaker lives on in Redis) */
 #define PROBE_TTL_EXTRA_MS 30000 /* a probe's claim outlives its transaction's timeout by this */
 
 /* What the tenant's shared hashes said at the last read. */
@@ -32,8 +32,8 @@ struct rq_tstate {
   int reading;            /* replies still to come (breaker, hold) */
   int paused;
   int64_t paused_until;   /* 0: until resumed */
-  char pause_reason[256];
-  struct shared_route routes[MAX_SHARED_ROUTES];
+  char *pause_reason;     /* NULL unless paused with a reason (owned) */
+  struct shared_route *routes; /* only for tenants with a breaker hash (owned) */
   int n_routes;
   int lines;              /* lines referring to it */
   struct rq_line *tlines; /* those lines */
@@ -53,6 +53,8 @@ struct rq_line {
   int failing;            /* a failure count is in flight */
   int in_ready;
   int counted;            /* its waiting jobs counted in eng->ready_waiting */
+  int in_skip;            /* in the skipping list */
+  struct rq_line *snext, *sprev;
   struct rq_line *rnext, *rprev; /* ready ring */
   struct rq_line *hnext;         /* hash chain */
   struct rq_line *anext, *aprev; /* all lines */
@@ -68,6 +70,7 @@ struct rq_lines {
   struct rq_line *all;
   struct rq_line *ready; /* ring cursor: the next line to serve */
   int n_ready;           /* lines in the ring */
+  struct rq_line *skipping; /* lines whose tenant FETCH should skip */
   int dispatching;
   struct rq_lines_hooks hooks;
   char **skip;           /* last skip list (owned copies) */
@@ -78,6 +81,13 @@ static unsigned fnv(const char *s, unsigned mod) {
   unsigned h = 2166136261u;
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 16777619u;
   return h % mod;
+}
+
+static void tstate_free(struct rq_tstate *t) {
+  free(t->routes);
+  free(t->pause_reason);
+  free(t->id);
+  free(t);
 }
 
 void rq_lines_init(struct rq_engine *eng, const struct rq_lines_hooks *hooks) {
@@ -110,8 +120,7 @@ void rq_lines_free(struct rq_engine *eng) {
         t->eng = NULL;
         continue;
       }
-      free(t->id);
-      free(t);
+      tstate_free(t);
     }
   skip_free(s);
   free(s);
@@ -122,11 +131,13 @@ void rq_lines_free(struct rq_engine *eng) {
 
 static void dispatch(struct rq_engine *eng);
 static void line_check(struct rq_line *l);
+static void skip_unlink(struct rq_lines *s, struct rq_line *l);
 
 static struct shared_route *shared_route(struct rq_tstate *t, const char *route, int create) {
   for (int i = 0; i < t->n_routes; i++)
     if (!strcmp(t->routes[i].name, route)) return &t->routes[i];
   if (!create || t->n_routes >= MAX_SHARED_ROUTES) return NULL;
+  if (!t->routes) t->routes = rq_xcalloc(MAX_SHARED_ROUTES, sizeof *t->routes);
   struct shared_route *r = &t->routes[t->n_routes++];
   memset(r, 0, sizeof *r);
   snprintf(r->name, sizeof r->name, "%s", route);
@@ -140,7 +151,7 @@ static void parse_breakers(struct rq_tstate *t, const redisReply *r) {
     const redisReply *f = r->element[i], *v = r->element[i + 1];
     if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
     const char *dot = strrchr(f->str, '.');
-    if (!dot || (size_t)(dot - f->str) >= sizeof t->routes[0].name) continue;
+    if (!dot || (size_t)(dot - f->str) >= sizeof ((struct shared_route *)0)->name) continue;
     char route[64];
     memcpy(route, f->str, (size_t)(dot - f->str));
     route[dot - f->str] = '\0';
@@ -159,12 +170,16 @@ static void parse_breakers(struct rq_tstate *t, const redisReply *r) {
 static void parse_hold(struct rq_tstate *t, const redisReply *r) {
   t->paused = r->elements >= 2;
   t->paused_until = 0;
-  t->pause_reason[0] = '\0';
+  free(t->pause_reason);
+  t->pause_reason = NULL;
   for (size_t i = 0; i + 1 < r->elements; i += 2) {
     const redisReply *f = r->element[i], *v = r->element[i + 1];
     if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
     if (!strcmp(f->str, "until")) t->paused_until = strtoll(v->str, NULL, 10);
-    else if (!strcmp(f->str, "reason")) rq_text_sanitize(t->pause_reason, sizeof t->pause_reason, v->str, v->len);
+    else if (!strcmp(f->str, "reason") && v->len > 0 && !t->pause_reason) {
+      t->pause_reason = rq_xmalloc(256);
+      rq_text_sanitize(t->pause_reason, 256, v->str, v->len);
+    }
   }
 }
 
@@ -192,8 +207,7 @@ static void on_breaker_read(redisAsyncContext *ac, void *r, void *priv) {
   t->reading--;
   if (!t->eng) {
     if (!t->reading) {
-      free(t->id);
-      free(t);
+      tstate_free(t);
     }
     return;
   }
@@ -207,8 +221,7 @@ static void on_hold_read(redisAsyncContext *ac, void *r, void *priv) {
   t->reading--;
   if (!t->eng) {
     if (!t->reading) {
-      free(t->id);
-      free(t);
+      tstate_free(t);
     }
     return;
   }
@@ -230,7 +243,7 @@ static void tstate_read(struct rq_tstate *t) {
     t->reading = 0;
     return;
   }
-  if (rq_rconn_cmdf(eng->cmd, on_hold_read, t, "HGETALL %s:pause:%s", eng->cfg->prefix, t->id)) t->reading = 1;
+  if (rq_rconn_cmdf(eng->cmd, on_hold_read, t, "HGETALL %s:thold:%s", eng->cfg->prefix, t->id)) t->reading = 1;
 }
 
 static struct rq_tstate *tstate_get(struct rq_engine *eng, const char *tenant) {
@@ -254,8 +267,7 @@ static void tstate_unref(struct rq_engine *eng, struct rq_tstate *t) {
     t->eng = NULL; /* freed by its last reply */
     return;
   }
-  free(t->id);
-  free(t);
+  tstate_free(t);
 }
 
 /* ---- lines ---------------------------------------------------------------------------- */
@@ -336,6 +348,7 @@ static void line_free(struct rq_engine *eng, struct rq_line *l) {
   struct rq_lines *s = eng->lines;
   ready_remove(s, l);
   eng->ready_waiting -= l->counted;
+  if (l->in_skip) skip_unlink(s, l); /* idle lines are never in it; be safe */
   struct rq_line **pp = &s->lines[fnv(l->key, LINE_BUCKETS)];
   while (*pp && *pp != l) pp = &(*pp)->hnext;
   if (*pp) *pp = l->hnext;
@@ -354,10 +367,46 @@ static void line_free(struct rq_engine *eng, struct rq_line *l) {
 /* Keeps eng->ready_waiting: the waiting jobs of lines that wait only for a
  * send slot (ready) or for their first read of the shared state (a moment);
  * fetch.c counts them as busy. */
+/* A line FETCH should skip now: full, or waiting for its probe's verdict.
+ * A paused tenant is skipped by FETCH itself (P:thold:T). A tenant whose
+ * breaker is open is not skipped: each of its jobs is taken once per
+ * cool-down and parked with the breaker's detail, so its status says why
+ * it waits. */
+static int wants_skip(const struct rq_line *l) {
+  int limit = l->cap > 0 && 2 * l->cap > RQ_LINE_MAX_WAIT ? 2 * l->cap : RQ_LINE_MAX_WAIT;
+  return l->waiting >= limit || (l->b.state == RQ_BREAKER_HALF_OPEN && l->b.probe_out);
+}
+
+/* Keeps the line's place in the skipping list (so building the skip list
+ * costs the lines in it, not every line). */
+static void skip_sync(struct rq_line *l) {
+  struct rq_lines *s = l->eng->lines;
+  int want = wants_skip(l);
+  if (want == l->in_skip) return;
+  if (!want) {
+    skip_unlink(s, l);
+    return;
+  }
+  l->in_skip = 1;
+  l->snext = s->skipping;
+  l->sprev = NULL;
+  if (s->skipping) s->skipping->sprev = l;
+  s->skipping = l;
+}
+
+static void skip_unlink(struct rq_lines *s, struct rq_line *l) {
+  l->in_skip = 0;
+  if (l->sprev) l->sprev->snext = l->snext;
+  else s->skipping = l->snext;
+  if (l->snext) l->snext->sprev = l->sprev;
+  l->snext = l->sprev = NULL;
+}
+
 static void count_sync(struct rq_line *l) {
   int want = l->in_ready || (l->waiting > 0 && l->ts->read_ms == 0) ? l->waiting : 0;
   l->eng->ready_waiting += want - l->counted;
   l->counted = want;
+  skip_sync(l);
 }
 
 static struct rq_jobctx *pop_waiting(struct rq_line *l) {
@@ -413,7 +462,7 @@ static void park_for_pause(struct rq_line *l) {
     snprintf(detail, sizeof detail,
              "Tenant %s is paused by the operator%s%s%s: its jobs wait and are sent once it is resumed "
              "(relayq tenant resume %s).",
-             l->tenant, until_s, t->pause_reason[0] ? ": " : "", t->pause_reason, l->tenant);
+             l->tenant, until_s, t->pause_reason ? ": " : "", t->pause_reason ? t->pause_reason : "", l->tenant);
     jc->line = NULL;
     l->eng->lines->hooks.hold(jc, "deferred", relayq_now_ms() + RQ_PAUSE_RECHECK_MS, "policy", detail);
   }
@@ -619,6 +668,7 @@ static void admit(struct rq_line *l, struct rq_jobctx *jc) {
   struct rq_engine *eng = l->eng;
   int64_t until = 0;
   rq_breaker_allow(&l->b, relayq_now_ms(), &until); /* half-open: marks the probe as out */
+  skip_sync(l);
   l->active++;
   eng->sending++;
   jc->admitted = 1;
@@ -780,14 +830,7 @@ size_t rq_lines_skip_list(struct rq_engine *eng, const char **out, size_t max) {
   skip_free(s);
   if (!max) return 0;
   s->skip = rq_xcalloc(max, sizeof *s->skip);
-  for (struct rq_line *l = s->all; l && s->n_skip < max; l = l->anext) {
-    int limit = l->cap > 0 && 2 * l->cap > RQ_LINE_MAX_WAIT ? 2 * l->cap : RQ_LINE_MAX_WAIT;
-    /* A paused tenant is skipped by FETCH itself (P:pause:T). A tenant
-     * whose breaker is open is not skipped: each of its jobs is taken
-     * once per cool-down and parked with the breaker's detail, so its
-     * status says why it waits; while a probe is out the rest wait. */
-    int blocked = l->b.state == RQ_BREAKER_HALF_OPEN && l->b.probe_out;
-    if (!blocked && l->waiting < limit) continue;
+  for (struct rq_line *l = s->skipping; l && s->n_skip < max; l = l->snext) {
     int dup = 0;
     for (size_t i = 0; i < s->n_skip && !dup; i++) dup = !strcmp(s->skip[i], l->tenant);
     if (!dup) s->skip[s->n_skip++] = rq_xstrdup(l->tenant);

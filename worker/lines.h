@@ -22,7 +22,7 @@
  * Shared state, read per tenant at most once per RQ_SHARED_TTL_MS while it
  * has work (never per message): the breaker hash P:breaker:TENANT (fields
  * ROUTE.state, .reason, .until, .failures, .trips, .probe_until,
- * updated_at) and the operator's pause P:pause:TENANT (reason, until).
+ * updated_at) and the operator's pause P:thold:TENANT (reason, until).
  * Breaker decisions are the pure maths of breaker.c; this module moves
  * them to and from Redis: a counted failure increments ROUTE.failures
  * atomically (so every worker's failures add up), a trip writes `open`

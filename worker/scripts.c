@@ -123,7 +123,7 @@
  * skipped in the ring like a paused tenant, and their jobs met in the
  * shared queue are moved to their own list (each job once), so a worker
  * never pulls a backlog it cannot send. A tenant paused by the operator
- * (P:pause:T) is skipped by every worker.
+ * (P:thold:T) is skipped by every worker.
  * Promotes up to 1000 due delayed jobs to the FRONT of their tenant's list
  * (they were due already; a quota-deferred backlog keeps its order).
  * Returns { {payload...}, {queue index (1-based)...}, next due score or
@@ -159,7 +159,7 @@ static const char FETCH[] =
   "local skip, nskip, aside = {}, 0, 0\n"
   "for i = 9, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
   "local function held(t)\n"
-  "  return skip[t] or redis.call('EXISTS', prefix .. ':tpause:' .. t, prefix .. ':pause:' .. t) > 0\n"
+  "  return skip[t] or redis.call('EXISTS', prefix .. ':tpause:' .. t, prefix .. ':thold:' .. t) > 0\n"
   "end\n"
   /* A job for a skipped tenant goes to the newest end of its list: it
    * came from the shared queue, so it is younger than what is there. */

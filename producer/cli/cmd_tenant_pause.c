@@ -2,7 +2,7 @@
  * cmd_tenant_pause: `relayq tenant pause TENANT [--for SECONDS] [--reason
  * TEXT]` and `relayq tenant resume TENANT` (CONTRACT.md, v1.1).
  *
- * An operator's hold on one tenant, kept in P:pause:TENANT (a hash:
+ * An operator's hold on one tenant, kept in P:thold:TENANT (a hash:
  * reason, since, until in ms, 0 = until resumed; with --for it also
  * expires then). Every worker's FETCH leaves a paused tenant's backlog in
  * its Redis list; a job a worker already holds waits as `deferred`, error
@@ -42,7 +42,7 @@ static int valid_reason(const char *s) {
 static int run(redisContext *rc, const char *prefix, int pause, const char *tenant, long long for_s,
                const char *reason) {
   char key[400];
-  snprintf(key, sizeof key, "%s:pause:%s", prefix, tenant);
+  snprintf(key, sizeof key, "%s:thold:%s", prefix, tenant);
   redisReply *r;
   if (!pause) {
     r = redisCommand(rc, "DEL %s", key);

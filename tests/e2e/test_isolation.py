@@ -287,7 +287,7 @@ def test_pause_and_resume():
         p = run_relayq(r, "tenant", "pause", "ten-p", "--reason", "billing hold")
         assert p.returncode == 0, p.stderr
         assert "paused" in p.stdout
-        held = r.client.hgetall(r.key("pause", "ten-p"))
+        held = r.client.hgetall(r.key("thold", "ten-p"))
         assert held[b"reason"] == b"billing hold" and held[b"until"] == b"0", held
         push_many(r, [job("p-%d" % i, "ten-p") for i in range(5)])
         harness.push_job(r, job("q-1", "ten-q"))
@@ -318,7 +318,7 @@ def test_pause_for_expires_and_cli_checks():
         assert p.returncode == 0 and "was not paused" in p.stdout
         p = run_relayq(r, "tenant", "pause", "ten-f", "--for", "2")
         assert p.returncode == 0, p.stderr
-        assert 0 < r.client.pttl(r.key("pause", "ten-f")) <= 2000
+        assert 0 < r.client.pttl(r.key("thold", "ten-f")) <= 2000
         harness.push_job(r, job("f-1", "ten-f"))
         assert wait_status(r, "f-1", states=("deferred",), timeout=5)["error"] == "policy"
         assert wait_status(r, "f-1", timeout=10)["state"] == "sent"
