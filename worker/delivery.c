@@ -34,6 +34,7 @@
 #include "redis_health.h"
 #include "dkim_job.h"
 #include "route.h"
+#include "lines.h"
 #include "smtp.h"
 #include "tenants.h"
 #include "util.h"
@@ -316,32 +317,8 @@ static void conclude(struct rq_jobctx *jc) {
   park(jc, "retry", due, 1, rq_errcat_name(c->error), c->detail);
 }
 
-/* ---- circuit breaker ------------------------------------------------------------ */
-
-/* Publishes a breaker change to P:breaker:TENANT (fields per route), so a
- * dashboard can tell the tenant to fix its settings. Fire and forget. */
-static void publish_breaker(struct rq_jobctx *jc, const struct rq_breaker *b) {
-  struct rq_engine *eng = jc->eng;
-  char key[400], f_state[200], f_reason[200], f_until[200], until[24], now_s[24];
-  const char *route = jc->route.name ? jc->route.name : "platform";
-  snprintf(key, sizeof key, "%s:breaker:%s", eng->cfg->prefix, jc->job->tenant);
-  snprintf(f_state, sizeof f_state, "%s.state", route);
-  snprintf(f_reason, sizeof f_reason, "%s.reason", route);
-  snprintf(f_until, sizeof f_until, "%s.until", route);
-  rq_fmt_i64(until, sizeof until, b->state == RQ_BREAKER_OPEN ? b->open_until : 0);
-  rq_fmt_i64(now_s, sizeof now_s, relayq_now_ms());
-  const char *argv[] = {"HSET", key, f_state, rq_breaker_state_name(b->state), f_reason,
-                        b->state == RQ_BREAKER_CLOSED ? "" : rq_errcat_name(b->reason), f_until, until,
-                        "updated_at", now_s};
-  rq_rconn_cmd(eng->cmd, NULL, NULL, 10, argv, NULL);
-  RQ_LOG_FIELDS(b->state == RQ_BREAKER_OPEN ? RQ_LOG_WARN : RQ_LOG_INFO, "circuit breaker", {"tenant", jc->job->tenant},
-                {"route", route}, {"state", rq_breaker_state_name(b->state)},
-                {"reason", b->state == RQ_BREAKER_CLOSED ? NULL : rq_errcat_name(b->reason)});
-}
-
-static void breaker_record(struct rq_jobctx *jc, const struct rq_class *c) {
-  struct rq_breaker_entry *e = rq_breaker_get(jc->eng->breakers, jc->route.conn_key);
-  if (rq_breaker_record(&e->b, c, relayq_now_ms())) publish_breaker(jc, &e->b);
+void rq_delivery_hold(struct rq_jobctx *jc, const char *state, int64_t due_ms, const char *error, const char *detail) {
+  park(jc, state, due_ms, 0, error, detail);
 }
 
 /* ---- transactions --------------------------------------------------------------- */
@@ -425,7 +402,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   struct rq_class health = {.verdict = RQ_OK};
   if (res->err != RQ_SMTP_ERR_OK && (res->stage < RQ_STAGE_MAIL || res->code == 421 || res->code == 0))
     rq_smtp_classify_failure(res, &health);
-  breaker_record(jc, &health);
+  rq_lines_outcome(jc, &health);
   if (too_many) {
     /* The server told us its cap: send the rest in smaller transactions
      * (and remember it for this job). Recipients it refused for that
@@ -459,7 +436,7 @@ static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
     snprintf(c.detail, sizeof c.detail, "%s", res->curl_error);
   } else if (res->status == 0) rq_curl_classify(res->curl_code, res->curl_error, RQ_STAGE_CONNECT, &c);
   else rq_classify_http(res->status, res->body, res->body_len, res->retry_after, relayq_now_ms(), &c);
-  breaker_record(jc, &c);
+  rq_lines_outcome(jc, &c);
   enum rq_rcpt_state st = c.verdict == RQ_OK ? RQ_RCPT_ACCEPTED : c.verdict == RQ_TEMP ? RQ_RCPT_TEMP : RQ_RCPT_REJECTED;
   for (size_t i = jc->chunk_first; i < jc->chunk_first + jc->chunk_n; i++) {
     jc->rcpts[i].state = st;
@@ -496,10 +473,9 @@ static void on_token(const char *token, const struct rq_class *fail, void *arg) 
     return;
   }
   note_reply(jc, 0, "", "", fail);
-  breaker_record(jc, fail);
+  rq_lines_outcome(jc, fail);
   for (size_t i = 0; i < jc->n_rcpts; i++)
     if (jc->rcpts[i].state == RQ_RCPT_TODO) jc->rcpts[i].state = fail->verdict == RQ_PERM ? RQ_RCPT_REJECTED : RQ_RCPT_TEMP;
-  jc->breaker_passed = 0;
   send_next(jc);
 }
 
@@ -539,26 +515,8 @@ static void send_next(struct rq_jobctx *jc) {
     conclude(jc); /* quota: remaining recipients stay TODO -> deferred */
     return;
   }
-  int64_t open_until = 0;
-  struct rq_breaker_entry *be = rq_breaker_get(jc->eng->breakers, jc->route.conn_key);
-  if (!jc->breaker_passed && !rq_breaker_allow(&be->b, relayq_now_ms(), &open_until)) {
-    char detail[700];
-    snprintf(detail, sizeof detail,
-             "Not connecting to %s:%d until the cool-down ends: its last attempts failed (%s). %s",
-             jc->route.host ? jc->route.host : jc->route.name, jc->route.port, rq_errcat_name(be->b.reason),
-             be->b.reason == RQ_ERR_AUTH && jc->route.smtp_conf && jc->route.smtp_conf->xoauth2
-                 ? "The tenant must sign in again (smtp_auth=xoauth2: a new oauth_refresh_token), or check smtp_user."
-             : be->b.reason == RQ_ERR_AUTH ? "Check smtp_user and smtp_password (or the API key)."
-             : be->b.reason == RQ_ERR_TLS ? "Check the server's certificate or smtp_security / smtp_tls_verify."
-                                          : "Check that the server is reachable.");
-    /* Waiting for the breaker is not an attempt, unless this attempt
-     * already ran a transaction. */
-    park(jc, "retry", open_until, jc->transactions > 0, rq_errcat_name(be->b.reason), detail);
-    return;
-  }
-  jc->breaker_passed = 0;
+  /* The breaker let this job through when its line admitted it (lines.c). */
   if (needs_token(jc)) {
-    jc->breaker_passed = 1;
     get_token(jc);
     return;
   }
@@ -902,8 +860,10 @@ static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
   rq_mime_message_id(jc->job->id, rq_route_domain_of(s.from_addr), &mid);
   snprintf(jc->message_id, sizeof jc->message_id, "%s", mid.data);
   rq_buf_free(&mid);
-  claim(jc);
+  rq_lines_submit(jc); /* waits for its tenant route's turn, holding no send slot */
 }
+
+void rq_delivery_admitted(struct rq_jobctx *jc) { claim(jc); }
 
 /* ---- entry ------------------------------------------------------------------------------ */
 
