@@ -32,6 +32,7 @@
 #include <msgpack.h>
 
 #include "client.h"
+#include "resp.h"
 
 #define BATCH_JOBS 256        /* jobs per script call */
 #define BATCH_BYTES (1 << 20) /* ARGV bytes per call: large jobs go a few at a time */
@@ -127,15 +128,6 @@ struct resp_buf {
   int oom;
 };
 
-static size_t u64_dec(char *dst, uint64_t v) {
-  char t[20];
-  size_t n = 0;
-  do t[n++] = (char)('0' + v % 10);
-  while ((v /= 10) != 0);
-  for (size_t i = 0; i < n; i++) dst[i] = t[n - 1 - i];
-  return n;
-}
-
 static void resp_reserve(struct resp_buf *b, size_t more) {
   if (b->oom || b->len + more <= b->cap) return;
   size_t cap = b->cap ? b->cap : RESP_MIN_CAP;
@@ -148,30 +140,24 @@ static void resp_reserve(struct resp_buf *b, size_t more) {
   b->p = p, b->cap = cap;
 }
 
-/* "<mark><n>\r\n": an array or bulk-string header. */
+/* An array header (resp.h). */
 static void resp_head(struct resp_buf *b, char mark, size_t n) {
-  resp_reserve(b, 24);
+  resp_reserve(b, RELAYQ__RESP_HEAD_MAX);
   if (b->oom) return;
-  b->p[b->len++] = mark;
-  b->len += u64_dec(b->p + b->len, n);
-  memcpy(b->p + b->len, "\r\n", 2);
-  b->len += 2;
+  b->len += relayq__resp_head(b->p + b->len, mark, n);
 }
 
 static void resp_arg(struct resp_buf *b, const void *s, size_t n) {
-  resp_head(b, '$', n);
-  resp_reserve(b, n + 2);
+  resp_reserve(b, RELAYQ__RESP_HEAD_MAX + n + 2);
   if (b->oom) return;
-  memcpy(b->p + b->len, s, n);
-  memcpy(b->p + b->len + n, "\r\n", 2);
-  b->len += n + 2;
+  b->len += relayq__resp_bulk(b->p + b->len, s, n);
 }
 
 static void resp_str(struct resp_buf *b, const char *s) { resp_arg(b, s, strlen(s)); }
 
 static void resp_u64(struct resp_buf *b, uint64_t v) {
   char t[20];
-  resp_arg(b, t, u64_dec(t, v));
+  resp_arg(b, t, relayq__u64_dec(t, v));
 }
 
 static void resp_free(struct resp_buf *b) {
@@ -233,7 +219,7 @@ static size_t event_json(char *dst, const char *id, const char *tenant, const ch
   p = cat(p, "\",\"state\":\"");
   p = cat(p, state);
   p = cat(p, "\",\"attempts\":0,\"ts\":");
-  p += u64_dec(p, (uint64_t)now);
+  p += relayq__u64_dec(p, (uint64_t)now);
   *p++ = '}';
   return (size_t)(p - dst);
 }
