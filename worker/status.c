@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "engine.h"
+#include "event.h"
 #include "log.h"
 #include "redis_health.h"
 #include "util.h"
@@ -51,30 +52,10 @@ static const char *find(const struct rq_status_kv *kv, size_t n, const char *key
 
 void rq_status_event_json(struct rq_buf *b, const char *id, const char *tenant, const char *state, int attempts,
                           int64_t ts, const char *route, int code, const char *error, const char *worker) {
-  rq_buf_puts(b, "{\"id\":");
-  rq_json_str(b, id ? id : "");
-  rq_buf_puts(b, ",\"tenant\":");
-  rq_json_str(b, tenant ? tenant : "");
-  rq_buf_puts(b, ",\"state\":");
-  rq_json_str(b, state);
-  rq_buf_puts(b, ",\"attempts\":");
-  rq_buf_put_i64(b, attempts);
-  rq_buf_puts(b, ",\"ts\":");
-  rq_buf_put_i64(b, ts);
-  if (route && *route) {
-    rq_buf_puts(b, ",\"route\":");
-    rq_json_str(b, route);
-  }
-  if (code) rq_buf_printf(b, ",\"code\":%d", code);
-  if (error && *error) {
-    rq_buf_puts(b, ",\"error\":");
-    rq_json_str(b, error);
-  }
-  if (worker) {
-    rq_buf_puts(b, ",\"worker\":");
-    rq_json_str(b, worker);
-  }
-  rq_buf_putc(b, '}');
+  const struct relayq__event ev = {id, tenant, state, attempts, ts, route, code, error, worker};
+  rq_buf_reserve(b, relayq__event_max(&ev));
+  b->len += relayq__event_json(b->data + b->len, &ev);
+  b->data[b->len] = '\0';
 }
 
 static void send_finish(struct rq_jobctx *jc);

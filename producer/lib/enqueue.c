@@ -32,6 +32,7 @@
 #include <msgpack.h>
 
 #include "client.h"
+#include "event.h"
 #include "resp.h"
 
 #define BATCH_JOBS 256        /* jobs per script call */
@@ -208,22 +209,6 @@ static char *cat(char *p, const char *s) {
   return p + n;
 }
 
-/* The `queued`/`deferred` event; id and tenant are validated to
- * [A-Za-z0-9._:@-], so nothing needs escaping. */
-static size_t event_json(char *dst, const char *id, const char *tenant, const char *state,
-                         int64_t now) {
-  char *p = cat(dst, "{\"id\":\"");
-  p = cat(p, id);
-  p = cat(p, "\",\"tenant\":\"");
-  p = cat(p, tenant);
-  p = cat(p, "\",\"state\":\"");
-  p = cat(p, state);
-  p = cat(p, "\",\"attempts\":0,\"ts\":");
-  p += relayq__u64_dec(p, (uint64_t)now);
-  *p++ = '}';
-  return (size_t)(p - dst);
-}
-
 /* Encodes job and appends its keys and arguments to b. */
 static int batch_add(struct relayq_client *c, struct relayq__enqueue *q,
                      const struct relayq_job *job, struct batch *b, struct relayq_error *err) {
@@ -246,12 +231,15 @@ static int batch_add(struct relayq_client *c, struct relayq__enqueue *q,
   resp_str(&b->keys, delayed ? q->delayed_key : q->queue_key);
 
   const char *state = delayed ? "deferred" : "queued";
-  char event[RELAYQ_ID_MAX * 2 + 128];
+  /* relayq__event_max for an id and a tenant of RELAYQ_ID_MAX characters
+   * (validated before) and this state is under 1,800 bytes. */
+  char event[2048];
+  const struct relayq__event ev = {.id = id, .tenant = j.tenant, .state = state, .ts = b->now};
   struct resp_buf *a = &b->args;
   resp_arg(a, q->sb.data, q->sb.size);
   if (delayed) resp_u64(a, (uint64_t)j.not_before);
   else resp_arg(a, "", 0); /* empty: push to the queue, not the delayed zset */
-  resp_arg(a, event, event_json(event, id, j.tenant, state, b->now));
+  resp_arg(a, event, relayq__event_json(event, &ev));
   resp_str(a, j.tenant);
   resp_u64(a, j.to.n + j.cc.n + j.bcc.n);
   resp_u64(a, j.n_meta);
