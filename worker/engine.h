@@ -141,10 +141,10 @@ struct rq_engine {
   int64_t started_at_ms;
 
   /* circuit breakers per tenant server (delivery.c) */
-  struct rq_breaker_entry *breakers[RQ_BREAKER_BUCKETS];
+  struct rq_hmap breakers;
 
   /* tenant cache (tenants.c) */
-  struct rq_tenant_entry *tenants;
+  struct rq_hmap tenants;
 
   /* counters for heartbeat/metrics */
   uint64_t n_sent, n_failed, n_partial, n_retry, n_deferred, n_dup, n_invalid, n_attempts;

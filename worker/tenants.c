@@ -11,27 +11,12 @@
 #include "log.h"
 #include "util.h"
 
-#define N_BUCKETS 4096
-
 /* A job waiting for an entry to load. */
 struct rq_waiter {
   struct rq_jobctx *jc;
   rq_tenant_cb cb;
   struct rq_waiter *next;
 };
-
-/* The table: a fixed array of chains, allocated on first use. Thousands of
- * tenants fit; chains stay short. */
-static struct rq_tenant_entry **table(struct rq_engine *eng) {
-  if (!eng->tenants) eng->tenants = rq_xcalloc(N_BUCKETS, sizeof(struct rq_tenant_entry *));
-  return (struct rq_tenant_entry **)eng->tenants;
-}
-
-static unsigned bucket(const char *id) {
-  unsigned h = 2166136261u; /* FNV-1a */
-  for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 16777619u;
-  return h % N_BUCKETS;
-}
 
 static void entry_free(struct rq_tenant_entry *e) {
   rq_tenant_free(e->t);
@@ -41,11 +26,8 @@ static void entry_free(struct rq_tenant_entry *e) {
 }
 
 static void unlink_entry(struct rq_engine *eng, struct rq_tenant_entry *e) {
-  struct rq_tenant_entry **pp = &table(eng)[bucket(e->id)];
-  while (*pp && *pp != e) pp = &(*pp)->next;
-  if (*pp) *pp = e->next;
-  e->next = NULL;
   if (e->in_table) {
+    rq_hmap_del(&eng->tenants, &e->h);
     e->in_table = 0;
     e->refs--;
   }
@@ -220,10 +202,10 @@ static void start_read(struct rq_engine *eng, struct rq_tenant_entry *e) {
 }
 
 void rq_tenants_get(struct rq_engine *eng, struct rq_jobctx *jc, const char *tenant_id, rq_tenant_cb cb) {
-  struct rq_tenant_entry **tab = table(eng);
-  unsigned b = bucket(tenant_id);
-  struct rq_tenant_entry *e = tab[b];
-  while (e && strcmp(e->id, tenant_id)) e = e->next;
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, tenant_id);
+  struct rq_tenant_entry *e = NULL;
+  for (struct rq_hent *x = rq_hmap_chain(&eng->tenants, h); x && !e; x = x->next)
+    if (x->hash == h && !strcmp(((struct rq_tenant_entry *)x)->id, tenant_id)) e = (struct rq_tenant_entry *)x;
   int64_t now = relayq_now_ms();
   if (e && !e->loading && !e->waiters && e->loaded_ms && now - e->loaded_ms >= eng->cfg->tenant_cache_ms) {
     unlink_entry(eng, e); /* stale: jobs holding it keep it alive */
@@ -236,8 +218,8 @@ void rq_tenants_get(struct rq_engine *eng, struct rq_jobctx *jc, const char *ten
     e->eng = eng;
     e->refs = 1;
     e->in_table = 1;
-    e->next = tab[b];
-    tab[b] = e;
+    e->h.hash = h;
+    rq_hmap_add(&eng->tenants, &e->h);
   }
   if (e->loaded_ms && !e->loading && !e->waiters) {
     e->refs++;
@@ -254,23 +236,21 @@ void rq_tenants_get(struct rq_engine *eng, struct rq_jobctx *jc, const char *ten
 }
 
 void rq_tenants_retry(struct rq_engine *eng) {
-  if (!eng->tenants || !rq_rconn_ready(eng->cmd)) return;
-  struct rq_tenant_entry **tab = table(eng);
-  for (unsigned b = 0; b < N_BUCKETS; b++)
-    for (struct rq_tenant_entry *e = tab[b]; e; e = e->next)
+  if (!rq_rconn_ready(eng->cmd)) return;
+  for (size_t b = 0; b < eng->tenants.nb; b++)
+    for (struct rq_hent *x = eng->tenants.b[b]; x; x = x->next) {
+      struct rq_tenant_entry *e = (struct rq_tenant_entry *)x;
       if (e->waiters && !e->loading) start_read(eng, e);
+    }
 }
 
 void rq_tenants_free_all(struct rq_engine *eng) {
-  if (!eng->tenants) return;
-  struct rq_tenant_entry **tab = table(eng);
-  for (unsigned b = 0; b < N_BUCKETS; b++) {
-    while (tab[b]) {
-      struct rq_tenant_entry *e = tab[b];
+  for (size_t b = 0; b < eng->tenants.nb; b++) {
+    while (eng->tenants.b[b]) {
+      struct rq_tenant_entry *e = (struct rq_tenant_entry *)eng->tenants.b[b];
       unlink_entry(eng, e);
       if (e->refs == 0) entry_free(e);
     }
   }
-  free(eng->tenants);
-  eng->tenants = NULL;
+  rq_hmap_free(&eng->tenants, NULL);
 }

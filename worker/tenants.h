@@ -17,12 +17,14 @@
 
 #include <stdint.h>
 
+#include "hmap.h"
 #include "tenant.h"
 
 struct rq_engine;
 struct rq_jobctx;
 
 struct rq_tenant_entry {
+  struct rq_hent h; /* in eng->tenants while in_table (hmap.h) */
   char *id;
   struct rq_tenant *t;   /* parsed settings; NULL when error[0] */
   char error[400];       /* why the settings are unusable */
@@ -33,7 +35,6 @@ struct rq_tenant_entry {
   int loading;           /* a read is in flight */
   int routes_pending;    /* route hashes still to read */
   struct rq_waiter *waiters;
-  struct rq_tenant_entry *next; /* hash chain */
   struct rq_engine *eng;
   void *dkim_key;        /* EVP_PKEY parsed once per settings version, or NULL */
   char dkim_error[300];

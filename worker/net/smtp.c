@@ -32,6 +32,7 @@
 
 #include "classify.h"
 #include "curluv.h"
+#include "hmap.h"
 #include "log.h"
 #include "msg.h"
 #include "smtp_conn.h"
@@ -237,22 +238,10 @@ struct fifo {
   int n;
 };
 
-/* Hash-table entry header (FNV-1a over the key; keys are ours, not
- * attacker-chosen in bulk). */
-struct hent {
-  struct hent *next;
-  uint32_t hash;
-};
-
-struct map {
-  struct hent **b;
-  size_t nb, n;
-};
-
 /* Connections to one server with one identity. Lives while a connection
  * or a transaction refers to it. Strings are copies in the same block. */
 struct pool {
-  struct hent h;
+  struct rq_hent h;
   int refs;
   const char *limkey; /* "" when unlimited */
   const char *host;
@@ -272,7 +261,7 @@ struct pool {
 
 /* Connections open per target key (max_connections). */
 struct limiter {
-  struct hent h;
+  struct rq_hent h;
   int refs;
   int max;
   int open; /* counted connections (any state but closing) */
@@ -373,7 +362,7 @@ struct rq_smtp {
   uv_loop_t *loop;
   int pooling; /* 0: every connection is closed after its transaction */
   struct rq_smtp_limits limits;
-  struct map pools, limiters;
+  struct rq_hmap pools, limiters; /* hmap.h */
   struct tx *txs;
   int pending;
   struct fifo waiters; /* transactions waiting for the global cap */
@@ -406,64 +395,6 @@ static void maybe_finalize(struct rq_smtp *s);
 
 /* ---- small containers ------------------------------------------------------------------ */
 
-static uint32_t fnv(uint32_t h, const void *p, size_t n) {
-  const unsigned char *c = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 16777619u;
-  return h;
-}
-
-static uint32_t fnv_str(uint32_t h, const char *s) {
-  /* The length first, so that ("ab","c") and ("a","bc") differ. */
-  size_t n = s ? strlen(s) + 1 : 0;
-  h = fnv(h, &n, sizeof n);
-  return s ? fnv(h, s, n) : h;
-}
-
-static void map_init(struct map *m) {
-  m->nb = 64;
-  m->n = 0;
-  m->b = rq_xcalloc(m->nb, sizeof *m->b);
-}
-
-static void map_add(struct map *m, struct hent *e) {
-  if (m->n + 1 > 2 * m->nb) {
-    size_t nb = m->nb * 2;
-    struct hent **b = rq_xcalloc(nb, sizeof *b);
-    for (size_t i = 0; i < m->nb; i++) {
-      struct hent *x = m->b[i], *next;
-      for (; x; x = next) {
-        next = x->next;
-        x->next = b[x->hash & (nb - 1)];
-        b[x->hash & (nb - 1)] = x;
-      }
-    }
-    free(m->b);
-    m->b = b;
-    m->nb = nb;
-  }
-  e->next = m->b[e->hash & (m->nb - 1)];
-  m->b[e->hash & (m->nb - 1)] = e;
-  m->n++;
-}
-
-static void map_del(struct map *m, struct hent *e) {
-  struct hent **pp = &m->b[e->hash & (m->nb - 1)];
-  while (*pp != e) pp = &(*pp)->next;
-  *pp = e->next;
-  m->n--;
-}
-
-static void map_free(struct map *m) {
-  for (size_t i = 0; i < m->nb; i++) {
-    struct hent *x = m->b[i], *next;
-    for (; x; x = next) {
-      next = x->next;
-      free(x);
-    }
-  }
-  free(m->b);
-}
-
 static void fifo_push(struct fifo *f, struct tx *tx) {
   tx->queue = f;
   tx->qnext = NULL;
@@ -491,18 +422,21 @@ static void fifo_remove(struct tx *tx) {
 /* The pool identity of a target, as a hash. */
 static uint32_t pool_hash(const char *limkey, const struct rq_smtp_target *t, const char *user, const char *ca,
                           const char *helo) {
-  uint32_t h = 2166136261u;
+  uint32_t h = RQ_HASH_SEED;
   int nums[4] = {t->port, (int)t->security, t->tls_verify ? 1 : 0, t->require_auth ? 1 : 0};
   const void *policy = t->netpolicy;
-  h = fnv(h, &policy, sizeof policy);
-  h = fnv_str(h, t->tls_pin && *t->tls_pin ? t->tls_pin : NULL);
-  h = fnv_str(h, limkey);
-  h = fnv_str(h, t->host);
-  h = fnv(h, nums, sizeof nums);
-  h = fnv_str(h, user);
-  h = fnv_str(h, ca);
-  return fnv_str(h, helo);
+  h = rq_hash(h, &policy, sizeof policy);
+  h = rq_hash_str(h, t->tls_pin && *t->tls_pin ? t->tls_pin : NULL);
+  h = rq_hash_str(h, limkey);
+  h = rq_hash_str(h, t->host);
+  h = rq_hash(h, nums, sizeof nums);
+  h = rq_hash_str(h, user);
+  h = rq_hash_str(h, ca);
+  return rq_hash_str(h, helo);
 }
+
+/* Pools and limiters are one allocation each, their hent first. */
+static void free_hent(struct rq_hent *e) { free(e); }
 
 static int str_eq(const char *a, const char *b) {
   if (!a || !b) return a == b;
@@ -520,7 +454,7 @@ static char *pack(char **p, const char *s) {
 static struct pool *pool_get(struct rq_smtp *s, const char *limkey, const struct rq_smtp_target *t,
                              const char *user, const char *ca, const char *helo) {
   uint32_t h = pool_hash(limkey, t, user, ca, helo);
-  for (struct hent *e = s->pools.b[h & (s->pools.nb - 1)]; e; e = e->next) {
+  for (struct rq_hent *e = rq_hmap_chain(&s->pools, h); e; e = e->next) {
     struct pool *p = (struct pool *)e;
     if (e->hash == h && p->port == t->port && p->security == t->security &&
         p->tls_verify == (t->tls_verify ? 1 : 0) && str_eq(p->limkey, limkey) && str_eq(p->host, t->host) &&
@@ -549,20 +483,20 @@ static struct pool *pool_get(struct rq_smtp *s, const char *limkey, const struct
   p->security = t->security;
   p->tls_verify = t->tls_verify ? 1 : 0;
   p->refs = 1;
-  map_add(&s->pools, &p->h);
+  rq_hmap_add(&s->pools, &p->h);
   return p;
 }
 
 static void pool_put(struct rq_smtp *s, struct pool *p) {
   if (--p->refs > 0) return;
-  map_del(&s->pools, &p->h);
+  rq_hmap_del(&s->pools, &p->h);
   free(p);
 }
 
 static struct limiter *limiter_get(struct rq_smtp *s, const char *key, int max) {
-  uint32_t h = fnv_str(2166136261u, key);
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, key);
   struct limiter *l = NULL;
-  for (struct hent *e = s->limiters.b[h & (s->limiters.nb - 1)]; e; e = e->next)
+  for (struct rq_hent *e = rq_hmap_chain(&s->limiters, h); e; e = e->next)
     if (e->hash == h && strcmp(((struct limiter *)e)->key, key) == 0) {
       l = (struct limiter *)e;
       break;
@@ -572,7 +506,7 @@ static struct limiter *limiter_get(struct rq_smtp *s, const char *key, int max) 
     l = rq_xcalloc(1, sizeof *l + n + 1);
     memcpy(l->key, key, n + 1);
     l->h.hash = h;
-    map_add(&s->limiters, &l->h);
+    rq_hmap_add(&s->limiters, &l->h);
   }
   l->max = max; /* the latest settings win (a tenant may change its limit) */
   l->refs++;
@@ -581,7 +515,7 @@ static struct limiter *limiter_get(struct rq_smtp *s, const char *key, int max) 
 
 static void limiter_put(struct rq_smtp *s, struct limiter *l) {
   if (!l || --l->refs > 0) return;
-  map_del(&s->limiters, &l->h);
+  rq_hmap_del(&s->limiters, &l->h);
   free(l);
 }
 
@@ -1545,8 +1479,6 @@ static struct rq_smtp *create(uv_loop_t *loop, int pooling) {
   struct rq_smtp *s = rq_xcalloc(1, sizeof *s);
   s->loop = loop;
   s->pooling = pooling;
-  map_init(&s->pools);
-  map_init(&s->limiters);
   rq_smtp_set_limits(s, NULL);
   /* EHLO names this host, as libcurl did; a name that could not go in an
    * EHLO line is replaced by one that can. */
@@ -1695,8 +1627,8 @@ static void free_transport(struct rq_smtp *s) {
     SSL_CTX_free(e->ctx);
     free(e);
   }
-  map_free(&s->pools);
-  map_free(&s->limiters);
+  rq_hmap_free(&s->pools, free_hent);
+  rq_hmap_free(&s->limiters, free_hent);
   free(s);
 }
 
