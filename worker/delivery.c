@@ -331,7 +331,7 @@ static void publish_breaker(struct rq_jobctx *jc, const struct rq_breaker *b) {
 }
 
 static void breaker_record(struct rq_jobctx *jc, const struct rq_class *c) {
-  struct rq_breaker_entry *e = rq_breaker_get(&jc->eng->breakers, jc->route.conn_key);
+  struct rq_breaker_entry *e = rq_breaker_get(jc->eng->breakers, jc->route.conn_key);
   if (rq_breaker_record(&e->b, c, relayq_now_ms())) publish_breaker(jc, &e->b);
 }
 
@@ -486,7 +486,7 @@ static void send_next(struct rq_jobctx *jc) {
     return;
   }
   int64_t open_until = 0;
-  struct rq_breaker_entry *be = rq_breaker_get(&jc->eng->breakers, jc->route.conn_key);
+  struct rq_breaker_entry *be = rq_breaker_get(jc->eng->breakers, jc->route.conn_key);
   if (!rq_breaker_allow(&be->b, relayq_now_ms(), &open_until)) {
     char detail[700];
     snprintf(detail, sizeof detail,

@@ -164,7 +164,7 @@ static void close_everything(struct rq_engine *eng) {
   else handles_closing--;
   rq_redis_health_close(eng); /* after cmd: its probe reply has run */
   rq_tenants_free_all(eng);
-  rq_breaker_table_free(&eng->breakers);
+  rq_breaker_table_free(eng->breakers);
   if (eng->on_stopped) eng->on_stopped(eng);
 }
 

@@ -27,6 +27,7 @@
 #include "breaker.h"
 #include "classify.h"
 #include "config.h"
+#include "hmap.h"
 #include "msg.h"
 #include "rconn.h"
 #include "route.h"
@@ -141,7 +142,7 @@ struct rq_engine {
   int64_t started_at_ms;
 
   /* circuit breakers per tenant server (delivery.c) */
-  struct rq_hmap breakers;
+  struct rq_breaker_entry *breakers[RQ_BREAKER_BUCKETS];
 
   /* tenant cache (tenants.c) */
   struct rq_hmap tenants;

@@ -74,18 +74,30 @@ int rq_breaker_record(struct rq_breaker *b, const struct rq_class *c, int64_t no
   return 0;
 }
 
-struct rq_breaker_entry *rq_breaker_get(struct rq_hmap *table, const char *key) {
-  uint32_t h = rq_hash_str(RQ_HASH_SEED, key);
-  for (struct rq_hent *e = rq_hmap_chain(table, h); e; e = e->next)
-    if (e->hash == h && !strcmp(((struct rq_breaker_entry *)e)->key, key)) return (struct rq_breaker_entry *)e;
-  size_t n = strlen(key);
-  struct rq_breaker_entry *e = rq_xcalloc(1, sizeof *e + n + 1);
-  memcpy(e->key, key, n + 1);
-  e->h.hash = h;
-  rq_hmap_add(table, &e->h);
+static unsigned hash(const char *s) {
+  unsigned h = 2166136261u;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 16777619u;
+  return h % RQ_BREAKER_BUCKETS;
+}
+
+struct rq_breaker_entry *rq_breaker_get(struct rq_breaker_entry **table, const char *key) {
+  unsigned h = hash(key);
+  for (struct rq_breaker_entry *e = table[h]; e; e = e->next)
+    if (!strcmp(e->key, key)) return e;
+  struct rq_breaker_entry *e = rq_xcalloc(1, sizeof *e);
+  e->key = rq_xstrdup(key);
+  e->next = table[h];
+  table[h] = e;
   return e;
 }
 
-static void entry_free(struct rq_hent *e) { free(e); }
-
-void rq_breaker_table_free(struct rq_hmap *table) { rq_hmap_free(table, entry_free); }
+void rq_breaker_table_free(struct rq_breaker_entry **table) {
+  for (unsigned i = 0; i < RQ_BREAKER_BUCKETS; i++) {
+    while (table[i]) {
+      struct rq_breaker_entry *e = table[i];
+      table[i] = e->next;
+      free(e->key);
+      free(e);
+    }
+  }
+}

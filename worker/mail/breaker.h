@@ -19,7 +19,6 @@
 #include <stdint.h>
 
 #include "classify.h"
-#include "hmap.h"
 
 enum rq_breaker_state { RQ_BREAKER_CLOSED, RQ_BREAKER_OPEN, RQ_BREAKER_HALF_OPEN };
 
@@ -52,15 +51,15 @@ const char *rq_breaker_state_name(enum rq_breaker_state s);
  * about the server's health. */
 int rq_breaker_counts(const struct rq_class *c);
 
-/* A worker's breakers, one per route connection key, in a table (a
- * zeroed struct rq_hmap to start). Entries are never freed before the
- * table (bounded by the tenants' servers seen). */
+/* A worker's breakers, one per route connection key. Entries are never
+ * freed before the table (bounded by the tenants' servers seen). */
+#define RQ_BREAKER_BUCKETS 256
 struct rq_breaker_entry {
-  struct rq_hent h;
+  char *key;
   struct rq_breaker b;
-  char key[];
+  struct rq_breaker_entry *next;
 };
-struct rq_breaker_entry *rq_breaker_get(struct rq_hmap *table, const char *key);
-void rq_breaker_table_free(struct rq_hmap *table);
+struct rq_breaker_entry *rq_breaker_get(struct rq_breaker_entry **table, const char *key);
+void rq_breaker_table_free(struct rq_breaker_entry **table);
 
 #endif
