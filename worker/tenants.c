@@ -1,6 +1,7 @@
 /* tenants: tenant settings cache (see tenants.h). */
 #include "tenants.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,36 @@ struct rq_waiter {
   struct rq_waiter *next;
 };
 
+/* The table (hmap.h: a lookup stays a few compares with 100,000 tenants),
+ * and every entry in the table on one LRU list (head: most recently
+ * used). Bounded by cfg->tenant_cache_max entries. */
+struct rq_tenant_cache {
+  struct rq_hmap map;
+  struct rq_tenant_entry *lru_head, *lru_tail;
+  struct rq_tenant_cache_stats st;
+};
+
+static struct rq_tenant_cache *cache(struct rq_engine *eng) {
+  if (!eng->tenants) eng->tenants = rq_xcalloc(1, sizeof *eng->tenants);
+  return eng->tenants;
+}
+
+static void lru_unlink(struct rq_tenant_cache *c, struct rq_tenant_entry *e) {
+  if (e->lru_prev) e->lru_prev->lru_next = e->lru_next;
+  else c->lru_head = e->lru_next;
+  if (e->lru_next) e->lru_next->lru_prev = e->lru_prev;
+  else c->lru_tail = e->lru_prev;
+  e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_front(struct rq_tenant_cache *c, struct rq_tenant_entry *e) {
+  e->lru_prev = NULL;
+  e->lru_next = c->lru_head;
+  if (c->lru_head) c->lru_head->lru_prev = e;
+  c->lru_head = e;
+  if (!c->lru_tail) c->lru_tail = e;
+}
+
 static void entry_free(struct rq_tenant_entry *e) {
   rq_tenant_free(e->t);
   if (e->dkim_key) EVP_PKEY_free(e->dkim_key);
@@ -26,11 +57,61 @@ static void entry_free(struct rq_tenant_entry *e) {
 }
 
 static void unlink_entry(struct rq_engine *eng, struct rq_tenant_entry *e) {
-  if (e->in_table) {
-    rq_hmap_del(&eng->tenants, &e->h);
-    e->in_table = 0;
-    e->refs--;
+  struct rq_tenant_cache *c = cache(eng);
+  if (!e->in_table) return;
+  rq_hmap_del(&c->map, &e->h);
+  lru_unlink(c, e);
+  e->in_table = 0;
+  e->refs--;
+}
+
+/* Drops e from the table; jobs holding it keep it alive until they end. */
+static void drop(struct rq_engine *eng, struct rq_tenant_entry *e) {
+  unlink_entry(eng, e);
+  if (e->refs == 0) entry_free(e);
+}
+
+/* An entry can leave the table when no read or waiting job depends on
+ * its place there. */
+static int evictable(const struct rq_tenant_entry *e) {
+  return !e->loading && !e->waiters && e->loaded_ms;
+}
+
+/* Keeps the table within its bound (least recently used first) and
+ * drops a few expired entries from the cold end on every lookup, so
+ * memory follows the tenants seen within the cache lifetime, not every
+ * tenant ever seen. Bounded work: the walk stops after a few entries
+ * that cannot go (a read in flight). */
+static void trim(struct rq_engine *eng, int64_t now) {
+  struct rq_tenant_cache *c = cache(eng);
+  size_t max = eng->cfg->tenant_cache_max > 0 ? (size_t)eng->cfg->tenant_cache_max : 1;
+  int expire_budget = 2, skip_budget = 8;
+  struct rq_tenant_entry *e = c->lru_tail;
+  while (e && skip_budget > 0) {
+    struct rq_tenant_entry *prev = e->lru_prev;
+    int stale = e->loaded_ms && now - e->loaded_ms >= eng->cfg->tenant_cache_ms;
+    if (c->map.n <= max && !(stale && expire_budget > 0)) break;
+    if (!evictable(e)) {
+      skip_budget--;
+    } else if (c->map.n > max) {
+      c->st.evictions++;
+      drop(eng, e);
+    } else {
+      c->st.expired++;
+      expire_budget--;
+      drop(eng, e);
+    }
+    e = prev;
   }
+}
+
+void rq_tenants_stats(struct rq_engine *eng, struct rq_tenant_cache_stats *out) {
+  if (!eng->tenants) {
+    memset(out, 0, sizeof *out);
+    return;
+  }
+  *out = eng->tenants->st;
+  out->entries = eng->tenants->map.n;
 }
 
 void rq_tenants_release(struct rq_engine *eng, struct rq_tenant_entry *e) {
@@ -202,14 +283,15 @@ static void start_read(struct rq_engine *eng, struct rq_tenant_entry *e) {
 }
 
 void rq_tenants_get(struct rq_engine *eng, struct rq_jobctx *jc, const char *tenant_id, rq_tenant_cb cb) {
+  struct rq_tenant_cache *c = cache(eng);
   uint32_t h = rq_hash_str(RQ_HASH_SEED, tenant_id);
   struct rq_tenant_entry *e = NULL;
-  for (struct rq_hent *x = rq_hmap_chain(&eng->tenants, h); x && !e; x = x->next)
+  for (struct rq_hent *x = rq_hmap_chain(&c->map, h); x && !e; x = x->next)
     if (x->hash == h && !strcmp(((struct rq_tenant_entry *)x)->id, tenant_id)) e = (struct rq_tenant_entry *)x;
   int64_t now = relayq_now_ms();
-  if (e && !e->loading && !e->waiters && e->loaded_ms && now - e->loaded_ms >= eng->cfg->tenant_cache_ms) {
-    unlink_entry(eng, e); /* stale: jobs holding it keep it alive */
-    if (e->refs == 0) entry_free(e);
+  if (e && evictable(e) && now - e->loaded_ms >= eng->cfg->tenant_cache_ms) {
+    c->st.expired++;
+    drop(eng, e); /* stale: jobs holding it keep it alive */
     e = NULL;
   }
   if (!e) {
@@ -219,9 +301,14 @@ void rq_tenants_get(struct rq_engine *eng, struct rq_jobctx *jc, const char *ten
     e->refs = 1;
     e->in_table = 1;
     e->h.hash = h;
-    rq_hmap_add(&eng->tenants, &e->h);
+    rq_hmap_add(&c->map, &e->h);
+  } else {
+    lru_unlink(c, e);
   }
+  lru_front(c, e);
+  trim(eng, now);
   if (e->loaded_ms && !e->loading && !e->waiters) {
+    c->st.hits++;
     e->refs++;
     jc->tenant = e;
     cb(jc, e);
@@ -232,25 +319,29 @@ void rq_tenants_get(struct rq_engine *eng, struct rq_jobctx *jc, const char *ten
   w->cb = cb;
   w->next = e->waiters;
   e->waiters = w;
-  if (!e->loading) start_read(eng, e);
+  if (!e->loading) {
+    /* Reads started while one fetched batch is handed out leave in one
+     * write (hiredis sends what was queued in a loop turn together): the
+     * batch's distinct tenants cost one round trip, not one per job. */
+    c->st.misses++;
+    start_read(eng, e);
+  } else {
+    c->st.hits++; /* joins the read in flight */
+  }
 }
 
 void rq_tenants_retry(struct rq_engine *eng) {
-  if (!rq_rconn_ready(eng->cmd)) return;
-  for (size_t b = 0; b < eng->tenants.nb; b++)
-    for (struct rq_hent *x = eng->tenants.b[b]; x; x = x->next) {
-      struct rq_tenant_entry *e = (struct rq_tenant_entry *)x;
-      if (e->waiters && !e->loading) start_read(eng, e);
-    }
+  if (!eng->tenants || !rq_rconn_ready(eng->cmd)) return;
+  struct rq_tenant_cache *c = cache(eng);
+  for (struct rq_tenant_entry *e = c->lru_head; e; e = e->lru_next)
+    if (e->waiters && !e->loading) start_read(eng, e);
 }
 
 void rq_tenants_free_all(struct rq_engine *eng) {
-  for (size_t b = 0; b < eng->tenants.nb; b++) {
-    while (eng->tenants.b[b]) {
-      struct rq_tenant_entry *e = (struct rq_tenant_entry *)eng->tenants.b[b];
-      unlink_entry(eng, e);
-      if (e->refs == 0) entry_free(e);
-    }
-  }
-  rq_hmap_free(&eng->tenants, NULL);
+  if (!eng->tenants) return;
+  struct rq_tenant_cache *c = cache(eng);
+  while (c->lru_head) drop(eng, c->lru_head);
+  rq_hmap_free(&c->map, NULL);
+  free(c);
+  eng->tenants = NULL;
 }

@@ -84,6 +84,7 @@ void rq_settings_smtp_target(const struct rq_config *cfg, const struct rq_route 
   t->security = smtp_security(r->smtp_security);
   t->user = r->user;
   t->password = r->password;
+  t->xoauth2 = r->smtp_conf && r->smtp_conf->xoauth2; /* the password is then the job's access token */
   t->tls_verify = r->tls_verify;
   t->ca_file = cfg->ca_file;
   t->key = r->conn_key;

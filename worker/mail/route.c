@@ -46,6 +46,7 @@ static int smtp_route(const struct rq_route_settings *cfg, const struct rq_tenan
   }
   out->name = name;
   out->gateway = RQ_GW_SMTP;
+  out->smtp_conf = c;
   out->host = c->host;
   out->port = c->port;
   out->smtp_security = smtp_security_of(c->security);
@@ -74,6 +75,7 @@ int rq_route_resolve(const struct rq_route_settings *cfg, const struct rq_tenant
     for (size_t i = 0; t && i < t->n_routes; i++) {
       if (strcmp(t->route_names[i], j->route)) continue;
       if (smtp_route(cfg, t, &t->routes[i], t->route_names[i], out, error, err, errlen)) return -1;
+      out->named = 1;
       if (cap > 0) out->max_recipients = cap;
       return 0;
     }

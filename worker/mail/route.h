@@ -81,6 +81,11 @@ struct rq_route {
   int require_auth;
   const char *tls_pin; /* smtp_tls_pin or NULL */
   char conn_key[300];
+  /* v1.1: the SMTP conf the route came from (smtp_auth/oauth_*,
+   * rate_limits), NULL for platform and mailgun; named: a route of
+   * `routes` (P:tenant:T:route:NAME) rather than the tenant's own. */
+  const struct rq_smtp_conf *smtp_conf;
+  int named;
   /* mailgun */
   const char *mg_base_url, *mg_domain, *mg_key;
 };
