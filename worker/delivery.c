@@ -27,6 +27,7 @@
 #include "classify.h"
 #include "curlfail.h"
 #include "engine.h"
+#include "keys.h"
 #include "log.h"
 #include "mailgun.h"
 #include "metrics.h"
@@ -326,7 +327,7 @@ static void publish_breaker(struct rq_jobctx *jc, const struct rq_breaker *b) {
   struct rq_engine *eng = jc->eng;
   char key[400], f_state[200], f_reason[200], f_until[200], until[24], now_s[24];
   const char *route = jc->route.name ? jc->route.name : "platform";
-  snprintf(key, sizeof key, "%s:breaker:%s", eng->cfg->prefix, jc->job->tenant);
+  relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_BREAKER, jc->job->tenant, NULL);
   snprintf(f_state, sizeof f_state, "%s.state", route);
   snprintf(f_reason, sizeof f_reason, "%s.reason", route);
   snprintf(f_until, sizeof f_until, "%s.until", route);
@@ -743,7 +744,7 @@ static void claim(struct rq_jobctx *jc) {
   char rate_keys[RQ_RATE_MAX][700];
   size_t n_rates = rate_args(jc, rates, limit, todo, cap, limit_s, sizeof limit_s, rate_keys);
   if (j->kind == RELAYQ_KIND_AUTO_REPLY)
-    snprintf(auto_key, sizeof auto_key, "%s:autoreply:%s:", eng->cfg->prefix, j->tenant);
+    relayq__key(auto_key, sizeof auto_key, eng->cfg->prefix, RELAYQ__KEY_AUTOREPLY, j->tenant, NULL);
   rq_fmt_i64(now_s, sizeof now_s, now);
   rq_fmt_i64(win_s, sizeof win_s, eng->cfg->quota_window_s * 1000);
   rq_fmt_i64(slots_s, sizeof slots_s, slots);
@@ -779,7 +780,7 @@ static void claim(struct rq_jobctx *jc) {
   size_t nsf = sizeof status_fields / sizeof status_fields[0];
   char pause_key[300] = "";
   if (limit > 0 || (n_rates && !jc->route.named))
-    snprintf(pause_key, sizeof pause_key, "%s:tpause:%s", eng->cfg->prefix, j->tenant);
+    relayq__key(pause_key, sizeof pause_key, eng->cfg->prefix, RELAYQ__KEY_TPAUSE, j->tenant, NULL);
   size_t argc = nfixed + n_rates + nfixed2 + nr + 1 + nsf;
   const char **argv = rq_xmalloc(argc * sizeof *argv);
   size_t k = 0;

@@ -16,6 +16,7 @@
 
 #include "engine.h"
 #include "event.h"
+#include "keys.h"
 #include "log.h"
 #include "redis_health.h"
 #include "util.h"
@@ -136,9 +137,9 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
     struct tm tm;
     gmtime_r(&now_s, &tm);
     strftime(day, sizeof day, "%Y%m%d", &tm);
-    snprintf(buf, sizeof buf, "%s:stats:%s", cfg->prefix, tenant);
+    relayq__key(buf, sizeof buf, cfg->prefix, RELAYQ__KEY_STATS, tenant, NULL);
     stats_key = own(f, rq_xstrdup(buf));
-    snprintf(buf, sizeof buf, "%s:stats:%s:%s", cfg->prefix, tenant, day);
+    relayq__key(buf, sizeof buf, cfg->prefix, RELAYQ__KEY_STATS, tenant, day);
     daily_key = own(f, rq_xstrdup(buf));
   }
   char score_s[24], ttl_s[24];

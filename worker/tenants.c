@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 
 #include "engine.h"
+#include "keys.h"
 #include "log.h"
 #include "util.h"
 
@@ -253,7 +254,6 @@ static void on_tenant(redisAsyncContext *ac, void *r, void *priv) {
   size_t n_routes = e->t->n_routes;
   e->routes_pending = (int)n_routes;
   char key[600];
-  relayq_key(key, sizeof key, eng->cfg->prefix, RELAYQ_KEY_TENANT, e->id);
   /* Every read is prepared before any is issued: a command that cannot be
    * sent completes at once, and the last completion frees e->t. */
   struct route_read **reads = rq_xcalloc(n_routes, sizeof *reads);
@@ -264,9 +264,10 @@ static void on_tenant(redisAsyncContext *ac, void *r, void *priv) {
     reads[i]->name = rq_xstrdup(e->t->route_names[i]);
     e->refs++;
   }
-  for (size_t i = 0; i < n_routes; i++)
-    if (rq_rconn_cmdf(eng->cmd, on_route, reads[i], "HGETALL %s:route:%s", key, reads[i]->name))
-      on_route(NULL, NULL, reads[i]);
+  for (size_t i = 0; i < n_routes; i++) {
+    relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_ROUTE, e->id, reads[i]->name);
+    if (rq_rconn_cmdf(eng->cmd, on_route, reads[i], "HGETALL %s", key)) on_route(NULL, NULL, reads[i]);
+  }
   free(reads);
   rq_tenants_release(eng, e);
 }

@@ -48,6 +48,7 @@
 #include "curluv.h"
 #include "log.h"
 #include "dkim.h"
+#include "keys.h"
 #include "mailgun.h"
 #include "message.h"
 #include "mime.h"
@@ -331,9 +332,7 @@ static void tenant_key(struct relayq_client *c, const char *tenant, char *out, s
 }
 
 static void route_key(struct relayq_client *c, const char *tenant, const char *route, char *out, size_t cap) {
-  char base[400];
-  tenant_key(c, tenant, base, sizeof base);
-  snprintf(out, cap, "%s:route:%s", base, route);
+  relayq__key(out, cap, relayq_client_prefix(c), RELAYQ__KEY_ROUTE, tenant, route);
 }
 
 /* Runs a command given as argv; prints the failure and returns NULL. The
@@ -1750,7 +1749,7 @@ static int del_tenant(const struct topts *o, struct relayq_client *c, const char
   char **keys = NULL;
   size_t n_keys = 0;
   int rc = CLI_FAIL;
-  snprintf(pattern, sizeof pattern, "%s:route:*", key);
+  route_key(c, o->tenant, "*", pattern, sizeof pattern);
   if (scan_keys(c, pattern, &keys, &n_keys) != 0) goto out;
   /* Route names have no ':' (v1.1): a key with one after ":route:" is not
    * this tenant's route but another hash (e.g. a tenant "T:route:x" written
