@@ -22,6 +22,7 @@
 #include <relayq/relayq.h>
 
 #include "engine.h"
+#include "keys.h"
 #include "log.h"
 #include "oauth_http.h"
 #include "util.h"
@@ -152,11 +153,12 @@ static struct entry *entry_for(struct rq_oauth *o, const struct rq_oauth_need *n
   const char *prefix = o->eng->cfg->prefix;
   e->o = o;
   snprintf(e->place, sizeof e->place, "%s", place);
-  snprintf(e->key, sizeof e->key, "%s:%s", prefix, place);
+  relayq__key(e->key, sizeof e->key, prefix, RELAYQ__KEY_OAUTH, need->tenant, need->route);
   snprintf(e->lock_key, sizeof e->lock_key, "%s:lock", e->key);
   if (need->route) snprintf(e->tenant_place, sizeof e->tenant_place, "tenant:%s:route:%s", need->tenant, need->route);
   else snprintf(e->tenant_place, sizeof e->tenant_place, "tenant:%s", need->tenant);
-  snprintf(e->tenant_key, sizeof e->tenant_key, "%s:%s", prefix, e->tenant_place);
+  if (need->route) relayq__key(e->tenant_key, sizeof e->tenant_key, prefix, RELAYQ__KEY_ROUTE, need->tenant, need->route);
+  else relayq_key(e->tenant_key, sizeof e->tenant_key, prefix, RELAYQ_KEY_TENANT, need->tenant);
   snprintf(e->tenant, sizeof e->tenant, "%s", need->tenant);
   snprintf(e->route, sizeof e->route, "%s", need->route ? need->route : "");
   e->next = o->b[b];

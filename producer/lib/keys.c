@@ -5,7 +5,7 @@
  * console builds its keys here. The Lua scripts (worker/scripts.c) get
  * the prefix and build the per-tenant keys they discover while running
  * (P:tpause:T, P:tq:Q:T) with the same spellings; the rate-limit windows
- * (house/ratelimit.h) are the one key family built elsewhere.
+ * (P:rate:..., worker/delivery.c) are the one family spelled elsewhere.
  */
 #include <stdio.h>
 
