@@ -7,7 +7,7 @@
  * (P:tpause:T, P:tq:Q:T) with the same spellings; the rate-limit windows
  * (P:rate:..., worker/delivery.c) are the one family spelled elsewhere.
  */
-#include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 #include "keys.h"
@@ -45,6 +45,18 @@ static struct shape shape_of(int kind) {
   return (struct shape){"unknown", 1, NULL};
 }
 
+/* Appends s at dst + *n while it fits in cap (keeping room for the NUL);
+ * *n counts every byte, written or not. The worker builds a few keys per
+ * message, and snprintf costs ten times these copies. */
+static void put(char *dst, size_t cap, size_t *n, const char *s) {
+  size_t len = strlen(s);
+  if (*n < cap) {
+    size_t room = cap - 1 - *n;
+    memcpy(dst + *n, s, len < room ? len : room);
+  }
+  *n += len;
+}
+
 size_t relayq__key(char *dst, size_t cap, const char *prefix, int kind, const char *name, const char *sub) {
   struct shape sh = shape_of(kind);
   if (prefix == NULL || prefix[0] == '\0') prefix = RELAYQ_DEFAULT_PREFIX;
@@ -53,17 +65,22 @@ size_t relayq__key(char *dst, size_t cap, const char *prefix, int kind, const ch
   /* The autoreply key is a prefix the script completes: its separator
    * comes even without a sub. */
   if (kind == RELAYQ__KEY_AUTOREPLY && sub == NULL) sub = "";
-  int n;
-  /* snprintf gives exactly the contract of this function: the length it
-   * needs, and a NUL-terminated (possibly truncated) result. */
-  if (!sh.named) n = snprintf(dst, cap, "%s:%s", prefix, sh.part);
-  else if (sh.sub_sep == NULL || sub == NULL) n = snprintf(dst, cap, "%s:%s:%s", prefix, sh.part, name);
-  else n = snprintf(dst, cap, "%s:%s:%s%s%s", prefix, sh.part, name, sh.sub_sep, sub);
-  if (n < 0) {
-    if (cap > 0) dst[0] = '\0';
-    return 0;
+  size_t n = 0;
+  put(dst, cap, &n, prefix);
+  put(dst, cap, &n, ":");
+  put(dst, cap, &n, sh.part);
+  if (sh.named) {
+    put(dst, cap, &n, ":");
+    put(dst, cap, &n, name);
+    if (sh.sub_sep != NULL && sub != NULL) {
+      put(dst, cap, &n, sh.sub_sep);
+      put(dst, cap, &n, sub);
+    }
   }
-  return (size_t)n;
+  /* Always terminated when there is room for anything; the return value
+   * is the length needed, as snprintf's. */
+  if (cap > 0) dst[n < cap ? n : cap - 1] = '\0';
+  return n;
 }
 
 size_t relayq_key(char *dst, size_t cap, const char *prefix, enum relayq_key_kind kind, const char *name) {
