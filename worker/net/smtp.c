@@ -346,6 +346,9 @@ struct tx {
   char *password; /* or the OAuth2 access token when xoauth2 */
   size_t password_len;
   int xoauth2;
+  enum rq_smtp_until until; /* rq_smtp_check: where it stops; 0 for a send */
+  rq_smtp_step_cb step;     /* rq_smtp_check's observer, or NULL */
+  uint64_t t_loop_start;    /* loop time at rq_smtp_send/check */
   long connect_ms, response_ms;
   uint64_t deadline;  /* loop time (ms) when the whole transaction times out */
   uint64_t t_start;   /* uv_hrtime() when it got a connection; 0 before */
@@ -710,6 +713,17 @@ static struct tx *detach(struct sconn *sc) {
   return tx;
 }
 
+/* ---- a check's observer ---------------------------------------------------------------------- */
+
+static void tell(struct tx *tx, const struct rq_smtp_step *st) {
+  if (tx && tx->step) tx->step(st, tx->arg);
+}
+
+static void tell_cmd(struct tx *tx, const char *verb) {
+  const struct rq_smtp_step st = {.kind = RQ_SMTP_STEP_COMMAND, .verb = verb};
+  tell(tx, &st);
+}
+
 /* ---- the dialogue ------------------------------------------------------------------------------ */
 
 static void send_cmd(struct sconn *sc, int flags) {
@@ -728,7 +742,7 @@ static void send_line(struct sconn *sc, const char *line) {
 static void tx_begin(struct sconn *sc) {
   struct tx *tx = sc->tx;
   sc->state = S_MAIL;
-  tx->pipelined = sc->caps.pipelining;
+  tx->pipelined = sc->caps.pipelining && !tx->until; /* a check reads each reply before the next */
   tx->rcpt_sent = tx->rcpt_replied = 0;
   rq_buf_reset(&sc->out);
   if (tx->body)
@@ -743,6 +757,7 @@ static void tx_begin(struct sconn *sc) {
     tx->rcpt_sent = tx->n_rcpts;
   }
   send_cmd(sc, 0);
+  tell_cmd(tx, "MAIL");
   arm(sc, tx->response_ms);
 }
 
@@ -870,12 +885,17 @@ static void send_ehlo(struct sconn *sc, int helo) {
   rq_buf_reset(&sc->out);
   rq_buf_printf(&sc->out, "%s %s\r\n", helo ? "HELO" : "EHLO", sc->pool->helo);
   send_cmd(sc, 0);
+  tell_cmd(sc->tx, helo ? "HELO" : "EHLO");
   story_enter(&sc->tx->st, RQ_STAGE_EHLO);
   sc->state = helo ? S_HELO : S_EHLO;
   arm(sc, response_ms(sc));
 }
 
 static void ready(struct sconn *sc) {
+  if (sc->tx->until == RQ_SMTP_UNTIL_AUTH) { /* a check of the session: done */
+    complete(sc, AFTER_QUIT, 0);
+    return;
+  }
   tx_begin(sc);
 }
 
@@ -965,6 +985,7 @@ static void auth_or_ready(struct sconn *sc) {
     return;
   }
   send_cmd(sc, RQ_CONN_WRITE_SECRET);
+  tell_cmd(tx, "AUTH");
   story_enter(&tx->st, RQ_STAGE_AUTH);
   sc->state = S_AUTH;
   arm(sc, tx->response_ms);
@@ -977,6 +998,7 @@ static void after_ehlo(struct sconn *sc) {
       (sec == RQ_SMTP_STARTTLS_REQUIRED || sec == RQ_SMTP_STARTTLS_TRY || sec == RQ_SMTP_STARTTLS_TRY_INSECURE) &&
       sc->caps.starttls) {
     send_line(sc, "STARTTLS\r\n");
+    tell_cmd(tx, "STARTTLS");
     story_enter(&tx->st, RQ_STAGE_STARTTLS);
     sc->state = S_STARTTLS;
     arm(sc, tx->response_ms);
@@ -1148,6 +1170,7 @@ static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len
       rq_buf_reset(&sc->out);
       rq_smtp_cmd_rcpt(&sc->out, tx->rcpts[tx->rcpt_sent++]);
       send_cmd(sc, 0);
+      tell_cmd(tx, "RCPT");
     }
     arm(sc, tx->response_ms);
     return;
@@ -1165,8 +1188,14 @@ static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len
         rq_buf_reset(&sc->out);
         rq_smtp_cmd_rcpt(&sc->out, tx->rcpts[tx->rcpt_sent++]);
         send_cmd(sc, 0);
+        tell_cmd(tx, "RCPT");
       }
       arm(sc, tx->response_ms);
+      return;
+    }
+    if (tx->until) { /* a check: the envelope is answered, and DATA is never sent */
+      if (tx->st.accepted < (int)tx->n_rcpts) tx_fail_reply(tx, RQ_SMTP_ERR_REJECTED, "The server refused a recipient");
+      complete(sc, AFTER_QUIT, 0);
       return;
     }
     if (tx->st.accepted == 0) {
@@ -1229,6 +1258,10 @@ static void pump_body(struct sconn *sc) {
 }
 
 static void on_reply(struct sconn *sc, int code, const char *raw, size_t len) {
+  if (sc->tx && sc->tx->step) {
+    const struct rq_smtp_step st = {.kind = RQ_SMTP_STEP_REPLY, .code = code, .raw = raw, .len = len};
+    tell(sc->tx, &st);
+  }
   switch (sc->state) {
   case S_BANNER:
   case S_EHLO:
@@ -1334,6 +1367,12 @@ static void on_error(struct sconn *sc, int err, const char *msg) {
 static void on_connected(struct sconn *sc) {
   struct tx *tx = sc->tx;
   if (!tx) return;
+  if (tx->step) {
+    uint64_t resolved = rq_smtp_conn_resolved_at(sc->io);
+    struct rq_smtp_step st = {.kind = RQ_SMTP_STEP_CONNECTED, .peer = rq_smtp_conn_peer(sc->io), .dns_ms = -1};
+    if (resolved) st.dns_ms = (double)(resolved - tx->t_loop_start);
+    tell(tx, &st);
+  }
   if (sc->pool->security == RQ_SMTP_IMPLICIT_TLS) {
     sc->state = S_TLS;
     story_stage(&tx->st, RQ_STAGE_TLS);
@@ -1350,6 +1389,12 @@ static void on_connected(struct sconn *sc) {
 static void on_tls_ready(struct sconn *sc) {
   struct tx *tx = sc->tx;
   sc->tls = 1;
+  if (tx && tx->step) {
+    char tls[160];
+    struct rq_smtp_step st = {.kind = RQ_SMTP_STEP_TLS, .tls = tls, .cert = rq_smtp_conn_peer_cert(sc->io)};
+    st.verify = rq_smtp_conn_tls_describe(sc->io, tls, sizeof tls);
+    tell(tx, &st);
+  }
   if (sc->state == S_TLS) {
     sc->state = S_BANNER;
     story_stage(&tx->st, RQ_STAGE_BANNER);
@@ -1581,11 +1626,17 @@ static long or_default(long v, long def) {
   return v > 0 ? v : def;
 }
 
+/* A check (rq_smtp_check) when until is not 0: then there may be no
+ * recipient (UNTIL_AUTH) and no message. */
 static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
                  const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len,
-                 const struct rq_msg *body, rq_smtp_cb cb, void *arg) {
-  if (!cb || !valid_target(t) || !rq_smtp_address_ok(mail_from, 1) || n_rcpts == 0 || !rcpts || (!msg && !body && len > 0))
+                 const struct rq_msg *body, enum rq_smtp_until until, rq_smtp_step_cb step, rq_smtp_cb cb,
+                 void *arg) {
+  int no_envelope = until == RQ_SMTP_UNTIL_AUTH;
+  if (!cb || !valid_target(t) || !rq_smtp_address_ok(mail_from, 1) ||
+      (!no_envelope && (n_rcpts == 0 || !rcpts)) || (!msg && !body && len > 0))
     return RQ_SMTP_EINVAL;
+  if (no_envelope) n_rcpts = 0;
   size_t strings = strlen(mail_from) + 1;
   for (size_t i = 0; i < n_rcpts; i++) {
     if (!rq_smtp_address_ok(rcpts[i], 0)) return RQ_SMTP_EINVAL;
@@ -1617,6 +1668,10 @@ static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
     tx->password_len = pwlen;
   }
   tx->xoauth2 = user && t->xoauth2;
+  tx->until = until;
+  tx->step = step;
+  tx->force_new = until != 0; /* a check tests setting up a connection, never a pooled one */
+  tx->t_loop_start = uv_now(s->loop);
   tx->connect_ms = or_default(t->connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
   tx->response_ms = or_default(t->response_timeout_ms, DEFAULT_RESPONSE_TIMEOUT_MS);
   tx->deadline = uv_now(s->loop) + (uint64_t)or_default(t->timeout_ms, DEFAULT_TIMEOUT_MS);
@@ -1651,14 +1706,21 @@ static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
 int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
                  const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len, rq_smtp_cb cb,
                  void *arg) {
-  return start(s, t, mail_from, rcpts, n_rcpts, msg, len, NULL, cb, arg);
+  return start(s, t, mail_from, rcpts, n_rcpts, msg, len, NULL, 0, NULL, cb, arg);
 }
 
 int rq_smtp_send_msg(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
                      const char *const *rcpts, size_t n_rcpts, const struct rq_msg *m, rq_smtp_cb cb,
                      void *arg) {
   if (!m) return RQ_SMTP_EINVAL;
-  return start(s, t, mail_from, rcpts, n_rcpts, NULL, m->len, m, cb, arg);
+  return start(s, t, mail_from, rcpts, n_rcpts, NULL, m->len, m, 0, NULL, cb, arg);
+}
+
+int rq_smtp_check(struct rq_smtp *s, const struct rq_smtp_target *t, enum rq_smtp_until until,
+                  const char *mail_from, const char *const *rcpts, size_t n_rcpts, rq_smtp_step_cb step,
+                  rq_smtp_cb cb, void *arg) {
+  if (until != RQ_SMTP_UNTIL_AUTH && until != RQ_SMTP_UNTIL_RCPT) return RQ_SMTP_EINVAL;
+  return start(s, t, mail_from ? mail_from : "", rcpts, n_rcpts, NULL, 0, NULL, until, step, cb, arg);
 }
 
 static void free_transport(struct rq_smtp *s) {
