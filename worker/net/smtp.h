@@ -180,8 +180,9 @@ struct rq_class;
 /* The transport on loop, with a connection pool. */
 struct rq_smtp *rq_smtp_new_loop(uv_loop_t *loop);
 
-/* For one-shot callers of the libcurl era (`relayq tenant test`): runs on
- * curl's loop (curl is not used otherwise) and keeps no idle connection,
+/* For one-shot callers that share curl's loop (`relayq tenant test`, which
+ * may send through Mailgun instead): runs on that loop (curl itself is not
+ * used) and keeps no idle connection,
  * so once the loop has run dry nothing of the transport is left on it and
  * rq_smtp_free frees at once. Prefer rq_smtp_new_loop + rq_smtp_close. */
 struct rq_smtp *rq_smtp_new(struct rq_curl *curl);
@@ -301,8 +302,7 @@ void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class 
  * (RQ_SMTP_DIALOG_OUT) and server bytes (RQ_SMTP_DIALOG_IN) and read the
  * result's dialogue fields (stage, code, enhanced, reply, rcpts, accepted,
  * data_code; rcpts points into d). The transport records each
- * transaction with the same code. The type values are those of libcurl's
- * CURLINFO_HEADER_IN/OUT, which tests of the libcurl era used. */
+ * transaction with the same code. */
 #define RQ_SMTP_DIALOG_IN 1
 #define RQ_SMTP_DIALOG_OUT 2
 struct rq_smtp_dialog;
