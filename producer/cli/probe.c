@@ -281,11 +281,16 @@ static enum where explain_transport(struct rq_probe_report *r, CURLcode rc, cons
     set_error(r, "TLS: cannot read the CA file (--ca-file or RELAYQ_CA_FILE): %s",
               errbuf[0] ? errbuf : curl_easy_strerror(rc));
     return W_TLS;
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    r->category = "tls";
+    set_error(r, "TLS: the key of %s is not the one in smtp_tls_pin (the server's key changed?): if the new key "
+                 "is right, relayq tenant trust stores it",
+              hp);
+    return W_TLS;
   case CURLE_SSL_CONNECT_ERROR:
   case CURLE_SSL_CERTPROBLEM:
   case CURLE_SSL_CIPHER:
   case CURLE_SSL_ISSUER_ERROR:
-  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
   case CURLE_SSL_INVALIDCERTSTATUS:
     r->category = "tls";
     if (strstr(errbuf, "wrong version number") || strstr(errbuf, "packet length too long") ||
@@ -342,9 +347,17 @@ static void read_cert(X509 *cert, struct rq_probe_report *r, long *days) {
   r->have_cert = r->cert_subject[0] != '\0';
 }
 
+static int pinned(const struct rq_probe_smtp *o) {
+  return o->tls_pin && o->tls_pin[0];
+}
+
 static void cert_verdict(const struct trace *t, const struct rq_probe_smtp *o, long days, struct rq_probe_report *r) {
   if (!r->have_cert) return;
-  if (o->tls_verify)
+  if (pinned(o) && r->ok)
+    snprintf(r->cert_verify, sizeof r->cert_verify, "trusted by its key (smtp_tls_pin)");
+  else if (pinned(o))
+    snprintf(r->cert_verify, sizeof r->cert_verify, "not the key in smtp_tls_pin");
+  else if (o->tls_verify)
     snprintf(r->cert_verify, sizeof r->cert_verify, "verified");
   else if (t->verify_problem[0] && strncmp(t->verify_problem, "ok", 2) != 0)
     snprintf(r->cert_verify, sizeof r->cert_verify, "not checked (smtp_tls_verify=0); it would fail: %s",
@@ -601,6 +614,7 @@ static int run_check(const struct rq_probe_smtp *o, long timeout_ms, struct chec
       .response_timeout_ms = timeout_ms,
       .timeout_ms = timeout_ms,
       .netpolicy = o->netpolicy,
+      .tls_pin = o->tls_pin, /* then the key is the trust anchor, as in the worker */
   };
   const char *rcpts[1] = {o->rcpt};
   int rcpt = o->rcpt && o->rcpt[0];
@@ -674,6 +688,10 @@ static enum where check_failure(struct rq_probe_report *r, const struct rq_probe
     if (c->err == RQ_SMTP_ERR_TLS_CERT) {
       rq_probe_explain_cert(m, o->host, r->error, sizeof r->error);
       r->ok = 0;
+    } else if (c->err == RQ_SMTP_ERR_TLS_PIN) {
+      set_error(r, "TLS: the key of %s is not the one in smtp_tls_pin (the server's key changed?): if the new key "
+                   "is right, relayq tenant trust stores it",
+                hp);
     } else if (o->security == RQ_SEC_TLS && c->err == RQ_SMTP_ERR_TLS_MISMATCH) {
       set_error(r, "TLS: the handshake with %s failed: the server does not speak TLS there (%s); for a port that "
                    "starts in plain text (587, 25) use smtp_security=starttls",
