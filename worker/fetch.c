@@ -26,11 +26,27 @@
 
 static void start_fetch(struct rq_engine *eng);
 
-static struct rq_jobctx *take(struct rq_engine *eng, const char *payload, size_t len, int queue_idx) {
+/* The payload of a string reply, taken over rather than copied (a 10 MB
+ * job would otherwise exist twice until the reply is freed): hiredis
+ * allocates reply strings with malloc (its default allocator, which the
+ * worker does not change) and its freeReplyObject frees a NULL str
+ * happily, so the reply gives the string up and we free() it. */
+static char *steal_str(redisReply *p, size_t *len) {
+  if (p == NULL || p->type != REDIS_REPLY_STRING || p->str == NULL) {
+    *len = 0;
+    return rq_xmemdup("", 1);
+  }
+  char *s = p->str;
+  *len = p->len;
+  p->str = NULL;
+  p->len = 0;
+  return s;
+}
+
+static struct rq_jobctx *take(struct rq_engine *eng, redisReply *reply, int queue_idx) {
   struct rq_jobctx *jc = rq_xcalloc(1, sizeof *jc);
   jc->eng = eng;
-  jc->payload = rq_xmemdup(payload, len);
-  jc->payload_len = len;
+  jc->payload = steal_str(reply, &jc->payload_len);
   jc->queue_idx = queue_idx;
   rq_msg_init(&jc->msg);
   jc->next = eng->jobs;
@@ -62,7 +78,7 @@ static void on_blmove(redisAsyncContext *ac, void *r, void *priv) {
   if (reply && reply->type == REDIS_REPLY_STRING) {
     /* The job is in inflight even if we are stopping: deliver it (or hand
      * it back) like any other. */
-    struct rq_jobctx *jc = take(eng, reply->str, reply->len, qi);
+    struct rq_jobctx *jc = take(eng, reply, qi);
     rq_metrics_fetched(eng, 1);
     rq_delivery_start(jc);
   } else if (reply && reply->type == REDIS_REPLY_ERROR) {
@@ -141,7 +157,7 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
     redisReply *p = jobs->element[i];
     int q = i < qidx->elements && qidx->element[i]->type == REDIS_REPLY_INTEGER ? (int)qidx->element[i]->integer - 1 : 0;
     if (q < 0 || (size_t)q >= eng->cfg->n_queues) q = 0;
-    taken[i] = take(eng, p->type == REDIS_REPLY_STRING ? p->str : "", p->type == REDIS_REPLY_STRING ? p->len : 0, q);
+    taken[i] = take(eng, p, q);
   }
   eng->fetch_rr++;
   eng->fetch_active = 1;

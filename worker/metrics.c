@@ -24,6 +24,7 @@
  */
 #include "metrics.h"
 #include "redis_health.h"
+#include "tenants.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -408,6 +409,21 @@ static void render(struct rq_metrics *m, struct rq_buf *b) {
   family(b, "relayq_fetch_batch_size", "histogram", "Jobs returned by one fetch call.");
   put_hist(b, "relayq_fetch_batch_size", NULL, NULL, &m->batch, BATCH_BOUNDS,
            sizeof BATCH_BOUNDS / sizeof BATCH_BOUNDS[0]);
+
+  struct rq_tenant_cache_stats tc;
+  rq_tenants_stats(m->eng, &tc);
+  family(b, "relayq_tenant_cache_lookups_total", "counter",
+         "Tenant settings lookups: hit (served from the cache, or joined a read in flight) or miss (read "
+         "from Redis).");
+  sample_u64(b, "relayq_tenant_cache_lookups_total", "result", "hit", NULL, NULL, tc.hits);
+  sample_u64(b, "relayq_tenant_cache_lookups_total", "result", "miss", NULL, NULL, tc.misses);
+  family(b, "relayq_tenant_cache_evictions_total", "counter",
+         "Tenant settings dropped from the cache: evicted (the least recently used, to stay within "
+         "--tenant-cache-max) or expired (older than --tenant-cache-ms).");
+  sample_u64(b, "relayq_tenant_cache_evictions_total", "reason", "evicted", NULL, NULL, tc.evictions);
+  sample_u64(b, "relayq_tenant_cache_evictions_total", "reason", "expired", NULL, NULL, tc.expired);
+  family(b, "relayq_tenant_cache_entries", "gauge", "Tenants whose settings the cache holds now.");
+  sample_u64(b, "relayq_tenant_cache_entries", NULL, NULL, NULL, NULL, tc.entries);
 
   family(b, "relayq_tenant_jobs_total", "counter",
          "Final states per tenant, for the first RELAYQ_METRICS_TENANTS tenants seen; the rest are "

@@ -127,6 +127,7 @@ static int load_target(struct target *tg, const char *url) {
   t->security = strcmp(sec, "tls") == 0        ? RQ_SMTP_IMPLICIT_TLS
                 : strcmp(sec, "required") == 0 ? RQ_SMTP_STARTTLS_REQUIRED
                 : strcmp(sec, "plain") == 0    ? RQ_SMTP_PLAIN
+                : strcmp(sec, "insecure") == 0 ? RQ_SMTP_STARTTLS_TRY_INSECURE
                                                : RQ_SMTP_STARTTLS_TRY;
   t->user = env("RELAYQ_TEST_SMTP_USER", NULL);
   t->password = env("RELAYQ_TEST_SMTP_PASSWORD", NULL);
