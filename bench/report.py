@@ -737,8 +737,9 @@ def cmd_table(a):
         print_figures(f)
         print()
     # A compact cross-run view of the headline numbers.
-    head = ["profile", "k", "enqueue_rate", "drain_rate", "smtp_ceiling", "drain_fraction_of_ceiling",
-            "cpu_s_per_1000", "peak_rss_mb", "redis_cmds_per_msg_top", "redis_cmds_per_msg_total", "noise"]
+    head = ["profile", "k", "enqueue_rate", "enqueue_one_rate", "drain_rate", "smtp_ceiling",
+            "drain_fraction_of_ceiling", "cpu_s_per_1000", "peak_rss_mb", "redis_cmds_per_msg_top",
+            "redis_cmds_per_msg_total", "noise"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for f in runs:

@@ -100,7 +100,7 @@ if [ "$MODE" = suite ]; then
   OUT=${OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}
   mkdir -p "$OUT"
   runs=(
-    "small-k1|--profile small -k 1"
+    "small-k1|--profile small -k 1 --rounds 3"
     "small-k2|--profile small -k 2"
     "large-k1|--profile large -k 1"
     "tenants-k1|--profile tenants -k 1"
