@@ -640,7 +640,7 @@ def fmt(v):
 
 
 ROWS = [
-    ("enqueue_rate", "enqueue rate, jobs/s (relayq_enqueue_many, batched: 1,000 jobs per call)"),
+    ("enqueue_rate", "enqueue rate, jobs/s (relayq_enqueue_many, batched: up to 1,000 jobs per call)"),
     ("enqueue_one_rate", "enqueue rate, jobs/s (relayq_enqueue, one job and one round trip per call)"),
     ("enqueue_cpu_per_1000", "enqueue CPU s per 1,000 jobs"),
     ("payload_bytes", "payload per job, bytes (msgpack)"),
