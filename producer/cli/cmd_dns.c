@@ -318,7 +318,8 @@ static void check_spf(struct dnsctx *d, const struct opts *o, struct check *c) {
     c->result_ip[c->n_results] = o->ip_text[i];
     c->results[c->n_results++] = spf_result_name(r);
     if (r == SPF_PASS) {
-      snprintf(passed + strlen(passed), sizeof passed - strlen(passed), "; authorises %s", o->ip_text[i]);
+      snprintf(passed + strlen(passed), sizeof passed - strlen(passed), "; authorises %s (SPF result pass)",
+               o->ip_text[i]);
       continue;
     }
     if (r == SPF_TEMPERROR) {
