@@ -18,7 +18,8 @@
 # Usage: bench/run.sh [--profile small|large|tenants] [-n N] [-k K]
 #          [--concurrency C] [--fetch-batch B] [--log-level L]
 #          [--latency-rate R | --no-latency] [--latency-seconds S]
-#          [--no-ceiling] [--ceiling-sessions S] [--rounds R] [--perf] [--no-slowlog]
+#          [--no-ceiling] [--ceiling-sessions S] [--rounds R] [--no-enqueue-one]
+#          [--perf] [--no-slowlog]
 #          [--out DIR] [--timeout S]
 #        bench/run.sh --callgrind [--callgrind-n N] [...]
 #        bench/run.sh --backlog N [--backlog-seconds S] [--concurrency C]
@@ -40,7 +41,7 @@ ARGS_AS_GIVEN="$*"
 # ---- options -------------------------------------------------------------------
 PROFILE=small N="" K=1 CONCURRENCY=256 FETCH_BATCH="" LOG_LEVEL=info
 LATENCY=1 LATENCY_RATE="" LATENCY_SECONDS=10
-CEILING=1 CEILING_SESSIONS=20 ROUNDS=2 PERF=0 SLOWLOG=1
+CEILING=1 CEILING_SESSIONS=20 ROUNDS=2 PERF=0 SLOWLOG=1 ENQ_ONE=1
 MODE=throughput CALLGRIND_N=500 BACKLOG=0 BACKLOG_SECONDS=60
 OUT="" TIMEOUT=900 TIMEOUT_SET=0
 ATTACH_BYTES="" TENANTS="" WORKER_ARGS=()
@@ -66,6 +67,7 @@ while [ $# -gt 0 ]; do
     --no-ceiling) CEILING=0; shift ;;
     --ceiling-sessions) need_val "$@"; CEILING_SESSIONS=$2; shift 2 ;;
     --rounds) need_val "$@"; ROUNDS=$2; shift 2 ;;
+    --no-enqueue-one) ENQ_ONE=0; shift ;;
     --perf) PERF=1; shift ;;
     --no-slowlog) SLOWLOG=0; shift ;;
     --callgrind) MODE=callgrind; shift ;;
@@ -433,13 +435,15 @@ throughput() {
 
   # The per-job producer call, one round trip per job, into a queue no
   # worker reads (removed afterwards).
-  local n1=$((N < 20000 ? N : 20000))
-  say "enqueueing $n1 jobs with relayq_enqueue (one per call)"
-  ENQ_EXTRA=(--api one --queue bench-one)
-  enqueue "$RES/enqueue-one.json" "o-" "$n1"
-  ENQ_EXTRA=()
-  say "$(json "$RES/enqueue-one.json" '"enqueued %d in %.2f s: %.0f jobs/s, one per call" % (d["n"], d["seconds"], d["rate"])')"
-  "$PY" -c "import redis; redis.Redis.from_url('$REDIS_URL').delete('relayq:queue:bench-one')"
+  if [ "$ENQ_ONE" = 1 ]; then
+    local n1=$((N < 20000 ? N : 20000))
+    say "enqueueing $n1 jobs with relayq_enqueue (one per call)"
+    ENQ_EXTRA=(--api one --queue bench-one)
+    enqueue "$RES/enqueue-one.json" "o-" "$n1"
+    ENQ_EXTRA=()
+    say "$(json "$RES/enqueue-one.json" '"enqueued %d in %.2f s: %.0f jobs/s, one per call" % (d["n"], d["seconds"], d["rate"])')"
+    "$PY" -c "import redis; redis.Redis.from_url('$REDIS_URL').delete('relayq:queue:bench-one')"
+  fi
 
   if [ "$LATENCY" = 1 ]; then
     local rate m
