@@ -77,7 +77,7 @@ while [ $# -gt 0 ]; do
     --suite) MODE=suite; shift ;;
     --out) need_val "$@"; OUT=$2; shift 2 ;;
     --timeout) need_val "$@"; TIMEOUT=$2; TIMEOUT_SET=1; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) die "unknown option $1 (see bench/README.md)" ;;
   esac
 done
