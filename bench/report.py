@@ -592,7 +592,8 @@ def rounds(d, f):
     is watch.json / statuses.json / ceiling.json, round k watch-rK.json and
     so on. Sets the headline drain_rate, smtp_ceiling and their ratio to the
     medians, with every round's value and the range."""
-    drains, ceilings, ratios, sink = [], [], [], []
+    drains, ceilings, ratios, sink, noise = [], [], [], [], []
+    cpus = (load(os.path.join(d, "config.json"), {}) or {}).get("host_cpus") or os.cpu_count()
     for k in range(1, 100):
         sfx = "" if k == 1 else f"-r{k}"
         w = load(os.path.join(d, f"watch{sfx}.json"))
@@ -602,6 +603,9 @@ def rounds(d, f):
         delivered = sum(st["states"].get(x, 0) for x in ("sent", "partial"))
         window = st["last_final_ms"] / 1000 - w["t_first_fetch"]
         drain = delivered / window if window > 0 else None
+        m = w.get("machine") or {}
+        if m.get("wall_s"):
+            noise.append((m["steal_s"] + m["other_processes_s"]) / (cpus * m["wall_s"]))
         drains.append(drain)
         ceil = load(os.path.join(d, f"ceiling{sfx}.json"))
         ceilings.append(ceil["rate"] if ceil else None)
@@ -612,6 +616,8 @@ def rounds(d, f):
     if len(drains) < 2:
         return
     f["rounds"] = len(drains)
+    if noise:
+        f["noise_rounds"] = spread(noise, 2)
     f["drain_rate_rounds"] = spread(drains)
     f["drain_rate"] = f["drain_rate_rounds"]["median"]
     if any(c is not None for c in ceilings):
@@ -653,6 +659,7 @@ ROWS = [
     ("drain_rate_rounds", "drain rate per round (A), msg/s"),
     ("smtp_ceiling_rounds", "SMTP ceiling per round (B, right after each A), msg/s"),
     ("drain_ceiling_ratio_rounds", "drain / ceiling per round"),
+    ("noise_rounds", "machine noise per drain round (share of CPU others took)"),
     ("sink_check", "delivered = sink's own count = N"),
     ("smtp_bytes_per_message", "bytes the sink read per message (SMTP dialogue + message)"),
     ("cpu_s_per_1000", "worker CPU s per 1,000 messages (utime+stime, all workers)"),
