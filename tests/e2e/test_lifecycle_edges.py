@@ -61,11 +61,12 @@ def test_redis_outage_holds_the_status_write_and_replays_it():
     """Redis stops while the SMTP server holds DATA; the transaction
     completes during the outage; after Redis is back the held FINISH is
     replayed: status sent, delivered once, queue and inflight empty."""
-    with RedisServer(appendonly=True) as r, SmtpServer(delay=2.0) as smtp, \
+    with RedisServer(appendonly=True) as r, SmtpServer(delay=3.0) as smtp, \
             Worker(r, platform_smtp=smtp, args=ARGS) as w:
         push_job(r, job("held"))
         wait_for(lambda: smtp.data_attempts() >= 1, timeout=10, what="DATA under way")
         r.stop()
+        assert smtp.messages_count() == 0, "the transaction ended before the outage began"
         # The transaction ends while Redis is away.
         smtp.wait_messages(1, timeout=10)
         wait_for(lambda: "lost" in w.log_text(), timeout=10, what="the worker noticing the outage")
