@@ -285,6 +285,10 @@ static void check_spf(struct dnsctx *d, const struct opts *o, struct check *c) {
   /* A record that does not parse needs a person: any record we built
    * from it would carry the same error. */
   int broken = t->n_records == 1 && t->root == NULL;
+  if (broken)
+    add(c, "receivers answer permerror for the whole record: correct that term (or remove it) and publish the "
+           "record at %s again",
+        o->domain);
   if (t->plus_all) {
     int at_top = 0;
     for (size_t i = 0; t->root && i < t->root->n; i++)
