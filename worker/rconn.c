@@ -450,7 +450,7 @@ int rq_rconn_cmdf(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, cons
 void rq_rconn_drop(struct rq_rconn *rc) {
   if (!linked(rc)) return;
   link_close(rc);
-  on_lost(rc, NULL);
+  on_lost(rc, rc->error[0] ? NULL : "dropped to reconnect");
 }
 
 static void on_handle_closed(uv_handle_t *h) {
