@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <relayq/relayq.h>
 
@@ -25,13 +27,17 @@
 #include "classify.h"
 #include "curlfail.h"
 #include "engine.h"
+#include "keys.h"
 #include "log.h"
 #include "mailgun.h"
 #include "metrics.h"
 #include "mime.h"
+#include "oauth.h"
 #include "redis_health.h"
-#include "dkim.h"
+#include "dkim_job.h"
+#include "message.h"
 #include "route.h"
+#include "lines.h"
 #include "smtp.h"
 #include "tenants.h"
 #include "util.h"
@@ -39,8 +45,14 @@
 #define MAX_RCPT_FIELDS 100 /* rcpt.ADDR fields written per job */
 
 static void send_next(struct rq_jobctx *jc);
+static void token_refused(struct rq_jobctx *jc, const struct rq_smtp_result *res);
+static const struct rq_rates *route_rates(const struct rq_jobctx *jc);
 
 void rq_job_free(struct rq_jobctx *jc) {
+  if (jc->oauth_token) {
+    OPENSSL_cleanse(jc->oauth_token, strlen(jc->oauth_token));
+    free(jc->oauth_token);
+  }
   if (jc->tenant) rq_tenants_release(jc->eng, jc->tenant);
   relayq_job_free(jc->job);
   for (size_t i = 0; i < jc->n_rcpts; i++) free(jc->rcpts[i].addr);
@@ -276,7 +288,8 @@ static void conclude(struct rq_jobctx *jc) {
   }
   if (temp == 0 && todo > 0) {
     /* Only the quota stopped us: not an attempt's failure. */
-    park(jc, "deferred", now + 1000, 1, "quota", "The tenant's hourly quota is used up; the rest waits for a free slot.");
+    park(jc, "deferred", now + 1000, 1, "quota",
+         "The tenant's hourly_quota or rate_limits are used up; the rest waits for a free slot.");
     return;
   }
   if (jc->job->expires_at && now >= jc->job->expires_at) {
@@ -307,32 +320,8 @@ static void conclude(struct rq_jobctx *jc) {
   park(jc, "retry", due, 1, rq_errcat_name(c->error), c->detail);
 }
 
-/* ---- circuit breaker ------------------------------------------------------------ */
-
-/* Publishes a breaker change to P:breaker:TENANT (fields per route), so a
- * dashboard can tell the tenant to fix its settings. Fire and forget. */
-static void publish_breaker(struct rq_jobctx *jc, const struct rq_breaker *b) {
-  struct rq_engine *eng = jc->eng;
-  char key[400], f_state[200], f_reason[200], f_until[200], until[24], now_s[24];
-  const char *route = jc->route.name ? jc->route.name : "platform";
-  snprintf(key, sizeof key, "%s:breaker:%s", eng->cfg->prefix, jc->job->tenant);
-  snprintf(f_state, sizeof f_state, "%s.state", route);
-  snprintf(f_reason, sizeof f_reason, "%s.reason", route);
-  snprintf(f_until, sizeof f_until, "%s.until", route);
-  rq_fmt_i64(until, sizeof until, b->state == RQ_BREAKER_OPEN ? b->open_until : 0);
-  rq_fmt_i64(now_s, sizeof now_s, relayq_now_ms());
-  const char *argv[] = {"HSET", key, f_state, rq_breaker_state_name(b->state), f_reason,
-                        b->state == RQ_BREAKER_CLOSED ? "" : rq_errcat_name(b->reason), f_until, until,
-                        "updated_at", now_s};
-  rq_rconn_cmd(eng->cmd, NULL, NULL, 10, argv, NULL);
-  RQ_LOG_FIELDS(b->state == RQ_BREAKER_OPEN ? RQ_LOG_WARN : RQ_LOG_INFO, "circuit breaker", {"tenant", jc->job->tenant},
-                {"route", route}, {"state", rq_breaker_state_name(b->state)},
-                {"reason", b->state == RQ_BREAKER_CLOSED ? NULL : rq_errcat_name(b->reason)});
-}
-
-static void breaker_record(struct rq_jobctx *jc, const struct rq_class *c) {
-  struct rq_breaker_entry *e = rq_breaker_get(jc->eng->breakers, jc->route.conn_key);
-  if (rq_breaker_record(&e->b, c, relayq_now_ms())) publish_breaker(jc, &e->b);
+void rq_delivery_hold(struct rq_jobctx *jc, const char *state, int64_t due_ms, const char *error, const char *detail) {
+  park(jc, state, due_ms, 0, error, detail);
 }
 
 /* ---- transactions --------------------------------------------------------------- */
@@ -359,6 +348,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   }
   int too_many = 0, accepted_here = 0;
   jc->send_seconds += res->seconds;
+  token_refused(jc, res);
 
   /* Per-recipient replies first. */
   for (size_t i = 0; i < res->n_rcpts; i++) {
@@ -415,7 +405,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   struct rq_class health = {.verdict = RQ_OK};
   if (res->err != RQ_SMTP_ERR_OK && (res->stage < RQ_STAGE_MAIL || res->code == 421 || res->code == 0))
     rq_smtp_classify_failure(res, &health);
-  breaker_record(jc, &health);
+  rq_lines_outcome(jc, &health);
   if (too_many) {
     /* The server told us its cap: send the rest in smaller transactions
      * (and remember it for this job). Recipients it refused for that
@@ -449,7 +439,7 @@ static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
     snprintf(c.detail, sizeof c.detail, "%s", res->curl_error);
   } else if (res->status == 0) rq_curl_classify(res->curl_code, res->curl_error, RQ_STAGE_CONNECT, &c);
   else rq_classify_http(res->status, res->body, res->body_len, res->retry_after, relayq_now_ms(), &c);
-  breaker_record(jc, &c);
+  rq_lines_outcome(jc, &c);
   enum rq_rcpt_state st = c.verdict == RQ_OK ? RQ_RCPT_ACCEPTED : c.verdict == RQ_TEMP ? RQ_RCPT_TEMP : RQ_RCPT_REJECTED;
   for (size_t i = jc->chunk_first; i < jc->chunk_first + jc->chunk_n; i++) {
     jc->rcpts[i].state = st;
@@ -461,6 +451,49 @@ static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
     note_reply(jc, (int)res->status, "", res->status ? res->message : res->curl_error, &c);
   }
   send_next(jc);
+}
+
+/* ---- XOAUTH2 access tokens (oauth.c) ------------------------------------------------- */
+
+static int needs_token(const struct rq_jobctx *jc) {
+  return jc->route.gateway == RQ_GW_SMTP && jc->route.smtp_conf && jc->route.smtp_conf->xoauth2 && !jc->oauth_token;
+}
+
+static void token_need(const struct rq_jobctx *jc, struct rq_oauth_need *n) {
+  n->tenant = jc->job->tenant;
+  n->route = jc->route.named ? jc->route.name : NULL;
+  n->user = jc->route.user;
+  n->conf = &jc->route.smtp_conf->oauth;
+}
+
+/* A token for this attempt, or the attempt ends with why not: a refused
+ * grant is `auth` and trips the route's breaker at once. */
+static void on_token(const char *token, const struct rq_class *fail, void *arg) {
+  struct rq_jobctx *jc = arg;
+  if (token) {
+    jc->oauth_token = rq_xstrdup(token);
+    send_next(jc);
+    return;
+  }
+  note_reply(jc, 0, "", "", fail);
+  rq_lines_outcome(jc, fail);
+  for (size_t i = 0; i < jc->n_rcpts; i++)
+    if (jc->rcpts[i].state == RQ_RCPT_TODO) jc->rcpts[i].state = fail->verdict == RQ_PERM ? RQ_RCPT_REJECTED : RQ_RCPT_TEMP;
+  send_next(jc);
+}
+
+static void get_token(struct rq_jobctx *jc) {
+  struct rq_oauth_need n;
+  token_need(jc, &n);
+  rq_oauth_get(jc->eng, &n, on_token, jc);
+}
+
+/* The server refused our token: the next attempt asks for a new one. */
+static void token_refused(struct rq_jobctx *jc, const struct rq_smtp_result *res) {
+  if (!jc->oauth_token || res->err != RQ_SMTP_ERR_AUTH || res->code < 500) return;
+  struct rq_oauth_need n;
+  token_need(jc, &n);
+  rq_oauth_invalidate(jc->eng, &n, jc->oauth_token);
 }
 
 static int recipient_cap(const struct rq_jobctx *jc) {
@@ -485,19 +518,9 @@ static void send_next(struct rq_jobctx *jc) {
     conclude(jc); /* quota: remaining recipients stay TODO -> deferred */
     return;
   }
-  int64_t open_until = 0;
-  struct rq_breaker_entry *be = rq_breaker_get(jc->eng->breakers, jc->route.conn_key);
-  if (!rq_breaker_allow(&be->b, relayq_now_ms(), &open_until)) {
-    char detail[700];
-    snprintf(detail, sizeof detail,
-             "Not connecting to %s:%d until the cool-down ends: its last attempts failed (%s). %s",
-             jc->route.host ? jc->route.host : jc->route.name, jc->route.port, rq_errcat_name(be->b.reason),
-             be->b.reason == RQ_ERR_AUTH  ? "Check smtp_user and smtp_password (or the API key)."
-             : be->b.reason == RQ_ERR_TLS ? "Check the server's certificate or smtp_security / smtp_tls_verify."
-                                          : "Check that the server is reachable.");
-    /* Waiting for the breaker is not an attempt, unless this attempt
-     * already ran a transaction. */
-    park(jc, "retry", open_until, jc->transactions > 0, rq_errcat_name(be->b.reason), detail);
+  /* The breaker let this job through when its line admitted it (lines.c). */
+  if (needs_token(jc)) {
+    get_token(jc);
     return;
   }
   int cap = recipient_cap(jc);
@@ -531,7 +554,8 @@ static void send_next(struct rq_jobctx *jc) {
     rc = rq_mailgun_send(jc->eng->mailgun, &req, on_mailgun_done, jc);
   } else {
     struct rq_smtp_target t;
-    rq_route_smtp_target(&jc->route, jc->eng->cfg, &t);
+    rq_settings_smtp_target(jc->eng->cfg, &jc->route, &t);
+    if (jc->oauth_token) t.password = jc->oauth_token;
     rc = rq_smtp_send_msg(jc->eng->smtp, &t, jc->from_addr, list, n, &jc->msg, on_smtp_done, jc);
   }
   if (rc) {
@@ -589,10 +613,23 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
   }
   if (!strcmp(verdict, "quota")) {
     int64_t due = strtoll(arg, NULL, 10);
-    char detail[256];
-    snprintf(detail, sizeof detail,
-             "The tenant's quota of %ld messages per %llds is used up; the job waits for a free slot.",
-             jc->tenant->t ? jc->tenant->t->hourly_quota : 0L, (long long)jc->eng->cfg->quota_window_s);
+    char detail[400];
+    const char *which = reply->elements > 2 && reply->element[2]->type == REDIS_REPLY_STRING ? reply->element[2]->str : "";
+    const struct rq_rates *rates = route_rates(jc);
+    long idx = atol(which);
+    if (rates && idx >= 1 && (size_t)idx <= rates->n) {
+      char what[80], spec[40];
+      rq_rate_describe(&rates->r[idx - 1], what, sizeof what);
+      rq_rate_format(&rates->r[idx - 1], spec, sizeof spec);
+      int64_t wait_s = (due - relayq_now_ms() + 999) / 1000;
+      snprintf(detail, sizeof detail,
+               "The route's sending limit of %s (rate_limits %s) is reached; the job waits until it clears in %lld s.",
+               what, spec, (long long)(wait_s > 0 ? wait_s : 0));
+    } else {
+      snprintf(detail, sizeof detail,
+               "The tenant's quota of %ld messages per %llds is used up; the job waits for a free slot.",
+               jc->tenant->t ? jc->tenant->t->hourly_quota : 0L, (long long)jc->eng->cfg->quota_window_s);
+    }
     park(jc, "deferred", due, 0, "quota", detail);
     return;
   }
@@ -607,7 +644,9 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
   jc->claimed = 1;
   /* Without a quota every transaction may run; with one, each needs a
    * slot (a 452 split that needs more than claimed waits for the next). */
-  jc->slots = jc->tenant->t && jc->tenant->t->hourly_quota > 0 ? atoi(arg) : RELAYQ_MAX_RECIPIENTS + 1;
+  const struct rq_rates *rates = route_rates(jc);
+  jc->slots = (jc->tenant->t && jc->tenant->t->hourly_quota > 0) || (rates && rates->n) ? atoi(arg)
+                                                                                      : RELAYQ_MAX_RECIPIENTS + 1;
   char err[300];
   int built = build_message(jc, err, sizeof err);
   if (built) {
@@ -618,11 +657,39 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
   send_next(jc);
 }
 
+/* The rate_limits that apply to the job's route: a named route's own, else
+ * the tenant's (whatever its gateway). */
+static const struct rq_rates *route_rates(const struct rq_jobctx *jc) {
+  if (jc->route.smtp_conf) return &jc->route.smtp_conf->rates;
+  return jc->tenant->t ? &jc->tenant->t->smtp.rates : NULL;
+}
+
+/* CLAIM's rate_limits arguments (scripts.c): one window key per limit and
+ * ARGV[2] "HOURLY|todo|cap|count..."; returns the number of keys. */
+static size_t rate_args(const struct rq_jobctx *jc, const struct rq_rates *rates, long hourly, size_t todo, int cap,
+                        char *limit_s, size_t limit_cap, char keys[][700]) {
+  size_t n = rates ? rates->n : 0;
+  int w = snprintf(limit_s, limit_cap, "%ld", hourly);
+  if (n == 0) return 0;
+  w += snprintf(limit_s + w, limit_cap - (size_t)w, "|%zu|%d", todo, cap);
+  for (size_t i = 0; i < n && (size_t)w < limit_cap; i++) {
+    const struct rq_rate *r = &rates->r[i];
+    w += snprintf(limit_s + w, limit_cap - (size_t)w, "|%ld", r->count);
+    if (jc->route.named)
+      snprintf(keys[i], 700, "%s:rate:%s:route:%s:%lld:%c", jc->eng->cfg->prefix, jc->job->tenant, jc->route.name,
+               (long long)r->period_ms, r->rcpt ? 'r' : 'm');
+    else
+      snprintf(keys[i], 700, "%s:rate:%s:%lld:%c", jc->eng->cfg->prefix, jc->job->tenant, (long long)r->period_ms,
+               r->rcpt ? 'r' : 'm');
+  }
+  return n;
+}
+
 static void claim(struct rq_jobctx *jc) {
   struct rq_engine *eng = jc->eng;
   const struct rq_tenant *t = jc->tenant->t;
   const struct relayq_job *j = jc->job;
-  char status_key[300], quota_key[300] = "", auto_key[600] = "", now_s[24], limit_s[24], win_s[24], slots_s[16],
+  char status_key[300], quota_key[300] = "", auto_key[600] = "", now_s[24], limit_s[400], win_s[24], slots_s[16],
        member[300], arwin_s[24], nr_s[16], attempts_s[16], recips_s[16];
   int64_t now = relayq_now_ms();
   relayq_key(status_key, sizeof status_key, eng->cfg->prefix, RELAYQ_KEY_STATUS, j->id);
@@ -631,10 +698,12 @@ static void claim(struct rq_jobctx *jc) {
   int cap = recipient_cap(jc);
   size_t todo = (size_t)count_rcpts(jc, RQ_RCPT_TODO);
   int slots = (int)((todo + (size_t)cap - 1) / (size_t)cap);
+  const struct rq_rates *rates = route_rates(jc);
+  char rate_keys[RQ_RATE_MAX][700];
+  size_t n_rates = rate_args(jc, rates, limit, todo, cap, limit_s, sizeof limit_s, rate_keys);
   if (j->kind == RELAYQ_KIND_AUTO_REPLY)
-    snprintf(auto_key, sizeof auto_key, "%s:autoreply:%s:", eng->cfg->prefix, j->tenant);
+    relayq__key(auto_key, sizeof auto_key, eng->cfg->prefix, RELAYQ__KEY_AUTOREPLY, j->tenant, NULL);
   rq_fmt_i64(now_s, sizeof now_s, now);
-  rq_fmt_i64(limit_s, sizeof limit_s, limit);
   rq_fmt_i64(win_s, sizeof win_s, eng->cfg->quota_window_s * 1000);
   rq_fmt_i64(slots_s, sizeof slots_s, slots);
   snprintf(member, sizeof member, "%s:%d:%lld", j->id, jc->attempt, (long long)now);
@@ -650,26 +719,32 @@ static void claim(struct rq_jobctx *jc) {
                        eng->cfg->worker_id);
   char upd[24];
   rq_fmt_i64(upd, sizeof upd, now);
+  char nkeys_s[8];
+  rq_fmt_i64(nkeys_s, sizeof nkeys_s, 4 + (int64_t)n_rates);
   const char *fixed[] = {"EVALSHA",   eng->sha[RQ_SCRIPT_CLAIM],
-                         "4",         status_key,
+                         nkeys_s,     status_key,
                          eng->events_key, quota_key,
-                         auto_key,    now_s,
+                         auto_key};
+  const char *fixed2[] = {now_s,
                          limit_s,     win_s,
                          slots_s,     member,
                          ev.data,     arwin_s,
                          nr_s};
-  size_t nfixed = sizeof fixed / sizeof fixed[0];
+  size_t nfixed = sizeof fixed / sizeof fixed[0], nfixed2 = sizeof fixed2 / sizeof fixed2[0];
   const char *status_fields[] = {"state", "sending", "tenant", j->tenant, "attempts", attempts_s,
                                  "worker", eng->cfg->worker_id, "updated_at", upd, "route", jc->route.name,
                                  "recipients", recips_s, "message_id", jc->message_id, "next_attempt_at", "",
                                  "error", "", "detail", ""};
   size_t nsf = sizeof status_fields / sizeof status_fields[0];
   char pause_key[300] = "";
-  if (limit > 0) snprintf(pause_key, sizeof pause_key, "%s:tpause:%s", eng->cfg->prefix, j->tenant);
-  size_t argc = nfixed + nr + 1 + nsf;
+  if (limit > 0 || (n_rates && !jc->route.named))
+    relayq__key(pause_key, sizeof pause_key, eng->cfg->prefix, RELAYQ__KEY_TPAUSE, j->tenant, NULL);
+  size_t argc = nfixed + n_rates + nfixed2 + nr + 1 + nsf;
   const char **argv = rq_xmalloc(argc * sizeof *argv);
   size_t k = 0;
   for (size_t i = 0; i < nfixed; i++) argv[k++] = fixed[i];
+  for (size_t i = 0; i < n_rates; i++) argv[k++] = rate_keys[i];
+  for (size_t i = 0; i < nfixed2; i++) argv[k++] = fixed2[i];
   for (size_t i = 0; i < nr; i++) argv[k++] = jc->rcpts[i].addr;
   argv[k++] = pause_key;
   for (size_t i = 0; i < nsf; i++) argv[k++] = status_fields[i];
@@ -692,36 +767,18 @@ void rq_delivery_resume_waiting(struct rq_engine *eng) {
 /* ---- routing, sender, envelope ------------------------------------------------------ */
 
 static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
-  const struct relayq_job *j = jc->job;
-  if (j->raw) {
-    /* The sender rule rewrites the raw From header in place, so the raw
-     * message passes through one temporary buffer before it becomes the
-     * message's literal segment. */
-    struct rq_buf raw;
-    rq_buf_init(&raw);
-    rq_mime_raw(j->raw, j->raw_len, &raw);
-    rq_route_raw_from(jc->eng->cfg, jc->tenant->t, j, &jc->route, &raw); /* sender rule, then DKIM */
-    rq_mime_raw_msg((const unsigned char *)raw.data, raw.len, &jc->msg);
-    rq_buf_free(&raw);
-    return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
-  }
-  struct rq_sender s;
-  rq_route_sender(jc->eng->cfg, jc->tenant->t, j, &jc->route, &s);
-  const struct rq_tenant *t = jc->tenant->t;
-  struct rq_mime_input in = {
-      .job = j,
-      .from_addr = s.from_addr,
-      .from_name = s.from_name,
-      .reply_to = s.reply_to,
-      .signature_text = t ? t->signature_text : NULL,
-      .signature_html = t ? t->signature_html : NULL,
-      .logo_url = t ? t->logo_url : NULL,
+  const struct rq_message_input in = {
+      .settings = &jc->eng->routing,
+      .tenant = jc->tenant->t,
+      .job = jc->job,
+      .route = &jc->route,
       .message_id = jc->message_id,
       .date_ms = jc->created_ms, /* origination time: a retry sends identical bytes */
+      .now_s = (int64_t)time(NULL),
+      .dkim_key = rq_dkim_job_key,
+      .dkim_arg = jc,
   };
-  if (rq_mime_build_msg(&in, &jc->msg, err, errlen)) return -1;
-  /* A signing failure is the tenant's settings (its key), not the job. */
-  return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
+  return rq_message_build(&in, &jc->msg, err, errlen);
 }
 
 /* Envelope: the pending recipients of a retry, else to+cc+bcc, as bare
@@ -768,7 +825,7 @@ static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
     return;
   }
   const char *error = NULL;
-  int r = rq_route_resolve(jc->eng->cfg, &jc->eng->platform, e->t, jc->job, &jc->route, &error, err, sizeof err);
+  int r = rq_route_resolve(&jc->eng->routing, e->t, jc->job, &jc->route, &error, err, sizeof err);
   if (r < 0) {
     fail(jc, error, err);
     return;
@@ -781,15 +838,17 @@ static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
     return;
   }
   struct rq_sender s;
-  rq_route_sender(jc->eng->cfg, e->t, jc->job, &jc->route, &s);
+  rq_route_sender(&jc->eng->routing, e->t, jc->job, &jc->route, &s);
   snprintf(jc->from_addr, sizeof jc->from_addr, "%s", s.envelope_from);
   struct rq_buf mid;
   rq_buf_init(&mid);
   rq_mime_message_id(jc->job->id, rq_route_domain_of(s.from_addr), &mid);
   snprintf(jc->message_id, sizeof jc->message_id, "%s", mid.data);
   rq_buf_free(&mid);
-  claim(jc);
+  rq_lines_submit(jc); /* waits for its tenant route's turn, holding no send slot */
 }
+
+void rq_delivery_admitted(struct rq_jobctx *jc) { claim(jc); }
 
 /* ---- entry ------------------------------------------------------------------------------ */
 

@@ -118,9 +118,16 @@
  * shared queue is itself one turn of the round robin), ARGV[8] most payload
  * bytes to sort per queue in this call (taken 32 at a time): 1000 jobs of
  * 150 KB each kept Redis busy in one call for over 5 s.
+ * ARGV[9..] tenants the calling worker cannot take now (their line in
+ * that worker is full, or their breaker is open or they are paused):
+ * skipped in the ring like a paused tenant, and their jobs met in the
+ * shared queue are moved to their own list (each job once), so a worker
+ * never pulls a backlog it cannot send. A tenant paused by the operator
+ * (P:thold:T) is skipped by every worker.
  * Promotes up to 1000 due delayed jobs to the FRONT of their tenant's list
  * (they were due already; a quota-deferred backlog keeps its order).
- * Returns { {payload...}, {queue index (1-based)...}, next due score or false }. */
+ * Returns { {payload...}, {queue index (1-based)...}, next due score or
+ * false, jobs moved aside for skipped tenants }. */
 static const char FETCH[] =
   LUA_FIRST_QUEUE
   LUA_TENANT_OF
@@ -148,6 +155,23 @@ static const char FETCH[] =
   "end\n"
   "local k = tonumber(ARGV[1])\n"
   "local now = tonumber(ARGV[2])\n"
+  "local out, qidx = {}, {}\n"
+  "local skip, nskip, aside = {}, 0, 0\n"
+  "for i = 9, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
+  "local function held(t)\n"
+  "  return skip[t] or redis.call('EXISTS', prefix .. ':tpause:' .. t, prefix .. ':thold:' .. t) > 0\n"
+  "end\n"
+  /* A job for a skipped tenant goes to the newest end of its list: it
+   * came from the shared queue, so it is younger than what is there. */
+  "local function take_shared(qi, q, got)\n"
+  "  for _, m in ipairs(got) do\n"
+  "    local t = nskip > 0 and tenant_of(m)\n"
+  "    if t and skip[t] then\n"
+  "      aside = aside + 1\n"
+  "      if redis.call('LPUSH', tq(q, t), m) == 1 then redis.call('LPUSH', ring(q), t) end\n"
+  "    else out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end\n"
+  "  end\n"
+  "end\n"
   "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)\n"
   "for j = #due, 1, -1 do\n"
   "  local m = due[j]\n"
@@ -170,7 +194,6 @@ static const char FETCH[] =
   "    place_all(qname[qi], got)\n"
   "  end\n"
   "end\n"
-  "local out, qidx = {}, {}\n"
   "local start = tonumber(ARGV[5]) % nq\n"
   "for n = 0, nq - 1 do\n"
   "  local qi = (start + n) % nq\n"
@@ -184,7 +207,7 @@ static const char FETCH[] =
   "    local share = math.max(1, math.floor((k - #out) / (rlen + 1)))\n"
   "    if not shared_empty then\n"
   "      local got = redis.call('RPOP', qk, share)\n"
-  "      if got then for _, m in ipairs(got) do out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end\n"
+  "      if got then take_shared(qi, qname[qi], got)\n"
   "      else shared_empty = true end\n"
   "    end\n"
   "    if #out >= k then break end\n"
@@ -192,7 +215,7 @@ static const char FETCH[] =
   "      if shared_empty then break end\n"
   "    else\n"
   "      local t = redis.call('RPOPLPUSH', rk, rk)\n"
-  "      if redis.call('EXISTS', prefix .. ':tpause:' .. t) == 1 then\n"
+  "      if held(t) then\n"
   "        skipped = skipped + 1\n"
   "      else\n"
   "        skipped = 0\n"
@@ -209,22 +232,32 @@ static const char FETCH[] =
   "  end\n"
   "end\n"
   "local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
-  "return {out, qidx, nxt[2] or false}\n";
+  "return {out, qidx, nxt[2] or false, aside}\n";
 
 /* CLAIM: one job, before sending.
  * KEYS[1] status hash, KEYS[2] events channel, KEYS[3] quota zset (or ""),
- *   KEYS[4] auto-reply marker prefix (or "").
- * ARGV[1] now ms, ARGV[2] quota limit (0 = none), ARGV[3] window ms,
+ *   KEYS[4] auto-reply marker prefix (or ""), KEYS[5..] the route's
+ *   rate_limits windows, one per limit, named P:rate:T[:route:R]:PERIOD_MS:m
+ *   (messages) or :r (recipients): a zset of time buckets with their counts
+ *   in the hash KEY:c (field per bucket, and `sum`).
+ * ARGV[1] now ms, ARGV[2] quota limit (0 = none), then, when KEYS[5..]
+ * exist, "|todo|cap|count5|count6..." (the recipients still to send, the
+ * recipients per transaction, each window's limit), ARGV[3] window ms,
  * ARGV[4] slots wanted (transactions), ARGV[5] unique member base,
  * ARGV[6] event JSON for `sending`, ARGV[7] auto-reply window ms,
  * ARGV[8] number of auto-reply recipients R, ARGV[9..8+R] recipients,
  * ARGV[9+R] the tenant's pause key (P:tpause:T, set until a slot frees so
  * FETCH leaves the tenant's backlog alone meanwhile),
  * then field/value pairs for the `sending` status.
+ * hourly_quota and rate_limits hold together: every limit is checked
+ * before any is charged. A window of PERIOD counts in buckets of
+ * PERIOD/1000 (at least 1 ms), each kept until its end plus PERIOD, so a
+ * window never lets more through than its limit (at most 0.1% stricter).
  * Returns {"foreign", ""} when the status belongs to another tenant's job
  * (its `tenant` differs from this job's, read from the status fields);
  * {"dup", state} when the job already reached a final state;
- * {"quota", next_free_ms} when no slot is free; {"suppressed", rcpt} when an
+ * {"quota", next_free_ms, which} when no slot is free (which: "" for
+ * hourly_quota, else the 1-based rate limit); {"suppressed", rcpt} when an
  * auto-reply went to that recipient within the window; else {"ok", slots}. */
 static const char CLAIM[] =
   "local cur = redis.call('HMGET', KEYS[1], 'state', 'created_at', 'tenant')\n"
@@ -248,23 +281,76 @@ static const char CLAIM[] =
   "  end\n"
   "end\n"
   "local slots = tonumber(ARGV[4])\n"
-  "local limit = tonumber(ARGV[2])\n"
+  "local lim = {}\n"
+  "for x in string.gmatch(ARGV[2], '[^|]+') do lim[#lim + 1] = tonumber(x) end\n"
+  "local limit = lim[1]\n"
+  "local win = tonumber(ARGV[3])\n"
+  "local free_at, which, pause = nil, '', false\n"
   "if limit > 0 and KEYS[3] ~= '' then\n"
-  "  local win = tonumber(ARGV[3])\n"
   "  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - win)\n"
-  "  local used = redis.call('ZCARD', KEYS[3])\n"
-  "  local free = limit - used\n"
+  "  local free = limit - redis.call('ZCARD', KEYS[3])\n"
   "  if free <= 0 then\n"
   "    local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')\n"
-  "    local free_at = tonumber(oldest[2]) + win\n"
-  "    if ARGV[9 + nr] ~= '' and free_at > now then\n"
-  "      redis.call('SET', ARGV[9 + nr], free_at, 'PX', free_at - now)\n"
-  "    end\n"
-  "    return {'quota', tostring(free_at)}\n"
+  "    free_at, pause = tonumber(oldest[2]) + win, true\n"
+  "  elseif slots > free then slots = free end\n"
+  "end\n"
+  "local todo, cap = lim[2] or 0, lim[3] or 1\n"
+  "local function rcpts_of(k) return math.min(k * cap, todo) end\n"
+  "local rate = {}\n"
+  "for i = 5, #KEYS do\n"
+  "  if free_at then break end\n"
+  "  local per, unit = string.match(KEYS[i], ':(%d+):([mr])$')\n"
+  "  per = tonumber(per)\n"
+  "  local count, g, ck = lim[i - 1], math.max(1, math.floor(per / 1000)), KEYS[i] .. ':c'\n"
+  "  local old = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', now - per - g)\n"
+  "  if #old > 0 then\n"
+  "    local gone = 0\n"
+  "    for _, b in ipairs(old) do gone = gone + tonumber(redis.call('HGET', ck, b) or '0'); redis.call('HDEL', ck, b) end\n"
+  "    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - per - g)\n"
+  "    redis.call('HINCRBY', ck, 'sum', -gone)\n"
   "  end\n"
-  "  if slots > free then slots = free end\n"
+  "  local used = tonumber(redis.call('HGET', ck, 'sum') or '0')\n"
+  "  local fit\n"
+  "  if unit == 'm' then fit = count - used\n"
+  "  else\n"
+  "    fit = 0\n"
+  "    while fit < slots and used + rcpts_of(fit + 1) <= count do fit = fit + 1 end\n"
+  /* One transaction larger than the whole limit goes alone in an empty
+   * window rather than never. */
+  "    if fit == 0 and used == 0 then fit = 1 end\n"
+  "  end\n"
+  "  if fit < slots then slots = fit end\n"
+  "  if slots <= 0 then\n"
+  "    local want = used + (unit == 'm' and 1 or rcpts_of(1)) - count\n"
+  "    local got, at = 0, now + per\n"
+  "    for _, b in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do\n"
+  "      got = got + tonumber(redis.call('HGET', ck, b) or '0')\n"
+  "      at = tonumber(b) + g + per\n"
+  "      if got >= want then break end\n"
+  "    end\n"
+  "    free_at, which = at, tostring(i - 4)\n"
+  "    pause = not string.find(KEYS[i], ':route:', 1, true)\n"
+  "  end\n"
+  "  rate[#rate + 1] = {KEYS[i], ck, per + g, g, unit}\n"
+  "end\n"
+  "if free_at then\n"
+  "  if pause and ARGV[9 + nr] ~= '' and free_at > now then\n"
+  "    redis.call('SET', ARGV[9 + nr], free_at, 'PX', free_at - now)\n"
+  "  end\n"
+  "  return {'quota', tostring(free_at), which}\n"
+  "end\n"
+  "if limit > 0 and KEYS[3] ~= '' then\n"
   "  for i = 1, slots do redis.call('ZADD', KEYS[3], now, ARGV[5] .. ':' .. i) end\n"
   "  redis.call('PEXPIRE', KEYS[3], win + 1000)\n"
+  "end\n"
+  "for _, r in ipairs(rate) do\n"
+  "  local b = now - now % r[4]\n"
+  "  local n = r[5] == 'm' and slots or rcpts_of(slots)\n"
+  "  redis.call('ZADD', r[1], b, b)\n"
+  "  redis.call('HINCRBY', r[2], b, n)\n"
+  "  redis.call('HINCRBY', r[2], 'sum', n)\n"
+  "  redis.call('PEXPIRE', r[1], r[3] + 1000)\n"
+  "  redis.call('PEXPIRE', r[2], r[3] + 1000)\n"
   "end\n"
   "if KEYS[4] ~= '' then\n"
   "  for i = 1, nr do redis.call('SET', KEYS[4] .. ARGV[8 + i], now, 'PX', ARGV[7]) end\n"
@@ -366,8 +452,36 @@ static const char RECLAIM[] =
   "if redis.call('LLEN', KEYS[2]) == 0 and ARGV[4] ~= 'force' then redis.call('HDEL', KEYS[3], ARGV[2]) end\n"
   "return n\n";
 
-static const char *const SOURCES[RQ_SCRIPT_COUNT] = {FETCH, CLAIM, FINISH, RECLAIM};
-static const char *const NAMES[RQ_SCRIPT_COUNT] = {"fetch", "claim", "finish", "reclaim"};
+/* BREAKER_FAIL: one failure of a tenant route, counted for every worker.
+ * KEYS[1] P:breaker:TENANT, ARGV[1] the route. Returns what the workers
+ * decided so far: {failures, state, until, trips, reason}; the worker
+ * decides the trip (worker/mail/breaker.c) and writes it. */
+static const char BREAKER_FAIL[] =
+    "local f = redis.call('HINCRBY', KEYS[1], ARGV[1] .. '.failures', 1)\n"
+    "local v = redis.call('HMGET', KEYS[1], ARGV[1] .. '.state', ARGV[1] .. '.until', ARGV[1] .. '.trips',\n"
+    "  ARGV[1] .. '.reason')\n"
+    "return {f, v[1] or 'closed', v[2] or '0', v[3] or '0', v[4] or ''}\n";
+
+/* BREAKER_PROBE: after the cool-down exactly one worker may probe: the
+ * first to ask sets half_open with a deadline. KEYS[1] P:breaker:TENANT,
+ * ARGV[1] the route, ARGV[2] now (ms), ARGV[3] the probe's deadline (ms).
+ * Returns {1, ...} granted, {0, state, until} wait until then, or {2, ...}
+ * the breaker is closed already. */
+static const char BREAKER_PROBE[] =
+    "local st = redis.call('HGET', KEYS[1], ARGV[1] .. '.state')\n"
+    "local u = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. '.until') or '0') or 0\n"
+    "local pu = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. '.probe_until') or '0') or 0\n"
+    "local now = tonumber(ARGV[2])\n"
+    "if st == 'open' and u > now then return {0, st, tostring(u)} end\n"
+    "if st == 'half_open' and pu > now then return {0, st, tostring(pu)} end\n"
+    "if st ~= 'open' and st ~= 'half_open' then return {2, st or 'closed', '0'} end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1] .. '.state', 'half_open', ARGV[1] .. '.probe_until', ARGV[3],\n"
+    "  ARGV[1] .. '.until', ARGV[3], 'updated_at', ARGV[2])\n"
+    "return {1, 'half_open', ARGV[3]}\n";
+
+static const char *const SOURCES[RQ_SCRIPT_COUNT] = {FETCH, CLAIM, FINISH, RECLAIM, BREAKER_FAIL, BREAKER_PROBE};
+static const char *const NAMES[RQ_SCRIPT_COUNT] = {"fetch", "claim", "finish", "reclaim", "breaker_fail",
+                                                   "breaker_probe"};
 
 const char *rq_script_source(enum rq_script s) { return SOURCES[s]; }
 const char *rq_script_name(enum rq_script s) { return NAMES[s]; }

@@ -1,6 +1,7 @@
 /* tenants: tenant settings cache (see tenants.h). */
 #include "tenants.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,10 +9,9 @@
 #include <openssl/evp.h>
 
 #include "engine.h"
+#include "keys.h"
 #include "log.h"
 #include "util.h"
-
-#define N_BUCKETS 4096
 
 /* A job waiting for an entry to load. */
 struct rq_waiter {
@@ -20,17 +20,34 @@ struct rq_waiter {
   struct rq_waiter *next;
 };
 
-/* The table: a fixed array of chains, allocated on first use. Thousands of
- * tenants fit; chains stay short. */
-static struct rq_tenant_entry **table(struct rq_engine *eng) {
-  if (!eng->tenants) eng->tenants = rq_xcalloc(N_BUCKETS, sizeof(struct rq_tenant_entry *));
-  return (struct rq_tenant_entry **)eng->tenants;
+/* The table (hmap.h: a lookup stays a few compares with 100,000 tenants),
+ * and every entry in the table on one LRU list (head: most recently
+ * used). Bounded by cfg->tenant_cache_max entries. */
+struct rq_tenant_cache {
+  struct rq_hmap map;
+  struct rq_tenant_entry *lru_head, *lru_tail;
+  struct rq_tenant_cache_stats st;
+};
+
+static struct rq_tenant_cache *cache(struct rq_engine *eng) {
+  if (!eng->tenants) eng->tenants = rq_xcalloc(1, sizeof *eng->tenants);
+  return eng->tenants;
 }
 
-static unsigned bucket(const char *id) {
-  unsigned h = 2166136261u; /* FNV-1a */
-  for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 16777619u;
-  return h % N_BUCKETS;
+static void lru_unlink(struct rq_tenant_cache *c, struct rq_tenant_entry *e) {
+  if (e->lru_prev) e->lru_prev->lru_next = e->lru_next;
+  else c->lru_head = e->lru_next;
+  if (e->lru_next) e->lru_next->lru_prev = e->lru_prev;
+  else c->lru_tail = e->lru_prev;
+  e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_front(struct rq_tenant_cache *c, struct rq_tenant_entry *e) {
+  e->lru_prev = NULL;
+  e->lru_next = c->lru_head;
+  if (c->lru_head) c->lru_head->lru_prev = e;
+  c->lru_head = e;
+  if (!c->lru_tail) c->lru_tail = e;
 }
 
 static void entry_free(struct rq_tenant_entry *e) {
@@ -41,14 +58,61 @@ static void entry_free(struct rq_tenant_entry *e) {
 }
 
 static void unlink_entry(struct rq_engine *eng, struct rq_tenant_entry *e) {
-  struct rq_tenant_entry **pp = &table(eng)[bucket(e->id)];
-  while (*pp && *pp != e) pp = &(*pp)->next;
-  if (*pp) *pp = e->next;
-  e->next = NULL;
-  if (e->in_table) {
-    e->in_table = 0;
-    e->refs--;
+  struct rq_tenant_cache *c = cache(eng);
+  if (!e->in_table) return;
+  rq_hmap_del(&c->map, &e->h);
+  lru_unlink(c, e);
+  e->in_table = 0;
+  e->refs--;
+}
+
+/* Drops e from the table; jobs holding it keep it alive until they end. */
+static void drop(struct rq_engine *eng, struct rq_tenant_entry *e) {
+  unlink_entry(eng, e);
+  if (e->refs == 0) entry_free(e);
+}
+
+/* An entry can leave the table when no read or waiting job depends on
+ * its place there. */
+static int evictable(const struct rq_tenant_entry *e) {
+  return !e->loading && !e->waiters && e->loaded_ms;
+}
+
+/* Keeps the table within its bound (least recently used first) and
+ * drops a few expired entries from the cold end on every lookup, so
+ * memory follows the tenants seen within the cache lifetime, not every
+ * tenant ever seen. Bounded work: the walk stops after a few entries
+ * that cannot go (a read in flight). */
+static void trim(struct rq_engine *eng, int64_t now) {
+  struct rq_tenant_cache *c = cache(eng);
+  size_t max = eng->cfg->tenant_cache_max > 0 ? (size_t)eng->cfg->tenant_cache_max : 1;
+  int expire_budget = 2, skip_budget = 8;
+  struct rq_tenant_entry *e = c->lru_tail;
+  while (e && skip_budget > 0) {
+    struct rq_tenant_entry *prev = e->lru_prev;
+    int stale = e->loaded_ms && now - e->loaded_ms >= eng->cfg->tenant_cache_ms;
+    if (c->map.n <= max && !(stale && expire_budget > 0)) break;
+    if (!evictable(e)) {
+      skip_budget--;
+    } else if (c->map.n > max) {
+      c->st.evictions++;
+      drop(eng, e);
+    } else {
+      c->st.expired++;
+      expire_budget--;
+      drop(eng, e);
+    }
+    e = prev;
   }
+}
+
+void rq_tenants_stats(struct rq_engine *eng, struct rq_tenant_cache_stats *out) {
+  if (!eng->tenants) {
+    memset(out, 0, sizeof *out);
+    return;
+  }
+  *out = eng->tenants->st;
+  out->entries = eng->tenants->map.n;
 }
 
 void rq_tenants_release(struct rq_engine *eng, struct rq_tenant_entry *e) {
@@ -190,7 +254,6 @@ static void on_tenant(redisAsyncContext *ac, void *r, void *priv) {
   size_t n_routes = e->t->n_routes;
   e->routes_pending = (int)n_routes;
   char key[600];
-  relayq_key(key, sizeof key, eng->cfg->prefix, RELAYQ_KEY_TENANT, e->id);
   /* Every read is prepared before any is issued: a command that cannot be
    * sent completes at once, and the last completion frees e->t. */
   struct route_read **reads = rq_xcalloc(n_routes, sizeof *reads);
@@ -201,9 +264,10 @@ static void on_tenant(redisAsyncContext *ac, void *r, void *priv) {
     reads[i]->name = rq_xstrdup(e->t->route_names[i]);
     e->refs++;
   }
-  for (size_t i = 0; i < n_routes; i++)
-    if (rq_rconn_cmdf(eng->cmd, on_route, reads[i], "HGETALL %s:route:%s", key, reads[i]->name))
-      on_route(NULL, NULL, reads[i]);
+  for (size_t i = 0; i < n_routes; i++) {
+    relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_ROUTE, e->id, reads[i]->name);
+    if (rq_rconn_cmdf(eng->cmd, on_route, reads[i], "HGETALL %s", key)) on_route(NULL, NULL, reads[i]);
+  }
   free(reads);
   rq_tenants_release(eng, e);
 }
@@ -220,14 +284,15 @@ static void start_read(struct rq_engine *eng, struct rq_tenant_entry *e) {
 }
 
 void rq_tenants_get(struct rq_engine *eng, struct rq_jobctx *jc, const char *tenant_id, rq_tenant_cb cb) {
-  struct rq_tenant_entry **tab = table(eng);
-  unsigned b = bucket(tenant_id);
-  struct rq_tenant_entry *e = tab[b];
-  while (e && strcmp(e->id, tenant_id)) e = e->next;
+  struct rq_tenant_cache *c = cache(eng);
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, tenant_id);
+  struct rq_tenant_entry *e = NULL;
+  for (struct rq_hent *x = rq_hmap_chain(&c->map, h); x && !e; x = x->next)
+    if (x->hash == h && !strcmp(((struct rq_tenant_entry *)x)->id, tenant_id)) e = (struct rq_tenant_entry *)x;
   int64_t now = relayq_now_ms();
-  if (e && !e->loading && !e->waiters && e->loaded_ms && now - e->loaded_ms >= eng->cfg->tenant_cache_ms) {
-    unlink_entry(eng, e); /* stale: jobs holding it keep it alive */
-    if (e->refs == 0) entry_free(e);
+  if (e && evictable(e) && now - e->loaded_ms >= eng->cfg->tenant_cache_ms) {
+    c->st.expired++;
+    drop(eng, e); /* stale: jobs holding it keep it alive */
     e = NULL;
   }
   if (!e) {
@@ -236,10 +301,15 @@ void rq_tenants_get(struct rq_engine *eng, struct rq_jobctx *jc, const char *ten
     e->eng = eng;
     e->refs = 1;
     e->in_table = 1;
-    e->next = tab[b];
-    tab[b] = e;
+    e->h.hash = h;
+    rq_hmap_add(&c->map, &e->h);
+  } else {
+    lru_unlink(c, e);
   }
+  lru_front(c, e);
+  trim(eng, now);
   if (e->loaded_ms && !e->loading && !e->waiters) {
+    c->st.hits++;
     e->refs++;
     jc->tenant = e;
     cb(jc, e);
@@ -250,27 +320,29 @@ void rq_tenants_get(struct rq_engine *eng, struct rq_jobctx *jc, const char *ten
   w->cb = cb;
   w->next = e->waiters;
   e->waiters = w;
-  if (!e->loading) start_read(eng, e);
+  if (!e->loading) {
+    /* Reads started while one fetched batch is handed out leave in one
+     * write (hiredis sends what was queued in a loop turn together): the
+     * batch's distinct tenants cost one round trip, not one per job. */
+    c->st.misses++;
+    start_read(eng, e);
+  } else {
+    c->st.hits++; /* joins the read in flight */
+  }
 }
 
 void rq_tenants_retry(struct rq_engine *eng) {
   if (!eng->tenants || !rq_rconn_ready(eng->cmd)) return;
-  struct rq_tenant_entry **tab = table(eng);
-  for (unsigned b = 0; b < N_BUCKETS; b++)
-    for (struct rq_tenant_entry *e = tab[b]; e; e = e->next)
-      if (e->waiters && !e->loading) start_read(eng, e);
+  struct rq_tenant_cache *c = cache(eng);
+  for (struct rq_tenant_entry *e = c->lru_head; e; e = e->lru_next)
+    if (e->waiters && !e->loading) start_read(eng, e);
 }
 
 void rq_tenants_free_all(struct rq_engine *eng) {
   if (!eng->tenants) return;
-  struct rq_tenant_entry **tab = table(eng);
-  for (unsigned b = 0; b < N_BUCKETS; b++) {
-    while (tab[b]) {
-      struct rq_tenant_entry *e = tab[b];
-      unlink_entry(eng, e);
-      if (e->refs == 0) entry_free(e);
-    }
-  }
-  free(eng->tenants);
+  struct rq_tenant_cache *c = cache(eng);
+  while (c->lru_head) drop(eng, c->lru_head);
+  rq_hmap_free(&c->map, NULL);
+  free(c);
   eng->tenants = NULL;
 }

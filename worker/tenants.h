@@ -8,6 +8,11 @@
  * settings never change under a job in flight; a stale entry is replaced
  * in the table and freed when its last job lets go.
  *
+ * The table holds at most cfg->tenant_cache_max entries: a new tenant
+ * pushes out the least recently used one, and expired entries are
+ * dropped from the cold end as lookups go by, so memory follows the
+ * tenants active within the cache lifetime (docs/tenants.md).
+ *
  * A tenant with no hash is a valid tenant with every default (platform
  * gateway). A hash that does not parse yields an entry with `error` set:
  * its jobs fail with error `policy` and that sentence; others go on.
@@ -17,12 +22,14 @@
 
 #include <stdint.h>
 
+#include "hmap.h"
 #include "tenant.h"
 
 struct rq_engine;
 struct rq_jobctx;
 
 struct rq_tenant_entry {
+  struct rq_hent h; /* in the cache's table while in_table (hmap.h) */
   char *id;
   struct rq_tenant *t;   /* parsed settings; NULL when error[0] */
   char error[400];       /* why the settings are unusable */
@@ -33,7 +40,7 @@ struct rq_tenant_entry {
   int loading;           /* a read is in flight */
   int routes_pending;    /* route hashes still to read */
   struct rq_waiter *waiters;
-  struct rq_tenant_entry *next; /* hash chain */
+  struct rq_tenant_entry *lru_prev, *lru_next; /* while in the table */
   struct rq_engine *eng;
   void *dkim_key;        /* EVP_PKEY parsed once per settings version, or NULL */
   char dkim_error[300];
@@ -49,5 +56,14 @@ void rq_tenants_release(struct rq_engine *eng, struct rq_tenant_entry *e);
 /* Re-issues reads that failed while Redis was away. */
 void rq_tenants_retry(struct rq_engine *eng);
 void rq_tenants_free_all(struct rq_engine *eng);
+
+/* For metrics: lookups served from the table (a read in flight joined
+ * counts too), lookups that started a read, entries pushed out by the
+ * bound, entries dropped because they expired, and entries now. */
+struct rq_tenant_cache_stats {
+  uint64_t hits, misses, evictions, expired;
+  size_t entries;
+};
+void rq_tenants_stats(struct rq_engine *eng, struct rq_tenant_cache_stats *out);
 
 #endif

@@ -31,6 +31,12 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility; what this header declares
+ * is its whole exported API. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define RELAYQ_JOB_VERSION 1
 #define RELAYQ_ID_MAX 128            /* id and tenant: 1-128 chars */
 #define RELAYQ_DEFAULT_PREFIX "relayq"
@@ -334,6 +340,13 @@ struct relayq_redis_url {
 int relayq_redis_url_parse(const char *url, struct relayq_redis_url *out,
                            struct relayq_error *err);
 
+/* Writes url with its password replaced by "***" into out (always
+ * NUL-terminated), for logs: scheme://user:***@host... The userinfo ends
+ * at the last '@' and the user at its first ':', exactly as
+ * relayq_redis_url_parse reads them, so a password holding '@' or ':'
+ * (escaped or not) is never shown. "(none)" for NULL. */
+void relayq_url_redact(const char *url, char *out, size_t cap);
+
 /* ---- blocking client ---------------------------------------------------------- */
 
 struct relayq_client;
@@ -408,6 +421,10 @@ void relayq_status_free(struct relayq_status *st);
 
 /* 1 for sent, partial, failed. */
 int relayq_state_is_final(const char *state);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

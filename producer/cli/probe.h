@@ -9,24 +9,24 @@
  *     expiry, EHLO again, AUTH (RFC 4954), and optionally MAIL FROM and
  *     RCPT TO (RFC 5321) without DATA, so nothing is ever delivered;
  *   - the Mailgun probe: an authenticated GET {base}/v3/domains/{domain};
+ *   - the saas network boundary, as the worker holds it: a refused server
+ *     is never connected, and the report says "policy";
  *   - the report: one line per stage with its timing, and the failure told
  *     in plain words a person can act on ("login refused (535 5.7.8): check
  *     smtp_user and smtp_password"), as text or JSON.
  *
- * How: libcurl's classic blocking easy interface. With CURLOPT_CONNECT_ONLY
- * libcurl's SMTP connect phase runs the whole session set-up (banner, EHLO,
- * STARTTLS, EHLO, AUTH) and stops before any transaction; stage times come
- * from CURLINFO_*_TIME_T and from timestamps taken in CURLOPT_DEBUGFUNCTION.
- * The optional MAIL FROM/RCPT TO are sent on that same connection with
- * curl_easy_send/curl_easy_recv, since libcurl has no "transaction without
- * DATA" mode (its CUSTOMREQUEST sends VRFY-style commands, not RCPT).
+ * How: the SMTP probe is the worker's own session (worker/net/smtp.h,
+ * rq_smtp_check) on a private loop, stopped after AUTH or after RCPT TO,
+ * so it tests what a worker would do (TLS, login methods, XOAUTH2, the
+ * network boundary). The Mailgun probe is one libcurl request, its
+ * boundary held by curlguard.h.
  *
- * Secrets: the password and API key go to libcurl only. The debug callback
- * looks at the verb of each command we send and nothing more, and ignores
- * what we send between AUTH and the server's final answer; no line we send
- * is ever kept or printed.
+ * Secrets: the password, token and API key go to the transports only; the
+ * session reports our commands by verb, and no line we send is ever kept
+ * or printed.
  *
- * Blocking and single-threaded: the CLI's own process, never the worker.
+ * Blocking (each probe runs its own loop to the end) and single-threaded:
+ * the CLI's own process, never the worker.
  */
 #ifndef RELAYQ_PROBE_H
 #define RELAYQ_PROBE_H
@@ -35,6 +35,8 @@
 #include <stdio.h>
 
 #include "tenant.h"
+
+struct rq_netpolicy;
 
 #define RQ_PROBE_MAX_STAGES 16
 #define RQ_PROBE_MAX_NOTES 4
@@ -60,7 +62,8 @@ struct rq_probe_report {
   double total_ms;
   int ok;            /* 1: every stage passed */
   const char *category; /* NULL when ok, else "dns", "connect", "tls", "auth",
-                           "protocol", "timeout", "recipient", "http", "config" */
+                           "protocol", "timeout", "recipient", "http", "config",
+                           "policy" */
   char error[512];   /* plain words, when !ok */
   char notes[RQ_PROBE_MAX_NOTES][256]; /* advice that does not fail the probe */
   size_t n_notes;
@@ -73,11 +76,14 @@ struct rq_probe_smtp {
   enum rq_security security;
   const char *user;      /* NULL or "": no AUTH attempted */
   const char *password;
+  const char *bearer;    /* smtp_auth=xoauth2: an OAuth2 access token, sent with AUTH XOAUTH2 */
   int tls_verify;        /* smtp_tls_verify */
   const char *ca_file;   /* NULL: the system's CA bundle */
   const char *mail_from; /* envelope sender for the RCPT check */
   const char *rcpt;      /* NULL: stop after AUTH; else MAIL FROM + RCPT TO this */
   long timeout_ms;       /* whole probe; 0: RQ_PROBE_DEFAULT_TIMEOUT_MS */
+  const struct rq_netpolicy *netpolicy; /* the saas boundary (netpolicy.h); NULL: any address */
+  const char *tls_pin;   /* smtp_tls_pin: trust by key instead of tls_verify; NULL: none */
 };
 
 /* Runs the SMTP probe and fills r. Returns 0 when it passed, -1 when it
@@ -91,6 +97,7 @@ struct rq_probe_mailgun {
   const char *api_key;
   const char *ca_file;
   long timeout_ms;
+  const struct rq_netpolicy *netpolicy; /* as for SMTP, plus https:// unless the network is allowed */
 };
 
 /* GET {base}/v3/domains/{domain} with basic auth api:KEY: 200 passes, 401
@@ -108,8 +115,8 @@ void rq_probe_print(FILE *f, const struct rq_probe_report *r);
 void rq_probe_print_json(FILE *f, const struct rq_probe_report *r);
 
 /* Pure, for unit tests: the plain-words sentence for a certificate problem
- * in curl's error text (CURLE_PEER_FAILED_VERIFICATION), e.g. "TLS: the
- * server's certificate is self-signed and smtp_tls_verify=1: ...". */
+ * in a TLS error text (the session's or curl's), e.g. "TLS: the server's
+ * certificate is self-signed and smtp_tls_verify=1: ...". */
 void rq_probe_explain_cert(const char *curl_error, const char *host, char *out,
                            size_t cap);
 

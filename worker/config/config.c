@@ -91,6 +91,8 @@ static const struct setting SETTINGS[] = {
    INT64_C(3600000), "longest wait for any one SMTP reply (banner, each command, the final dot)"},
   {"smtp-timeout-ms", "RELAYQ_SMTP_TIMEOUT_MS", T_I64, OFF(smtp_timeout_ms), "120000", 100, INT64_C(3600000),
    "whole-transaction timeout"},
+  {"tenant-cache-max", "RELAYQ_TENANT_CACHE_MAX", T_INT, OFF(tenant_cache_max), "10000", 1, 10000000,
+   "tenant settings cached at most (entries; least recently used go first)"},
   {"tenant-cache-ms", "RELAYQ_TENANT_CACHE_MS", T_I64, OFF(tenant_cache_ms), "3000", 0, INT64_C(600000),
    "how long tenant settings are cached"},
   {"auto-reply-window-s", "RELAYQ_AUTO_REPLY_WINDOW_S", T_I64, OFF(auto_reply_window_s), "86400", 1,
@@ -374,18 +376,10 @@ void rq_config_free(struct rq_config *cfg) {
 }
 
 void rq_url_mask(const char *url, char *out, size_t cap) {
-  if (!url) {
-    snprintf(out, cap, "(none)");
-    return;
-  }
-  const char *scheme = strstr(url, "://");
-  const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-  const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
-  if (!colon) {
-    snprintf(out, cap, "%s", url);
-    return;
-  }
-  snprintf(out, cap, "%.*s:***%s", (int)(colon - url), url, at);
+  /* One rule for parsing and masking (librelayq's url.c): the masker once
+   * split at the first '@' while the parser split at the last, and a
+   * password holding '@' leaked into the start-up line. */
+  relayq_url_redact(url, out, cap);
 }
 
 void rq_config_describe(const struct rq_config *cfg, char *out, size_t cap) {

@@ -32,6 +32,7 @@
 
 #include "classify.h"
 #include "curluv.h"
+#include "hmap.h"
 #include "log.h"
 #include "msg.h"
 #include "smtp_conn.h"
@@ -50,6 +51,7 @@
 #define SHUTDOWN_LINGER_MS 500 /* the same when the transport closes */
 #define KEY_MAX 512            /* longest limiter key accepted */
 #define USER_MAX 512
+#define TOKEN_MAX 16384 /* an OAuth2 access token (Microsoft's JWTs run to a few KB) */
 #define BODY_CHUNK 65536
 #define BODY_SYNC_BUDGET (256 * 1024) /* message bytes written in one loop turn at most */
 #define SWEEP_MS 100                  /* how often waiting transactions' deadlines are checked */
@@ -237,22 +239,10 @@ struct fifo {
   int n;
 };
 
-/* Hash-table entry header (FNV-1a over the key; keys are ours, not
- * attacker-chosen in bulk). */
-struct hent {
-  struct hent *next;
-  uint32_t hash;
-};
-
-struct map {
-  struct hent **b;
-  size_t nb, n;
-};
-
 /* Connections to one server with one identity. Lives while a connection
  * or a transaction refers to it. Strings are copies in the same block. */
 struct pool {
-  struct hent h;
+  struct rq_hent h;
   int refs;
   const char *limkey; /* "" when unlimited */
   const char *host;
@@ -272,7 +262,7 @@ struct pool {
 
 /* Connections open per target key (max_connections). */
 struct limiter {
-  struct hent h;
+  struct rq_hent h;
   int refs;
   int max;
   int open; /* counted connections (any state but closing) */
@@ -308,7 +298,7 @@ enum sstate {
   S_CLOSING
 };
 
-enum auth_step { A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_LOGIN_DONE };
+enum auth_step { A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_LOGIN_DONE, A_XOAUTH2, A_XOAUTH2_ERR };
 
 /* One connection with its SMTP session. Owned by the transport; freed on
  * the connection's CLOSED event only. */
@@ -353,8 +343,12 @@ struct tx {
   char *mail_from;
   char **rcpts;
   size_t n_rcpts;
-  char *password;
+  char *password; /* or the OAuth2 access token when xoauth2 */
   size_t password_len;
+  int xoauth2;
+  enum rq_smtp_until until; /* rq_smtp_check: where it stops; 0 for a send */
+  rq_smtp_step_cb step;     /* rq_smtp_check's observer, or NULL */
+  uint64_t t_loop_start;    /* loop time at rq_smtp_send/check */
   long connect_ms, response_ms;
   uint64_t deadline;  /* loop time (ms) when the whole transaction times out */
   uint64_t t_start;   /* uv_hrtime() when it got a connection; 0 before */
@@ -373,7 +367,7 @@ struct rq_smtp {
   uv_loop_t *loop;
   int pooling; /* 0: every connection is closed after its transaction */
   struct rq_smtp_limits limits;
-  struct map pools, limiters;
+  struct rq_hmap pools, limiters; /* hmap.h */
   struct tx *txs;
   int pending;
   struct fifo waiters; /* transactions waiting for the global cap */
@@ -406,64 +400,6 @@ static void maybe_finalize(struct rq_smtp *s);
 
 /* ---- small containers ------------------------------------------------------------------ */
 
-static uint32_t fnv(uint32_t h, const void *p, size_t n) {
-  const unsigned char *c = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 16777619u;
-  return h;
-}
-
-static uint32_t fnv_str(uint32_t h, const char *s) {
-  /* The length first, so that ("ab","c") and ("a","bc") differ. */
-  size_t n = s ? strlen(s) + 1 : 0;
-  h = fnv(h, &n, sizeof n);
-  return s ? fnv(h, s, n) : h;
-}
-
-static void map_init(struct map *m) {
-  m->nb = 64;
-  m->n = 0;
-  m->b = rq_xcalloc(m->nb, sizeof *m->b);
-}
-
-static void map_add(struct map *m, struct hent *e) {
-  if (m->n + 1 > 2 * m->nb) {
-    size_t nb = m->nb * 2;
-    struct hent **b = rq_xcalloc(nb, sizeof *b);
-    for (size_t i = 0; i < m->nb; i++) {
-      struct hent *x = m->b[i], *next;
-      for (; x; x = next) {
-        next = x->next;
-        x->next = b[x->hash & (nb - 1)];
-        b[x->hash & (nb - 1)] = x;
-      }
-    }
-    free(m->b);
-    m->b = b;
-    m->nb = nb;
-  }
-  e->next = m->b[e->hash & (m->nb - 1)];
-  m->b[e->hash & (m->nb - 1)] = e;
-  m->n++;
-}
-
-static void map_del(struct map *m, struct hent *e) {
-  struct hent **pp = &m->b[e->hash & (m->nb - 1)];
-  while (*pp != e) pp = &(*pp)->next;
-  *pp = e->next;
-  m->n--;
-}
-
-static void map_free(struct map *m) {
-  for (size_t i = 0; i < m->nb; i++) {
-    struct hent *x = m->b[i], *next;
-    for (; x; x = next) {
-      next = x->next;
-      free(x);
-    }
-  }
-  free(m->b);
-}
-
 static void fifo_push(struct fifo *f, struct tx *tx) {
   tx->queue = f;
   tx->qnext = NULL;
@@ -491,18 +427,21 @@ static void fifo_remove(struct tx *tx) {
 /* The pool identity of a target, as a hash. */
 static uint32_t pool_hash(const char *limkey, const struct rq_smtp_target *t, const char *user, const char *ca,
                           const char *helo) {
-  uint32_t h = 2166136261u;
+  uint32_t h = RQ_HASH_SEED;
   int nums[4] = {t->port, (int)t->security, t->tls_verify ? 1 : 0, t->require_auth ? 1 : 0};
   const void *policy = t->netpolicy;
-  h = fnv(h, &policy, sizeof policy);
-  h = fnv_str(h, t->tls_pin && *t->tls_pin ? t->tls_pin : NULL);
-  h = fnv_str(h, limkey);
-  h = fnv_str(h, t->host);
-  h = fnv(h, nums, sizeof nums);
-  h = fnv_str(h, user);
-  h = fnv_str(h, ca);
-  return fnv_str(h, helo);
+  h = rq_hash(h, &policy, sizeof policy);
+  h = rq_hash_str(h, t->tls_pin && *t->tls_pin ? t->tls_pin : NULL);
+  h = rq_hash_str(h, limkey);
+  h = rq_hash_str(h, t->host);
+  h = rq_hash(h, nums, sizeof nums);
+  h = rq_hash_str(h, user);
+  h = rq_hash_str(h, ca);
+  return rq_hash_str(h, helo);
 }
+
+/* Pools and limiters are one allocation each, their hent first. */
+static void free_hent(struct rq_hent *e) { free(e); }
 
 static int str_eq(const char *a, const char *b) {
   if (!a || !b) return a == b;
@@ -520,7 +459,7 @@ static char *pack(char **p, const char *s) {
 static struct pool *pool_get(struct rq_smtp *s, const char *limkey, const struct rq_smtp_target *t,
                              const char *user, const char *ca, const char *helo) {
   uint32_t h = pool_hash(limkey, t, user, ca, helo);
-  for (struct hent *e = s->pools.b[h & (s->pools.nb - 1)]; e; e = e->next) {
+  for (struct rq_hent *e = rq_hmap_chain(&s->pools, h); e; e = e->next) {
     struct pool *p = (struct pool *)e;
     if (e->hash == h && p->port == t->port && p->security == t->security &&
         p->tls_verify == (t->tls_verify ? 1 : 0) && str_eq(p->limkey, limkey) && str_eq(p->host, t->host) &&
@@ -549,20 +488,20 @@ static struct pool *pool_get(struct rq_smtp *s, const char *limkey, const struct
   p->security = t->security;
   p->tls_verify = t->tls_verify ? 1 : 0;
   p->refs = 1;
-  map_add(&s->pools, &p->h);
+  rq_hmap_add(&s->pools, &p->h);
   return p;
 }
 
 static void pool_put(struct rq_smtp *s, struct pool *p) {
   if (--p->refs > 0) return;
-  map_del(&s->pools, &p->h);
+  rq_hmap_del(&s->pools, &p->h);
   free(p);
 }
 
 static struct limiter *limiter_get(struct rq_smtp *s, const char *key, int max) {
-  uint32_t h = fnv_str(2166136261u, key);
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, key);
   struct limiter *l = NULL;
-  for (struct hent *e = s->limiters.b[h & (s->limiters.nb - 1)]; e; e = e->next)
+  for (struct rq_hent *e = rq_hmap_chain(&s->limiters, h); e; e = e->next)
     if (e->hash == h && strcmp(((struct limiter *)e)->key, key) == 0) {
       l = (struct limiter *)e;
       break;
@@ -572,7 +511,7 @@ static struct limiter *limiter_get(struct rq_smtp *s, const char *key, int max) 
     l = rq_xcalloc(1, sizeof *l + n + 1);
     memcpy(l->key, key, n + 1);
     l->h.hash = h;
-    map_add(&s->limiters, &l->h);
+    rq_hmap_add(&s->limiters, &l->h);
   }
   l->max = max; /* the latest settings win (a tenant may change its limit) */
   l->refs++;
@@ -581,7 +520,7 @@ static struct limiter *limiter_get(struct rq_smtp *s, const char *key, int max) 
 
 static void limiter_put(struct rq_smtp *s, struct limiter *l) {
   if (!l || --l->refs > 0) return;
-  map_del(&s->limiters, &l->h);
+  rq_hmap_del(&s->limiters, &l->h);
   free(l);
 }
 
@@ -756,6 +695,7 @@ static void finish(struct tx *tx) {
   if (tx->err) snprintf(res.errmsg, sizeof res.errmsg, "%s", tx->errmsg);
   res.seconds = tx->t_start ? (double)(uv_hrtime() - tx->t_start) / 1e9 : 0;
   res.reused_connection = tx->reused;
+  res.xoauth2 = tx->xoauth2;
   if (tx->prev) tx->prev->next = tx->next;
   else s->txs = tx->next;
   if (tx->next) tx->next->prev = tx->prev;
@@ -771,6 +711,17 @@ static struct tx *detach(struct sconn *sc) {
   if (tx) tx->conn = NULL;
   sc->tx = NULL;
   return tx;
+}
+
+/* ---- a check's observer ---------------------------------------------------------------------- */
+
+static void tell(struct tx *tx, const struct rq_smtp_step *st) {
+  if (tx && tx->step) tx->step(st, tx->arg);
+}
+
+static void tell_cmd(struct tx *tx, const char *verb) {
+  const struct rq_smtp_step st = {.kind = RQ_SMTP_STEP_COMMAND, .verb = verb};
+  tell(tx, &st);
 }
 
 /* ---- the dialogue ------------------------------------------------------------------------------ */
@@ -791,7 +742,7 @@ static void send_line(struct sconn *sc, const char *line) {
 static void tx_begin(struct sconn *sc) {
   struct tx *tx = sc->tx;
   sc->state = S_MAIL;
-  tx->pipelined = sc->caps.pipelining;
+  tx->pipelined = sc->caps.pipelining && !tx->until; /* a check reads each reply before the next */
   tx->rcpt_sent = tx->rcpt_replied = 0;
   rq_buf_reset(&sc->out);
   if (tx->body)
@@ -806,6 +757,7 @@ static void tx_begin(struct sconn *sc) {
     tx->rcpt_sent = tx->n_rcpts;
   }
   send_cmd(sc, 0);
+  tell_cmd(tx, "MAIL");
   arm(sc, tx->response_ms);
 }
 
@@ -933,18 +885,26 @@ static void send_ehlo(struct sconn *sc, int helo) {
   rq_buf_reset(&sc->out);
   rq_buf_printf(&sc->out, "%s %s\r\n", helo ? "HELO" : "EHLO", sc->pool->helo);
   send_cmd(sc, 0);
+  tell_cmd(sc->tx, helo ? "HELO" : "EHLO");
   story_enter(&sc->tx->st, RQ_STAGE_EHLO);
   sc->state = helo ? S_HELO : S_EHLO;
   arm(sc, response_ms(sc));
 }
 
 static void ready(struct sconn *sc) {
+  if (sc->tx->until == RQ_SMTP_UNTIL_AUTH) { /* a check of the session: done */
+    complete(sc, AFTER_QUIT, 0);
+    return;
+  }
   tx_begin(sc);
 }
 
-/* 1 when the session offers a login relayq can use. */
+/* 1 when the session offers a login relayq can use for its transaction:
+ * XOAUTH2 for smtp_auth=xoauth2, else PLAIN or LOGIN. */
 static int auth_usable(const struct sconn *sc) {
-  return sc->caps.auth && !sc->ehlo_cut && (sc->caps.auth_plain || sc->caps.auth_login);
+  if (!sc->caps.auth || sc->ehlo_cut) return 0;
+  if (sc->tx && sc->tx->xoauth2) return sc->caps.auth_xoauth2;
+  return sc->caps.auth_plain || sc->caps.auth_login;
 }
 
 static void auth_or_ready(struct sconn *sc) {
@@ -955,8 +915,8 @@ static void auth_or_ready(struct sconn *sc) {
      * never in clear text (smtp+insecure:// is the operator's opt-in). */
     story_stage(&tx->st, RQ_STAGE_STARTTLS);
     tx_fail(tx, RQ_SMTP_ERR_NO_STARTTLS,
-            "%s port %d offers no STARTTLS (or refused it); the gateway's login is never sent in clear text: "
-            "enable STARTTLS, use smtps://, or smtp+insecure:// on a trusted network.",
+            "%s port %d offers no STARTTLS; the gateway's login never goes in clear text (use smtps://, or "
+            "smtp+insecure:// on a trusted network)",
             p->host, p->port);
     if (!sc->s->warned_clear_login) {
       sc->s->warned_clear_login = 1;
@@ -975,7 +935,8 @@ static void auth_or_ready(struct sconn *sc) {
     tx_fail(tx, RQ_SMTP_ERR_POLICY,
             sc->ehlo_cut ? "The server's EHLO reply is too long to read whole, so its login methods are unknown; "
                            "with smtp_user set, nothing is sent without a login (--mode saas)."
-                         : "The server offers no login relayq can use (AUTH PLAIN or LOGIN); with smtp_user set, "
+                         : "The server offers no login relayq can use (AUTH PLAIN or LOGIN, or XOAUTH2 for "
+                           "smtp_auth=xoauth2); with smtp_user set, "
                            "nothing is sent without a login (--mode saas): check smtp_host, smtp_port, smtp_security.");
     complete(sc, AFTER_QUIT, 0);
     return;
@@ -998,7 +959,18 @@ static void auth_or_ready(struct sconn *sc) {
     return;
   }
   rq_buf_reset(&sc->out);
-  if (sc->caps.auth_plain) {
+  if (tx->xoauth2) {
+    if (!sc->caps.auth_xoauth2) {
+      story_stage(&tx->st, RQ_STAGE_AUTH);
+      tx_fail(tx, RQ_SMTP_ERR_AUTH,
+              "The server does not offer AUTH XOAUTH2 (smtp_auth=xoauth2): check smtp_host and "
+              "smtp_security, or use smtp_auth=password if the server takes passwords.");
+      complete(sc, AFTER_QUIT, 0);
+      return;
+    }
+    rq_smtp_cmd_auth_xoauth2(&sc->out, p->user, tx->password ? tx->password : "");
+    sc->auth = A_XOAUTH2;
+  } else if (sc->caps.auth_plain) {
     rq_smtp_cmd_auth_plain(&sc->out, p->user, tx->password ? tx->password : "");
     sc->auth = A_PLAIN;
   } else if (sc->caps.auth_login) {
@@ -1013,6 +985,7 @@ static void auth_or_ready(struct sconn *sc) {
     return;
   }
   send_cmd(sc, RQ_CONN_WRITE_SECRET);
+  tell_cmd(tx, "AUTH");
   story_enter(&tx->st, RQ_STAGE_AUTH);
   sc->state = S_AUTH;
   arm(sc, tx->response_ms);
@@ -1025,6 +998,7 @@ static void after_ehlo(struct sconn *sc) {
       (sec == RQ_SMTP_STARTTLS_REQUIRED || sec == RQ_SMTP_STARTTLS_TRY || sec == RQ_SMTP_STARTTLS_TRY_INSECURE) &&
       sc->caps.starttls) {
     send_line(sc, "STARTTLS\r\n");
+    tell_cmd(tx, "STARTTLS");
     story_enter(&tx->st, RQ_STAGE_STARTTLS);
     sc->state = S_STARTTLS;
     arm(sc, tx->response_ms);
@@ -1116,6 +1090,23 @@ static void on_session_reply(struct sconn *sc, int code, const char *raw, size_t
         return;
       }
       break;
+    case A_XOAUTH2:
+      if (is2xx(code)) {
+        ready(sc);
+        return;
+      }
+      if (code == 334) {
+        /* The token was refused: the challenge carries an error JSON, and
+         * the server sends its final reply once we answer with an empty
+         * line. */
+        send_line(sc, "\r\n");
+        sc->auth = A_XOAUTH2_ERR;
+        arm(sc, tx->response_ms);
+        return;
+      }
+      break;
+    case A_XOAUTH2_ERR:
+      break;
     case A_LOGIN_USER:
     case A_LOGIN_PASS:
       if (code == 334) {
@@ -1179,6 +1170,7 @@ static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len
       rq_buf_reset(&sc->out);
       rq_smtp_cmd_rcpt(&sc->out, tx->rcpts[tx->rcpt_sent++]);
       send_cmd(sc, 0);
+      tell_cmd(tx, "RCPT");
     }
     arm(sc, tx->response_ms);
     return;
@@ -1196,8 +1188,14 @@ static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len
         rq_buf_reset(&sc->out);
         rq_smtp_cmd_rcpt(&sc->out, tx->rcpts[tx->rcpt_sent++]);
         send_cmd(sc, 0);
+        tell_cmd(tx, "RCPT");
       }
       arm(sc, tx->response_ms);
+      return;
+    }
+    if (tx->until) { /* a check: the envelope is answered, and DATA is never sent */
+      if (tx->st.accepted < (int)tx->n_rcpts) tx_fail_reply(tx, RQ_SMTP_ERR_REJECTED, "The server refused a recipient");
+      complete(sc, AFTER_QUIT, 0);
       return;
     }
     if (tx->st.accepted == 0) {
@@ -1260,6 +1258,10 @@ static void pump_body(struct sconn *sc) {
 }
 
 static void on_reply(struct sconn *sc, int code, const char *raw, size_t len) {
+  if (sc->tx && sc->tx->step) {
+    const struct rq_smtp_step st = {.kind = RQ_SMTP_STEP_REPLY, .code = code, .raw = raw, .len = len};
+    tell(sc->tx, &st);
+  }
   switch (sc->state) {
   case S_BANNER:
   case S_EHLO:
@@ -1365,6 +1367,12 @@ static void on_error(struct sconn *sc, int err, const char *msg) {
 static void on_connected(struct sconn *sc) {
   struct tx *tx = sc->tx;
   if (!tx) return;
+  if (tx->step) {
+    uint64_t resolved = rq_smtp_conn_resolved_at(sc->io);
+    struct rq_smtp_step st = {.kind = RQ_SMTP_STEP_CONNECTED, .peer = rq_smtp_conn_peer(sc->io), .dns_ms = -1};
+    if (resolved) st.dns_ms = (double)(resolved - tx->t_loop_start);
+    tell(tx, &st);
+  }
   if (sc->pool->security == RQ_SMTP_IMPLICIT_TLS) {
     sc->state = S_TLS;
     story_stage(&tx->st, RQ_STAGE_TLS);
@@ -1381,6 +1389,12 @@ static void on_connected(struct sconn *sc) {
 static void on_tls_ready(struct sconn *sc) {
   struct tx *tx = sc->tx;
   sc->tls = 1;
+  if (tx && tx->step) {
+    char tls[160];
+    struct rq_smtp_step st = {.kind = RQ_SMTP_STEP_TLS, .tls = tls, .cert = rq_smtp_conn_peer_cert(sc->io)};
+    st.verify = rq_smtp_conn_tls_describe(sc->io, tls, sizeof tls);
+    tell(tx, &st);
+  }
   if (sc->state == S_TLS) {
     sc->state = S_BANNER;
     story_stage(&tx->st, RQ_STAGE_BANNER);
@@ -1545,8 +1559,6 @@ static struct rq_smtp *create(uv_loop_t *loop, int pooling) {
   struct rq_smtp *s = rq_xcalloc(1, sizeof *s);
   s->loop = loop;
   s->pooling = pooling;
-  map_init(&s->pools);
-  map_init(&s->limiters);
   rq_smtp_set_limits(s, NULL);
   /* EHLO names this host, as libcurl did; a name that could not go in an
    * EHLO line is replaced by one that can. */
@@ -1601,7 +1613,11 @@ static int valid_target(const struct rq_smtp_target *t) {
     if (strlen(t->user) > USER_MAX) return 0;
     for (const unsigned char *c = (const unsigned char *)t->user; *c; c++)
       if (*c < 0x20 || *c == 0x7f) return 0;
-    if (t->password && strlen(t->password) > USER_MAX) return 0;
+    if (t->password && strlen(t->password) > (t->xoauth2 ? TOKEN_MAX : USER_MAX)) return 0;
+    /* The token sits between 0x01 separators in XOAUTH2's response. */
+    if (t->xoauth2 && t->password)
+      for (const unsigned char *c = (const unsigned char *)t->password; *c; c++)
+        if (*c <= 0x20 || *c == 0x7f) return 0;
   }
   return 1;
 }
@@ -1610,11 +1626,17 @@ static long or_default(long v, long def) {
   return v > 0 ? v : def;
 }
 
+/* A check (rq_smtp_check) when until is not 0: then there may be no
+ * recipient (UNTIL_AUTH) and no message. */
 static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
                  const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len,
-                 const struct rq_msg *body, rq_smtp_cb cb, void *arg) {
-  if (!cb || !valid_target(t) || !rq_smtp_address_ok(mail_from, 1) || n_rcpts == 0 || !rcpts || (!msg && !body && len > 0))
+                 const struct rq_msg *body, enum rq_smtp_until until, rq_smtp_step_cb step, rq_smtp_cb cb,
+                 void *arg) {
+  int no_envelope = until == RQ_SMTP_UNTIL_AUTH;
+  if (!cb || !valid_target(t) || !rq_smtp_address_ok(mail_from, 1) ||
+      (!no_envelope && (n_rcpts == 0 || !rcpts)) || (!msg && !body && len > 0))
     return RQ_SMTP_EINVAL;
+  if (no_envelope) n_rcpts = 0;
   size_t strings = strlen(mail_from) + 1;
   for (size_t i = 0; i < n_rcpts; i++) {
     if (!rq_smtp_address_ok(rcpts[i], 0)) return RQ_SMTP_EINVAL;
@@ -1645,6 +1667,11 @@ static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
     tx->password = pack(&w, password);
     tx->password_len = pwlen;
   }
+  tx->xoauth2 = user && t->xoauth2;
+  tx->until = until;
+  tx->step = step;
+  tx->force_new = until != 0; /* a check tests setting up a connection, never a pooled one */
+  tx->t_loop_start = uv_now(s->loop);
   tx->connect_ms = or_default(t->connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
   tx->response_ms = or_default(t->response_timeout_ms, DEFAULT_RESPONSE_TIMEOUT_MS);
   tx->deadline = uv_now(s->loop) + (uint64_t)or_default(t->timeout_ms, DEFAULT_TIMEOUT_MS);
@@ -1679,14 +1706,21 @@ static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
 int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
                  const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len, rq_smtp_cb cb,
                  void *arg) {
-  return start(s, t, mail_from, rcpts, n_rcpts, msg, len, NULL, cb, arg);
+  return start(s, t, mail_from, rcpts, n_rcpts, msg, len, NULL, 0, NULL, cb, arg);
 }
 
 int rq_smtp_send_msg(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
                      const char *const *rcpts, size_t n_rcpts, const struct rq_msg *m, rq_smtp_cb cb,
                      void *arg) {
   if (!m) return RQ_SMTP_EINVAL;
-  return start(s, t, mail_from, rcpts, n_rcpts, NULL, m->len, m, cb, arg);
+  return start(s, t, mail_from, rcpts, n_rcpts, NULL, m->len, m, 0, NULL, cb, arg);
+}
+
+int rq_smtp_check(struct rq_smtp *s, const struct rq_smtp_target *t, enum rq_smtp_until until,
+                  const char *mail_from, const char *const *rcpts, size_t n_rcpts, rq_smtp_step_cb step,
+                  rq_smtp_cb cb, void *arg) {
+  if (until != RQ_SMTP_UNTIL_AUTH && until != RQ_SMTP_UNTIL_RCPT) return RQ_SMTP_EINVAL;
+  return start(s, t, mail_from ? mail_from : "", rcpts, n_rcpts, NULL, 0, NULL, until, step, cb, arg);
 }
 
 static void free_transport(struct rq_smtp *s) {
@@ -1695,8 +1729,8 @@ static void free_transport(struct rq_smtp *s) {
     SSL_CTX_free(e->ctx);
     free(e);
   }
-  map_free(&s->pools);
-  map_free(&s->limiters);
+  rq_hmap_free(&s->pools, free_hent);
+  rq_hmap_free(&s->limiters, free_hent);
   free(s);
 }
 
@@ -1749,6 +1783,24 @@ void rq_smtp_free(struct rq_smtp *s) {
 
 /* ---- classification ------------------------------------------------------------------------------- */
 
+/* Password advice does not fit an XOAUTH2 login with a token the provider
+ * just issued: what is wrong is which mailbox the token may use, or SMTP
+ * AUTH being off for it. */
+static void xoauth2_detail(const struct rq_smtp_result *res, struct rq_class *out) {
+  char c[40];
+  snprintf(c, sizeof c, "%d%s%s", res->code, res->enhanced[0] ? " " : "", res->enhanced);
+  if (strstr(out->detail, "smtp_password"))
+    snprintf(out->detail, sizeof out->detail,
+             "The server refused the OAuth2 access token (%s): smtp_user must be the mailbox that signed in (or, "
+             "for app-only access, one the app was granted), and SMTP AUTH must be enabled for it.",
+             c);
+  else if (strstr(out->detail, "switch to smtp_auth=xoauth2"))
+    snprintf(out->detail, sizeof out->detail,
+             "The server refused the XOAUTH2 login (%s): a Microsoft 365 admin must enable Authenticated SMTP "
+             "for the mailbox (Set-CASMailbox -SmtpClientAuthenticationDisabled $false).",
+             c);
+}
+
 void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class *out) {
   if (res->err == RQ_SMTP_ERR_OK && !(res->data_code >= 200 && res->data_code < 300)) {
     rq_classify_failure(RQ_FAIL_OTHER, (enum rq_smtp_stage)res->stage, NULL,
@@ -1762,4 +1814,5 @@ void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class 
   snprintf(r.text, sizeof r.text, "%s", res->reply);
   rq_classify_failure((enum rq_fail)res->err, (enum rq_smtp_stage)res->stage, res->code ? &r : NULL, res->errmsg,
                       out);
+  if (res->xoauth2 && out->error == RQ_ERR_AUTH && res->code) xoauth2_detail(res, out);
 }

@@ -24,13 +24,19 @@
  * Implements the client side of RFC 5321 (SMTP), RFC 1870 (SIZE), RFC 2920
  * (PIPELINING: MAIL, every RCPT and DATA in one write when offered),
  * RFC 3207 (STARTTLS), RFC 8314 (implicit TLS), RFC 4954 with RFC 4616
- * (AUTH PLAIN, or LOGIN when PLAIN is not offered), RFC 6152 (8BITMIME),
+ * (AUTH PLAIN, or LOGIN when PLAIN is not offered; SASL XOAUTH2 with an
+ * OAuth2 access token for routes with smtp_auth=xoauth2, as
+ * https://developers.google.com/gmail/imap/xoauth2-protocol defines it:
+ * an error comes as a 334 challenge of base64 JSON, answered with an empty
+ * line, then the final 5xx), RFC 6152 (8BITMIME),
  * RFC 6531 (SMTPUTF8 envelopes) and reads RFC 2034 / RFC 3463 enhanced
  * status codes.
  *
  * Secrets: the password is copied for the transaction's life only (wiped
- * when it ends), sent only after TLS (unless security is PLAIN), and
- * nothing we send is ever logged or kept; only replies are kept.
+ * when it ends), sent only after TLS (unless security is PLAIN or
+ * STARTTLS_TRY_INSECURE), and nothing we send is ever logged or kept;
+ * only replies are kept. With a tls_pin, nothing is sent over TLS before
+ * the server's key matched.
  *
  * Every wait is bounded: DNS + connect + implicit TLS + the greeting by the connect
  * timeout, each reply (and each stalled write) by the response timeout,
@@ -116,7 +122,9 @@ struct rq_smtp_target {
   int port;         /* 1-65535 */
   enum rq_smtp_security security;
   const char *user; /* NULL or "": no AUTH. Also none when the server offers no AUTH at all */
-  const char *password;
+  const char *password;  /* with xoauth2: the OAuth2 access token */
+  int xoauth2;           /* 1: SASL XOAUTH2 (RFC 7628's predecessor as Google and Microsoft
+                            define it) instead of PLAIN/LOGIN; the server must offer it */
   int tls_verify;        /* 0: accept self-signed or unknown certificates */
   const char *ca_file;   /* optional CA bundle used instead of the system one (tests) */
   const char *key;       /* identity for connection limiting, e.g. "tenant|host|port|user";
@@ -161,6 +169,7 @@ struct rq_smtp_result {
   int data_code;         /* reply to the final dot, 0 if not reached */
   double seconds;        /* from getting a connection (or starting one) to the result */
   int reused_connection; /* 1 when the transaction ran on a pooled connection */
+  int xoauth2;           /* the login was (or was to be) SASL XOAUTH2 */
 };
 
 typedef void (*rq_smtp_cb)(const struct rq_smtp_result *res, void *arg);
@@ -173,8 +182,9 @@ struct rq_class;
 /* The transport on loop, with a connection pool. */
 struct rq_smtp *rq_smtp_new_loop(uv_loop_t *loop);
 
-/* For one-shot callers of the libcurl era (`relayq tenant test`): runs on
- * curl's loop (curl is not used otherwise) and keeps no idle connection,
+/* For one-shot callers that share curl's loop (`relayq tenant test`, which
+ * may send through Mailgun instead): runs on that loop (curl itself is not
+ * used) and keeps no idle connection,
  * so once the loop has run dry nothing of the transport is left on it and
  * rq_smtp_free frees at once. Prefer rq_smtp_new_loop + rq_smtp_close. */
 struct rq_smtp *rq_smtp_new(struct rq_curl *curl);
@@ -210,6 +220,47 @@ struct rq_msg;
 int rq_smtp_send_msg(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
                      const char *const *rcpts, size_t n_rcpts, const struct rq_msg *m, rq_smtp_cb cb,
                      void *arg);
+
+/* ---- checking a server without sending (relayq tenant verify) ------------ */
+
+/* How far rq_smtp_check goes before QUIT. */
+enum rq_smtp_until {
+  RQ_SMTP_UNTIL_AUTH = 1, /* the session: connect, TLS, greeting, EHLO, STARTTLS, AUTH */
+  RQ_SMTP_UNTIL_RCPT,     /* then MAIL FROM and RCPT TO, never DATA: nothing is delivered */
+};
+
+/* One thing a check saw, as it happened; valid during the callback. Our
+ * commands are named by verb only: no argument, no credential. */
+enum rq_smtp_step_kind {
+  RQ_SMTP_STEP_CONNECTED, /* TCP is up: peer, dns_ms */
+  RQ_SMTP_STEP_TLS,       /* a handshake completed: tls, cert, verify */
+  RQ_SMTP_STEP_COMMAND,   /* a command went out: verb ("EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT") */
+  RQ_SMTP_STEP_REPLY,     /* a complete reply came in: code, raw (its lines), len */
+};
+struct rq_smtp_step {
+  enum rq_smtp_step_kind kind;
+  const char *peer;  /* CONNECTED: the address connected to */
+  double dns_ms;     /* CONNECTED: how long the name took to resolve; -1: an address literal */
+  const char *tls;   /* TLS: "TLSv1.3 / TLS_AES_256_GCM_SHA384" */
+  void *cert;        /* TLS: the server's certificate (X509 *, borrowed) */
+  long verify;       /* TLS: X509_V_OK, or why the chain would not verify (required or not) */
+  const char *verb;  /* COMMAND */
+  int code;          /* REPLY */
+  const char *raw;
+  size_t len;
+};
+typedef void (*rq_smtp_step_cb)(const struct rq_smtp_step *st, void *arg);
+
+/* Connects to t as rq_smtp_send would (same session, TLS, login and
+ * network boundary), on a connection of its own, up to `until`, then
+ * QUIT. With RQ_SMTP_UNTIL_RCPT, MAIL FROM:<mail_from> and RCPT TO each
+ * of rcpts, without pipelining. step (may be NULL) sees each step; cb
+ * gets the result (err 0 when every step passed: for UNTIL_RCPT every
+ * recipient accepted; data_code is always 0). Callback contract as
+ * rq_smtp_send. */
+int rq_smtp_check(struct rq_smtp *s, const struct rq_smtp_target *t, enum rq_smtp_until until,
+                  const char *mail_from, const char *const *rcpts, size_t n_rcpts, rq_smtp_step_cb step,
+                  rq_smtp_cb cb, void *arg);
 
 /* Transactions accepted by rq_smtp_send whose callback has not run
  * (running and waiting). */
@@ -253,8 +304,7 @@ void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class 
  * (RQ_SMTP_DIALOG_OUT) and server bytes (RQ_SMTP_DIALOG_IN) and read the
  * result's dialogue fields (stage, code, enhanced, reply, rcpts, accepted,
  * data_code; rcpts points into d). The transport records each
- * transaction with the same code. The type values are those of libcurl's
- * CURLINFO_HEADER_IN/OUT, which tests of the libcurl era used. */
+ * transaction with the same code. */
 #define RQ_SMTP_DIALOG_IN 1
 #define RQ_SMTP_DIALOG_OUT 2
 struct rq_smtp_dialog;
