@@ -115,6 +115,7 @@ def send(s, jid):
 
 
 def test_failover_while_jobs_flow():
+    harness.skip_unless(shutil.which("redis-sentinel"), "redis-sentinel is not installed (scripts/deps.sh)")
     n = 240
     s = SentinelSet()
     try:
