@@ -135,6 +135,7 @@ struct rq_engine {
   int fetch_pending; /* a FETCH call or BLMOVE is waiting for a reply */
   int blocking;      /* the pending one is BLMOVE */
   int fetch_active;  /* inside on_fetch: jobs being started */
+  int fetch_skipped; /* the pending FETCH named tenants to skip (lines.c) */
   int needs_recovery; /* a fetch reply was lost: inflight may hold jobs we don't */
   int recovering;
   unsigned fetch_rr; /* round-robin start queue */

@@ -385,6 +385,7 @@ static void skip_sync(struct rq_line *l) {
   if (want == l->in_skip) return;
   if (!want) {
     skip_unlink(s, l);
+    s->hooks.room(l->eng); /* its tenant may be fetched again */
     return;
   }
   l->in_skip = 1;
@@ -838,6 +839,8 @@ size_t rq_lines_skip_list(struct rq_engine *eng, const char **out, size_t max) {
   for (size_t i = 0; i < s->n_skip; i++) out[i] = s->skip[i];
   return s->n_skip;
 }
+
+int rq_lines_skipping(const struct rq_engine *eng) { return eng->lines && eng->lines->skipping; }
 
 void rq_lines_foreach(struct rq_engine *eng, void (*cb)(const struct rq_line_view *v, void *arg), void *arg) {
   if (!eng->lines) return;
