@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -26,6 +27,7 @@
 #include "classify.h"
 #include "curlfail.h"
 #include "engine.h"
+#include "keys.h"
 #include "log.h"
 #include "mailgun.h"
 #include "metrics.h"
@@ -33,6 +35,7 @@
 #include "oauth.h"
 #include "redis_health.h"
 #include "dkim_job.h"
+#include "message.h"
 #include "route.h"
 #include "lines.h"
 #include "smtp.h"
@@ -699,7 +702,7 @@ static void claim(struct rq_jobctx *jc) {
   char rate_keys[RQ_RATE_MAX][700];
   size_t n_rates = rate_args(jc, rates, limit, todo, cap, limit_s, sizeof limit_s, rate_keys);
   if (j->kind == RELAYQ_KIND_AUTO_REPLY)
-    snprintf(auto_key, sizeof auto_key, "%s:autoreply:%s:", eng->cfg->prefix, j->tenant);
+    relayq__key(auto_key, sizeof auto_key, eng->cfg->prefix, RELAYQ__KEY_AUTOREPLY, j->tenant, NULL);
   rq_fmt_i64(now_s, sizeof now_s, now);
   rq_fmt_i64(win_s, sizeof win_s, eng->cfg->quota_window_s * 1000);
   rq_fmt_i64(slots_s, sizeof slots_s, slots);
@@ -735,7 +738,7 @@ static void claim(struct rq_jobctx *jc) {
   size_t nsf = sizeof status_fields / sizeof status_fields[0];
   char pause_key[300] = "";
   if (limit > 0 || (n_rates && !jc->route.named))
-    snprintf(pause_key, sizeof pause_key, "%s:tpause:%s", eng->cfg->prefix, j->tenant);
+    relayq__key(pause_key, sizeof pause_key, eng->cfg->prefix, RELAYQ__KEY_TPAUSE, j->tenant, NULL);
   size_t argc = nfixed + n_rates + nfixed2 + nr + 1 + nsf;
   const char **argv = rq_xmalloc(argc * sizeof *argv);
   size_t k = 0;
@@ -764,36 +767,18 @@ void rq_delivery_resume_waiting(struct rq_engine *eng) {
 /* ---- routing, sender, envelope ------------------------------------------------------ */
 
 static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
-  const struct relayq_job *j = jc->job;
-  if (j->raw) {
-    /* The sender rule rewrites the raw From header in place, so the raw
-     * message passes through one temporary buffer before it becomes the
-     * message's literal segment. */
-    struct rq_buf raw;
-    rq_buf_init(&raw);
-    rq_mime_raw(j->raw, j->raw_len, &raw);
-    rq_route_raw_from(&jc->eng->routing, jc->tenant->t, j, &jc->route, &raw); /* sender rule, then DKIM */
-    rq_mime_raw_msg((const unsigned char *)raw.data, raw.len, &jc->msg);
-    rq_buf_free(&raw);
-    return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
-  }
-  struct rq_sender s;
-  rq_route_sender(&jc->eng->routing, jc->tenant->t, j, &jc->route, &s);
-  const struct rq_tenant *t = jc->tenant->t;
-  struct rq_mime_input in = {
-      .job = j,
-      .from_addr = s.from_addr,
-      .from_name = s.from_name,
-      .reply_to = s.reply_to,
-      .signature_text = t ? t->signature_text : NULL,
-      .signature_html = t ? t->signature_html : NULL,
-      .logo_url = t ? t->logo_url : NULL,
+  const struct rq_message_input in = {
+      .settings = &jc->eng->routing,
+      .tenant = jc->tenant->t,
+      .job = jc->job,
+      .route = &jc->route,
       .message_id = jc->message_id,
       .date_ms = jc->created_ms, /* origination time: a retry sends identical bytes */
+      .now_s = (int64_t)time(NULL),
+      .dkim_key = rq_dkim_job_key,
+      .dkim_arg = jc,
   };
-  if (rq_mime_build_msg(&in, &jc->msg, err, errlen)) return -1;
-  /* A signing failure is the tenant's settings (its key), not the job. */
-  return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
+  return rq_message_build(&in, &jc->msg, err, errlen);
 }
 
 /* Envelope: the pending recipients of a retry, else to+cc+bcc, as bare
