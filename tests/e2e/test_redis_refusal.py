@@ -124,6 +124,24 @@ def test_read_only_replica_pauses_and_resumes():
         assert len(smtp.messages()) == n
 
 
+def test_script_flush_is_one_condition_not_a_storm():
+    n = 40
+    with RedisServer() as r, SmtpServer() as smtp:
+        with Worker(r, platform_smtp=smtp, args=FAST) as w:
+            wait_for(lambda: "connected to Redis" in w.log_text(), timeout=10, what="connected")
+            r.client.script_flush()
+            for i in range(n):
+                push_job(r, job(i))
+            wait_for(lambda: len(smtp.messages()) >= n, timeout=30, what="every job sent")
+            wait_for(lambda: "Redis accepts writes again" in w.log_text(), timeout=5, what="the end line")
+            log = w.log_text()
+            assert "Redis lost its script cache (NOSCRIPT)" in log, log
+            lines = [ln for ln in log.splitlines() if " warn " in ln or " error " in ln]
+            assert len(lines) <= 3, "\n".join(lines)
+        counts = collections.Counter(m["rcpt_tos"][0] for m in smtp.messages())
+        assert len(counts) == n and max(counts.values()) == 1, counts
+
+
 def test_cli_and_library_say_redis_is_full():
     with RedisServer() as r:
         fill(r, 50)
