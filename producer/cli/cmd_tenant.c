@@ -136,6 +136,8 @@ static void usage(FILE *f) {
         "        run the checks of 'relayq dns check' and add DOMAIN to verified_domains\n"
         "  trust TENANT [--route NAME] [--yes]\n"
         "        show the server's certificate and key pin; store it in smtp_tls_pin\n"
+        "  pause TENANT [--for SECONDS] [--reason TEXT] | resume TENANT\n"
+        "        hold the tenant's jobs (they wait as deferred), or lift the hold\n"
         "\n"
         "Options:\n"
         "  --ca-file FILE   CA bundle (PEM) to verify servers with (env RELAYQ_CA_FILE)\n"

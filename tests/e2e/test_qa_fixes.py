@@ -117,5 +117,21 @@ def test_mailgun_breaker_detail_names_the_api_key_and_domain():
         assert "key-WRONG-1" not in d
 
 
+def test_pause_and_resume_cli_failures_are_one_line_and_listed_in_help():
+    # Contract (CLI): non-zero with one clear line on stderr.
+    with RedisServer() as r:
+        for args in (("tenant", "pause"), ("tenant", "resume"), ("tenant", "pause", "a", "b"),
+                     ("tenant", "pause", "evil:route:x"), ("tenant", "resume", "--reason", "x", "acme")):
+            p = run_relayq(r, *args)
+            lines = p.stderr.strip().splitlines()
+            assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("relayq: "), (args, p.stderr)
+        assert not r.client.exists(r.key("thold", "evil:route:x")), "a tenant id with ':' was paused"
+        p = run_relayq(r, "tenant", "--help")
+        assert p.returncode == 0 and re.search(r"^  pause TENANT", p.stdout, re.M), p.stdout
+        assert "resume TENANT" in p.stdout, p.stdout
+        p = run_relayq(r, "tenant", "pause", "acme", "--for", "600")
+        assert p.returncode == 0 and re.search(r"until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", p.stdout), p.stdout
+
+
 if __name__ == "__main__":
     harness.main(globals())
