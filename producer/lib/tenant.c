@@ -663,6 +663,7 @@ static void free_smtp(struct rq_smtp_conf *conf) {
   wipe_free(conf->password);
   free(conf->preset);
   free(conf->tls_pin);
+  free(conf->unusable);
   memset(conf, 0, sizeof *conf);
 }
 
@@ -1036,6 +1037,18 @@ int rq_tenant_parse_route(struct rq_tenant *t, const char *route_name,
   free_smtp(&t->routes[i]);
   t->routes[i] = conf;
   return 0;
+}
+
+int rq_tenant_route_unusable(struct rq_tenant *t, const char *route_name, const char *why, int auth) {
+  if (t == NULL || route_name == NULL || why == NULL) return -1;
+  for (size_t i = 0; i < t->n_routes; i++) {
+    if (strcmp(t->route_names[i], route_name) != 0) continue;
+    free_smtp(&t->routes[i]); /* nothing of a half-read route is used */
+    t->routes[i].unusable = strdup(why);
+    t->routes[i].unusable_auth = auth != 0;
+    return t->routes[i].unusable != NULL ? 0 : -1;
+  }
+  return -1;
 }
 
 void rq_tenant_free(struct rq_tenant *t) {

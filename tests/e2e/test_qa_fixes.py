@@ -14,6 +14,7 @@ hashes and job outcomes.
   the network boundary judges it (policy), not the tenant's validity.
 """
 
+import base64
 import os
 import re
 import socket
@@ -131,6 +132,34 @@ def test_pause_and_resume_cli_failures_are_one_line_and_listed_in_help():
         assert "resume TENANT" in p.stdout, p.stdout
         p = run_relayq(r, "tenant", "pause", "acme", "--for", "600")
         assert p.returncode == 0 and re.search(r"until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", p.stdout), p.stdout
+
+
+def test_one_bad_route_fails_only_the_jobs_that_use_it():
+    # Contract: a sealed value copied to another route does not open: "the job's attempt ends auth".
+    # Only the attempts that use that secret: the tenant's other jobs are sent.
+    key = os.urandom(32)
+    env = {"RELAYQ_SECRET_KEY": base64.b64encode(key).decode()}
+    with RedisServer() as r, SmtpServer() as plat, SmtpServer(security="starttls", auth=("u", "good-pw-5")) as own, \
+            Worker(r, platform_smtp=plat, args=FAST, env=env):
+        copied = sealing.seal_v2(key, "tenant:other", "smtp_password", "good-pw-5")
+        set_tenant(r, "acme", gateway="platform", routes="billing,backup,ghost")
+        smtp_tenant(r, "acme", own, "u", copied, route="billing", smtp_tls_verify="0")
+        smtp_tenant(r, "acme", own, "u", sealing.seal_v2(key, "tenant:acme:route:backup", "smtp_password",
+                                                         "good-pw-5"), route="backup", smtp_tls_verify="0")
+        # route "ghost" is listed but has no hash
+        push_job(r, job("plain-1", "acme"))
+        push_job(r, job("billing-1", "acme", route="billing"))
+        push_job(r, job("backup-1", "acme", route="backup"))
+        push_job(r, job("ghost-1", "acme", route="ghost"))
+        assert wait_status(r, "plain-1")["state"] == "sent", status(r, "plain-1")
+        assert wait_status(r, "backup-1")["state"] == "sent", status(r, "backup-1")
+        st = wait_status(r, "billing-1")
+        assert st["state"] == "failed" and st.get("error") == "auth", st
+        assert "sealed for another place" in st.get("detail", "") and "billing" in st["detail"], st
+        st = wait_status(r, "ghost-1")
+        assert st["state"] == "failed" and st.get("error") == "policy" and "ghost" in st.get("detail", ""), st
+        assert len(plat.messages()) == 1 and own.messages_count() == 1, (plat.messages(), own.messages_count())
+        assert [a[1:] for a in own.auth_attempts] == [("u", True)], own.auth_attempts
 
 
 if __name__ == "__main__":
