@@ -72,6 +72,75 @@ class DownServer:
         self.sock.close()
 
 
+class V6SmtpServer:
+    """A minimal SMTP server on [::1] (the fixture binds 127.0.0.1 only): greets, offers AUTH PLAIN,
+    accepts every command and message; keeps the messages' recipients."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET6)
+        self.sock.bind(("::1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.rcpts = []
+        self.auth = []
+        self._stop = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _session(self, c):
+        c.settimeout(5)
+        f = c.makefile("rb")
+        c.sendall(b"220 v6.example ESMTP\r\n")
+        rcpts = []
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            cmd = line.strip().upper()
+            if cmd.startswith(b"EHLO"):
+                c.sendall(b"250-v6.example\r\n250 AUTH PLAIN\r\n")
+            elif cmd.startswith(b"AUTH"):
+                self.auth.append(line.strip().split()[-1])
+                c.sendall(b"235 2.7.0 ok\r\n")
+            elif cmd.startswith(b"RCPT"):
+                rcpts.append(line.strip().decode().split(":", 1)[1].strip("<> "))
+                c.sendall(b"250 ok\r\n")
+            elif cmd == b"DATA":
+                c.sendall(b"354 go\r\n")
+                while f.readline() not in (b".\r\n", b""):
+                    pass
+                self.rcpts += rcpts
+                rcpts = []
+                c.sendall(b"250 2.0.0 queued\r\n")
+            elif cmd == b"QUIT":
+                c.sendall(b"221 bye\r\n")
+                return
+            else:
+                c.sendall(b"250 ok\r\n")
+
+    def _run(self):
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            try:
+                self._session(c)
+            except OSError:
+                pass
+            finally:
+                c.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._t.join(2)
+        self.sock.close()
+
+
 def breaker(r, tenant):
     return {k.decode(): v.decode() for k, v in r.client.hgetall(r.key("breaker", tenant)).items()}
 
@@ -161,6 +230,41 @@ def test_one_bad_route_fails_only_the_jobs_that_use_it():
         assert len(plat.messages()) == 1 and own.messages_count() == 1, (plat.messages(), own.messages_count())
         assert [a[1:] for a in own.auth_attempts] == [("u", True)], own.auth_attempts
 
+
+def test_smtp_host_bare_ipv6_is_accepted_connected_to_and_judged_by_the_boundary():
+    # Contract: smtp_host is "a DNS name, an IPv4 address, or an IPv6 address bare or in brackets".
+    env = {"RELAYQ_SECRET_KEY": base64.b64encode(os.urandom(32)).decode()}
+    with RedisServer() as r:
+        for host in ("2606:4700:4700::1111", "[2606:4700:4700::1111]"):
+            p = run_relayq(r, "tenant", "set", "v6", "gateway=smtp", "smtp_host=" + host, "smtp_security=tls",
+                           "smtp_user=u", "smtp_password=p", "--no-verify", env=env)
+            assert p.returncode == 0, (host, p.stderr)
+            assert r.client.hget(r.key("tenant", "v6"), "smtp_host") == b"[2606:4700:4700::1111]"
+        # In saas `tenant set` refuses an internal address given bare, like the bracketed one.
+        p = run_relayq(r, "tenant", "set", "v6b", "gateway=smtp", "smtp_host=::1", "smtp_security=tls",
+                       "smtp_user=u", "smtp_password=p", "--no-verify", env=env, allow_private_nets=None)
+        assert p.returncode != 0 and "valid host name" not in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    one = FAST + ["--max-attempts", "1"]
+    with RedisServer() as r, V6SmtpServer() as v6, SmtpServer() as plat:
+        set_tenant(r, "bare", gateway="smtp", smtp_host="::1", smtp_port=v6.port, smtp_security="none",
+                   smtp_user="u", smtp_password="pw")
+        set_tenant(r, "mapped", gateway="smtp", smtp_host="::ffff:127.0.0.1", smtp_port=v6.port,
+                   smtp_security="none", smtp_user="u", smtp_password="pw")
+        # saas, no network opened: the boundary refuses them (policy), not the tenant's validity
+        with Worker(r, platform_smtp=plat, args=one, allow_private_nets=None):
+            for jid, t in (("v6-bare", "bare"), ("v6-mapped", "mapped")):
+                push_job(r, job(jid, t))
+                st = wait_status(r, jid)
+                assert st["state"] == "failed" and st.get("error") == "policy", st
+                assert "settings are invalid" not in st.get("detail", ""), st
+        assert v6.rcpts == [] and v6.auth == [], "connected to a loopback address in saas"
+        # saas with ::1/128 opened: the bare address is connected to and the mail goes out
+        with Worker(r, platform_smtp=plat, args=one, allow_private_nets="::1/128"):
+            push_job(r, job("v6-send", "bare"))
+            st = wait_status(r, "v6-send")
+            assert st["state"] == "sent", st
+        assert v6.rcpts == ["v6-send@dest.example"] and len(v6.auth) == 1, (v6.rcpts, v6.auth)
 
 if __name__ == "__main__":
     harness.main(globals())
