@@ -141,7 +141,7 @@ static void usage(FILE *f) {
         "\n"
         "Options:\n"
         "  --ca-file FILE   CA bundle (PEM) to verify servers with (env RELAYQ_CA_FILE)\n"
-        "  --timeout S      seconds for a check or a test send (default 15 / 120)\n"
+        "  --timeout S      set, verify, test: seconds for a check or a test send (default 15 / 120)\n"
         "  --stdin FIELD    read FIELD's value from standard input (keeps a secret\n"
         "                   out of the process list and shell history)\n"
         "\n"

@@ -266,5 +266,25 @@ def test_smtp_host_bare_ipv6_is_accepted_connected_to_and_judged_by_the_boundary
             assert st["state"] == "sent", st
         assert v6.rcpts == ["v6-send@dest.example"] and len(v6.auth) == 1, (v6.rcpts, v6.auth)
 
+def test_verify_domain_failure_is_one_line_and_timeout_is_refused_clearly():
+    # Contract (CLI): non-zero with one clear line on stderr.
+    from dnsfix import DnsServer
+    recs = [("TXT", "nospf.test", "hello"), ("TXT", "_dmarc.nospf.test", "v=DMARC1; p=reject")]
+    with RedisServer() as r, DnsServer(recs) as dns:
+        set_tenant(r, "acme", gateway="platform")
+        p = run_relayq(r, "tenant", "verify-domain", "acme", "nospf.test", "--expect-include", "_spf.platform.test",
+                       "--dns-server", dns.address, timeout=30)
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 1 and len(lines) == 1, (p.returncode, p.stderr)
+        assert "not verified for tenant acme" in lines[0] and "spf" in lines[0], lines
+        assert r.client.hget(r.key("tenant", "acme"), "verified_domains") is None
+        p = run_relayq(r, "tenant", "verify-domain", "acme", "nospf.test", "--expect-include", "x.test",
+                       "--timeout", "2")
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1 and "--timeout" in lines[0], p.stderr
+        p = run_relayq(r, "tenant", "--help")
+        assert re.search(r"--timeout S +set, verify, test", p.stdout), p.stdout
+
+
 if __name__ == "__main__":
     harness.main(globals())
