@@ -286,5 +286,27 @@ def test_verify_domain_failure_is_one_line_and_timeout_is_refused_clearly():
         assert re.search(r"--timeout S +set, verify, test", p.stdout), p.stdout
 
 
+def test_platform_without_starttls_advice_names_platform_smtp_not_tenant_settings():
+    # The platform gateway's login never goes in clear text; the detail says what the operator can set.
+    with RedisServer() as r, SmtpServer(security="none", auth=("plat", "PlatPw-1")) as plat:
+        url = "smtp://plat:PlatPw-1@127.0.0.1:%d" % plat.port
+        with Worker(r, platform_smtp=url, args=FAST + ["--max-attempts", "1"]):
+            push_job(r, job("pl1", "acme"))
+            st = wait_status(r, "pl1")
+        assert st["state"] == "failed" and st.get("error") == "tls", st
+        d = st.get("detail", "")
+        assert "--platform-smtp" in d and "smtps://" in d and "smtp+insecure://" in d, d
+        assert "smtp_security" not in d and "route that asks" not in d, d
+        assert plat.auth_attempts == [], plat.auth_attempts
+
+
+def test_boundary_detail_uses_an_before_a_vowel():
+    with RedisServer() as r:
+        p = run_relayq(r, "tenant", "set", "z", "gateway=smtp", "smtp_host=0.0.0.0", "smtp_security=tls",
+                       "smtp_user=u", "smtp_password=p", "--no-verify", allow_private_nets=None,
+                       env={"RELAYQ_SECRET_KEY": base64.b64encode(os.urandom(32)).decode()})
+        assert p.returncode != 0 and "is an unspecified address" in p.stderr, p.stderr
+
+
 if __name__ == "__main__":
     harness.main(globals())
