@@ -133,11 +133,12 @@ static void check_job(const struct relayq_job *job, const char *name) {
   struct rq_buf sa, sb;
   rq_buf_init(&sa), rq_buf_init(&sb);
   static const size_t caps[] = {2, 3, 64, 8192};
+  static char winbuf[8192 * 3 + 5];
   for (size_t i = 0; i < sizeof caps / sizeof *caps; i++) {
     rq_smtp_stuffer_init(a, flat.data, flat.len);
     stuff_all(a, caps[i], &sa);
     rq_msg_cursor_init(&c, &m);
-    rq_smtp_stuffer_init_pull(b, pull_cur, &c);
+    rq_smtp_stuffer_init_pull(b, pull_cur, &c, winbuf, i == 0 ? 1 : caps[i] * 3 + 5); /* windows of 1 byte too */
     stuff_all(b, caps[i], &sb);
     same_bytes(&sb, &sa, "stuffed");
   }

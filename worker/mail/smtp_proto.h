@@ -96,7 +96,8 @@ struct rq_smtp_stuffer {
   void *pull_arg;
   size_t seen;    /* message bytes in windows before this one */
   char tail[2];   /* the last two message bytes of those windows */
-  char win[4096]; /* a pulled window */
+  char *win;      /* the caller's buffer pulled windows go into (borrowed) */
+  size_t win_cap;
   int bol;   /* the next message byte starts a line */
   int state; /* 0: message, 1: terminator, 2: done */
   size_t term_off;
@@ -107,9 +108,11 @@ struct rq_smtp_stuffer {
 void rq_smtp_stuffer_init(struct rq_smtp_stuffer *st, const char *msg, size_t len);
 
 /* The same for a message produced while it is sent (msg.h): pull is
- * called for the next window whenever the last one is stuffed, so at most
- * one window of the message is held here. */
-void rq_smtp_stuffer_init_pull(struct rq_smtp_stuffer *st, rq_smtp_pull_fn pull, void *arg);
+ * called for the next window (into win, win_cap bytes, the caller's until
+ * the stuffer is done) whenever the last one is stuffed, so at most one
+ * window of the message is held. */
+void rq_smtp_stuffer_init_pull(struct rq_smtp_stuffer *st, rq_smtp_pull_fn pull, void *arg, char *win,
+                               size_t win_cap);
 
 /* Writes the next at most cap bytes (cap >= 2) into out; returns how many.
  * rq_smtp_stuffer_done() is 1 once the end-of-data sequence is out. */

@@ -52,6 +52,7 @@
 #define USER_MAX 512
 #define BODY_CHUNK 65536
 #define BODY_SYNC_BUDGET (256 * 1024) /* message bytes written in one loop turn at most */
+#define BODY_WINDOW 16384 /* a segmented message is produced this much at a time */
 #define SWEEP_MS 100                  /* how often waiting transactions' deadlines are checked */
 
 /* ---- names ------------------------------------------------------------------------ */
@@ -350,6 +351,7 @@ struct tx {
   size_t len;
   const struct rq_msg *body; /* instead of msg: read while sent (borrowed) */
   struct rq_msg_cursor cur;
+  char *win;                 /* body's window for the stuffer (owned), from the first 354 */
   char *mail_from;
   char **rcpts;
   size_t n_rcpts;
@@ -742,6 +744,7 @@ static void tx_free(struct tx *tx) {
   if (tx->password) OPENSSL_cleanse(tx->password, tx->password_len);
   pool_put(s, tx->pool);
   limiter_put(s, tx->lim);
+  free(tx->win);
   free(tx);
 }
 
@@ -1216,8 +1219,9 @@ static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len
     if (code == 354) {
       sc->state = S_BODY;
       if (tx->body) { /* from its start: a retry on a fresh connection reads it again */
+        if (!tx->win) tx->win = rq_xmalloc(BODY_WINDOW);
         rq_msg_cursor_init(&tx->cur, tx->body);
-        rq_smtp_stuffer_init_pull(&tx->stuffer, pull_body, tx);
+        rq_smtp_stuffer_init_pull(&tx->stuffer, pull_body, tx, tx->win, BODY_WINDOW);
       } else {
         rq_smtp_stuffer_init(&tx->stuffer, tx->msg, tx->len);
       }
