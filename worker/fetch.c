@@ -11,11 +11,19 @@
  * --concurrency jobs: a batch asks only for the free room, and waits until
  * that room is a quarter of a batch so a saturated worker still fetches in
  * batches rather than one job per call.
+ *
+ * Memory: the worker holds at most --max-inflight-bytes of payload
+ * (budget.h). FETCH is told the bytes still free and takes jobs only while
+ * they fit; one that does not waits in Redis (budget.waiting). A job
+ * larger than the whole budget makes the worker stop fetching until it
+ * holds nothing, then it is taken alone. While the budget is short the
+ * idle BLMOVE (which cannot look at sizes) is replaced by a timed FETCH.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "engine.h"
 #include "log.h"
 #include "metrics.h"
@@ -23,6 +31,8 @@
 #include "util.h"
 
 #define IDLE_BLOCK_MS 1000
+#define IDLE_POLL_MS 100 /* an idle worker short of budget looks again this often */
+#define MAX_FULL_TENANTS 4 /* tenants at their share: at most 2 (each holds half the budget) */
 
 static void start_fetch(struct rq_engine *eng);
 
@@ -47,6 +57,15 @@ static struct rq_jobctx *take(struct rq_engine *eng, redisReply *reply, int queu
   struct rq_jobctx *jc = rq_xcalloc(1, sizeof *jc);
   jc->eng = eng;
   jc->payload = steal_str(reply, &jc->payload_len);
+  rq_budget_hold(&eng->budget, jc->payload_len);
+  if (jc->payload_len > eng->budget.max) {
+    eng->budget.oversize_total++;
+    rq_logf(RQ_LOG_WARN,
+            "a job of %zu bytes is larger than this worker's --max-inflight-bytes (%zu): taken alone, nothing else "
+            "is fetched until it is done; raise RELAYQ_MAX_INFLIGHT_BYTES (and the memory limit) if such jobs are "
+            "common",
+            jc->payload_len, eng->budget.max);
+  }
   jc->queue_idx = queue_idx;
   rq_msg_init(&jc->msg);
   jc->next = eng->jobs;
@@ -97,6 +116,12 @@ static void on_blmove(redisAsyncContext *ac, void *r, void *priv) {
 
 static void block_idle(struct rq_engine *eng) {
   if (eng->blk_closed) return;
+  if (eng->held > 0 && rq_budget_room(&eng->budget) < (int64_t)eng->cfg->max_job_bytes) {
+    /* BLMOVE takes the next job whatever its size: with the budget this
+     * short, look again with FETCH, which weighs it. */
+    later(eng, IDLE_POLL_MS);
+    return;
+  }
   if (!rq_rconn_ready(eng->blk)) {
     later(eng, 200);
     return;
@@ -126,6 +151,26 @@ static void block_idle(struct rq_engine *eng) {
   }
 }
 
+/* FETCH's budget answer: jobs left in Redis because they did not fit,
+ * and the largest of them, with the list it waits in. */
+static void note_budget(struct rq_engine *eng, const redisReply *reply) {
+  struct rq_budget *b = &eng->budget;
+  b->waiting = 0;
+  b->oversize = 0;
+  if (reply->elements < 7 || reply->element[3]->type != REDIS_REPLY_INTEGER) return;
+  b->waiting = (size_t)reply->element[3]->integer;
+  b->waits_total += b->waiting;
+  long long size = reply->element[4]->type == REDIS_REPLY_INTEGER ? reply->element[4]->integer : 0;
+  if (b->waiting == 0 || size <= 0 || (size_t)size <= b->max) return;
+  const redisReply *t = reply->element[5], *q = reply->element[6];
+  if (t->type != REDIS_REPLY_STRING || t->len == 0 || t->len >= sizeof b->oversize_tenant) return;
+  memcpy(b->oversize_tenant, t->str, t->len);
+  b->oversize_tenant[t->len] = '\0';
+  b->oversize_q = q->type == REDIS_REPLY_INTEGER && q->integer >= 0 && (size_t)q->integer < eng->cfg->n_queues
+                      ? (int)q->integer : 0;
+  b->oversize = 1;
+}
+
 static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct rq_engine *eng = priv;
@@ -148,6 +193,7 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   }
   redisReply *jobs = reply->element[0], *qidx = reply->element[1], *due = reply->element[2];
   eng->next_due_ms = due->type == REDIS_REPLY_STRING ? (int64_t)strtod(due->str, NULL) : 0;
+  note_budget(eng, reply);
   size_t n = jobs->elements;
   rq_metrics_fetched(eng, n);
   /* Take every job first, then start them: a job may finish synchronously
@@ -164,6 +210,7 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   for (size_t i = 0; i < n; i++) rq_delivery_start(taken[i]);
   eng->fetch_active = 0;
   free(taken);
+  if (n == 0 && eng->budget.waiting > 0) return; /* a finishing job frees room: rq_engine_job_done kicks */
   if (n == 0) {
     block_idle(eng);
     return;
@@ -175,8 +222,15 @@ static void start_fetch(struct rq_engine *eng) {
   int want = room(eng);
   if (want > eng->cfg->fetch_batch) want = eng->cfg->fetch_batch;
   size_t nq = eng->cfg->n_queues;
-  const char **argv = rq_xcalloc(3 + 2 + nq + 8, sizeof *argv);
+  const char **argv = rq_xcalloc(3 + 2 + nq + 12 + MAX_FULL_TENANTS, sizeof *argv);
   char numkeys[16], k_s[16], now_s[24], rr_s[16], sort_s[16], keep_s[16], sort_bytes_s[24];
+  char free_s[24], nfull_s[16];
+  const struct rq_budget *b = &eng->budget;
+  int alone = eng->held == 0 && b->held == 0;
+  const char *full[MAX_FULL_TENANTS];
+  size_t nfull = rq_budget_full_tenants(b, full, MAX_FULL_TENANTS);
+  snprintf(free_s, sizeof free_s, "%lld", (long long)rq_budget_room(b));
+  snprintf(nfull_s, sizeof nfull_s, "%zu", nfull);
   snprintf(keep_s, sizeof keep_s, "%d", 4 * eng->cfg->fetch_batch);
   /* Sort many more than we take, so a tenant's job is reached quickly even
    * behind a long backlog of another's. */
@@ -186,7 +240,7 @@ static void start_fetch(struct rq_engine *eng) {
   snprintf(numkeys, sizeof numkeys, "%zu", 2 + nq);
   snprintf(k_s, sizeof k_s, "%d", want);
   snprintf(now_s, sizeof now_s, "%lld", (long long)relayq_now_ms());
-  snprintf(rr_s, sizeof rr_s, "%u", eng->fetch_rr % (unsigned)nq);
+  snprintf(rr_s, sizeof rr_s, "%u", alone && b->oversize ? (unsigned)b->oversize_q : eng->fetch_rr % (unsigned)nq);
   size_t k = 0;
   argv[k++] = "EVALSHA";
   argv[k++] = eng->sha[RQ_SCRIPT_FETCH];
@@ -202,6 +256,11 @@ static void start_fetch(struct rq_engine *eng) {
   argv[k++] = sort_s;
   argv[k++] = keep_s;
   argv[k++] = sort_bytes_s;
+  argv[k++] = free_s;
+  argv[k++] = alone ? "1" : "0";
+  argv[k++] = alone && b->oversize ? b->oversize_tenant : "";
+  argv[k++] = nfull_s;
+  for (size_t i = 0; i < nfull; i++) argv[k++] = full[i];
   eng->fetch_pending = 1;
   if (rq_rconn_cmd(eng->cmd, on_fetch, eng, (int)k, argv, NULL)) {
     eng->fetch_pending = 0;
@@ -217,6 +276,9 @@ void rq_fetch_kick(struct rq_engine *eng) {
   int min_room = eng->cfg->fetch_batch < eng->cfg->concurrency ? eng->cfg->fetch_batch : eng->cfg->concurrency;
   min_room /= 4;
   if (room(eng) == 0 || (eng->held > 0 && room(eng) < min_room)) return; /* resumed by rq_engine_job_done */
+  /* Out of budget, or a job larger than the whole budget waits for this
+   * worker to empty: resumed by rq_engine_job_done. */
+  if (eng->held > 0 && (eng->budget.oversize || rq_budget_room(&eng->budget) <= 0)) return;
   uv_timer_stop(&eng->fetch_timer);
   start_fetch(eng);
 }

@@ -120,7 +120,21 @@
  * 150 KB each kept Redis busy in one call for over 5 s.
  * Promotes up to 1000 due delayed jobs to the FRONT of their tenant's list
  * (they were due already; a quota-deferred backlog keeps its order).
- * Returns { {payload...}, {queue index (1-based)...}, next due score or false }. */
+ *
+ * The worker's memory budget (--max-inflight-bytes): ARGV[9] payload bytes
+ * it may still take (<= 0: none), ARGV[10] "1" when it holds nothing (then
+ * the first job is taken whatever its size: one job larger than the whole
+ * budget goes alone), ARGV[11] a tenant whose list is served first when
+ * alone ("" none; the one a too-large job waits in; "~shared" for the
+ * shared queue), ARGV[12] N, ARGV[13..12+N] tenants that hold their share
+ * of the budget in this worker already (skipped like paused ones). A job
+ * that does not fit is pushed back where it was (same end, same order),
+ * and its list is not served further in this call: its tenant's order
+ * holds, and other tenants' smaller jobs still go.
+ * Returns { {payload...}, {queue index (1-based)...}, next due score or
+ * false, jobs left for the budget, size of the largest of them, its
+ * tenant ("~shared" for the shared queue), its queue index (0-based; the
+ * worker passes it as ARGV[5] with ARGV[11]) }. */
 static const char FETCH[] =
   LUA_FIRST_QUEUE
   LUA_TENANT_OF
@@ -171,33 +185,60 @@ static const char FETCH[] =
   "  end\n"
   "end\n"
   "local out, qidx = {}, {}\n"
+  "local free, alone = tonumber(ARGV[9]), ARGV[10] == '1'\n"
+  "local full = {}\n"
+  "for i = 13, 12 + tonumber(ARGV[12]) do full[ARGV[i]] = true end\n"
+  "local left, left_size, left_t, left_q = 0, 0, '', 0\n"
+  /* RPOP up to n from key, keeping what fits the budget; the rest goes
+   * back to the same end in the same order. Returns the jobs taken (or
+   * nil when key is empty) and whether one was left for the budget. */
+  "local function take(key, n, qi, t)\n"
+  "  local got = redis.call('RPOP', key, n)\n"
+  "  if not got then return nil, false end\n"
+  "  local keep = #got\n"
+  "  for i, m in ipairs(got) do\n"
+  "    if #m > free and not (alone and #out == 0) then keep = i - 1; break end\n"
+  "    free = free - #m\n"
+  "    out[#out + 1] = m; qidx[#qidx + 1] = qi + 1\n"
+  "  end\n"
+  "  if keep == #got then return got, false end\n"
+  "  left = left + 1\n"
+  "  if #got[keep + 1] > left_size then left_size, left_t, left_q = #got[keep + 1], t, qi end\n"
+  "  for i = #got, keep + 1, -1 do redis.call('RPUSH', key, got[i]) end\n"
+  "  return got, true\n"
+  "end\n"
   "local start = tonumber(ARGV[5]) % nq\n"
+  /* Alone, serve the list a too-large job waits in first, so a stream of
+   * small jobs cannot keep it waiting for ever. */
+  "if alone and ARGV[11] ~= '' then\n"
+  "  local t = ARGV[11]\n"
+  "  local key = t == '~shared' and KEYS[3 + start] or tq(qname[start], t)\n"
+  "  take(key, 1, start, t)\n"
+  "end\n"
   "for n = 0, nq - 1 do\n"
   "  local qi = (start + n) % nq\n"
   "  local qk, rk = KEYS[3 + qi], ring(qname[qi])\n"
   "  local shared_empty = false\n"
   "  local turns = 2 * k + redis.call('LLEN', rk)\n"
   "  local skipped = 0\n"
-  "  while #out < k and turns > 0 do\n"
+  "  while #out < k and turns > 0 and (free > 0 or (alone and #out == 0)) do\n"
   "    turns = turns - 1\n"
   "    local rlen = redis.call('LLEN', rk)\n"
   "    local share = math.max(1, math.floor((k - #out) / (rlen + 1)))\n"
   "    if not shared_empty then\n"
-  "      local got = redis.call('RPOP', qk, share)\n"
-  "      if got then for _, m in ipairs(got) do out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end\n"
-  "      else shared_empty = true end\n"
+  "      local got, short = take(qk, share, qi, '~shared')\n"
+  "      if not got or short then shared_empty = true end\n"
   "    end\n"
   "    if #out >= k then break end\n"
   "    if rlen == 0 or skipped >= rlen then\n"
   "      if shared_empty then break end\n"
   "    else\n"
   "      local t = redis.call('RPOPLPUSH', rk, rk)\n"
-  "      if redis.call('EXISTS', prefix .. ':tpause:' .. t) == 1 then\n"
+  "      if full[t] or redis.call('EXISTS', prefix .. ':tpause:' .. t) == 1 then\n"
   "        skipped = skipped + 1\n"
   "      else\n"
-  "        skipped = 0\n"
-  "        local got = redis.call('RPOP', tq(qname[qi], t), math.min(share, k - #out))\n"
-  "        if got then for _, m in ipairs(got) do out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end end\n"
+  "        local got, short = take(tq(qname[qi], t), math.min(share, k - #out), qi, t)\n"
+  "        if short then skipped = skipped + 1 else skipped = 0 end\n"
   "        if not got or redis.call('LLEN', tq(qname[qi], t)) == 0 then redis.call('LREM', rk, 1, t) end\n"
   "      end\n"
   "    end\n"
@@ -209,7 +250,7 @@ static const char FETCH[] =
   "  end\n"
   "end\n"
   "local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
-  "return {out, qidx, nxt[2] or false}\n";
+  "return {out, qidx, nxt[2] or false, left, left_size, left_t, left_q}\n";
 
 /* CLAIM: one job, before sending.
  * KEYS[1] status hash, KEYS[2] events channel, KEYS[3] quota zset (or ""),

@@ -1,0 +1,129 @@
+"""The worker's memory budget (--max-inflight-bytes, CONTRACT.md v1.1;
+docs/configuration.md "Memory budget") end to end: a small budget, big jobs
+of one tenant and small jobs of another: everything is sent, the big ones
+never exceed the budget together, the small ones are not stuck behind
+them; a job larger than the whole budget goes alone and nothing else waits
+longer than its send; the worker's resident memory follows the budget.
+Real redis-server, aiosmtpd (slow DATA, so jobs overlap) and worker."""
+
+import os
+
+import harness
+from harness import RedisServer, SmtpServer, push_job, status, wait_status
+from test_metrics import metrics_worker, scrape
+
+MB = 1 << 20
+
+
+def job(jid, tenant, attach=0):
+    j = {"v": 1, "id": jid, "tenant": tenant, "to": ["%s@dest.example" % jid], "subject": jid,
+         "text": "see attached" if attach else "hello"}
+    if attach:
+        # Incompressible-looking but cheap to make: the id repeated.
+        data = (jid.encode() * (attach // len(jid) + 1))[:attach]
+        j["attachments"] = [{"filename": "report.pdf", "content_type": "application/pdf", "data": data}]
+    return j
+
+
+def txn_of(smtp, jid):
+    rcpt = "%s@dest.example" % jid
+    for t in smtp.transactions():
+        if any(r["address"] == rcpt for r in t["rcpts"]) and t["ended_at"]:
+            return t
+    raise AssertionError("no transaction for %s" % jid)
+
+
+def overlapping(txns):
+    """Most transactions open at one instant."""
+    edges = sorted([(t["started_at"], 1) for t in txns] + [(t["ended_at"], -1) for t in txns],
+                   key=lambda e: (e[0], e[1]))
+    cur = best = 0
+    for _, d in edges:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def peak_rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def sanitized():
+    return "asan" in os.environ.get("RELAYQ_BUILD_DIR", "") or "san" in harness.build_dir().lower()
+
+
+def test_big_jobs_within_budget_small_ones_not_stuck():
+    budget = 16 * MB
+    with RedisServer() as r, SmtpServer(delay=0.3) as smtp, \
+            metrics_worker(r, smtp, args=["--max-inflight-bytes", budget, "--concurrency", "64",
+                                          "--platform-from", "no-reply@platform.example"]) as w:
+        bigs = ["big-%d" % i for i in range(8)]
+        smalls = ["small-%d" % i for i in range(30)]
+        for jid in bigs:
+            push_job(r, job(jid, "reports", attach=6 * MB))
+        for jid in smalls:
+            push_job(r, job(jid, "alerts"))
+        for jid in bigs + smalls:
+            assert wait_status(r, jid, timeout=60)["state"] == "sent", jid
+        big_txns = [txn_of(smtp, j) for j in bigs]
+        # 6 MB jobs in a 16 MB budget, one tenant at most half of it: never
+        # more than two of them at once (64 without the budget).
+        assert overlapping(big_txns) <= 2, overlapping(big_txns)
+        # The small jobs of the other tenant went while big ones waited in
+        # Redis: all of them were done before the last big one.
+        last_big = max(t["ended_at"] for t in big_txns)
+        last_small = max(txn_of(smtp, j)["ended_at"] for j in smalls)
+        assert last_small < last_big, (last_small, last_big)
+        e = scrape(w.metrics_port)
+        assert e.value("relayq_budget_waits_total") > 0
+        assert e.value("relayq_inflight_bytes_limit") == budget
+        assert e.value("relayq_inflight_bytes") == 0
+        # A job left for the budget is not an attempt.
+        for jid in bigs:
+            assert status(r, jid)["attempts"] == "1", status(r, jid)
+        if not sanitized():
+            rss = peak_rss_mb(w.proc.pid)
+            # 12 MB of payload at most, plus the base: far from 8 x 6 MB.
+            print("peak RSS %.1f MB" % rss)
+            assert rss < 45, "peak RSS %.1f MB with a 16 MB budget" % rss
+
+
+def test_job_larger_than_budget_goes_alone():
+    budget = 16 * MB
+    with RedisServer() as r, SmtpServer(delay=0.3) as smtp, \
+            metrics_worker(r, smtp, args=["--max-inflight-bytes", budget,
+                                          "--platform-from", "no-reply@platform.example"]) as w:
+        # Some small jobs already in flight when the big one arrives, more
+        # behind it.
+        before = ["pre-%d" % i for i in range(10)]
+        after = ["post-%d" % i for i in range(20)]
+        for jid in before:
+            push_job(r, job(jid, "alerts"))
+        push_job(r, job("huge", "reports", attach=24 * MB))
+        for jid in after:
+            push_job(r, job(jid, "alerts"))
+        for jid in before + ["huge"] + after:
+            assert wait_status(r, jid, timeout=60)["state"] == "sent", jid
+        huge = txn_of(smtp, "huge")
+        others = [txn_of(smtp, j) for j in before + after]
+        # Alone: no other transaction overlaps the big one's.
+        for t in others:
+            assert t["ended_at"] <= huge["started_at"] or t["started_at"] >= huge["ended_at"], (t, huge)
+        # Nothing waited behind it longer than its own send (plus the
+        # worker's own turn-around).
+        send = huge["ended_at"] - huge["started_at"]
+        for jid in after:
+            st = status(r, jid)
+            waited = int(st["sent_at"]) / 1000.0 - int(st["created_at"]) / 1000.0
+            assert waited <= send + 3.0, (jid, waited, send)
+        e = scrape(w.metrics_port)
+        assert e.value("relayq_oversize_jobs_total") == 1
+        assert "larger than this worker's --max-inflight-bytes" in w.log_text()
+
+
+if __name__ == "__main__":
+    harness.main(globals())
