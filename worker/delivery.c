@@ -47,6 +47,8 @@ void rq_job_free(struct rq_jobctx *jc) {
   free(jc->rcpts);
   rq_msg_free(&jc->msg); /* before the payload its segments point into */
   rq_budget_release(&jc->eng->budget, jc->budget_tenant, jc->payload_len);
+  if (jc->finish_gated) jc->eng->finish_gated--; /* dropped while its FINISH waited (status.c) */
+  if (jc->finish_counted) jc->eng->finish_bytes -= jc->payload_len;
   free(jc->payload);
   free(jc);
 }
