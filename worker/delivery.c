@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <relayq/relayq.h>
 
@@ -29,8 +30,9 @@
 #include "mailgun.h"
 #include "metrics.h"
 #include "mime.h"
+#include "oauth.h"
 #include "redis_health.h"
-#include "dkim.h"
+#include "dkim_job.h"
 #include "route.h"
 #include "smtp.h"
 #include "tenants.h"
@@ -39,8 +41,14 @@
 #define MAX_RCPT_FIELDS 100 /* rcpt.ADDR fields written per job */
 
 static void send_next(struct rq_jobctx *jc);
+static void token_refused(struct rq_jobctx *jc, const struct rq_smtp_result *res);
+static const struct rq_rates *route_rates(const struct rq_jobctx *jc);
 
 void rq_job_free(struct rq_jobctx *jc) {
+  if (jc->oauth_token) {
+    OPENSSL_cleanse(jc->oauth_token, strlen(jc->oauth_token));
+    free(jc->oauth_token);
+  }
   if (jc->tenant) rq_tenants_release(jc->eng, jc->tenant);
   relayq_job_free(jc->job);
   for (size_t i = 0; i < jc->n_rcpts; i++) free(jc->rcpts[i].addr);
@@ -279,7 +287,8 @@ static void conclude(struct rq_jobctx *jc) {
   }
   if (temp == 0 && todo > 0) {
     /* Only the quota stopped us: not an attempt's failure. */
-    park(jc, "deferred", now + 1000, 1, "quota", "The tenant's hourly quota is used up; the rest waits for a free slot.");
+    park(jc, "deferred", now + 1000, 1, "quota",
+         "The tenant's hourly_quota or rate_limits are used up; the rest waits for a free slot.");
     return;
   }
   if (jc->job->expires_at && now >= jc->job->expires_at) {
@@ -362,6 +371,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   }
   int too_many = 0, accepted_here = 0;
   jc->send_seconds += res->seconds;
+  token_refused(jc, res);
 
   /* Per-recipient replies first. */
   for (size_t i = 0; i < res->n_rcpts; i++) {
@@ -466,6 +476,50 @@ static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
   send_next(jc);
 }
 
+/* ---- XOAUTH2 access tokens (oauth.c) ------------------------------------------------- */
+
+static int needs_token(const struct rq_jobctx *jc) {
+  return jc->route.gateway == RQ_GW_SMTP && jc->route.smtp_conf && jc->route.smtp_conf->xoauth2 && !jc->oauth_token;
+}
+
+static void token_need(const struct rq_jobctx *jc, struct rq_oauth_need *n) {
+  n->tenant = jc->job->tenant;
+  n->route = jc->route.named ? jc->route.name : NULL;
+  n->user = jc->route.user;
+  n->conf = &jc->route.smtp_conf->oauth;
+}
+
+/* A token for this attempt, or the attempt ends with why not: a refused
+ * grant is `auth` and trips the route's breaker at once. */
+static void on_token(const char *token, const struct rq_class *fail, void *arg) {
+  struct rq_jobctx *jc = arg;
+  if (token) {
+    jc->oauth_token = rq_xstrdup(token);
+    send_next(jc);
+    return;
+  }
+  note_reply(jc, 0, "", "", fail);
+  breaker_record(jc, fail);
+  for (size_t i = 0; i < jc->n_rcpts; i++)
+    if (jc->rcpts[i].state == RQ_RCPT_TODO) jc->rcpts[i].state = fail->verdict == RQ_PERM ? RQ_RCPT_REJECTED : RQ_RCPT_TEMP;
+  jc->breaker_passed = 0;
+  send_next(jc);
+}
+
+static void get_token(struct rq_jobctx *jc) {
+  struct rq_oauth_need n;
+  token_need(jc, &n);
+  rq_oauth_get(jc->eng, &n, on_token, jc);
+}
+
+/* The server refused our token: the next attempt asks for a new one. */
+static void token_refused(struct rq_jobctx *jc, const struct rq_smtp_result *res) {
+  if (!jc->oauth_token || res->err != RQ_SMTP_ERR_AUTH || res->code < 500) return;
+  struct rq_oauth_need n;
+  token_need(jc, &n);
+  rq_oauth_invalidate(jc->eng, &n, jc->oauth_token);
+}
+
 static int recipient_cap(const struct rq_jobctx *jc) {
   int cap = jc->route.max_recipients;
   if (jc->cap_override && jc->cap_override < cap) cap = jc->cap_override;
@@ -490,17 +544,25 @@ static void send_next(struct rq_jobctx *jc) {
   }
   int64_t open_until = 0;
   struct rq_breaker_entry *be = rq_breaker_get(jc->eng->breakers, jc->route.conn_key);
-  if (!rq_breaker_allow(&be->b, relayq_now_ms(), &open_until)) {
+  if (!jc->breaker_passed && !rq_breaker_allow(&be->b, relayq_now_ms(), &open_until)) {
     char detail[700];
     snprintf(detail, sizeof detail,
              "Not connecting to %s:%d until the cool-down ends: its last attempts failed (%s). %s",
              jc->route.host ? jc->route.host : jc->route.name, jc->route.port, rq_errcat_name(be->b.reason),
-             be->b.reason == RQ_ERR_AUTH  ? "Check smtp_user and smtp_password (or the API key)."
+             be->b.reason == RQ_ERR_AUTH && jc->route.smtp_conf && jc->route.smtp_conf->xoauth2
+                 ? "The tenant must sign in again (smtp_auth=xoauth2: a new oauth_refresh_token), or check smtp_user."
+             : be->b.reason == RQ_ERR_AUTH ? "Check smtp_user and smtp_password (or the API key)."
              : be->b.reason == RQ_ERR_TLS ? "Check the server's certificate or smtp_security / smtp_tls_verify."
                                           : "Check that the server is reachable.");
     /* Waiting for the breaker is not an attempt, unless this attempt
      * already ran a transaction. */
     park(jc, "retry", open_until, jc->transactions > 0, rq_errcat_name(be->b.reason), detail);
+    return;
+  }
+  jc->breaker_passed = 0;
+  if (needs_token(jc)) {
+    jc->breaker_passed = 1;
+    get_token(jc);
     return;
   }
   int cap = recipient_cap(jc);
@@ -534,7 +596,8 @@ static void send_next(struct rq_jobctx *jc) {
     rc = rq_mailgun_send(jc->eng->mailgun, &req, on_mailgun_done, jc);
   } else {
     struct rq_smtp_target t;
-    rq_route_smtp_target(&jc->route, jc->eng->cfg, &t);
+    rq_settings_smtp_target(jc->eng->cfg, &jc->route, &t);
+    if (jc->oauth_token) t.password = jc->oauth_token;
     rc = rq_smtp_send_msg(jc->eng->smtp, &t, jc->from_addr, list, n, &jc->msg, on_smtp_done, jc);
   }
   if (rc) {
@@ -592,10 +655,23 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
   }
   if (!strcmp(verdict, "quota")) {
     int64_t due = strtoll(arg, NULL, 10);
-    char detail[256];
-    snprintf(detail, sizeof detail,
-             "The tenant's quota of %ld messages per %llds is used up; the job waits for a free slot.",
-             jc->tenant->t ? jc->tenant->t->hourly_quota : 0L, (long long)jc->eng->cfg->quota_window_s);
+    char detail[400];
+    const char *which = reply->elements > 2 && reply->element[2]->type == REDIS_REPLY_STRING ? reply->element[2]->str : "";
+    const struct rq_rates *rates = route_rates(jc);
+    long idx = atol(which);
+    if (rates && idx >= 1 && (size_t)idx <= rates->n) {
+      char what[80], spec[40];
+      rq_rate_describe(&rates->r[idx - 1], what, sizeof what);
+      rq_rate_format(&rates->r[idx - 1], spec, sizeof spec);
+      int64_t wait_s = (due - relayq_now_ms() + 999) / 1000;
+      snprintf(detail, sizeof detail,
+               "The route's sending limit of %s (rate_limits %s) is reached; the job waits until it clears in %lld s.",
+               what, spec, (long long)(wait_s > 0 ? wait_s : 0));
+    } else {
+      snprintf(detail, sizeof detail,
+               "The tenant's quota of %ld messages per %llds is used up; the job waits for a free slot.",
+               jc->tenant->t ? jc->tenant->t->hourly_quota : 0L, (long long)jc->eng->cfg->quota_window_s);
+    }
     park(jc, "deferred", due, 0, "quota", detail);
     return;
   }
@@ -610,7 +686,9 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
   jc->claimed = 1;
   /* Without a quota every transaction may run; with one, each needs a
    * slot (a 452 split that needs more than claimed waits for the next). */
-  jc->slots = jc->tenant->t && jc->tenant->t->hourly_quota > 0 ? atoi(arg) : RELAYQ_MAX_RECIPIENTS + 1;
+  const struct rq_rates *rates = route_rates(jc);
+  jc->slots = (jc->tenant->t && jc->tenant->t->hourly_quota > 0) || (rates && rates->n) ? atoi(arg)
+                                                                                      : RELAYQ_MAX_RECIPIENTS + 1;
   char err[300];
   int built = build_message(jc, err, sizeof err);
   if (built) {
@@ -621,11 +699,39 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
   send_next(jc);
 }
 
+/* The rate_limits that apply to the job's route: a named route's own, else
+ * the tenant's (whatever its gateway). */
+static const struct rq_rates *route_rates(const struct rq_jobctx *jc) {
+  if (jc->route.smtp_conf) return &jc->route.smtp_conf->rates;
+  return jc->tenant->t ? &jc->tenant->t->smtp.rates : NULL;
+}
+
+/* CLAIM's rate_limits arguments (scripts.c): one window key per limit and
+ * ARGV[2] "HOURLY|todo|cap|count..."; returns the number of keys. */
+static size_t rate_args(const struct rq_jobctx *jc, const struct rq_rates *rates, long hourly, size_t todo, int cap,
+                        char *limit_s, size_t limit_cap, char keys[][700]) {
+  size_t n = rates ? rates->n : 0;
+  int w = snprintf(limit_s, limit_cap, "%ld", hourly);
+  if (n == 0) return 0;
+  w += snprintf(limit_s + w, limit_cap - (size_t)w, "|%zu|%d", todo, cap);
+  for (size_t i = 0; i < n && (size_t)w < limit_cap; i++) {
+    const struct rq_rate *r = &rates->r[i];
+    w += snprintf(limit_s + w, limit_cap - (size_t)w, "|%ld", r->count);
+    if (jc->route.named)
+      snprintf(keys[i], 700, "%s:rate:%s:route:%s:%lld:%c", jc->eng->cfg->prefix, jc->job->tenant, jc->route.name,
+               (long long)r->period_ms, r->rcpt ? 'r' : 'm');
+    else
+      snprintf(keys[i], 700, "%s:rate:%s:%lld:%c", jc->eng->cfg->prefix, jc->job->tenant, (long long)r->period_ms,
+               r->rcpt ? 'r' : 'm');
+  }
+  return n;
+}
+
 static void claim(struct rq_jobctx *jc) {
   struct rq_engine *eng = jc->eng;
   const struct rq_tenant *t = jc->tenant->t;
   const struct relayq_job *j = jc->job;
-  char status_key[300], quota_key[300] = "", auto_key[600] = "", now_s[24], limit_s[24], win_s[24], slots_s[16],
+  char status_key[300], quota_key[300] = "", auto_key[600] = "", now_s[24], limit_s[400], win_s[24], slots_s[16],
        member[300], arwin_s[24], nr_s[16], attempts_s[16], recips_s[16];
   int64_t now = relayq_now_ms();
   relayq_key(status_key, sizeof status_key, eng->cfg->prefix, RELAYQ_KEY_STATUS, j->id);
@@ -634,10 +740,12 @@ static void claim(struct rq_jobctx *jc) {
   int cap = recipient_cap(jc);
   size_t todo = (size_t)count_rcpts(jc, RQ_RCPT_TODO);
   int slots = (int)((todo + (size_t)cap - 1) / (size_t)cap);
+  const struct rq_rates *rates = route_rates(jc);
+  char rate_keys[RQ_RATE_MAX][700];
+  size_t n_rates = rate_args(jc, rates, limit, todo, cap, limit_s, sizeof limit_s, rate_keys);
   if (j->kind == RELAYQ_KIND_AUTO_REPLY)
     snprintf(auto_key, sizeof auto_key, "%s:autoreply:%s:", eng->cfg->prefix, j->tenant);
   rq_fmt_i64(now_s, sizeof now_s, now);
-  rq_fmt_i64(limit_s, sizeof limit_s, limit);
   rq_fmt_i64(win_s, sizeof win_s, eng->cfg->quota_window_s * 1000);
   rq_fmt_i64(slots_s, sizeof slots_s, slots);
   snprintf(member, sizeof member, "%s:%d:%lld", j->id, jc->attempt, (long long)now);
@@ -653,26 +761,32 @@ static void claim(struct rq_jobctx *jc) {
                        eng->cfg->worker_id);
   char upd[24];
   rq_fmt_i64(upd, sizeof upd, now);
+  char nkeys_s[8];
+  rq_fmt_i64(nkeys_s, sizeof nkeys_s, 4 + (int64_t)n_rates);
   const char *fixed[] = {"EVALSHA",   eng->sha[RQ_SCRIPT_CLAIM],
-                         "4",         status_key,
+                         nkeys_s,     status_key,
                          eng->events_key, quota_key,
-                         auto_key,    now_s,
+                         auto_key};
+  const char *fixed2[] = {now_s,
                          limit_s,     win_s,
                          slots_s,     member,
                          ev.data,     arwin_s,
                          nr_s};
-  size_t nfixed = sizeof fixed / sizeof fixed[0];
+  size_t nfixed = sizeof fixed / sizeof fixed[0], nfixed2 = sizeof fixed2 / sizeof fixed2[0];
   const char *status_fields[] = {"state", "sending", "tenant", j->tenant, "attempts", attempts_s,
                                  "worker", eng->cfg->worker_id, "updated_at", upd, "route", jc->route.name,
                                  "recipients", recips_s, "message_id", jc->message_id, "next_attempt_at", "",
                                  "error", "", "detail", ""};
   size_t nsf = sizeof status_fields / sizeof status_fields[0];
   char pause_key[300] = "";
-  if (limit > 0) snprintf(pause_key, sizeof pause_key, "%s:tpause:%s", eng->cfg->prefix, j->tenant);
-  size_t argc = nfixed + nr + 1 + nsf;
+  if (limit > 0 || (n_rates && !jc->route.named))
+    snprintf(pause_key, sizeof pause_key, "%s:tpause:%s", eng->cfg->prefix, j->tenant);
+  size_t argc = nfixed + n_rates + nfixed2 + nr + 1 + nsf;
   const char **argv = rq_xmalloc(argc * sizeof *argv);
   size_t k = 0;
   for (size_t i = 0; i < nfixed; i++) argv[k++] = fixed[i];
+  for (size_t i = 0; i < n_rates; i++) argv[k++] = rate_keys[i];
+  for (size_t i = 0; i < nfixed2; i++) argv[k++] = fixed2[i];
   for (size_t i = 0; i < nr; i++) argv[k++] = jc->rcpts[i].addr;
   argv[k++] = pause_key;
   for (size_t i = 0; i < nsf; i++) argv[k++] = status_fields[i];
@@ -703,13 +817,13 @@ static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
     struct rq_buf raw;
     rq_buf_init(&raw);
     rq_mime_raw(j->raw, j->raw_len, &raw);
-    rq_route_raw_from(jc->eng->cfg, jc->tenant->t, j, &jc->route, &raw); /* sender rule, then DKIM */
+    rq_route_raw_from(&jc->eng->routing, jc->tenant->t, j, &jc->route, &raw); /* sender rule, then DKIM */
     rq_mime_raw_msg((const unsigned char *)raw.data, raw.len, &jc->msg);
     rq_buf_free(&raw);
     return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
   }
   struct rq_sender s;
-  rq_route_sender(jc->eng->cfg, jc->tenant->t, j, &jc->route, &s);
+  rq_route_sender(&jc->eng->routing, jc->tenant->t, j, &jc->route, &s);
   const struct rq_tenant *t = jc->tenant->t;
   struct rq_mime_input in = {
       .job = j,
@@ -771,7 +885,7 @@ static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
     return;
   }
   const char *error = NULL;
-  int r = rq_route_resolve(jc->eng->cfg, &jc->eng->platform, e->t, jc->job, &jc->route, &error, err, sizeof err);
+  int r = rq_route_resolve(&jc->eng->routing, e->t, jc->job, &jc->route, &error, err, sizeof err);
   if (r < 0) {
     fail(jc, error, err);
     return;
@@ -784,7 +898,7 @@ static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
     return;
   }
   struct rq_sender s;
-  rq_route_sender(jc->eng->cfg, e->t, jc->job, &jc->route, &s);
+  rq_route_sender(&jc->eng->routing, e->t, jc->job, &jc->route, &s);
   snprintf(jc->from_addr, sizeof jc->from_addr, "%s", s.envelope_from);
   struct rq_buf mid;
   rq_buf_init(&mid);

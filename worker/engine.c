@@ -9,6 +9,7 @@
  * heartbeat are removed, and the loop ends: exit 0, nothing lost.
  */
 #include "engine.h"
+#include "oauth.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include "mailgun.h"
 #include "metrics.h"
 #include "redis_health.h"
+#include "redis_tls.h"
 #include "smtp.h"
 #include "tenants.h"
 
@@ -151,6 +153,8 @@ static void close_transports(struct rq_engine *eng) {
 
 static void close_everything(struct rq_engine *eng) {
   rq_metrics_stop(eng);
+  handles_closing++;
+  rq_oauth_close(eng, on_rconn_closed, NULL);
   uv_close((uv_handle_t *)&eng->fetch_timer, on_closed);
   uv_close((uv_handle_t *)&eng->heartbeat_timer, on_closed);
   uv_close((uv_handle_t *)&eng->grace_timer, on_closed);
@@ -269,12 +273,17 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
     return -1;
   }
   char why[300];
-  if (rq_route_platform_parse(cfg->platform_smtp, &eng->platform, why, sizeof why)) {
+  if (rq_settings_route(cfg, &eng->routing, why, sizeof why)) {
     rq_logf(RQ_LOG_ERROR, "%s", why);
     return -1;
   }
-  if (!eng->platform.configured)
+  if (!eng->routing.platform.configured)
     rq_logf(RQ_LOG_WARN, "no --platform-smtp: jobs for the platform gateway will wait and retry");
+  if (eng->url.tls && !(eng->redis_tls = rq_redis_tls_ctx_new(cfg->redis_ca_file, cfg->redis_cert, cfg->redis_key,
+                                                              why, sizeof why))) {
+    rq_logf(RQ_LOG_ERROR, "--redis rediss://: %s", why);
+    return -1;
+  }
   for (int s = 0; s < RQ_SCRIPT_COUNT; s++) script_sha(rq_script_source(s), eng->sha[s]);
   eng->inflight_key = make_key(cfg, RELAYQ_KEY_INFLIGHT, cfg->worker_id);
   eng->delayed_key = make_key(cfg, RELAYQ_KEY_DELAYED, NULL);
@@ -300,8 +309,8 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
   eng->smtp = rq_smtp_new_loop(loop);
   eng->mailgun = rq_mailgun_new(eng->curl);
   rq_redis_health_init(eng);
-  eng->cmd = rq_rconn_new(loop, &eng->url, "commands", 10000, on_cmd_event, eng);
-  eng->blk = rq_rconn_new(loop, &eng->url, "fetch", 5000, on_blk_event, eng);
+  eng->cmd = rq_rconn_new(loop, &eng->url, eng->redis_tls, "commands", 10000, on_cmd_event, eng);
+  eng->blk = rq_rconn_new(loop, &eng->url, eng->redis_tls, "fetch", 5000, on_blk_event, eng);
   return 0;
 }
 
@@ -312,5 +321,6 @@ void rq_engine_free(struct rq_engine *eng) {
   free(eng->events_key);
   free(eng->worker_key);
   free(eng->workers_key);
+  SSL_CTX_free(eng->redis_tls);
   for (size_t i = 0; i < eng->cfg->n_queues; i++) free(eng->queue_keys[i]);
 }

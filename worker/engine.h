@@ -32,6 +32,7 @@
 #include "rconn.h"
 #include "route.h"
 #include "scripts.h"
+#include "settings.h"
 #include "util.h"
 
 struct rq_curl;
@@ -40,6 +41,7 @@ struct rq_mailgun;
 struct rq_tenant_entry;
 struct rq_metrics;
 struct rq_redis_health;
+struct rq_oauth;
 
 enum rq_job_phase {
   RQ_PHASE_NEW,      /* payload held, not decoded */
@@ -100,13 +102,16 @@ struct rq_jobctx {
   /* the FINISH call being written (status.c) */
   struct rq_finish *finish;
   char invalid_id[RELAYQ_ID_MAX + 1]; /* id read from an invalid payload */
+  char *oauth_token;  /* XOAUTH2 routes: this attempt's access token (owned, wiped) */
+  int breaker_passed; /* the breaker let this transaction through before a token wait */
 };
 
 struct rq_engine {
   uv_loop_t *loop;
   struct rq_config *cfg;
   struct relayq_redis_url url;
-  struct rq_platform platform;
+  struct rq_route_settings routing; /* from cfg (settings.h) */
+  struct ssl_ctx_st *redis_tls; /* rediss:// client context (redis_tls.h), NULL for redis:// */
   struct rq_rconn *cmd; /* scripts, status writes, tenant reads */
   struct rq_rconn *blk; /* BLMOVE only (a blocked connection serves nothing else) */
   struct rq_curl *curl;
@@ -114,6 +119,7 @@ struct rq_engine {
   struct rq_mailgun *mailgun;
   struct rq_metrics *metrics;
   struct rq_redis_health *health; /* Redis refusing writes (redis_health.h) */
+  struct rq_oauth *oauth; /* shared OAuth2 access tokens (oauth.c), created on first use */
   char sha[RQ_SCRIPT_COUNT][41];
   int scripts_ready;
 

@@ -1,10 +1,14 @@
 /*
  * rconn: one Redis connection on the worker's loop that keeps itself
- * connected (hiredis 0.14 async + its libuv adapter; hiredis has no
- * reconnect and no command timeout of its own, so both live here).
+ * connected (hiredis 0.14 async + its libuv adapter for redis://, or
+ * redis_tls.c for rediss://; hiredis has no reconnect, no command timeout
+ * and no TLS of its own, so they live here).
  *
  * Life of a connection: connect -> AUTH (when the URL has a password) ->
- * SELECT (when db != 0) -> ready. On loss: every pending callback gets a
+ * SELECT -> ready. With redis+sentinel:// (url.n_sentinels) the link goes
+ * first to a sentinel (SENTINEL get-master-addr-by-name, trying each in
+ * turn), then to the primary it names, whose ROLE must say master; every
+ * reconnect asks again, so a failover is followed by the next connect. On loss: every pending callback gets a
  * NULL reply (hiredis), the state callback reports not-ready, and a timer
  * reconnects with backoff (100 ms doubling to 5 s). A watchdog drops a
  * connection that leaves a command unanswered for `stall_ms` (a Redis that
@@ -25,6 +29,7 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/ssl.h>
 #include <relayq/relayq.h>
 #include <uv.h>
 
@@ -34,15 +39,16 @@ enum rq_rconn_event {
   RQ_RCONN_READY,     /* connected, authenticated, db selected */
   RQ_RCONN_LOST,      /* was ready, connection lost; reconnecting */
   RQ_RCONN_FAILED,    /* an attempt failed (detail in rq_rconn_error) */
-  RQ_RCONN_AUTH_FAILED, /* Redis refused the credentials */
+  RQ_RCONN_AUTH_FAILED, /* Redis refused the credentials, or its certificate failed verification */
 };
 
 typedef void (*rq_rconn_event_cb)(struct rq_rconn *rc, enum rq_rconn_event ev, void *arg);
 
-/* name: for log lines ("commands", "fetch"). stall_ms: 0 disables the
+/* tls_ctx: for rediss:// (borrowed; must outlive the connection), NULL
+ * for redis://. name: for log lines ("commands", "fetch"). stall_ms: 0 disables the
  * watchdog (the blocking-fetch connection sets its own bound per call). */
-struct rq_rconn *rq_rconn_new(uv_loop_t *loop, const struct relayq_redis_url *url, const char *name,
-                              int64_t stall_ms, rq_rconn_event_cb cb, void *arg);
+struct rq_rconn *rq_rconn_new(uv_loop_t *loop, const struct relayq_redis_url *url, SSL_CTX *tls_ctx,
+                              const char *name, int64_t stall_ms, rq_rconn_event_cb cb, void *arg);
 int rq_rconn_ready(const struct rq_rconn *rc);
 const char *rq_rconn_error(const struct rq_rconn *rc);
 uint64_t rq_rconn_reconnects(const struct rq_rconn *rc);

@@ -20,6 +20,7 @@ struct rq_redis_health {
   int64_t since_ms;
   int64_t next_ms;          /* the probe's current backoff */
   int probing;              /* a probe is waiting for its reply */
+  int reasked;              /* READONLY with Sentinel: connections dropped once to ask again */
   uint64_t refusals;
   int closed;
 };
@@ -73,6 +74,15 @@ static void probe(uv_timer_t *t) {
     probe_later(h);
     return;
   }
+  if (h->kind == RELAYQ_REFUSAL_READONLY && eng->url.n_sentinels && !h->reasked) {
+    /* A demoted primary: reconnecting asks the sentinels where the new one is. */
+    h->reasked = 1;
+    rq_logf(RQ_LOG_WARN, "asking the sentinels for the primary of '%s' again", eng->url.master);
+    rq_rconn_drop(eng->cmd);
+    if (!eng->blk_closed) rq_rconn_drop(eng->blk);
+    probe_later(h);
+    return;
+  }
   if (h->kind == RELAYQ_REFUSAL_NOSCRIPT)
     for (int s = 0; s < RQ_SCRIPT_COUNT; s++)
       rq_rconn_cmdf(eng->cmd, NULL, NULL, "SCRIPT LOAD %s", rq_script_source(s));
@@ -120,6 +130,7 @@ int rq_redis_health_refused(struct rq_engine *eng, const char *redis_error) {
   h->kind = k;
   h->since_ms = relayq_now_ms();
   h->next_ms = PROBE_FIRST_MS;
+  h->reasked = 0;
   h->refusals++;
   snprintf(h->words, sizeof h->words, "%s", redis_error);
   rq_logf(RQ_LOG_ERROR, "Redis refuses writes: %s (Redis: \"%s\"); fetching paused, %d job(s) held wait in "

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/err.h>
 
 #include "tlsio.h"
 #include "util.h"
@@ -28,6 +29,7 @@ struct rq_redis_tls {
   redisReader *reader;
   struct rq_redis_tls_cbs cbs;
   enum state state;
+  int cert_failed; /* the handshake failed on the certificate: connected(-1) */
   struct pending *head, *tail;
   char host[256];
   char rbuf[READ_BUF];
@@ -68,7 +70,7 @@ static void fail(struct rq_redis_tls *t, const char *why) {
   enum state was = t->state;
   t->state = CLOSED;
   if (was == OPEN) t->cbs.disconnected(t, why, t->cbs.arg);
-  else t->cbs.connected(t, 0, why, t->cbs.arg);
+  else t->cbs.connected(t, t->cert_failed ? -1 : 0, why, t->cbs.arg);
   finish(t);
 }
 
@@ -137,6 +139,7 @@ static void handshake(struct rq_redis_tls *t) {
     snprintf(why, sizeof why, "TLS to Redis at %s failed: %s (%s)%s", t->host, rq_tlsio_errmsg(t->tls),
              rc == RQ_TLSIO_ECERT ? "the server's certificate failed verification" : "handshake",
              rc == RQ_TLSIO_ECERT ? "; give the CA that signed it with --redis-ca-file" : "");
+    t->cert_failed = rc == RQ_TLSIO_ECERT;
     fail(t, why);
     return;
   }
@@ -192,6 +195,28 @@ static void on_connect(uv_connect_t *req, int status) {
   t->state = HANDSHAKE;
   uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read);
   handshake(t);
+}
+
+SSL_CTX *rq_redis_tls_ctx_new(const char *ca_file, const char *cert, const char *key, char *err, size_t errlen) {
+  SSL_CTX *ctx = rq_tlsio_ctx_new(ca_file, err, errlen);
+  if (!ctx) return NULL;
+  if ((cert && *cert) != (key && *key)) {
+    snprintf(err, errlen, "--redis-cert and --redis-key go together: give both or neither.");
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  if (cert && *cert) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+      unsigned long e = ERR_peek_last_error();
+      snprintf(err, errlen, "The client certificate %s or its key %s could not be used: %s.", cert, key,
+               e ? ERR_reason_error_string(e) : "unknown error");
+      ERR_clear_error();
+      SSL_CTX_free(ctx);
+      return NULL;
+    }
+  }
+  return ctx;
 }
 
 struct rq_redis_tls *rq_redis_tls_connect(uv_loop_t *loop, SSL_CTX *ctx, const char *host, int port,

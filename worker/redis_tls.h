@@ -35,11 +35,17 @@
 struct rq_redis_tls;
 
 struct rq_redis_tls_cbs {
+  /* ok: 1 open; 0 failed; -1 the server's certificate failed verification */
   void (*connected)(struct rq_redis_tls *t, int ok, const char *why, void *arg);
   void (*disconnected)(struct rq_redis_tls *t, const char *why, void *arg);
   void (*push)(struct rq_redis_tls *t, redisReply *reply, void *arg); /* may be NULL */
   void *arg;
 };
+
+/* The client context for rediss://: tlsio's (TLS 1.2+, ca_file or the
+ * system's trust store) plus a client certificate when cert is given.
+ * Returns NULL with a sentence in err. */
+SSL_CTX *rq_redis_tls_ctx_new(const char *ca_file, const char *cert, const char *key, char *err, size_t errlen);
 
 /* Starts connecting to host:port (resolved now, like hiredis does).
  * Returns NULL with a sentence in err when it cannot even start. */

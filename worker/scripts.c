@@ -254,18 +254,28 @@ static const char FETCH[] =
 
 /* CLAIM: one job, before sending.
  * KEYS[1] status hash, KEYS[2] events channel, KEYS[3] quota zset (or ""),
- *   KEYS[4] auto-reply marker prefix (or "").
- * ARGV[1] now ms, ARGV[2] quota limit (0 = none), ARGV[3] window ms,
+ *   KEYS[4] auto-reply marker prefix (or ""), KEYS[5..] the route's
+ *   rate_limits windows, one per limit, named P:rate:T[:route:R]:PERIOD_MS:m
+ *   (messages) or :r (recipients): a zset of time buckets with their counts
+ *   in the hash KEY:c (field per bucket, and `sum`).
+ * ARGV[1] now ms, ARGV[2] quota limit (0 = none), then, when KEYS[5..]
+ * exist, "|todo|cap|count5|count6..." (the recipients still to send, the
+ * recipients per transaction, each window's limit), ARGV[3] window ms,
  * ARGV[4] slots wanted (transactions), ARGV[5] unique member base,
  * ARGV[6] event JSON for `sending`, ARGV[7] auto-reply window ms,
  * ARGV[8] number of auto-reply recipients R, ARGV[9..8+R] recipients,
  * ARGV[9+R] the tenant's pause key (P:tpause:T, set until a slot frees so
  * FETCH leaves the tenant's backlog alone meanwhile),
  * then field/value pairs for the `sending` status.
+ * hourly_quota and rate_limits hold together: every limit is checked
+ * before any is charged. A window of PERIOD counts in buckets of
+ * PERIOD/1000 (at least 1 ms), each kept until its end plus PERIOD, so a
+ * window never lets more through than its limit (at most 0.1% stricter).
  * Returns {"foreign", ""} when the status belongs to another tenant's job
  * (its `tenant` differs from this job's, read from the status fields);
  * {"dup", state} when the job already reached a final state;
- * {"quota", next_free_ms} when no slot is free; {"suppressed", rcpt} when an
+ * {"quota", next_free_ms, which} when no slot is free (which: "" for
+ * hourly_quota, else the 1-based rate limit); {"suppressed", rcpt} when an
  * auto-reply went to that recipient within the window; else {"ok", slots}. */
 static const char CLAIM[] =
   "local cur = redis.call('HMGET', KEYS[1], 'state', 'created_at', 'tenant')\n"
@@ -289,23 +299,76 @@ static const char CLAIM[] =
   "  end\n"
   "end\n"
   "local slots = tonumber(ARGV[4])\n"
-  "local limit = tonumber(ARGV[2])\n"
+  "local lim = {}\n"
+  "for x in string.gmatch(ARGV[2], '[^|]+') do lim[#lim + 1] = tonumber(x) end\n"
+  "local limit = lim[1]\n"
+  "local win = tonumber(ARGV[3])\n"
+  "local free_at, which, pause = nil, '', false\n"
   "if limit > 0 and KEYS[3] ~= '' then\n"
-  "  local win = tonumber(ARGV[3])\n"
   "  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - win)\n"
-  "  local used = redis.call('ZCARD', KEYS[3])\n"
-  "  local free = limit - used\n"
+  "  local free = limit - redis.call('ZCARD', KEYS[3])\n"
   "  if free <= 0 then\n"
   "    local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')\n"
-  "    local free_at = tonumber(oldest[2]) + win\n"
-  "    if ARGV[9 + nr] ~= '' and free_at > now then\n"
-  "      redis.call('SET', ARGV[9 + nr], free_at, 'PX', free_at - now)\n"
-  "    end\n"
-  "    return {'quota', tostring(free_at)}\n"
+  "    free_at, pause = tonumber(oldest[2]) + win, true\n"
+  "  elseif slots > free then slots = free end\n"
+  "end\n"
+  "local todo, cap = lim[2] or 0, lim[3] or 1\n"
+  "local function rcpts_of(k) return math.min(k * cap, todo) end\n"
+  "local rate = {}\n"
+  "for i = 5, #KEYS do\n"
+  "  if free_at then break end\n"
+  "  local per, unit = string.match(KEYS[i], ':(%d+):([mr])$')\n"
+  "  per = tonumber(per)\n"
+  "  local count, g, ck = lim[i - 1], math.max(1, math.floor(per / 1000)), KEYS[i] .. ':c'\n"
+  "  local old = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', now - per - g)\n"
+  "  if #old > 0 then\n"
+  "    local gone = 0\n"
+  "    for _, b in ipairs(old) do gone = gone + tonumber(redis.call('HGET', ck, b) or '0'); redis.call('HDEL', ck, b) end\n"
+  "    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - per - g)\n"
+  "    redis.call('HINCRBY', ck, 'sum', -gone)\n"
   "  end\n"
-  "  if slots > free then slots = free end\n"
+  "  local used = tonumber(redis.call('HGET', ck, 'sum') or '0')\n"
+  "  local fit\n"
+  "  if unit == 'm' then fit = count - used\n"
+  "  else\n"
+  "    fit = 0\n"
+  "    while fit < slots and used + rcpts_of(fit + 1) <= count do fit = fit + 1 end\n"
+  /* One transaction larger than the whole limit goes alone in an empty
+   * window rather than never. */
+  "    if fit == 0 and used == 0 then fit = 1 end\n"
+  "  end\n"
+  "  if fit < slots then slots = fit end\n"
+  "  if slots <= 0 then\n"
+  "    local want = used + (unit == 'm' and 1 or rcpts_of(1)) - count\n"
+  "    local got, at = 0, now + per\n"
+  "    for _, b in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do\n"
+  "      got = got + tonumber(redis.call('HGET', ck, b) or '0')\n"
+  "      at = tonumber(b) + g + per\n"
+  "      if got >= want then break end\n"
+  "    end\n"
+  "    free_at, which = at, tostring(i - 4)\n"
+  "    pause = not string.find(KEYS[i], ':route:', 1, true)\n"
+  "  end\n"
+  "  rate[#rate + 1] = {KEYS[i], ck, per + g, g, unit}\n"
+  "end\n"
+  "if free_at then\n"
+  "  if pause and ARGV[9 + nr] ~= '' and free_at > now then\n"
+  "    redis.call('SET', ARGV[9 + nr], free_at, 'PX', free_at - now)\n"
+  "  end\n"
+  "  return {'quota', tostring(free_at), which}\n"
+  "end\n"
+  "if limit > 0 and KEYS[3] ~= '' then\n"
   "  for i = 1, slots do redis.call('ZADD', KEYS[3], now, ARGV[5] .. ':' .. i) end\n"
   "  redis.call('PEXPIRE', KEYS[3], win + 1000)\n"
+  "end\n"
+  "for _, r in ipairs(rate) do\n"
+  "  local b = now - now % r[4]\n"
+  "  local n = r[5] == 'm' and slots or rcpts_of(slots)\n"
+  "  redis.call('ZADD', r[1], b, b)\n"
+  "  redis.call('HINCRBY', r[2], b, n)\n"
+  "  redis.call('HINCRBY', r[2], 'sum', n)\n"
+  "  redis.call('PEXPIRE', r[1], r[3] + 1000)\n"
+  "  redis.call('PEXPIRE', r[2], r[3] + 1000)\n"
   "end\n"
   "if KEYS[4] ~= '' then\n"
   "  for i = 1, nr do redis.call('SET', KEYS[4] .. ARGV[8 + i], now, 'PX', ARGV[7]) end\n"

@@ -31,6 +31,12 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility; what this header declares
+ * is its whole exported API. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define RELAYQ_JOB_VERSION 1
 #define RELAYQ_ID_MAX 128            /* id and tenant: 1-128 chars */
 #define RELAYQ_DEFAULT_PREFIX "relayq"
@@ -332,14 +338,39 @@ struct relayq_redis_url {
 int relayq_redis_url_parse(const char *url, struct relayq_redis_url *out,
                            struct relayq_error *err);
 
+/* Writes url with its password replaced by "***" into out (always
+ * NUL-terminated), for logs: scheme://user:***@host... The userinfo ends
+ * at the last '@' and the user at its first ':', exactly as
+ * relayq_redis_url_parse reads them, so a password holding '@' or ':'
+ * (escaped or not) is never shown. "(none)" for NULL. */
+void relayq_url_redact(const char *url, char *out, size_t cap);
+
 /* ---- blocking client ---------------------------------------------------------- */
 
 struct relayq_client;
 
 /* Connects (timeout 5 s), AUTHs and SELECTs per the URL. prefix NULL means
- * "relayq". *out: caller frees with relayq_close(). */
+ * "relayq". *out: caller frees with relayq_close(). rediss:// verifies
+ * the server's certificate and name (RELAYQ_ETLS when it fails; nothing
+ * is sent then) with the CA file in $RELAYQ_REDIS_CA_FILE or the system's
+ * store, and a client certificate from $RELAYQ_REDIS_CERT and
+ * $RELAYQ_REDIS_KEY when set. redis+sentinel:// asks the sentinels once,
+ * in order, for the primary and checks that its ROLE is master. */
 int relayq_connect(const char *url, const char *prefix,
                    struct relayq_client **out, struct relayq_error *err);
+
+/* Files for rediss:// (PEM). A NULL field falls back to its environment
+ * variable (RELAYQ_REDIS_CA_FILE, RELAYQ_REDIS_CERT, RELAYQ_REDIS_KEY). */
+struct relayq_tls_options {
+  const char *ca_file;
+  const char *cert_file;
+  const char *key_file;
+};
+
+/* relayq_connect with TLS files given (tls may be NULL). */
+int relayq_connect_tls(const char *url, const char *prefix,
+                       const struct relayq_tls_options *tls,
+                       struct relayq_client **out, struct relayq_error *err);
 void relayq_close(struct relayq_client *c);
 
 /* The underlying hiredis context (borrowed), for callers that need more. */
@@ -388,6 +419,10 @@ void relayq_status_free(struct relayq_status *st);
 
 /* 1 for sent, partial, failed. */
 int relayq_state_is_final(const char *state);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -33,18 +33,37 @@ struct cli_ctx {
   const char *redis_url; /* --redis, else RELAYQ_REDIS_URL, else the default */
   const char *prefix;    /* --prefix, else RELAYQ_PREFIX, else "relayq" */
   struct relayq_client *client; /* NULL until cli_client() connects */
+  const char *mode;       /* --mode, else RELAYQ_MODE, else "saas" (as the workers) */
+  const char *allow_nets; /* --allow-private-nets, else RELAYQ_ALLOW_PRIVATE_NETS; NULL: none */
+  struct relayq_tls_options tls; /* --redis-ca-file/-cert/-key; NULL fields: the RELAYQ_REDIS_* variables */
 };
 
 /* Long-option values for the global options; subcommands use their own
  * values below 0x100 (single characters) or from CLI_OPT_FIRST_FREE up. */
-enum { CLI_OPT_REDIS = 0x100, CLI_OPT_PREFIX, CLI_OPT_VERSION, CLI_OPT_FIRST_FREE = 0x200 };
+enum {
+  CLI_OPT_REDIS = 0x100,
+  CLI_OPT_PREFIX,
+  CLI_OPT_VERSION,
+  CLI_OPT_MODE,
+  CLI_OPT_ALLOW_NETS,
+  CLI_OPT_REDIS_CA_FILE,
+  CLI_OPT_REDIS_CERT,
+  CLI_OPT_REDIS_KEY,
+  CLI_OPT_FIRST_FREE = 0x200
+};
 
 #define CLI_GLOBAL_LONGOPTS                                                  \
   {"redis", required_argument, NULL, CLI_OPT_REDIS},                         \
       {"prefix", required_argument, NULL, CLI_OPT_PREFIX},                   \
+      {"mode", required_argument, NULL, CLI_OPT_MODE},                       \
+      {"allow-private-nets", required_argument, NULL, CLI_OPT_ALLOW_NETS},   \
+      {"redis-ca-file", required_argument, NULL, CLI_OPT_REDIS_CA_FILE},     \
+      {"redis-cert", required_argument, NULL, CLI_OPT_REDIS_CERT},           \
+      {"redis-key", required_argument, NULL, CLI_OPT_REDIS_KEY},             \
       {"help", no_argument, NULL, 'h'}
 
-/* Applies --redis/--prefix. Returns 1 when opt was one of them. */
+/* Applies --redis/--prefix/--mode/--allow-private-nets/--redis-ca-file/
+ * --redis-cert/--redis-key. Returns 1 when opt was one of them. */
 int cli_global_opt(int opt, const char *arg, struct cli_ctx *ctx);
 
 /* Prints the usual line for getopt's '?' and ':' results (call with
@@ -96,10 +115,26 @@ void cli_table_row(struct cli_table *t, ...);
  * (it may be reused with the same ncol). */
 void cli_table_print(struct cli_table *t, FILE *f, const char *indent);
 
+struct rq_netpolicy;
+/* The network boundary the workers hold (CONTRACT.md --mode,
+ * --allow-private-nets), from ctx: enforcing in saas mode. Returns 0, or
+ * CLI_USAGE after printing why (a bad mode or CIDR). cli_netpolicy.c. */
+int cli_netpolicy(const struct cli_ctx *ctx, struct rq_netpolicy *out);
+
+/* What a saas worker refuses, judged before saving (`tenant set`, with or
+ * without --no-verify): 1 with a sentence in why, or 0. A tenant SMTP
+ * server on port 25, a numeric-shorthand host, a host (literal, or every
+ * address its name resolves to now) in a network closed to tenants; for a
+ * URL (mailgun_base_url), also http:// outside an allowed network. */
+struct rq_smtp_conf;
+int cli_saas_smtp_refusal(const struct rq_netpolicy *p, const struct rq_smtp_conf *c, char *why, size_t cap);
+int cli_saas_url_refusal(const struct rq_netpolicy *p, const char *field, const char *url, char *why, size_t cap);
+
 /* Subcommands. */
 int cmd_send(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_status(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx); /* `tenant trust`, cmd_tenant_trust.c */
 int cmd_tenant_reseal(int argc, char **argv, struct cli_ctx *ctx);        /* tenant reseal */
 int cmd_tenant_verify_domain(int argc, char **argv, struct cli_ctx *ctx); /* tenant verify-domain */
 int cmd_queue(int argc, char **argv, struct cli_ctx *ctx);

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "internal.h"
+#include "text.h"
 #include "util.h"
 
 int cli_fail(int code, const char *fmt, ...) {
@@ -33,6 +33,21 @@ int cli_global_opt(int opt, const char *arg, struct cli_ctx *ctx) {
   }
   if (opt == CLI_OPT_PREFIX) {
     ctx->prefix = arg;
+    return 1;
+  }
+  if (opt == CLI_OPT_MODE) {
+    ctx->mode = arg;
+    return 1;
+  }
+  if (opt == CLI_OPT_ALLOW_NETS) {
+    ctx->allow_nets = arg;
+    return 1;
+  }
+  if (opt == CLI_OPT_REDIS_CA_FILE || opt == CLI_OPT_REDIS_CERT || opt == CLI_OPT_REDIS_KEY) {
+    const char **f = opt == CLI_OPT_REDIS_CA_FILE ? &ctx->tls.ca_file
+                     : opt == CLI_OPT_REDIS_CERT  ? &ctx->tls.cert_file
+                                                  : &ctx->tls.key_file;
+    *f = arg;
     return 1;
   }
   return 0;
@@ -55,7 +70,7 @@ int cli_bad_option(const char *cmd, int opt, char **argv) {
 struct relayq_client *cli_client(struct cli_ctx *ctx) {
   if (ctx->client != NULL) return ctx->client;
   struct relayq_error err;
-  int rc = relayq_connect(ctx->redis_url, ctx->prefix, &ctx->client, &err);
+  int rc = relayq_connect_tls(ctx->redis_url, ctx->prefix, &ctx->tls, &ctx->client, &err);
   if (rc != 0) {
     cli_fail(CLI_FAIL, "%s", err.message);
     ctx->client = NULL;

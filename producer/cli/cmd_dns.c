@@ -749,9 +749,27 @@ int cmd_dns(int argc, char **argv, struct cli_ctx *ctx) {
   if (o.json) print_json(o.domain, cs, 3);
   else print_text(cs, 3);
   rc = EXIT_PASS;
+  char names[3][3][8] = {{""}}; /* [failed, not checked, error][i] */
+  size_t counts[3] = {0, 0, 0};
   for (size_t i = 0; i < 3; i++) {
     if (cs[i].state == C_ERROR) rc = EXIT_ERROR;
     if ((cs[i].state == C_FAIL || cs[i].state == C_UNCHECKED) && rc == EXIT_PASS) rc = EXIT_FAILED;
+    int k = cs[i].state == C_FAIL ? 0 : cs[i].state == C_UNCHECKED ? 1 : cs[i].state == C_ERROR ? 2 : -1;
+    if (k >= 0) snprintf(names[k][counts[k]++], sizeof names[k][0], "%s", cs[i].name);
+  }
+  if (rc != EXIT_PASS) {
+    /* The lines above say what to fix; stderr says that something is. */
+    char list[3][32];
+    for (int k = 0; k < 3; k++) {
+      list[k][0] = '\0';
+      for (size_t i = 0; i < counts[k]; i++)
+        snprintf(list[k] + strlen(list[k]), sizeof list[k] - strlen(list[k]), "%s%s", i ? ", " : "",
+                 names[k][i]);
+    }
+    cli_fail(rc, "%s is not ready to send through the platform:%s%s%s%s%s%s (details %s).", o.domain,
+             counts[0] ? " failed: " : "", list[0], counts[1] ? (counts[0] ? "; not checked: " : " not checked: ") : "",
+             list[1], counts[2] ? (counts[0] || counts[1] ? "; error: " : " error: ") : "", list[2],
+             o.json ? "in the JSON on stdout" : "on stdout");
   }
 out:
   for (size_t i = 0; i < 3; i++) {

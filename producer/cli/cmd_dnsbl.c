@@ -342,5 +342,15 @@ int cmd_dnsbl(int argc, char **argv, struct cli_ctx *ctx) {
     static const char *const word[] = {"PASS", "FAIL", "ERROR", "UNCHECKED"};
     for (size_t i = 0; i < n_zones; i++) printf("%s %s: %s\n", word[zs[i].state], zs[i].zone, zs[i].detail);
   }
-  return listed ? EXIT_LISTED : errors ? EXIT_ERROR : EXIT_CLEAN;
+  if (listed || errors) {
+    char which[512] = "";
+    for (size_t i = 0; i < n_zones; i++)
+      /* Listed: name the lists; else the zones that gave no answer. */
+      if (listed ? zs[i].state == Z_LISTED : zs[i].state != Z_CLEAN)
+        snprintf(which + strlen(which), sizeof which - strlen(which), "%s%s", which[0] ? ", " : "", zs[i].zone);
+    return cli_fail(listed ? EXIT_LISTED : EXIT_ERROR, "%s %s %s (details %s).", text,
+                    listed ? "is listed on" : "could not be checked on", which,
+                    json ? "in the JSON on stdout" : "on stdout");
+  }
+  return EXIT_CLEAN;
 }

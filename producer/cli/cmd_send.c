@@ -371,8 +371,22 @@ static int wait_final(struct relayq_client *c, const char *id, double wait_s) {
     if (relayq_state_is_final(state)) {
       print_final(st);
       int sent = strcmp(state, "sent") == 0;
+      if (sent) {
+        relayq_status_free(st);
+        return CLI_OK;
+      }
+      /* The outcome stays on stdout for scripts; why it failed goes to
+       * stderr like every other failing command's reason. */
+      const char *error = relayq_status_field(st, "error");
+      const char *detail = relayq_status_field(st, "detail");
+      char why[600];
+      snprintf(why, sizeof why, "%s", detail && *detail ? detail : "no detail recorded");
+      for (char *p = why; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+      int failed = cli_fail(CLI_FAIL, "job %s %s (%s): %s", id, state, error && *error ? error : "no error category",
+                        why);
       relayq_status_free(st);
-      return sent ? CLI_OK : CLI_FAIL;
+      return failed;
     }
     if (state) {
       snprintf(last_buf, sizeof last_buf, "%s", state);

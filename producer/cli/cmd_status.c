@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "internal.h"
+#include "text.h"
 
 enum { O_JSON = CLI_OPT_FIRST_FREE };
 

@@ -44,17 +44,18 @@
 #include "address.h"
 #include "classify.h"
 #include "cli.h"
-#include "config.h"
 #include "curlfail.h"
 #include "curluv.h"
-#include "internal.h"
 #include "log.h"
 #include "mailgun.h"
 #include "mime.h"
+#include "cli_oauth.h"
 #include "probe.h"
 #include "route.h"
+#include "settings.h"
 #include "smtp.h"
 #include "tenant.h"
+#include "text.h"
 #include "util.h"
 
 #define MAX_PAIRS 64      /* FIELD=VALUE arguments in one `set` */
@@ -107,6 +108,7 @@ struct topts {
   int n_to;
   long timeout_ms;
   char rcpt_buf[RQ_ADDR_MAX + 1]; /* --probe-rcpt as a bare address */
+  struct rq_netpolicy netpolicy;  /* --mode/--allow-private-nets: what the workers refuse */
 };
 
 static void usage(FILE *f) {
@@ -129,6 +131,8 @@ static void usage(FILE *f) {
         "        rewrite enc:v1: and plaintext secrets as enc:v2: (bound to hash and field)\n"
         "  verify-domain TENANT DOMAIN [dns check options]\n"
         "        run the checks of 'relayq dns check' and add DOMAIN to verified_domains\n"
+        "  trust TENANT [--route NAME] [--yes]\n"
+        "        show the server's certificate and key pin; store it in smtp_tls_pin\n"
         "\n"
         "Options:\n"
         "  --ca-file FILE   CA bundle (PEM) to verify servers with (env RELAYQ_CA_FILE)\n"
@@ -398,7 +402,8 @@ static int env_flag(const char *name) {
 /* A field whose value decides how mail leaves: changing it calls for a
  * fresh verification. */
 static int connection_field(const char *f) {
-  return strcmp(f, "gateway") == 0 || strncmp(f, "smtp_", 5) == 0 || strncmp(f, "mailgun_", 8) == 0;
+  return strcmp(f, "gateway") == 0 || strncmp(f, "smtp_", 5) == 0 || strncmp(f, "mailgun_", 8) == 0 ||
+         strncmp(f, "oauth_", 6) == 0;
 }
 
 /* ---- display ---------------------------------------------------------------------------- */
@@ -482,9 +487,15 @@ static int parse_shape(const char *tenant, const struct kvs *k, int strict, stru
  * is about this value, not about what else is missing. */
 static int check_one(const char *tenant, const char *field, const char *value, const unsigned char *key, char *err,
                      size_t errlen) {
-  const char *f[4] = {field}, *v[4] = {value};
+  const char *f[8] = {field}, *v[8] = {value};
   size_t n = 1;
-  if (strcmp(field, "gateway") == 0) {
+  if (strcmp(field, "smtp_auth") == 0) { /* xoauth2 needs the sign-in fields */
+    f[n] = "smtp_user", v[n++] = "user@example.com";
+    f[n] = "oauth_token_url", v[n++] = "https://idp.example.com/token";
+    f[n] = "oauth_client_id", v[n++] = "app";
+    f[n] = "oauth_refresh_token", v[n++] = "token";
+    f[n] = "oauth_scope", v[n++] = "scope";
+  } else if (strcmp(field, "gateway") == 0) {
     f[n] = "smtp_host", v[n++] = "smtp.example.com";
     f[n] = "mailgun_domain", v[n++] = "mg.example.com";
     f[n] = "mailgun_api_key", v[n++] = "key";
@@ -614,6 +625,12 @@ static void forget_derived(struct kvs *m, const struct pair *pairs, int n) {
   if (preset && !host) kvs_del(m, "smtp_host");
   if (preset && !sec) kvs_del(m, "smtp_security");
   if ((preset || sec) && !port) kvs_del(m, "smtp_port");
+  /* A host that is not the preset's makes the preset name a lie. */
+  const struct rq_preset *p = !preset && host ? rq_preset_find(kvs_get(m, "smtp_preset") ? kvs_get(m, "smtp_preset") : "")
+                                               : NULL;
+  for (int i = 0; p && i < n; i++)
+    if (strcmp(pairs[i].field, "smtp_host") == 0 && strcasecmp(pairs[i].value, p->host) != 0)
+      kvs_del(m, "smtp_preset");
 }
 
 /* v1's domain_verified=1 stands for the domain of dkim_domain, else of
@@ -671,12 +688,21 @@ static void policy_notes(struct rq_probe_report *r, const struct rq_smtp_conf *c
                   onprem ? " (RELAYQ_MODE=onprem here)" : "");
   if (c->security == RQ_SEC_NONE && c->user != NULL)
     rq_probe_note(r, "smtp_security=none sends the password unencrypted");
-  if (!c->tls_verify && c->security != RQ_SEC_NONE)
-    rq_probe_note(r, "smtp_tls_verify=0: the server's identity is not checked");
+  if (!c->tls_verify && c->security != RQ_SEC_NONE && !c->tls_pin)
+    rq_probe_note(r, "smtp_tls_verify=0: the server's identity is not checked; `relayq tenant trust` (a key pin) "
+                     "is the safer choice");
 }
 
+/* rotated (may be NULL): a refresh token the provider issued during the
+ * check (smtp_auth=xoauth2), which replaces the stored one. */
 static void probe_conf(const struct rq_smtp_conf *c, const struct topts *o, const char *mail_from,
-                       struct rq_probe_report *r) {
+                       struct rq_probe_report *r, char **rotated) {
+  char *token = NULL, *rt = NULL;
+  struct rq_probe_stage tok_stage;
+  if (c->xoauth2 && cli_oauth_token(c, o->ca_file, o->timeout_ms, &token, &rt, &tok_stage, r) != 0) {
+    policy_notes(r, c);
+    return;
+  }
   struct rq_probe_smtp p = {
       .host = c->host,
       .port = c->port,
@@ -688,8 +714,20 @@ static void probe_conf(const struct rq_smtp_conf *c, const struct topts *o, cons
       .mail_from = mail_from,
       .rcpt = o->probe_rcpt,
       .timeout_ms = o->timeout_ms,
+      .netpolicy = &o->netpolicy,
+      .bearer = token,
   };
   rq_probe_smtp_run(&p, r);
+  if (token) {
+    cli_oauth_stage_first(r, &tok_stage);
+    OPENSSL_cleanse(token, strlen(token));
+    free(token);
+  }
+  if (rt && rotated) *rotated = rt;
+  else if (rt) {
+    OPENSSL_cleanse(rt, strlen(rt));
+    free(rt);
+  }
   policy_notes(r, c);
 }
 
@@ -700,6 +738,7 @@ static void probe_mailgun(const struct rq_tenant *t, const struct topts *o, stru
       .api_key = t->mailgun_api_key,
       .ca_file = o->ca_file,
       .timeout_ms = o->timeout_ms,
+      .netpolicy = &o->netpolicy,
   };
   rq_probe_mailgun_run(&p, r);
 }
@@ -857,7 +896,7 @@ out:
  * tenant's from_email, the sender of a route's --probe-rcpt check.
  */
 static int verify_merged(const struct topts *o, const struct kvs *merged, const unsigned char *key,
-                         const char *tenant_from, int *json_open) {
+                         const char *tenant_from, int *json_open, char **rotated) {
   struct rq_tenant *t = NULL;
   struct rq_probe_report rep;
   char err[512];
@@ -868,11 +907,11 @@ static int verify_merged(const struct topts *o, const struct kvs *merged, const 
     if (rq_tenant_parse(o->tenant, rf, rv, 1, NULL, 0, 0, &t, err, sizeof err) != 0 ||
         rq_tenant_parse_route(t, o->route, f, v, merged->n, key, 0, err, sizeof err) != 0)
       goto cannot;
-    probe_conf(&t->routes[0], o, tenant_from ? tenant_from : probe_sender(NULL), &rep);
+    probe_conf(&t->routes[0], o, tenant_from ? tenant_from : probe_sender(NULL), &rep, rotated);
   } else {
     if (rq_tenant_parse(o->tenant, f, v, merged->n, key, 0, 0, &t, err, sizeof err) != 0) goto cannot;
     if (t->gateway == RQ_GW_SMTP) {
-      probe_conf(&t->smtp, o, probe_sender(t), &rep);
+      probe_conf(&t->smtp, o, probe_sender(t), &rep, rotated);
     } else if (t->gateway == RQ_GW_MAILGUN) {
       probe_mailgun(t, o, &rep);
     } else {
@@ -895,6 +934,37 @@ cannot:
 out:
   rq_tenant_free(t);
   return rc;
+}
+
+/* The saas refusals a worker would make, judged on the merged hash before
+ * anything is saved (--no-verify included): a tenant server on port 25, a
+ * numeric-shorthand host, a host in a network closed to tenants, a
+ * Mailgun URL that is not https:// or points into such a network.
+ * Returns CLI_OK, or CLI_USAGE after printing the reason. */
+static int saas_refusal(const struct topts *o, const struct kvs *merged, const unsigned char *key) {
+  if (!o->netpolicy.enforce) return CLI_OK;
+  struct rq_tenant *t = NULL;
+  char err[512], why[400];
+  const char *const *f = (const char *const *)merged->f, *const *v = (const char *const *)merged->v;
+  int refused = 0;
+  (void)key; /* secrets need not open to judge where they would go */
+  if (o->route != NULL) {
+    const char *rf[] = {"routes"}, *rv[] = {o->route};
+    if (rq_tenant_parse(o->tenant, rf, rv, 1, NULL, 0, 0, &t, err, sizeof err) != 0 ||
+        rq_tenant_parse_route(t, o->route, f, v, merged->n, NULL, 0, err, sizeof err) != 0) {
+      rq_tenant_free(t);
+      return CLI_OK; /* the shape checks already judged it */
+    }
+    refused = cli_saas_smtp_refusal(&o->netpolicy, &t->routes[0], why, sizeof why);
+  } else {
+    if (rq_tenant_parse(o->tenant, f, v, merged->n, NULL, 0, 0, &t, err, sizeof err) != 0) return CLI_OK;
+    if (t->gateway == RQ_GW_SMTP) refused = cli_saas_smtp_refusal(&o->netpolicy, &t->smtp, why, sizeof why);
+    else if (t->gateway == RQ_GW_MAILGUN)
+      refused = cli_saas_url_refusal(&o->netpolicy, "mailgun_base_url", t->mailgun_base_url, why, sizeof why);
+  }
+  rq_tenant_free(t);
+  if (!refused) return CLI_OK;
+  return cli_fail(CLI_USAGE, "not saved: %s (workers run in --mode saas; --no-verify does not change that).", why);
 }
 
 /* Seals every secret of m that is still plaintext, as enc:v2: bound to
@@ -938,6 +1008,7 @@ static void print_saved(const struct topts *o, const char *key, const struct kvs
 /* `set`: validate the arguments, read and merge under WATCH, settle the
  * merged hash, verify, seal, write in one MULTI. */
 static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
+  char *rotated = NULL;
   struct pair pairs[MAX_PAIRS + 1];
   unsigned char keybuf[RELAYQ_SECRET_KEY_LEN];
   const unsigned char *key = NULL;
@@ -993,6 +1064,8 @@ static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
     rc = settle_tenant(o, &merged);
   }
   if (rc != CLI_OK) goto out;
+  /* What a worker in this mode would refuse is never saved, verified or not. */
+  if ((rc = saas_refusal(o, &merged, key)) != CLI_OK) goto out;
 
   if (o->no_verify) {
     if (!o->json) printf("Not verified (--no-verify).\n");
@@ -1000,9 +1073,17 @@ static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
     if (!o->json)
       printf("Connection settings unchanged: not verified again (relayq tenant verify %s checks them).\n",
              o->tenant);
-  } else if ((rc = verify_merged(o, &merged, key, o->route ? kvs_get(&old, "from_email") : NULL, &json_open)) !=
-             CLI_OK) {
+  } else if ((rc = verify_merged(o, &merged, key, o->route ? kvs_get(&old, "from_email") : NULL, &json_open,
+                                 &rotated)) != CLI_OK) {
     goto out;
+  }
+  if (rotated) {
+    /* The provider rotated the refresh token during the check: the new
+     * one is what gets saved (the old one may be dead already). */
+    kvs_set(&merged, "oauth_refresh_token", rotated);
+    OPENSSL_cleanse(rotated, strlen(rotated));
+    free(rotated);
+    rotated = NULL;
   }
 
   rc = CLI_FAIL;
@@ -1019,8 +1100,18 @@ static int cmd_set(struct topts *o, struct cli_ctx *ctx) {
   }
   print_saved(o, target_key, &merged, json_open);
   json_open = 0;
+  const char *tv = kvs_get(&merged, "smtp_tls_verify");
+  if (!o->json && tv && strcmp(tv, "0") == 0 && !kvs_get(&merged, "smtp_tls_pin"))
+    printf("Note: smtp_tls_verify=0 accepts any certificate, so whoever sits between the workers and %s gets the "
+           "password. `relayq tenant trust %s%s%s` pins the server's own key instead: the safer choice.\n",
+           kvs_get(&merged, "smtp_host") ? kvs_get(&merged, "smtp_host") : "the server", o->tenant,
+           o->route ? " --route " : "", o->route ? o->route : "");
   rc = CLI_OK;
 out:
+  if (rotated) {
+    OPENSSL_cleanse(rotated, strlen(rotated));
+    free(rotated);
+  }
   if (json_open) fputs(",\"saved\":null}\n", stdout);
   if (stdin_value) {
     OPENSSL_cleanse(stdin_value, strlen(stdin_value));
@@ -1173,7 +1264,36 @@ static int cmd_get(struct topts *o, struct cli_ctx *ctx) {
 
 /* ---- verify ---------------------------------------------------------------------------------------------- */
 
+/* Writes a refresh token the provider rotated during `tenant verify` back
+ * into the hash at once, sealed for its place like `tenant set` would. */
+static int save_rotated(struct relayq_client *c, const struct topts *o, const unsigned char *key,
+                        const char *rotated) {
+  char hkey[800], place[720];
+  if (o->route) {
+    route_key(c, o->tenant, o->route, hkey, sizeof hkey);
+    snprintf(place, sizeof place, "tenant:%s:route:%s", o->tenant, o->route);
+  } else {
+    tenant_key(c, o->tenant, hkey, sizeof hkey);
+    snprintf(place, sizeof place, "tenant:%s", o->tenant);
+  }
+  char *sealed = NULL;
+  struct relayq_error e;
+  if (key && relayq_secret_seal_for(key, place, "oauth_refresh_token", rotated, &sealed, &e) != 0) {
+    cli_fail(CLI_FAIL, "could not seal the rotated refresh token: %s", e.message);
+    return -1;
+  }
+  const char *argv[] = {"HSET", hkey, "oauth_refresh_token", sealed ? sealed : rotated};
+  int rc = simple(c, 4, argv);
+  if (sealed) {
+    OPENSSL_cleanse(sealed, strlen(sealed));
+    free(sealed);
+  }
+  if (rc == 0 && !o->json) printf("The provider rotated the refresh token: the new one is saved (sealed).\n");
+  return rc;
+}
+
 static int cmd_verify(struct topts *o, struct cli_ctx *ctx) {
+  char *rotated = NULL;
   struct stored s;
   struct rq_tenant *t = NULL;
   unsigned char keybuf[RELAYQ_SECRET_KEY_LEN];
@@ -1200,9 +1320,9 @@ static int cmd_verify(struct topts *o, struct cli_ctx *ctx) {
                     i < 0 ? " in its routes" : " hash");
       goto out;
     }
-    probe_conf(&t->routes[i], o, probe_sender(t), &rep);
+    probe_conf(&t->routes[i], o, probe_sender(t), &rep, &rotated);
   } else if (t->gateway == RQ_GW_SMTP) {
-    probe_conf(&t->smtp, o, probe_sender(t), &rep);
+    probe_conf(&t->smtp, o, probe_sender(t), &rep, &rotated);
   } else if (t->gateway == RQ_GW_MAILGUN) {
     if (o->probe_rcpt) rc = cli_fail(CLI_USAGE, "--probe-rcpt applies to SMTP routes, not Mailgun.");
     if (o->probe_rcpt) goto out;
@@ -1222,7 +1342,12 @@ static int cmd_verify(struct topts *o, struct cli_ctx *ctx) {
   }
   print_report(&rep, o->json);
   rc = rep.ok ? CLI_OK : cli_fail(CLI_FAIL, "%s.", rep.error);
+  if (rotated && save_rotated(c, o, have ? keybuf : NULL, rotated) != 0) rc = CLI_FAIL;
 out:
+  if (rotated) {
+    OPENSSL_cleanse(rotated, strlen(rotated));
+    free(rotated);
+  }
   OPENSSL_cleanse(keybuf, sizeof keybuf);
   rq_tenant_free(t);
   stored_free(&s);
@@ -1280,12 +1405,12 @@ static void on_mailgun(const struct rq_mailgun_result *res, void *arg) {
 static void on_closed(void *arg) { *(int *)arg = 1; }
 
 /* Builds the test message for job j as the worker would. */
-static int build_test_message(const struct rq_config *cfg, const struct rq_tenant *t, const struct relayq_job *j,
+static int build_test_message(const struct rq_route_settings *rs, const struct rq_tenant *t, const struct relayq_job *j,
                               const struct rq_route *route, struct rq_sender *snd, struct rq_buf *msg,
                               char *mid_out, size_t mid_cap, char *err, size_t errlen) {
   struct rq_buf mid;
   rq_buf_init(&mid);
-  rq_route_sender(cfg, t, j, route, snd);
+  rq_route_sender(rs, t, j, route, snd);
   rq_mime_message_id(j->id, rq_route_domain_of(snd->from_addr), &mid);
   snprintf(mid_out, mid_cap, "%s", mid.data);
   struct rq_mime_input in = {
@@ -1333,13 +1458,14 @@ static int send_now(const struct rq_config *cfg, const struct rq_route *route, c
         .msg_len = msg->len,
         .connect_timeout_ms = cfg->smtp_connect_timeout_ms,
         .timeout_ms = timeout_ms,
+        .netpolicy = route->netpolicy,
         .ca_file = cfg->ca_file,
     };
     started = mg != NULL ? rq_mailgun_send(mg, &req, on_mailgun, out) : -1;
   } else {
     smtp = rq_smtp_new(curl);
     struct rq_smtp_target t;
-    rq_route_smtp_target(route, cfg, &t);
+    rq_settings_smtp_target(cfg, route, &t);
     t.timeout_ms = timeout_ms;
     started = smtp != NULL ? rq_smtp_send(smtp, &t, envelope_from, rcpts, n, msg->data, msg->len, on_smtp, out) : -1;
     if (started != 0 && smtp != NULL)
@@ -1368,10 +1494,10 @@ static void describe_route(const struct rq_route *r, char *out, size_t cap) {
     snprintf(out, cap, "mailgun (%s, domain %s)", r->mg_base_url, r->mg_domain);
     return;
   }
-  const char *sec = r->smtp_security == RQ_SMTP_IMPLICIT_TLS       ? "tls"
-                    : r->smtp_security == RQ_SMTP_PLAIN            ? "none"
-                    : r->smtp_security == RQ_SMTP_STARTTLS_TRY     ? "starttls when offered"
-                                                                   : "starttls";
+  const char *sec = r->smtp_security == RQ_ROUTE_IMPLICIT_TLS       ? "tls"
+                    : r->smtp_security == RQ_ROUTE_PLAIN            ? "none"
+                    : r->smtp_security == RQ_ROUTE_STARTTLS_TRY     ? "starttls when offered"
+                                                                    : "starttls";
   snprintf(out, cap, "%s (%s:%d, %s%s%s)", r->name, r->host, r->port, sec, r->user ? ", user " : ", no login",
            r->user ? r->user : "");
 }
@@ -1448,6 +1574,9 @@ static int cmd_test(struct topts *o, struct cli_ctx *ctx) {
     free(cfg.ca_file);
     cfg.ca_file = rq_xstrdup(o->ca_file);
   }
+  /* The boundary of --mode/--allow-private-nets, as the workers hold it. */
+  cfg.mode = o->netpolicy.enforce ? RQ_MODE_SAAS : RQ_MODE_ONPREM;
+  cfg.netpolicy = o->netpolicy;
   rc = CLI_FAIL;
   struct relayq_client *c = cli_client(ctx);
   if (c == NULL) goto out;
@@ -1477,15 +1606,15 @@ static int cmd_test(struct topts *o, struct cli_ctx *ctx) {
     rc = cli_fail(CLI_USAGE, "%s", jerr.message);
     goto out;
   }
-  struct rq_platform platform;
-  if (rq_route_platform_parse(cfg.platform_smtp, &platform, err, sizeof err) != 0) {
+  struct rq_route_settings rs;
+  if (rq_settings_route(&cfg, &rs, err, sizeof err) != 0) {
     rc = cli_fail(CLI_USAGE, "RELAYQ_PLATFORM_SMTP: %s.", err);
     goto out;
   }
   struct rq_route route;
   const char *category = NULL;
-  int r = rq_route_resolve(&cfg, &platform, t, &j, &route, &category, err, sizeof err);
-  if (r > 0 && route.gateway == RQ_GW_PLATFORM && !platform.configured) {
+  int r = rq_route_resolve(&rs, t, &j, &route, &category, err, sizeof err);
+  if (r > 0 && route.gateway == RQ_GW_PLATFORM && !rs.platform.configured) {
     rc = cli_fail(CLI_FAIL, "tenant '%s' sends through the platform gateway, and RELAYQ_PLATFORM_SMTP is not set: "
                             "set it to the platform's smtp:// URL (as the workers have it) to test that route.",
                   o->tenant);
@@ -1496,7 +1625,7 @@ static int cmd_test(struct topts *o, struct cli_ctx *ctx) {
     goto out;
   }
   struct rq_sender snd;
-  if (build_test_message(&cfg, t, &j, &route, &snd, &msg, mid, sizeof mid, err, sizeof err) != 0) {
+  if (build_test_message(&rs, t, &j, &route, &snd, &msg, mid, sizeof mid, err, sizeof err) != 0) {
     rc = cli_fail(CLI_FAIL, "cannot build the test message: %s", err);
     goto out;
   }
@@ -1660,6 +1789,7 @@ int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
     usage(stdout);
     return CLI_OK;
   }
+  if (strcmp(argv[1], "trust") == 0) return cmd_tenant_trust(argc - 1, argv + 1, ctx);
   if (strcmp(argv[1], "reseal") == 0) return cmd_tenant_reseal(argc - 1, argv + 1, ctx);
   if (strcmp(argv[1], "verify-domain") == 0) return cmd_tenant_verify_domain(argc - 1, argv + 1, ctx);
   static const struct {
@@ -1671,6 +1801,7 @@ int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
     struct topts o;
     int p = parse_opts(argc - 1, argv + 1, ctx, &o);
     if (p != 0) return p > 0 ? CLI_OK : CLI_USAGE;
+    if (cli_netpolicy(ctx, &o.netpolicy) != 0) return CLI_USAGE;
     if (strlen(ctx->prefix) > 200) return cli_fail(CLI_USAGE, "--prefix is longer than 200 characters.");
     if (strcmp(o.sub, "set") != 0 && o.npos > 0)
       return cli_fail(CLI_USAGE, "unexpected argument '%.60s' (see 'relayq tenant --help').", o.pos[0]);

@@ -29,7 +29,7 @@
 #include <openssl/crypto.h>
 
 #include "cli.h"
-#include "internal.h"
+#include "text.h"
 #include "tenant.h"
 #include "util.h"
 

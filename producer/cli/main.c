@@ -37,9 +37,17 @@ static void usage(FILE *f) {
           "usage: relayq [--redis URL] [--prefix P] COMMAND [ARGS...]\n"
           "\n"
           "Global options (also accepted after COMMAND):\n"
-          "  --redis URL   redis://[[user]:password@]host[:port][/db]\n"
+          "  --redis URL   redis://[[user]:password@]host[:port][/db]; rediss://\n"
+          "                (TLS); redis+sentinel://HOST:PORT[,HOST:PORT]/MASTER[/db]\n"
           "                (env RELAYQ_REDIS_URL; default %s)\n"
+          "  --redis-ca-file F  CA (PEM) for rediss:// (env RELAYQ_REDIS_CA_FILE)\n"
+          "  --redis-cert F, --redis-key F  client certificate for rediss://\n"
+          "                (env RELAYQ_REDIS_CERT, RELAYQ_REDIS_KEY)\n"
           "  --prefix P    key prefix (env RELAYQ_PREFIX; default %s)\n"
+          "  --mode saas|onprem  the workers' mode: in saas, tenant set/verify/test\n"
+          "                refuse what a saas worker refuses (env RELAYQ_MODE; default saas)\n"
+          "  --allow-private-nets CIDR[,CIDR]  networks saas tenants may reach\n"
+          "                (env RELAYQ_ALLOW_PRIVATE_NETS; default none)\n"
           "  -h, --help    this help; 'relayq COMMAND --help' for a command's\n"
           "  --version     print the version\n"
           "\n"
@@ -63,6 +71,9 @@ int main(int argc, char **argv) {
   if (ctx.redis_url == NULL || ctx.redis_url[0] == '\0') ctx.redis_url = CLI_DEFAULT_URL;
   ctx.prefix = getenv("RELAYQ_PREFIX");
   if (ctx.prefix == NULL || ctx.prefix[0] == '\0') ctx.prefix = RELAYQ_DEFAULT_PREFIX;
+  ctx.mode = getenv("RELAYQ_MODE");
+  if (ctx.mode == NULL || ctx.mode[0] == '\0') ctx.mode = "saas";
+  ctx.allow_nets = getenv("RELAYQ_ALLOW_PRIVATE_NETS");
 
   static const struct option opts[] = {
       CLI_GLOBAL_LONGOPTS,

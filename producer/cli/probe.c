@@ -23,6 +23,7 @@
 #include "address.h"
 #include "classify.h"
 #include "cli.h"
+#include "curlguard.h"
 
 #define RAW_MAX 4096    /* bytes of one reply kept for parsing */
 #define LINE_MAX_ 1024  /* bytes of one reply line kept */
@@ -636,7 +637,12 @@ static void smtp_options(CURL *h, const struct rq_probe_smtp *o, long timeout_ms
   if (o->ca_file && o->ca_file[0]) curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
   if (o->user && o->user[0]) {
     curl_easy_setopt(h, CURLOPT_USERNAME, o->user);
-    curl_easy_setopt(h, CURLOPT_PASSWORD, o->password ? o->password : "");
+    if (o->bearer) {
+      curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, o->bearer);
+      curl_easy_setopt(h, CURLOPT_LOGIN_OPTIONS, "AUTH=XOAUTH2");
+    } else {
+      curl_easy_setopt(h, CURLOPT_PASSWORD, o->password ? o->password : "");
+    }
     curl_easy_setopt(h, CURLOPT_SASL_IR, 1L); /* as the worker logs in */
   }
 }
@@ -703,6 +709,17 @@ static int transport_stages(struct rq_probe_report *r, const struct rq_probe_smt
   return 0;
 }
 
+/* The saas boundary refused every address (or the host as written):
+ * nothing was connected, and the report says so as a worker would. */
+static int boundary_refused(struct rq_probe_report *r, const struct rq_curl_guard *g, CURLcode rc) {
+  if (!g->refused || rc == CURLE_OK) return 0;
+  add_stage(r, "network boundary", 0, -1, "refused (--mode saas)");
+  r->category = "policy";
+  size_t n = strlen(g->why);
+  set_error(r, "%.*s", (int)(n && g->why[n - 1] == '.' ? n - 1 : n), g->why); /* the report adds its own stop */
+  return 1;
+}
+
 /* A login was configured but the server never offered AUTH. */
 static void auth_not_offered(struct rq_probe_report *r, const struct rq_probe_smtp *o, const struct trace *t,
                              const char *hp) {
@@ -739,9 +756,12 @@ int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r) 
     return -1;
   }
   smtp_options(h, o, timeout_ms, t, errbuf, url, sizeof url);
+  struct rq_curl_guard guard;
+  rq_curl_guard_install_host(h, &guard, o->netpolicy, o->host);
 
   double t0 = now_ms(), banner_from = 0;
   CURLcode rc = curl_easy_perform(h);
+  if (boundary_refused(r, &guard, rc)) goto done;
   struct timing tm;
   read_timing(h, &tm);
   read_certinfo(h, r);
@@ -885,9 +905,12 @@ int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_repor
   curl_free(dom);
   url_host_port(url, hn, sizeof hn, &port);
   mailgun_options(h, o, url, timeout_ms, errbuf, b);
+  struct rq_curl_guard guard;
+  rq_curl_guard_install(h, &guard, o->netpolicy, url);
 
   double t0 = now_ms();
   CURLcode rc = curl_easy_perform(h);
+  if (boundary_refused(r, &guard, rc)) goto done;
   struct timing tm;
   curl_off_t total_us = 0;
   long status = 0;

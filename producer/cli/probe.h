@@ -9,6 +9,9 @@
  *     expiry, EHLO again, AUTH (RFC 4954), and optionally MAIL FROM and
  *     RCPT TO (RFC 5321) without DATA, so nothing is ever delivered;
  *   - the Mailgun probe: an authenticated GET {base}/v3/domains/{domain};
+ *   - the saas network boundary, as the worker holds it (curlguard.h on
+ *     the address libcurl connects to): a refused server is never
+ *     connected, and the report says "policy";
  *   - the report: one line per stage with its timing, and the failure told
  *     in plain words a person can act on ("login refused (535 5.7.8): check
  *     smtp_user and smtp_password"), as text or JSON.
@@ -36,6 +39,8 @@
 
 #include "tenant.h"
 
+struct rq_netpolicy;
+
 #define RQ_PROBE_MAX_STAGES 16
 #define RQ_PROBE_MAX_NOTES 4
 #define RQ_PROBE_DEFAULT_TIMEOUT_MS 15000L
@@ -60,7 +65,8 @@ struct rq_probe_report {
   double total_ms;
   int ok;            /* 1: every stage passed */
   const char *category; /* NULL when ok, else "dns", "connect", "tls", "auth",
-                           "protocol", "timeout", "recipient", "http", "config" */
+                           "protocol", "timeout", "recipient", "http", "config",
+                           "policy" */
   char error[512];   /* plain words, when !ok */
   char notes[RQ_PROBE_MAX_NOTES][256]; /* advice that does not fail the probe */
   size_t n_notes;
@@ -73,11 +79,13 @@ struct rq_probe_smtp {
   enum rq_security security;
   const char *user;      /* NULL or "": no AUTH attempted */
   const char *password;
+  const char *bearer;    /* smtp_auth=xoauth2: an OAuth2 access token, sent with AUTH XOAUTH2 */
   int tls_verify;        /* smtp_tls_verify */
   const char *ca_file;   /* NULL: the system's CA bundle */
   const char *mail_from; /* envelope sender for the RCPT check */
   const char *rcpt;      /* NULL: stop after AUTH; else MAIL FROM + RCPT TO this */
   long timeout_ms;       /* whole probe; 0: RQ_PROBE_DEFAULT_TIMEOUT_MS */
+  const struct rq_netpolicy *netpolicy; /* the saas boundary (netpolicy.h); NULL: any address */
 };
 
 /* Runs the SMTP probe and fills r. Returns 0 when it passed, -1 when it
@@ -91,6 +99,7 @@ struct rq_probe_mailgun {
   const char *api_key;
   const char *ca_file;
   long timeout_ms;
+  const struct rq_netpolicy *netpolicy; /* as for SMTP, plus https:// unless the network is allowed */
 };
 
 /* GET {base}/v3/domains/{domain} with basic auth api:KEY: 200 passes, 401

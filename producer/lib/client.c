@@ -1,6 +1,7 @@
 /*
  * client: librelayq's small blocking Redis client (hiredis 0.14 sync API):
- * connect + AUTH + SELECT, and status reads. Enqueueing is in enqueue.c;
+ * connect (plain, or TLS through tls_pipe.c; the primary named by a
+ * sentinel for redis+sentinel://) + AUTH + SELECT, and status reads. Enqueueing is in enqueue.c;
  * the client struct both share is in client.h.
  */
 #include <errno.h>
@@ -8,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "client.h"
+#include "tls_pipe.h"
 
 #define CONNECT_TIMEOUT_S 5
 #define COMMAND_TIMEOUT_S 30  /* a 25 MB payload over a slow link */
@@ -80,8 +83,89 @@ static int valid_prefix(const char *p) {
   return 1;
 }
 
+/* Opens c->rc to host:port, through TLS when asked. */
+static int open_link(struct relayq_client *c, const char *host, int port, int tls,
+                     const struct relayq_tls_options *o, struct relayq_error *err) {
+  if (tls) {
+    int fd = -1;
+    int rc = relayq__tls_open(host, port, o, CONNECT_TIMEOUT_S, &fd, &c->tls, err);
+    if (rc != 0) return rc;
+    c->rc = redisConnectFd(fd);
+    if (c->rc == NULL) {
+      close(fd);
+      return relayq__fail(err, RELAYQ_ENOMEM, "Out of memory connecting to Redis.");
+    }
+  } else {
+    struct timeval tv = {CONNECT_TIMEOUT_S, 0};
+    c->rc = redisConnectWithTimeout(host, port, tv);
+    if (c->rc == NULL) return relayq__fail(err, RELAYQ_ENOMEM, "Out of memory connecting to Redis.");
+  }
+  if (c->rc->err)
+    return relayq__fail(err, RELAYQ_ECONNECT, "Cannot connect to Redis at %s:%d: %s.", host, port,
+                        c->rc->errstr);
+  struct timeval ctv = {COMMAND_TIMEOUT_S, 0};
+  redisSetTimeout(c->rc, ctv);
+  return 0;
+}
+
+static void close_link(struct relayq_client *c) {
+  if (c->rc) redisFree(c->rc); /* closes hiredis's end of the TLS pipe */
+  c->rc = NULL;
+  relayq__tls_close(c->tls);
+  c->tls = NULL;
+}
+
+/* Asks the sentinels in turn where the primary is. */
+static int sentinel_primary(const struct relayq_redis_url *u, const struct relayq_tls_options *o,
+                            char *host, size_t hcap, int *port, struct relayq_error *err) {
+  char last[256] = "no sentinel answered";
+  for (int i = 0; i < u->n_sentinels; i++) {
+    const struct relayq_redis_hostport *s = &u->sentinels[i];
+    struct relayq_client sc = {0};
+    struct relayq_error e;
+    if (open_link(&sc, s->host, s->port, u->tls, o, &e) != 0) {
+      snprintf(last, sizeof last, "%s", e.message);
+      close_link(&sc);
+      continue;
+    }
+    redisReply *r = redisCommand(sc.rc, "SENTINEL get-master-addr-by-name %s", u->master);
+    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+             r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING &&
+             r->element[0]->len < hcap;
+    if (ok) {
+      memcpy(host, r->element[0]->str, r->element[0]->len + 1);
+      *port = atoi(r->element[1]->str);
+    } else {
+      snprintf(last, sizeof last, "sentinel %s:%d does not know a primary named '%s' (%.100s)", s->host,
+               s->port, u->master, r && r->type == REDIS_REPLY_ERROR ? r->str : "no address");
+    }
+    freeReplyObject(r);
+    close_link(&sc);
+    if (ok) return 0;
+  }
+  return relayq__fail(err, RELAYQ_ECONNECT, "No sentinel named the Redis primary: %s.", last);
+}
+
+/* A sentinel that has not seen a failover yet may name the old primary. */
+static int check_master(struct relayq_client *c, const char *host, int port, struct relayq_error *err) {
+  redisReply *r = redisCommand(c->rc, "ROLE");
+  if (r == NULL) return relayq__io_fail(c, err, "ROLE");
+  int ok = r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->type == REDIS_REPLY_STRING &&
+           strcmp(r->element[0]->str, "master") == 0;
+  freeReplyObject(r);
+  if (ok) return 0;
+  return relayq__fail(err, RELAYQ_EREFUSED,
+                      "The sentinels named %s:%d as the primary, but it is not (ROLE): a failover is in "
+                      "progress; try again in a few seconds.", host, port);
+}
+
 int relayq_connect(const char *url, const char *prefix, struct relayq_client **out,
                    struct relayq_error *err) {
+  return relayq_connect_tls(url, prefix, NULL, out, err);
+}
+
+int relayq_connect_tls(const char *url, const char *prefix, const struct relayq_tls_options *tls,
+                       struct relayq_client **out, struct relayq_error *err) {
   relayq__error_clear(err);
   if (out == NULL) return relayq__fail(err, RELAYQ_EINVAL, "relayq_connect needs an output.");
   *out = NULL;
@@ -98,21 +182,13 @@ int relayq_connect(const char *url, const char *prefix, struct relayq_client **o
     goto out;
   }
   memcpy(c->prefix, prefix, strlen(prefix) + 1);
-  struct timeval tv = {CONNECT_TIMEOUT_S, 0};
-  c->rc = redisConnectWithTimeout(u.host, u.port, tv);
-  if (c->rc == NULL) {
-    rc = relayq__fail(err, RELAYQ_ENOMEM, "Out of memory connecting to Redis.");
+  if (u.n_sentinels > 0 &&
+      (rc = sentinel_primary(&u, tls, u.host, sizeof u.host, &u.port, err)) != 0)
     goto out;
-  }
-  if (c->rc->err) {
-    rc = relayq__fail(err, RELAYQ_ECONNECT, "Cannot connect to Redis at %s:%d: %s.", u.host,
-                      u.port, c->rc->errstr);
-    goto out;
-  }
-  struct timeval ctv = {COMMAND_TIMEOUT_S, 0};
-  redisSetTimeout(c->rc, ctv);
+  if ((rc = open_link(c, u.host, u.port, u.tls, tls, err)) != 0) goto out;
   if (u.password[0] != '\0' && (rc = auth(c, &u, err)) != 0) goto out;
   if ((rc = ping_select(c, u.db, err)) != 0) goto out;
+  if (u.n_sentinels > 0 && (rc = check_master(c, u.host, u.port, err)) != 0) goto out;
   *out = c;
   c = NULL;
 out:
@@ -123,7 +199,7 @@ out:
 
 void relayq_close(struct relayq_client *c) {
   if (c == NULL) return;
-  if (c->rc) redisFree(c->rc);
+  close_link(c);
   relayq__enqueue_free(c->enq);
   free(c);
 }

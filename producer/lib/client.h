@@ -18,8 +18,11 @@
 
 struct relayq__enqueue; /* enqueue.c */
 
+struct relayq__tls_pipe; /* tls_pipe.c */
+
 struct relayq_client {
   redisContext *rc;
+  struct relayq__tls_pipe *tls; /* rediss://: the TLS session under rc, NULL otherwise */
   char prefix[RELAYQ_ID_MAX + 1];
   struct relayq__enqueue *enq; /* NULL until the first enqueue */
 };

@@ -337,7 +337,7 @@ static int batch_send(struct relayq_client *c, struct relayq__enqueue *q, const 
     if (redisBufferWrite(c->rc, &done) != REDIS_OK) return relayq__io_fail(c, err, "enqueue");
   struct resp_buf *h = &q->head;
   h->len = 0;
-  resp_head(h, '*', 4 + b->argc);
+  resp_head(h, '*', 5 + b->argc); /* command, script, numkeys, events, dead */
   if (with_body) resp_str(h, "EVAL"), resp_arg(h, enqueue_lua, sizeof enqueue_lua - 1);
   else resp_str(h, "EVALSHA"), resp_arg(h, q->sha, 40);
   resp_u64(h, 2 + 2 * b->n);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "relayq/relayq.h"
+#include "text.h"
 
 /* Bounds the contract leaves to the implementation (docs/producers.md). */
 #define RELAYQ__MAX_SUBJECT 8192   /* subject and from_name, bytes */
@@ -38,19 +39,6 @@ int relayq__refused(struct relayq_error *err, const char *redis_error);
 
 /* Resets err to success with empty message, id and tenant. NULL is fine. */
 void relayq__error_clear(struct relayq_error *err);
-
-/* 1 when p[0..n) is well-formed UTF-8 (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF). */
-int relayq__utf8_valid(const char *p, size_t n);
-
-/* 1 when p[0..n) is 1-128 chars of [A-Za-z0-9._:@-] (ids, tenants, routes,
- * queue names). */
-int relayq__valid_name(const char *p, size_t n);
-
-/* 1 when p[0..n) is 1-128 chars of [A-Za-z0-9._@-]: tenant and route
- * names, which have no ':' (v1.1) so that P:tenant:T:route:R is never
- * another tenant's hash. */
-int relayq__valid_tenant_name(const char *p, size_t n);
 
 /* relayq_job_encode into a caller's buffer, cleared first and kept (the
  * bulk enqueue reuses one for every job instead of a malloc each). */

@@ -137,3 +137,27 @@ const struct rq_preset *rq_presets(size_t *n) {
   if (n != NULL) *n = COUNT(presets);
   return presets;
 }
+
+/* OAuth2 endpoints and scopes for smtp_auth=xoauth2 (docs/oauth.md) and the
+ * sending limits of one mailbox as rate_limits.
+ *   gmail: 2,000 messages and 10,000 recipients a day per user, over a
+ *     rolling 24 hours (Gmail sending limits in Google Workspace).
+ *   office365: 30 messages a minute and 10,000 recipients a day
+ *     (Exchange Online limits, "Sending limits").
+ * Microsoft's /common/ endpoint serves delegated refreshes; app-only
+ * (client_credentials) tokens need the directory's own endpoint. */
+static const struct rq_preset_extra extras[] = {
+    {"gmail", "https://oauth2.googleapis.com/token", "https://mail.google.com/", NULL,
+     "2000/d,10000/d:rcpt", "https://support.google.com/a/answer/166852"},
+    {"office365", "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+     "https://outlook.office.com/SMTP.Send offline_access", "https://outlook.office365.com/.default",
+     "30/m,10000/d:rcpt",
+     "https://learn.microsoft.com/en-us/office365/servicedescriptions/"
+     "exchange-online-service-description/exchange-online-limits"},
+};
+
+const struct rq_preset_extra *rq_preset_extra(const char *canonical) {
+  for (size_t i = 0; canonical && i < sizeof extras / sizeof extras[0]; i++)
+    if (strcmp(extras[i].name, canonical) == 0) return &extras[i];
+  return NULL;
+}

@@ -54,6 +54,14 @@ enum fid {
   F_DKIM_PRIVATE_KEY,
   F_ROUTES,
   F_VERIFIED_DOMAINS,
+  F_SMTP_AUTH,
+  F_OAUTH_TOKEN_URL,
+  F_OAUTH_CLIENT_ID,
+  F_OAUTH_CLIENT_SECRET,
+  F_OAUTH_REFRESH_TOKEN,
+  F_OAUTH_SCOPE,
+  F_OAUTH_GRANT,
+  F_RATE_LIMITS,
   F__COUNT
 };
 
@@ -70,6 +78,9 @@ static const char *const field_names[F__COUNT + 1] = {
     "max_recipients",  "bulk_max_recipients", "dkim_domain",
     "dkim_selector",   "dkim_private_key",    "routes",
     "verified_domains",
+    "smtp_auth",       "oauth_token_url",     "oauth_client_id",
+    "oauth_client_secret", "oauth_refresh_token", "oauth_scope",
+    "oauth_grant",     "rate_limits",
     NULL,
 };
 
@@ -460,6 +471,112 @@ static int default_port(enum rq_security s) {
   return s == RQ_SEC_TLS ? 465 : s == RQ_SEC_NONE ? 25 : 587;
 }
 
+/* An OAuth token endpoint: https:// (or http:// for a test server the
+ * worker's network rules decide about), no credentials, query or fragment
+ * (the client id and secret travel in the form or the Authorization
+ * header, never in a URL a log could show). */
+static int token_url_ok(const char *s) {
+  if (!web_url_ok(s)) return 0;
+  const char *host = s + (strncasecmp(s, "https://", 8) == 0 ? 8 : 7);
+  size_t hl = strcspn(host, "/?#");
+  if (memchr(host, '@', hl) != NULL || strpbrk(s, "?#") != NULL) return 0;
+  return hl > 0;
+}
+
+/*
+ * smtp_auth, oauth_* and rate_limits of one SMTP conf (tenant or route).
+ * explicit value > preset. With smtp_auth=xoauth2 every part the token
+ * request needs must be there, so a tenant learns at `tenant set` what is
+ * missing rather than from a failed job.
+ */
+static int parse_oauth(struct ctx *c, const char *const v[F__COUNT],
+                       const struct rq_preset *preset, const char *what,
+                       struct rq_smtp_conf *conf) {
+  struct rq_oauth_conf *o = &conf->oauth;
+  char rerr[300];
+  const struct rq_preset_extra *px =
+      preset != NULL ? rq_preset_extra(preset->name) : NULL;
+  const char *rl = v[F_RATE_LIMITS] != NULL
+                       ? v[F_RATE_LIMITS]
+                       : (px != NULL ? px->rate_limits : NULL);
+  if (rq_rates_parse(rl, &conf->rates, rerr, sizeof rerr) != 0)
+    return fail(c, "%s%s", rerr,
+                v[F_RATE_LIMITS] == NULL ? " (from the preset)" : "");
+  if (v[F_SMTP_AUTH] == NULL || lower_eq(v[F_SMTP_AUTH], "password"))
+    conf->xoauth2 = 0;
+  else if (lower_eq(v[F_SMTP_AUTH], "xoauth2"))
+    conf->xoauth2 = 1;
+  else
+    return fail(c, "smtp_auth must be password or xoauth2.");
+  o->grant = RQ_GRANT_REFRESH_TOKEN;
+  if (v[F_OAUTH_GRANT] != NULL) {
+    if (lower_eq(v[F_OAUTH_GRANT], "refresh_token"))
+      o->grant = RQ_GRANT_REFRESH_TOKEN;
+    else if (lower_eq(v[F_OAUTH_GRANT], "client_credentials"))
+      o->grant = RQ_GRANT_CLIENT_CREDENTIALS;
+    else
+      return fail(c, "oauth_grant must be refresh_token or client_credentials.");
+  }
+  /* Microsoft's /common/ endpoint serves delegated refreshes only: app-only
+   * tokens come from the directory's own endpoint, which the tenant names. */
+  const char *url = v[F_OAUTH_TOKEN_URL];
+  if (url == NULL && px != NULL && px->oauth_token_url != NULL &&
+      (o->grant == RQ_GRANT_REFRESH_TOKEN ||
+       strstr(px->oauth_token_url, "/common/") == NULL))
+    url = px->oauth_token_url;
+  if (url != NULL) {
+    if (!token_url_ok(url))
+      return fail(c, "oauth_token_url must be an https:// URL without "
+                     "credentials, query or fragment, e.g. "
+                     "https://oauth2.googleapis.com/token.");
+    if ((o->token_url = strdup(url)) == NULL) return oom(c);
+  }
+  const char *scope = v[F_OAUTH_SCOPE];
+  if (scope == NULL && px != NULL)
+    scope = o->grant == RQ_GRANT_CLIENT_CREDENTIALS ? px->oauth_scope_app
+                                                    : px->oauth_scope;
+  if (scope != NULL &&
+      take_text(c, "oauth_scope", scope, RQ_TENANT_MAX_VALUE, 0, &o->scope))
+    return -1;
+  if (v[F_OAUTH_CLIENT_ID] != NULL &&
+      take_text(c, "oauth_client_id", v[F_OAUTH_CLIENT_ID],
+                RQ_TENANT_MAX_VALUE, 0, &o->client_id))
+    return -1;
+  if (v[F_OAUTH_CLIENT_SECRET] != NULL &&
+      take_secret(c, "oauth_client_secret", v[F_OAUTH_CLIENT_SECRET],
+                  RQ_TENANT_MAX_VALUE, &o->client_secret))
+    return -1;
+  if (v[F_OAUTH_REFRESH_TOKEN] != NULL &&
+      take_secret(c, "oauth_refresh_token", v[F_OAUTH_REFRESH_TOKEN],
+                  RQ_TENANT_MAX_LONG_VALUE, &o->refresh_token))
+    return -1;
+  if (!conf->xoauth2) return 0;
+  if (conf->user == NULL)
+    return fail(c, "%s: smtp_auth=xoauth2 needs smtp_user, the mailbox the "
+                   "token signs in as.", what);
+  if (o->token_url == NULL)
+    return fail(c, "%s: smtp_auth=xoauth2 needs oauth_token_url%s.", what,
+                o->grant == RQ_GRANT_CLIENT_CREDENTIALS
+                    ? " (for client_credentials your directory's own, e.g. "
+                      "https://login.microsoftonline.com/TENANT-ID/oauth2/"
+                      "v2.0/token)"
+                    : " (or smtp_preset=office365 or gmail)");
+  if (o->scope == NULL)
+    return fail(c, "%s: smtp_auth=xoauth2 needs oauth_scope (or "
+                   "smtp_preset=office365 or gmail).", what);
+  if (o->client_id == NULL)
+    return fail(c, "%s: smtp_auth=xoauth2 needs oauth_client_id, the "
+                   "platform app's id at the provider.", what);
+  if (o->grant == RQ_GRANT_REFRESH_TOKEN && o->refresh_token == NULL)
+    return fail(c, "%s: smtp_auth=xoauth2 needs oauth_refresh_token, which "
+                   "the platform gets when the tenant signs in (docs/oauth.md).",
+                what);
+  if (o->grant == RQ_GRANT_CLIENT_CREDENTIALS && o->client_secret == NULL)
+    return fail(c, "%s: oauth_grant=client_credentials needs "
+                   "oauth_client_secret.", what);
+  return 0;
+}
+
 /*
  * Fills conf from the smtp_* slots of v. Precedence: explicit value >
  * preset > default (security starttls; port from security). A preset's
@@ -531,10 +648,15 @@ static int parse_smtp(struct ctx *c, const char *const v[F__COUNT],
   if (need_host && conf->host == NULL)
     return fail(c, "%s needs smtp_host (or an smtp_preset such as gmail).",
                 what);
-  return 0;
+  return parse_oauth(c, v, preset, what, conf);
 }
 
 static void free_smtp(struct rq_smtp_conf *conf) {
+  free(conf->oauth.token_url);
+  free(conf->oauth.client_id);
+  wipe_free(conf->oauth.client_secret);
+  wipe_free(conf->oauth.refresh_token);
+  free(conf->oauth.scope);
   free(conf->host);
   free(conf->user);
   wipe_free(conf->password);
@@ -803,6 +925,13 @@ int rq_tenant_domain_verified(const struct rq_tenant *t, const char *domain) {
   return 0;
 }
 
+/* The fields a route hash may set: smtp_*, and in v1.1 oauth_* and
+ * rate_limits. */
+static int route_field(const char *f) {
+  return strncmp(f, "smtp_", 5) == 0 || strncmp(f, "oauth_", 6) == 0 ||
+         strcmp(f, "rate_limits") == 0;
+}
+
 /* ---- pass one: pairs into slots ----------------------------------------------- */
 
 /*
@@ -828,7 +957,7 @@ static int collect(struct ctx *c, const char *const *fields,
     /* verified_at.DOMAIN: when `tenant verify-domain` passed (kept for
      * people, not read). */
     if (id < 0 && strncmp(f, "verified_at.", 12) == 0) continue;
-    if (id < 0 || (smtp_only && strncmp(f, "smtp_", 5) != 0)) {
+    if (id < 0 || (smtp_only && !route_field(f))) {
       if (!strict || smtp_only) continue;
       const char *alt = suggest(f, field_names, F__COUNT);
       return fail(c, "unknown tenant field '%s'%s%s%s.", show(f, shown),
@@ -940,6 +1069,8 @@ void rq_tenant_free(struct rq_tenant *t) {
 int rq_tenant_field_is_secret(const char *field) {
   return field != NULL && (strcmp(field, "smtp_password") == 0 ||
                            strcmp(field, "mailgun_api_key") == 0 ||
+                           strcmp(field, "oauth_client_secret") == 0 ||
+                           strcmp(field, "oauth_refresh_token") == 0 ||
                            strcmp(field, "dkim_private_key") == 0);
 }
 

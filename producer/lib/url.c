@@ -10,6 +10,7 @@
  * Messages name what is wrong and never repeat the URL or any part of the
  * userinfo: the URL carries the password.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,6 +132,12 @@ static int parse_hostport(const char *p, size_t n, struct relayq_redis_url *out,
   return 0;
 }
 
+/* The '@' that ends the userinfo of the URL text after "scheme://", or
+ * NULL. The last '@' ends it, so a password with an unescaped '@' or '/'
+ * still parses the way its author meant. relayq_url_redact uses the same
+ * rule, so what it hides is exactly what the parser reads as userinfo. */
+static const char *userinfo_end(const char *p) { return strrchr(p, '@'); }
+
 /* HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB] after the userinfo. */
 static int parse_sentinel(const char *p, struct relayq_redis_url *out,
                           struct relayq_error *err) {
@@ -210,14 +217,7 @@ static int parse(const char *url, struct relayq_redis_url *out,
                           "The Redis URL contains a space or control "
                           "character; percent-encode it.");
   }
-  /* The last '@' ends the userinfo, so a password with an unescaped '@' or
-   * '/' still parses the way its author meant. */
-  const char *at = NULL;
-  for (const char *q = p + len; q > p; q--)
-    if (q[-1] == '@') {
-      at = q - 1;
-      break;
-    }
+  const char *at = userinfo_end(p);
   if (at != NULL) {
     int r = parse_userinfo(p, (size_t)(at - p), out, err);
     if (r != 0) return r;
@@ -247,4 +247,23 @@ int relayq_redis_url_parse(const char *url, struct relayq_redis_url *out,
    * struct. */
   if (r != 0 && out != NULL) memset(out, 0, sizeof *out);
   return r;
+}
+
+void relayq_url_redact(const char *url, char *out, size_t cap) {
+  if (out == NULL || cap == 0) return;
+  if (url == NULL) {
+    snprintf(out, cap, "(none)");
+    return;
+  }
+  const char *scheme = strstr(url, "://");
+  const char *p = scheme ? scheme + 3 : NULL;
+  const char *at = p ? userinfo_end(p) : NULL;
+  /* The user name ends at the first ':' of the userinfo (parse_userinfo);
+   * everything from there to the '@' is the password. */
+  const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+  if (colon == NULL) {
+    snprintf(out, cap, "%s", url);
+    return;
+  }
+  snprintf(out, cap, "%.*s:***%s", (int)(colon - url), url, at);
 }

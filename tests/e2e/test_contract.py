@@ -724,15 +724,18 @@ def test_max_job_bytes_default_allows_a_few_mb():
 # =============================================================================================
 
 def test_id_and_tenant_full_charset_and_128_chars_accepted():
-    """id and tenant: 1-128 chars of [A-Za-z0-9._:@-]."""
+    """id: 1-128 chars of [A-Za-z0-9._:@-]; tenant: 1-128 of [A-Za-z0-9._@-] (v1.1: no ':')."""
     jid = "Az09._:@-" + "x" * (128 - 9)
-    tenant = "T-1.a_b:c@d" + "y" * (128 - 11)
+    tenant = "T-1.a_bc@d" + "y" * (128 - 10)
     with RedisServer() as r, SmtpServer() as smtp, worker(r, smtp):
         push_job(r, job(jid, tenant=tenant))
         push_job(r, job("i", tenant="t"))
+        push_job(r, job("colon", tenant="a:b"))
         assert wait_status(r, jid)["state"] == "sent"
         assert wait_status(r, jid)["tenant"] == tenant
         assert wait_status(r, "i")["state"] == "sent"
+        st = wait_status(r, "colon")
+        assert st["state"] == "failed" and st["error"] == "invalid_job", st
 
 
 def test_name_addr_in_to_and_cc_only_bcc_enough():
@@ -759,7 +762,8 @@ def test_message_fields_from_name_reply_to_subject_headers_html_attachments():
     """from, from_name, reply_to, subject (UTF-8), text+html, headers, attachments."""
     pdf = bytes(range(256)) * 50
     with RedisServer() as r, SmtpServer() as smtp, worker(r, smtp):
-        push_job(r, job("full", **{"from": "billing@platform.example", "from_name": "Fattura Srl",
+        set_tenant(r, "acme", verified_domains="acme.example")
+        push_job(r, job("full", **{"from": "billing@acme.example", "from_name": "Fattura Srl",
                                    "reply_to": "help@acme.example", "subject": "Fattura n. 42 — €",
                                    "html": "<p>ciao</p>",
                                    "headers": {"List-Unsubscribe": "<mailto:u@acme.example>"},
@@ -767,9 +771,9 @@ def test_message_fields_from_name_reply_to_subject_headers_html_attachments():
                                                     "data": pdf}]}))
         assert wait_status(r, "full")["state"] == "sent"
         (m,) = smtp.messages()
-        assert m["mail_from"] == "billing@platform.example"
+        assert m["mail_from"] == "billing@acme.example"
         msg = parse_message(m["data"])
-        assert "Fattura Srl" in str(msg["From"]) and "billing@platform.example" in str(msg["From"])
+        assert "Fattura Srl" in str(msg["From"]) and "billing@acme.example" in str(msg["From"])
         assert str(msg["Reply-To"]) == "help@acme.example"
         assert str(msg["Subject"]) == "Fattura n. 42 — €"
         assert str(msg["List-Unsubscribe"]) == "<mailto:u@acme.example>"
@@ -780,16 +784,17 @@ def test_message_fields_from_name_reply_to_subject_headers_html_attachments():
 
 
 def test_raw_message_sent_as_is_envelope_from_job():
-    """raw: a complete message; envelope from from/to/cc/bcc."""
-    raw = b"From: a@platform.example\r\nTo: r@dest.example\r\nSubject: raw\r\n\r\nraw body\r\n"
+    """raw: a complete message; envelope from from/to/cc/bcc (a From the tenant verified is sent as is)."""
+    raw = b"From: a@acme.example\r\nTo: r@dest.example\r\nSubject: raw\r\n\r\nraw body\r\n"
     with RedisServer() as r, SmtpServer() as smtp, worker(r, smtp):
+        set_tenant(r, "acme", verified_domains="acme.example")
         j = _without(job("raw1", cc=["c@dest.example"], bcc=["b@dest.example"], raw=raw,
-                         **{"from": "a@platform.example"}), "text", "subject")
+                         **{"from": "a@acme.example"}), "text", "subject")
         push_job(r, j)
         assert wait_status(r, "raw1")["state"] == "sent"
         (m,) = smtp.messages()
         assert m["data"] == raw
-        assert m["mail_from"] == "a@platform.example"
+        assert m["mail_from"] == "a@acme.example"
         assert sorted(m["rcpt_tos"]) == ["b@dest.example", "c@dest.example", "rcpt@dest.example"]
 
 

@@ -205,7 +205,19 @@ def test_smtp_script_error_is_reported():
             c.ehlo()
             c.mail("a@sender.example")
             assert c.rcpt("x@rcpt.example")[0] == 451
-        assert len(s.errors) == 1 and isinstance(s.errors[0], ZeroDivisionError)
+        errors = s.take_errors()
+        assert len(errors) == 1 and isinstance(errors[0], ZeroDivisionError)
+    # Not taken: leaving the block fails the test with the traceback.
+    try:
+        with SmtpServer(rcpt_reply=lambda a, st: 1 / 0) as s:
+            with smtplib.SMTP(s.host, s.port, timeout=5) as c:
+                c.ehlo()
+                c.mail("a@sender.example")
+                assert c.rcpt("x@rcpt.example")[0] == 451
+    except AssertionError as e:
+        assert "ZeroDivisionError" in str(e) and "scripted callable" in str(e), e
+    else:
+        raise AssertionError("an exception in a scripted reply passed unnoticed")
 
 
 def test_smtp_delay_is_per_connection():

@@ -74,10 +74,15 @@ def test_fairness_backlog_does_not_delay_other_tenant():
 
 
 def test_auto_reply_once_per_window():
-    env = {"RELAYQ_AUTO_REPLY_WINDOW_S": "3"}
+    """kind=auto_reply: one per (tenant, recipient) per window. Probes every
+    0.25 s show the suppression lasting the whole window, and ending with it."""
+    window = 3.0
+    env = {"RELAYQ_AUTO_REPLY_WINDOW_S": "%d" % window}
     with RedisServer() as r, SmtpServer() as smtp, Worker(r, platform_smtp=smtp, args=ARGS, env=env):
+        t_push = time.monotonic()  # ar1 is sent after this, so its window ends after t_push + window
         push_job(r, job("ar1", "acme", to="cust@dest.example", kind="auto_reply"))
         assert wait_status(r, "ar1")["state"] == "sent"
+        t_sent = time.monotonic()  # ... and no later than t_sent + window
         push_job(r, job("ar2", "acme", to="cust@dest.example", kind="auto_reply"))
         st = wait_status(r, "ar2")
         assert st["state"] == "failed" and st["error"] == "policy", st
@@ -87,17 +92,28 @@ def test_auto_reply_once_per_window():
         push_job(r, job("ar4", "acme", to="cust2@dest.example", kind="auto_reply"))
         assert wait_status(r, "ar3")["state"] == "sent"
         assert wait_status(r, "ar4")["state"] == "sent"
-        time.sleep(0)  # (no sleeping as synchronisation: the window is polled below)
-        deadline = time.time() + 10
-        while True:
-            push_job(r, job("ar5-%d" % int(time.time() * 1000), "acme", to="cust@dest.example",
-                            kind="auto_reply"))
-            ids = [k.decode().rsplit(":", 1)[1] for k in r.client.keys(r.key("status", "ar5-*"))]
-            sts = [wait_status(r, i) for i in ids]
-            if any(s["state"] == "sent" for s in sts):
+        probes = []  # (seconds after t_push when the outcome was seen, state)
+        for i in range(80):  # bounded: 80 probes of at least 0.25 s
+            jid = "ar5-%d" % i
+            push_job(r, job(jid, "acme", to="cust@dest.example", kind="auto_reply"))
+            st = wait_status(r, jid)
+            seen = time.monotonic()
+            probes.append((round(seen - t_push, 2), st["state"]))
+            if st["state"] == "sent":
                 break
-            assert time.time() < deadline, "auto-reply still suppressed after its window"
-            wait_for(lambda: False, timeout=0.5, what="") if False else time.sleep(0.5)
+            assert st["state"] == "failed" and st["error"] == "policy", st
+            time.sleep(0.25)  # pacing the probes, not waiting for anything
+        assert probes[-1][1] == "sent", "auto-reply still suppressed %.1f s after: %s" % (
+            time.monotonic() - t_sent, probes)
+        # Decided (at the latest) when seen: every probe seen before the window
+        # could have ended was suppressed, and the first one let through was
+        # decided after t_push + window, and soon after t_sent + window.
+        first_sent = probes[-1][0]
+        assert first_sent >= window, "sent %.2f s after the first one, window %.0f s: %s" % (
+            first_sent, window, probes)
+        assert first_sent <= (t_sent - t_push) + window + 1.5, "suppressed too long: %s" % probes
+        assert len(probes) >= 4, probes  # the window was probed, not jumped over
+        assert smtp.messages_count() == 4  # ar1, ar3, ar4 and the first probe after the window
 
 
 if __name__ == "__main__":

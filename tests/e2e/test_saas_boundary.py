@@ -7,8 +7,8 @@ unless a test says otherwise, so the fixtures on 127.0.0.1 are exactly the
 """
 
 import harness
-from harness import (MailgunFake, RedisServer, SmtpServer, Worker, push_job, set_tenant, smtp_tenant,
-                     wait_status)
+from harness import (MailgunFake, RedisServer, SmtpServer, Worker, push_job, run_relayq, set_tenant,
+                     smtp_tenant, wait_status)
 
 FAST = ["--retry-base-ms", "200", "--retry-max-ms", "400", "--max-attempts", "2",
         "--smtp-connect-timeout-ms", "2000", "--tenant-cache-ms", "0"]
@@ -151,6 +151,82 @@ def test_platform_login_never_in_clear():
             push_job(r, job("p2", "anyone"))
             assert wait_status(r, "p2")["state"] == "sent"
             assert sink.messages()[0]["auth_user"] == "plat"
+
+
+KEY_B64 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+ENV = {"RELAYQ_SECRET_KEY": KEY_B64}
+
+
+def cli(r, *args, allow=None):
+    return run_relayq(r, *args, env=ENV, allow_private_nets=allow)
+
+
+def test_tenant_set_refuses_what_a_saas_worker_refuses():
+    """tenant set in saas mode (the CLI's default) saves nothing a worker
+    would refuse, --no-verify included, and never connects to try."""
+    with RedisServer() as r, SmtpServer(auth=(USER, PASSWORD)) as internal:
+        login = ["smtp_user=" + USER, "smtp_password=" + PASSWORD]
+        cases = [
+            (["smtp_host=127.0.0.1", "smtp_port=%d" % internal.port], None, "loopback"),
+            (["smtp_host=localhost", "smtp_port=%d" % internal.port], None, "closed to tenants"),
+            (["smtp_host=127.1", "smtp_port=%d" % internal.port], "127.0.0.0/8", "numeric shorthand"),
+            (["smtp_host=2130706433", "smtp_port=%d" % internal.port], "127.0.0.0/8", "numeric shorthand"),
+            (["smtp_host=169.254.169.254"], None, "link-local"),
+            (["smtp_host=10.1.2.3"], None, "private"),
+            (["smtp_host=mail.example.com", "smtp_port=25", "smtp_security=none"], None, "port 25"),
+        ]
+        for fields, allow, word in cases:
+            for extra in ([], ["--no-verify"]):
+                p = cli(r, "tenant", "set", "t1", "gateway=smtp", *(fields + login + extra), allow=allow)
+                assert p.returncode == 2, (fields, extra, p.stdout, p.stderr)
+                assert "not saved" in p.stderr and word in p.stderr, (fields, p.stderr)
+                assert "--no-verify does not change that" in p.stderr, p.stderr
+                assert PASSWORD not in p.stderr + p.stdout
+        assert r.client.keys(r.key("tenant", "*")) == []
+        assert internal.connections() == 0
+        # An extra route is judged the same way.
+        p = cli(r, "tenant", "set", "t1", "--route", "b", "smtp_host=127.0.0.1", "smtp_port=%d" % internal.port,
+                *login, "--no-verify")
+        assert p.returncode == 2 and "loopback" in p.stderr, p.stderr
+        # Mailgun: http:// only inside an allowed network; https to a closed one is refused too.
+        mg = ["gateway=mailgun", "mailgun_domain=mg.example.com", "mailgun_api_key=key-1", "--no-verify"]
+        p = cli(r, "tenant", "set", "m1", "mailgun_base_url=http://127.0.0.1:9", *mg)
+        assert p.returncode == 2 and "mailgun_base_url" in p.stderr, p.stderr
+        p = cli(r, "tenant", "set", "m1", "mailgun_base_url=https://169.254.169.254", *mg)
+        assert p.returncode == 2 and "link-local" in p.stderr, p.stderr
+        p = cli(r, "tenant", "set", "m1", "mailgun_base_url=http://127.0.0.1:9", *mg, allow="127.0.0.0/8")
+        assert p.returncode == 0, p.stderr
+        # onprem: saved.
+        p = run_relayq(r, "--mode", "onprem", "tenant", "set", "t2", "gateway=smtp", "smtp_host=127.0.0.1",
+                       "smtp_port=25", "smtp_security=none", *login, "--no-verify", env=ENV,
+                       allow_private_nets=None)
+        assert p.returncode == 0, p.stderr
+
+
+def test_verify_and_test_hold_the_boundary():
+    """A stored tenant on loopback: verify and test without the allowance
+    fail with policy and never connect; with it they reach the server."""
+    with RedisServer() as r, SmtpServer(auth=(USER, PASSWORD)) as internal:
+        smtp_tenant(r, "t", internal, USER, PASSWORD)
+        p = cli(r, "tenant", "verify", "t")
+        assert p.returncode == 1 and "loopback" in (p.stdout + p.stderr), (p.stdout, p.stderr)
+        p = cli(r, "tenant", "test", "t", "--to", "rcpt@example.com")
+        assert p.returncode != 0 and "policy" in (p.stdout + p.stderr), (p.stdout, p.stderr)
+        assert internal.connections() == 0
+        p = cli(r, "tenant", "verify", "t", allow="127.0.0.0/8")
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        assert internal.connections() >= 1
+
+
+def test_host_change_drops_the_contradicted_preset():
+    with RedisServer() as r:
+        login = ["smtp_user=" + USER, "smtp_password=" + PASSWORD, "--no-verify"]
+        assert cli(r, "tenant", "set", "pr", "gateway=smtp", "smtp_preset=aruba", *login).returncode == 0
+        assert r.client.hget(r.key("tenant", "pr"), "smtp_preset") == b"aruba"
+        p = cli(r, "tenant", "set", "pr", "smtp_host=mail.example.com", "--no-verify")
+        assert p.returncode == 0, p.stderr
+        h = r.client.hgetall(r.key("tenant", "pr"))
+        assert b"smtp_preset" not in h and h[b"smtp_host"] == b"mail.example.com", h
 
 
 if __name__ == "__main__":

@@ -721,10 +721,16 @@ def test_no_password_in_clear_text_unless_the_operator_chose_it():
         assert r["err_name"] != "ok", r
         assert not any(c.upper().startswith("AUTH") for c in s.commands_of()), s.commands_of()
         assert s.auth == []
-    # The platform's smtp:// ("STARTTLS when offered") goes on in clear text:
-    # the gateway is the operator's own (docs/configuration.md).
+    # The platform's smtp:// ("STARTTLS when offered") never sends its login
+    # in clear text either: no STARTTLS, no session (CONTRACT.md v1.1).
     with ScriptedServer(auth_login=(USER, PASSWORD)) as s:
         r = live(s.url, security="try", user=USER, password=PASSWORD).one
+        assert r["err_name"] == "no_starttls" and r["error"] == "tls", r
+        assert not any(c.upper().startswith("AUTH") for c in s.commands_of()), s.commands_of()
+        assert s.auth == []
+    # smtp+insecure:// is the operator's choice: then it goes on in clear text.
+    with ScriptedServer(auth_login=(USER, PASSWORD)) as s:
+        r = live(s.url, security="insecure", user=USER, password=PASSWORD).one
         assert r["err_name"] == "ok", r
         assert any(c.upper().startswith("AUTH") for c in s.commands_of()), s.commands_of()
 

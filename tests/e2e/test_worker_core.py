@@ -142,7 +142,7 @@ def test_invalid_payloads_interleaved():
         (msgpack.packb([1, 2, 3]), None),
         (b"", None),
     ]
-    with RedisServer() as r, SmtpServer() as smtp, worker(r, smtp):
+    with RedisServer() as r, SmtpServer() as smtp, worker(r, smtp) as w:
         q = r.key("queue", "default")
         for i in range(10):
             r.client.lpush(q, msgpack.packb(job(i), use_bin_type=True))
@@ -160,7 +160,10 @@ def test_invalid_payloads_interleaved():
         assert b"\xc1garbage" in dead
         assert smtp.messages_count() == 10
         assert b"evil@x.example" not in b"".join(m["data"] for m in smtp.messages())
-        wait_for(lambda: r.client.llen(r.key("inflight", "w-core")) == 0 or True, what="")
+        # Every payload, good or bad, leaves the worker's inflight list.
+        wait_for(lambda: r.client.llen(r.key("inflight", w.id)) == 0,
+                 what="inflight:%s empty" % w.id)
+        assert r.client.llen(q) == 0
 
 
 def test_500_jobs_exactly_once():

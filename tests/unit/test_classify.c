@@ -583,7 +583,7 @@ static void test_transport(void) {
                         "SSL certificate problem: self-signed certificate", RQ_STAGE_TLS, &c);
   CHECK_INT(c.verdict, ==, RQ_PERM);
   CHECK_INT(c.error, ==, RQ_ERR_TLS);
-  CHECK(strstr(c.detail, "smtp_tls_verify") != NULL);
+  CHECK(strstr(c.detail, "relayq tenant trust") != NULL); /* a pin, not verification off */
   rq_curl_classify(CURLE_SSL_CACERT_BADFILE, "error setting certificate file: /nonexistent", RQ_STAGE_TLS, &c);
   CHECK_INT(c.verdict, ==, RQ_TEMP);
   CHECK_INT(c.error, ==, RQ_ERR_TLS);

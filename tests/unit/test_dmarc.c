@@ -1,7 +1,6 @@
 /*
  * Unit tests for producer/cli/dmarc.c: DMARC records (RFC 7489), DKIM key
  * records (RFC 6376 3.6.1, RFC 8463) and turning PEM keys into p= values.
- * The CLI's sources are not in rq_core, so the module is compiled in here.
  */
 #include "check.h"
 

@@ -1,10 +1,9 @@
 /* Unit tests for route decisions, the saas/onprem policy, recipient caps
- * and the sender identity rules (worker/route.c, pure). */
+ * and the sender identity rules (worker/mail/route.c, pure). */
 #include <string.h>
 
 #include "check.h"
 #include "route.h"
-#include "smtp.h"
 #include "tenant.h"
 
 static struct rq_tenant *tenant(const char *id, const char *const *kv) {
@@ -29,24 +28,14 @@ static struct relayq_job job(const char *from) {
 }
 
 int main(void) {
-  struct rq_config cfg;
+  struct rq_route_settings cfg;
   memset(&cfg, 0, sizeof cfg);
-  cfg.mode = RQ_MODE_SAAS;
+  cfg.saas = 1;
   cfg.platform_from = "no-reply@platform.example";
   cfg.platform_max_recipients = 100, cfg.smtp_max_recipients = 50, cfg.mailgun_max_recipients = 1000;
   cfg.platform_tls_verify = 1;
-  struct rq_platform plat;
+  cfg.platform = (struct rq_platform){.configured = 1, .host = "gw.example", .port = 2525};
   char err[512];
-  CHECK_INT(rq_route_platform_parse("smtp://u%40x:p%24ss@gw.example:2525", &plat, err, sizeof err), ==, 0);
-  CHECK_STR(plat.host, "gw.example");
-  CHECK_INT(plat.port, ==, 2525);
-  CHECK_STR(plat.user, "u@x");
-  CHECK_STR(plat.password, "p$ss");
-  CHECK_INT(plat.implicit_tls, ==, 0);
-  struct rq_platform tls;
-  CHECK_INT(rq_route_platform_parse("smtps://gw.example", &tls, err, sizeof err), ==, 0);
-  CHECK_INT(tls.port, ==, 465);
-  CHECK_INT(rq_route_platform_parse("http://gw.example", &tls, err, sizeof err), ==, -1);
 
   struct rq_route r;
   const char *error = NULL;
@@ -54,26 +43,26 @@ int main(void) {
 
   /* No tenant hash: platform gateway with the worker's cap. */
   struct rq_tenant *none = tenant("acme", NULL);
-  CHECK_INT(rq_route_resolve(&cfg, &plat, none, &j, &r, &error, err, sizeof err), ==, 0);
+  CHECK_INT(rq_route_resolve(&cfg, none, &j, &r, &error, err, sizeof err), ==, 0);
   CHECK_STR(r.name, "platform");
   CHECK_INT(r.max_recipients, ==, 100);
-  CHECK_INT(r.smtp_security, ==, RQ_SMTP_STARTTLS_TRY);
+  CHECK_INT(r.smtp_security, ==, RQ_ROUTE_STARTTLS_TRY);
   /* No platform gateway configured: temporary. */
-  struct rq_platform unset;
-  memset(&unset, 0, sizeof unset);
-  CHECK_INT(rq_route_resolve(&cfg, &unset, none, &j, &r, &error, err, sizeof err), ==, 1);
+  struct rq_route_settings unset = cfg;
+  memset(&unset.platform, 0, sizeof unset.platform);
+  CHECK_INT(rq_route_resolve(&unset, none, &j, &r, &error, err, sizeof err), ==, 1);
 
   /* Tenant SMTP with AUTH on 587: allowed in saas, cap from the tenant. */
   const char *smtp_kv[] = {"gateway", "smtp", "smtp_host", "smtp.acme.example", "smtp_user", "u", "smtp_password",
                            "p", "max_recipients", "25", "bulk_max_recipients", "10", NULL};
   struct rq_tenant *ts = tenant("acme", smtp_kv);
-  CHECK_INT(rq_route_resolve(&cfg, &plat, ts, &j, &r, &error, err, sizeof err), ==, 0);
+  CHECK_INT(rq_route_resolve(&cfg, ts, &j, &r, &error, err, sizeof err), ==, 0);
   CHECK_STR(r.name, "smtp");
   CHECK_INT(r.port, ==, 587);
-  CHECK_INT(r.smtp_security, ==, RQ_SMTP_STARTTLS_REQUIRED);
+  CHECK_INT(r.smtp_security, ==, RQ_ROUTE_STARTTLS_REQUIRED);
   CHECK_INT(r.max_recipients, ==, 25);
   j.kind = RELAYQ_KIND_BULK;
-  CHECK_INT(rq_route_resolve(&cfg, &plat, ts, &j, &r, &error, err, sizeof err), ==, 0);
+  CHECK_INT(rq_route_resolve(&cfg, ts, &j, &r, &error, err, sizeof err), ==, 0);
   CHECK_INT(r.max_recipients, ==, 10);
   j.kind = RELAYQ_KIND_TRANSACTIONAL;
 
@@ -82,21 +71,21 @@ int main(void) {
                           "smtp_user", "u", "smtp_password", "p", NULL};
   struct rq_tenant *t25 = tenant("acme", p25_kv);
   CHECK_INT(t25->smtp.port, ==, 25);
-  CHECK_INT(rq_route_resolve(&cfg, &plat, t25, &j, &r, &error, err, sizeof err), ==, -1);
+  CHECK_INT(rq_route_resolve(&cfg, t25, &j, &r, &error, err, sizeof err), ==, -1);
   CHECK_STR(error, "policy");
   CHECK(strstr(err, "port 25") != NULL);
   const char *noauth_kv[] = {"gateway", "smtp", "smtp_host", "smtp.acme.example", NULL};
   struct rq_tenant *tna = tenant("acme", noauth_kv);
-  CHECK_INT(rq_route_resolve(&cfg, &plat, tna, &j, &r, &error, err, sizeof err), ==, -1);
+  CHECK_INT(rq_route_resolve(&cfg, tna, &j, &r, &error, err, sizeof err), ==, -1);
   CHECK(strstr(err, "AUTH") != NULL);
-  cfg.mode = RQ_MODE_ONPREM;
-  CHECK_INT(rq_route_resolve(&cfg, &plat, t25, &j, &r, &error, err, sizeof err), ==, 0);
-  CHECK_INT(rq_route_resolve(&cfg, &plat, tna, &j, &r, &error, err, sizeof err), ==, 0);
-  cfg.mode = RQ_MODE_SAAS;
+  cfg.saas = 0;
+  CHECK_INT(rq_route_resolve(&cfg, t25, &j, &r, &error, err, sizeof err), ==, 0);
+  CHECK_INT(rq_route_resolve(&cfg, tna, &j, &r, &error, err, sizeof err), ==, 0);
+  cfg.saas = 1;
 
   /* Named routes: unknown ones are refused with the name in the detail. */
   j.route = "billing";
-  CHECK_INT(rq_route_resolve(&cfg, &plat, ts, &j, &r, &error, err, sizeof err), ==, -1);
+  CHECK_INT(rq_route_resolve(&cfg, ts, &j, &r, &error, err, sizeof err), ==, -1);
   CHECK_STR(error, "policy");
   CHECK(strstr(err, "billing") != NULL);
   j.route = NULL;
@@ -105,14 +94,14 @@ int main(void) {
   const char *mg_kv[] = {"gateway", "mailgun", "mailgun_domain", "mg.acme.example", "mailgun_api_key", "key-1",
                          "mailgun_region", "eu", NULL};
   struct rq_tenant *tm = tenant("acme", mg_kv);
-  CHECK_INT(rq_route_resolve(&cfg, &plat, tm, &j, &r, &error, err, sizeof err), ==, 0);
+  CHECK_INT(rq_route_resolve(&cfg, tm, &j, &r, &error, err, sizeof err), ==, 0);
   CHECK_STR(r.name, "mailgun");
   CHECK_STR(r.mg_base_url, "https://api.eu.mailgun.net");
   CHECK_INT(r.max_recipients, ==, 1000);
 
   /* Sender identity on the platform gateway. */
   struct rq_sender s;
-  rq_route_resolve(&cfg, &plat, none, &j, &r, &error, err, sizeof err);
+  rq_route_resolve(&cfg, none, &j, &r, &error, err, sizeof err);
   const char *unver_kv[] = {"from_email", "billing@acme.example", "from_name", "Acme", NULL};
   struct rq_tenant *tu = tenant("acme", unver_kv);
   rq_route_sender(&cfg, tu, &j, &r, &s);
@@ -132,18 +121,10 @@ int main(void) {
   CHECK_STR(s.from_addr, "no-reply@platform.example"); /* verified for acme only */
   CHECK_STR(s.reply_to, "ceo@bank.example");
   /* The tenant's own server sends as the tenant, verified or not. */
-  rq_route_resolve(&cfg, &plat, ts, &j, &r, &error, err, sizeof err);
+  rq_route_resolve(&cfg, ts, &j, &r, &error, err, sizeof err);
   rq_route_sender(&cfg, tu, &j, &r, &s);
   CHECK_STR(s.from_addr, "billing@acme.example");
 
-  /* The transport target carries the route's settings and timeouts. */
-  cfg.smtp_connect_timeout_ms = 1000, cfg.smtp_reply_timeout_ms = 2000, cfg.smtp_timeout_ms = 3000;
-  struct rq_smtp_target tg;
-  rq_route_smtp_target(&r, &cfg, &tg);
-  CHECK_STR(tg.host, "smtp.acme.example");
-  CHECK_INT(tg.port, ==, 587);
-  CHECK_INT(tg.response_timeout_ms, ==, 2000);
-  CHECK_INT(tg.max_connections, ==, 2);
   CHECK_STR(rq_route_domain_of("a@b.example"), "b.example");
 
   rq_tenant_free(none), rq_tenant_free(ts), rq_tenant_free(t25), rq_tenant_free(tna);

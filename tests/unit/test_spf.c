@@ -1,7 +1,6 @@
 /*
  * Unit tests for producer/cli/spf.c (RFC 7208 parsing, tree loading,
  * check_host evaluation, suggested records) against a fake DNS table.
- * The CLI's sources are not in rq_core, so the module is compiled in here.
  */
 #include "check.h"
 

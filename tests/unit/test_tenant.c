@@ -443,7 +443,7 @@ static void test_unknown_fields(void) {
   const char *const *all = rq_tenant_fields();
   size_t n = 0;
   for (; all[n] != NULL; n++) CHECK(rq_tenant_field_known(all[n]));
-  CHECK_INT(n, ==, 28);
+  CHECK_INT(n, ==, 37); /* v1.1: smtp_tls_pin, verified_domains, smtp_auth, oauth_* (6), rate_limits */
   CHECK(!rq_tenant_field_known("smtp_hostt"));
   CHECK(!rq_tenant_field_known(NULL));
 }

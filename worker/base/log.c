@@ -8,7 +8,6 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include "config.h"
 #include "util.h"
 
 static int log_format = RQ_LOG_TEXT;

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 enum rq_log_level { RQ_LOG_DEBUG, RQ_LOG_INFO, RQ_LOG_WARN, RQ_LOG_ERROR };
+enum rq_log_format { RQ_LOG_TEXT, RQ_LOG_JSON };
 
 struct rq_log_field {
   const char *key;

@@ -33,7 +33,13 @@ struct setting {
 /* The one list of settings. Order = order in --help. */
 static const struct setting SETTINGS[] = {
   {"redis", "RELAYQ_REDIS_URL", T_STR, OFF(redis_url), "redis://127.0.0.1:6379", 0, 0,
-   "Redis URL, redis://[user:password@]host:port[/db]"},
+   "Redis URL, redis://[user:password@]host:port[/db], rediss:// (TLS), redis+sentinel://H:P,H:P/MASTER[/db]"},
+  {"redis-ca-file", "RELAYQ_REDIS_CA_FILE", T_STR, OFF(redis_ca_file), NULL, 0, 0,
+   "CA bundle (PEM) to verify a rediss:// server with, instead of the system's"},
+  {"redis-cert", "RELAYQ_REDIS_CERT", T_STR, OFF(redis_cert), NULL, 0, 0,
+   "client certificate (PEM) for rediss:// servers that ask for one"},
+  {"redis-key", "RELAYQ_REDIS_KEY", T_STR, OFF(redis_key), NULL, 0, 0,
+   "private key (PEM) of --redis-cert"},
   {"prefix", "RELAYQ_PREFIX", T_STR, OFF(prefix), "relayq", 0, 0, "key prefix"},
   {"queue", "RELAYQ_QUEUES", T_QUEUES, OFF(queues), "default", 0, 0,
    "queue to serve (repeatable; env: comma list)"},
@@ -372,18 +378,10 @@ void rq_config_free(struct rq_config *cfg) {
 }
 
 void rq_url_mask(const char *url, char *out, size_t cap) {
-  if (!url) {
-    snprintf(out, cap, "(none)");
-    return;
-  }
-  const char *scheme = strstr(url, "://");
-  const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-  const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
-  if (!colon) {
-    snprintf(out, cap, "%s", url);
-    return;
-  }
-  snprintf(out, cap, "%.*s:***%s", (int)(colon - url), url, at);
+  /* One rule for parsing and masking (librelayq's url.c): the masker once
+   * split at the first '@' while the parser split at the last, and a
+   * password holding '@' leaked into the start-up line. */
+  relayq_url_redact(url, out, cap);
 }
 
 void rq_config_describe(const struct rq_config *cfg, char *out, size_t cap) {

@@ -17,12 +17,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "log.h"
 #include "netpolicy.h"
 
 #define RQ_MAX_QUEUES 16
 
 enum rq_mode { RQ_MODE_SAAS, RQ_MODE_ONPREM };
-enum rq_log_format { RQ_LOG_TEXT, RQ_LOG_JSON };
 
 struct rq_config {
   char *redis_url;
@@ -35,6 +35,7 @@ struct rq_config {
   char *platform_from;
   int platform_tls_verify;
   char *ca_file;
+  char *redis_ca_file, *redis_cert, *redis_key; /* rediss:// (redis_tls.h) */
   enum rq_mode mode;
   char *allow_private_nets;       /* as given: CIDR[,CIDR] */
   struct rq_netpolicy netpolicy; /* the tenant network boundary: enforced in saas mode, with those nets open */

@@ -67,7 +67,7 @@ int rq_breaker_record(struct rq_breaker *b, const struct rq_class *c, int64_t no
   }
   if (b->state == RQ_BREAKER_OPEN) return 0; /* a transaction started before it opened */
   int threshold = c->error == RQ_ERR_CONNECT ? RQ_BREAKER_CONNECT_THRESHOLD : RQ_BREAKER_AUTH_TLS_THRESHOLD;
-  if (++b->failures >= threshold) {
+  if (++b->failures >= threshold || c->trip_now) {
     trip(b, c->error, now);
     return 1;
   }

@@ -487,6 +487,7 @@ struct rule {
 
 /* Details reused by several rules. */
 #define D_RCPT "The receiving server rejected the recipient address ({code}): check that it is spelled correctly."
+#define D_BASIC_OFF "The server refused the password login ({code}): basic authentication is disabled for this mailbox: switch to smtp_auth=xoauth2 (docs/oauth.md)."
 #define D_LOGIN "The tenant's server refused the login ({code}): check smtp_user and smtp_password."
 #define D_NEED_LOGIN "The server requires a login before sending ({code}): set smtp_user and smtp_password for this route."
 #define D_NEED_TLS "The server requires an encrypted connection ({code}): set smtp_security to starttls (port 587) or tls (port 465)."
@@ -514,10 +515,19 @@ static const struct rule rules[] = {
     /* Replies to AUTH. */
     {ST(RQ_STAGE_AUTH), 400, 499, NULL, NULL, 0, RQ_TEMP, RQ_ERR_AUTH,
      "The server could not check the login right now ({code}): the relay retries later."},
-    {ANY, 500, 599, "5.7.139", NULL, 0, RQ_PERM, RQ_ERR_AUTH,
-     "The server has SMTP AUTH turned off for this account ({code}): a Microsoft 365 admin must enable Authenticated SMTP for the mailbox or the tenant."},
     {ANY, 500, 599, NULL, "smtpclientauthentication is disabled", 0, RQ_PERM, RQ_ERR_AUTH,
      "The server has SMTP AUTH turned off for this account ({code}): a Microsoft 365 admin must enable Authenticated SMTP for the mailbox or the tenant."},
+    /* Microsoft 365 with Basic authentication off (the Exchange Online
+     * default from the end of 2026): 535 5.7.139 "basic authentication is
+     * disabled", 550 5.7.30 "Basic authentication is not supported for
+     * Client Submission"; its plain 535 5.7.3 is also what a wrong
+     * password gets. On an xoauth2 route smtp.c words these for tokens. */
+    {ANY, 500, 599, NULL, "basic authentication is disabled|basic authentication is not supported|basic auth is disabled",
+     0, RQ_PERM, RQ_ERR_AUTH, D_BASIC_OFF},
+    {ANY, 500, 599, "5.7.139", NULL, 0, RQ_PERM, RQ_ERR_AUTH, D_BASIC_OFF},
+    {ANY, 500, 599, "5.7.30", NULL, 0, RQ_PERM, RQ_ERR_AUTH, D_BASIC_OFF},
+    {ST(RQ_STAGE_AUTH), 535, 535, "5.7.3", NULL, 0, RQ_PERM, RQ_ERR_AUTH,
+     "The server refused the login ({code}): check smtp_user and smtp_password; on Microsoft 365, basic authentication is disabled for this mailbox: switch to smtp_auth=xoauth2 (docs/oauth.md)."},
     {ST(RQ_STAGE_AUTH), 534, 534, NULL, NULL, 0, RQ_PERM, RQ_ERR_AUTH,
      "The server wants a stronger kind of login ({code}): use an app password as smtp_password, or allow SMTP access in the mailbox's security settings."},
     {ST(RQ_STAGE_AUTH), 504, 504, NULL, NULL, 0, RQ_PERM, RQ_ERR_AUTH,

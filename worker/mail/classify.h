@@ -138,6 +138,9 @@ struct rq_class {
                                          * the list for blocklisted; never
                                          * the whole reply text (the engine
                                          * stores last_reply separately) */
+  int trip_now;                /* the route's breaker opens at once, not after
+                                * its threshold: retrying cannot help until
+                                * the tenant acts (a refused OAuth grant) */
   int64_t retry_after_ms;      /* > 0 when the server said when to come back
                                 * ("try again in 5 minutes", Retry-After);
                                 * only set on TEMP; capped at

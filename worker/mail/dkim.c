@@ -11,9 +11,6 @@
 
 #include "dkim_canon.h"
 #include "msg.h"
-#include "engine.h"
-#include "log.h"
-#include "tenants.h"
 
 /* RFC 8301 3.2: signers MUST use at least 1024 bits; verifiers need only
  * handle up to 4096, and a bigger key would also stall the event loop on
@@ -284,24 +281,4 @@ int rq_dkim_sign_msg(struct rq_msg *m, void *key, const char *domain, const char
   if (rc == 0) rq_msg_prepend(m, sig.data, sig.len);
   rq_buf_free(&sig);
   return rc;
-}
-
-int rq_dkim_sign_job(struct rq_jobctx *jc, char *err, size_t errlen) {
-  if (jc->route.gateway != RQ_GW_PLATFORM) return 0;
-  struct rq_tenant_entry *e = jc->tenant;
-  const struct rq_tenant *t = e ? e->t : NULL;
-  if (t == NULL || t->dkim_domain == NULL || t->dkim_selector == NULL || t->dkim_private_key == NULL) return 0;
-  /* Once per settings version: a new version is a new entry. The job
-   * loop is single-threaded, so the entry needs no lock. */
-  if (e->dkim_key == NULL && e->dkim_error[0] == '\0') {
-    e->dkim_key = rq_dkim_key_load(t->dkim_private_key, e->dkim_error, sizeof e->dkim_error);
-    if (e->dkim_key == NULL)
-      RQ_LOG_FIELDS(RQ_LOG_WARN, "DKIM key unusable; the tenant's mail fails until it is fixed",
-                    {"tenant", jc->job->tenant}, {"detail", e->dkim_error});
-  }
-  if (e->dkim_key == NULL) {
-    snprintf(err, errlen, "%s", e->dkim_error);
-    return -1;
-  }
-  return rq_dkim_sign_msg(&jc->msg, e->dkim_key, t->dkim_domain, t->dkim_selector, (int64_t)time(NULL), err, errlen);
 }

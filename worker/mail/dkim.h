@@ -1,17 +1,18 @@
 /*
  * dkim: DKIM signing (RFC 6376, rsa-sha256; RFC 8463 ed25519-sha256) of
  * messages sent through the platform gateway for tenants with dkim_domain,
- * dkim_selector and dkim_private_key. Signs jc->msg (a segmented message, msg.h) in place (prepends the
- * DKIM-Signature header) after every header and body change, over the
- * exact bytes the transport sends (SMTP dot-stuffing is undone by the
- * receiver before it verifies, so it is not part of the signed content).
+ * dkim_selector and dkim_private_key. Signs a message (flat, or segmented:
+ * msg.h) in place, prepending the DKIM-Signature header, after every
+ * header and body change, over the exact bytes the transport sends (SMTP
+ * dot-stuffing is undone by the receiver before it verifies, so it is not
+ * part of the signed content).
  *
  * Canonicalisation is relaxed/relaxed (dkim_canon.h); the signed header
  * set is rq_dkim_sign_headers, with From over-signed. Keys are RSA (1024
  * to 4096 bits, RFC 8301) or Ed25519, PEM PKCS#1 or PKCS#8, unencrypted;
- * they are parsed once per tenant-settings version and cached in the
- * tenant entry (tenants.h: dkim_key, dkim_error), so a bad key costs one
- * parse and fails only that tenant's jobs.
+ * the daemon parses a tenant's key once per tenant-settings version and
+ * caches it (dkim_job.h), so a bad key costs one parse and fails only that
+ * tenant's jobs.
  *
  * Routes: only RQ_GW_PLATFORM is signed. A tenant's own SMTP server signs
  * for its domain itself, and Mailgun signs with the keys configured for
@@ -24,13 +25,6 @@
 #include <stdint.h>
 
 #include "util.h"
-
-struct rq_jobctx;
-
-/* Returns 0 (signed, or nothing to sign) or -1 with err (a bad key: the
- * job fails with that sentence, other tenants go on). Loads and caches
- * the tenant's key on first use. */
-int rq_dkim_sign_job(struct rq_jobctx *jc, char *err, size_t errlen);
 
 /* Parses a PEM private key (PKCS#1 "RSA PRIVATE KEY" or PKCS#8 "PRIVATE
  * KEY") and checks it can sign DKIM: RSA of 1024-4096 bits or Ed25519.

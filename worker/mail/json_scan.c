@@ -181,3 +181,51 @@ int rq_json_top_string(const char *body, size_t len, const char *key, char *dst,
   }
   return RQ_JSON_ABSENT;
 }
+
+/* Digits (then an optional fraction or exponent, ignored) at b[i]. */
+static int read_uint(const char *b, size_t n, size_t i, long long *out) {
+  long long v = 0;
+  size_t start = i;
+  while (i < n && b[i] >= '0' && b[i] <= '9') {
+    if (v > 1000000000000000LL) return RQ_JSON_ABSENT;
+    v = v * 10 + (b[i] - '0');
+    i++;
+  }
+  if (i == start) return RQ_JSON_ABSENT;
+  *out = v;
+  return 0;
+}
+
+int rq_json_top_int(const char *body, size_t len, const char *key, long long *out) {
+  char digits[24];
+  int cut = 0;
+  int n = rq_json_top_string(body, len, key, digits, sizeof digits, &cut);
+  if (n > 0 && !cut) {
+    long long v;
+    if (read_uint(digits, (size_t)n, 0, &v) == 0 && strspn(digits, "0123456789") == (size_t)n) {
+      *out = v;
+      return 0;
+    }
+    return RQ_JSON_ABSENT;
+  }
+  /* Not a string: find the member and read the number that follows. */
+  size_t klen = key ? strlen(key) : 0, i, nl, nneed;
+  if (!key || !body || klen > RQ_JSON_KEY_MAX) return RQ_JSON_ABSENT;
+  i = rq_json_skip_ws(body, len, 0);
+  if (i >= len || body[i] != '{') return RQ_JSON_ABSENT;
+  i = rq_json_skip_ws(body, len, i + 1);
+  while (i < len) {
+    char name[RQ_JSON_KEY_MAX + 1];
+    if (body[i] != '"') return RQ_JSON_ABSENT;
+    i = decode_string(body, len, i, name, sizeof name, &nl, &nneed);
+    i = rq_json_skip_ws(body, len, i);
+    if (i >= len || body[i] != ':') return RQ_JSON_ABSENT;
+    i = rq_json_skip_ws(body, len, i + 1);
+    if (i >= len) return RQ_JSON_ABSENT;
+    if (nneed == klen && nl == klen && memcmp(name, key, klen) == 0) return read_uint(body, len, i, out);
+    i = rq_json_skip_ws(body, len, skip_value(body, len, i));
+    if (i >= len || body[i] != ',') return RQ_JSON_ABSENT;
+    i = rq_json_skip_ws(body, len, i + 1);
+  }
+  return RQ_JSON_ABSENT;
+}

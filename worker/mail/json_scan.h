@@ -50,6 +50,13 @@
 int rq_json_top_string(const char *body, size_t len, const char *key, char *dst, size_t cap,
                        int *cut);
 
+/* Like rq_json_top_string for a member whose value is a JSON number
+ * (RFC 8259 section 6) or a string holding only digits (some token
+ * endpoints send "expires_in": "3599"): its integer part into *out.
+ * Returns 0, or RQ_JSON_ABSENT when there is no such member, it is neither,
+ * or it is negative or larger than 10^15. */
+int rq_json_top_int(const char *body, size_t len, const char *key, long long *out);
+
 /* The index of the first byte at or after i in b[0..len) that is not JSON
  * white space (space, tab, CR, LF); len when there is none (i when i is
  * already past len). b may be NULL when len is 0. Callers use it to tell an

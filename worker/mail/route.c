@@ -6,70 +6,21 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
-
 #include "address.h"
 #include "raw_from.h"
-#include "smtp.h"
 
 const char *rq_route_domain_of(const char *addr) {
   const char *at = addr ? strrchr(addr, '@') : NULL;
   return at ? at + 1 : "localhost";
 }
 
-static void copy_part(CURLU *u, CURLUPart part, char *dst, size_t cap, int decode) {
-  char *v = NULL;
-  dst[0] = '\0';
-  if (curl_url_get(u, part, &v, decode ? CURLU_URLDECODE : 0) == CURLUE_OK && v) {
-    snprintf(dst, cap, "%s", v);
-    curl_free(v);
-  }
-}
-
-int rq_route_platform_parse(const char *url, struct rq_platform *p, char *err, size_t errlen) {
-  memset(p, 0, sizeof *p);
-  if (!url || !*url) return 0;
-  CURLU *u = curl_url();
-  if (!u) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
-  int rc = -1;
-  char scheme[16], port[16];
-  if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
-    snprintf(err, errlen, "--platform-smtp is not a valid URL (expected smtp://user:pass@host:port)");
-    goto out;
-  }
-  copy_part(u, CURLUPART_SCHEME, scheme, sizeof scheme, 0);
-  copy_part(u, CURLUPART_HOST, p->host, sizeof p->host, 0);
-  copy_part(u, CURLUPART_PORT, port, sizeof port, 0);
-  copy_part(u, CURLUPART_USER, p->user, sizeof p->user, 1);
-  copy_part(u, CURLUPART_PASSWORD, p->password, sizeof p->password, 1);
-  if (strcasecmp(scheme, "smtp") && strcasecmp(scheme, "smtps") && strcasecmp(scheme, "smtp+insecure")) {
-    snprintf(err, errlen, "--platform-smtp must use smtp://, smtps:// or smtp+insecure://, not %s://", scheme);
-    goto out;
-  }
-  if (!p->host[0]) {
-    snprintf(err, errlen, "--platform-smtp has no host");
-    goto out;
-  }
-  p->implicit_tls = !strcasecmp(scheme, "smtps");
-  p->insecure = !strcasecmp(scheme, "smtp+insecure");
-  p->port = port[0] ? atoi(port) : (p->implicit_tls ? 465 : 25);
-  p->configured = 1;
-  rc = 0;
-out:
-  curl_url_cleanup(u);
-  return rc;
-}
-
-static int smtp_security_of(enum rq_security s) {
+static enum rq_route_security smtp_security_of(enum rq_security s) {
   switch (s) {
-  case RQ_SEC_TLS: return RQ_SMTP_IMPLICIT_TLS;
-  case RQ_SEC_NONE: return RQ_SMTP_PLAIN;
+  case RQ_SEC_TLS: return RQ_ROUTE_IMPLICIT_TLS;
+  case RQ_SEC_NONE: return RQ_ROUTE_PLAIN;
   case RQ_SEC_STARTTLS: break;
   }
-  return RQ_SMTP_STARTTLS_REQUIRED; /* required, never opportunistic, for tenants */
+  return RQ_ROUTE_STARTTLS_REQUIRED; /* required, never opportunistic, for tenants */
 }
 
 static int tenant_cap(const struct rq_tenant *t, const struct relayq_job *j) {
@@ -78,14 +29,14 @@ static int tenant_cap(const struct rq_tenant *t, const struct relayq_job *j) {
   return t->max_recipients;
 }
 
-static int smtp_route(const struct rq_config *cfg, const struct rq_tenant *t, const struct rq_smtp_conf *c,
+static int smtp_route(const struct rq_route_settings *cfg, const struct rq_tenant *t, const struct rq_smtp_conf *c,
                       const char *name, struct rq_route *out, const char **error, char *err, size_t errlen) {
   if (!c->host) {
     *error = "policy";
     snprintf(err, errlen, "Tenant '%s' route '%s' has no smtp_host: set smtp_host or smtp_preset.", t->id, name);
     return -1;
   }
-  if (cfg->mode == RQ_MODE_SAAS && (c->port == 25 || !c->user)) {
+  if (cfg->saas && (c->port == 25 || !c->user)) {
     *error = "policy";
     snprintf(err, errlen,
              "Tenant '%s' route '%s' uses %s, which workers in --mode saas refuse: use the submission port "
@@ -95,6 +46,7 @@ static int smtp_route(const struct rq_config *cfg, const struct rq_tenant *t, co
   }
   out->name = name;
   out->gateway = RQ_GW_SMTP;
+  out->smtp_conf = c;
   out->host = c->host;
   out->port = c->port;
   out->smtp_security = smtp_security_of(c->security);
@@ -102,8 +54,8 @@ static int smtp_route(const struct rq_config *cfg, const struct rq_tenant *t, co
   out->password = c->password;
   out->tls_verify = c->tls_verify;
   out->tls_pin = c->tls_pin;
-  if (cfg->mode == RQ_MODE_SAAS) {
-    out->netpolicy = &cfg->netpolicy;
+  if (cfg->saas) {
+    out->netpolicy = cfg->netpolicy;
     out->require_auth = 1;
   }
   out->max_connections = c->max_connections > 0 ? c->max_connections : RQ_TENANT_DEFAULT_MAX_CONNECTIONS;
@@ -114,15 +66,16 @@ static int smtp_route(const struct rq_config *cfg, const struct rq_tenant *t, co
   return 0;
 }
 
-int rq_route_resolve(const struct rq_config *cfg, const struct rq_platform *platform, const struct rq_tenant *t,
-                     const struct relayq_job *j, struct rq_route *out, const char **error, char *err,
-                     size_t errlen) {
+int rq_route_resolve(const struct rq_route_settings *cfg, const struct rq_tenant *t, const struct relayq_job *j,
+                     struct rq_route *out, const char **error, char *err, size_t errlen) {
+  const struct rq_platform *platform = &cfg->platform;
   memset(out, 0, sizeof *out);
   int cap = tenant_cap(t, j);
   if (j->route && *j->route) {
     for (size_t i = 0; t && i < t->n_routes; i++) {
       if (strcmp(t->route_names[i], j->route)) continue;
       if (smtp_route(cfg, t, &t->routes[i], t->route_names[i], out, error, err, errlen)) return -1;
+      out->named = 1;
       if (cap > 0) out->max_recipients = cap;
       return 0;
     }
@@ -146,7 +99,7 @@ int rq_route_resolve(const struct rq_config *cfg, const struct rq_platform *plat
     out->mg_base_url = t->mailgun_base_url;
     out->mg_domain = t->mailgun_domain;
     out->mg_key = t->mailgun_api_key;
-    if (cfg->mode == RQ_MODE_SAAS) out->netpolicy = &cfg->netpolicy;
+    if (cfg->saas) out->netpolicy = cfg->netpolicy;
     out->max_recipients = cfg->mailgun_max_recipients;
     snprintf(out->conn_key, sizeof out->conn_key, "mailgun|%s", t->mailgun_base_url ? t->mailgun_base_url : "");
   } else {
@@ -160,9 +113,9 @@ int rq_route_resolve(const struct rq_config *cfg, const struct rq_platform *plat
     out->gateway = RQ_GW_PLATFORM;
     out->host = platform->host;
     out->port = platform->port;
-    out->smtp_security = platform->implicit_tls ? RQ_SMTP_IMPLICIT_TLS
-                         : platform->insecure   ? RQ_SMTP_STARTTLS_TRY_INSECURE
-                                                : RQ_SMTP_STARTTLS_TRY;
+    out->smtp_security = platform->implicit_tls ? RQ_ROUTE_IMPLICIT_TLS
+                         : platform->insecure   ? RQ_ROUTE_STARTTLS_TRY_INSECURE
+                                                : RQ_ROUTE_STARTTLS_TRY;
     out->user = platform->user[0] ? platform->user : NULL;
     out->password = platform->password[0] ? platform->password : NULL;
     out->tls_verify = cfg->platform_tls_verify;
@@ -178,14 +131,14 @@ static int same_domain(const char *a, const char *b) {
   return !strcasecmp(rq_route_domain_of(a), rq_route_domain_of(b));
 }
 
-int rq_route_vouched(const struct rq_config *cfg, const struct rq_tenant *t, const char *from) {
+int rq_route_vouched(const struct rq_route_settings *cfg, const struct rq_tenant *t, const char *from) {
   /* The platform's own domain is the platform's: no tenant may be
    * no-reply's neighbour (billing@, security@), verified or not. */
   if (same_domain(from, cfg->platform_from)) return !strcasecmp(from, cfg->platform_from);
   return rq_tenant_domain_verified(t, rq_route_domain_of(from));
 }
 
-void rq_route_sender(const struct rq_config *cfg, const struct rq_tenant *t, const struct relayq_job *j,
+void rq_route_sender(const struct rq_route_settings *cfg, const struct rq_tenant *t, const struct relayq_job *j,
                      const struct rq_route *r, struct rq_sender *out) {
   const char *from = j->from ? j->from : (t && t->from_email ? t->from_email : cfg->platform_from);
   const char *name = j->from_name ? j->from_name : (t ? t->from_name : NULL);
@@ -208,7 +161,7 @@ void rq_route_sender(const struct rq_config *cfg, const struct rq_tenant *t, con
   snprintf(out->envelope_from, sizeof out->envelope_from, "%s", from);
 }
 
-int rq_route_raw_from(const struct rq_config *cfg, const struct rq_tenant *t, const struct relayq_job *j,
+int rq_route_raw_from(const struct rq_route_settings *cfg, const struct rq_tenant *t, const struct relayq_job *j,
                       const struct rq_route *r, struct rq_buf *msg) {
   if (r->gateway != RQ_GW_PLATFORM) return 0;
   char addr[RQ_ADDR_MAX + 1];
@@ -224,23 +177,4 @@ int rq_route_raw_from(const struct rq_config *cfg, const struct rq_tenant *t, co
   rq_buf_free(msg);
   *msg = out;
   return 1;
-}
-
-void rq_route_smtp_target(const struct rq_route *r, const struct rq_config *cfg, struct rq_smtp_target *t) {
-  memset(t, 0, sizeof *t);
-  t->host = r->host;
-  t->port = r->port;
-  t->security = r->smtp_security;
-  t->user = r->user;
-  t->password = r->password;
-  t->tls_verify = r->tls_verify;
-  t->ca_file = cfg->ca_file;
-  t->key = r->conn_key;
-  t->max_connections = r->max_connections;
-  t->connect_timeout_ms = cfg->smtp_connect_timeout_ms;
-  t->response_timeout_ms = cfg->smtp_reply_timeout_ms;
-  t->timeout_ms = cfg->smtp_timeout_ms;
-  t->netpolicy = r->netpolicy;
-  t->require_auth = r->require_auth;
-  t->tls_pin = r->tls_pin;
 }

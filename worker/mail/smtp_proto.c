@@ -110,6 +110,7 @@ static void auth_mechs(const char *p, const char *end, struct rq_smtp_caps *out)
     while (p < end && *p != ' ' && *p != '\t') p++;
     if (word_is(w, (size_t)(p - w), "PLAIN")) out->auth_plain = 1;
     else if (word_is(w, (size_t)(p - w), "LOGIN")) out->auth_login = 1;
+    else if (word_is(w, (size_t)(p - w), "XOAUTH2")) out->auth_xoauth2 = 1;
   }
 }
 
@@ -307,6 +308,23 @@ void rq_smtp_cmd_auth_plain(struct rq_buf *b, const char *user, const char *pass
   memcpy(tmp + 2 + ul, password, pl);
   rq_buf_reserve(b, 11 + 4 * ((n + 2) / 3) + 2);
   rq_buf_puts(b, "AUTH PLAIN ");
+  b64_append(b, tmp, n);
+  OPENSSL_cleanse(tmp, n);
+  free(tmp);
+}
+
+void rq_smtp_cmd_auth_xoauth2(struct rq_buf *b, const char *user, const char *token) {
+  size_t ul = strlen(user), tl = strlen(token), n = 5 + ul + 13 + tl + 2;
+  unsigned char *tmp = rq_xmalloc(n);
+  size_t k = 0;
+  memcpy(tmp + k, "user=", 5), k += 5;
+  memcpy(tmp + k, user, ul), k += ul;
+  memcpy(tmp + k, "\001auth=Bearer ", 13), k += 13;
+  memcpy(tmp + k, token, tl), k += tl;
+  tmp[k++] = 1;
+  tmp[k++] = 1;
+  rq_buf_reserve(b, 13 + 4 * ((n + 2) / 3) + 2);
+  rq_buf_puts(b, "AUTH XOAUTH2 ");
   b64_append(b, tmp, n);
   OPENSSL_cleanse(tmp, n);
   free(tmp);

@@ -69,7 +69,7 @@ int rq_smtp_reader_partial(const struct rq_smtp_reader *r);
 
 struct rq_smtp_caps {
   unsigned starttls : 1, pipelining : 1, size : 1, eightbitmime : 1, enhanced : 1, smtputf8 : 1,
-      auth : 1, auth_plain : 1, auth_login : 1;
+      auth : 1, auth_plain : 1, auth_login : 1, auth_xoauth2 : 1;
   uint64_t size_max; /* SIZE's argument; 0 when none or 0 (no limit) */
 };
 
@@ -138,6 +138,11 @@ void rq_smtp_cmd_rcpt(struct rq_buf *b, const char *addr);
 /* Appends "AUTH PLAIN base64(\0user\0password)\r\n". Secrets: the caller
  * wipes b after use (OPENSSL_cleanse). */
 void rq_smtp_cmd_auth_plain(struct rq_buf *b, const char *user, const char *password);
+
+/* Appends "AUTH XOAUTH2 base64(user=USER^Aauth=Bearer TOKEN^A^A)\r\n", the
+ * initial client response of SASL XOAUTH2 as Google and Microsoft define it
+ * (^A is 0x01). Same secrecy rule. */
+void rq_smtp_cmd_auth_xoauth2(struct rq_buf *b, const char *user, const char *token);
 
 /* Appends base64(s) "\r\n" (the lines of AUTH LOGIN). Same secrecy rule. */
 void rq_smtp_cmd_b64_line(struct rq_buf *b, const char *s);

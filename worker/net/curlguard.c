@@ -35,6 +35,14 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
   return CURL_SOCKET_BAD;
 }
 
+static void check_host(struct rq_curl_guard *g, const char *host) {
+  char why[200], msg[240];
+  if (rq_netpolicy_check_host(g->policy, host, why, sizeof why) != 0) {
+    snprintf(msg, sizeof msg, "Not connecting: %s; nothing was connected.", why);
+    refuse(g, msg);
+  }
+}
+
 /* The URL's own checks: scheme and host as written. */
 static void check_url(struct rq_curl_guard *g, const char *url) {
   CURLU *u = curl_url();
@@ -49,15 +57,18 @@ static void check_url(struct rq_curl_guard *g, const char *url) {
     if (strcasecmp(scheme, "http") != 0) refuse(g, "The URL must be https:// in --mode saas.");
     g->plain_http = 1; /* allowed only towards an opened network: open_socket decides */
   }
-  char why[200], msg[240];
-  if (rq_netpolicy_check_host(g->policy, host, why, sizeof why) != 0) {
-    snprintf(msg, sizeof msg, "Not connecting: %s; nothing was connected.", why);
-    refuse(g, msg);
-  }
+  check_host(g, host);
 out:
   curl_free(scheme);
   curl_free(host);
   curl_url_cleanup(u);
+}
+
+static int install(CURL *e, struct rq_curl_guard *g) {
+  if (curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket) != CURLE_OK ||
+      curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, g) != CURLE_OK)
+    return -1;
+  return 0;
 }
 
 int rq_curl_guard_install(CURL *e, struct rq_curl_guard *g, const struct rq_netpolicy *policy, const char *url) {
@@ -65,8 +76,14 @@ int rq_curl_guard_install(CURL *e, struct rq_curl_guard *g, const struct rq_netp
   if (!policy || !policy->enforce) return 0;
   g->policy = policy;
   check_url(g, url);
-  if (curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket) != CURLE_OK ||
-      curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, g) != CURLE_OK)
-    return -1;
-  return 0;
+  return install(e, g);
+}
+
+int rq_curl_guard_install_host(CURL *e, struct rq_curl_guard *g, const struct rq_netpolicy *policy,
+                               const char *host) {
+  memset(g, 0, sizeof *g);
+  if (!policy || !policy->enforce) return 0;
+  g->policy = policy;
+  check_host(g, host);
+  return install(e, g);
 }

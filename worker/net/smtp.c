@@ -50,6 +50,7 @@
 #define SHUTDOWN_LINGER_MS 500 /* the same when the transport closes */
 #define KEY_MAX 512            /* longest limiter key accepted */
 #define USER_MAX 512
+#define TOKEN_MAX 16384 /* an OAuth2 access token (Microsoft's JWTs run to a few KB) */
 #define BODY_CHUNK 65536
 #define BODY_SYNC_BUDGET (256 * 1024) /* message bytes written in one loop turn at most */
 #define BODY_WINDOW 16384 /* a segmented message is produced this much at a time */
@@ -309,7 +310,7 @@ enum sstate {
   S_CLOSING
 };
 
-enum auth_step { A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_LOGIN_DONE };
+enum auth_step { A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_LOGIN_DONE, A_XOAUTH2, A_XOAUTH2_ERR };
 
 /* One connection with its SMTP session. Owned by the transport; freed on
  * the connection's CLOSED event only. */
@@ -355,8 +356,9 @@ struct tx {
   char *mail_from;
   char **rcpts;
   size_t n_rcpts;
-  char *password;
+  char *password; /* or the OAuth2 access token when xoauth2 */
   size_t password_len;
+  int xoauth2;
   long connect_ms, response_ms;
   uint64_t deadline;  /* loop time (ms) when the whole transaction times out */
   uint64_t t_start;   /* uv_hrtime() when it got a connection; 0 before */
@@ -759,6 +761,7 @@ static void finish(struct tx *tx) {
   if (tx->err) snprintf(res.errmsg, sizeof res.errmsg, "%s", tx->errmsg);
   res.seconds = tx->t_start ? (double)(uv_hrtime() - tx->t_start) / 1e9 : 0;
   res.reused_connection = tx->reused;
+  res.xoauth2 = tx->xoauth2;
   if (tx->prev) tx->prev->next = tx->next;
   else s->txs = tx->next;
   if (tx->next) tx->next->prev = tx->prev;
@@ -945,9 +948,12 @@ static void ready(struct sconn *sc) {
   tx_begin(sc);
 }
 
-/* 1 when the session offers a login relayq can use. */
+/* 1 when the session offers a login relayq can use for its transaction:
+ * XOAUTH2 for smtp_auth=xoauth2, else PLAIN or LOGIN. */
 static int auth_usable(const struct sconn *sc) {
-  return sc->caps.auth && !sc->ehlo_cut && (sc->caps.auth_plain || sc->caps.auth_login);
+  if (!sc->caps.auth || sc->ehlo_cut) return 0;
+  if (sc->tx && sc->tx->xoauth2) return sc->caps.auth_xoauth2;
+  return sc->caps.auth_plain || sc->caps.auth_login;
 }
 
 static void auth_or_ready(struct sconn *sc) {
@@ -958,8 +964,8 @@ static void auth_or_ready(struct sconn *sc) {
      * never in clear text (smtp+insecure:// is the operator's opt-in). */
     story_stage(&tx->st, RQ_STAGE_STARTTLS);
     tx_fail(tx, RQ_SMTP_ERR_NO_STARTTLS,
-            "%s port %d offers no STARTTLS (or refused it); the gateway's login is never sent in clear text: "
-            "enable STARTTLS, use smtps://, or smtp+insecure:// on a trusted network.",
+            "%s port %d offers no STARTTLS; the gateway's login never goes in clear text (use smtps://, or "
+            "smtp+insecure:// on a trusted network)",
             p->host, p->port);
     if (!sc->s->warned_clear_login) {
       sc->s->warned_clear_login = 1;
@@ -978,7 +984,8 @@ static void auth_or_ready(struct sconn *sc) {
     tx_fail(tx, RQ_SMTP_ERR_POLICY,
             sc->ehlo_cut ? "The server's EHLO reply is too long to read whole, so its login methods are unknown; "
                            "with smtp_user set, nothing is sent without a login (--mode saas)."
-                         : "The server offers no login relayq can use (AUTH PLAIN or LOGIN); with smtp_user set, "
+                         : "The server offers no login relayq can use (AUTH PLAIN or LOGIN, or XOAUTH2 for "
+                           "smtp_auth=xoauth2); with smtp_user set, "
                            "nothing is sent without a login (--mode saas): check smtp_host, smtp_port, smtp_security.");
     complete(sc, AFTER_QUIT, 0);
     return;
@@ -1001,7 +1008,18 @@ static void auth_or_ready(struct sconn *sc) {
     return;
   }
   rq_buf_reset(&sc->out);
-  if (sc->caps.auth_plain) {
+  if (tx->xoauth2) {
+    if (!sc->caps.auth_xoauth2) {
+      story_stage(&tx->st, RQ_STAGE_AUTH);
+      tx_fail(tx, RQ_SMTP_ERR_AUTH,
+              "The server does not offer AUTH XOAUTH2 (smtp_auth=xoauth2): check smtp_host and "
+              "smtp_security, or use smtp_auth=password if the server takes passwords.");
+      complete(sc, AFTER_QUIT, 0);
+      return;
+    }
+    rq_smtp_cmd_auth_xoauth2(&sc->out, p->user, tx->password ? tx->password : "");
+    sc->auth = A_XOAUTH2;
+  } else if (sc->caps.auth_plain) {
     rq_smtp_cmd_auth_plain(&sc->out, p->user, tx->password ? tx->password : "");
     sc->auth = A_PLAIN;
   } else if (sc->caps.auth_login) {
@@ -1118,6 +1136,23 @@ static void on_session_reply(struct sconn *sc, int code, const char *raw, size_t
         ready(sc);
         return;
       }
+      break;
+    case A_XOAUTH2:
+      if (is2xx(code)) {
+        ready(sc);
+        return;
+      }
+      if (code == 334) {
+        /* The token was refused: the challenge carries an error JSON, and
+         * the server sends its final reply once we answer with an empty
+         * line. */
+        send_line(sc, "\r\n");
+        sc->auth = A_XOAUTH2_ERR;
+        arm(sc, tx->response_ms);
+        return;
+      }
+      break;
+    case A_XOAUTH2_ERR:
       break;
     case A_LOGIN_USER:
     case A_LOGIN_PASS:
@@ -1605,7 +1640,11 @@ static int valid_target(const struct rq_smtp_target *t) {
     if (strlen(t->user) > USER_MAX) return 0;
     for (const unsigned char *c = (const unsigned char *)t->user; *c; c++)
       if (*c < 0x20 || *c == 0x7f) return 0;
-    if (t->password && strlen(t->password) > USER_MAX) return 0;
+    if (t->password && strlen(t->password) > (t->xoauth2 ? TOKEN_MAX : USER_MAX)) return 0;
+    /* The token sits between 0x01 separators in XOAUTH2's response. */
+    if (t->xoauth2 && t->password)
+      for (const unsigned char *c = (const unsigned char *)t->password; *c; c++)
+        if (*c <= 0x20 || *c == 0x7f) return 0;
   }
   return 1;
 }
@@ -1649,6 +1688,7 @@ static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
     tx->password = pack(&w, password);
     tx->password_len = pwlen;
   }
+  tx->xoauth2 = user && t->xoauth2;
   tx->connect_ms = or_default(t->connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
   tx->response_ms = or_default(t->response_timeout_ms, DEFAULT_RESPONSE_TIMEOUT_MS);
   tx->deadline = uv_now(s->loop) + (uint64_t)or_default(t->timeout_ms, DEFAULT_TIMEOUT_MS);
@@ -1753,6 +1793,24 @@ void rq_smtp_free(struct rq_smtp *s) {
 
 /* ---- classification ------------------------------------------------------------------------------- */
 
+/* Password advice does not fit an XOAUTH2 login with a token the provider
+ * just issued: what is wrong is which mailbox the token may use, or SMTP
+ * AUTH being off for it. */
+static void xoauth2_detail(const struct rq_smtp_result *res, struct rq_class *out) {
+  char c[40];
+  snprintf(c, sizeof c, "%d%s%s", res->code, res->enhanced[0] ? " " : "", res->enhanced);
+  if (strstr(out->detail, "smtp_password"))
+    snprintf(out->detail, sizeof out->detail,
+             "The server refused the OAuth2 access token (%s): smtp_user must be the mailbox that signed in (or, "
+             "for app-only access, one the app was granted), and SMTP AUTH must be enabled for it.",
+             c);
+  else if (strstr(out->detail, "switch to smtp_auth=xoauth2"))
+    snprintf(out->detail, sizeof out->detail,
+             "The server refused the XOAUTH2 login (%s): a Microsoft 365 admin must enable Authenticated SMTP "
+             "for the mailbox (Set-CASMailbox -SmtpClientAuthenticationDisabled $false).",
+             c);
+}
+
 void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class *out) {
   if (res->err == RQ_SMTP_ERR_OK && !(res->data_code >= 200 && res->data_code < 300)) {
     rq_classify_failure(RQ_FAIL_OTHER, (enum rq_smtp_stage)res->stage, NULL,
@@ -1766,4 +1824,5 @@ void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class 
   snprintf(r.text, sizeof r.text, "%s", res->reply);
   rq_classify_failure((enum rq_fail)res->err, (enum rq_smtp_stage)res->stage, res->code ? &r : NULL, res->errmsg,
                       out);
+  if (res->xoauth2 && out->error == RQ_ERR_AUTH && res->code) xoauth2_detail(res, out);
 }

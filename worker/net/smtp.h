@@ -24,7 +24,11 @@
  * Implements the client side of RFC 5321 (SMTP), RFC 1870 (SIZE), RFC 2920
  * (PIPELINING: MAIL, every RCPT and DATA in one write when offered),
  * RFC 3207 (STARTTLS), RFC 8314 (implicit TLS), RFC 4954 with RFC 4616
- * (AUTH PLAIN, or LOGIN when PLAIN is not offered), RFC 6152 (8BITMIME),
+ * (AUTH PLAIN, or LOGIN when PLAIN is not offered; SASL XOAUTH2 with an
+ * OAuth2 access token for routes with smtp_auth=xoauth2, as
+ * https://developers.google.com/gmail/imap/xoauth2-protocol defines it:
+ * an error comes as a 334 challenge of base64 JSON, answered with an empty
+ * line, then the final 5xx), RFC 6152 (8BITMIME),
  * RFC 6531 (SMTPUTF8 envelopes) and reads RFC 2034 / RFC 3463 enhanced
  * status codes.
  *
@@ -116,7 +120,9 @@ struct rq_smtp_target {
   int port;         /* 1-65535 */
   enum rq_smtp_security security;
   const char *user; /* NULL or "": no AUTH. Also none when the server offers no AUTH at all */
-  const char *password;
+  const char *password;  /* with xoauth2: the OAuth2 access token */
+  int xoauth2;           /* 1: SASL XOAUTH2 (RFC 7628's predecessor as Google and Microsoft
+                            define it) instead of PLAIN/LOGIN; the server must offer it */
   int tls_verify;        /* 0: accept self-signed or unknown certificates */
   const char *ca_file;   /* optional CA bundle used instead of the system one (tests) */
   const char *key;       /* identity for connection limiting, e.g. "tenant|host|port|user";
@@ -161,6 +167,7 @@ struct rq_smtp_result {
   int data_code;         /* reply to the final dot, 0 if not reached */
   double seconds;        /* from getting a connection (or starting one) to the result */
   int reused_connection; /* 1 when the transaction ran on a pooled connection */
+  int xoauth2;           /* the login was (or was to be) SASL XOAUTH2 */
 };
 
 typedef void (*rq_smtp_cb)(const struct rq_smtp_result *res, void *arg);

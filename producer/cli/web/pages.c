@@ -344,7 +344,7 @@ void page_tenants(struct web_app *app, const struct web_req *rq, struct web_resp
     snprintf(bk, sizeof bk, "%s:breaker:%s", app->prefix, names[i]);
     redisAppendCommand(rc, "HMGET %s gateway smtp_host mailgun_domain from_email", tk);
     redisAppendCommand(rc, "HGETALL %s", bk);
-    redisAppendCommand(rc, "EXISTS %s:tpause:%s", app->prefix, names[i]);
+    redisAppendCommand(rc, "EXISTS %s:thold:%s %s:tpause:%s", app->prefix, names[i], app->prefix, names[i]);
   }
   struct rq_buf *b = &rs->body;
   page_begin(b, "Tenants", "tenants", 0);
@@ -523,7 +523,8 @@ static void failures_list(struct rq_buf *b, const char *tenant, int64_t now) {
   rq_buf_puts(b, "</tbody></table><p class=\"muted\">Open a job for its detail and the next step.</p></section>");
 }
 
-/* The operator's pause (relayq tenant pause) and the quota's pause both
+/* The operator's hold (relayq tenant pause: P:thold:T, a hash of reason,
+ * since, until) and the quota's pause (P:tpause:T) both
  * hold a tenant's jobs; this shows either with its end and reason. */
 static void pause_section(struct rq_buf *b, const struct web_req *rq, const char *tenant,
                           const redisReply *pause, const redisReply *qpause, int64_t now) {
@@ -588,7 +589,7 @@ void page_tenant(struct web_app *app, const struct web_req *rq, struct web_resp 
   long long window_ms = num_or(getenv("RELAYQ_QUOTA_WINDOW_S"), 3600) * 1000;
   redisAppendCommand(rc, "HGETALL %s", tk);
   redisAppendCommand(rc, "HGETALL %s:breaker:%s", app->prefix, tenant);
-  redisAppendCommand(rc, "HGETALL %s:pause:%s", app->prefix, tenant);
+  redisAppendCommand(rc, "HGETALL %s:thold:%s", app->prefix, tenant);
   redisAppendCommand(rc, "GET %s:tpause:%s", app->prefix, tenant);
   redisAppendCommand(rc, "ZCOUNT %s %lld +inf", quota, (long long)(now - window_ms));
   redisReply *r[5] = {0};

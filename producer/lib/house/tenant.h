@@ -5,7 +5,7 @@
  *
  * What this module owns:
  *   - the field names of a tenant hash and of a route hash
- *     (P:tenant:T:route:NAME, smtp_* fields only);
+ *     (P:tenant:T:route:NAME: smtp_*, oauth_* and rate_limits);
  *   - validation of every value (gateway, security, region, ports,
  *     integers, host names, addresses, URLs) and the defaults: explicit
  *     field > provider preset > port from security (465 tls, 587
@@ -19,13 +19,16 @@
  * section 2.1 (labels of letters, digits and hyphens) with IPv6 literals in
  * brackets (RFC 3986 section 3.2.2).
  *
- * librelayq-internal: not installed, not in relayq.h. Errors are sentences
- * that name the field and never quote a secret value.
+ * librelayq's house API (producer/lib/CMakeLists.txt): for the worker and
+ * the CLI, linked statically; not installed, not exported from the .so.
+ * Errors are sentences that name the field and never quote a secret value.
  */
 #ifndef RELAYQ_TENANT_H
 #define RELAYQ_TENANT_H
 
 #include <stddef.h>
+
+#include "ratelimit.h"
 
 enum rq_gateway { RQ_GW_PLATFORM, RQ_GW_SMTP, RQ_GW_MAILGUN };
 enum rq_security { RQ_SEC_STARTTLS, RQ_SEC_TLS, RQ_SEC_NONE };
@@ -49,6 +52,19 @@ enum rq_security { RQ_SEC_STARTTLS, RQ_SEC_TLS, RQ_SEC_NONE };
  * or with another key). A worker ends the job's attempt with `auth`. */
 #define RQ_TENANT_ESEALED (-2)
 
+/* v1.1 OAuth2 for SASL XOAUTH2 (smtp_auth=xoauth2): the provider's token
+ * endpoint and the app's credentials. Strings owned like rq_smtp_conf's;
+ * client_secret and refresh_token are opened plaintext, wiped on free. */
+enum rq_oauth_grant { RQ_GRANT_REFRESH_TOKEN, RQ_GRANT_CLIENT_CREDENTIALS };
+struct rq_oauth_conf {
+  char *token_url;     /* explicit, else the preset's */
+  char *client_id;
+  char *client_secret; /* plaintext; NULL for a public client */
+  char *refresh_token; /* plaintext; NULL with client_credentials */
+  char *scope;         /* explicit, else the preset's for the grant */
+  enum rq_oauth_grant grant;
+};
+
 /*
  * One SMTP server. Every string is malloc'd and owned by the struct that
  * holds it (freed by rq_tenant_free); NULL when absent. `password` is the
@@ -64,6 +80,9 @@ struct rq_smtp_conf {
   int max_connections; /* default RQ_TENANT_DEFAULT_MAX_CONNECTIONS */
   char *preset;        /* canonical preset name, or NULL */
   char *tls_pin;       /* smtp_tls_pin: "sha256//BASE64[,...]" as given, or NULL */
+  int xoauth2;         /* smtp_auth=xoauth2: `oauth` is complete and checked */
+  struct rq_oauth_conf oauth;
+  struct rq_rates rates; /* rate_limits, explicit else the preset's (n 0: none) */
 };
 
 /*
@@ -119,7 +138,8 @@ int rq_tenant_parse(const char *tenant_id, const char *const *fields,
 
 /*
  * Parses route hash P:tenant:T:route:NAME into t->routes[i] where
- * t->route_names[i] is route_name. Reads only smtp_* fields (others are
+ * t->route_names[i] is route_name. Reads only smtp_*, oauth_* and
+ * rate_limits fields (others are
  * ignored); smtp_host or smtp_preset is required; preset and port
  * defaults apply as for the tenant. Returns 0, or -1 with err (unknown
  * route name, invalid value); on error t->routes[i] is left empty.
@@ -136,7 +156,8 @@ int rq_tenant_domain_verified(const struct rq_tenant *t, const char *domain);
 /* Frees t and everything it owns, wiping secrets. NULL is fine. */
 void rq_tenant_free(struct rq_tenant *t);
 
-/* 1 for smtp_password, mailgun_api_key, dkim_private_key. */
+/* 1 for smtp_password, mailgun_api_key, dkim_private_key,
+ * oauth_client_secret, oauth_refresh_token. */
 int rq_tenant_field_is_secret(const char *field);
 /* 1 for every field the contract names (tenant and route hashes). */
 int rq_tenant_field_known(const char *field);
@@ -157,6 +178,21 @@ struct rq_preset {
   enum rq_security security;
   const char *source; /* URL of the page that documents it */
 };
+
+/* v1.1: what a preset adds beyond the endpoint (presets.c): the OAuth2
+ * token endpoint, the scope for delegated consent (refresh_token) and for
+ * app-only access (client_credentials), the provider's sending limits in
+ * rate_limits syntax and the page that documents them. Static. */
+struct rq_preset_extra {
+  const char *name;
+  const char *oauth_token_url;
+  const char *oauth_scope;
+  const char *oauth_scope_app; /* NULL: the provider has no app-only SMTP */
+  const char *rate_limits;
+  const char *limits_source;
+};
+/* The extra of a canonical preset name, or NULL. */
+const struct rq_preset_extra *rq_preset_extra(const char *canonical);
 
 /* Case-insensitive lookup by name or alias (outlook = office365); also
  * "ses:REGION" for "ses-REGION". NULL when unknown. */

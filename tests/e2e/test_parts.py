@@ -1,0 +1,131 @@
+#!/usr/bin/python3
+"""The parts of docs/architecture.md, checked on the build tree.
+
+Each part is a CMake target that sees only its own headers and those of
+the parts below it, and cmake/forbid.cmake stops it including a library
+it may not use. Here a one-line source is compiled with exactly the flags
+the build gives each part's own files: what the part may include must
+compile, what it may not must fail. librelayq.so must export `relayq_*`
+and nothing else, and the `relayq` CLI must hold none of the daemon.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+
+# part: (its CMake target dir inside the build tree, headers it may
+# include, headers it may not)
+PARTS = {
+    "rq_base": ("worker/base/CMakeFiles/rq_base.dir", ["log.h", "util.h"],
+                ["address.h", "smtp.h", "engine.h", "config.h", "<curl/curl.h>", "<uv.h>",
+                 "<hiredis/hiredis.h>"]),
+    "rq_mail": ("worker/mail/CMakeFiles/rq_mail.dir", ["address.h", "mime.h", "tenant.h", "log.h",
+                                                        "<relayq/relayq.h>", "<openssl/evp.h>"],
+                ["smtp.h", "curluv.h", "engine.h", "config.h", "internal.h", "client.h", "<curl/curl.h>",
+                 "<uv.h>", "<hiredis/hiredis.h>", "<hiredis/async.h>", "<msgpack.h>"]),
+    "rq_net": ("worker/net/CMakeFiles/rq_net.dir", ["smtp.h", "mailgun.h", "address.h", "<uv.h>",
+                                                    "<curl/curl.h>"],
+               ["engine.h", "rconn.h", "config.h", "internal.h", "<hiredis/hiredis.h>", "<msgpack.h>"]),
+    "relayq_cli": ("producer/cli/CMakeFiles/relayq_cli.dir", ["cli.h", "smtp.h", "mime.h", "settings.h",
+                                                             "tenant.h"],
+                   ["engine.h", "delivery.h", "rconn.h", "tenants.h", "internal.h", "client.h",
+                    "<msgpack.h>"]),
+    "relayq_obj": ("producer/lib/CMakeFiles/relayq_obj.dir", ["internal.h", "tenant.h", "<msgpack.h>"],
+                   ["util.h", "smtp.h", "<curl/curl.h>", "<uv.h>"]),
+}
+
+
+def compile_flags(target_dir):
+    """The defines, include dirs and C flags CMake gives the target's files."""
+    bdir = harness.build_dir()
+    flags_make = os.path.join(bdir, target_dir, "flags.make")
+    if os.path.isfile(flags_make):
+        flags = []
+        with open(flags_make) as f:
+            for line in f:
+                m = re.match(r"(C_DEFINES|C_INCLUDES|C_FLAGS) = (.*)$", line.rstrip("\n"))
+                if m:
+                    flags += shlex.split(m.group(2))
+        return flags
+    # Ninja keeps them per object in build.ninja.
+    with open(os.path.join(bdir, "build.ninja")) as f:
+        text = f.read()
+    block = re.search(r"build %s/[^\n]*\.c\.o:[^\n]*\n((?:  [^\n]*\n)+)" % re.escape(target_dir), text)
+    assert block, "no object of %s in build.ninja" % target_dir
+    flags = []
+    for line in block.group(1).splitlines():
+        m = re.match(r"\s+(DEFINES|INCLUDES|FLAGS) = (.*)$", line)
+        if m:
+            flags += shlex.split(m.group(2))
+    return flags
+
+
+def compiler():
+    """The C compiler the build tree uses (its flags may be clang's)."""
+    with open(os.path.join(harness.build_dir(), "CMakeCache.txt")) as f:
+        for line in f:
+            m = re.match(r"CMAKE_C_COMPILER:[A-Z]+=(.+)$", line.strip())
+            if m:
+                return m.group(1)
+    return "cc"
+
+
+def compiles(flags, header, workdir):
+    src = os.path.join(workdir, "probe.c")
+    with open(src, "w") as f:
+        f.write("#include %s\nint probe_unused;\n" % (header if header.startswith("<") else '"%s"' % header))
+    p = subprocess.run([compiler()] + [x for x in flags if x != "-Werror"] + ["-c", src, "-o", os.devnull],
+                       capture_output=True, text=True, timeout=60)
+    return p.returncode == 0, p.stderr
+
+
+def test_parts_see_only_what_they_may():
+    with tempfile.TemporaryDirectory(prefix="relayq-parts-") as work:
+        for part, (target_dir, allowed, forbidden) in PARTS.items():
+            flags = compile_flags(target_dir)
+            for h in allowed:
+                ok, err = compiles(flags, h, work)
+                assert ok, "%s cannot include %s, which it may:\n%s" % (part, h, err)
+            for h in forbidden:
+                ok, _ = compiles(flags, h, work)
+                assert not ok, "%s can include %s, which docs/architecture.md forbids it" % (part, h)
+
+
+def test_forbidden_library_says_why():
+    flags = compile_flags(PARTS["rq_mail"][0])
+    with tempfile.TemporaryDirectory(prefix="relayq-parts-") as work:
+        ok, err = compiles(flags, "<curl/curl.h>", work)
+        assert not ok and "libcurl is not for this part" in err, err
+
+
+def defined_symbols(path, dynamic):
+    p = subprocess.run(["nm", "--defined-only"] + (["-D"] if dynamic else []) + [path],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return {line.split()[-1] for line in p.stdout.splitlines() if len(line.split()) == 3}
+
+
+def test_shared_library_exports_only_the_public_api():
+    syms = defined_symbols(os.path.join(harness.build_dir(), "librelayq.so"), dynamic=True)
+    assert "relayq_job_encode" in syms and "relayq_enqueue" in syms, sorted(syms)
+    stray = sorted(s for s in syms if not s.startswith("relayq_") or s.startswith("relayq__"))
+    assert not stray, "librelayq.so exports more than relayq.h: %s" % stray
+
+
+def test_cli_holds_none_of_the_daemon():
+    syms = defined_symbols(harness.binary("relayq"), dynamic=False)
+    daemon = sorted(s for s in syms if re.match(r"rq_(engine|fetch|delivery|status|tenants|heartbeat|metrics|"
+                                                 r"rconn|redis_uv)_", s))
+    assert not daemon, "the relayq CLI links daemon code: %s" % daemon[:10]
+    assert any(s.startswith("rq_smtp_") for s in syms)  # the transports it does link
+
+
+if __name__ == "__main__":
+    harness.main(globals())
