@@ -38,6 +38,7 @@ struct rq_budget {
   size_t max;                 /* --max-inflight-bytes */
   size_t held;                /* payload bytes of every job held */
   size_t waiting;             /* jobs the last fetch left in Redis for the budget */
+  size_t min_left;            /* the smallest of them (bytes) */
   uint64_t waits_total;       /* every such job, each time it was left */
   uint64_t oversize_total;    /* jobs larger than the whole budget, taken alone */
   int oversize;               /* such a job waits: fetch nothing until held == 0 */

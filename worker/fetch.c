@@ -85,6 +85,14 @@ static void fetch_tick(uv_timer_t *t) { rq_fetch_kick(t->data); }
 
 static void later(struct rq_engine *eng, uint64_t ms) { uv_timer_start(&eng->fetch_timer, fetch_tick, ms, 0); }
 
+/* The budget wait is over (see rq_fetch_kick): fetch even if the jobs
+ * left last time still do not fit, so other tenants' new work is seen. */
+static void budget_tick(uv_timer_t *t) {
+  struct rq_engine *eng = t->data;
+  eng->budget.min_left = 0;
+  rq_fetch_kick(eng);
+}
+
 static void on_blmove(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct rq_engine *eng = priv;
@@ -156,10 +164,13 @@ static void block_idle(struct rq_engine *eng) {
 static void note_budget(struct rq_engine *eng, const redisReply *reply) {
   struct rq_budget *b = &eng->budget;
   b->waiting = 0;
+  b->min_left = 0;
   b->oversize = 0;
-  if (reply->elements < 7 || reply->element[3]->type != REDIS_REPLY_INTEGER) return;
+  if (reply->elements < 8 || reply->element[3]->type != REDIS_REPLY_INTEGER) return;
   b->waiting = (size_t)reply->element[3]->integer;
   b->waits_total += b->waiting;
+  if (reply->element[7]->type == REDIS_REPLY_INTEGER && reply->element[7]->integer > 0)
+    b->min_left = (size_t)reply->element[7]->integer;
   long long size = reply->element[4]->type == REDIS_REPLY_INTEGER ? reply->element[4]->integer : 0;
   if (b->waiting == 0 || size <= 0 || (size_t)size <= b->max) return;
   const redisReply *t = reply->element[5], *q = reply->element[6];
@@ -279,6 +290,14 @@ void rq_fetch_kick(struct rq_engine *eng) {
   /* Out of budget, or a job larger than the whole budget waits for this
    * worker to empty: resumed by rq_engine_job_done. */
   if (eng->held > 0 && (eng->budget.oversize || rq_budget_room(&eng->budget) <= 0)) return;
+  /* Nothing the last fetch tried fits yet: asking again would only copy a
+   * big job out of Redis and back. New work of other tenants is looked
+   * for at least every IDLE_POLL_MS. */
+  if (eng->held > 0 && eng->budget.waiting > 0 && rq_budget_room(&eng->budget) < (int64_t)eng->budget.min_left) {
+    if (!uv_is_active((uv_handle_t *)&eng->fetch_timer))
+      uv_timer_start(&eng->fetch_timer, budget_tick, IDLE_POLL_MS, 0);
+    return;
+  }
   uv_timer_stop(&eng->fetch_timer);
   start_fetch(eng);
 }

@@ -134,7 +134,7 @@
  * Returns { {payload...}, {queue index (1-based)...}, next due score or
  * false, jobs left for the budget, size of the largest of them, its
  * tenant ("~shared" for the shared queue), its queue index (0-based; the
- * worker passes it as ARGV[5] with ARGV[11]) }. */
+ * worker passes it as ARGV[5] with ARGV[11]), size of the smallest left }. */
 static const char FETCH[] =
   LUA_FIRST_QUEUE
   LUA_TENANT_OF
@@ -188,24 +188,41 @@ static const char FETCH[] =
   "local free, alone = tonumber(ARGV[9]), ARGV[10] == '1'\n"
   "local full = {}\n"
   "for i = 13, 12 + tonumber(ARGV[12]) do full[ARGV[i]] = true end\n"
-  "local left, left_size, left_t, left_q = 0, 0, '', 0\n"
-  /* RPOP up to n from key, keeping what fits the budget; the rest goes
-   * back to the same end in the same order. Returns the jobs taken (or
-   * nil when key is empty) and whether one was left for the budget. */
+  "local left, left_size, left_t, left_q, left_min = 0, 0, '', 0, 0\n"
+  "local est = 0\n"
+  /* RPOP up to n from key, keeping what fits the budget; a job that does
+   * not fit goes back to the same end (with any popped after it, in
+   * order) and ends the list's turn. Jobs are popped one at a time until
+   * the largest seen so far shows that n of them fit twice over, so near
+   * the budget at most one big job is copied out and back per list.
+   * Returns whether anything was popped, and whether a job was left. */
   "local function take(key, n, qi, t)\n"
-  "  local got = redis.call('RPOP', key, n)\n"
-  "  if not got then return nil, false end\n"
-  "  local keep = #got\n"
-  "  for i, m in ipairs(got) do\n"
-  "    if #m > free and not (alone and #out == 0) then keep = i - 1; break end\n"
-  "    free = free - #m\n"
-  "    out[#out + 1] = m; qidx[#qidx + 1] = qi + 1\n"
+  "  local any = false\n"
+  "  while n > 0 do\n"
+  "    local got\n"
+  "    if n > 1 and est > 0 and est * 2 * n <= free then\n"
+  "      got = redis.call('RPOP', key, n)\n"
+  "    else\n"
+  "      local one = redis.call('RPOP', key)\n"
+  "      got = one and {one} or nil\n"
+  "    end\n"
+  "    if not got then return any, false end\n"
+  "    any = true\n"
+  "    for i, m in ipairs(got) do\n"
+  "      if #m > free and not (alone and #out == 0) then\n"
+  "        left = left + 1\n"
+  "        if #m > left_size then left_size, left_t, left_q = #m, t, qi end\n"
+  "        if left_min == 0 or #m < left_min then left_min = #m end\n"
+  "        for j = #got, i, -1 do redis.call('RPUSH', key, got[j]) end\n"
+  "        return true, true\n"
+  "      end\n"
+  "      free = free - #m\n"
+  "      if #m > est then est = #m end\n"
+  "      out[#out + 1] = m; qidx[#qidx + 1] = qi + 1\n"
+  "    end\n"
+  "    n = n - #got\n"
   "  end\n"
-  "  if keep == #got then return got, false end\n"
-  "  left = left + 1\n"
-  "  if #got[keep + 1] > left_size then left_size, left_t, left_q = #got[keep + 1], t, qi end\n"
-  "  for i = #got, keep + 1, -1 do redis.call('RPUSH', key, got[i]) end\n"
-  "  return got, true\n"
+  "  return any, false\n"
   "end\n"
   "local start = tonumber(ARGV[5]) % nq\n"
   /* Alone, serve the list a too-large job waits in first, so a stream of
@@ -250,7 +267,7 @@ static const char FETCH[] =
   "  end\n"
   "end\n"
   "local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
-  "return {out, qidx, nxt[2] or false, left, left_size, left_t, left_q}\n";
+  "return {out, qidx, nxt[2] or false, left, left_size, left_t, left_q, left_min}\n";
 
 /* CLAIM: one job, before sending.
  * KEYS[1] status hash, KEYS[2] events channel, KEYS[3] quota zset (or ""),

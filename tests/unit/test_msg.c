@@ -55,7 +55,7 @@ static void read_all(const struct rq_msg *m, size_t chunk, struct rq_buf *out) {
 }
 
 static void same_bytes(const struct rq_buf *a, const struct rq_buf *b, const char *what) {
-  if (a->len != b->len || memcmp(a->data, b->data, a->len) != 0) {
+  if (a->len != b->len || (a->len > 0 && memcmp(a->data, b->data, a->len) != 0)) {
     size_t i = 0;
     while (i < a->len && i < b->len && a->data[i] == b->data[i]) i++;
     CHECK_FAIL_("%s: %zu vs %zu bytes, first difference at %zu", what, a->len, b->len, i);
