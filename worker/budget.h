@@ -17,8 +17,8 @@
  *     that job alone.
  *
  * The message built from a job borrows the payload (msg.h), so the payload
- * bytes are most of a job's memory: about 1.1 resident bytes per payload
- * byte in flight (docs/performance.md).
+ * bytes are most of a job's memory: about 1.15 resident bytes per payload
+ * byte in flight, measured (docs/performance.md).
  *
  * Ownership: struct rq_budget lives in the engine; its per-tenant entries
  * are owned here and freed when their bytes reach 0. A job remembers its
