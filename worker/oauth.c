@@ -33,7 +33,7 @@
 #define WAIT_MAX_MS 20000    /* most a job waits for another worker's refresh */
 #define FAIL_MEMO_MS 300000  /* a refused grant is not retried for these credentials */
 #define STALE_OK_MS 30000    /* an old token still this far from expiry serves when a refresh fails */
-#define TOKEN_TIMEOUT_MS 30000
+#define TOKEN_TIMEOUT_MS 20000 /* well inside LOCK_MS: a slow answer never overlaps a second refresh */
 
 struct waiter {
   rq_oauth_cb cb;
@@ -243,6 +243,10 @@ static const char ROTATE_LUA[] =
     "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
     "if cur == ARGV[2] or (ARGV[2] == '' and not cur) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 end\n"
     "return 0";
+/* The hash lives at least as long as the memo (never shortened). */
+static const char KEEP_LUA[] =
+    "local t = redis.call('PTTL', KEYS[1]) if t >= 0 and t < tonumber(ARGV[1]) or t == -1 then "
+    "redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return 0";
 static const char INVALIDATE_LUA[] =
     "if redis.call('HGET', KEYS[1], 'access_token') == ARGV[1] then return redis.call('HDEL', KEYS[1], "
     "'access_token', 'expires_at', 'refresh_at') end return 0";
@@ -351,6 +355,10 @@ static void on_http(const struct rq_oauth_token *tok, void *arg) {
     const char *hset[] = {"HSET", e->key, "error", tok->error, "error_detail", tok->detail, "error_cred", e->cred,
                           "error_until", until_s};
     cmd_nocb(o, 10, hset);
+    char ttl_s[24];
+    rq_fmt_i64(ttl_s, sizeof ttl_s, FAIL_MEMO_MS + 60000);
+    const char *keep[] = {"EVAL", KEEP_LUA, "1", e->key, ttl_s};
+    cmd_nocb(o, 5, keep);
     release_lock(e);
     RQ_LOG_FIELDS(RQ_LOG_WARN, "oauth token refused", {"tenant", e->tenant}, {"route", route},
                   {"error", tok->error}, {"detail", tok->detail});

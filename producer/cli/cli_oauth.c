@@ -34,8 +34,9 @@ static void on_closed(void *arg) {
   *(int *)arg = 1;
 }
 
-int cli_oauth_token(const struct rq_smtp_conf *c, const char *ca_file, long timeout_ms, char **token,
-                    char **rotated, struct rq_probe_stage *stage, struct rq_probe_report *r) {
+int cli_oauth_token(const struct rq_smtp_conf *c, const char *ca_file, long timeout_ms,
+                    const struct rq_netpolicy *netpolicy, char **token, char **rotated,
+                    struct rq_probe_stage *stage, struct rq_probe_report *r) {
   struct outcome o;
   uv_loop_t loop;
   int closed = 0;
@@ -53,9 +54,7 @@ int cli_oauth_token(const struct rq_smtp_conf *c, const char *ca_file, long time
       .scope = c->oauth.scope,
       .ca_file = ca_file,
       .timeout_ms = timeout_ms > 0 ? timeout_ms : RQ_PROBE_DEFAULT_TIMEOUT_MS,
-      /* The CLI's --allow-private-nets boundary joins here once the CLI
-       * has one (the probe's SMTP connect has the same gap). */
-      .netpolicy = NULL,
+      .netpolicy = netpolicy, /* --mode/--allow-private-nets, as a worker's */
   };
   if (!curl || rq_oauth_http_request(curl, &q, on_token, &o) != 0) {
     o.done = 1;

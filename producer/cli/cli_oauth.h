@@ -14,13 +14,16 @@
 #include "probe.h"
 #include "tenant.h"
 
-/* The token step of a probe. Returns 0 with *token (malloc'd; the caller
+struct rq_netpolicy;
+
+/* The token step of a probe, inside netpolicy (NULL: onprem). Returns 0 with *token (malloc'd; the caller
  * wipes and frees) and *rotated (a new refresh token the provider issued,
  * malloc'd, or NULL), the passed step kept in *stage for
  * cli_oauth_stage_first; or -1 with r filled as a failed report (category
  * "auth", or "config" for a token URL the CLI cannot use). */
-int cli_oauth_token(const struct rq_smtp_conf *c, const char *ca_file, long timeout_ms, char **token,
-                    char **rotated, struct rq_probe_stage *stage, struct rq_probe_report *r);
+int cli_oauth_token(const struct rq_smtp_conf *c, const char *ca_file, long timeout_ms,
+                    const struct rq_netpolicy *netpolicy, char **token, char **rotated,
+                    struct rq_probe_stage *stage, struct rq_probe_report *r);
 
 /* Puts the token step before the SMTP stages of r (rq_probe_smtp_run
  * starts its report afresh). */

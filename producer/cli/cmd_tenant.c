@@ -699,7 +699,8 @@ static void probe_conf(const struct rq_smtp_conf *c, const struct topts *o, cons
                        struct rq_probe_report *r, char **rotated) {
   char *token = NULL, *rt = NULL;
   struct rq_probe_stage tok_stage;
-  if (c->xoauth2 && cli_oauth_token(c, o->ca_file, o->timeout_ms, &token, &rt, &tok_stage, r) != 0) {
+  if (c->xoauth2 && cli_oauth_token(c, o->ca_file, o->timeout_ms, o->netpolicy.enforce ? &o->netpolicy : NULL,
+                                    &token, &rt, &tok_stage, r) != 0) {
     policy_notes(r, c);
     return;
   }
@@ -715,6 +716,7 @@ static void probe_conf(const struct rq_smtp_conf *c, const struct topts *o, cons
       .rcpt = o->probe_rcpt,
       .timeout_ms = o->timeout_ms,
       .netpolicy = &o->netpolicy,
+      .tls_pin = c->tls_pin,
       .bearer = token,
   };
   rq_probe_smtp_run(&p, r);
@@ -955,10 +957,15 @@ static int saas_refusal(const struct topts *o, const struct kvs *merged, const u
       rq_tenant_free(t);
       return CLI_OK; /* the shape checks already judged it */
     }
-    refused = cli_saas_smtp_refusal(&o->netpolicy, &t->routes[0], why, sizeof why);
+    refused = cli_saas_smtp_refusal(&o->netpolicy, &t->routes[0], why, sizeof why) ||
+              (t->routes[0].xoauth2 && cli_saas_url_refusal(&o->netpolicy, "oauth_token_url",
+                                                           t->routes[0].oauth.token_url, why, sizeof why));
   } else {
     if (rq_tenant_parse(o->tenant, f, v, merged->n, NULL, 0, 0, &t, err, sizeof err) != 0) return CLI_OK;
-    if (t->gateway == RQ_GW_SMTP) refused = cli_saas_smtp_refusal(&o->netpolicy, &t->smtp, why, sizeof why);
+    if (t->gateway == RQ_GW_SMTP)
+      refused = cli_saas_smtp_refusal(&o->netpolicy, &t->smtp, why, sizeof why) ||
+                (t->smtp.xoauth2 &&
+                 cli_saas_url_refusal(&o->netpolicy, "oauth_token_url", t->smtp.oauth.token_url, why, sizeof why));
     else if (t->gateway == RQ_GW_MAILGUN)
       refused = cli_saas_url_refusal(&o->netpolicy, "mailgun_base_url", t->mailgun_base_url, why, sizeof why);
   }
@@ -1434,7 +1441,7 @@ static int build_test_message(const struct rq_route_settings *rs, const struct r
  * could not start. */
 static int send_now(const struct rq_config *cfg, const struct rq_route *route, const char *envelope_from,
                     const char *const *rcpts, size_t n, const struct rq_buf *msg, long timeout_ms,
-                    struct outcome *out) {
+                    const char *bearer, struct outcome *out) {
   uv_loop_t loop;
   int closed = 0, rc = -1;
   if (uv_loop_init(&loop) != 0) return cli_fail(-1, "cannot start an event loop.");
@@ -1467,6 +1474,7 @@ static int send_now(const struct rq_config *cfg, const struct rq_route *route, c
     struct rq_smtp_target t;
     rq_settings_smtp_target(cfg, route, &t);
     t.timeout_ms = timeout_ms;
+    if (bearer) t.password = bearer; /* smtp_auth=xoauth2: the access token just issued */
     started = smtp != NULL ? rq_smtp_send(smtp, &t, envelope_from, rcpts, n, msg->data, msg->len, on_smtp, out) : -1;
     if (started != 0 && smtp != NULL)
       cli_fail(CLI_FAIL, "the test message could not be started: %s.", rq_smtp_strerror(started));
@@ -1548,6 +1556,7 @@ static int report_outcome(const struct outcome *out, const char *const *rcpts, s
 }
 
 static int cmd_test(struct topts *o, struct cli_ctx *ctx) {
+  char *bearer = NULL, *rotated = NULL;
   struct stored s = {0};
   struct rq_tenant *t = NULL;
   struct rq_config cfg;
@@ -1636,9 +1645,28 @@ static int cmd_test(struct topts *o, struct cli_ctx *ctx) {
   fflush(stdout);
   struct outcome out = {0};
   long timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : (long)cfg.smtp_timeout_ms;
-  if (send_now(&cfg, &route, snd.envelope_from, rcpts, (size_t)o->n_to, &msg, timeout_ms, &out) != 0) goto out;
+  if (route.smtp_conf && route.smtp_conf->xoauth2) {
+    /* A token as a worker would get it; a rotated refresh token is saved. */
+    struct rq_probe_report rep;
+    struct rq_probe_stage st;
+    if (cli_oauth_token(route.smtp_conf, cfg.ca_file, timeout_ms, route.netpolicy, &bearer, &rotated, &st, &rep) != 0) {
+      rc = cli_fail(CLI_FAIL, "not sent: %s.", rep.error);
+      goto out;
+    }
+    if (rotated && save_rotated(c, o, cfg.have_secret_key ? cfg.secret_key : NULL, rotated) != 0) goto out;
+  }
+  if (send_now(&cfg, &route, snd.envelope_from, rcpts, (size_t)o->n_to, &msg, timeout_ms, bearer, &out) != 0)
+    goto out;
   rc = report_outcome(&out, rcpts, (size_t)o->n_to);
 out:
+  if (bearer) {
+    OPENSSL_cleanse(bearer, strlen(bearer));
+    free(bearer);
+  }
+  if (rotated) {
+    OPENSSL_cleanse(rotated, strlen(rotated));
+    free(rotated);
+  }
   rq_buf_free(&msg);
   rq_tenant_free(t);
   stored_free(&s);

@@ -499,6 +499,7 @@ static int parse_oauth(struct ctx *c, const char *const v[F__COUNT],
   const char *rl = v[F_RATE_LIMITS] != NULL
                        ? v[F_RATE_LIMITS]
                        : (px != NULL ? px->rate_limits : NULL);
+  if (rl != NULL && lower_eq(rl, "none")) rl = NULL; /* no limit, not the preset's */
   if (rq_rates_parse(rl, &conf->rates, rerr, sizeof rerr) != 0)
     return fail(c, "%s%s", rerr,
                 v[F_RATE_LIMITS] == NULL ? " (from the preset)" : "");

@@ -191,6 +191,14 @@ def test_token_url_inside_the_boundary_is_refused():
                 assert st["state"] == "failed" and st["error"] == "policy", st
                 assert "oauth_token_url" in st["detail"], st
             assert "s3cret" not in w.log_text()
+        # The CLI in the same mode refuses to save (or contact) it either.
+        p = run_relayq(r, "tenant", "set", "gamma", "gateway=smtp", "smtp_host=smtp.example.com",
+                       "smtp_user=" + USER, "smtp_auth=xoauth2",
+                       "oauth_token_url=https://localhost:%d/token" % ep.port, "oauth_client_id=app-1",
+                       "oauth_refresh_token=rt-0", "oauth_scope=" + SCOPE, env=ENV,
+                       allow_private_nets=None)
+        assert p.returncode != 0 and "oauth_token_url" in p.stderr, p.stdout + p.stderr
+        assert not r.client.exists(r.key("tenant", "gamma"))
         assert ep.count() == 0, ep.requests
 
 
@@ -217,6 +225,13 @@ def test_cli_set_and_verify_sign_in_for_real():
         # verify: another real refresh, and the rotation saved again.
         v = cli(r, "tenant", "verify", "acme", "--ca-file", smtp.cafile, env=ENV)
         assert v.returncode == 0, v.stdout + v.stderr
+        rt = r.client.hget(r.key("tenant", "acme"), "oauth_refresh_token").decode()
+        assert open_v2(rt, "tenant:acme", "oauth_refresh_token") == ep.current_refresh_token
+        # test: a real message through the route, signed in the same way.
+        t = cli(r, "tenant", "test", "acme", "--to", "ops@dest.example", "--ca-file", smtp.cafile,
+                env=dict(ENV, RELAYQ_CA_FILE=smtp.cafile))
+        assert t.returncode == 0, t.stdout + t.stderr
+        assert smtp.messages()[-1]["auth_user"] == USER
         rt = r.client.hget(r.key("tenant", "acme"), "oauth_refresh_token").decode()
         assert open_v2(rt, "tenant:acme", "oauth_refresh_token") == ep.current_refresh_token
         # A refused grant: not saved, and the reason.

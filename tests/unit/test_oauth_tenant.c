@@ -99,6 +99,10 @@ static void test_xoauth2_fields(void) {
     CHECK_INT(t->smtp.rates.r[0].period_ms, ==, 1000);
   }
   rq_tenant_free(t);
+  /* rate_limits=none: no limit, not the preset's. */
+  t = PARSE("smtp_preset", "office365", "rate_limits", "none");
+  CHECK(t != NULL && t->smtp.rates.n == 0);
+  rq_tenant_free(t);
   /* client_credentials: Office 365's /common/ endpoint is not used. */
   REJECT("your directory's own", "gateway", "smtp", "smtp_preset", "office365", "smtp_user", "a@acme.example",
          "smtp_auth", "xoauth2", "oauth_grant", "client_credentials", "oauth_client_id", "c", "oauth_client_secret",

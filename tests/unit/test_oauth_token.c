@@ -3,8 +3,11 @@
 #include <string.h>
 
 #include "check.h"
+#include "classify.h"
 #include "json_scan.h"
 #include "oauth_token.h"
+#include "smtp_proto.h"
+#include "util.h"
 
 static struct rq_oauth_token T;
 
@@ -74,5 +77,43 @@ int main(void) {
   CHECK(strstr(T.detail, "retries") != NULL);
   parse(404, "not found");
   CHECK_INT(T.outcome, ==, RQ_OAUTH_TEMP);
+  /* SASL XOAUTH2's initial response: Google's worked example. */
+  struct rq_buf cmd;
+  rq_buf_init(&cmd);
+  rq_smtp_cmd_auth_xoauth2(&cmd, "someuser@example.com", "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg");
+  CHECK_STR(cmd.data, "AUTH XOAUTH2 dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52"
+                    "YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ==\r\n");
+  rq_buf_free(&cmd);
+  struct rq_smtp_caps caps;
+  const char *ehlo = "250-smtp.gmail.com at your service\r\n250-AUTH LOGIN PLAIN XOAUTH2 PLAIN-CLIENTTOKEN "
+                     "OAUTHBEARER XOAUTH\r\n250 SMTPUTF8\r\n";
+  memset(&caps, 0, sizeof caps);
+  rq_smtp_caps_parse(ehlo, strlen(ehlo), &caps);
+  CHECK(caps.auth_xoauth2 && caps.auth_plain && caps.auth_login);
+
+  /* Microsoft with Basic authentication off, on a password route. */
+  struct { int code; const char *enh, *text; int stage; int verdict, error; const char *needle; } rows[] = {
+      {535, "5.7.139", "Authentication unsuccessful, basic authentication is disabled.", RQ_STAGE_AUTH, RQ_PERM,
+       RQ_ERR_AUTH, "switch to smtp_auth=xoauth2"},
+      {550, "5.7.30", "Basic authentication is not supported for Client Submission.", RQ_STAGE_MAIL, RQ_PERM,
+       RQ_ERR_AUTH, "switch to smtp_auth=xoauth2"},
+      {535, "5.7.3", "Authentication unsuccessful", RQ_STAGE_AUTH, RQ_PERM, RQ_ERR_AUTH, "smtp_auth=xoauth2"},
+      {535, "5.7.139", "Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.",
+       RQ_STAGE_AUTH, RQ_PERM, RQ_ERR_AUTH, "enable Authenticated SMTP"},
+      {454, "4.7.0", "Temporary authentication failure", RQ_STAGE_AUTH, RQ_TEMP, RQ_ERR_AUTH, "retries"},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    struct rq_reply r;
+    struct rq_class c;
+    memset(&r, 0, sizeof r);
+    r.code = rows[i].code;
+    snprintf(r.enhanced, sizeof r.enhanced, "%s", rows[i].enh);
+    snprintf(r.text, sizeof r.text, "%s", rows[i].text);
+    rq_classify_smtp((enum rq_smtp_stage)rows[i].stage, &r, &c);
+    CHECK_INT(c.verdict, ==, rows[i].verdict);
+    CHECK_INT(c.error, ==, rows[i].error);
+    if (!strstr(c.detail, rows[i].needle)) fprintf(stderr, "row %zu: %s\n", i, c.detail);
+    CHECK(strstr(c.detail, rows[i].needle) != NULL);
+  }
   return CHECK_DONE();
 }
