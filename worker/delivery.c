@@ -811,14 +811,18 @@ void rq_delivery_resume_waiting(struct rq_engine *eng) {
 static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
   const struct relayq_job *j = jc->job;
   if (j->raw) {
-    /* The sender rule rewrites the raw From header in place, so the raw
-     * message passes through one temporary buffer before it becomes the
-     * message's literal segment. */
+    /* The sender rule rewrites the raw From header, so the header block
+     * passes through one temporary buffer before it becomes the message's
+     * literal segment; the body stays in the payload (msg.h). */
+    size_t head = rq_mime_raw_head(j->raw, j->raw_len);
     struct rq_buf raw;
     rq_buf_init(&raw);
-    rq_mime_raw(j->raw, j->raw_len, &raw);
+    rq_mime_raw(j->raw, head, &raw);
     rq_route_raw_from(&jc->eng->routing, jc->tenant->t, j, &jc->route, &raw); /* sender rule, then DKIM */
-    rq_mime_raw_msg((const unsigned char *)raw.data, raw.len, &jc->msg);
+    rq_msg_reset(&jc->msg);
+    rq_buf_append(&jc->msg.lit, raw.data, raw.len);
+    rq_msg_add_crlf(&jc->msg, j->raw + head, j->raw_len - head);
+    rq_msg_finish(&jc->msg);
     rq_buf_free(&raw);
     return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
   }

@@ -7,7 +7,8 @@
  *     literal bytes (headers, text and HTML parts, MIME boundaries; all in
  *     one owned buffer) and base64 segments, whose input bytes are borrowed
  *     (the attachment data of the decoded job, which points into the job's
- *     payload: relayq_job_decode_ref);
+ *     payload: relayq_job_decode_ref), and line-end-normalised segments
+ *     (the body of a raw message, read with bare CR/LF as CRLF);
  *   - struct rq_msg_cursor: reading the message from any offset in chunks
  *     of any size; a base64 segment is encoded a line at a time while it is
  *     read, into the caller's buffer (or one 80-byte line when the caller's
@@ -32,12 +33,12 @@
 
 #include "util.h"
 
-enum rq_msg_kind { RQ_MSG_LIT, RQ_MSG_B64 };
+enum rq_msg_kind { RQ_MSG_LIT, RQ_MSG_B64, RQ_MSG_CRLF };
 
 struct rq_msg_seg {
   enum rq_msg_kind kind;
   size_t off;               /* RQ_MSG_LIT: start in lit */
-  const unsigned char *src; /* RQ_MSG_B64: input (borrowed) */
+  const unsigned char *src; /* RQ_MSG_B64, RQ_MSG_CRLF: input (borrowed) */
   size_t n;                 /* input bytes (LIT: the bytes themselves) */
   size_t out_len;           /* bytes this segment reads as */
 };
@@ -62,6 +63,10 @@ void rq_msg_reset(struct rq_msg *m);
  * Nothing for n == 0. */
 void rq_msg_add_b64(struct rq_msg *m, const void *p, size_t n);
 
+/* Adds n bytes at p (borrowed) as they are, except that bare CR and bare
+ * LF read as CRLF (rq_mime_raw's rule: the body of a raw message). */
+void rq_msg_add_crlf(struct rq_msg *m, const void *p, size_t n);
+
 /* Closes the last literal run and computes len and has_8bit. */
 void rq_msg_finish(struct rq_msg *m);
 
@@ -85,7 +90,8 @@ struct rq_msg_cursor {
   size_t seg;             /* current segment */
   size_t pos;             /* bytes of it already read */
   size_t in;              /* B64: input bytes encoded so far */
-  unsigned char line[80]; /* B64: one encoded line the caller had no room for */
+  unsigned char line[80]; /* B64: one encoded line the caller had no room for;
+                             CRLF: line_len 1 when the LF of a CRLF is owed */
   size_t line_len, line_off;
   size_t total;           /* bytes read from the start */
 };
