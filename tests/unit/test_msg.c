@@ -73,8 +73,12 @@ static void stuff_all(struct rq_smtp_stuffer *st, size_t cap, struct rq_buf *out
   }
 }
 
-static size_t pull_cur(void *arg, char *out, size_t cap) {
-  return rq_msg_read(arg, out, cap);
+/* The stuffer's source, as smtp.c's: literal bytes in place, encoded
+ * ones through a window of pull_cap bytes. */
+static char pull_win[8192 * 3 + 5];
+static size_t pull_cap;
+static const char *pull_cur(void *arg, size_t *len) {
+  return rq_msg_next(arg, pull_win, pull_cap, len);
 }
 
 static EVP_PKEY *rsa, *ed;
@@ -143,12 +147,12 @@ static void check_job(const struct relayq_job *job, const char *name) {
   struct rq_buf sa, sb;
   rq_buf_init(&sa), rq_buf_init(&sb);
   static const size_t caps[] = {2, 3, 64, 8192};
-  static char winbuf[8192 * 3 + 5];
   for (size_t i = 0; i < sizeof caps / sizeof *caps; i++) {
     rq_smtp_stuffer_init(a, flat.data, flat.len);
     stuff_all(a, caps[i], &sa);
     rq_msg_cursor_init(&c, &m);
-    rq_smtp_stuffer_init_pull(b, pull_cur, &c, winbuf, i == 0 ? 1 : caps[i] * 3 + 5); /* windows of 1 byte too */
+    pull_cap = i == 0 ? 1 : caps[i] * 3 + 5; /* windows of 1 byte too */
+    rq_smtp_stuffer_init_pull(b, pull_cur, &c);
     stuff_all(b, caps[i], &sb);
     same_bytes(&sb, &sa, "stuffed");
   }

@@ -13,11 +13,13 @@ enum { B64_IN = RQ_B64_LINE / 4 * 3, B64_OUT = RQ_B64_LINE + 2 }; /* 57 bytes in
 void rq_msg_init(struct rq_msg *m) {
   memset(m, 0, sizeof *m);
   rq_buf_init(&m->lit);
+  m->seg = m->inline_seg;
+  m->cap_seg = sizeof m->inline_seg / sizeof *m->inline_seg;
 }
 
 void rq_msg_free(struct rq_msg *m) {
   rq_buf_free(&m->lit);
-  free(m->seg);
+  if (m->seg != m->inline_seg) free(m->seg);
   rq_msg_init(m);
 }
 
@@ -38,8 +40,13 @@ size_t rq_msg_b64_len(size_t n) {
 
 static struct rq_msg_seg *push(struct rq_msg *m) {
   if (m->n_seg == m->cap_seg) {
-    m->cap_seg = m->cap_seg ? 2 * m->cap_seg : 4;
-    m->seg = rq_xrealloc(m->seg, m->cap_seg * sizeof *m->seg);
+    m->cap_seg *= 2;
+    if (m->seg == m->inline_seg) {
+      m->seg = rq_xmalloc(m->cap_seg * sizeof *m->seg);
+      memcpy(m->seg, m->inline_seg, sizeof m->inline_seg);
+    } else {
+      m->seg = rq_xrealloc(m->seg, m->cap_seg * sizeof *m->seg);
+    }
   }
   struct rq_msg_seg *s = &m->seg[m->n_seg++];
   memset(s, 0, sizeof *s);
@@ -238,6 +245,25 @@ size_t rq_msg_read(struct rq_msg_cursor *c, char *out, size_t cap) {
   }
   c->total += n;
   return n;
+}
+
+const char *rq_msg_next(struct rq_msg_cursor *c, char *buf, size_t cap, size_t *len) {
+  const struct rq_msg *m = c->m;
+  if (c->seg >= m->n_seg) {
+    *len = 0;
+    return NULL;
+  }
+  const struct rq_msg_seg *s = &m->seg[c->seg];
+  if (s->kind != RQ_MSG_LIT) {
+    *len = rq_msg_read(c, buf, cap);
+    return *len ? buf : NULL;
+  }
+  const char *p = m->lit.data + s->off + c->pos;
+  *len = s->n - c->pos;
+  c->total += *len;
+  c->seg++;
+  c->pos = c->in = c->line_len = c->line_off = 0;
+  return p;
 }
 
 int rq_msg_seek(struct rq_msg_cursor *c, size_t off) {

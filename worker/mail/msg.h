@@ -20,7 +20,9 @@
  * rq_b64_lines(data, n) without its last CRLF (the MIME delimiter that
  * follows brings its own), which is what rq_mime_build writes.
  *
- * Ownership: the rq_msg owns its literal buffer and segment array; a
+ * Ownership: the rq_msg owns its literal buffer and segment array (it
+ * points into the struct itself for up to 3 segments: never copy an
+ * rq_msg, only pointers to it); a
  * base64 segment's input is borrowed and must stay unchanged until the
  * message is freed or reset (for the worker: the job context owns both
  * the payload and the message and frees the message first). A cursor
@@ -45,7 +47,8 @@ struct rq_msg_seg {
 
 struct rq_msg {
   struct rq_buf lit;        /* every literal byte, segments in any order */
-  struct rq_msg_seg *seg;   /* owned */
+  struct rq_msg_seg *seg;   /* inline_seg, or owned when more are needed */
+  struct rq_msg_seg inline_seg[3]; /* a text message needs 1, one attachment 3: no malloc */
   size_t n_seg, cap_seg;
   size_t open;              /* start in lit of the literal run not yet a segment */
   size_t len;               /* total bytes, valid after rq_msg_finish */
@@ -102,6 +105,12 @@ void rq_msg_cursor_init(struct rq_msg_cursor *c, const struct rq_msg *m);
 /* Copies the next bytes into out, at most cap; returns how many, 0 only
  * at the end. */
 size_t rq_msg_read(struct rq_msg_cursor *c, char *out, size_t cap);
+
+/* The next bytes without copying literal ones: a pointer into m's
+ * literal buffer (the rest of a literal segment), or into buf (up to cap
+ * bytes of an encoded segment), with their count in *len; NULL at the
+ * end. The pointer is valid until the next call. */
+const char *rq_msg_next(struct rq_msg_cursor *c, char *buf, size_t cap, size_t *len);
 
 /* Moves to offset off (0..len). Returns 0, or -1 when off is past the
  * end. Costs the bytes skipped inside one segment at most (a base64

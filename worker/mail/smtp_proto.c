@@ -168,13 +168,10 @@ void rq_smtp_stuffer_init(struct rq_smtp_stuffer *st, const char *msg, size_t le
   st->term_off = st->term_len = 0;
 }
 
-void rq_smtp_stuffer_init_pull(struct rq_smtp_stuffer *st, rq_smtp_pull_fn pull, void *arg, char *win,
-                               size_t win_cap) {
-  rq_smtp_stuffer_init(st, win, 0);
+void rq_smtp_stuffer_init_pull(struct rq_smtp_stuffer *st, rq_smtp_pull_fn pull, void *arg) {
+  rq_smtp_stuffer_init(st, "", 0);
   st->pull = pull;
   st->pull_arg = arg;
-  st->win = win;
-  st->win_cap = win_cap;
 }
 
 /* The window is stuffed: remember its tail, then take the next one, or
@@ -193,9 +190,14 @@ static void next_window(struct rq_smtp_stuffer *st) {
   st->seen += st->len;
   st->off = st->len = 0;
   if (st->pull != NULL) {
-    st->msg = st->win;
-    st->len = st->pull(st->pull_arg, st->win, st->win_cap);
-    if (st->len > 0) return;
+    size_t n = 0;
+    const char *p = st->pull(st->pull_arg, &n);
+    if (p != NULL && n > 0) {
+      st->msg = p;
+      st->len = n;
+      return;
+    }
+    st->msg = "";
     st->pull = NULL;
   }
   if (st->seen == 0 || (st->seen >= 2 && st->tail[0] == '\r' && st->tail[1] == '\n'))

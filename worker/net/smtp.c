@@ -317,6 +317,7 @@ enum auth_step { A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_LOGIN_DONE, A_XOAUTH2, A
 struct sconn {
   struct rq_smtp *s;
   struct rq_smtp_conn *io;
+  char *win; /* window for a segmented message's body (owned; from the first one sent) */
   struct pool *pool;      /* holds a reference */
   struct limiter *lim;    /* holds a reference; NULL when unlimited */
   struct sconn *prev, *next;   /* s->conns */
@@ -352,7 +353,6 @@ struct tx {
   size_t len;
   const struct rq_msg *body; /* instead of msg: read while sent (borrowed) */
   struct rq_msg_cursor cur;
-  char *win;                 /* body's window for the stuffer (owned), from the first 354 */
   char *mail_from;
   char **rcpts;
   size_t n_rcpts;
@@ -706,6 +706,7 @@ static void sc_free(struct sconn *sc) {
   limiter_put(s, sc->lim);
   if (sc->out.data) OPENSSL_cleanse(sc->out.data, sc->out.cap);
   rq_buf_free(&sc->out);
+  free(sc->win);
   free(sc);
 }
 
@@ -746,7 +747,6 @@ static void tx_free(struct tx *tx) {
   if (tx->password) OPENSSL_cleanse(tx->password, tx->password_len);
   pool_put(s, tx->pool);
   limiter_put(s, tx->lim);
-  free(tx->win);
   free(tx);
 }
 
@@ -1189,11 +1189,16 @@ static void retry_fresh(struct sconn *sc) {
   acquire(tx, 1); /* takes the slot the dead one freed */
 }
 
-/* The stuffer's source for a segmented message: the next bytes, encoded
- * now (pump_body asks only while the socket takes them: backpressure). */
-static size_t pull_body(void *arg, char *out, size_t cap) {
+/* The stuffer's source for a segmented message: literal bytes as they
+ * are, encoded ones produced now into the connection's window (pump_body
+ * asks only while the socket takes them: backpressure). The window is
+ * the connection's: one transaction at a time uses it, and it outlives
+ * them (no 16 KB malloc per message). */
+static const char *pull_body(void *arg, size_t *len) {
   struct tx *tx = arg;
-  return rq_msg_read(&tx->cur, out, cap);
+  struct sconn *sc = tx->conn;
+  if (!sc->win) sc->win = rq_xmalloc(BODY_WINDOW);
+  return rq_msg_next(&tx->cur, sc->win, BODY_WINDOW, len);
 }
 
 static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len) {
@@ -1254,9 +1259,8 @@ static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len
     if (code == 354) {
       sc->state = S_BODY;
       if (tx->body) { /* from its start: a retry on a fresh connection reads it again */
-        if (!tx->win) tx->win = rq_xmalloc(BODY_WINDOW);
         rq_msg_cursor_init(&tx->cur, tx->body);
-        rq_smtp_stuffer_init_pull(&tx->stuffer, pull_body, tx, tx->win, BODY_WINDOW);
+        rq_smtp_stuffer_init_pull(&tx->stuffer, pull_body, tx);
       } else {
         rq_smtp_stuffer_init(&tx->stuffer, tx->msg, tx->len);
       }
