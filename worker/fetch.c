@@ -7,17 +7,23 @@
  * it finds nothing, the worker blocks in BLMOVE on the second connection
  * (a blocked connection can serve nothing else) with a timeout bounded by
  * the next delayed job's due time and 1 s, so delayed jobs and the other
- * queues are looked at again soon. The worker never holds more than
- * --concurrency jobs: a batch asks only for the free room, and waits until
+ * queues are looked at again soon. --concurrency bounds the jobs this
+ * worker is busy with (being sent, or on their way to their tenant route's
+ * line); jobs waiting in a line for their tenant's connection do not count
+ * (lines.c), so a slow tenant's backlog never keeps another tenant's job
+ * from being fetched. A batch asks only for the free room, and waits until
  * that room is a quarter of a batch so a saturated worker still fetches in
- * batches rather than one job per call.
+ * batches rather than one job per call. Tenants whose line is full or
+ * blocked are passed to FETCH, which leaves their backlog in Redis.
  *
  * Memory: the worker holds at most --max-inflight-bytes of payload
- * (budget.h). FETCH is told the bytes still free and takes jobs only while
- * they fit; one that does not waits in Redis (budget.waiting). A job
- * larger than the whole budget makes the worker stop fetching until it
- * holds nothing, then it is taken alone. While the budget is short the
- * idle BLMOVE (which cannot look at sizes) is replaced by a timed FETCH.
+ * (budget.h), whatever waits in its lines. FETCH is told the bytes still
+ * free and takes jobs only while they fit; one that does not waits in
+ * Redis (budget.waiting). A job larger than the whole budget makes the
+ * worker stop fetching until it holds nothing, then it is taken alone.
+ * Tenants holding half the budget are skipped like full lines. While the
+ * budget is short the idle BLMOVE (which cannot weigh a job) is replaced
+ * by a timed FETCH.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,11 +33,12 @@
 #include "engine.h"
 #include "log.h"
 #include "metrics.h"
+#include "lines.h"
 #include "redis_health.h"
 #include "util.h"
 
 #define IDLE_BLOCK_MS 1000
-#define IDLE_POLL_MS 100 /* an idle worker short of budget looks again this often */
+#define IDLE_POLL_MS 100 /* a worker short of budget looks again at least this often */
 #define MAX_FULL_TENANTS 4 /* tenants at their share: at most 2 (each holds half the budget) */
 
 static void start_fetch(struct rq_engine *eng);
@@ -76,10 +83,25 @@ static struct rq_jobctx *take(struct rq_engine *eng, redisReply *reply, int queu
   return jc;
 }
 
+/* Jobs that take up the budget: all held but those waiting for their own
+ * tenant route (its connections busy, breaker open, paused); a job whose
+ * line waits only for a free send slot counts, so a saturated worker does
+ * not fetch what it cannot send. */
+static int busy(const struct rq_engine *eng) {
+  int held = eng->held - eng->waiting;
+  /* Lines that already send may not use the reserved slots (lines.c), so
+   * those stay free for another tenant's job: fetch it. */
+  int usable = eng->cfg->concurrency - eng->cfg->concurrency / RQ_RESERVE_SHARE - held;
+  int ready = eng->ready_waiting < usable ? eng->ready_waiting : usable;
+  return held + (ready > 0 ? ready : 0);
+}
+
 static int room(const struct rq_engine *eng) {
-  int r = eng->cfg->concurrency - eng->held;
+  int r = eng->cfg->concurrency - busy(eng);
   return r > 0 ? r : 0;
 }
+
+#define MAX_SKIP 200 /* tenants named to FETCH as not wanted now */
 
 static void fetch_tick(uv_timer_t *t) { rq_fetch_kick(t->data); }
 
@@ -166,14 +188,14 @@ static void note_budget(struct rq_engine *eng, const redisReply *reply) {
   b->waiting = 0;
   b->min_left = 0;
   b->oversize = 0;
-  if (reply->elements < 8 || reply->element[3]->type != REDIS_REPLY_INTEGER) return;
-  b->waiting = (size_t)reply->element[3]->integer;
+  if (reply->elements < 9 || reply->element[4]->type != REDIS_REPLY_INTEGER) return;
+  b->waiting = (size_t)reply->element[4]->integer;
   b->waits_total += b->waiting;
-  if (reply->element[7]->type == REDIS_REPLY_INTEGER && reply->element[7]->integer > 0)
-    b->min_left = (size_t)reply->element[7]->integer;
-  long long size = reply->element[4]->type == REDIS_REPLY_INTEGER ? reply->element[4]->integer : 0;
+  if (reply->element[8]->type == REDIS_REPLY_INTEGER && reply->element[8]->integer > 0)
+    b->min_left = (size_t)reply->element[8]->integer;
+  long long size = reply->element[5]->type == REDIS_REPLY_INTEGER ? reply->element[5]->integer : 0;
   if (b->waiting == 0 || size <= 0 || (size_t)size <= b->max) return;
-  const redisReply *t = reply->element[5], *q = reply->element[6];
+  const redisReply *t = reply->element[6], *q = reply->element[7];
   if (t->type != REDIS_REPLY_STRING || t->len == 0 || t->len >= sizeof b->oversize_tenant) return;
   memcpy(b->oversize_tenant, t->str, t->len);
   b->oversize_tenant[t->len] = '\0';
@@ -203,6 +225,7 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
     return;
   }
   redisReply *jobs = reply->element[0], *qidx = reply->element[1], *due = reply->element[2];
+  long long aside = reply->elements > 3 && reply->element[3]->type == REDIS_REPLY_INTEGER ? reply->element[3]->integer : 0;
   eng->next_due_ms = due->type == REDIS_REPLY_STRING ? (int64_t)strtod(due->str, NULL) : 0;
   note_budget(eng, reply);
   size_t n = jobs->elements;
@@ -221,8 +244,8 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   for (size_t i = 0; i < n; i++) rq_delivery_start(taken[i]);
   eng->fetch_active = 0;
   free(taken);
-  if (n == 0 && eng->budget.waiting > 0) return; /* a finishing job frees room: rq_engine_job_done kicks */
-  if (n == 0) {
+  if (n == 0 && aside == 0 && eng->budget.waiting > 0) return; /* a finishing job frees room and kicks */
+  if (n == 0 && aside == 0) {
     block_idle(eng);
     return;
   }
@@ -233,15 +256,15 @@ static void start_fetch(struct rq_engine *eng) {
   int want = room(eng);
   if (want > eng->cfg->fetch_batch) want = eng->cfg->fetch_batch;
   size_t nq = eng->cfg->n_queues;
-  const char **argv = rq_xcalloc(3 + 2 + nq + 12 + MAX_FULL_TENANTS, sizeof *argv);
-  char numkeys[16], k_s[16], now_s[24], rr_s[16], sort_s[16], keep_s[16], sort_bytes_s[24];
-  char free_s[24], nfull_s[16];
+  const char *skip[MAX_SKIP];
+  size_t n_skip = rq_lines_skip_list(eng, skip, MAX_SKIP);
   const struct rq_budget *b = &eng->budget;
-  int alone = eng->held == 0 && b->held == 0;
   const char *full[MAX_FULL_TENANTS];
-  size_t nfull = rq_budget_full_tenants(b, full, MAX_FULL_TENANTS);
-  snprintf(free_s, sizeof free_s, "%lld", (long long)rq_budget_room(b));
-  snprintf(nfull_s, sizeof nfull_s, "%zu", nfull);
+  size_t n_full = rq_budget_full_tenants(b, full, MAX_FULL_TENANTS);
+  int alone = eng->held == 0 && b->held == 0;
+  const char **argv = rq_xcalloc(3 + 2 + nq + 11 + n_skip + n_full, sizeof *argv);
+  char numkeys[16], k_s[16], now_s[24], rr_s[16], sort_s[16], keep_s[16], sort_bytes_s[24], free_s[24];
+  rq_fmt_i64(free_s, sizeof free_s, rq_budget_room(b));
   snprintf(keep_s, sizeof keep_s, "%d", 4 * eng->cfg->fetch_batch);
   /* Sort many more than we take, so a tenant's job is reached quickly even
    * behind a long backlog of another's. */
@@ -270,8 +293,8 @@ static void start_fetch(struct rq_engine *eng) {
   argv[k++] = free_s;
   argv[k++] = alone ? "1" : "0";
   argv[k++] = alone && b->oversize ? b->oversize_tenant : "";
-  argv[k++] = nfull_s;
-  for (size_t i = 0; i < nfull; i++) argv[k++] = full[i];
+  for (size_t i = 0; i < n_skip; i++) argv[k++] = skip[i];
+  for (size_t i = 0; i < n_full; i++) argv[k++] = full[i];
   eng->fetch_pending = 1;
   if (rq_rconn_cmd(eng->cmd, on_fetch, eng, (int)k, argv, NULL)) {
     eng->fetch_pending = 0;
@@ -286,7 +309,9 @@ void rq_fetch_kick(struct rq_engine *eng) {
   if (!rq_redis_health_ok(eng)) return;     /* resumed by redis_health */
   int min_room = eng->cfg->fetch_batch < eng->cfg->concurrency ? eng->cfg->fetch_batch : eng->cfg->concurrency;
   min_room /= 4;
-  if (room(eng) == 0 || (eng->held > 0 && room(eng) < min_room)) return; /* resumed by rq_engine_job_done */
+  int reserve = eng->cfg->concurrency / RQ_RESERVE_SHARE;
+  if (reserve > 0 && min_room > reserve) min_room = reserve; /* the reserved slots alone justify a fetch */
+  if (room(eng) == 0 || (busy(eng) > 0 && room(eng) < min_room)) return; /* resumed by rq_engine_job_done */
   /* Out of budget, or a job larger than the whole budget waits for this
    * worker to empty: resumed by rq_engine_job_done. */
   if (eng->held > 0 && (eng->budget.oversize || rq_budget_room(&eng->budget) <= 0)) return;

@@ -118,23 +118,30 @@
  * shared queue is itself one turn of the round robin), ARGV[8] most payload
  * bytes to sort per queue in this call (taken 32 at a time): 1000 jobs of
  * 150 KB each kept Redis busy in one call for over 5 s.
- * Promotes up to 1000 due delayed jobs to the FRONT of their tenant's list
- * (they were due already; a quota-deferred backlog keeps its order).
- *
  * The worker's memory budget (--max-inflight-bytes): ARGV[9] payload bytes
  * it may still take (<= 0: none), ARGV[10] "1" when it holds nothing (then
  * the first job is taken whatever its size: one job larger than the whole
  * budget goes alone), ARGV[11] a tenant whose list is served first when
  * alone ("" none; the one a too-large job waits in; "~shared" for the
- * shared queue), ARGV[12] N, ARGV[13..12+N] tenants that hold their share
- * of the budget in this worker already (skipped like paused ones). A job
- * that does not fit is pushed back where it was (same end, same order),
- * and its list is not served further in this call: its tenant's order
- * holds, and other tenants' smaller jobs still go.
+ * shared queue). A job that does not fit is pushed back where it was
+ * (same end, same order) and its list is not served further in this
+ * call: its tenant's order holds, and other tenants' smaller jobs still
+ * go. Near the budget jobs are popped one at a time, so at most one big
+ * job per list is copied out and back.
+ * ARGV[12..] tenants the calling worker cannot take now (their line in
+ * that worker is full, or their breaker is open or they are paused, or
+ * they hold half of its memory budget):
+ * skipped in the ring like a paused tenant, and their jobs met in the
+ * shared queue are moved to their own list (each job once), so a worker
+ * never pulls a backlog it cannot send. A tenant paused by the operator
+ * (P:thold:T) is skipped by every worker.
+ * Promotes up to 1000 due delayed jobs to the FRONT of their tenant's list
+ * (they were due already; a quota-deferred backlog keeps its order).
  * Returns { {payload...}, {queue index (1-based)...}, next due score or
- * false, jobs left for the budget, size of the largest of them, its
- * tenant ("~shared" for the shared queue), its queue index (0-based; the
- * worker passes it as ARGV[5] with ARGV[11]), size of the smallest left }. */
+ * false, jobs moved aside for skipped tenants, jobs left for the budget,
+ * the size of the largest of them, its tenant ("~shared": the shared
+ * queue), its queue index (0-based; the worker passes it as ARGV[5] with
+ * ARGV[11]), the size of the smallest left }. */
 static const char FETCH[] =
   LUA_FIRST_QUEUE
   LUA_TENANT_OF
@@ -162,6 +169,55 @@ static const char FETCH[] =
   "end\n"
   "local k = tonumber(ARGV[1])\n"
   "local now = tonumber(ARGV[2])\n"
+  "local out, qidx = {}, {}\n"
+  "local skip, nskip, aside = {}, 0, 0\n"
+  "for i = 12, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
+  "local free, alone = tonumber(ARGV[9]), ARGV[10] == '1'\n"
+  "local left, left_size, left_t, left_q, left_min = 0, 0, '', 0, 0\n"
+  "local est = 0\n"
+  "local function held(t)\n"
+  "  return skip[t] or redis.call('EXISTS', prefix .. ':tpause:' .. t, prefix .. ':thold:' .. t) > 0\n"
+  "end\n"
+  /* RPOP up to n from key (t: the list's tenant, "~shared" for the
+   * shared queue, whose jobs of skipped tenants go to the newest end of
+   * their own list: they are younger than what is there). Keeps what fits
+   * the budget; a job that does not fit goes back to the same end with
+   * any popped after it, in order, and ends the list's turn. Pops one at a
+   * time until the largest job seen so far shows that n fit twice over.
+   * Returns whether anything was popped, and whether a job was left. */
+  "local function take(key, n, qi, q, t)\n"
+  "  local any = false\n"
+  "  while n > 0 do\n"
+  "    local got\n"
+  "    if n > 1 and est > 0 and est * 2 * n <= free then\n"
+  "      got = redis.call('RPOP', key, n)\n"
+  "    else\n"
+  "      local one = redis.call('RPOP', key)\n"
+  "      got = one and {one} or nil\n"
+  "    end\n"
+  "    if not got then return any, false end\n"
+  "    any = true\n"
+  "    for i, m in ipairs(got) do\n"
+  "      local mt = t == '~shared' and nskip > 0 and tenant_of(m)\n"
+  "      if mt and skip[mt] then\n"
+  "        aside = aside + 1\n"
+  "        if redis.call('LPUSH', tq(q, mt), m) == 1 then redis.call('LPUSH', ring(q), mt) end\n"
+  "      elseif #m > free and not (alone and #out == 0) then\n"
+  "        left = left + 1\n"
+  "        if #m > left_size then left_size, left_t, left_q = #m, t, qi end\n"
+  "        if left_min == 0 or #m < left_min then left_min = #m end\n"
+  "        for j = #got, i, -1 do redis.call('RPUSH', key, got[j]) end\n"
+  "        return true, true\n"
+  "      else\n"
+  "        free = free - #m\n"
+  "        if #m > est then est = #m end\n"
+  "        out[#out + 1] = m; qidx[#qidx + 1] = qi + 1\n"
+  "      end\n"
+  "    end\n"
+  "    n = n - #got\n"
+  "  end\n"
+  "  return any, false\n"
+  "end\n"
   "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)\n"
   "for j = #due, 1, -1 do\n"
   "  local m = due[j]\n"
@@ -184,53 +240,13 @@ static const char FETCH[] =
   "    place_all(qname[qi], got)\n"
   "  end\n"
   "end\n"
-  "local out, qidx = {}, {}\n"
-  "local free, alone = tonumber(ARGV[9]), ARGV[10] == '1'\n"
-  "local full = {}\n"
-  "for i = 13, 12 + tonumber(ARGV[12]) do full[ARGV[i]] = true end\n"
-  "local left, left_size, left_t, left_q, left_min = 0, 0, '', 0, 0\n"
-  "local est = 0\n"
-  /* RPOP up to n from key, keeping what fits the budget; a job that does
-   * not fit goes back to the same end (with any popped after it, in
-   * order) and ends the list's turn. Jobs are popped one at a time until
-   * the largest seen so far shows that n of them fit twice over, so near
-   * the budget at most one big job is copied out and back per list.
-   * Returns whether anything was popped, and whether a job was left. */
-  "local function take(key, n, qi, t)\n"
-  "  local any = false\n"
-  "  while n > 0 do\n"
-  "    local got\n"
-  "    if n > 1 and est > 0 and est * 2 * n <= free then\n"
-  "      got = redis.call('RPOP', key, n)\n"
-  "    else\n"
-  "      local one = redis.call('RPOP', key)\n"
-  "      got = one and {one} or nil\n"
-  "    end\n"
-  "    if not got then return any, false end\n"
-  "    any = true\n"
-  "    for i, m in ipairs(got) do\n"
-  "      if #m > free and not (alone and #out == 0) then\n"
-  "        left = left + 1\n"
-  "        if #m > left_size then left_size, left_t, left_q = #m, t, qi end\n"
-  "        if left_min == 0 or #m < left_min then left_min = #m end\n"
-  "        for j = #got, i, -1 do redis.call('RPUSH', key, got[j]) end\n"
-  "        return true, true\n"
-  "      end\n"
-  "      free = free - #m\n"
-  "      if #m > est then est = #m end\n"
-  "      out[#out + 1] = m; qidx[#qidx + 1] = qi + 1\n"
-  "    end\n"
-  "    n = n - #got\n"
-  "  end\n"
-  "  return any, false\n"
-  "end\n"
   "local start = tonumber(ARGV[5]) % nq\n"
   /* Alone, serve the list a too-large job waits in first, so a stream of
    * small jobs cannot keep it waiting for ever. */
   "if alone and ARGV[11] ~= '' then\n"
   "  local t = ARGV[11]\n"
   "  local key = t == '~shared' and KEYS[3 + start] or tq(qname[start], t)\n"
-  "  take(key, 1, start, t)\n"
+  "  take(key, 1, start, qname[start], t)\n"
   "end\n"
   "for n = 0, nq - 1 do\n"
   "  local qi = (start + n) % nq\n"
@@ -243,7 +259,7 @@ static const char FETCH[] =
   "    local rlen = redis.call('LLEN', rk)\n"
   "    local share = math.max(1, math.floor((k - #out) / (rlen + 1)))\n"
   "    if not shared_empty then\n"
-  "      local got, short = take(qk, share, qi, '~shared')\n"
+  "      local got, short = take(qk, share, qi, qname[qi], '~shared')\n"
   "      if not got or short then shared_empty = true end\n"
   "    end\n"
   "    if #out >= k then break end\n"
@@ -251,10 +267,10 @@ static const char FETCH[] =
   "      if shared_empty then break end\n"
   "    else\n"
   "      local t = redis.call('RPOPLPUSH', rk, rk)\n"
-  "      if full[t] or redis.call('EXISTS', prefix .. ':tpause:' .. t) == 1 then\n"
+  "      if held(t) then\n"
   "        skipped = skipped + 1\n"
   "      else\n"
-  "        local got, short = take(tq(qname[qi], t), math.min(share, k - #out), qi, t)\n"
+  "        local got, short = take(tq(qname[qi], t), math.min(share, k - #out), qi, qname[qi], t)\n"
   "        if short then skipped = skipped + 1 else skipped = 0 end\n"
   "        if not got or redis.call('LLEN', tq(qname[qi], t)) == 0 then redis.call('LREM', rk, 1, t) end\n"
   "      end\n"
@@ -267,7 +283,7 @@ static const char FETCH[] =
   "  end\n"
   "end\n"
   "local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
-  "return {out, qidx, nxt[2] or false, left, left_size, left_t, left_q, left_min}\n";
+  "return {out, qidx, nxt[2] or false, aside, left, left_size, left_t, left_q, left_min}\n";
 
 /* CLAIM: one job, before sending.
  * KEYS[1] status hash, KEYS[2] events channel, KEYS[3] quota zset (or ""),
@@ -487,8 +503,36 @@ static const char RECLAIM[] =
   "if redis.call('LLEN', KEYS[2]) == 0 and ARGV[4] ~= 'force' then redis.call('HDEL', KEYS[3], ARGV[2]) end\n"
   "return n\n";
 
-static const char *const SOURCES[RQ_SCRIPT_COUNT] = {FETCH, CLAIM, FINISH, RECLAIM};
-static const char *const NAMES[RQ_SCRIPT_COUNT] = {"fetch", "claim", "finish", "reclaim"};
+/* BREAKER_FAIL: one failure of a tenant route, counted for every worker.
+ * KEYS[1] P:breaker:TENANT, ARGV[1] the route. Returns what the workers
+ * decided so far: {failures, state, until, trips, reason}; the worker
+ * decides the trip (worker/mail/breaker.c) and writes it. */
+static const char BREAKER_FAIL[] =
+    "local f = redis.call('HINCRBY', KEYS[1], ARGV[1] .. '.failures', 1)\n"
+    "local v = redis.call('HMGET', KEYS[1], ARGV[1] .. '.state', ARGV[1] .. '.until', ARGV[1] .. '.trips',\n"
+    "  ARGV[1] .. '.reason')\n"
+    "return {f, v[1] or 'closed', v[2] or '0', v[3] or '0', v[4] or ''}\n";
+
+/* BREAKER_PROBE: after the cool-down exactly one worker may probe: the
+ * first to ask sets half_open with a deadline. KEYS[1] P:breaker:TENANT,
+ * ARGV[1] the route, ARGV[2] now (ms), ARGV[3] the probe's deadline (ms).
+ * Returns {1, ...} granted, {0, state, until} wait until then, or {2, ...}
+ * the breaker is closed already. */
+static const char BREAKER_PROBE[] =
+    "local st = redis.call('HGET', KEYS[1], ARGV[1] .. '.state')\n"
+    "local u = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. '.until') or '0') or 0\n"
+    "local pu = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. '.probe_until') or '0') or 0\n"
+    "local now = tonumber(ARGV[2])\n"
+    "if st == 'open' and u > now then return {0, st, tostring(u)} end\n"
+    "if st == 'half_open' and pu > now then return {0, st, tostring(pu)} end\n"
+    "if st ~= 'open' and st ~= 'half_open' then return {2, st or 'closed', '0'} end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1] .. '.state', 'half_open', ARGV[1] .. '.probe_until', ARGV[3],\n"
+    "  ARGV[1] .. '.until', ARGV[3], 'updated_at', ARGV[2])\n"
+    "return {1, 'half_open', ARGV[3]}\n";
+
+static const char *const SOURCES[RQ_SCRIPT_COUNT] = {FETCH, CLAIM, FINISH, RECLAIM, BREAKER_FAIL, BREAKER_PROBE};
+static const char *const NAMES[RQ_SCRIPT_COUNT] = {"fetch", "claim", "finish", "reclaim", "breaker_fail",
+                                                   "breaker_probe"};
 
 const char *rq_script_source(enum rq_script s) { return SOURCES[s]; }
 const char *rq_script_name(enum rq_script s) { return NAMES[s]; }
