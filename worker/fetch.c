@@ -21,7 +21,7 @@
  * free and takes jobs only while they fit; one that does not waits in
  * Redis (budget.waiting). A job larger than the whole budget makes the
  * worker stop fetching until it holds nothing, then it is taken alone.
- * Tenants holding half the budget are skipped like full lines. While the
+ * Tenants holding half the budget are skipped while others have work. While the
  * budget is short the idle BLMOVE (which cannot weigh a job) is replaced
  * by a timed FETCH.
  */
@@ -262,8 +262,9 @@ static void start_fetch(struct rq_engine *eng) {
   const char *full[MAX_FULL_TENANTS];
   size_t n_full = rq_budget_full_tenants(b, full, MAX_FULL_TENANTS);
   int alone = eng->held == 0 && b->held == 0;
-  const char **argv = rq_xcalloc(3 + 2 + nq + 11 + n_skip + n_full, sizeof *argv);
+  const char **argv = rq_xcalloc(3 + 2 + nq + 12 + n_skip + n_full, sizeof *argv);
   char numkeys[16], k_s[16], now_s[24], rr_s[16], sort_s[16], keep_s[16], sort_bytes_s[24], free_s[24];
+  char nfull_s[8] = {(char)('0' + n_full), '\0'}; /* n_full <= MAX_FULL_TENANTS < 10 */
   rq_fmt_i64(free_s, sizeof free_s, rq_budget_room(b));
   snprintf(keep_s, sizeof keep_s, "%d", 4 * eng->cfg->fetch_batch);
   /* Sort many more than we take, so a tenant's job is reached quickly even
@@ -293,8 +294,9 @@ static void start_fetch(struct rq_engine *eng) {
   argv[k++] = free_s;
   argv[k++] = alone ? "1" : "0";
   argv[k++] = alone && b->oversize ? b->oversize_tenant : "";
-  for (size_t i = 0; i < n_skip; i++) argv[k++] = skip[i];
+  argv[k++] = nfull_s;
   for (size_t i = 0; i < n_full; i++) argv[k++] = full[i];
+  for (size_t i = 0; i < n_skip; i++) argv[k++] = skip[i];
   eng->fetch_pending = 1;
   if (rq_rconn_cmd(eng->cmd, on_fetch, eng, (int)k, argv, NULL)) {
     eng->fetch_pending = 0;

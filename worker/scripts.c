@@ -128,9 +128,12 @@
  * call: its tenant's order holds, and other tenants' smaller jobs still
  * go. Near the budget jobs are popped one at a time, so at most one big
  * job per list is copied out and back.
- * ARGV[12..] tenants the calling worker cannot take now (their line in
- * that worker is full, or their breaker is open or they are paused, or
- * they hold half of its memory budget):
+ * ARGV[12] F, ARGV[13..12+F] tenants that hold half the worker's budget
+ * already: skipped in the ring while another tenant has work there, so
+ * one tenant's large jobs cannot take the whole budget from the others
+ * (alone, a tenant may use all of it).
+ * ARGV[13+F..] tenants the calling worker cannot take now (their line in
+ * that worker is full, or their breaker is open or they are paused):
  * skipped in the ring like a paused tenant, and their jobs met in the
  * shared queue are moved to their own list (each job once), so a worker
  * never pulls a backlog it cannot send. A tenant paused by the operator
@@ -171,7 +174,9 @@ static const char FETCH[] =
   "local now = tonumber(ARGV[2])\n"
   "local out, qidx = {}, {}\n"
   "local skip, nskip, aside = {}, 0, 0\n"
-  "for i = 12, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
+  "local full, nfull = {}, tonumber(ARGV[12])\n"
+  "for i = 13, 12 + nfull do full[ARGV[i]] = true end\n"
+  "for i = 13 + nfull, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
   "local free, alone = tonumber(ARGV[9]), ARGV[10] == '1'\n"
   "local left, left_size, left_t, left_q, left_min = 0, 0, '', 0, 0\n"
   "local est = 0\n"
@@ -267,7 +272,7 @@ static const char FETCH[] =
   "      if shared_empty then break end\n"
   "    else\n"
   "      local t = redis.call('RPOPLPUSH', rk, rk)\n"
-  "      if held(t) then\n"
+  "      if held(t) or (full[t] and rlen > 1) then\n"
   "        skipped = skipped + 1\n"
   "      else\n"
   "        local got, short = take(tq(qname[qi], t), math.min(share, k - #out), qi, qname[qi], t)\n"
