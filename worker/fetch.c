@@ -40,6 +40,7 @@
 #define IDLE_BLOCK_MS 1000
 #define IDLE_POLL_MS 100 /* a worker short of budget looks again at least this often */
 #define MAX_FULL_TENANTS 4 /* tenants at their share: at most 2 (each holds half the budget) */
+#define SKIP_POLL_MS 200
 
 static void start_fetch(struct rq_engine *eng);
 
@@ -156,6 +157,14 @@ static void block_idle(struct rq_engine *eng) {
     later(eng, 200);
     return;
   }
+  if (rq_lines_skipping(eng)) {
+    /* Work waits in Redis for a tenant we skip: no BLMOVE (it would take
+     * that tenant's jobs from the shared queue, and could not be woken
+     * when the tenant's line frees up); look again soon, or at once when
+     * a job ends or the line frees up (rq_fetch_kick stops this timer). */
+    later(eng, SKIP_POLL_MS);
+    return;
+  }
   int64_t wait = IDLE_BLOCK_MS;
   if (eng->next_due_ms > 0) {
     int64_t until = eng->next_due_ms - relayq_now_ms();
@@ -246,6 +255,12 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   free(taken);
   if (n == 0 && aside == 0 && eng->budget.waiting > 0) return; /* a finishing job frees room and kicks */
   if (n == 0 && aside == 0) {
+    if (eng->fetch_skipped && !rq_lines_skipping(eng)) {
+      /* The tenants this call skipped are wanted again already: their
+       * jobs are in Redis, fetch them now. */
+      rq_fetch_kick(eng);
+      return;
+    }
     block_idle(eng);
     return;
   }
@@ -258,6 +273,7 @@ static void start_fetch(struct rq_engine *eng) {
   size_t nq = eng->cfg->n_queues;
   const char *skip[MAX_SKIP];
   size_t n_skip = rq_lines_skip_list(eng, skip, MAX_SKIP);
+  eng->fetch_skipped = n_skip > 0;
   const struct rq_budget *b = &eng->budget;
   const char *full[MAX_FULL_TENANTS];
   size_t n_full = rq_budget_full_tenants(b, full, MAX_FULL_TENANTS);
