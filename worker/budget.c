@@ -74,11 +74,14 @@ struct rq_budget_tenant *rq_budget_attach(struct rq_budget *b, const char *tenan
   return t;
 }
 
-size_t rq_budget_full_tenants(const struct rq_budget *b, const char **out, size_t cap) {
-  size_t n = 0, share = b->max / 2;
-  if (b->held < share) return 0; /* nobody can hold half when all together hold less */
+size_t rq_budget_heavy_tenants(const struct rq_budget *b, const char **ids, size_t *bytes, size_t cap) {
+  size_t n = 0, min = b->max / 16;
+  if (b->held < min) return 0;
   for (size_t i = 0; i < b->n_tab && n < cap; i++)
     for (const struct rq_budget_tenant *t = b->tab[i]; t && n < cap; t = t->next)
-      if (t->bytes >= share) out[n++] = t->id;
+      if (t->bytes >= min) {
+        ids[n] = t->id;
+        bytes[n++] = t->bytes;
+      }
   return n;
 }

@@ -62,8 +62,9 @@ void rq_budget_release(struct rq_budget *b, struct rq_budget_tenant *t, size_t l
 /* A held job of len bytes turned out to be tenant's: returns its entry. */
 struct rq_budget_tenant *rq_budget_attach(struct rq_budget *b, const char *tenant, size_t len);
 
-/* The tenants holding at least their share (half the budget), at most
- * cap of them (there are at most 2). */
-size_t rq_budget_full_tenants(const struct rq_budget *b, const char **out, size_t cap);
+/* The tenants holding at least a sixteenth of the budget (at most 16
+ * of them, or cap), with their bytes: what FETCH needs to keep each
+ * tenant within its share (half the budget) while others have work. */
+size_t rq_budget_heavy_tenants(const struct rq_budget *b, const char **ids, size_t *bytes, size_t cap);
 
 #endif

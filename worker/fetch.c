@@ -21,7 +21,7 @@
  * free and takes jobs only while they fit; one that does not waits in
  * Redis (budget.waiting). A job larger than the whole budget makes the
  * worker stop fetching until it holds nothing, then it is taken alone.
- * Tenants holding half the budget are skipped while others have work. While the
+ * A tenant takes at most half the budget while others have work. While the
  * budget is short the idle BLMOVE (which cannot weigh a job) is replaced
  * by a timed FETCH.
  */
@@ -39,7 +39,7 @@
 
 #define IDLE_BLOCK_MS 1000
 #define IDLE_POLL_MS 100 /* a worker short of budget looks again at least this often */
-#define MAX_FULL_TENANTS 4 /* tenants at their share: at most 2 (each holds half the budget) */
+#define MAX_HEAVY 16 /* tenants holding 1/16 of the budget or more: at most 16 */
 #define SKIP_POLL_MS 200
 
 static void start_fetch(struct rq_engine *eng);
@@ -275,13 +275,17 @@ static void start_fetch(struct rq_engine *eng) {
   size_t n_skip = rq_lines_skip_list(eng, skip, MAX_SKIP);
   eng->fetch_skipped = n_skip > 0;
   const struct rq_budget *b = &eng->budget;
-  const char *full[MAX_FULL_TENANTS];
-  size_t n_full = rq_budget_full_tenants(b, full, MAX_FULL_TENANTS);
+  const char *heavy[MAX_HEAVY];
+  size_t heavy_bytes[MAX_HEAVY];
+  size_t n_heavy = rq_budget_heavy_tenants(b, heavy, heavy_bytes, MAX_HEAVY);
   int alone = eng->held == 0 && b->held == 0;
-  const char **argv = rq_xcalloc(3 + 2 + nq + 12 + n_skip + n_full, sizeof *argv);
+  const char **argv = rq_xcalloc(3 + 2 + nq + 13 + n_skip + 2 * n_heavy, sizeof *argv);
   char numkeys[16], k_s[16], now_s[24], rr_s[16], sort_s[16], keep_s[16], sort_bytes_s[24], free_s[24];
-  char nfull_s[8] = {(char)('0' + n_full), '\0'}; /* n_full <= MAX_FULL_TENANTS < 10 */
+  char share_s[24], nheavy_s[8], hb[MAX_HEAVY][24];
   rq_fmt_i64(free_s, sizeof free_s, rq_budget_room(b));
+  rq_fmt_i64(share_s, sizeof share_s, (int64_t)(b->max / 2));
+  rq_fmt_i64(nheavy_s, sizeof nheavy_s, (int64_t)n_heavy);
+  for (size_t i = 0; i < n_heavy; i++) rq_fmt_i64(hb[i], sizeof hb[i], (int64_t)heavy_bytes[i]);
   snprintf(keep_s, sizeof keep_s, "%d", 4 * eng->cfg->fetch_batch);
   /* Sort many more than we take, so a tenant's job is reached quickly even
    * behind a long backlog of another's. */
@@ -310,8 +314,9 @@ static void start_fetch(struct rq_engine *eng) {
   argv[k++] = free_s;
   argv[k++] = alone ? "1" : "0";
   argv[k++] = alone && b->oversize ? b->oversize_tenant : "";
-  argv[k++] = nfull_s;
-  for (size_t i = 0; i < n_full; i++) argv[k++] = full[i];
+  argv[k++] = share_s;
+  argv[k++] = nheavy_s;
+  for (size_t i = 0; i < n_heavy; i++) argv[k++] = heavy[i], argv[k++] = hb[i];
   for (size_t i = 0; i < n_skip; i++) argv[k++] = skip[i];
   eng->fetch_pending = 1;
   if (rq_rconn_cmd(eng->cmd, on_fetch, eng, (int)k, argv, NULL)) {

@@ -128,11 +128,15 @@
  * call: its tenant's order holds, and other tenants' smaller jobs still
  * go. Near the budget jobs are popped one at a time, so at most one big
  * job per list is copied out and back.
- * ARGV[12] F, ARGV[13..12+F] tenants that hold half the worker's budget
- * already: skipped in the ring while another tenant has work there, so
- * one tenant's large jobs cannot take the whole budget from the others
- * (alone, a tenant may use all of it).
- * ARGV[13+F..] tenants the calling worker cannot take now (their line in
+ * ARGV[12] a tenant's share of the budget (half of it), ARGV[13] F,
+ * ARGV[14..13+2F] tenant, bytes it holds in the worker (the tenants that
+ * hold much). While another tenant has work, a tenant's job that would
+ * take it past its share is not taken: met in the shared queue it moves
+ * to the tenant's own list, in the ring the tenant's turn ends. So one
+ * tenant's large jobs cannot take the whole budget from the others
+ * (alone, a tenant may use all of it; a tenant holding nothing may
+ * always take one job that fits the budget).
+ * ARGV[14+2F..] tenants the calling worker cannot take now (their line in
  * that worker is full, or their breaker is open or they are paused):
  * skipped in the ring like a paused tenant, and their jobs met in the
  * shared queue are moved to their own list (each job once), so a worker
@@ -174,9 +178,14 @@ static const char FETCH[] =
   "local now = tonumber(ARGV[2])\n"
   "local out, qidx = {}, {}\n"
   "local skip, nskip, aside = {}, 0, 0\n"
-  "local full, nfull = {}, tonumber(ARGV[12])\n"
-  "for i = 13, 12 + nfull do full[ARGV[i]] = true end\n"
-  "for i = 13 + nfull, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
+  "local cap, tb, nheavy = tonumber(ARGV[12]), {}, tonumber(ARGV[13])\n"
+  "for i = 14, 13 + 2 * nheavy, 2 do tb[ARGV[i]] = tonumber(ARGV[i + 1]) end\n"
+  "for i = 14 + 2 * nheavy, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
+  /* Would job size n take tenant x past its share? */
+  "local function over(x, n)\n"
+  "  local h = tb[x] or 0\n"
+  "  return h > 0 and h + n > cap\n"
+  "end\n"
   "local free, alone = tonumber(ARGV[9]), ARGV[10] == '1'\n"
   "local left, left_size, left_t, left_q, left_min = 0, 0, '', 0, 0\n"
   "local est = 0\n"
@@ -190,7 +199,7 @@ static const char FETCH[] =
    * any popped after it, in order, and ends the list's turn. Pops one at a
    * time until the largest job seen so far shows that n fit twice over.
    * Returns whether anything was popped, and whether a job was left. */
-  "local function take(key, n, qi, q, t)\n"
+  "local function take(key, n, qi, q, t, others)\n"
   "  local any = false\n"
   "  while n > 0 do\n"
   "    local got\n"
@@ -203,11 +212,14 @@ static const char FETCH[] =
   "    if not got then return any, false end\n"
   "    any = true\n"
   "    for i, m in ipairs(got) do\n"
-  "      local mt = t == '~shared' and nskip > 0 and tenant_of(m)\n"
-  "      if mt and skip[mt] then\n"
+  "      local mt = t\n"
+  /* The tenant of a shared-queue job is read only when it can matter. */
+  "      if t == '~shared' then mt = (nskip > 0 or #m >= 65536) and tenant_of(m) end\n"
+  "      local shared_over = t == '~shared' and mt and over(mt, #m)\n"
+  "      if t == '~shared' and mt and (skip[mt] or shared_over) then\n"
   "        aside = aside + 1\n"
   "        if redis.call('LPUSH', tq(q, mt), m) == 1 then redis.call('LPUSH', ring(q), mt) end\n"
-  "      elseif #m > free and not (alone and #out == 0) then\n"
+  "      elseif (#m > free and not (alone and #out == 0)) or (others and t ~= '~shared' and over(t, #m)) then\n"
   "        left = left + 1\n"
   "        if #m > left_size then left_size, left_t, left_q = #m, t, qi end\n"
   "        if left_min == 0 or #m < left_min then left_min = #m end\n"
@@ -215,6 +227,7 @@ static const char FETCH[] =
   "        return true, true\n"
   "      else\n"
   "        free = free - #m\n"
+  "        if mt then tb[mt] = (tb[mt] or 0) + #m end\n"
   "        if #m > est then est = #m end\n"
   "        out[#out + 1] = m; qidx[#qidx + 1] = qi + 1\n"
   "      end\n"
@@ -251,7 +264,7 @@ static const char FETCH[] =
   "if alone and ARGV[11] ~= '' then\n"
   "  local t = ARGV[11]\n"
   "  local key = t == '~shared' and KEYS[3 + start] or tq(qname[start], t)\n"
-  "  take(key, 1, start, qname[start], t)\n"
+  "  take(key, 1, start, qname[start], t, false)\n"
   "end\n"
   "for n = 0, nq - 1 do\n"
   "  local qi = (start + n) % nq\n"
@@ -264,7 +277,7 @@ static const char FETCH[] =
   "    local rlen = redis.call('LLEN', rk)\n"
   "    local share = math.max(1, math.floor((k - #out) / (rlen + 1)))\n"
   "    if not shared_empty then\n"
-  "      local got, short = take(qk, share, qi, qname[qi], '~shared')\n"
+  "      local got, short = take(qk, share, qi, qname[qi], '~shared', true)\n"
   "      if not got or short then shared_empty = true end\n"
   "    end\n"
   "    if #out >= k then break end\n"
@@ -272,10 +285,11 @@ static const char FETCH[] =
   "      if shared_empty then break end\n"
   "    else\n"
   "      local t = redis.call('RPOPLPUSH', rk, rk)\n"
-  "      if held(t) or (full[t] and rlen > 1) then\n"
+  "      local others = rlen > 1 or not shared_empty\n"
+  "      if held(t) or (others and (tb[t] or 0) >= cap) then\n"
   "        skipped = skipped + 1\n"
   "      else\n"
-  "        local got, short = take(tq(qname[qi], t), math.min(share, k - #out), qi, qname[qi], t)\n"
+  "        local got, short = take(tq(qname[qi], t), math.min(share, k - #out), qi, qname[qi], t, others)\n"
   "        if short then skipped = skipped + 1 else skipped = 0 end\n"
   "        if not got or redis.call('LLEN', tq(qname[qi], t)) == 0 then redis.call('LREM', rk, 1, t) end\n"
   "      end\n"

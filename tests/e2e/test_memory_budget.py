@@ -8,6 +8,8 @@ Real redis-server, aiosmtpd (slow DATA, so jobs overlap) and worker."""
 
 import os
 
+import msgpack
+
 import harness
 from harness import RedisServer, SmtpServer, push_job, status, wait_status
 from test_metrics import metrics_worker, scrape
@@ -91,6 +93,37 @@ def test_big_jobs_within_budget_small_ones_not_stuck():
             # transient copies: the fetch reply being read, a finishing
             # job's FINISH command); 74 MB without the budget.
             assert rss < 60, "peak RSS %.1f MB with a 16 MB budget" % rss
+
+
+def test_one_tenant_cannot_take_the_whole_budget():
+    """A 16 MB budget, tenant A's 3 MB jobs first in the queue and tenant
+    B's behind them: A holds at most half the budget (3 jobs) while B has
+    work, so B's jobs go beside A's instead of after them."""
+    with RedisServer() as r, SmtpServer(delay=0.5) as smtp, \
+            metrics_worker(r, smtp, args=["--max-inflight-bytes", 16 * MB,
+                                          "--platform-from", "no-reply@platform.example"]):
+        a = ["a-%d" % i for i in range(8)]
+        b = ["b-%d" % i for i in range(3)]
+        # All at once (one MULTI), so both tenants have work from the start:
+        # alone, a tenant may use the whole budget.
+        p = r.client.pipeline(transaction=True)
+        for jid, t in [(j, "tenant-a") for j in a] + [(j, "tenant-b") for j in b]:
+            p.lpush(r.key("queue", "default"), msgpack.packb(job(jid, t, attach=3 * MB), use_bin_type=True))
+        p.execute()
+        for jid in a + b:
+            assert wait_status(r, jid, timeout=60)["state"] == "sent", jid
+        a_txns = [txn_of(smtp, j) for j in a]
+        b_txns = [txn_of(smtp, j) for j in b]
+        # While B has work A holds at most its share, 8 MB: two of its 3 MB
+        # jobs (without the share it would hold five, 15 MB). Once B is done
+        # A may use the whole budget.
+        last_b = max(t["started_at"] for t in b_txns)
+        while_b = [dict(t, ended_at=min(t["ended_at"], last_b)) for t in a_txns if t["started_at"] < last_b]
+        assert overlapping(while_b) <= 2, overlapping(while_b)
+        # So B's jobs went beside A's, not after them.
+        first_b = min(t["started_at"] for t in b_txns)
+        third_a_done = sorted(t["ended_at"] for t in a_txns)[2]
+        assert first_b < third_a_done, (first_b, third_a_done)
 
 
 def test_job_larger_than_budget_goes_alone():
