@@ -11,7 +11,8 @@ import os
 import msgpack
 
 import harness
-from harness import RedisServer, SmtpServer, push_job, status, wait_status
+from harness import (MailgunFake, RedisServer, SmtpServer, parse_message, push_job, set_tenant, status,
+                     wait_status)
 from test_metrics import metrics_worker, scrape
 
 MB = 1 << 20
@@ -157,6 +158,40 @@ def test_job_larger_than_budget_goes_alone():
         e = scrape(w.metrics_port)
         assert e.value("relayq_oversize_jobs_total") == 1
         assert "larger than this worker's --max-inflight-bytes" in w.log_text()
+
+
+def test_streamed_messages_arrive_intact_over_smtp_and_mailgun():
+    """The message is produced while it is sent (base64 of an attachment
+    that stays in the payload, a raw job's body read from the payload):
+    what the SMTP server and Mailgun receive carries exactly the bytes."""
+    data = bytes((i * 7919 + (i >> 11)) & 0xFF for i in range(3 * MB + 12345))
+    body = b"".join(b"line %d with a bare LF\n.dot first\r\n" % i for i in range(20000))
+    raw = (b"From: Someone <s@platform.example>\nTo: r@dest.example\nSubject: raw stream\n\n" + body)
+    with RedisServer() as r, SmtpServer() as smtp, MailgunFake(api_key="key-mg") as mg, \
+            metrics_worker(r, smtp, args=["--platform-from", "no-reply@platform.example"]):
+        set_tenant(r, "mgt", gateway="mailgun", mailgun_domain=mg.domain, mailgun_api_key="key-mg",
+                   mailgun_base_url=mg.base_url)
+        for tenant in ("plat", "mgt"):
+            j = job("att-" + tenant, tenant)
+            j["attachments"] = [{"filename": "data.bin", "content_type": "application/octet-stream",
+                                 "data": data}]
+            push_job(r, j)
+            push_job(r, {"v": 1, "id": "raw-" + tenant, "tenant": tenant, "to": ["r@dest.example"],
+                         "raw": raw})
+        for jid in ("att-plat", "raw-plat", "att-mgt", "raw-mgt"):
+            assert wait_status(r, jid, timeout=60)["state"] == "sent", status(r, jid)
+        got = {}
+        for m in smtp.messages():
+            got["raw-plat" if b"raw stream" in m["data"] else "att-plat"] = m["data"]
+        for req in mg.sends():
+            d = req["files"]["message"][0][2]
+            got["raw-mgt" if b"raw stream" in d else "att-mgt"] = d
+        for k in ("att-plat", "att-mgt"):
+            atts = list(parse_message(got[k]).iter_attachments())
+            assert len(atts) == 1 and atts[0].get_content() == data, k
+        want_body = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        for k in ("raw-plat", "raw-mgt"):
+            assert got[k].endswith(b"\r\n\r\n" + want_body), (k, got[k][:300])
 
 
 if __name__ == "__main__":
