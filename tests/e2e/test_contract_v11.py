@@ -1,0 +1,788 @@
+"""The v1.1 contract checked from outside, the way a reviewer would.
+
+Every test drives the built binaries through the public contract only:
+job payloads in P:queue:*, tenant hashes, worker flags and environment,
+`relayq` commands and exit codes, P:status:*, P:events, P:breaker:*,
+P:dead, /metrics and /readyz, and the console's HTTP. Each assertion
+cites what CONTRACT.md (v1.1) or the issue text promises. Where the code
+disagrees, the test fails on purpose: see /work/coord/QA.md.
+
+Secrets used in the scenarios are recorded, and every status hash, event,
+worker log and /metrics page seen is checked not to contain them.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import (ROOT, MailgunFake, RedisServer, SmtpServer, Worker, binary, free_port,  # noqa: E402
+                     parse_message, push_job, run_relayq, set_tenant, smtp_tenant, status, wait_for,
+                     wait_status)
+import sealing  # noqa: E402
+
+PLATFORM_FROM = "no-reply@platform.example"
+FAST = ["--retry-base-ms", "100", "--retry-max-ms", "200", "--platform-from", PLATFORM_FROM,
+        "--tenant-cache-ms", "100"]
+ONE_TRY = FAST + ["--max-attempts", "1", "--smtp-connect-timeout-ms", "3000"]
+
+
+# ---- helpers --------------------------------------------------------------------------
+
+def job(jid, tenant, **kw):
+    j = {"v": 1, "id": jid, "tenant": tenant, "to": ["%s@dest.example" % jid], "subject": "s " + jid,
+         "text": "hello " + jid}
+    j.update(kw)
+    return j
+
+
+class EventTap:
+    """Subscribes to P:events before the scenario starts; keeps every event."""
+
+    def __init__(self, r):
+        self.r = r
+        self.events = []
+        self._ps = r.client.pubsub(ignore_subscribe_messages=True)
+        self._ps.subscribe(r.key("events"))
+        self._stop = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop:
+            m = self._ps.get_message(timeout=0.1)
+            if m and m.get("type") == "message":
+                self.events.append(m["data"].decode("utf-8", "replace"))
+
+    def parsed(self):
+        return [json.loads(e) for e in list(self.events)]
+
+    def close(self):
+        self._stop = True
+        self._t.join(2)
+        self._ps.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def all_statuses(r):
+    out = []
+    for k in r.client.scan_iter(match=r.key("status", "*"), count=1000):
+        out.append({a.decode(): b.decode("utf-8", "replace") for a, b in r.client.hgetall(k).items()})
+    return out
+
+
+def assert_no_secret(secrets_, r, tap=None, workers=(), extra_texts=()):
+    """Contract: secrets never appear in a status hash, an event, a log line, /metrics."""
+    places = [("status", json.dumps(all_statuses(r)))]
+    if tap is not None:
+        places.append(("events", "\n".join(tap.events)))
+    places += [("log of %s" % w.id, w.log_text()) for w in workers]
+    places += [("output %d" % i, t) for i, t in enumerate(extra_texts)]
+    for s in secrets_:
+        for what, text in places:
+            assert s not in text, "secret %r found in %s" % (s[:4] + "...", what)
+
+
+def pin_of(certfile):
+    """sha256//BASE64 of the DER SubjectPublicKeyInfo (curl's --pinnedpubkey)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    cert = x509.load_pem_x509_certificate(open(certfile, "rb").read())
+    der = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256//" + base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def http(url, method="GET", data=None, headers=None, timeout=5):
+    """(status, headers, body str); never raises for HTTP errors."""
+    req = urllib.request.Request(url, method=method, data=data, headers=headers or {})
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers), resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode("utf-8", "replace")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **kw):
+        return None
+
+
+def http_up(url):
+    try:
+        return http(url, timeout=1)
+    except (urllib.error.URLError, ConnectionError, socket.timeout):
+        return None
+
+
+def dead_len(r):
+    return r.client.llen(r.key("dead"))
+
+
+def secret_key_b64():
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+class CloseServer:
+    """Accepts TCP and closes at once (a server that is down for SMTP); counts accepts."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.accepts = 0
+        self._stop = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.accepts += 1
+            c.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._t.join(2)
+        self.sock.close()
+
+
+# ---- job validation: tenant ids, per-tenant ids, trace headers ----------------------------
+
+def test_tenant_id_with_colon_is_invalid_job_and_refused_by_tenant_set():
+    # Contract: tenant ids have no ':'; a job naming such a tenant is invalid_job, `tenant set` refuses it.
+    with RedisServer() as r, SmtpServer() as smtp, Worker(r, platform_smtp=smtp, args=FAST):
+        push_job(r, job("colon1", "acme:route:billing"))
+        st = wait_status(r, "colon1")
+        assert st["state"] == "failed" and st.get("error") == "invalid_job", st
+        assert st.get("detail"), st
+        wait_for(lambda: dead_len(r) == 1, what="the payload in P:dead")
+        assert smtp.messages() == []
+        p = run_relayq(r, "tenant", "set", "evil:route:x", "gateway=platform", "--no-verify")
+        assert p.returncode != 0, (p.returncode, p.stdout, p.stderr)
+        assert p.stderr.strip() and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert not r.client.exists(r.key("tenant", "evil:route:x")), "tenant set saved a tenant id with ':'"
+        assert not r.client.exists(r.key("tenant", "evil")), "tenant set wrote another tenant's hash"
+
+
+def test_id_reused_by_another_tenant_is_invalid_and_leaves_the_first_status_alone():
+    # Contract: an id whose status belongs to another tenant is never this job's duplicate;
+    # that status is never touched; the new job ends failed/invalid_job, a detail naming no
+    # other tenant, and goes to P:dead.
+    with RedisServer() as r, SmtpServer() as smtp, EventTap(r) as tap, \
+            Worker(r, platform_smtp=smtp, args=FAST):
+        push_job(r, job("shared-id", "alphacorp"))
+        first = wait_status(r, "shared-id")
+        assert first["state"] == "sent" and first["tenant"] == "alphacorp", first
+        ttl_before = r.client.pttl(r.key("status", "shared-id"))
+        push_job(r, dict(job("shared-id", "betacorp"), to=["victim@dest.example"]))
+        wait_for(lambda: dead_len(r) == 1, what="betacorp's job in P:dead")
+        after = status(r, "shared-id")
+        assert after == first, "another tenant's job changed alphacorp's status: %r -> %r" % (first, after)
+        assert r.client.pttl(r.key("status", "shared-id")) <= ttl_before
+        assert len(smtp.messages()) == 1, "the second job was sent or treated as a duplicate"
+        dead = r.client.lrange(r.key("dead"), 0, -1)
+        assert b"betacorp" in dead[0]
+        # The event of the new job: failed, invalid_job, detail without the other tenant.
+        ev = wait_for(lambda: [e for e in tap.parsed() if e.get("id") == "shared-id"
+                               and e.get("tenant") == "betacorp" and e.get("state") == "failed"],
+                      timeout=5, what="the failed event of betacorp's job")[0]
+        assert ev.get("code", ev.get("error")) == "invalid_job" or ev.get("error") == "invalid_job", ev
+        assert "alphacorp" not in json.dumps(ev), ev
+
+
+def test_trace_and_authentication_headers_are_invalid_job():
+    # Contract: Received, Return-Path, DKIM-Signature, ARC-*, Authentication-Results,
+    # Resent-* (any case) make the job invalid_job.
+    bad = {"tr1": "Received", "tr2": "return-path", "tr3": "DKIM-Signature", "tr4": "ARC-Seal",
+           "tr5": "arc-message-signature", "tr6": "Authentication-Results", "tr7": "Resent-From",
+           "tr8": "RESENT-MESSAGE-ID"}
+    with RedisServer() as r, SmtpServer() as smtp, Worker(r, platform_smtp=smtp, args=FAST):
+        for jid, name in bad.items():
+            push_job(r, job(jid, "acme", headers={name: "x"}))
+        push_job(r, job("tr-ok", "acme", headers={"List-Unsubscribe": "<mailto:u@acme.example>"}))
+        assert wait_status(r, "tr-ok")["state"] == "sent"
+        for jid, name in bad.items():
+            st = wait_status(r, jid)
+            assert st["state"] == "failed" and st.get("error") == "invalid_job", (name, st)
+        wait_for(lambda: dead_len(r) == len(bad), what="the bad jobs in P:dead")
+        assert [m["rcpt_tos"] for m in smtp.messages()] == [["tr-ok@dest.example"]]
+
+
+# ---- the From rule through the platform gateway ----------------------------------------
+
+def from_of(msg):
+    m = parse_message(msg["data"])
+    return m["From"].addresses[0].addr_spec.lower(), m
+
+
+def test_verified_domains_govern_from_for_structured_and_raw_jobs():
+    with RedisServer() as r, SmtpServer() as smtp, Worker(r, platform_smtp=smtp, args=FAST):
+        set_tenant(r, "acme", from_email="billing@acme.example", from_name="Acme",
+                   verified_domains="acme.example")
+        set_tenant(r, "sneaky", from_email="ops@platform.example", verified_domains="platform.example")
+        set_tenant(r, "legacy", from_email="x@legacy.example", domain_verified="1")
+
+        def raw(frm, jid):
+            return ("From: %s\r\nTo: %s@dest.example\r\nSubject: raw %s\r\nMessage-ID: <%s@acme.example>\r\n"
+                    "\r\nbody\r\n" % (frm, jid, jid, jid)).encode()
+
+        jobs = {
+            "fr1": (job("fr1", "acme", **{"from": "billing@acme.example"}), "billing@acme.example"),
+            "fr2": (job("fr2", "acme", **{"from": "news@mail.acme.example"}), "news@mail.acme.example"),
+            "fr3": (job("fr3", "acme", **{"from": "ceo@evil.example"}), PLATFORM_FROM),
+            "fr4": (job("fr4", "acme", **{"from": "x@notacme.example"}), PLATFORM_FROM),
+            "fr5": (job("fr5", "sneaky", **{"from": "admin@platform.example"}), PLATFORM_FROM),
+            "fr6": (job("fr6", "nohash", **{"from": "ceo@bank.example"}), PLATFORM_FROM),
+            "fr7": (dict(job("fr7", "acme", **{"from": "billing@acme.example"}),
+                         raw=raw("CEO <ceo@evil.example>", "fr7")), PLATFORM_FROM),
+            "fr8": (dict(job("fr8", "acme", **{"from": "billing@acme.example"}),
+                         raw=raw("Billing <billing@acme.example>", "fr8")), "billing@acme.example"),
+            "fr9": (dict(job("fr9", "nohash"), raw=raw("security@platform.example", "fr9")), PLATFORM_FROM),
+            # v1.1: domain_verified=1 reads as verified_domains = the from_email's domain
+            "fr10": (job("fr10", "legacy", **{"from": "x@legacy.example"}), "x@legacy.example"),
+            "fr11": (job("fr11", "legacy", **{"from": "y@other.example"}), PLATFORM_FROM),
+        }
+        for jid, (j, _) in jobs.items():
+            push_job(r, j)
+        for jid in jobs:
+            st = wait_status(r, jid)
+            assert st["state"] == "sent", (jid, st)
+        got = {}
+        for m in smtp.messages():
+            got[m["rcpt_tos"][0].split("@")[0]] = m
+        bad = []
+        for jid, (_, want) in jobs.items():
+            addr, parsed = from_of(got[jid])
+            if addr != want:
+                bad.append("%s: From %s, contract wants %s" % (jid, addr, want))
+            if want == PLATFORM_FROM and jid in ("fr3", "fr7"):
+                rt = parsed["Reply-To"]
+                if not rt or "platform.example" in str(rt):
+                    bad.append("%s: rewritten From without the tenant's Reply-To (%r)" % (jid, rt))
+        assert not bad, "\n".join(bad)
+
+
+def test_tenant_set_changing_from_email_clears_domain_verified():
+    # Contract: `relayq tenant set` changing from_email or dkim_domain clears domain_verified.
+    with RedisServer() as r:
+        set_tenant(r, "legacy", gateway="platform", from_email="x@legacy.example", domain_verified="1")
+        p = run_relayq(r, "tenant", "set", "legacy", "from_email=boss@elsewhere.example", "--no-verify")
+        assert p.returncode == 0, p.stderr
+        v = r.client.hget(r.key("tenant", "legacy"), "domain_verified")
+        assert v in (None, b"", b"0"), "domain_verified=%r still vouches for the new domain" % v
+
+
+# ---- sealed secrets bound to their place ------------------------------------------------
+
+def test_sealed_secret_copied_to_another_tenant_is_auth_and_nothing_sent():
+    key = os.urandom(32)
+    env = {"RELAYQ_SECRET_KEY": base64.b64encode(key).decode()}
+    password = "AcmePass-77-secret"
+    sealed = sealing.seal_v2(key, "tenant:acme", "smtp_password", password)
+    with RedisServer() as r, SmtpServer(security="tls", auth=("acme-user", password)) as tenant_srv, \
+            SmtpServer() as plat, EventTap(r) as tap, \
+            Worker(r, platform_smtp=plat, args=ONE_TRY, env=env) as w:
+        smtp_tenant(r, "acme", tenant_srv, "acme-user", sealed, smtp_tls_verify="0")
+        smtp_tenant(r, "mallory", tenant_srv, "acme-user", sealed, smtp_tls_verify="0")
+        # control: in its own place the value opens and the job is sent
+        push_job(r, job("seal-ok", "acme"))
+        assert wait_status(r, "seal-ok")["state"] == "sent"
+        tenant_srv.reset()
+        ok_logins = sum(1 for a in tenant_srv.auth_attempts if a[2])
+        push_job(r, job("seal-evil", "mallory"))
+        st = wait_status(r, "seal-evil")
+        assert st["state"] == "failed" and st.get("error") == "auth", st
+        assert "seal" in st.get("detail", "").lower(), "detail should say the secret was sealed elsewhere: %r" % st
+        # the same value copied to a route of the right tenant does not open either
+        smtp_tenant(r, "acme2", tenant_srv, "acme-user", sealing.seal_v2(key, "tenant:acme2", "smtp_password",
+                                                                          password), smtp_tls_verify="0")
+        smtp_tenant(r, "acme2", tenant_srv, "acme-user", sealing.seal_v2(key, "tenant:acme2", "smtp_password",
+                                                                          password),
+                    route="billing", smtp_tls_verify="0")
+        set_tenant(r, "acme2", routes="billing")
+        push_job(r, job("seal-route", "acme2", route="billing"))
+        st = wait_status(r, "seal-route")
+        assert st.get("error") == "auth", st
+        assert tenant_srv.messages() == [], tenant_srv.messages()
+        assert sum(1 for a in tenant_srv.auth_attempts if a[2]) == ok_logins, tenant_srv.auth_attempts
+        assert_no_secret([password, sealed], r, tap, [w])
+
+
+def test_tenant_set_refuses_enc_input_and_reseal_rewrites_as_v2():
+    key = os.urandom(32)
+    env = {"RELAYQ_SECRET_KEY": base64.b64encode(key).decode()}
+    with RedisServer() as r:
+        v1 = sealing.seal_v1(key, "pw-one")
+        p = run_relayq(r, "tenant", "set", "acme", "gateway=smtp", "smtp_host=smtp.acme.example",
+                       "smtp_user=u", "smtp_password=" + v1, "--no-verify", env=env)
+        assert p.returncode != 0, "tenant set stored a value that already starts with enc:"
+        assert p.stderr.strip(), p
+        assert not r.client.hget(r.key("tenant", "acme"), "smtp_password")
+        # a v1 value and a plaintext in the tenant and its route: reseal makes both v2
+        set_tenant(r, "acme", gateway="smtp", smtp_host="smtp.acme.example", smtp_user="u",
+                   smtp_password=v1, routes="billing", mailgun_api_key="plain-key-123")
+        set_tenant(r, "acme", route="billing", smtp_host="smtp2.acme.example", smtp_user="u2",
+                   smtp_password=sealing.seal_v1(key, "pw-two"))
+        set_tenant(r, "other", gateway="smtp", smtp_host="smtp.o.example", smtp_user="o",
+                   smtp_password="pw-three")
+        p = run_relayq(r, "tenant", "reseal", "acme", env=env)
+        assert p.returncode == 0, p.stderr
+        h = {k.decode(): v.decode() for k, v in r.client.hgetall(r.key("tenant", "acme")).items()}
+        rt = {k.decode(): v.decode() for k, v in
+              r.client.hgetall(r.key("tenant", "acme", "route", "billing")).items()}
+        assert h["smtp_password"].startswith("enc:v2:"), h["smtp_password"][:8]
+        assert h["mailgun_api_key"].startswith("enc:v2:"), "plaintext secret not resealed"
+        assert sealing.open_sealed(key, h["smtp_password"], "tenant:acme", "smtp_password") == "pw-one"
+        assert sealing.open_sealed(key, h["mailgun_api_key"], "tenant:acme", "mailgun_api_key") == "plain-key-123"
+        assert rt["smtp_password"].startswith("enc:v2:")
+        assert sealing.open_sealed(key, rt["smtp_password"], "tenant:acme:route:billing",
+                                   "smtp_password") == "pw-two"
+        assert r.client.hget(r.key("tenant", "other"), "smtp_password") == b"pw-three"
+        p = run_relayq(r, "tenant", "reseal", "--all", env=env)
+        assert p.returncode == 0, p.stderr
+        o = r.client.hget(r.key("tenant", "other"), "smtp_password").decode()
+        assert sealing.open_sealed(key, o, "tenant:other", "smtp_password") == "pw-three"
+        assert "pw-" not in p.stdout + p.stderr and "plain-key" not in p.stdout + p.stderr
+
+
+# ---- the network boundary ------------------------------------------------------------------
+
+def test_network_boundary_refuses_internal_addresses_without_connecting():
+    hosts = {"nb1": "127.0.0.1", "nb2": "127.1", "nb3": "2130706433", "nb4": "0x7f.1",
+             "nb5": "169.254.169.254", "nb6": "localhost", "nb7": "::ffff:127.0.0.1", "nb8": "10.1.2.3"}
+    with RedisServer() as r, SmtpServer(security="tls", auth=("u", "BoundaryPw1")) as srv, \
+            MailgunFake() as mg, SmtpServer() as plat, EventTap(r) as tap, \
+            Worker(r, platform_smtp=plat, args=ONE_TRY, allow_private_nets=None) as w:
+        for jid, host in hosts.items():
+            smtp_tenant(r, "t-" + jid, srv, "u", "BoundaryPw1", smtp_host=host, smtp_tls_verify="0")
+            push_job(r, job(jid, "t-" + jid))
+        set_tenant(r, "t-mg", gateway="mailgun", mailgun_domain=mg.domain, mailgun_api_key=mg.api_key,
+                   mailgun_base_url=mg.base_url)
+        push_job(r, job("nb-mg", "t-mg"))
+        bad = []
+        for jid in list(hosts) + ["nb-mg"]:
+            st = wait_status(r, jid, timeout=10)
+            if st["state"] != "failed" or st.get("error") != "policy":
+                bad.append("%s (%s): %s/%s %s" % (jid, hosts.get(jid, mg.base_url), st["state"],
+                                                  st.get("error"), st.get("detail")))
+        assert not bad, "not refused with policy:\n" + "\n".join(bad)
+        assert srv.connections() == 0, "the worker connected to a loopback tenant server"
+        assert mg.requests() == [], "the worker reached a loopback Mailgun URL"
+        assert_no_secret(["BoundaryPw1"], r, tap, [w])
+
+
+def test_tenant_set_refuses_numeric_shorthand_and_internal_hosts_in_saas():
+    with RedisServer() as r, SmtpServer(security="tls", auth=("u", "pw")) as srv:
+        for host in ("127.1", "2130706433", "0x7f.1", "127.0.0.1", "169.254.169.254"):
+            p = run_relayq(r, "tenant", "set", "acme", "gateway=smtp", "smtp_host=" + host,
+                           "smtp_port=%d" % srv.port, "smtp_security=tls", "smtp_user=u", "smtp_password=pw",
+                           "smtp_tls_verify=0", allow_private_nets=None)
+            assert p.returncode != 0, "tenant set accepted smtp_host=%s in saas: %s" % (host, p.stdout)
+            assert p.stderr.strip(), host
+            assert not r.client.exists(r.key("tenant", "acme")), host
+        assert srv.connections() == 0, "tenant set connected where a saas worker would not"
+
+
+def test_allow_private_nets_flag_and_env_open_a_network():
+    with RedisServer() as r, SmtpServer(security="tls", auth=("u", "pw")) as srv, SmtpServer() as plat:
+        smtp_tenant(r, "vpn", srv, "u", "pw", smtp_tls_verify="0")
+        smtp_tenant(r, "short", srv, "u", "pw", smtp_host="127.1", smtp_tls_verify="0")
+        with Worker(r, platform_smtp=plat, args=ONE_TRY + ["--allow-private-nets", "127.0.0.0/8"],
+                    allow_private_nets=None):
+            push_job(r, job("ap1", "vpn"))
+            assert wait_status(r, "ap1")["state"] == "sent"
+            # numeric shorthand stays refused even inside an allowed network
+            push_job(r, job("ap2", "short"))
+            st = wait_status(r, "ap2")
+            assert st["state"] == "failed" and st.get("error") == "policy", st
+        with Worker(r, platform_smtp=plat, args=ONE_TRY, allow_private_nets=None,
+                    env={"RELAYQ_ALLOW_PRIVATE_NETS": "10.0.0.0/8,127.0.0.0/8"}):
+            push_job(r, job("ap3", "vpn"))
+            assert wait_status(r, "ap3")["state"] == "sent"
+        with Worker(r, platform_smtp=plat, args=ONE_TRY, allow_private_nets=None,
+                    env={"RELAYQ_ALLOW_PRIVATE_NETS": "10.0.0.0/8"}):
+            push_job(r, job("ap4", "vpn"))
+            assert wait_status(r, "ap4").get("error") == "policy"
+
+
+def test_saas_route_that_must_authenticate_sends_nothing_without_auth():
+    # Contract: smtp_user set and no usable AUTH offered (or EHLO reply not read whole): failed, policy.
+    with RedisServer() as r, SmtpServer(security="tls") as noauth, \
+            SmtpServer(security="tls", auth=("u", "pw"), ehlo_padding=400) as hidden, SmtpServer() as plat, \
+            Worker(r, platform_smtp=plat, args=ONE_TRY):
+        smtp_tenant(r, "noauth", noauth, "u", "pw", smtp_tls_verify="0")
+        smtp_tenant(r, "hidden", hidden, "u", "pw", smtp_tls_verify="0")
+        push_job(r, job("ma1", "noauth"))
+        push_job(r, job("ma2", "hidden"))
+        for jid in ("ma1", "ma2"):
+            st = wait_status(r, jid)
+            assert st["state"] == "failed" and st.get("error") == "policy", (jid, st)
+        assert noauth.messages() == [] and hidden.messages() == []
+        assert noauth.transactions() == [] and hidden.transactions() == []
+
+
+def test_platform_login_never_in_clear_unless_smtp_insecure():
+    pw = "PlatformPw-4242"
+    with RedisServer() as r, SmtpServer(security="none", auth=("plat", pw)) as plat, EventTap(r) as tap:
+        url = "smtp://plat:%s@127.0.0.1:%d" % (pw, plat.port)
+        with Worker(r, platform_smtp=url, args=ONE_TRY) as w:
+            push_job(r, job("pl1", "acme"))
+            st = wait_status(r, "pl1")
+            assert st["state"] == "failed" and st.get("error") == "tls", st
+            assert plat.auth_attempts == [] and plat.messages() == [], plat.auth_attempts
+            log1 = w.log_text()
+        assert "smtp+insecure" in log1, "start-up/attempt log should say how to allow it: %s" % log1[-2000:]
+        with Worker(r, platform_smtp="smtp+insecure://plat:%s@127.0.0.1:%d" % (pw, plat.port),
+                    args=ONE_TRY) as w2:
+            push_job(r, job("pl2", "acme"))
+            assert wait_status(r, "pl2")["state"] == "sent"
+        assert_no_secret([pw], r, tap, [w, w2])
+
+
+# ---- pinning -----------------------------------------------------------------------------
+
+def test_tls_pin_right_wrong_and_tenant_trust():
+    pw = "PinnedPw-31"
+    env = {"RELAYQ_SECRET_KEY": secret_key_b64()}
+    with RedisServer() as r, SmtpServer(security="tls", auth=("u", pw)) as srv, \
+            SmtpServer(security="starttls", auth=("u", pw)) as srv2, SmtpServer() as plat, \
+            EventTap(r) as tap, Worker(r, platform_smtp=plat, args=ONE_TRY) as w:
+        right = pin_of(srv.cafile)
+        wrong = "sha256//" + base64.b64encode(os.urandom(32)).decode()
+        # smtp_tls_verify left at 1: the pin alone makes the self-signed server trusted
+        smtp_tenant(r, "pinned", srv, "u", pw, smtp_tls_pin="%s,%s" % (wrong, right))
+        smtp_tenant(r, "moved", srv, "u", pw, smtp_tls_pin=wrong)
+        smtp_tenant(r, "moved2", srv2, "u", pw, smtp_tls_pin=wrong)
+        push_job(r, job("pin1", "pinned"))
+        push_job(r, job("pin2", "moved"))
+        push_job(r, job("pin3", "moved2"))
+        assert wait_status(r, "pin1")["state"] == "sent"
+        for jid in ("pin2", "pin3"):
+            st = wait_status(r, jid)
+            assert st["state"] == "failed" and st.get("error") == "tls", st
+            assert "key" in st.get("detail", "").lower(), st
+        assert len(srv.auth_attempts) == 1 and srv2.auth_attempts == [], \
+            "a login was sent before the pin check: %r %r" % (srv.auth_attempts, srv2.auth_attempts)
+        # tenant trust --yes stores the server's pin; then a job goes through
+        smtp_tenant(r, "trusting", srv2, "u", pw)
+        p = run_relayq(r, "tenant", "trust", "trusting", "--yes", env=env)
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        assert r.client.hget(r.key("tenant", "trusting"), "smtp_tls_pin").decode() == pin_of(srv2.cafile)
+        assert "sha256//" in p.stdout
+        push_job(r, job("pin4", "trusting"))
+        assert wait_status(r, "pin4")["state"] == "sent"
+        p2 = run_relayq(r, "tenant", "set", "nopin", "gateway=smtp", "smtp_host=smtp.nopin.example",
+                        "smtp_security=tls", "smtp_user=u", "smtp_password=x", "smtp_tls_verify=0", "--no-verify",
+                        env=env)
+        assert "tenant trust" in p2.stdout + p2.stderr, "tenant set smtp_tls_verify=0 should suggest `tenant trust`"
+        assert_no_secret([pw], r, tap, [w], [p.stdout, p.stderr])
+
+
+# ---- circuit breaker, pause, rate limits -------------------------------------------------
+
+def test_breaker_opens_after_connect_failures_jobs_wait_as_retry():
+    with RedisServer() as r, CloseServer() as down, SmtpServer() as plat, \
+            Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "50"]):
+        set_tenant(r, "flaky", gateway="smtp", smtp_host="127.0.0.1", smtp_port=down.port,
+                   smtp_security="tls", smtp_user="u", smtp_password="pw")
+        for i in range(4):
+            push_job(r, job("br%d" % i, "flaky"))
+        bkey = r.key("breaker", "flaky")
+
+        def opened():
+            h = {k.decode(): v.decode() for k, v in r.client.hgetall(bkey).items()}
+            return h if h.get("smtp.state") == "open" else None
+        h = wait_for(opened, timeout=15, what="P:breaker:flaky smtp.state=open")
+        now = int(time.time() * 1000)
+        assert h.get("smtp.reason") == "connect", h
+        gaps = []
+        if int(h.get("smtp.failures", "0")) < 5:
+            gaps.append("P:breaker smtp.failures missing or < 5: %r" % h)
+        assert int(h.get("smtp.until", "0")) > now + 30000, "cool-down should be ~60 s: %r" % h
+        assert abs(int(h.get("updated_at", "0")) - now) < 15000, h
+        seen = down.accepts
+        before = {("br%d" % i): status(r, "br%d" % i) for i in range(4)}
+        # another tenant is not held up
+        push_job(r, job("br-other", "healthy"))
+        t0 = time.monotonic()
+        assert wait_status(r, "br-other", timeout=5)["state"] == "sent"
+        assert time.monotonic() - t0 < 2.5
+        # watch for 2 s: no new connection while open, the jobs wait as retry, attempts stop
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert down.accepts <= seen + 1, "connections continue while the breaker is open"
+            time.sleep(0.1)
+        for jid, b in before.items():
+            st = status(r, jid)
+            assert st["state"] == "retry" and st.get("error") == "connect", st
+            assert st.get("detail"), st
+            assert int(st["attempts"]) <= int(b["attempts"]) + 1, (b, st)
+        assert not gaps, gaps
+
+
+def test_mailgun_breaker_is_per_tenant_key_not_per_api_host():
+    with RedisServer() as r, MailgunFake() as mg, SmtpServer() as plat, EventTap(r) as tap, \
+            Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "50"]) as w:
+        set_tenant(r, "x", gateway="mailgun", mailgun_domain=mg.domain, mailgun_api_key="key-WRONG-9911",
+                   mailgun_base_url=mg.base_url)
+        set_tenant(r, "y", gateway="mailgun", mailgun_domain=mg.domain, mailgun_api_key=mg.api_key,
+                   mailgun_base_url=mg.base_url)
+        for i in range(4):
+            push_job(r, job("mx%d" % i, "x"))
+        wait_for(lambda: r.client.hget(r.key("breaker", "x"), "mailgun.state") == b"open", timeout=15,
+                 what="tenant x's mailgun breaker open")
+        t0 = time.monotonic()
+        push_job(r, job("my1", "y"))
+        assert wait_status(r, "my1", timeout=5)["state"] == "sent"
+        assert time.monotonic() - t0 < 2.5
+        assert r.client.hget(r.key("breaker", "y"), "mailgun.state") in (None, b"closed")
+        st = status(r, "mx0")
+        assert st.get("error") == "auth", st
+        assert_no_secret(["key-WRONG-9911", mg.api_key], r, tap, [w])
+
+
+def test_pause_and_resume():
+    with RedisServer() as r, SmtpServer() as plat, Worker(r, platform_smtp=plat, args=FAST):
+        p = run_relayq(r, "tenant", "pause", "acme", "--for", "600", "--reason", "invoice audit")
+        assert p.returncode == 0, p.stderr
+        push_job(r, job("pa1", "acme"))
+        push_job(r, job("pa2", "acme"))
+        st = wait_status(r, "pa1", states="deferred", timeout=10)
+        assert st.get("error") == "policy" and "invoice audit" in st.get("detail", ""), st
+        push_job(r, job("pb1", "globex"))
+        t0 = time.monotonic()
+        assert wait_status(r, "pb1", timeout=5)["state"] == "sent"
+        assert time.monotonic() - t0 < 2.5
+        assert wait_status(r, "pa2", states=("deferred",) + harness.FINAL_STATES)["state"] == "deferred"
+        p = run_relayq(r, "tenant", "resume", "acme")
+        assert p.returncode == 0, p.stderr
+        t0 = time.monotonic()
+        for jid in ("pa1", "pa2"):
+            assert wait_status(r, jid, timeout=10)["state"] == "sent"
+        assert time.monotonic() - t0 < 8, "resume should take effect within a few seconds"
+        assert dead_len(r) == 0
+
+
+def test_rate_limits_defer_with_quota_and_a_detail_naming_the_limit():
+    with RedisServer() as r, SmtpServer() as plat, Worker(r, platform_smtp=plat, args=FAST):
+        set_tenant(r, "acme", rate_limits="2/m,1000/d:rcpt")
+        for i in range(3):
+            push_job(r, job("rl%d" % i, "acme"))
+        wait_for(lambda: plat.messages_count() >= 2, what="two messages within the limit")
+
+        def third():
+            sts = [status(r, "rl%d" % i) for i in range(3)]
+            d = [s for s in sts if s.get("state") == "deferred"]
+            return d[0] if d else None
+        st = wait_for(third, timeout=10, what="the third job deferred")
+        assert st.get("error") == "quota", st
+        assert "2/m" in st.get("detail", ""), "the detail should name the limit: %r" % st
+        assert plat.messages_count() == 2
+
+
+# ---- memory budget, Redis TLS, readiness ------------------------------------------------
+
+def test_max_inflight_bytes_flag_and_env_accepted():
+    big = os.urandom(2 * 1024 * 1024)
+    with RedisServer() as r, SmtpServer() as plat:
+        with Worker(r, platform_smtp=plat, args=FAST + ["--max-inflight-bytes", "1048576"]) as w:
+            w.wait_heartbeat()
+            push_job(r, job("mb1", "acme", attachments=[{"filename": "a.bin", "content_type":
+                                                          "application/octet-stream", "data": big}]))
+            push_job(r, job("mb2", "acme"))
+            for jid in ("mb1", "mb2"):
+                assert wait_status(r, jid, timeout=20)["state"] == "sent", w.log_text()[-2000:]
+        with Worker(r, platform_smtp=plat, args=FAST, env={"RELAYQ_MAX_INFLIGHT_BYTES": "1048576"}) as w:
+            w.wait_heartbeat()
+            push_job(r, job("mb3", "acme"))
+            assert wait_status(r, "mb3")["state"] == "sent"
+            assert w.running()
+
+
+def test_rediss_with_wrong_ca_is_a_clear_error():
+    import test_redis_tls
+    with test_redis_tls.TlsRedis() as r, SmtpServer() as plat:
+        p = run_relayq(r, "--redis-ca-file", r.wrong_ca, "send", "--tenant", "acme", "--to", "a@dest.example",
+                       "--text", "x")
+        assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert "--redis-ca-file" in p.stderr or "certificate" in p.stderr.lower(), p.stderr
+        w = Worker(r, platform_smtp=plat, args=FAST + ["--redis-ca-file", r.wrong_ca])
+        assert w.wait_exit(10) != 0
+        assert "certif" in w.log_text().lower(), w.log_text()
+        w.close()
+        assert r.client.keys("*") == []
+
+
+def test_readyz_503_while_redis_refuses_writes():
+    port = free_port()
+    with RedisServer() as r, SmtpServer() as plat, \
+            Worker(r, platform_smtp=plat, args=FAST + ["--metrics", "127.0.0.1:%d" % port]) as w:
+        base = "http://127.0.0.1:%d" % port
+        wait_for(lambda: (http_up(base + "/readyz") or (0,))[0] == 200, what="/readyz 200")
+        r.client.config_set("maxmemory-policy", "noeviction")
+        r.client.config_set("maxmemory", "1")
+        s = wait_for(lambda: (lambda x: x if x and x[0] == 503 else None)(http_up(base + "/readyz")),
+                     timeout=15, what="/readyz 503 while Redis refuses writes")
+        assert re.search(r"oom|maxmemory|full|refus", s[2], re.I), s[2]
+        r.client.config_set("maxmemory", "0")
+        wait_for(lambda: (http_up(base + "/readyz") or (0,))[0] == 200, timeout=10, what="/readyz 200 again")
+        push_job(r, job("rz1", "acme"))
+        assert wait_status(r, "rz1")["state"] == "sent"
+        metrics = http(base + "/metrics")[2]
+        assert_no_secret([], r, None, [w], [metrics])
+
+
+# ---- console -----------------------------------------------------------------------------
+
+class Web:
+    def __init__(self, r, *args, allow_private_nets=harness.TEST_ALLOW_PRIVATE_NETS):
+        cmd = [binary("relayq"), "--redis", r.url, "--prefix", r.prefix, "web"] + list(args)
+        self.proc = harness._popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=harness._child_env({}))
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def test_console_loopback_token_and_csrf(tmpdir=None):
+    import tempfile
+    with RedisServer() as r, tempfile.TemporaryDirectory() as d:
+        port = free_port()
+        web = Web(r, "--listen", "127.0.0.1:%d" % port)
+        try:
+            base = "http://127.0.0.1:%d" % port
+            s = wait_for(lambda: http_up(base + "/"), timeout=10, what="console up")
+            assert s[0] == 200, s[0]
+        finally:
+            web.close()
+        # off loopback without a token: refused at start
+        p = subprocess.run([binary("relayq"), "--redis", r.url, "--prefix", r.prefix, "web", "--listen",
+                            "0.0.0.0:%d" % free_port()], capture_output=True, text=True, timeout=10,
+                           stdin=subprocess.DEVNULL, env=harness._child_env({}))
+        assert p.returncode != 0 and "token" in p.stderr.lower(), (p.returncode, p.stderr)
+        tok = "t0ken-" + os.urandom(12).hex()
+        tf = os.path.join(d, "token")
+        with open(tf, "w") as f:
+            f.write(tok + "\n")
+        os.chmod(tf, 0o600)
+        port = free_port()
+        web = Web(r, "--listen", "127.0.0.1:%d" % port, "--token-file", tf)
+        try:
+            base = "http://127.0.0.1:%d" % port
+            wait_for(lambda: http_up(base + "/healthz") or http_up(base + "/login"), timeout=10, what="console")
+            s = http(base + "/")
+            assert s[0] in (401, 302, 303), "no token must not see the console: %s" % s[0]
+            auth = {"Authorization": "Bearer " + tok}
+            s = http(base + "/", headers=auth)
+            assert s[0] == 200, s[0]
+            keys_before = sorted(r.client.keys("*"))
+            s = http(base + "/tenant/pause", method="POST", data=b"tenant=acme&for=600&reason=x",
+                     headers=dict(auth, **{"Content-Type": "application/x-www-form-urlencoded"}))
+            assert s[0] == 403, "a POST without the CSRF field must be refused: %s" % s[0]
+            assert sorted(r.client.keys("*")) == keys_before, "a refused POST changed Redis"
+            assert tok not in s[2]
+        finally:
+            web.close()
+
+
+def test_queue_stats_counts_tenant_sorted_backlog():
+    with RedisServer() as r:
+        push_job(r, job("qs0", "acme"))
+        for i in range(3):
+            r.client.lpush(r.key("tq", "default", "acme"), b"x%d" % i)
+        r.client.rpush(r.key("tring", "default"), b"acme")
+        p = run_relayq(r, "queue", "stats")
+        assert p.returncode == 0, p.stderr
+        row = [ln.split() for ln in p.stdout.splitlines() if ln.split()[:1] == ["default"]]
+        assert row and int(row[0][1]) == 4, "ready of default should be 1 shared + 3 sorted:\n" + p.stdout
+
+
+# ---- secrets: the Redis password --------------------------------------------------------
+
+def test_redis_password_with_at_sign_not_logged():
+    pw = "s3cr@t:p@ss/word"
+    with RedisServer(password=pw) as r, SmtpServer() as plat, Worker(r, platform_smtp=plat, args=FAST) as w:
+        w.wait_heartbeat()
+        push_job(r, job("pw1", "acme"))
+        assert wait_status(r, "pw1")["state"] == "sent"
+        p = run_relayq(r, "status", "nosuchjob")
+        bad = run_relayq(r, "--redis", r.url.replace("127.0.0.1", "127.0.0.1:1").replace(":%d" % r.port, ""),
+                         "status", "x")
+        import urllib.parse
+        for s in (pw, urllib.parse.quote(pw, safe=""), "s3cr@t"):
+            assert s not in w.log_text(), "Redis password in the worker log"
+            assert s not in p.stdout + p.stderr + bad.stdout + bad.stderr, "Redis password in CLI output"
+
+
+# ---- help and docs ---------------------------------------------------------------------------
+
+def test_new_flags_and_commands_in_help_and_docs():
+    whelp = subprocess.run([binary("relayq-worker"), "--help"], capture_output=True, text=True).stdout
+    chelp = subprocess.run([binary("relayq"), "--help"], capture_output=True, text=True)
+    chelp = chelp.stdout + chelp.stderr
+    thelp = subprocess.run([binary("relayq"), "tenant", "--help"], capture_output=True, text=True)
+    thelp = thelp.stdout + thelp.stderr
+    conf = open(os.path.join(ROOT, "docs", "configuration.md")).read()
+    cli = open(os.path.join(ROOT, "docs", "cli.md")).read()
+    missing = []
+    for flag, env in (("--allow-private-nets", "RELAYQ_ALLOW_PRIVATE_NETS"),
+                      ("--max-inflight-bytes", "RELAYQ_MAX_INFLIGHT_BYTES"),
+                      ("--redis-ca-file", "RELAYQ_REDIS_CA_FILE"), ("--redis-cert", None),
+                      ("--redis-key", None), ("--ca-file", "RELAYQ_CA_FILE")):
+        if flag not in whelp:
+            missing.append("relayq-worker --help lacks " + flag)
+        if flag not in conf:
+            missing.append("docs/configuration.md lacks " + flag)
+        if env and env not in conf:
+            missing.append("docs/configuration.md lacks " + env)
+        if env and env not in whelp:
+            missing.append("relayq-worker --help lacks " + env)
+    for flag in ("--mode", "--allow-private-nets", "--redis-ca-file"):
+        if flag not in chelp:
+            missing.append("relayq --help lacks " + flag)
+    for sub in ("verify-domain", "trust", "reseal", "pause", "resume"):
+        if sub not in thelp:
+            missing.append("relayq tenant --help lacks " + sub)
+        if not re.search(r"relayq tenant %s" % sub, cli):
+            missing.append("docs/cli.md lacks `relayq tenant %s`" % sub)
+    if "web" not in chelp:
+        missing.append("relayq --help lacks web")
+    if "relayq web" not in cli:
+        missing.append("docs/cli.md lacks `relayq web`")
+    assert not missing, "\n".join(missing)
+
+
+if __name__ == "__main__":
+    harness.main(globals())
