@@ -409,6 +409,26 @@ def test_tenant_set_refuses_numeric_shorthand_and_internal_hosts_in_saas():
         assert srv.connections() == 0, "tenant set connected where a saas worker would not"
 
 
+def test_tenant_set_refuses_what_a_saas_worker_refuses_and_drops_a_contradicted_preset():
+    # Issue 16: in saas, `tenant set` refuses port 25 / no security like the workers, with the
+    # reason; a field that contradicts the preset drops the preset name.
+    env = {"RELAYQ_SECRET_KEY": secret_key_b64()}
+    with RedisServer() as r:
+        p = run_relayq(r, "tenant", "set", "acme", "gateway=smtp", "smtp_host=smtp.acme.example",
+                       "smtp_port=25", "smtp_security=none", "smtp_user=u", "smtp_password=pw", "--no-verify",
+                       env=env)
+        assert p.returncode != 0 and p.stderr.strip(), (p.returncode, p.stdout, p.stderr)
+        assert "25" in p.stderr or "onprem" in p.stderr or "none" in p.stderr, p.stderr
+        assert not r.client.exists(r.key("tenant", "acme"))
+        p = run_relayq(r, "tenant", "set", "aru", "smtp_preset=aruba", "smtp_user=u@aru.example",
+                       "smtp_password=pw", "--no-verify", env=env)
+        assert p.returncode == 0, p.stderr
+        p = run_relayq(r, "tenant", "set", "aru", "smtp_host=mail.other.example", "--no-verify", env=env)
+        assert p.returncode == 0, p.stderr
+        assert r.client.hget(r.key("tenant", "aru"), "smtp_preset") in (None, b""), \
+            "smtp_preset=aruba left behind after smtp_host changed"
+
+
 def test_allow_private_nets_flag_and_env_open_a_network():
     with RedisServer() as r, SmtpServer(security="tls", auth=("u", "pw")) as srv, SmtpServer() as plat:
         smtp_tenant(r, "vpn", srv, "u", "pw", smtp_tls_verify="0")
@@ -502,6 +522,56 @@ def test_tls_pin_right_wrong_and_tenant_trust():
                         env=env)
         assert "tenant trust" in p2.stdout + p2.stderr, "tenant set smtp_tls_verify=0 should suggest `tenant trust`"
         assert_no_secret([pw], r, tap, [w], [p.stdout, p.stderr])
+
+
+def test_oauth_token_shared_sealed_rotated_and_invalid_grant_is_auth():
+    from oauth_fake import TokenEndpoint
+    key = os.urandom(32)
+    env = {"RELAYQ_SECRET_KEY": base64.b64encode(key).decode()}
+    user = "boss@acme.example"
+    client_secret = "ClientSecret-5150"
+    with RedisServer() as r, TokenEndpoint(client_secret=client_secret, refresh_token="rt-first-0001") as ep, \
+            SmtpServer(security="starttls", xoauth2=ep.token_ok, require_auth=True) as srv, \
+            SmtpServer() as plat, EventTap(r) as tap:
+        set_tenant(r, "acme", gateway="smtp", smtp_host="127.0.0.1", smtp_port=srv.port, smtp_security="starttls",
+                   smtp_user=user, smtp_auth="xoauth2", oauth_token_url=ep.url, oauth_client_id="app-1",
+                   oauth_client_secret=sealing.seal_v2(key, "tenant:acme", "oauth_client_secret", client_secret),
+                   oauth_refresh_token=sealing.seal_v2(key, "tenant:acme", "oauth_refresh_token", "rt-first-0001"),
+                   oauth_scope="https://outlook.office.com/SMTP.Send offline_access")
+        args = FAST + ["--ca-file", srv.cafile, "--max-attempts", "20"]
+        with Worker(r, platform_smtp=plat, args=args, env=env) as w1, \
+                Worker(r, platform_smtp=plat, args=args, env=env) as w2:
+            for i in range(10):
+                push_job(r, job("oa%d" % i, "acme", **{"from": user}))
+            for i in range(10):
+                assert wait_status(r, "oa%d" % i)["state"] == "sent", status(r, "oa%d" % i)
+            assert ep.count() == 1, "one token request for 10 jobs on two workers, got %d" % ep.count()
+            o = {k.decode(): v.decode() for k, v in r.client.hgetall(r.key("oauth", "acme")).items()}
+            assert o.get("access_token", "").startswith("enc:v2:"), o
+            tok = sealing.open_sealed(key, o["access_token"], "oauth:acme", "access_token")
+            assert tok.startswith("at-") and int(o["expires_at"]) > time.time() * 1000, o
+            rt = r.client.hget(r.key("tenant", "acme"), "oauth_refresh_token").decode()
+            assert rt.startswith("enc:v2:"), "the rotated refresh token must be written back sealed"
+            assert sealing.open_sealed(key, rt, "tenant:acme", "oauth_refresh_token") == ep.current_refresh_token
+            # the provider refuses: auth, sign in again, breaker tripped with reason auth
+            # the provider refuses a tenant's refresh: auth, sign in again, breaker tripped with reason auth
+            ep.refuse = "invalid_grant"
+            set_tenant(r, "beta", gateway="smtp", smtp_host="127.0.0.1", smtp_port=srv.port,
+                       smtp_security="starttls", smtp_user=user, smtp_auth="xoauth2", oauth_token_url=ep.url,
+                       oauth_client_id="app-1",
+                       oauth_client_secret=sealing.seal_v2(key, "tenant:beta", "oauth_client_secret", client_secret),
+                       oauth_refresh_token=sealing.seal_v2(key, "tenant:beta", "oauth_refresh_token", "rt-beta-0002"),
+                       oauth_scope="https://outlook.office.com/SMTP.Send offline_access")
+            push_job(r, job("oa-bad", "beta", **{"from": user}))
+            st = wait_status(r, "oa-bad", states=("failed", "retry"))
+            assert st.get("error") == "auth" and "sign in" in st.get("detail", "").lower(), st
+            assert r.client.hget(r.key("breaker", "beta"), "smtp.reason") == b"auth", \
+                r.client.hgetall(r.key("breaker", "beta"))
+            g = run_relayq(r, "tenant", "get", "acme", env=env)
+            secrets_ = [client_secret, "rt-first-0001", "rt-beta-0002", ep.current_refresh_token, tok]
+            assert_no_secret(secrets_, r, tap, [w1, w2], [g.stdout, g.stderr,
+                                                          json.dumps({k.decode(): v.decode() for k, v in
+                                                                      r.client.hgetall(r.key("oauth", "acme")).items()})])
 
 
 # ---- circuit breaker, pause, rate limits -------------------------------------------------
@@ -640,21 +710,33 @@ def test_rediss_with_wrong_ca_is_a_clear_error():
 
 
 def test_readyz_503_while_redis_refuses_writes():
+    # Issue 26: writes refused (maxmemory, noeviction) -> /readyz 503 naming the cause, a few
+    # log lines, no job failed or dead; memory raised -> every job sent once, /readyz 200.
     port = free_port()
-    with RedisServer() as r, SmtpServer() as plat, \
-            Worker(r, platform_smtp=plat, args=FAST + ["--metrics", "127.0.0.1:%d" % port]) as w:
-        base = "http://127.0.0.1:%d" % port
-        wait_for(lambda: (http_up(base + "/readyz") or (0,))[0] == 200, what="/readyz 200")
+    with RedisServer() as r, SmtpServer() as plat:
+        n = 20
+        for i in range(n):
+            push_job(r, job("rz%d" % i, "acme"))
         r.client.config_set("maxmemory-policy", "noeviction")
         r.client.config_set("maxmemory", "1")
-        s = wait_for(lambda: (lambda x: x if x and x[0] == 503 else None)(http_up(base + "/readyz")),
-                     timeout=15, what="/readyz 503 while Redis refuses writes")
-        assert re.search(r"oom|maxmemory|full|refus", s[2], re.I), s[2]
-        r.client.config_set("maxmemory", "0")
-        wait_for(lambda: (http_up(base + "/readyz") or (0,))[0] == 200, timeout=10, what="/readyz 200 again")
-        push_job(r, job("rz1", "acme"))
-        assert wait_status(r, "rz1")["state"] == "sent"
-        metrics = http(base + "/metrics")[2]
+        with Worker(r, platform_smtp=plat, args=FAST + ["--metrics", "127.0.0.1:%d" % port]) as w:
+            base = "http://127.0.0.1:%d" % port
+            s503 = wait_for(lambda: (lambda x: x if x and x[0] == 503 else None)(http_up(base + "/readyz")),
+                            timeout=15, what="/readyz 503 while Redis refuses writes")
+            assert re.search(r"oom|maxmemory|full|refus", s503[2], re.I), s503[2]
+            t0 = time.monotonic()
+            wait_for(lambda: time.monotonic() - t0 > 3, timeout=5, what="3 s of refusal")  # observation window
+            lines = [ln for ln in w.log_text().splitlines() if re.search(r"oom|maxmemory", ln, re.I)]
+            assert len(lines) <= 5, "%d log lines about the refusal in 3 s:\n%s" % (len(lines), "\n".join(lines[:10]))
+            assert plat.messages_count() == 0 and dead_len(r) == 0
+            r.client.config_set("maxmemory", "0")
+            for i in range(n):
+                assert wait_status(r, "rz%d" % i, timeout=15)["state"] == "sent"
+            wait_for(lambda: (http_up(base + "/readyz") or (0,))[0] == 200, timeout=10, what="/readyz 200 again")
+            assert dead_len(r) == 0
+            assert sorted(m["rcpt_tos"][0] for m in plat.messages()) == sorted("rz%d@dest.example" % i
+                                                                               for i in range(n))
+            metrics = http(base + "/metrics")[2]
         assert_no_secret([], r, None, [w], [metrics])
 
 
