@@ -612,6 +612,8 @@ def test_breaker_opens_after_connect_failures_jobs_wait_as_retry():
             st = status(r, jid)
             assert st["state"] == "retry" and st.get("error") == "connect", st
             assert st.get("detail"), st
+            if not re.search(r"\d", st["detail"].replace(str(down.port), "").replace("127.0.0.1", "")):
+                gaps.append("detail while open does not say when sending resumes: %r" % st["detail"])
             assert int(st["attempts"]) <= int(b["attempts"]) + 1, (b, st)
         assert not gaps, gaps
 
@@ -709,6 +711,55 @@ def test_rediss_with_wrong_ca_is_a_clear_error():
         assert r.client.keys("*") == []
 
 
+class SentinelRedis:
+    """A RedisServer primary watched by one redis-sentinel; url is redis+sentinel://."""
+
+    def __init__(self, r):
+        import tempfile
+        self.r, self.prefix, self.client, self.key = r, r.prefix, r.client, r.key
+        self.dir = tempfile.mkdtemp(prefix="relayq-sentinel-")
+        self.port = free_port()
+        conf = os.path.join(self.dir, "sentinel.conf")
+        with open(conf, "w") as f:
+            f.write("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor mymaster 127.0.0.1 %d 1\n"
+                    % (self.port, self.dir, r.port))
+        self.proc = harness._popen(["redis-sentinel", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis as redis_py
+        probe = redis_py.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+
+        def ready():
+            try:
+                return probe.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")
+            except redis_py.RedisError:
+                return None
+        wait_for(ready, timeout=10, what="redis-sentinel up")
+
+    @property
+    def url(self):
+        return "redis+sentinel://127.0.0.1:%d/mymaster" % self.port
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(5)
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def test_sentinel_url_for_worker_and_cli():
+    harness.skip_unless(os.path.exists("/usr/bin/redis-sentinel"), "redis-sentinel not installed")
+    with RedisServer() as r, SmtpServer() as plat:
+        sr = SentinelRedis(r)
+        try:
+            p = run_relayq(sr, "send", "--id", "sn1", "--tenant", "acme", "--to", "a@dest.example", "--text", "x")
+            assert p.returncode == 0, p.stderr
+            with Worker(sr, platform_smtp=plat, args=FAST):
+                assert wait_status(r, "sn1")["state"] == "sent"
+            p = run_relayq(sr, "status", "sn1")
+            assert p.returncode == 0 and "sent" in p.stdout, p.stderr
+        finally:
+            sr.close()
+
+
 def test_readyz_503_while_redis_refuses_writes():
     # Issue 26: writes refused (maxmemory, noeviction) -> /readyz 503 naming the cause, a few
     # log lines, no job failed or dead; memory raised -> every job sent once, /readyz 200.
@@ -719,6 +770,9 @@ def test_readyz_503_while_redis_refuses_writes():
             push_job(r, job("rz%d" % i, "acme"))
         r.client.config_set("maxmemory-policy", "noeviction")
         r.client.config_set("maxmemory", "1")
+        p = run_relayq(r, "send", "--tenant", "acme", "--to", "a@dest.example", "--text", "x")
+        assert p.returncode != 0 and re.search(r"full|maxmemory", p.stderr, re.I), (p.returncode, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
         with Worker(r, platform_smtp=plat, args=FAST + ["--metrics", "127.0.0.1:%d" % port]) as w:
             base = "http://127.0.0.1:%d" % port
             s503 = wait_for(lambda: (lambda x: x if x and x[0] == 503 else None)(http_up(base + "/readyz")),
@@ -795,6 +849,26 @@ def test_console_loopback_token_and_csrf(tmpdir=None):
             assert s[0] == 403, "a POST without the CSRF field must be refused: %s" % s[0]
             assert sorted(r.client.keys("*")) == keys_before, "a refused POST changed Redis"
             assert tok not in s[2]
+            # security headers, the login form's cookie, and a POST carrying the CSRF field
+            s = http(base + "/", headers=auth)
+            hdr = {k.lower(): v for k, v in s[1].items()}
+            assert hdr.get("x-frame-options", "").upper() == "DENY", hdr
+            assert "content-security-policy" in hdr, hdr
+            s = http(base + "/login", method="POST", data=("token=" + tok).encode(),
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+            cookie = {k.lower(): v for k, v in s[1].items()}.get("set-cookie", "")
+            assert s[0] in (200, 302, 303) and "httponly" in cookie.lower(), (s[0], cookie)
+            assert tok not in cookie, "the cookie must not hold the token itself"
+            jar = {"Cookie": cookie.split(";")[0]}
+            page = http(base + "/tenant?id=acme", headers=jar)
+            assert page[0] == 200, page[0]
+            m = re.search(r'name="csrf" value="([^"]+)"', page[2])
+            assert m, "no CSRF field in the tenant page's forms"
+            s = http(base + "/tenant/pause", method="POST",
+                     data=("csrf=%s&tenant=acme&for=600&reason=qa" % m.group(1)).encode(),
+                     headers=dict(jar, **{"Content-Type": "application/x-www-form-urlencoded"}))
+            assert s[0] < 400, (s[0], s[2][-500:])
+            assert sorted(r.client.keys("*")) != keys_before, "pause through the console changed nothing in Redis"
         finally:
             web.close()
 
