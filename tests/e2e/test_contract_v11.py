@@ -214,6 +214,9 @@ def test_id_reused_by_another_tenant_is_invalid_and_leaves_the_first_status_alon
                       timeout=5, what="the failed event of betacorp's job")[0]
         assert ev.get("code", ev.get("error")) == "invalid_job" or ev.get("error") == "invalid_job", ev
         assert "alphacorp" not in json.dumps(ev), ev
+        for e in tap.parsed():
+            missing = [k for k in ("id", "tenant", "state", "attempts", "ts") if k not in e]
+            assert not missing, "event without %s: %r" % (missing, e)
 
 
 def test_trace_and_authentication_headers_are_invalid_job():
@@ -385,6 +388,10 @@ def test_network_boundary_refuses_internal_addresses_without_connecting():
         set_tenant(r, "t-mg", gateway="mailgun", mailgun_domain=mg.domain, mailgun_api_key=mg.api_key,
                    mailgun_base_url=mg.base_url)
         push_job(r, job("nb-mg", "t-mg"))
+        set_tenant(r, "t-mg2", gateway="mailgun", mailgun_domain=mg.domain, mailgun_api_key=mg.api_key,
+                   mailgun_base_url="http://8.8.8.8:9")
+        push_job(r, job("nb-mg2", "t-mg2"))
+        hosts["nb-mg2"] = "http://8.8.8.8:9 (plain http to a public address in saas)"
         bad = []
         for jid in list(hosts) + ["nb-mg"]:
             st = wait_status(r, jid, timeout=10)
@@ -406,7 +413,18 @@ def test_tenant_set_refuses_numeric_shorthand_and_internal_hosts_in_saas():
             assert p.returncode != 0, "tenant set accepted smtp_host=%s in saas: %s" % (host, p.stdout)
             assert p.stderr.strip(), host
             assert not r.client.exists(r.key("tenant", "acme")), host
-        assert srv.connections() == 0, "tenant set connected where a saas worker would not"
+        # a hash written by the platform's backend: verify, test and trust refuse it too
+        smtp_tenant(r, "direct", srv, "u", "pw", smtp_tls_verify="0")
+        for args in (("verify", "direct"), ("test", "direct", "--to", "a@dest.example"), ("trust", "direct", "--yes")):
+            p = run_relayq(r, "tenant", *args, allow_private_nets=None)
+            assert p.returncode != 0, "relayq tenant %s reached a loopback server in saas: %s" % (args[0], p.stdout)
+        assert r.client.hget(r.key("tenant", "direct"), "smtp_tls_pin") is None
+        assert srv.connections() == 0, "the CLI connected where a saas worker would not"
+        # saas: Mailgun over plain http outside an allowed network is refused by tenant set
+        p = run_relayq(r, "tenant", "set", "mg", "gateway=mailgun", "mailgun_domain=mg.example.com",
+                       "mailgun_api_key=key-abc", "mailgun_base_url=http://api.mailgun.net", "--no-verify",
+                       env={"RELAYQ_SECRET_KEY": secret_key_b64()}, allow_private_nets=None)
+        assert p.returncode != 0 and "https" in p.stderr, (p.returncode, p.stderr)
 
 
 def test_tenant_set_refuses_what_a_saas_worker_refuses_and_drops_a_contradicted_preset():
@@ -517,6 +535,13 @@ def test_tls_pin_right_wrong_and_tenant_trust():
         assert "sha256//" in p.stdout
         push_job(r, job("pin4", "trusting"))
         assert wait_status(r, "pin4")["state"] == "sent"
+        smtp_tenant(r, "trusting", srv, "u", pw, route="billing")
+        set_tenant(r, "trusting", routes="billing")
+        p3 = run_relayq(r, "tenant", "trust", "trusting", "--route", "billing", "--yes", env=env)
+        assert p3.returncode == 0, (p3.stdout, p3.stderr)
+        assert r.client.hget(r.key("tenant", "trusting", "route", "billing"), "smtp_tls_pin").decode() == \
+            pin_of(srv.cafile)
+        assert "sha256//" in w.log_text(), "the new key's pin should be in the worker log"
         p2 = run_relayq(r, "tenant", "set", "nopin", "gateway=smtp", "smtp_host=smtp.nopin.example",
                         "smtp_security=tls", "smtp_user=u", "smtp_password=x", "smtp_tls_verify=0", "--no-verify",
                         env=env)
@@ -572,6 +597,171 @@ def test_oauth_token_shared_sealed_rotated_and_invalid_grant_is_auth():
             assert_no_secret(secrets_, r, tap, [w1, w2], [g.stdout, g.stderr,
                                                           json.dumps({k.decode(): v.decode() for k, v in
                                                                       r.client.hgetall(r.key("oauth", "acme")).items()})])
+
+
+class SilentServer:
+    """Accepts TCP and never says a word (a tenant server that hangs before its greeting)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        self._stop = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.held.append(c)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._t.join(2)
+        for c in self.held:
+            c.close()
+        self.sock.close()
+
+
+def push_many(r, jobs, queue="default"):
+    import msgpack
+    pipe = r.client.pipeline(transaction=False)
+    for j in jobs:
+        pipe.lpush(r.key("queue", queue), msgpack.packb(j, use_bin_type=True))
+    pipe.execute()
+
+
+def test_silent_tenant_backlog_does_not_delay_another_tenant():
+    # Contract (Tenant isolation): with any backlog of a silent tenant server, another tenant's job on
+    # a healthy route is sent within about a second; a waiting job holds no --concurrency slot.
+    with RedisServer() as r, SilentServer() as silent, SmtpServer() as plat, \
+            Worker(r, platform_smtp=plat, args=FAST + ["--concurrency", "8", "--max-attempts", "20"]) as w:
+        set_tenant(r, "slowco", gateway="smtp", smtp_host="127.0.0.1", smtp_port=silent.port, smtp_security="tls",
+                   smtp_user="u", smtp_password="pw")
+        w.wait_heartbeat()
+        push_many(r, [job("sil%d" % i, "slowco") for i in range(500)])
+        wait_for(lambda: silent.held, timeout=10, what="the worker to reach the silent server")
+        push_job(r, job("fast1", "fastco"))
+        t0 = time.monotonic()
+        st = wait_status(r, "fast1", timeout=8)
+        took = time.monotonic() - t0
+        assert st["state"] == "sent", st
+        assert took < 2.0, "another tenant's job waited %.1f s behind a silent tenant's backlog" % took
+        assert len(silent.held) <= 4, "%d connections to a server with smtp_max_connections=2" % len(silent.held)
+
+
+def test_saturated_tenant_backlog_does_not_delay_another_tenant_two_workers():
+    with RedisServer() as r, SmtpServer(security="tls", auth=("u", "pw"), delay=0.3) as slow, \
+            SmtpServer() as plat:
+        smtp_tenant(r, "busyco", slow, "u", "pw", smtp_tls_verify="0")
+        with Worker(r, platform_smtp=plat, args=FAST + ["--concurrency", "8"]) as w1, \
+                Worker(r, platform_smtp=plat, args=FAST + ["--concurrency", "8"]) as w2:
+            w1.wait_heartbeat()
+            w2.wait_heartbeat()
+            push_many(r, [job("bz%d" % i, "busyco") for i in range(400)])
+            wait_for(lambda: slow.messages_count() >= 2, timeout=10, what="the slow server busy")
+            worst = 0.0
+            for k in range(3):
+                push_job(r, job("quick%d" % k, "quickco"))
+                t0 = time.monotonic()
+                assert wait_status(r, "quick%d" % k, timeout=8)["state"] == "sent"
+                worst = max(worst, time.monotonic() - t0)
+            assert worst < 2.0, "another tenant's job waited %.1f s behind a saturated tenant" % worst
+            assert slow.peak_connections() <= 4, slow.peak_connections()
+
+
+def test_server_banner_of_a_non_smtp_service_is_not_copied_into_status():
+    # Issue 16: text echoed back from a server that never spoke SMTP is not copied into statuses.
+    banner = b"HTTP/1.1 400 Bad Request\r\nServer: internal-admin-7f3a\r\n\r\nINTERNAL-SECRET-BANNER\r\n"
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.1)
+    port = srv.getsockname()[1]
+    stop = []
+
+    def serve():
+        while not stop:
+            try:
+                c, _ = srv.accept()
+            except (socket.timeout, OSError):
+                continue
+            try:
+                c.sendall(banner)
+            except OSError:
+                pass
+            c.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with RedisServer() as r, SmtpServer() as plat, EventTap(r) as tap, \
+                Worker(r, platform_smtp=plat, args=ONE_TRY, env={"RELAYQ_SECRET_KEY": secret_key_b64()}):
+            for sec in ("none", "starttls"):
+                set_tenant(r, "scan-" + sec, gateway="smtp", smtp_host="127.0.0.1", smtp_port=port,
+                           smtp_security=sec, smtp_user="u", smtp_password="pw")
+                push_job(r, job("scan-" + sec, "scan-" + sec))
+            for sec in ("none", "starttls"):
+                st = wait_status(r, "scan-" + sec)
+                assert st["state"] in ("failed", "retry"), st
+                dump = json.dumps(st)
+                assert "INTERNAL-SECRET-BANNER" not in dump and "internal-admin" not in dump, st
+            ev = "\n".join(tap.events)
+            assert "INTERNAL-SECRET-BANNER" not in ev and "internal-admin" not in ev
+    finally:
+        stop.append(1)
+        t.join(2)
+        srv.close()
+
+
+def test_basic_auth_disabled_says_switch_to_xoauth2():
+    # Issue 18: 535 5.7.139 on a password route -> auth, "switch to smtp_auth=xoauth2".
+    with RedisServer() as r, SmtpServer(security="tls", auth=("u", "right"),
+                                        auth_fail_reply="535 5.7.139 Authentication unsuccessful, basic "
+                                                        "authentication is disabled.") as srv, \
+            SmtpServer() as plat, Worker(r, platform_smtp=plat, args=ONE_TRY):
+        smtp_tenant(r, "o365", srv, "u", "pw-old", smtp_tls_verify="0")
+        push_job(r, job("b1", "o365"))
+        st = wait_status(r, "b1")
+        assert st.get("error") == "auth" or "auth" in st.get("detail", ""), st
+        assert "xoauth2" in st.get("detail", "").lower(), st
+        assert "pw-old" not in json.dumps(st)
+
+
+def test_office365_preset_limits_apply_and_oauth_secrets_are_sealed():
+    # Contract: presets fill provider limits (office365 30/m,10000/d:rcpt); tenant set seals
+    # oauth_client_secret and oauth_refresh_token as enc:v2:, tenant get masks them.
+    env = {"RELAYQ_SECRET_KEY": secret_key_b64()}
+    with RedisServer() as r, SmtpServer(security="tls", auth=("u", "pw")) as srv, SmtpServer() as plat:
+        p = run_relayq(r, "tenant", "set", "m365", "smtp_preset=office365", "smtp_auth=xoauth2",
+                       "smtp_user=boss@m365.example", "oauth_client_id=app", "oauth_client_secret=CS-777",
+                       "oauth_refresh_token=RT-888", "--no-verify", env=env)
+        assert p.returncode == 0, p.stderr
+        h = {k.decode(): v.decode() for k, v in r.client.hgetall(r.key("tenant", "m365")).items()}
+        assert h["oauth_client_secret"].startswith("enc:v2:") and h["oauth_refresh_token"].startswith("enc:v2:"), h
+        g = run_relayq(r, "tenant", "get", "m365", env=env)
+        assert g.returncode == 0 and "CS-777" not in g.stdout + g.stderr and "RT-888" not in g.stdout + g.stderr
+        # the preset's 30 messages a minute, through a worker (host and port overridden to the fixture)
+        smtp_tenant(r, "o365pw", srv, "u", "pw", smtp_preset="office365", smtp_tls_verify="0")
+        with Worker(r, platform_smtp=plat, args=FAST, env=env):
+            push_many(r, [job("o%d" % i, "o365pw") for i in range(31)])
+            wait_for(lambda: srv.messages_count() >= 30, timeout=20, what="30 messages within the preset's limit")
+
+            def deferred():
+                d = [status(r, "o%d" % i) for i in range(31)]
+                d = [x for x in d if x.get("state") == "deferred"]
+                return d[0] if d else None
+            st = wait_for(deferred, timeout=10, what="the 31st job deferred by the office365 preset's 30/m")
+            assert st.get("error") == "quota" and "30/m" in st.get("detail", ""), st
+            assert srv.messages_count() == 30
 
 
 # ---- circuit breaker, pause, rate limits -------------------------------------------------
@@ -849,6 +1039,8 @@ def test_console_loopback_token_and_csrf(tmpdir=None):
             assert s[0] == 403, "a POST without the CSRF field must be refused: %s" % s[0]
             assert sorted(r.client.keys("*")) == keys_before, "a refused POST changed Redis"
             assert tok not in s[2]
+            s = http(base + "/job?id=%3Cscript%3Ealert(1)%3C/script%3E", headers=auth)
+            assert s[0] == 400 and "<script>alert" not in s[2], s[0]
             # security headers, the login form's cookie, and a POST carrying the CSRF field
             s = http(base + "/", headers=auth)
             hdr = {k.lower(): v for k, v in s[1].items()}
