@@ -237,6 +237,51 @@ def test_trace_and_authentication_headers_are_invalid_job():
         assert [m["rcpt_tos"] for m in smtp.messages()] == [["tr-ok@dest.example"]]
 
 
+def test_raw_and_attachment_data_as_msgpack_str():
+    # Contract (v1.1): attachments' data and raw may also be msgpack str.
+    with RedisServer() as r, SmtpServer() as smtp, Worker(r, platform_smtp=smtp, args=FAST):
+        push_job(r, job("st1", "acme", attachments=[{"filename": "r.csv", "content_type": "text/csv",
+                                                      "data": "a,b\n1,2\n"}]))
+        push_job(r, dict(job("st2", "acme"), raw="From: x@platform.example\r\nTo: st2@dest.example\r\n"
+                                                  "Subject: raw str\r\n\r\nraw body as str\r\n"))
+        for jid in ("st1", "st2"):
+            assert wait_status(r, jid)["state"] == "sent", status(r, jid)
+        msgs = {m["rcpt_tos"][0]: parse_message(m["data"]) for m in smtp.messages()}
+        att = [p for p in msgs["st1@dest.example"].iter_attachments()]
+        assert att and att[0].get_content().replace("\r\n", "\n") == "a,b\n1,2\n", att
+        assert "raw body as str" in msgs["st2@dest.example"].get_content()
+
+
+def test_route_names_with_colon_refused():
+    env = {"RELAYQ_SECRET_KEY": secret_key_b64()}
+    with RedisServer() as r:
+        p = run_relayq(r, "tenant", "set", "acme", "routes=billing:x", "--no-verify", env=env)
+        assert p.returncode != 0, "routes=billing:x accepted"
+        p = run_relayq(r, "tenant", "set", "acme", "smtp_host=smtp.acme.example", "smtp_user=u", "smtp_password=p",
+                       "--route", "a:b", "--no-verify", env=env)
+        assert p.returncode != 0, "--route a:b accepted"
+        assert r.client.keys("*") == [], r.client.keys("*")
+
+
+def test_cli_failures_are_one_clear_line():
+    with RedisServer() as r:
+        cases = [
+            ("tenant", "reseal", "acme"),                    # no RELAYQ_SECRET_KEY
+            ("tenant", "trust", "nosuch", "--yes"),          # no such tenant
+            ("tenant", "verify-domain", "acme"),             # missing DOMAIN
+            ("tenant", "set", "a:b", "gateway=platform", "--no-verify"),
+            ("tenant", "pause"),                             # missing TENANT
+            ("tenant", "resume"),
+        ]
+        bad = []
+        for args in cases:
+            p = run_relayq(r, *args)
+            lines = p.stderr.strip().splitlines()
+            if p.returncode == 0 or len(lines) != 1 or not lines[0].startswith("relayq: "):
+                bad.append("relayq %s -> exit %d, stderr %r" % (" ".join(args), p.returncode, p.stderr[:300]))
+        assert not bad, "\n".join(bad)
+
+
 # ---- the From rule through the platform gateway ----------------------------------------
 
 def from_of(msg):
@@ -378,7 +423,10 @@ def test_tenant_set_refuses_enc_input_and_reseal_rewrites_as_v2():
 
 def test_network_boundary_refuses_internal_addresses_without_connecting():
     hosts = {"nb1": "127.0.0.1", "nb2": "127.1", "nb3": "2130706433", "nb4": "0x7f.1",
-             "nb5": "169.254.169.254", "nb6": "localhost", "nb7": "::ffff:127.0.0.1", "nb8": "10.1.2.3"}
+             "nb5": "169.254.169.254", "nb6": "localhost", "nb7": "::ffff:127.0.0.1", "nb8": "10.1.2.3",
+             "nb9": "::1", "nb10": "[::1]", "nb11": "fc00::1", "nb12": "fe80::1", "nb13": "0.0.0.0",
+             "nb14": "255.255.255.255", "nb15": "224.0.0.1", "nb16": "100.64.0.1", "nb17": "172.16.0.1",
+             "nb18": "192.168.1.1", "nb19": "240.0.0.1"}
     with RedisServer() as r, SmtpServer(security="tls", auth=("u", "BoundaryPw1")) as srv, \
             MailgunFake() as mg, SmtpServer() as plat, EventTap(r) as tap, \
             Worker(r, platform_smtp=plat, args=ONE_TRY, allow_private_nets=None) as w:
@@ -413,13 +461,24 @@ def test_tenant_set_refuses_numeric_shorthand_and_internal_hosts_in_saas():
             assert p.returncode != 0, "tenant set accepted smtp_host=%s in saas: %s" % (host, p.stdout)
             assert p.stderr.strip(), host
             assert not r.client.exists(r.key("tenant", "acme")), host
+        for host in ("127.1", "2130706433"):
+            p = run_relayq(r, "tenant", "set", "acme", "gateway=smtp", "smtp_host=" + host, "smtp_port=%d" % srv.port,
+                           "smtp_security=tls", "smtp_user=u", "smtp_password=pw", "smtp_tls_verify=0", "--no-verify",
+                           env={"RELAYQ_SECRET_KEY": secret_key_b64()})
+            assert p.returncode != 0, "numeric shorthand %s accepted inside an allowed network" % host
+        p = run_relayq(r, "--mode", "onprem", "tenant", "set", "onp", "gateway=smtp", "smtp_host=127.0.0.1",
+                       "smtp_port=%d" % srv.port, "smtp_security=tls", "smtp_user=u", "smtp_password=pw",
+                       "smtp_tls_verify=0", env={"RELAYQ_SECRET_KEY": secret_key_b64()}, allow_private_nets=None)
+        assert p.returncode == 0, "--mode onprem allows every address: %s %s" % (p.stdout, p.stderr)
+        onprem_conns = srv.connections()
+        assert onprem_conns >= 1
         # a hash written by the platform's backend: verify, test and trust refuse it too
         smtp_tenant(r, "direct", srv, "u", "pw", smtp_tls_verify="0")
         for args in (("verify", "direct"), ("test", "direct", "--to", "a@dest.example"), ("trust", "direct", "--yes")):
             p = run_relayq(r, "tenant", *args, allow_private_nets=None)
             assert p.returncode != 0, "relayq tenant %s reached a loopback server in saas: %s" % (args[0], p.stdout)
         assert r.client.hget(r.key("tenant", "direct"), "smtp_tls_pin") is None
-        assert srv.connections() == 0, "the CLI connected where a saas worker would not"
+        assert srv.connections() == onprem_conns, "the CLI connected where a saas worker would not"
         # saas: Mailgun over plain http outside an allowed network is refused by tenant set
         p = run_relayq(r, "tenant", "set", "mg", "gateway=mailgun", "mailgun_domain=mg.example.com",
                        "mailgun_api_key=key-abc", "mailgun_base_url=http://api.mailgun.net", "--no-verify",
@@ -564,7 +623,8 @@ def test_oauth_token_shared_sealed_rotated_and_invalid_grant_is_auth():
                    oauth_refresh_token=sealing.seal_v2(key, "tenant:acme", "oauth_refresh_token", "rt-first-0001"),
                    oauth_scope="https://outlook.office.com/SMTP.Send offline_access")
         args = FAST + ["--ca-file", srv.cafile, "--max-attempts", "20"]
-        with Worker(r, platform_smtp=plat, args=args, env=env) as w1, \
+        mport = free_port()
+        with Worker(r, platform_smtp=plat, args=args + ["--metrics", "127.0.0.1:%d" % mport], env=env) as w1, \
                 Worker(r, platform_smtp=plat, args=args, env=env) as w2:
             for i in range(10):
                 push_job(r, job("oa%d" % i, "acme", **{"from": user}))
@@ -593,8 +653,10 @@ def test_oauth_token_shared_sealed_rotated_and_invalid_grant_is_auth():
             assert r.client.hget(r.key("breaker", "beta"), "smtp.reason") == b"auth", \
                 r.client.hgetall(r.key("breaker", "beta"))
             g = run_relayq(r, "tenant", "get", "acme", env=env)
+            metrics = http("http://127.0.0.1:%d/metrics" % mport)[2]
+            assert "relayq_" in metrics
             secrets_ = [client_secret, "rt-first-0001", "rt-beta-0002", ep.current_refresh_token, tok]
-            assert_no_secret(secrets_, r, tap, [w1, w2], [g.stdout, g.stderr,
+            assert_no_secret(secrets_, r, tap, [w1, w2], [g.stdout, g.stderr, metrics,
                                                           json.dumps({k.decode(): v.decode() for k, v in
                                                                       r.client.hgetall(r.key("oauth", "acme")).items()})])
 
