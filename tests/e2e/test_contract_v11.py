@@ -910,6 +910,12 @@ def test_pause_and_resume():
         for jid in ("pa1", "pa2"):
             assert wait_status(r, jid, timeout=10)["state"] == "sent"
         assert time.monotonic() - t0 < 8, "resume should take effect within a few seconds"
+        # --for: the hold ends by itself
+        p = run_relayq(r, "tenant", "pause", "initech", "--for", "2", "--reason", "short hold")
+        assert p.returncode == 0, p.stderr
+        push_job(r, job("pc1", "initech"))
+        assert wait_status(r, "pc1", states=("deferred", "sent"), timeout=10)["state"] == "deferred"
+        assert wait_status(r, "pc1", timeout=12)["state"] == "sent"
         assert dead_len(r) == 0
 
 
@@ -947,6 +953,18 @@ def test_max_inflight_bytes_flag_and_env_accepted():
             push_job(r, job("mb3", "acme"))
             assert wait_status(r, "mb3")["state"] == "sent"
             assert w.running()
+        # issue 25: a 24 MB job (under the default job size limit) goes through a 16 MiB budget, alone,
+        # and small jobs behind it are not held for longer than its own send
+        with Worker(r, platform_smtp=plat, args=FAST + ["--max-inflight-bytes", "16777216"]) as w:
+            w.wait_heartbeat()
+            huge = os.urandom(24 * 1024 * 1024 - 4096)
+            push_job(r, job("mb-huge", "acme", attachments=[{"filename": "big.bin", "content_type":
+                                                             "application/octet-stream", "data": huge}]))
+            for i in range(5):
+                push_job(r, job("mb-small%d" % i, "acme"))
+            assert wait_status(r, "mb-huge", timeout=40)["state"] == "sent", status(r, "mb-huge")
+            for i in range(5):
+                assert wait_status(r, "mb-small%d" % i, timeout=20)["state"] == "sent"
 
 
 def test_rediss_with_wrong_ca_is_a_clear_error():
