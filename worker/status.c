@@ -15,6 +15,8 @@
 #include <time.h>
 
 #include "engine.h"
+#include "event.h"
+#include "keys.h"
 #include "log.h"
 #include "redis_health.h"
 #include "util.h"
@@ -51,30 +53,10 @@ static const char *find(const struct rq_status_kv *kv, size_t n, const char *key
 
 void rq_status_event_json(struct rq_buf *b, const char *id, const char *tenant, const char *state, int attempts,
                           int64_t ts, const char *route, int code, const char *error, const char *worker) {
-  rq_buf_puts(b, "{\"id\":");
-  rq_json_str(b, id ? id : "");
-  rq_buf_puts(b, ",\"tenant\":");
-  rq_json_str(b, tenant ? tenant : "");
-  rq_buf_puts(b, ",\"state\":");
-  rq_json_str(b, state);
-  rq_buf_puts(b, ",\"attempts\":");
-  rq_buf_put_i64(b, attempts);
-  rq_buf_puts(b, ",\"ts\":");
-  rq_buf_put_i64(b, ts);
-  if (route && *route) {
-    rq_buf_puts(b, ",\"route\":");
-    rq_json_str(b, route);
-  }
-  if (code) rq_buf_printf(b, ",\"code\":%d", code);
-  if (error && *error) {
-    rq_buf_puts(b, ",\"error\":");
-    rq_json_str(b, error);
-  }
-  if (worker) {
-    rq_buf_puts(b, ",\"worker\":");
-    rq_json_str(b, worker);
-  }
-  rq_buf_putc(b, '}');
+  const struct relayq__event ev = {id, tenant, state, attempts, ts, route, code, error, worker};
+  rq_buf_reserve(b, relayq__event_max(&ev));
+  b->len += relayq__event_json(b->data + b->len, &ev);
+  b->data[b->len] = '\0';
 }
 
 static void send_finish(struct rq_jobctx *jc);
@@ -155,9 +137,9 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
     struct tm tm;
     gmtime_r(&now_s, &tm);
     strftime(day, sizeof day, "%Y%m%d", &tm);
-    snprintf(buf, sizeof buf, "%s:stats:%s", cfg->prefix, tenant);
+    relayq__key(buf, sizeof buf, cfg->prefix, RELAYQ__KEY_STATS, tenant, NULL);
     stats_key = own(f, rq_xstrdup(buf));
-    snprintf(buf, sizeof buf, "%s:stats:%s:%s", cfg->prefix, tenant, day);
+    relayq__key(buf, sizeof buf, cfg->prefix, RELAYQ__KEY_STATS, tenant, day);
     daily_key = own(f, rq_xstrdup(buf));
   }
   char score_s[24], ttl_s[24];

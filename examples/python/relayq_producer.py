@@ -20,7 +20,12 @@ final state on P:events and prints the status hash as one JSON line.
 
 Settings (environment):
   RELAYQ_REDIS_URL       redis://[[user]:password@]host[:port][/db]
-                         (default redis://127.0.0.1:6379)
+                         (default redis://127.0.0.1:6379), rediss:// (TLS), or
+                         redis+sentinel://[[user]:password@]H:P[,H:P...]/MASTER[/db]
+                         (rediss+sentinel:// over TLS), as the worker reads them
+  RELAYQ_REDIS_CA_FILE   CA (PEM) that signed a rediss:// server's certificate
+                         (default: the system's); RELAYQ_REDIS_CERT and
+                         RELAYQ_REDIS_KEY for a client certificate
   RELAYQ_PREFIX          key prefix (default relayq)
   RELAYQ_SECRET_KEY      base64 of 32 bytes, the workers' key (needed to seal)
   RELAYQ_EXAMPLE_TENANT  tenant id (default acme)
@@ -54,6 +59,7 @@ __all__ = ["Producer", "Events", "JobError", "seal", "open_sealed", "new_id", "v
 
 FINAL_STATES = ("sent", "partial", "failed")
 NAME_RE = re.compile(r"\A[A-Za-z0-9._:@-]{1,128}\Z")
+TENANT_RE = re.compile(r"\A[A-Za-z0-9._@-]{1,128}\Z")  # tenant and route names: no ':' (v1.1)
 
 # The enqueue script of docs/producers.md, one job per call (librelayq's
 # producer/lib/enqueue.c runs the same steps for a batch of jobs per call).
@@ -62,8 +68,19 @@ NAME_RE = re.compile(r"\A[A-Za-z0-9._:@-]{1,128}\Z")
 # hash's field/value pairs. Returns 1, or the existing state when the id
 # already has a status: the id is the idempotency key, so a retried request
 # never resets a final status (that would send the mail twice).
-ENQUEUE_LUA = """local st = redis.call('HGET', KEYS[1], 'state')
-if st then return st end
+ENQUEUE_LUA = """local cur = redis.call('HMGET', KEYS[1], 'state', 'tenant')
+local mine = ''
+for i = 4, #ARGV - 1, 2 do
+  if ARGV[i] == 'tenant' then mine = ARGV[i + 1]; break end
+end
+if cur[2] and cur[2] ~= mine then
+  redis.call('LPUSH', string.sub(KEYS[3], 1, -8) .. ':dead', ARGV[1])
+  local ev = cjson.decode(ARGV[3])
+  ev.state, ev.error = 'failed', 'invalid_job'
+  redis.call('PUBLISH', KEYS[3], cjson.encode(ev))
+  return redis.error_reply('FOREIGN_ID this job id is used by another job: the job was dead-lettered (failed, invalid_job); send it with a new id')
+end
+if cur[1] then return cur[1] end
 if ARGV[2] ~= '' then
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 else
@@ -112,8 +129,8 @@ def validate(job):
     user an error on the spot instead of a `failed`/`invalid_job` status."""
     if not NAME_RE.match(str(job.get("id", ""))):
         raise JobError("field 'id' must be 1-128 characters of A-Z a-z 0-9 . _ : @ -")
-    if not NAME_RE.match(str(job.get("tenant", ""))):
-        raise JobError("field 'tenant' must be 1-128 characters of A-Z a-z 0-9 . _ : @ -")
+    if not TENANT_RE.match(str(job.get("tenant", ""))):
+        raise JobError("field 'tenant' must be 1-128 characters of A-Z a-z 0-9 . _ @ - (no ':')")
     total = 0
     for field, allow_name in (("to", True), ("cc", True), ("bcc", False)):
         addrs = job.get(field) or []
@@ -229,8 +246,8 @@ class Producer:
         """HSETs the tenant's settings (docs/tenants.md). Seal secret fields
         first with seal(). Workers cache tenants for a few seconds
         (RELAYQ_TENANT_CACHE_MS), so a change applies to later jobs."""
-        if not NAME_RE.match(tenant):
-            raise JobError("tenant must be 1-128 characters of A-Z a-z 0-9 . _ : @ -")
+        if not TENANT_RE.match(tenant):
+            raise JobError("tenant must be 1-128 characters of A-Z a-z 0-9 . _ @ - (no ':')")
         for name in ("smtp_password", "mailgun_api_key", "dkim_private_key"):
             if fields.get(name) and not str(fields[name]).startswith("enc:v1:"):
                 raise ValueError("%s must be sealed with seal() before it is stored" % name)
@@ -298,6 +315,33 @@ def example_attachment():
     return b"%PDF-1.4\n" + bytes(range(256)) + b"\n%%EOF\n"
 
 
+def connect(url, env):
+    """A redis-py client for the worker's URL forms. rediss:// verifies the
+    certificate and host name (redis-py's defaults, ssl_cert_reqs=required);
+    redis+sentinel:// asks the sentinels for the primary and follows
+    failovers (redis-py's Sentinel re-asks on every new connection)."""
+    tls = {}
+    if url.startswith(("rediss://", "rediss+sentinel://")):
+        tls = {"ssl_ca_certs": env("RELAYQ_REDIS_CA_FILE"), "ssl_certfile": env("RELAYQ_REDIS_CERT"),
+               "ssl_keyfile": env("RELAYQ_REDIS_KEY")}
+        tls = {k: v for k, v in tls.items() if v}
+    if not url.startswith(("redis+sentinel://", "rediss+sentinel://")):
+        return redis.Redis.from_url(url, socket_timeout=30, **tls)
+    import urllib.parse
+    from redis.sentinel import Sentinel
+    u = urllib.parse.urlsplit(url)
+    hosts = u.netloc.rpartition("@")[2]
+    path = [p for p in u.path.split("/") if p]
+    sentinels = [(h.rpartition(":")[0] or h, int(h.rpartition(":")[2] or 26379) if ":" in h else 26379)
+                 for h in hosts.split(",")]
+    sentinels = [(h.strip("[]"), p) for h, p in sentinels]
+    ssl = {"ssl": True, **tls} if tls or u.scheme.startswith("rediss") else {}
+    s = Sentinel(sentinels, socket_timeout=5, sentinel_kwargs=ssl, **ssl)
+    return s.master_for(path[0], socket_timeout=30, db=int(path[1]) if len(path) > 1 else 0,
+                        username=urllib.parse.unquote(u.username) if u.username else None,
+                        password=urllib.parse.unquote(u.password) if u.password else None)
+
+
 def main():
     env = os.environ.get
     url = env("RELAYQ_REDIS_URL", "redis://127.0.0.1:6379")
@@ -309,7 +353,7 @@ def main():
         print("set RELAYQ_EXAMPLE_TO to the recipient's address", file=sys.stderr)
         return 2
     try:
-        producer = Producer(redis.Redis.from_url(url, socket_timeout=30), prefix)
+        producer = Producer(connect(url, env), prefix)
         if env("RELAYQ_EXAMPLE_SMTP_HOST"):
             key = env("RELAYQ_SECRET_KEY")
             if not key:

@@ -8,6 +8,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "json.h"
 #include "util.h"
 
 static int log_format = RQ_LOG_TEXT;
@@ -32,20 +33,10 @@ int rq_log_level_parse(const char *s) {
 int rq_log_enabled(int level) { return level >= log_level; }
 
 void rq_json_str(struct rq_buf *b, const char *s) {
-  rq_buf_putc(b, '"');
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    switch (*p) {
-    case '"': rq_buf_puts(b, "\\\""); break;
-    case '\\': rq_buf_puts(b, "\\\\"); break;
-    case '\n': rq_buf_puts(b, "\\n"); break;
-    case '\r': rq_buf_puts(b, "\\r"); break;
-    case '\t': rq_buf_puts(b, "\\t"); break;
-    default:
-      if (*p < 0x20 || *p == 0x7f) rq_buf_printf(b, "\\u%04x", *p);
-      else rq_buf_putc(b, (char)*p);
-    }
-  }
-  rq_buf_putc(b, '"');
+  size_t n = strlen(s);
+  rq_buf_reserve(b, RELAYQ__JSON_STR_MAX(n));
+  b->len += relayq__json_str(b->data + b->len, s, n);
+  b->data[b->len] = '\0';
 }
 
 static void timestamp(char *out, size_t cap) {
