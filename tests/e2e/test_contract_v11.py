@@ -177,12 +177,17 @@ class CloseServer:
 def test_tenant_id_with_colon_is_invalid_job_and_refused_by_tenant_set():
     # Contract: tenant ids have no ':'; a job naming such a tenant is invalid_job, `tenant set` refuses it.
     with RedisServer() as r, SmtpServer() as smtp, Worker(r, platform_smtp=smtp, args=FAST):
+        push_job(r, job("long1", "t" * 129))
+        push_job(r, job("id:with:colons@x", "acme", to=["colons@dest.example"]))
+        st = wait_status(r, "long1")
+        assert st["state"] == "failed" and st.get("error") == "invalid_job", st
+        assert wait_status(r, "id:with:colons@x")["state"] == "sent", "':' and '@' are valid in job ids"
         push_job(r, job("colon1", "acme:route:billing"))
         st = wait_status(r, "colon1")
         assert st["state"] == "failed" and st.get("error") == "invalid_job", st
         assert st.get("detail"), st
-        wait_for(lambda: dead_len(r) == 1, what="the payload in P:dead")
-        assert smtp.messages() == []
+        wait_for(lambda: dead_len(r) == 2, what="the payloads in P:dead")
+        assert len(smtp.messages()) == 1
         p = run_relayq(r, "tenant", "set", "evil:route:x", "gateway=platform", "--no-verify")
         assert p.returncode != 0, (p.returncode, p.stdout, p.stderr)
         assert p.stderr.strip() and len(p.stderr.strip().splitlines()) == 1, p.stderr
@@ -261,6 +266,18 @@ def test_route_names_with_colon_refused():
                        "--route", "a:b", "--no-verify", env=env)
         assert p.returncode != 0, "--route a:b accepted"
         assert r.client.keys("*") == [], r.client.keys("*")
+
+
+def test_tenant_del_deletes_only_that_tenant_and_its_routes():
+    with RedisServer() as r:
+        set_tenant(r, "acme", gateway="platform", routes="billing")
+        set_tenant(r, "acme", route="billing", smtp_host="smtp.acme.example")
+        set_tenant(r, "acme2", gateway="platform")
+        set_tenant(r, "acme.example", gateway="platform")
+        p = run_relayq(r, "tenant", "del", "acme")
+        assert p.returncode == 0, p.stderr
+        assert not r.client.exists(r.key("tenant", "acme"), r.key("tenant", "acme", "route", "billing"))
+        assert r.client.exists(r.key("tenant", "acme2")) and r.client.exists(r.key("tenant", "acme.example"))
 
 
 def test_cli_failures_are_one_clear_line():
@@ -875,6 +892,9 @@ def test_breaker_opens_after_connect_failures_jobs_wait_as_retry():
             gaps.append("P:breaker smtp.failures missing or < 5: %r" % h)
         assert int(h.get("smtp.until", "0")) > now + 30000, "cool-down should be ~60 s: %r" % h
         assert abs(int(h.get("updated_at", "0")) - now) < 15000, h
+        # a second worker reads the shared breaker: it does not connect either
+        w2 = Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "50"])
+        w2.wait_heartbeat()
         seen = down.accepts
         before = {("br%d" % i): status(r, "br%d" % i) for i in range(4)}
         # another tenant is not held up
@@ -885,8 +905,9 @@ def test_breaker_opens_after_connect_failures_jobs_wait_as_retry():
         # watch for 2 s: no new connection while open, the jobs wait as retry, attempts stop
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
-            assert down.accepts <= seen + 1, "connections continue while the breaker is open"
+            assert down.accepts <= seen + 1, "connections continue while the breaker is open (two workers)"
             time.sleep(0.1)
+        w2.close()
         for jid, b in before.items():
             st = status(r, jid)
             assert st["state"] == "retry" and st.get("error") == "connect", st
@@ -1001,11 +1022,12 @@ def test_rediss_with_wrong_ca_is_a_clear_error():
                        "--text", "x")
         assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, p.stderr
         assert "--redis-ca-file" in p.stderr or "certificate" in p.stderr.lower(), p.stderr
+        push_job(r, job("tls-q", "acme"))
         w = Worker(r, platform_smtp=plat, args=FAST + ["--redis-ca-file", r.wrong_ca])
         assert w.wait_exit(10) != 0
         assert "certif" in w.log_text().lower(), w.log_text()
         w.close()
-        assert r.client.keys("*") == []
+        assert r.client.keys("*") == [r.key("queue", "default").encode()] and plat.messages() == []
 
 
 class SentinelRedis:
@@ -1193,6 +1215,9 @@ def test_redis_password_with_at_sign_not_logged():
         push_job(r, job("pw1", "acme"))
         assert wait_status(r, "pw1")["state"] == "sent"
         p = run_relayq(r, "status", "nosuchjob")
+        q = run_relayq(r, "queue", "stats")
+        assert q.returncode == 0, q.stderr
+        p.stdout += q.stdout + q.stderr
         bad = run_relayq(r, "--redis", r.url.replace("127.0.0.1", "127.0.0.1:1").replace(":%d" % r.port, ""),
                          "status", "x")
         import urllib.parse
