@@ -1162,6 +1162,10 @@ def test_console_loopback_token_and_csrf(tmpdir=None):
             auth = {"Authorization": "Bearer " + tok}
             s = http(base + "/", headers=auth)
             assert s[0] == 200, s[0]
+            set_tenant(r, "acme", gateway="smtp", smtp_host="smtp.acme.example", smtp_user="u",
+                       smtp_password="ConsolePw-plain-1", mailgun_api_key="key-console-2")
+            s = http(base + "/tenant?id=acme", headers=auth)
+            assert s[0] == 200 and "ConsolePw-plain-1" not in s[2] and "key-console-2" not in s[2], s[0]
             keys_before = sorted(r.client.keys("*"))
             s = http(base + "/tenant/pause", method="POST", data=b"tenant=acme&for=600&reason=x",
                      headers=dict(auth, **{"Content-Type": "application/x-www-form-urlencoded"}))
