@@ -268,6 +268,16 @@ def test_route_names_with_colon_refused():
         assert r.client.keys("*") == [], r.client.keys("*")
 
 
+def test_smtp_host_ipv6_bare_or_in_brackets():
+    # Contract (tenant hash): smtp_host is a DNS name, an IPv4 address, or an IPv6 address bare or in brackets.
+    env = {"RELAYQ_SECRET_KEY": secret_key_b64()}
+    with RedisServer() as r:
+        for host in ("[2606:4700:4700::1111]", "2606:4700:4700::1111"):
+            p = run_relayq(r, "tenant", "set", "v6", "gateway=smtp", "smtp_host=" + host, "smtp_security=tls",
+                           "smtp_user=u", "smtp_password=p", "--no-verify", env=env)
+            assert p.returncode == 0, "smtp_host=%s refused: %s" % (host, p.stderr)
+
+
 def test_tenant_del_deletes_only_that_tenant_and_its_routes():
     with RedisServer() as r:
         set_tenant(r, "acme", gateway="platform", routes="billing")
