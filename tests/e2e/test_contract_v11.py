@@ -928,6 +928,32 @@ def test_breaker_opens_after_connect_failures_jobs_wait_as_retry():
         assert not gaps, gaps
 
 
+def test_auth_and_tls_failures_trip_the_breaker_after_three():
+    # Contract: consecutive auth and tls failures trip the breaker (default 3); while open, no connection.
+    pw = "RightPw-66"
+    with RedisServer() as r, SmtpServer(security="tls", auth=("u", pw)) as srv, SmtpServer() as plat, \
+            EventTap(r) as tap, Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "50"]) as w:
+        smtp_tenant(r, "badpw", srv, "u", "WrongPw-77", smtp_tls_verify="0")
+        smtp_tenant(r, "badpin", srv, "u", pw, smtp_tls_pin="sha256//" + base64.b64encode(b"\0" * 32).decode())
+        for i in range(3):
+            push_job(r, job("ap%d" % i, "badpw"))
+            push_job(r, job("tp%d" % i, "badpin"))
+            wait_status(r, "ap%d" % i, states=("failed", "retry"))
+            wait_status(r, "tp%d" % i, states=("failed", "retry"))
+        for t, why in (("badpw", b"auth"), ("badpin", b"tls")):
+            h = wait_for(lambda: (lambda x: x if x.get(b"smtp.state") == b"open" else None)(
+                r.client.hgetall(r.key("breaker", t))), timeout=5, what="%s's breaker open" % t)
+            assert h.get(b"smtp.reason") == why, h
+        conns = srv.connections()
+        push_job(r, job("ap-late", "badpw"))
+        push_job(r, job("tp-late", "badpin"))
+        for jid, err in (("ap-late", "auth"), ("tp-late", "tls")):
+            st = wait_status(r, jid, states="retry", timeout=5)
+            assert st.get("error") == err and st.get("attempts") in ("0", ""), st
+        assert srv.connections() == conns, "a worker connected while the breaker was open"
+        assert_no_secret([pw, "WrongPw-77"], r, tap, [w])
+
+
 def test_mailgun_breaker_is_per_tenant_key_not_per_api_host():
     with RedisServer() as r, MailgunFake() as mg, SmtpServer() as plat, EventTap(r) as tap, \
             Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "50"]) as w:
