@@ -322,6 +322,12 @@ def test_verified_domains_govern_from_for_structured_and_raw_jobs():
                    verified_domains="acme.example")
         set_tenant(r, "sneaky", from_email="ops@platform.example", verified_domains="platform.example")
         set_tenant(r, "legacy", from_email="x@legacy.example", domain_verified="1")
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+        pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+        set_tenant(r, "legacy2", from_email="x@other2.example", dkim_domain="dk.example", dkim_selector="s1",
+                   dkim_private_key=pem, domain_verified="1")
 
         def raw(frm, jid):
             return ("From: %s\r\nTo: %s@dest.example\r\nSubject: raw %s\r\nMessage-ID: <%s@acme.example>\r\n"
@@ -342,6 +348,9 @@ def test_verified_domains_govern_from_for_structured_and_raw_jobs():
             # v1.1: domain_verified=1 reads as verified_domains = the from_email's domain
             "fr10": (job("fr10", "legacy", **{"from": "x@legacy.example"}), "x@legacy.example"),
             "fr11": (job("fr11", "legacy", **{"from": "y@other.example"}), PLATFORM_FROM),
+            # ... the domain of dkim_domain when set, else of from_email
+            "fr12": (job("fr12", "legacy2", **{"from": "y@dk.example"}), "y@dk.example"),
+            "fr13": (job("fr13", "legacy2", **{"from": "x@other2.example"}), PLATFORM_FROM),
         }
         for jid, (j, _) in jobs.items():
             push_job(r, j)
@@ -360,6 +369,9 @@ def test_verified_domains_govern_from_for_structured_and_raw_jobs():
                 rt = parsed["Reply-To"]
                 if not rt or "platform.example" in str(rt):
                     bad.append("%s: rewritten From without the tenant's Reply-To (%r)" % (jid, rt))
+                name = parsed["From"].addresses[0].display_name
+                if "Acme" not in name or "@" in name:
+                    bad.append("%s: rewritten From should carry the tenant's name, got %r" % (jid, name))
         assert not bad, "\n".join(bad)
 
 
@@ -371,6 +383,17 @@ def test_tenant_set_changing_from_email_clears_domain_verified():
         assert p.returncode == 0, p.stderr
         v = r.client.hget(r.key("tenant", "legacy"), "domain_verified")
         assert v in (None, b"", b"0"), "domain_verified=%r still vouches for the new domain" % v
+        set_tenant(r, "legacy3", gateway="platform", from_email="x@l3.example", dkim_domain="l3.example",
+                   domain_verified="1")
+        p = run_relayq(r, "tenant", "set", "legacy3", "dkim_domain=", "--no-verify")
+        assert p.returncode == 0, p.stderr
+        v = r.client.hget(r.key("tenant", "legacy3"), "domain_verified")
+        assert v in (None, b"", b"0"), "changing dkim_domain left domain_verified=%r" % v
+        # changing something else keeps it
+        set_tenant(r, "legacy4", gateway="platform", from_email="x@l4.example", domain_verified="1")
+        p = run_relayq(r, "tenant", "set", "legacy4", "from_name=L4", "--no-verify")
+        assert p.returncode == 0, p.stderr
+        assert r.client.hget(r.key("tenant", "legacy4"), "domain_verified") == b"1"
 
 
 # ---- sealed secrets bound to their place ------------------------------------------------
@@ -658,6 +681,8 @@ def test_oauth_token_shared_sealed_rotated_and_invalid_grant_is_auth():
             for i in range(10):
                 assert wait_status(r, "oa%d" % i)["state"] == "sent", status(r, "oa%d" % i)
             assert ep.count() == 1, "one token request for 10 jobs on two workers, got %d" % ep.count()
+            form = ep.requests[0]["form"]
+            assert form.get("scope") and (form.get("client_id") or ep.requests[0]["authorization"]), form.keys()
             o = {k.decode(): v.decode() for k, v in r.client.hgetall(r.key("oauth", "acme")).items()}
             assert o.get("access_token", "").startswith("enc:v2:"), o
             tok = sealing.open_sealed(key, o["access_token"], "oauth:acme", "access_token")
@@ -1297,6 +1322,9 @@ def test_new_flags_and_commands_in_help_and_docs():
             missing.append("relayq tenant --help lacks " + sub)
         if not re.search(r"relayq tenant %s" % sub, cli):
             missing.append("docs/cli.md lacks `relayq tenant %s`" % sub)
+    whelp2 = subprocess.run([binary("relayq"), "web", "--help"], capture_output=True, text=True)
+    if "127.0.0.1:8080" not in whelp2.stdout + whelp2.stderr:
+        missing.append("relayq web --help does not show the loopback default 127.0.0.1:8080")
     if "web" not in chelp:
         missing.append("relayq --help lacks web")
     if "relayq web" not in cli:
