@@ -1094,15 +1094,15 @@ def test_rediss_with_wrong_ca_is_a_clear_error():
 class SentinelRedis:
     """A RedisServer primary watched by one redis-sentinel; url is redis+sentinel://."""
 
-    def __init__(self, r):
+    def __init__(self, r, extra=""):
         import tempfile
         self.r, self.prefix, self.client, self.key = r, r.prefix, r.client, r.key
         self.dir = tempfile.mkdtemp(prefix="relayq-sentinel-")
         self.port = free_port()
         conf = os.path.join(self.dir, "sentinel.conf")
         with open(conf, "w") as f:
-            f.write("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor mymaster 127.0.0.1 %d 1\n"
-                    % (self.port, self.dir, r.port))
+            f.write("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor mymaster 127.0.0.1 %d 1\n%s"
+                    % (self.port, self.dir, r.port, extra))
         self.proc = harness._popen(["redis-sentinel", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis as redis_py
         probe = redis_py.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
@@ -1140,6 +1140,46 @@ def test_sentinel_url_for_worker_and_cli():
             sr.close()
 
 
+def test_sentinel_failover_jobs_pushed_to_the_new_primary_are_delivered():
+    # Contract/issue 19: redis+sentinel:// asks Sentinel for the primary and follows failovers.
+    harness.skip_unless(os.path.exists("/usr/bin/redis-sentinel"), "redis-sentinel not installed")
+    import msgpack
+    with RedisServer() as r, RedisServer() as r2, SmtpServer() as plat:
+        r2.client.replicaof("127.0.0.1", r.port)
+        wait_for(lambda: r2.client.info("replication").get("master_link_status") == "up",
+                 timeout=10, what="replica in sync")
+        sr = SentinelRedis(r, extra="sentinel down-after-milliseconds mymaster 1000\n"
+                                    "sentinel failover-timeout mymaster 10000\n")
+        try:
+            import redis as redis_py
+            sc = redis_py.Redis(host="127.0.0.1", port=sr.port, socket_timeout=2)
+            wait_for(lambda: sc.execute_command("SENTINEL", "replicas", "mymaster"), timeout=15,
+                     what="sentinel to see the replica")
+            with Worker(sr, platform_smtp=plat, args=FAST) as w:
+                for i in range(10):
+                    push_job(r, job("fo%d" % i, "acme"))
+                for i in range(10):
+                    assert wait_status(r, "fo%d" % i)["state"] == "sent"
+                sc.execute_command("SENTINEL", "FAILOVER", "mymaster")
+                wait_for(lambda: int(sc.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")[1])
+                         == r2.port, timeout=20, what="the replica promoted")
+                wait_for(lambda: r2.client.info("replication").get("role") == "master", timeout=10,
+                         what="new primary writable")
+                for i in range(10):
+                    r2.client.lpush(r.key("queue", "default"), msgpack.packb(job("fn%d" % i, "acme"),
+                                                                             use_bin_type=True))
+
+                def all_sent():
+                    return all(r2.client.hget(r.key("status", "fn%d" % i), "state") == b"sent" for i in range(10))
+                wait_for(all_sent, timeout=30, what="jobs pushed to the new primary sent")
+                assert w.running()
+            got = sorted(m["rcpt_tos"][0] for m in plat.messages())
+            for i in range(10):
+                assert "fn%d@dest.example" % i in got
+        finally:
+            sr.close()
+
+
 def test_readyz_503_while_redis_refuses_writes():
     # Issue 26: writes refused (maxmemory, noeviction) -> /readyz 503 naming the cause, a few
     # log lines, no job failed or dead; memory raised -> every job sent once, /readyz 200.
@@ -1162,12 +1202,15 @@ def test_readyz_503_while_redis_refuses_writes():
             wait_for(lambda: time.monotonic() - t0 > 3, timeout=5, what="3 s of refusal")  # observation window
             lines = [ln for ln in w.log_text().splitlines() if re.search(r"oom|maxmemory", ln, re.I)]
             assert len(lines) <= 5, "%d log lines about the refusal in 3 s:\n%s" % (len(lines), "\n".join(lines[:10]))
+            assert any("OOM command not allowed" in ln for ln in lines), "the start line should quote Redis's words"
             assert plat.messages_count() == 0 and dead_len(r) == 0
             r.client.config_set("maxmemory", "0")
             for i in range(n):
                 assert wait_status(r, "rz%d" % i, timeout=15)["state"] == "sent"
             wait_for(lambda: (http_up(base + "/readyz") or (0,))[0] == 200, timeout=10, what="/readyz 200 again")
             assert dead_len(r) == 0
+            after = w.log_text().split("OOM command not allowed", 1)[1]
+            assert re.search(r"\d+(\.\d+)? ?s\b", after), "no end line saying how long it lasted"
             assert sorted(m["rcpt_tos"][0] for m in plat.messages()) == sorted("rz%d@dest.example" % i
                                                                                for i in range(n))
             metrics = http(base + "/metrics")[2]
