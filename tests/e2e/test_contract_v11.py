@@ -193,6 +193,8 @@ def test_tenant_id_with_colon_is_invalid_job_and_refused_by_tenant_set():
         assert p.stderr.strip() and len(p.stderr.strip().splitlines()) == 1, p.stderr
         assert not r.client.exists(r.key("tenant", "evil:route:x")), "tenant set saved a tenant id with ':'"
         assert not r.client.exists(r.key("tenant", "evil")), "tenant set wrote another tenant's hash"
+        p = run_relayq(r, "send", "--tenant", "evil:x", "--to", "a@dest.example", "--text", "x")
+        assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, (p.returncode, p.stderr)
 
 
 def test_id_reused_by_another_tenant_is_invalid_and_leaves_the_first_status_alone():
@@ -222,6 +224,32 @@ def test_id_reused_by_another_tenant_is_invalid_and_leaves_the_first_status_alon
         for e in tap.parsed():
             missing = [k for k in ("id", "tenant", "state", "attempts", "ts") if k not in e]
             assert not missing, "event without %s: %r" % (missing, e)
+
+
+def test_id_reused_through_the_cli_and_dead_requeue_never_touches_the_other_tenants_status():
+    # Contract (v1.1): an id whose status belongs to another tenant: that status is never touched, by any
+    # path (relayq send writes `queued` atomically with the push; dead requeue resets a status).
+    with RedisServer() as r, SmtpServer() as smtp, Worker(r, platform_smtp=smtp, args=FAST):
+        p = run_relayq(r, "send", "--id", "inv-9", "--tenant", "alphacorp", "--to", "a@dest.example", "--text", "x")
+        assert p.returncode == 0, p.stderr
+        first = wait_status(r, "inv-9")
+        assert first["state"] == "sent" and first["tenant"] == "alphacorp", first
+        p = run_relayq(r, "send", "--id", "inv-9", "--tenant", "betacorp", "--to", "victim@dest.example",
+                       "--text", "y")
+        # refused by the CLI, or enqueued and failed by the worker: either way A's status stays
+        if p.returncode == 0:
+            wait_for(lambda: dead_len(r) == 1, what="betacorp's job in P:dead")
+        else:
+            assert len(p.stderr.strip().splitlines()) == 1 and "alphacorp" not in p.stderr, p.stderr
+            push_job(r, dict(job("inv-9", "betacorp"), to=["victim@dest.example"]))
+            wait_for(lambda: dead_len(r) == 1, what="betacorp's job in P:dead")
+        assert status(r, "inv-9") == first, "relayq send by another tenant touched the status: %r" % status(r, "inv-9")
+        q = run_relayq(r, "dead", "requeue", "inv-9")
+        wait_for(lambda: r.client.llen(r.key("queue", "default")) == 0, timeout=5, what="queue drained")
+        cur = status(r, "inv-9")
+        assert cur.get("tenant") == "alphacorp" and cur.get("state") == "sent", \
+            "dead requeue of betacorp's job rewrote alphacorp's status: %r (requeue said %r)" % (cur, q.stdout + q.stderr)
+        assert [m["rcpt_tos"] for m in smtp.messages()] == [["a@dest.example"]], smtp.messages()
 
 
 def test_trace_and_authentication_headers_are_invalid_job():
@@ -655,6 +683,11 @@ def test_tls_pin_right_wrong_and_tenant_trust():
                         "smtp_security=tls", "smtp_user=u", "smtp_password=x", "smtp_tls_verify=0", "--no-verify",
                         env=env)
         assert "tenant trust" in p2.stdout + p2.stderr, "tenant set smtp_tls_verify=0 should suggest `tenant trust`"
+        for bad_pin in ("md5//abc", "sha256//not-base64!", "sha256//" + base64.b64encode(b"short").decode()):
+            p4 = run_relayq(r, "tenant", "set", "badpin", "gateway=smtp", "smtp_host=smtp.badpin.example",
+                            "smtp_security=tls", "smtp_user=u", "smtp_password=x", "smtp_tls_pin=" + bad_pin,
+                            "--no-verify", env=env)
+            assert p4.returncode != 0 and "smtp_tls_pin" in p4.stderr, (bad_pin, p4.returncode, p4.stderr)
         assert_no_secret([pw], r, tap, [w], [p.stdout, p.stderr])
 
 
