@@ -791,7 +791,7 @@ def test_silent_tenant_backlog_does_not_delay_another_tenant():
     # Contract (Tenant isolation): with any backlog of a silent tenant server, another tenant's job on
     # a healthy route is sent within about a second; a waiting job holds no --concurrency slot.
     with RedisServer() as r, SilentServer() as silent, SmtpServer() as plat, \
-            Worker(r, platform_smtp=plat, args=FAST + ["--concurrency", "8", "--max-attempts", "20",
+            Worker(r, platform_smtp=plat, args=FAST + ["--concurrency", "3", "--max-attempts", "20",
                                                        "--grace-period-s", "2"]) as w:
         set_tenant(r, "slowco", gateway="smtp", smtp_host="127.0.0.1", smtp_port=silent.port, smtp_security="tls",
                    smtp_user="u", smtp_password="pw")
@@ -808,6 +808,25 @@ def test_silent_tenant_backlog_does_not_delay_another_tenant():
         # SIGTERM: hand back what is in flight, exit 0, no job lost
         assert w.stop(timeout=15) == 0
         assert {"sil%d" % i for i in range(500)} <= ids_in_redis(r), "jobs lost after SIGTERM"
+
+
+def test_many_silent_tenants_do_not_take_every_concurrency_slot():
+    # Contract (Tenant isolation): a silent server "never keeps another tenant's job waiting". Two silent
+    # tenants x smtp_max_connections 2 = 4 connections stuck before the greeting, on a worker with
+    # --concurrency 4 (the same ratio as 32 silent tenants on the default 64).
+    with RedisServer() as r, SilentServer() as s1, SilentServer() as s2, SmtpServer() as plat, \
+            Worker(r, platform_smtp=plat, args=FAST + ["--concurrency", "4", "--max-attempts", "20",
+                                                       "--grace-period-s", "2"]) as w:
+        for name, srv in (("silent1", s1), ("silent2", s2)):
+            set_tenant(r, name, gateway="smtp", smtp_host="127.0.0.1", smtp_port=srv.port, smtp_security="tls",
+                       smtp_user="u", smtp_password="pw")
+        w.wait_heartbeat()
+        push_many(r, [job("m%d-%d" % (k, i), "silent%d" % k) for i in range(50) for k in (1, 2)])
+        wait_for(lambda: len(s1.held) >= 2 and len(s2.held) >= 2, timeout=10, what="4 connections held")
+        push_job(r, job("healthy1", "healthyco"))
+        t0 = time.monotonic()
+        st = wait_status(r, "healthy1", timeout=8)
+        assert st["state"] == "sent" and time.monotonic() - t0 < 2.0, (st, time.monotonic() - t0)
 
 
 def ids_in_redis(r):
@@ -1034,7 +1053,8 @@ def test_mailgun_breaker_is_per_tenant_key_not_per_api_host():
 
 
 def test_pause_and_resume():
-    with RedisServer() as r, SmtpServer() as plat, Worker(r, platform_smtp=plat, args=FAST):
+    with RedisServer() as r, SmtpServer() as plat, Worker(r, platform_smtp=plat, args=FAST), \
+            Worker(r, platform_smtp=plat, args=FAST):
         p = run_relayq(r, "tenant", "pause", "acme", "--for", "600", "--reason", "invoice audit")
         assert p.returncode == 0, p.stderr
         push_job(r, job("pa1", "acme"))
@@ -1062,7 +1082,9 @@ def test_pause_and_resume():
 
 
 def test_rate_limits_defer_with_quota_and_a_detail_naming_the_limit():
-    with RedisServer() as r, SmtpServer() as plat, Worker(r, platform_smtp=plat, args=FAST):
+    # two workers: the window is shared ("a rolling window across every worker")
+    with RedisServer() as r, SmtpServer() as plat, Worker(r, platform_smtp=plat, args=FAST), \
+            Worker(r, platform_smtp=plat, args=FAST):
         set_tenant(r, "acme", rate_limits="2/m,1000/d:rcpt")
         for i in range(3):
             push_job(r, job("rl%d" % i, "acme"))
