@@ -141,9 +141,10 @@ def secret_key_b64():
 
 
 class CloseServer:
-    """Accepts TCP and closes at once (a server that is down for SMTP); counts accepts."""
+    """Accepts TCP, optionally writes GREETING, and closes (a server that is down for SMTP); counts accepts."""
 
-    def __init__(self):
+    def __init__(self, greeting=b""):
+        self.greeting = greeting
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -161,6 +162,11 @@ class CloseServer:
             except (socket.timeout, OSError):
                 continue
             self.accepts += 1
+            try:
+                if self.greeting:
+                    c.sendall(self.greeting)
+            except OSError:
+                pass
             c.close()
 
     def __enter__(self):
@@ -1003,6 +1009,25 @@ def test_breaker_opens_after_connect_failures_jobs_wait_as_retry():
                 gaps.append("detail while open does not say when sending resumes: %r" % st["detail"])
             assert int(st["attempts"]) <= int(b["attempts"]) + 1, (b, st)
         assert not gaps, gaps
+
+
+def test_421_greeting_is_connect_and_trips_the_breaker():
+    with RedisServer() as r, CloseServer(b"421 4.3.2 Service not available, closing channel\r\n") as busy, \
+            SmtpServer() as plat, Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "50"]):
+        set_tenant(r, "busy421", gateway="smtp", smtp_host="127.0.0.1", smtp_port=busy.port,
+                   smtp_security="none", smtp_user="u", smtp_password="pw")
+        set_tenant(r, "nodns", gateway="smtp", smtp_host="smtp.nonexistent.invalid", smtp_security="tls",
+                   smtp_user="u", smtp_password="pw")
+        for i in range(3):
+            push_job(r, job("g%d" % i, "busy421"))
+            push_job(r, job("d%d" % i, "nodns"))
+        for t in ("busy421", "nodns"):
+            h = wait_for(lambda: (lambda x: x if x.get(b"smtp.state") == b"open" else None)(
+                r.client.hgetall(r.key("breaker", t))), timeout=15, what="%s's breaker open" % t)
+            assert h.get(b"smtp.reason") == b"connect", h
+        for jid in ("g0", "d0"):
+            st = status(r, jid)
+            assert st["state"] == "retry" and st.get("error") == "connect", st
 
 
 def test_auth_and_tls_failures_trip_the_breaker_after_three():
