@@ -94,9 +94,17 @@ def assert_no_secret(secrets_, r, tap=None, workers=(), extra_texts=()):
         places.append(("events", "\n".join(tap.events)))
     places += [("log of %s" % w.id, w.log_text()) for w in workers]
     places += [("output %d" % i, t) for i, t in enumerate(extra_texts)]
-    for s in secrets_:
-        for what, text in places:
-            assert s not in text, "secret %r found in %s" % (s[:4] + "...", what)
+    for what, text in places:
+        # also inside base64 (AUTH PLAIN/LOGIN, HTTP Basic) anywhere in the text
+        decoded = []
+        for tok in re.findall(r"[A-Za-z0-9+/]{8,}={0,2}", text):
+            try:
+                decoded.append(base64.b64decode(tok + "=" * (-len(tok) % 4)).decode("utf-8", "replace"))
+            except ValueError:
+                pass
+        blob = text + "\n" + "\n".join(decoded)
+        for s in secrets_:
+            assert s not in blob, "secret %r found in %s" % (s[:4] + "...", what)
 
 
 def pin_of(certfile):
@@ -632,7 +640,7 @@ def test_platform_login_never_in_clear_unless_smtp_insecure():
     pw = "PlatformPw-4242"
     with RedisServer() as r, SmtpServer(security="none", auth=("plat", pw)) as plat, EventTap(r) as tap:
         url = "smtp://plat:%s@127.0.0.1:%d" % (pw, plat.port)
-        with Worker(r, platform_smtp=url, args=ONE_TRY) as w:
+        with Worker(r, platform_smtp=url, args=ONE_TRY + ["--log-level", "debug"]) as w:
             push_job(r, job("pl1", "acme"))
             st = wait_status(r, "pl1")
             assert st["state"] == "failed" and st.get("error") == "tls", st
@@ -640,7 +648,7 @@ def test_platform_login_never_in_clear_unless_smtp_insecure():
             log1 = w.log_text()
         assert "smtp+insecure" in log1, "start-up/attempt log should say how to allow it: %s" % log1[-2000:]
         with Worker(r, platform_smtp="smtp+insecure://plat:%s@127.0.0.1:%d" % (pw, plat.port),
-                    args=ONE_TRY) as w2:
+                    args=ONE_TRY + ["--log-level", "debug", "--log-format", "json"]) as w2:
             push_job(r, job("pl2", "acme"))
             assert wait_status(r, "pl2")["state"] == "sent"
         assert_no_secret([pw], r, tap, [w, w2])
@@ -714,7 +722,7 @@ def test_oauth_token_shared_sealed_rotated_and_invalid_grant_is_auth():
         args = FAST + ["--ca-file", srv.cafile, "--max-attempts", "20"]
         mport = free_port()
         with Worker(r, platform_smtp=plat, args=args + ["--metrics", "127.0.0.1:%d" % mport], env=env) as w1, \
-                Worker(r, platform_smtp=plat, args=args, env=env) as w2:
+                Worker(r, platform_smtp=plat, args=args + ["--log-level", "debug"], env=env) as w2:
             for i in range(10):
                 push_job(r, job("oa%d" % i, "acme", **{"from": user}))
             for i in range(10):
@@ -1058,7 +1066,7 @@ def test_auth_and_tls_failures_trip_the_breaker_after_three():
 
 def test_mailgun_breaker_is_per_tenant_key_not_per_api_host():
     with RedisServer() as r, MailgunFake() as mg, SmtpServer() as plat, EventTap(r) as tap, \
-            Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "50"]) as w:
+            Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "50", "--log-level", "debug"]) as w:
         set_tenant(r, "x", gateway="mailgun", mailgun_domain=mg.domain, mailgun_api_key="key-WRONG-9911",
                    mailgun_base_url=mg.base_url)
         set_tenant(r, "y", gateway="mailgun", mailgun_domain=mg.domain, mailgun_api_key=mg.api_key,
@@ -1445,6 +1453,14 @@ def test_new_flags_and_commands_in_help_and_docs():
             missing.append("relayq tenant --help lacks " + sub)
         if not re.search(r"relayq tenant %s" % sub, cli):
             missing.append("docs/cli.md lacks `relayq tenant %s`" % sub)
+    alldocs = "".join(open(os.path.join(ROOT, "docs", f)).read() for f in os.listdir(os.path.join(ROOT, "docs"))
+                      if f.endswith(".md"))
+    for word in ("smtp_auth", "oauth_token_url", "oauth_client_id", "oauth_client_secret", "oauth_refresh_token",
+                 "oauth_scope", "oauth_grant", "rate_limits", "smtp_tls_pin", "verified_domains", "verified_at.",
+                 "enc:v2:", "smtp+insecure://", "rediss://", "redis+sentinel://", "rediss+sentinel://",
+                 ":breaker:", ":oauth:", ":tq:", ":tring:", "/readyz", "--listen", "--token-file"):
+        if word not in alldocs:
+            missing.append("docs/*.md never mention %s" % word)
     whelp2 = subprocess.run([binary("relayq"), "web", "--help"], capture_output=True, text=True)
     if "127.0.0.1:8080" not in whelp2.stdout + whelp2.stderr:
         missing.append("relayq web --help does not show the loopback default 127.0.0.1:8080")
