@@ -518,7 +518,9 @@ def test_network_boundary_refuses_internal_addresses_without_connecting():
              "nb5": "169.254.169.254", "nb6": "localhost", "nb7": "::ffff:127.0.0.1", "nb8": "10.1.2.3",
              "nb9": "::1", "nb10": "[::1]", "nb11": "fc00::1", "nb12": "fe80::1", "nb13": "0.0.0.0",
              "nb14": "255.255.255.255", "nb15": "224.0.0.1", "nb16": "100.64.0.1", "nb17": "172.16.0.1",
-             "nb18": "192.168.1.1", "nb19": "240.0.0.1"}
+             "nb18": "192.168.1.1", "nb19": "240.0.0.1", "nb20": "[::ffff:127.0.0.1]", "nb21": "[fe80::1]",
+             "nb22": "[fc00::1]", "nb23": "0177.0.0.1", "nb24": "127.0.0.1.", "nb25": "[::ffff:7f00:1]",
+             "nb26": "[::]", "nb27": "localhost."}
     with RedisServer() as r, SmtpServer(security="tls", auth=("u", "BoundaryPw1")) as srv, \
             MailgunFake() as mg, SmtpServer() as plat, EventTap(r) as tap, \
             Worker(r, platform_smtp=plat, args=ONE_TRY, allow_private_nets=None) as w:
@@ -531,6 +533,10 @@ def test_network_boundary_refuses_internal_addresses_without_connecting():
         set_tenant(r, "t-mg2", gateway="mailgun", mailgun_domain=mg.domain, mailgun_api_key=mg.api_key,
                    mailgun_base_url="http://8.8.8.8:9")
         push_job(r, job("nb-mg2", "t-mg2"))
+        set_tenant(r, "t-mg3", gateway="mailgun", mailgun_domain=mg.domain, mailgun_api_key=mg.api_key,
+                   mailgun_base_url="https://api.mailgun.net@127.0.0.1:%d" % mg.port)
+        push_job(r, job("nb-mg3", "t-mg3"))
+        hosts["nb-mg3"] = "https://api.mailgun.net@127.0.0.1 (userinfo trick)"
         hosts["nb-mg2"] = "http://8.8.8.8:9 (plain http to a public address in saas)"
         bad = []
         for jid in list(hosts) + ["nb-mg"]:
@@ -546,7 +552,8 @@ def test_network_boundary_refuses_internal_addresses_without_connecting():
 
 def test_tenant_set_refuses_numeric_shorthand_and_internal_hosts_in_saas():
     with RedisServer() as r, SmtpServer(security="tls", auth=("u", "pw")) as srv:
-        for host in ("127.1", "2130706433", "0x7f.1", "127.0.0.1", "169.254.169.254"):
+        for host in ("127.1", "2130706433", "0x7f.1", "127.0.0.1", "169.254.169.254", "localhost", "[::1]",
+                     "[::ffff:127.0.0.1]"):
             p = run_relayq(r, "tenant", "set", "acme", "gateway=smtp", "smtp_host=" + host,
                            "smtp_port=%d" % srv.port, "smtp_security=tls", "smtp_user=u", "smtp_password=pw",
                            "smtp_tls_verify=0", allow_private_nets=None)
