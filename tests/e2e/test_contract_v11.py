@@ -417,6 +417,45 @@ def test_verified_domains_govern_from_for_structured_and_raw_jobs():
         assert not bad, "\n".join(bad)
 
 
+def test_verify_domain_adds_only_when_the_checks_pass():
+    # Contract: verify-domain runs the checks of `dns check`; adds DOMAIN (and verified_at.DOMAIN) only when
+    # they pass; exit as `dns check` (0 pass, 1 a check failed, 2 error); one line on stderr when not 0.
+    from dnsfix import DnsServer, SilentDns
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    pub = base64.b64encode(key.public_key().public_bytes(serialization.Encoding.Raw,
+                                                         serialization.PublicFormat.Raw)).decode()
+    recs = [("TXT", "acme.test", "v=spf1 include:_spf.platform.test -all"),
+            ("TXT", "_spf.platform.test", "v=spf1 ip4:198.51.100.0/24 -all"),
+            ("TXT", "s1._domainkey.acme.test", "v=DKIM1; k=ed25519; p=" + pub),
+            ("TXT", "_dmarc.acme.test", "v=DMARC1; p=reject"),
+            ("TXT", "nospf.test", "hello"),
+            ("TXT", "s1._domainkey.nospf.test", "v=DKIM1; k=ed25519; p=" + pub),
+            ("TXT", "_dmarc.nospf.test", "v=DMARC1; p=reject")]
+    env = {"RELAYQ_SECRET_KEY": secret_key_b64()}
+    inc = ["--expect-include", "_spf.platform.test", "--selector", "s1"]
+    with RedisServer() as r, DnsServer(recs) as dns, SilentDns() as silent:
+        set_tenant(r, "acme", gateway="platform", from_email="info@acme.test", dkim_domain="acme.test",
+                   dkim_selector="s1", dkim_private_key=pem)
+        p = run_relayq(r, "tenant", "verify-domain", "acme", "nospf.test", *inc, "--dns-server", dns.address,
+                       env=env, timeout=30)
+        assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+        one_line = len(p.stderr.strip().splitlines()) == 1
+        p = run_relayq(r, "tenant", "verify-domain", "acme", "acme.test", *inc, "--dns-server", silent.address,
+                       env=env, timeout=90)
+        assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+        assert r.client.hget(r.key("tenant", "acme"), "verified_domains") in (None, b""), "added after a failure"
+        p = run_relayq(r, "tenant", "verify-domain", "acme", "acme.test", *inc, "--dns-server", dns.address,
+                       env=env, timeout=30)
+        assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+        h = {k.decode(): v.decode() for k, v in r.client.hgetall(r.key("tenant", "acme")).items()}
+        assert h.get("verified_domains") == "acme.test" and "verified_at.acme.test" in h, h
+        assert one_line, "a failed verify-domain should print one line on stderr"
+
+
 def test_tenant_set_changing_from_email_clears_domain_verified():
     # Contract: `relayq tenant set` changing from_email or dkim_domain clears domain_verified.
     with RedisServer() as r:
