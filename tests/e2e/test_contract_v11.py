@@ -529,7 +529,8 @@ def test_tenant_set_refuses_enc_input_and_reseal_rewrites_as_v2():
         set_tenant(r, "acme", route="billing", smtp_host="smtp2.acme.example", smtp_user="u2",
                    smtp_password=sealing.seal_v1(key, "pw-two"))
         set_tenant(r, "other", gateway="smtp", smtp_host="smtp.o.example", smtp_user="o",
-                   smtp_password="pw-three")
+                   smtp_password="pw-three", oauth_client_secret="cs-four", oauth_refresh_token="rt-five",
+                   dkim_private_key=sealing.seal_v1(key, "-----BEGIN PRIVATE KEY-----x"))
         p = run_relayq(r, "tenant", "reseal", "acme", env=env)
         assert p.returncode == 0, p.stderr
         h = {k.decode(): v.decode() for k, v in r.client.hgetall(r.key("tenant", "acme")).items()}
@@ -547,6 +548,10 @@ def test_tenant_set_refuses_enc_input_and_reseal_rewrites_as_v2():
         assert p.returncode == 0, p.stderr
         o = r.client.hget(r.key("tenant", "other"), "smtp_password").decode()
         assert sealing.open_sealed(key, o, "tenant:other", "smtp_password") == "pw-three"
+        for field, plain in (("oauth_client_secret", "cs-four"), ("oauth_refresh_token", "rt-five"),
+                             ("dkim_private_key", "-----BEGIN PRIVATE KEY-----x")):
+            v = r.client.hget(r.key("tenant", "other"), field).decode()
+            assert v.startswith("enc:v2:") and sealing.open_sealed(key, v, "tenant:other", field) == plain, field
         assert "pw-" not in p.stdout + p.stderr and "plain-key" not in p.stdout + p.stderr
 
 
