@@ -788,7 +788,29 @@ def test_oauth_token_shared_sealed_rotated_and_invalid_grant_is_auth():
             rt = r.client.hget(r.key("tenant", "acme"), "oauth_refresh_token").decode()
             assert rt.startswith("enc:v2:"), "the rotated refresh token must be written back sealed"
             assert sealing.open_sealed(key, rt, "tenant:acme", "oauth_refresh_token") == ep.current_refresh_token
+            first_rotated = ep.current_refresh_token
             # the provider refuses: auth, sign in again, breaker tripped with reason auth
+            # an extra route with its own OAuth settings: its token lives in P:oauth:acme:route:billing
+            ep.refresh_tokens.add("rt-route-0003")
+            set_tenant(r, "acme", route="billing", smtp_host="127.0.0.1", smtp_port=srv.port,
+                       smtp_security="starttls", smtp_user=user, smtp_auth="xoauth2", oauth_token_url=ep.url,
+                       oauth_client_id="app-1",
+                       oauth_client_secret=sealing.seal_v2(key, "tenant:acme:route:billing", "oauth_client_secret",
+                                                           client_secret),
+                       oauth_refresh_token=sealing.seal_v2(key, "tenant:acme:route:billing", "oauth_refresh_token",
+                                                           "rt-route-0003"),
+                       oauth_scope="https://outlook.office.com/SMTP.Send offline_access")
+            set_tenant(r, "acme", routes="billing")
+            push_job(r, job("oa-route", "acme", route="billing", **{"from": user}))
+            assert wait_status(r, "oa-route")["state"] == "sent", status(r, "oa-route")
+            ro = {k.decode(): v.decode() for k, v in r.client.hgetall(r.key("oauth", "acme", "route", "billing")).items()}
+            assert ro.get("access_token", "").startswith("enc:v2:"), ro
+            rtok = sealing.open_sealed(key, ro["access_token"], "oauth:acme:route:billing", "access_token")
+            assert rtok != tok
+            rrt = r.client.hget(r.key("tenant", "acme", "route", "billing"), "oauth_refresh_token").decode()
+            assert sealing.open_sealed(key, rrt, "tenant:acme:route:billing", "oauth_refresh_token") == \
+                ep.current_refresh_token, "the route's rotated refresh token was not written back"
+            newest_rt = ep.current_refresh_token
             # the provider refuses a tenant's refresh: auth, sign in again, breaker tripped with reason auth
             ep.refuse = "invalid_grant"
             set_tenant(r, "beta", gateway="smtp", smtp_host="127.0.0.1", smtp_port=srv.port,
@@ -805,7 +827,8 @@ def test_oauth_token_shared_sealed_rotated_and_invalid_grant_is_auth():
             g = run_relayq(r, "tenant", "get", "acme", env=env)
             metrics = http("http://127.0.0.1:%d/metrics" % mport)[2]
             assert "relayq_" in metrics
-            secrets_ = [client_secret, "rt-first-0001", "rt-beta-0002", ep.current_refresh_token, tok]
+            secrets_ = [client_secret, "rt-first-0001", "rt-beta-0002", "rt-route-0003", newest_rt, first_rotated, tok,
+                        rtok]
             assert_no_secret(secrets_, r, tap, [w1, w2], [g.stdout, g.stderr, metrics,
                                                           json.dumps({k.decode(): v.decode() for k, v in
                                                                       r.client.hgetall(r.key("oauth", "acme")).items()})])
