@@ -731,10 +731,15 @@ def test_tls_pin_right_wrong_and_tenant_trust():
             "a login was sent before the pin check: %r %r" % (srv.auth_attempts, srv2.auth_attempts)
         # tenant trust --yes stores the server's pin; then a job goes through
         smtp_tenant(r, "trusting", srv2, "u", pw)
+        pn = run_relayq(r, "tenant", "trust", "trusting", env=env, input="n\n")
+        assert pn.returncode == 1, (pn.returncode, pn.stdout, pn.stderr)
+        assert r.client.hget(r.key("tenant", "trusting"), "smtp_tls_pin") is None, "stored without confirmation"
         p = run_relayq(r, "tenant", "trust", "trusting", "--yes", env=env)
         assert p.returncode == 0, (p.stdout, p.stderr)
         assert r.client.hget(r.key("tenant", "trusting"), "smtp_tls_pin").decode() == pin_of(srv2.cafile)
         assert "sha256//" in p.stdout
+        low = p.stdout.lower()
+        assert "subject" in low and "issuer" in low and ("valid" in low or "not after" in low), p.stdout
         push_job(r, job("pin4", "trusting"))
         assert wait_status(r, "pin4")["state"] == "sent"
         smtp_tenant(r, "trusting", srv, "u", pw, route="billing")
