@@ -671,6 +671,25 @@ def test_allow_private_nets_flag_and_env_open_a_network():
             assert wait_status(r, "ap4").get("error") == "policy"
 
 
+def test_bad_allow_private_nets_is_a_clear_start_up_error():
+    with RedisServer() as r:
+        for value in ("10.0.0.0/33", "garbage"):
+            w = Worker(r, args=["--allow-private-nets", value], allow_private_nets=None)
+            code = w.wait_exit(10)
+            log = w.log_text()
+            w.close()
+            assert code != 0 and "--allow-private-nets" in log, (value, code, log[-500:])
+            p = run_relayq(r, "tenant", "set", "x", "gateway=smtp", "smtp_host=10.1.1.1", "smtp_user=u",
+                           "smtp_password=p", "--no-verify", allow_private_nets=value,
+                           env={"RELAYQ_SECRET_KEY": secret_key_b64()})
+            assert p.returncode == 2 and "--allow-private-nets" in p.stderr, (value, p.returncode, p.stderr)
+        w = Worker(r, allow_private_nets=None, env={"RELAYQ_ALLOW_PRIVATE_NETS": "bogus"})
+        code = w.wait_exit(10)
+        log = w.log_text()
+        w.close()
+        assert code != 0 and "ALLOW_PRIVATE_NETS" in log.upper().replace("-", "_"), (code, log[-500:])
+
+
 def test_saas_route_that_must_authenticate_sends_nothing_without_auth():
     # Contract: smtp_user set and no usable AUTH offered (or EHLO reply not read whole): failed, policy.
     with RedisServer() as r, SmtpServer(security="tls") as noauth, \
