@@ -697,13 +697,44 @@ def test_saas_route_that_must_authenticate_sends_nothing_without_auth():
             Worker(r, platform_smtp=plat, args=ONE_TRY):
         smtp_tenant(r, "noauth", noauth, "u", "pw", smtp_tls_verify="0")
         smtp_tenant(r, "hidden", hidden, "u", "pw", smtp_tls_verify="0")
+        # saas: port 25, or no smtp_user at all, is refused before connecting
+        set_tenant(r, "port25", gateway="smtp", smtp_host="127.0.0.1", smtp_port="25", smtp_security="none",
+                   smtp_user="u", smtp_password="pw")
+        smtp_tenant(r, "nouser", noauth, None, None, smtp_tls_verify="0")
         push_job(r, job("ma1", "noauth"))
         push_job(r, job("ma2", "hidden"))
-        for jid in ("ma1", "ma2"):
+        push_job(r, job("ma3", "port25"))
+        push_job(r, job("ma4", "nouser"))
+        for jid in ("ma1", "ma2", "ma3", "ma4"):
             st = wait_status(r, jid)
             assert st["state"] == "failed" and st.get("error") == "policy", (jid, st)
         assert noauth.messages() == [] and hidden.messages() == []
         assert noauth.transactions() == [] and hidden.transactions() == []
+
+
+def test_must_authenticate_with_the_configured_mechanism():
+    # A route with smtp_user must log in with a mechanism it can use: xoauth2 against a PLAIN/LOGIN-only
+    # server, or a password against an XOAUTH2-only server, sends nothing: failed, policy.
+    from oauth_fake import TokenEndpoint
+    key = os.urandom(32)
+    env = {"RELAYQ_SECRET_KEY": base64.b64encode(key).decode()}
+    with RedisServer() as r, TokenEndpoint(client_secret="cs-x", refresh_token="rt-x") as ep, \
+            SmtpServer(security="starttls", auth=("boss@acme.example", "pw")) as plain_only, \
+            SmtpServer(security="starttls", xoauth2=ep.token_ok) as oauth_only, SmtpServer() as plat, \
+            Worker(r, platform_smtp=plat, args=ONE_TRY + ["--ca-file", plain_only.cafile], env=env):
+        set_tenant(r, "wantsoauth", gateway="smtp", smtp_host="127.0.0.1", smtp_port=plain_only.port,
+                   smtp_security="starttls", smtp_user="boss@acme.example", smtp_auth="xoauth2",
+                   oauth_token_url=ep.url, oauth_client_id="app-1", oauth_client_secret="cs-x",
+                   oauth_refresh_token="rt-x", oauth_scope="s")
+        set_tenant(r, "wantspw", gateway="smtp", smtp_host="127.0.0.1", smtp_port=oauth_only.port,
+                   smtp_security="starttls", smtp_user="boss@acme.example", smtp_password="pw")
+        push_job(r, job("mm1", "wantsoauth"))
+        push_job(r, job("mm2", "wantspw"))
+        for jid in ("mm1", "mm2"):
+            st = wait_status(r, jid)
+            assert st["state"] == "failed" and st.get("error") == "policy", (jid, st)
+        assert plain_only.messages() == [] and oauth_only.messages() == []
+        assert plain_only.transactions() == [] and oauth_only.transactions() == []
 
 
 def test_platform_login_never_in_clear_unless_smtp_insecure():
