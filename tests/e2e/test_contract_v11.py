@@ -266,6 +266,22 @@ def test_id_reused_through_the_cli_and_dead_requeue_never_touches_the_other_tena
         assert [m["rcpt_tos"] for m in smtp.messages()] == [["a@dest.example"]], smtp.messages()
 
 
+def test_same_id_from_two_tenants_at_once_never_mixes_statuses():
+    with RedisServer() as r, SmtpServer() as smtp, Worker(r, platform_smtp=smtp, args=FAST):
+        for i in range(20):
+            pair = [dict(job("race%d" % i, "alphacorp"), to=["a%d@dest.example" % i]),
+                    dict(job("race%d" % i, "betacorp"), to=["b%d@dest.example" % i])]
+            push_many(r, pair if i % 2 else pair[::-1])
+        wait_for(lambda: dead_len(r) == 20, timeout=15, what="one job of each pair in P:dead")
+        for i in range(20):
+            st = wait_status(r, "race%d" % i)
+            assert st["state"] == "sent", st
+            sent_to = [m["rcpt_tos"][0] for m in smtp.messages() if m["rcpt_tos"][0][1:].split("@")[0] == str(i)]
+            assert len(sent_to) == 1, sent_to
+            owner = "alphacorp" if sent_to[0].startswith("a") else "betacorp"
+            assert st["tenant"] == owner, "status of race%d says %s but %s's mail went out" % (i, st["tenant"], owner)
+
+
 def test_trace_and_authentication_headers_are_invalid_job():
     # Contract: Received, Return-Path, DKIM-Signature, ARC-*, Authentication-Results,
     # Resent-* (any case) make the job invalid_job.
