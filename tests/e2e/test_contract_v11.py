@@ -267,7 +267,8 @@ def test_id_reused_through_the_cli_and_dead_requeue_never_touches_the_other_tena
 
 
 def test_same_id_from_two_tenants_at_once_never_mixes_statuses():
-    with RedisServer() as r, SmtpServer() as smtp, Worker(r, platform_smtp=smtp, args=FAST):
+    with RedisServer() as r, SmtpServer() as smtp, Worker(r, platform_smtp=smtp, args=FAST), \
+            Worker(r, platform_smtp=smtp, args=FAST):
         for i in range(20):
             pair = [dict(job("race%d" % i, "alphacorp"), to=["a%d@dest.example" % i]),
                     dict(job("race%d" % i, "betacorp"), to=["b%d@dest.example" % i])]
