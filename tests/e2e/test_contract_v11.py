@@ -38,6 +38,21 @@ FAST = ["--retry-base-ms", "100", "--retry-max-ms", "200", "--platform-from", PL
 ONE_TRY = FAST + ["--max-attempts", "1", "--smtp-connect-timeout-ms", "3000"]
 
 
+def _slow_factor():
+    """Latency bounds (the contract's "about a second") are checked as 2 s on a normal build and
+    three times that on a sanitizer or Debug build, where everything runs several times slower."""
+    try:
+        cache = open(os.path.join(harness.build_dir(), "CMakeCache.txt")).read()
+    except OSError:
+        return 1.0
+    if re.search(r"^RELAYQ_SANITIZE:BOOL=ON", cache, re.M) or re.search(r"^CMAKE_BUILD_TYPE:STRING=Debug", cache, re.M):
+        return 3.0
+    return 1.0
+
+
+PROMPT = 2.0 * _slow_factor()  # "within about a second" of the contract, with margin for a shared CI machine
+
+
 # ---- helpers --------------------------------------------------------------------------
 
 def job(jid, tenant, **kw):
@@ -255,8 +270,9 @@ def test_id_reused_through_the_cli_and_dead_requeue_never_touches_the_other_tena
             wait_for(lambda: dead_len(r) == 1, what="betacorp's job in P:dead")
         else:
             assert len(p.stderr.strip().splitlines()) == 1 and "alphacorp" not in p.stderr, p.stderr
+            before = dead_len(r)  # the CLI may dead-letter the refused job itself
             push_job(r, dict(job("inv-9", "betacorp"), to=["victim@dest.example"]))
-            wait_for(lambda: dead_len(r) == 1, what="betacorp's job in P:dead")
+            wait_for(lambda: dead_len(r) == before + 1, what="betacorp's job in P:dead")
         assert status(r, "inv-9") == first, "relayq send by another tenant touched the status: %r" % status(r, "inv-9")
         q = run_relayq(r, "dead", "requeue", "inv-9")
         wait_for(lambda: r.client.llen(r.key("queue", "default")) == 0, timeout=5, what="queue drained")
@@ -963,7 +979,7 @@ def test_silent_tenant_backlog_does_not_delay_another_tenant():
         st = wait_status(r, "fast1", timeout=8)
         took = time.monotonic() - t0
         assert st["state"] == "sent", st
-        assert took < 2.0, "another tenant's job waited %.1f s behind a silent tenant's backlog" % took
+        assert took < PROMPT, "another tenant's job waited %.1f s behind a silent tenant's backlog" % took
         assert len(silent.held) <= 4, "%d connections to a server with smtp_max_connections=2" % len(silent.held)
         # SIGTERM: hand back what is in flight, exit 0, no job lost
         assert w.stop(timeout=15) == 0
@@ -986,7 +1002,7 @@ def test_many_silent_tenants_do_not_take_every_concurrency_slot():
         push_job(r, job("healthy1", "healthyco"))
         t0 = time.monotonic()
         st = wait_status(r, "healthy1", timeout=8)
-        assert st["state"] == "sent" and time.monotonic() - t0 < 2.0, (st, time.monotonic() - t0)
+        assert st["state"] == "sent" and time.monotonic() - t0 < PROMPT, (st, time.monotonic() - t0)
 
 
 def ids_in_redis(r):
@@ -1028,7 +1044,7 @@ def test_saturated_tenant_backlog_does_not_delay_another_tenant_two_workers():
                 t0 = time.monotonic()
                 assert wait_status(r, "quick%d" % k, timeout=8)["state"] == "sent"
                 worst = max(worst, time.monotonic() - t0)
-            assert worst < 2.0, "another tenant's job waited %.1f s behind a saturated tenant" % worst
+            assert worst < PROMPT, "another tenant's job waited %.1f s behind a saturated tenant" % worst
             assert slow.peak_connections() <= 4, slow.peak_connections()
 
 
@@ -1148,7 +1164,7 @@ def test_breaker_opens_after_connect_failures_jobs_wait_as_retry():
         push_job(r, job("br-other", "healthy"))
         t0 = time.monotonic()
         assert wait_status(r, "br-other", timeout=5)["state"] == "sent"
-        assert time.monotonic() - t0 < 2.5
+        assert time.monotonic() - t0 < PROMPT + 0.5
         # watch for 2 s: no new connection while open, the jobs wait as retry, attempts stop
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
@@ -1224,7 +1240,7 @@ def test_mailgun_breaker_is_per_tenant_key_not_per_api_host():
         t0 = time.monotonic()
         push_job(r, job("my1", "y"))
         assert wait_status(r, "my1", timeout=5)["state"] == "sent"
-        assert time.monotonic() - t0 < 2.5
+        assert time.monotonic() - t0 < PROMPT + 0.5
         assert r.client.hget(r.key("breaker", "y"), "mailgun.state") in (None, b"closed")
         st = status(r, "mx0")
         assert st.get("error") == "auth", st
@@ -1243,7 +1259,7 @@ def test_pause_and_resume():
         push_job(r, job("pb1", "globex"))
         t0 = time.monotonic()
         assert wait_status(r, "pb1", timeout=5)["state"] == "sent"
-        assert time.monotonic() - t0 < 2.5
+        assert time.monotonic() - t0 < PROMPT + 0.5
         assert wait_status(r, "pa2", states=("deferred",) + harness.FINAL_STATES)["state"] == "deferred"
         p = run_relayq(r, "tenant", "resume", "acme")
         assert p.returncode == 0, p.stderr
