@@ -1548,6 +1548,24 @@ def test_console_loopback_token_and_csrf(tmpdir=None):
                      headers=dict(jar, **{"Content-Type": "application/x-www-form-urlencoded"}))
             assert s[0] < 400, (s[0], s[2][-500:])
             assert sorted(r.client.keys("*")) != keys_before, "pause through the console changed nothing in Redis"
+            # a job by id, and a dead letter requeued through the console as `relayq dead requeue` would
+            import msgpack
+            payload = msgpack.packb(job("dl1", "acme"), use_bin_type=True)
+            r.client.lpush(r.key("dead"), payload)
+            r.client.hset(r.key("status", "dl1"), mapping={"state": "failed", "tenant": "acme", "error": "connect",
+                                                           "attempts": "8", "detail": "gave up"})
+            page = http(base + "/job?id=dl1", headers=jar)
+            assert page[0] == 200 and "dl1" in page[2] and "failed" in page[2], page[0]
+            page = http(base + "/dead", headers=jar)
+            assert page[0] == 200 and "dl1" in page[2], page[0]
+            page = http(base + "/dead/requeue?id=dl1", headers=jar)  # the confirmation page
+            assert page[0] == 200, page[0]
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page[2]).group(1)
+            s = http(base + "/dead/requeue", method="POST", data=("csrf=%s&id=dl1" % csrf).encode(),
+                     headers=dict(jar, **{"Content-Type": "application/x-www-form-urlencoded"}))
+            assert s[0] < 400, (s[0], s[2][-400:])
+            assert r.client.llen(r.key("dead")) == 0 and r.client.llen(r.key("queue", "default")) == 1
+            assert r.client.hget(r.key("status", "dl1"), "state") == b"queued"
         finally:
             web.close()
 
