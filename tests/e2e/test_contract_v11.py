@@ -253,6 +253,7 @@ def test_id_reused_by_another_tenant_is_invalid_and_leaves_the_first_status_alon
         for e in tap.parsed():
             missing = [k for k in ("id", "tenant", "state", "attempts", "ts") if k not in e]
             assert not missing, "event without %s: %r" % (missing, e)
+            assert abs(int(e["ts"]) - time.time() * 1000) < 60000, "ts is not ms since epoch: %r" % e
 
 
 def test_id_reused_through_the_cli_and_dead_requeue_never_touches_the_other_tenants_status():
@@ -1198,6 +1199,23 @@ def test_421_greeting_is_connect_and_trips_the_breaker():
         for jid in ("g0", "d0"):
             st = status(r, jid)
             assert st["state"] == "retry" and st.get("error") == "connect", st
+
+
+def test_breaker_of_an_extra_route_is_named_after_it_and_leaves_the_other_routes_alone():
+    with RedisServer() as r, CloseServer() as down, SmtpServer() as plat, \
+            Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "50"]):
+        set_tenant(r, "acme", routes="billing")
+        set_tenant(r, "acme", route="billing", smtp_host="127.0.0.1", smtp_port=down.port, smtp_security="tls",
+                   smtp_user="u", smtp_password="pw")
+        for i in range(5):
+            push_job(r, job("rb%d" % i, "acme", route="billing"))
+        h = wait_for(lambda: (lambda x: x if x.get(b"billing.state") == b"open" else None)(
+            r.client.hgetall(r.key("breaker", "acme"))), timeout=15, what="P:breaker:acme billing.state=open")
+        assert h.get(b"billing.reason") == b"connect", h
+        assert b"billing.until" in h and b"updated_at" in h, h
+        push_job(r, job("rb-plat", "acme"))
+        st = wait_status(r, "rb-plat", timeout=5)
+        assert st["state"] == "sent" and st.get("route") == "platform", st
 
 
 def test_auth_and_tls_failures_trip_the_breaker_after_three():
