@@ -1104,6 +1104,14 @@ def test_basic_auth_disabled_says_switch_to_xoauth2():
         assert st.get("error") == "auth" or "auth" in st.get("detail", ""), st
         assert "xoauth2" in st.get("detail", "").lower(), st
         assert "pw-old" not in json.dumps(st)
+    # 454 4.7.0 is temporary: retry, not a final failure
+    with RedisServer() as r, SmtpServer(security="tls", auth=("u", "right"),
+                                        auth_fail_reply="454 4.7.0 Temporary authentication failure") as srv, \
+            SmtpServer() as plat, Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "20"]):
+        smtp_tenant(r, "tmp", srv, "u", "pw-x", smtp_tls_verify="0")
+        push_job(r, job("b2", "tmp"))
+        st = wait_status(r, "b2", states=("retry",) + harness.FINAL_STATES)
+        assert st["state"] == "retry", st
 
 
 def test_office365_preset_limits_apply_and_oauth_secrets_are_sealed():
