@@ -427,7 +427,20 @@ def test_verified_domains_govern_from_for_structured_and_raw_jobs():
             # ... the domain of dkim_domain when set, else of from_email
             "fr12": (job("fr12", "legacy2", **{"from": "y@dk.example"}), "y@dk.example"),
             "fr13": (job("fr13", "legacy2", **{"from": "x@other2.example"}), PLATFORM_FROM),
+            # a suffix that is not a subdomain is not the domain; case does not matter
+            "fr14": (job("fr14", "acme", **{"from": "x@evilacme.example"}), PLATFORM_FROM),
+            "fr15": (job("fr15", "acme", **{"from": "Billing@ACME.Example"}), "billing@acme.example"),
+            "fr16": (job("fr16", "acme", **{"from": "x@acme.example.evil.example"}), PLATFORM_FROM),
         }
+        # raw messages with several From addresses or headers: no unverified address may go out as From
+        tricky = {
+            "fr17": "From: billing@acme.example, ceo@evil.example\r\n",
+            "fr18": "From: billing@acme.example\r\nFrom: ceo@evil.example\r\n",
+            "fr19": "From: \"billing@acme.example\" <ceo@evil.example>\r\n",
+        }
+        for jid, hdr in tricky.items():
+            body = (hdr + "To: %s@dest.example\r\nSubject: t\r\n\r\nbody\r\n" % jid).encode()
+            push_job(r, dict(job(jid, "acme", **{"from": "billing@acme.example"}), raw=body))
         for jid, (j, _) in jobs.items():
             push_job(r, j)
         for jid in jobs:
@@ -448,6 +461,14 @@ def test_verified_domains_govern_from_for_structured_and_raw_jobs():
                 name = parsed["From"].addresses[0].display_name
                 if "Acme" not in name or "@" in name:
                     bad.append("%s: rewritten From should carry the tenant's name, got %r" % (jid, name))
+        for jid in tricky:
+            st = wait_status(r, jid)
+            if st["state"] != "sent":
+                continue  # refusing such a message is fine too
+            raw_hdrs = got[jid]["data"].split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+            froms = re.findall(r"(?im)^from:(.*(?:\r\n[ \t].*)*)", raw_hdrs)
+            if any("evil.example" in f for f in froms):
+                bad.append("%s: an unverified address went out in From: %r" % (jid, froms))
         assert not bad, "\n".join(bad)
 
 
