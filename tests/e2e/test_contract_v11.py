@@ -646,6 +646,9 @@ def test_network_boundary_refuses_internal_addresses_without_connecting():
         assert not bad, "not refused with policy:\n" + "\n".join(bad)
         assert srv.connections() == 0, "the worker connected to a loopback tenant server"
         assert mg.requests() == [], "the worker reached a loopback Mailgun URL"
+        # the boundary is for tenants' servers: the operator's own platform gateway on loopback still works
+        push_job(r, job("nb-plat", "plain-tenant"))
+        assert wait_status(r, "nb-plat")["state"] == "sent", status(r, "nb-plat")
         assert_no_secret(["BoundaryPw1"], r, tap, [w])
 
 
@@ -682,6 +685,13 @@ def test_tenant_set_refuses_numeric_shorthand_and_internal_hosts_in_saas():
                        "mailgun_api_key=key-abc", "mailgun_base_url=http://api.mailgun.net", "--no-verify",
                        env={"RELAYQ_SECRET_KEY": secret_key_b64()}, allow_private_nets=None)
         assert p.returncode != 0 and "https" in p.stderr, (p.returncode, p.stderr)
+        p = run_relayq(r, "tenant", "set", "oa", "gateway=smtp", "smtp_host=smtp.office365.com", "smtp_auth=xoauth2",
+                       "smtp_user=u@oa.example", "oauth_token_url=http://login.example.com/token",
+                       "oauth_client_id=c", "oauth_client_secret=s", "oauth_refresh_token=t", "oauth_scope=x",
+                       "--no-verify", env={"RELAYQ_SECRET_KEY": secret_key_b64()}, allow_private_nets=None)
+        assert p.returncode != 0 and "https" in p.stderr, (p.returncode, p.stderr)
+        p = run_relayq(r, "tenant", "set", "t" * 129, "gateway=platform", "--no-verify")
+        assert p.returncode != 0, "a 129-character tenant id was accepted"
 
 
 def test_tenant_set_refuses_what_a_saas_worker_refuses_and_drops_a_contradicted_preset():
