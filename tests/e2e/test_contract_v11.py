@@ -1654,6 +1654,22 @@ def test_redis_password_with_at_sign_not_logged():
         bad = run_relayq(r, "--redis", r.url.replace("127.0.0.1", "127.0.0.1:1").replace(":%d" % r.port, ""),
                          "status", "x")
         import urllib.parse
+        wrong = run_relayq(r, "--redis", "redis://:%s@127.0.0.1:%d" % (urllib.parse.quote("wr0ng@pw:x", safe=""),
+                                                                          r.port), "status", "x")
+        assert wrong.returncode != 0 and "wr0ng" not in wrong.stderr + wrong.stdout, wrong.stderr
+        assert len(wrong.stderr.strip().splitlines()) == 1, wrong.stderr
+        # a platform login with '@', ':' and '/' in it, percent-encoded in the URL
+        ppw = "pl@t:f/rm%pw"
+        with SmtpServer(security="starttls", auth=("plat@x", ppw)) as psrv:
+            url = "smtp://%s:%s@127.0.0.1:%d" % (urllib.parse.quote("plat@x", safe=""), urllib.parse.quote(ppw, safe=""),
+                                                 psrv.port)
+            with Worker(r, platform_smtp=url, args=FAST + ["--platform-tls-verify=0", "--log-level", "debug",
+                                                           "--queue", "q2"]) as w2:
+                push_job(r, job("pw2", "acme"), queue="q2")
+                assert wait_status(r, "pw2")["state"] == "sent", status(r, "pw2")
+            assert psrv.auth_attempts and psrv.auth_attempts[-1][2], psrv.auth_attempts
+            for s in (ppw, urllib.parse.quote(ppw, safe=""), "pl@t"):
+                assert s not in w2.log_text(), "platform password in the worker log"
         for s in (pw, urllib.parse.quote(pw, safe=""), "s3cr@t"):
             assert s not in w.log_text(), "Redis password in the worker log"
             assert s not in p.stdout + p.stderr + bad.stdout + bad.stderr, "Redis password in CLI output"
