@@ -1325,11 +1325,13 @@ def test_pause_and_resume():
             assert wait_status(r, jid, timeout=10)["state"] == "sent"
         assert time.monotonic() - t0 < 8, "resume should take effect within a few seconds"
         # --for: the hold ends by itself
-        p = run_relayq(r, "tenant", "pause", "initech", "--for", "2", "--reason", "short hold")
+        p = run_relayq(r, "tenant", "pause", "initech", "--for", "4", "--reason", "short hold")
         assert p.returncode == 0, p.stderr
+        t0 = time.monotonic()
         push_job(r, job("pc1", "initech"))
         assert wait_status(r, "pc1", states=("deferred", "sent"), timeout=10)["state"] == "deferred"
-        assert wait_status(r, "pc1", timeout=12)["state"] == "sent"
+        assert wait_status(r, "pc1", timeout=15)["state"] == "sent"
+        assert time.monotonic() - t0 > 3, "sent before the hold ended"
         assert dead_len(r) == 0
 
 
