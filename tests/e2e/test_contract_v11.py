@@ -279,7 +279,8 @@ def test_id_reused_through_the_cli_and_dead_requeue_never_touches_the_other_tena
         wait_for(lambda: r.client.llen(r.key("queue", "default")) == 0, timeout=5, what="queue drained")
         cur = status(r, "inv-9")
         assert cur.get("tenant") == "alphacorp" and cur.get("state") == "sent", \
-            "dead requeue of betacorp's job rewrote alphacorp's status: %r (requeue said %r)" % (cur, q.stdout + q.stderr)
+            "dead requeue of betacorp's job rewrote alphacorp's status: %r (requeue said %r)" \
+            % (cur, q.stdout + q.stderr)
         assert [m["rcpt_tos"] for m in smtp.messages()] == [["a@dest.example"]], smtp.messages()
 
 
@@ -923,7 +924,8 @@ def test_oauth_token_shared_sealed_rotated_and_invalid_grant_is_auth():
             set_tenant(r, "acme", routes="billing")
             push_job(r, job("oa-route", "acme", route="billing", **{"from": user}))
             assert wait_status(r, "oa-route")["state"] == "sent", status(r, "oa-route")
-            ro = {k.decode(): v.decode() for k, v in r.client.hgetall(r.key("oauth", "acme", "route", "billing")).items()}
+            ro = {k.decode(): v.decode()
+                  for k, v in r.client.hgetall(r.key("oauth", "acme", "route", "billing")).items()}
             assert ro.get("access_token", "").startswith("enc:v2:"), ro
             rtok = sealing.open_sealed(key, ro["access_token"], "oauth:acme:route:billing", "access_token")
             assert rtok != tok
@@ -949,9 +951,9 @@ def test_oauth_token_shared_sealed_rotated_and_invalid_grant_is_auth():
             assert "relayq_" in metrics
             secrets_ = [client_secret, "rt-first-0001", "rt-beta-0002", "rt-route-0003", newest_rt, first_rotated, tok,
                         rtok]
-            assert_no_secret(secrets_, r, tap, [w1, w2], [g.stdout, g.stderr, metrics,
-                                                          json.dumps({k.decode(): v.decode() for k, v in
-                                                                      r.client.hgetall(r.key("oauth", "acme")).items()})])
+            oauth_hash = json.dumps({k.decode(): v.decode()
+                                     for k, v in r.client.hgetall(r.key("oauth", "acme")).items()})
+            assert_no_secret(secrets_, r, tap, [w1, w2], [g.stdout, g.stderr, metrics, oauth_hash])
 
 
 class SilentServer:
@@ -1663,8 +1665,8 @@ def test_redis_password_with_at_sign_not_logged():
         # a platform login with '@', ':' and '/' in it, percent-encoded in the URL
         ppw = "pl@t:f/rm%pw"
         with SmtpServer(security="starttls", auth=("plat@x", ppw)) as psrv:
-            url = "smtp://%s:%s@127.0.0.1:%d" % (urllib.parse.quote("plat@x", safe=""), urllib.parse.quote(ppw, safe=""),
-                                                 psrv.port)
+            url = "smtp://%s:%s@127.0.0.1:%d" % (urllib.parse.quote("plat@x", safe=""),
+                                                 urllib.parse.quote(ppw, safe=""), psrv.port)
             with Worker(r, platform_smtp=url, args=FAST + ["--platform-tls-verify=0", "--log-level", "debug",
                                                            "--queue", "q2"]) as w2:
                 push_job(r, job("pw2", "acme"), queue="q2")
