@@ -58,6 +58,9 @@ void rq_job_free(struct rq_jobctx *jc) {
   for (size_t i = 0; i < jc->n_rcpts; i++) free(jc->rcpts[i].addr);
   free(jc->rcpts);
   rq_msg_free(&jc->msg); /* before the payload its segments point into */
+  rq_budget_release(&jc->eng->budget, jc->budget_tenant, jc->payload_len);
+  if (jc->finish_gated) jc->eng->finish_gated--; /* dropped while its FINISH waited (status.c) */
+  if (jc->finish_counted) jc->eng->finish_bytes -= jc->payload_len;
   free(jc->payload);
   free(jc);
 }
@@ -881,7 +884,9 @@ void rq_delivery_start(struct rq_jobctx *jc) {
   struct relayq_error err;
   memset(&err, 0, sizeof err);
   jc->started_ms = relayq_now_ms();
-  if (relayq_job_decode_ref(jc->payload, jc->payload_len, eng->cfg->max_job_bytes, &jc->job, &err)) {
+  int bad = relayq_job_decode_ref(jc->payload, jc->payload_len, eng->cfg->max_job_bytes, &jc->job, &err);
+  if (!bad) jc->budget_tenant = rq_budget_attach(&eng->budget, jc->job->tenant, jc->payload_len);
+  if (bad) {
     if (err.code == RELAYQ_ETOO_LARGE) {
       /* The size is checked before decoding; the id and tenant usually sit
        * at the start of the map, so read them from a bounded prefix to give

@@ -523,6 +523,19 @@ static void render(struct rq_metrics *m, struct rq_buf *b) {
 
   family(b, "relayq_inflight", "gauge", "Jobs this worker holds (fetched, not yet finished).");
   sample_u64(b, "relayq_inflight", NULL, NULL, NULL, NULL, (uint64_t)(eng->held > 0 ? eng->held : 0));
+  family(b, "relayq_inflight_bytes", "gauge", "Payload bytes of the jobs this worker holds.");
+  sample_u64(b, "relayq_inflight_bytes", NULL, NULL, NULL, NULL, eng->budget.held);
+  family(b, "relayq_inflight_bytes_limit", "gauge", "Most payload bytes this worker holds at once (--max-inflight-bytes).");
+  sample_u64(b, "relayq_inflight_bytes_limit", NULL, NULL, NULL, NULL, eng->budget.max);
+  family(b, "relayq_budget_waiting_jobs", "gauge",
+         "Jobs the last fetch left in Redis because they did not fit the free budget.");
+  sample_u64(b, "relayq_budget_waiting_jobs", NULL, NULL, NULL, NULL, eng->budget.waiting);
+  family(b, "relayq_budget_waits_total", "counter",
+         "Times a fetch left a job in Redis because it did not fit the free budget.");
+  sample_u64(b, "relayq_budget_waits_total", NULL, NULL, NULL, NULL, eng->budget.waits_total);
+  family(b, "relayq_oversize_jobs_total", "counter",
+         "Jobs larger than --max-inflight-bytes, each taken alone.");
+  sample_u64(b, "relayq_oversize_jobs_total", NULL, NULL, NULL, NULL, eng->budget.oversize_total);
   family(b, "relayq_concurrency_limit", "gauge", "Most sends this worker runs at once (--concurrency).");
   sample_u64(b, "relayq_concurrency_limit", NULL, NULL, NULL, NULL, (uint64_t)cfg->concurrency);
   family(b, "relayq_stopping", "gauge", "1 once SIGTERM/SIGINT was received and the worker is draining.");

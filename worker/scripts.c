@@ -118,7 +118,25 @@
  * shared queue is itself one turn of the round robin), ARGV[8] most payload
  * bytes to sort per queue in this call (taken 32 at a time): 1000 jobs of
  * 150 KB each kept Redis busy in one call for over 5 s.
- * ARGV[9..] tenants the calling worker cannot take now (their line in
+ * The worker's memory budget (--max-inflight-bytes): ARGV[9] payload bytes
+ * it may still take (<= 0: none), ARGV[10] "1" when it holds nothing (then
+ * the first job is taken whatever its size: one job larger than the whole
+ * budget goes alone), ARGV[11] a tenant whose list is served first when
+ * alone ("" none; the one a too-large job waits in; "~shared" for the
+ * shared queue). A job that does not fit is pushed back where it was
+ * (same end, same order) and its list is not served further in this
+ * call: its tenant's order holds, and other tenants' smaller jobs still
+ * go. Near the budget jobs are popped one at a time, so at most one big
+ * job per list is copied out and back.
+ * ARGV[12] a tenant's share of the budget (half of it), ARGV[13] F,
+ * ARGV[14..13+2F] tenant, bytes it holds in the worker (the tenants that
+ * hold much). While another tenant has work, a tenant's job that would
+ * take it past its share is not taken: met in the shared queue it moves
+ * to the tenant's own list, in the ring the tenant's turn ends. So one
+ * tenant's large jobs cannot take the whole budget from the others
+ * (alone, a tenant may use all of it; a tenant holding nothing may
+ * always take one job that fits the budget).
+ * ARGV[14+2F..] tenants the calling worker cannot take now (their line in
  * that worker is full, or their breaker is open or they are paused):
  * skipped in the ring like a paused tenant, and their jobs met in the
  * shared queue are moved to their own list (each job once), so a worker
@@ -127,7 +145,10 @@
  * Promotes up to 1000 due delayed jobs to the FRONT of their tenant's list
  * (they were due already; a quota-deferred backlog keeps its order).
  * Returns { {payload...}, {queue index (1-based)...}, next due score or
- * false, jobs moved aside for skipped tenants }. */
+ * false, jobs moved aside for skipped tenants, jobs left for the budget,
+ * the size of the largest of them, its tenant ("~shared": the shared
+ * queue), its queue index (0-based; the worker passes it as ARGV[5] with
+ * ARGV[11]), the size of the smallest left }. */
 static const char FETCH[] =
   LUA_FIRST_QUEUE
   LUA_TENANT_OF
@@ -157,20 +178,63 @@ static const char FETCH[] =
   "local now = tonumber(ARGV[2])\n"
   "local out, qidx = {}, {}\n"
   "local skip, nskip, aside = {}, 0, 0\n"
-  "for i = 9, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
+  "local cap, tb, nheavy = tonumber(ARGV[12]), {}, tonumber(ARGV[13])\n"
+  "for i = 14, 13 + 2 * nheavy, 2 do tb[ARGV[i]] = tonumber(ARGV[i + 1]) end\n"
+  "for i = 14 + 2 * nheavy, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
+  /* Would job size n take tenant x past its share? */
+  "local function over(x, n)\n"
+  "  local h = tb[x] or 0\n"
+  "  return h > 0 and h + n > cap\n"
+  "end\n"
+  "local free, alone = tonumber(ARGV[9]), ARGV[10] == '1'\n"
+  "local left, left_size, left_t, left_q, left_min = 0, 0, '', 0, 0\n"
+  "local est = 0\n"
   "local function held(t)\n"
   "  return skip[t] or redis.call('EXISTS', prefix .. ':tpause:' .. t, prefix .. ':thold:' .. t) > 0\n"
   "end\n"
-  /* A job for a skipped tenant goes to the newest end of its list: it
-   * came from the shared queue, so it is younger than what is there. */
-  "local function take_shared(qi, q, got)\n"
-  "  for _, m in ipairs(got) do\n"
-  "    local t = nskip > 0 and tenant_of(m)\n"
-  "    if t and skip[t] then\n"
-  "      aside = aside + 1\n"
-  "      if redis.call('LPUSH', tq(q, t), m) == 1 then redis.call('LPUSH', ring(q), t) end\n"
-  "    else out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end\n"
+  /* RPOP up to n from key (t: the list's tenant, "~shared" for the
+   * shared queue, whose jobs of skipped tenants go to the newest end of
+   * their own list: they are younger than what is there). Keeps what fits
+   * the budget; a job that does not fit goes back to the same end with
+   * any popped after it, in order, and ends the list's turn. Pops one at a
+   * time until the largest job seen so far shows that n fit twice over.
+   * Returns whether anything was popped, and whether a job was left. */
+  "local function take(key, n, qi, q, t, others)\n"
+  "  local any = false\n"
+  "  while n > 0 do\n"
+  "    local got\n"
+  "    if n > 1 and est > 0 and est * 2 * n <= free then\n"
+  "      got = redis.call('RPOP', key, n)\n"
+  "    else\n"
+  "      local one = redis.call('RPOP', key)\n"
+  "      got = one and {one} or nil\n"
+  "    end\n"
+  "    if not got then return any, false end\n"
+  "    any = true\n"
+  "    for i, m in ipairs(got) do\n"
+  "      local mt = t\n"
+  /* The tenant of a shared-queue job is read only when it can matter. */
+  "      if t == '~shared' then mt = (nskip > 0 or #m >= 65536) and tenant_of(m) end\n"
+  "      local shared_over = t == '~shared' and mt and over(mt, #m)\n"
+  "      if t == '~shared' and mt and (skip[mt] or shared_over) then\n"
+  "        aside = aside + 1\n"
+  "        if redis.call('LPUSH', tq(q, mt), m) == 1 then redis.call('LPUSH', ring(q), mt) end\n"
+  "      elseif (#m > free and not (alone and #out == 0)) or (others and t ~= '~shared' and over(t, #m)) then\n"
+  "        left = left + 1\n"
+  "        if #m > left_size then left_size, left_t, left_q = #m, t, qi end\n"
+  "        if left_min == 0 or #m < left_min then left_min = #m end\n"
+  "        for j = #got, i, -1 do redis.call('RPUSH', key, got[j]) end\n"
+  "        return true, true\n"
+  "      else\n"
+  "        free = free - #m\n"
+  "        if mt then tb[mt] = (tb[mt] or 0) + #m end\n"
+  "        if #m > est then est = #m end\n"
+  "        out[#out + 1] = m; qidx[#qidx + 1] = qi + 1\n"
+  "      end\n"
+  "    end\n"
+  "    n = n - #got\n"
   "  end\n"
+  "  return any, false\n"
   "end\n"
   "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)\n"
   "for j = #due, 1, -1 do\n"
@@ -195,32 +259,38 @@ static const char FETCH[] =
   "  end\n"
   "end\n"
   "local start = tonumber(ARGV[5]) % nq\n"
+  /* Alone, serve the list a too-large job waits in first, so a stream of
+   * small jobs cannot keep it waiting for ever. */
+  "if alone and ARGV[11] ~= '' then\n"
+  "  local t = ARGV[11]\n"
+  "  local key = t == '~shared' and KEYS[3 + start] or tq(qname[start], t)\n"
+  "  take(key, 1, start, qname[start], t, false)\n"
+  "end\n"
   "for n = 0, nq - 1 do\n"
   "  local qi = (start + n) % nq\n"
   "  local qk, rk = KEYS[3 + qi], ring(qname[qi])\n"
   "  local shared_empty = false\n"
   "  local turns = 2 * k + redis.call('LLEN', rk)\n"
   "  local skipped = 0\n"
-  "  while #out < k and turns > 0 do\n"
+  "  while #out < k and turns > 0 and (free > 0 or (alone and #out == 0)) do\n"
   "    turns = turns - 1\n"
   "    local rlen = redis.call('LLEN', rk)\n"
   "    local share = math.max(1, math.floor((k - #out) / (rlen + 1)))\n"
   "    if not shared_empty then\n"
-  "      local got = redis.call('RPOP', qk, share)\n"
-  "      if got then take_shared(qi, qname[qi], got)\n"
-  "      else shared_empty = true end\n"
+  "      local got, short = take(qk, share, qi, qname[qi], '~shared', true)\n"
+  "      if not got or short then shared_empty = true end\n"
   "    end\n"
   "    if #out >= k then break end\n"
   "    if rlen == 0 or skipped >= rlen then\n"
   "      if shared_empty then break end\n"
   "    else\n"
   "      local t = redis.call('RPOPLPUSH', rk, rk)\n"
-  "      if held(t) then\n"
+  "      local others = rlen > 1 or not shared_empty\n"
+  "      if held(t) or (others and (tb[t] or 0) >= cap) then\n"
   "        skipped = skipped + 1\n"
   "      else\n"
-  "        skipped = 0\n"
-  "        local got = redis.call('RPOP', tq(qname[qi], t), math.min(share, k - #out))\n"
-  "        if got then for _, m in ipairs(got) do out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end end\n"
+  "        local got, short = take(tq(qname[qi], t), math.min(share, k - #out), qi, qname[qi], t, others)\n"
+  "        if short then skipped = skipped + 1 else skipped = 0 end\n"
   "        if not got or redis.call('LLEN', tq(qname[qi], t)) == 0 then redis.call('LREM', rk, 1, t) end\n"
   "      end\n"
   "    end\n"
@@ -232,7 +302,7 @@ static const char FETCH[] =
   "  end\n"
   "end\n"
   "local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
-  "return {out, qidx, nxt[2] or false, aside}\n";
+  "return {out, qidx, nxt[2] or false, aside, left, left_size, left_t, left_q, left_min}\n";
 
 /* CLAIM: one job, before sending.
  * KEYS[1] status hash, KEYS[2] events channel, KEYS[3] quota zset (or ""),

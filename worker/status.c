@@ -62,10 +62,34 @@ void rq_status_event_json(struct rq_buf *b, const char *id, const char *tenant, 
 
 static void send_finish(struct rq_jobctx *jc);
 
+/* FINISH carries the payload (LREM from the inflight list needs it), and
+ * hiredis holds a command in two copies until it is written: a dozen 10 MB
+ * jobs finishing in one loop turn would double the worker's memory for a
+ * moment. So payload bytes in unanswered FINISH commands are bounded;
+ * a FINISH over the bound waits (RQ_PHASE_STALLED, finish_gated) for an
+ * earlier one's answer. One is always allowed, whatever its size. */
+#define FINISH_BYTES_MAX ((size_t)32 << 20)
+
+static void finish_answered(struct rq_jobctx *jc) {
+  struct rq_engine *eng = jc->eng;
+  if (!jc->finish_counted) return;
+  jc->finish_counted = 0;
+  eng->finish_bytes -= jc->payload_len;
+  if (eng->finish_gated == 0) return;
+  for (struct rq_jobctx *o = eng->jobs; o && eng->finish_gated > 0; o = o->next) {
+    if (o->phase != RQ_PHASE_STALLED || !o->finish || !o->finish_gated) continue;
+    if (eng->finish_bytes > 0 && eng->finish_bytes + o->payload_len > FINISH_BYTES_MAX) break;
+    o->finish_gated = 0;
+    eng->finish_gated--;
+    send_finish(o);
+  }
+}
+
 static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct rq_jobctx *jc = priv;
   redisReply *reply = r;
+  finish_answered(jc);
   if (!reply || reply->type == REDIS_REPLY_ERROR) {
     if (reply && !rq_redis_health_refused(jc->eng, reply->str))
       RQ_LOG_FIELDS(RQ_LOG_ERROR, "status write failed; will retry", {"job", jc->job ? jc->job->id : NULL},
@@ -83,9 +107,21 @@ static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
 }
 
 static void send_finish(struct rq_jobctx *jc) {
-  jc->phase = RQ_PHASE_FINISH;
-  if (rq_rconn_cmd(jc->eng->cmd, on_finish, jc, (int)jc->finish->argc, jc->finish->argv, jc->finish->argvlen))
+  struct rq_engine *eng = jc->eng;
+  if (jc->finish_gated) return; /* its turn comes with an earlier answer */
+  if (eng->finish_bytes > 0 && eng->finish_bytes + jc->payload_len > FINISH_BYTES_MAX) {
     jc->phase = RQ_PHASE_STALLED;
+    jc->finish_gated = 1;
+    eng->finish_gated++;
+    return;
+  }
+  jc->phase = RQ_PHASE_FINISH;
+  if (rq_rconn_cmd(eng->cmd, on_finish, jc, (int)jc->finish->argc, jc->finish->argv, jc->finish->argvlen)) {
+    jc->phase = RQ_PHASE_STALLED;
+    return;
+  }
+  jc->finish_counted = 1;
+  eng->finish_bytes += jc->payload_len;
 }
 
 void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char *state, int64_t score,

@@ -78,7 +78,9 @@ static int evictable(const struct rq_tenant_entry *e) {
   return !e->loading && !e->waiters && e->loaded_ms;
 }
 
-/* Keeps the table within its bound (least recently used first) and
+/* Keeps the table within its bound (least recently used first; entries
+ * with a read in flight wait, so the table exceeds the bound by at most
+ * the reads in flight, and is trimmed again as each completes) and
  * drops a few expired entries from the cold end on every lookup, so
  * memory follows the tenants seen within the cache lifetime, not every
  * tenant ever seen. Bounded work: the walk stops after a few entries
@@ -155,7 +157,6 @@ struct route_read {
 };
 
 static void loaded(struct rq_engine *eng, struct rq_tenant_entry *e) {
-  (void)eng;
   e->loading = 0;
   e->loaded_ms = relayq_now_ms();
   if (e->error[0]) {
@@ -164,6 +165,9 @@ static void loaded(struct rq_engine *eng, struct rq_tenant_entry *e) {
     RQ_LOG_FIELDS(RQ_LOG_WARN, "tenant settings unusable", {"tenant", e->id}, {"detail", e->error});
   }
   deliver(e);
+  /* Entries whose read was in flight could not be evicted: now they can
+   * (the jobs just handed this one hold it; the table may let it go). */
+  if (e->in_table) trim(eng, e->loaded_ms);
 }
 
 static void on_route(redisAsyncContext *ac, void *r, void *priv) {

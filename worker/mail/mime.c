@@ -510,6 +510,21 @@ int rq_mime_build_msg(const struct rq_mime_input *in, struct rq_msg *m, char *er
   return rc;
 }
 
+size_t rq_mime_raw_head(const unsigned char *raw, size_t len) {
+  size_t line_start = 0;
+  for (size_t i = 0; i < len;) {
+    if (raw[i] != '\r' && raw[i] != '\n') {
+      i++;
+      continue;
+    }
+    size_t brk = raw[i] == '\r' && i + 1 < len && raw[i + 1] == '\n' ? 2 : 1;
+    if (i == line_start) return i + brk; /* an empty line ends the header */
+    i += brk;
+    line_start = i;
+  }
+  return len;
+}
+
 void rq_mime_raw_msg(const unsigned char *raw, size_t len, struct rq_msg *m) {
   rq_msg_reset(m);
   rq_mime_raw(raw, len, &m->lit);

@@ -54,6 +54,7 @@
 #define TOKEN_MAX 16384 /* an OAuth2 access token (Microsoft's JWTs run to a few KB) */
 #define BODY_CHUNK 65536
 #define BODY_SYNC_BUDGET (256 * 1024) /* message bytes written in one loop turn at most */
+#define BODY_WINDOW 16384 /* a segmented message is produced this much at a time */
 #define SWEEP_MS 100                  /* how often waiting transactions' deadlines are checked */
 
 /* ---- names ------------------------------------------------------------------------ */
@@ -305,6 +306,7 @@ enum auth_step { A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_LOGIN_DONE, A_XOAUTH2, A
 struct sconn {
   struct rq_smtp *s;
   struct rq_smtp_conn *io;
+  char *win; /* window for a segmented message's body (owned; from the first one sent) */
   struct pool *pool;      /* holds a reference */
   struct limiter *lim;    /* holds a reference; NULL when unlimited */
   struct sconn *prev, *next;   /* s->conns */
@@ -641,6 +643,7 @@ static void sc_free(struct sconn *sc) {
   limiter_put(s, sc->lim);
   if (sc->out.data) OPENSSL_cleanse(sc->out.data, sc->out.cap);
   rq_buf_free(&sc->out);
+  free(sc->win);
   free(sc);
 }
 
@@ -1142,11 +1145,16 @@ static void retry_fresh(struct sconn *sc) {
   acquire(tx, 1); /* takes the slot the dead one freed */
 }
 
-/* The stuffer's source for a segmented message: the next bytes, encoded
- * now (pump_body asks only while the socket takes them: backpressure). */
-static size_t pull_body(void *arg, char *out, size_t cap) {
+/* The stuffer's source for a segmented message: literal bytes as they
+ * are, encoded ones produced now into the connection's window (pump_body
+ * asks only while the socket takes them: backpressure). The window is
+ * the connection's: one transaction at a time uses it, and it outlives
+ * them (no 16 KB malloc per message). */
+static const char *pull_body(void *arg, size_t *len) {
   struct tx *tx = arg;
-  return rq_msg_read(&tx->cur, out, cap);
+  struct sconn *sc = tx->conn;
+  if (!sc->win) sc->win = rq_xmalloc(BODY_WINDOW);
+  return rq_msg_next(&tx->cur, sc->win, BODY_WINDOW, len);
 }
 
 static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len) {
