@@ -1471,7 +1471,15 @@ def test_sentinel_failover_jobs_pushed_to_the_new_primary_are_delivered():
                     push_job(r, job("fo%d" % i, "acme"))
                 for i in range(10):
                     assert wait_status(r, "fo%d" % i)["state"] == "sent"
-                sc.execute_command("SENTINEL", "FAILOVER", "mymaster")
+                def failover():
+                    # NOGOODSLAVE until the sentinel has fresh INFO from the replica: ask again
+                    try:
+                        return sc.execute_command("SENTINEL", "FAILOVER", "mymaster")
+                    except redis_py.ResponseError as e:
+                        if "NOGOODSLAVE" in str(e) or "INPROG" in str(e):
+                            return None
+                        raise
+                wait_for(failover, timeout=20, interval=0.2, what="SENTINEL FAILOVER accepted")
                 wait_for(lambda: int(sc.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")[1])
                          == r2.port, timeout=20, what="the replica promoted")
                 wait_for(lambda: r2.client.info("replication").get("role") == "master", timeout=10,
