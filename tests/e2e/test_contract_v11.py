@@ -250,6 +250,16 @@ def test_id_reused_by_another_tenant_is_invalid_and_leaves_the_first_status_alon
                       timeout=5, what="the failed event of betacorp's job")[0]
         assert ev.get("code", ev.get("error")) == "invalid_job" or ev.get("error") == "invalid_job", ev
         assert "alphacorp" not in json.dumps(ev), ev
+        # the same tenant's id again: its duplicate, never sent twice
+        push_job(r, job("shared-id", "alphacorp"))
+
+        def drained():
+            lists = [k for pat in ("queue:*", "inflight:*", "tq:*") for k in r.client.scan_iter(match=r.key(pat))]
+            return all(r.client.llen(k) == 0 for k in lists if r.client.type(k) == b"list") and \
+                r.client.zcard(r.key("delayed")) == 0
+        wait_for(drained, timeout=10, what="the duplicate acknowledged")
+        assert len(smtp.messages()) == 1 and dead_len(r) == 1, "alphacorp's duplicate was sent or dead-lettered"
+        assert status(r, "shared-id")["state"] == "sent"
         for e in tap.parsed():
             missing = [k for k in ("id", "tenant", "state", "attempts", "ts") if k not in e]
             assert not missing, "event without %s: %r" % (missing, e)
