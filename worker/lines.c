@@ -10,6 +10,7 @@
 #include "log.h"
 #include "tenants.h"
 #include "util.h"
+#include "when.h"
 
 #define LINE_BUCKETS 1024
 #define TSTATE_BUCKETS 1024
@@ -437,27 +438,34 @@ static const char *reason_advice(enum rq_errcat e, const struct rq_jobctx *jc) {
   if (jc->route.gateway == RQ_GW_PLATFORM)
     return "The platform gateway (--platform-smtp) is failing: the operator must fix it; nothing is needed from the "
            "tenant.";
+  if (jc->route.gateway == RQ_GW_MAILGUN) {
+    switch (e) {
+    case RQ_ERR_AUTH: return "Check the tenant's mailgun_api_key and mailgun_domain (Mailgun refused them).";
+    case RQ_ERR_TLS: return "Check the certificate of the tenant's mailgun_base_url (or its mailgun_region).";
+    default: return "Check that the tenant's mailgun_base_url (or mailgun_region) is up and reachable.";
+    }
+  }
   switch (e) {
   case RQ_ERR_AUTH:
     if (jc->route.smtp_conf && jc->route.smtp_conf->xoauth2)
       return "The tenant must sign in again (smtp_auth=xoauth2: a new oauth_refresh_token), or check smtp_user.";
-    return "Check the login: smtp_user and smtp_password (or mailgun_api_key and mailgun_domain).";
-  case RQ_ERR_TLS: return "Check the server's certificate, or smtp_security and smtp_tls_verify.";
-  default: return "Check that the server is up and reachable at smtp_host and smtp_port (or mailgun_base_url).";
+    return "Check the login: smtp_user and smtp_password.";
+  case RQ_ERR_TLS:
+    return "Check the server's certificate (relayq tenant trust pins a self-signed one), or smtp_security.";
+  default: return "Check that the server is up and reachable at smtp_host and smtp_port.";
   }
 }
 
 /* Hands every waiting job back to Redis while the breaker is open. */
 static void park_for_breaker(struct rq_line *l) {
   int64_t until = l->b.open_until;
-  char detail[700], when[32];
-  int64_t secs = (until - relayq_now_ms() + 999) / 1000;
-  snprintf(when, sizeof when, "%lld", (long long)(secs > 0 ? secs : 0));
+  char detail[700], when[64];
+  rq_when(when, sizeof when, until, relayq_now_ms());
   struct rq_jobctx *jc;
   while ((jc = pop_waiting(l))) {
     snprintf(detail, sizeof detail,
              "The circuit breaker of route %s is open after repeated %s failures: no worker connects until the "
-             "cool-down ends in %s s (next_attempt_at); then one job probes the server. %s",
+             "cool-down ends %s; then one job probes the server and sending resumes when it goes through. %s",
              l->route, rq_errcat_name(l->b.reason), when, reason_advice(l->b.reason, jc));
     jc->line = NULL;
     l->eng->lines->hooks.hold(jc, "retry", until, rq_errcat_name(l->b.reason), detail);
@@ -467,14 +475,16 @@ static void park_for_breaker(struct rq_line *l) {
 static void park_for_pause(struct rq_line *l) {
   struct rq_tstate *t = l->ts;
   char detail[600];
-  char until_s[48] = "";
-  if (t->paused_until > 0) snprintf(until_s, sizeof until_s, " until %lld (ms)", (long long)t->paused_until);
+  char until_s[96] = "", when[64];
+  if (t->paused_until > 0)
+    snprintf(until_s, sizeof until_s, " or when the hold ends %s",
+             rq_when(when, sizeof when, t->paused_until, relayq_now_ms()));
   struct rq_jobctx *jc;
   while ((jc = pop_waiting(l))) {
     snprintf(detail, sizeof detail,
-             "Tenant %s is paused by the operator%s%s%s: its jobs wait and are sent once it is resumed "
-             "(relayq tenant resume %s).",
-             l->tenant, until_s, t->pause_reason ? ": " : "", t->pause_reason ? t->pause_reason : "", l->tenant);
+             "Tenant %s is paused by the operator%s%s. Its jobs wait and are sent once it is resumed "
+             "(relayq tenant resume %s)%s.",
+             l->tenant, t->pause_reason ? ": " : "", t->pause_reason ? t->pause_reason : "", l->tenant, until_s);
     jc->line = NULL;
     l->eng->lines->hooks.hold(jc, "deferred", relayq_now_ms() + RQ_PAUSE_RECHECK_MS, "policy", detail);
   }
@@ -493,10 +503,7 @@ static void breaker_write(struct rq_line *l) {
                 {"reason", l->b.state == RQ_BREAKER_CLOSED ? NULL : rq_errcat_name(l->b.reason)}, {"until", until});
   /* What we wrote is what the others will read: keep the cache in step. */
   struct shared_route *sr = shared_route(l->ts, l->route, 1);
-  if (sr) {
-    sr->b = l->b;
-    sr->b.failures = 0;
-  }
+  if (sr) sr->b = l->b;
 }
 
 /* Counts a failure for every worker and trips when they add up. */
@@ -532,9 +539,14 @@ static void on_fail_counted(redisAsyncContext *ac, void *r, void *priv) {
       /* Another worker may have decided already: follow it, do not trip twice. */
       struct rq_breaker shared = {.state = rq_breaker_state_parse(reply_str(reply, 1)),
                                   .open_until = strtoll(reply_str(reply, 2), NULL, 10),
-                                  .trips = atoi(reply_str(reply, 3))};
+                                  .trips = atoi(reply_str(reply, 3)),
+                                  .failures = failures};
       rq_errcat_parse(reply_str(reply, 4), &shared.reason);
-      if (shared.state == RQ_BREAKER_OPEN && shared.open_until > now) {
+      /* The count goes on while the breaker is open or probing (so it
+       * shows what tripped it): only a closed breaker trips on it; open or
+       * half-open, the cool-down and the probe decide and this worker
+       * follows. */
+      if (shared.state != RQ_BREAKER_CLOSED) {
         rq_breaker_adopt(&l->b, &shared, 0);
         line_check(l);
         failures = -1;
@@ -554,7 +566,7 @@ static void on_fail_counted(redisAsyncContext *ac, void *r, void *priv) {
 static void count_failure(struct rq_line *l, enum rq_errcat reason) {
   struct rq_engine *eng = l->eng;
   if (l->b.state == RQ_BREAKER_HALF_OPEN) { /* the probe failed: reopen at once */
-    rq_breaker_failed(&l->b, reason, 0, relayq_now_ms());
+    rq_breaker_failed(&l->b, reason, l->b.failures + 1, relayq_now_ms());
     breaker_write(l);
     line_check(l);
     return;
@@ -736,7 +748,7 @@ void rq_lines_outcome(struct rq_jobctx *jc, const struct rq_class *c) {
   struct rq_line *l = jc->line;
   if (!l) return;
   if (rq_breaker_counts(c) && c->trip_now) { /* e.g. an OAuth grant the provider refused */
-    if (rq_breaker_failed(&l->b, c->error, rq_breaker_threshold(c->error), relayq_now_ms())) {
+    if (rq_breaker_record(&l->b, c, relayq_now_ms())) {
       breaker_write(l);
       line_check(l);
     }

@@ -230,7 +230,7 @@ void rq_status_drop(struct rq_jobctx *jc) {
 
 void rq_status_breaker(struct rq_engine *eng, const char *tenant, const char *route, const struct rq_breaker *b) {
   char key[400], f_state[100], f_reason[100], f_until[100], f_fail[100], f_trips[100], until[24], now_s[24],
-      trips[16];
+      trips[16], failures[16];
   relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_BREAKER, tenant, NULL);
   snprintf(f_state, sizeof f_state, "%s.state", route);
   snprintf(f_reason, sizeof f_reason, "%s.reason", route);
@@ -240,8 +240,9 @@ void rq_status_breaker(struct rq_engine *eng, const char *tenant, const char *ro
   rq_fmt_i64(until, sizeof until, b->state == RQ_BREAKER_OPEN ? b->open_until : 0);
   rq_fmt_i64(now_s, sizeof now_s, relayq_now_ms());
   rq_fmt_i64(trips, sizeof trips, b->trips);
+  rq_fmt_i64(failures, sizeof failures, b->failures); /* open: the count that tripped it (see breaker.h) */
   const char *argv[] = {"HSET", key, f_state, rq_breaker_state_name(b->state), f_reason,
                         b->state == RQ_BREAKER_CLOSED ? "" : rq_errcat_name(b->reason), f_until, until, f_fail,
-                        "0", f_trips, trips, "updated_at", now_s};
+                        failures, f_trips, trips, "updated_at", now_s};
   rq_rconn_cmd(eng->cmd, NULL, NULL, 14, argv, NULL); /* fire and forget: the next change writes again */
 }

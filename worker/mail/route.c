@@ -31,6 +31,11 @@ static int tenant_cap(const struct rq_tenant *t, const struct relayq_job *j) {
 
 static int smtp_route(const struct rq_route_settings *cfg, const struct rq_tenant *t, const struct rq_smtp_conf *c,
                       const char *name, struct rq_route *out, const char **error, char *err, size_t errlen) {
+  if (c->unusable) { /* only the jobs on this route fail: the tenant's others go on */
+    *error = c->unusable_auth ? "auth" : "policy";
+    snprintf(err, errlen, "%s", c->unusable);
+    return -1;
+  }
   if (!c->host) {
     *error = "policy";
     snprintf(err, errlen, "Tenant '%s' route '%s' has no smtp_host: set smtp_host or smtp_preset.", t->id, name);

@@ -910,6 +910,11 @@ static int auth_usable(const struct sconn *sc) {
   return sc->caps.auth_plain || sc->caps.auth_login;
 }
 
+/* The start of the platform gateway's no-STARTTLS sentence: the whole
+ * detail (rq_smtp_classify_failure), since a tenant's advice (its
+ * smtp_security) is no setting of --platform-smtp. */
+#define PLATFORM_NO_STARTTLS "The platform gateway "
+
 static void auth_or_ready(struct sconn *sc) {
   struct tx *tx = sc->tx;
   struct pool *p = sc->pool;
@@ -917,10 +922,7 @@ static void auth_or_ready(struct sconn *sc) {
     /* The platform's smtp:// URL: STARTTLS when offered, but its login
      * never in clear text (smtp+insecure:// is the operator's opt-in). */
     story_stage(&tx->st, RQ_STAGE_STARTTLS);
-    tx_fail(tx, RQ_SMTP_ERR_NO_STARTTLS,
-            "%s port %d offers no STARTTLS; the gateway's login never goes in clear text (use smtps://, or "
-            "smtp+insecure:// on a trusted network)",
-            p->host, p->port);
+    tx_fail(tx, RQ_SMTP_ERR_NO_STARTTLS, PLATFORM_NO_STARTTLS "%.200s port %d offers no STARTTLS", p->host, p->port);
     if (!sc->s->warned_clear_login) {
       sc->s->warned_clear_login = 1;
       rq_logf(RQ_LOG_ERROR,
@@ -1822,5 +1824,14 @@ void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class 
   snprintf(r.text, sizeof r.text, "%s", res->reply);
   rq_classify_failure((enum rq_fail)res->err, (enum rq_smtp_stage)res->stage, res->code ? &r : NULL, res->errmsg,
                       out);
+  if (res->err == RQ_SMTP_ERR_NO_STARTTLS && !res->code &&
+      !strncmp(res->errmsg, PLATFORM_NO_STARTTLS, sizeof PLATFORM_NO_STARTTLS - 1)) {
+    char what[sizeof res->errmsg];
+    rq_text_sanitize(what, sizeof what, res->errmsg, strnlen(res->errmsg, sizeof res->errmsg));
+    snprintf(out->detail, sizeof out->detail,
+             "%s, and its login never goes in clear text: the operator enables STARTTLS there, or sets "
+             "--platform-smtp to smtps:// (implicit TLS), or to smtp+insecure:// on a trusted network.",
+             what);
+  }
   if (res->xoauth2 && out->error == RQ_ERR_AUTH && res->code) xoauth2_detail(res, out);
 }
