@@ -576,6 +576,9 @@ def test_sealed_secret_copied_to_another_tenant_is_auth_and_nothing_sent():
         assert st.get("error") == "auth", st
         assert tenant_srv.messages() == [], tenant_srv.messages()
         assert sum(1 for a in tenant_srv.auth_attempts if a[2]) == ok_logins, tenant_srv.auth_attempts
+        # only the attempt that uses the misplaced secret ends auth: acme2's default route still sends
+        push_job(r, job("seal-default", "acme2"))
+        assert wait_status(r, "seal-default")["state"] == "sent", status(r, "seal-default")
         assert_no_secret([password, sealed], r, tap, [w])
 
 
