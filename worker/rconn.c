@@ -432,11 +432,16 @@ int rq_rconn_cmd(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, int a
     p += len;
     *p++ = '\r', *p++ = '\n';
   }
+  int r = rq_rconn_send(rc, cb, privdata, buf, (size_t)(p - buf));
+  if (buf != rc->resp) free(buf);
+  return r;
+}
+
+int rq_rconn_send(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, const char *resp, size_t len) {
+  if (!rc->ready || rc->closing || len == 0) return -1;
   struct call *call = rq_xmalloc(sizeof *call);
   *call = (struct call){rc, cb, privdata, rc->gen};
-  int r = link_send(rc, trampoline, call, buf, (size_t)(p - buf));
-  if (buf != rc->resp) free(buf);
-  if (r != 0) {
+  if (link_send(rc, trampoline, call, resp, len) != 0) {
     free(call);
     return -1;
   }

@@ -20,6 +20,7 @@ enum rq_script {
   RQ_SCRIPT_CLAIM,   /* idempotency + quota + auto-reply check; mark `sending` */
   RQ_SCRIPT_FINISH,  /* write status, publish, then park/dead-letter/requeue, then ack */
   RQ_SCRIPT_RECLAIM, /* move a dead worker's inflight jobs back to their queues */
+  RQ_SCRIPT_BATCH,   /* several jobs' CLAIM and FINISH calls in one call (batch.h) */
   RQ_SCRIPT_COUNT
 };
 

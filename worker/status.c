@@ -1,8 +1,9 @@
 /*
  * status: writes a job's status change, publishes its event, and moves its
  * payload (ack, park in P:delayed, dead-letter, hand back), all in one
- * FINISH script call so the status is always written before the job leaves
- * inflight (see scripts.c).
+ * FINISH script call (sent with the loop turn's other calls as one BATCH,
+ * batch.h) so the status is always written before the job leaves inflight
+ * (see scripts.c).
  *
  * Ownership: a struct rq_finish belongs to its job (jc->finish) from
  * rq_status_finish until the script is answered OK; then the job is freed
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "batch.h"
 #include "engine.h"
 #include "log.h"
 #include "redis_health.h"
@@ -101,8 +103,8 @@ static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
 
 static void send_finish(struct rq_jobctx *jc) {
   jc->phase = RQ_PHASE_FINISH;
-  if (rq_rconn_cmd(jc->eng->cmd, on_finish, jc, (int)jc->finish->argc, jc->finish->argv, jc->finish->argvlen))
-    jc->phase = RQ_PHASE_STALLED;
+  rq_batch_call(jc->eng, RQ_SCRIPT_FINISH, on_finish, jc, (int)jc->finish->argc, jc->finish->argv,
+                jc->finish->argvlen);
 }
 
 void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char *state, int64_t score,
