@@ -451,7 +451,12 @@ static const char BATCH_RUN[] =
   "  i = s + nk + na\n"
   "  local ok, r = pcall(f, {unpack(ARGV, s, s + nk - 1)}, {unpack(ARGV, s + nk, i - 1)})\n"
   "  if not ok then\n"
-  "    if type(r) == 'table' and r.err then r = {err = r.err} else r = {err = 'ERR ' .. tostring(r)} end\n"
+  /* Redis's own errors keep their code (OOM, READONLY, ...: the worker
+   * tells a refused write from a failed script by it). */
+  "    if type(r) == 'table' and r.err then r = r.err end\n"
+  "    r = tostring(r)\n"
+  "    if not string.find(r, '^%u[%u_]* ') then r = 'ERR ' .. r end\n"
+  "    r = {err = r}\n"
   "  end\n"
   "  out[#out + 1] = r\n"
   "end\n"
