@@ -12,6 +12,7 @@ PKGS=(
   python3 python3-aiosmtpd python3-redis python3-msgpack python3-dkim
   python3-cryptography python3-yaml python3-dnspython python3-spf
   dnsmasq-base postfix openssl valgrind procps curl iproute2
+  chromium
   php-cli php-redis php-msgpack ruby ruby-redis ruby-msgpack
   golang-go golang-github-gomodule-redigo-dev golang-github-vmihailenco-msgpack.v5-dev
 )

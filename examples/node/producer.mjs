@@ -27,6 +27,7 @@ import { Redis } from "ioredis";
 
 export const FINAL_STATES = new Set(["sent", "partial", "failed"]);
 const NAME_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
+const TENANT_RE = /^[A-Za-z0-9._@-]{1,128}$/; // tenant and route names: no ':' (v1.1)
 
 // The enqueue script of docs/producers.md, one job per call (librelayq's
 // producer/lib/enqueue.c runs the same steps for a batch of jobs per call).
@@ -35,8 +36,19 @@ const NAME_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
 // field/value pairs. Returns 1, or the existing state when the id already has
 // a status: the id is the idempotency key, so a retried request never resets
 // a final status (which would send the mail twice).
-export const ENQUEUE_LUA = `local st = redis.call('HGET', KEYS[1], 'state')
-if st then return st end
+export const ENQUEUE_LUA = `local cur = redis.call('HMGET', KEYS[1], 'state', 'tenant')
+local mine = ''
+for i = 4, #ARGV - 1, 2 do
+  if ARGV[i] == 'tenant' then mine = ARGV[i + 1]; break end
+end
+if cur[2] and cur[2] ~= mine then
+  redis.call('LPUSH', string.sub(KEYS[3], 1, -8) .. ':dead', ARGV[1])
+  local ev = cjson.decode(ARGV[3])
+  ev.state, ev.error = 'failed', 'invalid_job'
+  redis.call('PUBLISH', KEYS[3], cjson.encode(ev))
+  return redis.error_reply('FOREIGN_ID this job id is used by another job: the job was dead-lettered (failed, invalid_job); send it with a new id')
+end
+if cur[1] then return cur[1] end
 if ARGV[2] ~= '' then
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 else
@@ -77,8 +89,8 @@ function checkAddress(field, value, allowName) {
 export function validate(job) {
   if (!NAME_RE.test(String(job.id ?? "")))
     throw new JobError("field 'id' must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
-  if (!NAME_RE.test(String(job.tenant ?? "")))
-    throw new JobError("field 'tenant' must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
+  if (!TENANT_RE.test(String(job.tenant ?? "")))
+    throw new JobError("field 'tenant' must be 1-128 characters of A-Z a-z 0-9 . _ @ - (no ':')");
   let total = 0;
   for (const [field, allowName] of [["to", true], ["cc", true], ["bcc", false]]) {
     const list = job[field] ?? [];
@@ -175,7 +187,7 @@ export class Producer {
   /** HSETs the tenant's settings (docs/tenants.md); seal secret fields first.
    * Workers cache tenants for a few seconds (RELAYQ_TENANT_CACHE_MS). */
   async saveTenant(tenant, fields) {
-    if (!NAME_RE.test(tenant)) throw new JobError("tenant must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
+    if (!TENANT_RE.test(tenant)) throw new JobError("tenant must be 1-128 characters of A-Z a-z 0-9 . _ @ - (no ':')");
     for (const name of ["smtp_password", "mailgun_api_key", "dkim_private_key"])
       if (fields[name] && !String(fields[name]).startsWith("enc:v1:"))
         throw new Error(`${name} must be sealed with seal() before it is stored`);

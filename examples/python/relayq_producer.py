@@ -54,6 +54,7 @@ __all__ = ["Producer", "Events", "JobError", "seal", "open_sealed", "new_id", "v
 
 FINAL_STATES = ("sent", "partial", "failed")
 NAME_RE = re.compile(r"\A[A-Za-z0-9._:@-]{1,128}\Z")
+TENANT_RE = re.compile(r"\A[A-Za-z0-9._@-]{1,128}\Z")  # tenant and route names: no ':' (v1.1)
 
 # The enqueue script of docs/producers.md, one job per call (librelayq's
 # producer/lib/enqueue.c runs the same steps for a batch of jobs per call).
@@ -62,8 +63,19 @@ NAME_RE = re.compile(r"\A[A-Za-z0-9._:@-]{1,128}\Z")
 # hash's field/value pairs. Returns 1, or the existing state when the id
 # already has a status: the id is the idempotency key, so a retried request
 # never resets a final status (that would send the mail twice).
-ENQUEUE_LUA = """local st = redis.call('HGET', KEYS[1], 'state')
-if st then return st end
+ENQUEUE_LUA = """local cur = redis.call('HMGET', KEYS[1], 'state', 'tenant')
+local mine = ''
+for i = 4, #ARGV - 1, 2 do
+  if ARGV[i] == 'tenant' then mine = ARGV[i + 1]; break end
+end
+if cur[2] and cur[2] ~= mine then
+  redis.call('LPUSH', string.sub(KEYS[3], 1, -8) .. ':dead', ARGV[1])
+  local ev = cjson.decode(ARGV[3])
+  ev.state, ev.error = 'failed', 'invalid_job'
+  redis.call('PUBLISH', KEYS[3], cjson.encode(ev))
+  return redis.error_reply('FOREIGN_ID this job id is used by another job: the job was dead-lettered (failed, invalid_job); send it with a new id')
+end
+if cur[1] then return cur[1] end
 if ARGV[2] ~= '' then
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 else
@@ -112,8 +124,8 @@ def validate(job):
     user an error on the spot instead of a `failed`/`invalid_job` status."""
     if not NAME_RE.match(str(job.get("id", ""))):
         raise JobError("field 'id' must be 1-128 characters of A-Z a-z 0-9 . _ : @ -")
-    if not NAME_RE.match(str(job.get("tenant", ""))):
-        raise JobError("field 'tenant' must be 1-128 characters of A-Z a-z 0-9 . _ : @ -")
+    if not TENANT_RE.match(str(job.get("tenant", ""))):
+        raise JobError("field 'tenant' must be 1-128 characters of A-Z a-z 0-9 . _ @ - (no ':')")
     total = 0
     for field, allow_name in (("to", True), ("cc", True), ("bcc", False)):
         addrs = job.get(field) or []
@@ -229,8 +241,8 @@ class Producer:
         """HSETs the tenant's settings (docs/tenants.md). Seal secret fields
         first with seal(). Workers cache tenants for a few seconds
         (RELAYQ_TENANT_CACHE_MS), so a change applies to later jobs."""
-        if not NAME_RE.match(tenant):
-            raise JobError("tenant must be 1-128 characters of A-Z a-z 0-9 . _ : @ -")
+        if not TENANT_RE.match(tenant):
+            raise JobError("tenant must be 1-128 characters of A-Z a-z 0-9 . _ @ - (no ':')")
         for name in ("smtp_password", "mailgun_api_key", "dkim_private_key"):
             if fields.get(name) and not str(fields[name]).startswith("enc:v1:"):
                 raise ValueError("%s must be sealed with seal() before it is stored" % name)

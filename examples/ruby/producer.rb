@@ -44,8 +44,19 @@ module Relayq
   # already has a status: the id is the idempotency key, so a retried request
   # never resets a final status (which would send the mail twice).
   ENQUEUE_LUA = <<~LUA
-    local st = redis.call('HGET', KEYS[1], 'state')
-    if st then return st end
+    local cur = redis.call('HMGET', KEYS[1], 'state', 'tenant')
+    local mine = ''
+    for i = 4, #ARGV - 1, 2 do
+      if ARGV[i] == 'tenant' then mine = ARGV[i + 1]; break end
+    end
+    if cur[2] and cur[2] ~= mine then
+      redis.call('LPUSH', string.sub(KEYS[3], 1, -8) .. ':dead', ARGV[1])
+      local ev = cjson.decode(ARGV[3])
+      ev.state, ev.error = 'failed', 'invalid_job'
+      redis.call('PUBLISH', KEYS[3], cjson.encode(ev))
+      return redis.error_reply('FOREIGN_ID this job id is used by another job: the job was dead-lettered (failed, invalid_job); send it with a new id')
+    end
+    if cur[1] then return cur[1] end
     if ARGV[2] ~= '' then
       redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
     else

@@ -716,6 +716,7 @@ static void probe_conf(const struct rq_smtp_conf *c, const struct topts *o, cons
       .rcpt = o->probe_rcpt,
       .timeout_ms = o->timeout_ms,
       .netpolicy = &o->netpolicy,
+      .tls_pin = c->tls_pin,
       .bearer = token,
   };
   rq_probe_smtp_run(&p, r);

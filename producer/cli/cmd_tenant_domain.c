@@ -7,6 +7,9 @@
  * `verified_at.DOMAIN` (ms since epoch). Exit as `dns check`: 0 passed
  * and added, 1 a check failed (nothing written), 2 error.
  *
+ * The platform's own domain (RELAYQ_PLATFORM_FROM's, and its subdomains)
+ * is refused: its SPF authorises the platform, so the checks would pass.
+ *
  * Decision: at least one --expect-include or --expect-ip is required.
  * Without one the SPF check only proves the record is well formed, not
  * that the domain authorises the platform, and a domain verified that way
@@ -144,6 +147,16 @@ int cmd_tenant_verify_domain(int argc, char **argv, struct cli_ctx *ctx) {
   domain[dl] = '\0';
   if (!dnsq_valid_name(domain) || strchr(domain, '.') == NULL)
     return cli_fail(2, "'%.80s' is not a domain name (ASCII; use the xn-- form for international names).", pos[1]);
+  /* The platform's own domain is never a tenant's (its SPF authorises the
+   * platform, so the checks would pass). */
+  const char *pf = getenv("RELAYQ_PLATFORM_FROM");
+  const char *pd = pf ? strrchr(pf, '@') : NULL;
+  if (pd != NULL) {
+    pd++;
+    size_t lp = strlen(pd);
+    if (dl >= lp && strcasecmp(domain + (dl - lp), pd) == 0 && (dl == lp || domain[dl - lp - 1] == '.'))
+      return cli_fail(2, "%s is the platform's own domain (RELAYQ_PLATFORM_FROM): it is never a tenant's.", domain);
+  }
   if (!expect)
     return cli_fail(2, "say what the platform sends from: --expect-include NAME (its SPF include) or --expect-ip "
                        "IP, so the SPF check proves that %s authorises the platform.",

@@ -312,11 +312,16 @@ static enum where explain_transport(struct rq_probe_report *r, CURLcode rc, cons
     set_error(r, "TLS: cannot read the CA file (--ca-file or RELAYQ_CA_FILE): %s",
               errbuf[0] ? errbuf : curl_easy_strerror(rc));
     return W_TLS;
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    r->category = "tls";
+    set_error(r, "TLS: the key of %s is not the one in smtp_tls_pin (the server's key changed?): if the new key "
+                 "is right, relayq tenant trust stores it",
+              hp);
+    return W_TLS;
   case CURLE_SSL_CONNECT_ERROR:
   case CURLE_SSL_CERTPROBLEM:
   case CURLE_SSL_CIPHER:
   case CURLE_SSL_ISSUER_ERROR:
-  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
   case CURLE_SSL_INVALIDCERTSTATUS:
     r->category = "tls";
     if (strstr(errbuf, "wrong version number") || strstr(errbuf, "packet length too long") ||
@@ -480,9 +485,17 @@ static long cert_days_left(const struct rq_probe_report *r) {
   return (long)((t - time(NULL)) / 86400);
 }
 
+static int pinned(const struct rq_probe_smtp *o) {
+  return o->tls_pin && o->tls_pin[0];
+}
+
 static void cert_verdict(const struct trace *t, const struct rq_probe_smtp *o, struct rq_probe_report *r) {
   if (!r->have_cert) return;
-  if (o->tls_verify)
+  if (pinned(o) && r->ok)
+    snprintf(r->cert_verify, sizeof r->cert_verify, "trusted by its key (smtp_tls_pin)");
+  else if (pinned(o))
+    snprintf(r->cert_verify, sizeof r->cert_verify, "not the key in smtp_tls_pin");
+  else if (o->tls_verify)
     snprintf(r->cert_verify, sizeof r->cert_verify, "verified");
   else if (t->verify_problem[0] && strncmp(t->verify_problem, "ok", 2) != 0)
     snprintf(r->cert_verify, sizeof r->cert_verify, "not checked (smtp_tls_verify=0); it would fail: %s",
@@ -632,8 +645,18 @@ static void smtp_options(CURL *h, const struct rq_probe_smtp *o, long timeout_ms
   curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_cb);
   curl_easy_setopt(h, CURLOPT_DEBUGDATA, t);
   curl_easy_setopt(h, CURLOPT_USE_SSL, (long)(o->security == RQ_SEC_NONE ? CURLUSESSL_NONE : CURLUSESSL_ALL));
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->tls_verify ? 1L : 0L);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->tls_verify ? 2L : 0L);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->tls_verify && !pinned(o) ? 1L : 0L);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->tls_verify && !pinned(o) ? 2L : 0L);
+  if (pinned(o)) {
+    /* The key is the trust anchor, as in the worker (tlsio.c); curl checks
+     * the pin whatever VERIFYPEER says and takes pins separated by ';'. */
+    char pins[1024];
+    size_t k = 0;
+    for (const char *c = o->tls_pin; *c && k + 1 < sizeof pins; c++)
+      if (*c != ' ') pins[k++] = *c == ',' ? ';' : *c;
+    pins[k] = '\0';
+    curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, pins);
+  }
   if (o->ca_file && o->ca_file[0]) curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
   if (o->user && o->user[0]) {
     curl_easy_setopt(h, CURLOPT_USERNAME, o->user);

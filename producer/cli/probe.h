@@ -86,6 +86,7 @@ struct rq_probe_smtp {
   const char *rcpt;      /* NULL: stop after AUTH; else MAIL FROM + RCPT TO this */
   long timeout_ms;       /* whole probe; 0: RQ_PROBE_DEFAULT_TIMEOUT_MS */
   const struct rq_netpolicy *netpolicy; /* the saas boundary (netpolicy.h); NULL: any address */
+  const char *tls_pin;   /* smtp_tls_pin: trust by key instead of tls_verify; NULL: none */
 };
 
 /* Runs the SMTP probe and fills r. Returns 0 when it passed, -1 when it

@@ -329,6 +329,11 @@ int relayq_secret_seal_aad(const unsigned char key[32], const void *aad,
 int relayq_secret_open_aad(const unsigned char key[32], const void *aad,
                            size_t aad_len, const char *sealed, char **out,
                            struct relayq_error *err) {
+  if ((aad == NULL && aad_len > 0) || aad_len > SECRET_MAX) {
+    if (out != NULL) *out = NULL;
+    return relayq__fail(err, RELAYQ_EINVAL, "the place (AAD) of a secret is at most %d bytes.",
+                        SECRET_MAX);
+  }
   return open_any(key, sealed, aad, aad_len, out, err);
 }
 
@@ -355,7 +360,7 @@ int relayq_secret_open_for(const unsigned char key[32], const char *place,
   size_t n = 0;
   unsigned char *aad = place_aad(place, field, &n);
   if (aad == NULL) return relayq__fail(err, RELAYQ_ENOMEM, "out of memory while opening a secret.");
-  int rc = open_any(key, sealed, aad, n, out, err);
+  int rc = relayq_secret_open_aad(key, aad, n, sealed, out, err);
   free(aad);
   return rc;
 }

@@ -65,9 +65,14 @@ def test_allow_private_nets_opens_only_the_named_network():
     variable works too; a bad CIDR stops the worker with one clear line."""
     with RedisServer() as r, SmtpServer(auth=(USER, PASSWORD)) as internal:
         smtp_tenant(r, "vpn", internal, USER, PASSWORD)
+        smtp_tenant(r, "short", internal, USER, PASSWORD, smtp_host="127.1")
         with Worker(r, args=FAST, allow_private_nets="10.8.0.0/16,127.0.0.0/8"):
             push_job(r, job("ok1", "vpn"))
             assert wait_status(r, "ok1")["state"] == "sent"
+            # Numeric shorthand is no host name, inside an allowed network too.
+            push_job(r, job("sh1", "short"))
+            st = wait_status(r, "sh1")
+            assert st["error"] == "policy" and "numeric shorthand" in st["detail"], st
         with Worker(r, args=FAST, allow_private_nets=None, env={"RELAYQ_ALLOW_PRIVATE_NETS": "127.0.0.1/32"}):
             push_job(r, job("ok2", "vpn"))
             assert wait_status(r, "ok2")["state"] == "sent"

@@ -144,9 +144,10 @@ def test_platform_domain_local_part_is_never_a_tenants_from():
         push_job(r, job("pd-2", **{"from": "Security@PLATFORM.example"}))
         push_job(r, raw_job("pd-3", b"From: security@platform.example\r\nSubject: r\r\n\r\npd-3 body\r\n"))
         push_job(r, job("pd-4", **{"from": PLATFORM_FROM}))
-        for jid in ("pd-1", "pd-2", "pd-3", "pd-4"):
+        push_job(r, job("pd-5", **{"from": "billing@mail.platform.example"}))
+        for jid in ("pd-1", "pd-2", "pd-3", "pd-4", "pd-5"):
             assert wait_status(r, jid)["state"] == "sent", jid
-        for marker in (b"text of pd-1", b"text of pd-2", b"pd-3 body", b"text of pd-4"):
+        for marker in (b"text of pd-1", b"text of pd-2", b"pd-3 body", b"text of pd-4", b"text of pd-5"):
             m = message_of(smtp, marker)
             msg = parse_message(m["data"])
             assert msg["From"].addresses[0].addr_spec == PLATFORM_FROM, (marker, str(msg["From"]))
@@ -209,6 +210,9 @@ def test_verify_domain_runs_the_dns_checks_then_adds_the_domain():
         assert r.client.hget(r.key("tenant", "acme"), "verified_domains") is None
         p = run_relayq(r, "tenant", "verify-domain", "acme", "acme.test", "--dns-server", dns.address)
         assert p.returncode == 2 and "--expect-include" in p.stderr, (p.returncode, p.stderr)
+        p = run_relayq(r, "tenant", "verify-domain", "acme", "mail.platform.example", "--expect-include",
+                       PLATFORM_INCLUDE, "--dns-server", dns.address, env={"RELAYQ_PLATFORM_FROM": PLATFORM_FROM})
+        assert p.returncode == 2 and "platform's own domain" in p.stderr, (p.returncode, p.stderr)
         p = run_relayq(r, "tenant", "verify-domain", "acme", "ACME.test.", "--expect-include", PLATFORM_INCLUDE,
                        "--dns-server", dns.address)
         assert p.returncode == 0, (p.stdout, p.stderr)
@@ -254,7 +258,22 @@ def test_tenant_reusing_another_tenants_id_never_touches_its_status():
         assert "another job" in p.stderr and "tenant-a" not in p.stderr, p.stderr
         assert status(r, "inv-1") == a
         ev.wait(lambda e: e["id"] == "inv-1" and e["tenant"] == "tenant-b" and e.get("detail", "").find("new id") >= 0)
-        assert sum(1 for d in dead_payloads(r) if d.get("id") == "inv-1") == 2
+        assert sum(1 for d in dead_payloads(r) if d.get("id") == "inv-1") == 2, dead_payloads(r)
+        # The enqueue script every example carries (docs/producers.md), run as a producer would.
+        doc = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                                "producers.md")).read()
+        lua = doc.split("### The enqueue script", 1)[1].split("```lua\n", 1)[1].split("```", 1)[0]
+        payload = msgpack.packb(job("inv-1", tenant="tenant-c"), use_bin_type=True)
+        ev_json = json.dumps({"id": "inv-1", "tenant": "tenant-c", "state": "queued", "attempts": 0, "ts": 1})
+        try:
+            r.client.eval(lua, 3, r.key("status", "inv-1"), r.key("queue", "default"), r.key("events"),
+                          payload, "", ev_json, "state", "queued", "tenant", "tenant-c", "created_at", "1")
+            raise AssertionError("the documented enqueue script accepted another tenant's id")
+        except Exception as e:  # redis.ResponseError
+            assert "FOREIGN_ID" in str(e), e
+        assert status(r, "inv-1") == a
+        assert r.client.lindex(r.key("dead"), 0) == payload
+        ev.wait(lambda e: e["id"] == "inv-1" and e["tenant"] == "tenant-c" and e["error"] == "invalid_job")
         # The same tenant's own duplicate is still the plain idempotent case.
         p = run_relayq(r, "send", "--tenant", "tenant-a", "--id", "inv-1", "--to", "x@dest.example",
                        "--text", "a-again")

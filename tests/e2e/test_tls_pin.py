@@ -130,6 +130,13 @@ def check_trust(security):
         assert srv.auth_attempts == [] and srv.messages() == [], "trust must not log in or send"
         p = run_relayq(r, "tenant", "trust", "tr", "--yes", env=ENV)
         assert p.returncode == 0 and "Already trusted" in p.stdout, p.stdout
+        # tenant verify trusts the pinned key as the workers do (no CA, verification on).
+        p = run_relayq(r, "tenant", "verify", "tr", env=ENV)
+        assert p.returncode == 0 and "smtp_tls_pin" in p.stdout, (p.stdout, p.stderr)
+        p = run_relayq(r, "tenant", "set", "tr", "smtp_tls_pin=sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                       env=ENV)
+        assert p.returncode == 1 and "smtp_tls_pin" in p.stderr, (p.stdout, p.stderr)
+        assert r.client.hget(r.key("tenant", "tr"), "smtp_tls_pin").decode() == expected, "a failed verify saved"
         # A route of another tenant, by --route.
         set_tenant(r, "rt", routes="backup")
         smtp_tenant(r, "rt", srv, USER, PASSWORD, route="backup")

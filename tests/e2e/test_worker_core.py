@@ -29,9 +29,11 @@ def worker(r, smtp, *args, **kw):
 
 def test_single_job_envelope_headers_status():
     with RedisServer() as r, SmtpServer() as smtp, worker(r, smtp):
+        # v1.1: a From is used as is only at a domain the tenant verified.
+        harness.set_tenant(r, "acme", verified_domains="acme.example")
         push_job(r, {"v": 1, "id": "one", "tenant": "acme",
                      "to": ["Bob Example <bob@dest.example>"], "cc": ["carol@dest.example"],
-                     "bcc": ["hidden@dest.example"], "from": "billing@platform.example",
+                     "bcc": ["hidden@dest.example"], "from": "billing@acme.example",
                      "from_name": "Acme Billing", "reply_to": "help@acme.example",
                      "subject": "Invoice 42", "text": "Please find your invoice.",
                      "headers": {"List-Unsubscribe": "<mailto:u@acme.example>"},
@@ -53,11 +55,11 @@ def test_single_job_envelope_headers_status():
         assert 0 < ttl <= 7 * 86400, ttl
 
         (m,) = smtp.messages()
-        assert m["mail_from"] == "billing@platform.example"
+        assert m["mail_from"] == "billing@acme.example"
         assert sorted(m["rcpt_tos"]) == ["bob@dest.example", "carol@dest.example",
                                          "hidden@dest.example"]
         msg = parse_message(m["data"])
-        assert "Acme Billing" in str(msg["From"]) and "billing@platform.example" in str(msg["From"])
+        assert "Acme Billing" in str(msg["From"]) and "billing@acme.example" in str(msg["From"])
         assert "bob@dest.example" in str(msg["To"]) and "carol@dest.example" in str(msg["Cc"])
         assert msg["Bcc"] is None and b"hidden@dest.example" not in m["data"]
         assert str(msg["Reply-To"]) == "help@acme.example"
@@ -97,11 +99,13 @@ def test_utf8_subject_multipart_and_attachment_bytes():
 
 
 def test_raw_message_passed_as_is():
-    raw = (b"From: Someone <s@platform.example>\r\nTo: r@dest.example\r\nSubject: raw\r\n"
-           b"Message-ID: <raw-1@platform.example>\r\n\r\nraw body line\r\n.leading dot\r\n")
+    """A raw message whose From the tenant verified goes out byte for byte."""
+    raw = (b"From: Someone <s@acme.example>\r\nTo: r@dest.example\r\nSubject: raw\r\n"
+           b"Message-ID: <raw-1@acme.example>\r\n\r\nraw body line\r\n.leading dot\r\n")
     with RedisServer() as r, SmtpServer() as smtp, worker(r, smtp):
+        harness.set_tenant(r, "acme", verified_domains="acme.example")
         push_job(r, {"v": 1, "id": "raw", "tenant": "acme", "to": ["r@dest.example"],
-                     "bcc": ["b@dest.example"], "from": "s@platform.example", "raw": raw})
+                     "bcc": ["b@dest.example"], "from": "s@acme.example", "raw": raw})
         assert wait_status(r, "raw")["state"] == "sent"
         (m,) = smtp.messages()
         assert m["data"] == raw, m["data"]

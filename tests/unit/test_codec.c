@@ -852,8 +852,78 @@ static void test_utf8_offsets(void) {
   CHECK(relayq__utf8_valid("plain ascii, longer than eight", 30));
 }
 
+/* v1.1: tenant and route names without ':', trace and authentication
+ * headers refused, on the encoder's and the decoder's side alike. */
+static void test_v11_rules(void) {
+  char *to[] = {"a@example.com"};
+  struct relayq_job j = {0};
+  j.id = "id:with:colons";
+  j.tenant = "acme";
+  j.to = (struct relayq_strv){to, 1};
+  j.text = "x";
+  struct relayq_error err;
+  CHECK_INT(relayq_job_validate(&j, &err), ==, 0);
+  struct relayq_job k = j;
+  k.tenant = "acme:route:billing";
+  CHECK_INT(relayq_job_validate(&k, &err), ==, RELAYQ_EINVALID_JOB);
+  CHECK(strstr(err.message, "'tenant'") != NULL && strstr(err.message, "no ':'") != NULL);
+  k = j;
+  k.route = "a:b";
+  CHECK_INT(relayq_job_validate(&k, &err), ==, RELAYQ_EINVALID_JOB);
+  CHECK(strstr(err.message, "'route'") != NULL);
+  CHECK(relayq_valid_tenant("A-z_0.9@x") && !relayq_valid_tenant("a:b") && !relayq_valid_tenant(""));
+  CHECK(relayq_valid_id("a:b"));
+
+  static const char *const bad[] = {"Received", "RECEIVED", "Return-Path", "DKIM-Signature", "dkim-signature",
+                                    "ARC-Seal", "arc-authentication-results", "ARC-Message-Signature",
+                                    "Authentication-Results", "Resent-From", "resent-message-id"};
+  static const char *const good[] = {"X-Received-By", "ARC", "X-ARC-Seal", "Resent", "List-Unsubscribe",
+                                     "Authentication-Result"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    struct relayq_kv kv = {(char *)bad[i], "v"};
+    k = j;
+    k.headers = &kv;
+    k.n_headers = 1;
+    CHECK_INT(relayq_job_validate(&k, &err), ==, RELAYQ_EINVALID_JOB);
+    CHECK(strstr(err.message, bad[i]) != NULL);
+  }
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    struct relayq_kv kv = {(char *)good[i], "v"};
+    k = j;
+    k.headers = &kv;
+    k.n_headers = 1;
+    CHECK_INT(relayq_job_validate(&k, &err), ==, 0);
+  }
+  /* The decoder: a payload written by another producer. */
+  struct relayq_kv kv = {"Xeceived", "from evil"};
+  k = j;
+  k.headers = &kv;
+  k.n_headers = 1;
+  unsigned char *buf = NULL;
+  size_t len = 0;
+  CHECK_INT(relayq_job_encode(&k, &buf, &len, &err), ==, 0);
+  unsigned char *at = memmem(buf, len, "Xeceived", 8);
+  CHECK(at != NULL);
+  if (at) *at = 'R';
+  struct relayq_job *d = NULL;
+  CHECK_INT(relayq_job_decode(buf, len, 0, &d, &err), ==, RELAYQ_EINVALID_JOB);
+  CHECK(d == NULL && strstr(err.message, "Received") != NULL);
+  CHECK_STR(err.id, "id:with:colons");
+  free(buf);
+  /* A tenant with ':' is not captured for the status (it names no tenant). */
+  k = j;
+  k.tenant = "acmeXroute";
+  CHECK_INT(relayq_job_encode(&k, &buf, &len, &err), ==, 0);
+  at = memmem(buf, len, "acmeXroute", 10);
+  if (at) at[4] = ':';
+  CHECK_INT(relayq_job_decode(buf, len, 0, &d, &err), ==, RELAYQ_EINVALID_JOB);
+  CHECK_STR(err.tenant, "");
+  free(buf);
+}
+
 int main(void) {
   test_utf8_offsets();
+  test_v11_rules();
   test_full_round_trip();
   test_minimal();
   test_bad_payloads();

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "raw_from.h"
 #include "route.h"
 #include "tenant.h"
 
@@ -25,6 +26,72 @@ static struct relayq_job job(const char *from) {
   memset(&j, 0, sizeof j);
   j.v = 1, j.id = "j1", j.tenant = "acme", j.to.v = to, j.to.n = 1, j.from = (char *)from;
   return j;
+}
+
+/* The sender rule on raw messages (raw_from.c through rq_route_raw_from). */
+static void test_raw_from(const struct rq_route_settings *cfg) {
+  char addr[300];
+  int rt = 0;
+  const char *m1 = "From: \"Ceo\" <ceo@bank.example>\r\nSubject: x\r\n\r\nFrom: body@x.example\r\n";
+  CHECK_INT(rq_raw_from_addr(m1, strlen(m1), addr, sizeof addr, &rt), ==, 1);
+  CHECK_STR(addr, "ceo@bank.example");
+  CHECK_INT(rt, ==, 0);
+  const char *folded = "Subject: x\r\nfrom :\r\n ceo@bank.example\r\nReply-To: r@x.example\r\n\r\nb";
+  CHECK_INT(rq_raw_from_addr(folded, strlen(folded), addr, sizeof addr, &rt), ==, 1);
+  CHECK_STR(addr, "ceo@bank.example");
+  CHECK_INT(rt, ==, 1);
+  const char *two = "From: a@x.example\r\nFROM: b@y.example\r\n\r\n";
+  CHECK_INT(rq_raw_from_addr(two, strlen(two), addr, sizeof addr, NULL), ==, 0);
+  const char *none = "Subject: x\r\n\r\n";
+  CHECK_INT(rq_raw_from_addr(none, strlen(none), addr, sizeof addr, NULL), ==, 0);
+  const char *group = "From: a@x.example, b@y.example\r\n\r\n";
+  CHECK_INT(rq_raw_from_addr(group, strlen(group), addr, sizeof addr, NULL), ==, 0);
+
+  struct rq_tenant *t = tenant("acme", (const char *const[]){"verified_domains", "acme.example", NULL});
+  struct relayq_job j = job(NULL);
+  struct rq_route plat = {.name = "platform", .gateway = RQ_GW_PLATFORM}, smtp = {.name = "smtp", .gateway = RQ_GW_SMTP};
+  struct rq_buf b;
+  rq_buf_init(&b);
+  rq_buf_puts(&b, m1);
+  CHECK_INT(rq_route_raw_from(cfg, t, &j, &smtp, &b), ==, 0); /* the tenant's own server: as given */
+  CHECK_INT(rq_route_raw_from(cfg, t, &j, &plat, &b), ==, 1);
+  /* The tenant's address stays visible as the name and in Reply-To; the
+   * body (which has a "From:" line of its own) is untouched. */
+  static const char want[] = "From: \"ceo@bank.example\" <no-reply@platform.example>\r\nReply-To: ceo@bank.example\r\n"
+                             "Subject: x\r\n\r\nFrom: body@x.example\r\n";
+  CHECK_INT(b.len, ==, sizeof want - 1);
+  CHECK(memcmp(b.data, want, b.len) == 0);
+  CHECK_INT(rq_raw_from_addr(b.data, b.len, addr, sizeof addr, &rt), ==, 1);
+  CHECK_STR(addr, "no-reply@platform.example");
+  CHECK_INT(rt, ==, 1);
+  /* Once rewritten it stands. */
+  CHECK_INT(rq_route_raw_from(cfg, t, &j, &plat, &b), ==, 0);
+  rq_buf_reset(&b);
+  rq_buf_puts(&b, "From: news@mail.acme.example\r\n\r\nb");
+  CHECK_INT(rq_route_raw_from(cfg, t, &j, &plat, &b), ==, 0);
+  rq_buf_reset(&b);
+  rq_buf_puts(&b, two);
+  CHECK_INT(rq_route_raw_from(cfg, t, &j, &plat, &b), ==, 1);
+  CHECK_INT(rq_raw_from_addr(b.data, b.len, addr, sizeof addr, NULL), ==, 1);
+  CHECK_STR(addr, "no-reply@platform.example");
+  rq_buf_reset(&b);
+  rq_buf_puts(&b, none);
+  CHECK_INT(rq_route_raw_from(cfg, t, &j, &plat, &b), ==, 1);
+  CHECK(strncmp(b.data, "From: no-reply@platform.example\r\nSubject: x\r\n", 44) == 0);
+  rq_buf_free(&b);
+
+  /* The platform's own domain: only the platform sender itself. */
+  CHECK(rq_route_vouched(cfg, t, "no-reply@platform.example"));
+  CHECK(rq_route_vouched(cfg, t, "NO-REPLY@platform.EXAMPLE"));
+  CHECK(!rq_route_vouched(cfg, t, "billing@platform.example"));
+  CHECK(rq_route_vouched(cfg, t, "x@acme.example") && !rq_route_vouched(cfg, t, "x@bank.example"));
+  CHECK(!rq_route_vouched(cfg, NULL, "x@acme.example"));
+  struct rq_tenant *tp = tenant("acme", (const char *const[]){"verified_domains", "platform.example", NULL});
+  CHECK(!rq_route_vouched(cfg, tp, "billing@platform.example"));
+  CHECK(!rq_route_vouched(cfg, tp, "x@mail.platform.example"));
+  CHECK(!rq_route_vouched(cfg, tp, "no-reply@mail.platform.example"));
+  rq_tenant_free(tp);
+  rq_tenant_free(t);
 }
 
 int main(void) {
@@ -129,5 +196,6 @@ int main(void) {
 
   rq_tenant_free(none), rq_tenant_free(ts), rq_tenant_free(t25), rq_tenant_free(tna);
   rq_tenant_free(tm), rq_tenant_free(tu), rq_tenant_free(tv);
+  test_raw_from(&cfg);
   return CHECK_DONE();
 }

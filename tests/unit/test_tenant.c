@@ -3,6 +3,7 @@
  * and presets, sealed secrets, RELAYQ_REQUIRE_ENCRYPTED, strict mode with
  * suggestions, and route hashes.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -552,6 +553,66 @@ static void test_routes(void) {
   rq_tenant_free(t);
 }
 
+/* v1.1: names without ':', verified_domains, secrets bound to their place. */
+static void test_v11(void) {
+  struct rq_tenant *t = NULL;
+  const char *f1[] = {"from_email"}, *v1[] = {"a@acme.example"};
+  CHECK_INT(rq_tenant_parse("acme:route:x", f1, v1, 1, KEY, 0, 1, &t, err, sizeof err), ==, -1);
+  CHECK(t == NULL && strstr(err, "no ':'") != NULL);
+  CHECK_REJECT("no ':'", "routes", "a,b:c");
+
+  /* verified_domains and what domain_verified=1 stands for. */
+  t = PARSE("verified_domains", " Acme.Example , mail.other.example", "from_email", "x@third.example");
+  CHECK(t != NULL && t->n_verified_domains == 2);
+  CHECK(rq_tenant_domain_verified(t, "acme.example") && rq_tenant_domain_verified(t, "news.ACME.example"));
+  CHECK(rq_tenant_domain_verified(t, "mail.other.example") && !rq_tenant_domain_verified(t, "other.example"));
+  CHECK(!rq_tenant_domain_verified(t, "evilacme.example") && !rq_tenant_domain_verified(t, "third.example"));
+  rq_tenant_free(t);
+  t = PARSE("from_email", "x@old.example", "domain_verified", "1");
+  CHECK(t != NULL && rq_tenant_domain_verified(t, "old.example") && !rq_tenant_domain_verified(t, "new.example"));
+  rq_tenant_free(t);
+  char *pem = NULL;
+  t = PARSE("from_email", "x@old.example", "domain_verified", "1", "dkim_domain", "sign.example", "dkim_selector",
+            "s1", "dkim_private_key", "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n");
+  CHECK(t != NULL && rq_tenant_domain_verified(t, "sign.example") && !rq_tenant_domain_verified(t, "old.example"));
+  rq_tenant_free(t);
+  t = PARSE("domain_verified", "1");
+  CHECK(t != NULL && t->n_verified_domains == 0);
+  rq_tenant_free(t);
+  CHECK_REJECT("verified_domains", "verified_domains", "localhost");
+  CHECK_REJECT("verified_domains", "verified_domains", "[::1]");
+  CHECK_ACCEPT("verified_domains", "a.example", "verified_at.a.example", "1765000000000");
+  CHECK(rq_tenant_field_known("verified_at.x.example") && rq_tenant_field_known("verified_domains"));
+
+  /* enc:v2: opens only for its own hash and field. */
+  struct relayq_error e;
+  char *mine = NULL, *route = NULL;
+  CHECK_INT(relayq_secret_seal_for(KEY, "tenant:acme", "smtp_password", "pw", &mine, &e), ==, 0);
+  CHECK_INT(relayq_secret_seal_for(KEY, "tenant:acme:route:b", "smtp_password", "rpw", &route, &e), ==, 0);
+  t = PARSE("smtp_user", "u", "smtp_password", mine);
+  CHECK(t != NULL && t->smtp.password && strcmp(t->smtp.password, "pw") == 0);
+  rq_tenant_free(t);
+  const char *f2[] = {"smtp_user", "smtp_password"}, *v2[] = {"u", mine};
+  t = NULL;
+  CHECK_INT(rq_tenant_parse("other", f2, v2, 2, KEY, 0, 0, &t, err, sizeof err), ==, RQ_TENANT_ESEALED);
+  CHECK(t == NULL && strstr(err, "sealed for another place") != NULL && strstr(err, "tenant:other") != NULL);
+  const char *f3[] = {"mailgun_api_key"}, *v3[] = {mine};
+  CHECK_INT(rq_tenant_parse("acme", f3, v3, 1, KEY, 0, 0, &t, err, sizeof err), ==, RQ_TENANT_ESEALED);
+  /* Routes: their own place. */
+  const char *rf[] = {"routes"}, *rv[] = {"b,c"};
+  CHECK_INT(rq_tenant_parse("acme", rf, rv, 1, KEY, 0, 0, &t, err, sizeof err), ==, 0);
+  const char *sf[] = {"smtp_host", "smtp_user", "smtp_password"}, *sv[] = {"h.example", "u", route};
+  CHECK_INT(rq_tenant_parse_route(t, "b", sf, sv, 3, KEY, 0, err, sizeof err), ==, 0);
+  CHECK(t->routes[0].password && strcmp(t->routes[0].password, "rpw") == 0);
+  CHECK_INT(rq_tenant_parse_route(t, "c", sf, sv, 3, KEY, 0, err, sizeof err), ==, RQ_TENANT_ESEALED);
+  sv[2] = mine;
+  CHECK_INT(rq_tenant_parse_route(t, "b", sf, sv, 3, KEY, 0, err, sizeof err), ==, RQ_TENANT_ESEALED);
+  rq_tenant_free(t);
+  free(mine);
+  free(route);
+  free(pem);
+}
+
 int main(void) {
   struct relayq_error e;
   CHECK_INT(relayq_secret_key_parse(
@@ -569,5 +630,6 @@ int main(void) {
   test_unknown_fields();
   test_bad_calls();
   test_routes();
+  test_v11();
   return CHECK_DONE();
 }

@@ -207,6 +207,49 @@ static void test_not_tls(void) {
   SSL_CTX_free(ctx);
 }
 
+/* Key pinning: the right pin passes without any CA and with another
+ * name; a wrong one fails with EPIN at the end of the handshake, before
+ * a byte of application data could be written; malformed pins are refused. */
+static void pinned(const char *pins, int want) {
+  struct server s;
+  SSL_CTX *ctx;
+  server_new(&s);
+  struct rq_tlsio *c = client(NULL, "other.test", 1, &ctx); /* verify asked, but the pin decides */
+  CHECK_INT(rq_tlsio_set_pins(c, pins), ==, 0);
+  CHECK_INT(handshake(c, &s), ==, want);
+  char pin[64];
+  rq_tlsio_peer_pin(c, pin, sizeof pin);
+  CHECK_INT(strlen(pin), ==, 52);
+  if (want == RQ_TLSIO_EPIN) CHECK(strstr(rq_tlsio_errmsg(c), "smtp_tls_pin") != NULL);
+  rq_tlsio_free(c);
+  SSL_CTX_free(ctx);
+  server_free(&s);
+}
+
+static void test_pins(void) {
+  char pin[64], two[200];
+  CHECK_INT(rq_tlsio_cert_pin(cert, pin, sizeof pin), ==, 0);
+  CHECK(strncmp(pin, "sha256//", 8) == 0 && strlen(pin) == 52);
+  CHECK(rq_tlsio_pins_valid(pin));
+  pinned(pin, 0);
+  const char *other = "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+  CHECK(rq_tlsio_pins_valid(other));
+  pinned(other, RQ_TLSIO_EPIN);
+  snprintf(two, sizeof two, "%s, %s", other, pin);
+  CHECK(rq_tlsio_pins_valid(two));
+  pinned(two, 0);
+  CHECK(!rq_tlsio_pins_valid("sha256//short="));
+  CHECK(!rq_tlsio_pins_valid("sha1//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="));
+  CHECK(!rq_tlsio_pins_valid(""));
+  CHECK(!rq_tlsio_pins_valid("sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=,"));
+  SSL_CTX *ctx;
+  struct rq_tlsio *c = client(NULL, "mail.test", 1, &ctx);
+  CHECK_INT(rq_tlsio_set_pins(c, "sha256//nope"), ==, -1);
+  CHECK_INT(rq_tlsio_set_pins(c, NULL), ==, 0);
+  rq_tlsio_free(c);
+  SSL_CTX_free(ctx);
+}
+
 static void test_bad_ca_file(void) {
   char err[256] = "";
   SSL_CTX *ctx = rq_tlsio_ctx_new("/nonexistent/relayq-ca.pem", err, sizeof err);
@@ -221,6 +264,7 @@ int main(void) {
   test_verified_session("[127.0.0.1]", "");
   test_failures();
   test_not_tls();
+  test_pins();
   test_bad_ca_file();
   unlink(ca_path);
   X509_free(cert);

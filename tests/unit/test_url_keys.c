@@ -250,7 +250,37 @@ static void test_misc(void) {
   relayq_close(NULL);
 }
 
+/* The masker hides exactly what the parser reads as the password, for
+ * passwords holding '@' and ':' escaped or not. */
+static void test_redact(void) {
+  static const struct {
+    const char *url, *masked, *password;
+  } cases[] = {
+      {"redis://:p@ss:w0rd@h:6379/0", "redis://:***@h:6379/0", "p@ss:w0rd"},
+      {"redis://u:p@ss@h", "redis://u:***@h", "p@ss"},
+      {"redis://:p%40ss%3Aw0rd@h", "redis://:***@h", "p@ss:w0rd"},
+      {"rediss://default:a@b:c@h:1/2", "rediss://default:***@h:1/2", "a@b:c"},
+      {"redis://:pa/ss@h/0", "redis://:***@h/0", "pa/ss"},
+      {"smtp://user%40x:p@ss@gw:25", "smtp://user%40x:***@gw:25", NULL},
+      {"redis://h:6379", "redis://h:6379", ""},
+  };
+  char out[300];
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    relayq_url_redact(cases[i].url, out, sizeof out);
+    CHECK_STR(out, cases[i].masked);
+    struct relayq_redis_url u;
+    struct relayq_error e;
+    if (cases[i].password && strncmp(cases[i].url, "redis", 5) == 0) {
+      CHECK_INT(relayq_redis_url_parse(cases[i].url, &u, &e), ==, 0);
+      CHECK_STR(u.password, cases[i].password);
+    }
+  }
+  relayq_url_redact(NULL, out, sizeof out);
+  CHECK_STR(out, "(none)");
+}
+
 int main(void) {
+  test_redact();
   test_urls();
   test_tls_sentinel_urls();
   test_keys();

@@ -127,14 +127,20 @@ int rq_route_resolve(const struct rq_route_settings *cfg, const struct rq_tenant
   return 0;
 }
 
-static int same_domain(const char *a, const char *b) {
-  return !strcasecmp(rq_route_domain_of(a), rq_route_domain_of(b));
+/* 1 when addr is at the platform sender's domain or one of its
+ * subdomains (mail.platform.example is the platform's too). */
+static int platform_domain(const char *addr, const char *platform_from) {
+  const char *d = rq_route_domain_of(addr), *p = rq_route_domain_of(platform_from);
+  size_t ld = strlen(d), lp = strlen(p);
+  if (ld < lp || strcasecmp(d + (ld - lp), p)) return 0;
+  return ld == lp || d[ld - lp - 1] == '.';
 }
 
 int rq_route_vouched(const struct rq_route_settings *cfg, const struct rq_tenant *t, const char *from) {
-  /* The platform's own domain is the platform's: no tenant may be
-   * no-reply's neighbour (billing@, security@), verified or not. */
-  if (same_domain(from, cfg->platform_from)) return !strcasecmp(from, cfg->platform_from);
+  /* The platform's own domain (and its subdomains) is the platform's: no
+   * tenant may be no-reply's neighbour (billing@, security@), verified or
+   * not. */
+  if (platform_domain(from, cfg->platform_from)) return !strcasecmp(from, cfg->platform_from);
   return rq_tenant_domain_verified(t, rq_route_domain_of(from));
 }
 
@@ -150,7 +156,7 @@ void rq_route_sender(const struct rq_route_settings *cfg, const struct rq_tenant
      * (never an address at the platform's own domain it was not given). */
     snprintf(out->from_addr, sizeof out->from_addr, "%s", cfg->platform_from);
     out->from_name = name;
-    out->reply_to = reply_to ? reply_to : (same_domain(from, cfg->platform_from) ? NULL : from);
+    out->reply_to = reply_to ? reply_to : (platform_domain(from, cfg->platform_from) ? NULL : from);
     snprintf(out->envelope_from, sizeof out->envelope_from, "%s", cfg->platform_from);
     if (!out->from_name) out->from_name = from;
     return;
@@ -169,7 +175,7 @@ int rq_route_raw_from(const struct rq_route_settings *cfg, const struct rq_tenan
   if (readable && rq_route_vouched(cfg, t, addr)) return 0;
   const char *name = j->from_name ? j->from_name : (t ? t->from_name : NULL);
   const char *reply_to = j->reply_to ? j->reply_to : (t ? t->reply_to : NULL);
-  if (!reply_to && readable && !same_domain(addr, cfg->platform_from)) reply_to = addr;
+  if (!reply_to && readable && !platform_domain(addr, cfg->platform_from)) reply_to = addr;
   if (!name && readable) name = addr;
   struct rq_buf out;
   rq_buf_init(&out);

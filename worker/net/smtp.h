@@ -33,8 +33,10 @@
  * status codes.
  *
  * Secrets: the password is copied for the transaction's life only (wiped
- * when it ends), sent only after TLS (unless security is PLAIN), and
- * nothing we send is ever logged or kept; only replies are kept.
+ * when it ends), sent only after TLS (unless security is PLAIN or
+ * STARTTLS_TRY_INSECURE), and nothing we send is ever logged or kept;
+ * only replies are kept. With a tls_pin, nothing is sent over TLS before
+ * the server's key matched.
  *
  * Every wait is bounded: DNS + connect + implicit TLS + the greeting by the connect
  * timeout, each reply (and each stalled write) by the response timeout,

@@ -389,22 +389,18 @@ static int parse_listen(const char *s, struct sockaddr_storage *sa, int *loopbac
   if (cli_parse_int(port, 0, 65535, &p) != 0) return -1;
   if (strcasecmp(host, "localhost") == 0 || host[0] == '\0')
     snprintf(host, sizeof host, "%s", host[0] ? "127.0.0.1" : "0.0.0.0");
+  /* A numeric address only: the console must know what it binds. */
+  struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
+                           .ai_socktype = SOCK_STREAM}, *ai = NULL;
+  if (getaddrinfo(host, port, &hints, &ai) != 0 || ai == NULL) return -1;
   memset(sa, 0, sizeof *sa);
-  struct sockaddr_in *v4 = (struct sockaddr_in *)sa;
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)sa;
-  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons((uint16_t)p);
-    *loopback = (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
-    return 0;
-  }
-  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons((uint16_t)p);
-    *loopback = IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
-    return 0;
-  }
-  return -1;
+  memcpy(sa, ai->ai_addr, ai->ai_addrlen);
+  freeaddrinfo(ai);
+  if (sa->ss_family == AF_INET)
+    *loopback = (ntohl(((struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+  else
+    *loopback = IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)sa)->sin6_addr);
+  return 0;
 }
 
 static int load_token(const char *path, struct web_app *app) {
