@@ -31,9 +31,18 @@ int rq_log_level_parse(const char *s) {
 
 int rq_log_enabled(int level) { return level >= log_level; }
 
+/* Bytes JSON and the text format copy as they are (runs of them are
+ * appended at once: a byte at a time was a tenth of the worker's
+ * instructions per message, bench/run.sh --callgrind). */
+static int plain(unsigned char c) { return c >= 0x20 && c != '"' && c != '\\' && c != 0x7f; }
+
 void rq_json_str(struct rq_buf *b, const char *s) {
   rq_buf_putc(b, '"');
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    const unsigned char *run = p;
+    while (plain(*p)) p++;
+    if (p > run) rq_buf_append(b, run, (size_t)(p - run));
+    if (!*p) break;
     switch (*p) {
     case '"': rq_buf_puts(b, "\\\""); break;
     case '\\': rq_buf_puts(b, "\\\\"); break;
@@ -60,7 +69,12 @@ static void timestamp(char *out, size_t cap) {
 /* Text values with spaces or quotes are quoted so lines stay parseable. */
 static void text_value(struct rq_buf *b, const char *v) {
   if (!strpbrk(v, " \"=\t") && *v) {
-    for (const char *p = v; *p; p++) rq_buf_putc(b, (*p == '\n' || *p == '\r') ? ' ' : *p);
+    for (const char *p = v; *p;) {
+      size_t n = strcspn(p, "\r\n");
+      rq_buf_append(b, p, n);
+      p += n;
+      if (*p) rq_buf_putc(b, ' '), p++;
+    }
     return;
   }
   rq_json_str(b, v);
@@ -86,10 +100,19 @@ void rq_log_fields(int level, const char *msg, const struct rq_log_field *fields
     }
     rq_buf_puts(&b, "}\n");
   } else {
-    rq_buf_printf(&b, "%s %-5s %s", ts, LEVEL_NAMES[level], msg);
+    /* "%s %-5s %s" and " %s=" without printf (a line per delivery at info) */
+    const char *lv = LEVEL_NAMES[level];
+    rq_buf_puts(&b, ts);
+    rq_buf_putc(&b, ' ');
+    rq_buf_puts(&b, lv);
+    for (size_t pad = strlen(lv); pad < 5; pad++) rq_buf_putc(&b, ' ');
+    rq_buf_putc(&b, ' ');
+    rq_buf_puts(&b, msg);
     for (size_t i = 0; i < n; i++) {
       if (!fields[i].value || !*fields[i].value) continue;
-      rq_buf_printf(&b, " %s=", fields[i].key);
+      rq_buf_putc(&b, ' ');
+      rq_buf_puts(&b, fields[i].key);
+      rq_buf_putc(&b, '=');
       text_value(&b, fields[i].value);
     }
     rq_buf_putc(&b, '\n');
