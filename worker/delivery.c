@@ -376,11 +376,11 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
     struct rq_rcpt *rc = &jc->rcpts[first + i];
     const struct rq_rcpt_reply *rr = &res->rcpts[i];
     rc->code = rr->code;
-    snprintf(rc->enhanced, sizeof rc->enhanced, "%s", rr->enhanced);
+    rq_scopy(rc->enhanced, sizeof rc->enhanced, rr->enhanced);
     if (rr->code == 0) continue; /* never answered: decided below */
     struct rq_reply rep = {.code = rr->code};
-    snprintf(rep.enhanced, sizeof rep.enhanced, "%s", rr->enhanced);
-    snprintf(rep.text, sizeof rep.text, "%s", rr->text);
+    rq_scopy(rep.enhanced, sizeof rep.enhanced, rr->enhanced);
+    rq_scopy(rep.text, sizeof rep.text, rr->text);
     rq_classify_smtp(RQ_STAGE_RCPT, &rep, &c);
     if (c.verdict == RQ_OK) {
       rc->state = RQ_RCPT_ACCEPTED; /* provisional: DATA must succeed too */
@@ -404,7 +404,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
       if (rc->state == RQ_RCPT_ACCEPTED) {
         rc->state = c.verdict == RQ_PERM ? RQ_RCPT_REJECTED : RQ_RCPT_TEMP;
         rc->code = res->code;
-        snprintf(rc->enhanced, sizeof rc->enhanced, "%s", res->enhanced);
+        rq_scopy(rc->enhanced, sizeof rc->enhanced, res->enhanced);
       }
     }
   }
@@ -746,7 +746,14 @@ static void claim(struct rq_jobctx *jc) {
   rq_fmt_i64(now_s, sizeof now_s, now);
   rq_fmt_i64(win_s, sizeof win_s, eng->cfg->quota_window_s * 1000);
   rq_fmt_i64(slots_s, sizeof slots_s, slots);
-  snprintf(member, sizeof member, "%s:%d:%lld", j->id, jc->attempt, (long long)now);
+  /* ID:ATTEMPT:NOW, without printf (every message) */
+  size_t mn = rq_scat(member, sizeof member, 0, j->id);
+  mn = rq_scat(member, sizeof member, mn, ":");
+  if (mn + 48 < sizeof member) {
+    mn += rq_fmt_i64(member + mn, sizeof member - mn, jc->attempt);
+    member[mn++] = ':';
+    rq_fmt_i64(member + mn, sizeof member - mn, now);
+  }
   rq_fmt_i64(arwin_s, sizeof arwin_s, eng->cfg->auto_reply_window_s * 1000);
   rq_fmt_i64(attempts_s, sizeof attempts_s, jc->attempt);
   rq_fmt_i64(recips_s, sizeof recips_s, total_recipients(jc));

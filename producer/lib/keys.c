@@ -4,6 +4,7 @@
  * worker can never disagree on a spelling.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -28,13 +29,16 @@ size_t relayq_key(char *dst, size_t cap, const char *prefix,
   if (kind == RELAYQ_KEY_QUEUE && (name == NULL || name[0] == '\0'))
     name = RELAYQ_DEFAULT_QUEUE;
   if (name == NULL) name = "";
-  /* snprintf gives exactly the contract of this function: the length it
-   * needs, and a NUL-terminated (possibly truncated) result. */
-  int n = named ? snprintf(dst, cap, "%s:%s:%s", prefix, part, name)
-                : snprintf(dst, cap, "%s:%s", prefix, part);
-  if (n < 0) {
-    if (cap > 0) dst[0] = '\0';
-    return 0;
+  /* The contract of snprintf("%s:%s:%s"): the length it needs, and a
+   * NUL-terminated (possibly truncated) result; by hand, as workers build
+   * keys for every message. */
+  const char *parts[5] = {prefix, ":", part, ":", name};
+  size_t n = 0;
+  for (int i = 0; i < (named ? 5 : 3); i++) {
+    size_t len = strlen(parts[i]);
+    if (n < cap) memcpy(dst + n, parts[i], n + len < cap ? len : cap - n);
+    n += len;
   }
-  return (size_t)n;
+  if (cap > 0) dst[n < cap ? n : cap - 1] = '\0';
+  return n;
 }

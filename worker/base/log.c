@@ -57,13 +57,28 @@ void rq_json_str(struct rq_buf *b, const char *s) {
   rq_buf_putc(b, '"');
 }
 
+/* The seconds are formatted once per second (a line per delivery). */
 static void timestamp(char *out, size_t cap) {
+  static _Thread_local time_t last_s = -1;
+  static _Thread_local char secs[32];
+  static _Thread_local size_t n;
   struct timeval tv;
-  struct tm tm;
   gettimeofday(&tv, NULL);
-  gmtime_r(&tv.tv_sec, &tm);
-  size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out + n, cap - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+  if (tv.tv_sec != last_s) {
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    n = strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
+    last_s = tv.tv_sec;
+  }
+  int ms = (int)(tv.tv_usec / 1000);
+  if (cap < n + 6) {
+    snprintf(out, cap, "%s", secs);
+    return;
+  }
+  memcpy(out, secs, n);
+  char *p = out + n;
+  *p++ = '.', *p++ = (char)('0' + ms / 100), *p++ = (char)('0' + ms / 10 % 10), *p++ = (char)('0' + ms % 10);
+  *p++ = 'Z', *p = '\0';
 }
 
 /* Text values with spaces or quotes are quoted so lines stay parseable. */

@@ -18,6 +18,13 @@ void *rq_xrealloc(void *p, size_t n);
 char *rq_xstrdup(const char *s);
 char *rq_xstrndup(const char *s, size_t n);
 void *rq_xmemdup(const void *p, size_t n);
+/* snprintf(dst, cap, "%s", src) without printf (hot paths): copies what
+ * fits, always terminates (cap > 0); returns strlen(src). */
+size_t rq_scopy(char *dst, size_t cap, const char *src);
+/* Appends src at dst[at] (what fits; terminated when cap > 0): chains
+ * copies, n = rq_scat(d, cap, rq_scat(d, cap, 0, a), b); returns at +
+ * strlen(src), the length the whole string needs. */
+size_t rq_scat(char *dst, size_t cap, size_t at, const char *src);
 /* Frees *p and sets it to NULL. */
 void rq_freep(void *pp);
 

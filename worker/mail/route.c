@@ -154,17 +154,17 @@ void rq_route_sender(const struct rq_route_settings *cfg, const struct rq_tenant
     /* DMARC alignment: the platform may not claim the tenant's domain. The
      * reader still sees the tenant's name and replies reach the tenant
      * (never an address at the platform's own domain it was not given). */
-    snprintf(out->from_addr, sizeof out->from_addr, "%s", cfg->platform_from);
+    rq_scopy(out->from_addr, sizeof out->from_addr, cfg->platform_from);
     out->from_name = name;
     out->reply_to = reply_to ? reply_to : (platform_domain(from, cfg->platform_from) ? NULL : from);
-    snprintf(out->envelope_from, sizeof out->envelope_from, "%s", cfg->platform_from);
+    rq_scopy(out->envelope_from, sizeof out->envelope_from, cfg->platform_from);
     if (!out->from_name) out->from_name = from;
     return;
   }
-  snprintf(out->from_addr, sizeof out->from_addr, "%s", from);
+  rq_scopy(out->from_addr, sizeof out->from_addr, from);
   out->from_name = name;
   out->reply_to = reply_to;
-  snprintf(out->envelope_from, sizeof out->envelope_from, "%s", from);
+  rq_scopy(out->envelope_from, sizeof out->envelope_from, from);
 }
 
 int rq_route_raw_from(const struct rq_route_settings *cfg, const struct rq_tenant *t, const struct relayq_job *j,
