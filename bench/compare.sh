@@ -7,7 +7,7 @@
 #   e.g. bench/compare.sh 3 "-k 1" "-k 2" "-k 2 --concurrency 128"
 # A configuration may start with BUILD_DIR=DIR to compare two builds:
 #   bench/compare.sh 3 "BUILD_DIR=/tmp/old -k 1" "-k 1"
-# Each run is bench/run.sh -n ${N:-60000} --no-latency --no-ceiling
+# Each run is bench/run.sh -n ${N:-60000} --rounds 1 --no-enqueue-one --no-latency --no-ceiling
 # --no-slowlog ARGS. Prints one line per run, then the median per
 # configuration: drain msg/s, then CPU s per 1,000 messages of the
 # workers, redis-server and smtp-sink, and the machine's noise.
@@ -32,7 +32,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     args=$cfg
     if [[ $cfg == BUILD_DIR=* ]]; then build=${cfg%% *}; build=${build#BUILD_DIR=}; args=${cfg#* }; fi
     # shellcheck disable=SC2086
-    BUILD_DIR=$build bash "$ROOT/bench/run.sh" -n "${N:-60000}" --no-latency --no-ceiling --no-slowlog \
+    BUILD_DIR=$build bash "$ROOT/bench/run.sh" -n "${N:-60000}" --rounds 1 --no-enqueue-one --no-latency --no-ceiling --no-slowlog \
       $args >"$OUT/run.log" 2>&1 || { cat "$OUT/run.log" >&2; exit 1; }
     f=$(figures "$OUT/run.log")
     echo "$f" >>"$OUT/cfg$i"

@@ -2,8 +2,9 @@
  * bench/enqueue: the benchmark's load generator. Enqueues N jobs of one
  * profile through librelayq's bulk producer API (relayq_enqueue_many:
  * status hash + push + event per job, up to 256 jobs per script call, two
- * calls in flight), as fast as it can or at a fixed rate, and prints one
- * JSON line with what it did.
+ * calls in flight), or with --api one through relayq_enqueue, one job and
+ * one round trip per call (what a web request handler does), as fast as it
+ * can or at a fixed rate, and prints one JSON line with what it did.
  *
  * Profiles (bench/README.md):
  *   small    1 KB text body, one recipient, one tenant
@@ -18,7 +19,7 @@
  *
  * Usage: enqueue --redis URL [--prefix P] [--queue Q] --profile NAME -n N
  *                [--id-prefix S] [--start K] [--rate JOBS_PER_S]
- *                [--batch B] [--timeout S]
+ *                [--batch B] [--timeout S] [--api many|one]
  * Exit 0 when all N were enqueued; 1 on a Redis or validation error, 2 on
  * a usage error.
  */
@@ -51,6 +52,7 @@ struct opts {
   size_t tenants;      /* tenants profile: how many (default TENANTS) */
   double rate;    /* jobs/s; 0 = as fast as possible */
   double timeout; /* seconds; the whole run gives up after this */
+  int one;        /* --api one: relayq_enqueue per job (a round trip each) */
 };
 
 /* One reusable job slot: the job and the storage its strings point into.
@@ -174,6 +176,7 @@ static int usage(const char *msg) {
   fprintf(stderr,
           "usage: enqueue --redis URL [--prefix P] [--queue Q] --profile small|large|tenants -n N\n"
           "               [--id-prefix S] [--start K] [--rate JOBS_PER_S] [--batch B] [--timeout S]\n"
+          "               [--api many|one]\n"
           "               [--attach-bytes N] [--tenants T]\n");
   return 2;
 }
@@ -223,6 +226,10 @@ static int parse(int argc, char **argv, struct opts *o) {
     } else if (!strcmp(a, "--rate")) {
       o->rate = strtod(v, &end);
       if (*end || o->rate < 0) return usage("--rate takes jobs per second (0: as fast as possible)");
+    } else if (!strcmp(a, "--api")) {
+      if (!strcmp(v, "one")) o->one = 1;
+      else if (!strcmp(v, "many")) o->one = 0;
+      else return usage("--api is many (relayq_enqueue_many, the default) or one (relayq_enqueue)");
     } else if (!strcmp(a, "--timeout")) {
       o->timeout = strtod(v, &end);
       if (*end || o->timeout <= 0) return usage("--timeout takes seconds");
@@ -307,7 +314,12 @@ int main(int argc, char **argv) {
       fill(&jobs[k], &slots[k], &o, o.start + done + k, &att);
       rcpts += jobs[k].to.n;
     }
-    if (relayq_enqueue_many(c, jobs, want, o.queue, &err) != 0) {
+    int erc = 0;
+    if (o.one)
+      for (size_t k = 0; k < want && erc == 0; k++) erc = relayq_enqueue(c, &jobs[k], o.queue, NULL, &err);
+    else
+      erc = relayq_enqueue_many(c, jobs, want, o.queue, &err);
+    if (erc != 0) {
       fprintf(stderr, "enqueue: %s\n", err.message);
       rc = 1;
       goto out;
@@ -316,9 +328,9 @@ int main(int argc, char **argv) {
   }
   double secs = now_s() - t0;
   printf("{\"profile\":\"%s\",\"n\":%zu,\"recipients\":%zu,\"seconds\":%.6f,\"rate\":%.1f,"
-         "\"target_rate\":%.1f,\"payload_bytes\":%zu,\"batch\":%zu,\"cpu_s\":%.3f}\n",
+         "\"target_rate\":%.1f,\"payload_bytes\":%zu,\"batch\":%zu,\"cpu_s\":%.3f,\"api\":\"%s\"}\n",
          profile_name(o.profile), done, rcpts, secs, secs > 0 ? (double)done / secs : 0.0, o.rate,
-         payload_len, o.batch, cpu_s() - c0);
+         payload_len, o.batch, cpu_s() - c0, o.one ? "relayq_enqueue" : "relayq_enqueue_many");
 out:
   relayq_close(c);
   free(slots);

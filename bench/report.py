@@ -26,6 +26,7 @@ here, which is what the drain window needs.
 """
 import argparse
 import json
+import statistics
 import os
 import socket
 import sys
@@ -282,7 +283,9 @@ def cmd_watch(a):
             break
         left = r.exists(*keys)
         note("exists")
-        if left == 0:
+        # With --wait-file (the paced phase) the queue is empty between
+        # jobs; the phase ends only after the producer has finished.
+        if left == 0 and (not a.wait_file or os.path.exists(a.wait_file)):
             t_end = time.time()
             break
         if any(proc_cpu(p) is None for p in pids):
@@ -340,8 +343,33 @@ def percentile(sorted_vals, p):
     return sorted_vals[k]
 
 
+FINAL = ("sent", "partial", "failed")
+
+
+def count_final(r, a):
+    """How many of the run's n statuses are final (a missing one is not)."""
+    final = 0
+    for s in range(a.start, a.start + a.n, 5000):
+        p = r.pipeline(transaction=False)
+        for i in range(s, min(s + 5000, a.start + a.n)):
+            p.hget(f"{a.prefix}:status:{a.id_prefix}{i:09d}", "state")
+        final += sum(1 for st in p.execute() if st is not None and st.decode() in FINAL)
+    return final
+
+
 def cmd_statuses(a):
     r = connect(a.redis)
+    if a.require_final:
+        # Every job final before anything is read: a status read while the
+        # slowest jobs are in flight would drop the tail of the latencies.
+        deadline = time.time() + a.require_final
+        while True:
+            final = count_final(r, a)
+            if final == a.n:
+                break
+            if time.time() >= deadline:
+                die(f"{a.n - final} of {a.n} jobs ({a.id_prefix}*) are not final after {a.require_final:.0f} s")
+            time.sleep(0.2)
     fields = ["state", "created_at", "sent_at", "updated_at", "accepted", "error"]
     states = {}
     lat = []
@@ -536,12 +564,70 @@ def figures(d):
         f["smtp_ceiling_cmd"] = ceil["command"]
         if f.get("drain_rate"):
             f["drain_fraction_of_ceiling"] = round(f["drain_rate"] / ceil["rate"], 3)
+    rounds(d, f)
+    one = load(os.path.join(d, "enqueue-one.json"))
+    if one:
+        f["enqueue_one_rate"] = round(one["rate"])
+        f["enqueue_one_n"] = one["n"]
     if cg:
         f["callgrind"] = cg
     bl = load(os.path.join(d, "backlog.json"))
     if bl:
         f["backlog"] = bl
     return f
+
+
+def spread(vals, digits=0):
+    """"median (min-max) over N" of a list, as a dict for the JSON."""
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return None
+    r = (lambda x: round(x, digits)) if digits else round
+    return {"median": r(statistics.median(vals)), "min": r(min(vals)), "max": r(max(vals)), "n": len(vals),
+            "values": [r(v) for v in vals]}
+
+
+def rounds(d, f):
+    """The interleaved rounds (drain A, SMTP ceiling B, A, B, ...): round 1
+    is watch.json / statuses.json / ceiling.json, round k watch-rK.json and
+    so on. Sets the headline drain_rate, smtp_ceiling and their ratio to the
+    medians, with every round's value and the range."""
+    drains, ceilings, ratios, sink, noise = [], [], [], [], []
+    cpus = (load(os.path.join(d, "config.json"), {}) or {}).get("host_cpus") or os.cpu_count()
+    for k in range(1, 100):
+        sfx = "" if k == 1 else f"-r{k}"
+        w = load(os.path.join(d, f"watch{sfx}.json"))
+        st = load(os.path.join(d, f"statuses{sfx}.json"))
+        if not (w and st and st.get("last_final_ms")):
+            break
+        delivered = sum(st["states"].get(x, 0) for x in ("sent", "partial"))
+        window = st["last_final_ms"] / 1000 - w["t_first_fetch"]
+        drain = delivered / window if window > 0 else None
+        m = w.get("machine") or {}
+        if m.get("wall_s"):
+            noise.append((m["steal_s"] + m["other_processes_s"]) / (cpus * m["wall_s"]))
+        drains.append(drain)
+        ceil = load(os.path.join(d, f"ceiling{sfx}.json"))
+        ceilings.append(ceil["rate"] if ceil else None)
+        ratios.append(drain / ceil["rate"] if ceil and drain else None)
+        chk = load(os.path.join(d, f"sink{sfx}.json"))
+        if chk:
+            sink.append(chk)
+    if len(drains) < 2:
+        return
+    f["rounds"] = len(drains)
+    if noise:
+        f["noise_rounds"] = spread(noise, 2)
+    f["drain_rate_rounds"] = spread(drains)
+    f["drain_rate"] = f["drain_rate_rounds"]["median"]
+    if any(c is not None for c in ceilings):
+        f["smtp_ceiling_rounds"] = spread(ceilings)
+        f["smtp_ceiling"] = f["smtp_ceiling_rounds"]["median"]
+        f["drain_ceiling_ratio_rounds"] = spread(ratios, 3)
+        f["drain_fraction_of_ceiling"] = f["drain_ceiling_ratio_rounds"]["median"]
+    if sink:
+        f["sink_check"] = "; ".join(f"round {i + 1}: {c['sent']} sent statuses, sink counted "
+                                    f"{c['sink_messages']} (N {c['n']})" for i, c in enumerate(sink))
 
 
 def fmt(v):
@@ -551,21 +637,30 @@ def fmt(v):
         return f"{v:,.3f}".rstrip("0").rstrip(".")
     if isinstance(v, int):
         return f"{v:,}"
+    if isinstance(v, dict) and set(v) == {"median", "min", "max", "n", "values"}:
+        return f"median {fmt(v['median'])} (range {fmt(v['min'])} to {fmt(v['max'])}; " \
+               f"{' / '.join(fmt(x) for x in v['values'])})"
     if isinstance(v, dict):
         return ", ".join(f"{k} {fmt(x)}" for k, x in v.items())
     return str(v)
 
 
 ROWS = [
-    ("enqueue_rate", "enqueue rate, jobs/s (C producer, pipelined)"),
+    ("enqueue_rate", "enqueue rate, jobs/s (relayq_enqueue_many, batched: up to 1,000 jobs per call)"),
+    ("enqueue_one_rate", "enqueue rate, jobs/s (relayq_enqueue, one job and one round trip per call)"),
     ("enqueue_cpu_per_1000", "enqueue CPU s per 1,000 jobs"),
     ("payload_bytes", "payload per job, bytes (msgpack)"),
     ("delivered", "messages delivered (sent)"),
     ("states", "final states"),
     ("drain_seconds", "drain time, s (first fetch -> last final status)"),
-    ("drain_rate", "drain rate, msg/s"),
-    ("smtp_ceiling", "SMTP ceiling, msg/s (smtp-source -d -s 20 into the same sink)"),
-    ("drain_fraction_of_ceiling", "drain rate / SMTP ceiling"),
+    ("drain_rate", "drain rate, msg/s (median of the rounds)"),
+    ("smtp_ceiling", "SMTP ceiling, msg/s (smtp-source -d -s 20 into the same sink; median)"),
+    ("drain_fraction_of_ceiling", "drain rate / SMTP ceiling (median of the per-round ratios)"),
+    ("drain_rate_rounds", "drain rate per round (A), msg/s"),
+    ("smtp_ceiling_rounds", "SMTP ceiling per round (B, right after each A), msg/s"),
+    ("drain_ceiling_ratio_rounds", "drain / ceiling per round"),
+    ("noise_rounds", "machine noise per drain round (share of CPU others took)"),
+    ("sink_check", "delivered = sink's own count = N"),
     ("smtp_bytes_per_message", "bytes the sink read per message (SMTP dialogue + message)"),
     ("cpu_s_per_1000", "worker CPU s per 1,000 messages (utime+stime, all workers)"),
     ("redis_cpu_s_per_1000", "redis-server CPU s per 1,000 messages"),
@@ -649,8 +744,9 @@ def cmd_table(a):
         print_figures(f)
         print()
     # A compact cross-run view of the headline numbers.
-    head = ["profile", "k", "enqueue_rate", "drain_rate", "smtp_ceiling", "drain_fraction_of_ceiling",
-            "cpu_s_per_1000", "peak_rss_mb", "redis_cmds_per_msg_top", "redis_cmds_per_msg_total", "noise"]
+    head = ["profile", "k", "enqueue_rate", "enqueue_one_rate", "drain_rate", "smtp_ceiling",
+            "drain_fraction_of_ceiling", "cpu_s_per_1000", "peak_rss_mb", "redis_cmds_per_msg_top",
+            "redis_cmds_per_msg_total", "noise"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for f in runs:
@@ -679,6 +775,7 @@ def main():
     w.add_argument("--slowlog", action="store_true")
     w.add_argument("--slowlog-after", type=float, default=1.0)
     w.add_argument("--out", required=True)
+    w.add_argument("--wait-file", help="do not end before this file exists (the paced producer is done)")
     s = sub.add_parser("statuses")
     s.add_argument("--redis", required=True)
     s.add_argument("--prefix", default="relayq")
@@ -686,6 +783,8 @@ def main():
     s.add_argument("--start", type=int, default=0)
     s.add_argument("-n", type=int, required=True)
     s.add_argument("--out")
+    s.add_argument("--require-final", type=float, default=0,
+                   help="first wait up to this many seconds for every status to be final (else exit 1)")
     c = sub.add_parser("callgrind")
     c.add_argument("--file1", required=True)
     c.add_argument("--n1", type=int, required=True)

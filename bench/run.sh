@@ -2,18 +2,24 @@
 # relayq benchmark harness (bench/README.md explains every figure).
 #
 # On this machine, on 127.0.0.1 only: starts a private redis-server and
-# postfix's smtp-sink in a temp dir, enqueues N jobs with the C producer
-# API (bench/enqueue.c), runs K relayq-worker processes until every job is
-# final, then a paced phase at half the measured drain rate for latency,
-# then the SMTP ceiling (smtp-source straight into the same sink), and
-# prints the figures (bench/report.py). Everything it started is stopped
+# postfix's smtp-sink in a temp dir, then --rounds times (default 2): (A)
+# enqueues N jobs with the C producer API (bench/enqueue.c,
+# relayq_enqueue_many) and runs K relayq-worker processes until every job
+# is final, (B) right after, the SMTP ceiling: N messages from smtp-source
+# straight into the same sink. Each A checks that N jobs have status sent
+# and that the sink itself counted N messages (smtp-sink -c), each B that
+# the sink counted N more; any difference fails the run. Then relayq_enqueue
+# (one job per call) is measured, then a paced phase at half the measured
+# drain rate for latency, read only once every paced job is final; and it
+# prints the figures with medians and ranges (bench/report.py). Everything it started is stopped
 # and the temp dir removed on exit, whatever happens; --timeout bounds the
 # whole run.
 #
 # Usage: bench/run.sh [--profile small|large|tenants] [-n N] [-k K]
 #          [--concurrency C] [--fetch-batch B] [--log-level L]
 #          [--latency-rate R | --no-latency] [--latency-seconds S]
-#          [--no-ceiling] [--ceiling-sessions S] [--perf] [--no-slowlog]
+#          [--no-ceiling] [--ceiling-sessions S] [--rounds R] [--no-enqueue-one]
+#          [--perf] [--no-slowlog]
 #          [--out DIR] [--timeout S]
 #        bench/run.sh --callgrind [--callgrind-n N] [...]
 #        bench/run.sh --backlog N [--backlog-seconds S] [--concurrency C]
@@ -35,7 +41,7 @@ ARGS_AS_GIVEN="$*"
 # ---- options -------------------------------------------------------------------
 PROFILE=small N="" K=1 CONCURRENCY=256 FETCH_BATCH="" LOG_LEVEL=info
 LATENCY=1 LATENCY_RATE="" LATENCY_SECONDS=10
-CEILING=1 CEILING_SESSIONS=20 PERF=0 SLOWLOG=1
+CEILING=1 CEILING_SESSIONS=20 ROUNDS=2 PERF=0 SLOWLOG=1 ENQ_ONE=1
 MODE=throughput CALLGRIND_N=500 BACKLOG=0 BACKLOG_SECONDS=60
 OUT="" TIMEOUT=900 TIMEOUT_SET=0
 ATTACH_BYTES="" TENANTS="" WORKER_ARGS=()
@@ -60,6 +66,8 @@ while [ $# -gt 0 ]; do
     --no-latency) LATENCY=0; shift ;;
     --no-ceiling) CEILING=0; shift ;;
     --ceiling-sessions) need_val "$@"; CEILING_SESSIONS=$2; shift 2 ;;
+    --rounds) need_val "$@"; ROUNDS=$2; shift 2 ;;
+    --no-enqueue-one) ENQ_ONE=0; shift ;;
     --perf) PERF=1; shift ;;
     --no-slowlog) SLOWLOG=0; shift ;;
     --callgrind) MODE=callgrind; shift ;;
@@ -69,7 +77,7 @@ while [ $# -gt 0 ]; do
     --suite) MODE=suite; shift ;;
     --out) need_val "$@"; OUT=$2; shift 2 ;;
     --timeout) need_val "$@"; TIMEOUT=$2; TIMEOUT_SET=1; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) die "unknown option $1 (see bench/README.md)" ;;
   esac
 done
@@ -79,13 +87,14 @@ case "$PROFILE" in small|tenants) : "${N:=100000}" ;; large) : "${N:=10000}" ;; 
   *) die "--profile is small, large, tenants or many" ;; esac
 [ -z "$ATTACH_BYTES" ] || is_uint "$ATTACH_BYTES" || die "--attach-bytes must be a whole number"
 [ -z "$TENANTS" ] || is_uint "$TENANTS" || die "--tenants must be a whole number"
-for v in N K CONCURRENCY LATENCY_SECONDS CEILING_SESSIONS CALLGRIND_N BACKLOG BACKLOG_SECONDS TIMEOUT; do
+for v in N K CONCURRENCY LATENCY_SECONDS CEILING_SESSIONS ROUNDS CALLGRIND_N BACKLOG BACKLOG_SECONDS TIMEOUT; do
   is_uint "${!v}" || die "$v must be a whole number, not '${!v}'"
 done
 [ -z "$FETCH_BATCH" ] || is_uint "$FETCH_BATCH" || die "--fetch-batch must be a whole number"
 [ -z "$LATENCY_RATE" ] || is_uint "$LATENCY_RATE" || die "--latency-rate must be a whole number"
 [ "$K" -ge 1 ] && [ "$K" -le 16 ] || die "-k is 1-16 workers"
 [ "$N" -ge 1 ] || die "-n must be at least 1"
+[ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 9 ] || die "--rounds is 1-9"
 
 # ---- suite: every figure of docs/performance.md, one directory per run ----------
 if [ "$MODE" = suite ]; then
@@ -93,7 +102,7 @@ if [ "$MODE" = suite ]; then
   OUT=${OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}
   mkdir -p "$OUT"
   runs=(
-    "small-k1|--profile small -k 1"
+    "small-k1|--profile small -k 1 --rounds 3"
     "small-k2|--profile small -k 2"
     "large-k1|--profile large -k 1"
     "tenants-k1|--profile tenants -k 1"
@@ -224,7 +233,9 @@ start_sink() {
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   local user=()
   [ "$(id -u)" -ne 0 ] || user=(-u nobody) # as root smtp-sink insists on dropping privileges
-  smtp-sink "${user[@]}" -m 2048 "127.0.0.1:$SPORT" 2048 >"$TMP/sink.log" 2>&1 &
+  # -c: the sink's own running count of messages (mesg=N), which each
+  # phase checks against what it sent.
+  smtp-sink "${user[@]}" -c -m 2048 "127.0.0.1:$SPORT" 2048 >"$TMP/sink.log" 2>&1 &
   PIDS+=($!)
   SINK_PID=$!
   wait_port "$SPORT" "$SINK_PID" "$TMP/sink.log" smtp-sink
@@ -283,10 +294,31 @@ finish_watch() {
   [ "$rc" -eq 0 ] || die "the drain did not complete (see the messages above)"
 }
 
+# sink_count: the messages smtp-sink has received so far (its -c counter).
+sink_count() {
+  local n
+  n=$(tail -c 400 "$TMP/sink.log" 2>/dev/null | tr '\r' '\n' | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -n 1)
+  echo "${n:-0}"
+}
+
+# expect_sink FROM WANT WHAT: waits (up to 10 s, for the counter's last
+# update) until the sink counted WANT messages since FROM; else fails.
+expect_sink() {
+  local from=$1 want=$2 what=$3 i got=0
+  for ((i = 0; i < 200; i++)); do
+    got=$(($(sink_count) - from))
+    [ "$got" -eq "$want" ] && return 0
+    [ "$got" -gt "$want" ] && break
+    sleep 0.05
+  done
+  die "$what: smtp-sink counted $got messages, expected $want"
+}
+
+ENQ_EXTRA=()
 enqueue() { # enqueue OUT ID_PREFIX N [RATE]: adds redis-server's CPU to OUT
   local c0 c1
   c0=$("$PY" "$REPORT" rcpu --redis "$REDIS_URL")
-  local more=()
+  local more=("${ENQ_EXTRA[@]}")
   [ -z "$ATTACH_BYTES" ] || more+=(--attach-bytes "$ATTACH_BYTES")
   [ -z "$TENANTS" ] || more+=(--tenants "$TENANTS")
   step "$ENQ" --redis "$REDIS_URL" --profile "$PROFILE" -n "$3" --id-prefix "$2" \
@@ -317,25 +349,32 @@ EOF
 }
 
 # ---- modes -----------------------------------------------------------------------
-throughput() {
-  say "enqueueing $N $PROFILE jobs (redis $REDIS_URL, sink 127.0.0.1:$SPORT)"
-  enqueue "$RES/enqueue.json" "b-" "$N"
-  say "$(json "$RES/enqueue.json" '"enqueued %d in %.2f s: %.0f jobs/s" % (d["n"], d["seconds"], d["rate"])')"
+# drain_round R: enqueue N jobs (ids b-, or bR- after round 1), start K
+# workers, wait until every job is final, check statuses and the sink's
+# count against N, stop the workers.
+drain_round() {
+  local r=$1 sfx="" pfx="b-"
+  [ "$r" = 1 ] || { sfx="-r$r"; pfx="b$r-"; }
+  say "round $r (A): enqueueing $N $PROFILE jobs (redis $REDIS_URL, sink 127.0.0.1:$SPORT)"
+  enqueue "$RES/enqueue$sfx.json" "$pfx" "$N"
+  say "$(json "$RES/enqueue$sfx.json" '"enqueued %d in %.2f s: %.0f jobs/s" % (d["n"], d["seconds"], d["rate"])')"
   local slowlog_after
   slowlog_after=$("$PY" -c "print(min(2.0, max(0.3, $N / 20000)))")
   WORKER_IDS=$(seq -s, -f 'bench-w%g' 1 "$K")
   local sl=()
-  [ "$SLOWLOG" = 0 ] || sl=(--slowlog --slowlog-after "$slowlog_after")
-  start_watch "$RES/watch.json" "$N" "${sl[@]}"
+  [ "$SLOWLOG" = 0 ] || [ "$r" != 1 ] || sl=(--slowlog --slowlog-after "$slowlog_after")
+  start_watch "$RES/watch$sfx.json" "$N" "${sl[@]}"
+  local sink0
+  sink0=$(sink_count)
   start_workers "$K"
   local perf_pid=""
-  if [ "$PERF" = 1 ]; then
+  if [ "$PERF" = 1 ] && [ "$r" = 1 ]; then
     perf record -F 999 -g -o "$TMP/perf.data" -p "$(IFS=,; echo "${WORKER_PIDS[*]},$REDIS_PID,$SINK_PID")" \
       >"$TMP/perf.log" 2>&1 &
     perf_pid=$!
     PIDS+=("$perf_pid")
   fi
-  say "draining with $K worker(s), --concurrency $CONCURRENCY"
+  say "round $r (A): draining with $K worker(s), --concurrency $CONCURRENCY"
   finish_watch
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
@@ -351,7 +390,60 @@ throughput() {
     cat "$RES/perf-comm.txt" >&2
     head -n 30 "$RES/perf.txt" >&2
   fi
-  step "$PY" "$REPORT" statuses --redis "$REDIS_URL" --id-prefix "b-" -n "$N" --out "$RES/statuses.json"
+  step "$PY" "$REPORT" statuses --redis "$REDIS_URL" --id-prefix "$pfx" -n "$N" --require-final 60 \
+    --out "$RES/statuses$sfx.json" || die "round $r: not every job became final"
+  local sent
+  sent=$(json "$RES/statuses$sfx.json" 'd["states"].get("sent", 0)')
+  [ "$sent" -eq "$N" ] || die "round $r: $sent of $N jobs have status sent: $(json "$RES/statuses$sfx.json" 'd["states"]')"
+  expect_sink "$sink0" "$N" "round $r (A), $sent jobs with status sent"
+  "$PY" -c "import json,sys; json.dump({'n': $N, 'sent': $sent, 'sink_messages': $(($(sink_count) - sink0))}, \
+open(sys.argv[1], 'w'))" "$RES/sink$sfx.json"
+  stop_workers
+  grep -h "stopped:" "$TMP"/worker-*.log >&2 || true
+}
+
+# ceiling_round R: N messages of the size the worker sent (bytes the sink
+# read per message, less ~150 bytes of SMTP commands; smtp-source adds its
+# own few headers) over reused sessions, straight into the same sink, right
+# after drain round R, so both see the same machine.
+ceiling_round() {
+  local r=$1 sfx="" size t0 t1 cmd sink0
+  [ "$r" = 1 ] || sfx="-r$r"
+  size=$(json "$RES/watch.json" 'max(100, int((d["sink_rchar"] or 0) / max(1, '"$N"')) - 150)')
+  cmd="smtp-source -d -s $CEILING_SESSIONS -m $N -l $size -f bench@platform.example -t user@example.com 127.0.0.1:$SPORT"
+  say "round $r (B): SMTP ceiling: $cmd"
+  sink0=$(sink_count)
+  t0=$(date +%s.%N)
+  # shellcheck disable=SC2086
+  step $cmd >"$TMP/ceiling.log" 2>&1 || die "smtp-source failed: $(tail -n 3 "$TMP/ceiling.log")"
+  t1=$(date +%s.%N)
+  expect_sink "$sink0" "$N" "round $r (B), smtp-source -m $N"
+  "$PY" - "$RES/ceiling$sfx.json" <<EOF
+import json, sys
+s = $t1 - $t0
+json.dump({"command": "$cmd", "messages": $N, "seconds": round(s, 3), "rate": $N / s,
+           "bytes": $size}, open(sys.argv[1], "w"))
+EOF
+}
+
+throughput() {
+  local r
+  for ((r = 1; r <= ROUNDS; r++)); do
+    drain_round "$r"
+    [ "$CEILING" = 0 ] || ceiling_round "$r"
+  done
+
+  # The per-job producer call, one round trip per job, into a queue no
+  # worker reads (removed afterwards).
+  if [ "$ENQ_ONE" = 1 ]; then
+    local n1=$((N < 20000 ? N : 20000))
+    say "enqueueing $n1 jobs with relayq_enqueue (one per call)"
+    ENQ_EXTRA=(--api one --queue bench-one)
+    enqueue "$RES/enqueue-one.json" "o-" "$n1"
+    ENQ_EXTRA=()
+    say "$(json "$RES/enqueue-one.json" '"enqueued %d in %.2f s: %.0f jobs/s, one per call" % (d["n"], d["seconds"], d["rate"])')"
+    "$PY" -c "import redis; redis.Redis.from_url('$REDIS_URL').delete('relayq:queue:bench-one')"
+  fi
 
   if [ "$LATENCY" = 1 ]; then
     local rate m
@@ -363,33 +455,21 @@ t = s['last_final_ms'] / 1000 - w['t_first_fetch']
 print(max(1, int(n / t / 2)))")}
     m=$((rate * LATENCY_SECONDS))
     say "paced phase: $m jobs at $rate jobs/s (half the drain rate unless --latency-rate)"
-    start_watch "$RES/watch-latency.json" 0
+    WORKER_IDS=$(seq -s, -f 'bench-w%g' 1 "$K")
+    rm -f "$TMP/paced-done"
+    # The watch covers the whole paced enqueue (it cannot end while the
+    # producer runs), and the statuses are read once every job is final.
+    start_watch "$RES/watch-latency.json" 0 --wait-file "$TMP/paced-done"
+    start_workers "$K"
+    local sink0
+    sink0=$(sink_count)
     enqueue "$RES/enqueue-latency.json" "l-" "$m" "$rate"
+    touch "$TMP/paced-done"
     finish_watch
-    step "$PY" "$REPORT" statuses --redis "$REDIS_URL" --id-prefix "l-" -n "$m" \
-      --out "$RES/statuses-latency.json"
-  fi
-  stop_workers
-  grep -h "stopped:" "$TMP"/worker-*.log >&2 || true
-
-  if [ "$CEILING" = 1 ]; then
-    # The same number of messages, of the size the worker sent (bytes the
-    # sink read per message, less ~150 bytes of SMTP commands; smtp-source
-    # adds its own few headers), over 20 reused sessions.
-    local size t0 t1 cmd
-    size=$(json "$RES/watch.json" 'max(100, int((d["sink_rchar"] or 0) / max(1, '"$N"')) - 150)')
-    cmd="smtp-source -d -s $CEILING_SESSIONS -m $N -l $size -f bench@platform.example -t user@example.com 127.0.0.1:$SPORT"
-    say "SMTP ceiling: $cmd"
-    t0=$(date +%s.%N)
-    # shellcheck disable=SC2086
-    step $cmd >"$TMP/ceiling.log" 2>&1 || die "smtp-source failed: $(tail -n 3 "$TMP/ceiling.log")"
-    t1=$(date +%s.%N)
-    "$PY" - "$RES/ceiling.json" <<EOF
-import json, sys
-s = $t1 - $t0
-json.dump({"command": "$cmd", "messages": $N, "seconds": round(s, 3), "rate": $N / s,
-           "bytes": $size}, open(sys.argv[1], "w"))
-EOF
+    step "$PY" "$REPORT" statuses --redis "$REDIS_URL" --id-prefix "l-" -n "$m" --require-final 60 \
+      --out "$RES/statuses-latency.json" || die "paced phase: not every job became final"
+    expect_sink "$sink0" "$m" "paced phase"
+    stop_workers
   fi
 }
 

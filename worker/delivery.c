@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -27,6 +28,7 @@
 #include "classify.h"
 #include "curlfail.h"
 #include "engine.h"
+#include "keys.h"
 #include "log.h"
 #include "mailgun.h"
 #include "metrics.h"
@@ -34,7 +36,9 @@
 #include "oauth.h"
 #include "redis_health.h"
 #include "dkim_job.h"
+#include "message.h"
 #include "route.h"
+#include "lines.h"
 #include "smtp.h"
 #include "tenants.h"
 #include "util.h"
@@ -317,32 +321,8 @@ static void conclude(struct rq_jobctx *jc) {
   park(jc, "retry", due, 1, rq_errcat_name(c->error), c->detail);
 }
 
-/* ---- circuit breaker ------------------------------------------------------------ */
-
-/* Publishes a breaker change to P:breaker:TENANT (fields per route), so a
- * dashboard can tell the tenant to fix its settings. Fire and forget. */
-static void publish_breaker(struct rq_jobctx *jc, const struct rq_breaker *b) {
-  struct rq_engine *eng = jc->eng;
-  char key[400], f_state[200], f_reason[200], f_until[200], until[24], now_s[24];
-  const char *route = jc->route.name ? jc->route.name : "platform";
-  snprintf(key, sizeof key, "%s:breaker:%s", eng->cfg->prefix, jc->job->tenant);
-  snprintf(f_state, sizeof f_state, "%s.state", route);
-  snprintf(f_reason, sizeof f_reason, "%s.reason", route);
-  snprintf(f_until, sizeof f_until, "%s.until", route);
-  rq_fmt_i64(until, sizeof until, b->state == RQ_BREAKER_OPEN ? b->open_until : 0);
-  rq_fmt_i64(now_s, sizeof now_s, relayq_now_ms());
-  const char *argv[] = {"HSET", key, f_state, rq_breaker_state_name(b->state), f_reason,
-                        b->state == RQ_BREAKER_CLOSED ? "" : rq_errcat_name(b->reason), f_until, until,
-                        "updated_at", now_s};
-  rq_rconn_cmd(eng->cmd, NULL, NULL, 10, argv, NULL);
-  RQ_LOG_FIELDS(b->state == RQ_BREAKER_OPEN ? RQ_LOG_WARN : RQ_LOG_INFO, "circuit breaker", {"tenant", jc->job->tenant},
-                {"route", route}, {"state", rq_breaker_state_name(b->state)},
-                {"reason", b->state == RQ_BREAKER_CLOSED ? NULL : rq_errcat_name(b->reason)});
-}
-
-static void breaker_record(struct rq_jobctx *jc, const struct rq_class *c) {
-  struct rq_breaker_entry *e = rq_breaker_get(jc->eng->breakers, jc->route.conn_key);
-  if (rq_breaker_record(&e->b, c, relayq_now_ms())) publish_breaker(jc, &e->b);
+void rq_delivery_hold(struct rq_jobctx *jc, const char *state, int64_t due_ms, const char *error, const char *detail) {
+  park(jc, state, due_ms, 0, error, detail);
 }
 
 /* ---- transactions --------------------------------------------------------------- */
@@ -426,7 +406,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   struct rq_class health = {.verdict = RQ_OK};
   if (res->err != RQ_SMTP_ERR_OK && (res->stage < RQ_STAGE_MAIL || res->code == 421 || res->code == 0))
     rq_smtp_classify_failure(res, &health);
-  breaker_record(jc, &health);
+  rq_lines_outcome(jc, &health);
   if (too_many) {
     /* The server told us its cap: send the rest in smaller transactions
      * (and remember it for this job). Recipients it refused for that
@@ -460,7 +440,7 @@ static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
     snprintf(c.detail, sizeof c.detail, "%s", res->curl_error);
   } else if (res->status == 0) rq_curl_classify(res->curl_code, res->curl_error, RQ_STAGE_CONNECT, &c);
   else rq_classify_http(res->status, res->body, res->body_len, res->retry_after, relayq_now_ms(), &c);
-  breaker_record(jc, &c);
+  rq_lines_outcome(jc, &c);
   enum rq_rcpt_state st = c.verdict == RQ_OK ? RQ_RCPT_ACCEPTED : c.verdict == RQ_TEMP ? RQ_RCPT_TEMP : RQ_RCPT_REJECTED;
   for (size_t i = jc->chunk_first; i < jc->chunk_first + jc->chunk_n; i++) {
     jc->rcpts[i].state = st;
@@ -497,10 +477,9 @@ static void on_token(const char *token, const struct rq_class *fail, void *arg) 
     return;
   }
   note_reply(jc, 0, "", "", fail);
-  breaker_record(jc, fail);
+  rq_lines_outcome(jc, fail);
   for (size_t i = 0; i < jc->n_rcpts; i++)
     if (jc->rcpts[i].state == RQ_RCPT_TODO) jc->rcpts[i].state = fail->verdict == RQ_PERM ? RQ_RCPT_REJECTED : RQ_RCPT_TEMP;
-  jc->breaker_passed = 0;
   send_next(jc);
 }
 
@@ -540,26 +519,8 @@ static void send_next(struct rq_jobctx *jc) {
     conclude(jc); /* quota: remaining recipients stay TODO -> deferred */
     return;
   }
-  int64_t open_until = 0;
-  struct rq_breaker_entry *be = rq_breaker_get(jc->eng->breakers, jc->route.conn_key);
-  if (!jc->breaker_passed && !rq_breaker_allow(&be->b, relayq_now_ms(), &open_until)) {
-    char detail[700];
-    snprintf(detail, sizeof detail,
-             "Not connecting to %s:%d until the cool-down ends: its last attempts failed (%s). %s",
-             jc->route.host ? jc->route.host : jc->route.name, jc->route.port, rq_errcat_name(be->b.reason),
-             be->b.reason == RQ_ERR_AUTH && jc->route.smtp_conf && jc->route.smtp_conf->xoauth2
-                 ? "The tenant must sign in again (smtp_auth=xoauth2: a new oauth_refresh_token), or check smtp_user."
-             : be->b.reason == RQ_ERR_AUTH ? "Check smtp_user and smtp_password (or the API key)."
-             : be->b.reason == RQ_ERR_TLS ? "Check the server's certificate or smtp_security / smtp_tls_verify."
-                                          : "Check that the server is reachable.");
-    /* Waiting for the breaker is not an attempt, unless this attempt
-     * already ran a transaction. */
-    park(jc, "retry", open_until, jc->transactions > 0, rq_errcat_name(be->b.reason), detail);
-    return;
-  }
-  jc->breaker_passed = 0;
+  /* The breaker let this job through when its line admitted it (lines.c). */
   if (needs_token(jc)) {
-    jc->breaker_passed = 1;
     get_token(jc);
     return;
   }
@@ -742,7 +703,7 @@ static void claim(struct rq_jobctx *jc) {
   char rate_keys[RQ_RATE_MAX][700];
   size_t n_rates = rate_args(jc, rates, limit, todo, cap, limit_s, sizeof limit_s, rate_keys);
   if (j->kind == RELAYQ_KIND_AUTO_REPLY)
-    snprintf(auto_key, sizeof auto_key, "%s:autoreply:%s:", eng->cfg->prefix, j->tenant);
+    relayq__key(auto_key, sizeof auto_key, eng->cfg->prefix, RELAYQ__KEY_AUTOREPLY, j->tenant, NULL);
   rq_fmt_i64(now_s, sizeof now_s, now);
   rq_fmt_i64(win_s, sizeof win_s, eng->cfg->quota_window_s * 1000);
   rq_fmt_i64(slots_s, sizeof slots_s, slots);
@@ -785,7 +746,7 @@ static void claim(struct rq_jobctx *jc) {
   size_t nsf = sizeof status_fields / sizeof status_fields[0];
   char pause_key[300] = "";
   if (limit > 0 || (n_rates && !jc->route.named))
-    snprintf(pause_key, sizeof pause_key, "%s:tpause:%s", eng->cfg->prefix, j->tenant);
+    relayq__key(pause_key, sizeof pause_key, eng->cfg->prefix, RELAYQ__KEY_TPAUSE, j->tenant, NULL);
   size_t argc = nfixed + n_rates + nfixed2 + nr + 1 + nsf;
   const char **argv = rq_xmalloc(argc * sizeof *argv);
   size_t k = 0;
@@ -814,36 +775,18 @@ void rq_delivery_resume_waiting(struct rq_engine *eng) {
 /* ---- routing, sender, envelope ------------------------------------------------------ */
 
 static int build_message(struct rq_jobctx *jc, char *err, size_t errlen) {
-  const struct relayq_job *j = jc->job;
-  if (j->raw) {
-    /* The sender rule rewrites the raw From header in place, so the raw
-     * message passes through one temporary buffer before it becomes the
-     * message's literal segment. */
-    struct rq_buf raw;
-    rq_buf_init(&raw);
-    rq_mime_raw(j->raw, j->raw_len, &raw);
-    rq_route_raw_from(&jc->eng->routing, jc->tenant->t, j, &jc->route, &raw); /* sender rule, then DKIM */
-    rq_mime_raw_msg((const unsigned char *)raw.data, raw.len, &jc->msg);
-    rq_buf_free(&raw);
-    return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
-  }
-  struct rq_sender s;
-  rq_route_sender(&jc->eng->routing, jc->tenant->t, j, &jc->route, &s);
-  const struct rq_tenant *t = jc->tenant->t;
-  struct rq_mime_input in = {
-      .job = j,
-      .from_addr = s.from_addr,
-      .from_name = s.from_name,
-      .reply_to = s.reply_to,
-      .signature_text = t ? t->signature_text : NULL,
-      .signature_html = t ? t->signature_html : NULL,
-      .logo_url = t ? t->logo_url : NULL,
+  const struct rq_message_input in = {
+      .settings = &jc->eng->routing,
+      .tenant = jc->tenant->t,
+      .job = jc->job,
+      .route = &jc->route,
       .message_id = jc->message_id,
       .date_ms = jc->created_ms, /* origination time: a retry sends identical bytes */
+      .now_s = (int64_t)time(NULL),
+      .dkim_key = rq_dkim_job_key,
+      .dkim_arg = jc,
   };
-  if (rq_mime_build_msg(&in, &jc->msg, err, errlen)) return -1;
-  /* A signing failure is the tenant's settings (its key), not the job. */
-  return rq_dkim_sign_job(jc, err, errlen) ? -2 : 0;
+  return rq_message_build(&in, &jc->msg, err, errlen);
 }
 
 /* Envelope: the pending recipients of a retry, else to+cc+bcc, as bare
@@ -910,8 +853,10 @@ static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
   rq_mime_message_id(jc->job->id, rq_route_domain_of(s.from_addr), &mid);
   snprintf(jc->message_id, sizeof jc->message_id, "%s", mid.data);
   rq_buf_free(&mid);
-  claim(jc);
+  rq_lines_submit(jc); /* waits for its tenant route's turn, holding no send slot */
 }
+
+void rq_delivery_admitted(struct rq_jobctx *jc) { claim(jc); }
 
 /* ---- entry ------------------------------------------------------------------------------ */
 

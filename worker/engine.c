@@ -23,6 +23,7 @@
 #include "log.h"
 #include "mailgun.h"
 #include "metrics.h"
+#include "lines.h"
 #include "redis_health.h"
 #include "redis_tls.h"
 #include "smtp.h"
@@ -103,6 +104,7 @@ static void stall_tick(uv_timer_t *t) {
   rq_tenants_retry(eng);
   if (eng->needs_recovery && !eng->recovering) rq_heartbeat_beat(eng);
   drop_if_stuck(eng);
+  rq_lines_tick(eng);
 }
 
 void rq_engine_job_done(struct rq_engine *eng, struct rq_jobctx *jc) {
@@ -110,6 +112,7 @@ void rq_engine_job_done(struct rq_engine *eng, struct rq_jobctx *jc) {
   else eng->jobs = jc->next;
   if (jc->next) jc->next->prev = jc->prev;
   eng->held--;
+  rq_lines_release(jc);
   rq_job_free(jc);
   if (eng->stopping) rq_engine_maybe_finished(eng);
   else rq_fetch_kick(eng);
@@ -171,7 +174,7 @@ static void close_everything(struct rq_engine *eng) {
   else handles_closing--;
   rq_redis_health_close(eng); /* after cmd: its probe reply has run */
   rq_tenants_free_all(eng);
-  rq_breaker_table_free(eng->breakers);
+  rq_lines_free(eng);
   if (eng->on_stopped) eng->on_stopped(eng);
 }
 
@@ -240,6 +243,7 @@ void rq_engine_stop(struct rq_engine *eng) {
   uv_timer_stop(&eng->fetch_timer);
   rq_logf(RQ_LOG_INFO, "stopping: no more fetching; %d job(s) in flight get %lld ms to finish", eng->held,
           (long long)eng->cfg->grace_ms);
+  rq_lines_stop(eng); /* jobs waiting for their tenant's connection go back now */
   uv_timer_start(&eng->grace_timer, grace_expired, (uint64_t)eng->cfg->grace_ms, 0);
   /* Closing the blocking connection unblocks BLMOVE now: Redis moves
    * nothing for a client that is gone. */
@@ -260,6 +264,8 @@ static void on_signal(uv_signal_t *s, int signum) {
   }
   rq_engine_stop(eng);
 }
+
+static void hand_back(struct rq_jobctx *jc) { rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0); }
 
 /* ---- start ---------------------------------------------------------------------- */
 
@@ -306,6 +312,14 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
   uv_signal_start(&eng->sig_term, on_signal, SIGTERM);
   uv_signal_start(&eng->sig_int, on_signal, SIGINT);
 
+  static const struct rq_lines_hooks lines_hooks = {
+      .admitted = rq_delivery_admitted,
+      .hold = rq_delivery_hold,
+      .hand_back = hand_back,
+      .room = rq_fetch_kick,
+      .waited = rq_metrics_line_wait,
+  };
+  rq_lines_init(eng, &lines_hooks);
   eng->curl = rq_curl_new(loop, 0, 0);
   eng->smtp = rq_smtp_new_loop(loop);
   eng->mailgun = rq_mailgun_new(eng->curl);

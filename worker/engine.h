@@ -4,6 +4,7 @@
  *
  *   fetch.c     queues -> inflight -> struct rq_jobctx (batch Lua, BLMOVE when idle)
  *   delivery.c  decode, checks, tenant, route, claim, build, send, outcome
+ *   lines.c     per-tenant-route lines: send slots, connections, breakers, pause
  *   status.c    status hash + event + ack/park/dead-letter (FINISH script)
  *   tenants.c   tenant settings cache (P:tenant:T, a few seconds)
  *   heartbeat.c P:worker:ID heartbeat, registry, reclaim of dead workers
@@ -46,6 +47,7 @@ struct rq_batch;
 enum rq_job_phase {
   RQ_PHASE_NEW,      /* payload held, not decoded */
   RQ_PHASE_TENANT,   /* waiting for tenant settings */
+  RQ_PHASE_WAIT,     /* in its tenant route's line (lines.c), holding no send slot */
   RQ_PHASE_CLAIM,    /* waiting for the CLAIM script */
   RQ_PHASE_SENDING,  /* a transaction is in flight */
   RQ_PHASE_FINISH,   /* waiting for the FINISH script */
@@ -99,8 +101,12 @@ struct rq_jobctx {
   /* the FINISH call being written (status.c) */
   struct rq_finish *finish;
   char invalid_id[RELAYQ_ID_MAX + 1]; /* id read from an invalid payload */
+  /* lines.c */
+  struct rq_line *line;          /* its tenant route's line, from submit until release */
+  struct rq_jobctx *lnext;       /* next job waiting in that line */
+  int64_t wait_since;            /* when it joined the line */
+  int admitted;                  /* holds a send slot and one of the line's connections */
   char *oauth_token;  /* XOAUTH2 routes: this attempt's access token (owned, wiped) */
-  int breaker_passed; /* the breaker let this transaction through before a token wait */
 };
 
 struct rq_engine {
@@ -147,8 +153,11 @@ struct rq_engine {
   int exit_code;
   int64_t started_at_ms;
 
-  /* circuit breakers per tenant server (delivery.c) */
-  struct rq_breaker_entry *breakers[RQ_BREAKER_BUCKETS];
+  /* tenant route lines, breakers, pause (lines.c) */
+  struct rq_lines *lines;
+  int sending; /* jobs admitted: the --concurrency budget in use */
+  int waiting; /* jobs waiting in lines (no slot) */
+  int ready_waiting; /* of those, in lines that wait only for a send slot (they count as busy) */
 
   /* tenant cache (tenants.c) */
   struct rq_tenant_cache *tenants; /* owned by tenants.c */
@@ -172,6 +181,10 @@ void rq_fetch_kick(struct rq_engine *eng); /* fetch more if there is room */
 
 /* delivery.c */
 void rq_delivery_start(struct rq_jobctx *jc); /* payload set; takes it from there */
+void rq_delivery_admitted(struct rq_jobctx *jc); /* its line admitted it: claim, build, send */
+/* Parks a job that never started a transaction back in Redis: state
+ * `retry` or `deferred`, not an attempt, with error and detail. */
+void rq_delivery_hold(struct rq_jobctx *jc, const char *state, int64_t due_ms, const char *error, const char *detail);
 void rq_job_free(struct rq_jobctx *jc);
 /* Claims again the jobs in RQ_PHASE_REDIS_WAIT (Redis accepts writes again). */
 void rq_delivery_resume_waiting(struct rq_engine *eng);

@@ -7,10 +7,14 @@
  * it finds nothing, the worker blocks in BLMOVE on the second connection
  * (a blocked connection can serve nothing else) with a timeout bounded by
  * the next delayed job's due time and 1 s, so delayed jobs and the other
- * queues are looked at again soon. The worker never holds more than
- * --concurrency jobs: a batch asks only for the free room, and waits until
+ * queues are looked at again soon. --concurrency bounds the jobs this
+ * worker is busy with (being sent, or on their way to their tenant route's
+ * line); jobs waiting in a line for their tenant's connection do not count
+ * (lines.c), so a slow tenant's backlog never keeps another tenant's job
+ * from being fetched. A batch asks only for the free room, and waits until
  * that room is a quarter of a batch so a saturated worker still fetches in
- * batches rather than one job per call.
+ * batches rather than one job per call. Tenants whose line is full or
+ * blocked are passed to FETCH, which leaves their backlog in Redis.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +23,7 @@
 #include "engine.h"
 #include "log.h"
 #include "metrics.h"
+#include "lines.h"
 #include "redis_health.h"
 #include "util.h"
 
@@ -57,10 +62,25 @@ static struct rq_jobctx *take(struct rq_engine *eng, redisReply *reply, int queu
   return jc;
 }
 
+/* Jobs that take up the budget: all held but those waiting for their own
+ * tenant route (its connections busy, breaker open, paused); a job whose
+ * line waits only for a free send slot counts, so a saturated worker does
+ * not fetch what it cannot send. */
+static int busy(const struct rq_engine *eng) {
+  int held = eng->held - eng->waiting;
+  /* Lines that already send may not use the reserved slots (lines.c), so
+   * those stay free for another tenant's job: fetch it. */
+  int usable = eng->cfg->concurrency - eng->cfg->concurrency / RQ_RESERVE_SHARE - held;
+  int ready = eng->ready_waiting < usable ? eng->ready_waiting : usable;
+  return held + (ready > 0 ? ready : 0);
+}
+
 static int room(const struct rq_engine *eng) {
-  int r = eng->cfg->concurrency - eng->held;
+  int r = eng->cfg->concurrency - busy(eng);
   return r > 0 ? r : 0;
 }
+
+#define MAX_SKIP 200 /* tenants named to FETCH as not wanted now */
 
 static void fetch_tick(uv_timer_t *t) { rq_fetch_kick(t->data); }
 
@@ -147,6 +167,7 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
     return;
   }
   redisReply *jobs = reply->element[0], *qidx = reply->element[1], *due = reply->element[2];
+  long long aside = reply->elements > 3 && reply->element[3]->type == REDIS_REPLY_INTEGER ? reply->element[3]->integer : 0;
   eng->next_due_ms = due->type == REDIS_REPLY_STRING ? (int64_t)strtod(due->str, NULL) : 0;
   size_t n = jobs->elements;
   rq_metrics_fetched(eng, n);
@@ -164,7 +185,7 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   for (size_t i = 0; i < n; i++) rq_delivery_start(taken[i]);
   eng->fetch_active = 0;
   free(taken);
-  if (n == 0) {
+  if (n == 0 && aside == 0) {
     block_idle(eng);
     return;
   }
@@ -175,7 +196,9 @@ static void start_fetch(struct rq_engine *eng) {
   int want = room(eng);
   if (want > eng->cfg->fetch_batch) want = eng->cfg->fetch_batch;
   size_t nq = eng->cfg->n_queues;
-  const char **argv = rq_xcalloc(3 + 2 + nq + 8, sizeof *argv);
+  const char *skip[MAX_SKIP];
+  size_t n_skip = rq_lines_skip_list(eng, skip, MAX_SKIP);
+  const char **argv = rq_xcalloc(3 + 2 + nq + 8 + n_skip, sizeof *argv);
   char numkeys[16], k_s[16], now_s[24], rr_s[16], sort_s[16], keep_s[16], sort_bytes_s[24];
   snprintf(keep_s, sizeof keep_s, "%d", 4 * eng->cfg->fetch_batch);
   /* Sort many more than we take, so a tenant's job is reached quickly even
@@ -202,6 +225,7 @@ static void start_fetch(struct rq_engine *eng) {
   argv[k++] = sort_s;
   argv[k++] = keep_s;
   argv[k++] = sort_bytes_s;
+  for (size_t i = 0; i < n_skip; i++) argv[k++] = skip[i];
   eng->fetch_pending = 1;
   if (rq_rconn_cmd(eng->cmd, on_fetch, eng, (int)k, argv, NULL)) {
     eng->fetch_pending = 0;
@@ -216,7 +240,9 @@ void rq_fetch_kick(struct rq_engine *eng) {
   if (!rq_redis_health_ok(eng)) return;     /* resumed by redis_health */
   int min_room = eng->cfg->fetch_batch < eng->cfg->concurrency ? eng->cfg->fetch_batch : eng->cfg->concurrency;
   min_room /= 4;
-  if (room(eng) == 0 || (eng->held > 0 && room(eng) < min_room)) return; /* resumed by rq_engine_job_done */
+  int reserve = eng->cfg->concurrency / RQ_RESERVE_SHARE;
+  if (reserve > 0 && min_room > reserve) min_room = reserve; /* the reserved slots alone justify a fetch */
+  if (room(eng) == 0 || (busy(eng) > 0 && room(eng) < min_room)) return; /* resumed by rq_engine_job_done */
   uv_timer_stop(&eng->fetch_timer);
   start_fetch(eng);
 }

@@ -39,6 +39,7 @@
 #include "http_min.h"
 #include "log.h"
 #include "rconn.h"
+#include "lines.h"
 #include "util.h"
 
 #define MAX_CONNS 64
@@ -87,6 +88,10 @@ static const double TXN_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 static const double E2F_BOUNDS[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400};
 /* Jobs per fetch call: powers of two up to the largest --fetch-batch. */
 static const double BATCH_BOUNDS[] = {0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000};
+/* Waiting for the tenant route's turn: none while it has a free
+ * connection, a transaction's time while saturated, more when slow. */
+static const double WAIT_BOUNDS[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+#define LINE_SERIES_MAX 50 /* per-tenant line gauges shown: the busiest */
 
 struct hist {
   uint64_t bucket[MAX_BOUNDS]; /* observations in (bounds[i-1], bounds[i]]; cumulated when rendered */
@@ -134,6 +139,7 @@ struct rq_metrics {
   struct hist txn[N_TXN_ROUTES];
   struct hist e2f[N_FINAL];
   struct hist batch;
+  struct hist line_wait;
 
   struct tenant_series *tenants; /* cfg->metrics_tenants slots */
   size_t n_tenants, max_tenants;
@@ -252,6 +258,11 @@ void rq_metrics_fetched(struct rq_engine *eng, size_t n) {
 /* ---- exposition ----------------------------------------------------------------- */
 
 /* Shortest text that reads back as the same double ("0.25", "1e-05"). */
+void rq_metrics_line_wait(struct rq_engine *eng, double seconds) {
+  struct rq_metrics *m = eng->metrics;
+  if (m) observe(&m->line_wait, WAIT_BOUNDS, sizeof WAIT_BOUNDS / sizeof WAIT_BOUNDS[0], seconds);
+}
+
 static void put_double(struct rq_buf *b, double v) {
   char tmp[40];
   if (isinf(v)) {
@@ -362,6 +373,74 @@ static uint64_t reconnects(struct rq_metrics *m) {
   return rq_rconn_reconnects(eng->cmd) + m->blk_reconnects;
 }
 
+/* The busiest lines (in flight + waiting), at most LINE_SERIES_MAX, so the
+ * label set stays bounded whatever the number of tenants. */
+struct line_top {
+  struct rq_line_view v[LINE_SERIES_MAX];
+  size_t n;
+  uint64_t rest_active, rest_waiting;
+  uint64_t breakers[3];
+};
+
+static void collect_line(const struct rq_line_view *v, void *arg) {
+  struct line_top *t = arg;
+  t->breakers[v->breaker]++;
+  if (v->active == 0 && v->waiting == 0 && v->breaker == RQ_BREAKER_CLOSED) return;
+  size_t at = t->n;
+  if (t->n == LINE_SERIES_MAX) { /* replace the smallest if this one is busier */
+    size_t min = 0;
+    for (size_t i = 1; i < t->n; i++)
+      if (t->v[i].active + t->v[i].waiting < t->v[min].active + t->v[min].waiting) min = i;
+    const struct rq_line_view *out = v;
+    if (t->v[min].active + t->v[min].waiting < v->active + v->waiting) {
+      out = &t->v[min];
+      at = min;
+    } else {
+      at = LINE_SERIES_MAX;
+    }
+    t->rest_active += (uint64_t)out->active;
+    t->rest_waiting += (uint64_t)out->waiting;
+    if (at == LINE_SERIES_MAX) return;
+  } else {
+    t->n++;
+  }
+  t->v[at] = *v;
+}
+
+static void render_lines(struct rq_metrics *m, struct rq_buf *b) {
+  struct line_top *t = rq_xcalloc(1, sizeof *t);
+  rq_lines_foreach(m->eng, collect_line, t);
+  family(b, "relayq_tenant_inflight", "gauge",
+         "Jobs of a tenant route being sent (holding a send slot), for the busiest lines; the rest are "
+         "tenant=\"_other\".");
+  for (size_t i = 0; i < t->n; i++)
+    sample_u64(b, "relayq_tenant_inflight", "tenant", t->v[i].tenant, "route", t->v[i].route,
+               (uint64_t)t->v[i].active);
+  sample_u64(b, "relayq_tenant_inflight", "tenant", "_other", "route", "_other", t->rest_active);
+  family(b, "relayq_tenant_waiting", "gauge",
+         "Jobs of a tenant route waiting in this worker for a connection (holding no send slot).");
+  for (size_t i = 0; i < t->n; i++)
+    sample_u64(b, "relayq_tenant_waiting", "tenant", t->v[i].tenant, "route", t->v[i].route,
+               (uint64_t)t->v[i].waiting);
+  sample_u64(b, "relayq_tenant_waiting", "tenant", "_other", "route", "_other", t->rest_waiting);
+  family(b, "relayq_breaker_open", "gauge",
+         "1 for a tenant route whose circuit breaker is open (or half-open: probing) in this worker.");
+  for (size_t i = 0; i < t->n; i++)
+    if (t->v[i].breaker != RQ_BREAKER_CLOSED)
+      sample_u64(b, "relayq_breaker_open", "tenant", t->v[i].tenant, "route", t->v[i].route, 1);
+  family(b, "relayq_breakers", "gauge", "Tenant route breakers this worker knows, by state.");
+  for (int st = 0; st < 3; st++)
+    sample_u64(b, "relayq_breakers", "state", rq_breaker_state_name((enum rq_breaker_state)st), NULL, NULL,
+               t->breakers[st]);
+  family(b, "relayq_sending", "gauge", "Jobs holding one of the --concurrency send slots.");
+  sample_u64(b, "relayq_sending", NULL, NULL, NULL, NULL, (uint64_t)(m->eng->sending > 0 ? m->eng->sending : 0));
+  family(b, "relayq_line_wait_seconds", "histogram",
+         "Time a job waited in this worker for its tenant route's turn (a free connection and send slot).");
+  put_hist(b, "relayq_line_wait_seconds", NULL, NULL, &m->line_wait, WAIT_BOUNDS,
+           sizeof WAIT_BOUNDS / sizeof WAIT_BOUNDS[0]);
+  free(t);
+}
+
 static void render(struct rq_metrics *m, struct rq_buf *b) {
   const struct rq_engine *eng = m->eng;
   const struct rq_config *cfg = eng->cfg;
@@ -410,6 +489,7 @@ static void render(struct rq_metrics *m, struct rq_buf *b) {
   put_hist(b, "relayq_fetch_batch_size", NULL, NULL, &m->batch, BATCH_BOUNDS,
            sizeof BATCH_BOUNDS / sizeof BATCH_BOUNDS[0]);
 
+  render_lines(m, b);
   struct rq_tenant_cache_stats tc;
   rq_tenants_stats(m->eng, &tc);
   family(b, "relayq_tenant_cache_lookups_total", "counter",
@@ -443,7 +523,7 @@ static void render(struct rq_metrics *m, struct rq_buf *b) {
 
   family(b, "relayq_inflight", "gauge", "Jobs this worker holds (fetched, not yet finished).");
   sample_u64(b, "relayq_inflight", NULL, NULL, NULL, NULL, (uint64_t)(eng->held > 0 ? eng->held : 0));
-  family(b, "relayq_concurrency_limit", "gauge", "Most jobs this worker holds at once (--concurrency).");
+  family(b, "relayq_concurrency_limit", "gauge", "Most sends this worker runs at once (--concurrency).");
   sample_u64(b, "relayq_concurrency_limit", NULL, NULL, NULL, NULL, (uint64_t)cfg->concurrency);
   family(b, "relayq_stopping", "gauge", "1 once SIGTERM/SIGINT was received and the worker is draining.");
   sample_u64(b, "relayq_stopping", NULL, NULL, NULL, NULL, eng->stopping ? 1 : 0);

@@ -35,6 +35,8 @@ void rq_metrics_transaction(struct rq_engine *eng, const char *route, double sec
 /* A job was parked: state "retry" or "deferred", reason = error category
  * ("quota", "connect", ...; "not_before" for not_before deferrals). */
 void rq_metrics_parked(struct rq_engine *eng, const char *state, const char *reason);
+/* A job waited this long in its tenant route's line before its turn. */
+void rq_metrics_line_wait(struct rq_engine *eng, double seconds);
 /* A fetch call returned n jobs. */
 void rq_metrics_fetched(struct rq_engine *eng, size_t n);
 

@@ -22,11 +22,12 @@
 #include <relayq/relayq.h>
 
 #include "engine.h"
+#include "hmap.h"
+#include "keys.h"
 #include "log.h"
 #include "oauth_http.h"
 #include "util.h"
 
-#define N_BUCKETS 1024
 #define MARGIN_MAX_MS 300000 /* refresh this long before expiry at most */
 #define LOCK_MS 30000        /* the refresh lock's lifetime: a crashed refresher frees it */
 #define POLL_MS 250          /* re-read P:oauth while another worker refreshes */
@@ -42,7 +43,7 @@ struct waiter {
 };
 
 struct entry {
-  struct entry *next;
+  struct rq_hent h; /* in o->map, keyed by place (hmap.h) */
   struct rq_oauth *o;
   char place[300];        /* oauth:T[:route:R] (AAD place of the access token) */
   char key[400];          /* P:oauth:T[:route:R] */
@@ -72,7 +73,7 @@ struct entry {
 
 struct rq_oauth {
   struct rq_engine *eng;
-  struct entry *b[N_BUCKETS];
+  struct rq_hmap map; /* struct entry by place */
   uv_timer_t timer;
   int timer_on;
   int pending; /* Redis commands and token requests not yet called back */
@@ -115,12 +116,6 @@ static void digest(char out[33], const char *const *parts, size_t n) {
   OPENSSL_cleanse(md, sizeof md);
 }
 
-static unsigned bucket(const char *s) {
-  unsigned h = 2166136261u;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 16777619u;
-  return h % N_BUCKETS;
-}
-
 static const struct rq_config *cfg_of(const struct entry *e) {
   return e->o->eng->cfg;
 }
@@ -145,22 +140,23 @@ static struct entry *entry_for(struct rq_oauth *o, const struct rq_oauth_need *n
   char place[300];
   if (need->route) snprintf(place, sizeof place, "oauth:%s:route:%s", need->tenant, need->route);
   else snprintf(place, sizeof place, "oauth:%s", need->tenant);
-  unsigned b = bucket(place);
-  for (struct entry *e = o->b[b]; e; e = e->next)
-    if (!strcmp(e->place, place)) return e;
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, place);
+  for (struct rq_hent *x = rq_hmap_chain(&o->map, h); x; x = x->next)
+    if (x->hash == h && !strcmp(((struct entry *)x)->place, place)) return (struct entry *)x;
   struct entry *e = rq_xcalloc(1, sizeof *e);
   const char *prefix = o->eng->cfg->prefix;
   e->o = o;
   snprintf(e->place, sizeof e->place, "%s", place);
-  snprintf(e->key, sizeof e->key, "%s:%s", prefix, place);
+  relayq__key(e->key, sizeof e->key, prefix, RELAYQ__KEY_OAUTH, need->tenant, need->route);
   snprintf(e->lock_key, sizeof e->lock_key, "%s:lock", e->key);
   if (need->route) snprintf(e->tenant_place, sizeof e->tenant_place, "tenant:%s:route:%s", need->tenant, need->route);
   else snprintf(e->tenant_place, sizeof e->tenant_place, "tenant:%s", need->tenant);
-  snprintf(e->tenant_key, sizeof e->tenant_key, "%s:%s", prefix, e->tenant_place);
+  if (need->route) relayq__key(e->tenant_key, sizeof e->tenant_key, prefix, RELAYQ__KEY_ROUTE, need->tenant, need->route);
+  else relayq_key(e->tenant_key, sizeof e->tenant_key, prefix, RELAYQ_KEY_TENANT, need->tenant);
   snprintf(e->tenant, sizeof e->tenant, "%s", need->tenant);
   snprintf(e->route, sizeof e->route, "%s", need->route ? need->route : "");
-  e->next = o->b[b];
-  o->b[b] = e;
+  e->h.hash = h;
+  rq_hmap_add(&o->map, &e->h);
   return e;
 }
 
@@ -181,6 +177,8 @@ static void entry_free(struct entry *e) {
   }
   free(e);
 }
+
+static void free_entry(struct rq_hent *x) { entry_free((struct entry *)x); }
 
 /* ---- answering the waiting jobs -------------------------------------------------------- */
 
@@ -554,8 +552,9 @@ static void read_entry(struct entry *e) {
 static void on_tick(uv_timer_t *t) {
   struct rq_oauth *o = t->data;
   int waiting = 0;
-  for (int b = 0; b < N_BUCKETS; b++)
-    for (struct entry *e = o->b[b]; e; e = e->next) {
+  for (size_t b = 0; b < o->map.nb; b++)
+    for (struct rq_hent *x = o->map.b[b]; x; x = x->next) {
+      struct entry *e = (struct entry *)x;
       if (!e->busy || !e->waiting_other) continue;
       waiting = 1;
       if (!e->op_pending) read_entry(e);
@@ -643,12 +642,7 @@ void rq_oauth_invalidate(struct rq_engine *eng, const struct rq_oauth_need *need
 
 static void maybe_free(struct rq_oauth *o) {
   if (!o->closing || o->pending > 0 || !o->timer_closed) return;
-  for (int b = 0; b < N_BUCKETS; b++)
-    while (o->b[b]) {
-      struct entry *e = o->b[b];
-      o->b[b] = e->next;
-      entry_free(e);
-    }
+  rq_hmap_free(&o->map, free_entry);
   void (*cb)(void *) = o->closed_cb;
   void *arg = o->closed_arg;
   free(o);
@@ -671,8 +665,10 @@ void rq_oauth_close(struct rq_engine *eng, void (*closed_cb)(void *), void *arg)
   o->closing = 1;
   o->closed_cb = closed_cb;
   o->closed_arg = arg;
-  for (int b = 0; b < N_BUCKETS; b++)
-    for (struct entry *e = o->b[b]; e; e = e->next)
+  for (size_t b = 0; b < o->map.nb; b++)
+    for (struct rq_hent *x = o->map.b[b]; x; x = x->next) {
+      struct entry *e = (struct entry *)x;
       if (e->waiters) fail_with(e, RQ_TEMP, RQ_ERR_CONNECT, 0, "The worker is stopping; the job is retried.");
+    }
   uv_close((uv_handle_t *)&o->timer, on_timer_closed);
 }

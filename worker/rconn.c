@@ -8,6 +8,7 @@
 
 #include "redis_tls.h"
 #include "redis_uv.h"
+#include "resp.h"
 
 #include "log.h"
 #include "util.h"
@@ -395,20 +396,18 @@ static void trampoline(redisAsyncContext *ac, void *reply, void *priv) {
 #define RESP_KEEP_MAX (1u << 20)
 
 /*
- * Formats the command as RESP by hand and hands it to hiredis
- * preformatted: redisAsyncCommandArgv builds it with sdscatfmt, a printf
- * per argument, which was a quarter of the worker's instructions per
- * message (bench/run.sh --callgrind). Here one pass sizes it, one writes
- * it into a buffer the connection keeps; hiredis copies it once into its
- * output buffer.
+ * Formats the command as RESP by hand (librelayq's resp.h, the writer
+ * the producer uses too) and hands it to hiredis preformatted:
+ * redisAsyncCommandArgv builds it with sdscatfmt, a printf per argument,
+ * which was a quarter of the worker's instructions per message
+ * (bench/run.sh --callgrind). Here one pass sizes it, one writes it into
+ * a buffer the connection keeps; hiredis copies it once into its output
+ * buffer.
  */
 int rq_rconn_cmd(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, int argc, const char **argv,
                  const size_t *argvlen) {
   if (!rc->ready || rc->closing || argc <= 0) return -1;
-  /* Each header: a mark, at most 20 digits and CRLF. */
-  enum { HEAD = 1 + 20 + 2 };
-  size_t total = HEAD;
-  for (int i = 0; i < argc; i++) total += HEAD + (argvlen ? argvlen[i] : strlen(argv[i])) + 2;
+  size_t total = relayq__resp_bound(argc, argv, argvlen);
   char *buf = rc->resp;
   if (total > rc->resp_cap) {
     if (total > RESP_KEEP_MAX) {
@@ -419,20 +418,8 @@ int rq_rconn_cmd(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, int a
       buf = rc->resp = rq_xmalloc(rc->resp_cap);
     }
   }
-  char *p = buf;
-  *p++ = '*';
-  p += rq_fmt_u64(p, (uint64_t)argc);
-  *p++ = '\r', *p++ = '\n';
-  for (int i = 0; i < argc; i++) {
-    size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
-    *p++ = '$';
-    p += rq_fmt_u64(p, len);
-    *p++ = '\r', *p++ = '\n';
-    memcpy(p, argv[i], len);
-    p += len;
-    *p++ = '\r', *p++ = '\n';
-  }
-  int r = rq_rconn_send(rc, cb, privdata, buf, (size_t)(p - buf));
+  size_t len = relayq__resp_command(buf, argc, argv, argvlen);
+  int r = rq_rconn_send(rc, cb, privdata, buf, len);
   if (buf != rc->resp) free(buf);
   return r;
 }
@@ -468,7 +455,7 @@ int rq_rconn_cmdf(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, cons
 void rq_rconn_drop(struct rq_rconn *rc) {
   if (!linked(rc)) return;
   link_close(rc);
-  on_lost(rc, NULL);
+  on_lost(rc, rc->error[0] ? NULL : "dropped to reconnect");
 }
 
 static void on_handle_closed(uv_handle_t *h) {

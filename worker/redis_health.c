@@ -7,6 +7,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "sentinel_watch.h"
 #include "util.h"
 
 #define PROBE_FIRST_MS 200
@@ -23,6 +24,7 @@ struct rq_redis_health {
   int reasked;              /* READONLY with Sentinel: connections dropped once to ask again */
   uint64_t refusals;
   int closed;
+  struct rq_sentinel_watch *watch; /* redis+sentinel://: follows +switch-master */
 };
 
 static void probe_later(struct rq_redis_health *h);
@@ -102,12 +104,23 @@ static void probe_later(struct rq_redis_health *h) {
   h->next_ms = h->next_ms * 2 > PROBE_MAX_MS ? PROBE_MAX_MS : h->next_ms * 2;
 }
 
+/* Sentinel switched the primary: both connections reconnect, which asks
+ * Sentinel again (replies pending on the old primary come back NULL and
+ * are handled as a lost connection: at-least-once, nothing dropped). */
+static void on_switch(void *arg, const char *host, int port) {
+  (void)host, (void)port;
+  struct rq_engine *eng = arg;
+  if (eng->cmd) rq_rconn_drop(eng->cmd);
+  if (eng->blk && !eng->blk_closed) rq_rconn_drop(eng->blk);
+}
+
 void rq_redis_health_init(struct rq_engine *eng) {
   struct rq_redis_health *h = rq_xcalloc(1, sizeof *h);
   h->eng = eng;
   uv_timer_init(eng->loop, &h->probe_timer);
   h->probe_timer.data = h;
   eng->health = h;
+  if (eng->url.n_sentinels) h->watch = rq_sentinel_watch_new(eng->loop, &eng->url, eng->redis_tls, on_switch, eng);
 }
 
 static void on_closed(uv_handle_t *handle) { free(handle->data); }
@@ -117,6 +130,7 @@ void rq_redis_health_close(struct rq_engine *eng) {
   if (!h) return;
   eng->health = NULL;
   h->closed = 1;
+  rq_sentinel_watch_close(h->watch);
   /* Called after the command connection closed, which ran a pending
    * probe's callback (with NULL): nothing refers to h after this. */
   uv_close((uv_handle_t *)&h->probe_timer, on_closed);

@@ -15,6 +15,10 @@
  * first. When the probe succeeds everything resumes at once: the
  * heartbeat, stalled status writes, waiting claims, fetching.
  *
+ * With redis+sentinel:// it also runs the +switch-master subscription
+ * (sentinel_watch.h) that makes both connections move to a new primary
+ * at once; READONLY from a demoted primary makes them ask again too.
+ *
  * One log line when it starts (Redis's words, what to do), one when it
  * ends (how long, how many jobs waited). Metrics:
  * relayq_redis_write_refused (gauge), relayq_redis_write_refusals_total.

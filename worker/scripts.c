@@ -120,9 +120,16 @@
  * shared queue is itself one turn of the round robin), ARGV[8] most payload
  * bytes to sort per queue in this call (taken 32 at a time): 1000 jobs of
  * 150 KB each kept Redis busy in one call for over 5 s.
+ * ARGV[9..] tenants the calling worker cannot take now (their line in
+ * that worker is full, or their breaker is open or they are paused):
+ * skipped in the ring like a paused tenant, and their jobs met in the
+ * shared queue are moved to their own list (each job once), so a worker
+ * never pulls a backlog it cannot send. A tenant paused by the operator
+ * (P:thold:T) is skipped by every worker.
  * Promotes up to 1000 due delayed jobs to the FRONT of their tenant's list
  * (they were due already; a quota-deferred backlog keeps its order).
- * Returns { {payload...}, {queue index (1-based)...}, next due score or false }. */
+ * Returns { {payload...}, {queue index (1-based)...}, next due score or
+ * false, jobs moved aside for skipped tenants }. */
 static const char FETCH[] =
   LUA_FIRST_QUEUE
   LUA_TENANT_OF
@@ -150,6 +157,23 @@ static const char FETCH[] =
   "end\n"
   "local k = tonumber(ARGV[1])\n"
   "local now = tonumber(ARGV[2])\n"
+  "local out, qidx = {}, {}\n"
+  "local skip, nskip, aside = {}, 0, 0\n"
+  "for i = 9, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
+  "local function held(t)\n"
+  "  return skip[t] or redis.call('EXISTS', prefix .. ':tpause:' .. t, prefix .. ':thold:' .. t) > 0\n"
+  "end\n"
+  /* A job for a skipped tenant goes to the newest end of its list: it
+   * came from the shared queue, so it is younger than what is there. */
+  "local function take_shared(qi, q, got)\n"
+  "  for _, m in ipairs(got) do\n"
+  "    local t = nskip > 0 and tenant_of(m)\n"
+  "    if t and skip[t] then\n"
+  "      aside = aside + 1\n"
+  "      if redis.call('LPUSH', tq(q, t), m) == 1 then redis.call('LPUSH', ring(q), t) end\n"
+  "    else out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end\n"
+  "  end\n"
+  "end\n"
   "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)\n"
   "for j = #due, 1, -1 do\n"
   "  local m = due[j]\n"
@@ -172,7 +196,6 @@ static const char FETCH[] =
   "    place_all(qname[qi], got)\n"
   "  end\n"
   "end\n"
-  "local out, qidx = {}, {}\n"
   "local start = tonumber(ARGV[5]) % nq\n"
   "for n = 0, nq - 1 do\n"
   "  local qi = (start + n) % nq\n"
@@ -186,7 +209,7 @@ static const char FETCH[] =
   "    local share = math.max(1, math.floor((k - #out) / (rlen + 1)))\n"
   "    if not shared_empty then\n"
   "      local got = redis.call('RPOP', qk, share)\n"
-  "      if got then for _, m in ipairs(got) do out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end\n"
+  "      if got then take_shared(qi, qname[qi], got)\n"
   "      else shared_empty = true end\n"
   "    end\n"
   "    if #out >= k then break end\n"
@@ -194,7 +217,7 @@ static const char FETCH[] =
   "      if shared_empty then break end\n"
   "    else\n"
   "      local t = redis.call('RPOPLPUSH', rk, rk)\n"
-  "      if redis.call('EXISTS', prefix .. ':tpause:' .. t) == 1 then\n"
+  "      if held(t) then\n"
   "        skipped = skipped + 1\n"
   "      else\n"
   "        skipped = 0\n"
@@ -211,7 +234,7 @@ static const char FETCH[] =
   "  end\n"
   "end\n"
   "local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
-  "return {out, qidx, nxt[2] or false}\n";
+  "return {out, qidx, nxt[2] or false, aside}\n";
 
 /* CLAIM: one job, before sending.
  * KEYS[1] status hash, KEYS[2] events channel, KEYS[3] quota zset (or ""),
@@ -431,6 +454,34 @@ static const char RECLAIM[] =
   "if redis.call('LLEN', KEYS[2]) == 0 and ARGV[4] ~= 'force' then redis.call('HDEL', KEYS[3], ARGV[2]) end\n"
   "return n\n";
 
+/* BREAKER_FAIL: one failure of a tenant route, counted for every worker.
+ * KEYS[1] P:breaker:TENANT, ARGV[1] the route. Returns what the workers
+ * decided so far: {failures, state, until, trips, reason}; the worker
+ * decides the trip (worker/mail/breaker.c) and writes it. */
+static const char BREAKER_FAIL[] =
+    "local f = redis.call('HINCRBY', KEYS[1], ARGV[1] .. '.failures', 1)\n"
+    "local v = redis.call('HMGET', KEYS[1], ARGV[1] .. '.state', ARGV[1] .. '.until', ARGV[1] .. '.trips',\n"
+    "  ARGV[1] .. '.reason')\n"
+    "return {f, v[1] or 'closed', v[2] or '0', v[3] or '0', v[4] or ''}\n";
+
+/* BREAKER_PROBE: after the cool-down exactly one worker may probe: the
+ * first to ask sets half_open with a deadline. KEYS[1] P:breaker:TENANT,
+ * ARGV[1] the route, ARGV[2] now (ms), ARGV[3] the probe's deadline (ms).
+ * Returns {1, ...} granted, {0, state, until} wait until then, or {2, ...}
+ * the breaker is closed already. */
+static const char BREAKER_PROBE[] =
+    "local st = redis.call('HGET', KEYS[1], ARGV[1] .. '.state')\n"
+    "local u = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. '.until') or '0') or 0\n"
+    "local pu = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. '.probe_until') or '0') or 0\n"
+    "local now = tonumber(ARGV[2])\n"
+    "if st == 'open' and u > now then return {0, st, tostring(u)} end\n"
+    "if st == 'half_open' and pu > now then return {0, st, tostring(pu)} end\n"
+    "if st ~= 'open' and st ~= 'half_open' then return {2, st or 'closed', '0'} end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1] .. '.state', 'half_open', ARGV[1] .. '.probe_until', ARGV[3],\n"
+    "  ARGV[1] .. '.until', ARGV[3], 'updated_at', ARGV[2])\n"
+    "return {1, 'half_open', ARGV[3]}\n";
+
+
 /* BATCH: CLAIM and FINISH calls of several jobs in one script call
  * (worker/batch.c): Redis spends more on a script call itself than on the
  * commands of one job's CLAIM or FINISH, so one call per loop turn instead
@@ -478,8 +529,9 @@ static const char *batch(void) {
   return batch_source;
 }
 
-static const char *const SOURCES[RQ_SCRIPT_BATCH] = {FETCH, CLAIM, FINISH, RECLAIM};
-static const char *const NAMES[RQ_SCRIPT_COUNT] = {"fetch", "claim", "finish", "reclaim", "batch"};
+static const char *const SOURCES[RQ_SCRIPT_BATCH] = {FETCH, CLAIM, FINISH, RECLAIM, BREAKER_FAIL, BREAKER_PROBE};
+static const char *const NAMES[RQ_SCRIPT_COUNT] = {"fetch", "claim", "finish", "reclaim", "breaker_fail",
+                                                   "breaker_probe", "batch"};
 
 const char *rq_script_source(enum rq_script s) { return s == RQ_SCRIPT_BATCH ? batch() : SOURCES[s]; }
 const char *rq_script_name(enum rq_script s) { return NAMES[s]; }

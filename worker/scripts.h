@@ -20,6 +20,8 @@ enum rq_script {
   RQ_SCRIPT_CLAIM,   /* idempotency + quota + auto-reply check; mark `sending` */
   RQ_SCRIPT_FINISH,  /* write status, publish, then park/dead-letter/requeue, then ack */
   RQ_SCRIPT_RECLAIM, /* move a dead worker's inflight jobs back to their queues */
+  RQ_SCRIPT_BREAKER_FAIL,  /* count one failure of a tenant route for every worker (lines.c) */
+  RQ_SCRIPT_BREAKER_PROBE, /* after the cool-down, let exactly one worker probe (lines.c) */
   RQ_SCRIPT_BATCH,   /* several jobs' CLAIM and FINISH calls in one call (batch.h) */
   RQ_SCRIPT_COUNT
 };

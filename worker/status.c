@@ -17,6 +17,8 @@
 
 #include "batch.h"
 #include "engine.h"
+#include "event.h"
+#include "keys.h"
 #include "log.h"
 #include "redis_health.h"
 #include "util.h"
@@ -51,14 +53,6 @@ static const char *utc_day(void) {
   return day;
 }
 
-/* PREFIX:stats:TENANT[:DAY] (truncated to cap like snprintf). */
-static void stats_key_of(char *dst, size_t cap, const char *prefix, const char *tenant, const char *day) {
-  size_t n = rq_scat(dst, cap, 0, prefix);
-  n = rq_scat(dst, cap, n, ":stats:");
-  n = rq_scat(dst, cap, n, tenant);
-  if (day) rq_scat(dst, cap, rq_scat(dst, cap, n, ":"), day);
-}
-
 static const char *find(const struct rq_status_kv *kv, size_t n, const char *key) {
   for (size_t i = 0; i < n; i++)
     if (kv[i].key && !strcmp(kv[i].key, key)) return kv[i].value;
@@ -67,30 +61,10 @@ static const char *find(const struct rq_status_kv *kv, size_t n, const char *key
 
 void rq_status_event_json(struct rq_buf *b, const char *id, const char *tenant, const char *state, int attempts,
                           int64_t ts, const char *route, int code, const char *error, const char *worker) {
-  rq_buf_puts(b, "{\"id\":");
-  rq_json_str(b, id ? id : "");
-  rq_buf_puts(b, ",\"tenant\":");
-  rq_json_str(b, tenant ? tenant : "");
-  rq_buf_puts(b, ",\"state\":");
-  rq_json_str(b, state);
-  rq_buf_puts(b, ",\"attempts\":");
-  rq_buf_put_i64(b, attempts);
-  rq_buf_puts(b, ",\"ts\":");
-  rq_buf_put_i64(b, ts);
-  if (route && *route) {
-    rq_buf_puts(b, ",\"route\":");
-    rq_json_str(b, route);
-  }
-  if (code) rq_buf_printf(b, ",\"code\":%d", code);
-  if (error && *error) {
-    rq_buf_puts(b, ",\"error\":");
-    rq_json_str(b, error);
-  }
-  if (worker) {
-    rq_buf_puts(b, ",\"worker\":");
-    rq_json_str(b, worker);
-  }
-  rq_buf_putc(b, '}');
+  const struct relayq__event ev = {id, tenant, state, attempts, ts, route, code, error, worker};
+  rq_buf_reserve(b, relayq__event_max(&ev));
+  b->len += relayq__event_json(b->data + b->len, &ev);
+  b->data[b->len] = '\0';
 }
 
 static void send_finish(struct rq_jobctx *jc);
@@ -170,8 +144,8 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
   const char *stats_key = "", *daily_key = "";
   const char *tenant = find(fields, n_fields, "tenant");
   if (state && status_key[0] && tenant && *tenant) {
-    stats_key_of(stats_buf, sizeof stats_buf, cfg->prefix, tenant, NULL);
-    stats_key_of(daily_buf, sizeof daily_buf, cfg->prefix, tenant, utc_day());
+    relayq__key(stats_buf, sizeof stats_buf, cfg->prefix, RELAYQ__KEY_STATS, tenant, NULL);
+    relayq__key(daily_buf, sizeof daily_buf, cfg->prefix, RELAYQ__KEY_STATS, tenant, utc_day());
     stats_key = stats_buf, daily_key = daily_buf;
   }
   char score_s[24], ttl_s[24];

@@ -9,10 +9,9 @@
 #include <openssl/evp.h>
 
 #include "engine.h"
+#include "keys.h"
 #include "log.h"
 #include "util.h"
-
-#define MIN_BUCKETS 1024
 
 /* A job waiting for an entry to load. */
 struct rq_waiter {
@@ -21,46 +20,18 @@ struct rq_waiter {
   struct rq_waiter *next;
 };
 
-/* The table: chains in a bucket array that doubles when the entries
- * outnumber the buckets twice (so a lookup stays a few compares with
- * 100,000 tenants), and every entry in the table on one LRU list (head:
- * most recently used). Bounded by cfg->tenant_cache_max entries. */
+/* The table (hmap.h: a lookup stays a few compares with 100,000 tenants),
+ * and every entry in the table on one LRU list (head: most recently
+ * used). Bounded by cfg->tenant_cache_max entries. */
 struct rq_tenant_cache {
-  struct rq_tenant_entry **b;
-  size_t n_buckets, count;
+  struct rq_hmap map;
   struct rq_tenant_entry *lru_head, *lru_tail;
   struct rq_tenant_cache_stats st;
 };
 
 static struct rq_tenant_cache *cache(struct rq_engine *eng) {
-  if (!eng->tenants) {
-    eng->tenants = rq_xcalloc(1, sizeof *eng->tenants);
-    eng->tenants->n_buckets = MIN_BUCKETS;
-    eng->tenants->b = rq_xcalloc(MIN_BUCKETS, sizeof *eng->tenants->b);
-  }
+  if (!eng->tenants) eng->tenants = rq_xcalloc(1, sizeof *eng->tenants);
   return eng->tenants;
-}
-
-static size_t hash_id(const char *id) {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 16777619u;
-  return h;
-}
-
-static void grow(struct rq_tenant_cache *c) {
-  size_t n = c->n_buckets * 2;
-  struct rq_tenant_entry **nb = rq_xcalloc(n, sizeof *nb);
-  for (size_t i = 0; i < c->n_buckets; i++) {
-    for (struct rq_tenant_entry *e = c->b[i], *next; e; e = next) {
-      next = e->next;
-      size_t k = hash_id(e->id) & (n - 1);
-      e->next = nb[k];
-      nb[k] = e;
-    }
-  }
-  free(c->b);
-  c->b = nb;
-  c->n_buckets = n;
 }
 
 static void lru_unlink(struct rq_tenant_cache *c, struct rq_tenant_entry *e) {
@@ -89,12 +60,8 @@ static void entry_free(struct rq_tenant_entry *e) {
 static void unlink_entry(struct rq_engine *eng, struct rq_tenant_entry *e) {
   struct rq_tenant_cache *c = cache(eng);
   if (!e->in_table) return;
-  struct rq_tenant_entry **pp = &c->b[hash_id(e->id) & (c->n_buckets - 1)];
-  while (*pp && *pp != e) pp = &(*pp)->next;
-  if (*pp) *pp = e->next;
-  e->next = NULL;
+  rq_hmap_del(&c->map, &e->h);
   lru_unlink(c, e);
-  c->count--;
   e->in_table = 0;
   e->refs--;
 }
@@ -124,10 +91,10 @@ static void trim(struct rq_engine *eng, int64_t now) {
   while (e && skip_budget > 0) {
     struct rq_tenant_entry *prev = e->lru_prev;
     int stale = e->loaded_ms && now - e->loaded_ms >= eng->cfg->tenant_cache_ms;
-    if (c->count <= max && !(stale && expire_budget > 0)) break;
+    if (c->map.n <= max && !(stale && expire_budget > 0)) break;
     if (!evictable(e)) {
       skip_budget--;
-    } else if (c->count > max) {
+    } else if (c->map.n > max) {
       c->st.evictions++;
       drop(eng, e);
     } else {
@@ -145,7 +112,7 @@ void rq_tenants_stats(struct rq_engine *eng, struct rq_tenant_cache_stats *out) 
     return;
   }
   *out = eng->tenants->st;
-  out->entries = eng->tenants->count;
+  out->entries = eng->tenants->map.n;
 }
 
 void rq_tenants_release(struct rq_engine *eng, struct rq_tenant_entry *e) {
@@ -287,7 +254,6 @@ static void on_tenant(redisAsyncContext *ac, void *r, void *priv) {
   size_t n_routes = e->t->n_routes;
   e->routes_pending = (int)n_routes;
   char key[600];
-  relayq_key(key, sizeof key, eng->cfg->prefix, RELAYQ_KEY_TENANT, e->id);
   /* Every read is prepared before any is issued: a command that cannot be
    * sent completes at once, and the last completion frees e->t. */
   struct route_read **reads = rq_xcalloc(n_routes, sizeof *reads);
@@ -298,9 +264,10 @@ static void on_tenant(redisAsyncContext *ac, void *r, void *priv) {
     reads[i]->name = rq_xstrdup(e->t->route_names[i]);
     e->refs++;
   }
-  for (size_t i = 0; i < n_routes; i++)
-    if (rq_rconn_cmdf(eng->cmd, on_route, reads[i], "HGETALL %s:route:%s", key, reads[i]->name))
-      on_route(NULL, NULL, reads[i]);
+  for (size_t i = 0; i < n_routes; i++) {
+    relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_ROUTE, e->id, reads[i]->name);
+    if (rq_rconn_cmdf(eng->cmd, on_route, reads[i], "HGETALL %s", key)) on_route(NULL, NULL, reads[i]);
+  }
   free(reads);
   rq_tenants_release(eng, e);
 }
@@ -318,9 +285,10 @@ static void start_read(struct rq_engine *eng, struct rq_tenant_entry *e) {
 
 void rq_tenants_get(struct rq_engine *eng, struct rq_jobctx *jc, const char *tenant_id, rq_tenant_cb cb) {
   struct rq_tenant_cache *c = cache(eng);
-  size_t h = hash_id(tenant_id);
-  struct rq_tenant_entry *e = c->b[h & (c->n_buckets - 1)];
-  while (e && strcmp(e->id, tenant_id)) e = e->next;
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, tenant_id);
+  struct rq_tenant_entry *e = NULL;
+  for (struct rq_hent *x = rq_hmap_chain(&c->map, h); x && !e; x = x->next)
+    if (x->hash == h && !strcmp(((struct rq_tenant_entry *)x)->id, tenant_id)) e = (struct rq_tenant_entry *)x;
   int64_t now = relayq_now_ms();
   if (e && evictable(e) && now - e->loaded_ms >= eng->cfg->tenant_cache_ms) {
     c->st.expired++;
@@ -333,11 +301,8 @@ void rq_tenants_get(struct rq_engine *eng, struct rq_jobctx *jc, const char *ten
     e->eng = eng;
     e->refs = 1;
     e->in_table = 1;
-    if (c->count + 1 > 2 * c->n_buckets) grow(c);
-    size_t k = h & (c->n_buckets - 1);
-    e->next = c->b[k];
-    c->b[k] = e;
-    c->count++;
+    e->h.hash = h;
+    rq_hmap_add(&c->map, &e->h);
   } else {
     lru_unlink(c, e);
   }
@@ -377,7 +342,7 @@ void rq_tenants_free_all(struct rq_engine *eng) {
   if (!eng->tenants) return;
   struct rq_tenant_cache *c = cache(eng);
   while (c->lru_head) drop(eng, c->lru_head);
-  free(c->b);
+  rq_hmap_free(&c->map, NULL);
   free(c);
   eng->tenants = NULL;
 }

@@ -22,12 +22,14 @@
 
 #include <stdint.h>
 
+#include "hmap.h"
 #include "tenant.h"
 
 struct rq_engine;
 struct rq_jobctx;
 
 struct rq_tenant_entry {
+  struct rq_hent h; /* in the cache's table while in_table (hmap.h) */
   char *id;
   struct rq_tenant *t;   /* parsed settings; NULL when error[0] */
   char error[400];       /* why the settings are unusable */
@@ -38,7 +40,6 @@ struct rq_tenant_entry {
   int loading;           /* a read is in flight */
   int routes_pending;    /* route hashes still to read */
   struct rq_waiter *waiters;
-  struct rq_tenant_entry *next; /* hash chain */
   struct rq_tenant_entry *lru_prev, *lru_next; /* while in the table */
   struct rq_engine *eng;
   void *dkim_key;        /* EVP_PKEY parsed once per settings version, or NULL */

@@ -20,7 +20,12 @@ final state on P:events and prints the status hash as one JSON line.
 
 Settings (environment):
   RELAYQ_REDIS_URL       redis://[[user]:password@]host[:port][/db]
-                         (default redis://127.0.0.1:6379)
+                         (default redis://127.0.0.1:6379), rediss:// (TLS), or
+                         redis+sentinel://[[user]:password@]H:P[,H:P...]/MASTER[/db]
+                         (rediss+sentinel:// over TLS), as the worker reads them
+  RELAYQ_REDIS_CA_FILE   CA (PEM) that signed a rediss:// server's certificate
+                         (default: the system's); RELAYQ_REDIS_CERT and
+                         RELAYQ_REDIS_KEY for a client certificate
   RELAYQ_PREFIX          key prefix (default relayq)
   RELAYQ_SECRET_KEY      base64 of 32 bytes, the workers' key (needed to seal)
   RELAYQ_EXAMPLE_TENANT  tenant id (default acme)
@@ -310,6 +315,33 @@ def example_attachment():
     return b"%PDF-1.4\n" + bytes(range(256)) + b"\n%%EOF\n"
 
 
+def connect(url, env):
+    """A redis-py client for the worker's URL forms. rediss:// verifies the
+    certificate and host name (redis-py's defaults, ssl_cert_reqs=required);
+    redis+sentinel:// asks the sentinels for the primary and follows
+    failovers (redis-py's Sentinel re-asks on every new connection)."""
+    tls = {}
+    if url.startswith(("rediss://", "rediss+sentinel://")):
+        tls = {"ssl_ca_certs": env("RELAYQ_REDIS_CA_FILE"), "ssl_certfile": env("RELAYQ_REDIS_CERT"),
+               "ssl_keyfile": env("RELAYQ_REDIS_KEY")}
+        tls = {k: v for k, v in tls.items() if v}
+    if not url.startswith(("redis+sentinel://", "rediss+sentinel://")):
+        return redis.Redis.from_url(url, socket_timeout=30, **tls)
+    import urllib.parse
+    from redis.sentinel import Sentinel
+    u = urllib.parse.urlsplit(url)
+    hosts = u.netloc.rpartition("@")[2]
+    path = [p for p in u.path.split("/") if p]
+    sentinels = [(h.rpartition(":")[0] or h, int(h.rpartition(":")[2] or 26379) if ":" in h else 26379)
+                 for h in hosts.split(",")]
+    sentinels = [(h.strip("[]"), p) for h, p in sentinels]
+    ssl = {"ssl": True, **tls} if tls or u.scheme.startswith("rediss") else {}
+    s = Sentinel(sentinels, socket_timeout=5, sentinel_kwargs=ssl, **ssl)
+    return s.master_for(path[0], socket_timeout=30, db=int(path[1]) if len(path) > 1 else 0,
+                        username=urllib.parse.unquote(u.username) if u.username else None,
+                        password=urllib.parse.unquote(u.password) if u.password else None)
+
+
 def main():
     env = os.environ.get
     url = env("RELAYQ_REDIS_URL", "redis://127.0.0.1:6379")
@@ -321,7 +353,7 @@ def main():
         print("set RELAYQ_EXAMPLE_TO to the recipient's address", file=sys.stderr)
         return 2
     try:
-        producer = Producer(redis.Redis.from_url(url, socket_timeout=30), prefix)
+        producer = Producer(connect(url, env), prefix)
         if env("RELAYQ_EXAMPLE_SMTP_HOST"):
             key = env("RELAYQ_SECRET_KEY")
             if not key:

@@ -86,7 +86,8 @@ const char *relayq_strerror(int code);
 /* Redis refusing writes for the whole server rather than for one command
  * (RELAYQ_EREFUSED): full at maxmemory with noeviction (OOM), a replica
  * or demoted primary (READONLY), persistence failing (MISCONF), a script
- * running too long (BUSY), the script cache emptied (NOSCRIPT). */
+ * running too long (BUSY), the script cache emptied (NOSCRIPT), too few
+ * replicas acknowledging (NOREPLICAS, with min-replicas-to-write). */
 enum relayq_refusal {
   RELAYQ_REFUSAL_NONE = 0,
   RELAYQ_REFUSAL_OOM,
@@ -94,6 +95,7 @@ enum relayq_refusal {
   RELAYQ_REFUSAL_MISCONF,
   RELAYQ_REFUSAL_BUSY,
   RELAYQ_REFUSAL_NOSCRIPT,
+  RELAYQ_REFUSAL_NOREPLICAS, /* min-replicas-to-write not met (a failover under way, replicas lagging) */
 };
 /* Classifies a Redis error reply by its first word. */
 enum relayq_refusal relayq_redis_refusal(const char *redis_error);

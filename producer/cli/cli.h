@@ -134,6 +134,8 @@ int cli_saas_url_refusal(const struct rq_netpolicy *p, const char *field, const 
 int cmd_send(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_status(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx);
+/* `tenant pause` and `tenant resume` (argv[1]); cmd_tenant_pause.c. */
+int cmd_tenant_pause(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx); /* `tenant trust`, cmd_tenant_trust.c */
 int cmd_tenant_reseal(int argc, char **argv, struct cli_ctx *ctx);        /* tenant reseal */
 int cmd_tenant_verify_domain(int argc, char **argv, struct cli_ctx *ctx); /* tenant verify-domain */

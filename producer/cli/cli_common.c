@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "text.h"
+#include "json.h"
 #include "util.h"
 
 int cli_fail(int code, const char *fmt, ...) {
@@ -144,46 +144,16 @@ size_t cli_max_job_bytes(void) {
   return RELAYQ_DEFAULT_MAX_JOB_BYTES;
 }
 
-/* Length of the UTF-8 sequence at p (n bytes left), or 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n) {
-  size_t want = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc0 ? 2 : 0;
-  if (want == 0 || want > n) return 0;
-  return relayq__utf8_valid((const char *)p, want) ? want : 0;
-}
-
 void cli_json_string(FILE *f, const char *s) {
-  const unsigned char *p = (const unsigned char *)s;
   size_t n = strlen(s);
-  fputc('"', f);
-  for (size_t i = 0; i < n;) {
-    unsigned char c = p[i];
-    if (c == '"' || c == '\\') {
-      fputc('\\', f);
-      fputc(c, f);
-    } else if (c == '\n') {
-      fputs("\\n", f);
-    } else if (c == '\r') {
-      fputs("\\r", f);
-    } else if (c == '\t') {
-      fputs("\\t", f);
-    } else if (c < 0x20 || c == 0x7f) {
-      fprintf(f, "\\u%04x", c);
-    } else if (c >= 0x80) {
-      size_t l = utf8_len(p + i, n - i);
-      if (l == 0) {
-        fputs("\\ufffd", f);
-        i++;
-        continue;
-      }
-      fwrite(p + i, 1, l, f);
-      i += l;
-      continue;
-    } else {
-      fputc(c, f);
-    }
-    i++;
+  char small[1024];
+  char *buf = RELAYQ__JSON_STR_MAX(n) <= sizeof small ? small : malloc(RELAYQ__JSON_STR_MAX(n));
+  if (buf == NULL) {
+    fputs("\"\"", f); /* out of memory: an empty string keeps the JSON valid */
+    return;
   }
-  fputc('"', f);
+  fwrite(buf, 1, relayq__json_str(buf, s, n), f);
+  if (buf != small) free(buf);
 }
 
 /* ---- tables ------------------------------------------------------------------ */

@@ -49,6 +49,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cli.h"
+#include "event.h"
 #include "util.h"
 
 #define PAGE 100                  /* payloads per LRANGE */
@@ -360,12 +361,10 @@ static int requeue_one(redisContext *rc, const char *prefix, const redisReply *e
   relayq_key(queue_key, sizeof queue_key, prefix, RELAYQ_KEY_QUEUE, queue);
   relayq_key(events_key, sizeof events_key, prefix, RELAYQ_KEY_EVENTS, NULL);
   long long now = relayq_now_ms();
-  char now_s[24], event[2 * RELAYQ_ID_MAX + 128];
+  char now_s[24], event[2048]; /* relayq__event_max for two ids of RELAYQ_ID_MAX: under 1,800 */
   snprintf(now_s, sizeof now_s, "%lld", now);
-  /* id and tenant passed validation ([A-Za-z0-9._:@-]): nothing to escape. */
-  snprintf(event, sizeof event,
-           "{\"id\":\"%s\",\"tenant\":\"%s\",\"state\":\"queued\",\"attempts\":0,\"ts\":%lld}",
-           job->id, job->tenant, now);
+  const struct relayq__event ev = {.id = job->id, .tenant = job->tenant, .state = "queued", .ts = now};
+  event[relayq__event_json(event, &ev)] = '\0';
   const char *argv[] = {"EVAL", requeue_lua, "4",     dead_key, status_key, queue_key,
                         events_key, el->str, (const char *)payload, now_s, event, job->tenant};
   size_t lens[12];

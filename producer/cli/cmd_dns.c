@@ -285,6 +285,10 @@ static void check_spf(struct dnsctx *d, const struct opts *o, struct check *c) {
   /* A record that does not parse needs a person: any record we built
    * from it would carry the same error. */
   int broken = t->n_records == 1 && t->root == NULL;
+  if (broken)
+    add(c, "receivers answer permerror for the whole record: correct that term (or remove it) and publish the "
+           "record at %s again",
+        o->domain);
   if (t->plus_all) {
     int at_top = 0;
     for (size_t i = 0; t->root && i < t->root->n; i++)
@@ -318,7 +322,8 @@ static void check_spf(struct dnsctx *d, const struct opts *o, struct check *c) {
     c->result_ip[c->n_results] = o->ip_text[i];
     c->results[c->n_results++] = spf_result_name(r);
     if (r == SPF_PASS) {
-      snprintf(passed + strlen(passed), sizeof passed - strlen(passed), "; authorises %s", o->ip_text[i]);
+      snprintf(passed + strlen(passed), sizeof passed - strlen(passed), "; authorises %s (SPF result pass)",
+               o->ip_text[i]);
       continue;
     }
     if (r == SPF_TEMPERROR) {

@@ -38,6 +38,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cli.h"
+#include "keys.h"
 #include "queue_stats.h"
 #include "util.h"
 
@@ -47,6 +48,7 @@
 #define TOP_TENANTS 5
 #define MAX_NAME 512               /* longer key suffixes are not ours: ignored */
 #define MAX_WARNINGS 5
+#define KEY_MAX (2 * MAX_NAME + 400) /* a prefix and two names */
 
 static const char *const hb_fields[HB_COUNT] = {"host",   "pid",     "started_at",
                                                 "inflight", "sent",  "failed",
@@ -64,6 +66,12 @@ static const struct option queue_opts[] = {
 
 
 /* Appends a copy of p[0..len), whatever it holds but NUL. */
+/* Key kind (relayq.h or keys.h) under s's prefix, written into buf. */
+static const char *key(const struct stats *s, char buf[KEY_MAX], int kind, const char *name, const char *sub) {
+  relayq__key(buf, KEY_MAX, s->prefix, kind, name, sub);
+  return buf;
+}
+
 static void names_push(struct names *s, const char *p, size_t len) {
   if (s->n == s->cap) {
     s->cap = s->cap ? 2 * s->cap : 16;
@@ -235,7 +243,8 @@ static int scan_keys(struct stats *s) {
 /* The registry P:workers: adds its workers and their queues. *pairs gets
  * the id/queues pairs (owned, even count). */
 static int read_registry(struct stats *s, struct names *pairs) {
-  redisReply *r = redisCommand(s->rc, "HGETALL %s:workers", s->prefix);
+  char k[KEY_MAX];
+  redisReply *r = redisCommand(s->rc, "HGETALL %s", key(s, k, RELAYQ_KEY_WORKERS, NULL, NULL));
   if (r == NULL)
     return cli_fail(CLI_FAIL, "the Redis connection failed reading the worker registry: %s.",
                     s->rc->errstr);
@@ -261,8 +270,9 @@ static int read_registry(struct stats *s, struct names *pairs) {
 /* ---- workers ------------------------------------------------------------------- */
 
 static void append_worker(struct stats *s, size_t i) {
-  redisAppendCommand(s->rc, "HGETALL %s:worker:%s", s->prefix, s->w[i].id);
-  redisAppendCommand(s->rc, "LLEN %s:inflight:%s", s->prefix, s->w[i].id);
+  char k[KEY_MAX];
+  redisAppendCommand(s->rc, "HGETALL %s", key(s, k, RELAYQ_KEY_WORKER, s->w[i].id, NULL));
+  redisAppendCommand(s->rc, "LLEN %s", key(s, k, RELAYQ_KEY_INFLIGHT, s->w[i].id, NULL));
 }
 
 static int read_worker(struct stats *s, size_t i) {
@@ -310,8 +320,9 @@ static int read_workers(struct stats *s, const struct names *pairs) {
 /* ---- queues ------------------------------------------------------------------- */
 
 static void append_queue(struct stats *s, size_t i) {
-  redisAppendCommand(s->rc, "LLEN %s:queue:%s", s->prefix, s->q[i].name);
-  redisAppendCommand(s->rc, "LRANGE %s:tring:%s 0 -1", s->prefix, s->q[i].name);
+  char k[KEY_MAX];
+  redisAppendCommand(s->rc, "LLEN %s", key(s, k, RELAYQ_KEY_QUEUE, s->q[i].name, NULL));
+  redisAppendCommand(s->rc, "LRANGE %s 0 -1", key(s, k, RELAYQ__KEY_TRING, s->q[i].name, NULL));
 }
 
 static int read_queue(struct stats *s, size_t i) {
@@ -341,8 +352,9 @@ static int read_queue(struct stats *s, size_t i) {
 
 static void append_tenant(struct stats *s, size_t k) {
   const struct queue_stat *q = &s->q[s->cur];
-  redisAppendCommand(s->rc, "LLEN %s:tq:%s:%s", s->prefix, q->name, q->t[k].tenant);
-  redisAppendCommand(s->rc, "GET %s:tpause:%s", s->prefix, q->t[k].tenant);
+  char kb[KEY_MAX];
+  redisAppendCommand(s->rc, "LLEN %s", key(s, kb, RELAYQ__KEY_TQ, q->name, q->t[k].tenant));
+  redisAppendCommand(s->rc, "GET %s", key(s, kb, RELAYQ__KEY_TPAUSE, q->t[k].tenant, NULL));
 }
 
 static int read_tenant(struct stats *s, size_t k) {
@@ -394,9 +406,10 @@ static int read_queues(struct stats *s) {
 }
 
 static int read_totals(struct stats *s) {
-  redisAppendCommand(s->rc, "ZCOUNT %s:delayed -inf %lld", s->prefix, s->now);
-  redisAppendCommand(s->rc, "ZCOUNT %s:delayed (%lld +inf", s->prefix, s->now);
-  redisAppendCommand(s->rc, "LLEN %s:dead", s->prefix);
+  char k[KEY_MAX];
+  redisAppendCommand(s->rc, "ZCOUNT %s -inf %lld", key(s, k, RELAYQ_KEY_DELAYED, NULL, NULL), s->now);
+  redisAppendCommand(s->rc, "ZCOUNT %s (%lld +inf", k, s->now);
+  redisAppendCommand(s->rc, "LLEN %s", key(s, k, RELAYQ_KEY_DEAD, NULL, NULL));
   long long *out[] = {&s->due, &s->later, &s->dead};
   const char *what[] = {"the delayed set", "the delayed set", "the dead list"};
   for (int i = 0; i < 3; i++) {

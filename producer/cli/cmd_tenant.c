@@ -47,7 +47,10 @@
 #include "curlfail.h"
 #include "curluv.h"
 #include "log.h"
+#include "dkim.h"
+#include "keys.h"
 #include "mailgun.h"
+#include "message.h"
 #include "mime.h"
 #include "cli_oauth.h"
 #include "probe.h"
@@ -329,9 +332,7 @@ static void tenant_key(struct relayq_client *c, const char *tenant, char *out, s
 }
 
 static void route_key(struct relayq_client *c, const char *tenant, const char *route, char *out, size_t cap) {
-  char base[400];
-  tenant_key(c, tenant, base, sizeof base);
-  snprintf(out, cap, "%s:route:%s", base, route);
+  relayq__key(out, cap, relayq_client_prefix(c), RELAYQ__KEY_ROUTE, tenant, route);
 }
 
 /* Runs a command given as argv; prints the failure and returns NULL. The
@@ -1411,7 +1412,23 @@ static void on_mailgun(const struct rq_mailgun_result *res, void *arg) {
 
 static void on_closed(void *arg) { *(int *)arg = 1; }
 
-/* Builds the test message for job j as the worker would. */
+/* The tenant's DKIM key for the test message (a rq_message_key_fn),
+ * parsed on first use; the caller frees key. */
+struct test_key {
+  void *key;
+  const char *pem;
+};
+
+static int test_key_fn(void *arg, void **key, char *err, size_t errlen) {
+  struct test_key *k = arg;
+  if (k->key == NULL) k->key = rq_dkim_key_load(k->pem, err, errlen);
+  *key = k->key;
+  return k->key ? 0 : -1;
+}
+
+/* Builds the test message for job j with the worker's builder (message.h:
+ * sender rule, MIME, DKIM where the worker signs), so it is what a worker
+ * would send. msg is flat, for either transport. */
 static int build_test_message(const struct rq_route_settings *rs, const struct rq_tenant *t, const struct relayq_job *j,
                               const struct rq_route *route, struct rq_sender *snd, struct rq_buf *msg,
                               char *mid_out, size_t mid_cap, char *err, size_t errlen) {
@@ -1420,19 +1437,25 @@ static int build_test_message(const struct rq_route_settings *rs, const struct r
   rq_route_sender(rs, t, j, route, snd);
   rq_mime_message_id(j->id, rq_route_domain_of(snd->from_addr), &mid);
   snprintf(mid_out, mid_cap, "%s", mid.data);
-  struct rq_mime_input in = {
+  rq_buf_free(&mid);
+  struct test_key k = {NULL, t ? t->dkim_private_key : NULL};
+  const struct rq_message_input in = {
+      .settings = rs,
+      .tenant = t,
       .job = j,
-      .from_addr = snd->from_addr,
-      .from_name = snd->from_name,
-      .reply_to = snd->reply_to,
-      .signature_text = t ? t->signature_text : NULL,
-      .signature_html = t ? t->signature_html : NULL,
-      .logo_url = t ? t->logo_url : NULL,
+      .route = route,
       .message_id = mid_out,
       .date_ms = relayq_now_ms(),
+      .now_s = relayq_now_ms() / 1000,
+      .dkim_key = test_key_fn,
+      .dkim_arg = &k,
   };
-  int rc = rq_mime_build(&in, msg, err, errlen);
-  rq_buf_free(&mid);
+  struct rq_msg m;
+  rq_msg_init(&m);
+  int rc = rq_message_build(&in, &m, err, errlen);
+  if (rc == 0) rq_msg_flatten(&m, msg);
+  rq_msg_free(&m);
+  rq_dkim_key_free(k.key);
   return rc;
 }
 
@@ -1754,7 +1777,7 @@ static int del_tenant(const struct topts *o, struct relayq_client *c, const char
   char **keys = NULL;
   size_t n_keys = 0;
   int rc = CLI_FAIL;
-  snprintf(pattern, sizeof pattern, "%s:route:*", key);
+  route_key(c, o->tenant, "*", pattern, sizeof pattern);
   if (scan_keys(c, pattern, &keys, &n_keys) != 0) goto out;
   /* Route names have no ':' (v1.1): a key with one after ":route:" is not
    * this tenant's route but another hash (e.g. a tenant "T:route:x" written
@@ -1817,6 +1840,7 @@ int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
     usage(stdout);
     return CLI_OK;
   }
+  if (!strcmp(argv[1], "pause") || !strcmp(argv[1], "resume")) return cmd_tenant_pause(argc, argv, ctx);
   if (strcmp(argv[1], "trust") == 0) return cmd_tenant_trust(argc - 1, argv + 1, ctx);
   if (strcmp(argv[1], "reseal") == 0) return cmd_tenant_reseal(argc - 1, argv + 1, ctx);
   if (strcmp(argv[1], "verify-domain") == 0) return cmd_tenant_verify_domain(argc - 1, argv + 1, ctx);

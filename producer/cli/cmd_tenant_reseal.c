@@ -235,7 +235,7 @@ int cmd_tenant_reseal(int argc, char **argv, struct cli_ctx *ctx) {
   if (c == NULL) return CLI_FAIL;
   redisContext *rc = relayq_client_redis(c);
   char base[300], pattern[700];
-  snprintf(base, sizeof base, "%s:tenant:", ctx->prefix);
+  relayq_key(base, sizeof base, ctx->prefix, RELAYQ_KEY_TENANT, ""); /* "P:tenant:" */
   char **keys = NULL;
   size_t n = 0;
   struct tally t = {0};

@@ -1,8 +1,8 @@
 /*
  * probe: the SMTP and Mailgun connection verifier (see probe.h).
  *
- * Three parts, top to bottom: the trace (what libcurl's debug callback
- * shows of the session set-up, reduced to per-stage replies and
+ * Three parts, top to bottom: the trace (what the worker's SMTP session
+ * shows of a check, rq_smtp_check, reduced to per-stage replies and
  * timestamps), the explanation of failures in plain words, and the two
  * probes with the report printers.
  */
@@ -19,18 +19,22 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <openssl/asn1.h>
+#include <openssl/bio.h>
+#include <openssl/x509.h>
+#include <uv.h>
 
 #include "address.h"
 #include "classify.h"
 #include "cli.h"
 #include "curlguard.h"
+#include "smtp.h"
 
 #define RAW_MAX 4096    /* bytes of one reply kept for parsing */
 #define LINE_MAX_ 1024  /* bytes of one reply line kept */
 #define OFFERS_MAX 300  /* the EHLO keyword summary */
 #define BODY_MAX 16384  /* Mailgun answer kept */
 #define CONNECT_TIMEOUT_CAP_MS 10000L
-#define CMD_MAX 600     /* "RCPT TO:<address>" with a 254-byte address */
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -42,12 +46,6 @@ static double now_ms(void) {
 
 static void sanitize(char *dst, size_t cap, const char *src) {
   rq_text_sanitize(dst, cap, src ? src : "", src ? strlen(src) : 0);
-}
-
-/* Trims the line end curl leaves on its info texts. */
-static void chomp(char *s) {
-  size_t n = strlen(s);
-  while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ')) s[--n] = '\0';
 }
 
 __attribute__((format(printf, 2, 3))) static void set_error(struct rq_probe_report *r,
@@ -88,8 +86,8 @@ static void host_port(char *out, size_t cap, const char *host, int port) {
 
 /* ---- the trace ------------------------------------------------------------------ */
 
-/* The session set-up stages libcurl runs before CONNECT_ONLY stops it. */
-enum tstage { T_BANNER, T_EHLO, T_STARTTLS, T_EHLO_TLS, T_AUTH, T__COUNT };
+/* The steps of a check, in the order they happen. */
+enum tstage { T_BANNER, T_EHLO, T_STARTTLS, T_EHLO_TLS, T_AUTH, T_MAIL, T_RCPT, T__COUNT };
 
 struct tstep {
   int seen;          /* command sent (or, for the banner, reply read) */
@@ -99,10 +97,9 @@ struct tstep {
   char offers[OFFERS_MAX]; /* EHLO keywords, "STARTTLS, AUTH PLAIN, ..." */
 };
 
-/* Owned by rq_probe_smtp_run for one transfer and freed after
- * curl_easy_cleanup (which may still report the QUIT); the debug callback
- * gets it through CURLOPT_DEBUGDATA. Holds replies only, never what we
- * sent. */
+/* Owned by rq_probe_smtp_run for one check; the session's step callback
+ * fills it. Holds replies only, never what we sent (the session names our
+ * commands by verb). */
 struct trace {
   enum tstage cur;
   int in_auth;   /* our lines are credentials until the final AUTH reply */
@@ -171,6 +168,8 @@ static void trace_command(struct trace *t, const char *p, size_t n) {
   if (starts(p, n, "EHLO") || starts(p, n, "HELO")) next = t->tls_done && t->st[T_EHLO].seen ? T_EHLO_TLS : T_EHLO;
   else if (starts(p, n, "STARTTLS")) next = T_STARTTLS;
   else if (starts(p, n, "AUTH")) next = T_AUTH;
+  else if (starts(p, n, "MAIL")) next = T_MAIL;
+  else if (starts(p, n, "RCPT")) next = T_RCPT;
   else if (starts(p, n, "QUIT")) {
     t->quitting = 1;
     return;
@@ -185,48 +184,18 @@ static void trace_command(struct trace *t, const char *p, size_t n) {
   if (next == T_AUTH) t->in_auth = 1;
 }
 
-static void trace_text(struct trace *t, const char *p, size_t n) {
-  char msg[256];
-  size_t take = n < sizeof msg - 1 ? n : sizeof msg - 1;
-  memcpy(msg, p, take);
-  msg[take] = '\0';
-  chomp(msg);
-  const char *m = msg, *k;
-  while (*m == ' ') m++; /* curl indents the certificate lines */
-  if ((k = "SSL connection using "), strncmp(m, k, strlen(k)) == 0) {
-    sanitize(t->tls_info, sizeof t->tls_info, m + strlen(k));
-    t->tls_done = 1;
-    t->tls_done_at = now_ms();
-  } else if ((k = "SSL certificate verify result: "), strncmp(m, k, strlen(k)) == 0) {
-    char *end = strstr(msg, ", continuing anyway");
-    if (end) *end = '\0';
-    sanitize(t->verify_problem, sizeof t->verify_problem, m + strlen(k));
+/* A complete reply from the session: its lines, one at a time. */
+static void trace_reply(struct trace *t, const char *raw, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    size_t e = i;
+    while (e < len && raw[e] != '\n') e++;
+    size_t n = e - i;
+    if (n > 0 && raw[i + n - 1] == '\r') n--;
+    if (n > LINE_MAX_) n = LINE_MAX_;
+    if (n > 0) trace_line(t, raw + i, n);
+    i = e + 1;
   }
-}
-
-/* CURLOPT_DEBUGFUNCTION. Replies arrive as HEADER_IN, possibly several
- * lines or part of one per call; our commands as HEADER_OUT. */
-static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *arg) {
-  struct trace *t = arg;
-  (void)h;
-  if (type == CURLINFO_TEXT) {
-    trace_text(t, data, size);
-  } else if (type == CURLINFO_HEADER_OUT) {
-    trace_command(t, data, size);
-  } else if (type == CURLINFO_HEADER_IN) {
-    for (size_t i = 0; i < size; i++) {
-      char c = data[i];
-      if (c == '\n') {
-        size_t n = t->line_len;
-        if (n > 0 && t->line[n - 1] == '\r') n--;
-        trace_line(t, t->line, n);
-        t->line_len = 0;
-      } else if (t->line_len < LINE_MAX_) {
-        t->line[t->line_len++] = c; /* the rest of an overlong line is dropped */
-      }
-    }
-  }
-  return 0;
 }
 
 /* ---- failures in plain words ---------------------------------------------------- */
@@ -348,148 +317,41 @@ static enum where explain_transport(struct rq_probe_report *r, CURLcode rc, cons
 /* ---- the SMTP probe --------------------------------------------------------------- */
 
 static double us_to_ms(curl_off_t us) { return us > 0 ? (double)us / 1000.0 : 0.0; }
-
-/* Waits until the connect-only connection's socket is readable (for_recv)
- * or writable, at most until deadline. Returns 0, or -1 on timeout. */
-static int wait_socket(CURL *h, int for_recv, double deadline) {
-  curl_socket_t fd = CURL_SOCKET_BAD;
-  if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD) return -1;
-  double left = deadline - now_ms();
-  if (left <= 0) return -1;
-  struct pollfd p = {.fd = fd, .events = for_recv ? POLLIN : POLLOUT};
-  int n = poll(&p, 1, (int)(left + 1));
-  return n > 0 ? 0 : -1;
-}
-
-/* Sends all of s on the connect-only connection, waiting for the socket
- * when libcurl says CURLE_AGAIN. Returns 0 or -1. */
-static int send_all(CURL *h, const char *s, double deadline) {
-  size_t len = strlen(s), off = 0;
-  while (off < len) {
-    size_t n = 0;
-    CURLcode rc = curl_easy_send(h, s + off, len - off, &n);
-    if (rc == CURLE_AGAIN) {
-      if (wait_socket(h, 0, deadline) != 0) return -1;
-      continue;
-    }
-    if (rc != CURLE_OK) return -1;
-    off += n;
-  }
-  return 0;
-}
-
-/* Reads one complete (possibly multi-line) reply into out. Returns 0, or -1
- * on timeout or a closed connection. The raw reply is bounded: a server
- * that sends more than RAW_MAX bytes without ending it gets cut off. */
-static int read_reply(CURL *h, double deadline, char *raw, size_t *raw_len, struct rq_reply *out) {
-  size_t len = *raw_len;
-  for (;;) {
-    /* Is there a complete final line in what we have? */
-    size_t line = 0;
-    for (size_t i = 0; i < len; i++) {
-      if (raw[i] != '\n') continue;
-      size_t n = i - line;
-      if (n < 4 || raw[line + 3] != '-') {
-        rq_reply_parse(raw, i + 1, out);
-        /* Keep what follows (nothing, for a well-behaved server). */
-        memmove(raw, raw + i + 1, len - (i + 1));
-        *raw_len = len - (i + 1);
-        return 0;
-      }
-      line = i + 1;
-    }
-    if (len == RAW_MAX) return -1;
-    size_t got = 0;
-    CURLcode rc = curl_easy_recv(h, raw + len, RAW_MAX - len, &got);
-    if (rc == CURLE_AGAIN) {
-      if (wait_socket(h, 1, deadline) != 0) return -1;
-      continue;
-    }
-    if (rc != CURLE_OK || got == 0) return -1;
-    len += got;
-  }
-}
-
-/*
- * MAIL FROM and RCPT TO on the connection libcurl set up, then RSET so the
- * server forgets the transaction; DATA is never sent, so nothing can be
- * delivered. Adds the two stages to r. Returns 0 when the server accepted
- * both.
- */
-static int probe_rcpt(CURL *h, const struct rq_probe_smtp *o, double deadline, struct rq_probe_report *r) {
-  char cmd[CMD_MAX];
-  char raw[RAW_MAX + 1];
-  size_t raw_len = 0;
-  struct rq_reply rep;
-  const char *what[2] = {"MAIL FROM", "RCPT TO"};
-  const char *addr[2] = {o->mail_from ? o->mail_from : "", o->rcpt};
+/* Subject, issuer and expiry of the server's certificate; the days it
+ * has left into *days (INT32_MIN: unknown). */
+static void read_cert(X509 *cert, struct rq_probe_report *r, long *days) {
+  *days = INT32_MIN;
+  if (cert == NULL) return;
+  char buf[256];
+  BIO *b = BIO_new(BIO_s_mem());
+  if (b == NULL) return;
+  const X509_NAME *names[2] = {X509_get_subject_name(cert), X509_get_issuer_name(cert)};
+  char *out[2] = {r->cert_subject, r->cert_issuer};
   for (int i = 0; i < 2; i++) {
-    /* Anything that could end the command line or the path would let the
-     * address smuggle commands (curl's lib/smtp.c warns of the same). */
-    int bad = strlen(addr[i]) > RQ_ADDR_MAX;
-    for (const char *p = addr[i]; *p && !bad; p++) bad = (unsigned char)*p <= ' ' || *p == '<' || *p == '>' || *p == 0x7f;
-    if (bad) {
-      r->category = "config";
-      set_error(r, "the %s address is not a plain address; nothing was sent", what[i]);
-      return -1;
-    }
+    (void)BIO_reset(b);
+    X509_NAME_print_ex(b, names[i], 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
+    int n = BIO_read(b, buf, sizeof buf - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    sanitize(out[i], sizeof r->cert_subject, buf);
   }
-  for (int i = 0; i < 2; i++) {
-    double t0 = now_ms();
-    snprintf(cmd, sizeof cmd, "%s:<%s>\r\n", i == 0 ? "MAIL FROM" : "RCPT TO", addr[i]);
-    if (send_all(h, cmd, deadline) != 0 || read_reply(h, deadline, raw, &raw_len, &rep) != 0) {
-      add_stage(r, what[i], 0, now_ms() - t0, "no answer");
-      r->category = "connect";
-      set_error(r, "the server did not answer %s (connection closed or timed out)", what[i]);
-      return -1;
-    }
-    if (rep.code < 200 || rep.code > 299) {
-      add_stage(r, what[i], 0, now_ms() - t0, "%d %s%s%s", rep.code, rep.enhanced, rep.enhanced[0] ? " " : "",
-                rep.text);
-      r->category = i == 0 ? "protocol" : "recipient";
-      if (i == 0)
-        set_error(r, "the server refused the sender %s (%d%s%s): check from_email, and that this login may send "
-                     "as that address",
-                  addr[i], rep.code, rep.enhanced[0] ? " " : "", rep.enhanced);
-      else
-        set_error(r, "the server refused the recipient %s (%d%s%s%s%s)", addr[i], rep.code,
-                  rep.enhanced[0] ? " " : "", rep.enhanced, rep.text[0] ? ": " : "", rep.text);
-      return -1;
-    }
-    add_stage(r, what[i], 1, now_ms() - t0, "%d %s%s%s", rep.code, rep.enhanced, rep.enhanced[0] ? " " : "",
-              rep.text);
+  (void)BIO_reset(b);
+  const ASN1_TIME *until = X509_get0_notAfter(cert);
+  if (ASN1_TIME_print(b, until) == 1) {
+    int n = BIO_read(b, buf, sizeof buf - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    sanitize(r->cert_expire, sizeof r->cert_expire, buf);
   }
-  /* Best effort: the server forgets the transaction; QUIT follows anyway. */
-  if (send_all(h, "RSET\r\n", deadline) == 0) (void)read_reply(h, deadline, raw, &raw_len, &rep);
-  return 0;
-}
-
-/* Subject, issuer and expiry of the first certificate libcurl saw. */
-static void read_certinfo(CURL *h, struct rq_probe_report *r) {
-  struct curl_certinfo *ci = NULL;
-  if (curl_easy_getinfo(h, CURLINFO_CERTINFO, &ci) != CURLE_OK || ci == NULL || ci->num_of_certs < 1) return;
-  for (struct curl_slist *s = ci->certinfo[0]; s != NULL; s = s->next) {
-    const char *d = s->data;
-    if (strncmp(d, "Subject:", 8) == 0) sanitize(r->cert_subject, sizeof r->cert_subject, d + 8);
-    else if (strncmp(d, "Issuer:", 7) == 0) sanitize(r->cert_issuer, sizeof r->cert_issuer, d + 7);
-    else if (strncmp(d, "Expire date:", 12) == 0) sanitize(r->cert_expire, sizeof r->cert_expire, d + 12);
-  }
+  BIO_free(b);
+  int d = 0, sec = 0;
+  if (ASN1_TIME_diff(&d, &sec, NULL, until) == 1) *days = d;
   r->have_cert = r->cert_subject[0] != '\0';
-}
-
-/* Days until the certificate expires, or INT32_MIN when unknown. */
-static long cert_days_left(const struct rq_probe_report *r) {
-  if (!r->cert_expire[0]) return INT32_MIN;
-  time_t t = curl_getdate(r->cert_expire, NULL);
-  if (t == (time_t)-1) return INT32_MIN;
-  return (long)((t - time(NULL)) / 86400);
 }
 
 static int pinned(const struct rq_probe_smtp *o) {
   return o->tls_pin && o->tls_pin[0];
 }
 
-static void cert_verdict(const struct trace *t, const struct rq_probe_smtp *o, struct rq_probe_report *r) {
+static void cert_verdict(const struct trace *t, const struct rq_probe_smtp *o, long days, struct rq_probe_report *r) {
   if (!r->have_cert) return;
   if (pinned(o) && r->ok)
     snprintf(r->cert_verify, sizeof r->cert_verify, "trusted by its key (smtp_tls_pin)");
@@ -502,16 +364,15 @@ static void cert_verdict(const struct trace *t, const struct rq_probe_smtp *o, s
              t->verify_problem);
   else
     snprintf(r->cert_verify, sizeof r->cert_verify, "valid, though not checked (smtp_tls_verify=0)");
-  long days = cert_days_left(r);
   if (days != INT32_MIN && days >= 0 && days < 14)
     rq_probe_note(r, "the server's certificate expires in %ld day%s", days, days == 1 ? "" : "s");
 }
 
-/* The stages libcurl's set-up went through, from the trace; `fail` is the
+/* The steps the check went through, from the trace; `fail` is the
  * protocol step that failed (T__COUNT: none). */
 static void add_proto_stages(struct rq_probe_report *r, const struct trace *t, double banner_from,
                              enum tstage fail, const char *fail_detail) {
-  static const char *names[T__COUNT] = {"banner", "EHLO", "STARTTLS", "EHLO (TLS)", "AUTH"};
+  static const char *names[T__COUNT] = {"banner", "EHLO", "STARTTLS", "EHLO (TLS)", "AUTH", "MAIL FROM", "RCPT TO"};
   for (int i = 0; i < T__COUNT; i++) {
     const struct tstep *s = &t->st[i];
     if (!s->seen && i != (int)fail) continue;
@@ -552,15 +413,15 @@ static void describe_target(const struct rq_probe_smtp *o, struct rq_probe_repor
 }
 
 /* Fills r->error for a failure inside the protocol steps. */
-static void explain_proto(struct rq_probe_report *r, const struct trace *t, enum tstage step, CURLcode rc,
-                          const char *errbuf, const char *hp, const struct rq_probe_smtp *o) {
+static void explain_proto(struct rq_probe_report *r, const struct trace *t, enum tstage step, int err,
+                          const char *errmsg, const char *hp, const struct rq_probe_smtp *o) {
   const struct tstep *s = &t->st[step];
   char code[40] = "";
   if (s->answered)
     snprintf(code, sizeof code, "%d%s%s", s->reply.code, s->reply.enhanced[0] ? " " : "", s->reply.enhanced);
   switch (step) {
   case T_BANNER:
-    if (rc == CURLE_OPERATION_TIMEDOUT) {
+    if (err == RQ_SMTP_ERR_TIMEOUT) {
       r->category = "timeout";
       if (o->security != RQ_SEC_TLS)
         set_error(r, "%s sent no SMTP greeting: if it uses implicit TLS (usually port 465), set smtp_security=tls",
@@ -574,7 +435,7 @@ static void explain_proto(struct rq_probe_report *r, const struct trace *t, enum
     return;
   case T_EHLO:
   case T_EHLO_TLS:
-    if (rc == CURLE_USE_SSL_FAILED) {
+    if (err == RQ_SMTP_ERR_NO_STARTTLS) {
       r->category = "tls";
       set_error(r, "%s does not offer STARTTLS: if it uses implicit TLS (usually port 465) set smtp_security=tls; "
                    "smtp_security=none sends the password unencrypted",
@@ -589,8 +450,7 @@ static void explain_proto(struct rq_probe_report *r, const struct trace *t, enum
     if (s->answered && s->reply.code != 220)
       set_error(r, "%s refused STARTTLS (%s%s%s)", hp, code, s->reply.text[0] ? ": " : "", s->reply.text);
     else
-      set_error(r, "TLS: the STARTTLS handshake with %s failed (%s)", hp,
-                errbuf[0] ? errbuf : curl_easy_strerror(rc));
+      set_error(r, "TLS: the STARTTLS handshake with %s failed (%s)", hp, errmsg);
     return;
   case T_AUTH:
     r->category = "auth";
@@ -603,13 +463,25 @@ static void explain_proto(struct rq_probe_report *r, const struct trace *t, enum
       set_error(r, "login failed (%s%s%s): check smtp_user and smtp_password", code,
                 s->reply.text[0] ? ": " : "", s->reply.text);
     else
-      set_error(r, "login failed: %s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+      set_error(r, "login failed: %s", errmsg);
+    return;
+  case T_MAIL:
+    r->category = "protocol";
+    set_error(r, "the server refused the sender %s (%s): check from_email, and that this login may send as that "
+                 "address",
+              o->mail_from ? o->mail_from : "", code);
+    return;
+  case T_RCPT:
+    r->category = "recipient";
+    set_error(r, "the server refused the recipient %s (%s%s%s)", o->rcpt ? o->rcpt : "", code,
+              s->reply.text[0] ? ": " : "", s->reply.text);
     return;
   case T__COUNT: break;
   }
 }
 
-/* What libcurl measured of the connection; ip borrowed from the handle. */
+/* What libcurl (Mailgun) or the session (SMTP) measured of the connection;
+ * ip borrowed. */
 struct timing {
   curl_off_t dns_us, conn_us, app_us;
   long os_errno;
@@ -627,81 +499,7 @@ static void read_timing(CURL *h, struct timing *tm) {
   tm->ip = ip && ip[0] ? ip : NULL;
 }
 
-/* The session set-up with CONNECT_ONLY, the trace on the debug callback. */
-static void smtp_options(CURL *h, const struct rq_probe_smtp *o, long timeout_ms, struct trace *t, char *errbuf,
-                         char *url, size_t url_cap) {
-  snprintf(url, url_cap, "%s://%s:%d", o->security == RQ_SEC_TLS ? "smtps" : "smtp", o->host, o->port);
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-  curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                   timeout_ms < CONNECT_TIMEOUT_CAP_MS ? timeout_ms : CONNECT_TIMEOUT_CAP_MS);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(h, CURLOPT_SERVER_RESPONSE_TIMEOUT, (timeout_ms + 999) / 1000);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(h, CURLOPT_CERTINFO, 1L);
-  curl_easy_setopt(h, CURLOPT_VERBOSE, 1L); /* feeds debug_cb; nothing is printed */
-  curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_cb);
-  curl_easy_setopt(h, CURLOPT_DEBUGDATA, t);
-  curl_easy_setopt(h, CURLOPT_USE_SSL, (long)(o->security == RQ_SEC_NONE ? CURLUSESSL_NONE : CURLUSESSL_ALL));
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->tls_verify && !pinned(o) ? 1L : 0L);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->tls_verify && !pinned(o) ? 2L : 0L);
-  if (pinned(o)) {
-    /* The key is the trust anchor, as in the worker (tlsio.c); curl checks
-     * the pin whatever VERIFYPEER says and takes pins separated by ';'. */
-    char pins[1024];
-    size_t k = 0;
-    for (const char *c = o->tls_pin; *c && k + 1 < sizeof pins; c++)
-      if (*c != ' ') pins[k++] = *c == ',' ? ';' : *c;
-    pins[k] = '\0';
-    curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, pins);
-  }
-  if (o->ca_file && o->ca_file[0]) curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
-  if (o->user && o->user[0]) {
-    curl_easy_setopt(h, CURLOPT_USERNAME, o->user);
-    if (o->bearer) {
-      curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, o->bearer);
-      curl_easy_setopt(h, CURLOPT_LOGIN_OPTIONS, "AUTH=XOAUTH2");
-    } else {
-      curl_easy_setopt(h, CURLOPT_PASSWORD, o->password ? o->password : "");
-    }
-    curl_easy_setopt(h, CURLOPT_SASL_IR, 1L); /* as the worker logs in */
-  }
-}
-
-/* Explains a failed set-up into r and says where it failed; *fail_step is
- * the protocol step when that is W_PROTO. */
-static enum where smtp_failure(struct rq_probe_report *r, const struct rq_probe_smtp *o, const struct trace *t,
-                               CURLcode rc, const char *errbuf, const char *hp, const struct timing *tm,
-                               long timeout_ms, enum tstage *fail_step) {
-  enum where w = explain_transport(r, rc, errbuf, tm->os_errno, o->host, o->port, tm->conn_us, timeout_ms,
-                                   "smtp_host", 1);
-  *fail_step = t->cur;
-  if (w == W_TLS && o->security != RQ_SEC_TLS) {
-    *fail_step = T_STARTTLS; /* the handshake belongs to the STARTTLS step */
-    return W_PROTO;
-  }
-  if (w != W_PROTO) return w;
-  if (o->security == RQ_SEC_TLS && !t->tls_done && !t->st[T_BANNER].seen) {
-    set_error(r, "TLS: no TLS handshake with %s (%s): the server may not use implicit TLS on this port; for a "
-                 "port that starts in plain text (587, 25) use smtp_security=starttls",
-              hp, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    return W_TLS;
-  }
-  if (rc == CURLE_LOGIN_DENIED && !t->st[T_AUTH].seen) {
-    *fail_step = T_AUTH;
-    r->category = "auth";
-    set_error(r, "login not possible: %s offers no login method libcurl supports (%s)", hp,
-              errbuf[0] ? errbuf : "no AUTH mechanism in common");
-  } else if (rc == CURLE_LOGIN_DENIED || rc == CURLE_USE_SSL_FAILED || rc == CURLE_WEIRD_SERVER_REPLY ||
-             rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_AUTH_ERROR || rc == CURLE_REMOTE_ACCESS_DENIED) {
-    explain_proto(r, t, *fail_step, rc, errbuf, hp, o);
-  }
-  return W_PROTO;
-}
-
-/* DNS, TCP connect and (implicit) TLS stages from curl's own clock.
+/* DNS, TCP connect and (implicit) TLS stages from the measured times.
  * Returns 0 to go on with the protocol steps (*banner_from: when the
  * banner could start, monotonic ms), -1 when one of these failed. */
 static int transport_stages(struct rq_probe_report *r, const struct rq_probe_smtp *o, const struct trace *t,
@@ -732,17 +530,6 @@ static int transport_stages(struct rq_probe_report *r, const struct rq_probe_smt
   return 0;
 }
 
-/* The saas boundary refused every address (or the host as written):
- * nothing was connected, and the report says so as a worker would. */
-static int boundary_refused(struct rq_probe_report *r, const struct rq_curl_guard *g, CURLcode rc) {
-  if (!g->refused || rc == CURLE_OK) return 0;
-  add_stage(r, "network boundary", 0, -1, "refused (--mode saas)");
-  r->category = "policy";
-  size_t n = strlen(g->why);
-  set_error(r, "%.*s", (int)(n && g->why[n - 1] == '.' ? n - 1 : n), g->why); /* the report adds its own stop */
-  return 1;
-}
-
 /* A login was configured but the server never offered AUTH. */
 static void auth_not_offered(struct rq_probe_report *r, const struct rq_probe_smtp *o, const struct trace *t,
                              const char *hp) {
@@ -757,10 +544,210 @@ static void auth_not_offered(struct rq_probe_report *r, const struct rq_probe_sm
               hp);
 }
 
+/* One check on a private loop: what the session reported. */
+struct check {
+  struct trace t;
+  double t0, connected_at, tls_at, dns_ms;
+  char peer[80];
+  X509 *cert;        /* held (X509_up_ref) until the report is done */
+  int done, closed;
+  int err, stage;
+  char errmsg[256];
+};
+
+static void on_step(const struct rq_smtp_step *st, void *arg) {
+  struct check *c = arg;
+  switch (st->kind) {
+  case RQ_SMTP_STEP_CONNECTED:
+    c->connected_at = now_ms();
+    c->dns_ms = st->dns_ms;
+    snprintf(c->peer, sizeof c->peer, "%s", st->peer ? st->peer : "");
+    break;
+  case RQ_SMTP_STEP_TLS:
+    c->t.tls_done = 1;
+    c->t.tls_done_at = c->tls_at = now_ms();
+    sanitize(c->t.tls_info, sizeof c->t.tls_info, st->tls);
+    sanitize(c->t.verify_problem, sizeof c->t.verify_problem,
+             st->verify == X509_V_OK ? "ok" : X509_verify_cert_error_string(st->verify));
+    if (st->cert && c->cert == NULL && X509_up_ref(st->cert) == 1) c->cert = st->cert;
+    break;
+  case RQ_SMTP_STEP_COMMAND: trace_command(&c->t, st->verb, strlen(st->verb)); break;
+  case RQ_SMTP_STEP_REPLY: trace_reply(&c->t, st->raw, st->len); break;
+  }
+}
+
+static void on_checked(const struct rq_smtp_result *res, void *arg) {
+  struct check *c = arg;
+  c->done = 1;
+  c->err = res->err;
+  c->stage = res->stage;
+  snprintf(c->errmsg, sizeof c->errmsg, "%s", res->errmsg);
+  size_t n = strlen(c->errmsg);
+  if (n > 0 && c->errmsg[n - 1] == '.') c->errmsg[n - 1] = '\0'; /* the report adds its own stop */
+}
+
+static void on_closed(void *arg) { ((struct check *)arg)->closed = 1; }
+
+/* Runs the check (the worker's session, rq_smtp_check) to its end.
+ * Returns 0, or -1 when it could not start (r says why). */
+static int run_check(const struct rq_probe_smtp *o, long timeout_ms, struct check *c, struct rq_probe_report *r) {
+  uv_loop_t loop;
+  if (uv_loop_init(&loop) != 0) {
+    r->category = "config";
+    set_error(r, "cannot start an event loop");
+    return -1;
+  }
+  struct rq_smtp *s = rq_smtp_new_loop(&loop);
+  const char *secret = o->bearer ? o->bearer : o->password;
+  struct rq_smtp_target t = {
+      .host = o->host,
+      .port = o->port,
+      .security = o->security == RQ_SEC_TLS    ? RQ_SMTP_IMPLICIT_TLS
+                  : o->security == RQ_SEC_NONE ? RQ_SMTP_PLAIN
+                                               : RQ_SMTP_STARTTLS_REQUIRED,
+      .user = o->user,
+      .password = secret,
+      .xoauth2 = o->bearer != NULL,
+      .tls_verify = o->tls_verify,
+      .ca_file = o->ca_file,
+      .connect_timeout_ms = timeout_ms < CONNECT_TIMEOUT_CAP_MS ? timeout_ms : CONNECT_TIMEOUT_CAP_MS,
+      .response_timeout_ms = timeout_ms,
+      .timeout_ms = timeout_ms,
+      .netpolicy = o->netpolicy,
+      .tls_pin = o->tls_pin, /* then the key is the trust anchor, as in the worker */
+  };
+  const char *rcpts[1] = {o->rcpt};
+  int rcpt = o->rcpt && o->rcpt[0];
+  c->t0 = now_ms();
+  int rc = s ? rq_smtp_check(s, &t, rcpt ? RQ_SMTP_UNTIL_RCPT : RQ_SMTP_UNTIL_AUTH, o->mail_from ? o->mail_from : "",
+                             rcpts, rcpt ? 1 : 0, on_step, on_checked, c)
+             : RQ_SMTP_ESTART;
+  if (rc == 0) {
+    while (!c->done && uv_run(&loop, UV_RUN_ONCE) != 0) {
+    }
+  } else {
+    r->category = "config";
+    set_error(r, "%s", rcpt ? "the MAIL FROM or RCPT TO address is not a plain address; nothing was sent"
+                            : "the check could not start");
+  }
+  if (s) rq_smtp_close(s, on_closed, c);
+  while (!c->closed && uv_run(&loop, UV_RUN_ONCE) != 0) {
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&loop) != 0) fprintf(stderr, "relayq: warning: the event loop did not close cleanly.\n");
+  return rc == 0 ? 0 : -1;
+}
+
+/* Explains the session's failure into r and says where it failed;
+ * *fail_step is the protocol step when that is W_PROTO. */
+static enum where check_failure(struct rq_probe_report *r, const struct rq_probe_smtp *o, const struct check *c,
+                                const char *hp, long timeout_ms, enum tstage *fail_step) {
+  const struct trace *t = &c->t;
+  const char *m = c->errmsg;
+  *fail_step = t->cur;
+  switch (c->err) {
+  case RQ_SMTP_ERR_DNS:
+    r->category = "dns";
+    set_error(r, "DNS: cannot resolve %s: check smtp_host (and this machine's DNS)", o->host);
+    return W_DNS;
+  case RQ_SMTP_ERR_CONNECT:
+    r->category = "connect";
+    if (strstr(m, "connection refused"))
+      set_error(r, "connection refused by %s: nothing accepts connections on that port; check smtp_host and the port",
+                hp);
+    else if (strstr(m, "timed out"))
+      set_error(r, "no answer from %s: a firewall may drop the connection, or the host or port is wrong", hp);
+    else if (strstr(m, "unreachable"))
+      set_error(r, "%s is unreachable from this machine (%s)", hp, m);
+    else
+      set_error(r, "cannot connect to %s (%s)", hp, m);
+    return W_CONNECT;
+  case RQ_SMTP_ERR_TIMEOUT:
+    r->category = "timeout";
+    if (c->connected_at == 0) {
+      set_error(r, "no answer from %s within %.0f s: a firewall may drop the connection, or the host or port is "
+                   "wrong",
+                hp, (double)timeout_ms / 1000.0);
+      return W_CONNECT;
+    }
+    if (o->security == RQ_SEC_TLS && !t->tls_done) {
+      set_error(r, "TLS: no TLS handshake with %s (%s): the server may not use implicit TLS on this port; for a "
+                   "port that starts in plain text (587, 25) use smtp_security=starttls",
+                hp, m);
+      return W_TLS;
+    }
+    if (!t->st[T_BANNER].answered) *fail_step = T_BANNER;
+    if (*fail_step == T_BANNER) explain_proto(r, t, T_BANNER, c->err, m, hp, o);
+    else set_error(r, "timed out after %.0f s waiting for %s", (double)timeout_ms / 1000.0, hp);
+    return W_PROTO;
+  case RQ_SMTP_ERR_TLS_CERT:
+  case RQ_SMTP_ERR_TLS:
+  case RQ_SMTP_ERR_TLS_MISMATCH:
+  case RQ_SMTP_ERR_TLS_PIN:
+    r->category = "tls";
+    if (c->err == RQ_SMTP_ERR_TLS_CERT) {
+      rq_probe_explain_cert(m, o->host, r->error, sizeof r->error);
+      r->ok = 0;
+    } else if (c->err == RQ_SMTP_ERR_TLS_PIN) {
+      set_error(r, "TLS: the key of %s is not the one in smtp_tls_pin (the server's key changed?): if the new key "
+                   "is right, relayq tenant trust stores it",
+                hp);
+    } else if (o->security == RQ_SEC_TLS && c->err == RQ_SMTP_ERR_TLS_MISMATCH) {
+      set_error(r, "TLS: the handshake with %s failed: the server does not speak TLS there (%s); for a port that "
+                   "starts in plain text (587, 25) use smtp_security=starttls",
+                hp, m);
+    } else if (o->security == RQ_SEC_TLS) {
+      set_error(r, "TLS: the handshake with %s failed (%s)", hp, m);
+    } else {
+      set_error(r, "TLS: the STARTTLS handshake with %s failed (%s)", hp, m);
+    }
+    if (o->security == RQ_SEC_TLS) return W_TLS;
+    *fail_step = T_STARTTLS; /* the handshake belongs to the STARTTLS step */
+    return W_PROTO;
+  case RQ_SMTP_ERR_TLS_LOCAL:
+    r->category = "config";
+    set_error(r, "TLS: cannot read the CA file (--ca-file or RELAYQ_CA_FILE): %s", m);
+    return o->security == RQ_SEC_TLS ? W_TLS : W_PROTO;
+  case RQ_SMTP_ERR_NO_STARTTLS:
+    if (t->st[T_STARTTLS].answered) {
+      *fail_step = T_STARTTLS;
+      explain_proto(r, t, T_STARTTLS, c->err, m, hp, o);
+    } else {
+      *fail_step = T_EHLO;
+      explain_proto(r, t, T_EHLO, c->err, m, hp, o);
+    }
+    return W_PROTO;
+  case RQ_SMTP_ERR_AUTH:
+    *fail_step = T_AUTH;
+    if (t->st[T_AUTH].answered) {
+      explain_proto(r, t, T_AUTH, c->err, m, hp, o);
+    } else {
+      r->category = "auth";
+      set_error(r, "login not possible: %s", m);
+    }
+    return W_PROTO;
+  case RQ_SMTP_ERR_POLICY:
+    r->category = "policy";
+    set_error(r, "%s", m);
+    return c->connected_at == 0 ? W_CONNECT : W_PROTO;
+  case RQ_SMTP_ERR_REJECTED:
+    if (c->stage == RQ_STAGE_RCPT || t->cur == T_RCPT) *fail_step = T_RCPT;
+    else if (c->stage == RQ_STAGE_MAIL || t->cur == T_MAIL) *fail_step = T_MAIL;
+    explain_proto(r, t, *fail_step, c->err, m, hp, o);
+    return W_PROTO;
+  case RQ_SMTP_ERR_CLOSED:
+    r->category = "connect";
+    set_error(r, "%s closed the connection (%s)", hp, m);
+    return c->connected_at == 0 ? W_CONNECT : W_PROTO;
+  default:
+    r->category = "protocol";
+    set_error(r, "%s: %s", hp, m[0] ? m : "the check failed");
+    return c->connected_at == 0 ? W_CONNECT : W_PROTO;
+  }
+}
+
 int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r) {
-  struct trace *t = NULL;
-  CURL *h = NULL;
-  char url[400], errbuf[CURL_ERROR_SIZE] = "", hp[300];
+  char hp[300];
   memset(r, 0, sizeof *r);
   r->ok = 1;
   if (o->host == NULL || o->host[0] == '\0' || o->port < 1 || o->port > 65535) {
@@ -772,45 +759,79 @@ int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r) 
   describe_target(o, r);
   host_port(hp, sizeof hp, o->host, o->port);
   long timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : RQ_PROBE_DEFAULT_TIMEOUT_MS;
-  if ((t = calloc(1, sizeof *t)) == NULL || (h = curl_easy_init()) == NULL) {
-    free(t);
+  struct check *c = calloc(1, sizeof *c);
+  if (c == NULL) {
     r->category = "config";
     set_error(r, "out of memory starting the check");
     return -1;
   }
-  smtp_options(h, o, timeout_ms, t, errbuf, url, sizeof url);
-  struct rq_curl_guard guard;
-  rq_curl_guard_install_host(h, &guard, o->netpolicy, o->host);
-
-  double t0 = now_ms(), banner_from = 0;
-  CURLcode rc = curl_easy_perform(h);
-  if (boundary_refused(r, &guard, rc)) goto done;
-  struct timing tm;
-  read_timing(h, &tm);
-  read_certinfo(h, r);
-  enum where w = W_NONE;
-  enum tstage fail_step = T__COUNT;
-  if (rc != CURLE_OK) w = smtp_failure(r, o, t, rc, errbuf, hp, &tm, timeout_ms, &fail_step);
-  if (transport_stages(r, o, t, &tm, w, errbuf, t0, &banner_from) != 0) goto done;
-  if (w == W_PROTO) {
-    char detail[300] = "";
-    if (fail_step == T_STARTTLS && t->st[T_STARTTLS].answered && t->st[T_STARTTLS].reply.code == 220)
-      snprintf(detail, sizeof detail, "handshake failed: %s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    else if (fail_step == T_EHLO && rc == CURLE_USE_SSL_FAILED)
-      snprintf(detail, sizeof detail, "STARTTLS not offered");
-    add_proto_stages(r, t, banner_from, fail_step, detail);
+  long days = INT32_MIN;
+  if (run_check(o, timeout_ms, c, r) != 0) goto done;
+  read_cert(c->cert, r, &days);
+  if (c->err == RQ_SMTP_ERR_POLICY && c->connected_at == 0) {
+    /* The saas boundary refused every address (or the host as written):
+     * nothing was connected, and the report says so as a worker would. */
+    add_stage(r, "network boundary", 0, -1, "refused (--mode saas)");
+    r->category = "policy";
+    set_error(r, "%s", c->errmsg);
     goto done;
   }
-  add_proto_stages(r, t, banner_from, T__COUNT, NULL);
-  if (o->user && o->user[0] && !t->st[T_AUTH].seen) auth_not_offered(r, o, t, hp);
-  else if (o->rcpt && o->rcpt[0]) (void)probe_rcpt(h, o, t0 + (double)timeout_ms, r);
+  enum where w = W_NONE;
+  enum tstage fail_step = T__COUNT;
+  if (c->err != 0) w = check_failure(r, o, c, hp, timeout_ms, &fail_step);
+  struct timing tm = {0};
+  double dns = c->dns_ms > 0 ? c->dns_ms : 0;
+  tm.dns_us = (curl_off_t)(dns * 1000.0);
+  tm.conn_us = c->connected_at > 0 ? (curl_off_t)((c->connected_at - c->t0) * 1000.0) : 0;
+  tm.app_us = c->tls_at > 0 && o->security == RQ_SEC_TLS ? (curl_off_t)((c->tls_at - c->t0) * 1000.0) : 0;
+  tm.ip = c->peer[0] ? c->peer : NULL;
+  double banner_from = 0;
+  const char *why = c->errmsg;
+  if (transport_stages(r, o, &c->t, &tm, w, why, c->t0, &banner_from) != 0) goto done;
+  if (w == W_PROTO) {
+    char detail[300] = "";
+    if (fail_step == T_STARTTLS && c->t.st[T_STARTTLS].answered && c->t.st[T_STARTTLS].reply.code == 220)
+      snprintf(detail, sizeof detail, "handshake failed: %s", why);
+    else if (fail_step == T_EHLO && c->err == RQ_SMTP_ERR_NO_STARTTLS)
+      snprintf(detail, sizeof detail, "STARTTLS not offered");
+    add_proto_stages(r, &c->t, banner_from, fail_step, detail);
+    goto done;
+  }
+  add_proto_stages(r, &c->t, banner_from, T__COUNT, NULL);
+  if (o->user && o->user[0] && !c->t.st[T_AUTH].seen) auth_not_offered(r, o, &c->t, hp);
 
 done:
-  cert_verdict(t, o, r);
-  r->total_ms = now_ms() - t0;
-  curl_easy_cleanup(h); /* sends QUIT on a live session */
-  free(t);
+  cert_verdict(&c->t, o, days, r);
+  r->total_ms = c->t0 > 0 ? now_ms() - c->t0 : 0;
+  X509_free(c->cert);
+  free(c);
   return r->ok ? 0 : -1;
+}
+
+/* Subject, issuer and expiry of the first certificate libcurl saw
+ * (Mailgun). */
+static void read_certinfo(CURL *h, struct rq_probe_report *r) {
+  struct curl_certinfo *ci = NULL;
+  if (curl_easy_getinfo(h, CURLINFO_CERTINFO, &ci) != CURLE_OK || ci == NULL || ci->num_of_certs < 1) return;
+  for (struct curl_slist *s = ci->certinfo[0]; s != NULL; s = s->next) {
+    const char *d = s->data;
+    if (strncmp(d, "Subject:", 8) == 0) sanitize(r->cert_subject, sizeof r->cert_subject, d + 8);
+    else if (strncmp(d, "Issuer:", 7) == 0) sanitize(r->cert_issuer, sizeof r->cert_issuer, d + 7);
+    else if (strncmp(d, "Expire date:", 12) == 0) sanitize(r->cert_expire, sizeof r->cert_expire, d + 12);
+  }
+  r->have_cert = r->cert_subject[0] != '\0';
+}
+
+/* libcurl's saas boundary refused every address (or the host as
+ * written): nothing was connected, and the report says so as a worker
+ * would. */
+static int boundary_refused(struct rq_probe_report *r, const struct rq_curl_guard *g, CURLcode rc) {
+  if (!g->refused || rc == CURLE_OK) return 0;
+  add_stage(r, "network boundary", 0, -1, "refused (--mode saas)");
+  r->category = "policy";
+  size_t n = strlen(g->why);
+  set_error(r, "%.*s", (int)(n && g->why[n - 1] == '.' ? n - 1 : n), g->why); /* the report adds its own stop */
+  return 1;
 }
 
 /* ---- the Mailgun probe -------------------------------------------------------------- */

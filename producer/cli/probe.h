@@ -9,27 +9,24 @@
  *     expiry, EHLO again, AUTH (RFC 4954), and optionally MAIL FROM and
  *     RCPT TO (RFC 5321) without DATA, so nothing is ever delivered;
  *   - the Mailgun probe: an authenticated GET {base}/v3/domains/{domain};
- *   - the saas network boundary, as the worker holds it (curlguard.h on
- *     the address libcurl connects to): a refused server is never
- *     connected, and the report says "policy";
+ *   - the saas network boundary, as the worker holds it: a refused server
+ *     is never connected, and the report says "policy";
  *   - the report: one line per stage with its timing, and the failure told
  *     in plain words a person can act on ("login refused (535 5.7.8): check
  *     smtp_user and smtp_password"), as text or JSON.
  *
- * How: libcurl's classic blocking easy interface. With CURLOPT_CONNECT_ONLY
- * libcurl's SMTP connect phase runs the whole session set-up (banner, EHLO,
- * STARTTLS, EHLO, AUTH) and stops before any transaction; stage times come
- * from CURLINFO_*_TIME_T and from timestamps taken in CURLOPT_DEBUGFUNCTION.
- * The optional MAIL FROM/RCPT TO are sent on that same connection with
- * curl_easy_send/curl_easy_recv, since libcurl has no "transaction without
- * DATA" mode (its CUSTOMREQUEST sends VRFY-style commands, not RCPT).
+ * How: the SMTP probe is the worker's own session (worker/net/smtp.h,
+ * rq_smtp_check) on a private loop, stopped after AUTH or after RCPT TO,
+ * so it tests what a worker would do (TLS, login methods, XOAUTH2, the
+ * network boundary). The Mailgun probe is one libcurl request, its
+ * boundary held by curlguard.h.
  *
- * Secrets: the password and API key go to libcurl only. The debug callback
- * looks at the verb of each command we send and nothing more, and ignores
- * what we send between AUTH and the server's final answer; no line we send
- * is ever kept or printed.
+ * Secrets: the password, token and API key go to the transports only; the
+ * session reports our commands by verb, and no line we send is ever kept
+ * or printed.
  *
- * Blocking and single-threaded: the CLI's own process, never the worker.
+ * Blocking (each probe runs its own loop to the end) and single-threaded:
+ * the CLI's own process, never the worker.
  */
 #ifndef RELAYQ_PROBE_H
 #define RELAYQ_PROBE_H
@@ -118,8 +115,8 @@ void rq_probe_print(FILE *f, const struct rq_probe_report *r);
 void rq_probe_print_json(FILE *f, const struct rq_probe_report *r);
 
 /* Pure, for unit tests: the plain-words sentence for a certificate problem
- * in curl's error text (CURLE_PEER_FAILED_VERIFICATION), e.g. "TLS: the
- * server's certificate is self-signed and smtp_tls_verify=1: ...". */
+ * in a TLS error text (the session's or curl's), e.g. "TLS: the server's
+ * certificate is self-signed and smtp_tls_verify=1: ...". */
 void rq_probe_explain_cert(const char *curl_error, const char *host, char *out,
                            size_t cap);
 

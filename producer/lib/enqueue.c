@@ -32,6 +32,8 @@
 #include <msgpack.h>
 
 #include "client.h"
+#include "event.h"
+#include "resp.h"
 
 #define BATCH_JOBS 256        /* jobs per script call */
 #define BATCH_BYTES (1 << 20) /* ARGV bytes per call: large jobs go a few at a time */
@@ -127,15 +129,6 @@ struct resp_buf {
   int oom;
 };
 
-static size_t u64_dec(char *dst, uint64_t v) {
-  char t[20];
-  size_t n = 0;
-  do t[n++] = (char)('0' + v % 10);
-  while ((v /= 10) != 0);
-  for (size_t i = 0; i < n; i++) dst[i] = t[n - 1 - i];
-  return n;
-}
-
 static void resp_reserve(struct resp_buf *b, size_t more) {
   if (b->oom || b->len + more <= b->cap) return;
   size_t cap = b->cap ? b->cap : RESP_MIN_CAP;
@@ -148,30 +141,24 @@ static void resp_reserve(struct resp_buf *b, size_t more) {
   b->p = p, b->cap = cap;
 }
 
-/* "<mark><n>\r\n": an array or bulk-string header. */
+/* An array header (resp.h). */
 static void resp_head(struct resp_buf *b, char mark, size_t n) {
-  resp_reserve(b, 24);
+  resp_reserve(b, RELAYQ__RESP_HEAD_MAX);
   if (b->oom) return;
-  b->p[b->len++] = mark;
-  b->len += u64_dec(b->p + b->len, n);
-  memcpy(b->p + b->len, "\r\n", 2);
-  b->len += 2;
+  b->len += relayq__resp_head(b->p + b->len, mark, n);
 }
 
 static void resp_arg(struct resp_buf *b, const void *s, size_t n) {
-  resp_head(b, '$', n);
-  resp_reserve(b, n + 2);
+  resp_reserve(b, RELAYQ__RESP_HEAD_MAX + n + 2);
   if (b->oom) return;
-  memcpy(b->p + b->len, s, n);
-  memcpy(b->p + b->len + n, "\r\n", 2);
-  b->len += n + 2;
+  b->len += relayq__resp_bulk(b->p + b->len, s, n);
 }
 
 static void resp_str(struct resp_buf *b, const char *s) { resp_arg(b, s, strlen(s)); }
 
 static void resp_u64(struct resp_buf *b, uint64_t v) {
   char t[20];
-  resp_arg(b, t, u64_dec(t, v));
+  resp_arg(b, t, relayq__u64_dec(t, v));
 }
 
 static void resp_free(struct resp_buf *b) {
@@ -222,22 +209,6 @@ static char *cat(char *p, const char *s) {
   return p + n;
 }
 
-/* The `queued`/`deferred` event; id and tenant are validated to
- * [A-Za-z0-9._:@-], so nothing needs escaping. */
-static size_t event_json(char *dst, const char *id, const char *tenant, const char *state,
-                         int64_t now) {
-  char *p = cat(dst, "{\"id\":\"");
-  p = cat(p, id);
-  p = cat(p, "\",\"tenant\":\"");
-  p = cat(p, tenant);
-  p = cat(p, "\",\"state\":\"");
-  p = cat(p, state);
-  p = cat(p, "\",\"attempts\":0,\"ts\":");
-  p += u64_dec(p, (uint64_t)now);
-  *p++ = '}';
-  return (size_t)(p - dst);
-}
-
 /* Encodes job and appends its keys and arguments to b. */
 static int batch_add(struct relayq_client *c, struct relayq__enqueue *q,
                      const struct relayq_job *job, struct batch *b, struct relayq_error *err) {
@@ -260,12 +231,15 @@ static int batch_add(struct relayq_client *c, struct relayq__enqueue *q,
   resp_str(&b->keys, delayed ? q->delayed_key : q->queue_key);
 
   const char *state = delayed ? "deferred" : "queued";
-  char event[RELAYQ_ID_MAX * 2 + 128];
+  /* relayq__event_max for an id and a tenant of RELAYQ_ID_MAX characters
+   * (validated before) and this state is under 1,800 bytes. */
+  char event[2048];
+  const struct relayq__event ev = {.id = id, .tenant = j.tenant, .state = state, .ts = b->now};
   struct resp_buf *a = &b->args;
   resp_arg(a, q->sb.data, q->sb.size);
   if (delayed) resp_u64(a, (uint64_t)j.not_before);
   else resp_arg(a, "", 0); /* empty: push to the queue, not the delayed zset */
-  resp_arg(a, event, event_json(event, id, j.tenant, state, b->now));
+  resp_arg(a, event, relayq__event_json(event, &ev));
   resp_str(a, j.tenant);
   resp_u64(a, j.to.n + j.cc.n + j.bcc.n);
   resp_u64(a, j.n_meta);

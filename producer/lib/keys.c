@@ -1,44 +1,88 @@
 /*
- * keys: every Redis key name of the contract (CONTRACT.md "Redis keys"),
- * built from the prefix in this one place so producers, the CLI and the
- * worker can never disagree on a spelling.
+ * keys: every Redis key name, spelled in this one place: the contract's
+ * (relayq.h, CONTRACT.md "Redis keys") and the worker's bookkeeping
+ * (house/keys.h). The C code of the library, the worker, the CLI and the
+ * console builds its keys here. The Lua scripts (worker/scripts.c) get
+ * the prefix and build the per-tenant keys they discover while running
+ * (P:tpause:T, P:tq:Q:T) with the same spellings; the rate-limit windows
+ * (P:rate:..., worker/delivery.c) are the one family spelled elsewhere.
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
+#include "keys.h"
 
-size_t relayq_key(char *dst, size_t cap, const char *prefix,
-                  enum relayq_key_kind kind, const char *name) {
-  const char *part = NULL; /* "queue", "inflight", ... */
-  int named = 1;           /* does the key end in ":NAME"? */
+/* One kind's spelling: its part after the prefix, whether a name follows,
+ * and what goes between the name and an optional sub. */
+struct shape {
+  const char *part;
+  int named;
+  const char *sub_sep; /* NULL: no sub */
+};
+
+static struct shape shape_of(int kind) {
   switch (kind) {
-  case RELAYQ_KEY_QUEUE: part = "queue"; break;
-  case RELAYQ_KEY_INFLIGHT: part = "inflight"; break;
-  case RELAYQ_KEY_DELAYED: part = "delayed"; named = 0; break;
-  case RELAYQ_KEY_DEAD: part = "dead"; named = 0; break;
-  case RELAYQ_KEY_STATUS: part = "status"; break;
-  case RELAYQ_KEY_TENANT: part = "tenant"; break;
-  case RELAYQ_KEY_EVENTS: part = "events"; named = 0; break;
-  case RELAYQ_KEY_WORKER: part = "worker"; break;
-  case RELAYQ_KEY_WORKERS: part = "workers"; named = 0; break;
-  case RELAYQ_KEY_QUOTA: part = "quota"; break;
+  case RELAYQ_KEY_QUEUE: return (struct shape){"queue", 1, NULL};
+  case RELAYQ_KEY_INFLIGHT: return (struct shape){"inflight", 1, NULL};
+  case RELAYQ_KEY_DELAYED: return (struct shape){"delayed", 0, NULL};
+  case RELAYQ_KEY_DEAD: return (struct shape){"dead", 0, NULL};
+  case RELAYQ_KEY_STATUS: return (struct shape){"status", 1, NULL};
+  case RELAYQ_KEY_TENANT: return (struct shape){"tenant", 1, NULL};
+  case RELAYQ_KEY_EVENTS: return (struct shape){"events", 0, NULL};
+  case RELAYQ_KEY_WORKER: return (struct shape){"worker", 1, NULL};
+  case RELAYQ_KEY_WORKERS: return (struct shape){"workers", 0, NULL};
+  case RELAYQ_KEY_QUOTA: return (struct shape){"quota", 1, NULL};
+  case RELAYQ__KEY_TQ: return (struct shape){"tq", 1, ":"};
+  case RELAYQ__KEY_TRING: return (struct shape){"tring", 1, NULL};
+  case RELAYQ__KEY_BREAKER: return (struct shape){"breaker", 1, NULL};
+  case RELAYQ__KEY_ROUTE: return (struct shape){"tenant", 1, ":route:"};
+  case RELAYQ__KEY_OAUTH: return (struct shape){"oauth", 1, ":route:"};
+  case RELAYQ__KEY_TPAUSE: return (struct shape){"tpause", 1, NULL};
+  case RELAYQ__KEY_THOLD: return (struct shape){"thold", 1, NULL};
+  case RELAYQ__KEY_AUTOREPLY: return (struct shape){"autoreply", 1, ":"};
+  case RELAYQ__KEY_STATS: return (struct shape){"stats", 1, ":"};
   }
+  return (struct shape){"unknown", 1, NULL};
+}
+
+/* Appends s at dst + *n while it fits in cap (keeping room for the NUL);
+ * *n counts every byte, written or not. The worker builds a few keys per
+ * message, and snprintf costs ten times these copies. */
+static void put(char *dst, size_t cap, size_t *n, const char *s) {
+  size_t len = strlen(s);
+  if (*n < cap) {
+    size_t room = cap - 1 - *n;
+    memcpy(dst + *n, s, len < room ? len : room);
+  }
+  *n += len;
+}
+
+size_t relayq__key(char *dst, size_t cap, const char *prefix, int kind, const char *name, const char *sub) {
+  struct shape sh = shape_of(kind);
   if (prefix == NULL || prefix[0] == '\0') prefix = RELAYQ_DEFAULT_PREFIX;
-  if (part == NULL) part = "unknown";
-  if (kind == RELAYQ_KEY_QUEUE && (name == NULL || name[0] == '\0'))
-    name = RELAYQ_DEFAULT_QUEUE;
+  if (kind == RELAYQ_KEY_QUEUE && (name == NULL || name[0] == '\0')) name = RELAYQ_DEFAULT_QUEUE;
   if (name == NULL) name = "";
-  /* The contract of snprintf("%s:%s:%s"): the length it needs, and a
-   * NUL-terminated (possibly truncated) result; by hand, as workers build
-   * keys for every message. */
-  const char *parts[5] = {prefix, ":", part, ":", name};
+  /* The autoreply key is a prefix the script completes: its separator
+   * comes even without a sub. */
+  if (kind == RELAYQ__KEY_AUTOREPLY && sub == NULL) sub = "";
   size_t n = 0;
-  for (int i = 0; i < (named ? 5 : 3); i++) {
-    size_t len = strlen(parts[i]);
-    if (n < cap) memcpy(dst + n, parts[i], n + len < cap ? len : cap - n);
-    n += len;
+  put(dst, cap, &n, prefix);
+  put(dst, cap, &n, ":");
+  put(dst, cap, &n, sh.part);
+  if (sh.named) {
+    put(dst, cap, &n, ":");
+    put(dst, cap, &n, name);
+    if (sh.sub_sep != NULL && sub != NULL) {
+      put(dst, cap, &n, sh.sub_sep);
+      put(dst, cap, &n, sub);
+    }
   }
+  /* Always terminated when there is room for anything; the return value
+   * is the length needed, as snprintf's. */
   if (cap > 0) dst[n < cap ? n : cap - 1] = '\0';
   return n;
+}
+
+size_t relayq_key(char *dst, size_t cap, const char *prefix, enum relayq_key_kind kind, const char *name) {
+  return relayq__key(dst, cap, prefix, (int)kind, name, NULL);
 }

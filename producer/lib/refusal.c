@@ -8,7 +8,8 @@
  * 'maxmemory'", "READONLY You can't write against a read only replica",
  * "MISCONF Redis is configured to save RDB snapshots, but it's currently
  * unable to persist to disk", "BUSY Redis is busy running a script",
- * "NOSCRIPT No matching script". Inside a script the error reaches us
+ * "NOSCRIPT No matching script", "NOREPLICAS Not enough good replicas to
+ * write". Inside a script the error reaches us
  * wrapped ("ERR Error running script ...: @user_script:..: OOM ..."), so
  * the words are also looked for after the last ": ".
  */
@@ -31,6 +32,8 @@ static const struct {
      "check the Redis log and its disk (space, permissions) so saves succeed"},
     {"BUSY", RELAYQ_REFUSAL_BUSY, "Redis is busy running a script",
      "wait for the script to end or run SCRIPT KILL"},
+    {"NOREPLICAS", RELAYQ_REFUSAL_NOREPLICAS, "Redis has too few replicas to accept writes (NOREPLICAS)",
+     "check the replicas (INFO replication); during a failover this passes once Sentinel names the new primary"},
     {"NOSCRIPT", RELAYQ_REFUSAL_NOSCRIPT, "Redis lost its script cache (NOSCRIPT)",
      "scripts are loaded again; if it lasts, look for SCRIPT FLUSH or restarts"},
 };

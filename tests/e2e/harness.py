@@ -18,6 +18,18 @@ A test file:
     if __name__ == "__main__":
         harness.main(globals())
 
+Skipping: a test never returns early in silence. harness.skip_unless(cond,
+reason) skips the rest of the test, harness.skip_part(reason) records a part
+that did not run; both are listed with their reason at the end of the run.
+Under CI=true a skip of something scripts/deps.sh installs (the default,
+required_in_ci=True) fails the run; pass required_in_ci=False only for what a
+fresh machine cannot provide (a port a local service holds where no private
+network namespace is available, a sanitizer build). A test that needs a fixed
+well-known port reruns itself in a private network namespace
+(rerun_in_private_netns). The SMTP and Mailgun fakes fail the test at the end
+of their with-block when a scripted reply raised (take_errors() for a test
+that expects it).
+
 Rules the helpers keep: everything binds 127.0.0.1 on a free port, lives in a
 temp dir removed afterwards, and every wait has a deadline. Child processes
 get SIGKILL if the test process dies (setpriv --pdeathsig; Linux ties that

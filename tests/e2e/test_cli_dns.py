@@ -206,6 +206,7 @@ def test_spf_broken_domain_spec_is_permerror_not_error():
             assert r.returncode == 1, (dom, r.stdout, r.stderr)
             spf = json.loads(r.stdout)["checks"][0]
             assert spf["status"] == "fail" and why in spf["detail"], spf
+            assert "correct that term (or remove it)" in spf["detail"], spf
             assert spf["results"] == [{"ip": "192.0.2.1", "result": "permerror"}], spf
         r = relayq("dns", "check", "colon.test", "--expect-ip", "192.0.2.9", "--json", "--dns-server", dns.address)
         spf = json.loads(r.stdout)["checks"][0]

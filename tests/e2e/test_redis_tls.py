@@ -150,7 +150,7 @@ def test_client_certificate():
             wait_for(lambda: len(smtp.messages()) == 1, timeout=20, what="the job sent")
 
 
-def test_c_example_over_tls():
+def test_c_and_python_examples_over_tls():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from test_producers import KEY_B64, final_json, run_example  # noqa: E402
     build = harness.build_dir()
@@ -171,6 +171,13 @@ def test_c_example_over_tls():
             assert final_json(p)["state"] == "sent"
             assert len(smtp.messages()) == 1
             print("C example over rediss:// sent in %.2f s" % (time.monotonic() - t0))
+            p = run_example(["/usr/bin/python3", os.path.join(ROOT, "examples", "python", "relayq_producer.py")],
+                            r, "acme-py", "inv-tls-py", smtp, extra={"RELAYQ_REDIS_CA_FILE": r.cert})
+            assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+            assert final_json(p)["state"] == "sent"
+            p = run_example(["/usr/bin/python3", os.path.join(ROOT, "examples", "python", "relayq_producer.py")],
+                            r, "acme-py", "inv-tls-py2", smtp, extra={"RELAYQ_REDIS_CA_FILE": r.wrong_ca})
+            assert p.returncode != 0 and "certificate verify failed" in p.stderr, (p.returncode, p.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

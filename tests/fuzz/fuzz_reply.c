@@ -4,7 +4,7 @@
  * from servers we do not control, so no byte sequence may crash, read out
  * of bounds, or yield an outcome outside the documented ranges.
  *
- * Input: byte 0 low nibble picks the curl code for rq_classify_transport,
+ * Input: byte 0 low nibble picks the curl code for rq_curl_classify,
  * bytes 1-2 an HTTP status (big-endian, mod 700); the rest is the raw
  * reply, also used as the HTTP body, as the curl error text, and (its first
  * line) as the Retry-After value. Every SMTP stage classifies the same
@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "classify.h"
+#include "curlfail.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -67,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(text, raw, len);
   text[len] = '\0';
 
-  rq_classify_transport(curl_code, text, (enum rq_smtp_stage)(data[0] % RQ_STAGE__COUNT), &c);
+  rq_curl_classify(curl_code, text, (enum rq_smtp_stage)(data[0] % RQ_STAGE__COUNT), &c);
   check_class(&c);
 
   /* Retry-After is one header line: cut at the first line end. */

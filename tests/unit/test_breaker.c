@@ -53,5 +53,57 @@ int main(void) {
   for (int i = 0; i < 4; i++) CHECK_INT(rq_breaker_record(&b, &conn, t), ==, 0);
   CHECK_INT(rq_breaker_record(&b, &conn, t), ==, 1);
   CHECK_STR(rq_breaker_state_name(b.state), "open");
+
+  /* Shared across workers: the count comes from Redis. */
+  struct rq_breaker s1 = {0};
+  CHECK_INT(rq_breaker_threshold(RQ_ERR_AUTH), ==, 3);
+  CHECK_INT(rq_breaker_threshold(RQ_ERR_TLS), ==, 3);
+  CHECK_INT(rq_breaker_threshold(RQ_ERR_CONNECT), ==, 5);
+  CHECK_INT(rq_breaker_cooldown(1), ==, RQ_BREAKER_BASE_MS);
+  CHECK_INT(rq_breaker_cooldown(2), ==, 2 * RQ_BREAKER_BASE_MS);
+  CHECK_INT(rq_breaker_cooldown(30), ==, RQ_BREAKER_MAX_MS);
+  t = 5000;
+  CHECK_INT(rq_breaker_failed(&s1, RQ_ERR_CONNECT, 4, t), ==, 0); /* 4 by every worker so far */
+  CHECK_INT(s1.failures, ==, 4);
+  CHECK_INT(rq_breaker_failed(&s1, RQ_ERR_CONNECT, 5, t), ==, 1);
+  CHECK_INT(s1.state, ==, RQ_BREAKER_OPEN);
+  CHECK_INT(s1.open_until, ==, t + RQ_BREAKER_BASE_MS);
+  /* A late failure of a transaction started before the trip changes nothing. */
+  CHECK_INT(rq_breaker_failed(&s1, RQ_ERR_CONNECT, 9, t + 10), ==, 0);
+  CHECK_INT(s1.open_until, ==, t + RQ_BREAKER_BASE_MS);
+  /* A failed probe (half-open) reopens at once, whatever the count. */
+  s1.state = RQ_BREAKER_HALF_OPEN;
+  CHECK_INT(rq_breaker_failed(&s1, RQ_ERR_CONNECT, 0, t + RQ_BREAKER_BASE_MS), ==, 1);
+  CHECK_INT(s1.open_until, ==, t + 3 * RQ_BREAKER_BASE_MS);
+
+  /* Adopting what other workers shared. */
+  struct rq_breaker mine = {0}, shared = {.state = RQ_BREAKER_OPEN, .open_until = 90000, .reason = RQ_ERR_TLS,
+                                         .trips = 2};
+  CHECK_INT(rq_breaker_adopt(&mine, &shared, 0), ==, 1);
+  CHECK_INT(mine.state, ==, RQ_BREAKER_OPEN);
+  CHECK_INT(mine.open_until, ==, 90000);
+  CHECK_INT(mine.reason, ==, RQ_ERR_TLS);
+  CHECK_INT(mine.trips, ==, 2);
+  CHECK_INT(rq_breaker_adopt(&mine, &shared, 0), ==, 0); /* nothing new */
+  /* Another worker probes: wait for its verdict until its deadline. */
+  shared.state = RQ_BREAKER_HALF_OPEN;
+  CHECK_INT(rq_breaker_adopt(&mine, &shared, 120000), ==, 1);
+  CHECK_INT(mine.state, ==, RQ_BREAKER_OPEN);
+  CHECK_INT(mine.open_until, ==, 120000);
+  /* Our own probe is left to its verdict. */
+  mine.state = RQ_BREAKER_HALF_OPEN;
+  shared.state = RQ_BREAKER_OPEN;
+  CHECK_INT(rq_breaker_adopt(&mine, &shared, 0), ==, 0);
+  CHECK_INT(mine.state, ==, RQ_BREAKER_HALF_OPEN);
+  /* Closed there closes it here. */
+  shared = (struct rq_breaker){.state = RQ_BREAKER_CLOSED, .failures = 1};
+  CHECK_INT(rq_breaker_adopt(&mine, &shared, 0), ==, 1);
+  CHECK_INT(mine.state, ==, RQ_BREAKER_CLOSED);
+  CHECK_INT(mine.trips, ==, 0);
+  CHECK_INT(mine.failures, ==, 1);
+  CHECK_INT(rq_breaker_state_parse("half_open"), ==, RQ_BREAKER_HALF_OPEN);
+  CHECK_INT(rq_breaker_state_parse("open"), ==, RQ_BREAKER_OPEN);
+  CHECK_INT(rq_breaker_state_parse(""), ==, RQ_BREAKER_CLOSED);
+  CHECK_INT(rq_breaker_state_parse(NULL), ==, RQ_BREAKER_CLOSED);
   return CHECK_DONE();
 }

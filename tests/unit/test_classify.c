@@ -714,7 +714,77 @@ static void test_http(void) {
   free(nest);
 }
 
+/* ---- the failure table: one vocabulary for every transport ---------------------------- */
+
+static void test_failure_table(void) {
+  struct rq_class c;
+  /* Every transport failure that says the server is unreachable is
+   * `connect`, TEMP, whatever the stage: these count for the breaker. */
+  const enum rq_fail conn[] = {RQ_FAIL_DNS, RQ_FAIL_CONNECT, RQ_FAIL_TIMEOUT, RQ_FAIL_CLOSED, RQ_FAIL_ABORTED};
+  for (size_t i = 0; i < sizeof conn / sizeof conn[0]; i++) {
+    rq_classify_failure(conn[i], RQ_STAGE_BANNER, NULL, "x", &c);
+    CHECK_INT(c.verdict, ==, RQ_TEMP);
+    CHECK_INT(c.error, ==, RQ_ERR_CONNECT);
+    CHECK(c.detail[0] != '\0');
+  }
+  /* A silent server: the greeting timed out. */
+  rq_classify_failure(RQ_FAIL_TIMEOUT, RQ_STAGE_BANNER, NULL, "No progress for 10000 ms waiting for the greeting.",
+                      &c);
+  CHECK_INT(c.error, ==, RQ_ERR_CONNECT);
+  CHECK(strstr(c.detail, "waiting for the greeting") != NULL);
+  /* Closed instead of the greeting, and a 421 greeting: connect. */
+  rq_classify_failure(RQ_FAIL_CLOSED, RQ_STAGE_BANNER, NULL, "closed", &c);
+  CHECK_INT(c.error, ==, RQ_ERR_CONNECT);
+  struct rq_reply r421 = {.code = 421};
+  snprintf(r421.text, sizeof r421.text, "Service not available, closing transmission channel");
+  rq_classify_failure(RQ_FAIL_REJECTED, RQ_STAGE_BANNER, &r421, "", &c);
+  CHECK_INT(c.verdict, ==, RQ_TEMP);
+  CHECK_INT(c.error, ==, RQ_ERR_CONNECT);
+  /* TLS and login. */
+  rq_classify_failure(RQ_FAIL_TLS, RQ_STAGE_TLS, NULL, "", &c);
+  CHECK_INT(c.error, ==, RQ_ERR_TLS);
+  CHECK_INT(c.verdict, ==, RQ_TEMP);
+  rq_classify_failure(RQ_FAIL_TLS_CERT, RQ_STAGE_TLS, NULL, "", &c);
+  CHECK_INT(c.error, ==, RQ_ERR_TLS);
+  CHECK_INT(c.verdict, ==, RQ_PERM);
+  rq_classify_failure(RQ_FAIL_AUTH, RQ_STAGE_AUTH, NULL, "", &c);
+  CHECK_INT(c.error, ==, RQ_ERR_AUTH);
+  struct rq_reply r535 = {.code = 535};
+  snprintf(r535.enhanced, sizeof r535.enhanced, "5.7.8");
+  rq_classify_failure(RQ_FAIL_AUTH, RQ_STAGE_MAIL, &r535, "", &c); /* the reply is read at the AUTH stage */
+  CHECK_INT(c.error, ==, RQ_ERR_AUTH);
+  CHECK_INT(c.verdict, ==, RQ_PERM);
+  /* A 2xx "reply" never turns a failure into success. */
+  struct rq_reply r250 = {.code = 250};
+  rq_classify_failure(RQ_FAIL_CLOSED, RQ_STAGE_DATA, &r250, "", &c);
+  CHECK_INT(c.verdict, ==, RQ_TEMP);
+  rq_classify_failure(RQ_FAIL_NONE, RQ_STAGE_BODY, NULL, NULL, &c);
+  CHECK_INT(c.verdict, ==, RQ_OK);
+  /* Out of range is OTHER, never OK. */
+  rq_classify_failure((enum rq_fail)999, RQ_STAGE_BODY, NULL, NULL, &c);
+  CHECK_INT(c.verdict, ==, RQ_TEMP);
+  CHECK_INT(c.error, ==, RQ_ERR_PROVIDER);
+  /* Names. */
+  CHECK_STR(rq_fail_name(RQ_FAIL_TLS_CERT), "tls_cert");
+  CHECK_STR(rq_fail_name(RQ_FAIL_DNS), "dns");
+  CHECK_STR(rq_fail_name((enum rq_fail)999), "unknown");
+  /* curl codes land on the same rows. */
+  CHECK_INT(rq_curl_fail(CURLE_COULDNT_CONNECT, ""), ==, RQ_FAIL_CONNECT);
+  CHECK_INT(rq_curl_fail(CURLE_COULDNT_RESOLVE_HOST, NULL), ==, RQ_FAIL_DNS);
+  CHECK_INT(rq_curl_fail(CURLE_OPERATION_TIMEDOUT, ""), ==, RQ_FAIL_TIMEOUT);
+  CHECK_INT(rq_curl_fail(CURLE_PEER_FAILED_VERIFICATION, ""), ==, RQ_FAIL_TLS_CERT);
+  CHECK_INT(rq_curl_fail(CURLE_OK, ""), ==, RQ_FAIL_NONE);
+  /* Every row has a sentence and a known category. */
+  for (int k = 1; k < RQ_FAIL__COUNT; k++) {
+    rq_classify_failure((enum rq_fail)k, RQ_STAGE_CONNECT, NULL, "m", &c);
+    CHECK(c.verdict != RQ_OK);
+    CHECK(c.error != RQ_ERR_NONE);
+    CHECK(c.detail[0] != '\0');
+  }
+}
+
 int main(void) {
+  test_failure_table();
   test_parse_multiline();
   test_parse_edges();
   test_parse_long_and_garbage();

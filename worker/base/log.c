@@ -8,6 +8,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "json.h"
 #include "util.h"
 
 static int log_format = RQ_LOG_TEXT;
@@ -31,30 +32,11 @@ int rq_log_level_parse(const char *s) {
 
 int rq_log_enabled(int level) { return level >= log_level; }
 
-/* Bytes JSON and the text format copy as they are (runs of them are
- * appended at once: a byte at a time was a tenth of the worker's
- * instructions per message, bench/run.sh --callgrind). */
-static int plain(unsigned char c) { return c >= 0x20 && c != '"' && c != '\\' && c != 0x7f; }
-
 void rq_json_str(struct rq_buf *b, const char *s) {
-  rq_buf_putc(b, '"');
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    const unsigned char *run = p;
-    while (plain(*p)) p++;
-    if (p > run) rq_buf_append(b, run, (size_t)(p - run));
-    if (!*p) break;
-    switch (*p) {
-    case '"': rq_buf_puts(b, "\\\""); break;
-    case '\\': rq_buf_puts(b, "\\\\"); break;
-    case '\n': rq_buf_puts(b, "\\n"); break;
-    case '\r': rq_buf_puts(b, "\\r"); break;
-    case '\t': rq_buf_puts(b, "\\t"); break;
-    default:
-      if (*p < 0x20 || *p == 0x7f) rq_buf_printf(b, "\\u%04x", *p);
-      else rq_buf_putc(b, (char)*p);
-    }
-  }
-  rq_buf_putc(b, '"');
+  size_t n = strlen(s);
+  rq_buf_reserve(b, RELAYQ__JSON_STR_MAX(n));
+  b->len += relayq__json_str(b->data + b->len, s, n);
+  b->data[b->len] = '\0';
 }
 
 /* The seconds are formatted once per second (a line per delivery). */

@@ -33,7 +33,7 @@ void rq_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
     }                                                                                      \
   } while (0)
 
-/* JSON string escaping shared with the event writer: appends "s" quoted. */
+/* Appends s as a quoted JSON string (librelayq's json.h rules). */
 struct rq_buf;
 void rq_json_str(struct rq_buf *b, const char *s);
 

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "resp.h"
+
 void *rq_xmalloc(size_t n);
 void *rq_xcalloc(size_t n, size_t size);
 void *rq_xrealloc(void *p, size_t n);
@@ -50,15 +52,8 @@ void rq_buf_vprintf(struct rq_buf *b, const char *fmt, va_list ap) __attribute__
 char *rq_buf_steal(struct rq_buf *b, size_t *len);
 
 /* v in decimal at dst, not terminated (at most 20 characters); returns the
- * length. Inline: the Redis command formatter calls it twice per argument. */
-static inline size_t rq_fmt_u64(char *dst, uint64_t v) {
-  char t[20];
-  size_t n = 0;
-  do t[n++] = (char)('0' + v % 10);
-  while ((v /= 10) != 0);
-  for (size_t i = 0; i < n; i++) dst[i] = t[n - 1 - i];
-  return n;
-}
+ * length. librelayq's digit writer (resp.h), the one the RESP headers use. */
+static inline size_t rq_fmt_u64(char *dst, uint64_t v) { return relayq__u64_dec(dst, v); }
 /* v in decimal, NUL-terminated, truncated to cap - 1 characters; returns
  * the length written. The hot path formats a dozen numbers per message,
  * and snprintf costs about 800 instructions each (bench --callgrind). */

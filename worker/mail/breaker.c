@@ -1,10 +1,7 @@
-/* breaker: per-server circuit breaker (see breaker.h). */
+/* breaker: a tenant route's circuit breaker, pure maths (see breaker.h). */
 #include "breaker.h"
 
-#include <stdlib.h>
 #include <string.h>
-
-#include "util.h"
 
 const char *rq_breaker_state_name(enum rq_breaker_state s) {
   switch (s) {
@@ -20,7 +17,17 @@ int rq_breaker_counts(const struct rq_class *c) {
   return c->error == RQ_ERR_AUTH || c->error == RQ_ERR_TLS || c->error == RQ_ERR_CONNECT;
 }
 
-static int64_t cooldown(int trips) {
+enum rq_breaker_state rq_breaker_state_parse(const char *s) {
+  if (s && !strcmp(s, "open")) return RQ_BREAKER_OPEN;
+  if (s && !strcmp(s, "half_open")) return RQ_BREAKER_HALF_OPEN;
+  return RQ_BREAKER_CLOSED;
+}
+
+int rq_breaker_threshold(enum rq_errcat e) {
+  return e == RQ_ERR_CONNECT ? RQ_BREAKER_CONNECT_THRESHOLD : RQ_BREAKER_AUTH_TLS_THRESHOLD;
+}
+
+int64_t rq_breaker_cooldown(int trips) {
   int64_t ms = RQ_BREAKER_BASE_MS;
   for (int i = 1; i < trips && ms < RQ_BREAKER_MAX_MS; i++) ms *= 2;
   return ms > RQ_BREAKER_MAX_MS ? RQ_BREAKER_MAX_MS : ms;
@@ -45,7 +52,7 @@ static void trip(struct rq_breaker *b, enum rq_errcat reason, int64_t now) {
   b->state = RQ_BREAKER_OPEN;
   b->reason = reason;
   b->trips++;
-  b->open_until = now + cooldown(b->trips);
+  b->open_until = now + rq_breaker_cooldown(b->trips);
   b->failures = 0;
   b->probe_out = 0;
 }
@@ -66,38 +73,47 @@ int rq_breaker_record(struct rq_breaker *b, const struct rq_class *c, int64_t no
     return 1;
   }
   if (b->state == RQ_BREAKER_OPEN) return 0; /* a transaction started before it opened */
-  int threshold = c->error == RQ_ERR_CONNECT ? RQ_BREAKER_CONNECT_THRESHOLD : RQ_BREAKER_AUTH_TLS_THRESHOLD;
-  if (++b->failures >= threshold || c->trip_now) {
+  if (++b->failures >= rq_breaker_threshold(c->error) || c->trip_now) {
     trip(b, c->error, now);
     return 1;
   }
   return 0;
 }
 
-static unsigned hash(const char *s) {
-  unsigned h = 2166136261u;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 16777619u;
-  return h % RQ_BREAKER_BUCKETS;
-}
-
-struct rq_breaker_entry *rq_breaker_get(struct rq_breaker_entry **table, const char *key) {
-  unsigned h = hash(key);
-  for (struct rq_breaker_entry *e = table[h]; e; e = e->next)
-    if (!strcmp(e->key, key)) return e;
-  struct rq_breaker_entry *e = rq_xcalloc(1, sizeof *e);
-  e->key = rq_xstrdup(key);
-  e->next = table[h];
-  table[h] = e;
-  return e;
-}
-
-void rq_breaker_table_free(struct rq_breaker_entry **table) {
-  for (unsigned i = 0; i < RQ_BREAKER_BUCKETS; i++) {
-    while (table[i]) {
-      struct rq_breaker_entry *e = table[i];
-      table[i] = e->next;
-      free(e->key);
-      free(e);
-    }
+int rq_breaker_failed(struct rq_breaker *b, enum rq_errcat e, int failures, int64_t now) {
+  if (b->state == RQ_BREAKER_OPEN && now < b->open_until) return 0; /* started before it opened */
+  if (b->state == RQ_BREAKER_HALF_OPEN || failures >= rq_breaker_threshold(e)) {
+    trip(b, e, now);
+    return 1;
   }
+  b->failures = failures;
+  return 0;
+}
+
+int rq_breaker_adopt(struct rq_breaker *b, const struct rq_breaker *shared, int64_t probe_until) {
+  struct rq_breaker before = *b;
+  if (b->state == RQ_BREAKER_HALF_OPEN && shared->state != RQ_BREAKER_CLOSED) {
+    /* Our own probe is out: its verdict decides. */
+  } else if (shared->state == RQ_BREAKER_OPEN) {
+    /* Past its cool-down too: then the next job here asks for the probe
+     * rather than sending as if nothing happened. */
+    b->state = RQ_BREAKER_OPEN;
+    b->open_until = shared->open_until;
+    b->reason = shared->reason;
+    if (shared->trips > b->trips) b->trips = shared->trips;
+    b->probe_out = 0;
+  } else if (shared->state == RQ_BREAKER_HALF_OPEN) {
+    /* Another worker's probe is out: wait for its verdict (or, past its
+     * deadline, ask for the probe ourselves). */
+    b->state = RQ_BREAKER_OPEN;
+    b->open_until = probe_until;
+    b->reason = shared->reason;
+    b->probe_out = 0;
+  } else if (shared->state == RQ_BREAKER_CLOSED && b->state != RQ_BREAKER_CLOSED) {
+    b->state = RQ_BREAKER_CLOSED;
+    b->trips = 0;
+    b->probe_out = 0;
+  }
+  if (shared->state == RQ_BREAKER_CLOSED) b->failures = shared->failures;
+  return before.state != b->state || before.open_until != b->open_until;
 }

@@ -1,5 +1,5 @@
 /*
- * breaker: a circuit breaker per tenant server (route connection key).
+ * breaker: the circuit breaker of one tenant route (tenant, route, server and login).
  *
  * Why: a tenant whose password changed, or whose certificate expired, makes
  * every one of its jobs fail the same way; hammering the server locks the
@@ -9,8 +9,10 @@
  * doubling per consecutive trip up to 15 min). Then one job is let through
  * as a probe (half-open): success closes it, failure reopens it.
  *
- * Pure logic: the caller passes the time; delivery.c keeps one table per
- * worker and publishes state changes to P:breaker:TENANT for dashboards.
+ * Pure logic: the caller passes the time. sched.c keeps one breaker per
+ * tenant route and shares it with every worker through P:breaker:TENANT:
+ * failures are counted there (rq_breaker_failed takes the shared count),
+ * and a worker adopts what the others decided (rq_breaker_adopt).
  */
 #ifndef RQ_BREAKER_H
 #define RQ_BREAKER_H
@@ -45,21 +47,34 @@ int rq_breaker_allow(struct rq_breaker *b, int64_t now, int64_t *until);
 int rq_breaker_record(struct rq_breaker *b, const struct rq_class *c, int64_t now);
 
 const char *rq_breaker_state_name(enum rq_breaker_state s);
+/* The reverse ("" and unknown names are closed). */
+enum rq_breaker_state rq_breaker_state_parse(const char *s);
+
+/* Consecutive failures of kind e that trip the breaker: 3 for auth and
+ * tls, 5 for connect. */
+int rq_breaker_threshold(enum rq_errcat e);
+
+/* The cool-down after the trips-th consecutive trip: 60 s doubling, at
+ * most 15 min. */
+int64_t rq_breaker_cooldown(int trips);
+
+/* A counted failure (rq_breaker_counts) with `failures` the consecutive
+ * failures counted so far by every worker, this one included. Trips when
+ * that reaches the threshold, or when a probe failed (half-open). Returns
+ * 1 when it tripped (b is open until b->open_until). */
+int rq_breaker_failed(struct rq_breaker *b, enum rq_errcat e, int failures, int64_t now);
+
+/* Adopts the state other workers shared (`shared` as read from Redis):
+ * open there is open here, with the shared cool-down (when it has ended,
+ * this worker asks for the probe instead of sending freely); half-open
+ * there (another worker's probe is out) is open here until probe_until;
+ * closed there closes ours. A probe of our own (half-open here) is left
+ * to its verdict. Returns 1 when b's state or cool-down changed. */
+int rq_breaker_adopt(struct rq_breaker *b, const struct rq_breaker *shared, int64_t probe_until);
 
 /* Which outcomes count: auth and tls failures, connection failures and
  * 421s (error connect). A recipient or message rejection says nothing
  * about the server's health. */
 int rq_breaker_counts(const struct rq_class *c);
-
-/* A worker's breakers, one per route connection key. Entries are never
- * freed before the table (bounded by the tenants' servers seen). */
-#define RQ_BREAKER_BUCKETS 256
-struct rq_breaker_entry {
-  char *key;
-  struct rq_breaker b;
-  struct rq_breaker_entry *next;
-};
-struct rq_breaker_entry *rq_breaker_get(struct rq_breaker_entry **table, const char *key);
-void rq_breaker_table_free(struct rq_breaker_entry **table);
 
 #endif

@@ -158,7 +158,9 @@ void rq_route_sender(const struct rq_route_settings *cfg, const struct rq_tenant
     out->from_name = name;
     out->reply_to = reply_to ? reply_to : (platform_domain(from, cfg->platform_from) ? NULL : from);
     rq_scopy(out->envelope_from, sizeof out->envelope_from, cfg->platform_from);
-    if (!out->from_name) out->from_name = from;
+    /* Without a name there is none: an address as the display name
+     * ("ceo@bank.example" <no-reply@...>) is exactly the spoof this rule
+     * exists to stop, since many mail clients show only the name. */
     return;
   }
   rq_scopy(out->from_addr, sizeof out->from_addr, from);
@@ -176,7 +178,7 @@ int rq_route_raw_from(const struct rq_route_settings *cfg, const struct rq_tenan
   const char *name = j->from_name ? j->from_name : (t ? t->from_name : NULL);
   const char *reply_to = j->reply_to ? j->reply_to : (t ? t->reply_to : NULL);
   if (!reply_to && readable && !platform_domain(addr, cfg->platform_from)) reply_to = addr;
-  if (!name && readable) name = addr;
+  /* No address becomes the display name (see rq_route_sender). */
   struct rq_buf out;
   rq_buf_init(&out);
   rq_raw_put_from(msg->data, msg->len, name, cfg->platform_from, reply_to, &out);

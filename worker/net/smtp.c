@@ -32,6 +32,7 @@
 
 #include "classify.h"
 #include "curluv.h"
+#include "hmap.h"
 #include "log.h"
 #include "msg.h"
 #include "smtp_conn.h"
@@ -238,22 +239,10 @@ struct fifo {
   int n;
 };
 
-/* Hash-table entry header (FNV-1a over the key; keys are ours, not
- * attacker-chosen in bulk). */
-struct hent {
-  struct hent *next;
-  uint32_t hash;
-};
-
-struct map {
-  struct hent **b;
-  size_t nb, n;
-};
-
 /* Connections to one server with one identity. Lives while a connection
  * or a transaction refers to it. Strings are copies in the same block. */
 struct pool {
-  struct hent h;
+  struct rq_hent h;
   int refs;
   const char *limkey; /* "" when unlimited */
   const char *host;
@@ -273,7 +262,7 @@ struct pool {
 
 /* Connections open per target key (max_connections). */
 struct limiter {
-  struct hent h;
+  struct rq_hent h;
   int refs;
   int max;
   int open; /* counted connections (any state but closing) */
@@ -357,6 +346,9 @@ struct tx {
   char *password; /* or the OAuth2 access token when xoauth2 */
   size_t password_len;
   int xoauth2;
+  enum rq_smtp_until until; /* rq_smtp_check: where it stops; 0 for a send */
+  rq_smtp_step_cb step;     /* rq_smtp_check's observer, or NULL */
+  uint64_t t_loop_start;    /* loop time at rq_smtp_send/check */
   long connect_ms, response_ms;
   uint64_t deadline;  /* loop time (ms) when the whole transaction times out */
   uint64_t t_start;   /* uv_hrtime() when it got a connection; 0 before */
@@ -375,7 +367,7 @@ struct rq_smtp {
   uv_loop_t *loop;
   int pooling; /* 0: every connection is closed after its transaction */
   struct rq_smtp_limits limits;
-  struct map pools, limiters;
+  struct rq_hmap pools, limiters; /* hmap.h */
   struct tx *txs;
   int pending;
   struct fifo waiters; /* transactions waiting for the global cap */
@@ -408,64 +400,6 @@ static void maybe_finalize(struct rq_smtp *s);
 
 /* ---- small containers ------------------------------------------------------------------ */
 
-static uint32_t fnv(uint32_t h, const void *p, size_t n) {
-  const unsigned char *c = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 16777619u;
-  return h;
-}
-
-static uint32_t fnv_str(uint32_t h, const char *s) {
-  /* The length first, so that ("ab","c") and ("a","bc") differ. */
-  size_t n = s ? strlen(s) + 1 : 0;
-  h = fnv(h, &n, sizeof n);
-  return s ? fnv(h, s, n) : h;
-}
-
-static void map_init(struct map *m) {
-  m->nb = 64;
-  m->n = 0;
-  m->b = rq_xcalloc(m->nb, sizeof *m->b);
-}
-
-static void map_add(struct map *m, struct hent *e) {
-  if (m->n + 1 > 2 * m->nb) {
-    size_t nb = m->nb * 2;
-    struct hent **b = rq_xcalloc(nb, sizeof *b);
-    for (size_t i = 0; i < m->nb; i++) {
-      struct hent *x = m->b[i], *next;
-      for (; x; x = next) {
-        next = x->next;
-        x->next = b[x->hash & (nb - 1)];
-        b[x->hash & (nb - 1)] = x;
-      }
-    }
-    free(m->b);
-    m->b = b;
-    m->nb = nb;
-  }
-  e->next = m->b[e->hash & (m->nb - 1)];
-  m->b[e->hash & (m->nb - 1)] = e;
-  m->n++;
-}
-
-static void map_del(struct map *m, struct hent *e) {
-  struct hent **pp = &m->b[e->hash & (m->nb - 1)];
-  while (*pp != e) pp = &(*pp)->next;
-  *pp = e->next;
-  m->n--;
-}
-
-static void map_free(struct map *m) {
-  for (size_t i = 0; i < m->nb; i++) {
-    struct hent *x = m->b[i], *next;
-    for (; x; x = next) {
-      next = x->next;
-      free(x);
-    }
-  }
-  free(m->b);
-}
-
 static void fifo_push(struct fifo *f, struct tx *tx) {
   tx->queue = f;
   tx->qnext = NULL;
@@ -493,18 +427,21 @@ static void fifo_remove(struct tx *tx) {
 /* The pool identity of a target, as a hash. */
 static uint32_t pool_hash(const char *limkey, const struct rq_smtp_target *t, const char *user, const char *ca,
                           const char *helo) {
-  uint32_t h = 2166136261u;
+  uint32_t h = RQ_HASH_SEED;
   int nums[4] = {t->port, (int)t->security, t->tls_verify ? 1 : 0, t->require_auth ? 1 : 0};
   const void *policy = t->netpolicy;
-  h = fnv(h, &policy, sizeof policy);
-  h = fnv_str(h, t->tls_pin && *t->tls_pin ? t->tls_pin : NULL);
-  h = fnv_str(h, limkey);
-  h = fnv_str(h, t->host);
-  h = fnv(h, nums, sizeof nums);
-  h = fnv_str(h, user);
-  h = fnv_str(h, ca);
-  return fnv_str(h, helo);
+  h = rq_hash(h, &policy, sizeof policy);
+  h = rq_hash_str(h, t->tls_pin && *t->tls_pin ? t->tls_pin : NULL);
+  h = rq_hash_str(h, limkey);
+  h = rq_hash_str(h, t->host);
+  h = rq_hash(h, nums, sizeof nums);
+  h = rq_hash_str(h, user);
+  h = rq_hash_str(h, ca);
+  return rq_hash_str(h, helo);
 }
+
+/* Pools and limiters are one allocation each, their hent first. */
+static void free_hent(struct rq_hent *e) { free(e); }
 
 static int str_eq(const char *a, const char *b) {
   if (!a || !b) return a == b;
@@ -522,7 +459,7 @@ static char *pack(char **p, const char *s) {
 static struct pool *pool_get(struct rq_smtp *s, const char *limkey, const struct rq_smtp_target *t,
                              const char *user, const char *ca, const char *helo) {
   uint32_t h = pool_hash(limkey, t, user, ca, helo);
-  for (struct hent *e = s->pools.b[h & (s->pools.nb - 1)]; e; e = e->next) {
+  for (struct rq_hent *e = rq_hmap_chain(&s->pools, h); e; e = e->next) {
     struct pool *p = (struct pool *)e;
     if (e->hash == h && p->port == t->port && p->security == t->security &&
         p->tls_verify == (t->tls_verify ? 1 : 0) && str_eq(p->limkey, limkey) && str_eq(p->host, t->host) &&
@@ -551,20 +488,20 @@ static struct pool *pool_get(struct rq_smtp *s, const char *limkey, const struct
   p->security = t->security;
   p->tls_verify = t->tls_verify ? 1 : 0;
   p->refs = 1;
-  map_add(&s->pools, &p->h);
+  rq_hmap_add(&s->pools, &p->h);
   return p;
 }
 
 static void pool_put(struct rq_smtp *s, struct pool *p) {
   if (--p->refs > 0) return;
-  map_del(&s->pools, &p->h);
+  rq_hmap_del(&s->pools, &p->h);
   free(p);
 }
 
 static struct limiter *limiter_get(struct rq_smtp *s, const char *key, int max) {
-  uint32_t h = fnv_str(2166136261u, key);
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, key);
   struct limiter *l = NULL;
-  for (struct hent *e = s->limiters.b[h & (s->limiters.nb - 1)]; e; e = e->next)
+  for (struct rq_hent *e = rq_hmap_chain(&s->limiters, h); e; e = e->next)
     if (e->hash == h && strcmp(((struct limiter *)e)->key, key) == 0) {
       l = (struct limiter *)e;
       break;
@@ -574,7 +511,7 @@ static struct limiter *limiter_get(struct rq_smtp *s, const char *key, int max) 
     l = rq_xcalloc(1, sizeof *l + n + 1);
     memcpy(l->key, key, n + 1);
     l->h.hash = h;
-    map_add(&s->limiters, &l->h);
+    rq_hmap_add(&s->limiters, &l->h);
   }
   l->max = max; /* the latest settings win (a tenant may change its limit) */
   l->refs++;
@@ -583,7 +520,7 @@ static struct limiter *limiter_get(struct rq_smtp *s, const char *key, int max) 
 
 static void limiter_put(struct rq_smtp *s, struct limiter *l) {
   if (!l || --l->refs > 0) return;
-  map_del(&s->limiters, &l->h);
+  rq_hmap_del(&s->limiters, &l->h);
   free(l);
 }
 
@@ -776,6 +713,17 @@ static struct tx *detach(struct sconn *sc) {
   return tx;
 }
 
+/* ---- a check's observer ---------------------------------------------------------------------- */
+
+static void tell(struct tx *tx, const struct rq_smtp_step *st) {
+  if (tx && tx->step) tx->step(st, tx->arg);
+}
+
+static void tell_cmd(struct tx *tx, const char *verb) {
+  const struct rq_smtp_step st = {.kind = RQ_SMTP_STEP_COMMAND, .verb = verb};
+  tell(tx, &st);
+}
+
 /* ---- the dialogue ------------------------------------------------------------------------------ */
 
 static void send_cmd(struct sconn *sc, int flags) {
@@ -794,7 +742,7 @@ static void send_line(struct sconn *sc, const char *line) {
 static void tx_begin(struct sconn *sc) {
   struct tx *tx = sc->tx;
   sc->state = S_MAIL;
-  tx->pipelined = sc->caps.pipelining;
+  tx->pipelined = sc->caps.pipelining && !tx->until; /* a check reads each reply before the next */
   tx->rcpt_sent = tx->rcpt_replied = 0;
   rq_buf_reset(&sc->out);
   if (tx->body)
@@ -809,6 +757,7 @@ static void tx_begin(struct sconn *sc) {
     tx->rcpt_sent = tx->n_rcpts;
   }
   send_cmd(sc, 0);
+  tell_cmd(tx, "MAIL");
   arm(sc, tx->response_ms);
 }
 
@@ -936,12 +885,17 @@ static void send_ehlo(struct sconn *sc, int helo) {
   rq_buf_reset(&sc->out);
   rq_buf_printf(&sc->out, "%s %s\r\n", helo ? "HELO" : "EHLO", sc->pool->helo);
   send_cmd(sc, 0);
+  tell_cmd(sc->tx, helo ? "HELO" : "EHLO");
   story_enter(&sc->tx->st, RQ_STAGE_EHLO);
   sc->state = helo ? S_HELO : S_EHLO;
   arm(sc, response_ms(sc));
 }
 
 static void ready(struct sconn *sc) {
+  if (sc->tx->until == RQ_SMTP_UNTIL_AUTH) { /* a check of the session: done */
+    complete(sc, AFTER_QUIT, 0);
+    return;
+  }
   tx_begin(sc);
 }
 
@@ -1031,6 +985,7 @@ static void auth_or_ready(struct sconn *sc) {
     return;
   }
   send_cmd(sc, RQ_CONN_WRITE_SECRET);
+  tell_cmd(tx, "AUTH");
   story_enter(&tx->st, RQ_STAGE_AUTH);
   sc->state = S_AUTH;
   arm(sc, tx->response_ms);
@@ -1043,6 +998,7 @@ static void after_ehlo(struct sconn *sc) {
       (sec == RQ_SMTP_STARTTLS_REQUIRED || sec == RQ_SMTP_STARTTLS_TRY || sec == RQ_SMTP_STARTTLS_TRY_INSECURE) &&
       sc->caps.starttls) {
     send_line(sc, "STARTTLS\r\n");
+    tell_cmd(tx, "STARTTLS");
     story_enter(&tx->st, RQ_STAGE_STARTTLS);
     sc->state = S_STARTTLS;
     arm(sc, tx->response_ms);
@@ -1214,6 +1170,7 @@ static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len
       rq_buf_reset(&sc->out);
       rq_smtp_cmd_rcpt(&sc->out, tx->rcpts[tx->rcpt_sent++]);
       send_cmd(sc, 0);
+      tell_cmd(tx, "RCPT");
     }
     arm(sc, tx->response_ms);
     return;
@@ -1231,8 +1188,14 @@ static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len
         rq_buf_reset(&sc->out);
         rq_smtp_cmd_rcpt(&sc->out, tx->rcpts[tx->rcpt_sent++]);
         send_cmd(sc, 0);
+        tell_cmd(tx, "RCPT");
       }
       arm(sc, tx->response_ms);
+      return;
+    }
+    if (tx->until) { /* a check: the envelope is answered, and DATA is never sent */
+      if (tx->st.accepted < (int)tx->n_rcpts) tx_fail_reply(tx, RQ_SMTP_ERR_REJECTED, "The server refused a recipient");
+      complete(sc, AFTER_QUIT, 0);
       return;
     }
     if (tx->st.accepted == 0) {
@@ -1295,6 +1258,10 @@ static void pump_body(struct sconn *sc) {
 }
 
 static void on_reply(struct sconn *sc, int code, const char *raw, size_t len) {
+  if (sc->tx && sc->tx->step) {
+    const struct rq_smtp_step st = {.kind = RQ_SMTP_STEP_REPLY, .code = code, .raw = raw, .len = len};
+    tell(sc->tx, &st);
+  }
   switch (sc->state) {
   case S_BANNER:
   case S_EHLO:
@@ -1400,6 +1367,12 @@ static void on_error(struct sconn *sc, int err, const char *msg) {
 static void on_connected(struct sconn *sc) {
   struct tx *tx = sc->tx;
   if (!tx) return;
+  if (tx->step) {
+    uint64_t resolved = rq_smtp_conn_resolved_at(sc->io);
+    struct rq_smtp_step st = {.kind = RQ_SMTP_STEP_CONNECTED, .peer = rq_smtp_conn_peer(sc->io), .dns_ms = -1};
+    if (resolved) st.dns_ms = (double)(resolved - tx->t_loop_start);
+    tell(tx, &st);
+  }
   if (sc->pool->security == RQ_SMTP_IMPLICIT_TLS) {
     sc->state = S_TLS;
     story_stage(&tx->st, RQ_STAGE_TLS);
@@ -1416,6 +1389,12 @@ static void on_connected(struct sconn *sc) {
 static void on_tls_ready(struct sconn *sc) {
   struct tx *tx = sc->tx;
   sc->tls = 1;
+  if (tx && tx->step) {
+    char tls[160];
+    struct rq_smtp_step st = {.kind = RQ_SMTP_STEP_TLS, .tls = tls, .cert = rq_smtp_conn_peer_cert(sc->io)};
+    st.verify = rq_smtp_conn_tls_describe(sc->io, tls, sizeof tls);
+    tell(tx, &st);
+  }
   if (sc->state == S_TLS) {
     sc->state = S_BANNER;
     story_stage(&tx->st, RQ_STAGE_BANNER);
@@ -1580,8 +1559,6 @@ static struct rq_smtp *create(uv_loop_t *loop, int pooling) {
   struct rq_smtp *s = rq_xcalloc(1, sizeof *s);
   s->loop = loop;
   s->pooling = pooling;
-  map_init(&s->pools);
-  map_init(&s->limiters);
   rq_smtp_set_limits(s, NULL);
   /* EHLO names this host, as libcurl did; a name that could not go in an
    * EHLO line is replaced by one that can. */
@@ -1649,11 +1626,17 @@ static long or_default(long v, long def) {
   return v > 0 ? v : def;
 }
 
+/* A check (rq_smtp_check) when until is not 0: then there may be no
+ * recipient (UNTIL_AUTH) and no message. */
 static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
                  const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len,
-                 const struct rq_msg *body, rq_smtp_cb cb, void *arg) {
-  if (!cb || !valid_target(t) || !rq_smtp_address_ok(mail_from, 1) || n_rcpts == 0 || !rcpts || (!msg && !body && len > 0))
+                 const struct rq_msg *body, enum rq_smtp_until until, rq_smtp_step_cb step, rq_smtp_cb cb,
+                 void *arg) {
+  int no_envelope = until == RQ_SMTP_UNTIL_AUTH;
+  if (!cb || !valid_target(t) || !rq_smtp_address_ok(mail_from, 1) ||
+      (!no_envelope && (n_rcpts == 0 || !rcpts)) || (!msg && !body && len > 0))
     return RQ_SMTP_EINVAL;
+  if (no_envelope) n_rcpts = 0;
   size_t strings = strlen(mail_from) + 1;
   for (size_t i = 0; i < n_rcpts; i++) {
     if (!rq_smtp_address_ok(rcpts[i], 0)) return RQ_SMTP_EINVAL;
@@ -1685,6 +1668,10 @@ static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
     tx->password_len = pwlen;
   }
   tx->xoauth2 = user && t->xoauth2;
+  tx->until = until;
+  tx->step = step;
+  tx->force_new = until != 0; /* a check tests setting up a connection, never a pooled one */
+  tx->t_loop_start = uv_now(s->loop);
   tx->connect_ms = or_default(t->connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
   tx->response_ms = or_default(t->response_timeout_ms, DEFAULT_RESPONSE_TIMEOUT_MS);
   tx->deadline = uv_now(s->loop) + (uint64_t)or_default(t->timeout_ms, DEFAULT_TIMEOUT_MS);
@@ -1719,14 +1706,21 @@ static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
 int rq_smtp_send(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
                  const char *const *rcpts, size_t n_rcpts, const char *msg, size_t len, rq_smtp_cb cb,
                  void *arg) {
-  return start(s, t, mail_from, rcpts, n_rcpts, msg, len, NULL, cb, arg);
+  return start(s, t, mail_from, rcpts, n_rcpts, msg, len, NULL, 0, NULL, cb, arg);
 }
 
 int rq_smtp_send_msg(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
                      const char *const *rcpts, size_t n_rcpts, const struct rq_msg *m, rq_smtp_cb cb,
                      void *arg) {
   if (!m) return RQ_SMTP_EINVAL;
-  return start(s, t, mail_from, rcpts, n_rcpts, NULL, m->len, m, cb, arg);
+  return start(s, t, mail_from, rcpts, n_rcpts, NULL, m->len, m, 0, NULL, cb, arg);
+}
+
+int rq_smtp_check(struct rq_smtp *s, const struct rq_smtp_target *t, enum rq_smtp_until until,
+                  const char *mail_from, const char *const *rcpts, size_t n_rcpts, rq_smtp_step_cb step,
+                  rq_smtp_cb cb, void *arg) {
+  if (until != RQ_SMTP_UNTIL_AUTH && until != RQ_SMTP_UNTIL_RCPT) return RQ_SMTP_EINVAL;
+  return start(s, t, mail_from ? mail_from : "", rcpts, n_rcpts, NULL, 0, NULL, until, step, cb, arg);
 }
 
 static void free_transport(struct rq_smtp *s) {
@@ -1735,8 +1729,8 @@ static void free_transport(struct rq_smtp *s) {
     SSL_CTX_free(e->ctx);
     free(e);
   }
-  map_free(&s->pools);
-  map_free(&s->limiters);
+  rq_hmap_free(&s->pools, free_hent);
+  rq_hmap_free(&s->limiters, free_hent);
   free(s);
 }
 

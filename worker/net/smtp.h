@@ -182,8 +182,9 @@ struct rq_class;
 /* The transport on loop, with a connection pool. */
 struct rq_smtp *rq_smtp_new_loop(uv_loop_t *loop);
 
-/* For one-shot callers of the libcurl era (`relayq tenant test`): runs on
- * curl's loop (curl is not used otherwise) and keeps no idle connection,
+/* For one-shot callers that share curl's loop (`relayq tenant test`, which
+ * may send through Mailgun instead): runs on that loop (curl itself is not
+ * used) and keeps no idle connection,
  * so once the loop has run dry nothing of the transport is left on it and
  * rq_smtp_free frees at once. Prefer rq_smtp_new_loop + rq_smtp_close. */
 struct rq_smtp *rq_smtp_new(struct rq_curl *curl);
@@ -219,6 +220,47 @@ struct rq_msg;
 int rq_smtp_send_msg(struct rq_smtp *s, const struct rq_smtp_target *t, const char *mail_from,
                      const char *const *rcpts, size_t n_rcpts, const struct rq_msg *m, rq_smtp_cb cb,
                      void *arg);
+
+/* ---- checking a server without sending (relayq tenant verify) ------------ */
+
+/* How far rq_smtp_check goes before QUIT. */
+enum rq_smtp_until {
+  RQ_SMTP_UNTIL_AUTH = 1, /* the session: connect, TLS, greeting, EHLO, STARTTLS, AUTH */
+  RQ_SMTP_UNTIL_RCPT,     /* then MAIL FROM and RCPT TO, never DATA: nothing is delivered */
+};
+
+/* One thing a check saw, as it happened; valid during the callback. Our
+ * commands are named by verb only: no argument, no credential. */
+enum rq_smtp_step_kind {
+  RQ_SMTP_STEP_CONNECTED, /* TCP is up: peer, dns_ms */
+  RQ_SMTP_STEP_TLS,       /* a handshake completed: tls, cert, verify */
+  RQ_SMTP_STEP_COMMAND,   /* a command went out: verb ("EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT") */
+  RQ_SMTP_STEP_REPLY,     /* a complete reply came in: code, raw (its lines), len */
+};
+struct rq_smtp_step {
+  enum rq_smtp_step_kind kind;
+  const char *peer;  /* CONNECTED: the address connected to */
+  double dns_ms;     /* CONNECTED: how long the name took to resolve; -1: an address literal */
+  const char *tls;   /* TLS: "TLSv1.3 / TLS_AES_256_GCM_SHA384" */
+  void *cert;        /* TLS: the server's certificate (X509 *, borrowed) */
+  long verify;       /* TLS: X509_V_OK, or why the chain would not verify (required or not) */
+  const char *verb;  /* COMMAND */
+  int code;          /* REPLY */
+  const char *raw;
+  size_t len;
+};
+typedef void (*rq_smtp_step_cb)(const struct rq_smtp_step *st, void *arg);
+
+/* Connects to t as rq_smtp_send would (same session, TLS, login and
+ * network boundary), on a connection of its own, up to `until`, then
+ * QUIT. With RQ_SMTP_UNTIL_RCPT, MAIL FROM:<mail_from> and RCPT TO each
+ * of rcpts, without pipelining. step (may be NULL) sees each step; cb
+ * gets the result (err 0 when every step passed: for UNTIL_RCPT every
+ * recipient accepted; data_code is always 0). Callback contract as
+ * rq_smtp_send. */
+int rq_smtp_check(struct rq_smtp *s, const struct rq_smtp_target *t, enum rq_smtp_until until,
+                  const char *mail_from, const char *const *rcpts, size_t n_rcpts, rq_smtp_step_cb step,
+                  rq_smtp_cb cb, void *arg);
 
 /* Transactions accepted by rq_smtp_send whose callback has not run
  * (running and waiting). */
@@ -262,8 +304,7 @@ void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class 
  * (RQ_SMTP_DIALOG_OUT) and server bytes (RQ_SMTP_DIALOG_IN) and read the
  * result's dialogue fields (stage, code, enhanced, reply, rcpts, accepted,
  * data_code; rcpts points into d). The transport records each
- * transaction with the same code. The type values are those of libcurl's
- * CURLINFO_HEADER_IN/OUT, which tests of the libcurl era used. */
+ * transaction with the same code. */
 #define RQ_SMTP_DIALOG_IN 1
 #define RQ_SMTP_DIALOG_OUT 2
 struct rq_smtp_dialog;

@@ -48,6 +48,8 @@ struct rq_smtp_conn {
   char *pins;
   char host[256];
   char last_connect_err[128];
+  char peer[80];        /* the address connected to */
+  uint64_t resolved_at; /* loop time of the name's resolution */
   struct rq_tlsio *tls;
   size_t queued;
   int nwrites;
@@ -409,6 +411,18 @@ X509 *rq_smtp_conn_peer_cert(const struct rq_smtp_conn *c) {
   return c->tls && c->tls_state == T_READY ? rq_tlsio_peer_cert(c->tls) : NULL;
 }
 
+const char *rq_smtp_conn_peer(const struct rq_smtp_conn *c) { return c->peer; }
+
+uint64_t rq_smtp_conn_resolved_at(const struct rq_smtp_conn *c) { return c->resolved_at; }
+
+long rq_smtp_conn_tls_describe(const struct rq_smtp_conn *c, char *out, size_t cap) {
+  if (!c->tls || c->tls_state != T_READY) {
+    if (cap) out[0] = '\0';
+    return -1;
+  }
+  return rq_tlsio_describe(c->tls, out, cap);
+}
+
 void rq_smtp_conn_set_pins(struct rq_smtp_conn *c, const char *pins) {
   free(c->pins);
   c->pins = pins && *pins ? rq_xstrdup(pins) : NULL;
@@ -493,6 +507,7 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   c->state = C_OPEN;
+  addr_text(c->use_literal ? (const struct sockaddr *)&c->literal : c->ai_next->ai_addr, c->peer, sizeof c->peer);
   uv_tcp_nodelay(&c->tcp, 1);
   uv_tcp_keepalive(&c->tcp, 1, 60);
   int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -537,6 +552,7 @@ static void try_next(struct rq_smtp_conn *c) {
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   struct rq_smtp_conn *c = req->data;
   c->gai_pending = 0;
+  c->resolved_at = uv_now(c->loop);
   c->ai_list = res;
   c->ai_next = res;
   if (c->state == C_CLOSING) {

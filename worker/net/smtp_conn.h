@@ -102,6 +102,14 @@ int rq_smtp_conn_is_tls(const struct rq_smtp_conn *c);
  * CLOSED), or NULL. */
 X509 *rq_smtp_conn_peer_cert(const struct rq_smtp_conn *c);
 
+/* For reports (`relayq tenant verify`): the address connected to, once
+ * CONNECTED ("" before); the loop time (ms) the name was resolved at (0:
+ * an address literal, or not yet); the TLS session (rq_tlsio_describe,
+ * -1 before TLS_READY). */
+const char *rq_smtp_conn_peer(const struct rq_smtp_conn *c);
+uint64_t rq_smtp_conn_resolved_at(const struct rq_smtp_conn *c);
+long rq_smtp_conn_tls_describe(const struct rq_smtp_conn *c, char *out, size_t cap);
+
 /* Sends bytes (through TLS once it is up). Returns 0, or -1 when the
  * connection cannot take them (closing, or failed: ERROR follows). */
 int rq_smtp_conn_write(struct rq_smtp_conn *c, const void *data, size_t len, int flags);

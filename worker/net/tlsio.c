@@ -306,3 +306,8 @@ const char *rq_tlsio_errmsg(const struct rq_tlsio *t) {
 const char *rq_tlsio_version(const struct rq_tlsio *t) {
   return SSL_get_version(t->ssl);
 }
+
+long rq_tlsio_describe(const struct rq_tlsio *t, char *out, size_t cap) {
+  snprintf(out, cap, "%s / %s", SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl));
+  return SSL_get_verify_result(t->ssl);
+}

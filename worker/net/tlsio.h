@@ -111,4 +111,9 @@ const char *rq_tlsio_errmsg(const struct rq_tlsio *t);
 /* "TLSv1.3", after the handshake. */
 const char *rq_tlsio_version(const struct rq_tlsio *t);
 
+/* After the handshake: "TLSv1.3 / TLS_AES_256_GCM_SHA384" into out, and
+ * the certificate check's verdict (X509_V_OK, or why the chain would not
+ * verify, whether or not it was required). For reports. */
+long rq_tlsio_describe(const struct rq_tlsio *t, char *out, size_t cap);
+
 #endif

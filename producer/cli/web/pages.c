@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "events.h"
 #include "html.h"
+#include "keys.h"
 #include "queue_stats.h"
 #include "tenant.h"
 #include "web.h"
@@ -113,8 +114,9 @@ static void redis_failed(struct web_app *app, struct web_resp *rs, redisReply *r
   page_error(rs, 503, "Redis error", msg);
 }
 
-static void key_of(struct web_app *app, char *dst, enum relayq_key_kind k, const char *name) {
-  relayq_key(dst, KEY_MAX, app->prefix, k, name);
+/* k: relayq.h's enum relayq_key_kind or keys.h's. */
+static void key_of(struct web_app *app, char *dst, int k, const char *name) {
+  relayq__key(dst, KEY_MAX, app->prefix, k, name, NULL);
 }
 
 static long long num_or(const char *s, long long dflt) {
@@ -339,12 +341,14 @@ void page_tenants(struct web_app *app, const struct web_req *rq, struct web_resp
   }
   qsort(names, n, sizeof *names, by_str);
   for (size_t i = 0; i < n; i++) {
-    char tk[KEY_MAX], bk[KEY_MAX];
+    char tk[KEY_MAX], bk[KEY_MAX], hk[KEY_MAX], pk[KEY_MAX];
     key_of(app, tk, RELAYQ_KEY_TENANT, names[i]);
-    snprintf(bk, sizeof bk, "%s:breaker:%s", app->prefix, names[i]);
+    key_of(app, bk, RELAYQ__KEY_BREAKER, names[i]);
+    key_of(app, hk, RELAYQ__KEY_THOLD, names[i]);
+    key_of(app, pk, RELAYQ__KEY_TPAUSE, names[i]);
     redisAppendCommand(rc, "HMGET %s gateway smtp_host mailgun_domain from_email", tk);
     redisAppendCommand(rc, "HGETALL %s", bk);
-    redisAppendCommand(rc, "EXISTS %s:thold:%s %s:tpause:%s", app->prefix, names[i], app->prefix, names[i]);
+    redisAppendCommand(rc, "EXISTS %s %s", hk, pk);
   }
   struct rq_buf *b = &rs->body;
   page_begin(b, "Tenants", "tenants", 0);
@@ -582,15 +586,18 @@ void page_tenant(struct web_app *app, const struct web_req *rq, struct web_resp 
   }
   redisContext *rc = redis_or_error(app, rs);
   if (rc == NULL) return;
-  char tk[KEY_MAX], quota[KEY_MAX];
+  char tk[KEY_MAX], quota[KEY_MAX], bk[KEY_MAX], hk[KEY_MAX], pk[KEY_MAX];
   key_of(app, tk, RELAYQ_KEY_TENANT, tenant);
   key_of(app, quota, RELAYQ_KEY_QUOTA, tenant);
+  key_of(app, bk, RELAYQ__KEY_BREAKER, tenant);
+  key_of(app, hk, RELAYQ__KEY_THOLD, tenant);
+  key_of(app, pk, RELAYQ__KEY_TPAUSE, tenant);
   int64_t now = relayq_now_ms();
   long long window_ms = num_or(getenv("RELAYQ_QUOTA_WINDOW_S"), 3600) * 1000;
   redisAppendCommand(rc, "HGETALL %s", tk);
-  redisAppendCommand(rc, "HGETALL %s:breaker:%s", app->prefix, tenant);
-  redisAppendCommand(rc, "HGETALL %s:thold:%s", app->prefix, tenant);
-  redisAppendCommand(rc, "GET %s:tpause:%s", app->prefix, tenant);
+  redisAppendCommand(rc, "HGETALL %s", bk);
+  redisAppendCommand(rc, "HGETALL %s", hk);
+  redisAppendCommand(rc, "GET %s", pk);
   redisAppendCommand(rc, "ZCOUNT %s %lld +inf", quota, (long long)(now - window_ms));
   redisReply *r[5] = {0};
   for (int i = 0; i < 5; i++)

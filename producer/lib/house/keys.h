@@ -1,0 +1,33 @@
+/*
+ * keys: the Redis keys beyond relayq.h's (the contract's v1.1 per-tenant
+ * keys and the worker's own bookkeeping), built by the same code as
+ * relayq_key (keys.c), so the worker, the CLI and the console spell every
+ * key one way. librelayq's house API (producer/lib/CMakeLists.txt); not
+ * installed.
+ */
+#ifndef RELAYQ_KEYS_H
+#define RELAYQ_KEYS_H
+
+#include <stddef.h>
+
+/* Numbered after relayq.h's enum relayq_key_kind, which relayq__key
+ * also takes. NAME and SUB are its two name arguments. */
+enum relayq__key_kind {
+  RELAYQ__KEY_TQ = 64,    /* P:tq:QUEUE:TENANT (name QUEUE, sub TENANT) */
+  RELAYQ__KEY_TRING,      /* P:tring:QUEUE */
+  RELAYQ__KEY_BREAKER,    /* P:breaker:TENANT */
+  RELAYQ__KEY_ROUTE,      /* P:tenant:TENANT:route:NAME (sub NAME) */
+  RELAYQ__KEY_OAUTH,      /* P:oauth:TENANT, or P:oauth:TENANT:route:NAME (sub NAME) */
+  RELAYQ__KEY_TPAUSE,     /* P:tpause:TENANT: paused by its quota until the value (ms) */
+  RELAYQ__KEY_THOLD,      /* P:thold:TENANT: held by an operator (relayq tenant pause) */
+  RELAYQ__KEY_AUTOREPLY,  /* P:autoreply:TENANT: (a prefix: the CLAIM script appends the address) */
+  RELAYQ__KEY_STATS,      /* P:stats:TENANT, or P:stats:TENANT:YYYYMMDD (sub the UTC day) */
+};
+
+/* relayq_key for any kind, public or above: writes the key into dst
+ * (always NUL-terminated when cap > 0) and returns the length it needs,
+ * excluding the NUL (>= cap: truncated). sub is NULL where the kind has
+ * none, or where it is optional and absent. */
+size_t relayq__key(char *dst, size_t cap, const char *prefix, int kind, const char *name, const char *sub);
+
+#endif
