@@ -22,6 +22,7 @@
 #include "smtp.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1651,7 +1652,13 @@ static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
   size_t off_ptrs = sizeof(struct tx) + n_rcpts * sizeof(struct rq_rcpt_reply);
   off_ptrs = (off_ptrs + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
   size_t off_str = off_ptrs + n_rcpts * sizeof(char *);
-  struct tx *tx = rq_xcalloc(1, off_str + strings + pwlen);
+  /* Zeroed but for the stuffer's 4 KB window, which is filled before it
+   * is read: zeroing it was 5% of a worker's instructions per message. */
+  struct tx *tx = rq_xmalloc(off_str + strings + pwlen);
+  size_t win_at = offsetof(struct tx, stuffer) + offsetof(struct rq_smtp_stuffer, win);
+  size_t win_end = win_at + sizeof tx->stuffer.win;
+  memset(tx, 0, win_at);
+  memset((char *)tx + win_end, 0, off_str + strings + pwlen - win_end);
   char *w = (char *)tx + off_str;
   tx->s = s;
   tx->cb = cb;
