@@ -670,7 +670,7 @@ static const struct rq_rates *route_rates(const struct rq_jobctx *jc) {
 static size_t rate_args(const struct rq_jobctx *jc, const struct rq_rates *rates, long hourly, size_t todo, int cap,
                         char *limit_s, size_t limit_cap, char keys[][700]) {
   size_t n = rates ? rates->n : 0;
-  int w = snprintf(limit_s, limit_cap, "%ld", hourly);
+  int w = (int)rq_fmt_i64(limit_s, limit_cap, hourly); /* every job: no printf */
   if (n == 0) return 0;
   w += snprintf(limit_s + w, limit_cap - (size_t)w, "|%zu|%d", todo, cap);
   for (size_t i = 0; i < n && (size_t)w < limit_cap; i++) {
@@ -847,11 +847,11 @@ static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
   }
   struct rq_sender s;
   rq_route_sender(&jc->eng->routing, e->t, jc->job, &jc->route, &s);
-  snprintf(jc->from_addr, sizeof jc->from_addr, "%s", s.envelope_from);
+  rq_scopy(jc->from_addr, sizeof jc->from_addr, s.envelope_from);
   struct rq_buf mid;
   rq_buf_init(&mid);
   rq_mime_message_id(jc->job->id, rq_route_domain_of(s.from_addr), &mid);
-  snprintf(jc->message_id, sizeof jc->message_id, "%s", mid.data);
+  rq_scopy(jc->message_id, sizeof jc->message_id, mid.data);
   rq_buf_free(&mid);
   rq_lines_submit(jc); /* waits for its tenant route's turn, holding no send slot */
 }
