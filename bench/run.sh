@@ -19,7 +19,7 @@
 #          [--concurrency C] [--fetch-batch B] [--log-level L]
 #          [--latency-rate R | --no-latency] [--latency-seconds S]
 #          [--no-ceiling] [--ceiling-sessions S] [--rounds R] [--no-enqueue-one]
-#          [--perf] [--no-slowlog]
+#          [--perf] [--no-slowlog] [--redis-tls]
 #          [--out DIR] [--timeout S]
 #        bench/run.sh --callgrind [--callgrind-n N] [...]
 #        bench/run.sh --backlog N [--backlog-seconds S] [--concurrency C]
@@ -70,6 +70,7 @@ while [ $# -gt 0 ]; do
     --no-enqueue-one) ENQ_ONE=0; shift ;;
     --perf) PERF=1; shift ;;
     --no-slowlog) SLOWLOG=0; shift ;;
+    --redis-tls) REDIS_TLS=1; shift ;;
     --callgrind) MODE=callgrind; shift ;;
     --callgrind-n) need_val "$@"; CALLGRIND_N=$2; shift 2 ;;
     --backlog) need_val "$@"; MODE=backlog; BACKLOG=$2; shift 2 ;;
@@ -217,14 +218,29 @@ wait_port() { # wait_port PORT PID LOG WHAT
   die "$4 did not listen on 127.0.0.1:$1 within 10 s"
 }
 
+# With --redis-tls the workers talk to Redis over TLS (rediss://, a throwaway
+# self-signed certificate for localhost); the producer and the measuring
+# scripts keep the plain port, so only the workers' traffic pays for TLS.
 start_redis() {
   RPORT=$(port)
+  local tls=()
+  if [ "${REDIS_TLS:-0}" = 1 ]; then
+    TPORT=$(port)
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+      -addext subjectAltName=DNS:localhost -days 2 -keyout "$TMP/redis-key.pem" -out "$TMP/redis-cert.pem" \
+      >/dev/null 2>&1 || die "openssl could not make a certificate"
+    tls=(--tls-port "$TPORT" --tls-cert-file "$TMP/redis-cert.pem" --tls-key-file "$TMP/redis-key.pem"
+      --tls-ca-cert-file "$TMP/redis-cert.pem" --tls-auth-clients no)
+  fi
   redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP" \
-    --logfile "$TMP/redis.log" --protected-mode yes --daemonize no &
+    --logfile "$TMP/redis.log" --protected-mode yes --daemonize no "${tls[@]}" &
   PIDS+=($!)
   REDIS_PID=$!
   wait_port "$RPORT" "$REDIS_PID" "$TMP/redis.log" redis-server
   REDIS_URL="redis://127.0.0.1:$RPORT"
+  WORKER_REDIS=(--redis "$REDIS_URL")
+  [ "${REDIS_TLS:-0}" = 1 ] && WORKER_REDIS=(--redis "rediss://localhost:$TPORT" --redis-ca-file "$TMP/redis-cert.pem")
+  return 0
 }
 
 start_sink() {
@@ -250,7 +266,7 @@ start_workers() {
   extra+=("${WORKER_ARGS[@]}")
   WORKER_IDS=""
   for ((i = 1; i <= k; i++)); do
-    "$@" "$WORKER" --redis "$REDIS_URL" --platform-smtp "smtp://127.0.0.1:$SPORT" \
+    "$@" "$WORKER" "${WORKER_REDIS[@]}" --platform-smtp "smtp://127.0.0.1:$SPORT" \
       --platform-from bench@platform.example --concurrency "$CONCURRENCY" --id "bench-w$i" \
       --log-level "$LOG_LEVEL" "${extra[@]}" >"$TMP/worker-$i.log" 2>&1 &
     WORKER_PIDS+=($!)

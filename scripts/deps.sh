@@ -8,7 +8,7 @@ PKGS=(
   build-essential cmake pkg-config git ca-certificates
   libhiredis-dev libcurl4-openssl-dev libssl-dev libuv1-dev libmsgpack-dev libmicrohttpd-dev
   clang libclang-rt-14-dev
-  redis-server redis-tools
+  redis-server redis-tools redis-sentinel
   python3 python3-aiosmtpd python3-redis python3-msgpack python3-dkim
   python3-cryptography python3-yaml python3-dnspython python3-spf
   dnsmasq-base postfix openssl valgrind procps curl iproute2

@@ -137,6 +137,7 @@ struct rq_engine {
   int fetch_pending; /* a FETCH call or BLMOVE is waiting for a reply */
   int blocking;      /* the pending one is BLMOVE */
   int fetch_active;  /* inside on_fetch: jobs being started */
+  int fetch_skipped; /* the pending FETCH named tenants to skip (lines.c) */
   int needs_recovery; /* a fetch reply was lost: inflight may hold jobs we don't */
   int recovering;
   unsigned fetch_rr; /* round-robin start queue */
@@ -206,6 +207,10 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
 /* Frees a job's pending FINISH record without sending it (shutdown with
  * Redis away: the job stays in inflight for reclaim). */
 void rq_status_drop(struct rq_jobctx *jc);
+/* Writes one tenant route's breaker to P:breaker:TENANT (ROUTE.state,
+ * .reason, .until, .failures reset, .trips, updated_at): the decision
+ * lines.c made from breaker.c's maths. */
+void rq_status_breaker(struct rq_engine *eng, const char *tenant, const char *route, const struct rq_breaker *b);
 /* Retries finishes that stalled while Redis was away. */
 void rq_status_retry_stalled(struct rq_engine *eng);
 /* Appends the event JSON for a status change. */

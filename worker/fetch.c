@@ -28,6 +28,7 @@
 #include "util.h"
 
 #define IDLE_BLOCK_MS 1000
+#define SKIP_POLL_MS 200
 
 static void start_fetch(struct rq_engine *eng);
 
@@ -121,6 +122,14 @@ static void block_idle(struct rq_engine *eng) {
     later(eng, 200);
     return;
   }
+  if (rq_lines_skipping(eng)) {
+    /* Work waits in Redis for a tenant we skip: no BLMOVE (it would take
+     * that tenant's jobs from the shared queue, and could not be woken
+     * when the tenant's line frees up); look again soon, or at once when
+     * a job ends or the line frees up (rq_fetch_kick stops this timer). */
+    later(eng, SKIP_POLL_MS);
+    return;
+  }
   int64_t wait = IDLE_BLOCK_MS;
   if (eng->next_due_ms > 0) {
     int64_t until = eng->next_due_ms - relayq_now_ms();
@@ -186,6 +195,12 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   eng->fetch_active = 0;
   free(taken);
   if (n == 0 && aside == 0) {
+    if (eng->fetch_skipped && !rq_lines_skipping(eng)) {
+      /* The tenants this call skipped are wanted again already: their
+       * jobs are in Redis, fetch them now. */
+      rq_fetch_kick(eng);
+      return;
+    }
     block_idle(eng);
     return;
   }
@@ -198,6 +213,7 @@ static void start_fetch(struct rq_engine *eng) {
   size_t nq = eng->cfg->n_queues;
   const char *skip[MAX_SKIP];
   size_t n_skip = rq_lines_skip_list(eng, skip, MAX_SKIP);
+  eng->fetch_skipped = n_skip > 0;
   const char **argv = rq_xcalloc(3 + 2 + nq + 8 + n_skip, sizeof *argv);
   char numkeys[16], k_s[16], now_s[24], rr_s[16], sort_s[16], keep_s[16], sort_bytes_s[24];
   snprintf(keep_s, sizeof keep_s, "%d", 4 * eng->cfg->fetch_batch);

@@ -26,7 +26,16 @@
 
 #include "engine.h"
 #include "log.h"
+#include "redis_health.h"
 #include "util.h"
+
+/* The beat is a write every few seconds even when no job moves: it is how
+ * an idle worker learns that Redis refuses writes (redis_health.h). */
+static void on_beat_written(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  redisReply *reply = r;
+  if (reply && reply->type == REDIS_REPLY_ERROR) rq_redis_health_refused(priv, reply->str);
+}
 
 static void write_beat(struct rq_engine *eng) {
   const struct rq_config *cfg = eng->cfg;
@@ -48,7 +57,7 @@ static void write_beat(struct rq_engine *eng) {
                         "started_at", started,      "inflight", inflight, "sent",    sent,
                         "failed",   failed,          "version", RELAYQ_VERSION, "queues", queues,
                         "updated_at", updated};
-  rq_rconn_cmd(eng->cmd, NULL, NULL, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
+  rq_rconn_cmd(eng->cmd, on_beat_written, eng, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
   rq_rconn_cmdf(eng->cmd, NULL, NULL, "PEXPIRE %s %s", eng->worker_key, ttl);
   rq_rconn_cmdf(eng->cmd, NULL, NULL, "HSET %s %s %s", eng->workers_key, cfg->worker_id, queues);
 }

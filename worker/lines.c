@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "keys.h"
 #include "log.h"
 #include "tenants.h"
 #include "util.h"
@@ -239,11 +240,14 @@ static void tstate_read(struct rq_tstate *t) {
   t->reading = 2;
   t->read_sent_ms = relayq_now_ms();
   /* Redis answers in order: the hold reply comes last and applies both. */
-  if (rq_rconn_cmdf(eng->cmd, on_breaker_read, t, "HGETALL %s:breaker:%s", eng->cfg->prefix, t->id)) {
+  char key[400];
+  relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_BREAKER, t->id, NULL);
+  if (rq_rconn_cmdf(eng->cmd, on_breaker_read, t, "HGETALL %s", key)) {
     t->reading = 0;
     return;
   }
-  if (rq_rconn_cmdf(eng->cmd, on_hold_read, t, "HGETALL %s:thold:%s", eng->cfg->prefix, t->id)) t->reading = 1;
+  relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_THOLD, t->id, NULL);
+  if (rq_rconn_cmdf(eng->cmd, on_hold_read, t, "HGETALL %s", key)) t->reading = 1;
 }
 
 static struct rq_tstate *tstate_get(struct rq_engine *eng, const char *tenant) {
@@ -390,6 +394,7 @@ static void skip_sync(struct rq_line *l) {
   if (want == l->in_skip) return;
   if (!want) {
     skip_unlink(s, l);
+    s->hooks.room(l->eng); /* its tenant may be fetched again */
     return;
   }
   l->in_skip = 1;
@@ -477,21 +482,9 @@ static void park_for_pause(struct rq_line *l) {
 
 static void breaker_write(struct rq_line *l) {
   struct rq_engine *eng = l->eng;
-  char key[400], f_state[100], f_reason[100], f_until[100], f_fail[100], f_trips[100], until[24], now_s[24],
-      trips[16];
-  snprintf(key, sizeof key, "%s:breaker:%s", eng->cfg->prefix, l->tenant);
-  snprintf(f_state, sizeof f_state, "%s.state", l->route);
-  snprintf(f_reason, sizeof f_reason, "%s.reason", l->route);
-  snprintf(f_until, sizeof f_until, "%s.until", l->route);
-  snprintf(f_fail, sizeof f_fail, "%s.failures", l->route);
-  snprintf(f_trips, sizeof f_trips, "%s.trips", l->route);
+  char until[24];
   rq_fmt_i64(until, sizeof until, l->b.state == RQ_BREAKER_OPEN ? l->b.open_until : 0);
-  rq_fmt_i64(now_s, sizeof now_s, relayq_now_ms());
-  rq_fmt_i64(trips, sizeof trips, l->b.trips);
-  const char *argv[] = {"HSET", key, f_state, rq_breaker_state_name(l->b.state), f_reason,
-                        l->b.state == RQ_BREAKER_CLOSED ? "" : rq_errcat_name(l->b.reason), f_until, until, f_fail,
-                        "0", f_trips, trips, "updated_at", now_s};
-  rq_rconn_cmd(eng->cmd, NULL, NULL, 14, argv, NULL);
+  rq_status_breaker(eng, l->tenant, l->route, &l->b);
   l->written_ms = relayq_now_ms();
   RQ_LOG_FIELDS(l->b.state == RQ_BREAKER_OPEN ? RQ_LOG_WARN : RQ_LOG_INFO, "circuit breaker", {"tenant", l->tenant},
                 {"route", l->route}, {"state", rq_breaker_state_name(l->b.state)},
@@ -569,7 +562,7 @@ static void count_failure(struct rq_line *l, enum rq_errcat reason) {
   fc->key = rq_xstrdup(l->key);
   fc->reason = reason;
   char key[400];
-  snprintf(key, sizeof key, "%s:breaker:%s", eng->cfg->prefix, l->tenant);
+  relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_BREAKER, l->tenant, NULL);
   l->failing = 1;
   const char *argv[] = {"EVALSHA", eng->sha[RQ_SCRIPT_BREAKER_FAIL], "1", key, l->route};
   if (rq_rconn_cmd(eng->cmd, on_fail_counted, fc, 5, argv, NULL)) {
@@ -624,7 +617,7 @@ static void ask_probe(struct rq_line *l) {
   if (l->probing) return;
   char key[400], now_s[24], pu[24];
   int64_t now = relayq_now_ms();
-  snprintf(key, sizeof key, "%s:breaker:%s", eng->cfg->prefix, l->tenant);
+  relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_BREAKER, l->tenant, NULL);
   rq_fmt_i64(now_s, sizeof now_s, now);
   rq_fmt_i64(pu, sizeof pu, now + eng->cfg->smtp_timeout_ms + PROBE_TTL_EXTRA_MS);
   struct probe_call *pc = rq_xmalloc(sizeof *pc);
@@ -843,6 +836,8 @@ size_t rq_lines_skip_list(struct rq_engine *eng, const char **out, size_t max) {
   for (size_t i = 0; i < s->n_skip; i++) out[i] = s->skip[i];
   return s->n_skip;
 }
+
+int rq_lines_skipping(const struct rq_engine *eng) { return eng->lines && eng->lines->skipping; }
 
 void rq_lines_foreach(struct rq_engine *eng, void (*cb)(const struct rq_line_view *v, void *arg), void *arg) {
   if (!eng->lines) return;

@@ -86,6 +86,9 @@ void rq_lines_tick(struct rq_engine *eng);
  * most max; the strings live until the next call into lines.c. */
 size_t rq_lines_skip_list(struct rq_engine *eng, const char **out, size_t max);
 
+/* 1 while some tenant is on that list. */
+int rq_lines_skipping(const struct rq_engine *eng);
+
 /* For metrics: calls cb for each line with work or a breaker not closed. */
 struct rq_line_view {
   const char *tenant, *route;

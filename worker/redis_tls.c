@@ -30,6 +30,7 @@ struct rq_redis_tls {
   struct rq_redis_tls_cbs cbs;
   enum state state;
   int cert_failed; /* the handshake failed on the certificate: connected(-1) */
+  int writing;     /* a uv_write is in flight: more ciphertext waits for it */
   struct pending *head, *tail;
   char host[256];
   char rbuf[READ_BUF];
@@ -74,22 +75,31 @@ static void fail(struct rq_redis_tls *t, const char *why) {
   finish(t);
 }
 
+static void flush(struct rq_redis_tls *t);
+
 static void on_written(uv_write_t *req, int status) {
   struct wreq *w = (struct wreq *)req;
   struct rq_redis_tls *t = req->handle->data;
   free(w->data);
   free(w);
-  if (status < 0 && status != UV_ECANCELED && t->state != CLOSED) {
+  t->writing = 0;
+  if (t->state == CLOSED) return;
+  if (status < 0 && status != UV_ECANCELED) {
     char why[160];
     snprintf(why, sizeof why, "writing to Redis failed: %s", uv_strerror(status));
     fail(t, why);
+    return;
   }
+  flush(t);
 }
 
-/* Sends whatever ciphertext OpenSSL produced. */
+/* Sends whatever ciphertext OpenSSL produced. One write at a time: what
+ * the commands of a loop turn add while one is in flight goes out
+ * together when it completes (one syscall and fewer TLS reads for Redis,
+ * instead of one per command; bench/run.sh --redis-tls). */
 static void flush(struct rq_redis_tls *t) {
   size_t n = rq_tlsio_out_pending(t->tls);
-  if (n == 0 || t->state == CLOSED) return;
+  if (n == 0 || t->state == CLOSED || t->writing) return;
   struct wreq *w = rq_xmalloc(sizeof *w);
   w->data = rq_xmalloc(n);
   size_t got = rq_tlsio_out_take(t->tls, w->data, n);
@@ -98,7 +108,9 @@ static void flush(struct rq_redis_tls *t) {
     free(w->data);
     free(w);
     fail(t, "writing to Redis failed");
+    return;
   }
+  t->writing = 1;
 }
 
 static void deliver(struct rq_redis_tls *t) {

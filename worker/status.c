@@ -3,7 +3,8 @@
  * payload (ack, park in P:delayed, dead-letter, hand back), all in one
  * FINISH script call (sent with the loop turn's other calls as one BATCH,
  * batch.h) so the status is always written before the job leaves inflight
- * (see scripts.c).
+ * (see scripts.c). It also writes a tenant route's breaker
+ * (rq_status_breaker) as lines.c decided it.
  *
  * Ownership: a struct rq_finish belongs to its job (jc->finish) from
  * rq_status_finish until the script is answered OK; then the job is freed
@@ -205,4 +206,22 @@ void rq_status_retry_stalled(struct rq_engine *eng) {
 void rq_status_drop(struct rq_jobctx *jc) {
   finish_free(jc->finish);
   jc->finish = NULL;
+}
+
+void rq_status_breaker(struct rq_engine *eng, const char *tenant, const char *route, const struct rq_breaker *b) {
+  char key[400], f_state[100], f_reason[100], f_until[100], f_fail[100], f_trips[100], until[24], now_s[24],
+      trips[16];
+  relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_BREAKER, tenant, NULL);
+  snprintf(f_state, sizeof f_state, "%s.state", route);
+  snprintf(f_reason, sizeof f_reason, "%s.reason", route);
+  snprintf(f_until, sizeof f_until, "%s.until", route);
+  snprintf(f_fail, sizeof f_fail, "%s.failures", route);
+  snprintf(f_trips, sizeof f_trips, "%s.trips", route);
+  rq_fmt_i64(until, sizeof until, b->state == RQ_BREAKER_OPEN ? b->open_until : 0);
+  rq_fmt_i64(now_s, sizeof now_s, relayq_now_ms());
+  rq_fmt_i64(trips, sizeof trips, b->trips);
+  const char *argv[] = {"HSET", key, f_state, rq_breaker_state_name(b->state), f_reason,
+                        b->state == RQ_BREAKER_CLOSED ? "" : rq_errcat_name(b->reason), f_until, until, f_fail,
+                        "0", f_trips, trips, "updated_at", now_s};
+  rq_rconn_cmd(eng->cmd, NULL, NULL, 14, argv, NULL); /* fire and forget: the next change writes again */
 }

@@ -434,6 +434,10 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "set RELAYQ_EXAMPLE_TO to the recipient's address")
 		return 2
 	}
+	// rediss:// URLs dial TLS (redigo verifies the certificate); for a
+	// private CA add redis.DialTLSConfig(&tls.Config{RootCAs: pool}).
+	// Sentinel: redigo has none: ask a sentinel for the primary first
+	// (docs/producers.md, "Connecting: TLS and Sentinel").
 	conn, err := redis.DialURL(url, redis.DialConnectTimeout(5*time.Second),
 		redis.DialReadTimeout(30*time.Second), redis.DialWriteTimeout(30*time.Second))
 	if err != nil {

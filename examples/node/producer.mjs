@@ -280,6 +280,10 @@ async function main() {
     console.error("set RELAYQ_EXAMPLE_TO to the recipient's address");
     return 2;
   }
+  // TLS: rediss:// URLs work as is; for a private CA pass
+  //   { tls: { ca: fs.readFileSync(env.RELAYQ_REDIS_CA_FILE) } }.
+  // Sentinel: new Redis({ sentinels: [{ host, port }], name: "mymaster" })
+  // (docs/producers.md, "Connecting: TLS and Sentinel").
   // Fail fast instead of retrying forever when Redis is down.
   const redis = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 5000, lazyConnect: true });
   let lastError = null; // the socket's own error, more telling than "Connection is closed."

@@ -212,6 +212,10 @@ final class RelayqProducer
     {
         $u = relayq_parse_url($url);
         $r = new Redis();
+        // TLS: connect('tls://' . host, port, 5.0, null, 0, 30.0, ['stream' =>
+        // ['cafile' => getenv('RELAYQ_REDIS_CA_FILE')]]); Sentinel: ask
+        // (new RedisSentinel(h, p))->getMasterAddrByName(name) first
+        // (docs/producers.md, "Connecting: TLS and Sentinel").
         $r->connect($u['host'], $u['port'], 5.0, null, 0, 30.0);
         if ($u['pass'] !== null) {
             $ok = $u['user'] !== null ? $r->auth([$u['user'], $u['pass']]) : $r->auth($u['pass']);

@@ -290,6 +290,9 @@ module Relayq
       warn "set RELAYQ_EXAMPLE_TO to the recipient's address"
       return 2
     end
+    # rediss:// works as is (ssl_params: { ca_file: ENV["RELAYQ_REDIS_CA_FILE"] } for
+    # a private CA); Sentinel: Redis.new(name: "mymaster", sentinels: [{ host:, port: }])
+    # (docs/producers.md, "Connecting: TLS and Sentinel").
     connect = -> { Redis.new(url: url, connect_timeout: 5, timeout: 30) }
     producer = Producer.new(connect.call, prefix: env.("RELAYQ_PREFIX", "relayq"), connect: connect)
     if env.("RELAYQ_EXAMPLE_SMTP_HOST")

@@ -16,6 +16,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cli.h"
+#include "keys.h"
 
 #define REASON_MAX 200
 
@@ -42,7 +43,7 @@ static int valid_reason(const char *s) {
 static int run(redisContext *rc, const char *prefix, int pause, const char *tenant, long long for_s,
                const char *reason) {
   char key[400];
-  snprintf(key, sizeof key, "%s:thold:%s", prefix, tenant);
+  relayq__key(key, sizeof key, prefix, RELAYQ__KEY_THOLD, tenant, NULL);
   redisReply *r;
   if (!pause) {
     r = redisCommand(rc, "DEL %s", key);

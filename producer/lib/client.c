@@ -143,6 +143,8 @@ static int sentinel_primary(const struct relayq_redis_url *u, const struct relay
     close_link(&sc);
     if (ok) return 0;
   }
+  size_t n = strlen(last);
+  if (n > 0 && last[n - 1] == '.') last[n - 1] = '\0';
   return relayq__fail(err, RELAYQ_ECONNECT, "No sentinel named the Redis primary: %s.", last);
 }
 

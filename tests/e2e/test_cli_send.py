@@ -276,7 +276,8 @@ def test_wait_for_final_state():
             if final == "failed":
                 assert out[1] == ("state=failed code=550 error=recipient_rejected "
                                   "detail=The server said the mailbox does not exist.")
-                assert p.stderr == ""
+                # A failing command says why on stderr too (one line).
+                assert "recipient_rejected" in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
 
 
 def test_auth_env_and_option_placement():

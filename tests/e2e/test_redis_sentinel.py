@@ -37,33 +37,46 @@ class SentinelSet:
     """Primary, replica and sentinel. url: redis+sentinel://...; client():
     a redis-py client of whichever is primary now."""
 
-    def __init__(self):
+    def __init__(self, tls=False):
         self.dir = tempfile.mkdtemp(prefix="relayq-sentinel-")
         self.prefix = "rqt" + os.urandom(4).hex()
+        self.tls = tls
         self.procs = []
         self.ports = [free_port(), free_port()]
+        tls_args, tls_conf, kw = [], "", {}
+        if tls:
+            # Everything over TLS only: the servers, replication, the sentinel.
+            self.ca, key = harness.certs.make_cert(self.dir)
+            tls_args = ["--tls-cert-file", self.ca, "--tls-key-file", key, "--tls-ca-cert-file", self.ca,
+                        "--tls-auth-clients", "no", "--tls-replication", "yes"]
+            tls_conf = ("port 0\ntls-port %%d\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\n"
+                        "tls-auth-clients no\ntls-replication yes\n" % (self.ca, key, self.ca))
+            kw = dict(ssl=True, ssl_ca_certs=self.ca)
         for i, port in enumerate(self.ports):
-            args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                    "--dir", self.dir, "--dbfilename", "dump%d.rdb" % i]
+            listen = ["--port", "0", "--tls-port", str(port)] if tls else ["--port", str(port)]
+            args = ["redis-server"] + listen + tls_args + ["--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                                           "no", "--dir", self.dir, "--dbfilename", "dump%d.rdb" % i]
             if i == 1:
                 args += ["--replicaof", "127.0.0.1", str(self.ports[0])]
             if MIN_REPLICAS:
                 args += ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "1"]
             self.procs.append(start(args, self.dir, "redis%d" % i))
-        self.clients = [redis_py.Redis(host="127.0.0.1", port=p, socket_timeout=5) for p in self.ports]
+        self.clients = [redis_py.Redis(host="127.0.0.1", port=p, socket_timeout=5, **kw) for p in self.ports]
         wait_for(lambda: self._ping(0) and self._ping(1), timeout=10, what="primary and replica")
         wait_for(lambda: self.clients[1].info("replication").get("master_link_status") == "up", timeout=10,
                  what="replica in sync")
         self.sport = free_port()
         conf = os.path.join(self.dir, "sentinel.conf")
         with open(conf, "w") as f:
-            f.write("port %d\nbind 127.0.0.1\ndir %s\n"
+            if tls:
+                f.write(tls_conf % self.sport)
+            f.write(("" if tls else "port %d\n" % self.sport) + "bind 127.0.0.1\ndir %s\n"
                     "sentinel monitor %s 127.0.0.1 %d 1\n"
                     "sentinel down-after-milliseconds %s 1000\n"
-                    "sentinel failover-timeout %s 10000\n" % (self.sport, self.dir, MASTER, self.ports[0],
-                                                             MASTER, MASTER))
+                    "sentinel failover-timeout %s 10000\n" % (self.dir, MASTER, self.ports[0], MASTER, MASTER))
         self.procs.append(start(["redis-sentinel", conf], self.dir, "sentinel"))
-        self.sentinel = redis_py.Redis(host="127.0.0.1", port=self.sport, socket_timeout=5, decode_responses=True)
+        self.sentinel = redis_py.Redis(host="127.0.0.1", port=self.sport, socket_timeout=5, decode_responses=True,
+                                       **kw)
         wait_for(self._sentinel_knows_replica, timeout=20, what="the sentinel to find the replica")
 
     def _ping(self, i):
@@ -93,7 +106,7 @@ class SentinelSet:
 
     @property
     def url(self):
-        return "redis+sentinel://127.0.0.1:%d/%s" % (self.sport, MASTER)
+        return "%s://127.0.0.1:%d/%s" % ("rediss+sentinel" if self.tls else "redis+sentinel", self.sport, MASTER)
 
     def key(self, *parts):
         return ":".join((self.prefix,) + tuple(str(p) for p in parts))
@@ -110,15 +123,17 @@ class SentinelSet:
 
 
 def send(s, jid):
+    env = {"RELAYQ_REDIS_CA_FILE": s.ca} if s.tls else None
     return harness.run_relayq(s, "send", "--id", jid, "--tenant", "acme", "--to", "%s@dest.example" % jid,
-                              "--subject", jid, "--text", "failover", allow_private_nets=None)
+                              "--subject", jid, "--text", "failover", allow_private_nets=None, env=env)
 
 
-def test_failover_while_jobs_flow():
-    n = 240
-    s = SentinelSet()
+def test_failover_while_jobs_flow(tls=False, n=240):
+    harness.skip_unless(shutil.which("redis-sentinel"), "redis-sentinel is not installed (scripts/deps.sh)")
+    s = SentinelSet(tls=tls)
+    args = FAST + ["--concurrency", "16"] + (["--redis-ca-file", s.ca] if tls else [])
     try:
-        with SmtpServer(delay=0.02) as smtp, Worker(s, platform_smtp=smtp, args=FAST + ["--concurrency", "16"]) as w:
+        with SmtpServer(delay=0.02) as smtp, Worker(s, platform_smtp=smtp, args=args) as w:
             pushed_at, pushed_to = {}, {}
             failures = collections.Counter()
             failover = {}
@@ -170,10 +185,10 @@ def test_failover_while_jobs_flow():
             lost_status = [j for j in pushed_to if new.hget(s.key("status", j), "state") != b"sent"]
             # The Python example connects through Sentinel too (redis-py's Sentinel).
             from test_producers import final_json, run_example
-            p = run_example(["/usr/bin/python3", os.path.join(harness.ROOT, "examples", "python",
+            p = None if tls else run_example(["/usr/bin/python3", os.path.join(harness.ROOT, "examples", "python",
                                                               "relayq_producer.py")],
                             s, "acme", "py-sentinel", smtp, extra={"RELAYQ_EXAMPLE_SMTP_HOST": ""})
-            assert p.returncode == 0 and final_json(p)["state"] == "sent", (p.returncode, p.stdout, p.stderr)
+            assert tls or (p.returncode == 0 and final_json(p)["state"] == "sent"), (p.returncode, p.stdout, p.stderr)
             log = w.log_text()
         counts = collections.Counter(m["rcpt_tos"][0] for m in smtp.messages())
         missing = [i for i in range(n) if counts["fo%d@dest.example" % i] == 0]
@@ -186,7 +201,7 @@ def test_failover_while_jobs_flow():
         pause, pause_at = max(gaps) if gaps else (0.0, 0.0)
         print("longest pause starts %.2f s after SENTINEL FAILOVER; last push %.2f s after it"
               % (pause_at, max(pushed_at.values()) - t0))
-        print("failover: %d jobs, %d not delivered, %d duplicate deliveries, longest delivery pause %.2f s; "
+        print(("over TLS " if tls else "") + "failover: %d jobs, %d not delivered, %d duplicate deliveries, longest delivery pause %.2f s; "
               "%d pushed to the new primary, all sent there; %d pushed to the old primary after the failover "
               "began (delivered; %d status hashes lost with its demotion); producer retries: %s"
               % (n, len(missing), dups, pause, len(after), len(window), len(lost_status), dict(failures)))
@@ -196,6 +211,12 @@ def test_failover_while_jobs_flow():
         assert pause < 15, pause
     finally:
         s.close()
+
+
+def test_failover_over_tls():
+    """rediss+sentinel://: TLS to the sentinel and to each primary, with
+    the same CA; the same failover."""
+    test_failover_while_jobs_flow(tls=True, n=120)
 
 
 if __name__ == "__main__":
