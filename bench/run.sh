@@ -15,7 +15,8 @@
 # and the temp dir removed on exit, whatever happens; --timeout bounds the
 # whole run.
 #
-# Usage: bench/run.sh [--profile small|large|tenants] [-n N] [-k K]
+# Usage: bench/run.sh [--profile small|large|tenants|many] [-n N] [-k K]
+#          [--attach-bytes N] [--tenants T] [--worker-arg ARG]...
 #          [--concurrency C] [--fetch-batch B] [--log-level L]
 #          [--latency-rate R | --no-latency] [--latency-seconds S]
 #          [--no-ceiling] [--ceiling-sessions S] [--rounds R] [--no-enqueue-one]

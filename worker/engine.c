@@ -174,6 +174,7 @@ static void close_everything(struct rq_engine *eng) {
   else handles_closing--;
   rq_redis_health_close(eng); /* after cmd: its probe reply has run */
   rq_tenants_free_all(eng);
+  rq_budget_free(&eng->budget);
   rq_lines_free(eng);
   if (eng->on_stopped) eng->on_stopped(eng);
 }
@@ -273,6 +274,7 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
   memset(eng, 0, sizeof *eng);
   eng->loop = loop;
   eng->cfg = cfg;
+  rq_budget_init(&eng->budget, cfg->max_inflight_bytes);
   eng->started_at_ms = relayq_now_ms();
   struct relayq_error err;
   if (relayq_redis_url_parse(cfg->redis_url, &eng->url, &err)) {

@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "breaker.h"
+#include "budget.h"
 #include "classify.h"
 #include "config.h"
 #include "msg.h"
@@ -77,6 +78,9 @@ struct rq_jobctx {
   int64_t started_ms;            /* when this worker took it */
   int64_t created_ms;            /* status created_at (or first seen) */
   struct rq_tenant_entry *tenant; /* reference held (tenants.c) */
+  struct rq_budget_tenant *budget_tenant; /* its bytes in the budget's per-tenant count (budget.h) */
+  int finish_counted; /* its FINISH (carrying the payload) is in eng->finish_bytes */
+  int finish_gated;   /* its FINISH waits for room in eng->finish_bytes (status.c) */
   struct rq_route route;
   struct rq_msg msg;             /* the built message (attachments borrowed from job) */
   char message_id[300];
@@ -162,6 +166,11 @@ struct rq_engine {
 
   /* tenant cache (tenants.c) */
   struct rq_tenant_cache *tenants; /* owned by tenants.c */
+
+  /* payload bytes in memory (budget.c) */
+  struct rq_budget budget;
+  size_t finish_bytes; /* payload bytes in FINISH commands not yet answered (status.c) */
+  int finish_gated;    /* jobs whose FINISH waits for those (RQ_PHASE_STALLED) */
 
   /* counters for heartbeat/metrics */
   uint64_t n_sent, n_failed, n_partial, n_retry, n_deferred, n_dup, n_invalid, n_attempts;

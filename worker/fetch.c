@@ -15,11 +15,21 @@
  * that room is a quarter of a batch so a saturated worker still fetches in
  * batches rather than one job per call. Tenants whose line is full or
  * blocked are passed to FETCH, which leaves their backlog in Redis.
+ *
+ * Memory: the worker holds at most --max-inflight-bytes of payload
+ * (budget.h), whatever waits in its lines. FETCH is told the bytes still
+ * free and takes jobs only while they fit; one that does not waits in
+ * Redis (budget.waiting). A job larger than the whole budget makes the
+ * worker stop fetching until it holds nothing, then it is taken alone.
+ * A tenant takes at most half the budget while others have work. While the
+ * budget is short the idle BLMOVE (which cannot weigh a job) is replaced
+ * by a timed FETCH.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "engine.h"
 #include "log.h"
 #include "metrics.h"
@@ -28,6 +38,8 @@
 #include "util.h"
 
 #define IDLE_BLOCK_MS 1000
+#define IDLE_POLL_MS 100 /* a worker short of budget looks again at least this often */
+#define MAX_HEAVY 16 /* tenants holding 1/16 of the budget or more: at most 16 */
 #define SKIP_POLL_MS 200
 
 static void start_fetch(struct rq_engine *eng);
@@ -53,6 +65,15 @@ static struct rq_jobctx *take(struct rq_engine *eng, redisReply *reply, int queu
   struct rq_jobctx *jc = rq_xcalloc(1, sizeof *jc);
   jc->eng = eng;
   jc->payload = steal_str(reply, &jc->payload_len);
+  rq_budget_hold(&eng->budget, jc->payload_len);
+  if (jc->payload_len > eng->budget.max) {
+    eng->budget.oversize_total++;
+    rq_logf(RQ_LOG_WARN,
+            "a job of %zu bytes is larger than this worker's --max-inflight-bytes (%zu): taken alone, nothing else "
+            "is fetched until it is done; raise RELAYQ_MAX_INFLIGHT_BYTES (and the memory limit) if such jobs are "
+            "common",
+            jc->payload_len, eng->budget.max);
+  }
   jc->queue_idx = queue_idx;
   rq_msg_init(&jc->msg);
   jc->next = eng->jobs;
@@ -87,6 +108,14 @@ static void fetch_tick(uv_timer_t *t) { rq_fetch_kick(t->data); }
 
 static void later(struct rq_engine *eng, uint64_t ms) { uv_timer_start(&eng->fetch_timer, fetch_tick, ms, 0); }
 
+/* The budget wait is over (see rq_fetch_kick): fetch even if the jobs
+ * left last time still do not fit, so other tenants' new work is seen. */
+static void budget_tick(uv_timer_t *t) {
+  struct rq_engine *eng = t->data;
+  eng->budget.min_left = 0;
+  rq_fetch_kick(eng);
+}
+
 static void on_blmove(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct rq_engine *eng = priv;
@@ -118,6 +147,12 @@ static void on_blmove(redisAsyncContext *ac, void *r, void *priv) {
 
 static void block_idle(struct rq_engine *eng) {
   if (eng->blk_closed) return;
+  if (eng->held > 0 && rq_budget_room(&eng->budget) < (int64_t)eng->cfg->max_job_bytes) {
+    /* BLMOVE takes the next job whatever its size: with the budget this
+     * short, look again with FETCH, which weighs it. */
+    later(eng, IDLE_POLL_MS);
+    return;
+  }
   if (!rq_rconn_ready(eng->blk)) {
     later(eng, 200);
     return;
@@ -155,6 +190,29 @@ static void block_idle(struct rq_engine *eng) {
   }
 }
 
+/* FETCH's budget answer: jobs left in Redis because they did not fit,
+ * and the largest of them, with the list it waits in. */
+static void note_budget(struct rq_engine *eng, const redisReply *reply) {
+  struct rq_budget *b = &eng->budget;
+  b->waiting = 0;
+  b->min_left = 0;
+  b->oversize = 0;
+  if (reply->elements < 9 || reply->element[4]->type != REDIS_REPLY_INTEGER) return;
+  b->waiting = (size_t)reply->element[4]->integer;
+  b->waits_total += b->waiting;
+  if (reply->element[8]->type == REDIS_REPLY_INTEGER && reply->element[8]->integer > 0)
+    b->min_left = (size_t)reply->element[8]->integer;
+  long long size = reply->element[5]->type == REDIS_REPLY_INTEGER ? reply->element[5]->integer : 0;
+  if (b->waiting == 0 || size <= 0 || (size_t)size <= b->max) return;
+  const redisReply *t = reply->element[6], *q = reply->element[7];
+  if (t->type != REDIS_REPLY_STRING || t->len == 0 || t->len >= sizeof b->oversize_tenant) return;
+  memcpy(b->oversize_tenant, t->str, t->len);
+  b->oversize_tenant[t->len] = '\0';
+  b->oversize_q = q->type == REDIS_REPLY_INTEGER && q->integer >= 0 && (size_t)q->integer < eng->cfg->n_queues
+                      ? (int)q->integer : 0;
+  b->oversize = 1;
+}
+
 static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct rq_engine *eng = priv;
@@ -178,6 +236,7 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   redisReply *jobs = reply->element[0], *qidx = reply->element[1], *due = reply->element[2];
   long long aside = reply->elements > 3 && reply->element[3]->type == REDIS_REPLY_INTEGER ? reply->element[3]->integer : 0;
   eng->next_due_ms = due->type == REDIS_REPLY_STRING ? (int64_t)strtod(due->str, NULL) : 0;
+  note_budget(eng, reply);
   size_t n = jobs->elements;
   rq_metrics_fetched(eng, n);
   /* Take every job first, then start them: a job may finish synchronously
@@ -194,6 +253,7 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   for (size_t i = 0; i < n; i++) rq_delivery_start(taken[i]);
   eng->fetch_active = 0;
   free(taken);
+  if (n == 0 && aside == 0 && eng->budget.waiting > 0) return; /* a finishing job frees room and kicks */
   if (n == 0 && aside == 0) {
     if (eng->fetch_skipped && !rq_lines_skipping(eng)) {
       /* The tenants this call skipped are wanted again already: their
@@ -214,8 +274,18 @@ static void start_fetch(struct rq_engine *eng) {
   const char *skip[MAX_SKIP];
   size_t n_skip = rq_lines_skip_list(eng, skip, MAX_SKIP);
   eng->fetch_skipped = n_skip > 0;
-  const char **argv = rq_xcalloc(3 + 2 + nq + 8 + n_skip, sizeof *argv);
-  char numkeys[16], k_s[16], now_s[24], rr_s[16], sort_s[16], keep_s[16], sort_bytes_s[24];
+  const struct rq_budget *b = &eng->budget;
+  const char *heavy[MAX_HEAVY];
+  size_t heavy_bytes[MAX_HEAVY];
+  size_t n_heavy = rq_budget_heavy_tenants(b, heavy, heavy_bytes, MAX_HEAVY);
+  int alone = eng->held == 0 && b->held == 0;
+  const char **argv = rq_xcalloc(3 + 2 + nq + 13 + n_skip + 2 * n_heavy, sizeof *argv);
+  char numkeys[16], k_s[16], now_s[24], rr_s[16], sort_s[16], keep_s[16], sort_bytes_s[24], free_s[24];
+  char share_s[24], nheavy_s[8], hb[MAX_HEAVY][24];
+  rq_fmt_i64(free_s, sizeof free_s, rq_budget_room(b));
+  rq_fmt_i64(share_s, sizeof share_s, (int64_t)(b->max / 2));
+  rq_fmt_i64(nheavy_s, sizeof nheavy_s, (int64_t)n_heavy);
+  for (size_t i = 0; i < n_heavy; i++) rq_fmt_i64(hb[i], sizeof hb[i], (int64_t)heavy_bytes[i]);
   snprintf(keep_s, sizeof keep_s, "%d", 4 * eng->cfg->fetch_batch);
   /* Sort many more than we take, so a tenant's job is reached quickly even
    * behind a long backlog of another's. */
@@ -225,7 +295,7 @@ static void start_fetch(struct rq_engine *eng) {
   snprintf(numkeys, sizeof numkeys, "%zu", 2 + nq);
   snprintf(k_s, sizeof k_s, "%d", want);
   snprintf(now_s, sizeof now_s, "%lld", (long long)relayq_now_ms());
-  snprintf(rr_s, sizeof rr_s, "%u", eng->fetch_rr % (unsigned)nq);
+  snprintf(rr_s, sizeof rr_s, "%u", alone && b->oversize ? (unsigned)b->oversize_q : eng->fetch_rr % (unsigned)nq);
   size_t k = 0;
   argv[k++] = "EVALSHA";
   argv[k++] = eng->sha[RQ_SCRIPT_FETCH];
@@ -241,6 +311,12 @@ static void start_fetch(struct rq_engine *eng) {
   argv[k++] = sort_s;
   argv[k++] = keep_s;
   argv[k++] = sort_bytes_s;
+  argv[k++] = free_s;
+  argv[k++] = alone ? "1" : "0";
+  argv[k++] = alone && b->oversize ? b->oversize_tenant : "";
+  argv[k++] = share_s;
+  argv[k++] = nheavy_s;
+  for (size_t i = 0; i < n_heavy; i++) argv[k++] = heavy[i], argv[k++] = hb[i];
   for (size_t i = 0; i < n_skip; i++) argv[k++] = skip[i];
   eng->fetch_pending = 1;
   if (rq_rconn_cmd(eng->cmd, on_fetch, eng, (int)k, argv, NULL)) {
@@ -259,6 +335,17 @@ void rq_fetch_kick(struct rq_engine *eng) {
   int reserve = eng->cfg->concurrency / RQ_RESERVE_SHARE;
   if (reserve > 0 && min_room > reserve) min_room = reserve; /* the reserved slots alone justify a fetch */
   if (room(eng) == 0 || (busy(eng) > 0 && room(eng) < min_room)) return; /* resumed by rq_engine_job_done */
+  /* Out of budget, or a job larger than the whole budget waits for this
+   * worker to empty: resumed by rq_engine_job_done. */
+  if (eng->held > 0 && (eng->budget.oversize || rq_budget_room(&eng->budget) <= 0)) return;
+  /* Nothing the last fetch tried fits yet: asking again would only copy a
+   * big job out of Redis and back. New work of other tenants is looked
+   * for at least every IDLE_POLL_MS. */
+  if (eng->held > 0 && eng->budget.waiting > 0 && rq_budget_room(&eng->budget) < (int64_t)eng->budget.min_left) {
+    if (!uv_is_active((uv_handle_t *)&eng->fetch_timer))
+      uv_timer_start(&eng->fetch_timer, budget_tick, IDLE_POLL_MS, 0);
+    return;
+  }
   uv_timer_stop(&eng->fetch_timer);
   start_fetch(eng);
 }

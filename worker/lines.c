@@ -6,15 +6,19 @@
 #include <string.h>
 
 #include "engine.h"
+#include "hmap.h"
 #include "keys.h"
 #include "log.h"
 #include "tenants.h"
 #include "util.h"
+#include "when.h"
 
-#define LINE_BUCKETS 1024
-#define TSTATE_BUCKETS 1024
 #define MAX_SHARED_ROUTES 16
 #define LINE_IDLE_FREE_MS 10000 /* an idle line goes (its breaker lives on in Redis) */
+/* Beyond this many lines, idle ones go at the next tick whatever their
+ * age: with 100,000 tenants sending a message each, lines idle for 10 s
+ * would hold ~70 MB (issue 23: RSS bounded whatever the tenants). */
+#define LINES_IDLE_KEEP 1024
 #define PROBE_TTL_EXTRA_MS 30000 /* a probe's claim outlives its transaction's timeout by this */
 
 /* What the tenant's shared hashes said at the last read. */
@@ -26,8 +30,8 @@ struct shared_route {
 
 /* One tenant's shared state, cached. */
 struct rq_tstate {
+  struct rq_hent h;       /* in tstates by id (hmap.h) */
   char *id;
-  struct rq_tstate *next; /* hash chain */
   int64_t read_ms;        /* 0: never read */
   int64_t read_sent_ms;   /* when the read in flight (or the last one) was sent */
   int reading;            /* replies still to come (breaker, hold) */
@@ -42,6 +46,7 @@ struct rq_tstate {
 };
 
 struct rq_line {
+  struct rq_hent h;       /* in lines by key (hmap.h) */
   char *key;
   char *tenant;
   char route[64];
@@ -57,7 +62,6 @@ struct rq_line {
   int in_skip;            /* in the skipping list */
   struct rq_line *snext, *sprev;
   struct rq_line *rnext, *rprev; /* ready ring */
-  struct rq_line *hnext;         /* hash chain */
   struct rq_line *anext, *aprev; /* all lines */
   struct rq_line *tnext, *tprev; /* the tenant's lines */
   struct rq_tstate *ts;
@@ -66,8 +70,8 @@ struct rq_line {
 };
 
 struct rq_lines {
-  struct rq_line *lines[LINE_BUCKETS];
-  struct rq_tstate *tstates[TSTATE_BUCKETS];
+  struct rq_hmap lines;   /* struct rq_line by key */
+  struct rq_hmap tstates; /* struct rq_tstate by tenant id */
   struct rq_line *all;
   struct rq_line *ready; /* ring cursor: the next line to serve */
   int n_ready;           /* lines in the ring */
@@ -76,13 +80,8 @@ struct rq_lines {
   struct rq_lines_hooks hooks;
   char **skip;           /* last skip list (owned copies) */
   size_t n_skip;
+  size_t n_lines;        /* lines in `all` */
 };
-
-static unsigned fnv(const char *s, unsigned mod) {
-  unsigned h = 2166136261u;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 16777619u;
-  return h % mod;
-}
 
 static void tstate_free(struct rq_tstate *t) {
   free(t->routes);
@@ -113,16 +112,18 @@ void rq_lines_free(struct rq_engine *eng) {
     free(l->tenant);
     free(l);
   }
-  for (unsigned i = 0; i < TSTATE_BUCKETS; i++)
-    while (s->tstates[i]) {
-      struct rq_tstate *t = s->tstates[i];
-      s->tstates[i] = t->next;
+  for (size_t i = 0; i < s->tstates.nb; i++)
+    while (s->tstates.b[i]) {
+      struct rq_tstate *t = (struct rq_tstate *)s->tstates.b[i];
+      rq_hmap_del(&s->tstates, &t->h);
       if (t->reading) { /* a read is still answered later: let it find nothing to update */
         t->eng = NULL;
         continue;
       }
       tstate_free(t);
     }
+  rq_hmap_free(&s->tstates, NULL);
+  rq_hmap_free(&s->lines, NULL); /* the lines were freed from s->all */
   skip_free(s);
   free(s);
   eng->lines = NULL;
@@ -251,22 +252,20 @@ static void tstate_read(struct rq_tstate *t) {
 }
 
 static struct rq_tstate *tstate_get(struct rq_engine *eng, const char *tenant) {
-  struct rq_tstate **b = &eng->lines->tstates[fnv(tenant, TSTATE_BUCKETS)];
-  for (struct rq_tstate *t = *b; t; t = t->next)
-    if (!strcmp(t->id, tenant)) return t;
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, tenant);
+  for (struct rq_hent *x = rq_hmap_chain(&eng->lines->tstates, h); x; x = x->next)
+    if (x->hash == h && !strcmp(((struct rq_tstate *)x)->id, tenant)) return (struct rq_tstate *)x;
   struct rq_tstate *t = rq_xcalloc(1, sizeof *t);
   t->id = rq_xstrdup(tenant);
   t->eng = eng;
-  t->next = *b;
-  *b = t;
+  t->h.hash = h;
+  rq_hmap_add(&eng->lines->tstates, &t->h);
   return t;
 }
 
 static void tstate_unref(struct rq_engine *eng, struct rq_tstate *t) {
   if (--t->lines > 0) return;
-  struct rq_tstate **pp = &eng->lines->tstates[fnv(t->id, TSTATE_BUCKETS)];
-  while (*pp && *pp != t) pp = &(*pp)->next;
-  if (*pp) *pp = t->next;
+  rq_hmap_del(&eng->lines->tstates, &t->h);
   if (t->reading) {
     t->eng = NULL; /* freed by its last reply */
     return;
@@ -313,7 +312,7 @@ static void line_key(const struct rq_jobctx *jc, char *out, size_t cap) {
   const struct rq_route *r = &jc->route;
   if (r->gateway == RQ_GW_MAILGUN)
     snprintf(out, cap, "%s\x1f%s\x1f%s\x1f%s\x1f%08x", jc->job->tenant, r->name, r->mg_base_url ? r->mg_base_url : "",
-             r->mg_domain ? r->mg_domain : "", fnv(r->mg_key ? r->mg_key : "", 0xffffffffu));
+             r->mg_domain ? r->mg_domain : "", rq_hash_str(RQ_HASH_SEED, r->mg_key ? r->mg_key : ""));
   else { /* every job: copies, not snprintf */
     size_t n = rq_scat(out, cap, 0, jc->job->tenant);
     n = rq_scat(out, cap, n, "\x1f");
@@ -328,9 +327,9 @@ static struct rq_line *line_get(struct rq_jobctx *jc) {
   struct rq_lines *s = eng->lines;
   char key[1200];
   line_key(jc, key, sizeof key);
-  unsigned h = fnv(key, LINE_BUCKETS);
-  for (struct rq_line *l = s->lines[h]; l; l = l->hnext)
-    if (!strcmp(l->key, key)) return l;
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, key);
+  for (struct rq_hent *x = rq_hmap_chain(&s->lines, h); x; x = x->next)
+    if (x->hash == h && !strcmp(((struct rq_line *)x)->key, key)) return (struct rq_line *)x;
   struct rq_line *l = rq_xcalloc(1, sizeof *l);
   l->key = rq_xstrdup(key);
   l->tenant = rq_xstrdup(jc->job->tenant);
@@ -341,11 +340,12 @@ static struct rq_line *line_get(struct rq_jobctx *jc) {
   l->tnext = l->ts->tlines;
   if (l->tnext) l->tnext->tprev = l;
   l->ts->tlines = l;
-  l->hnext = s->lines[h];
-  s->lines[h] = l;
+  l->h.hash = h;
+  rq_hmap_add(&s->lines, &l->h);
   l->anext = s->all;
   if (s->all) s->all->aprev = l;
   s->all = l;
+  s->n_lines++;
   l->idle_since = relayq_now_ms();
   /* A line starts with what the other workers know. */
   struct shared_route *sr = shared_route(l->ts, l->route, 0);
@@ -358,12 +358,11 @@ static void line_free(struct rq_engine *eng, struct rq_line *l) {
   ready_remove(s, l);
   eng->ready_waiting -= l->counted;
   if (l->in_skip) skip_unlink(s, l); /* idle lines are never in it; be safe */
-  struct rq_line **pp = &s->lines[fnv(l->key, LINE_BUCKETS)];
-  while (*pp && *pp != l) pp = &(*pp)->hnext;
-  if (*pp) *pp = l->hnext;
+  rq_hmap_del(&s->lines, &l->h);
   if (l->aprev) l->aprev->anext = l->anext;
   else s->all = l->anext;
   if (l->anext) l->anext->aprev = l->aprev;
+  s->n_lines--;
   if (l->tprev) l->tprev->tnext = l->tnext;
   else l->ts->tlines = l->tnext;
   if (l->tnext) l->tnext->tprev = l->tprev;
@@ -435,27 +434,34 @@ static const char *reason_advice(enum rq_errcat e, const struct rq_jobctx *jc) {
   if (jc->route.gateway == RQ_GW_PLATFORM)
     return "The platform gateway (--platform-smtp) is failing: the operator must fix it; nothing is needed from the "
            "tenant.";
+  if (jc->route.gateway == RQ_GW_MAILGUN) {
+    switch (e) {
+    case RQ_ERR_AUTH: return "Check the tenant's mailgun_api_key and mailgun_domain (Mailgun refused them).";
+    case RQ_ERR_TLS: return "Check the certificate of the tenant's mailgun_base_url (or its mailgun_region).";
+    default: return "Check that the tenant's mailgun_base_url (or mailgun_region) is up and reachable.";
+    }
+  }
   switch (e) {
   case RQ_ERR_AUTH:
     if (jc->route.smtp_conf && jc->route.smtp_conf->xoauth2)
       return "The tenant must sign in again (smtp_auth=xoauth2: a new oauth_refresh_token), or check smtp_user.";
-    return "Check the login: smtp_user and smtp_password (or mailgun_api_key and mailgun_domain).";
-  case RQ_ERR_TLS: return "Check the server's certificate, or smtp_security and smtp_tls_verify.";
-  default: return "Check that the server is up and reachable at smtp_host and smtp_port (or mailgun_base_url).";
+    return "Check the login: smtp_user and smtp_password.";
+  case RQ_ERR_TLS:
+    return "Check the server's certificate (relayq tenant trust pins a self-signed one), or smtp_security.";
+  default: return "Check that the server is up and reachable at smtp_host and smtp_port.";
   }
 }
 
 /* Hands every waiting job back to Redis while the breaker is open. */
 static void park_for_breaker(struct rq_line *l) {
   int64_t until = l->b.open_until;
-  char detail[700], when[32];
-  int64_t secs = (until - relayq_now_ms() + 999) / 1000;
-  snprintf(when, sizeof when, "%lld", (long long)(secs > 0 ? secs : 0));
+  char detail[700], when[64];
+  rq_when(when, sizeof when, until, relayq_now_ms());
   struct rq_jobctx *jc;
   while ((jc = pop_waiting(l))) {
     snprintf(detail, sizeof detail,
              "The circuit breaker of route %s is open after repeated %s failures: no worker connects until the "
-             "cool-down ends in %s s (next_attempt_at); then one job probes the server. %s",
+             "cool-down ends %s; then one job probes the server and sending resumes when it goes through. %s",
              l->route, rq_errcat_name(l->b.reason), when, reason_advice(l->b.reason, jc));
     jc->line = NULL;
     l->eng->lines->hooks.hold(jc, "retry", until, rq_errcat_name(l->b.reason), detail);
@@ -465,14 +471,16 @@ static void park_for_breaker(struct rq_line *l) {
 static void park_for_pause(struct rq_line *l) {
   struct rq_tstate *t = l->ts;
   char detail[600];
-  char until_s[48] = "";
-  if (t->paused_until > 0) snprintf(until_s, sizeof until_s, " until %lld (ms)", (long long)t->paused_until);
+  char until_s[96] = "", when[64];
+  if (t->paused_until > 0)
+    snprintf(until_s, sizeof until_s, " or when the hold ends %s",
+             rq_when(when, sizeof when, t->paused_until, relayq_now_ms()));
   struct rq_jobctx *jc;
   while ((jc = pop_waiting(l))) {
     snprintf(detail, sizeof detail,
-             "Tenant %s is paused by the operator%s%s%s: its jobs wait and are sent once it is resumed "
-             "(relayq tenant resume %s).",
-             l->tenant, until_s, t->pause_reason ? ": " : "", t->pause_reason ? t->pause_reason : "", l->tenant);
+             "Tenant %s is paused by the operator%s%s. Its jobs wait and are sent once it is resumed "
+             "(relayq tenant resume %s)%s.",
+             l->tenant, t->pause_reason ? ": " : "", t->pause_reason ? t->pause_reason : "", l->tenant, until_s);
     jc->line = NULL;
     l->eng->lines->hooks.hold(jc, "deferred", relayq_now_ms() + RQ_PAUSE_RECHECK_MS, "policy", detail);
   }
@@ -491,10 +499,7 @@ static void breaker_write(struct rq_line *l) {
                 {"reason", l->b.state == RQ_BREAKER_CLOSED ? NULL : rq_errcat_name(l->b.reason)}, {"until", until});
   /* What we wrote is what the others will read: keep the cache in step. */
   struct shared_route *sr = shared_route(l->ts, l->route, 1);
-  if (sr) {
-    sr->b = l->b;
-    sr->b.failures = 0;
-  }
+  if (sr) sr->b = l->b;
 }
 
 /* Counts a failure for every worker and trips when they add up. */
@@ -506,8 +511,9 @@ struct fail_call {
 
 static struct rq_line *line_by_key(struct rq_engine *eng, const char *key) {
   if (!eng->lines) return NULL;
-  for (struct rq_line *l = eng->lines->lines[fnv(key, LINE_BUCKETS)]; l; l = l->hnext)
-    if (!strcmp(l->key, key)) return l;
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, key);
+  for (struct rq_hent *x = rq_hmap_chain(&eng->lines->lines, h); x; x = x->next)
+    if (x->hash == h && !strcmp(((struct rq_line *)x)->key, key)) return (struct rq_line *)x;
   return NULL;
 }
 
@@ -530,9 +536,14 @@ static void on_fail_counted(redisAsyncContext *ac, void *r, void *priv) {
       /* Another worker may have decided already: follow it, do not trip twice. */
       struct rq_breaker shared = {.state = rq_breaker_state_parse(reply_str(reply, 1)),
                                   .open_until = strtoll(reply_str(reply, 2), NULL, 10),
-                                  .trips = atoi(reply_str(reply, 3))};
+                                  .trips = atoi(reply_str(reply, 3)),
+                                  .failures = failures};
       rq_errcat_parse(reply_str(reply, 4), &shared.reason);
-      if (shared.state == RQ_BREAKER_OPEN && shared.open_until > now) {
+      /* The count goes on while the breaker is open or probing (so it
+       * shows what tripped it): only a closed breaker trips on it; open or
+       * half-open, the cool-down and the probe decide and this worker
+       * follows. */
+      if (shared.state != RQ_BREAKER_CLOSED) {
         rq_breaker_adopt(&l->b, &shared, 0);
         line_check(l);
         failures = -1;
@@ -552,7 +563,7 @@ static void on_fail_counted(redisAsyncContext *ac, void *r, void *priv) {
 static void count_failure(struct rq_line *l, enum rq_errcat reason) {
   struct rq_engine *eng = l->eng;
   if (l->b.state == RQ_BREAKER_HALF_OPEN) { /* the probe failed: reopen at once */
-    rq_breaker_failed(&l->b, reason, 0, relayq_now_ms());
+    rq_breaker_failed(&l->b, reason, l->b.failures + 1, relayq_now_ms());
     breaker_write(l);
     line_check(l);
     return;
@@ -734,7 +745,7 @@ void rq_lines_outcome(struct rq_jobctx *jc, const struct rq_class *c) {
   struct rq_line *l = jc->line;
   if (!l) return;
   if (rq_breaker_counts(c) && c->trip_now) { /* e.g. an OAuth grant the provider refused */
-    if (rq_breaker_failed(&l->b, c->error, rq_breaker_threshold(c->error), relayq_now_ms())) {
+    if (rq_breaker_record(&l->b, c, relayq_now_ms())) {
       breaker_write(l);
       line_check(l);
     }
@@ -808,7 +819,7 @@ void rq_lines_tick(struct rq_engine *eng) {
   for (struct rq_line *l = s->all; l; l = next) {
     next = l->anext;
     if (l->active == 0 && l->waiting == 0 && !l->probing && !l->failing && l->b.state == RQ_BREAKER_CLOSED &&
-        now - l->idle_since > LINE_IDLE_FREE_MS) {
+        (now - l->idle_since > LINE_IDLE_FREE_MS || s->n_lines > LINES_IDLE_KEEP)) {
       line_free(eng, l);
       continue;
     }

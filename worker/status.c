@@ -70,10 +70,34 @@ void rq_status_event_json(struct rq_buf *b, const char *id, const char *tenant, 
 
 static void send_finish(struct rq_jobctx *jc);
 
+/* FINISH carries the payload (LREM from the inflight list needs it), and
+ * hiredis holds a command in two copies until it is written: a dozen 10 MB
+ * jobs finishing in one loop turn would double the worker's memory for a
+ * moment. So payload bytes in unanswered FINISH commands are bounded;
+ * a FINISH over the bound waits (RQ_PHASE_STALLED, finish_gated) for an
+ * earlier one's answer. One is always allowed, whatever its size. */
+#define FINISH_BYTES_MAX ((size_t)32 << 20)
+
+static void finish_answered(struct rq_jobctx *jc) {
+  struct rq_engine *eng = jc->eng;
+  if (!jc->finish_counted) return;
+  jc->finish_counted = 0;
+  eng->finish_bytes -= jc->payload_len;
+  if (eng->finish_gated == 0) return;
+  for (struct rq_jobctx *o = eng->jobs; o && eng->finish_gated > 0; o = o->next) {
+    if (o->phase != RQ_PHASE_STALLED || !o->finish || !o->finish_gated) continue;
+    if (eng->finish_bytes > 0 && eng->finish_bytes + o->payload_len > FINISH_BYTES_MAX) break;
+    o->finish_gated = 0;
+    eng->finish_gated--;
+    send_finish(o);
+  }
+}
+
 static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct rq_jobctx *jc = priv;
   redisReply *reply = r;
+  finish_answered(jc);
   if (!reply || reply->type == REDIS_REPLY_ERROR) {
     if (reply && !rq_redis_health_refused(jc->eng, reply->str))
       RQ_LOG_FIELDS(RQ_LOG_ERROR, "status write failed; will retry", {"job", jc->job ? jc->job->id : NULL},
@@ -91,9 +115,19 @@ static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
 }
 
 static void send_finish(struct rq_jobctx *jc) {
+  struct rq_engine *eng = jc->eng;
+  if (jc->finish_gated) return; /* its turn comes with an earlier answer */
+  if (eng->finish_bytes > 0 && eng->finish_bytes + jc->payload_len > FINISH_BYTES_MAX) {
+    jc->phase = RQ_PHASE_STALLED;
+    jc->finish_gated = 1;
+    eng->finish_gated++;
+    return;
+  }
   jc->phase = RQ_PHASE_FINISH;
-  rq_batch_call(jc->eng, RQ_SCRIPT_FINISH, on_finish, jc, (int)jc->finish->argc, jc->finish->argv,
-                jc->finish->argvlen);
+  /* Answered by on_finish in every case (NULL when Redis is away). */
+  rq_batch_call(eng, RQ_SCRIPT_FINISH, on_finish, jc, (int)jc->finish->argc, jc->finish->argv, jc->finish->argvlen);
+  jc->finish_counted = 1;
+  eng->finish_bytes += jc->payload_len;
 }
 
 void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char *state, int64_t score,
@@ -210,7 +244,7 @@ void rq_status_drop(struct rq_jobctx *jc) {
 
 void rq_status_breaker(struct rq_engine *eng, const char *tenant, const char *route, const struct rq_breaker *b) {
   char key[400], f_state[100], f_reason[100], f_until[100], f_fail[100], f_trips[100], until[24], now_s[24],
-      trips[16];
+      trips[16], failures[16];
   relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_BREAKER, tenant, NULL);
   snprintf(f_state, sizeof f_state, "%s.state", route);
   snprintf(f_reason, sizeof f_reason, "%s.reason", route);
@@ -220,8 +254,9 @@ void rq_status_breaker(struct rq_engine *eng, const char *tenant, const char *ro
   rq_fmt_i64(until, sizeof until, b->state == RQ_BREAKER_OPEN ? b->open_until : 0);
   rq_fmt_i64(now_s, sizeof now_s, relayq_now_ms());
   rq_fmt_i64(trips, sizeof trips, b->trips);
+  rq_fmt_i64(failures, sizeof failures, b->failures); /* open: the count that tripped it (see breaker.h) */
   const char *argv[] = {"HSET", key, f_state, rq_breaker_state_name(b->state), f_reason,
                         b->state == RQ_BREAKER_CLOSED ? "" : rq_errcat_name(b->reason), f_until, until, f_fail,
-                        "0", f_trips, trips, "updated_at", now_s};
+                        failures, f_trips, trips, "updated_at", now_s};
   rq_rconn_cmd(eng->cmd, NULL, NULL, 14, argv, NULL); /* fire and forget: the next change writes again */
 }

@@ -78,7 +78,9 @@ static int evictable(const struct rq_tenant_entry *e) {
   return !e->loading && !e->waiters && e->loaded_ms;
 }
 
-/* Keeps the table within its bound (least recently used first) and
+/* Keeps the table within its bound (least recently used first; entries
+ * with a read in flight wait, so the table exceeds the bound by at most
+ * the reads in flight, and is trimmed again as each completes) and
  * drops a few expired entries from the cold end on every lookup, so
  * memory follows the tenants seen within the cache lifetime, not every
  * tenant ever seen. Bounded work: the walk stops after a few entries
@@ -155,7 +157,6 @@ struct route_read {
 };
 
 static void loaded(struct rq_engine *eng, struct rq_tenant_entry *e) {
-  (void)eng;
   e->loading = 0;
   e->loaded_ms = relayq_now_ms();
   if (e->error[0]) {
@@ -164,6 +165,9 @@ static void loaded(struct rq_engine *eng, struct rq_tenant_entry *e) {
     RQ_LOG_FIELDS(RQ_LOG_WARN, "tenant settings unusable", {"tenant", e->id}, {"detail", e->error});
   }
   deliver(e);
+  /* Entries whose read was in flight could not be evicted: now they can
+   * (the jobs just handed this one hold it; the table may let it go). */
+  if (e->in_table) trim(eng, e->loaded_ms);
 }
 
 static void on_route(redisAsyncContext *ac, void *r, void *priv) {
@@ -173,32 +177,38 @@ static void on_route(redisAsyncContext *ac, void *r, void *priv) {
   redisReply *reply = r;
   if (!reply) {
     e->loading = -1; /* Redis went away: everything is read again once it is back */
-  } else if (reply->type != REDIS_REPLY_ARRAY) {
-    /* An answer that is not a hash (WRONGTYPE): reading again cannot help
-     * until someone fixes the key, so the tenant's jobs fail now, as for a
-     * tenant hash of the wrong type, and the fix is picked up like any
-     * other change. Retrying would leave them waiting for ever. */
-    if (!e->error[0])
-      snprintf(e->error, sizeof e->error, "could not read route '%s' of tenant '%s': %.200s", rr->name, e->id,
-               reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
   } else if (e->t && !e->error[0]) {
-    const char **f, **v;
-    size_t n = reply_pairs(reply, &f, &v);
-    char err[300];
-    if (n == 0) {
-      snprintf(e->error, sizeof e->error,
-               "tenant '%s' lists route '%s' but %s:tenant:%s:route:%s does not exist: create it or remove the "
-               "name from `routes`",
-               e->id, rr->name, rr->eng->cfg->prefix, e->id, rr->name);
+    /* A route that cannot be used fails only the jobs that name it: the
+     * tenant's other routes and its default gateway go on. An answer that
+     * is not a hash (WRONGTYPE) is such a route too: reading again cannot
+     * help until someone fixes the key, and the fix is picked up like any
+     * other change. */
+    char why[400] = "", err[300];
+    int prc = 0;
+    if (reply->type != REDIS_REPLY_ARRAY) {
+      snprintf(why, sizeof why, "could not read route '%s' of tenant '%s': %.200s", rr->name, e->id,
+               reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
     } else {
-      int prc = rq_tenant_parse_route(e->t, rr->name, f, v, n,
-                                      rr->eng->cfg->have_secret_key ? rr->eng->cfg->secret_key : NULL,
-                                      rr->eng->cfg->require_encrypted, err, sizeof err);
-      if (prc) snprintf(e->error, sizeof e->error, "route '%s' of tenant '%s': %s", rr->name, e->id, err);
-      e->error_auth = prc == RQ_TENANT_ESEALED;
+      const char **f, **v;
+      size_t n = reply_pairs(reply, &f, &v);
+      if (n == 0) {
+        snprintf(why, sizeof why,
+                 "tenant '%s' lists route '%s' but %s:tenant:%s:route:%s does not exist: create it or remove the "
+                 "name from `routes`",
+                 e->id, rr->name, rr->eng->cfg->prefix, e->id, rr->name);
+      } else {
+        prc = rq_tenant_parse_route(e->t, rr->name, f, v, n,
+                                    rr->eng->cfg->have_secret_key ? rr->eng->cfg->secret_key : NULL,
+                                    rr->eng->cfg->require_encrypted, err, sizeof err);
+        if (prc) snprintf(why, sizeof why, "route '%s' of tenant '%s': %s", rr->name, e->id, err);
+      }
+      free(f);
+      free(v);
     }
-    free(f);
-    free(v);
+    if (why[0]) {
+      rq_tenant_route_unusable(e->t, rr->name, why, prc == RQ_TENANT_ESEALED);
+      RQ_LOG_FIELDS(RQ_LOG_WARN, "tenant route unusable", {"tenant", e->id}, {"route", rr->name}, {"detail", why});
+    }
   }
   struct rq_engine *eng = rr->eng;
   free(rr->name);

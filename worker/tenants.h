@@ -15,7 +15,10 @@
  *
  * A tenant with no hash is a valid tenant with every default (platform
  * gateway). A hash that does not parse yields an entry with `error` set:
- * its jobs fail with error `policy` and that sentence; others go on.
+ * its jobs fail with error `policy` and that sentence; others go on. A
+ * route hash that is missing, unreadable, invalid or holds a secret that
+ * does not open marks that route alone unusable (rq_tenant_route_unusable):
+ * only the jobs that name it fail; the tenant's other jobs go on.
  */
 #ifndef RQ_TENANTS_H
 #define RQ_TENANTS_H

@@ -36,6 +36,10 @@ struct cli_ctx {
   const char *mode;       /* --mode, else RELAYQ_MODE, else "saas" (as the workers) */
   const char *allow_nets; /* --allow-private-nets, else RELAYQ_ALLOW_PRIVATE_NETS; NULL: none */
   struct relayq_tls_options tls; /* --redis-ca-file/-cert/-key; NULL fields: the RELAYQ_REDIS_* variables */
+  /* `tenant verify-domain`: the tenant `dns check` runs for; its one line
+   * on failure then says the domain was not verified for it. NULL: plain
+   * `dns check`. */
+  const char *verify_for;
 };
 
 /* Long-option values for the global options; subcommands use their own

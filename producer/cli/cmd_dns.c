@@ -771,8 +771,13 @@ int cmd_dns(int argc, char **argv, struct cli_ctx *ctx) {
         snprintf(list[k] + strlen(list[k]), sizeof list[k] - strlen(list[k]), "%s%s", i ? ", " : "",
                  names[k][i]);
     }
-    cli_fail(rc, "%s is not ready to send through the platform:%s%s%s%s%s%s (details %s).", o.domain,
-             counts[0] ? " failed: " : "", list[0], counts[1] ? (counts[0] ? "; not checked: " : " not checked: ") : "",
+    char what[300];
+    if (ctx->verify_for)
+      snprintf(what, sizeof what, "is not verified for tenant %s (nothing saved; fix the check and run this again)",
+               ctx->verify_for);
+    else
+      snprintf(what, sizeof what, "is not ready to send through the platform");
+    cli_fail(rc, "%s %s:%s%s%s%s%s%s (details %s).", o.domain, what, counts[0] ? " failed: " : "", list[0], counts[1] ? (counts[0] ? "; not checked: " : " not checked: ") : "",
              list[1], counts[2] ? (counts[0] || counts[1] ? "; error: " : " error: ") : "", list[2],
              o.json ? "in the JSON on stdout" : "on stdout");
   }

@@ -12,6 +12,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 
@@ -85,7 +86,13 @@ static int run(redisContext *rc, const char *prefix, int pause, const char *tena
     freeReplyObject(r);
   }
   if (failed) return cli_fail(CLI_FAIL, "could not pause %s: %s", tenant, why);
-  if (for_s > 0) printf("%s: paused for %lld s (until %lld ms)\n", tenant, for_s, until);
+  if (for_s > 0) {
+    char when[40] = "";
+    time_t t = (time_t)(until / 1000);
+    struct tm tm;
+    if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    printf("%s: paused for %lld s (until %s)\n", tenant, for_s, when);
+  }
   else printf("%s: paused until 'relayq tenant resume %s'\n", tenant, tenant);
   return CLI_OK;
 }
@@ -121,13 +128,13 @@ int cmd_tenant_pause(int argc, char **argv, struct cli_ctx *ctx) {
     default: return cli_bad_option(pause ? "tenant pause" : "tenant resume", opt, argv + 1);
     }
   }
-  if (argc - 1 - optind != 1) {
-    cli_fail(CLI_USAGE, "tenant %s needs exactly one tenant id.", pause ? "pause" : "resume");
-    return usage(stderr, CLI_USAGE);
-  }
+  if (argc - 1 - optind != 1)
+    return cli_fail(CLI_USAGE, "tenant %s needs exactly one tenant id: relayq tenant %s (see --help).",
+                    pause ? "pause" : "resume", pause ? "pause TENANT [--for SECONDS] [--reason TEXT]" : "resume TENANT");
   const char *tenant = argv[1 + optind];
-  if (!relayq_valid_id(tenant))
-    return cli_fail(CLI_USAGE, "'%.140s' is not a tenant id (1-128 characters of A-Z a-z 0-9 . _ : @ -).", tenant);
+  if (!relayq_valid_tenant(tenant))
+    return cli_fail(CLI_USAGE, "'%.140s' is not a tenant id (1-128 characters of A-Z a-z 0-9 . _ @ -, no ':').",
+                    tenant);
   if (strlen(ctx->prefix) > 200) return cli_fail(CLI_USAGE, "--prefix is longer than 200 characters.");
   struct relayq_client *c = cli_client(ctx);
   if (!c) return CLI_FAIL;

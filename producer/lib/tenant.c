@@ -201,7 +201,8 @@ static int utf8_ok(const char *s) { return relayq__utf8_valid(s, strlen(s)); }
 
 /* RFC 1123 host name (letters, digits, hyphens in dot-separated labels of
  * 1-63, at most 253 in all; IPv4 dotted quads pass), or an IPv6 literal in
- * brackets (RFC 3986 IP-literal, checked with inet_pton). */
+ * brackets (RFC 3986 IP-literal, checked with inet_pton; take_host also
+ * takes it bare). */
 static int host_ok(const char *s, size_t n) {
   if (n == 0 || n > 253) return 0;
   if (s[0] == '[') {
@@ -355,16 +356,34 @@ static int take_int(struct ctx *c, const char *field, const char *v, long min,
   return 0;
 }
 
+/* A bare IPv6 address (no brackets): 1 when v is one. */
+static int bare_ipv6(const char *v, size_t n) {
+  struct in6_addr a;
+  return n > 0 && n < INET6_ADDRSTRLEN && strchr(v, ':') != NULL && v[0] != '[' &&
+         inet_pton(AF_INET6, v, &a) == 1;
+}
+
 static int take_host(struct ctx *c, const char *field, const char *v,
                      char **out) {
   size_t n = strnlen(v, 256);
   if (!host_ok(v, n))
     return fail(c,
                 "%s is not a valid host name: use letters, digits, '-' and "
-                "'.', an IPv4 address, or an IPv6 address in brackets "
-                "(e.g. [2001:db8::1]), without a scheme or port.",
+                "'.', an IPv4 address, or an IPv6 address bare or in "
+                "brackets (e.g. 2001:db8::1), without a scheme or port.",
                 field);
   if ((*out = strdup(v)) == NULL) return oom(c);
+  return 0;
+}
+
+/* A server's host (smtp_host): also an IPv6 address given bare
+ * (CONTRACT.md), kept in brackets, the one form every user of conf->host
+ * (connect, network boundary, TLS, logs) reads. */
+static int take_server_host(struct ctx *c, const char *field, const char *v, char **out) {
+  size_t n = strnlen(v, 256);
+  if (!bare_ipv6(v, n)) return take_host(c, field, v, out);
+  if ((*out = malloc(n + 3)) == NULL) return oom(c);
+  snprintf(*out, n + 3, "[%s]", v);
   return 0;
 }
 
@@ -607,7 +626,7 @@ static int parse_smtp(struct ctx *c, const char *const v[F__COUNT],
     if ((conf->preset = strdup(preset->name)) == NULL) return oom(c);
   }
   if (v[F_SMTP_HOST] != NULL) {
-    if (take_host(c, "smtp_host", v[F_SMTP_HOST], &conf->host) != 0) return -1;
+    if (take_server_host(c, "smtp_host", v[F_SMTP_HOST], &conf->host) != 0) return -1;
   } else if (preset != NULL) {
     if ((conf->host = strdup(preset->host)) == NULL) return oom(c);
   }
@@ -663,6 +682,7 @@ static void free_smtp(struct rq_smtp_conf *conf) {
   wipe_free(conf->password);
   free(conf->preset);
   free(conf->tls_pin);
+  free(conf->unusable);
   memset(conf, 0, sizeof *conf);
 }
 
@@ -1036,6 +1056,18 @@ int rq_tenant_parse_route(struct rq_tenant *t, const char *route_name,
   free_smtp(&t->routes[i]);
   t->routes[i] = conf;
   return 0;
+}
+
+int rq_tenant_route_unusable(struct rq_tenant *t, const char *route_name, const char *why, int auth) {
+  if (t == NULL || route_name == NULL || why == NULL) return -1;
+  for (size_t i = 0; i < t->n_routes; i++) {
+    if (strcmp(t->route_names[i], route_name) != 0) continue;
+    free_smtp(&t->routes[i]); /* nothing of a half-read route is used */
+    t->routes[i].unusable = strdup(why);
+    t->routes[i].unusable_auth = auth != 0;
+    return t->routes[i].unusable != NULL ? 0 : -1;
+  }
+  return -1;
 }
 
 void rq_tenant_free(struct rq_tenant *t) {

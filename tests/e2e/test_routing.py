@@ -307,23 +307,25 @@ def test_named_route_and_unknown_route():
 
 def test_broken_route_hash_fails_the_tenant_promptly():
     """A route hash of the wrong type, or one `routes` names that does not
-    exist, fails the tenant's jobs with error policy naming the route
-    instead of leaving them waiting; other tenants go on, and the fix is
-    picked up."""
+    exist, fails the jobs that name that route with error policy naming the
+    route instead of leaving them waiting; the tenant's other jobs and other
+    tenants go on, and the fix is picked up."""
     with RedisServer() as r, SmtpServer(security="none", auth=(USER, PASSWORD)) as srv:
         smtp_tenant(r, "wrongtype", srv, routes="alt")
         r.client.set(r.key("tenant", "wrongtype", "route", "alt"), "not a hash")
         smtp_tenant(r, "missing", srv, routes="gone")
         smtp_tenant(r, "fine", srv)
         with Worker(r, args=FAST):
-            push_job(r, job("wt", "wrongtype"))
-            push_job(r, job("ms", "missing"))
+            push_job(r, job("wt", "wrongtype", route="alt"))
+            push_job(r, job("ms", "missing", route="gone"))
             push_job(r, job("ok", "fine"))
+            push_job(r, job("wt-default", "wrongtype"))
             for jid, name in (("wt", "alt"), ("ms", "gone")):
                 s = wait_status(r, jid)
                 assert s["state"] == "failed" and s["error"] == "policy", s
                 assert "'%s'" % name in s["detail"], s["detail"]
             assert wait_status(r, "ok")["state"] == "sent"
+            assert wait_status(r, "wt-default")["state"] == "sent", "a bad route stopped the tenant's other jobs"
             r.client.delete(r.key("tenant", "wrongtype", "route", "alt"))
             smtp_tenant(r, "wrongtype", srv, route="alt")
             t0 = time.monotonic()

@@ -1,6 +1,9 @@
 /* Unit tests for the per-server circuit breaker. */
 #include "breaker.h"
 #include "check.h"
+#include "when.h"
+
+#include <string.h>
 
 static struct rq_class cls(enum rq_verdict v, enum rq_errcat e) {
   struct rq_class c = {.verdict = v, .error = e};
@@ -26,6 +29,8 @@ int main(void) {
   CHECK_INT(rq_breaker_record(&b, &auth, t), ==, 1);
   CHECK_INT(b.state, ==, RQ_BREAKER_OPEN);
   CHECK_INT(b.reason, ==, RQ_ERR_AUTH);
+  /* An open breaker shows the count that tripped it (P:breaker ROUTE.failures). */
+  CHECK_INT(b.failures, ==, 3);
   CHECK_INT(rq_breaker_allow(&b, t + 1, &until), ==, 0);
   CHECK_INT(until, ==, t + RQ_BREAKER_BASE_MS);
   /* After the cool-down one probe goes through, the next waits. */
@@ -68,9 +73,12 @@ int main(void) {
   CHECK_INT(rq_breaker_failed(&s1, RQ_ERR_CONNECT, 5, t), ==, 1);
   CHECK_INT(s1.state, ==, RQ_BREAKER_OPEN);
   CHECK_INT(s1.open_until, ==, t + RQ_BREAKER_BASE_MS);
-  /* A late failure of a transaction started before the trip changes nothing. */
+  CHECK_INT(s1.failures, ==, 5); /* the count that tripped it, not 0 */
+  /* A late failure of a transaction started before the trip changes
+   * nothing but the count. */
   CHECK_INT(rq_breaker_failed(&s1, RQ_ERR_CONNECT, 9, t + 10), ==, 0);
   CHECK_INT(s1.open_until, ==, t + RQ_BREAKER_BASE_MS);
+  CHECK_INT(s1.failures, ==, 9);
   /* A failed probe (half-open) reopens at once, whatever the count. */
   s1.state = RQ_BREAKER_HALF_OPEN;
   CHECK_INT(rq_breaker_failed(&s1, RQ_ERR_CONNECT, 0, t + RQ_BREAKER_BASE_MS), ==, 1);
@@ -101,9 +109,30 @@ int main(void) {
   CHECK_INT(mine.state, ==, RQ_BREAKER_CLOSED);
   CHECK_INT(mine.trips, ==, 0);
   CHECK_INT(mine.failures, ==, 1);
+  /* Open there with a higher count: ours shows it too. */
+  mine = (struct rq_breaker){0};
+  shared = (struct rq_breaker){.state = RQ_BREAKER_OPEN, .open_until = 90000, .failures = 5};
+  rq_breaker_adopt(&mine, &shared, 0);
+  CHECK_INT(mine.failures, ==, 5);
+  /* A success resets the count. */
+  CHECK_INT(rq_breaker_record(&mine, &ok, 100000), ==, 1);
+  CHECK_INT(mine.failures, ==, 0);
   CHECK_INT(rq_breaker_state_parse("half_open"), ==, RQ_BREAKER_HALF_OPEN);
   CHECK_INT(rq_breaker_state_parse("open"), ==, RQ_BREAKER_OPEN);
   CHECK_INT(rq_breaker_state_parse(""), ==, RQ_BREAKER_CLOSED);
   CHECK_INT(rq_breaker_state_parse(NULL), ==, RQ_BREAKER_CLOSED);
+
+  /* When sending resumes, in words a person reads (status detail). */
+  char w[64];
+  int64_t now = 1796539930000; /* 2026-12-06 06:52:10 UTC */
+  CHECK_STR(rq_when(w, sizeof w, now + 58000, now), "in 58 s (06:53:08 UTC)");
+  CHECK_STR(rq_when(w, sizeof w, now + 57001, now), "in 58 s (06:53:07 UTC)");
+  CHECK_STR(rq_when(w, sizeof w, now + 600000, now), "in 10 min (07:02:10 UTC)");
+  CHECK_STR(rq_when(w, sizeof w, now + 3 * 3600000, now), "in 3 h (09:52:10 UTC)");
+  CHECK_STR(rq_when(w, sizeof w, now + 20 * 3600000, now), "in 20 h (2026-12-07 02:52:10 UTC)");
+  CHECK_STR(rq_when(w, sizeof w, now + 3 * 86400000LL, now), "in 3 d (2026-12-09 06:52:10 UTC)");
+  CHECK_STR(rq_when(w, sizeof w, now - 5, now), "now");
+  CHECK_STR(rq_when(w, 8, now + 58000, now), "in 58 s");
+  CHECK_INT((int)strlen(rq_when(w, 1, now + 1, now)), ==, 0);
   return CHECK_DONE();
 }

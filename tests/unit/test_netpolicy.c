@@ -115,6 +115,9 @@ int main(void) {
   CHECK_INT(rq_netpolicy_check_host(&strict, "169.254.169.254", err, sizeof err), ==, -1);
   CHECK(strstr(err, "link-local") != NULL);
   CHECK_INT(rq_netpolicy_check_host(&strict, "[::1]", err, sizeof err), ==, -1);
+  CHECK(strstr(err, "is a loopback address") != NULL);
+  CHECK_INT(rq_netpolicy_check_host(&strict, "0.0.0.0", err, sizeof err), ==, -1);
+  CHECK(strstr(err, "is an unspecified address") != NULL); /* a/an */
   CHECK_INT(rq_netpolicy_check_host(&strict, "smtp.example.com", err, sizeof err), ==, 0);
   CHECK_INT(rq_netpolicy_check_host(&strict, "8.8.8.8", err, sizeof err), ==, 0);
   CHECK_INT(rq_netpolicy_check_host(&p, "127.0.0.1", err, sizeof err), ==, 0);

@@ -159,6 +159,33 @@ int main(void) {
   CHECK(strstr(err, "billing") != NULL);
   j.route = NULL;
 
+  /* One unusable route fails only the jobs that name it (rq_tenant_route_unusable). */
+  {
+    const char *rk[] = {"gateway", "platform", "routes", "billing,backup", NULL};
+    struct rq_tenant *tr = tenant("acme", rk);
+    const char *rf[] = {"smtp_host", "smtp_user", "smtp_password"}, *rv[] = {"mail.acme.example", "u", "p"};
+    char perr[300];
+    CHECK_INT(rq_tenant_parse_route(tr, "backup", rf, rv, 3, NULL, 0, perr, sizeof perr), ==, 0);
+    CHECK_INT(rq_tenant_route_unusable(tr, "billing", "route 'billing' of tenant 'acme': sealed elsewhere", 1), ==, 0);
+    CHECK_INT(rq_tenant_route_unusable(tr, "nosuch", "x", 0), ==, -1);
+    j.route = "billing";
+    CHECK_INT(rq_route_resolve(&cfg, tr, &j, &r, &error, err, sizeof err), ==, -1);
+    CHECK_STR(error, "auth");
+    CHECK_STR(err, "route 'billing' of tenant 'acme': sealed elsewhere");
+    j.route = "backup";
+    CHECK_INT(rq_route_resolve(&cfg, tr, &j, &r, &error, err, sizeof err), ==, 0);
+    j.route = NULL;
+    CHECK_INT(rq_route_resolve(&cfg, tr, &j, &r, &error, err, sizeof err), ==, 0);
+    CHECK_STR(r.name, "platform");
+    /* A route marked twice keeps one sentence (no leak: ASan). */
+    CHECK_INT(rq_tenant_route_unusable(tr, "billing", "missing hash", 0), ==, 0);
+    j.route = "billing";
+    CHECK_INT(rq_route_resolve(&cfg, tr, &j, &r, &error, err, sizeof err), ==, -1);
+    CHECK_STR(error, "policy");
+    j.route = NULL;
+    rq_tenant_free(tr);
+  }
+
   /* Mailgun. */
   const char *mg_kv[] = {"gateway", "mailgun", "mailgun_domain", "mg.acme.example", "mailgun_api_key", "key-1",
                          "mailgun_region", "eu", NULL};

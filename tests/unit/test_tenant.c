@@ -238,10 +238,22 @@ static void test_validation(void) {
   CHECK_ACCEPT("smtp_host", "[::1]");
   CHECK_ACCEPT("smtp_host", "[2001:db8::25]");
   CHECK_ACCEPT("smtp_host", "localhost");
+  /* An IPv6 address bare or in brackets (CONTRACT.md), kept in brackets. */
+  {
+    const char *bare[][2] = {{"::1", "[::1]"}, {"2606:4700:4700::1111", "[2606:4700:4700::1111]"},
+                             {"::ffff:127.0.0.1", "[::ffff:127.0.0.1]"}};
+    for (size_t i = 0; i < sizeof bare / sizeof bare[0]; i++) {
+      struct rq_tenant *t6 = PARSE("gateway", "smtp", "smtp_host", bare[i][0]);
+      CHECK(t6 != NULL);
+      if (t6) CHECK_STR(t6->smtp.host, bare[i][1]);
+      rq_tenant_free(t6);
+    }
+  }
+  CHECK_REJECT("mailgun_domain", "mailgun_domain", "2001:db8::1"); /* a domain is never an address */
   const char *bad_hosts[] = {"smtp://mail.example.com", "mail example.com",
                              "-mail.example.com", "mail-.example.com",
                              "mail..example.com", ".example.com",
-                             "example.com.", "::1", "[::1", "[zz::1]",
+                             "example.com.", "::1:", "[::1", "[zz::1]", "zz::1",
                              "mail.example.com:25", "mail\r\n.example.com",
                              "ma_il.example.com",
                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com"};

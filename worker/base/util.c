@@ -29,7 +29,7 @@ void *rq_xrealloc(void *p, size_t n) {
   return q;
 }
 
-size_t rq_scopy(char *dst, size_t cap, const char *src) {
+static size_t scopy(char *dst, size_t cap, const char *src) {
   size_t n = strlen(src);
   if (cap == 0) return n;
   size_t k = n < cap - 1 ? n : cap - 1;
@@ -39,7 +39,7 @@ size_t rq_scopy(char *dst, size_t cap, const char *src) {
 }
 
 size_t rq_scat(char *dst, size_t cap, size_t at, const char *src) {
-  if (at < cap) return at + rq_scopy(dst + at, cap - at, src);
+  if (at < cap) return at + scopy(dst + at, cap - at, src);
   return at + strlen(src);
 }
 

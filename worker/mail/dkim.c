@@ -259,7 +259,7 @@ int rq_dkim_sign_msg(struct rq_msg *m, void *key, const char *domain, const char
   size_t first_len, hdr_len, body_off;
   const char *first = rq_msg_first_lit(m, &first_len);
   if (first != NULL) rq_dkim_split(first, first_len, &hdr_len, &body_off);
-  if (first == NULL || (body_off == first_len && m->n_seg > 1)) {
+  if (first == NULL || (hdr_len == first_len && m->n_seg > 1)) {
     /* The header block is not whole in the first segment (the builder
      * never makes such a message): sign a flat copy, then hold that. */
     struct rq_buf flat;

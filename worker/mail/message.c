@@ -3,6 +3,7 @@
 
 #include "dkim.h"
 #include "mime.h"
+#include "msg.h"
 #include "util.h"
 
 int rq_message_signs(const struct rq_route *r, const struct rq_tenant *t) {
@@ -21,14 +22,18 @@ static int sign(const struct rq_message_input *in, struct rq_msg *m, char *err, 
 int rq_message_build(const struct rq_message_input *in, struct rq_msg *m, char *err, size_t errlen) {
   const struct relayq_job *j = in->job;
   if (j->raw) {
-    /* The sender rule rewrites the raw From header in place, so the raw
-     * message passes through one temporary buffer before it becomes the
-     * message's literal segment. */
+    /* The sender rule rewrites the raw From header, so the header block
+     * passes through one temporary buffer before it becomes the message's
+     * literal segment; the body stays in the payload (msg.h). */
+    size_t head = rq_mime_raw_head(j->raw, j->raw_len);
     struct rq_buf raw;
     rq_buf_init(&raw);
-    rq_mime_raw(j->raw, j->raw_len, &raw);
+    rq_mime_raw(j->raw, head, &raw);
     rq_route_raw_from(in->settings, in->tenant, j, in->route, &raw); /* sender rule, then DKIM */
-    rq_mime_raw_msg((const unsigned char *)raw.data, raw.len, m);
+    rq_msg_reset(m);
+    rq_buf_append(&m->lit, raw.data, raw.len);
+    rq_msg_add_crlf(m, j->raw + head, j->raw_len - head);
+    rq_msg_finish(m);
     rq_buf_free(&raw);
     return sign(in, m, err, errlen);
   }

@@ -74,6 +74,14 @@ struct rq_msg;
  * reset first and finished after; on error it is left empty. */
 int rq_mime_build_msg(const struct rq_mime_input *in, struct rq_msg *m, char *err, size_t errlen);
 
+/* The length of raw's header block through the empty line that ends it
+ * (a line break being CRLF, bare CR or bare LF, as rq_mime_raw reads
+ * them), or len when there is none: rq_mime_raw(raw[0..head]) followed by
+ * rq_mime_raw(raw[head..len]) is rq_mime_raw(raw), never splitting a
+ * CRLF. The worker normalises (and may rewrite) only the head and sends
+ * the body as a segment of the message (rq_msg_add_crlf). */
+size_t rq_mime_raw_head(const unsigned char *raw, size_t len);
+
 /* rq_mime_raw into m (reset first, finished after): one literal segment. */
 void rq_mime_raw_msg(const unsigned char *raw, size_t len, struct rq_msg *m);
 

@@ -13,11 +13,13 @@ enum { B64_IN = RQ_B64_LINE / 4 * 3, B64_OUT = RQ_B64_LINE + 2 }; /* 57 bytes in
 void rq_msg_init(struct rq_msg *m) {
   memset(m, 0, sizeof *m);
   rq_buf_init(&m->lit);
+  m->seg = m->inline_seg;
+  m->cap_seg = sizeof m->inline_seg / sizeof *m->inline_seg;
 }
 
 void rq_msg_free(struct rq_msg *m) {
   rq_buf_free(&m->lit);
-  free(m->seg);
+  if (m->seg != m->inline_seg) free(m->seg);
   rq_msg_init(m);
 }
 
@@ -38,8 +40,13 @@ size_t rq_msg_b64_len(size_t n) {
 
 static struct rq_msg_seg *push(struct rq_msg *m) {
   if (m->n_seg == m->cap_seg) {
-    m->cap_seg = m->cap_seg ? 2 * m->cap_seg : 4;
-    m->seg = rq_xrealloc(m->seg, m->cap_seg * sizeof *m->seg);
+    m->cap_seg *= 2;
+    if (m->seg == m->inline_seg) {
+      m->seg = rq_xmalloc(m->cap_seg * sizeof *m->seg);
+      memcpy(m->seg, m->inline_seg, sizeof m->inline_seg);
+    } else {
+      m->seg = rq_xrealloc(m->seg, m->cap_seg * sizeof *m->seg);
+    }
   }
   struct rq_msg_seg *s = &m->seg[m->n_seg++];
   memset(s, 0, sizeof *s);
@@ -65,13 +72,39 @@ void rq_msg_add_b64(struct rq_msg *m, const void *p, size_t n) {
   s->out_len = rq_msg_b64_len(n);
 }
 
-/* Eight bytes at a time (every message's literal bytes are scanned). */
+/* 8 bytes at a time (memcpy: no unaligned loads); every message is
+ * scanned once. */
+static int any_8bit(const char *p, size_t n);
+
+/* Bytes p[0..n) read as with bare CR and bare LF made CRLF. */
+static size_t crlf_len(const unsigned char *p, size_t n) {
+  size_t out = n;
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] == '\r') {
+      if (i + 1 < n && p[i + 1] == '\n') i++;
+      else out++;
+    } else if (p[i] == '\n') {
+      out++;
+    }
+  }
+  return out;
+}
+
+void rq_msg_add_crlf(struct rq_msg *m, const void *p, size_t n) {
+  if (n == 0) return;
+  close_lit(m);
+  struct rq_msg_seg *s = push(m);
+  s->kind = RQ_MSG_CRLF;
+  s->src = p;
+  s->n = n;
+  s->out_len = crlf_len(p, n);
+}
+
 static int any_8bit(const char *p, size_t n) {
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
+  for (uint64_t w; i + 8 <= n; i += 8) {
     memcpy(&w, p + i, 8);
-    if (w & 0x8080808080808080ULL) return 1;
+    if (w & 0x8080808080808080ull) return 1;
   }
   for (; i < n; i++)
     if ((unsigned char)p[i] >= 0x80) return 1;
@@ -84,6 +117,8 @@ void rq_msg_finish(struct rq_msg *m) {
   for (size_t i = 0; i < m->n_seg; i++) m->len += m->seg[i].out_len;
   /* base64 is ASCII: only the literal bytes can be 8-bit. */
   m->has_8bit = any_8bit(m->lit.data ? m->lit.data : "", m->lit.len);
+  for (size_t i = 0; i < m->n_seg && !m->has_8bit; i++)
+    if (m->seg[i].kind == RQ_MSG_CRLF) m->has_8bit = any_8bit((const char *)m->seg[i].src, m->seg[i].n);
 }
 
 void rq_msg_prepend(struct rq_msg *m, const void *p, size_t n) {
@@ -159,6 +194,33 @@ static size_t read_b64(struct rq_msg_cursor *c, const struct rq_msg_seg *s, char
   return n;
 }
 
+/* A line-end-normalised segment: runs of ordinary bytes copied, each bare
+ * CR, bare LF or CRLF written as CRLF (the LF owed when out is full). */
+static size_t read_crlf(struct rq_msg_cursor *c, const struct rq_msg_seg *s, char *out, size_t cap) {
+  size_t n = 0;
+  while (n < cap) {
+    if (c->line_len) { /* the LF of a line end */
+      out[n++] = '\n';
+      c->line_len = 0;
+      continue;
+    }
+    if (c->in >= s->n) break;
+    const unsigned char *p = s->src + c->in;
+    size_t avail = s->n - c->in, room = cap - n, k = 0;
+    size_t lim = avail < room ? avail : room;
+    while (k < lim && p[k] != '\r' && p[k] != '\n') k++;
+    memcpy(out + n, p, k);
+    n += k;
+    c->in += k;
+    if (k == lim) continue; /* out full, or the segment ends */
+    /* A line end: CRLF, bare CR or bare LF, all written as CRLF. */
+    c->in += p[k] == '\r' && k + 1 < avail && p[k + 1] == '\n' ? 2 : 1;
+    out[n++] = '\r';
+    c->line_len = 1;
+  }
+  return n;
+}
+
 size_t rq_msg_read(struct rq_msg_cursor *c, char *out, size_t cap) {
   const struct rq_msg *m = c->m;
   size_t n = 0;
@@ -169,8 +231,10 @@ size_t rq_msg_read(struct rq_msg_cursor *c, char *out, size_t cap) {
       k = s->n - c->pos;
       if (k > cap - n) k = cap - n;
       memcpy(out + n, m->lit.data + s->off + c->pos, k);
-    } else {
+    } else if (s->kind == RQ_MSG_B64) {
       k = read_b64(c, s, out + n, cap - n);
+    } else {
+      k = read_crlf(c, s, out + n, cap - n);
     }
     c->pos += k;
     n += k;
@@ -181,6 +245,25 @@ size_t rq_msg_read(struct rq_msg_cursor *c, char *out, size_t cap) {
   }
   c->total += n;
   return n;
+}
+
+const char *rq_msg_next(struct rq_msg_cursor *c, char *buf, size_t cap, size_t *len) {
+  const struct rq_msg *m = c->m;
+  if (c->seg >= m->n_seg) {
+    *len = 0;
+    return NULL;
+  }
+  const struct rq_msg_seg *s = &m->seg[c->seg];
+  if (s->kind != RQ_MSG_LIT) {
+    *len = rq_msg_read(c, buf, cap);
+    return *len ? buf : NULL;
+  }
+  const char *p = m->lit.data + s->off + c->pos;
+  *len = s->n - c->pos;
+  c->total += *len;
+  c->seg++;
+  c->pos = c->in = c->line_len = c->line_off = 0;
+  return p;
 }
 
 int rq_msg_seek(struct rq_msg_cursor *c, size_t off) {
@@ -198,6 +281,16 @@ int rq_msg_seek(struct rq_msg_cursor *c, size_t off) {
     c->in = off / B64_OUT * B64_IN; /* the line off falls in */
     c->line_len = b64_line(c, s, c->line);
     c->line_off = off % B64_OUT;
+  } else if (s->kind == RQ_MSG_CRLF && off > 0) {
+    /* Output offsets do not map to input offsets: read up to off. */
+    char skip[4096];
+    size_t left = off;
+    c->pos = 0;
+    while (left > 0) {
+      size_t k = read_crlf(c, s, skip, left < sizeof skip ? left : sizeof skip);
+      c->pos += k;
+      left -= k;
+    }
   }
   return 0;
 }

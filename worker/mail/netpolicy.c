@@ -292,9 +292,10 @@ int rq_netpolicy_check_host(const struct rq_netpolicy *p, const char *host, char
   if (!sa) return 0;
   int c = rq_netpolicy_check_addr(p, sa);
   if (c == 0) return 0;
+  const char *cls = rq_net_class_name((enum rq_net_class)c);
   snprintf(why, whylen,
-           "%.64s is a %s address, which tenants may not reach in --mode saas (the operator can open a network "
+           "%.64s is %s %s address, which tenants may not reach in --mode saas (the operator can open a network "
            "with --allow-private-nets)",
-           buf, rq_net_class_name((enum rq_net_class)c));
+           buf, strchr("aeiou", cls[0]) ? "an" : "a", cls);
   return -1;
 }

@@ -169,7 +169,7 @@ void rq_smtp_stuffer_init(struct rq_smtp_stuffer *st, const char *msg, size_t le
 }
 
 void rq_smtp_stuffer_init_pull(struct rq_smtp_stuffer *st, rq_smtp_pull_fn pull, void *arg) {
-  rq_smtp_stuffer_init(st, st->win, 0);
+  rq_smtp_stuffer_init(st, "", 0);
   st->pull = pull;
   st->pull_arg = arg;
 }
@@ -190,9 +190,14 @@ static void next_window(struct rq_smtp_stuffer *st) {
   st->seen += st->len;
   st->off = st->len = 0;
   if (st->pull != NULL) {
-    st->msg = st->win;
-    st->len = st->pull(st->pull_arg, st->win, sizeof st->win);
-    if (st->len > 0) return;
+    size_t n = 0;
+    const char *p = st->pull(st->pull_arg, &n);
+    if (p != NULL && n > 0) {
+      st->msg = p;
+      st->len = n;
+      return;
+    }
+    st->msg = "";
     st->pull = NULL;
   }
   if (st->seen == 0 || (st->seen >= 2 && st->tail[0] == '\r' && st->tail[1] == '\n'))

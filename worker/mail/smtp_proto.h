@@ -86,17 +86,17 @@ void rq_smtp_caps_parse(const char *raw, size_t len, struct rq_smtp_caps *out);
  * CRLF (one is added when the message does not end with one; the message
  * itself should already use CRLF, which is the builder's job). The message
  * is borrowed; nothing is copied except into the caller's chunks. */
-/* Fills out with the message's next bytes, at most cap; 0 at the end. */
-typedef size_t (*rq_smtp_pull_fn)(void *arg, char *out, size_t cap);
+/* The message's next bytes (a window the source owns, valid until the
+ * next call) and their count in *len; NULL at the end. */
+typedef const char *(*rq_smtp_pull_fn)(void *arg, size_t *len);
 
 struct rq_smtp_stuffer {
-  const char *msg; /* the window being stuffed: the whole message, or win */
+  const char *msg; /* the window being stuffed: the whole message, or a pulled one */
   size_t len, off;
   rq_smtp_pull_fn pull; /* NULL once the message has no more windows */
   void *pull_arg;
   size_t seen;    /* message bytes in windows before this one */
   char tail[2];   /* the last two message bytes of those windows */
-  char win[4096]; /* a pulled window */
   int bol;   /* the next message byte starts a line */
   int state; /* 0: message, 1: terminator, 2: done */
   size_t term_off;
@@ -108,7 +108,7 @@ void rq_smtp_stuffer_init(struct rq_smtp_stuffer *st, const char *msg, size_t le
 
 /* The same for a message produced while it is sent (msg.h): pull is
  * called for the next window whenever the last one is stuffed, so at most
- * one window of the message is held here. */
+ * one window of the message is held. */
 void rq_smtp_stuffer_init_pull(struct rq_smtp_stuffer *st, rq_smtp_pull_fn pull, void *arg);
 
 /* Writes the next at most cap bytes (cap >= 2) into out; returns how many.

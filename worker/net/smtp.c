@@ -22,7 +22,6 @@
 #include "smtp.h"
 
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +54,7 @@
 #define TOKEN_MAX 16384 /* an OAuth2 access token (Microsoft's JWTs run to a few KB) */
 #define BODY_CHUNK 65536
 #define BODY_SYNC_BUDGET (256 * 1024) /* message bytes written in one loop turn at most */
+#define BODY_WINDOW 16384 /* a segmented message is produced this much at a time */
 #define SWEEP_MS 100                  /* how often waiting transactions' deadlines are checked */
 
 /* ---- names ------------------------------------------------------------------------ */
@@ -306,6 +306,7 @@ enum auth_step { A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_LOGIN_DONE, A_XOAUTH2, A
 struct sconn {
   struct rq_smtp *s;
   struct rq_smtp_conn *io;
+  char *win; /* window for a segmented message's body (owned; from the first one sent) */
   struct pool *pool;      /* holds a reference */
   struct limiter *lim;    /* holds a reference; NULL when unlimited */
   struct sconn *prev, *next;   /* s->conns */
@@ -642,6 +643,7 @@ static void sc_free(struct sconn *sc) {
   limiter_put(s, sc->lim);
   if (sc->out.data) OPENSSL_cleanse(sc->out.data, sc->out.cap);
   rq_buf_free(&sc->out);
+  free(sc->win);
   free(sc);
 }
 
@@ -908,6 +910,11 @@ static int auth_usable(const struct sconn *sc) {
   return sc->caps.auth_plain || sc->caps.auth_login;
 }
 
+/* The start of the platform gateway's no-STARTTLS sentence: the whole
+ * detail (rq_smtp_classify_failure), since a tenant's advice (its
+ * smtp_security) is no setting of --platform-smtp. */
+#define PLATFORM_NO_STARTTLS "The platform gateway "
+
 static void auth_or_ready(struct sconn *sc) {
   struct tx *tx = sc->tx;
   struct pool *p = sc->pool;
@@ -915,10 +922,7 @@ static void auth_or_ready(struct sconn *sc) {
     /* The platform's smtp:// URL: STARTTLS when offered, but its login
      * never in clear text (smtp+insecure:// is the operator's opt-in). */
     story_stage(&tx->st, RQ_STAGE_STARTTLS);
-    tx_fail(tx, RQ_SMTP_ERR_NO_STARTTLS,
-            "%s port %d offers no STARTTLS; the gateway's login never goes in clear text (use smtps://, or "
-            "smtp+insecure:// on a trusted network)",
-            p->host, p->port);
+    tx_fail(tx, RQ_SMTP_ERR_NO_STARTTLS, PLATFORM_NO_STARTTLS "%.200s port %d offers no STARTTLS", p->host, p->port);
     if (!sc->s->warned_clear_login) {
       sc->s->warned_clear_login = 1;
       rq_logf(RQ_LOG_ERROR,
@@ -1143,11 +1147,16 @@ static void retry_fresh(struct sconn *sc) {
   acquire(tx, 1); /* takes the slot the dead one freed */
 }
 
-/* The stuffer's source for a segmented message: the next bytes, encoded
- * now (pump_body asks only while the socket takes them: backpressure). */
-static size_t pull_body(void *arg, char *out, size_t cap) {
+/* The stuffer's source for a segmented message: literal bytes as they
+ * are, encoded ones produced now into the connection's window (pump_body
+ * asks only while the socket takes them: backpressure). The window is
+ * the connection's: one transaction at a time uses it, and it outlives
+ * them (no 16 KB malloc per message). */
+static const char *pull_body(void *arg, size_t *len) {
   struct tx *tx = arg;
-  return rq_msg_read(&tx->cur, out, cap);
+  struct sconn *sc = tx->conn;
+  if (!sc->win) sc->win = rq_xmalloc(BODY_WINDOW);
+  return rq_msg_next(&tx->cur, sc->win, BODY_WINDOW, len);
 }
 
 static void on_txn_reply(struct sconn *sc, int code, const char *raw, size_t len) {
@@ -1652,13 +1661,7 @@ static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
   size_t off_ptrs = sizeof(struct tx) + n_rcpts * sizeof(struct rq_rcpt_reply);
   off_ptrs = (off_ptrs + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
   size_t off_str = off_ptrs + n_rcpts * sizeof(char *);
-  /* Zeroed but for the stuffer's 4 KB window, which is filled before it
-   * is read: zeroing it was 5% of a worker's instructions per message. */
-  struct tx *tx = rq_xmalloc(off_str + strings + pwlen);
-  size_t win_at = offsetof(struct tx, stuffer) + offsetof(struct rq_smtp_stuffer, win);
-  size_t win_end = win_at + sizeof tx->stuffer.win;
-  memset(tx, 0, win_at);
-  memset((char *)tx + win_end, 0, off_str + strings + pwlen - win_end);
+  struct tx *tx = rq_xcalloc(1, off_str + strings + pwlen);
   char *w = (char *)tx + off_str;
   tx->s = s;
   tx->cb = cb;
@@ -1821,5 +1824,14 @@ void rq_smtp_classify_failure(const struct rq_smtp_result *res, struct rq_class 
   snprintf(r.text, sizeof r.text, "%s", res->reply);
   rq_classify_failure((enum rq_fail)res->err, (enum rq_smtp_stage)res->stage, res->code ? &r : NULL, res->errmsg,
                       out);
+  if (res->err == RQ_SMTP_ERR_NO_STARTTLS && !res->code &&
+      !strncmp(res->errmsg, PLATFORM_NO_STARTTLS, sizeof PLATFORM_NO_STARTTLS - 1)) {
+    char what[sizeof res->errmsg];
+    rq_text_sanitize(what, sizeof what, res->errmsg, strnlen(res->errmsg, sizeof res->errmsg));
+    snprintf(out->detail, sizeof out->detail,
+             "%s, and its login never goes in clear text: the operator enables STARTTLS there, or sets "
+             "--platform-smtp to smtps:// (implicit TLS), or to smtp+insecure:// on a trusted network.",
+             what);
+  }
   if (res->xoauth2 && out->error == RQ_ERR_AUTH && res->code) xoauth2_detail(res, out);
 }

@@ -83,6 +83,10 @@ struct rq_smtp_conf {
   int xoauth2;         /* smtp_auth=xoauth2: `oauth` is complete and checked */
   struct rq_oauth_conf oauth;
   struct rq_rates rates; /* rate_limits, explicit else the preset's (n 0: none) */
+  /* A route only (rq_tenant_route_unusable): why its hash cannot be used,
+   * or NULL; unusable_auth 1 when a secret was sealed for another place. */
+  char *unusable;
+  int unusable_auth;
 };
 
 /*
@@ -148,6 +152,16 @@ int rq_tenant_parse_route(struct rq_tenant *t, const char *route_name,
                           const char *const *fields, const char *const *values,
                           size_t n, const unsigned char *secret_key,
                           int require_encrypted, char *err, size_t errlen);
+
+/*
+ * Marks route route_name of t unusable with the sentence why (copied): the
+ * worker's answer to a route hash that is missing, unreadable or invalid,
+ * or holds a secret that does not open. Only a job that names that route
+ * fails (with why; `auth` when auth is 1, else `policy`): one bad route
+ * never stops the tenant's other jobs. Returns 0, or -1 when t lists no
+ * such route.
+ */
+int rq_tenant_route_unusable(struct rq_tenant *t, const char *route_name, const char *why, int auth);
 
 /* 1 when domain is one of t's verified domains or a subdomain of one
  * (case-insensitive). */

@@ -120,7 +120,25 @@
  * shared queue is itself one turn of the round robin), ARGV[8] most payload
  * bytes to sort per queue in this call (taken 32 at a time): 1000 jobs of
  * 150 KB each kept Redis busy in one call for over 5 s.
- * ARGV[9..] tenants the calling worker cannot take now (their line in
+ * The worker's memory budget (--max-inflight-bytes): ARGV[9] payload bytes
+ * it may still take (<= 0: none), ARGV[10] "1" when it holds nothing (then
+ * the first job is taken whatever its size: one job larger than the whole
+ * budget goes alone), ARGV[11] a tenant whose list is served first when
+ * alone ("" none; the one a too-large job waits in; "~shared" for the
+ * shared queue). A job that does not fit is pushed back where it was
+ * (same end, same order) and its list is not served further in this
+ * call: its tenant's order holds, and other tenants' smaller jobs still
+ * go. Near the budget jobs are popped one at a time, so at most one big
+ * job per list is copied out and back.
+ * ARGV[12] a tenant's share of the budget (half of it), ARGV[13] F,
+ * ARGV[14..13+2F] tenant, bytes it holds in the worker (the tenants that
+ * hold much). While another tenant has work, a tenant's job that would
+ * take it past its share is not taken: met in the shared queue it moves
+ * to the tenant's own list, in the ring the tenant's turn ends. So one
+ * tenant's large jobs cannot take the whole budget from the others
+ * (alone, a tenant may use all of it; a tenant holding nothing may
+ * always take one job that fits the budget).
+ * ARGV[14+2F..] tenants the calling worker cannot take now (their line in
  * that worker is full, or their breaker is open or they are paused):
  * skipped in the ring like a paused tenant, and their jobs met in the
  * shared queue are moved to their own list (each job once), so a worker
@@ -129,7 +147,10 @@
  * Promotes up to 1000 due delayed jobs to the FRONT of their tenant's list
  * (they were due already; a quota-deferred backlog keeps its order).
  * Returns { {payload...}, {queue index (1-based)...}, next due score or
- * false, jobs moved aside for skipped tenants }. */
+ * false, jobs moved aside for skipped tenants, jobs left for the budget,
+ * the size of the largest of them, its tenant ("~shared": the shared
+ * queue), its queue index (0-based; the worker passes it as ARGV[5] with
+ * ARGV[11]), the size of the smallest left }. */
 static const char FETCH[] =
   LUA_FIRST_QUEUE
   LUA_TENANT_OF
@@ -159,20 +180,63 @@ static const char FETCH[] =
   "local now = tonumber(ARGV[2])\n"
   "local out, qidx = {}, {}\n"
   "local skip, nskip, aside = {}, 0, 0\n"
-  "for i = 9, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
+  "local cap, tb, nheavy = tonumber(ARGV[12]), {}, tonumber(ARGV[13])\n"
+  "for i = 14, 13 + 2 * nheavy, 2 do tb[ARGV[i]] = tonumber(ARGV[i + 1]) end\n"
+  "for i = 14 + 2 * nheavy, #ARGV do skip[ARGV[i]] = true; nskip = nskip + 1 end\n"
+  /* Would job size n take tenant x past its share? */
+  "local function over(x, n)\n"
+  "  local h = tb[x] or 0\n"
+  "  return h > 0 and h + n > cap\n"
+  "end\n"
+  "local free, alone = tonumber(ARGV[9]), ARGV[10] == '1'\n"
+  "local left, left_size, left_t, left_q, left_min = 0, 0, '', 0, 0\n"
+  "local est = 0\n"
   "local function held(t)\n"
   "  return skip[t] or redis.call('EXISTS', prefix .. ':tpause:' .. t, prefix .. ':thold:' .. t) > 0\n"
   "end\n"
-  /* A job for a skipped tenant goes to the newest end of its list: it
-   * came from the shared queue, so it is younger than what is there. */
-  "local function take_shared(qi, q, got)\n"
-  "  for _, m in ipairs(got) do\n"
-  "    local t = nskip > 0 and tenant_of(m)\n"
-  "    if t and skip[t] then\n"
-  "      aside = aside + 1\n"
-  "      if redis.call('LPUSH', tq(q, t), m) == 1 then redis.call('LPUSH', ring(q), t) end\n"
-  "    else out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end\n"
+  /* RPOP up to n from key (t: the list's tenant, "~shared" for the
+   * shared queue, whose jobs of skipped tenants go to the newest end of
+   * their own list: they are younger than what is there). Keeps what fits
+   * the budget; a job that does not fit goes back to the same end with
+   * any popped after it, in order, and ends the list's turn. Pops one at a
+   * time until the largest job seen so far shows that n fit twice over.
+   * Returns whether anything was popped, and whether a job was left. */
+  "local function take(key, n, qi, q, t, others)\n"
+  "  local any = false\n"
+  "  while n > 0 do\n"
+  "    local got\n"
+  "    if n > 1 and est > 0 and est * 2 * n <= free then\n"
+  "      got = redis.call('RPOP', key, n)\n"
+  "    else\n"
+  "      local one = redis.call('RPOP', key)\n"
+  "      got = one and {one} or nil\n"
+  "    end\n"
+  "    if not got then return any, false end\n"
+  "    any = true\n"
+  "    for i, m in ipairs(got) do\n"
+  "      local mt = t\n"
+  /* The tenant of a shared-queue job is read only when it can matter. */
+  "      if t == '~shared' then mt = (nskip > 0 or #m >= 65536) and tenant_of(m) end\n"
+  "      local shared_over = t == '~shared' and mt and over(mt, #m)\n"
+  "      if t == '~shared' and mt and (skip[mt] or shared_over) then\n"
+  "        aside = aside + 1\n"
+  "        if redis.call('LPUSH', tq(q, mt), m) == 1 then redis.call('LPUSH', ring(q), mt) end\n"
+  "      elseif (#m > free and not (alone and #out == 0)) or (others and t ~= '~shared' and over(t, #m)) then\n"
+  "        left = left + 1\n"
+  "        if #m > left_size then left_size, left_t, left_q = #m, t, qi end\n"
+  "        if left_min == 0 or #m < left_min then left_min = #m end\n"
+  "        for j = #got, i, -1 do redis.call('RPUSH', key, got[j]) end\n"
+  "        return true, true\n"
+  "      else\n"
+  "        free = free - #m\n"
+  "        if mt then tb[mt] = (tb[mt] or 0) + #m end\n"
+  "        if #m > est then est = #m end\n"
+  "        out[#out + 1] = m; qidx[#qidx + 1] = qi + 1\n"
+  "      end\n"
+  "    end\n"
+  "    n = n - #got\n"
   "  end\n"
+  "  return any, false\n"
   "end\n"
   "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)\n"
   "for j = #due, 1, -1 do\n"
@@ -197,32 +261,38 @@ static const char FETCH[] =
   "  end\n"
   "end\n"
   "local start = tonumber(ARGV[5]) % nq\n"
+  /* Alone, serve the list a too-large job waits in first, so a stream of
+   * small jobs cannot keep it waiting for ever. */
+  "if alone and ARGV[11] ~= '' then\n"
+  "  local t = ARGV[11]\n"
+  "  local key = t == '~shared' and KEYS[3 + start] or tq(qname[start], t)\n"
+  "  take(key, 1, start, qname[start], t, false)\n"
+  "end\n"
   "for n = 0, nq - 1 do\n"
   "  local qi = (start + n) % nq\n"
   "  local qk, rk = KEYS[3 + qi], ring(qname[qi])\n"
   "  local shared_empty = false\n"
   "  local turns = 2 * k + redis.call('LLEN', rk)\n"
   "  local skipped = 0\n"
-  "  while #out < k and turns > 0 do\n"
+  "  while #out < k and turns > 0 and (free > 0 or (alone and #out == 0)) do\n"
   "    turns = turns - 1\n"
   "    local rlen = redis.call('LLEN', rk)\n"
   "    local share = math.max(1, math.floor((k - #out) / (rlen + 1)))\n"
   "    if not shared_empty then\n"
-  "      local got = redis.call('RPOP', qk, share)\n"
-  "      if got then take_shared(qi, qname[qi], got)\n"
-  "      else shared_empty = true end\n"
+  "      local got, short = take(qk, share, qi, qname[qi], '~shared', true)\n"
+  "      if not got or short then shared_empty = true end\n"
   "    end\n"
   "    if #out >= k then break end\n"
   "    if rlen == 0 or skipped >= rlen then\n"
   "      if shared_empty then break end\n"
   "    else\n"
   "      local t = redis.call('RPOPLPUSH', rk, rk)\n"
-  "      if held(t) then\n"
+  "      local others = rlen > 1 or not shared_empty\n"
+  "      if held(t) or (others and (tb[t] or 0) >= cap) then\n"
   "        skipped = skipped + 1\n"
   "      else\n"
-  "        skipped = 0\n"
-  "        local got = redis.call('RPOP', tq(qname[qi], t), math.min(share, k - #out))\n"
-  "        if got then for _, m in ipairs(got) do out[#out + 1] = m; qidx[#qidx + 1] = qi + 1 end end\n"
+  "        local got, short = take(tq(qname[qi], t), math.min(share, k - #out), qi, qname[qi], t, others)\n"
+  "        if short then skipped = skipped + 1 else skipped = 0 end\n"
   "        if not got or redis.call('LLEN', tq(qname[qi], t)) == 0 then redis.call('LREM', rk, 1, t) end\n"
   "      end\n"
   "    end\n"
@@ -234,7 +304,7 @@ static const char FETCH[] =
   "  end\n"
   "end\n"
   "local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
-  "return {out, qidx, nxt[2] or false, aside}\n";
+  "return {out, qidx, nxt[2] or false, aside, left, left_size, left_t, left_q, left_min}\n";
 
 /* CLAIM: one job, before sending.
  * KEYS[1] status hash, KEYS[2] events channel, KEYS[3] quota zset (or ""),
@@ -535,3 +605,155 @@ static const char *const NAMES[RQ_SCRIPT_COUNT] = {"fetch", "claim", "finish", "
 
 const char *rq_script_source(enum rq_script s) { return s == RQ_SCRIPT_BATCH ? batch() : SOURCES[s]; }
 const char *rq_script_name(enum rq_script s) { return NAMES[s]; }
+
+/* ---- the other callers' scripts (rq_lua_source) ---------------------------------- */
+
+#define RING_SCAN_MAX 10000 /* tenants with work looked at per queue and depth sample */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/*
+ * KEYS[1] the events channel and KEYS[2] the dead list (listed with the
+ * keys so everything the script touches is declared), then per job its
+ * status hash and its queue list or delayed zset. ARGV[1] is the batch's
+ * time (created_at and updated_at); then per job: payload, zset score or
+ * "" for a list push, event JSON, tenant, recipient count, number of meta
+ * pairs, the meta.KEY/value pairs. The fixed status field names live in
+ * the script, so only values cross (each argument costs Redis a Lua
+ * string).
+ * Returns one element per job: 1 when enqueued, the existing state when
+ * the id is taken by the same tenant (a duplicate), 2 when the id's status
+ * belongs to another tenant's job, or Redis' error for that job.
+ *
+ * Ids are per tenant (CONTRACT.md v1.1): another tenant's status is never
+ * written and the job is not its duplicate; it goes to the dead list as
+ * it is, and a `failed`/`invalid_job` event reports it (its own status
+ * cannot be written: the id is taken).
+ *
+ * Each job is checked and written on its own (redis.pcall), so one bad
+ * key does not stop the jobs after it. Order matters within a job, since
+ * Redis does not roll a script back: HMGET fails first if the status key
+ * has the wrong type, the push next if the queue key has; only then is the
+ * status written, so a refused job leaves neither behind.
+ */
+static const char ENQUEUE_LUA[] =
+    "local now, out, a = ARGV[1], {}, 2\n"
+    "for i = 1, (#KEYS - 2) / 2 do\n"
+    "  local sk, tk, score = KEYS[2 * i + 1], KEYS[2 * i + 2], ARGV[a + 1]\n"
+    "  local nm = tonumber(ARGV[a + 5])\n"
+    "  local h = redis.pcall('HMGET', sk, 'state', 'tenant')\n"
+    "  local r = h\n"
+    "  if not h.err then r = h[1] end\n"
+    "  if not h.err and h[2] and h[2] ~= ARGV[a + 3] then\n"
+    "    redis.call('LPUSH', KEYS[2], ARGV[a])\n"
+    "    local ok, ev = pcall(cjson.decode, ARGV[a + 2])\n"
+    "    if ok and type(ev) == 'table' then\n"
+    "      ev.state, ev.error = 'failed', 'invalid_job'\n"
+    "      ev.detail = 'This job id is already used by another job (ids are the idempotency key): '\n"
+    "        .. 'the job was not enqueued and is in the dead list; send it again with a new id.'\n"
+    "      redis.call('PUBLISH', KEYS[1], cjson.encode(ev))\n"
+    "    end\n"
+    "    r = 2\n"
+    "  elseif not r then\n"
+    "    if score ~= '' then\n"
+    "      r = redis.pcall('ZADD', tk, score, ARGV[a])\n"
+    "    else\n"
+    "      r = redis.pcall('LPUSH', tk, ARGV[a])\n"
+    "    end\n"
+    "    if type(r) ~= 'table' or not r.err then\n"
+    "      if score ~= '' then\n"
+    "        redis.call('HSET', sk, 'state', 'deferred', 'tenant', ARGV[a + 3],\n"
+    "          'created_at', now, 'updated_at', now, 'attempts', '0',\n"
+    "          'recipients', ARGV[a + 4], 'next_attempt_at', score)\n"
+    "      else\n"
+    "        redis.call('HSET', sk, 'state', 'queued', 'tenant', ARGV[a + 3],\n"
+    "          'created_at', now, 'updated_at', now, 'attempts', '0',\n"
+    "          'recipients', ARGV[a + 4])\n"
+    "      end\n"
+    "      if nm > 0 then redis.call('HSET', sk, unpack(ARGV, a + 6, a + 5 + 2 * nm)) end\n"
+    "      redis.call('PUBLISH', KEYS[1], ARGV[a + 2])\n"
+    "      r = 1\n"
+    "    end\n"
+    "  end\n"
+    "  out[i] = r\n"
+    "  a = a + 6 + 2 * nm\n"
+    "end\n"
+    "return out\n";
+
+/*
+ * REQUEUE: one dead payload back to its queue.
+ * KEYS[1] P:dead, KEYS[2] P:status:ID, KEYS[3] P:queue:Q, KEYS[4] P:events.
+ * ARGV[1] the exact dead payload, ARGV[2] the payload to push, ARGV[3] now
+ * (ms), ARGV[4] the event JSON, ARGV[5] the tenant.
+ * Returns {'ok'}, {'busy', state} when the status says the job is already
+ * on its way, {'foreign'} when the id's status belongs to another tenant's
+ * job (v1.1: never touched), or {'gone'} when the payload is no longer in
+ * P:dead.
+ * The checks come before any write: Redis does not roll a script back.
+ */
+static const char REQUEUE_LUA[] =
+    "local cur = redis.call('HMGET', KEYS[2], 'state', 'tenant')\n"
+    "if cur[2] and cur[2] ~= ARGV[5] then return {'foreign'} end\n"
+    "local st = cur[1]\n"
+    "if st == 'queued' or st == 'sending' or st == 'retry' or st == 'deferred' then\n"
+    "  return {'busy', st}\n"
+    "end\n"
+    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return {'gone'} end\n"
+    "redis.call('HSET', KEYS[2], 'state', 'queued', 'tenant', ARGV[5], 'attempts', '0',\n"
+    "  'error', '', 'detail', '', 'next_attempt_at', '', 'updated_at', ARGV[3],\n"
+    "  'requeued_at', ARGV[3])\n"
+    "redis.call('HSETNX', KEYS[2], 'created_at', ARGV[3])\n"
+    "redis.call('PERSIST', KEYS[2])\n"
+    "redis.call('LPUSH', KEYS[3], ARGV[2])\n"
+    "redis.call('PUBLISH', KEYS[4], ARGV[4])\n"
+    "return {'ok'}\n";
+
+/* OAuth (worker/oauth.c): releases the refresh lock KEYS[1] if this worker
+ * (ARGV[1]) still holds it. */
+static const char OAUTH_RELEASE_LUA[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/* The tenant may have signed in again (a new refresh token written by the
+ * platform) while we refreshed: only the value we used is replaced. */
+static const char OAUTH_ROTATE_LUA[] =
+    "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if cur == ARGV[2] or (ARGV[2] == '' and not cur) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 end\n"
+    "return 0";
+
+/* The hash lives at least as long as the memo (never shortened). */
+static const char OAUTH_KEEP_LUA[] =
+    "local t = redis.call('PTTL', KEYS[1]) if t >= 0 and t < tonumber(ARGV[1]) or t == -1 then "
+    "redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return 0";
+
+/* OAuth (worker/oauth.c): forgets the shared access token in KEYS[1] if it
+ * is still the one a server refused (ARGV[1], as sealed). */
+static const char OAUTH_INVALIDATE_LUA[] =
+    "if redis.call('HGET', KEYS[1], 'access_token') == ARGV[1] then return redis.call('HDEL', KEYS[1], "
+    "'access_token', 'expires_at', 'refresh_at') end return 0";
+
+/* Read-only. KEYS[1] delayed zset, KEYS[2] dead list, KEYS[3..] queue
+ * lists; ARGV[1] key prefix, ARGV[2..] queue names in KEYS order. A
+ * queue's depth is its shared list plus the per-tenant lists the FETCH
+ * script sorts a backlog into (P:tq:Q:T, tenants in the ring P:tring:Q;
+ * scripts.c owns that layout). */
+static const char DEPTH_LUA[] =
+    "local out = {}\n"
+    "for i = 3, #KEYS do\n"
+    "  local q = ARGV[i - 1]\n"
+    "  local n = redis.call('LLEN', KEYS[i])\n"
+    "  local seen = {}\n"
+    "  for _, t in ipairs(redis.call('LRANGE', ARGV[1] .. ':tring:' .. q, 0, " STR(RING_SCAN_MAX) " - 1)) do\n"
+    "    if not seen[t] then\n"
+    "      seen[t] = true\n"
+    "      n = n + redis.call('LLEN', ARGV[1] .. ':tq:' .. q .. ':' .. t)\n"
+    "    end\n"
+    "  end\n"
+    "  out[#out + 1] = n\n"
+    "end\n"
+    "out[#out + 1] = redis.call('ZCARD', KEYS[1])\n"
+    "out[#out + 1] = redis.call('LLEN', KEYS[2])\n"
+    "return out\n";
+
+static const char *const LUA[RQ_LUA_COUNT] = {ENQUEUE_LUA, REQUEUE_LUA, OAUTH_RELEASE_LUA, OAUTH_ROTATE_LUA, OAUTH_KEEP_LUA, OAUTH_INVALIDATE_LUA, DEPTH_LUA};
+
+const char *rq_lua_source(enum rq_lua s) { return LUA[s]; }
