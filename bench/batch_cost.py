@@ -3,7 +3,7 @@
 against several per BATCH call (docs/performance.md, "Cost per message").
 
 Starts a private redis-server and runs the worker's own scripts (read from
-worker/scripts.c, BATCH built as worker/scripts.c builds it) with the
+producer/lib/scripts.c, BATCH built as scripts.c builds it) with the
 arguments a worker sends for a small job that is sent (1 KB payload, one
 recipient, no quota): the status hash a producer wrote, the payload in the
 inflight list, then CLAIM and FINISH. Prints per message the Redis time
@@ -34,7 +34,7 @@ def c_string(expr):
 
 
 def sources():
-    src = open(os.path.join(ROOT, "worker", "scripts.c")).read()
+    src = open(os.path.join(ROOT, "producer", "lib", "scripts.c")).read()
     src = re.sub(r"/\*.*?\*/", "", src, flags=re.S)
     s = {}
     for name in ("CLAIM", "FINISH", "BATCH_RUN", "BATCH_CLAIM_HEAD", "BATCH_FINISH_HEAD", "BATCH_TAIL_HEAD"):

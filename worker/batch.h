@@ -1,6 +1,6 @@
 /*
  * batch: the CLAIM and FINISH script calls of one loop turn, sent to Redis
- * as one BATCH call (scripts.c), which runs each job's part in turn with
+ * as one BATCH call (producer/lib/scripts.c), which runs each job's part in turn with
  * the single-job script's own text, each in its own pcall. Redis spends
  * more on a script call itself (argument conversion, entering Lua) than
  * on the commands of one job's CLAIM or FINISH: one call per turn instead
