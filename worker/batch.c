@@ -142,7 +142,14 @@ void rq_batch_call(struct rq_engine *eng, enum rq_script script, redisCallbackFn
   size_t nargs = (size_t)argc - 3 - nkeys;
   enum { HEAD = 1 + 20 + 2 };
   size_t need = 3 * (HEAD + 22);
-  for (int i = 3; i < argc; i++) need += HEAD + (argvlen ? argvlen[i] : strlen(argv[i])) + 2;
+  /* Each length once: the bound and the writer both need them. */
+  size_t small[128], *lens = small;
+  if (argvlen == NULL) {
+    if (argc > 128) lens = rq_xmalloc((size_t)argc * sizeof *lens);
+    for (int i = 3; i < argc; i++) lens[i] = strlen(argv[i]);
+    argvlen = lens;
+  }
+  for (int i = 3; i < argc; i++) need += HEAD + argvlen[i] + 2;
   /* Full: sent now, when that cannot answer anything from here (with the
    * connection down it waits for the turn's end like the rest). */
   int can_send = rq_rconn_ready(eng->cmd);
@@ -158,7 +165,8 @@ void rq_batch_call(struct rq_engine *eng, enum rq_script script, redisCallbackFn
   put(b, script == RQ_SCRIPT_CLAIM ? "c" : "f", 1);
   put_u64(b, nkeys);
   put_u64(b, nargs);
-  for (int i = 3; i < argc; i++) put(b, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
+  for (int i = 3; i < argc; i++) put(b, argv[i], argvlen[i]);
+  if (lens != small) free(lens);
   if (b->n == b->cap_calls) {
     b->cap_calls = b->cap_calls ? 2 * b->cap_calls : 64;
     b->calls = rq_xrealloc(b->calls, b->cap_calls * sizeof *b->calls);
