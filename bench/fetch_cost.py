@@ -4,7 +4,7 @@ FETCH's cost per message (docs/performance.md, "Many tenants").
 
 Starts a private redis-server, pushes N 1 KB jobs spread over T tenants
 onto P:queue:default (as producers do), then runs the worker's own FETCH
-script (read from worker/scripts.c, so it is exactly what a worker runs)
+script (read from producer/lib/scripts.c, so it is exactly what a worker runs)
 the way a worker does: calls that sort the backlog into P:tq:default:T and
 the ring P:tring:default, then calls that take 32 jobs each until every
 job is out. The inflight list is emptied after each call (a worker would
@@ -44,7 +44,7 @@ def c_string(expr, macros):
 
 
 def fetch_source():
-    src = open(os.path.join(ROOT, "worker", "scripts.c")).read()
+    src = open(os.path.join(ROOT, "producer", "lib", "scripts.c")).read()
     src = re.sub(r"/\*.*?\*/", "", src, flags=re.S)
     macros = {}
     for m in re.finditer(r"#define (LUA_[A-Z_]+)\s*((?:.*\\\n)*.*)", src):

@@ -613,6 +613,9 @@ def rounds(d, f):
         chk = load(os.path.join(d, f"sink{sfx}.json"))
         if chk:
             sink.append(chk)
+    if sink:
+        f["sink_check"] = "; ".join(f"round {i + 1}: {c['sent']} sent statuses, sink counted "
+                                    f"{c['sink_messages']} (N {c['n']})" for i, c in enumerate(sink))
     if len(drains) < 2:
         return
     f["rounds"] = len(drains)
@@ -625,9 +628,6 @@ def rounds(d, f):
         f["smtp_ceiling"] = f["smtp_ceiling_rounds"]["median"]
         f["drain_ceiling_ratio_rounds"] = spread(ratios, 3)
         f["drain_fraction_of_ceiling"] = f["drain_ceiling_ratio_rounds"]["median"]
-    if sink:
-        f["sink_check"] = "; ".join(f"round {i + 1}: {c['sent']} sent statuses, sink counted "
-                                    f"{c['sink_messages']} (N {c['n']})" for i, c in enumerate(sink))
 
 
 def fmt(v):

@@ -6,14 +6,13 @@
 #include <string.h>
 
 #include "engine.h"
+#include "hmap.h"
 #include "keys.h"
 #include "log.h"
 #include "tenants.h"
 #include "util.h"
 #include "when.h"
 
-#define LINE_BUCKETS 1024
-#define TSTATE_BUCKETS 1024
 #define MAX_SHARED_ROUTES 16
 #define LINE_IDLE_FREE_MS 10000 /* an idle line goes (its breaker lives on in Redis) */
 /* Beyond this many lines, idle ones go at the next tick whatever their
@@ -31,8 +30,8 @@ struct shared_route {
 
 /* One tenant's shared state, cached. */
 struct rq_tstate {
+  struct rq_hent h;       /* in tstates by id (hmap.h) */
   char *id;
-  struct rq_tstate *next; /* hash chain */
   int64_t read_ms;        /* 0: never read */
   int64_t read_sent_ms;   /* when the read in flight (or the last one) was sent */
   int reading;            /* replies still to come (breaker, hold) */
@@ -47,6 +46,7 @@ struct rq_tstate {
 };
 
 struct rq_line {
+  struct rq_hent h;       /* in lines by key (hmap.h) */
   char *key;
   char *tenant;
   char route[64];
@@ -64,7 +64,6 @@ struct rq_line {
   int in_skip;            /* in the skipping list */
   struct rq_line *snext, *sprev;
   struct rq_line *rnext, *rprev; /* ready ring */
-  struct rq_line *hnext;         /* hash chain */
   struct rq_line *anext, *aprev; /* all lines */
   struct rq_line *tnext, *tprev; /* the tenant's lines */
   struct rq_tstate *ts;
@@ -73,8 +72,8 @@ struct rq_line {
 };
 
 struct rq_lines {
-  struct rq_line *lines[LINE_BUCKETS];
-  struct rq_tstate *tstates[TSTATE_BUCKETS];
+  struct rq_hmap lines;   /* struct rq_line by key */
+  struct rq_hmap tstates; /* struct rq_tstate by tenant id */
   struct rq_line *all;
   struct rq_line *ready; /* ring cursor: the next line to serve */
   int n_ready;           /* lines in the ring */
@@ -85,12 +84,6 @@ struct rq_lines {
   size_t n_skip;
   size_t n_lines;        /* lines in `all` */
 };
-
-static unsigned fnv(const char *s, unsigned mod) {
-  unsigned h = 2166136261u;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 16777619u;
-  return h % mod;
-}
 
 static void tstate_free(struct rq_tstate *t) {
   free(t->routes);
@@ -121,16 +114,18 @@ void rq_lines_free(struct rq_engine *eng) {
     free(l->tenant);
     free(l);
   }
-  for (unsigned i = 0; i < TSTATE_BUCKETS; i++)
-    while (s->tstates[i]) {
-      struct rq_tstate *t = s->tstates[i];
-      s->tstates[i] = t->next;
+  for (size_t i = 0; i < s->tstates.nb; i++)
+    while (s->tstates.b[i]) {
+      struct rq_tstate *t = (struct rq_tstate *)s->tstates.b[i];
+      rq_hmap_del(&s->tstates, &t->h);
       if (t->reading) { /* a read is still answered later: let it find nothing to update */
         t->eng = NULL;
         continue;
       }
       tstate_free(t);
     }
+  rq_hmap_free(&s->tstates, NULL);
+  rq_hmap_free(&s->lines, NULL); /* the lines were freed from s->all */
   skip_free(s);
   free(s);
   eng->lines = NULL;
@@ -259,22 +254,20 @@ static void tstate_read(struct rq_tstate *t) {
 }
 
 static struct rq_tstate *tstate_get(struct rq_engine *eng, const char *tenant) {
-  struct rq_tstate **b = &eng->lines->tstates[fnv(tenant, TSTATE_BUCKETS)];
-  for (struct rq_tstate *t = *b; t; t = t->next)
-    if (!strcmp(t->id, tenant)) return t;
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, tenant);
+  for (struct rq_hent *x = rq_hmap_chain(&eng->lines->tstates, h); x; x = x->next)
+    if (x->hash == h && !strcmp(((struct rq_tstate *)x)->id, tenant)) return (struct rq_tstate *)x;
   struct rq_tstate *t = rq_xcalloc(1, sizeof *t);
   t->id = rq_xstrdup(tenant);
   t->eng = eng;
-  t->next = *b;
-  *b = t;
+  t->h.hash = h;
+  rq_hmap_add(&eng->lines->tstates, &t->h);
   return t;
 }
 
 static void tstate_unref(struct rq_engine *eng, struct rq_tstate *t) {
   if (--t->lines > 0) return;
-  struct rq_tstate **pp = &eng->lines->tstates[fnv(t->id, TSTATE_BUCKETS)];
-  while (*pp && *pp != t) pp = &(*pp)->next;
-  if (*pp) *pp = t->next;
+  rq_hmap_del(&eng->lines->tstates, &t->h);
   if (t->reading) {
     t->eng = NULL; /* freed by its last reply */
     return;
@@ -321,7 +314,7 @@ static void line_key(const struct rq_jobctx *jc, char *out, size_t cap) {
   const struct rq_route *r = &jc->route;
   if (r->gateway == RQ_GW_MAILGUN)
     snprintf(out, cap, "%s\x1f%s\x1f%s\x1f%s\x1f%08x", jc->job->tenant, r->name, r->mg_base_url ? r->mg_base_url : "",
-             r->mg_domain ? r->mg_domain : "", fnv(r->mg_key ? r->mg_key : "", 0xffffffffu));
+             r->mg_domain ? r->mg_domain : "", rq_hash_str(RQ_HASH_SEED, r->mg_key ? r->mg_key : ""));
   else
     snprintf(out, cap, "%s\x1f%s\x1f%s", jc->job->tenant, r->name ? r->name : "platform", r->conn_key);
 }
@@ -331,9 +324,9 @@ static struct rq_line *line_get(struct rq_jobctx *jc) {
   struct rq_lines *s = eng->lines;
   char key[1200];
   line_key(jc, key, sizeof key);
-  unsigned h = fnv(key, LINE_BUCKETS);
-  for (struct rq_line *l = s->lines[h]; l; l = l->hnext)
-    if (!strcmp(l->key, key)) return l;
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, key);
+  for (struct rq_hent *x = rq_hmap_chain(&s->lines, h); x; x = x->next)
+    if (x->hash == h && !strcmp(((struct rq_line *)x)->key, key)) return (struct rq_line *)x;
   struct rq_line *l = rq_xcalloc(1, sizeof *l);
   l->key = rq_xstrdup(key);
   l->tenant = rq_xstrdup(jc->job->tenant);
@@ -344,8 +337,8 @@ static struct rq_line *line_get(struct rq_jobctx *jc) {
   l->tnext = l->ts->tlines;
   if (l->tnext) l->tnext->tprev = l;
   l->ts->tlines = l;
-  l->hnext = s->lines[h];
-  s->lines[h] = l;
+  l->h.hash = h;
+  rq_hmap_add(&s->lines, &l->h);
   l->anext = s->all;
   if (s->all) s->all->aprev = l;
   s->all = l;
@@ -362,9 +355,7 @@ static void line_free(struct rq_engine *eng, struct rq_line *l) {
   ready_remove(s, l);
   eng->ready_waiting -= l->counted;
   if (l->in_skip) skip_unlink(s, l); /* idle lines are never in it; be safe */
-  struct rq_line **pp = &s->lines[fnv(l->key, LINE_BUCKETS)];
-  while (*pp && *pp != l) pp = &(*pp)->hnext;
-  if (*pp) *pp = l->hnext;
+  rq_hmap_del(&s->lines, &l->h);
   if (l->aprev) l->aprev->anext = l->anext;
   else s->all = l->anext;
   if (l->anext) l->anext->aprev = l->aprev;
@@ -517,8 +508,9 @@ struct fail_call {
 
 static struct rq_line *line_by_key(struct rq_engine *eng, const char *key) {
   if (!eng->lines) return NULL;
-  for (struct rq_line *l = eng->lines->lines[fnv(key, LINE_BUCKETS)]; l; l = l->hnext)
-    if (!strcmp(l->key, key)) return l;
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, key);
+  for (struct rq_hent *x = rq_hmap_chain(&eng->lines->lines, h); x; x = x->next)
+    if (x->hash == h && !strcmp(((struct rq_line *)x)->key, key)) return (struct rq_line *)x;
   return NULL;
 }
 

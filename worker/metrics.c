@@ -37,9 +37,10 @@
 
 #include "engine.h"
 #include "http_min.h"
+#include "lines.h"
 #include "log.h"
 #include "rconn.h"
-#include "lines.h"
+#include "scripts.h"
 #include "util.h"
 
 #define MAX_CONNS 64
@@ -47,9 +48,6 @@
 #define LISTEN_BACKLOG 128
 #define DEPTH_TICK_MS 1000   /* how often the timer looks */
 #define DEPTH_EVERY_MS 10000 /* how often a sample is taken once one succeeded */
-#define RING_SCAN_MAX 10000  /* tenants with work looked at per queue and sample */
-#define STR_(x) #x
-#define STR(x) STR_(x)
 
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 #define EXPOSITION "text/plain; version=0.0.4; charset=utf-8"
@@ -145,7 +143,7 @@ struct rq_metrics {
   size_t n_tenants, max_tenants;
   uint64_t other_tenants[N_FINAL];
 
-  /* queue depth samples (DEPTH_SCRIPT) */
+  /* queue depth samples (rq_lua_source(RQ_LUA_DEPTH)) */
   int depth_pending; /* an EVAL is waiting for its reply */
   int depth_valid;
   int depth_warned;
@@ -572,28 +570,6 @@ static void render(struct rq_metrics *m, struct rq_buf *b) {
 
 /* ---- queue depth sampling ---------------------------------------------------------- */
 
-/* Read-only. KEYS[1] delayed zset, KEYS[2] dead list, KEYS[3..] queue
- * lists; ARGV[1] key prefix, ARGV[2..] queue names in KEYS order. A
- * queue's depth is its shared list plus the per-tenant lists the FETCH
- * script sorts a backlog into (P:tq:Q:T, tenants in the ring P:tring:Q;
- * scripts.c owns that layout). */
-static const char DEPTH_SCRIPT[] =
-    "local out = {}\n"
-    "for i = 3, #KEYS do\n"
-    "  local q = ARGV[i - 1]\n"
-    "  local n = redis.call('LLEN', KEYS[i])\n"
-    "  local seen = {}\n"
-    "  for _, t in ipairs(redis.call('LRANGE', ARGV[1] .. ':tring:' .. q, 0, " STR(RING_SCAN_MAX) " - 1)) do\n"
-    "    if not seen[t] then\n"
-    "      seen[t] = true\n"
-    "      n = n + redis.call('LLEN', ARGV[1] .. ':tq:' .. q .. ':' .. t)\n"
-    "    end\n"
-    "  end\n"
-    "  out[#out + 1] = n\n"
-    "end\n"
-    "out[#out + 1] = redis.call('ZCARD', KEYS[1])\n"
-    "out[#out + 1] = redis.call('LLEN', KEYS[2])\n"
-    "return out\n";
 
 static void on_depth(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
@@ -641,7 +617,7 @@ static void depth_tick(uv_timer_t *t) {
   char numkeys[16];
   snprintf(numkeys, sizeof numkeys, "%zu", 2 + nq);
   argv[k++] = "EVAL";
-  argv[k++] = DEPTH_SCRIPT;
+  argv[k++] = rq_lua_source(RQ_LUA_DEPTH);
   argv[k++] = numkeys;
   argv[k++] = eng->delayed_key;
   argv[k++] = eng->dead_key;

@@ -26,6 +26,7 @@
 #include "keys.h"
 #include "log.h"
 #include "oauth_http.h"
+#include "scripts.h"
 #include "util.h"
 
 #define MARGIN_MAX_MS 300000 /* refresh this long before expiry at most */
@@ -233,26 +234,11 @@ static void cmd_nocb(struct rq_oauth *o, int argc, const char **argv) {
   rq_rconn_cmd(o->eng->cmd, NULL, NULL, argc, argv, NULL);
 }
 
-static const char RELEASE_LUA[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
-/* The tenant may have signed in again (a new refresh token written by the
- * platform) while we refreshed: only the value we used is replaced. */
-static const char ROTATE_LUA[] =
-    "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
-    "if cur == ARGV[2] or (ARGV[2] == '' and not cur) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 end\n"
-    "return 0";
-/* The hash lives at least as long as the memo (never shortened). */
-static const char KEEP_LUA[] =
-    "local t = redis.call('PTTL', KEYS[1]) if t >= 0 and t < tonumber(ARGV[1]) or t == -1 then "
-    "redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return 0";
-static const char INVALIDATE_LUA[] =
-    "if redis.call('HGET', KEYS[1], 'access_token') == ARGV[1] then return redis.call('HDEL', KEYS[1], "
-    "'access_token', 'expires_at', 'refresh_at') end return 0";
 
 static void release_lock(struct entry *e) {
   if (!e->have_lock) return;
   e->have_lock = 0;
-  const char *argv[] = {"EVAL", RELEASE_LUA, "1", e->lock_key, cfg_of(e)->worker_id};
+  const char *argv[] = {"EVAL", rq_lua_source(RQ_LUA_OAUTH_RELEASE), "1", e->lock_key, cfg_of(e)->worker_id};
   cmd_nocb(e->o, 5, argv);
 }
 
@@ -323,7 +309,7 @@ static void on_http(const struct rq_oauth_token *tok, void *arg) {
     if (rotated) {
       char *rt = seal(e, tok->refresh_token, e->tenant_place, "oauth_refresh_token");
       if (rt) {
-        const char *rot[] = {"EVAL", ROTATE_LUA, "1", e->tenant_key, "oauth_refresh_token",
+        const char *rot[] = {"EVAL", rq_lua_source(RQ_LUA_OAUTH_ROTATE), "1", e->tenant_key, "oauth_refresh_token",
                              e->rt_stored ? e->rt_stored : "", rt};
         cmd_nocb(o, 7, rot);
         OPENSSL_cleanse(rt, strlen(rt));
@@ -355,7 +341,7 @@ static void on_http(const struct rq_oauth_token *tok, void *arg) {
     cmd_nocb(o, 10, hset);
     char ttl_s[24];
     rq_fmt_i64(ttl_s, sizeof ttl_s, FAIL_MEMO_MS + 60000);
-    const char *keep[] = {"EVAL", KEEP_LUA, "1", e->key, ttl_s};
+    const char *keep[] = {"EVAL", rq_lua_source(RQ_LUA_OAUTH_KEEP), "1", e->key, ttl_s};
     cmd_nocb(o, 5, keep);
     release_lock(e);
     RQ_LOG_FIELDS(RQ_LOG_WARN, "oauth token refused", {"tenant", e->tenant}, {"route", route},
@@ -634,7 +620,7 @@ void rq_oauth_invalidate(struct rq_engine *eng, const struct rq_oauth_need *need
   wipe_str(&e->token);
   e->refresh_at = e->expires_at = 0;
   if (e->sealed) {
-    const char *argv[] = {"EVAL", INVALIDATE_LUA, "1", e->key, e->sealed};
+    const char *argv[] = {"EVAL", rq_lua_source(RQ_LUA_OAUTH_INVALIDATE), "1", e->key, e->sealed};
     cmd_nocb(e->o, 5, argv);
     wipe_str(&e->sealed);
   }

@@ -407,6 +407,13 @@ static void trampoline(redisAsyncContext *ac, void *reply, void *priv) {
 int rq_rconn_cmd(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, int argc, const char **argv,
                  const size_t *argvlen) {
   if (!rc->ready || rc->closing || argc <= 0) return -1;
+  /* Each length once: the bound and the writer both need them. */
+  size_t small[64], *lens = NULL;
+  if (argvlen == NULL) {
+    lens = argc <= 64 ? small : rq_xmalloc((size_t)argc * sizeof *lens);
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    argvlen = lens;
+  }
   size_t total = relayq__resp_bound(argc, argv, argvlen);
   char *buf = rc->resp;
   if (total > rc->resp_cap) {
@@ -423,6 +430,7 @@ int rq_rconn_cmd(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, int a
   *call = (struct call){rc, cb, privdata, rc->gen};
   int r = link_send(rc, trampoline, call, buf, len);
   if (buf != rc->resp) free(buf);
+  if (lens != small) free(lens);
   if (r != 0) {
     free(call);
     return -1;

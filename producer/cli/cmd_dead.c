@@ -50,6 +50,7 @@
 
 #include "cli.h"
 #include "event.h"
+#include "scripts.h"
 #include "util.h"
 
 #define PAGE 100                  /* payloads per LRANGE */
@@ -70,33 +71,6 @@ static const struct option dead_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
-/*
- * REQUEUE: one dead payload back to its queue.
- * KEYS[1] P:dead, KEYS[2] P:status:ID, KEYS[3] P:queue:Q, KEYS[4] P:events.
- * ARGV[1] the exact dead payload, ARGV[2] the payload to push, ARGV[3] now
- * (ms), ARGV[4] the event JSON, ARGV[5] the tenant.
- * Returns {'ok'}, {'busy', state} when the status says the job is already
- * on its way, {'foreign'} when the id's status belongs to another tenant's
- * job (v1.1: never touched), or {'gone'} when the payload is no longer in
- * P:dead.
- * The checks come before any write: Redis does not roll a script back.
- */
-static const char requeue_lua[] =
-    "local cur = redis.call('HMGET', KEYS[2], 'state', 'tenant')\n"
-    "if cur[2] and cur[2] ~= ARGV[5] then return {'foreign'} end\n"
-    "local st = cur[1]\n"
-    "if st == 'queued' or st == 'sending' or st == 'retry' or st == 'deferred' then\n"
-    "  return {'busy', st}\n"
-    "end\n"
-    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return {'gone'} end\n"
-    "redis.call('HSET', KEYS[2], 'state', 'queued', 'tenant', ARGV[5], 'attempts', '0',\n"
-    "  'error', '', 'detail', '', 'next_attempt_at', '', 'updated_at', ARGV[3],\n"
-    "  'requeued_at', ARGV[3])\n"
-    "redis.call('HSETNX', KEYS[2], 'created_at', ARGV[3])\n"
-    "redis.call('PERSIST', KEYS[2])\n"
-    "redis.call('LPUSH', KEYS[3], ARGV[2])\n"
-    "redis.call('PUBLISH', KEYS[4], ARGV[4])\n"
-    "return {'ok'}\n";
 
 /* ---- reading P:dead ------------------------------------------------------------ */
 
@@ -365,7 +339,7 @@ static int requeue_one(redisContext *rc, const char *prefix, const redisReply *e
   snprintf(now_s, sizeof now_s, "%lld", now);
   const struct relayq__event ev = {.id = job->id, .tenant = job->tenant, .state = "queued", .ts = now};
   event[relayq__event_json(event, &ev)] = '\0';
-  const char *argv[] = {"EVAL", requeue_lua, "4",     dead_key, status_key, queue_key,
+  const char *argv[] = {"EVAL", rq_lua_source(RQ_LUA_REQUEUE), "4",     dead_key, status_key, queue_key,
                         events_key, el->str, (const char *)payload, now_s, event, job->tenant};
   size_t lens[12];
   for (int i = 0; i < 12; i++) lens[i] = strlen(argv[i]);

@@ -1,7 +1,7 @@
 /*
  * cmd_queue: `relayq queue stats [--json]`, a snapshot of what waits in
  * Redis (CONTRACT.md "Redis keys"), read in the worker's own layout
- * (worker/scripts.c FETCH and RECLAIM, worker/heartbeat.c):
+ * (producer/lib/scripts.c FETCH and RECLAIM, worker/heartbeat.c):
  *
  *   P:queue:Q          ready jobs not yet sorted ("shared")
  *   P:tring:Q          tenants with sorted work in queue Q

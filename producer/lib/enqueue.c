@@ -34,6 +34,7 @@
 #include "client.h"
 #include "event.h"
 #include "resp.h"
+#include "scripts.h"
 
 #define BATCH_JOBS 256        /* jobs per script call */
 #define BATCH_BYTES (1 << 20) /* ARGV bytes per call: large jobs go a few at a time */
@@ -42,73 +43,6 @@
 #define RESP_MIN_CAP 4096
 #define KEEP_MAX (4u << 20)   /* buffers larger than this are freed after the call */
 
-/*
- * KEYS[1] the events channel and KEYS[2] the dead list (listed with the
- * keys so everything the script touches is declared), then per job its
- * status hash and its queue list or delayed zset. ARGV[1] is the batch's
- * time (created_at and updated_at); then per job: payload, zset score or
- * "" for a list push, event JSON, tenant, recipient count, number of meta
- * pairs, the meta.KEY/value pairs. The fixed status field names live in
- * the script, so only values cross (each argument costs Redis a Lua
- * string).
- * Returns one element per job: 1 when enqueued, the existing state when
- * the id is taken by the same tenant (a duplicate), 2 when the id's status
- * belongs to another tenant's job, or Redis' error for that job.
- *
- * Ids are per tenant (CONTRACT.md v1.1): another tenant's status is never
- * written and the job is not its duplicate; it goes to the dead list as
- * it is, and a `failed`/`invalid_job` event reports it (its own status
- * cannot be written: the id is taken).
- *
- * Each job is checked and written on its own (redis.pcall), so one bad
- * key does not stop the jobs after it. Order matters within a job, since
- * Redis does not roll a script back: HMGET fails first if the status key
- * has the wrong type, the push next if the queue key has; only then is the
- * status written, so a refused job leaves neither behind.
- */
-static const char enqueue_lua[] =
-    "local now, out, a = ARGV[1], {}, 2\n"
-    "for i = 1, (#KEYS - 2) / 2 do\n"
-    "  local sk, tk, score = KEYS[2 * i + 1], KEYS[2 * i + 2], ARGV[a + 1]\n"
-    "  local nm = tonumber(ARGV[a + 5])\n"
-    "  local h = redis.pcall('HMGET', sk, 'state', 'tenant')\n"
-    "  local r = h\n"
-    "  if not h.err then r = h[1] end\n"
-    "  if not h.err and h[2] and h[2] ~= ARGV[a + 3] then\n"
-    "    redis.call('LPUSH', KEYS[2], ARGV[a])\n"
-    "    local ok, ev = pcall(cjson.decode, ARGV[a + 2])\n"
-    "    if ok and type(ev) == 'table' then\n"
-    "      ev.state, ev.error = 'failed', 'invalid_job'\n"
-    "      ev.detail = 'This job id is already used by another job (ids are the idempotency key): '\n"
-    "        .. 'the job was not enqueued and is in the dead list; send it again with a new id.'\n"
-    "      redis.call('PUBLISH', KEYS[1], cjson.encode(ev))\n"
-    "    end\n"
-    "    r = 2\n"
-    "  elseif not r then\n"
-    "    if score ~= '' then\n"
-    "      r = redis.pcall('ZADD', tk, score, ARGV[a])\n"
-    "    else\n"
-    "      r = redis.pcall('LPUSH', tk, ARGV[a])\n"
-    "    end\n"
-    "    if type(r) ~= 'table' or not r.err then\n"
-    "      if score ~= '' then\n"
-    "        redis.call('HSET', sk, 'state', 'deferred', 'tenant', ARGV[a + 3],\n"
-    "          'created_at', now, 'updated_at', now, 'attempts', '0',\n"
-    "          'recipients', ARGV[a + 4], 'next_attempt_at', score)\n"
-    "      else\n"
-    "        redis.call('HSET', sk, 'state', 'queued', 'tenant', ARGV[a + 3],\n"
-    "          'created_at', now, 'updated_at', now, 'attempts', '0',\n"
-    "          'recipients', ARGV[a + 4])\n"
-    "      end\n"
-    "      if nm > 0 then redis.call('HSET', sk, unpack(ARGV, a + 6, a + 5 + 2 * nm)) end\n"
-    "      redis.call('PUBLISH', KEYS[1], ARGV[a + 2])\n"
-    "      r = 1\n"
-    "    end\n"
-    "  end\n"
-    "  out[i] = r\n"
-    "  a = a + 6 + 2 * nm\n"
-    "end\n"
-    "return out\n";
 
 /* ---- RESP by hand ------------------------------------------------------------------
  *
@@ -181,7 +115,7 @@ struct batch {
 /* The client's enqueue state (client.h). queue and the three keys are set
  * at the start of each call. */
 struct relayq__enqueue {
-  char sha[41]; /* SCRIPT LOAD's answer; the SHA1 of enqueue_lua */
+  char sha[41]; /* SCRIPT LOAD's answer; the SHA1 of rq_lua_source(RQ_LUA_ENQUEUE) */
   int eval_body; /* SCRIPT LOAD was refused (an ACL): send EVAL with the body */
   struct batch slot[SLOTS];
   struct resp_buf head; /* the command's first arguments */
@@ -312,7 +246,7 @@ static int batch_send(struct relayq_client *c, struct relayq__enqueue *q, const 
   struct resp_buf *h = &q->head;
   h->len = 0;
   resp_head(h, '*', 5 + b->argc); /* command, script, numkeys, events, dead */
-  if (with_body) resp_str(h, "EVAL"), resp_arg(h, enqueue_lua, sizeof enqueue_lua - 1);
+  if (with_body) resp_str(h, "EVAL"), resp_arg(h, rq_lua_source(RQ_LUA_ENQUEUE), strlen(rq_lua_source(RQ_LUA_ENQUEUE)));
   else resp_str(h, "EVALSHA"), resp_arg(h, q->sha, 40);
   resp_u64(h, 2 + 2 * b->n);
   resp_str(h, q->events_key);
@@ -369,7 +303,7 @@ static int enqueue_state(struct relayq_client *c, struct relayq_error *err) {
   struct relayq__enqueue *q = calloc(1, sizeof *q);
   if (q == NULL) return relayq__fail(err, RELAYQ_ENOMEM, "Out of memory enqueueing.");
   msgpack_sbuffer_init(&q->sb);
-  redisReply *r = redisCommand(c->rc, "SCRIPT LOAD %b", enqueue_lua, sizeof enqueue_lua - 1);
+  redisReply *r = redisCommand(c->rc, "SCRIPT LOAD %b", rq_lua_source(RQ_LUA_ENQUEUE), strlen(rq_lua_source(RQ_LUA_ENQUEUE)));
   int rc = 0;
   if (r == NULL)
     rc = relayq__io_fail(c, err, "SCRIPT LOAD");

@@ -2,7 +2,7 @@
  * keys: every Redis key name, spelled in this one place: the contract's
  * (relayq.h, CONTRACT.md "Redis keys") and the worker's bookkeeping
  * (house/keys.h). The C code of the library, the worker, the CLI and the
- * console builds its keys here. The Lua scripts (worker/scripts.c) get
+ * console builds its keys here. The Lua scripts (producer/lib/scripts.c) get
  * the prefix and build the per-tenant keys they discover while running
  * (P:tpause:T, P:tq:Q:T) with the same spellings; the rate-limit windows
  * (P:rate:..., worker/delivery.c) are the one family spelled elsewhere.

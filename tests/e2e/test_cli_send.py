@@ -276,8 +276,12 @@ def test_wait_for_final_state():
             if final == "failed":
                 assert out[1] == ("state=failed code=550 error=recipient_rejected "
                                   "detail=The server said the mailbox does not exist.")
-                # A failing command says why on stderr too (one line).
-                assert "recipient_rejected" in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+                # The outcome on stdout for scripts, and why it failed on
+                # stderr like every failing command (docs/cli.md).
+                assert p.stderr == ("relayq: job %s failed (recipient_rejected): The server said the "
+                                    "mailbox does not exist.\n" % job_id), p.stderr
+            else:
+                assert p.stderr == "", p.stderr
 
 
 def test_auth_env_and_option_placement():

@@ -81,6 +81,13 @@ static void make_boundary(char out[BOUNDARY_CAP], const char *message_id, unsign
 
 /* ---- Date and Message-ID ---------------------------------------------------------- */
 
+/* v % 100 as two digits at p; returns the end. */
+static char *two_digits(char *p, unsigned v) {
+  p[0] = (char)('0' + v / 10u % 10u);
+  p[1] = (char)('0' + v % 10u);
+  return p + 2;
+}
+
 void rq_mime_date(int64_t ms, char out[40]) {
   static const char *const wday[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
   static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -93,10 +100,24 @@ void rq_mime_date(int64_t ms, char out[40]) {
     gmtime_r(&t, &tm);
   }
   unsigned year = (unsigned)(tm.tm_year + 1900) % 10000u;
-  snprintf(out, 40, "%s, %02u %s %04u %02u:%02u:%02u +0000", wday[tm.tm_wday % 7],
-           (unsigned)tm.tm_mday % 100u, mon[tm.tm_mon % 12], year,
-           (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
-           (unsigned)tm.tm_sec % 100u);
+  /* By hand: one snprintf of seven fields cost 3,000 instructions a
+   * message (bench --callgrind). */
+  char *p = out;
+  memcpy(p, wday[tm.tm_wday % 7], 3), p += 3;
+  *p++ = ',', *p++ = ' ';
+  p = two_digits(p, (unsigned)tm.tm_mday);
+  *p++ = ' ';
+  memcpy(p, mon[tm.tm_mon % 12], 3), p += 3;
+  *p++ = ' ';
+  p = two_digits(p, year / 100u);
+  p = two_digits(p, year);
+  *p++ = ' ';
+  p = two_digits(p, (unsigned)tm.tm_hour);
+  *p++ = ':';
+  p = two_digits(p, (unsigned)tm.tm_min);
+  *p++ = ':';
+  p = two_digits(p, (unsigned)tm.tm_sec);
+  memcpy(p, " +0000", 7); /* with its NUL: 31 bytes in all */
 }
 
 static int hostname_ok(const char *d) {

@@ -8,6 +8,7 @@
 
 #include "address.h"
 #include "raw_from.h"
+#include "util.h"
 
 const char *rq_route_domain_of(const char *addr) {
   const char *at = addr ? strrchr(addr, '@') : NULL;
@@ -126,7 +127,7 @@ int rq_route_resolve(const struct rq_route_settings *cfg, const struct rq_tenant
     out->tls_verify = cfg->platform_tls_verify;
     out->max_connections = 0; /* the transport's global connection cap applies */
     out->max_recipients = cfg->platform_max_recipients;
-    snprintf(out->conn_key, sizeof out->conn_key, "platform");
+    rq_copy(out->conn_key, sizeof out->conn_key, "platform");
   }
   if (cap > 0) out->max_recipients = cap;
   return 0;
@@ -159,19 +160,19 @@ void rq_route_sender(const struct rq_route_settings *cfg, const struct rq_tenant
     /* DMARC alignment: the platform may not claim the tenant's domain. The
      * reader still sees the tenant's name and replies reach the tenant
      * (never an address at the platform's own domain it was not given). */
-    snprintf(out->from_addr, sizeof out->from_addr, "%s", cfg->platform_from);
+    rq_copy(out->from_addr, sizeof out->from_addr, cfg->platform_from);
     out->from_name = name;
     out->reply_to = reply_to ? reply_to : (platform_domain(from, cfg->platform_from) ? NULL : from);
-    snprintf(out->envelope_from, sizeof out->envelope_from, "%s", cfg->platform_from);
+    rq_copy(out->envelope_from, sizeof out->envelope_from, cfg->platform_from);
     /* Without a name there is none: an address as the display name
      * ("ceo@bank.example" <no-reply@...>) is exactly the spoof this rule
      * exists to stop, since many mail clients show only the name. */
     return;
   }
-  snprintf(out->from_addr, sizeof out->from_addr, "%s", from);
+  rq_copy(out->from_addr, sizeof out->from_addr, from);
   out->from_name = name;
   out->reply_to = reply_to;
-  snprintf(out->envelope_from, sizeof out->envelope_from, "%s", from);
+  rq_copy(out->envelope_from, sizeof out->envelope_from, from);
 }
 
 int rq_route_raw_from(const struct rq_route_settings *cfg, const struct rq_tenant *t, const struct relayq_job *j,

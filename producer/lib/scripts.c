@@ -555,3 +555,155 @@ static const char *const NAMES[RQ_SCRIPT_COUNT] = {"fetch", "claim", "finish", "
 
 const char *rq_script_source(enum rq_script s) { return SOURCES[s]; }
 const char *rq_script_name(enum rq_script s) { return NAMES[s]; }
+
+/* ---- the other callers' scripts (rq_lua_source) ---------------------------------- */
+
+#define RING_SCAN_MAX 10000 /* tenants with work looked at per queue and depth sample */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/*
+ * KEYS[1] the events channel and KEYS[2] the dead list (listed with the
+ * keys so everything the script touches is declared), then per job its
+ * status hash and its queue list or delayed zset. ARGV[1] is the batch's
+ * time (created_at and updated_at); then per job: payload, zset score or
+ * "" for a list push, event JSON, tenant, recipient count, number of meta
+ * pairs, the meta.KEY/value pairs. The fixed status field names live in
+ * the script, so only values cross (each argument costs Redis a Lua
+ * string).
+ * Returns one element per job: 1 when enqueued, the existing state when
+ * the id is taken by the same tenant (a duplicate), 2 when the id's status
+ * belongs to another tenant's job, or Redis' error for that job.
+ *
+ * Ids are per tenant (CONTRACT.md v1.1): another tenant's status is never
+ * written and the job is not its duplicate; it goes to the dead list as
+ * it is, and a `failed`/`invalid_job` event reports it (its own status
+ * cannot be written: the id is taken).
+ *
+ * Each job is checked and written on its own (redis.pcall), so one bad
+ * key does not stop the jobs after it. Order matters within a job, since
+ * Redis does not roll a script back: HMGET fails first if the status key
+ * has the wrong type, the push next if the queue key has; only then is the
+ * status written, so a refused job leaves neither behind.
+ */
+static const char ENQUEUE_LUA[] =
+    "local now, out, a = ARGV[1], {}, 2\n"
+    "for i = 1, (#KEYS - 2) / 2 do\n"
+    "  local sk, tk, score = KEYS[2 * i + 1], KEYS[2 * i + 2], ARGV[a + 1]\n"
+    "  local nm = tonumber(ARGV[a + 5])\n"
+    "  local h = redis.pcall('HMGET', sk, 'state', 'tenant')\n"
+    "  local r = h\n"
+    "  if not h.err then r = h[1] end\n"
+    "  if not h.err and h[2] and h[2] ~= ARGV[a + 3] then\n"
+    "    redis.call('LPUSH', KEYS[2], ARGV[a])\n"
+    "    local ok, ev = pcall(cjson.decode, ARGV[a + 2])\n"
+    "    if ok and type(ev) == 'table' then\n"
+    "      ev.state, ev.error = 'failed', 'invalid_job'\n"
+    "      ev.detail = 'This job id is already used by another job (ids are the idempotency key): '\n"
+    "        .. 'the job was not enqueued and is in the dead list; send it again with a new id.'\n"
+    "      redis.call('PUBLISH', KEYS[1], cjson.encode(ev))\n"
+    "    end\n"
+    "    r = 2\n"
+    "  elseif not r then\n"
+    "    if score ~= '' then\n"
+    "      r = redis.pcall('ZADD', tk, score, ARGV[a])\n"
+    "    else\n"
+    "      r = redis.pcall('LPUSH', tk, ARGV[a])\n"
+    "    end\n"
+    "    if type(r) ~= 'table' or not r.err then\n"
+    "      if score ~= '' then\n"
+    "        redis.call('HSET', sk, 'state', 'deferred', 'tenant', ARGV[a + 3],\n"
+    "          'created_at', now, 'updated_at', now, 'attempts', '0',\n"
+    "          'recipients', ARGV[a + 4], 'next_attempt_at', score)\n"
+    "      else\n"
+    "        redis.call('HSET', sk, 'state', 'queued', 'tenant', ARGV[a + 3],\n"
+    "          'created_at', now, 'updated_at', now, 'attempts', '0',\n"
+    "          'recipients', ARGV[a + 4])\n"
+    "      end\n"
+    "      if nm > 0 then redis.call('HSET', sk, unpack(ARGV, a + 6, a + 5 + 2 * nm)) end\n"
+    "      redis.call('PUBLISH', KEYS[1], ARGV[a + 2])\n"
+    "      r = 1\n"
+    "    end\n"
+    "  end\n"
+    "  out[i] = r\n"
+    "  a = a + 6 + 2 * nm\n"
+    "end\n"
+    "return out\n";
+
+/*
+ * REQUEUE: one dead payload back to its queue.
+ * KEYS[1] P:dead, KEYS[2] P:status:ID, KEYS[3] P:queue:Q, KEYS[4] P:events.
+ * ARGV[1] the exact dead payload, ARGV[2] the payload to push, ARGV[3] now
+ * (ms), ARGV[4] the event JSON, ARGV[5] the tenant.
+ * Returns {'ok'}, {'busy', state} when the status says the job is already
+ * on its way, {'foreign'} when the id's status belongs to another tenant's
+ * job (v1.1: never touched), or {'gone'} when the payload is no longer in
+ * P:dead.
+ * The checks come before any write: Redis does not roll a script back.
+ */
+static const char REQUEUE_LUA[] =
+    "local cur = redis.call('HMGET', KEYS[2], 'state', 'tenant')\n"
+    "if cur[2] and cur[2] ~= ARGV[5] then return {'foreign'} end\n"
+    "local st = cur[1]\n"
+    "if st == 'queued' or st == 'sending' or st == 'retry' or st == 'deferred' then\n"
+    "  return {'busy', st}\n"
+    "end\n"
+    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return {'gone'} end\n"
+    "redis.call('HSET', KEYS[2], 'state', 'queued', 'tenant', ARGV[5], 'attempts', '0',\n"
+    "  'error', '', 'detail', '', 'next_attempt_at', '', 'updated_at', ARGV[3],\n"
+    "  'requeued_at', ARGV[3])\n"
+    "redis.call('HSETNX', KEYS[2], 'created_at', ARGV[3])\n"
+    "redis.call('PERSIST', KEYS[2])\n"
+    "redis.call('LPUSH', KEYS[3], ARGV[2])\n"
+    "redis.call('PUBLISH', KEYS[4], ARGV[4])\n"
+    "return {'ok'}\n";
+
+/* OAuth (worker/oauth.c): releases the refresh lock KEYS[1] if this worker
+ * (ARGV[1]) still holds it. */
+static const char OAUTH_RELEASE_LUA[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/* The tenant may have signed in again (a new refresh token written by the
+ * platform) while we refreshed: only the value we used is replaced. */
+static const char OAUTH_ROTATE_LUA[] =
+    "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if cur == ARGV[2] or (ARGV[2] == '' and not cur) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 end\n"
+    "return 0";
+
+/* The hash lives at least as long as the memo (never shortened). */
+static const char OAUTH_KEEP_LUA[] =
+    "local t = redis.call('PTTL', KEYS[1]) if t >= 0 and t < tonumber(ARGV[1]) or t == -1 then "
+    "redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return 0";
+
+/* OAuth (worker/oauth.c): forgets the shared access token in KEYS[1] if it
+ * is still the one a server refused (ARGV[1], as sealed). */
+static const char OAUTH_INVALIDATE_LUA[] =
+    "if redis.call('HGET', KEYS[1], 'access_token') == ARGV[1] then return redis.call('HDEL', KEYS[1], "
+    "'access_token', 'expires_at', 'refresh_at') end return 0";
+
+/* Read-only. KEYS[1] delayed zset, KEYS[2] dead list, KEYS[3..] queue
+ * lists; ARGV[1] key prefix, ARGV[2..] queue names in KEYS order. A
+ * queue's depth is its shared list plus the per-tenant lists the FETCH
+ * script sorts a backlog into (P:tq:Q:T, tenants in the ring P:tring:Q;
+ * scripts.c owns that layout). */
+static const char DEPTH_LUA[] =
+    "local out = {}\n"
+    "for i = 3, #KEYS do\n"
+    "  local q = ARGV[i - 1]\n"
+    "  local n = redis.call('LLEN', KEYS[i])\n"
+    "  local seen = {}\n"
+    "  for _, t in ipairs(redis.call('LRANGE', ARGV[1] .. ':tring:' .. q, 0, " STR(RING_SCAN_MAX) " - 1)) do\n"
+    "    if not seen[t] then\n"
+    "      seen[t] = true\n"
+    "      n = n + redis.call('LLEN', ARGV[1] .. ':tq:' .. q .. ':' .. t)\n"
+    "    end\n"
+    "  end\n"
+    "  out[#out + 1] = n\n"
+    "end\n"
+    "out[#out + 1] = redis.call('ZCARD', KEYS[1])\n"
+    "out[#out + 1] = redis.call('LLEN', KEYS[2])\n"
+    "return out\n";
+
+static const char *const LUA[RQ_LUA_COUNT] = {ENQUEUE_LUA, REQUEUE_LUA, OAUTH_RELEASE_LUA, OAUTH_ROTATE_LUA, OAUTH_KEEP_LUA, OAUTH_INVALIDATE_LUA, DEPTH_LUA};
+
+const char *rq_lua_source(enum rq_lua s) { return LUA[s]; }
