@@ -7,6 +7,8 @@
  *   P:tring:Q          tenants with sorted work in queue Q
  *   P:tq:Q:T           tenant T's sorted backlog in queue Q
  *   P:tpause:T         T is paused by its quota until the value (ms)
+ *   P:thold:T          T is held by an operator (relayq tenant pause): a
+ *                      hash with `until` (ms, 0 = until resumed)
  *   P:delayed          zset, score = due time (ms)
  *   P:inflight:W       jobs worker W holds
  *   P:worker:W         W's heartbeat hash (expires when W stops beating)
@@ -355,6 +357,7 @@ static void append_tenant(struct stats *s, size_t k) {
   char kb[KEY_MAX];
   redisAppendCommand(s->rc, "LLEN %s", key(s, kb, RELAYQ__KEY_TQ, q->name, q->t[k].tenant));
   redisAppendCommand(s->rc, "GET %s", key(s, kb, RELAYQ__KEY_TPAUSE, q->t[k].tenant, NULL));
+  redisAppendCommand(s->rc, "HMGET %s until since", key(s, kb, RELAYQ__KEY_THOLD, q->t[k].tenant, NULL));
 }
 
 static int read_tenant(struct stats *s, size_t k) {
@@ -375,6 +378,20 @@ static int read_tenant(struct stats *s, size_t k) {
     t->until = -1;
   }
   freeReplyObject(pause);
+  /* An operator's hold outlasts a quota pause: it is what the line shows. */
+  redisReply *hold = next_reply(s);
+  if (hold == NULL) return -1;
+  if (hold->type == REDIS_REPLY_ARRAY && hold->elements == 2 &&
+      (hold->element[0]->type == REDIS_REPLY_STRING || hold->element[1]->type == REDIS_REPLY_STRING)) {
+    long long until = 0;
+    t->paused = 1;
+    t->held = 1;
+    t->until = hold->element[0]->type == REDIS_REPLY_STRING &&
+                       cli_parse_int(hold->element[0]->str, 0, INT64_MAX, &until) == 0 && until > 0
+                   ? until
+                   : -1;
+  }
+  freeReplyObject(hold);
   return 0;
 }
 
@@ -497,7 +514,7 @@ static void print_json_queue(const struct queue_stat *q) {
     if (shown++) putchar(',');
     fputs("{\"tenant\":", stdout);
     cli_json_string(stdout, q->t[k].tenant);
-    printf(",\"depth\":%lld,\"until\":", q->t[k].depth);
+    printf(",\"depth\":%lld,\"why\":\"%s\",\"until\":", q->t[k].depth, q->t[k].held ? "operator" : "quota");
     json_num_or_null(q->t[k].until);
     putchar('}');
   }
@@ -609,7 +626,11 @@ static void print_queue_details(const struct stats *s, const struct queue_stat *
     }
     char left[32];
     fmt_age(left, sizeof left, t->until < 0 ? -1 : t->until > s->now ? t->until - s->now : 0);
-    rq_buf_printf(&b, "%s%s (quota, %s left)", shown > 1 ? ", " : "", t->tenant, left);
+    if (t->held && t->until < 0)
+      rq_buf_printf(&b, "%s%s (held by an operator until resumed)", shown > 1 ? ", " : "", t->tenant);
+    else
+      rq_buf_printf(&b, "%s%s (%s, %s left)", shown > 1 ? ", " : "", t->tenant,
+                    t->held ? "held by an operator" : "quota", left);
   }
   if (shown) printf("  %s paused: %s\n", q->name, b.data);
   rq_buf_free(&b);

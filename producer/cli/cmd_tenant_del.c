@@ -57,32 +57,6 @@ out:
   return rc;
 }
 
-/* Every key matching pattern (SCAN, bounded). Returns 0 or -1 (printed);
- * *keys (caller frees each and the array) grows by *n. */
-static int tenant_scan_keys(struct relayq_client *c, const char *pattern, char ***keys, size_t *n) {
-  char cursor[32] = "0";
-  for (int round = 0; round < SCAN_ROUNDS; round++) {
-    const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "500"};
-    redisReply *r = tenant_redis(c, 6, scan);
-    if (r == NULL) return -1;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
-        r->element[1]->type != REDIS_REPLY_ARRAY) {
-      freeReplyObject(r);
-      return cli_fail(-1, "Redis answered SCAN unexpectedly.");
-    }
-    for (size_t i = 0; i < r->element[1]->elements; i++) {
-      redisReply *k = r->element[1]->element[i];
-      if (k->type != REDIS_REPLY_STRING) continue;
-      *keys = rq_xrealloc(*keys, (*n + 1) * sizeof **keys);
-      (*keys)[(*n)++] = rq_xstrdup(k->str);
-    }
-    snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-    freeReplyObject(r);
-    if (strcmp(cursor, "0") == 0) return 0;
-  }
-  return cli_fail(-1, "too many keys match %s; nothing deleted.", pattern);
-}
-
 /* `del`: the tenant hash and every route hash, including ones `routes` no
  * longer names (found with SCAN; tenant ids hold no glob characters). */
 static int del_tenant(const struct topts *o, struct relayq_client *c, const char *key, const struct kvs *hash) {
@@ -91,7 +65,7 @@ static int del_tenant(const struct topts *o, struct relayq_client *c, const char
   size_t n_keys = 0;
   int rc = CLI_FAIL;
   route_key(c, o->tenant, "*", pattern, sizeof pattern);
-  if (tenant_scan_keys(c, pattern, &keys, &n_keys) != 0) goto out;
+  if (tenant_scan_keys(relayq_client_redis(c), pattern, &keys, &n_keys) != 0) goto out;
   /* Route names have no ':' (v1.1): a key with one after ":route:" is not
    * this tenant's route but another hash (e.g. a tenant "T:route:x" written
    * before names lost ':'), and is left alone. */

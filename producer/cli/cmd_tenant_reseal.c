@@ -31,9 +31,9 @@
 #include "cli.h"
 #include "text.h"
 #include "tenant.h"
+#include "tenant_cmd.h"
 #include "util.h"
 
-#define SCAN_ROUNDS 10000 /* bound on SCAN iterations */
 #define MAX_FIELDS 512    /* fields read from one hash */
 
 enum { O_ALL = CLI_OPT_FIRST_FREE };
@@ -54,45 +54,6 @@ struct tally {
   size_t hashes, resealed, already, bad;
   int failed; /* Redis */
 };
-
-static redisReply *cmd(redisContext *rc, int argc, const char **argv) {
-  redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
-  if (r == NULL) {
-    cli_fail(CLI_FAIL, "Redis failed: %s.", rc->errstr[0] ? rc->errstr : "connection lost");
-    return NULL;
-  }
-  if (r->type == REDIS_REPLY_ERROR) {
-    cli_fail(CLI_FAIL, "Redis refused %s: %s.", argv[0], r->str);
-    freeReplyObject(r);
-    return NULL;
-  }
-  return r;
-}
-
-/* Every key matching pattern, appended to *keys. Returns 0 or -1. */
-static int scan(redisContext *rc, const char *pattern, char ***keys, size_t *n) {
-  char cursor[32] = "0";
-  for (int round = 0; round < SCAN_ROUNDS; round++) {
-    const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "500"};
-    redisReply *r = cmd(rc, 6, argv);
-    if (r == NULL) return -1;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
-        r->element[1]->type != REDIS_REPLY_ARRAY) {
-      freeReplyObject(r);
-      return cli_fail(-1, "Redis answered SCAN unexpectedly.");
-    }
-    for (size_t i = 0; i < r->element[1]->elements; i++) {
-      redisReply *k = r->element[1]->element[i];
-      if (k->type != REDIS_REPLY_STRING) continue;
-      *keys = rq_xrealloc(*keys, (*n + 1) * sizeof **keys);
-      (*keys)[(*n)++] = rq_xstrdup(k->str);
-    }
-    snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-    freeReplyObject(r);
-    if (strcmp(cursor, "0") == 0) return 0;
-  }
-  return cli_fail(-1, "too many keys match %s.", pattern);
-}
 
 /* The place of a key under P:tenant: ("tenant:T" or "tenant:T:route:R"),
  * or 0 when rest (the part after "P:tenant:") is neither by v1.1 names. */
@@ -147,10 +108,10 @@ static char *reseal_value(const unsigned char *key, const char *place, const cha
 static void reseal_hash(redisContext *rc, const unsigned char *key, const char *hkey, const char *place,
                         struct tally *t) {
   const char *watch[] = {"WATCH", hkey}, *getall[] = {"HGETALL", hkey};
-  redisReply *w = cmd(rc, 2, watch);
+  redisReply *w = tenant_redis_rc(rc, 2, watch);
   if (w == NULL) goto fail;
   freeReplyObject(w);
-  redisReply *r = cmd(rc, 2, getall);
+  redisReply *r = tenant_redis_rc(rc, 2, getall);
   if (r == NULL) goto fail;
   if (r->type != REDIS_REPLY_ARRAY || r->elements > 2 * MAX_FIELDS) {
     freeReplyObject(r);
@@ -175,7 +136,7 @@ static void reseal_hash(redisContext *rc, const unsigned char *key, const char *
   }
   if (argc > 2) {
     const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
-    redisReply *m = cmd(rc, 1, multi), *h = m ? cmd(rc, (int)argc, argv) : NULL, *x = h ? cmd(rc, 1, exec) : NULL;
+    redisReply *m = tenant_redis_rc(rc, 1, multi), *h = m ? tenant_redis_rc(rc, (int)argc, argv) : NULL, *x = h ? tenant_redis_rc(rc, 1, exec) : NULL;
     if (x != NULL && x->type == REDIS_REPLY_NIL) {
       cli_fail(CLI_FAIL, "%s changed while resealing; nothing written there: run the command again.", hkey);
       t->failed = 1;
@@ -247,7 +208,7 @@ int cmd_tenant_reseal(int argc, char **argv, struct cli_ctx *ctx) {
     keys[n++] = rq_xstrdup(pattern);
     snprintf(pattern, sizeof pattern, "%s%s:route:*", base, tenant);
   }
-  if (scan(rc, pattern, &keys, &n) != 0) t.failed = 1;
+  if (tenant_scan_keys(rc, pattern, &keys, &n) != 0) t.failed = 1;
   for (size_t i = 0; i < n && !t.failed; i++) {
     char place[700];
     if (strncmp(keys[i], base, strlen(base)) != 0 || !place_of(keys[i] + strlen(base), place, sizeof place)) {

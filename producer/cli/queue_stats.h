@@ -22,6 +22,7 @@ struct tenant_depth {
   char *tenant;
   long long depth;
   int paused;
+  int held; /* the pause is an operator's hold (P:thold:T), not the quota's */
   long long until;
 };
 

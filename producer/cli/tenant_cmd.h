@@ -24,7 +24,7 @@
 #define MAX_TO 16         /* --to for `test` */
 #define SHOW_MAX 120      /* characters of a long value in text output */
 #define STDIN_MAX 65536   /* --stdin value */
-#define SCAN_ROUNDS 10000 /* bound on SCAN iterations in `del` */
+#define SCAN_ROUNDS 10000 /* bound on SCAN iterations (del, reseal) */
 #define PEM_PLACEHOLDER "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"
 
 enum {
@@ -83,6 +83,11 @@ void kvs_set(struct kvs *k, const char *field, const char *value);
 void tenant_key(struct relayq_client *c, const char *tenant, char *out, size_t cap);
 void route_key(struct relayq_client *c, const char *tenant, const char *route, char *out, size_t cap);
 redisReply *tenant_redis(struct relayq_client *c, int argc, const char **argv);
+/* The same on a bare connection (any number of words). */
+redisReply *tenant_redis_rc(redisContext *rc, int argc, const char **argv);
+/* Every key matching pattern (SCAN, bounded by SCAN_ROUNDS), appended to
+ * *keys (caller frees each and the array); *n grows. 0, or -1 (printed). */
+int tenant_scan_keys(redisContext *rc, const char *pattern, char ***keys, size_t *n);
 int tenant_redis_ok(struct relayq_client *c, int argc, const char **argv);
 int tenant_hgetall(struct relayq_client *c, const char *key, struct kvs *out);
 int tenant_secret_key(unsigned char key[RELAYQ_SECRET_KEY_LEN]);

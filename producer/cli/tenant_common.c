@@ -98,14 +98,8 @@ void route_key(struct relayq_client *c, const char *tenant, const char *route, c
   relayq__key(out, cap, relayq_client_prefix(c), RELAYQ__KEY_ROUTE, tenant, route);
 }
 
-/* Runs a command given as argv; prints the failure and returns NULL. The
- * reply is the caller's (freeReplyObject). */
-redisReply *tenant_redis(struct relayq_client *c, int argc, const char **argv) {
-  redisContext *rc = relayq_client_redis(c);
-  size_t lens[8];
-  if (argc > 8) return NULL; /* our commands have at most 6 words */
-  for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-  redisReply *r = redisCommandArgv(rc, argc, argv, lens);
+redisReply *tenant_redis_rc(redisContext *rc, int argc, const char **argv) {
+  redisReply *r = redisCommandArgv(rc, argc, argv, NULL); /* NULL: lengths by strlen */
   if (r == NULL) {
     cli_fail(CLI_FAIL, "Redis failed: %s.", rc->errstr[0] ? rc->errstr : "connection lost");
     return NULL;
@@ -116,6 +110,34 @@ redisReply *tenant_redis(struct relayq_client *c, int argc, const char **argv) {
     return NULL;
   }
   return r;
+}
+
+redisReply *tenant_redis(struct relayq_client *c, int argc, const char **argv) {
+  return tenant_redis_rc(relayq_client_redis(c), argc, argv);
+}
+
+int tenant_scan_keys(redisContext *rc, const char *pattern, char ***keys, size_t *n) {
+  char cursor[32] = "0";
+  for (int round = 0; round < SCAN_ROUNDS; round++) {
+    const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "500"};
+    redisReply *r = tenant_redis_rc(rc, 6, scan);
+    if (r == NULL) return -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+        r->element[1]->type != REDIS_REPLY_ARRAY) {
+      freeReplyObject(r);
+      return cli_fail(-1, "Redis answered SCAN unexpectedly.");
+    }
+    for (size_t i = 0; i < r->element[1]->elements; i++) {
+      redisReply *k = r->element[1]->element[i];
+      if (k->type != REDIS_REPLY_STRING) continue;
+      *keys = rq_xrealloc(*keys, (*n + 1) * sizeof **keys);
+      (*keys)[(*n)++] = rq_xstrdup(k->str);
+    }
+    snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+    freeReplyObject(r);
+    if (strcmp(cursor, "0") == 0) return 0;
+  }
+  return cli_fail(-1, "too many keys match %s; nothing was changed.", pattern);
 }
 
 int tenant_redis_ok(struct relayq_client *c, int argc, const char **argv) {

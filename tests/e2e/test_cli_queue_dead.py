@@ -278,7 +278,7 @@ def test_stats_match_a_state_built_by_hand():
             "queues": [
                 {"name": "bulk", "ready": 21, "shared": 0, "sorted": 21,
                  "tenants_with_backlog": 6, "top_tenants": top,
-                 "paused_tenants": [{"tenant": "acme", "depth": 6, "until": pause_until}]},
+                 "paused_tenants": [{"tenant": "acme", "depth": 6, "why": "quota", "until": pause_until}]},
                 {"name": "default", "ready": 5, "shared": 3, "sorted": 2,
                  "tenants_with_backlog": 1, "top_tenants": [{"tenant": "solo", "depth": 2}],
                  "paused_tenants": []},

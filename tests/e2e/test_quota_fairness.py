@@ -48,8 +48,12 @@ def test_rolling_quota_across_workers():
         times = sorted(m["received_at"] for m in smtp.messages() if m["rcpt_tos"][0].startswith("q"))
         assert len(times) == n
         for i in range(len(times) - quota):
-            # quota+1 sends must span more than the window (tiny slack for clock reads).
-            assert times[i + quota] - times[i] >= window_s - 0.05, (i, times)
+            # quota+1 sends must span the window. The quota counts claims
+            # (in Redis, before the transaction) and these are the times the
+            # server received DATA, which trail their claims by the send
+            # itself: 0.3 s of slack covers a loaded CI machine, while a
+            # broken quota sends the 4th message at once (a gap near 0).
+            assert times[i + quota] - times[i] >= window_s - 0.3, (i, times)
 
 
 def test_fairness_backlog_does_not_delay_other_tenant():

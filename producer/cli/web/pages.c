@@ -240,7 +240,8 @@ void page_overview(struct web_app *app, const struct web_req *rq, struct web_res
         html_url(b, q->t[k].tenant);
         rq_buf_puts(b, "\">");
         html_text(b, q->t[k].tenant);
-        rq_buf_printf(b, "</a> %lld%s", q->t[k].depth, q->t[k].paused ? " (paused)" : "");
+        rq_buf_printf(b, "</a> %lld%s", q->t[k].depth,
+                      q->t[k].held ? " (held by an operator)" : q->t[k].paused ? " (over its quota)" : "");
       }
       if (!shown) rq_buf_puts(b, "<span class=\"muted\">none</span>");
       rq_buf_puts(b, "</td></tr>");
