@@ -24,6 +24,7 @@
 
 #include "address.h"
 #include "backoff.h"
+#include "batch.h"
 #include "classify.h"
 #include "curlfail.h"
 #include "engine.h"
@@ -763,7 +764,7 @@ static void claim(struct rq_jobctx *jc) {
   argv[k++] = pause_key;
   for (size_t i = 0; i < nsf; i++) argv[k++] = status_fields[i];
   jc->phase = RQ_PHASE_CLAIM;
-  if (rq_rconn_cmd(eng->cmd, on_claim, jc, (int)argc, argv, NULL)) on_claim(NULL, NULL, jc);
+  rq_batch_call(eng, RQ_SCRIPT_CLAIM, on_claim, jc, (int)argc, argv, NULL);
   free(argv);
   rq_buf_free(&ev);
 }

@@ -18,6 +18,7 @@
 
 #include <openssl/sha.h>
 
+#include "batch.h"
 #include "curluv.h"
 #include "log.h"
 #include "mailgun.h"
@@ -166,6 +167,8 @@ static void close_everything(struct rq_engine *eng) {
   uv_close((uv_handle_t *)&eng->sig_int, on_closed);
   handles_closing += 6 + 2;
   close_transports(eng);
+  handles_closing++;
+  rq_batch_close(eng, on_rconn_closed, NULL); /* nothing queued: every job is done */
   rq_rconn_close(eng->cmd, on_rconn_closed, NULL);
   if (!eng->blk_closed) rq_rconn_close(eng->blk, on_rconn_closed, NULL);
   else handles_closing--;

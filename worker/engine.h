@@ -43,6 +43,7 @@ struct rq_tenant_entry;
 struct rq_metrics;
 struct rq_redis_health;
 struct rq_oauth;
+struct rq_batch;
 
 enum rq_job_phase {
   RQ_PHASE_NEW,      /* payload held, not decoded */
@@ -127,6 +128,7 @@ struct rq_engine {
   struct rq_mailgun *mailgun;
   struct rq_metrics *metrics;
   struct rq_redis_health *health; /* Redis refusing writes (redis_health.h) */
+  struct rq_batch *batch; /* CLAIM/FINISH calls of this loop turn (batch.h) */
   struct rq_oauth *oauth; /* shared OAuth2 access tokens (oauth.c), created on first use */
   char sha[RQ_SCRIPT_COUNT][41];
   int scripts_ready;

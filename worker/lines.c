@@ -315,8 +315,13 @@ static void line_key(const struct rq_jobctx *jc, char *out, size_t cap) {
   if (r->gateway == RQ_GW_MAILGUN)
     snprintf(out, cap, "%s\x1f%s\x1f%s\x1f%s\x1f%08x", jc->job->tenant, r->name, r->mg_base_url ? r->mg_base_url : "",
              r->mg_domain ? r->mg_domain : "", rq_hash_str(RQ_HASH_SEED, r->mg_key ? r->mg_key : ""));
-  else
-    snprintf(out, cap, "%s\x1f%s\x1f%s", jc->job->tenant, r->name ? r->name : "platform", r->conn_key);
+  else { /* every job: copies, not snprintf */
+    size_t n = rq_scat(out, cap, 0, jc->job->tenant);
+    n = rq_scat(out, cap, n, "\x1f");
+    n = rq_scat(out, cap, n, r->name ? r->name : "platform");
+    n = rq_scat(out, cap, n, "\x1f");
+    rq_scat(out, cap, n, r->conn_key);
+  }
 }
 
 static struct rq_line *line_get(struct rq_jobctx *jc) {

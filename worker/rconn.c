@@ -426,12 +426,17 @@ int rq_rconn_cmd(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, int a
     }
   }
   size_t len = relayq__resp_command(buf, argc, argv, argvlen);
-  struct call *call = rq_xmalloc(sizeof *call);
-  *call = (struct call){rc, cb, privdata, rc->gen};
-  int r = link_send(rc, trampoline, call, buf, len);
+  int r = rq_rconn_send(rc, cb, privdata, buf, len);
   if (buf != rc->resp) free(buf);
   if (lens != small) free(lens);
-  if (r != 0) {
+  return r;
+}
+
+int rq_rconn_send(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, const char *resp, size_t len) {
+  if (!rc->ready || rc->closing || len == 0) return -1;
+  struct call *call = rq_xmalloc(sizeof *call);
+  *call = (struct call){rc, cb, privdata, rc->gen};
+  if (link_send(rc, trampoline, call, resp, len) != 0) {
     free(call);
     return -1;
   }

@@ -57,6 +57,8 @@ int rq_rconn_pending(const struct rq_rconn *rc);
 
 int rq_rconn_cmd(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, int argc, const char **argv,
                  const size_t *argvlen);
+/* Sends one command already written as RESP (resp: len bytes, copied). */
+int rq_rconn_send(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, const char *resp, size_t len);
 int rq_rconn_cmdf(struct rq_rconn *rc, redisCallbackFn *cb, void *privdata, const char *fmt, ...);
 /* Expect the next reply to take up to ms longer (blocking commands). */
 void rq_rconn_expect_block(struct rq_rconn *rc, int64_t ms);

@@ -1,8 +1,9 @@
 /*
  * status: writes a job's status change, publishes its event, and moves its
  * payload (ack, park in P:delayed, dead-letter, hand back), all in one
- * FINISH script call so the status is always written before the job leaves
- * inflight (see scripts.c). It also writes a tenant route's breaker
+ * FINISH script call (sent with the loop turn's other calls as one BATCH,
+ * batch.h) so the status is always written before the job leaves inflight
+ * (see scripts.c). It also writes a tenant route's breaker
  * (rq_status_breaker) as lines.c decided it.
  *
  * Ownership: a struct rq_finish belongs to its job (jc->finish) from
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "batch.h"
 #include "engine.h"
 #include "event.h"
 #include "keys.h"
@@ -24,26 +26,32 @@
 
 struct rq_finish {
   const char **argv;
-  size_t *argvlen;
+  size_t *argvlen; /* in argv's allocation */
   size_t argc;
-  char **owned; /* strings this record allocated */
-  size_t n_owned;
+  char *text; /* the strings this record owns, one block (argv points into it) */
   unsigned char *park;
 };
 
 static void finish_free(struct rq_finish *f) {
   if (!f) return;
-  for (size_t i = 0; i < f->n_owned; i++) free(f->owned[i]);
-  free(f->owned);
+  free(f->text);
   free(f->argv);
-  free(f->argvlen);
   free(f->park);
   free(f);
 }
 
-static const char *own(struct rq_finish *f, char *s) {
-  f->owned[f->n_owned++] = s;
-  return s;
+/* P:stats:TENANT's UTC day, YYYYMMDD, formatted once a day. */
+static const char *utc_day(void) {
+  static _Thread_local time_t cached = -1;
+  static _Thread_local char day[16];
+  time_t now_s = time(NULL);
+  if (now_s / 86400 != cached) {
+    struct tm tm;
+    gmtime_r(&now_s, &tm);
+    strftime(day, sizeof day, "%Y%m%d", &tm);
+    cached = now_s / 86400;
+  }
+  return day;
 }
 
 static const char *find(const struct rq_status_kv *kv, size_t n, const char *key) {
@@ -116,10 +124,8 @@ static void send_finish(struct rq_jobctx *jc) {
     return;
   }
   jc->phase = RQ_PHASE_FINISH;
-  if (rq_rconn_cmd(eng->cmd, on_finish, jc, (int)jc->finish->argc, jc->finish->argv, jc->finish->argvlen)) {
-    jc->phase = RQ_PHASE_STALLED;
-    return;
-  }
+  /* Answered by on_finish in every case (NULL when Redis is away). */
+  rq_batch_call(eng, RQ_SCRIPT_FINISH, on_finish, jc, (int)jc->finish->argc, jc->finish->argv, jc->finish->argvlen);
   jc->finish_counted = 1;
   eng->finish_bytes += jc->payload_len;
 }
@@ -131,12 +137,18 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
   const struct rq_config *cfg = eng->cfg;
   struct rq_finish *f = rq_xcalloc(1, sizeof *f);
   size_t argc = 3 + 7 + 8 + 2 * n_fields;
-  f->argv = rq_xcalloc(argc, sizeof *f->argv);
-  f->argvlen = rq_xcalloc(argc, sizeof *f->argvlen);
-  f->owned = rq_xcalloc(10 + 2 * n_fields, sizeof *f->owned);
+  /* argv, argvlen and (while building) where each owned string starts in
+   * text: one allocation for the pointers, one for the strings, instead of
+   * one per string (a malloc and a free each, per message). */
+  f->argv = rq_xmalloc(argc * (sizeof *f->argv + sizeof *f->argvlen));
+  f->argvlen = (size_t *)(f->argv + argc);
+  size_t *at = rq_xmalloc(argc * sizeof *at);
+  struct rq_buf text;
+  rq_buf_init(&text);
+  rq_buf_reserve(&text, 1024);
   f->park = park_payload;
 
-  char buf[600];
+  char status_buf[600], stats_buf[600], daily_buf[620];
   const char *status_key = "";
   const char *mode_s = "ack", *dest = "";
   switch (mode) {
@@ -148,19 +160,17 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
   const char *status_id = jc->job ? jc->job->id : NULL;
   if (!status_id && n_fields) status_id = jc->invalid_id[0] ? jc->invalid_id : NULL;
   if (state && n_fields && status_id) {
-    relayq_key(buf, sizeof buf, cfg->prefix, RELAYQ_KEY_STATUS, status_id);
-    status_key = own(f, rq_xstrdup(buf));
+    relayq_key(status_buf, sizeof status_buf, cfg->prefix, RELAYQ_KEY_STATUS, status_id);
+    status_key = status_buf;
   }
   /* Event */
-  const char *event = "";
+  struct rq_buf ev;
+  rq_buf_init(&ev);
   if (state && status_key[0]) {
-    struct rq_buf ev;
-    rq_buf_init(&ev);
     const char *att = find(fields, n_fields, "attempts"), *code = find(fields, n_fields, "last_code");
     rq_status_event_json(&ev, status_id, find(fields, n_fields, "tenant"), state, att ? atoi(att) : 0,
                          relayq_now_ms(), find(fields, n_fields, "route"), code ? atoi(code) : 0,
                          find(fields, n_fields, "error"), cfg->worker_id);
-    event = own(f, rq_buf_steal(&ev, NULL));
   }
   int final = state && (!strcmp(state, "sent") || !strcmp(state, "partial") || !strcmp(state, "failed"));
   /* Per-tenant counters for dashboards: P:stats:T (lifetime) and
@@ -169,50 +179,54 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
   const char *stats_key = "", *daily_key = "";
   const char *tenant = find(fields, n_fields, "tenant");
   if (state && status_key[0] && tenant && *tenant) {
-    char day[16];
-    time_t now_s = time(NULL);
-    struct tm tm;
-    gmtime_r(&now_s, &tm);
-    strftime(day, sizeof day, "%Y%m%d", &tm);
-    relayq__key(buf, sizeof buf, cfg->prefix, RELAYQ__KEY_STATS, tenant, NULL);
-    stats_key = own(f, rq_xstrdup(buf));
-    relayq__key(buf, sizeof buf, cfg->prefix, RELAYQ__KEY_STATS, tenant, day);
-    daily_key = own(f, rq_xstrdup(buf));
+    relayq__key(stats_buf, sizeof stats_buf, cfg->prefix, RELAYQ__KEY_STATS, tenant, NULL);
+    relayq__key(daily_buf, sizeof daily_buf, cfg->prefix, RELAYQ__KEY_STATS, tenant, utc_day());
+    stats_key = stats_buf, daily_key = daily_buf;
   }
   char score_s[24], ttl_s[24];
   rq_fmt_i64(score_s, sizeof score_s, score);
   rq_fmt_i64(ttl_s, sizeof ttl_s, final ? cfg->status_ttl_s * 1000 : 0LL);
 
   size_t k = 0;
-#define ARG(s) (f->argv[k] = (s), f->argvlen[k] = strlen(f->argv[k]), k++)
+#define ARG(s) (f->argv[k] = (s), f->argvlen[k] = strlen(f->argv[k]), at[k] = SIZE_MAX, k++)
+#define OWN(s, n) (f->argvlen[k] = (n), at[k] = text.len, rq_buf_append(&text, (s), f->argvlen[k]), \
+                   rq_buf_putc(&text, '\0'), k++)
+#define OWNS(s) OWN((s), strlen(s))
   ARG("EVALSHA");
   ARG(eng->sha[RQ_SCRIPT_FINISH]);
   ARG("7");
-  ARG(status_key);
+  OWNS(status_key);
   ARG(eng->events_key);
   ARG(eng->inflight_key);
   ARG(dest);
-  ARG(stats_key);
-  ARG(daily_key);
+  OWNS(stats_key);
+  OWNS(daily_key);
   ARG(eng->dead_key);
   ARG(mode_s);
-  f->argv[k] = jc->payload, f->argvlen[k] = jc->payload_len, k++;
-  if (park_payload) f->argv[k] = (const char *)park_payload, f->argvlen[k] = park_len, k++;
+  f->argv[k] = jc->payload, f->argvlen[k] = jc->payload_len, at[k] = SIZE_MAX, k++;
+  if (park_payload) f->argv[k] = (const char *)park_payload, f->argvlen[k] = park_len, at[k] = SIZE_MAX, k++;
   else ARG("");
-  ARG(own(f, rq_xstrdup(score_s)));
-  ARG(own(f, rq_xstrdup(ttl_s)));
-  ARG(event);
+  OWNS(score_s);
+  OWNS(ttl_s);
+  OWN(ev.len ? ev.data : "", ev.len);
   ARG(stats_key[0] ? state : "");
   ARG(jc->claimed ? "" : "1"); /* CLAIM wrote created_at already */
   if (status_key[0]) {
     for (size_t i = 0; i < n_fields; i++) {
       if (!fields[i].key || !fields[i].key[0] || fields[i].key[0] == '_') continue;
-      ARG(own(f, rq_xstrdup(fields[i].key)));
-      ARG(own(f, rq_xstrdup(fields[i].value ? fields[i].value : "")));
+      OWNS(fields[i].key);
+      OWNS(fields[i].value ? fields[i].value : "");
     }
   }
 #undef ARG
+#undef OWN
+#undef OWNS
   f->argc = k;
+  f->text = rq_buf_steal(&text, NULL);
+  for (size_t i = 0; i < k; i++)
+    if (at[i] != SIZE_MAX) f->argv[i] = f->text + at[i];
+  free(at);
+  rq_buf_free(&ev);
   jc->finish = f;
   send_finish(jc);
 }

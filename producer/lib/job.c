@@ -116,11 +116,17 @@ static const char *addr_spec_problem(const char *p, size_t n) {
  * value). allow_name: "Name <addr>" is accepted (to and cc), otherwise
  * only a bare addr-spec (bcc, from, reply_to, the envelope list).
  */
+static const char *where_of(char *buf, size_t cap, const char *field, size_t idx) {
+  if (idx) snprintf(buf, cap, "field '%s' item %zu", field, idx);
+  else snprintf(buf, cap, "field '%s'", field);
+  return buf;
+}
+
 static int check_address(const char *field, size_t idx, const char *p,
                          int allow_name, struct relayq_error *err) {
-  char where[64];
-  if (idx) snprintf(where, sizeof where, "field '%s' item %zu", field, idx);
-  else snprintf(where, sizeof where, "field '%s'", field);
+  char where_buf[64];
+  /* Formatted only for an error (every address of every job passes here). */
+#define where where_of(where_buf, sizeof where_buf, field, idx)
   if (p == NULL)
     return relayq__fail(err, RELAYQ_EINVALID_JOB, "%s is missing (NULL).", where);
   size_t n = strnlen(p, RELAYQ_MAX_ADDRESS_LEN + 1);
@@ -167,6 +173,7 @@ static int check_address(const char *field, size_t idx, const char *p,
     return relayq__fail(err, RELAYQ_EINVALID_JOB, "%s is not a valid address: %s.",
                         where, why);
   return 0;
+#undef where
 }
 
 static int check_strv(const char *field, const struct relayq_strv *sv,

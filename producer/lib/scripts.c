@@ -1,6 +1,8 @@
 /* scripts: Lua sources (see scripts.h for the rules they follow). */
 #include "scripts.h"
 
+#include <stdio.h>
+
 /* Shared Lua helper: the queue a payload belongs to, from a leading
  * "_queue" key (fixmap/map16/map32 header, fixstr/str8 key, str value). */
 #define LUA_FIRST_QUEUE                                                               \
@@ -549,11 +551,59 @@ static const char BREAKER_PROBE[] =
     "  ARGV[1] .. '.until', ARGV[3], 'updated_at', ARGV[2])\n"
     "return {1, 'half_open', ARGV[3]}\n";
 
-static const char *const SOURCES[RQ_SCRIPT_COUNT] = {FETCH, CLAIM, FINISH, RECLAIM, BREAKER_FAIL, BREAKER_PROBE};
-static const char *const NAMES[RQ_SCRIPT_COUNT] = {"fetch", "claim", "finish", "reclaim", "breaker_fail",
-                                                   "breaker_probe"};
 
-const char *rq_script_source(enum rq_script s) { return SOURCES[s]; }
+/* BATCH: CLAIM and FINISH calls of several jobs in one script call
+ * (worker/batch.c): Redis spends more on a script call itself than on the
+ * commands of one job's CLAIM or FINISH, so one call per loop turn instead
+ * of one per job and step is most of Redis's cost per message.
+ * ARGV: per call, "c" (CLAIM) or "f" (FINISH), its number of keys, its
+ * number of arguments, then its keys and arguments as the single-job
+ * script takes them. Each call runs the single-job script's own text, as
+ * a function of its KEYS and ARGV, in order, in its own pcall: a call that
+ * fails (a refused write, an error) answers its own error and the others
+ * run as they would alone. Returns one reply per call, in order. */
+static const char BATCH_RUN[] =
+  "local run = {c = claim, f = finish}\n"
+  "local out, i, n = {}, 1, #ARGV\n"
+  "while i <= n do\n"
+  "  local f, nk, na = run[ARGV[i]], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])\n"
+  "  if not f or not nk or not na then return redis.error_reply('ERR batch: malformed call at ' .. i) end\n"
+  "  local s = i + 3\n"
+  "  i = s + nk + na\n"
+  "  local ok, r = pcall(f, {unpack(ARGV, s, s + nk - 1)}, {unpack(ARGV, s + nk, i - 1)})\n"
+  "  if not ok then\n"
+  /* Redis's own errors keep their code (OOM, READONLY, ...: the worker
+   * tells a refused write from a failed script by it). */
+  "    if type(r) == 'table' and r.err then r = r.err end\n"
+  "    r = tostring(r)\n"
+  "    if not string.find(r, '^%u[%u_]* ') then r = 'ERR ' .. r end\n"
+  "    r = {err = r}\n"
+  "  end\n"
+  "  out[#out + 1] = r\n"
+  "end\n"
+  "return out\n";
+
+static const char BATCH_CLAIM_HEAD[] = "local function claim(KEYS, ARGV)\n";
+static const char BATCH_FINISH_HEAD[] = "end\nlocal function finish(KEYS, ARGV)\n";
+static const char BATCH_TAIL_HEAD[] = "end\n";
+static char batch_source[sizeof BATCH_CLAIM_HEAD + sizeof CLAIM + sizeof BATCH_FINISH_HEAD + sizeof FINISH +
+                         sizeof BATCH_TAIL_HEAD + sizeof BATCH_RUN];
+
+/* The single-job scripts' text wrapped as functions, so a job's part of a
+ * batch is exactly what its single call would run. Built on first use
+ * (the worker is one thread). */
+static const char *batch(void) {
+  if (!batch_source[0])
+    snprintf(batch_source, sizeof batch_source, "%s%s%s%s%s%s", BATCH_CLAIM_HEAD, CLAIM, BATCH_FINISH_HEAD, FINISH,
+             BATCH_TAIL_HEAD, BATCH_RUN);
+  return batch_source;
+}
+
+static const char *const SOURCES[RQ_SCRIPT_BATCH] = {FETCH, CLAIM, FINISH, RECLAIM, BREAKER_FAIL, BREAKER_PROBE};
+static const char *const NAMES[RQ_SCRIPT_COUNT] = {"fetch", "claim", "finish", "reclaim", "breaker_fail",
+                                                   "breaker_probe", "batch"};
+
+const char *rq_script_source(enum rq_script s) { return s == RQ_SCRIPT_BATCH ? batch() : SOURCES[s]; }
 const char *rq_script_name(enum rq_script s) { return NAMES[s]; }
 
 /* ---- the other callers' scripts (rq_lua_source) ---------------------------------- */

@@ -153,13 +153,17 @@ def test_client_certificate():
 def test_c_and_python_examples_over_tls():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from test_producers import KEY_B64, final_json, run_example  # noqa: E402
+    from test_c_example import cache_value  # noqa: E402
     build = harness.build_dir()
+    # An ASan/UBSan librelayq needs an ASan/UBSan executable.
+    san = (["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+           if cache_value("RELAYQ_SANITIZE") == "ON" else [])
     work = tempfile.mkdtemp(prefix="relayq-c-tls-")
     try:
         exe = os.path.join(work, "producer")
         flags = subprocess.run(["pkg-config", "--cflags", "--libs", "hiredis", "msgpack", "openssl"],
                                capture_output=True, text=True, check=True).stdout.split()
-        subprocess.run(["cc", "-std=c17", "-O1", "-o", exe, os.path.join(ROOT, "examples", "c", "producer.c"),
+        subprocess.run(["cc", "-std=c17", "-O1"] + san + ["-o", exe, os.path.join(ROOT, "examples", "c", "producer.c"),
                         "-I", os.path.join(ROOT, "include"), os.path.join(build, "librelayq.a")] + flags,
                        check=True, capture_output=True, text=True)
         with TlsRedis() as r, SmtpServer(auth=("billing@acme.example", "pässwörd: 'tenant' \"42\""),

@@ -42,5 +42,22 @@ int main(void) {
   rq_buf_put_i64(&b, 1796394780675LL);
   CHECK_STR(b.data, "-42,1796394780675");
   rq_buf_free(&b);
+
+  /* rq_scat: what snprintf("%s") / "%s%s" would write and return. */
+  char d[8], want[8];
+  const char *srcs[] = {"", "a", "abcdefg", "abcdefgh", "abcdefghijk"};
+  for (size_t i = 0; i < sizeof srcs / sizeof srcs[0]; i++) {
+    for (size_t cap = 1; cap <= sizeof d; cap++) {
+      int w = snprintf(want, cap, "%s", srcs[i]);
+      CHECK_INT(rq_scat(d, cap, 0, srcs[i]), ==, (size_t)w);
+      CHECK_STR(d, want);
+      for (size_t j = 0; j < sizeof srcs / sizeof srcs[0]; j++) {
+        w = snprintf(want, cap, "%s%s", srcs[i], srcs[j]);
+        CHECK_INT(rq_scat(d, cap, rq_scat(d, cap, 0, srcs[i]), srcs[j]), ==, (size_t)w);
+        CHECK_STR(d, want);
+      }
+    }
+  }
+  CHECK_INT(rq_scat(NULL, 0, 0, "abc"), ==, 3);
   return CHECK_DONE();
 }

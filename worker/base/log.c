@@ -39,19 +39,39 @@ void rq_json_str(struct rq_buf *b, const char *s) {
   b->data[b->len] = '\0';
 }
 
+/* The seconds are formatted once per second (a line per delivery). */
 static void timestamp(char *out, size_t cap) {
+  static _Thread_local time_t last_s = -1;
+  static _Thread_local char secs[32];
+  static _Thread_local size_t n;
   struct timeval tv;
-  struct tm tm;
   gettimeofday(&tv, NULL);
-  gmtime_r(&tv.tv_sec, &tm);
-  size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out + n, cap - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+  if (tv.tv_sec != last_s) {
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    n = strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
+    last_s = tv.tv_sec;
+  }
+  int ms = (int)(tv.tv_usec / 1000);
+  if (cap < n + 6) {
+    snprintf(out, cap, "%s", secs);
+    return;
+  }
+  memcpy(out, secs, n);
+  char *p = out + n;
+  *p++ = '.', *p++ = (char)('0' + ms / 100), *p++ = (char)('0' + ms / 10 % 10), *p++ = (char)('0' + ms % 10);
+  *p++ = 'Z', *p = '\0';
 }
 
 /* Text values with spaces or quotes are quoted so lines stay parseable. */
 static void text_value(struct rq_buf *b, const char *v) {
   if (!strpbrk(v, " \"=\t") && *v) {
-    for (const char *p = v; *p; p++) rq_buf_putc(b, (*p == '\n' || *p == '\r') ? ' ' : *p);
+    for (const char *p = v; *p;) {
+      size_t n = strcspn(p, "\r\n");
+      rq_buf_append(b, p, n);
+      p += n;
+      if (*p) rq_buf_putc(b, ' '), p++;
+    }
     return;
   }
   rq_json_str(b, v);
@@ -77,10 +97,19 @@ void rq_log_fields(int level, const char *msg, const struct rq_log_field *fields
     }
     rq_buf_puts(&b, "}\n");
   } else {
-    rq_buf_printf(&b, "%s %-5s %s", ts, LEVEL_NAMES[level], msg);
+    /* "%s %-5s %s" and " %s=" without printf (a line per delivery at info) */
+    const char *lv = LEVEL_NAMES[level];
+    rq_buf_puts(&b, ts);
+    rq_buf_putc(&b, ' ');
+    rq_buf_puts(&b, lv);
+    for (size_t pad = strlen(lv); pad < 5; pad++) rq_buf_putc(&b, ' ');
+    rq_buf_putc(&b, ' ');
+    rq_buf_puts(&b, msg);
     for (size_t i = 0; i < n; i++) {
       if (!fields[i].value || !*fields[i].value) continue;
-      rq_buf_printf(&b, " %s=", fields[i].key);
+      rq_buf_putc(&b, ' ');
+      rq_buf_puts(&b, fields[i].key);
+      rq_buf_putc(&b, '=');
       text_value(&b, fields[i].value);
     }
     rq_buf_putc(&b, '\n');

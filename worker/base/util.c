@@ -29,6 +29,20 @@ void *rq_xrealloc(void *p, size_t n) {
   return q;
 }
 
+static size_t scopy(char *dst, size_t cap, const char *src) {
+  size_t n = strlen(src);
+  if (cap == 0) return n;
+  size_t k = n < cap - 1 ? n : cap - 1;
+  memcpy(dst, src, k);
+  dst[k] = '\0';
+  return n;
+}
+
+size_t rq_scat(char *dst, size_t cap, size_t at, const char *src) {
+  if (at < cap) return at + scopy(dst + at, cap - at, src);
+  return at + strlen(src);
+}
+
 char *rq_xstrdup(const char *s) { return s ? rq_xmemdup(s, strlen(s) + 1) : NULL; }
 
 char *rq_xstrndup(const char *s, size_t n) {

@@ -21,6 +21,11 @@ void *rq_xrealloc(void *p, size_t n);
 char *rq_xstrdup(const char *s);
 char *rq_xstrndup(const char *s, size_t n);
 void *rq_xmemdup(const void *p, size_t n);
+/* Appends src at dst[at] (what fits; terminated when cap > 0): chains
+ * copies without printf, n = rq_scat(d, cap, rq_scat(d, cap, 0, a), b);
+ * returns at + strlen(src), the length the whole string needs (what
+ * snprintf("%s%s") returns). */
+size_t rq_scat(char *dst, size_t cap, size_t at, const char *src);
 /* Frees *p and sets it to NULL. */
 void rq_freep(void *pp);
 

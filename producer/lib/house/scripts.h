@@ -27,6 +27,7 @@ enum rq_script {
   RQ_SCRIPT_RECLAIM, /* move a dead worker's inflight jobs back to their queues */
   RQ_SCRIPT_BREAKER_FAIL,  /* count one failure of a tenant route for every worker (lines.c) */
   RQ_SCRIPT_BREAKER_PROBE, /* after the cool-down, let exactly one worker probe (lines.c) */
+  RQ_SCRIPT_BATCH,   /* several jobs' CLAIM and FINISH calls in one call (worker/batch.h) */
   RQ_SCRIPT_COUNT
 };
 

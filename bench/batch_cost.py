@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""Redis's cost of CLAIM + FINISH per message, one job per script call
+against several per BATCH call (docs/performance.md, "Cost per message").
+
+Starts a private redis-server and runs the worker's own scripts (read from
+producer/lib/scripts.c, BATCH built as scripts.c builds it) with the
+arguments a worker sends for a small job that is sent (1 KB payload, one
+recipient, no quota): the status hash a producer wrote, the payload in the
+inflight list, then CLAIM and FINISH. Prints per message the Redis time
+(INFO commandstats usec of EVALSHA) and redis-server CPU (INFO cpu), for
+each batch size given (1 = the single-job scripts).
+
+Usage: bench/batch_cost.py [-n 20000] [-b 1 -b 16 -b 64]
+"""
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def c_string(expr):
+    out = []
+    for tok in re.finditer(r'"((?:[^"\\]|\\.)*)"', expr):
+        out.append(tok.group(1).encode("latin-1").decode("unicode_escape"))
+    return "".join(out)
+
+
+def sources():
+    src = open(os.path.join(ROOT, "producer", "lib", "scripts.c")).read()
+    src = re.sub(r"/\*.*?\*/", "", src, flags=re.S)
+    s = {}
+    for name in ("CLAIM", "FINISH", "BATCH_RUN", "BATCH_CLAIM_HEAD", "BATCH_FINISH_HEAD", "BATCH_TAIL_HEAD"):
+        m = re.search(r"static const char %s\[\] =(.*?);\n" % name, src, re.S)
+        s[name] = c_string(m.group(1))
+    s["BATCH"] = (s["BATCH_CLAIM_HEAD"] + s["CLAIM"] + s["BATCH_FINISH_HEAD"] + s["FINISH"] +
+                  s["BATCH_TAIL_HEAD"] + s["BATCH_RUN"])
+    return s
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+P = "relayq"
+
+
+def claim_call(i, now):
+    jid = "j%d" % i
+    ev = '{"id":"%s","tenant":"acme","state":"sending","attempts":1,"ts":%d,"route":"platform","worker":"w1"}' % (
+        jid, now)
+    keys = ["%s:status:%s" % (P, jid), P + ":events", "", ""]
+    args = [str(now), "0", "3600000", "1", "%s:1:%d" % (jid, now), ev, "3600000", "0", "",
+            "state", "sending", "tenant", "acme", "attempts", "1", "worker", "w1", "updated_at", str(now),
+            "route", "platform", "recipients", "1", "message_id", "<%s@platform.example>" % jid,
+            "next_attempt_at", "", "error", "", "detail", ""]
+    return keys, args
+
+
+def finish_call(i, now, payload):
+    jid = "j%d" % i
+    ev = '{"id":"%s","tenant":"acme","state":"sent","attempts":1,"ts":%d,"route":"platform","code":250,' \
+         '"worker":"w1"}' % (jid, now)
+    keys = ["%s:status:%s" % (P, jid), P + ":events", P + ":inflight:w1", "", P + ":stats:acme",
+            P + ":stats:acme:20261206", P + ":dead"]
+    args = ["ack", payload, "", str(now), "604800000", ev, "sent", "",
+            "state", "sent", "tenant", "acme", "worker", "w1", "updated_at", str(now), "route", "platform",
+            "attempts", "1", "accepted", "1", "rejected", "0", "next_attempt_at", "", "sent_at", str(now),
+            "last_code", "250", "last_reply", "250 2.0.0 Ok: queued as 1234", "error", "", "detail", ""]
+    return keys, args
+
+
+def run(r, shas, n, b, check=True):
+    payload = os.urandom(1100)
+    pipe = r.pipeline(transaction=False)
+    for i in range(n):
+        pipe.hset("%s:status:j%d" % (P, i), mapping={"state": "queued", "tenant": "acme", "created_at": "1",
+                                                     "attempts": "0", "updated_at": "1", "worker": ""})
+        pipe.lpush(P + ":inflight:w1", payload + b"%d" % i)
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+    r.config_resetstat()
+    cpu0 = r.info("cpu")
+    now = int(time.time() * 1000)
+    for phase in ("claim", "finish"):
+        for s in range(0, n, b):
+            calls = []
+            for i in range(s, min(n, s + b)):
+                calls.append(claim_call(i, now) if phase == "claim" else finish_call(i, now, payload + b"%d" % i))
+            if b == 1:
+                keys, args = calls[0]
+                r.evalsha(shas[phase.upper()], len(keys), *keys, *args)
+            else:
+                flat = []
+                for keys, args in calls:
+                    flat += [phase[0], str(len(keys)), str(len(args))] + keys + args
+                r.evalsha(shas["BATCH"], 0, *flat)
+    cpu1 = r.info("cpu")
+    st = r.info("commandstats")["cmdstat_evalsha"]
+    if check:
+        assert r.llen(P + ":inflight:w1") == 0
+        assert r.hget("%s:status:j0" % P, "state") == b"sent"
+    cpu = (cpu1["used_cpu_user"] + cpu1["used_cpu_sys"]) - (cpu0["used_cpu_user"] + cpu0["used_cpu_sys"])
+    r.flushall()
+    return st["usec"] / n, st["calls"], cpu / n * 1e6
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=20000)
+    ap.add_argument("-b", type=int, action="append")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp()
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+    try:
+        r = redis.Redis(port=port)
+        for _ in range(200):
+            try:
+                r.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        src = sources()
+        shas = {k: r.script_load(src[k]) for k in ("CLAIM", "FINISH", "BATCH")}
+        print("%-8s %12s %8s %22s" % ("batch", "usec/msg", "calls", "redis CPU us/msg (noisy)"))
+        for b in a.b or [1, 16, 64]:
+            us, calls, cpu = run(r, shas, a.n, b)
+            print("%-8d %12.1f %8d %22.1f" % (b, us, calls, cpu))
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Batched CLAIM and FINISH (worker/batch.c): the script calls of one loop
+turn go to Redis as one BATCH call. What batching could break, end to end:
+each job of a batch ends exactly as it would alone (an idempotent
+duplicate, another tenant's id, an over-quota job, a job whose own part
+fails, normal jobs side by side), and a worker killed with batches in
+flight loses nothing, with duplicates bounded by what it held."""
+
+import collections
+import re
+
+import msgpack
+
+import harness
+from harness import RedisServer, SmtpServer, Worker, push_job, status, wait_for, wait_status
+
+ARGS = ["--retry-base-ms", "200", "--retry-max-ms", "500", "--platform-from", "no-reply@platform.example",
+        "--heartbeat-ttl-s", "3"]
+
+
+def job(jid, tenant, to=None, **kw):
+    j = {"v": 1, "id": jid, "tenant": tenant, "to": [to or jid + "@dest.example"], "subject": jid,
+         "text": "text of " + jid}
+    j.update(kw)
+    return j
+
+
+def largest_batch_args(r):
+    """The most arguments one EVALSHA carried, from SLOWLOG (which shows 32
+    and says how many more)."""
+    most = 0
+    for e in r.client.slowlog_get(100000):
+        cmd = e["command"]
+        cmd = cmd.decode("utf-8", "replace") if isinstance(cmd, bytes) else cmd
+        if not cmd.upper().startswith("EVALSHA"):
+            continue
+        m = re.search(r"\.\.\. \((\d+) more arguments\)", cmd)
+        most = max(most, 31 + int(m.group(1)) if m else len(cmd.split(" ")))
+    return most
+
+
+def test_mixed_batch_each_job_ends_as_it_would_alone():
+    with RedisServer() as r, SmtpServer() as smtp:
+        r.client.config_set("slowlog-log-slower-than", 0)
+        r.client.config_set("slowlog-max-len", 100000)
+        r.client.hset(r.key("tenant", "limited"), mapping={"hourly_quota": "2"})
+        # An idempotent duplicate: tenant-a's job already sent.
+        sent_before = {"state": "sent", "tenant": "tenant-a", "created_at": "1", "attempts": "1"}
+        r.client.hset(r.key("status", "dup-1"), mapping=sent_before)
+        # Another tenant's id: tenant-b's job reusing tenant-a's "owned-1".
+        owned = {"state": "sent", "tenant": "tenant-a", "created_at": "2", "attempts": "1"}
+        r.client.hset(r.key("status", "owned-1"), mapping=owned)
+        # A job whose own part of the batch fails: its status key is not a hash.
+        r.client.set(r.key("status", "broken-1"), "not a hash")
+        jobs = [job("dup-1", "tenant-a"), job("owned-1", "tenant-b"), job("broken-1", "tenant-c")]
+        jobs += [job("lim-%d" % i, "limited") for i in range(4)]
+        jobs += [job("ok-%d" % i, "tenant-c") for i in range(20)]
+        for j in jobs:
+            push_job(r, j)
+        with Worker(r, platform_smtp=smtp, args=ARGS + ["--concurrency", "64", "--fetch-batch", "64"]) as w:
+            for i in range(20):
+                assert wait_status(r, "ok-%d" % i)["state"] == "sent"
+            lim = [wait_status(r, "lim-%d" % i, states=("sent", "deferred")) for i in range(4)]
+            assert sorted(s["state"] for s in lim) == ["deferred", "deferred", "sent", "sent"], lim
+            assert all(s["error"] == "quota" for s in lim if s["state"] == "deferred"), lim
+            dead = lambda: [msgpack.unpackb(p, raw=False) for p in r.client.lrange(r.key("dead"), 0, -1)]
+            wait_for(lambda: any(d.get("id") == "owned-1" and d.get("tenant") == "tenant-b" for d in dead()),
+                     what="tenant-b's job in P:dead")
+            wait_for(lambda: "claim script failed" in w.log_text(), what="broken-1's own error in the log")
+            wait_for(lambda: r.client.llen(r.key("inflight", w.id)) <= 1, what="inflight down to broken-1")
+            # The failing job's error stayed its own: it is still held (in
+            # inflight or handed back), never finished, and nothing else failed.
+            assert r.client.type(r.key("status", "broken-1")) == b"string"
+        assert status(r, "dup-1") == sent_before
+        assert status(r, "owned-1") == owned
+        rcpts = collections.Counter(m["rcpt_tos"][0] for m in smtp.messages())
+        assert "dup-1@dest.example" not in rcpts and "owned-1@dest.example" not in rcpts, rcpts
+        assert "broken-1@dest.example" not in rcpts, rcpts
+        assert all(rcpts["ok-%d@dest.example" % i] == 1 for i in range(20)), rcpts
+        assert sum(rcpts["lim-%d@dest.example" % i] for i in range(4)) == 2, rcpts
+        # They did share script calls: one carried several jobs' CLAIMs
+        # (a single CLAIM is under 50 arguments).
+        assert largest_batch_args(r) > 200, largest_batch_args(r)
+
+
+def test_kill9_mid_batch_loses_nothing_duplicates_bounded():
+    n, conc = 1500, 64
+    with RedisServer() as r, SmtpServer(keep_messages=True) as smtp:
+        pipe = r.client.pipeline(transaction=False)
+        for i in range(n):
+            pipe.lpush(r.key("queue", "default"), msgpack.packb(job("k%d" % i, "t%d" % (i % 5)), use_bin_type=True))
+        pipe.execute()
+        w1 = Worker(r, platform_smtp=smtp, args=ARGS + ["--concurrency", str(conc)])
+        wait_for(lambda: smtp.messages_count() >= 300, timeout=30, what="batches flowing")
+        w1.kill()
+        w1.wait_exit(5)
+        with Worker(r, platform_smtp=smtp, args=ARGS + ["--concurrency", str(conc)]):
+            wait_for(lambda: all(status(r, "k%d" % i).get("state") == "sent" for i in range(n)), timeout=60,
+                     interval=0.2, what="every job sent")
+            wait_for(lambda: r.client.llen(r.key("inflight", w1.id)) == 0, timeout=10, what="w1's list reclaimed")
+        w1.close()
+        counts = collections.Counter(m["rcpt_tos"][0] for m in smtp.messages())
+        assert set(counts) == {"k%d@dest.example" % i for i in range(n)}
+        dups = sum(c - 1 for c in counts.values())
+        assert dups <= conc, "duplicates %d exceed the in-flight bound %d" % (dups, conc)
+        assert r.client.llen(r.key("queue", "default")) == 0
+        # Every job's status is final and its own: nothing was left `sending`.
+        some = [status(r, "k%d" % i) for i in range(0, n, 97)]
+        assert all(s["state"] == "sent" and s["tenant"] == "t%d" % (i * 97 % 5) for i, s in enumerate(some)), some
+
+
+if __name__ == "__main__":
+    harness.main(globals())
