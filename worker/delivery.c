@@ -506,6 +506,8 @@ static int recipient_cap(const struct rq_jobctx *jc) {
   return cap > 0 ? cap : 1;
 }
 
+static void on_smtp_ready(void *arg) { rq_lines_ready(arg); }
+
 /* Starts the next transaction, or concludes the attempt. */
 static void send_next(struct rq_jobctx *jc) {
   while (jc->next_rcpt < jc->n_rcpts && jc->rcpts[jc->next_rcpt].state != RQ_RCPT_TODO) jc->next_rcpt++;
@@ -555,11 +557,13 @@ static void send_next(struct rq_jobctx *jc) {
         .ca_file = cfg->ca_file,
         .netpolicy = jc->route.netpolicy,
     };
+    rq_lines_ready(jc); /* an HTTP API: no session to prove, the send slot now */
     rc = rq_mailgun_send(jc->eng->mailgun, &req, on_mailgun_done, jc);
   } else {
     struct rq_smtp_target t;
     rq_settings_smtp_target(jc->eng->cfg, &jc->route, &t);
     if (jc->oauth_token) t.password = jc->oauth_token;
+    t.ready = on_smtp_ready; /* the send slot only once the server answers (lines.h) */
     rc = rq_smtp_send_msg(jc->eng->smtp, &t, jc->from_addr, list, n, &jc->msg, on_smtp_done, jc);
   }
   if (rc) {

@@ -109,7 +109,9 @@ struct rq_jobctx {
   struct rq_line *line;          /* its tenant route's line, from submit until release */
   struct rq_jobctx *lnext;       /* next job waiting in that line */
   int64_t wait_since;            /* when it joined the line */
-  int admitted;                  /* holds a send slot and one of the line's connections */
+  int admitted;                  /* holds one of the line's connections (lines.c) */
+  int slot;                      /* admitted and holding a --concurrency send slot; 0 while its
+                                    connection is still proving itself (eng->connecting) */
   char *oauth_token;  /* XOAUTH2 routes: this attempt's access token (owned, wiped) */
 };
 
@@ -160,7 +162,8 @@ struct rq_engine {
 
   /* tenant route lines, breakers, pause (lines.c) */
   struct rq_lines *lines;
-  int sending; /* jobs admitted: the --concurrency budget in use */
+  int sending; /* jobs holding a send slot: the --concurrency budget in use */
+  int connecting; /* jobs admitted whose connection has not proven itself yet (no slot) */
   int waiting; /* jobs waiting in lines (no slot) */
   int ready_waiting; /* of those, in lines that wait only for a send slot (they count as busy) */
 

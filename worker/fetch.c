@@ -85,11 +85,13 @@ static struct rq_jobctx *take(struct rq_engine *eng, redisReply *reply, int queu
 }
 
 /* Jobs that take up the budget: all held but those waiting for their own
- * tenant route (its connections busy, breaker open, paused); a job whose
+ * tenant route or its connection (its connections busy, breaker open, paused); a job whose
  * line waits only for a free send slot counts, so a saturated worker does
  * not fetch what it cannot send. */
 static int busy(const struct rq_engine *eng) {
-  int held = eng->held - eng->waiting;
+  /* Jobs whose connection is still proving itself hold no slot either
+   * (their number is bounded by lines.c). */
+  int held = eng->held - eng->waiting - eng->connecting;
   /* Lines that already send may not use the reserved slots (lines.c), so
    * those stay free for another tenant's job: fetch it. */
   int usable = eng->cfg->concurrency - eng->cfg->concurrency / RQ_RESERVE_SHARE - held;

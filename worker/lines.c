@@ -52,6 +52,8 @@ struct rq_line {
   char route[64];
   int cap;                /* connections at once; 0: no cap of its own */
   int active, waiting;
+  int connecting;         /* of active: admitted without a slot, connection unproven */
+  int proven;             /* a connection was usable since the line was made or last failed */
   struct rq_jobctx *head, *tail;
   struct rq_breaker b;
   int probing;            /* a probe claim is in flight */
@@ -645,6 +647,10 @@ static void ask_probe(struct rq_line *l) {
 
 /* ---- admission ------------------------------------------------------------------------ */
 
+/* How many connects an unproven line may have in flight: its own cap,
+ * or one (the server proves itself first) when it has none. */
+static int unproven_cap(const struct rq_line *l) { return l->cap > 0 ? l->cap : 1; }
+
 /* Puts the line in the ready ring when it can send, hands its jobs back
  * when it cannot for a while. */
 static void line_check(struct rq_line *l) {
@@ -667,6 +673,8 @@ static void line_check(struct rq_line *l) {
     }
   } else if (l->b.state == RQ_BREAKER_HALF_OPEN && l->b.probe_out) {
     can = 0; /* the probe's verdict first */
+  } else if (!l->proven && l->connecting >= unproven_cap(l)) {
+    can = 0; /* its connects prove the server first */
   }
   if (can) ready_add(s, l);
   else ready_remove(s, l);
@@ -679,8 +687,14 @@ static void admit(struct rq_line *l, struct rq_jobctx *jc) {
   rq_breaker_allow(&l->b, relayq_now_ms(), &until); /* half-open: marks the probe as out */
   skip_sync(l);
   l->active++;
-  eng->sending++;
   jc->admitted = 1;
+  jc->slot = l->proven;
+  if (jc->slot) {
+    eng->sending++;
+  } else {
+    l->connecting++;
+    eng->connecting++;
+  }
   eng->lines->hooks.waited(eng, (double)(relayq_now_ms() - jc->wait_since) / 1000.0);
   eng->lines->hooks.admitted(jc);
 }
@@ -693,13 +707,21 @@ static void dispatch(struct rq_engine *eng) {
    * nothing yet: a tenant whose server or API is slow can fill the rest,
    * never the slot another tenant's first job needs. */
   int reserve = eng->cfg->concurrency / RQ_RESERVE_SHARE;
+  /* Unproven lines connect outside the slots, within their own budget
+   * (lines.h): a silent server holds no slot while it times out. */
+  int ucap = RQ_UNPROVEN_FACTOR * eng->cfg->concurrency;
+  int ureserve = ucap / RQ_UNPROVEN_RESERVE;
   int skipped = 0;
-  while (s->ready && eng->sending < eng->cfg->concurrency && !eng->stopping && skipped <= s->n_ready) {
+  while (s->ready && (eng->sending < eng->cfg->concurrency || eng->connecting < ucap) && !eng->stopping &&
+         skipped <= s->n_ready) {
     struct rq_line *l = s->ready;
     s->ready = l->rnext; /* round robin: the next line goes next */
     line_check(l);
     if (!l->in_ready) continue;
-    if (l->active > 0 && eng->sending >= eng->cfg->concurrency - reserve) {
+    int full = l->proven ? eng->sending >= eng->cfg->concurrency ||
+                               (l->active > 0 && eng->sending >= eng->cfg->concurrency - reserve)
+                         : eng->connecting >= ucap || (l->connecting > 0 && eng->connecting >= ucap - ureserve);
+    if (full) {
       skipped++;
       continue;
     }
@@ -741,10 +763,27 @@ void rq_lines_submit(struct rq_jobctx *jc) {
   dispatch(eng);
 }
 
+void rq_lines_ready(struct rq_jobctx *jc) {
+  struct rq_line *l = jc->line;
+  if (!l || !jc->admitted) return;
+  l->proven = 1;
+  if (jc->slot) return;
+  /* It takes its slot even when the slots are full at this instant: the
+   * worker then admits no proven job until one frees (so sends in flight
+   * exceed --concurrency by at most the unproven connects, briefly). */
+  jc->slot = 1;
+  l->connecting--;
+  jc->eng->connecting--;
+  jc->eng->sending++;
+  line_check(l);
+  dispatch(jc->eng);
+}
+
 void rq_lines_outcome(struct rq_jobctx *jc, const struct rq_class *c) {
   struct rq_line *l = jc->line;
   if (!l) return;
   if (rq_breaker_counts(c) && c->trip_now) { /* e.g. an OAuth grant the provider refused */
+    l->proven = 0;
     if (rq_breaker_record(&l->b, c, relayq_now_ms())) {
       breaker_write(l);
       line_check(l);
@@ -752,6 +791,7 @@ void rq_lines_outcome(struct rq_jobctx *jc, const struct rq_class *c) {
     return;
   }
   if (rq_breaker_counts(c)) {
+    l->proven = 0; /* its next connects prove the server again, outside the slots */
     count_failure(l, c->error);
     return;
   }
@@ -770,8 +810,14 @@ void rq_lines_release(struct rq_jobctx *jc) {
   if (!l) return;
   if (jc->admitted) {
     l->active--;
-    eng->sending--;
+    if (jc->slot) {
+      eng->sending--;
+    } else {
+      l->connecting--;
+      eng->connecting--;
+    }
     jc->admitted = 0;
+    jc->slot = 0;
     if (l->b.state == RQ_BREAKER_HALF_OPEN && l->b.probe_out && !l->failing) {
       /* The probe ended without a verdict on the server (quota, duplicate,
        * a message rejected before connecting): let another job probe. */

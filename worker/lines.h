@@ -10,7 +10,20 @@
  * tenant is not paused; lines that can send are served round-robin, and
  * the last sixteenth of the slots is kept for lines sending nothing yet (so
  * a tenant with a slow API cannot take every slot). A job
- * waiting in a line holds no send slot and blocks nothing behind it. A
+ * waiting in a line holds no send slot and blocks nothing behind it.
+ *
+ * Unproven connections: a job of a line whose server has not proven it
+ * answers (no usable connection since the line was made, or a connect,
+ * TLS or login failure since) is admitted without a send slot: it takes
+ * one only when the transport reports its connection usable
+ * (rq_lines_ready: greeted and through EHLO, TLS and login, or a pooled
+ * connection). So a silent server (accepts TCP, never greets) holds no
+ * slot while it times out. Such connects are bounded per line by its
+ * smtp_max_connections (1 when it has none) and in all by
+ * RQ_UNPROVEN_FACTOR x --concurrency, whose last RQ_UNPROVEN_RESERVE-th
+ * is kept for lines with nothing connecting yet. A proven line's jobs take
+ * a slot at admission, as before. A
+
  * line that cannot send for a while (breaker open, tenant paused) hands
  * its jobs back to Redis as `retry` or `deferred` (not an attempt).
  *
@@ -47,6 +60,8 @@ struct rq_jobctx;
 
 #define RQ_LINE_MAX_WAIT 16     /* waiting jobs a line holds before FETCH skips its tenant */
 #define RQ_RESERVE_SHARE 16     /* 1/16 of --concurrency is kept for lines sending nothing yet */
+#define RQ_UNPROVEN_FACTOR 2    /* connects not yet proven: at most 2 x --concurrency at once */
+#define RQ_UNPROVEN_RESERVE 4   /* 1/4 of those is kept for lines with nothing connecting yet */
 #define RQ_SHARED_TTL_MS 1000   /* how stale the cached breaker/pause state may be */
 #define RQ_PAUSE_RECHECK_MS 2000 /* a paused tenant's job comes back this soon (then waits in Redis) */
 
@@ -68,6 +83,11 @@ void rq_lines_free(struct rq_engine *eng);
  * through rq_delivery_admitted once admitted, or is parked through
  * rq_delivery_hold. */
 void rq_lines_submit(struct rq_jobctx *jc);
+
+/* The job's connection is usable (the transport said so, or the route
+ * has no connection to prove, e.g. Mailgun's API): it takes its send slot
+ * if it has none and its line counts as proven. Safe to call again. */
+void rq_lines_ready(struct rq_jobctx *jc);
 
 /* A transaction's outcome for the job's route breaker. */
 void rq_lines_outcome(struct rq_jobctx *jc, const struct rq_class *c);

@@ -432,6 +432,10 @@ static void render_lines(struct rq_metrics *m, struct rq_buf *b) {
                t->breakers[st]);
   family(b, "relayq_sending", "gauge", "Jobs holding one of the --concurrency send slots.");
   sample_u64(b, "relayq_sending", NULL, NULL, NULL, NULL, (uint64_t)(m->eng->sending > 0 ? m->eng->sending : 0));
+  family(b, "relayq_connecting_unproven", "gauge",
+         "Jobs whose connection has not proven its server answers yet (they hold no send slot).");
+  sample_u64(b, "relayq_connecting_unproven", NULL, NULL, NULL, NULL,
+             (uint64_t)(m->eng->connecting > 0 ? m->eng->connecting : 0));
   family(b, "relayq_line_wait_seconds", "histogram",
          "Time a job waited in this worker for its tenant route's turn (a free connection and send slot).");
   put_hist(b, "relayq_line_wait_seconds", NULL, NULL, &m->line_wait, WAIT_BOUNDS,

@@ -127,6 +127,30 @@ def test_silent_server_backlog_one_worker():
         assert silent.connections() <= 2 + 2, silent.connections()
 
 
+def test_many_silent_tenants_do_not_take_every_concurrency_slot():
+    # Two silent tenants x smtp_max_connections 2 = 4 connections stuck
+    # before the greeting (implicit TLS: not even a handshake) on a worker
+    # with --concurrency 4: the ratio of 32 silent tenants on the default
+    # 64. Connections still proving themselves hold no send slot, so a
+    # third tenant's platform job goes at once.
+    args = WORKER_ARGS + ("--concurrency", "4", "--smtp-connect-timeout-ms", "10000", "--grace-period-s", "2")
+    with RedisServer() as r, RawServer("silent") as s1, RawServer("silent") as s2, \
+            SmtpServer(keep_messages=False) as platform, Worker(r, platform_smtp=platform, args=args) as w:
+        for name, srv in (("silent1", s1), ("silent2", s2)):
+            raw_tenant(r, name, srv.port, smtp_security="tls", smtp_user="u", smtp_password="pw",
+                       smtp_max_connections="2")
+        w.wait_heartbeat()
+        push_many(r, [job("m%d-%d" % (k, i), "silent%d" % k) for i in range(50) for k in (1, 2)])
+        wait_for(lambda: s1.connections() >= 2 and s2.connections() >= 2, timeout=8, what="4 connections held")
+        pushed = int(time.time() * 1000)
+        harness.push_job(r, job("healthy1", "healthyco"))
+        waited = b_latency(r, "healthy1", pushed, timeout=8)
+        print("2 silent tenants x 2 connections on --concurrency 4: another tenant sent within %d ms" % waited)
+        assert waited <= 2000, "a healthy tenant's job waited %d ms behind silent servers" % waited
+        # Unproven connects stay bounded by each route's smtp_max_connections.
+        assert s1.connections() <= 2 and s2.connections() <= 2, (s1.connections(), s2.connections())
+
+
 def test_slow_server_2000_backlog_one_worker():
     with RedisServer() as r, SmtpServer(keep_messages=False) as platform, \
             SmtpServer(delay=0.3, keep_messages=False) as slow, \

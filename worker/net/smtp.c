@@ -338,6 +338,7 @@ struct tx {
   struct sconn *conn;
   rq_smtp_cb cb;
   void *arg;
+  void (*ready)(void *arg); /* the target's, until called once (then NULL) */
   const char *msg;
   size_t len;
   const struct rq_msg *body; /* instead of msg: read while sent (borrowed) */
@@ -762,6 +763,11 @@ static void tx_begin(struct sconn *sc) {
   send_cmd(sc, 0);
   tell_cmd(tx, "MAIL");
   arm(sc, tx->response_ms);
+  if (tx->ready) { /* last: the connection's state is settled whatever the caller does */
+    void (*ready)(void *) = tx->ready;
+    tx->ready = NULL;
+    ready(tx->arg);
+  }
 }
 
 static void attach(struct tx *tx, struct sconn *sc, int reused) {
@@ -1666,6 +1672,7 @@ static int start(struct rq_smtp *s, const struct rq_smtp_target *t, const char *
   tx->s = s;
   tx->cb = cb;
   tx->arg = arg;
+  tx->ready = t->ready;
   tx->msg = msg ? msg : "";
   tx->len = len;
   tx->body = body;

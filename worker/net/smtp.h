@@ -144,6 +144,12 @@ struct rq_smtp_target {
   /* "sha256//BASE64[,...]": trust the server by its key (tlsio.h); then
    * tls_verify is not used. NULL or "": by certificate. */
   const char *tls_pin;
+  /* Optional: called once, with the callback's arg, when the transaction
+   * has a usable connection: a new one greeted and through EHLO, STARTTLS
+   * and AUTH, or a pooled one (then possibly from inside rq_smtp_send).
+   * Never after cb; not called when the connection never became usable.
+   * Lets the caller tell a server that answers from one that is silent. */
+  void (*ready)(void *arg);
 };
 
 /* One recipient's reply, in the order the recipients were given. code 0:
