@@ -144,6 +144,9 @@ struct rq_engine {
   int blocking;      /* the pending one is BLMOVE */
   int fetch_active;  /* inside on_fetch: jobs being started */
   int fetch_skipped; /* the pending FETCH named tenants to skip (lines.c) */
+  int watching;      /* a BLMOVE that moves nothing waits for new work (fetch.c) */
+  int watch_woke;    /* the last watch saw work: poll if FETCH then finds none */
+  int fetch_again;   /* the watch saw work while a FETCH was out: fetch once more */
   int needs_recovery; /* a fetch reply was lost: inflight may hold jobs we don't */
   int recovering;
   unsigned fetch_rr; /* round-robin start queue */

@@ -14,7 +14,9 @@
  * from being fetched. A batch asks only for the free room, and waits until
  * that room is a quarter of a batch so a saturated worker still fetches in
  * batches rather than one job per call. Tenants whose line is full or
- * blocked are passed to FETCH, which leaves their backlog in Redis.
+ * blocked are passed to FETCH, which leaves their backlog in Redis; while
+ * it names any, an idle worker waits for new work with a BLMOVE that moves
+ * nothing (watch), as a BLMOVE that took a job could take theirs.
  *
  * Memory: the worker holds at most --max-inflight-bytes of payload
  * (budget.h), whatever waits in its lines. FETCH is told the bytes still
@@ -147,6 +149,49 @@ static void on_blmove(redisAsyncContext *ac, void *r, void *priv) {
   rq_fetch_kick(eng);
 }
 
+/* The watch's reply: the queue got work, or SKIP_POLL_MS passed. */
+static void on_watch(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  struct rq_engine *eng = priv;
+  redisReply *reply = r;
+  if (eng->blk_closed && !reply) return; /* shutdown closed the connection */
+  eng->watching = 0;
+  eng->fetch_rr++;
+  if (reply && reply->type == REDIS_REPLY_ERROR) rq_logf(RQ_LOG_ERROR, "BLMOVE (watch) failed: %s", reply->str);
+  if (!reply || reply->type == REDIS_REPLY_ERROR) {
+    later(eng, SKIP_POLL_MS);
+    return;
+  }
+  int woke = reply->type == REDIS_REPLY_STRING;
+  if (woke && eng->fetch_pending) {
+    /* A FETCH sent before the push may miss it: fetch again after it. */
+    eng->fetch_again = 1;
+    return;
+  }
+  rq_fetch_kick(eng);
+  /* The FETCH this wake started, if it finds nothing, polls (no spin). */
+  eng->watch_woke = woke && eng->fetch_pending;
+}
+
+/* Waits for new work in a shared queue without taking it: BLMOVE from
+ * the list's head to its head moves nothing (Redis allows source ==
+ * destination), but returns as soon as a producer pushes. It holds the
+ * blocking connection only, not fetch_pending, so FETCH calls (a job
+ * ended, a line freed up) still go meanwhile; both may run at once as
+ * the watch changes nothing. */
+static void watch(struct rq_engine *eng) {
+  int qi = (int)(eng->fetch_rr % eng->cfg->n_queues);
+  char timeout[24];
+  snprintf(timeout, sizeof timeout, "%.3f", (double)SKIP_POLL_MS / 1000.0);
+  const char *argv[] = {"BLMOVE", eng->queue_keys[qi], eng->queue_keys[qi], "LEFT", "LEFT", timeout};
+  eng->watching = 1;
+  rq_rconn_expect_block(eng->blk, SKIP_POLL_MS);
+  if (rq_rconn_cmd(eng->blk, on_watch, eng, 6, argv, NULL)) {
+    eng->watching = 0;
+    later(eng, SKIP_POLL_MS);
+  }
+}
+
 static void block_idle(struct rq_engine *eng) {
   if (eng->blk_closed) return;
   if (eng->held > 0 && rq_budget_room(&eng->budget) < (int64_t)eng->cfg->max_job_bytes) {
@@ -159,12 +204,20 @@ static void block_idle(struct rq_engine *eng) {
     later(eng, 200);
     return;
   }
+  if (eng->watching) return; /* its reply kicks: a BLMOVE now would queue behind it */
   if (rq_lines_skipping(eng)) {
-    /* Work waits in Redis for a tenant we skip: no BLMOVE (it would take
-     * that tenant's jobs from the shared queue, and could not be woken
-     * when the tenant's line frees up); look again soon, or at once when
-     * a job ends or the line frees up (rq_fetch_kick stops this timer). */
-    later(eng, SKIP_POLL_MS);
+    /* Work waits in Redis for a tenant we skip: no BLMOVE that takes a
+     * job (it would take that tenant's jobs from the shared queue); watch
+     * the shared queue for new work instead, so other tenants' jobs are
+     * fetched as soon as they are pushed, and look again every
+     * SKIP_POLL_MS for the skipped tenants. */
+    if (eng->watch_woke) {
+      /* The watch saw work that FETCH did not take: poll, do not spin. */
+      eng->watch_woke = 0;
+      later(eng, SKIP_POLL_MS);
+    } else {
+      watch(eng);
+    }
     return;
   }
   int64_t wait = IDLE_BLOCK_MS;
@@ -255,8 +308,14 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   for (size_t i = 0; i < n; i++) rq_delivery_start(taken[i]);
   eng->fetch_active = 0;
   free(taken);
+  if (n > 0 || aside > 0) eng->watch_woke = eng->fetch_again = 0;
   if (n == 0 && aside == 0 && eng->budget.waiting > 0) return; /* a finishing job frees room and kicks */
   if (n == 0 && aside == 0) {
+    if (eng->fetch_again) {
+      eng->fetch_again = 0;
+      rq_fetch_kick(eng);
+      return;
+    }
     if (eng->fetch_skipped && !rq_lines_skipping(eng)) {
       /* The tenants this call skipped are wanted again already: their
        * jobs are in Redis, fetch them now. */
