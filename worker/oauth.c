@@ -377,19 +377,25 @@ static void request_token(struct entry *e) {
   e->o->pending++;
 }
 
+/* The bookkeeping every Redis reply of an entry starts with: the command
+ * is no longer pending. Returns 1 when the cache is closing (and frees it
+ * once nothing is pending): the callback must stop there. */
+static int command_answered(struct entry *e) {
+  struct rq_oauth *o = e->o;
+  o->pending--;
+  e->op_pending = 0;
+  if (!o->closing) return 0;
+  maybe_free(o);
+  return 1;
+}
+
 /* The refresh token as the tenant hash holds it now (another worker may
  * have rotated it since our tenant cache read it). */
 static void on_refresh_token(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct entry *e = priv;
-  struct rq_oauth *o = e->o;
   redisReply *reply = r;
-  o->pending--;
-  e->op_pending = 0;
-  if (o->closing) {
-    maybe_free(o);
-    return;
-  }
+  if (command_answered(e)) return;
   wipe_str(&e->rt_stored);
   wipe_str(&e->rt_used);
   if (reply && reply->type == REDIS_REPLY_STRING) {
@@ -423,14 +429,8 @@ static void after_lock(struct entry *e) {
 static void on_lock(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct entry *e = priv;
-  struct rq_oauth *o = e->o;
   redisReply *reply = r;
-  o->pending--;
-  e->op_pending = 0;
-  if (o->closing) {
-    maybe_free(o);
-    return;
-  }
+  if (command_answered(e)) return;
   if (!reply || reply->type == REDIS_REPLY_ERROR) {
     temp_failure(e, "Redis is not reachable: the relay retries.");
     return;
@@ -466,14 +466,8 @@ static const char *field_of(const redisReply *r, const char *name) {
 static void on_read(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct entry *e = priv;
-  struct rq_oauth *o = e->o;
   redisReply *reply = r;
-  o->pending--;
-  e->op_pending = 0;
-  if (o->closing) {
-    maybe_free(o);
-    return;
-  }
+  if (command_answered(e)) return;
   if (!reply || reply->type != REDIS_REPLY_ARRAY) {
     release_lock(e);
     temp_failure(e, "Redis is not reachable: the relay retries.");
