@@ -31,6 +31,7 @@ from harness import (ROOT, MailgunFake, RedisServer, SmtpServer, Worker, binary,
                      parse_message, push_job, run_relayq, set_tenant, smtp_tenant, status, wait_for,
                      wait_status)
 import sealing  # noqa: E402
+from raw_server import RawServer  # noqa: E402
 
 PLATFORM_FROM = "no-reply@platform.example"
 FAST = ["--retry-base-ms", "100", "--retry-max-ms", "200", "--platform-from", PLATFORM_FROM,
@@ -163,42 +164,7 @@ def secret_key_b64():
     return base64.b64encode(os.urandom(32)).decode()
 
 
-class CloseServer:
-    """Accepts TCP, optionally writes GREETING, and closes (a server that is down for SMTP); counts accepts."""
 
-    def __init__(self, greeting=b""):
-        self.greeting = greeting
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.accepts = 0
-        self._stop = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self):
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            self.accepts += 1
-            try:
-                if self.greeting:
-                    c.sendall(self.greeting)
-            except OSError:
-                pass
-            c.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._stop = True
-        self._t.join(2)
-        self.sock.close()
 
 
 # ---- job validation: tenant ids, per-tenant ids, trace headers ----------------------------
@@ -969,37 +935,7 @@ def test_oauth_token_shared_sealed_rotated_and_invalid_grant_is_auth():
             assert_no_secret(secrets_, r, tap, [w1, w2], [g.stdout, g.stderr, metrics, oauth_hash])
 
 
-class SilentServer:
-    """Accepts TCP and never says a word (a tenant server that hangs before its greeting)."""
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(256)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.held = []
-        self._stop = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self):
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            self.held.append(c)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._stop = True
-        self._t.join(2)
-        for c in self.held:
-            c.close()
-        self.sock.close()
 
 
 def push_many(r, jobs, queue="default"):
@@ -1013,7 +949,7 @@ def push_many(r, jobs, queue="default"):
 def test_silent_tenant_backlog_does_not_delay_another_tenant():
     # Contract (Tenant isolation): with any backlog of a silent tenant server, another tenant's job on
     # a healthy route is sent within about a second; a waiting job holds no --concurrency slot.
-    with RedisServer() as r, SilentServer() as silent, SmtpServer() as plat, \
+    with RedisServer() as r, RawServer("silent") as silent, SmtpServer() as plat, \
             Worker(r, platform_smtp=plat, args=FAST + ["--concurrency", "3", "--max-attempts", "20",
                                                        "--grace-period-s", "2"]) as w:
         set_tenant(r, "slowco", gateway="smtp", smtp_host="127.0.0.1", smtp_port=silent.port, smtp_security="tls",
@@ -1038,7 +974,7 @@ def test_many_silent_tenants_do_not_take_every_concurrency_slot():
     # tenant's job waiting". 40 tenants, each within its default smtp_max_connections (2), all on silent
     # servers, on a worker with the default --concurrency 64: together they can hold 80 connections.
     n = 40
-    with RedisServer() as r, SilentServer() as silent, SmtpServer() as plat, \
+    with RedisServer() as r, RawServer("silent") as silent, SmtpServer() as plat, \
             Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "20", "--grace-period-s", "2"]) as w:
         for k in range(n):
             set_tenant(r, "sil%d" % k, gateway="smtp", smtp_host="127.0.0.1", smtp_port=silent.port,
@@ -1191,7 +1127,7 @@ def test_office365_preset_limits_apply_and_oauth_secrets_are_sealed():
 # ---- circuit breaker, pause, rate limits -------------------------------------------------
 
 def test_breaker_opens_after_connect_failures_jobs_wait_as_retry():
-    with RedisServer() as r, CloseServer() as down, SmtpServer() as plat, \
+    with RedisServer() as r, RawServer("close") as down, SmtpServer() as plat, \
             Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "50"]):
         set_tenant(r, "flaky", gateway="smtp", smtp_host="127.0.0.1", smtp_port=down.port,
                    smtp_security="tls", smtp_user="u", smtp_password="pw")
@@ -1237,7 +1173,7 @@ def test_breaker_opens_after_connect_failures_jobs_wait_as_retry():
 
 
 def test_421_greeting_is_connect_and_trips_the_breaker():
-    with RedisServer() as r, CloseServer(b"421 4.3.2 Service not available, closing channel\r\n") as busy, \
+    with RedisServer() as r, RawServer("close", b"421 4.3.2 Service not available, closing channel\r\n") as busy, \
             SmtpServer() as plat, Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "50"]):
         set_tenant(r, "busy421", gateway="smtp", smtp_host="127.0.0.1", smtp_port=busy.port,
                    smtp_security="none", smtp_user="u", smtp_password="pw")
@@ -1256,7 +1192,7 @@ def test_421_greeting_is_connect_and_trips_the_breaker():
 
 
 def test_breaker_of_an_extra_route_is_named_after_it_and_leaves_the_other_routes_alone():
-    with RedisServer() as r, CloseServer() as down, SmtpServer() as plat, \
+    with RedisServer() as r, RawServer("close") as down, SmtpServer() as plat, \
             Worker(r, platform_smtp=plat, args=FAST + ["--max-attempts", "50"]):
         set_tenant(r, "acme", routes="billing")
         set_tenant(r, "acme", route="billing", smtp_host="127.0.0.1", smtp_port=down.port, smtp_security="tls",

@@ -8,13 +8,12 @@ slow tenant server), plain TCP servers that accept and never greet or
 accept and close, the Mailgun fake, relayq-worker and the relayq CLI.
 """
 
-import socket
-import threading
 import time
 
 import msgpack
 
 import harness
+from raw_server import RawServer  # noqa: E402 (tests/fixtures, on the path through harness)
 from harness import MailgunFake, RedisServer, SmtpServer, Worker, run_relayq, set_tenant, status, wait_for, \
     wait_status
 
@@ -24,56 +23,7 @@ WORKER_ARGS = ("--mode", "onprem", "--retry-base-ms", "200", "--retry-max-ms", "
 SILENT_ARGS = WORKER_ARGS + ("--smtp-connect-timeout-ms", "3000")
 
 
-class RawServer:
-    """A TCP server on 127.0.0.1 that accepts connections and either keeps
-    them open without a word (mode "silent": a server that never greets) or
-    closes them at once (mode "close"). Counts the connections it saw."""
 
-    def __init__(self, mode):
-        self.mode = mode
-        self.count = 0
-        self._lock = threading.Lock()
-        self._held = []
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(512)
-        self._sock.settimeout(0.1)
-        self.port = self._sock.getsockname()[1]
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop:
-            try:
-                c, _ = self._sock.accept()
-            except OSError:
-                continue
-            with self._lock:
-                self.count += 1
-            if self.mode == "close":
-                c.close()
-            else:
-                self._held.append(c)
-
-    def connections(self):
-        with self._lock:
-            return self.count
-
-    def close(self):
-        self._stop = True
-        self._thread.join(2)
-        for c in self._held:
-            c.close()
-        self._sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
 
 def job(jid, tenant, to="rcpt@example.org"):

@@ -28,6 +28,7 @@ import harness  # noqa: E402
 from harness import (MailgunFake, RedisServer, SmtpServer, Worker, push_job, run_relayq,  # noqa: E402
                      set_tenant, smtp_tenant, status, wait_for, wait_status)
 import sealing  # noqa: E402
+from raw_server import RawServer  # noqa: E402
 
 FAST = ["--retry-base-ms", "100", "--retry-max-ms", "200", "--platform-from", "no-reply@platform.example",
         "--tenant-cache-ms", "100", "--max-attempts", "50"]
@@ -40,36 +41,7 @@ def job(jid, tenant, **kw):
     return j
 
 
-class DownServer:
-    """Accepts TCP and closes at once (an SMTP server that is down); counts accepts."""
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.accepts = 0
-        self._stop = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self):
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            self.accepts += 1
-            c.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._stop = True
-        self._t.join(2)
-        self.sock.close()
 
 
 class V6SmtpServer:
@@ -146,7 +118,7 @@ def breaker(r, tenant):
 
 
 def test_open_breaker_shows_the_failures_that_tripped_it_and_when_sending_resumes():
-    with RedisServer() as r, DownServer() as down, SmtpServer() as plat, \
+    with RedisServer() as r, RawServer("close") as down, SmtpServer() as plat, \
             Worker(r, platform_smtp=plat, args=FAST):
         set_tenant(r, "flaky", gateway="smtp", smtp_host="127.0.0.1", smtp_port=down.port,
                    smtp_security="tls", smtp_user="u", smtp_password="pw")
