@@ -17,11 +17,12 @@
 #include "keys.h"
 #include "queue_stats.h"
 #include "tenant.h"
+#include "tenant_cmd.h"
 #include "web.h"
 
 #define KEY_MAX 600
 #define TENANTS_SHOWN 500
-#define SCAN_ROUNDS 2000
+#define PAGE_SCAN_ROUNDS 2000
 #define DEAD_DEFAULT 50
 #define DEAD_MAX 500
 
@@ -314,7 +315,7 @@ void page_tenants(struct web_app *app, const struct web_req *rq, struct web_resp
   size_t n = 0, cap = 0;
   int more = 0;
   char cursor[32] = "0";
-  for (int round = 0; round < SCAN_ROUNDS; round++) {
+  for (int round = 0; round < PAGE_SCAN_ROUNDS; round++) {
     redisReply *r = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
       for (size_t i = 0; i < n; i++) free(names[i]);
@@ -417,15 +418,10 @@ void page_tenants(struct web_app *app, const struct web_req *rq, struct web_resp
 
 /* ---- one tenant --------------------------------------------------------------------- */
 
-static const char *masked(const char *value) {
-  if (value && strncmp(value, "enc:v2:", 7) == 0) return "\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2 (sealed, enc:v2)";
-  if (value && strncmp(value, "enc:v1:", 7) == 0) return "\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2 (sealed, enc:v1)";
-  return "\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2 (plaintext)";
-}
-
+/* The tenant model's secret fields, and any other field whose name says it
+ * holds one (a route hash may carry fields this build does not know). */
 static int is_secret_field(const char *f) {
-  return rq_tenant_field_is_secret(f) || strncmp(f, "oauth_client_secret", 19) == 0 ||
-         strncmp(f, "oauth_refresh_token", 19) == 0 || strstr(f, "password") || strstr(f, "api_key") ||
+  return rq_tenant_field_is_secret(f) || strstr(f, "password") || strstr(f, "api_key") ||
          strstr(f, "private_key") || strstr(f, "token");
 }
 
@@ -440,7 +436,7 @@ static void fields_table(struct rq_buf *b, const redisReply *h, const char *id) 
     rq_buf_puts(b, "</th><td>");
     if (is_secret_field(f)) {
       rq_buf_puts(b, "<span class=\"secret\">");
-      html_text(b, masked(v));
+      html_text(b, tenant_masked(v)); /* as `relayq tenant get` shows it */
       rq_buf_puts(b, "</span>");
     } else if (v && strlen(f) > 3 && strcmp(f + strlen(f) - 3, "_at") == 0 && num_or(v, 0) > 0) {
       html_time(b, num_or(v, 0), relayq_now_ms());
