@@ -28,6 +28,7 @@
 #include "settings.h"
 #include "smtp.h"
 #include "tenant.h"
+#include "tenant_probe.h"
 #include "tenant_cmd.h"
 #include "util.h"
 

@@ -31,9 +31,10 @@
 #include "smtp.h"
 #include "smtp_peek.h"
 #include "tenant.h"
+#include "tenant_probe.h"
 #include "tlsio.h"
 
-enum { O_ROUTE = CLI_OPT_FIRST_FREE, O_YES, O_TIMEOUT };
+enum { TRUST_ROUTE = CLI_OPT_FIRST_FREE, TRUST_YES, TRUST_TIMEOUT };
 
 struct seen {
   int done, err;
@@ -146,9 +147,9 @@ static int confirmed(const char *tenant) {
 int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx) {
   static const struct option opts[] = {
       CLI_GLOBAL_LONGOPTS,
-      {"route", required_argument, NULL, O_ROUTE},
-      {"yes", no_argument, NULL, O_YES},
-      {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+      {"route", required_argument, NULL, TRUST_ROUTE},
+      {"yes", no_argument, NULL, TRUST_YES},
+      {"timeout-ms", required_argument, NULL, TRUST_TIMEOUT},
       {NULL, 0, NULL, 0},
   };
   const char *route = NULL;
@@ -159,9 +160,9 @@ int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx) {
   while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     if (cli_global_opt(opt, optarg, ctx)) continue;
     switch (opt) {
-    case O_ROUTE: route = optarg; break;
-    case O_YES: yes = 1; break;
-    case O_TIMEOUT:
+    case TRUST_ROUTE: route = optarg; break;
+    case TRUST_YES: yes = 1; break;
+    case TRUST_TIMEOUT:
       if (cli_parse_int(optarg, 100, 600000, &timeout_ms) != 0)
         return cli_fail(CLI_USAGE, "--timeout-ms must be 100-600000.");
       break;

@@ -11,6 +11,7 @@
 #include "probe.h"
 #include "route.h"
 #include "tenant.h"
+#include "tenant_probe.h"
 #include "tenant_cmd.h"
 
 /* ---- verify ---------------------------------------------------------------------------------------------- */
