@@ -796,7 +796,8 @@ void rq_classify_failure(enum rq_fail kind, enum rq_smtp_stage stage, const stru
     snprintf(what, sizeof what, "%s %s", row->what, stage_phrase(stage));
   else
     snprintf(what, sizeof what, "%s", row->what);
-  rq_text_sanitize(eb, sizeof eb, msg ? msg : "", msg ? strnlen(msg, 1024) : 0);
+  size_t el = rq_text_sanitize(eb, sizeof eb, msg ? msg : "", msg ? strnlen(msg, 1024) : 0);
+  if (el > 0 && eb[el - 1] == '.') eb[el - 1] = '\0'; /* a sentence inside our parentheses */
   out->detail[0] = '\0';
   append(out->detail, sizeof out->detail, &len, what);
   if (eb[0]) {
