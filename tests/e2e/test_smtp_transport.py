@@ -521,9 +521,9 @@ def test_silent_server_is_bounded():
 
 
 def test_slow_final_reply_is_bounded():
-    # The final-dot reply is awaited without blocking the loop (libcurl
-    # 7.88 blocked here: curl issue #8555), and no longer than the response
-    # timeout.
+    # The final-dot reply is awaited without blocking the loop (libcurl's
+    # SMTP blocks there, curl issue #8555: why smtp.h is our own), and no
+    # longer than the response timeout.
     with SmtpServer(delay=5) as s:
         run = live(s.url, response_timeout_ms=1000, timeout_ms=20000)
         r = run.one
