@@ -107,7 +107,9 @@ static void stall_tick(uv_timer_t *t) {
   rq_lines_tick(eng);
 }
 
-void rq_engine_job_done(struct rq_engine *eng, struct rq_jobctx *jc) {
+/* A job's FINISH was written (status.c's finished hook): it goes. */
+static void job_done(struct rq_jobctx *jc) {
+  struct rq_engine *eng = jc->eng;
   if (jc->prev) jc->prev->next = jc->next;
   else eng->jobs = jc->next;
   if (jc->next) jc->next->prev = jc->prev;
@@ -266,7 +268,6 @@ static void on_signal(uv_signal_t *s, int signum) {
   rq_engine_stop(eng);
 }
 
-static void hand_back(struct rq_jobctx *jc) { rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0); }
 
 /* ---- start ---------------------------------------------------------------------- */
 
@@ -317,11 +318,16 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
   static const struct rq_lines_hooks lines_hooks = {
       .admitted = rq_delivery_admitted,
       .hold = rq_delivery_hold,
-      .hand_back = hand_back,
+      .hand_back = rq_status_hand_back,
       .room = rq_fetch_kick,
       .waited = rq_metrics_line_wait,
   };
   rq_lines_init(eng, &lines_hooks);
+  static const struct rq_status_hooks status_hooks = {
+      .claimed = rq_delivery_claimed,
+      .finished = job_done,
+  };
+  rq_status_init(eng, &status_hooks);
   eng->curl = rq_curl_new(loop, 0, 0);
   eng->smtp = rq_smtp_new_loop(loop);
   eng->mailgun = rq_mailgun_new(eng->curl);

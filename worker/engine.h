@@ -34,6 +34,7 @@
 #include "route.h"
 #include "scripts.h"
 #include "settings.h"
+#include "status.h"
 #include "util.h"
 
 struct rq_curl;
@@ -100,8 +101,6 @@ struct rq_jobctx {
   struct rq_class last_class;
   char provider_id[256];
   double send_seconds;
-  /* outcome handed to status.c */
-  const char *final_state;
   /* the FINISH call being written (status.c) */
   struct rq_finish *finish;
   char invalid_id[RELAYQ_ID_MAX + 1]; /* id read from an invalid payload */
@@ -170,6 +169,8 @@ struct rq_engine {
   int waiting; /* jobs waiting in lines (no slot) */
   int ready_waiting; /* of those, in lines that wait only for a send slot (they count as busy) */
 
+  struct rq_status_hooks status_hooks; /* status.c's answers, set by the engine */
+
   /* tenant cache (tenants.c) */
   struct rq_tenant_cache *tenants; /* owned by tenants.c */
 
@@ -188,7 +189,6 @@ struct rq_engine {
 /* engine.c */
 int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg);
 void rq_engine_stop(struct rq_engine *eng); /* SIGTERM/SIGINT path */
-void rq_engine_job_done(struct rq_engine *eng, struct rq_jobctx *jc); /* unlink + free + refill */
 int rq_engine_redis_ready(const struct rq_engine *eng);
 void rq_engine_maybe_finished(struct rq_engine *eng);
 
@@ -200,37 +200,13 @@ void rq_delivery_start(struct rq_jobctx *jc); /* payload set; takes it from ther
 void rq_delivery_admitted(struct rq_jobctx *jc); /* its line admitted it: claim, build, send */
 /* Parks a job that never started a transaction back in Redis: state
  * `retry` or `deferred`, not an attempt, with error and detail. */
-void rq_delivery_hold(struct rq_jobctx *jc, const char *state, int64_t due_ms, const char *error, const char *detail);
+void rq_delivery_hold(struct rq_jobctx *jc, enum rq_state state, int64_t due_ms, enum rq_errcat error,
+                      const char *detail);
+/* CLAIM answered (status.c's claimed hook): send, park or fail. */
+void rq_delivery_claimed(struct rq_jobctx *jc, const struct rq_claim_result *r);
 void rq_job_free(struct rq_jobctx *jc);
 /* Claims again the jobs in RQ_PHASE_REDIS_WAIT (Redis accepts writes again). */
 void rq_delivery_resume_waiting(struct rq_engine *eng);
-
-/* status.c: the job's outcome in jc->final_state etc. written by FINISH */
-enum rq_finish_mode { RQ_FINISH_ACK, RQ_FINISH_DELAY, RQ_FINISH_DEAD, RQ_FINISH_REQUEUE };
-struct rq_status_kv {
-  const char *key;
-  char *value; /* owned by the finish record */
-};
-/* Starts writing one status change for jc and moving its payload.
- * fields: status field/value pairs (copied). park_payload: re-encoded
- * payload for DELAY/DEAD (owned by the call afterwards; NULL = original).
- * The job is freed once Redis confirms; on Redis loss the write is
- * retried after reconnect. */
-void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char *state, int64_t score,
-                      const struct rq_status_kv *fields, size_t n_fields, unsigned char *park_payload,
-                      size_t park_len);
-/* Frees a job's pending FINISH record without sending it (shutdown with
- * Redis away: the job stays in inflight for reclaim). */
-void rq_status_drop(struct rq_jobctx *jc);
-/* Writes one tenant route's breaker to P:breaker:TENANT (ROUTE.state,
- * .reason, .until, .failures reset, .trips, updated_at): the decision
- * lines.c made from breaker.c's maths. */
-void rq_status_breaker(struct rq_engine *eng, const char *tenant, const char *route, const struct rq_breaker *b);
-/* Retries finishes that stalled while Redis was away. */
-void rq_status_retry_stalled(struct rq_engine *eng);
-/* Appends the event JSON for a status change. */
-void rq_status_event_json(struct rq_buf *b, const char *id, const char *tenant, const char *state, int attempts,
-                          int64_t ts, const char *route, int code, const char *error, const char *worker);
 
 /* heartbeat.c */
 void rq_heartbeat_start(struct rq_engine *eng);

@@ -395,9 +395,9 @@ void rq_fetch_kick(struct rq_engine *eng) {
   min_room /= 4;
   int reserve = eng->cfg->concurrency / RQ_RESERVE_SHARE;
   if (reserve > 0 && min_room > reserve) min_room = reserve; /* the reserved slots alone justify a fetch */
-  if (room(eng) == 0 || (busy(eng) > 0 && room(eng) < min_room)) return; /* resumed by rq_engine_job_done */
+  if (room(eng) == 0 || (busy(eng) > 0 && room(eng) < min_room)) return; /* resumed when a job is done (the engine) */
   /* Out of budget, or a job larger than the whole budget waits for this
-   * worker to empty: resumed by rq_engine_job_done. */
+   * worker to empty: resumed when a job is done (the engine). */
   if (eng->held > 0 && (eng->budget.oversize || rq_budget_room(&eng->budget) <= 0)) return;
   /* Nothing the last fetch tried fits yet: asking again would only copy a
    * big job out of Redis and back. New work of other tenants is looked

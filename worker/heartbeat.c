@@ -122,13 +122,7 @@ static void on_inflight_list(redisAsyncContext *ac, void *r, void *priv) {
   for (size_t i = 0; i < reply->elements; i++) {
     redisReply *p = reply->element[i];
     if (p->type != REDIS_REPLY_STRING || held_payload(eng, p->str, p->len, used)) continue;
-    /* FINISH in requeue mode with no status: LREM from inflight + RPUSH. */
-    const char *argv[] = {"EVALSHA", eng->sha[RQ_SCRIPT_FINISH], "6", "", eng->events_key, eng->inflight_key,
-                          eng->queue_keys[0], "", "", "requeue", p->str, "", "0", "0", "", ""};
-    size_t lens[16];
-    for (int k = 0; k < 16; k++) lens[k] = strlen(argv[k]);
-    lens[10] = p->len;
-    rq_rconn_cmd(eng->cmd, NULL, NULL, 16, argv, lens);
+    rq_status_requeue_payload(eng, p->str, p->len);
     moved++;
   }
   free(used);

@@ -54,6 +54,7 @@
 
 #include "breaker.h"
 #include "classify.h"
+#include "status.h"
 
 struct rq_engine;
 struct rq_jobctx;
@@ -70,7 +71,7 @@ struct rq_jobctx;
 struct rq_lines_hooks {
   void (*admitted)(struct rq_jobctx *jc);  /* its turn: claim, build, send */
   /* back to Redis without an attempt: state retry or deferred */
-  void (*hold)(struct rq_jobctx *jc, const char *state, int64_t due_ms, const char *error, const char *detail);
+  void (*hold)(struct rq_jobctx *jc, enum rq_state state, int64_t due_ms, enum rq_errcat error, const char *detail);
   void (*hand_back)(struct rq_jobctx *jc); /* shutdown: back to its queue unchanged */
   void (*room)(struct rq_engine *eng);     /* fewer jobs take up the fetch budget */
   void (*waited)(struct rq_engine *eng, double seconds); /* a job's wait for its turn (metrics) */

@@ -4,8 +4,7 @@
  * (house/keys.h). The C code of the library, the worker, the CLI and the
  * console builds its keys here. The Lua scripts (producer/lib/scripts.c) get
  * the prefix and build the per-tenant keys they discover while running
- * (P:tpause:T, P:tq:Q:T) with the same spellings; the rate-limit windows
- * (P:rate:..., worker/delivery.c) are the one family spelled elsewhere.
+ * (P:tpause:T, P:tq:Q:T) with the same spellings.
  */
 #include <string.h>
 
@@ -85,4 +84,30 @@ size_t relayq__key(char *dst, size_t cap, const char *prefix, int kind, const ch
 
 size_t relayq_key(char *dst, size_t cap, const char *prefix, enum relayq_key_kind kind, const char *name) {
   return relayq__key(dst, cap, prefix, (int)kind, name, NULL);
+}
+
+size_t relayq__rate_key(char *dst, size_t cap, const char *prefix, const char *tenant, const char *route,
+                        long long period_ms, int rcpt) {
+  /* Digits without snprintf: CLAIM builds one of these per limit and message. */
+  char period[24];
+  size_t pl = 0;
+  unsigned long long v = period_ms > 0 ? (unsigned long long)period_ms : 0;
+  char rev[24];
+  do rev[pl++] = (char)('0' + v % 10); while ((v /= 10) && pl < sizeof rev);
+  for (size_t i = 0; i < pl; i++) period[i] = rev[pl - 1 - i];
+  period[pl] = '\0';
+  if (prefix == NULL || prefix[0] == '\0') prefix = RELAYQ_DEFAULT_PREFIX;
+  size_t n = 0;
+  put(dst, cap, &n, prefix);
+  put(dst, cap, &n, ":rate:");
+  put(dst, cap, &n, tenant ? tenant : "");
+  if (route != NULL) {
+    put(dst, cap, &n, ":route:");
+    put(dst, cap, &n, route);
+  }
+  put(dst, cap, &n, ":");
+  put(dst, cap, &n, period);
+  put(dst, cap, &n, rcpt ? ":r" : ":m");
+  if (cap > 0) dst[n < cap ? n : cap - 1] = '\0';
+  return n;
 }

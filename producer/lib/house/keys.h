@@ -30,4 +30,12 @@ enum relayq__key_kind {
  * none, or where it is optional and absent. */
 size_t relayq__key(char *dst, size_t cap, const char *prefix, int kind, const char *name, const char *sub);
 
+/* One rate_limits window of a tenant, or of one of its named routes
+ * (route NULL: the tenant's own limits): P:rate:T:PERIOD_MS:m (messages)
+ * or :r (recipients), P:rate:T:route:R:PERIOD_MS:m|r. The CLAIM script
+ * reads PERIOD_MS and the unit back from the end of the name and keeps
+ * the window's counts in KEY:c. Same return as relayq__key. */
+size_t relayq__rate_key(char *dst, size_t cap, const char *prefix, const char *tenant, const char *route,
+                        long long period_ms, int rcpt);
+
 #endif
