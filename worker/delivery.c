@@ -26,6 +26,7 @@
 #include "backoff.h"
 #include "classify.h"
 #include "curlfail.h"
+#include "delivery.h"
 #include "engine.h"
 #include "log.h"
 #include "mailgun.h"

@@ -24,10 +24,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "heartbeat.h"
+
 #include "engine.h"
 #include "log.h"
 #include "redis_health.h"
 #include "util.h"
+
+void rq_heartbeat_init(struct rq_engine *eng, const struct rq_heartbeat_hooks *hooks) {
+  eng->heartbeat_hooks = *hooks;
+}
 
 /* The beat is a write every few seconds even when no job moves: it is how
  * an idle worker learns that Redis refuses writes (redis_health.h). */
@@ -127,7 +133,7 @@ static void on_inflight_list(redisAsyncContext *ac, void *r, void *priv) {
   }
   free(used);
   if (moved) rq_logf(RQ_LOG_WARN, "recovered %zu job(s) whose fetch reply was lost; handed back", moved);
-  rq_fetch_kick(eng);
+  eng->heartbeat_hooks.room(eng);
 }
 
 static void recover(struct rq_engine *eng) {
@@ -137,7 +143,7 @@ static void recover(struct rq_engine *eng) {
 }
 
 void rq_heartbeat_beat(struct rq_engine *eng) {
-  if (!rq_engine_redis_ready(eng) || !eng->scripts_ready) return;
+  if (!rq_rconn_ready(eng->cmd) || !eng->scripts_ready) return;
   write_beat(eng);
   if (eng->needs_recovery) recover(eng);
   if (!eng->stopping) rq_rconn_cmdf(eng->cmd, on_registry, eng, "HGETALL %s", eng->workers_key);

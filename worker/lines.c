@@ -239,7 +239,7 @@ static void on_hold_read(redisAsyncContext *ac, void *r, void *priv) {
 
 static void tstate_read(struct rq_tstate *t) {
   struct rq_engine *eng = t->eng;
-  if (t->reading || !rq_engine_redis_ready(eng)) return;
+  if (t->reading || !rq_rconn_ready(eng->cmd)) return;
   t->reading = 2;
   t->read_sent_ms = relayq_now_ms();
   /* Redis answers in order: the hold reply comes last and applies both. */
