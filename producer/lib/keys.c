@@ -40,6 +40,7 @@ static struct shape shape_of(int kind) {
   case RELAYQ__KEY_THOLD: return (struct shape){"thold", 1, NULL};
   case RELAYQ__KEY_AUTOREPLY: return (struct shape){"autoreply", 1, ":"};
   case RELAYQ__KEY_STATS: return (struct shape){"stats", 1, ":"};
+  case RELAYQ__KEY_OAUTH_LOCK: return (struct shape){"oauth", 1, ":route:"};
   }
   return (struct shape){"unknown", 1, NULL};
 }
@@ -56,17 +57,19 @@ static void put(char *dst, size_t cap, size_t *n, const char *s) {
   *n += len;
 }
 
-size_t relayq__key(char *dst, size_t cap, const char *prefix, int kind, const char *name, const char *sub) {
+/* A key (prefix not NULL) or its place (prefix NULL). */
+static size_t spell(char *dst, size_t cap, const char *prefix, int kind, const char *name, const char *sub) {
   struct shape sh = shape_of(kind);
-  if (prefix == NULL || prefix[0] == '\0') prefix = RELAYQ_DEFAULT_PREFIX;
   if (kind == RELAYQ_KEY_QUEUE && (name == NULL || name[0] == '\0')) name = RELAYQ_DEFAULT_QUEUE;
   if (name == NULL) name = "";
   /* The autoreply key is a prefix the script completes: its separator
    * comes even without a sub. */
   if (kind == RELAYQ__KEY_AUTOREPLY && sub == NULL) sub = "";
   size_t n = 0;
-  put(dst, cap, &n, prefix);
-  put(dst, cap, &n, ":");
+  if (prefix != NULL) {
+    put(dst, cap, &n, prefix);
+    put(dst, cap, &n, ":");
+  }
   put(dst, cap, &n, sh.part);
   if (sh.named) {
     put(dst, cap, &n, ":");
@@ -76,10 +79,20 @@ size_t relayq__key(char *dst, size_t cap, const char *prefix, int kind, const ch
       put(dst, cap, &n, sub);
     }
   }
+  if (kind == RELAYQ__KEY_OAUTH_LOCK) put(dst, cap, &n, ":lock");
   /* Always terminated when there is room for anything; the return value
    * is the length needed, as snprintf's. */
   if (cap > 0) dst[n < cap ? n : cap - 1] = '\0';
   return n;
+}
+
+size_t relayq__key(char *dst, size_t cap, const char *prefix, int kind, const char *name, const char *sub) {
+  if (prefix == NULL || prefix[0] == '\0') prefix = RELAYQ_DEFAULT_PREFIX;
+  return spell(dst, cap, prefix, kind, name, sub);
+}
+
+size_t relayq__key_place(char *dst, size_t cap, int kind, const char *name, const char *sub) {
+  return spell(dst, cap, NULL, kind, name, sub);
 }
 
 size_t relayq_key(char *dst, size_t cap, const char *prefix, enum relayq_key_kind kind, const char *name) {
