@@ -150,6 +150,18 @@ def _popen(cmd, **kwargs):
 
 
 @atexit.register
+def stop_process(proc, timeout=10.0):
+    """SIGTERM, then SIGKILL after timeout seconds; waits for the exit."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _sweep():
     for p in _children:
         if p.poll() is None:
@@ -439,13 +451,7 @@ class Worker:
         sys.stderr.flush()
 
     def close(self, failed=False):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if failed:
             self.print_log("log after a failure")
         self._log.close()
