@@ -104,7 +104,7 @@ int dmarc_is_record(const char *text) { return starts_with_version(text, "DMARC1
 static int policy(const struct tag *t, char *dst, size_t cap, char *err, size_t errlen) {
   if (!tag_is(t, "none") && !tag_is(t, "quarantine") && !tag_is(t, "reject"))
     return rq_errf(err, errlen, "%s=%.*s is not a policy (none, quarantine or reject)", t->name,
-               (int)(t->vl > 40 ? 40 : t->vl), t->v),
+                   (int)(t->vl > 40 ? 40 : t->vl), t->v),
            -1;
   snprintf(dst, cap, "%.*s", (int)t->vl, t->v);
   for (char *c = dst; *c; c++) *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
@@ -149,7 +149,7 @@ static int uri_list(const struct tag *t, char *dst, size_t cap, char *err, size_
     while (e > p && is_ws((unsigned char)e[-1])) e--;
     if (!dmarc_uri(p, e))
       return rq_errf(err, errlen, "%s=%.*s: '%.*s' is not a report URI (mailto:ADDRESS, optionally !SIZE like !10m)",
-                 t->name, (int)(t->vl > 80 ? 80 : t->vl), t->v, (int)(e - p > 80 ? 80 : e - p), p),
+                     t->name, (int)(t->vl > 80 ? 80 : t->vl), t->v, (int)(e - p > 80 ? 80 : e - p), p),
              -1;
     if (c == NULL) break;
     p = c + 1;
@@ -179,7 +179,7 @@ static int colon_list(const struct tag *t, const char *which) {
 
 static int say_bad(const struct tag *t, const char *want, char *err, size_t errlen) {
   rq_errf(err, errlen, "%s=%.*s is not valid (RFC 7489 6.3: %s); receivers ignore it and use the default", t->name,
-      (int)(t->vl > 40 ? 40 : t->vl), t->v, want);
+          (int)(t->vl > 40 ? 40 : t->vl), t->v, want);
   return -1;
 }
 

@@ -229,16 +229,16 @@ static int query(struct dnsq *q, const char *name, int type, ns_msg *msg, char *
       case ns_r_nxdomain: return DNSQ_NONE;
       case ns_r_servfail:
         return rq_errf(err, errlen, "the DNS server %s failed to look up %s %s (SERVFAIL).", q->server, name,
-                   type_name(type)),
+                       type_name(type)),
                DNSQ_EFAIL;
       case ns_r_refused:
         return rq_errf(err, errlen, "the DNS server %s refused to look up %s %s (REFUSED): is it a resolver "
-                                "that serves this client?",
-                   q->server, name, type_name(type)),
+                                    "that serves this client?",
+                       q->server, name, type_name(type)),
                DNSQ_EFAIL;
       default:
         return rq_errf(err, errlen, "the DNS server %s answered %s %s with error code %d.", q->server, name,
-                   type_name(type), h->rcode),
+                       type_name(type), h->rcode),
                DNSQ_EFAIL;
       }
     }
@@ -246,16 +246,16 @@ static int query(struct dnsq *q, const char *name, int type, ns_msg *msg, char *
     if (h_err == HOST_NOT_FOUND || h_err == NO_DATA) return DNSQ_NONE;
     if (saved == ECONNREFUSED && now_s() - t0 < DNSQ_TIMEOUT_S)
       return rq_errf(err, errlen, "the DNS server %s refused the connection (nothing answers DNS there).",
-                 q->server),
+                     q->server),
              DNSQ_EUNREACHABLE;
     return rq_errf(err, errlen, "the DNS server %s did not answer (looked up %s %s, waited %.0f s).", q->server,
-               name, type_name(type), now_s() - t0),
+                   name, type_name(type), now_s() - t0),
            DNSQ_EUNREACHABLE;
   }
   if (n > (int)sizeof q->buf) n = (int)sizeof q->buf; /* truncated: read what fits */
   if (ns_initparse(q->buf, n, msg) < 0)
     return rq_errf(err, errlen, "the DNS server %s sent a malformed answer for %s %s.", q->server, name,
-               type_name(type)),
+                   type_name(type)),
            DNSQ_EFAIL;
   return DNSQ_OK;
 }
@@ -275,7 +275,7 @@ static int each_rr(struct dnsq *q, const char *name, int type, rr_fn fn, void *a
     ns_rr rr;
     if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
       return rq_errf(err, errlen, "the DNS server %s sent a malformed answer for %s %s.", q->server, name,
-                 type_name(type)),
+                     type_name(type)),
              DNSQ_EFAIL;
     if ((int)ns_rr_type(rr) != type || ns_rr_class(rr) != ns_c_in) continue; /* CNAME chain */
     int frc = fn(&msg, &rr, arg);

@@ -262,7 +262,7 @@ static int parse_term(const char *s, size_t n, struct spf_term *t, char *err, si
   if (name_end > n) name_end = n;
   if (kind_of(s + i, name_end - i, &t->kind) != 0)
     return rq_errf(err, errlen, "'%s' is not an SPF mechanism (all, include, a, mx, ptr, ip4, ip6, exists)",
-               t->text),
+                   t->text),
            -1;
   const char *arg = s + name_end;
   size_t al = n - name_end;
@@ -283,7 +283,7 @@ static int parse_term(const char *s, size_t n, struct spf_term *t, char *err, si
     size_t c = cidr_start(arg, al);
     if (dual_cidr(arg + c, al - c, &t->cidr4, &t->cidr6) != 0)
       return rq_errf(err, errlen, "'%s': the prefix length is not valid (/0-32 for IPv4, //0-128 for IPv6)",
-                 t->text),
+                     t->text),
              -1;
     if (c == 0) return 0;
     if (arg[0] != ':' || c < 2) return rq_errf(err, errlen, "'%s' is not valid", t->text), -1;
@@ -587,7 +587,7 @@ static enum spf_result resolve(struct spf_tree *t, const struct spf_record *r, s
       out = SPF_TEMPERROR;
     } else if (rc == SPF_DNS_OK && nh > SPF_MAX_MX_NAMES) {
       rq_errf(err, errlen, "%s has %zu MX records; the mx mechanism allows at most %d (RFC 7208 4.6.4)", name,
-          nh, SPF_MAX_MX_NAMES);
+              nh, SPF_MAX_MX_NAMES);
       out = SPF_PERMERROR;
     }
     for (size_t i = 0; out == 0 && rc == SPF_DNS_OK && i < nh; i++) {
@@ -629,7 +629,7 @@ struct budget {
 static enum spf_result charge(struct budget *b, const struct spf_term *x, char *err, size_t errlen) {
   if (++b->lookups <= SPF_MAX_LOOKUPS) return 0;
   return rq_errf(err, errlen, "evaluation reaches '%s', DNS lookup %d of at most %d (RFC 7208 4.6.4)", x->text,
-             b->lookups, SPF_MAX_LOOKUPS),
+                 b->lookups, SPF_MAX_LOOKUPS),
          SPF_PERMERROR;
 }
 
@@ -660,7 +660,7 @@ static enum spf_result eval_rec(struct spf_tree *t, struct spf_record *r, const 
       int f = ip->family == 4 ? 0 : 1;
       if (x->found_none[f] && ++b->voids > SPF_MAX_VOID)
         return rq_errf(err, errlen, "'%s' is the %d%s lookup that finds nothing; at most %d may (RFC 7208 4.6.4)",
-                   x->text, b->voids, b->voids == 3 ? "rd" : "th", SPF_MAX_VOID),
+                       x->text, b->voids, b->voids == 3 ? "rd" : "th", SPF_MAX_VOID),
                SPF_PERMERROR;
       for (size_t k = 0; k < x->n_addrs[f] && !match; k++)
         match = prefix_match(ip->addr, x->addrs[f][k].addr, f == 0 ? x->cidr4 : x->cidr6);

@@ -189,7 +189,7 @@ static int put_mailbox_header(struct rq_buf *out, const char *field, const char 
   char addr[RQ_ADDR_MAX + 1], name[RQ_NAME_MAX + 1];
   if (rq_addr_parse(in, addr, sizeof addr, name, sizeof name) != 0) {
     rq_errf(err, errlen, "The %s address \"%.200s\" is not a valid email address.",
-         field, in);
+            field, in);
     return -1;
   }
   const char *dn = name_override && *name_override ? name_override : name;
@@ -205,7 +205,7 @@ static int put_list_header(struct rq_buf *out, const char *field,
   rq_buf_printf(out, "%s: ", field);
   if (rq_addr_render_list(list->v, list->n, strlen(field), out, &bad) != 0) {
     rq_errf(err, errlen, "The %s address \"%.200s\" (item %zu) is not a valid email address.",
-         field, list->v[bad] ? list->v[bad] : "", bad + 1);
+            field, list->v[bad] ? list->v[bad] : "", bad + 1);
     return -1;
   }
   rq_buf_puts(out, "\r\n");
@@ -246,8 +246,8 @@ static int put_headers(const struct rq_mime_input *in, struct rq_buf *out, char 
     if (kv->key == NULL || kv->value == NULL) continue;
     if (!field_name_ok(kv->key)) {
       rq_errf(err, errlen, "The extra header name \"%.80s\" is not valid: use 1-%d "
-                        "printable ASCII characters without spaces or ':'.",
-           kv->key, RELAYQ_MAX_HEADER_NAME);
+                           "printable ASCII characters without spaces or ':'.",
+              kv->key, RELAYQ_MAX_HEADER_NAME);
       return -1;
     }
     if (builder_header(kv->key)) continue;
@@ -478,7 +478,7 @@ static int build(const struct rq_mime_input *in, struct rq_buf *out, struct rq_m
   int rc = -1;
   if (in == NULL || in->job == NULL || in->from_addr == NULL || in->message_id == NULL) {
     rq_errf(err, errlen, "The message cannot be built: the job, sender address or "
-                      "Message-ID is missing.");
+                         "Message-ID is missing.");
     goto out;
   }
   const struct relayq_job *job = in->job;
