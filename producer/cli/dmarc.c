@@ -78,6 +78,23 @@ static const struct tag *tag_get(const struct tag *tags, size_t n, const char *n
   return NULL;
 }
 
+/* 1 when the tag's colon-separated list (white space around items
+ * allowed) holds a or b (b may be NULL), case-insensitively. */
+static int colon_list_has(const struct tag *t, const char *a, const char *b) {
+  for (const char *p = t->v, *end = t->v + t->vl; p < end;) {
+    const char *c = memchr(p, ':', (size_t)(end - p));
+    const char *e = c ? c : end;
+    while (p < e && is_ws((unsigned char)*p)) p++;
+    const char *f = e;
+    while (f > p && is_ws((unsigned char)f[-1])) f--;
+    size_t n = (size_t)(f - p);
+    if ((n == strlen(a) && strncasecmp(p, a, n) == 0) || (b && n == strlen(b) && strncasecmp(p, b, n) == 0))
+      return 1;
+    p = c ? c + 1 : end;
+  }
+  return 0;
+}
+
 static int tag_is(const struct tag *t, const char *s) {
   return t->vl == strlen(s) && strncasecmp(t->v, s, t->vl) == 0;
 }
@@ -254,30 +271,10 @@ int dkimrec_parse(const char *text, struct dkim_record *out, char *err, size_t e
   }
   if ((t = tag_get(tags, n, "h"))) {
     /* A colon list of hash algorithms; our signatures use sha256. */
-    int sha256 = 0;
-    for (const char *p = t->v, *end = t->v + t->vl; p < end;) {
-      const char *c = memchr(p, ':', (size_t)(end - p));
-      const char *e = c ? c : end;
-      while (p < e && is_ws((unsigned char)*p)) p++;
-      const char *f = e;
-      while (f > p && is_ws((unsigned char)f[-1])) f--;
-      if (f - p == 6 && strncasecmp(p, "sha256", 6) == 0) sha256 = 1;
-      p = c ? c + 1 : end;
-    }
-    if (!sha256) return rq_errf(err, errlen, "h=%.*s does not allow sha256, which relayq signs with", (int)(t->vl > 40 ? 40 : t->vl), t->v), -1;
+    if (!colon_list_has(t, "sha256", NULL)) return rq_errf(err, errlen, "h=%.*s does not allow sha256, which relayq signs with", (int)(t->vl > 40 ? 40 : t->vl), t->v), -1;
   }
   if ((t = tag_get(tags, n, "s"))) {
-    int ok = 0;
-    for (const char *p = t->v, *end = t->v + t->vl; p < end;) {
-      const char *c = memchr(p, ':', (size_t)(end - p));
-      const char *e = c ? c : end;
-      while (p < e && is_ws((unsigned char)*p)) p++;
-      const char *f = e;
-      while (f > p && is_ws((unsigned char)f[-1])) f--;
-      if ((f - p == 1 && *p == '*') || (f - p == 5 && strncasecmp(p, "email", 5) == 0)) ok = 1;
-      p = c ? c + 1 : end;
-    }
-    if (!ok) return rq_errf(err, errlen, "s=%.*s does not allow email", (int)(t->vl > 40 ? 40 : t->vl), t->v), -1;
+    if (!colon_list_has(t, "*", "email")) return rq_errf(err, errlen, "s=%.*s does not allow email", (int)(t->vl > 40 ? 40 : t->vl), t->v), -1;
   }
   if ((t = tag_get(tags, n, "t"))) {
     /* key-t-tag-flag *( [FWS] ":" [FWS] key-t-tag-flag ): the flag "y"

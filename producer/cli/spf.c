@@ -554,6 +554,21 @@ static int cache_add(struct spf_term *x, int f, const struct spf_ip *ips, size_t
   return 0;
 }
 
+/* Looks up host's addresses of family fam into the term's cache (index
+ * f). Returns the lookup's SPF_DNS_* result, or -1 (err set) when the
+ * lookup failed or memory ran out: a temperror. */
+static int add_host(struct spf_tree *t, struct spf_term *x, int f, int fam, const char *host, char *err,
+                    size_t errlen) {
+  struct spf_ip *ips = NULL;
+  size_t n = 0;
+  char e[200] = "";
+  int rc = t->res->addr(t->res->ctx, host, fam, &ips, &n, e, sizeof e);
+  if (rc == SPF_DNS_ERROR) rq_errf(err, errlen, "%s", e);
+  else if (rc == SPF_DNS_OK && cache_add(x, f, ips, n) != 0) rq_errf(err, errlen, "out of memory"), rc = SPF_DNS_ERROR;
+  free(ips);
+  return rc == SPF_DNS_ERROR ? -1 : rc;
+}
+
 /* Fills the a/mx term's address cache for ip's family. Returns 0, or an
  * spf_result error with err set. */
 static enum spf_result resolve(struct spf_tree *t, const struct spf_record *r, struct spf_term *x,
@@ -563,22 +578,12 @@ static enum spf_result resolve(struct spf_tree *t, const struct spf_record *r, s
   char *name = lookup_name(x->domain ? x->domain : r->domain);
   if (name == NULL) return rq_errf(err, errlen, "out of memory"), SPF_TEMPERROR;
   enum spf_result out = 0;
-  struct spf_ip *ips = NULL;
-  size_t n = 0;
-  char e[200] = "";
   if (x->kind == SPF_A) {
-    int rc = t->res->addr(t->res->ctx, name, fam, &ips, &n, e, sizeof e);
+    int rc = add_host(t, x, f, fam, name, err, errlen);
     x->found_none[f] = rc == SPF_DNS_NONE;
-    if (rc == SPF_DNS_ERROR) {
-      rq_errf(err, errlen, "%s", e);
-      out = SPF_TEMPERROR;
-    } else if (rc == SPF_DNS_OK && cache_add(x, f, ips, n) != 0) {
-      rq_errf(err, errlen, "out of memory");
-      out = SPF_TEMPERROR;
-    }
-    free(ips);
+    if (rc < 0) out = SPF_TEMPERROR;
   } else {
-    char **hosts = NULL;
+    char **hosts = NULL, e[200] = "";
     size_t nh = 0;
     int rc = t->res->mx(t->res->ctx, name, &hosts, &nh, e, sizeof e);
     x->found_none[f] = rc == SPF_DNS_NONE;
@@ -592,17 +597,7 @@ static enum spf_result resolve(struct spf_tree *t, const struct spf_record *r, s
     }
     for (size_t i = 0; out == 0 && rc == SPF_DNS_OK && i < nh; i++) {
       if (hosts[i][0] == '\0' || strcmp(hosts[i], ".") == 0) continue; /* null MX, RFC 7505 */
-      rc = t->res->addr(t->res->ctx, hosts[i], fam, &ips, &n, e, sizeof e);
-      if (rc == SPF_DNS_ERROR) {
-        rq_errf(err, errlen, "%s", e);
-        out = SPF_TEMPERROR;
-      } else if (rc == SPF_DNS_OK && cache_add(x, f, ips, n) != 0) {
-        rq_errf(err, errlen, "out of memory");
-        out = SPF_TEMPERROR;
-      }
-      free(ips);
-      ips = NULL;
-      rc = SPF_DNS_OK;
+      if (add_host(t, x, f, fam, hosts[i], err, errlen) < 0) out = SPF_TEMPERROR;
     }
     free_strs(hosts, nh);
   }
