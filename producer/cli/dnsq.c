@@ -319,16 +319,23 @@ static int txt_rr(const ns_msg *msg, const ns_rr *rr, void *arg) {
   return push_str(arg, out);
 }
 
-int dnsq_txt(struct dnsq *q, const char *name, char ***recs, size_t *n, char *err, size_t errlen) {
+/* The strings fn makes of name's records of type: all of them, or none
+ * (freed) when the answer is not DNSQ_OK. */
+static int each_str(struct dnsq *q, const char *name, int type, rr_fn fn,
+                    char ***out, size_t *n, char *err, size_t errlen) {
   struct strs s = {NULL, 0};
   size_t count;
-  int rc = each_rr(q, name, ns_t_txt, txt_rr, &s, &count, err, errlen);
+  int rc = each_rr(q, name, type, fn, &s, &count, err, errlen);
   if (rc != DNSQ_OK) {
     dnsq_strs_free(s.v, s.n);
     s.v = NULL, s.n = 0;
   }
-  *recs = s.v, *n = s.n;
+  *out = s.v, *n = s.n;
   return rc;
+}
+
+int dnsq_txt(struct dnsq *q, const char *name, char ***recs, size_t *n, char *err, size_t errlen) {
+  return each_str(q, name, ns_t_txt, txt_rr, recs, n, err, errlen);
 }
 
 struct addrs {
@@ -376,13 +383,5 @@ static int mx_rr(const ns_msg *msg, const ns_rr *rr, void *arg) {
 }
 
 int dnsq_mx(struct dnsq *q, const char *name, char ***hosts, size_t *n, char *err, size_t errlen) {
-  struct strs s = {NULL, 0};
-  size_t count;
-  int rc = each_rr(q, name, ns_t_mx, mx_rr, &s, &count, err, errlen);
-  if (rc != DNSQ_OK) {
-    dnsq_strs_free(s.v, s.n);
-    s.v = NULL, s.n = 0;
-  }
-  *hosts = s.v, *n = s.n;
-  return rc;
+  return each_str(q, name, ns_t_mx, mx_rr, hosts, n, err, errlen);
 }
