@@ -321,8 +321,8 @@ static int txt_rr(const ns_msg *msg, const ns_rr *rr, void *arg) {
 
 /* The strings fn makes of name's records of type: all of them, or none
  * (freed) when the answer is not DNSQ_OK. */
-static int each_str(struct dnsq *q, const char *name, int type, rr_fn fn,
-                    char ***out, size_t *n, char *err, size_t errlen) {
+static int each_str(struct dnsq *q, const char *name, int type, rr_fn fn, char ***out, size_t *n, char *err,
+                    size_t errlen) {
   struct strs s = {NULL, 0};
   size_t count;
   int rc = each_rr(q, name, type, fn, &s, &count, err, errlen);
