@@ -19,14 +19,25 @@
 /* ---- names --------------------------------------------------------------- */
 
 static const char *const errcat_names[] = {
-#define RQ_ERRCAT_NAME_(name, str) str,
+#define RQ_ERRCAT_NAME_(name, str, next) str,
     RQ_ERRCAT_MAP(RQ_ERRCAT_NAME_)
 #undef RQ_ERRCAT_NAME_
+};
+
+static const char *const errcat_next[] = {
+#define RQ_ERRCAT_NEXT_(name, str, next) next,
+    RQ_ERRCAT_MAP(RQ_ERRCAT_NEXT_)
+#undef RQ_ERRCAT_NEXT_
 };
 
 const char *rq_errcat_name(enum rq_errcat e) {
   if ((unsigned)e >= RQ_ERR__COUNT) return "";
   return errcat_names[e];
+}
+
+const char *rq_errcat_next_step(enum rq_errcat e) {
+  if ((unsigned)e >= RQ_ERR__COUNT) return "";
+  return errcat_next[e];
 }
 
 int rq_errcat_parse(const char *name, enum rq_errcat *out) {
