@@ -224,7 +224,9 @@ static enum where where_of_kind(enum rq_fail kind, int connected) {
 
 /* ---- the SMTP probe --------------------------------------------------------------- */
 
-static double us_to_ms(curl_off_t us) { return us > 0 ? (double)us / 1000.0 : 0.0; }
+/* A duration from two times in ms since the start; 0 when unknown. */
+static double span(double from, double to) { return to > from ? to - from : 0.0; }
+static double pos(double ms) { return ms > 0 ? ms : 0.0; }
 /* Subject, issuer and expiry of the server's certificate; the days it
  * has left into *days (INT32_MIN: unknown). */
 static void read_cert(X509 *cert, struct rq_probe_report *r, long *days) {
@@ -320,19 +322,23 @@ static void describe_target(const struct rq_probe_smtp *o, struct rq_probe_repor
   sanitize(r->target, sizeof r->target, raw);
 }
 
-/* What libcurl (Mailgun) or the session (SMTP) measured of the connection;
- * ip borrowed. */
+/* What libcurl (Mailgun) or the session (SMTP) measured of the
+ * connection, in ms since the start (0: not reached); ip borrowed. */
 struct timing {
-  curl_off_t dns_us, conn_us, app_us;
+  double dns_ms, conn_ms, app_ms;
   const char *ip;
 };
 
 static void read_timing(CURL *h, struct timing *tm) {
   char *ip = NULL;
+  curl_off_t dns = 0, conn = 0, app = 0;
   memset(tm, 0, sizeof *tm);
-  curl_easy_getinfo(h, CURLINFO_NAMELOOKUP_TIME_T, &tm->dns_us);
-  curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &tm->conn_us);
-  curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &tm->app_us);
+  curl_easy_getinfo(h, CURLINFO_NAMELOOKUP_TIME_T, &dns);
+  curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &conn);
+  curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &app);
+  tm->dns_ms = (double)dns / 1000.0;
+  tm->conn_ms = (double)conn / 1000.0;
+  tm->app_ms = (double)app / 1000.0;
   curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip);
   tm->ip = ip && ip[0] ? ip : NULL;
 }
@@ -345,26 +351,26 @@ static int transport_stages(struct rq_probe_report *r, const struct rq_probe_smt
                             double *banner_from) {
   const char *addr = tm->ip ? tm->ip : o->host;
   if (w == W_DNS) {
-    add_stage(r, "DNS", 0, us_to_ms(tm->dns_us), "%s: %s", o->host, errbuf[0] ? errbuf : "not found");
+    add_stage(r, "DNS", 0, pos(tm->dns_ms), "%s: %s", o->host, errbuf[0] ? errbuf : "not found");
     return -1;
   }
-  if (tm->ip) add_stage(r, "DNS", 1, us_to_ms(tm->dns_us), "%s -> %s", o->host, tm->ip);
-  else add_stage(r, "DNS", 1, us_to_ms(tm->dns_us), "%s", o->host);
+  if (tm->ip) add_stage(r, "DNS", 1, pos(tm->dns_ms), "%s -> %s", o->host, tm->ip);
+  else add_stage(r, "DNS", 1, pos(tm->dns_ms), "%s", o->host);
   if (w == W_CONNECT) {
-    add_stage(r, "TCP connect", 0, tm->conn_us > 0 ? us_to_ms(tm->conn_us - tm->dns_us) : -1, "%s port %d: %s", addr,
+    add_stage(r, "TCP connect", 0, tm->conn_ms > 0 ? span(tm->dns_ms, tm->conn_ms) : -1, "%s port %d: %s", addr,
               o->port, errbuf[0] ? errbuf : "failed");
     return -1;
   }
-  add_stage(r, "TCP connect", 1, us_to_ms(tm->conn_us - tm->dns_us), "%s port %d", addr, o->port);
-  *banner_from = t0 + us_to_ms(tm->conn_us);
+  add_stage(r, "TCP connect", 1, span(tm->dns_ms, tm->conn_ms), "%s port %d", addr, o->port);
+  *banner_from = t0 + pos(tm->conn_ms);
   if (o->security != RQ_SEC_TLS) return 0;
   if (w == W_TLS) {
-    add_stage(r, "TLS", 0, tm->app_us > tm->conn_us ? us_to_ms(tm->app_us - tm->conn_us) : -1, "%s",
+    add_stage(r, "TLS", 0, tm->app_ms > tm->conn_ms ? span(tm->conn_ms, tm->app_ms) : -1, "%s",
               errbuf[0] ? errbuf : "handshake failed");
     return -1;
   }
-  add_stage(r, "TLS", 1, us_to_ms(tm->app_us - tm->conn_us), "%s", t->tls_info[0] ? t->tls_info : "handshake done");
-  *banner_from = t0 + us_to_ms(tm->app_us);
+  add_stage(r, "TLS", 1, span(tm->conn_ms, tm->app_ms), "%s", t->tls_info[0] ? t->tls_info : "handshake done");
+  *banner_from = t0 + pos(tm->app_ms);
   return 0;
 }
 
@@ -551,9 +557,9 @@ int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r) 
   }
   struct timing tm = {0};
   double dns = c->dns_ms > 0 ? c->dns_ms : 0;
-  tm.dns_us = (curl_off_t)(dns * 1000.0);
-  tm.conn_us = c->connected_at > 0 ? (curl_off_t)((c->connected_at - c->t0) * 1000.0) : 0;
-  tm.app_us = c->tls_at > 0 && o->security == RQ_SEC_TLS ? (curl_off_t)((c->tls_at - c->t0) * 1000.0) : 0;
+  tm.dns_ms = dns;
+  tm.conn_ms = c->connected_at > 0 ? c->connected_at - c->t0 : 0;
+  tm.app_ms = c->tls_at > 0 && o->security == RQ_SEC_TLS ? c->tls_at - c->t0 : 0;
   tm.ip = c->peer[0] ? c->peer : NULL;
   double banner_from = 0;
   const char *why = c->errmsg;
@@ -687,7 +693,7 @@ int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_repor
   CURLcode rc = curl_easy_perform(h);
   if (boundary_refused(r, &guard, rc)) goto done;
   struct timing tm;
-  curl_off_t total_us = 0;
+  curl_off_t total_us = 0; /* libcurl's unit */
   long status = 0;
   read_timing(h, &tm);
   curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &total_us);
@@ -701,27 +707,27 @@ int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_repor
     struct rq_class cls;
     rq_curl_classify(rc, errbuf, RQ_STAGE_CONNECT, &cls); /* as the worker's delivery reads a Mailgun transfer */
     rq_probe_fail(r, &cls);
-    w = where_of_kind(rq_curl_fail(rc, errbuf), tm.conn_us > 0);
+    w = where_of_kind(rq_curl_fail(rc, errbuf), tm.conn_ms > 0);
   }
   if (w == W_DNS) {
-    add_stage(r, "DNS", 0, us_to_ms(tm.dns_us), "%s: %s", hn, errbuf[0] ? errbuf : "not found");
+    add_stage(r, "DNS", 0, pos(tm.dns_ms), "%s: %s", hn, errbuf[0] ? errbuf : "not found");
     goto done;
   }
-  add_stage(r, "DNS", 1, us_to_ms(tm.dns_us), "%s -> %s", hn, addr);
+  add_stage(r, "DNS", 1, pos(tm.dns_ms), "%s -> %s", hn, addr);
   if (w == W_CONNECT) {
     add_stage(r, "TCP connect", 0, -1, "%s port %d: %s", addr, port, errbuf[0] ? errbuf : "failed");
     goto done;
   }
-  add_stage(r, "TCP connect", 1, us_to_ms(tm.conn_us - tm.dns_us), "%s port %d", addr, port);
+  add_stage(r, "TCP connect", 1, span(tm.dns_ms, tm.conn_ms), "%s port %d", addr, port);
   if (https) {
     if (w == W_TLS) {
       add_stage(r, "TLS", 0, -1, "%s", errbuf[0] ? errbuf : "handshake failed");
       goto done;
     }
-    add_stage(r, "TLS", 1, us_to_ms(tm.app_us - tm.conn_us), "handshake done");
+    add_stage(r, "TLS", 1, span(tm.conn_ms, tm.app_ms), "handshake done");
     if (r->have_cert) snprintf(r->cert_verify, sizeof r->cert_verify, "verified");
   }
-  double http_ms = us_to_ms(total_us - (https ? tm.app_us : tm.conn_us));
+  double http_ms = span(https ? tm.app_ms : tm.conn_ms, (double)total_us / 1000.0);
   if (w != W_NONE) {
     add_stage(r, "HTTP", 0, http_ms, "GET /v3/domains/%s: %s", o->domain, errbuf[0] ? errbuf : "failed");
     goto done;
