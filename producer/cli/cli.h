@@ -143,6 +143,7 @@ int cmd_status(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx);
 /* `tenant pause` and `tenant resume` (argv[1]); cmd_tenant_pause.c. */
 int cmd_tenant_pause(int argc, char **argv, struct cli_ctx *ctx);
+int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx);         /* tenant trust */
 int cmd_tenant_reseal(int argc, char **argv, struct cli_ctx *ctx);        /* tenant reseal */
 int cmd_tenant_verify_domain(int argc, char **argv, struct cli_ctx *ctx); /* tenant verify-domain */
 int cmd_queue(int argc, char **argv, struct cli_ctx *ctx);

@@ -198,8 +198,7 @@ int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
     return CLI_OK;
   }
   if (!strcmp(argv[1], "pause") || !strcmp(argv[1], "resume")) return cmd_tenant_pause(argc, argv, ctx);
-  if (strcmp(argv[1], "trust") == 0)
-    return ctx->net ? ctx->net->tenant_trust(argc - 1, argv + 1, ctx) : not_in_build("trust");
+  if (strcmp(argv[1], "trust") == 0) return cmd_tenant_trust(argc - 1, argv + 1, ctx);
   if (strcmp(argv[1], "reseal") == 0) return cmd_tenant_reseal(argc - 1, argv + 1, ctx);
   if (strcmp(argv[1], "verify-domain") == 0) return cmd_tenant_verify_domain(argc - 1, argv + 1, ctx);
   const struct {

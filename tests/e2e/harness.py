@@ -149,7 +149,6 @@ def _popen(cmd, **kwargs):
     return proc
 
 
-@atexit.register
 def stop_process(proc, timeout=10.0):
     """SIGTERM, then SIGKILL after timeout seconds; waits for the exit."""
     if proc is None or proc.poll() is not None:
@@ -162,6 +161,7 @@ def stop_process(proc, timeout=10.0):
         proc.wait()
 
 
+@atexit.register
 def _sweep():
     for p in _children:
         if p.poll() is None:

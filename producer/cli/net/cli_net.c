@@ -38,6 +38,6 @@ static int set_verify(const struct topts *o, const struct kvs *merged, const uns
 const struct cli_net cli_net_commands = {
     .tenant_verify = verify,
     .tenant_test = test,
-    .tenant_trust = cmd_tenant_trust,
+    .server_key = cli_server_key,
     .tenant_set_verify = set_verify,
 };

@@ -29,10 +29,13 @@ const char *tenant_probe_sender(const struct rq_tenant *t);
 int tenant_set_verify(const struct topts *o, const struct kvs *merged, const unsigned char *key,
                       const char *tenant_from, int *json_open, char **rotated);
 
-/* The commands (cmd_tenant_verify.c, cmd_tenant_test.c,
- * cmd_tenant_trust.c); the core reaches them through cli_net.h. */
+/* The commands (cmd_tenant_verify.c, cmd_tenant_test.c) and `tenant
+ * trust`'s look at a server's key (server_key.c); the core reaches them
+ * through cli_net.h. */
 int cmd_tenant_verify(struct topts *o, struct cli_ctx *ctx);
 int cmd_tenant_test(struct topts *o, struct cli_ctx *ctx);
-int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx);
+struct cli_server_key;
+int cli_server_key(const struct rq_smtp_conf *conf, const struct rq_netpolicy *policy, long timeout_ms,
+                   struct cli_server_key *out);
 
 #endif
