@@ -392,6 +392,7 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
     } else if (!strcmp(verdict, "ok")) {
       res.verdict = RQ_CLAIM_OK;
       res.slots = atoi(res.text);
+      jc->claimed = 1; /* the status has created_at: FINISH need not set it */
     } else {
       res.text = "unexpected reply";
     }
