@@ -45,10 +45,11 @@ void rq_status_init(struct rq_engine *eng, const struct rq_status_hooks *hooks) 
 /* ---- arguments --------------------------------------------------------------- */
 
 /* A script call's arguments being written: argv points either at strings
- * that outlive the call (ARG) or into one text block this call owns
- * (OWN: one allocation for every string instead of one each, a malloc and
- * a free per string and message). While writing, at[i] is where string i
- * starts in text (SIZE_MAX: not in it); args_seal points argv there. */
+ * that outlive the call (arg) or into one text block the call owns (own:
+ * one allocation for every string instead of a malloc and a free per
+ * string and message). While writing, at[i] is where string i starts in
+ * text (SIZE_MAX: not in it); args_seal points argv there. Past cap,
+ * arguments are dropped: callers size cap for the most they write. */
 struct args {
   const char **argv;
   size_t *argvlen; /* in argv's allocation */
@@ -93,7 +94,7 @@ static void own_i64(struct args *a, int64_t v) {
   rq_buf_put_i64(&a->text, v);
   own_end(a);
 }
-/* A field/value pair whose field is PREFIX NAME ("meta.K", "rcpt.ADDR"). */
+/* A field name made of two parts ("meta." K, "rcpt." ADDR). */
 static void own_cat(struct args *a, const char *prefix, const char *name) {
   own_begin(a);
   rq_buf_puts(&a->text, prefix);
