@@ -565,6 +565,7 @@ def figures(d):
         if f.get("drain_rate"):
             f["drain_fraction_of_ceiling"] = round(f["drain_rate"] / ceil["rate"], 3)
     rounds(d, f)
+    ab_costs(d, f)
     one = load(os.path.join(d, "enqueue-one.json"))
     if one:
         f["enqueue_one_rate"] = round(one["rate"])
@@ -630,6 +631,41 @@ def rounds(d, f):
         f["drain_fraction_of_ceiling"] = f["drain_ceiling_ratio_rounds"]["median"]
 
 
+def ab_costs(d, f):
+    """What the drain (A) and the ceiling (B) each cost the machine per
+    1,000 messages, medians over the rounds: A's workers + redis-server +
+    smtp-sink against B's smtp-source + smtp-sink, and the SMTP sessions
+    each opened. With everything CPU-bound on the same cores, the ratio of
+    the two CPU sums is the drain/ceiling fraction those cores allow."""
+    a_cpu, b_src, b_sink, a_sess, b_sess = [], [], [], [], []
+    for k in range(1, 100):
+        sfx = "" if k == 1 else f"-r{k}"
+        w = load(os.path.join(d, f"watch{sfx}.json"))
+        chk = load(os.path.join(d, f"sink{sfx}.json"))
+        ceil = load(os.path.join(d, f"ceiling{sfx}.json"))
+        if not (w and chk):
+            break
+        n = chk["n"] / 1000
+        a_cpu.append((sum(w["worker_cpu_s"].values()) + w["redis_cpu_s"] + (w.get("sink_cpu_s") or 0)) / n)
+        if chk.get("sink_sessions") is not None:
+            a_sess.append(chk["sink_sessions"] / n)
+        if ceil and ceil.get("source_cpu_s") is not None:
+            m = ceil["messages"] / 1000
+            b_src.append(ceil["source_cpu_s"] / m)
+            b_sink.append(ceil["sink_cpu_s"] / m)
+            b_sess.append(ceil["sink_sessions"] / m)
+    if a_sess:
+        f["smtp_sessions_per_1000"] = {"drain": round(statistics.median(a_sess), 1)}
+        if b_sess:
+            f["smtp_sessions_per_1000"]["ceiling"] = round(statistics.median(b_sess), 1)
+    if b_src:
+        src, sink, a = statistics.median(b_src), statistics.median(b_sink), statistics.median(a_cpu)
+        f["ceiling_cpu_s_per_1000"] = {"smtp_source": round(src, 3), "smtp_sink": round(sink, 3),
+                                       "sum": round(src + sink, 3)}
+        f["cpu_sum_ratio"] = {"ceiling_sum_over_drain_sum": round((src + sink) / a, 3),
+                              "drain_sum": round(a, 3)}
+
+
 def fmt(v):
     if v is None:
         return "-"
@@ -665,6 +701,9 @@ ROWS = [
     ("cpu_s_per_1000", "worker CPU s per 1,000 messages (utime+stime, all workers)"),
     ("redis_cpu_s_per_1000", "redis-server CPU s per 1,000 messages"),
     ("sink_cpu_s_per_1000", "smtp-sink CPU s per 1,000 messages"),
+    ("ceiling_cpu_s_per_1000", "SMTP ceiling (B) CPU s per 1,000 messages (median)"),
+    ("cpu_sum_ratio", "CPU per message, B's sum / A's sum (workers+redis+sink)"),
+    ("smtp_sessions_per_1000", "SMTP sessions ended during the phase, per 1,000 messages"),
     ("peak_rss_mb", "peak RSS per worker, MB (VmHWM)"),
     ("redis_cmds_per_msg_top", "Redis commands per message, top-level calls"),
     ("redis_cmds_per_msg_total", "Redis commands per message, incl. those inside scripts"),

@@ -324,6 +324,13 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
   rq_lines_init(eng, &lines_hooks);
   eng->curl = rq_curl_new(loop, 0, 0);
   eng->smtp = rq_smtp_new_loop(loop);
+  /* As many idle connections kept as sends can be in flight: a busy worker
+   * holds up to --concurrency connections to one gateway, and closing all
+   * but 64 of them whenever a burst ends made it reconnect (TCP handshake,
+   * greeting, EHLO, later QUIT) for about one message in 20. */
+  int idle = eng->cfg->concurrency;
+  rq_smtp_set_limits(eng->smtp, &(struct rq_smtp_limits){.max_idle_per_server = idle > 64 ? idle : 0,
+                                                         .max_idle = idle > 256 ? idle : 0});
   eng->mailgun = rq_mailgun_new(eng->curl);
   rq_redis_health_init(eng);
   eng->cmd = rq_rconn_new(loop, &eng->url, eng->redis_tls, "commands", 10000, on_cmd_event, eng);
