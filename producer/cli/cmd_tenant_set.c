@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 
 #include "cli.h"
+#include "keys.h"
 #include "probe.h"
 #include "route.h"
 #include "tenant.h"
@@ -327,8 +328,8 @@ int cmd_tenant_set(struct topts *o, struct cli_ctx *ctx) {
 
   rc = CLI_FAIL;
   char place[720];
-  if (o->route) snprintf(place, sizeof place, "tenant:%s:route:%s", o->tenant, o->route);
-  else snprintf(place, sizeof place, "tenant:%s", o->tenant);
+  if (o->route) relayq__key_place(place, sizeof place, RELAYQ__KEY_ROUTE, o->tenant, o->route);
+  else relayq__key_place(place, sizeof place, RELAYQ_KEY_TENANT, o->tenant, NULL);
   if (seal_all(&merged, key, place) != 0) goto out;
   int w = o->route ? write_hash(c, rkey, &route_old, &merged, tkey, "routes", routes_new)
                    : write_hash(c, tkey, &old, &merged, NULL, NULL, NULL);

@@ -26,6 +26,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "keys.h"
 #include "log.h"
 #include "netpolicy.h"
 #include "smtp.h"
@@ -185,8 +186,8 @@ int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx) {
   if (c == NULL) return CLI_FAIL;
   redisContext *rc = relayq_client_redis(c);
   char key[600], err[400];
-  relayq_key(key, sizeof key, relayq_client_prefix(c), RELAYQ_KEY_TENANT, tenant);
-  if (route) snprintf(key + strlen(key), sizeof key - strlen(key), ":route:%s", route);
+  if (route) relayq__key(key, sizeof key, relayq_client_prefix(c), RELAYQ__KEY_ROUTE, tenant, route);
+  else relayq_key(key, sizeof key, relayq_client_prefix(c), RELAYQ_KEY_TENANT, tenant);
   struct rq_tenant *t = NULL;
   const struct rq_smtp_conf *conf = NULL;
   if (load_conf(rc, tenant, key, route, &t, &conf, err, sizeof err) != 0) {

@@ -7,6 +7,10 @@ it may not use. Here a one-line source is compiled with exactly the flags
 the build gives each part's own files: what the part may include must
 compile, what it may not must fail. librelayq.so must export `relayq_*`
 and nothing else, and the `relayq` CLI must hold none of the daemon.
+Inside the daemon calls run downward: the modules' call graph, read from
+the symbols each object of librq_daemon.a uses, has no cycle, and nothing
+calls the engine (what the modules tell it goes through the hooks it
+installs).
 """
 
 import os
@@ -129,6 +133,70 @@ def test_cli_holds_none_of_the_daemon():
                                                  r"rconn|redis_uv)_", s))
     assert not daemon, "the relayq CLI links daemon code: %s" % daemon[:10]
     assert any(s.startswith("rq_smtp_") for s in syms)  # the transports it does link
+
+
+def daemon_call_graph():
+    """module -> the daemon modules whose functions (or data) it uses."""
+    lib = os.path.join(harness.build_dir(), "worker", "librq_daemon.a")
+    p = subprocess.run(["nm", lib], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    defined, used, module = {}, {}, None
+    for line in p.stdout.splitlines():
+        if line.endswith(".o:"):
+            module = line[:-1].split(".")[0]
+            continue
+        f = line.split()
+        if len(f) == 3 and f[1] in "TDBR":
+            defined[f[2]] = module
+        elif len(f) == 2 and f[0] == "U":
+            used.setdefault(module, set()).add(f[1])
+    graph = {m: set() for m in set(defined.values()) | set(used)}
+    for m, syms in used.items():
+        graph[m] |= {defined[s] for s in syms if s in defined and defined[s] != m}
+    return graph
+
+
+def find_cycle(graph):
+    """One cycle as a list of modules, or None (depth-first search)."""
+    state, stack = {}, []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state:
+                found = visit(n)
+                if found:
+                    return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def test_daemon_calls_run_downward():
+    graph = daemon_call_graph()
+    assert {"engine", "fetch", "delivery", "status", "lines", "heartbeat"} <= set(graph), sorted(graph)
+    callers = sorted(m for m, callees in graph.items() if "engine" in callees)
+    assert not callers, "modules call the engine (use a hook it installs): %s" % callers
+    cycle = find_cycle(graph)
+    assert cycle is None, "daemon modules call each other in a circle: %s" % " -> ".join(cycle)
+    # status.c is the only writer of statuses: it sits below delivery and lines.
+    assert "status" in graph["delivery"] and "status" in graph["lines"]
+    assert not graph["status"] & {"delivery", "lines", "fetch", "heartbeat", "metrics"}, graph["status"]
+
+
+def test_cycle_finder_finds_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
 if __name__ == "__main__":
