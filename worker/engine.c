@@ -341,6 +341,13 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
   rq_status_init(eng, &status_hooks);
   eng->curl = rq_curl_new(loop, 0, 0);
   eng->smtp = rq_smtp_new_loop(loop);
+  /* As many idle connections kept as sends can be in flight: a busy worker
+   * holds up to --concurrency connections to one gateway, and closing all
+   * but 64 of them whenever a burst ends made it reconnect (TCP handshake,
+   * greeting, EHLO, later QUIT) for about one message in 20. */
+  int idle = eng->cfg->concurrency;
+  rq_smtp_set_limits(eng->smtp, &(struct rq_smtp_limits){.max_idle_per_server = idle > 64 ? idle : 0,
+                                                         .max_idle = idle > 256 ? idle : 0});
   eng->mailgun = rq_mailgun_new(eng->curl);
   static const struct rq_fetch_hooks fetch_hooks = {.arrived = rq_delivery_start};
   rq_fetch_init(eng, &fetch_hooks);
