@@ -227,6 +227,7 @@ static enum where where_of_kind(enum rq_fail kind, int connected) {
 /* A duration from two times in ms since the start; 0 when unknown. */
 static double span(double from, double to) { return to > from ? to - from : 0.0; }
 static double pos(double ms) { return ms > 0 ? ms : 0.0; }
+
 /* Subject, issuer and expiry of the server's certificate; the days it
  * has left into *days (INT32_MIN: unknown). */
 static void read_cert(X509 *cert, struct rq_probe_report *r, long *days) {
