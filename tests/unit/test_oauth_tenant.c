@@ -1,5 +1,5 @@
 /*
- * Unit tests for the v1.1 tenant fields of issue 18: smtp_auth, oauth_*,
+ * Unit tests for the v1.1 tenant fields of OAuth2 sign-in: smtp_auth, oauth_*,
  * rate_limits (tenant and route hashes, presets office365 and gmail),
  * enc:v2 sealing bound to its place, and the rate_limits parser.
  */
