@@ -566,7 +566,6 @@ void rq_delivery_claimed(struct rq_jobctx *jc, const struct rq_claim_result *r) 
   }
   case RQ_CLAIM_OK: break;
   }
-  jc->claimed = 1;
   /* Without a quota every transaction may run; with one, each needs a
    * slot (a 452 split that needs more than claimed waits for the next). */
   const struct rq_rates *rates = route_rates(jc);

@@ -105,7 +105,7 @@ struct rq_jobctx {
   size_t next_rcpt;              /* first recipient not yet in a transaction */
   size_t chunk_first, chunk_n;   /* recipients of the transaction in flight */
   int slots;                     /* transactions allowed by the quota claim */
-  int claimed;                   /* CLAIM answered ok: the status has created_at */
+  int claimed;                   /* CLAIM answered ok: the status has created_at (status.c) */
   int transactions;              /* transactions done in this attempt */
   int cap_override;              /* learned from a 452 too-many-recipients, 0 = none */
   /* last noteworthy reply (the rejection on partial/failed) */

@@ -204,17 +204,20 @@ static void tstate_apply(struct rq_tstate *t) {
   dispatch(eng);
 }
 
+/* One of a tenant state's two reads answered: 0 when the state is gone
+ * (the lines were freed while it was out; the last answer frees it). */
+static int read_answered(struct rq_tstate *t) {
+  t->reading--;
+  if (t->eng) return 1;
+  if (!t->reading) tstate_free(t);
+  return 0;
+}
+
 static void on_breaker_read(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct rq_tstate *t = priv;
   redisReply *reply = r;
-  t->reading--;
-  if (!t->eng) {
-    if (!t->reading) {
-      tstate_free(t);
-    }
-    return;
-  }
+  if (!read_answered(t)) return;
   if (reply && reply->type == REDIS_REPLY_ARRAY) parse_breakers(t, reply);
 }
 
@@ -222,13 +225,7 @@ static void on_hold_read(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct rq_tstate *t = priv;
   redisReply *reply = r;
-  t->reading--;
-  if (!t->eng) {
-    if (!t->reading) {
-      tstate_free(t);
-    }
-    return;
-  }
+  if (!read_answered(t)) return;
   if (reply && reply->type == REDIS_REPLY_ARRAY) {
     parse_hold(t, reply);
     t->read_ms = relayq_now_ms();

@@ -22,7 +22,7 @@
  * smtp_max_connections (1 when it has none) and in all by
  * RQ_UNPROVEN_FACTOR x --concurrency, whose last RQ_UNPROVEN_RESERVE-th
  * is kept for lines with nothing connecting yet. A proven line's jobs take
- * a slot at admission, as before. A
+ * a slot at admission. A
 
  * line that cannot send for a while (breaker open, tenant paused) hands
  * its jobs back to Redis as `retry` or `deferred` (not an attempt).

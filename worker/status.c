@@ -45,10 +45,11 @@ void rq_status_init(struct rq_engine *eng, const struct rq_status_hooks *hooks) 
 /* ---- arguments --------------------------------------------------------------- */
 
 /* A script call's arguments being written: argv points either at strings
- * that outlive the call (ARG) or into one text block this call owns
- * (OWN: one allocation for every string instead of one each, a malloc and
- * a free per string and message). While writing, at[i] is where string i
- * starts in text (SIZE_MAX: not in it); args_seal points argv there. */
+ * that outlive the call (arg) or into one text block the call owns (own:
+ * one allocation for every string instead of a malloc and a free per
+ * string and message). While writing, at[i] is where string i starts in
+ * text (SIZE_MAX: not in it); args_seal points argv there. Past cap,
+ * arguments are dropped: callers size cap for the most they write. */
 struct args {
   const char **argv;
   size_t *argvlen; /* in argv's allocation */
@@ -93,7 +94,7 @@ static void own_i64(struct args *a, int64_t v) {
   rq_buf_put_i64(&a->text, v);
   own_end(a);
 }
-/* A field/value pair whose field is PREFIX NAME ("meta.K", "rcpt.ADDR"). */
+/* A field name made of two parts ("meta." K, "rcpt." ADDR). */
 static void own_cat(struct args *a, const char *prefix, const char *name) {
   own_begin(a);
   rq_buf_puts(&a->text, prefix);
@@ -392,6 +393,7 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
     } else if (!strcmp(verdict, "ok")) {
       res.verdict = RQ_CLAIM_OK;
       res.slots = atoi(res.text);
+      jc->claimed = 1; /* the status has created_at: FINISH need not set it */
     } else {
       res.text = "unexpected reply";
     }
@@ -430,6 +432,21 @@ static void claim_limits(struct args *a, size_t keys_at, const struct rq_jobctx 
   }
 }
 
+/* The `sending` status (CLAIM's last arguments, 11 field/value pairs). */
+static void sending_fields(struct args *a, const struct rq_jobctx *jc, const struct rq_claim_req *req, int64_t now) {
+  arg(a, "state"), arg(a, "sending");
+  arg(a, "tenant"), arg(a, jc->job->tenant);
+  arg(a, "attempts"), own_i64(a, jc->attempt);
+  arg(a, "worker"), arg(a, jc->eng->cfg->worker_id);
+  arg(a, "updated_at"), own_i64(a, now);
+  arg(a, "route"), arg(a, jc->route.name);
+  arg(a, "recipients"), own_i64(a, req->recipients);
+  arg(a, "message_id"), arg(a, jc->message_id);
+  arg(a, "next_attempt_at"), arg(a, "");
+  arg(a, "error"), arg(a, "");
+  arg(a, "detail"), arg(a, "");
+}
+
 void rq_status_claim(struct rq_jobctx *jc, const struct rq_claim_req *req) {
   struct rq_engine *eng = jc->eng;
   const struct rq_config *cfg = eng->cfg;
@@ -449,7 +466,8 @@ void rq_status_claim(struct rq_jobctx *jc, const struct rq_claim_req *req) {
   arg(&a, eng->events_key);
   if (req->hourly_quota > 0) relayq_key(key, sizeof key, cfg->prefix, RELAYQ_KEY_QUOTA, j->tenant), own(&a, key);
   else arg(&a, "");
-  if (nr) relayq__key(key, sizeof key, cfg->prefix, RELAYQ__KEY_AUTOREPLY, j->tenant, NULL), own(&a, key);
+  if (j->kind == RELAYQ_KIND_AUTO_REPLY)
+    relayq__key(key, sizeof key, cfg->prefix, RELAYQ__KEY_AUTOREPLY, j->tenant, NULL), own(&a, key);
   else arg(&a, "");
   size_t keys_at = a.k;
   for (size_t i = 0; i < n_rates; i++) arg(&a, ""); /* claim_limits writes them */
@@ -476,18 +494,7 @@ void rq_status_claim(struct rq_jobctx *jc, const struct rq_claim_req *req) {
   if (req->hourly_quota > 0 || (n_rates && !jc->route.named))
     relayq__key(key, sizeof key, cfg->prefix, RELAYQ__KEY_TPAUSE, j->tenant, NULL), own(&a, key);
   else arg(&a, "");
-  /* The `sending` status. */
-  arg(&a, "state"), arg(&a, "sending");
-  arg(&a, "tenant"), arg(&a, j->tenant);
-  arg(&a, "attempts"), own_i64(&a, jc->attempt);
-  arg(&a, "worker"), arg(&a, cfg->worker_id);
-  arg(&a, "updated_at"), own_i64(&a, now);
-  arg(&a, "route"), arg(&a, jc->route.name);
-  arg(&a, "recipients"), own_i64(&a, req->recipients);
-  arg(&a, "message_id"), arg(&a, jc->message_id);
-  arg(&a, "next_attempt_at"), arg(&a, "");
-  arg(&a, "error"), arg(&a, "");
-  arg(&a, "detail"), arg(&a, "");
+  sending_fields(&a, jc, req, now);
   char *text = args_seal(&a);
   jc->phase = RQ_PHASE_CLAIM;
   rq_batch_call(eng, RQ_SCRIPT_CLAIM, on_claim, jc, (int)a.k, a.argv, a.argvlen);

@@ -6,7 +6,8 @@ the parts below it, and cmake/forbid.cmake stops it including a library
 it may not use. Here a one-line source is compiled with exactly the flags
 the build gives each part's own files: what the part may include must
 compile, what it may not must fail. librelayq.so must export `relayq_*`
-and nothing else, and the `relayq` CLI must hold none of the daemon.
+and nothing else, the `relayq` CLI must hold none of the daemon, and the
+CLI core none of the transports (only its net part talks to mail servers).
 Inside the daemon calls run downward: the modules' call graph, read from
 the symbols each object of librq_daemon.a uses, has no cycle, and nothing
 calls the engine (what the modules tell it goes through the hooks it
@@ -41,10 +42,16 @@ PARTS = {
                   ["engine.h", "rconn.h", "tenants.h", "cli.h", "internal.h", "<hiredis/hiredis.h>", "<msgpack.h>"]),
     "rq_daemon": ("worker/CMakeFiles/rq_daemon.dir", ["engine.h", "smtp.h", "settings.h", "<hiredis/async.h>"],
                   ["cli.h", "probe.h", "internal.h", "client.h", "<msgpack.h>"]),
-    "relayq_cli": ("producer/cli/CMakeFiles/relayq_cli.dir", ["cli.h", "smtp.h", "mime.h", "settings.h",
-                                                             "tenant.h"],
-                   ["engine.h", "delivery.h", "rconn.h", "tenants.h", "internal.h", "client.h",
-                    "<msgpack.h>"]),
+    "relayq_cli": ("producer/cli/CMakeFiles/relayq_cli.dir", ["cli.h", "cli_net.h", "tenant_cmd.h", "mime.h",
+                                                             "message.h", "tenant.h", "<hiredis/hiredis.h>"],
+                   ["smtp.h", "mailgun.h", "curluv.h", "tlsio.h", "settings.h", "config.h", "probe.h",
+                    "tenant_probe.h", "engine.h", "delivery.h", "rconn.h", "tenants.h", "internal.h", "client.h",
+                    "<curl/curl.h>", "<uv.h>", "<msgpack.h>"]),
+    "relayq_cli_net": ("producer/cli/net/CMakeFiles/relayq_cli_net.dir", ["cli.h", "tenant_cmd.h", "probe.h",
+                                                                         "smtp.h", "mailgun.h", "settings.h",
+                                                                         "<curl/curl.h>", "<uv.h>"],
+                       ["engine.h", "delivery.h", "rconn.h", "tenants.h", "internal.h", "client.h",
+                        "<msgpack.h>"]),
     "relayq_obj": ("producer/lib/CMakeFiles/relayq_obj.dir", ["internal.h", "tenant.h", "<msgpack.h>"],
                    ["util.h", "smtp.h", "<curl/curl.h>", "<uv.h>"]),
 }
@@ -111,6 +118,27 @@ def test_forbidden_library_says_why():
     with tempfile.TemporaryDirectory(prefix="relayq-parts-") as work:
         ok, err = compiles(flags, "<curl/curl.h>", work)
         assert not ok and "libcurl is not for this part" in err, err
+
+
+def test_cli_core_says_why_not_the_transports():
+    flags = compile_flags(PARTS["relayq_cli"][0])
+    with tempfile.TemporaryDirectory(prefix="relayq-parts-") as work:
+        ok, err = compiles(flags, "smtp.h", work)
+        assert not ok and "smtp.h is the transports'" in err, err
+
+
+def test_cli_core_links_no_transport():
+    """The CLI core's archive calls nothing of the transports, libcurl,
+    libuv or the CLI's net part: those commands reach it through cli_net.h."""
+    lib = os.path.join(harness.build_dir(), "producer", "cli", "librelayq_cli.a")
+    p = subprocess.run(["nm", "--undefined-only", lib], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    undefined = {line.split()[-1] for line in p.stdout.splitlines() if line.strip().startswith("U ")}
+    assert "rq_addr_envelope" in undefined  # the mail core, which it does use
+    net = sorted(s for s in undefined if re.match(r"(rq_(smtp|mailgun|curl|tlsio|oauth_http|settings|config)_|"
+                                                  r"rq_probe_|cli_net_|cli_server_key|tenant_probe|cmd_tenant_(verify|test)\b|"
+                                                  r"curl_|uv_)", s))
+    assert not net, "the CLI core links the transports: %s" % net[:10]
 
 
 def defined_symbols(path, dynamic):
