@@ -5,9 +5,9 @@ A worker at --concurrency C holds up to C connections to the platform
 gateway at once. Once a burst is sent they wait idle in its pool, and the
 next burst must reuse them rather than reconnect (TCP handshake, greeting,
 EHLO, and a QUIT for each one closed): the pool keeps up to C idle
-connections per server (worker/engine.c). It used to keep 64, so a busy
-worker reconnected for about one message in 12 (docs/performance.md,
-"Drain against the SMTP ceiling").
+connections per server (worker/engine.c). A fixed cap below C (64, say)
+makes a busy worker reconnect for about one message in 12
+(docs/performance.md, "Drain against the SMTP ceiling").
 """
 
 import os
