@@ -37,11 +37,16 @@ def sources():
     src = open(os.path.join(ROOT, "producer", "lib", "scripts.c")).read()
     src = re.sub(r"/\*.*?\*/", "", src, flags=re.S)
     s = {}
-    for name in ("CLAIM", "FINISH", "BATCH_RUN", "BATCH_CLAIM_HEAD", "BATCH_FINISH_HEAD", "BATCH_TAIL_HEAD"):
+    for name in ("CLAIM_BODY", "FINISH_COUNT", "FINISH_BODY", "BATCH_COUNT", "BATCH_RUN"):
         m = re.search(r"static const char %s\[\] =(.*?);\n" % name, src, re.S)
         s[name] = c_string(m.group(1))
-    s["BATCH"] = (s["BATCH_CLAIM_HEAD"] + s["CLAIM"] + s["BATCH_FINISH_HEAD"] + s["FINISH"] +
-                  s["BATCH_TAIL_HEAD"] + s["BATCH_RUN"])
+    # FN_HEAD and FN_CALL of scripts.c
+    head = "local function %s(KEYS, ko, nkeys, ARGV, ao, nargs)\n"
+    call = "end\nreturn %s(KEYS, 0, #KEYS, ARGV, 0, #ARGV)\n"
+    s["CLAIM"] = head % "claim" + s["CLAIM_BODY"] + call % "claim"
+    s["FINISH"] = s["FINISH_COUNT"] + head % "finish" + s["FINISH_BODY"] + call % "finish"
+    s["BATCH"] = (s["BATCH_COUNT"] + head % "claim" + s["CLAIM_BODY"] + "end\n" + head % "finish" +
+                  s["FINISH_BODY"] + "end\n" + s["BATCH_RUN"])
     return s
 
 
@@ -60,9 +65,7 @@ def claim_call(i, now):
         jid, now)
     keys = ["%s:status:%s" % (P, jid), P + ":events", "", ""]
     args = [str(now), "0", "3600000", "1", "%s:1:%d" % (jid, now), ev, "3600000", "0", "",
-            "state", "sending", "tenant", "acme", "attempts", "1", "worker", "w1", "updated_at", str(now),
-            "route", "platform", "recipients", "1", "message_id", "<%s@platform.example>" % jid,
-            "next_attempt_at", "", "error", "", "detail", ""]
+            "acme", "1", "w1", "platform", "1", "<%s@platform.example>" % jid]
     return keys, args
 
 
@@ -73,8 +76,7 @@ def finish_call(i, now, payload):
     keys = ["%s:status:%s" % (P, jid), P + ":events", P + ":inflight:w1", "", P + ":stats:acme",
             P + ":stats:acme:20261206", P + ":dead"]
     args = ["ack", payload, "", str(now), "604800000", ev, "sent", "",
-            "state", "sent", "tenant", "acme", "worker", "w1", "updated_at", str(now), "route", "platform",
-            "attempts", "1", "accepted", "1", "rejected", "0", "next_attempt_at", "", "sent_at", str(now),
+            "state", "sent", "updated_at", str(now), "accepted", "1", "rejected", "0", "next_attempt_at", "", "sent_at", str(now),
             "last_code", "250", "last_reply", "250 2.0.0 Ok: queued as 1234", "error", "", "detail", ""]
     return keys, args
 
@@ -103,7 +105,7 @@ def run(r, shas, n, b, check=True):
             else:
                 flat = []
                 for keys, args in calls:
-                    flat += [phase[0], str(len(keys)), str(len(args))] + keys + args
+                    flat += ["%s%d:%d" % (phase[0], len(keys), len(args))] + keys + args
                 r.evalsha(shas["BATCH"], 0, *flat)
     cpu1 = r.info("cpu")
     st = r.info("commandstats")["cmdstat_evalsha"]

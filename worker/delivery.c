@@ -732,8 +732,6 @@ static void claim(struct rq_jobctx *jc) {
   rq_buf_init(&ev);
   rq_status_event_json(&ev, j->id, j->tenant, "sending", jc->attempt, now, jc->route.name, 0, NULL,
                        eng->cfg->worker_id);
-  char upd[24];
-  rq_fmt_i64(upd, sizeof upd, now);
   char nkeys_s[8];
   rq_fmt_i64(nkeys_s, sizeof nkeys_s, 4 + (int64_t)n_rates);
   const char *fixed[] = {"EVALSHA",   eng->sha[RQ_SCRIPT_CLAIM],
@@ -746,10 +744,10 @@ static void claim(struct rq_jobctx *jc) {
                          ev.data,     arwin_s,
                          nr_s};
   size_t nfixed = sizeof fixed / sizeof fixed[0], nfixed2 = sizeof fixed2 / sizeof fixed2[0];
-  const char *status_fields[] = {"state", "sending", "tenant", j->tenant, "attempts", attempts_s,
-                                 "worker", eng->cfg->worker_id, "updated_at", upd, "route", jc->route.name,
-                                 "recipients", recips_s, "message_id", jc->message_id, "next_attempt_at", "",
-                                 "error", "", "detail", ""};
+  /* The `sending` status's values, in CLAIM's order (scripts.c names the
+   * fields and writes state, updated_at and the emptied ones itself). */
+  const char *status_fields[] = {j->tenant, attempts_s, eng->cfg->worker_id, jc->route.name, recips_s,
+                                 jc->message_id};
   size_t nsf = sizeof status_fields / sizeof status_fields[0];
   char pause_key[300] = "";
   if (limit > 0 || (n_rates && !jc->route.named))

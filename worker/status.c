@@ -70,6 +70,23 @@ void rq_status_event_json(struct rq_buf *b, const char *id, const char *tenant, 
 
 static void send_finish(struct rq_jobctx *jc);
 
+/* Fields this worker's CLAIM of the job (answered ok) wrote with the
+ * value FINISH would write again: the job's tenant, route, Message-ID,
+ * recipient count, this worker, and the attempt when it is the one
+ * claimed. Nothing else writes a claimed status's fields (only a second
+ * copy of the same job could: the same values but the worker's), so
+ * they are left out of FINISH's arguments. */
+static int claim_wrote(const struct rq_jobctx *jc, const char *key, const char *value) {
+  switch (key[0]) {
+  case 't': return !strcmp(key, "tenant");
+  case 'r': return !strcmp(key, "route") || !strcmp(key, "recipients");
+  case 'm': return !strcmp(key, "message_id");
+  case 'w': return !strcmp(key, "worker");
+  case 'a': return !strcmp(key, "attempts") && value && strtol(value, NULL, 10) == jc->attempt;
+  default: return 0;
+  }
+}
+
 /* FINISH carries the payload (LREM from the inflight list needs it), and
  * hiredis holds a command in two copies until it is written: a dozen 10 MB
  * jobs finishing in one loop turn would double the worker's memory for a
@@ -214,6 +231,7 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
   if (status_key[0]) {
     for (size_t i = 0; i < n_fields; i++) {
       if (!fields[i].key || !fields[i].key[0] || fields[i].key[0] == '_') continue;
+      if (jc->claimed && claim_wrote(jc, fields[i].key, fields[i].value)) continue;
       OWNS(fields[i].key);
       OWNS(fields[i].value ? fields[i].value : "");
     }
