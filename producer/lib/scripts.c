@@ -493,6 +493,8 @@ static const char CLAIM_BODY[] =
  * it proved the status is this tenant's, and no other tenant's job can
  * take a status whose tenant is set (CLAIM, FINISH, the enqueue and the
  * dead requeue all leave it alone), so the owner check is skipped.
+ * A number given to redis.call is printed with sprintf ("%.14g") first:
+ * LREM's count is the string '-1'.
  * Returns LREM's count, or {"foreign", count} when the status belonged to
  * another tenant's job and was left alone.
  * The status is written and published before the job leaves inflight, so
@@ -520,7 +522,7 @@ static const char FINISH_BODY[] =
   "    end\n"
   "    if KEYS[ko + 5] ~= '' then redis.call('HINCRBY', KEYS[ko + 5], 'failed', 1) end\n"
   "    redis.call('LPUSH', KEYS[ko + 7], ARGV[ao + 3] ~= '' and ARGV[ao + 3] or ARGV[ao + 2])\n"
-  "    return {'foreign', redis.call('LREM', KEYS[ko + 3], -1, ARGV[ao + 2])}\n"
+  "    return {'foreign', redis.call('LREM', KEYS[ko + 3], '-1', ARGV[ao + 2])}\n"
   "  end\n"
   "end\n"
   "if KEYS[ko + 1] ~= '' and nargs >= 9 then\n"
@@ -536,7 +538,7 @@ static const char FINISH_BODY[] =
   "if mode == 'delay' then redis.call('ZADD', KEYS[ko + 4], ARGV[ao + 4], park)\n"
   "elseif mode == 'dead' then redis.call('LPUSH', KEYS[ko + 4], park)\n"
   "elseif mode == 'requeue' then redis.call('RPUSH', KEYS[ko + 4], ARGV[ao + 2]) end\n"
-  "return redis.call('LREM', KEYS[ko + 3], -1, ARGV[ao + 2])\n";
+  "return redis.call('LREM', KEYS[ko + 3], '-1', ARGV[ao + 2])\n";
 
 /* The single-job FINISH counts a status change in the tenant's counters
  * at once (BATCH sums them over the call: BATCH_COUNT). */
@@ -639,12 +641,12 @@ static const char BREAKER_PROBE[] =
 static const char BATCH_COUNT[] =
   LUA_NUM
   "local counts, counted, calling = {}, {}, 0\n"
+  /* d is s's day (s .. ':' .. YYYYMMDD): it names the pair. */
   "local function count(s, d, st)\n"
-  "  local k = s .. '|' .. d\n"
-  "  local c = counts[k]\n"
+  "  local c = counts[d]\n"
   "  if not c then\n"
   "    c = {s = s, d = d, n = {}, states = {}, calls = {}}\n"
-  "    counts[k] = c; counted[#counted + 1] = c\n"
+  "    counts[d] = c; counted[#counted + 1] = c\n"
   "  end\n"
   "  if not c.n[st] then c.n[st] = 0; c.states[#c.states + 1] = st end\n"
   "  c.n[st] = c.n[st] + 1\n"
