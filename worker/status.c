@@ -30,6 +30,7 @@ struct rq_finish {
   size_t argc;
   char *text; /* the strings this record owns, one block (argv points into it) */
   unsigned char *park;
+  int lrem_after; /* mode "done": the worker removes the job from inflight once FINISH answered */
 };
 
 static void finish_free(struct rq_finish *f) {
@@ -95,6 +96,31 @@ static int claim_wrote(const struct rq_jobctx *jc, const char *key, const char *
  * earlier one's answer. One is always allowed, whatever its size. */
 #define FINISH_BYTES_MAX ((size_t)32 << 20)
 
+/* An acknowledged job whose status FINISH wrote leaves the inflight list
+ * by an LREM sent after FINISH answered, on the same connection: the
+ * status is written before the job leaves inflight, and the payload
+ * (1 KB to 1 MB) never becomes a Lua string (Redis hashes every byte of
+ * a string entering Lua: the largest cost of a small job's FINISH).
+ * Lost (the connection drops first, or the LREM fails), the job stays in
+ * inflight with its final status: recovery hands it back (below) or a
+ * peer reclaims it, and its CLAIM answers 'dup': acknowledged, not sent
+ * again. */
+#define LREM_AFTER_MAX ((size_t)1 << 20)
+
+static void on_lrem(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  struct rq_engine *eng = priv;
+  redisReply *reply = r;
+  if (!reply || reply->type == REDIS_REPLY_ERROR) eng->needs_recovery = 1;
+}
+
+static void lrem(struct rq_jobctx *jc) {
+  struct rq_engine *eng = jc->eng;
+  const char *argv[] = {"LREM", eng->inflight_key, "-1", jc->payload};
+  const size_t lens[] = {4, strlen(eng->inflight_key), 2, jc->payload_len};
+  if (rq_rconn_cmd(eng->cmd, on_lrem, eng, 4, argv, lens)) eng->needs_recovery = 1;
+}
+
 static void finish_answered(struct rq_jobctx *jc) {
   struct rq_engine *eng = jc->eng;
   if (!jc->finish_counted) return;
@@ -126,6 +152,7 @@ static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
     RQ_LOG_FIELDS(RQ_LOG_WARN, "job id is another tenant's: status left alone, job dead-lettered",
                   {"job", jc->job ? jc->job->id : jc->invalid_id}, {"tenant", jc->job ? jc->job->tenant : NULL},
                   {"error", "invalid_job"});
+  if (jc->finish->lrem_after) lrem(jc);
   finish_free(jc->finish);
   jc->finish = NULL;
   rq_engine_job_done(jc->eng, jc);
@@ -134,6 +161,12 @@ static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
 static void send_finish(struct rq_jobctx *jc) {
   struct rq_engine *eng = jc->eng;
   if (jc->finish_gated) return; /* its turn comes with an earlier answer */
+  if (jc->finish->lrem_after) { /* the payload is not in this call */
+    jc->phase = RQ_PHASE_FINISH;
+    rq_batch_call(eng, RQ_SCRIPT_FINISH, on_finish, jc, (int)jc->finish->argc, jc->finish->argv,
+                  jc->finish->argvlen);
+    return;
+  }
   if (eng->finish_bytes > 0 && eng->finish_bytes + jc->payload_len > FINISH_BYTES_MAX) {
     jc->phase = RQ_PHASE_STALLED;
     jc->finish_gated = 1;
@@ -180,6 +213,11 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
     relayq_key(status_buf, sizeof status_buf, cfg->prefix, RELAYQ_KEY_STATUS, status_id);
     status_key = status_buf;
   }
+  /* An acknowledgement that writes a status this worker's CLAIM proved
+   * its own (or none: a duplicate's) leaves inflight by the LREM after
+   * (lrem). The other modes move the payload in the same script. */
+  f->lrem_after = mode == RQ_FINISH_ACK && (jc->claimed || !status_key[0]) && jc->payload_len <= LREM_AFTER_MAX;
+  if (f->lrem_after) mode_s = "done";
   /* Event */
   struct rq_buf ev;
   rq_buf_init(&ev);
@@ -220,7 +258,8 @@ void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char
   OWNS(daily_key);
   ARG(eng->dead_key);
   ARG(mode_s);
-  f->argv[k] = jc->payload, f->argvlen[k] = jc->payload_len, at[k] = SIZE_MAX, k++;
+  if (f->lrem_after) ARG("");
+  else f->argv[k] = jc->payload, f->argvlen[k] = jc->payload_len, at[k] = SIZE_MAX, k++;
   if (park_payload) f->argv[k] = (const char *)park_payload, f->argvlen[k] = park_len, at[k] = SIZE_MAX, k++;
   else ARG("");
   OWNS(score_s);

@@ -476,8 +476,13 @@ static const char CLAIM_BODY[] =
  * KEYS[5] the tenant's counters hash P:stats:TENANT (or ""), KEYS[6] its
  * daily counters P:stats:TENANT:YYYYMMDD (or ""), KEYS[7] the dead list
  * (where a job whose id another tenant's status holds goes).
- * ARGV[1] mode: ack | delay | dead | requeue
- * ARGV[2] payload as held in inflight (removed from there)
+ * ARGV[1] mode: ack | delay | dead | requeue | done
+ * ARGV[2] payload as held in inflight (removed from there); "" with
+ * "done": an acknowledgement whose job the worker removes from inflight
+ * itself with an LREM once this call answered (worker/status.c: the
+ * payload does not enter Lua, where Redis hashes every byte of it; the
+ * status is still written first, and a job whose LREM is lost stays in
+ * inflight with a final status, which its next CLAIM answers 'dup')
  * ARGV[3] payload to park (delay) or dead-letter (dead); "" = ARGV[2]
  * ARGV[4] delay score (ms), ARGV[5] status TTL ms (0 = keep),
  * ARGV[6] event JSON ("" = none), ARGV[7] state to count in the tenant's
@@ -535,6 +540,7 @@ static const char FINISH_BODY[] =
   "if ARGV[ao + 7] ~= '' and KEYS[ko + 5] ~= '' then count(KEYS[ko + 5], KEYS[ko + 6], ARGV[ao + 7]) end\n"
   "local park = ARGV[ao + 3] ~= '' and ARGV[ao + 3] or ARGV[ao + 2]\n"
   "local mode = ARGV[ao + 1]\n"
+  "if mode == 'done' then return 1 end\n"
   "if mode == 'delay' then redis.call('ZADD', KEYS[ko + 4], ARGV[ao + 4], park)\n"
   "elseif mode == 'dead' then redis.call('LPUSH', KEYS[ko + 4], park)\n"
   "elseif mode == 'requeue' then redis.call('RPUSH', KEYS[ko + 4], ARGV[ao + 2]) end\n"

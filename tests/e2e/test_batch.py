@@ -115,6 +115,27 @@ def test_tenant_counters_summed_per_batch():
         assert smtp.messages_count() == len(jobs), smtp.messages_count()
 
 
+def test_job_whose_lrem_was_lost_is_not_sent_again():
+    """An acknowledged job leaves inflight by an LREM the worker sends once
+    FINISH wrote its final status (worker/status.c). When that LREM is lost
+    (killed in between), the job is still in the list with its final
+    status: the worker that reclaims the list acknowledges it ('dup')
+    without sending it again, and the list ends empty."""
+    with RedisServer() as r, SmtpServer() as smtp:
+        j = job("lost-1", "tenant-a")
+        r.client.hset(r.key("status", "lost-1"), mapping={"state": "sent", "tenant": "tenant-a", "created_at": "1",
+                                                         "attempts": "1", "accepted": "1"})
+        r.client.lpush(r.key("inflight", "w-lost"), msgpack.packb(j, use_bin_type=True))
+        push_job(r, job("fresh-1", "tenant-a"))
+        with Worker(r, platform_smtp=smtp, args=ARGS, worker_id="w-lost") as w:
+            assert wait_status(r, "fresh-1")["state"] == "sent"
+            wait_for(lambda: "duplicate job acknowledged without sending" in w.log_text(), what="lost-1 acknowledged")
+            wait_for(lambda: r.client.llen(r.key("inflight", "w-lost")) == 0, what="inflight empty")
+        assert status(r, "lost-1")["state"] == "sent"
+        rcpts = [m["rcpt_tos"][0] for m in smtp.messages()]
+        assert rcpts == ["fresh-1@dest.example"], rcpts
+
+
 def test_kill9_mid_batch_loses_nothing_duplicates_bounded():
     n, conc = 1500, 64
     with RedisServer() as r, SmtpServer(keep_messages=True) as smtp:
