@@ -270,6 +270,7 @@ def cmd_watch(a):
 
     # 2. Until everything is final (or --duration), sampling RSS.
     rss = []
+    held = []
     sample = None
     t_end = None
     last_rss = 0.0
@@ -284,8 +285,18 @@ def cmd_watch(a):
         if stop_at is not None and now >= stop_at:
             t_end = now
             break
-        left = r.exists(*keys)
+        pipe = r.pipeline(transaction=False)
+        pipe.exists(*keys)
+        for k in keys[2:]:
+            pipe.llen(k)
+        got = pipe.execute()
+        left = got[0]
         note("exists")
+        note("llen", len(keys) - 2)
+        # Jobs the workers hold (fetched, not finished): near K x
+        # --concurrency means fetching kept up and the workers were never
+        # short of work.
+        held.append(sum(got[1:]))
         # With --wait-file (the paced phase) the queue is empty between
         # jobs; the phase ends only after the producer has finished.
         if left == 0 and (not a.wait_file or os.path.exists(a.wait_file)):
@@ -325,6 +336,7 @@ def cmd_watch(a):
         "worker_vmhwm": {str(p): v for p, v in hwm.items()},
         "worker_vmrss_end": {str(p): v for p, v in rss_end.items()},
         "rss_samples": rss,
+        "held_samples": held,
         "redis_pid": redis_pid,
         "redis_cpu_s": round(rcpu1 - rcpu0, 3),
         "sink_cpu_s": round(sink_cpu, 3) if sink_cpu0 is not None else None,
@@ -557,6 +569,12 @@ def figures(d):
         f["backlog_latency_ms"] = st["latency_ms"]
         if w.get("rss_samples"):
             f["rss_samples"] = w["rss_samples"]
+        held = w.get("held_samples") or []
+        if len(held) >= 5:
+            # the middle 80% of the drain in time (not the start or the tail)
+            mid = sorted(held[len(held) // 10: len(held) - len(held) // 10] or held)
+            f["jobs_held"] = {"p10": percentile(mid, 10), "median": percentile(mid, 50),
+                              "samples": len(held)}
     if lst and lw is not None:
         f["latency_rate"] = round(lenq["target_rate"]) if lenq else None
         f["latency_achieved_rate"] = round(lenq["rate"]) if lenq else None
@@ -568,6 +586,7 @@ def figures(d):
         if f.get("drain_rate"):
             f["drain_fraction_of_ceiling"] = round(f["drain_rate"] / ceil["rate"], 3)
     rounds(d, f)
+    ab_costs(d, f)
     one = load(os.path.join(d, "enqueue-one.json"))
     if one:
         f["enqueue_one_rate"] = round(one["rate"])
@@ -633,6 +652,57 @@ def rounds(d, f):
         f["drain_fraction_of_ceiling"] = f["drain_ceiling_ratio_rounds"]["median"]
 
 
+def ab_costs(d, f):
+    """What the drain (A) and the ceiling (B) each cost the machine per
+    1,000 messages, medians over the rounds: A's workers + redis-server +
+    smtp-sink against B's smtp-source + smtp-sink, and the SMTP sessions
+    each opened. With everything CPU-bound on the same cores, the ratio of
+    the two CPU sums is the drain/ceiling fraction those cores allow."""
+    a_cpu, b_src, b_sink, a_sess, b_sess, a_busy, b_busy, b_bytes = [], [], [], [], [], [], [], []
+    cpus = (load(os.path.join(d, "config.json"), {}) or {}).get("host_cpus") or os.cpu_count()
+    for k in range(1, 100):
+        sfx = "" if k == 1 else f"-r{k}"
+        w = load(os.path.join(d, f"watch{sfx}.json"))
+        chk = load(os.path.join(d, f"sink{sfx}.json"))
+        ceil = load(os.path.join(d, f"ceiling{sfx}.json"))
+        if not (w and chk):
+            break
+        n = chk["n"] / 1000
+        a_cpu.append((sum(w["worker_cpu_s"].values()) + w["redis_cpu_s"] + (w.get("sink_cpu_s") or 0)) / n)
+        m = w.get("machine") or {}
+        if m.get("wall_s"):
+            # our three processes' share of all the cores during the drain
+            a_busy.append(a_cpu[-1] * n / (cpus * m["wall_s"]))
+        if chk.get("sink_sessions") is not None:
+            a_sess.append(chk["sink_sessions"] / n)
+        if ceil and ceil.get("source_cpu_s") is not None:
+            m = ceil["messages"] / 1000
+            b_src.append(ceil["source_cpu_s"] / m)
+            b_sink.append(ceil["sink_cpu_s"] / m)
+            b_sess.append(ceil["sink_sessions"] / m)
+            b_busy.append((ceil["source_cpu_s"] + ceil["sink_cpu_s"]) / (cpus * ceil["seconds"]))
+            if ceil.get("sink_bytes_per_msg"):
+                b_bytes.append(ceil["sink_bytes_per_msg"])
+    if a_sess:
+        f["smtp_sessions_per_1000"] = {"drain": round(statistics.median(a_sess), 1)}
+        if b_sess:
+            f["smtp_sessions_per_1000"]["ceiling"] = round(statistics.median(b_sess), 1)
+    if b_src:
+        src, sink, a = statistics.median(b_src), statistics.median(b_sink), statistics.median(a_cpu)
+        f["ceiling_cpu_s_per_1000"] = {"smtp_source": round(src, 3), "smtp_sink": round(sink, 3),
+                                       "sum": round(src + sink, 3)}
+        f["cpu_sum_ratio"] = {"ceiling_sum_over_drain_sum": round((src + sink) / a, 3),
+                              "drain_sum": round(a, 3)}
+    if b_bytes:
+        # against smtp_bytes_per_message (A): the two phases move the same bytes
+        f["ceiling_bytes_per_message"] = round(statistics.median(b_bytes))
+    if a_busy and b_busy:
+        # 1.0: the phase's own processes kept every core busy (CPU-bound);
+        # less: they waited on each other (round trips) or on neighbours.
+        f["cores_used_share"] = {"drain": round(statistics.median(a_busy), 2),
+                                 "ceiling": round(statistics.median(b_busy), 2)}
+
+
 def fmt(v):
     if v is None:
         return "-"
@@ -668,6 +738,12 @@ ROWS = [
     ("cpu_s_per_1000", "worker CPU s per 1,000 messages (utime+stime, all workers)"),
     ("redis_cpu_s_per_1000", "redis-server CPU s per 1,000 messages"),
     ("sink_cpu_s_per_1000", "smtp-sink CPU s per 1,000 messages"),
+    ("ceiling_bytes_per_message", "bytes the sink read per message in the ceiling (B)"),
+    ("ceiling_cpu_s_per_1000", "SMTP ceiling (B) CPU s per 1,000 messages (median)"),
+    ("cpu_sum_ratio", "CPU per message, B's sum / A's sum (workers+redis+sink)"),
+    ("cores_used_share", "share of all cores the phase's own processes used (A: workers+redis+sink)"),
+    ("smtp_sessions_per_1000", "SMTP sessions ended during the phase, per 1,000 messages"),
+    ("jobs_held", "jobs the workers held during the drain (LLEN inflight every 20 ms)"),
     ("peak_rss_mb", "peak RSS per worker, MB (VmHWM)"),
     ("redis_cmds_per_msg_top", "Redis commands per message, top-level calls"),
     ("redis_cmds_per_msg_total", "Redis commands per message, incl. those inside scripts"),

@@ -318,6 +318,21 @@ sink_count() {
   echo "${n:-0}"
 }
 
+# sink_sessions: the SMTP sessions smtp-sink has seen end so far (its sess=N
+# counts a session when it closes):
+# per message, how often a client reconnects.
+sink_sessions() {
+  local n
+  n=$(tail -c 400 "$TMP/sink.log" 2>/dev/null | tr '\r' '\n' | sed -n 's/.*sess=\([0-9]*\).*/\1/p' | tail -n 1)
+  echo "${n:-0}"
+}
+
+# cpu_ticks PID: utime+stime of PID in clock ticks.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+
+# machine_ticks: "busy idle steal" clock ticks of the whole machine (/proc/stat).
+machine_ticks() { awk 'NR == 1 { print $2 + $3 + $4 + $7 + $8, $5 + $6, $9 }' /proc/stat; }
+
 # expect_sink FROM WANT WHAT: waits (up to 10 s, for the counter's last
 # update) until the sink counted WANT messages since FROM; else fails.
 expect_sink() {
@@ -381,8 +396,9 @@ drain_round() {
   local sl=()
   [ "$SLOWLOG" = 0 ] || [ "$r" != 1 ] || sl=(--slowlog --slowlog-after "$slowlog_after")
   start_watch "$RES/watch$sfx.json" "$N" "${sl[@]}"
-  local sink0
+  local sink0 sess0
   sink0=$(sink_count)
+  sess0=$(sink_sessions)
   start_workers "$K"
   local perf_pid=""
   if [ "$PERF" = 1 ] && [ "$r" = 1 ]; then
@@ -413,33 +429,49 @@ drain_round() {
   sent=$(json "$RES/statuses$sfx.json" 'd["states"].get("sent", 0)')
   [ "$sent" -eq "$N" ] || die "round $r: $sent of $N jobs have status sent: $(json "$RES/statuses$sfx.json" 'd["states"]')"
   expect_sink "$sink0" "$N" "round $r (A), $sent jobs with status sent"
-  "$PY" -c "import json,sys; json.dump({'n': $N, 'sent': $sent, 'sink_messages': $(($(sink_count) - sink0))}, \
-open(sys.argv[1], 'w'))" "$RES/sink$sfx.json"
+  "$PY" -c "import json,sys; json.dump({'n': $N, 'sent': $sent, 'sink_messages': $(($(sink_count) - sink0)), \
+'sink_sessions': $(($(sink_sessions) - sess0))}, open(sys.argv[1], 'w'))" "$RES/sink$sfx.json"
   stop_workers
   grep -h "stopped:" "$TMP"/worker-*.log >&2 || true
 }
 
 # ceiling_round R: N messages of the size the worker sent (bytes the sink
-# read per message, less ~150 bytes of SMTP commands; smtp-source adds its
-# own few headers) over reused sessions, straight into the same sink, right
-# after drain round R, so both see the same machine.
+# read per message, less ~210 bytes: the SMTP commands and the headers
+# smtp-source adds itself, so the sink reads the same bytes per message in
+# A and B, within ~1%) over reused sessions, straight into the same sink,
+# right after drain round R, so both see the same machine.
 ceiling_round() {
-  local r=$1 sfx="" size t0 t1 cmd sink0
+  local r=$1 sfx="" size t0 t1 cmd sink0 sess0 ticks0 ticks1 times_ m0 m1 rchar0 rchar1
   [ "$r" = 1 ] || sfx="-r$r"
-  size=$(json "$RES/watch.json" 'max(100, int((d["sink_rchar"] or 0) / max(1, '"$N"')) - 150)')
+  size=$(json "$RES/watch.json" 'max(100, int((d["sink_rchar"] or 0) / max(1, '"$N"')) - 210)')
   cmd="smtp-source -d -s $CEILING_SESSIONS -m $N -l $size -f bench@platform.example -t user@example.com 127.0.0.1:$SPORT"
   say "round $r (B): SMTP ceiling: $cmd"
   sink0=$(sink_count)
+  sess0=$(sink_sessions)
+  ticks0=$(cpu_ticks "$SINK_PID")
+  rchar0=$(awk '/^rchar:/ { print $2 }' "/proc/$SINK_PID/io")
+  m0=$(machine_ticks)
   t0=$(date +%s.%N)
+  # The subshell's `times` prints its children's CPU (smtp-source's) last.
   # shellcheck disable=SC2086
-  step $cmd >"$TMP/ceiling.log" 2>&1 || die "smtp-source failed: $(tail -n 3 "$TMP/ceiling.log")"
+  step bash -c "$cmd >'$TMP/ceiling.log' 2>&1 || exit 1; times >'$TMP/ceiling.times'" ||
+    die "smtp-source failed: $(tail -n 3 "$TMP/ceiling.log")"
   t1=$(date +%s.%N)
+  ticks1=$(cpu_ticks "$SINK_PID")
+  rchar1=$(awk '/^rchar:/ { print $2 }' "/proc/$SINK_PID/io")
+  m1=$(machine_ticks)
   expect_sink "$sink0" "$N" "round $r (B), smtp-source -m $N"
+  # "0m0.420s 0m1.250s": user and system seconds of the children.
+  times_=$(tail -n 1 "$TMP/ceiling.times" | sed 's/\([0-9]*\)m\([0-9.]*\)s/(\1*60+\2)/g; s/ /+/')
   "$PY" - "$RES/ceiling$sfx.json" <<EOF
 import json, sys
 s = $t1 - $t0
 json.dump({"command": "$cmd", "messages": $N, "seconds": round(s, 3), "rate": $N / s,
-           "bytes": $size}, open(sys.argv[1], "w"))
+           "bytes": $size, "sink_cpu_s": ($ticks1 - $ticks0) / $(getconf CLK_TCK),
+           "source_cpu_s": round($times_, 3), "sink_bytes_per_msg": round(($rchar1 - $rchar0) / $N), "sink_sessions": $(($(sink_sessions) - sess0)),
+           "machine": dict(zip(("busy_s", "idle_s", "steal_s"), (round((b - a) / $(getconf CLK_TCK), 2)
+                      for a, b in zip(map(int, "$m0".split()), map(int, "$m1".split())))))},
+          open(sys.argv[1], "w"))
 EOF
 }
 

@@ -24,17 +24,15 @@
 
 #include "address.h"
 #include "backoff.h"
-#include "batch.h"
 #include "classify.h"
 #include "curlfail.h"
+#include "delivery.h"
 #include "engine.h"
-#include "keys.h"
 #include "log.h"
 #include "mailgun.h"
 #include "metrics.h"
 #include "mime.h"
 #include "oauth.h"
-#include "redis_health.h"
 #include "dkim_job.h"
 #include "message.h"
 #include "route.h"
@@ -42,8 +40,6 @@
 #include "smtp.h"
 #include "tenants.h"
 #include "util.h"
-
-#define MAX_RCPT_FIELDS 100 /* rcpt.ADDR fields written per job */
 
 static void send_next(struct rq_jobctx *jc);
 static void token_refused(struct rq_jobctx *jc, const struct rq_smtp_result *res);
@@ -66,47 +62,7 @@ void rq_job_free(struct rq_jobctx *jc) {
   free(jc);
 }
 
-/* ---- status helpers ------------------------------------------------------ */
-
-/* Status fields being assembled; values (and keys marked in key_owned)
- * are owned here until fields_free. */
-struct fields {
-  struct rq_status_kv kv[48 + MAX_RCPT_FIELDS];
-  char key_owned[48 + MAX_RCPT_FIELDS];
-  size_t n;
-};
-
-static void put(struct fields *f, const char *key, const char *value) {
-  if (f->n >= sizeof f->kv / sizeof f->kv[0]) return;
-  f->kv[f->n].key = key;
-  f->kv[f->n].value = rq_xstrdup(value ? value : "");
-  f->n++;
-}
-
-/* Like put, with a key made here ("meta.K", "rcpt.ADDR"). */
-static void put_keyed(struct fields *f, const char *prefix, const char *name, const char *value) {
-  if (f->n >= sizeof f->kv / sizeof f->kv[0]) return;
-  size_t len = strlen(prefix) + strlen(name) + 1;
-  char *key = rq_xmalloc(len);
-  snprintf(key, len, "%s%s", prefix, name);
-  put(f, key, value);
-  f->key_owned[f->n - 1] = 1;
-}
-
-static void put_int(struct fields *f, const char *key, int64_t v) {
-  char tmp[32];
-  rq_fmt_i64(tmp, sizeof tmp, v);
-  put(f, key, tmp);
-}
-
-static void fields_free(struct fields *f) {
-  for (size_t i = 0; i < f->n; i++) {
-    free(f->kv[i].value);
-    if (f->key_owned[i]) free((char *)f->kv[i].key);
-    f->key_owned[i] = 0;
-  }
-  f->n = 0;
-}
+/* ---- outcomes ---------------------------------------------------------------- */
 
 static int count_rcpts(const struct rq_jobctx *jc, enum rq_rcpt_state st) {
   int n = 0;
@@ -121,27 +77,19 @@ static int total_recipients(const struct rq_jobctx *jc) {
   return (int)jc->n_rcpts;
 }
 
-/* Fields every status change after decoding carries. */
-static void put_common(struct fields *f, struct rq_jobctx *jc, const char *state) {
-  struct rq_engine *eng = jc->eng;
-  put(f, "state", state);
-  put(f, "tenant", jc->job->tenant);
-  put_int(f, "updated_at", relayq_now_ms());
-  put(f, "worker", eng->cfg->worker_id);
-  if (jc->route.name) put(f, "route", jc->route.name);
-  if (jc->message_id[0]) put(f, "message_id", jc->message_id);
-  if (jc->n_rcpts) put_int(f, "recipients", total_recipients(jc));
-  /* meta keys are validated by the codec (no CR/LF, bounded). */
-  for (size_t i = 0; i < jc->job->n_meta; i++) put_keyed(f, "meta.", jc->job->meta[i].key, jc->job->meta[i].value);
-}
-
-/* last_code/last_enhanced/last_reply are the server's reply; a failure
- * with no reply (connect, TLS) leaves them out and says why in detail. */
-static void put_last_reply(struct fields *f, const struct rq_jobctx *jc) {
-  if (!jc->last_code) return;
-  put_int(f, "last_code", jc->last_code);
-  put(f, "last_enhanced", jc->last_enhanced);
-  put(f, "last_reply", jc->last_reply);
+/* What every outcome of a decoded job carries: its recipients and the
+ * last noteworthy reply (the rejection on partial/failed). */
+static struct rq_outcome outcome_of(const struct rq_jobctx *jc, enum rq_state state, enum rq_errcat error,
+                                    const char *detail) {
+  return (struct rq_outcome){
+      .state = state,
+      .error = error,
+      .detail = detail,
+      .recipients = jc->n_rcpts ? total_recipients(jc) : 0,
+      .code = jc->last_code,
+      .enhanced = jc->last_enhanced,
+      .reply = jc->last_reply,
+  };
 }
 
 /* Re-encodes the job for P:delayed or P:dead with its bookkeeping. The
@@ -182,93 +130,69 @@ static unsigned char *reencode(struct rq_jobctx *jc, int attempts, int with_pend
   return out;
 }
 
-/* ---- outcomes ---------------------------------------------------------------- */
-
-/* Ends the job for good. error/detail may be NULL (sent). */
-static void finish_final(struct rq_jobctx *jc, const char *state, const char *error, const char *detail) {
-  struct fields f = {.n = 0};
+/* Ends the job for good: sent, partial or failed (error NONE for sent). */
+static void finish_final(struct rq_jobctx *jc, enum rq_state state, enum rq_errcat error, const char *detail) {
   int64_t now = relayq_now_ms();
-  int accepted = count_rcpts(jc, RQ_RCPT_ACCEPTED), rejected = count_rcpts(jc, RQ_RCPT_REJECTED);
+  struct rq_outcome o = outcome_of(jc, state, error, detail);
+  o.mode = RQ_FINISH_ACK;
+  o.attempts = jc->attempt;
+  o.accepted = count_rcpts(jc, RQ_RCPT_ACCEPTED);
+  o.rejected = count_rcpts(jc, RQ_RCPT_REJECTED);
   if (jc->job->pending_.n) {
-    accepted += jc->job->accepted_;
-    rejected += jc->job->rejected_;
+    o.accepted += jc->job->accepted_;
+    o.rejected += jc->job->rejected_;
   }
-  put_common(&f, jc, state);
-  put_int(&f, "attempts", jc->attempt);
-  put_int(&f, "accepted", accepted);
-  put_int(&f, "rejected", rejected);
-  put(&f, "next_attempt_at", "");
-  if (accepted > 0) put_int(&f, "sent_at", now);
-  if (jc->provider_id[0]) put(&f, "provider_id", jc->provider_id);
-  put_last_reply(&f, jc);
-  put(&f, "error", error ? error : "");
-  put(&f, "detail", detail ? detail : "");
-  /* Which addresses were refused, and why (bounded). */
-  size_t listed = 0;
-  for (size_t i = 0; i < jc->n_rcpts && listed < MAX_RCPT_FIELDS; i++) {
-    if (jc->rcpts[i].state != RQ_RCPT_REJECTED && jc->rcpts[i].state != RQ_RCPT_TEMP) continue;
-    char val[64];
-    snprintf(val, sizeof val, "%d %s", jc->rcpts[i].code, jc->rcpts[i].enhanced);
-    put_keyed(&f, "rcpt.", jc->rcpts[i].addr, val);
-    listed++;
-  }
-  enum rq_finish_mode mode = RQ_FINISH_ACK;
-  unsigned char *park = NULL;
-  size_t park_len = 0;
-  if (strcmp(state, "sent") != 0 && strcmp(state, "partial") != 0) {
-    mode = RQ_FINISH_DEAD; /* every failed job leaves its payload in P:dead */
+  o.provider_id = jc->provider_id;
+  o.rcpts = jc->rcpts;
+  o.n_rcpts = jc->n_rcpts;
+  if (state == RQ_STATE_FAILED) {
+    o.mode = RQ_FINISH_DEAD; /* every failed job leaves its payload in P:dead */
     /* Only when someone accepted: otherwise a requeue resends to all. */
-    park = reencode(jc, jc->attempt, accepted > 0 ? PENDING_NOT_ACCEPTED : PENDING_NONE, &park_len);
+    o.park = reencode(jc, jc->attempt, o.accepted > 0 ? PENDING_NOT_ACCEPTED : PENDING_NONE, &o.park_len);
   }
-  rq_metrics_final(jc->eng, state, jc->route.name, jc->job->tenant, error ? error : "", now - jc->created_ms);
-  if (!strcmp(state, "sent")) jc->eng->n_sent++;
-  else if (!strcmp(state, "partial")) jc->eng->n_partial++;
+  const char *state_s = rq_state_name(state), *error_s = rq_errcat_name(error);
+  rq_metrics_final(jc->eng, state_s, jc->route.name, jc->job->tenant, error_s, now - jc->created_ms);
+  if (state == RQ_STATE_SENT) jc->eng->n_sent++;
+  else if (state == RQ_STATE_PARTIAL) jc->eng->n_partial++;
   else jc->eng->n_failed++;
   char code_s[16] = "", dur_s[32];
   if (jc->last_code) rq_fmt_i64(code_s, sizeof code_s, jc->last_code);
   rq_fmt_i64(dur_s, sizeof dur_s, now - jc->started_ms);
-  RQ_LOG_FIELDS(strcmp(state, "sent") ? RQ_LOG_WARN : RQ_LOG_INFO, "delivery", {"job", jc->job->id},
-                {"tenant", jc->job->tenant}, {"route", jc->route.name}, {"state", state}, {"error", error},
-                {"code", code_s}, {"duration_ms", dur_s}, {"detail", detail});
-  rq_status_finish(jc, mode, state, now, f.kv, f.n, park, park_len);
-  fields_free(&f);
+  RQ_LOG_FIELDS(state != RQ_STATE_SENT ? RQ_LOG_WARN : RQ_LOG_INFO, "delivery", {"job", jc->job->id},
+                {"tenant", jc->job->tenant}, {"route", jc->route.name}, {"state", state_s},
+                {"error", error_s[0] ? error_s : NULL}, {"code", code_s}, {"duration_ms", dur_s}, {"detail", detail});
+  rq_status_finish(jc, &o);
 }
 
 /* Fails a job that never reached a transaction (policy, expired, ...). */
-static void fail(struct rq_jobctx *jc, const char *error, const char *detail) {
+static void fail(struct rq_jobctx *jc, enum rq_errcat error, const char *detail) {
   jc->last_code = 0;
-  finish_final(jc, "failed", error, detail);
+  finish_final(jc, RQ_STATE_FAILED, error, detail);
 }
 
-/* Parks the job in P:delayed. state is `retry` or `deferred`. counts_as_attempt:
- * quota and not_before deferrals are not attempts. */
-static void park(struct rq_jobctx *jc, const char *state, int64_t due_ms, int counts_as_attempt, const char *error,
-                 const char *detail) {
-  struct fields f = {.n = 0};
-  int attempts = counts_as_attempt ? jc->attempt : jc->attempt - 1;
-  put_common(&f, jc, state);
-  put_int(&f, "attempts", attempts);
-  put_int(&f, "next_attempt_at", due_ms);
-  put_last_reply(&f, jc);
-  put(&f, "error", error ? error : "");
-  put(&f, "detail", detail ? detail : "");
-  size_t len = 0;
-  unsigned char *payload = reencode(jc, attempts, jc->n_rcpts > 0 ? PENDING_RETRY : PENDING_NONE, &len);
-  if (!payload) {
-    fields_free(&f);
-    fail(jc, "invalid_job", "the job could not be re-encoded for a retry");
+/* Parks the job in P:delayed: RQ_STATE_RETRY or RQ_STATE_DEFERRED.
+ * counts_as_attempt: quota and not_before deferrals are not attempts. */
+static void park(struct rq_jobctx *jc, enum rq_state state, int64_t due_ms, int counts_as_attempt,
+                 enum rq_errcat error, const char *detail) {
+  struct rq_outcome o = outcome_of(jc, state, error, detail);
+  o.mode = RQ_FINISH_DELAY;
+  o.due_ms = due_ms;
+  o.attempts = counts_as_attempt ? jc->attempt : jc->attempt - 1;
+  o.park = reencode(jc, o.attempts, jc->n_rcpts > 0 ? PENDING_RETRY : PENDING_NONE, &o.park_len);
+  if (!o.park) {
+    fail(jc, RQ_ERR_INVALID_JOB, "the job could not be re-encoded for a retry");
     return;
   }
-  rq_metrics_parked(jc->eng, state, error ? error : (strcmp(state, "deferred") ? "" : "not_before"));
-  if (!strcmp(state, "retry")) jc->eng->n_retry++;
+  const char *state_s = rq_state_name(state), *error_s = rq_errcat_name(error);
+  rq_metrics_parked(jc->eng, state_s, error_s[0] ? error_s : state == RQ_STATE_DEFERRED ? "not_before" : "");
+  if (state == RQ_STATE_RETRY) jc->eng->n_retry++;
   else jc->eng->n_deferred++;
   char due[32];
   rq_fmt_i64(due, sizeof due, due_ms);
   RQ_LOG_FIELDS(RQ_LOG_INFO, "delivery", {"job", jc->job->id}, {"tenant", jc->job->tenant},
-                {"route", jc->route.name}, {"state", state}, {"error", error}, {"next_attempt_at", due},
-                {"detail", detail});
-  rq_status_finish(jc, RQ_FINISH_DELAY, state, due_ms, f.kv, f.n, payload, len);
-  fields_free(&f);
+                {"route", jc->route.name}, {"state", state_s}, {"error", error_s[0] ? error_s : NULL},
+                {"next_attempt_at", due}, {"detail", detail});
+  rq_status_finish(jc, &o);
 }
 
 static int max_attempts(const struct rq_jobctx *jc) {
@@ -285,24 +209,24 @@ static void conclude(struct rq_jobctx *jc) {
   const struct rq_class *c = &jc->last_class;
 
   if (temp + todo == 0) {
-    if (rejected == 0) finish_final(jc, "sent", NULL, NULL);
-    else if (accepted == 0) finish_final(jc, "failed", rq_errcat_name(c->error), c->detail);
-    else finish_final(jc, "partial", rq_errcat_name(c->error), c->detail);
+    if (rejected == 0) finish_final(jc, RQ_STATE_SENT, RQ_ERR_NONE, NULL);
+    else if (accepted == 0) finish_final(jc, RQ_STATE_FAILED, c->error, c->detail);
+    else finish_final(jc, RQ_STATE_PARTIAL, c->error, c->detail);
     return;
   }
   if (temp == 0 && todo > 0) {
     /* Only the quota stopped us: not an attempt's failure. */
-    park(jc, "deferred", now + 1000, 1, "quota",
+    park(jc, RQ_STATE_DEFERRED, now + 1000, 1, RQ_ERR_QUOTA,
          "The tenant's hourly_quota or rate_limits are used up; the rest waits for a free slot.");
     return;
   }
   if (jc->job->expires_at && now >= jc->job->expires_at) {
-    finish_final(jc, accepted ? "partial" : "failed", "expired",
+    finish_final(jc, accepted ? RQ_STATE_PARTIAL : RQ_STATE_FAILED, RQ_ERR_EXPIRED,
                  "The job expired (expires_at) before every recipient accepted it.");
     return;
   }
   if (jc->eng->stopping == 2) { /* shutdown: the rest goes again right away, elsewhere */
-    park(jc, "retry", now, 1, rq_errcat_name(c->error), "The worker stopped during the attempt; retrying.");
+    park(jc, RQ_STATE_RETRY, now, 1, c->error, "The worker stopped during the attempt; retrying.");
     return;
   }
   if (jc->attempt >= max_attempts(jc)) {
@@ -312,7 +236,7 @@ static void conclude(struct rq_jobctx *jc) {
     /* Pending recipients are counted as rejected in the final status. */
     for (size_t i = 0; i < jc->n_rcpts; i++)
       if (jc->rcpts[i].state == RQ_RCPT_TEMP || jc->rcpts[i].state == RQ_RCPT_TODO) jc->rcpts[i].state = RQ_RCPT_REJECTED;
-    finish_final(jc, accepted ? "partial" : "failed", "max_attempts", detail);
+    finish_final(jc, accepted ? RQ_STATE_PARTIAL : RQ_STATE_FAILED, RQ_ERR_MAX_ATTEMPTS, detail);
     return;
   }
   const struct rq_config *cfg = jc->eng->cfg;
@@ -321,10 +245,11 @@ static void conclude(struct rq_jobctx *jc) {
   int64_t delay = rq_backoff_next(jc->attempt, cfg->retry_base_ms, cfg->retry_max_ms, c->retry_after_ms, r);
   int64_t due = now + delay;
   if (jc->job->expires_at && due > jc->job->expires_at) due = jc->job->expires_at;
-  park(jc, "retry", due, 1, rq_errcat_name(c->error), c->detail);
+  park(jc, RQ_STATE_RETRY, due, 1, c->error, c->detail);
 }
 
-void rq_delivery_hold(struct rq_jobctx *jc, const char *state, int64_t due_ms, const char *error, const char *detail) {
+void rq_delivery_hold(struct rq_jobctx *jc, enum rq_state state, int64_t due_ms, enum rq_errcat error,
+                      const char *detail) {
   park(jc, state, due_ms, 0, error, detail);
 }
 
@@ -347,7 +272,7 @@ static void on_smtp_done(const struct rq_smtp_result *res, void *arg) {
   if (jc->eng->stopping == 2 && res->err == RQ_SMTP_ERR_ABORTED && jc->transactions == 1 &&
       !jc->job->pending_.n) {
     /* Shutdown cut the job's only transaction: hand it back as it came. */
-    rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
+    rq_status_hand_back(jc);
     return;
   }
   int too_many = 0, accepted_here = 0;
@@ -435,7 +360,7 @@ static void on_mailgun_done(const struct rq_mailgun_result *res, void *arg) {
   rq_metrics_transaction(jc->eng, jc->route.name, res->seconds, res->status >= 200 && res->status < 300);
   if (jc->eng->stopping == 2 && res->fail == RQ_FAIL_ABORTED && jc->transactions == 1 &&
       !jc->job->pending_.n) {
-    rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
+    rq_status_hand_back(jc);
     return;
   }
   if (res->policy) { /* the saas network boundary: nothing was connected */
@@ -581,55 +506,45 @@ static void send_next(struct rq_jobctx *jc) {
  * DKIM key is unusable: policy). */
 static int build_message(struct rq_jobctx *jc, char *err, size_t errlen);
 
-static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
-  (void)ac;
-  struct rq_jobctx *jc = priv;
-  redisReply *reply = r;
-  if (!reply) {
+void rq_delivery_claimed(struct rq_jobctx *jc, const struct rq_claim_result *r) {
+  switch (r->verdict) {
+  case RQ_CLAIM_LOST:
     /* Redis went away before answering: we do not know whether the job was
      * claimed. Hand it back; it is still in inflight and is resent (a
      * status of `sending` without a send is harmless). */
     jc->phase = RQ_PHASE_FINISH;
-    rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
+    rq_status_hand_back(jc);
     return;
-  }
-  if (reply->type == REDIS_REPLY_ERROR && rq_redis_health_refused(jc->eng, reply->str)) {
+  case RQ_CLAIM_REFUSED:
     jc->phase = RQ_PHASE_REDIS_WAIT; /* held; rq_delivery_resume_waiting claims it again */
     return;
-  }
-  if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 || reply->element[0]->type != REDIS_REPLY_STRING) {
-    RQ_LOG_FIELDS(RQ_LOG_ERROR, "claim script failed", {"job", jc->job->id},
-                  {"detail", reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply"});
-    rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
+  case RQ_CLAIM_FAILED:
+    RQ_LOG_FIELDS(RQ_LOG_ERROR, "claim script failed", {"job", jc->job->id}, {"detail", r->text});
+    rq_status_hand_back(jc);
     return;
-  }
-  const char *verdict = reply->element[0]->str;
-  const char *arg = reply->element[1]->type == REDIS_REPLY_STRING ? reply->element[1]->str : "";
-  if (!strcmp(verdict, "foreign")) {
+  case RQ_CLAIM_FOREIGN:
     /* FINISH leaves the other tenant's status alone and dead-letters this
      * job; the detail names no tenant. */
-    fail(jc, "invalid_job", "This job id is already used by another job (ids are the idempotency key): the job was "
-                            "not sent; send it again with a new id.");
+    fail(jc, RQ_ERR_INVALID_JOB, "This job id is already used by another job (ids are the idempotency key): the job "
+                                 "was not sent; send it again with a new id.");
     return;
-  }
-  if (!strcmp(verdict, "dup")) {
+  case RQ_CLAIM_DUP: {
     jc->eng->n_dup++;
     RQ_LOG_FIELDS(RQ_LOG_INFO, "duplicate job acknowledged without sending", {"job", jc->job->id},
-                  {"tenant", jc->job->tenant}, {"state", arg});
-    rq_status_finish(jc, RQ_FINISH_ACK, NULL, 0, NULL, 0, NULL, 0);
+                  {"tenant", jc->job->tenant}, {"state", r->text});
+    const struct rq_outcome ack = {.state = RQ_STATE_NONE, .mode = RQ_FINISH_ACK};
+    rq_status_finish(jc, &ack);
     return;
   }
-  if (!strcmp(verdict, "quota")) {
-    int64_t due = strtoll(arg, NULL, 10);
+  case RQ_CLAIM_QUOTA: {
     char detail[400];
-    const char *which = reply->elements > 2 && reply->element[2]->type == REDIS_REPLY_STRING ? reply->element[2]->str : "";
     const struct rq_rates *rates = route_rates(jc);
-    long idx = atol(which);
+    int idx = r->rate_limit;
     if (rates && idx >= 1 && (size_t)idx <= rates->n) {
       char what[80], spec[40];
       rq_rate_describe(&rates->r[idx - 1], what, sizeof what);
       rq_rate_format(&rates->r[idx - 1], spec, sizeof spec);
-      int64_t wait_s = (due - relayq_now_ms() + 999) / 1000;
+      int64_t wait_s = (r->free_at - relayq_now_ms() + 999) / 1000;
       snprintf(detail, sizeof detail,
                "The route's sending limit of %s (rate_limits %s) is reached; the job waits until it clears in %lld s.",
                what, spec, (long long)(wait_s > 0 ? wait_s : 0));
@@ -638,27 +553,28 @@ static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
                "The tenant's quota of %ld messages per %llds is used up; the job waits for a free slot.",
                jc->tenant->t ? jc->tenant->t->hourly_quota : 0L, (long long)jc->eng->cfg->quota_window_s);
     }
-    park(jc, "deferred", due, 0, "quota", detail);
+    park(jc, RQ_STATE_DEFERRED, r->free_at, 0, RQ_ERR_QUOTA, detail);
     return;
   }
-  if (!strcmp(verdict, "suppressed")) {
+  case RQ_CLAIM_SUPPRESSED: {
     char detail[RELAYQ_MAX_ADDRESS_LEN + 200];
     snprintf(detail, sizeof detail,
              "An auto-reply already went to %s from this tenant within %llds; suppressed to prevent a mail loop.",
-             arg, (long long)jc->eng->cfg->auto_reply_window_s);
-    fail(jc, "policy", detail);
+             r->text, (long long)jc->eng->cfg->auto_reply_window_s);
+    fail(jc, RQ_ERR_POLICY, detail);
     return;
   }
-  jc->claimed = 1;
+  case RQ_CLAIM_OK: break;
+  }
   /* Without a quota every transaction may run; with one, each needs a
    * slot (a 452 split that needs more than claimed waits for the next). */
   const struct rq_rates *rates = route_rates(jc);
-  jc->slots = (jc->tenant->t && jc->tenant->t->hourly_quota > 0) || (rates && rates->n) ? atoi(arg)
+  jc->slots = (jc->tenant->t && jc->tenant->t->hourly_quota > 0) || (rates && rates->n) ? r->slots
                                                                                       : RELAYQ_MAX_RECIPIENTS + 1;
   char err[300];
   int built = build_message(jc, err, sizeof err);
   if (built) {
-    fail(jc, built == -2 ? "policy" : "invalid_job", err);
+    fail(jc, built == -2 ? RQ_ERR_POLICY : RQ_ERR_INVALID_JOB, err);
     return;
   }
   jc->phase = RQ_PHASE_SENDING;
@@ -672,99 +588,19 @@ static const struct rq_rates *route_rates(const struct rq_jobctx *jc) {
   return jc->tenant->t ? &jc->tenant->t->smtp.rates : NULL;
 }
 
-/* CLAIM's rate_limits arguments (scripts.c): one window key per limit and
- * ARGV[2] "HOURLY|todo|cap|count..."; returns the number of keys. */
-static size_t rate_args(const struct rq_jobctx *jc, const struct rq_rates *rates, long hourly, size_t todo, int cap,
-                        char *limit_s, size_t limit_cap, char keys[][700]) {
-  size_t n = rates ? rates->n : 0;
-  int w = (int)rq_fmt_i64(limit_s, limit_cap, hourly); /* snprintf costs ten times this per message */
-  if (n == 0) return 0;
-  w += snprintf(limit_s + w, limit_cap - (size_t)w, "|%zu|%d", todo, cap);
-  for (size_t i = 0; i < n && (size_t)w < limit_cap; i++) {
-    const struct rq_rate *r = &rates->r[i];
-    w += snprintf(limit_s + w, limit_cap - (size_t)w, "|%ld", r->count);
-    if (jc->route.named)
-      snprintf(keys[i], 700, "%s:rate:%s:route:%s:%lld:%c", jc->eng->cfg->prefix, jc->job->tenant, jc->route.name,
-               (long long)r->period_ms, r->rcpt ? 'r' : 'm');
-    else
-      snprintf(keys[i], 700, "%s:rate:%s:%lld:%c", jc->eng->cfg->prefix, jc->job->tenant, (long long)r->period_ms,
-               r->rcpt ? 'r' : 'm');
-  }
-  return n;
-}
-
+/* Asks CLAIM for the transactions this attempt needs (status.c writes it). */
 static void claim(struct rq_jobctx *jc) {
-  struct rq_engine *eng = jc->eng;
-  const struct rq_tenant *t = jc->tenant->t;
-  const struct relayq_job *j = jc->job;
-  char status_key[300], quota_key[300] = "", auto_key[600] = "", now_s[24], limit_s[400], win_s[24], slots_s[16],
-       member[300], arwin_s[24], nr_s[16], attempts_s[16], recips_s[16];
-  int64_t now = relayq_now_ms();
-  relayq_key(status_key, sizeof status_key, eng->cfg->prefix, RELAYQ_KEY_STATUS, j->id);
-  long limit = t ? t->hourly_quota : 0;
-  if (limit > 0) relayq_key(quota_key, sizeof quota_key, eng->cfg->prefix, RELAYQ_KEY_QUOTA, j->tenant);
   int cap = recipient_cap(jc);
   size_t todo = (size_t)count_rcpts(jc, RQ_RCPT_TODO);
-  int slots = (int)((todo + (size_t)cap - 1) / (size_t)cap);
-  const struct rq_rates *rates = route_rates(jc);
-  char rate_keys[RQ_RATE_MAX][700];
-  size_t n_rates = rate_args(jc, rates, limit, todo, cap, limit_s, sizeof limit_s, rate_keys);
-  if (j->kind == RELAYQ_KIND_AUTO_REPLY)
-    relayq__key(auto_key, sizeof auto_key, eng->cfg->prefix, RELAYQ__KEY_AUTOREPLY, j->tenant, NULL);
-  rq_fmt_i64(now_s, sizeof now_s, now);
-  rq_fmt_i64(win_s, sizeof win_s, eng->cfg->quota_window_s * 1000);
-  rq_fmt_i64(slots_s, sizeof slots_s, slots);
-  /* "ID:ATTEMPT:NOW" without snprintf (ten times the cost, per message);
-   * the id is at most RELAYQ_ID_MAX characters, so it fits. */
-  size_t mk = strlen(j->id);
-  memcpy(member, j->id, mk);
-  member[mk++] = ':';
-  mk += rq_fmt_i64(member + mk, sizeof member - mk, jc->attempt);
-  member[mk++] = ':';
-  rq_fmt_i64(member + mk, sizeof member - mk, now);
-  rq_fmt_i64(arwin_s, sizeof arwin_s, eng->cfg->auto_reply_window_s * 1000);
-  rq_fmt_i64(attempts_s, sizeof attempts_s, jc->attempt);
-  rq_fmt_i64(recips_s, sizeof recips_s, total_recipients(jc));
-  size_t nr = j->kind == RELAYQ_KIND_AUTO_REPLY ? jc->n_rcpts : 0;
-  rq_fmt_i64(nr_s, sizeof nr_s, nr);
-
-  struct rq_buf ev;
-  rq_buf_init(&ev);
-  rq_status_event_json(&ev, j->id, j->tenant, "sending", jc->attempt, now, jc->route.name, 0, NULL,
-                       eng->cfg->worker_id);
-  char nkeys_s[8];
-  rq_fmt_i64(nkeys_s, sizeof nkeys_s, 4 + (int64_t)n_rates);
-  const char *fixed[] = {"EVALSHA",   eng->sha[RQ_SCRIPT_CLAIM],
-                         nkeys_s,     status_key,
-                         eng->events_key, quota_key,
-                         auto_key};
-  const char *fixed2[] = {now_s,
-                         limit_s,     win_s,
-                         slots_s,     member,
-                         ev.data,     arwin_s,
-                         nr_s};
-  size_t nfixed = sizeof fixed / sizeof fixed[0], nfixed2 = sizeof fixed2 / sizeof fixed2[0];
-  /* The `sending` status's values, in CLAIM's order (scripts.c names the
-   * fields and writes state, updated_at and the emptied ones itself). */
-  const char *status_fields[] = {j->tenant, attempts_s, eng->cfg->worker_id, jc->route.name, recips_s,
-                                 jc->message_id};
-  size_t nsf = sizeof status_fields / sizeof status_fields[0];
-  char pause_key[300] = "";
-  if (limit > 0 || (n_rates && !jc->route.named))
-    relayq__key(pause_key, sizeof pause_key, eng->cfg->prefix, RELAYQ__KEY_TPAUSE, j->tenant, NULL);
-  size_t argc = nfixed + n_rates + nfixed2 + nr + 1 + nsf;
-  const char **argv = rq_xmalloc(argc * sizeof *argv);
-  size_t k = 0;
-  for (size_t i = 0; i < nfixed; i++) argv[k++] = fixed[i];
-  for (size_t i = 0; i < n_rates; i++) argv[k++] = rate_keys[i];
-  for (size_t i = 0; i < nfixed2; i++) argv[k++] = fixed2[i];
-  for (size_t i = 0; i < nr; i++) argv[k++] = jc->rcpts[i].addr;
-  argv[k++] = pause_key;
-  for (size_t i = 0; i < nsf; i++) argv[k++] = status_fields[i];
-  jc->phase = RQ_PHASE_CLAIM;
-  rq_batch_call(eng, RQ_SCRIPT_CLAIM, on_claim, jc, (int)argc, argv, NULL);
-  free(argv);
-  rq_buf_free(&ev);
+  const struct rq_claim_req req = {
+      .hourly_quota = jc->tenant->t ? jc->tenant->t->hourly_quota : 0,
+      .rates = route_rates(jc),
+      .todo = todo,
+      .cap = cap,
+      .slots = (int)((todo + (size_t)cap - 1) / (size_t)cap),
+      .recipients = total_recipients(jc),
+  };
+  rq_status_claim(jc, &req);
 }
 
 void rq_delivery_resume_waiting(struct rq_engine *eng) {
@@ -772,7 +608,7 @@ void rq_delivery_resume_waiting(struct rq_engine *eng) {
   for (struct rq_jobctx *jc = eng->jobs; jc; jc = next) {
     next = jc->next; /* a claim may finish (and free) jc synchronously */
     if (jc->phase != RQ_PHASE_REDIS_WAIT) continue;
-    if (eng->stopping) rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0);
+    if (eng->stopping) rq_status_hand_back(jc);
     else claim(jc);
   }
 }
@@ -830,17 +666,19 @@ static void on_tenant(struct rq_jobctx *jc, struct rq_tenant_entry *e) {
   if (e->error[0]) {
     /* A secret sealed for another place is a login that cannot be used:
      * `auth`, like a refused one; nothing was sent to any server. */
-    fail(jc, e->error_auth ? "auth" : "policy", e->error);
+    fail(jc, e->error_auth ? RQ_ERR_AUTH : RQ_ERR_POLICY, e->error);
     return;
   }
   if (build_envelope(jc, err, sizeof err)) {
-    fail(jc, "invalid_job", err);
+    fail(jc, RQ_ERR_INVALID_JOB, err);
     return;
   }
   const char *error = NULL;
   int r = rq_route_resolve(&jc->eng->routing, e->t, jc->job, &jc->route, &error, err, sizeof err);
   if (r < 0) {
-    fail(jc, error, err);
+    enum rq_errcat cat = RQ_ERR_POLICY;
+    rq_errcat_parse(error ? error : "", &cat);
+    fail(jc, cat, err);
     return;
   }
   if (r > 0) { /* this worker can't serve it now: an attempt that failed temporarily */
@@ -867,26 +705,18 @@ void rq_delivery_admitted(struct rq_jobctx *jc) { claim(jc); }
 
 static void invalid(struct rq_jobctx *jc, const struct relayq_error *e) {
   struct rq_engine *eng = jc->eng;
-  struct rq_status_kv kv[12];
-  size_t n = 0;
-  char now_s[24];
-  rq_fmt_i64(now_s, sizeof now_s, relayq_now_ms());
   eng->n_invalid++;
   eng->n_failed++;
   RQ_LOG_FIELDS(RQ_LOG_WARN, "invalid job dead-lettered", {"job", e->id[0] ? e->id : NULL},
                 {"tenant", e->tenant[0] ? e->tenant : NULL}, {"state", "failed"}, {"error", "invalid_job"},
                 {"detail", e->message});
   snprintf(jc->invalid_id, sizeof jc->invalid_id, "%s", e->id);
-  if (e->id[0]) {
-    kv[n++] = (struct rq_status_kv){"state", "failed"};
-    kv[n++] = (struct rq_status_kv){"error", "invalid_job"};
-    kv[n++] = (struct rq_status_kv){"detail", (char *)e->message};
-    kv[n++] = (struct rq_status_kv){"updated_at", now_s};
-    kv[n++] = (struct rq_status_kv){"worker", eng->cfg->worker_id};
-    kv[n++] = (struct rq_status_kv){"attempts", "0"};
-    if (e->tenant[0]) kv[n++] = (struct rq_status_kv){"tenant", (char *)e->tenant};
-  }
-  rq_status_finish(jc, RQ_FINISH_DEAD, "failed", relayq_now_ms(), kv, n, NULL, 0);
+  const struct rq_outcome o = {.state = RQ_STATE_FAILED,
+                               .mode = RQ_FINISH_DEAD,
+                               .error = RQ_ERR_INVALID_JOB,
+                               .detail = e->message,
+                               .tenant = e->tenant};
+  rq_status_finish(jc, &o);
 }
 
 void rq_delivery_start(struct rq_jobctx *jc) {
@@ -922,11 +752,11 @@ void rq_delivery_start(struct rq_jobctx *jc) {
   jc->created_ms = j->created_ ? j->created_ : jc->started_ms;
   int64_t now = jc->started_ms;
   if (j->expires_at && now >= j->expires_at) {
-    fail(jc, "expired", "The job expired (expires_at) before it could be delivered.");
+    fail(jc, RQ_ERR_EXPIRED, "The job expired (expires_at) before it could be delivered.");
     return;
   }
   if (j->not_before && now < j->not_before) {
-    park(jc, "deferred", j->not_before, 0, NULL, "Waiting for not_before.");
+    park(jc, RQ_STATE_DEFERRED, j->not_before, 0, RQ_ERR_NONE, "Waiting for not_before.");
     return;
   }
   jc->phase = RQ_PHASE_TENANT;

@@ -9,7 +9,6 @@
  * heartbeat are removed, and the loop ends: exit 0, nothing lost.
  */
 #include "engine.h"
-#include "oauth.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -19,11 +18,13 @@
 #include <openssl/sha.h>
 
 #include "batch.h"
+#include "delivery.h"
 #include "curluv.h"
 #include "log.h"
 #include "mailgun.h"
-#include "metrics.h"
 #include "lines.h"
+#include "metrics.h"
+#include "oauth.h"
 #include "redis_health.h"
 #include "redis_tls.h"
 #include "smtp.h"
@@ -41,7 +42,6 @@ static void script_sha(const char *src, char out[41]) {
   for (int i = 0; i < SHA_DIGEST_LENGTH; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-int rq_engine_redis_ready(const struct rq_engine *eng) { return rq_rconn_ready(eng->cmd); }
 
 static void on_script_loaded(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
@@ -91,6 +91,7 @@ static void on_cmd_event(struct rq_rconn *rc, enum rq_rconn_event ev, void *arg)
 }
 
 static void drop_if_stuck(struct rq_engine *eng);
+static void maybe_finished(struct rq_engine *eng);
 
 static void on_blk_event(struct rq_rconn *rc, enum rq_rconn_event ev, void *arg) {
   (void)rc;
@@ -107,14 +108,16 @@ static void stall_tick(uv_timer_t *t) {
   rq_lines_tick(eng);
 }
 
-void rq_engine_job_done(struct rq_engine *eng, struct rq_jobctx *jc) {
+/* A job's FINISH was written (status.c's finished hook): it goes. */
+static void job_done(struct rq_jobctx *jc) {
+  struct rq_engine *eng = jc->eng;
   if (jc->prev) jc->prev->next = jc->next;
   else eng->jobs = jc->next;
   if (jc->next) jc->next->prev = jc->prev;
   eng->held--;
   rq_lines_release(jc);
   rq_job_free(jc);
-  if (eng->stopping) rq_engine_maybe_finished(eng);
+  if (eng->stopping) maybe_finished(eng);
   else rq_fetch_kick(eng);
 }
 
@@ -194,11 +197,11 @@ static void on_goodbye(redisAsyncContext *ac, void *r, void *priv) {
   close_everything(eng);
 }
 
-void rq_engine_maybe_finished(struct rq_engine *eng) {
+static void maybe_finished(struct rq_engine *eng) {
   if (!eng->stopping || eng->held > 0 || eng->fetch_pending || eng->handed_back) return;
   eng->handed_back = 1;
   uv_timer_stop(&eng->grace_timer);
-  if (!rq_engine_redis_ready(eng) || !eng->scripts_ready) {
+  if (!rq_rconn_ready(eng->cmd) || !eng->scripts_ready) {
     close_everything(eng); /* nothing in memory; inflight leftovers are reclaimed by peers */
     return;
   }
@@ -216,7 +219,7 @@ void rq_engine_maybe_finished(struct rq_engine *eng) {
  * Redis is away are let go: they are still in our inflight list, where a
  * peer (or this worker restarting with the same id) reclaims them. */
 static void drop_if_stuck(struct rq_engine *eng) {
-  if (eng->stopping < 2 || (rq_engine_redis_ready(eng) && rq_redis_health_ok(eng))) return;
+  if (eng->stopping < 2 || (rq_rconn_ready(eng->cmd) && rq_redis_health_ok(eng))) return;
   for (struct rq_jobctx *jc = eng->jobs; jc; jc = jc->next)
     if (jc->phase != RQ_PHASE_STALLED && jc->phase != RQ_PHASE_REDIS_WAIT) return;
   while (eng->jobs) {
@@ -227,7 +230,7 @@ static void drop_if_stuck(struct rq_engine *eng) {
   }
   eng->held = 0;
   eng->fetch_pending = 0;
-  rq_engine_maybe_finished(eng);
+  maybe_finished(eng);
 }
 
 static void grace_expired(uv_timer_t *t) {
@@ -253,7 +256,7 @@ void rq_engine_stop(struct rq_engine *eng) {
   eng->blocking = 0;
   rq_rconn_close(eng->blk, on_rconn_closed, NULL);
   handles_closing++;
-  rq_engine_maybe_finished(eng);
+  maybe_finished(eng);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -266,7 +269,16 @@ static void on_signal(uv_signal_t *s, int signum) {
   rq_engine_stop(eng);
 }
 
-static void hand_back(struct rq_jobctx *jc) { rq_status_finish(jc, RQ_FINISH_REQUEUE, NULL, 0, NULL, 0, NULL, 0); }
+
+/* Redis accepts writes again (redis_health's writable hook). The
+ * heartbeat first: peers must see us alive before their next reclaim
+ * pass; then everything that waited. */
+static void writable_again(struct rq_engine *eng) {
+  rq_heartbeat_beat(eng);
+  rq_status_retry_stalled(eng);
+  rq_delivery_resume_waiting(eng);
+  rq_fetch_kick(eng);
+}
 
 /* ---- start ---------------------------------------------------------------------- */
 
@@ -317,15 +329,32 @@ int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg
   static const struct rq_lines_hooks lines_hooks = {
       .admitted = rq_delivery_admitted,
       .hold = rq_delivery_hold,
-      .hand_back = hand_back,
+      .hand_back = rq_status_hand_back,
       .room = rq_fetch_kick,
       .waited = rq_metrics_line_wait,
   };
   rq_lines_init(eng, &lines_hooks);
+  static const struct rq_status_hooks status_hooks = {
+      .claimed = rq_delivery_claimed,
+      .finished = job_done,
+  };
+  rq_status_init(eng, &status_hooks);
   eng->curl = rq_curl_new(loop, 0, 0);
   eng->smtp = rq_smtp_new_loop(loop);
+  /* As many idle connections kept as sends can be in flight: a busy worker
+   * holds up to --concurrency connections to one gateway, and closing all
+   * but 64 of them whenever a burst ends made it reconnect (TCP handshake,
+   * greeting, EHLO, later QUIT) for about one message in 20. */
+  int idle = eng->cfg->concurrency;
+  rq_smtp_set_limits(eng->smtp, &(struct rq_smtp_limits){.max_idle_per_server = idle > 64 ? idle : 0,
+                                                         .max_idle = idle > 256 ? idle : 0});
   eng->mailgun = rq_mailgun_new(eng->curl);
-  rq_redis_health_init(eng);
+  static const struct rq_fetch_hooks fetch_hooks = {.arrived = rq_delivery_start};
+  rq_fetch_init(eng, &fetch_hooks);
+  static const struct rq_heartbeat_hooks heartbeat_hooks = {.room = rq_fetch_kick};
+  rq_heartbeat_init(eng, &heartbeat_hooks);
+  static const struct rq_redis_health_hooks health_hooks = {.writable = writable_again};
+  rq_redis_health_init(eng, &health_hooks);
   eng->cmd = rq_rconn_new(loop, &eng->url, eng->redis_tls, "commands", 10000, on_cmd_event, eng);
   eng->blk = rq_rconn_new(loop, &eng->url, eng->redis_tls, "fetch", 5000, on_blk_event, eng);
   return 0;

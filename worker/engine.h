@@ -1,21 +1,33 @@
 /*
  * engine: the worker's state and the life of one job, shared by the
- * modules that move a job along:
+ * modules that move a job along. Calls run downward, in this order:
  *
- *   fetch.c     queues -> inflight -> struct rq_jobctx (batch Lua, BLMOVE when idle)
- *   delivery.c  decode, checks, tenant, route, claim, build, send, outcome
- *   lines.c     per-tenant-route lines: send slots, connections, breakers, pause
- *   status.c    status hash + event + ack/park/dead-letter (FINISH script)
- *   tenants.c   tenant settings cache (P:tenant:T, a few seconds)
- *   heartbeat.c P:worker:ID heartbeat, registry, reclaim of dead workers
- *   engine.c    start, stop (SIGTERM: stop fetching, grace period, hand back)
+ *   engine.c     the top: start, stop (SIGTERM: stop fetching, grace period,
+ *                hand back); wires the hooks below
+ *   fetch.c      queues -> inflight -> struct rq_jobctx (batch Lua, BLMOVE when idle)
+ *   heartbeat.c  P:worker:ID heartbeat, registry, reclaim of dead workers
+ *   delivery.c   decode, checks, tenant, route, claim, build, send, outcome
+ *   metrics.c    counters and /metrics, /readyz
+ *   lines.c      per-tenant-route lines: send slots, connections, breakers, pause
+ *   status.c     every status/stats/quota/rate/pause/breaker write (CLAIM,
+ *                FINISH, breaker scripts) from typed outcomes
+ *   tenants.c, oauth.c, batch.c, budget.c, redis_health.c, rconn.c: below all
+ *
+ * A module calls only modules below it; nothing calls the engine. What
+ * goes up (a job arrived, CLAIM answered, FINISH written so the job can
+ * go, a line admitted a job, room to fetch, Redis writable again) goes
+ * through hooks (function pointers) the engine installs at start:
+ * rq_fetch_init, rq_heartbeat_init, rq_lines_init, rq_status_init,
+ * rq_redis_health_init. tests/e2e/test_parts.py checks the call graph.
  *
  * Ownership: the engine owns every rq_jobctx from the moment its payload
  * arrives from Redis until the FINISH script for it has been answered OK
  * (then rq_job_free). While a job waits on an async step (tenant lookup,
  * Redis reply, SMTP transfer) exactly one pending callback refers to it;
  * that callback continues or finishes it. A job is in eng->jobs (a list)
- * for its whole life, which is how shutdown finds what to hand back.
+ * for its whole life, which is how shutdown finds what to hand back. A
+ * hook gets the job (or the engine) it names, borrowed for the call; it
+ * may finish or free the job only where its header says so.
  */
 #ifndef RQ_ENGINE_H
 #define RQ_ENGINE_H
@@ -34,6 +46,9 @@
 #include "route.h"
 #include "scripts.h"
 #include "settings.h"
+#include "fetch.h"
+#include "heartbeat.h"
+#include "status.h"
 #include "util.h"
 
 struct rq_curl;
@@ -90,7 +105,7 @@ struct rq_jobctx {
   size_t next_rcpt;              /* first recipient not yet in a transaction */
   size_t chunk_first, chunk_n;   /* recipients of the transaction in flight */
   int slots;                     /* transactions allowed by the quota claim */
-  int claimed;                   /* CLAIM answered ok: the status has created_at */
+  int claimed;                   /* CLAIM answered ok: the status has created_at (status.c) */
   int transactions;              /* transactions done in this attempt */
   int cap_override;              /* learned from a 452 too-many-recipients, 0 = none */
   /* last noteworthy reply (the rejection on partial/failed) */
@@ -100,8 +115,6 @@ struct rq_jobctx {
   struct rq_class last_class;
   char provider_id[256];
   double send_seconds;
-  /* outcome handed to status.c */
-  const char *final_state;
   /* the FINISH call being written (status.c) */
   struct rq_finish *finish;
   char invalid_id[RELAYQ_ID_MAX + 1]; /* id read from an invalid payload */
@@ -170,6 +183,12 @@ struct rq_engine {
   int waiting; /* jobs waiting in lines (no slot) */
   int ready_waiting; /* of those, in lines that wait only for a send slot (they count as busy) */
 
+  /* What the modules below tell the engine, installed by rq_engine_init
+   * (calls run downward; see each header). */
+  struct rq_status_hooks status_hooks;
+  struct rq_fetch_hooks fetch_hooks;
+  struct rq_heartbeat_hooks heartbeat_hooks;
+
   /* tenant cache (tenants.c) */
   struct rq_tenant_cache *tenants; /* owned by tenants.c */
 
@@ -188,53 +207,6 @@ struct rq_engine {
 /* engine.c */
 int rq_engine_init(struct rq_engine *eng, uv_loop_t *loop, struct rq_config *cfg);
 void rq_engine_stop(struct rq_engine *eng); /* SIGTERM/SIGINT path */
-void rq_engine_job_done(struct rq_engine *eng, struct rq_jobctx *jc); /* unlink + free + refill */
-int rq_engine_redis_ready(const struct rq_engine *eng);
-void rq_engine_maybe_finished(struct rq_engine *eng);
-
-/* fetch.c */
-void rq_fetch_kick(struct rq_engine *eng); /* fetch more if there is room */
-
-/* delivery.c */
-void rq_delivery_start(struct rq_jobctx *jc); /* payload set; takes it from there */
-void rq_delivery_admitted(struct rq_jobctx *jc); /* its line admitted it: claim, build, send */
-/* Parks a job that never started a transaction back in Redis: state
- * `retry` or `deferred`, not an attempt, with error and detail. */
-void rq_delivery_hold(struct rq_jobctx *jc, const char *state, int64_t due_ms, const char *error, const char *detail);
-void rq_job_free(struct rq_jobctx *jc);
-/* Claims again the jobs in RQ_PHASE_REDIS_WAIT (Redis accepts writes again). */
-void rq_delivery_resume_waiting(struct rq_engine *eng);
-
-/* status.c: the job's outcome in jc->final_state etc. written by FINISH */
-enum rq_finish_mode { RQ_FINISH_ACK, RQ_FINISH_DELAY, RQ_FINISH_DEAD, RQ_FINISH_REQUEUE };
-struct rq_status_kv {
-  const char *key;
-  char *value; /* owned by the finish record */
-};
-/* Starts writing one status change for jc and moving its payload.
- * fields: status field/value pairs (copied). park_payload: re-encoded
- * payload for DELAY/DEAD (owned by the call afterwards; NULL = original).
- * The job is freed once Redis confirms; on Redis loss the write is
- * retried after reconnect. */
-void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char *state, int64_t score,
-                      const struct rq_status_kv *fields, size_t n_fields, unsigned char *park_payload,
-                      size_t park_len);
-/* Frees a job's pending FINISH record without sending it (shutdown with
- * Redis away: the job stays in inflight for reclaim). */
-void rq_status_drop(struct rq_jobctx *jc);
-/* Writes one tenant route's breaker to P:breaker:TENANT (ROUTE.state,
- * .reason, .until, .failures reset, .trips, updated_at): the decision
- * lines.c made from breaker.c's maths. */
-void rq_status_breaker(struct rq_engine *eng, const char *tenant, const char *route, const struct rq_breaker *b);
-/* Retries finishes that stalled while Redis was away. */
-void rq_status_retry_stalled(struct rq_engine *eng);
-/* Appends the event JSON for a status change. */
-void rq_status_event_json(struct rq_buf *b, const char *id, const char *tenant, const char *state, int attempts,
-                          int64_t ts, const char *route, int code, const char *error, const char *worker);
-
-/* heartbeat.c */
-void rq_heartbeat_start(struct rq_engine *eng);
-void rq_heartbeat_beat(struct rq_engine *eng);
-void rq_heartbeat_reclaim_own(struct rq_engine *eng);
+void rq_engine_free(struct rq_engine *eng);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * fetch: moves jobs from the queues into this worker's inflight list and
- * hands them to delivery.
+ * hands them up to the engine (fetch.h: the arrived hook).
  *
  * While the queues have work, one FETCH script call moves up to
  * min(fetch_batch, free room) jobs (and promotes due delayed jobs). When
@@ -33,6 +33,7 @@
 
 #include "budget.h"
 #include "engine.h"
+#include "fetch.h"
 #include "log.h"
 #include "metrics.h"
 #include "lines.h"
@@ -45,6 +46,8 @@
 #define SKIP_POLL_MS 200
 
 static void start_fetch(struct rq_engine *eng);
+
+void rq_fetch_init(struct rq_engine *eng, const struct rq_fetch_hooks *hooks) { eng->fetch_hooks = *hooks; }
 
 /* The payload of a string reply, taken over rather than copied (a 10 MB
  * job would otherwise exist twice until the reply is freed): hiredis
@@ -134,7 +137,7 @@ static void on_blmove(redisAsyncContext *ac, void *r, void *priv) {
      * it back) like any other. */
     struct rq_jobctx *jc = take(eng, reply, qi);
     rq_metrics_fetched(eng, 1);
-    rq_delivery_start(jc);
+    eng->fetch_hooks.arrived(jc);
   } else if (reply && reply->type == REDIS_REPLY_ERROR) {
     if (rq_redis_health_refused(eng, reply->str)) return; /* resumed by redis_health */
     rq_logf(RQ_LOG_ERROR, "BLMOVE failed: %s", reply->str);
@@ -305,7 +308,7 @@ static void on_fetch(redisAsyncContext *ac, void *r, void *priv) {
   }
   eng->fetch_rr++;
   eng->fetch_active = 1;
-  for (size_t i = 0; i < n; i++) rq_delivery_start(taken[i]);
+  for (size_t i = 0; i < n; i++) eng->fetch_hooks.arrived(taken[i]);
   eng->fetch_active = 0;
   free(taken);
   if (n > 0 || aside > 0) eng->watch_woke = eng->fetch_again = 0;
@@ -389,15 +392,15 @@ static void start_fetch(struct rq_engine *eng) {
 
 void rq_fetch_kick(struct rq_engine *eng) {
   if (eng->stopping || eng->fetch_pending || eng->fetch_active || eng->recovering || !eng->scripts_ready) return;
-  if (!rq_engine_redis_ready(eng)) return; /* resumed by the READY event */
+  if (!rq_rconn_ready(eng->cmd)) return; /* resumed by the READY event */
   if (!rq_redis_health_ok(eng)) return;     /* resumed by redis_health */
   int min_room = eng->cfg->fetch_batch < eng->cfg->concurrency ? eng->cfg->fetch_batch : eng->cfg->concurrency;
   min_room /= 4;
   int reserve = eng->cfg->concurrency / RQ_RESERVE_SHARE;
   if (reserve > 0 && min_room > reserve) min_room = reserve; /* the reserved slots alone justify a fetch */
-  if (room(eng) == 0 || (busy(eng) > 0 && room(eng) < min_room)) return; /* resumed by rq_engine_job_done */
+  if (room(eng) == 0 || (busy(eng) > 0 && room(eng) < min_room)) return; /* resumed when a job is done (the engine) */
   /* Out of budget, or a job larger than the whole budget waits for this
-   * worker to empty: resumed by rq_engine_job_done. */
+   * worker to empty: resumed when a job is done (the engine). */
   if (eng->held > 0 && (eng->budget.oversize || rq_budget_room(&eng->budget) <= 0)) return;
   /* Nothing the last fetch tried fits yet: asking again would only copy a
    * big job out of Redis and back. New work of other tenants is looked

@@ -24,10 +24,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "heartbeat.h"
+
 #include "engine.h"
 #include "log.h"
 #include "redis_health.h"
 #include "util.h"
+
+void rq_heartbeat_init(struct rq_engine *eng, const struct rq_heartbeat_hooks *hooks) {
+  eng->heartbeat_hooks = *hooks;
+}
 
 /* The beat is a write every few seconds even when no job moves: it is how
  * an idle worker learns that Redis refuses writes (redis_health.h). */
@@ -122,18 +128,12 @@ static void on_inflight_list(redisAsyncContext *ac, void *r, void *priv) {
   for (size_t i = 0; i < reply->elements; i++) {
     redisReply *p = reply->element[i];
     if (p->type != REDIS_REPLY_STRING || held_payload(eng, p->str, p->len, used)) continue;
-    /* FINISH in requeue mode with no status: LREM from inflight + RPUSH. */
-    const char *argv[] = {"EVALSHA", eng->sha[RQ_SCRIPT_FINISH], "6", "", eng->events_key, eng->inflight_key,
-                          eng->queue_keys[0], "", "", "requeue", p->str, "", "0", "0", "", ""};
-    size_t lens[16];
-    for (int k = 0; k < 16; k++) lens[k] = strlen(argv[k]);
-    lens[10] = p->len;
-    rq_rconn_cmd(eng->cmd, NULL, NULL, 16, argv, lens);
+    rq_status_requeue_payload(eng, p->str, p->len);
     moved++;
   }
   free(used);
   if (moved) rq_logf(RQ_LOG_WARN, "recovered %zu job(s) whose fetch reply was lost; handed back", moved);
-  rq_fetch_kick(eng);
+  eng->heartbeat_hooks.room(eng);
 }
 
 static void recover(struct rq_engine *eng) {
@@ -143,7 +143,7 @@ static void recover(struct rq_engine *eng) {
 }
 
 void rq_heartbeat_beat(struct rq_engine *eng) {
-  if (!rq_engine_redis_ready(eng) || !eng->scripts_ready) return;
+  if (!rq_rconn_ready(eng->cmd) || !eng->scripts_ready) return;
   write_beat(eng);
   if (eng->needs_recovery) recover(eng);
   if (!eng->stopping) rq_rconn_cmdf(eng->cmd, on_registry, eng, "HGETALL %s", eng->workers_key);

@@ -204,17 +204,20 @@ static void tstate_apply(struct rq_tstate *t) {
   dispatch(eng);
 }
 
+/* One of a tenant state's two reads answered: 0 when the state is gone
+ * (the lines were freed while it was out; the last answer frees it). */
+static int read_answered(struct rq_tstate *t) {
+  t->reading--;
+  if (t->eng) return 1;
+  if (!t->reading) tstate_free(t);
+  return 0;
+}
+
 static void on_breaker_read(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct rq_tstate *t = priv;
   redisReply *reply = r;
-  t->reading--;
-  if (!t->eng) {
-    if (!t->reading) {
-      tstate_free(t);
-    }
-    return;
-  }
+  if (!read_answered(t)) return;
   if (reply && reply->type == REDIS_REPLY_ARRAY) parse_breakers(t, reply);
 }
 
@@ -222,13 +225,7 @@ static void on_hold_read(redisAsyncContext *ac, void *r, void *priv) {
   (void)ac;
   struct rq_tstate *t = priv;
   redisReply *reply = r;
-  t->reading--;
-  if (!t->eng) {
-    if (!t->reading) {
-      tstate_free(t);
-    }
-    return;
-  }
+  if (!read_answered(t)) return;
   if (reply && reply->type == REDIS_REPLY_ARRAY) {
     parse_hold(t, reply);
     t->read_ms = relayq_now_ms();
@@ -239,7 +236,7 @@ static void on_hold_read(redisAsyncContext *ac, void *r, void *priv) {
 
 static void tstate_read(struct rq_tstate *t) {
   struct rq_engine *eng = t->eng;
-  if (t->reading || !rq_engine_redis_ready(eng)) return;
+  if (t->reading || !rq_rconn_ready(eng->cmd)) return;
   t->reading = 2;
   t->read_sent_ms = relayq_now_ms();
   /* Redis answers in order: the hold reply comes last and applies both. */
@@ -466,7 +463,7 @@ static void park_for_breaker(struct rq_line *l) {
              "cool-down ends %s; then one job probes the server and sending resumes when it goes through. %s",
              l->route, rq_errcat_name(l->b.reason), when, reason_advice(l->b.reason, jc));
     jc->line = NULL;
-    l->eng->lines->hooks.hold(jc, "retry", until, rq_errcat_name(l->b.reason), detail);
+    l->eng->lines->hooks.hold(jc, RQ_STATE_RETRY, until, l->b.reason, detail);
   }
 }
 
@@ -484,7 +481,7 @@ static void park_for_pause(struct rq_line *l) {
              "(relayq tenant resume %s)%s.",
              l->tenant, t->pause_reason ? ": " : "", t->pause_reason ? t->pause_reason : "", l->tenant, until_s);
     jc->line = NULL;
-    l->eng->lines->hooks.hold(jc, "deferred", relayq_now_ms() + RQ_PAUSE_RECHECK_MS, "policy", detail);
+    l->eng->lines->hooks.hold(jc, RQ_STATE_DEFERRED, relayq_now_ms() + RQ_PAUSE_RECHECK_MS, RQ_ERR_POLICY, detail);
   }
 }
 
@@ -519,38 +516,26 @@ static struct rq_line *line_by_key(struct rq_engine *eng, const char *key) {
   return NULL;
 }
 
-static const char *reply_str(const redisReply *r, size_t i) {
-  return i < r->elements && r->element[i]->type == REDIS_REPLY_STRING ? r->element[i]->str : "";
-}
-
-static void on_fail_counted(redisAsyncContext *ac, void *r, void *priv) {
-  (void)ac;
-  struct fail_call *fc = priv;
-  redisReply *reply = r;
+static void on_fail_counted(void *arg, const struct rq_breaker_count *c) {
+  struct fail_call *fc = arg;
   struct rq_line *l = line_by_key(fc->eng, fc->key);
   if (l) {
     int64_t now = relayq_now_ms();
     l->failing = 0;
-    int failures = l->b.failures + 1;
-    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 5 &&
-        reply->element[0]->type == REDIS_REPLY_INTEGER) {
-      failures = (int)reply->element[0]->integer;
-      /* Another worker may have decided already: follow it, do not trip twice. */
-      struct rq_breaker shared = {.state = rq_breaker_state_parse(reply_str(reply, 1)),
-                                  .open_until = strtoll(reply_str(reply, 2), NULL, 10),
-                                  .trips = atoi(reply_str(reply, 3)),
-                                  .failures = failures};
-      rq_errcat_parse(reply_str(reply, 4), &shared.reason);
-      /* The count goes on while the breaker is open or probing (so it
+    int failures = l->b.failures + 1; /* no answer: counted here alone */
+    if (c->ok) {
+      failures = c->shared.failures;
+      /* Another worker may have decided already: follow it, do not trip twice.
+       * The count goes on while the breaker is open or probing (so it
        * shows what tripped it): only a closed breaker trips on it; open or
        * half-open, the cool-down and the probe decide and this worker
        * follows. */
-      if (shared.state != RQ_BREAKER_CLOSED) {
-        rq_breaker_adopt(&l->b, &shared, 0);
+      if (c->shared.state != RQ_BREAKER_CLOSED) {
+        rq_breaker_adopt(&l->b, &c->shared, 0);
         line_check(l);
         failures = -1;
-      } else if (shared.trips > l->b.trips) {
-        l->b.trips = shared.trips;
+      } else if (c->shared.trips > l->b.trips) {
+        l->b.trips = c->shared.trips;
       }
     }
     if (failures >= 0 && rq_breaker_failed(&l->b, fc->reason, failures, now)) {
@@ -574,14 +559,8 @@ static void count_failure(struct rq_line *l, enum rq_errcat reason) {
   fc->eng = eng;
   fc->key = rq_xstrdup(l->key);
   fc->reason = reason;
-  char key[400];
-  relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_BREAKER, l->tenant, NULL);
   l->failing = 1;
-  const char *argv[] = {"EVALSHA", eng->sha[RQ_SCRIPT_BREAKER_FAIL], "1", key, l->route};
-  if (rq_rconn_cmd(eng->cmd, on_fail_counted, fc, 5, argv, NULL)) {
-    /* Redis away: count locally. */
-    on_fail_counted(NULL, NULL, fc);
-  }
+  rq_status_breaker_fail(eng, l->tenant, l->route, on_fail_counted, fc); /* Redis away: counted locally */
 }
 
 struct probe_call {
@@ -589,35 +568,30 @@ struct probe_call {
   char *key;
 };
 
-static void on_probe(redisAsyncContext *ac, void *r, void *priv) {
-  (void)ac;
-  struct probe_call *pc = priv;
-  redisReply *reply = r;
+static void on_probe(void *arg, const struct rq_breaker_probe *p) {
+  struct probe_call *pc = arg;
   struct rq_line *l = line_by_key(pc->eng, pc->key);
   free(pc->key);
   free(pc);
   if (!l) return;
   l->probing = 0;
   int64_t now = relayq_now_ms();
-  if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
-      reply->element[0]->type != REDIS_REPLY_INTEGER) {
+  if (!p->ok) {
     l->b.open_until = now + 1000; /* ask again soon */
     line_check(l);
     return;
   }
-  long long verdict = reply->element[0]->integer;
-  if (verdict == 1) {
+  if (p->verdict == 1) {
     l->b.state = RQ_BREAKER_HALF_OPEN;
     l->b.probe_out = 0;
     RQ_LOG_FIELDS(RQ_LOG_INFO, "circuit breaker", {"tenant", l->tenant}, {"route", l->route},
                   {"state", "half_open"}, {"detail", "this worker sends one probe job"});
-  } else if (verdict == 2) {
+  } else if (p->verdict == 2) {
     l->b.state = RQ_BREAKER_CLOSED; /* another worker's probe closed it */
     l->b.trips = 0;
     l->b.failures = 0;
   } else {
-    const redisReply *u = reply->element[2];
-    int64_t until = u->type == REDIS_REPLY_STRING ? strtoll(u->str, NULL, 10) : now + 5000;
+    int64_t until = p->until >= 0 ? p->until : now + 5000;
     l->b.state = RQ_BREAKER_OPEN;
     l->b.open_until = until > now ? until : now + 1000;
   }
@@ -628,17 +602,12 @@ static void on_probe(redisAsyncContext *ac, void *r, void *priv) {
 static void ask_probe(struct rq_line *l) {
   struct rq_engine *eng = l->eng;
   if (l->probing) return;
-  char key[400], now_s[24], pu[24];
-  int64_t now = relayq_now_ms();
-  relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_BREAKER, l->tenant, NULL);
-  rq_fmt_i64(now_s, sizeof now_s, now);
-  rq_fmt_i64(pu, sizeof pu, now + eng->cfg->smtp_timeout_ms + PROBE_TTL_EXTRA_MS);
   struct probe_call *pc = rq_xmalloc(sizeof *pc);
   pc->eng = eng;
   pc->key = rq_xstrdup(l->key);
   l->probing = 1;
-  const char *argv[] = {"EVALSHA", eng->sha[RQ_SCRIPT_BREAKER_PROBE], "1", key, l->route, now_s, pu};
-  if (rq_rconn_cmd(eng->cmd, on_probe, pc, 7, argv, NULL)) {
+  int64_t probe_until = relayq_now_ms() + eng->cfg->smtp_timeout_ms + PROBE_TTL_EXTRA_MS;
+  if (rq_status_breaker_probe(eng, l->tenant, l->route, probe_until, on_probe, pc)) {
     l->probing = 0;
     free(pc->key);
     free(pc);

@@ -22,7 +22,7 @@
  * smtp_max_connections (1 when it has none) and in all by
  * RQ_UNPROVEN_FACTOR x --concurrency, whose last RQ_UNPROVEN_RESERVE-th
  * is kept for lines with nothing connecting yet. A proven line's jobs take
- * a slot at admission, as before. A
+ * a slot at admission. A
 
  * line that cannot send for a while (breaker open, tenant paused) hands
  * its jobs back to Redis as `retry` or `deferred` (not an attempt).
@@ -36,11 +36,16 @@
  * has work (never per message): the breaker hash P:breaker:TENANT (fields
  * ROUTE.state, .reason, .until, .failures, .trips, .probe_until,
  * updated_at) and the operator's pause P:thold:TENANT (reason, until).
- * Breaker decisions are the pure maths of breaker.c; this module moves
- * them to and from Redis: a counted failure increments ROUTE.failures
- * atomically (so every worker's failures add up), a trip writes `open`
- * with the cool-down, a success closes it, and after the cool-down one
- * worker wins the probe (a script sets `half_open`) and sends one job.
+ * Breaker decisions are the pure maths of breaker.c; this module makes
+ * them and reads the shared state, and status.c writes them (status.h):
+ * a counted failure increments ROUTE.failures atomically (so every
+ * worker's failures add up), a trip writes `open` with the cool-down, a
+ * success closes it, and after the cool-down one worker wins the probe
+ * (a script sets `half_open`) and sends one job.
+ *
+ * Calls run downward: lines.c calls status.c and rconn; what it does with
+ * a job (admit, park, hand back), room to fetch and a job's wait go up
+ * through the hooks the engine installs (rq_lines_init).
  *
  * Ownership: lines and tenant states belong to the engine (eng->lines);
  * a waiting job is owned by the engine as always and linked into its
@@ -54,6 +59,7 @@
 
 #include "breaker.h"
 #include "classify.h"
+#include "status.h"
 
 struct rq_engine;
 struct rq_jobctx;
@@ -70,7 +76,7 @@ struct rq_jobctx;
 struct rq_lines_hooks {
   void (*admitted)(struct rq_jobctx *jc);  /* its turn: claim, build, send */
   /* back to Redis without an attempt: state retry or deferred */
-  void (*hold)(struct rq_jobctx *jc, const char *state, int64_t due_ms, const char *error, const char *detail);
+  void (*hold)(struct rq_jobctx *jc, enum rq_state state, int64_t due_ms, enum rq_errcat error, const char *detail);
   void (*hand_back)(struct rq_jobctx *jc); /* shutdown: back to its queue unchanged */
   void (*room)(struct rq_engine *eng);     /* fewer jobs take up the fetch budget */
   void (*waited)(struct rq_engine *eng, double seconds); /* a job's wait for its turn (metrics) */
@@ -80,8 +86,8 @@ void rq_lines_init(struct rq_engine *eng, const struct rq_lines_hooks *hooks);
 void rq_lines_free(struct rq_engine *eng);
 
 /* The job's route is resolved (jc->route): it joins its line. It goes on
- * through rq_delivery_admitted once admitted, or is parked through
- * rq_delivery_hold. */
+ * through the admitted hook once admitted, or is parked through the hold
+ * hook. */
 void rq_lines_submit(struct rq_jobctx *jc);
 
 /* The job's connection is usable (the transport said so, or the route

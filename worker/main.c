@@ -14,7 +14,6 @@
 #include "log.h"
 #include "metrics.h"
 
-void rq_engine_free(struct rq_engine *eng);
 
 int main(int argc, char **argv) {
   struct rq_config cfg;

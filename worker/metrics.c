@@ -544,7 +544,7 @@ static void render(struct rq_metrics *m, struct rq_buf *b) {
   sample_u64(b, "relayq_stopping", NULL, NULL, NULL, NULL, eng->stopping ? 1 : 0);
 
   family(b, "relayq_redis_connected", "gauge", "1 while the worker's command connection to Redis is ready.");
-  sample_u64(b, "relayq_redis_connected", NULL, NULL, NULL, NULL, rq_engine_redis_ready(eng) ? 1 : 0);
+  sample_u64(b, "relayq_redis_connected", NULL, NULL, NULL, NULL, rq_rconn_ready(eng->cmd) ? 1 : 0);
   family(b, "relayq_redis_write_refused", "gauge",
          "1 while Redis refuses writes (maxmemory, read-only replica, persistence failure, busy script).");
   sample_u64(b, "relayq_redis_write_refused", NULL, NULL, NULL, NULL, (uint64_t)rq_redis_health_refused_now(eng));
@@ -607,7 +607,7 @@ static void depth_tick(uv_timer_t *t) {
   struct rq_engine *eng = m->eng;
   reconnects(m); /* keeps the fetch connection's count fresh */
   if (m->depth_pending) return;
-  if (!rq_engine_redis_ready(eng)) {
+  if (!rq_rconn_ready(eng->cmd)) {
     m->depth_valid = 0;
     return;
   }
@@ -714,7 +714,7 @@ static void serve(struct conn *c, int r, const struct rq_http_request *req) {
   } else if (eng->stopping) {
     snprintf(msg, sizeof msg, "not ready: the worker is stopping\n");
     respond(c, 503, NULL, msg, strlen(msg), head);
-  } else if (!rq_engine_redis_ready(eng)) {
+  } else if (!rq_rconn_ready(eng->cmd)) {
     snprintf(msg, sizeof msg, "not ready: Redis is not connected\n");
     respond(c, 503, NULL, msg, strlen(msg), head);
   } else if (!rq_redis_health_ok(eng)) {

@@ -6,9 +6,14 @@
  *   GET /healthz  200 "ok" while the process runs (liveness)
  *   GET /readyz   200 when Redis is connected, 503 otherwise (readiness)
  *
- * The engine calls the rq_metrics_* recorders on its hot path: they only
- * add to in-memory counters (no allocation except the first time a tenant
- * is seen, and per-tenant series are bounded, see metrics.c).
+ * The engine, fetch and delivery call the rq_metrics_* recorders on
+ * their hot path: they only add to in-memory counters (no allocation
+ * except the first time a tenant is seen, and per-tenant series are
+ * bounded, see metrics.c).
+ *
+ * Calls run downward: metrics.c reads lines (rq_lines_foreach), the
+ * tenant cache, redis_health and rconn; it calls nothing above it, and a
+ * line's wait reaches it through the waited hook the engine gives lines.
  */
 #ifndef RQ_METRICS_H
 #define RQ_METRICS_H

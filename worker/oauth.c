@@ -139,8 +139,7 @@ static struct rq_oauth *module(struct rq_engine *eng) {
 
 static struct entry *entry_for(struct rq_oauth *o, const struct rq_oauth_need *need) {
   char place[300];
-  if (need->route) snprintf(place, sizeof place, "oauth:%s:route:%s", need->tenant, need->route);
-  else snprintf(place, sizeof place, "oauth:%s", need->tenant);
+  relayq__key_place(place, sizeof place, RELAYQ__KEY_OAUTH, need->tenant, need->route);
   uint32_t h = rq_hash_str(RQ_HASH_SEED, place);
   for (struct rq_hent *x = rq_hmap_chain(&o->map, h); x; x = x->next)
     if (x->hash == h && !strcmp(((struct entry *)x)->place, place)) return (struct entry *)x;
@@ -149,9 +148,10 @@ static struct entry *entry_for(struct rq_oauth *o, const struct rq_oauth_need *n
   e->o = o;
   snprintf(e->place, sizeof e->place, "%s", place);
   relayq__key(e->key, sizeof e->key, prefix, RELAYQ__KEY_OAUTH, need->tenant, need->route);
-  snprintf(e->lock_key, sizeof e->lock_key, "%s:lock", e->key);
-  if (need->route) snprintf(e->tenant_place, sizeof e->tenant_place, "tenant:%s:route:%s", need->tenant, need->route);
-  else snprintf(e->tenant_place, sizeof e->tenant_place, "tenant:%s", need->tenant);
+  relayq__key(e->lock_key, sizeof e->lock_key, prefix, RELAYQ__KEY_OAUTH_LOCK, need->tenant, need->route);
+  if (need->route)
+    relayq__key_place(e->tenant_place, sizeof e->tenant_place, RELAYQ__KEY_ROUTE, need->tenant, need->route);
+  else relayq__key_place(e->tenant_place, sizeof e->tenant_place, RELAYQ_KEY_TENANT, need->tenant, NULL);
   if (need->route) relayq__key(e->tenant_key, sizeof e->tenant_key, prefix, RELAYQ__KEY_ROUTE, need->tenant, need->route);
   else relayq_key(e->tenant_key, sizeof e->tenant_key, prefix, RELAYQ_KEY_TENANT, need->tenant);
   snprintf(e->tenant, sizeof e->tenant, "%s", need->tenant);

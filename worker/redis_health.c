@@ -15,6 +15,7 @@
 
 struct rq_redis_health {
   struct rq_engine *eng;
+  struct rq_redis_health_hooks hooks;
   uv_timer_t probe_timer;
   enum relayq_refusal kind; /* NONE: Redis accepts writes */
   char words[160];          /* Redis's own error text when it started */
@@ -43,12 +44,7 @@ static void recover(struct rq_redis_health *h) {
           relayq_refusal_summary(h->kind), waited);
   h->kind = RELAYQ_REFUSAL_NONE;
   h->words[0] = '\0';
-  /* The heartbeat first: peers must see us alive before their next
-   * reclaim pass, then everything that waited. */
-  rq_heartbeat_beat(eng);
-  rq_status_retry_stalled(eng);
-  rq_delivery_resume_waiting(eng);
-  rq_fetch_kick(eng);
+  h->hooks.writable(eng); /* the heartbeat, stalled writes, waiting claims, fetching */
 }
 
 static void on_probe(redisAsyncContext *ac, void *r, void *priv) {
@@ -72,7 +68,7 @@ static void probe(uv_timer_t *t) {
   struct rq_redis_health *h = t->data;
   struct rq_engine *eng = h->eng;
   if (h->probing || h->kind == RELAYQ_REFUSAL_NONE) return;
-  if (!rq_engine_redis_ready(eng)) {
+  if (!rq_rconn_ready(eng->cmd)) {
     probe_later(h);
     return;
   }
@@ -114,9 +110,10 @@ static void on_switch(void *arg, const char *host, int port) {
   if (eng->blk && !eng->blk_closed) rq_rconn_drop(eng->blk);
 }
 
-void rq_redis_health_init(struct rq_engine *eng) {
+void rq_redis_health_init(struct rq_engine *eng, const struct rq_redis_health_hooks *hooks) {
   struct rq_redis_health *h = rq_xcalloc(1, sizeof *h);
   h->eng = eng;
+  h->hooks = *hooks;
   uv_timer_init(eng->loop, &h->probe_timer);
   h->probe_timer.data = h;
   eng->health = h;

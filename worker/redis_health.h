@@ -37,7 +37,14 @@
 struct rq_engine;
 struct rq_buf;
 
-void rq_redis_health_init(struct rq_engine *eng);
+/* Calls run downward: redis_health.c calls rconn and sentinel_watch;
+ * "Redis accepts writes again" goes up through the writable hook the
+ * engine installs, which resumes the heartbeat, stalled writes, waiting
+ * claims and fetching. */
+struct rq_redis_health_hooks {
+  void (*writable)(struct rq_engine *eng);
+};
+void rq_redis_health_init(struct rq_engine *eng, const struct rq_redis_health_hooks *hooks);
 void rq_redis_health_close(struct rq_engine *eng);
 
 /* 1 when redis_error (an error reply's text) refuses writes for the whole

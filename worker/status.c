@@ -1,16 +1,16 @@
 /*
- * status: writes a job's status change, publishes its event, and moves its
- * payload (ack, park in P:delayed, dead-letter, hand back), all in one
- * FINISH script call (sent with the loop turn's other calls as one BATCH,
- * batch.h) so the status is always written before the job leaves inflight
- * (see scripts.c). It also writes a tenant route's breaker
- * (rq_status_breaker) as lines.c decided it.
- *
- * Ownership: a struct rq_finish belongs to its job (jc->finish) from
- * rq_status_finish until the script is answered OK; then the job is freed
- * with it. When Redis is away the call is kept and re-sent after
- * reconnect: nothing is acknowledged that was not written.
+ * status: the one writer of a job's status, its counters and holds, and
+ * of the tenant route breakers (see status.h). Every job's Redis write is
+ * spelled here, from the typed request or outcome its caller hands over:
+ * CLAIM before sending (the `sending` status, quota and rate_limits
+ * windows, the quota pause, auto-reply markers), FINISH after (the status,
+ * its event, the tenant's counters, and where the payload goes: ack, park
+ * in P:delayed, dead-letter, hand back), each sent with the loop turn's
+ * other calls as one BATCH (batch.h), so the status is always written
+ * before the job leaves inflight (see scripts.c).
  */
+#include "status.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,11 +24,106 @@
 #include "redis_health.h"
 #include "util.h"
 
-struct rq_finish {
+const char *rq_state_name(enum rq_state s) {
+  switch (s) {
+  case RQ_STATE_NONE: return "";
+  case RQ_STATE_SENT: return "sent";
+  case RQ_STATE_PARTIAL: return "partial";
+  case RQ_STATE_FAILED: return "failed";
+  case RQ_STATE_RETRY: return "retry";
+  case RQ_STATE_DEFERRED: return "deferred";
+  }
+  return "";
+}
+
+static int is_final(enum rq_state s) {
+  return s == RQ_STATE_SENT || s == RQ_STATE_PARTIAL || s == RQ_STATE_FAILED;
+}
+
+void rq_status_init(struct rq_engine *eng, const struct rq_status_hooks *hooks) { eng->status_hooks = *hooks; }
+
+/* ---- arguments --------------------------------------------------------------- */
+
+/* A script call's arguments being written: argv points either at strings
+ * that outlive the call (arg) or into one text block the call owns (own:
+ * one allocation for every string instead of a malloc and a free per
+ * string and message). While writing, at[i] is where string i starts in
+ * text (SIZE_MAX: not in it); args_seal points argv there. Past cap,
+ * arguments are dropped: callers size cap for the most they write. */
+struct args {
   const char **argv;
   size_t *argvlen; /* in argv's allocation */
+  size_t *at;      /* in argv's allocation too */
+  size_t k, cap;
+  struct rq_buf text;
+};
+
+static void args_init(struct args *a, size_t cap, size_t text) {
+  a->argv = rq_xmalloc(cap * (sizeof *a->argv + sizeof *a->argvlen + sizeof *a->at));
+  a->argvlen = (size_t *)(a->argv + cap);
+  a->at = a->argvlen + cap;
+  a->k = 0;
+  a->cap = cap;
+  rq_buf_init(&a->text);
+  rq_buf_reserve(&a->text, text);
+}
+
+static void arg_n(struct args *a, const char *s, size_t n) {
+  if (a->k >= a->cap) return;
+  a->argv[a->k] = s, a->argvlen[a->k] = n, a->at[a->k] = SIZE_MAX, a->k++;
+}
+static void arg(struct args *a, const char *s) { arg_n(a, s ? s : "", s ? strlen(s) : 0); }
+
+/* Starts an owned string; append to a->text, then own_end. */
+static void own_begin(struct args *a) {
+  if (a->k < a->cap) a->at[a->k] = a->text.len;
+}
+static void own_end(struct args *a) {
+  if (a->k >= a->cap) return;
+  a->argvlen[a->k] = a->text.len - a->at[a->k];
+  rq_buf_putc(&a->text, '\0');
+  a->k++;
+}
+static void own(struct args *a, const char *s) {
+  own_begin(a);
+  if (s) rq_buf_puts(&a->text, s);
+  own_end(a);
+}
+static void own_i64(struct args *a, int64_t v) {
+  own_begin(a);
+  rq_buf_put_i64(&a->text, v);
+  own_end(a);
+}
+/* A field name made of two parts ("meta." K, "rcpt." ADDR). */
+static void own_cat(struct args *a, const char *prefix, const char *name) {
+  own_begin(a);
+  rq_buf_puts(&a->text, prefix);
+  rq_buf_puts(&a->text, name);
+  own_end(a);
+}
+
+/* Points argv at the text block; returns it (the caller owns it). */
+static char *args_seal(struct args *a) {
+  char *text = rq_buf_steal(&a->text, NULL);
+  for (size_t i = 0; i < a->k; i++)
+    if (a->at[i] != SIZE_MAX) a->argv[i] = text + a->at[i];
+  return text;
+}
+
+static void args_event(struct args *a, const struct relayq__event *ev) {
+  own_begin(a);
+  rq_buf_reserve(&a->text, relayq__event_max(ev));
+  a->text.len += relayq__event_json(a->text.data + a->text.len, ev);
+  own_end(a);
+}
+
+/* ---- FINISH ------------------------------------------------------------------ */
+
+struct rq_finish {
+  const char **argv; /* argvlen in the same allocation */
+  size_t *argvlen;
   size_t argc;
-  char *text; /* the strings this record owns, one block (argv points into it) */
+  char *text; /* the strings this call owns, one block (argv points into it) */
   unsigned char *park;
   int lrem_after; /* mode "done": the worker removes the job from inflight once FINISH answered */
 };
@@ -55,38 +150,7 @@ static const char *utc_day(void) {
   return day;
 }
 
-static const char *find(const struct rq_status_kv *kv, size_t n, const char *key) {
-  for (size_t i = 0; i < n; i++)
-    if (kv[i].key && !strcmp(kv[i].key, key)) return kv[i].value;
-  return NULL;
-}
-
-void rq_status_event_json(struct rq_buf *b, const char *id, const char *tenant, const char *state, int attempts,
-                          int64_t ts, const char *route, int code, const char *error, const char *worker) {
-  const struct relayq__event ev = {id, tenant, state, attempts, ts, route, code, error, worker};
-  rq_buf_reserve(b, relayq__event_max(&ev));
-  b->len += relayq__event_json(b->data + b->len, &ev);
-  b->data[b->len] = '\0';
-}
-
 static void send_finish(struct rq_jobctx *jc);
-
-/* Fields this worker's CLAIM of the job (answered ok) wrote with the
- * value FINISH would write again: the job's tenant, route, Message-ID,
- * recipient count, this worker, and the attempt when it is the one
- * claimed. Nothing else writes a claimed status's fields (only a second
- * copy of the same job could: the same values but the worker's), so
- * they are left out of FINISH's arguments. */
-static int claim_wrote(const struct rq_jobctx *jc, const char *key, const char *value) {
-  switch (key[0]) {
-  case 't': return !strcmp(key, "tenant");
-  case 'r': return !strcmp(key, "route") || !strcmp(key, "recipients");
-  case 'm': return !strcmp(key, "message_id");
-  case 'w': return !strcmp(key, "worker");
-  case 'a': return !strcmp(key, "attempts") && value && strtol(value, NULL, 10) == jc->attempt;
-  default: return 0;
-  }
-}
 
 /* FINISH carries the payload (LREM from the inflight list needs it), and
  * hiredis holds a command in two copies until it is written: a dozen 10 MB
@@ -155,7 +219,7 @@ static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
   if (jc->finish->lrem_after) lrem(jc);
   finish_free(jc->finish);
   jc->finish = NULL;
-  rq_engine_job_done(jc->eng, jc);
+  jc->eng->status_hooks.finished(jc);
 }
 
 static void send_finish(struct rq_jobctx *jc) {
@@ -180,116 +244,155 @@ static void send_finish(struct rq_jobctx *jc) {
   eng->finish_bytes += jc->payload_len;
 }
 
-void rq_status_finish(struct rq_jobctx *jc, enum rq_finish_mode mode, const char *state, int64_t score,
-                      const struct rq_status_kv *fields, size_t n_fields, unsigned char *park_payload,
-                      size_t park_len) {
+/* The status fields of a decoded job's outcome (FINISH's ARGV[9..]). */
+static void finish_fields(struct args *a, const struct rq_jobctx *jc, const struct rq_outcome *o, int64_t now) {
+  const struct relayq_job *j = jc->job;
+  const char *worker = jc->eng->cfg->worker_id;
+  arg(a, "state"), arg(a, rq_state_name(o->state));
+  arg(a, "updated_at"), own_i64(a, now);
+  /* This worker's CLAIM of the job (answered ok) wrote its tenant, route,
+   * Message-ID, recipient count, this worker and the attempt claimed;
+   * nothing else writes a claimed status's fields (only a second copy of
+   * the same job could: the same values but its worker's), so FINISH
+   * leaves them out. */
+  if (!jc->claimed) {
+    arg(a, "tenant"), arg(a, j->tenant);
+    arg(a, "worker"), arg(a, worker);
+    if (jc->route.name) arg(a, "route"), arg(a, jc->route.name);
+    if (jc->message_id[0]) arg(a, "message_id"), arg(a, jc->message_id);
+    if (o->recipients) arg(a, "recipients"), own_i64(a, o->recipients);
+  }
+  /* meta keys are validated by the codec (no CR/LF, bounded). */
+  for (size_t i = 0; i < j->n_meta; i++) own_cat(a, "meta.", j->meta[i].key), arg(a, j->meta[i].value);
+  if (!jc->claimed || o->attempts != jc->attempt) arg(a, "attempts"), own_i64(a, o->attempts);
+  if (is_final(o->state)) {
+    arg(a, "accepted"), own_i64(a, o->accepted);
+    arg(a, "rejected"), own_i64(a, o->rejected);
+    arg(a, "next_attempt_at"), arg(a, "");
+    if (o->accepted > 0) arg(a, "sent_at"), own_i64(a, now);
+    if (o->provider_id && o->provider_id[0]) arg(a, "provider_id"), arg(a, o->provider_id);
+  } else {
+    arg(a, "next_attempt_at"), own_i64(a, o->due_ms);
+  }
+  /* last_code/last_enhanced/last_reply are the server's reply; a failure
+   * with no reply (connect, TLS) leaves them out and says why in detail. */
+  if (o->code) {
+    arg(a, "last_code"), own_i64(a, o->code);
+    arg(a, "last_enhanced"), arg(a, o->enhanced);
+    arg(a, "last_reply"), arg(a, o->reply);
+  }
+  arg(a, "error"), arg(a, rq_errcat_name(o->error));
+  arg(a, "detail"), arg(a, o->detail);
+  if (!is_final(o->state)) return;
+  /* Which addresses were refused, and why (bounded). */
+  size_t listed = 0;
+  for (size_t i = 0; i < o->n_rcpts && listed < RQ_STATUS_MAX_RCPT; i++) {
+    const struct rq_rcpt *rc = &o->rcpts[i];
+    if (rc->state != RQ_RCPT_REJECTED && rc->state != RQ_RCPT_TEMP) continue;
+    own_cat(a, "rcpt.", rc->addr);
+    own_begin(a);
+    rq_buf_put_i64(&a->text, rc->code);
+    rq_buf_putc(&a->text, ' ');
+    rq_buf_puts(&a->text, rc->enhanced);
+    own_end(a);
+    listed++;
+  }
+}
+
+/* The status fields of a job that could not be decoded: no route, no
+ * recipients, no attempt. */
+static void invalid_fields(struct args *a, const struct rq_jobctx *jc, const struct rq_outcome *o, int64_t now) {
+  arg(a, "state"), arg(a, rq_state_name(o->state));
+  arg(a, "error"), arg(a, rq_errcat_name(o->error));
+  arg(a, "detail"), arg(a, o->detail);
+  arg(a, "updated_at"), own_i64(a, now);
+  arg(a, "worker"), arg(a, jc->eng->cfg->worker_id);
+  arg(a, "attempts"), arg(a, "0");
+  if (o->tenant && o->tenant[0]) arg(a, "tenant"), arg(a, o->tenant);
+}
+
+void rq_status_finish(struct rq_jobctx *jc, const struct rq_outcome *o) {
   struct rq_engine *eng = jc->eng;
   const struct rq_config *cfg = eng->cfg;
-  struct rq_finish *f = rq_xcalloc(1, sizeof *f);
-  size_t argc = 3 + 7 + 8 + 2 * n_fields;
-  /* argv, argvlen and (while building) where each owned string starts in
-   * text: one allocation for the pointers, one for the strings, instead of
-   * one per string (a malloc and a free each, per message). */
-  f->argv = rq_xmalloc(argc * (sizeof *f->argv + sizeof *f->argvlen));
-  f->argvlen = (size_t *)(f->argv + argc);
-  size_t *at = rq_xmalloc(argc * sizeof *at);
-  struct rq_buf text;
-  rq_buf_init(&text);
-  rq_buf_reserve(&text, 1024);
-  f->park = park_payload;
+  const struct relayq_job *j = jc->job;
+  int64_t now = relayq_now_ms();
+  const char *id = j ? j->id : jc->invalid_id[0] ? jc->invalid_id : NULL;
+  const char *tenant = j ? j->tenant : o->tenant;
+  int status = o->state != RQ_STATE_NONE && id;
+  size_t n_fields = 2 * (24 + (j ? j->n_meta : 0) + (o->n_rcpts < RQ_STATUS_MAX_RCPT ? o->n_rcpts : RQ_STATUS_MAX_RCPT));
+  struct args a;
+  args_init(&a, 18 + n_fields, 1024);
 
-  char status_buf[600], stats_buf[600], daily_buf[620];
-  const char *status_key = "";
-  const char *mode_s = "ack", *dest = "";
-  switch (mode) {
-  case RQ_FINISH_ACK: break;
-  case RQ_FINISH_DELAY: mode_s = "delay", dest = eng->delayed_key; break;
-  case RQ_FINISH_DEAD: mode_s = "dead", dest = eng->dead_key; break;
-  case RQ_FINISH_REQUEUE: mode_s = "requeue", dest = eng->queue_keys[jc->queue_idx]; break;
+  char status_key[600] = "", stats_key[600] = "", daily_key[620] = "";
+  if (status) relayq_key(status_key, sizeof status_key, cfg->prefix, RELAYQ_KEY_STATUS, id);
+  /* Per-tenant counters for dashboards: P:stats:T (lifetime) and
+   * P:stats:T:YYYYMMDD (UTC day, kept 40 days), one count per status
+   * change by state. */
+  if (status && tenant && tenant[0]) {
+    relayq__key(stats_key, sizeof stats_key, cfg->prefix, RELAYQ__KEY_STATS, tenant, NULL);
+    relayq__key(daily_key, sizeof daily_key, cfg->prefix, RELAYQ__KEY_STATS, tenant, utc_day());
   }
-  const char *status_id = jc->job ? jc->job->id : NULL;
-  if (!status_id && n_fields) status_id = jc->invalid_id[0] ? jc->invalid_id : NULL;
-  if (state && n_fields && status_id) {
-    relayq_key(status_buf, sizeof status_buf, cfg->prefix, RELAYQ_KEY_STATUS, status_id);
-    status_key = status_buf;
+  const char *mode = "ack", *dest = "";
+  switch (o->mode) {
+  case RQ_FINISH_ACK: break;
+  case RQ_FINISH_DELAY: mode = "delay", dest = eng->delayed_key; break;
+  case RQ_FINISH_DEAD: mode = "dead", dest = eng->dead_key; break;
+  case RQ_FINISH_REQUEUE: mode = "requeue", dest = eng->queue_keys[jc->queue_idx]; break;
   }
   /* An acknowledgement that writes a status this worker's CLAIM proved
    * its own (or none: a duplicate's) leaves inflight by the LREM after
    * (lrem). The other modes move the payload in the same script. */
-  f->lrem_after = mode == RQ_FINISH_ACK && (jc->claimed || !status_key[0]) && jc->payload_len <= LREM_AFTER_MAX;
-  if (f->lrem_after) mode_s = "done";
-  /* Event */
-  struct rq_buf ev;
-  rq_buf_init(&ev);
-  if (state && status_key[0]) {
-    const char *att = find(fields, n_fields, "attempts"), *code = find(fields, n_fields, "last_code");
-    rq_status_event_json(&ev, status_id, find(fields, n_fields, "tenant"), state, att ? atoi(att) : 0,
-                         relayq_now_ms(), find(fields, n_fields, "route"), code ? atoi(code) : 0,
-                         find(fields, n_fields, "error"), cfg->worker_id);
+  int lrem_after = o->mode == RQ_FINISH_ACK && (jc->claimed || !status) && jc->payload_len <= LREM_AFTER_MAX;
+  if (lrem_after) mode = "done";
+  arg(&a, "EVALSHA");
+  arg(&a, eng->sha[RQ_SCRIPT_FINISH]);
+  arg(&a, "7");
+  own(&a, status_key);
+  arg(&a, eng->events_key);
+  arg(&a, eng->inflight_key);
+  arg(&a, dest);
+  own(&a, stats_key);
+  own(&a, daily_key);
+  arg(&a, eng->dead_key);
+  arg(&a, mode);
+  if (lrem_after) arg(&a, "");
+  else arg_n(&a, jc->payload, jc->payload_len);
+  if (o->park) arg_n(&a, (const char *)o->park, o->park_len);
+  else arg(&a, "");
+  own_i64(&a, o->mode == RQ_FINISH_DELAY ? o->due_ms : now);
+  own_i64(&a, is_final(o->state) ? cfg->status_ttl_s * 1000 : 0LL);
+  if (status) {
+    const struct relayq__event ev = {id, tenant, rq_state_name(o->state), j ? o->attempts : 0, now,
+                                     j ? jc->route.name : NULL, o->code, rq_errcat_name(o->error),
+                                     cfg->worker_id};
+    args_event(&a, &ev);
+  } else {
+    arg(&a, "");
   }
-  int final = state && (!strcmp(state, "sent") || !strcmp(state, "partial") || !strcmp(state, "failed"));
-  /* Per-tenant counters for dashboards: P:stats:T (lifetime) and
-   * P:stats:T:YYYYMMDD (UTC day, kept 40 days), one count per status
-   * change by state. */
-  const char *stats_key = "", *daily_key = "";
-  const char *tenant = find(fields, n_fields, "tenant");
-  if (state && status_key[0] && tenant && *tenant) {
-    relayq__key(stats_buf, sizeof stats_buf, cfg->prefix, RELAYQ__KEY_STATS, tenant, NULL);
-    relayq__key(daily_buf, sizeof daily_buf, cfg->prefix, RELAYQ__KEY_STATS, tenant, utc_day());
-    stats_key = stats_buf, daily_key = daily_buf;
+  arg(&a, stats_key[0] ? rq_state_name(o->state) : "");
+  arg(&a, jc->claimed ? "" : "1"); /* CLAIM wrote created_at already */
+  if (status) {
+    if (j) finish_fields(&a, jc, o, now);
+    else invalid_fields(&a, jc, o, now);
   }
-  char score_s[24], ttl_s[24];
-  rq_fmt_i64(score_s, sizeof score_s, score);
-  rq_fmt_i64(ttl_s, sizeof ttl_s, final ? cfg->status_ttl_s * 1000 : 0LL);
-
-  size_t k = 0;
-#define ARG(s) (f->argv[k] = (s), f->argvlen[k] = strlen(f->argv[k]), at[k] = SIZE_MAX, k++)
-#define OWN(s, n) (f->argvlen[k] = (n), at[k] = text.len, rq_buf_append(&text, (s), f->argvlen[k]), \
-                   rq_buf_putc(&text, '\0'), k++)
-#define OWNS(s) OWN((s), strlen(s))
-  ARG("EVALSHA");
-  ARG(eng->sha[RQ_SCRIPT_FINISH]);
-  ARG("7");
-  OWNS(status_key);
-  ARG(eng->events_key);
-  ARG(eng->inflight_key);
-  ARG(dest);
-  OWNS(stats_key);
-  OWNS(daily_key);
-  ARG(eng->dead_key);
-  ARG(mode_s);
-  if (f->lrem_after) ARG("");
-  else f->argv[k] = jc->payload, f->argvlen[k] = jc->payload_len, at[k] = SIZE_MAX, k++;
-  if (park_payload) f->argv[k] = (const char *)park_payload, f->argvlen[k] = park_len, at[k] = SIZE_MAX, k++;
-  else ARG("");
-  OWNS(score_s);
-  OWNS(ttl_s);
-  OWN(ev.len ? ev.data : "", ev.len);
-  ARG(stats_key[0] ? state : "");
-  ARG(jc->claimed ? "" : "1"); /* CLAIM wrote created_at already */
-  if (status_key[0]) {
-    for (size_t i = 0; i < n_fields; i++) {
-      if (!fields[i].key || !fields[i].key[0] || fields[i].key[0] == '_') continue;
-      if (jc->claimed && claim_wrote(jc, fields[i].key, fields[i].value)) continue;
-      OWNS(fields[i].key);
-      OWNS(fields[i].value ? fields[i].value : "");
-    }
-  }
-#undef ARG
-#undef OWN
-#undef OWNS
-  f->argc = k;
-  f->text = rq_buf_steal(&text, NULL);
-  for (size_t i = 0; i < k; i++)
-    if (at[i] != SIZE_MAX) f->argv[i] = f->text + at[i];
-  free(at);
-  rq_buf_free(&ev);
+  struct rq_finish *f = rq_xcalloc(1, sizeof *f);
+  f->text = args_seal(&a);
+  f->argv = a.argv;
+  f->argvlen = a.argvlen;
+  f->argc = a.k;
+  f->park = o->park;
+  f->lrem_after = lrem_after;
   jc->finish = f;
   send_finish(jc);
 }
 
+void rq_status_hand_back(struct rq_jobctx *jc) {
+  const struct rq_outcome o = {.state = RQ_STATE_NONE, .mode = RQ_FINISH_REQUEUE};
+  rq_status_finish(jc, &o);
+}
+
 void rq_status_retry_stalled(struct rq_engine *eng) {
-  if (!rq_engine_redis_ready(eng) || !rq_redis_health_ok(eng)) return;
+  if (!rq_rconn_ready(eng->cmd) || !rq_redis_health_ok(eng)) return;
   for (struct rq_jobctx *jc = eng->jobs; jc; jc = jc->next)
     if (jc->phase == RQ_PHASE_STALLED && jc->finish) send_finish(jc);
 }
@@ -298,6 +401,152 @@ void rq_status_drop(struct rq_jobctx *jc) {
   finish_free(jc->finish);
   jc->finish = NULL;
 }
+
+void rq_status_requeue_payload(struct rq_engine *eng, const char *payload, size_t len) {
+  /* FINISH in requeue mode with no status: LREM from inflight + RPUSH. */
+  const char *argv[] = {"EVALSHA", eng->sha[RQ_SCRIPT_FINISH], "7", "", eng->events_key, eng->inflight_key,
+                        eng->queue_keys[0], "", "", eng->dead_key, "requeue", payload, "", "0", "0", "", "", ""};
+  size_t n = sizeof argv / sizeof argv[0], lens[sizeof argv / sizeof argv[0]];
+  for (size_t k = 0; k < n; k++) lens[k] = strlen(argv[k]);
+  lens[11] = len;
+  rq_rconn_cmd(eng->cmd, NULL, NULL, (int)n, argv, lens);
+}
+
+/* ---- CLAIM ------------------------------------------------------------------- */
+
+static void on_claim(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  struct rq_jobctx *jc = priv;
+  redisReply *reply = r;
+  struct rq_claim_result res = {.verdict = RQ_CLAIM_FAILED, .text = ""};
+  if (!reply) {
+    res.verdict = RQ_CLAIM_LOST;
+  } else if (reply->type == REDIS_REPLY_ERROR && rq_redis_health_refused(jc->eng, reply->str)) {
+    res.verdict = RQ_CLAIM_REFUSED;
+  } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+             reply->element[0]->type != REDIS_REPLY_STRING) {
+    res.text = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
+  } else {
+    const char *verdict = reply->element[0]->str;
+    res.text = reply->element[1]->type == REDIS_REPLY_STRING ? reply->element[1]->str : "";
+    if (!strcmp(verdict, "foreign")) res.verdict = RQ_CLAIM_FOREIGN;
+    else if (!strcmp(verdict, "dup")) res.verdict = RQ_CLAIM_DUP;
+    else if (!strcmp(verdict, "suppressed")) res.verdict = RQ_CLAIM_SUPPRESSED;
+    else if (!strcmp(verdict, "quota")) {
+      res.verdict = RQ_CLAIM_QUOTA;
+      res.free_at = strtoll(res.text, NULL, 10);
+      if (reply->elements > 2 && reply->element[2]->type == REDIS_REPLY_STRING)
+        res.rate_limit = atoi(reply->element[2]->str);
+    } else if (!strcmp(verdict, "ok")) {
+      res.verdict = RQ_CLAIM_OK;
+      res.slots = atoi(res.text);
+      jc->claimed = 1; /* the status has created_at: FINISH need not set it */
+    } else {
+      res.text = "unexpected reply";
+    }
+  }
+  jc->eng->status_hooks.claimed(jc, &res);
+}
+
+/* The window keys of the route's rate_limits (CLAIM's KEYS[5..]) and
+ * ARGV[2] "HOURLY|todo|cap|count...". */
+static void claim_limits(struct args *a, size_t keys_at, const struct rq_jobctx *jc, const struct rq_claim_req *req) {
+  const struct rq_engine *eng = jc->eng;
+  size_t n = req->rates ? req->rates->n : 0;
+  own_begin(a);
+  rq_buf_put_i64(&a->text, req->hourly_quota);
+  if (n) {
+    rq_buf_putc(&a->text, '|');
+    rq_buf_put_i64(&a->text, (int64_t)req->todo);
+    rq_buf_putc(&a->text, '|');
+    rq_buf_put_i64(&a->text, req->cap);
+    for (size_t i = 0; i < n; i++) {
+      rq_buf_putc(&a->text, '|');
+      rq_buf_put_i64(&a->text, req->rates->r[i].count);
+    }
+  }
+  own_end(a);
+  /* The window keys go before ARGV (they are KEYS), written in place. */
+  for (size_t i = 0; i < n; i++) {
+    const struct rq_rate *r = &req->rates->r[i];
+    char key[900];
+    relayq__rate_key(key, sizeof key, eng->cfg->prefix, jc->job->tenant, jc->route.named ? jc->route.name : NULL,
+                     r->period_ms, r->rcpt);
+    a->at[keys_at + i] = a->text.len;
+    rq_buf_puts(&a->text, key);
+    a->argvlen[keys_at + i] = a->text.len - a->at[keys_at + i];
+    rq_buf_putc(&a->text, '\0');
+  }
+}
+
+/* The `sending` status's values, CLAIM's last arguments in its order
+ * (scripts.c names the fields and writes state, updated_at and the
+ * emptied next_attempt_at, error and detail itself: only values cross). */
+static void sending_fields(struct args *a, const struct rq_jobctx *jc, const struct rq_claim_req *req) {
+  arg(a, jc->job->tenant);
+  own_i64(a, jc->attempt);
+  arg(a, jc->eng->cfg->worker_id);
+  arg(a, jc->route.name);
+  own_i64(a, req->recipients);
+  arg(a, jc->message_id);
+}
+
+void rq_status_claim(struct rq_jobctx *jc, const struct rq_claim_req *req) {
+  struct rq_engine *eng = jc->eng;
+  const struct rq_config *cfg = eng->cfg;
+  const struct relayq_job *j = jc->job;
+  int64_t now = relayq_now_ms();
+  size_t n_rates = req->rates ? req->rates->n : 0;
+  size_t nr = j->kind == RELAYQ_KIND_AUTO_REPLY ? jc->n_rcpts : 0; /* recipients whose loop marker counts */
+  struct args a;
+  args_init(&a, 7 + n_rates + 8 + nr + 1 + 6, 1024);
+
+  arg(&a, "EVALSHA");
+  arg(&a, eng->sha[RQ_SCRIPT_CLAIM]);
+  own_i64(&a, 4 + (int64_t)n_rates);
+  char key[600];
+  relayq_key(key, sizeof key, cfg->prefix, RELAYQ_KEY_STATUS, j->id);
+  own(&a, key);
+  arg(&a, eng->events_key);
+  if (req->hourly_quota > 0) relayq_key(key, sizeof key, cfg->prefix, RELAYQ_KEY_QUOTA, j->tenant), own(&a, key);
+  else arg(&a, "");
+  if (j->kind == RELAYQ_KIND_AUTO_REPLY)
+    relayq__key(key, sizeof key, cfg->prefix, RELAYQ__KEY_AUTOREPLY, j->tenant, NULL), own(&a, key);
+  else arg(&a, "");
+  size_t keys_at = a.k;
+  for (size_t i = 0; i < n_rates; i++) arg(&a, ""); /* claim_limits writes them */
+  own_i64(&a, now);
+  claim_limits(&a, keys_at, jc, req);
+  own_i64(&a, cfg->quota_window_s * 1000);
+  own_i64(&a, req->slots);
+  /* The quota's unique member base, "ID:ATTEMPT:NOW". */
+  own_begin(&a);
+  rq_buf_puts(&a.text, j->id);
+  rq_buf_putc(&a.text, ':');
+  rq_buf_put_i64(&a.text, jc->attempt);
+  rq_buf_putc(&a.text, ':');
+  rq_buf_put_i64(&a.text, now);
+  own_end(&a);
+  const struct relayq__event ev = {j->id, j->tenant, "sending", jc->attempt, now, jc->route.name, 0, NULL,
+                                   cfg->worker_id};
+  args_event(&a, &ev);
+  own_i64(&a, cfg->auto_reply_window_s * 1000);
+  own_i64(&a, (int64_t)nr);
+  for (size_t i = 0; i < nr; i++) arg(&a, jc->rcpts[i].addr);
+  /* The tenant's quota pause, set while its hourly_quota or a tenant-wide
+   * rate limit is used up (a route's own limit pauses nothing else). */
+  if (req->hourly_quota > 0 || (n_rates && !jc->route.named))
+    relayq__key(key, sizeof key, cfg->prefix, RELAYQ__KEY_TPAUSE, j->tenant, NULL), own(&a, key);
+  else arg(&a, "");
+  sending_fields(&a, jc, req);
+  char *text = args_seal(&a);
+  jc->phase = RQ_PHASE_CLAIM;
+  rq_batch_call(eng, RQ_SCRIPT_CLAIM, on_claim, jc, (int)a.k, a.argv, a.argvlen);
+  free(text);
+  free(a.argv);
+}
+
+/* ---- breakers ---------------------------------------------------------------- */
 
 void rq_status_breaker(struct rq_engine *eng, const char *tenant, const char *route, const struct rq_breaker *b) {
   char key[400], f_state[100], f_reason[100], f_until[100], f_fail[100], f_trips[100], until[24], now_s[24],
@@ -316,4 +565,77 @@ void rq_status_breaker(struct rq_engine *eng, const char *tenant, const char *ro
                         b->state == RQ_BREAKER_CLOSED ? "" : rq_errcat_name(b->reason), f_until, until, f_fail,
                         failures, f_trips, trips, "updated_at", now_s};
   rq_rconn_cmd(eng->cmd, NULL, NULL, 14, argv, NULL); /* fire and forget: the next change writes again */
+}
+
+/* A breaker call's continuation (the caller's callback and its argument),
+ * owned by the pending call until its reply. */
+struct breaker_call {
+  void (*fail_cb)(void *arg, const struct rq_breaker_count *c);
+  void (*probe_cb)(void *arg, const struct rq_breaker_probe *p);
+  void *arg;
+};
+
+static const char *reply_str(const redisReply *r, size_t i) {
+  return i < r->elements && r->element[i]->type == REDIS_REPLY_STRING ? r->element[i]->str : "";
+}
+
+static void on_fail_counted(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  struct breaker_call *bc = priv;
+  const redisReply *reply = r;
+  struct rq_breaker_count c = {.ok = 0};
+  if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 5 &&
+      reply->element[0]->type == REDIS_REPLY_INTEGER) {
+    c.ok = 1;
+    c.shared = (struct rq_breaker){.state = rq_breaker_state_parse(reply_str(reply, 1)),
+                                   .open_until = strtoll(reply_str(reply, 2), NULL, 10),
+                                   .trips = atoi(reply_str(reply, 3)),
+                                   .failures = (int)reply->element[0]->integer};
+    rq_errcat_parse(reply_str(reply, 4), &c.shared.reason);
+  }
+  bc->fail_cb(bc->arg, &c);
+  free(bc);
+}
+
+void rq_status_breaker_fail(struct rq_engine *eng, const char *tenant, const char *route,
+                            void (*cb)(void *arg, const struct rq_breaker_count *c), void *arg) {
+  struct breaker_call *bc = rq_xcalloc(1, sizeof *bc);
+  bc->fail_cb = cb;
+  bc->arg = arg;
+  char key[400];
+  relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_BREAKER, tenant, NULL);
+  const char *argv[] = {"EVALSHA", eng->sha[RQ_SCRIPT_BREAKER_FAIL], "1", key, route};
+  if (rq_rconn_cmd(eng->cmd, on_fail_counted, bc, 5, argv, NULL)) on_fail_counted(NULL, NULL, bc); /* Redis away */
+}
+
+static void on_probe(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  struct breaker_call *bc = priv;
+  const redisReply *reply = r;
+  struct rq_breaker_probe p = {.ok = 0, .until = -1};
+  if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 3 &&
+      reply->element[0]->type == REDIS_REPLY_INTEGER) {
+    p.ok = 1;
+    p.verdict = (int)reply->element[0]->integer;
+    if (reply->element[2]->type == REDIS_REPLY_STRING) p.until = strtoll(reply->element[2]->str, NULL, 10);
+  }
+  bc->probe_cb(bc->arg, &p);
+  free(bc);
+}
+
+int rq_status_breaker_probe(struct rq_engine *eng, const char *tenant, const char *route, int64_t probe_until,
+                            void (*cb)(void *arg, const struct rq_breaker_probe *p), void *arg) {
+  char key[400], now_s[24], pu[24];
+  relayq__key(key, sizeof key, eng->cfg->prefix, RELAYQ__KEY_BREAKER, tenant, NULL);
+  rq_fmt_i64(now_s, sizeof now_s, relayq_now_ms());
+  rq_fmt_i64(pu, sizeof pu, probe_until);
+  struct breaker_call *bc = rq_xcalloc(1, sizeof *bc);
+  bc->probe_cb = cb;
+  bc->arg = arg;
+  const char *argv[] = {"EVALSHA", eng->sha[RQ_SCRIPT_BREAKER_PROBE], "1", key, route, now_s, pu};
+  if (rq_rconn_cmd(eng->cmd, on_probe, bc, 7, argv, NULL)) {
+    free(bc);
+    return -1;
+  }
+  return 0;
 }

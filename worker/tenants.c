@@ -192,10 +192,11 @@ static void on_route(redisAsyncContext *ac, void *r, void *priv) {
       const char **f, **v;
       size_t n = reply_pairs(reply, &f, &v);
       if (n == 0) {
+        char key[600];
+        relayq__key(key, sizeof key, rr->eng->cfg->prefix, RELAYQ__KEY_ROUTE, e->id, rr->name);
         snprintf(why, sizeof why,
-                 "tenant '%s' lists route '%s' but %s:tenant:%s:route:%s does not exist: create it or remove the "
-                 "name from `routes`",
-                 e->id, rr->name, rr->eng->cfg->prefix, e->id, rr->name);
+                 "tenant '%s' lists route '%s' but %s does not exist: create it or remove the name from `routes`",
+                 e->id, rr->name, key);
       } else {
         prc = rq_tenant_parse_route(e->t, rr->name, f, v, n,
                                     rr->eng->cfg->have_secret_key ? rr->eng->cfg->secret_key : NULL,

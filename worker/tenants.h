@@ -19,6 +19,10 @@
  * route hash that is missing, unreadable, invalid or holds a secret that
  * does not open marks that route alone unusable (rq_tenant_route_unusable):
  * only the jobs that name it fail; the tenant's other jobs go on.
+ *
+ * Calls run downward: tenants.c calls rconn and librelayq only; a lookup's
+ * answer goes back through the callback its caller passes (delivery's);
+ * rq_tenants_get says who owns what.
  */
 #ifndef RQ_TENANTS_H
 #define RQ_TENANTS_H

@@ -4,9 +4,9 @@
  *
  * Adding a subcommand X: write producer/cli/cmd_X.c defining
  *     int cmd_X(int argc, char **argv, struct cli_ctx *ctx);
- * declare it below and give it a line in main.c's command table. The
- * table refers to the subcommands it does not own weakly, so a build
- * without cmd_X.c still links and says "'X' is not implemented".
+ * declare it below and give it a line in main.c's command table. A
+ * command that talks to mail servers goes in producer/cli/net instead,
+ * reached through cli_net.h (the core does not link the transports).
  *
  * A subcommand gets argv[0] = its own name and the arguments after it;
  * getopt_long is reset for it (optind = 0), and it includes
@@ -40,6 +40,9 @@ struct cli_ctx {
    * on failure then says the domain was not verified for it. NULL: plain
    * `dns check`. */
   const char *verify_for;
+  /* The commands that talk to mail servers (cli_net.h), set by main.c;
+   * NULL: not in this build. Borrowed. */
+  const struct cli_net *net;
 };
 
 /* Long-option values for the global options; subcommands use their own
@@ -140,7 +143,7 @@ int cmd_status(int argc, char **argv, struct cli_ctx *ctx);
 int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx);
 /* `tenant pause` and `tenant resume` (argv[1]); cmd_tenant_pause.c. */
 int cmd_tenant_pause(int argc, char **argv, struct cli_ctx *ctx);
-int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx); /* `tenant trust`, cmd_tenant_trust.c */
+int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx);         /* tenant trust */
 int cmd_tenant_reseal(int argc, char **argv, struct cli_ctx *ctx);        /* tenant reseal */
 int cmd_tenant_verify_domain(int argc, char **argv, struct cli_ctx *ctx); /* tenant verify-domain */
 int cmd_queue(int argc, char **argv, struct cli_ctx *ctx);

@@ -11,8 +11,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include <curl/curl.h>
-
 #include "cli.h"
 #include "netpolicy.h"
 #include "tenant.h"
@@ -75,32 +73,50 @@ int cli_saas_smtp_refusal(const struct rq_netpolicy *p, const struct rq_smtp_con
   return 0;
 }
 
+/* The host of scheme://[userinfo@]host[:port][/...] ("[v6]" keeps its
+ * brackets) into host, and whether the scheme is https. Returns 0, or -1
+ * when url has no such shape (the tenant model judges the syntax; these
+ * URLs passed it). */
+static int url_host(const char *url, char *host, size_t cap, int *https) {
+  const char *sep = strstr(url, "://");
+  if (sep == NULL || sep == url) return -1;
+  *https = (size_t)(sep - url) == 5 && strncasecmp(url, "https", 5) == 0;
+  const char *a = sep + 3, *end = a + strcspn(a, "/?#");
+  for (const char *at = a; at < end; at++)
+    if (*at == '@') a = at + 1;
+  const char *h_end = end;
+  if (*a == '[') {
+    const char *close = memchr(a, ']', (size_t)(end - a));
+    if (close == NULL) return -1;
+    h_end = close + 1;
+  } else {
+    const char *colon = memchr(a, ':', (size_t)(end - a));
+    if (colon != NULL) h_end = colon;
+  }
+  size_t n = (size_t)(h_end - a);
+  if (n == 0 || n >= cap) return -1;
+  memcpy(host, a, n);
+  host[n] = '\0';
+  return 0;
+}
+
 int cli_saas_url_refusal(const struct rq_netpolicy *p, const char *field, const char *url, char *why, size_t cap) {
-  char w[300];
-  int refused = 0;
-  if (!p || !p->enforce || url == NULL) return 0;
-  CURLU *u = curl_url();
-  char *scheme = NULL, *host = NULL;
-  if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-      curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
-    goto out; /* the tenant model judges the syntax */
-  int plain = strcasecmp(scheme, "https") != 0;
+  char w[300], host[256];
+  int https = 0;
+  if (!p || !p->enforce || url == NULL || url_host(url, host, sizeof host, &https) != 0) return 0;
+  int plain = !https;
   if (rq_netpolicy_check_host(p, host, w, sizeof w) != 0) {
     snprintf(why, cap, "%s: %s", field, w);
-    refused = 1;
-  } else if (resolved_refused(p, host, plain) == 1 || (plain && resolved_refused(p, host, plain) != 0)) {
+    return 1;
+  }
+  if (resolved_refused(p, host, plain) == 1 || (plain && resolved_refused(p, host, plain) != 0)) {
     if (plain)
       snprintf(why, cap, "%s must be https:// (plain http:// only towards a network opened with "
                          "--allow-private-nets)", field);
     else
       snprintf(why, cap, "%s's host resolves only to addresses closed to tenants (loopback, private, "
                          "link-local, reserved)", field);
-    refused = 1;
+    return 1;
   }
-out:
-  curl_free(scheme);
-  curl_free(host);
-  curl_url_cleanup(u);
-  return refused;
+  return 0;
 }

@@ -165,8 +165,12 @@ static char *field(const redisReply *h, const char *name) {
 
 /* Reads the status hash of every row with an id, pipelined. */
 static int read_statuses(redisContext *rc, const char *prefix, struct row *rows, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (rows[i].id[0]) redisAppendCommand(rc, "HGETALL %s:status:%s", prefix, rows[i].id);
+  for (size_t i = 0; i < n; i++) {
+    if (!rows[i].id[0]) continue;
+    char key[600];
+    relayq_key(key, sizeof key, prefix, RELAYQ_KEY_STATUS, rows[i].id);
+    redisAppendCommand(rc, "HGETALL %s", key);
+  }
   for (size_t i = 0; i < n; i++) {
     if (!rows[i].id[0]) continue;
     void *v = NULL;

@@ -18,10 +18,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
-
 #include "address.h"
 #include "cli.h"
+#include "cli_net.h"
 #include "log.h"
 #include "tenant_cmd.h"
 
@@ -182,6 +181,11 @@ static int parse_opts(int argc, char **argv, struct cli_ctx *ctx, struct topts *
   return 0;
 }
 
+/* A command of producer/cli/net in a build without it (cli_net.h). */
+static int not_in_build(const char *sub) {
+  return cli_fail(CLI_USAGE, "'relayq tenant %s' talks to mail servers and is not in this build.", sub);
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------------------------ */
 
 int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
@@ -197,12 +201,17 @@ int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
   if (strcmp(argv[1], "trust") == 0) return cmd_tenant_trust(argc - 1, argv + 1, ctx);
   if (strcmp(argv[1], "reseal") == 0) return cmd_tenant_reseal(argc - 1, argv + 1, ctx);
   if (strcmp(argv[1], "verify-domain") == 0) return cmd_tenant_verify_domain(argc - 1, argv + 1, ctx);
-  static const struct {
+  const struct {
     const char *name;
     int (*fn)(struct topts *, struct cli_ctx *);
-  } subs[] = {{"set", cmd_tenant_set}, {"get", cmd_tenant_get}, {"verify", cmd_tenant_verify}, {"test", cmd_tenant_test}, {"del", cmd_tenant_del}};
+  } subs[] = {{"set", cmd_tenant_set},
+              {"get", cmd_tenant_get},
+              {"verify", ctx->net ? ctx->net->tenant_verify : NULL},
+              {"test", ctx->net ? ctx->net->tenant_test : NULL},
+              {"del", cmd_tenant_del}};
   for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
     if (strcmp(argv[1], subs[i].name) != 0) continue;
+    if (subs[i].fn == NULL) return not_in_build(subs[i].name);
     struct topts o;
     int p = parse_opts(argc - 1, argv + 1, ctx, &o);
     if (p != 0) return p > 0 ? CLI_OK : CLI_USAGE;
@@ -210,12 +219,8 @@ int cmd_tenant(int argc, char **argv, struct cli_ctx *ctx) {
     if (strlen(ctx->prefix) > 200) return cli_fail(CLI_USAGE, "--prefix is longer than 200 characters.");
     if (strcmp(o.sub, "set") != 0 && o.npos > 0)
       return cli_fail(CLI_USAGE, "unexpected argument '%.60s' (see 'relayq tenant --help').", o.pos[0]);
-    /* The probes and the test send use libcurl's easy and multi APIs. */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return cli_fail(CLI_FAIL, "libcurl failed to start.");
     rq_log_init(RQ_LOG_TEXT, RQ_LOG_ERROR, "relayq");
-    int rc = subs[i].fn(&o, ctx);
-    curl_global_cleanup();
-    return rc;
+    return subs[i].fn(&o, ctx);
   }
   return cli_fail(CLI_USAGE, "unknown tenant command '%.40s': set, get, verify, test or del (see 'relayq tenant "
                              "--help').",

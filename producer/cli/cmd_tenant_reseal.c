@@ -29,6 +29,7 @@
 #include <openssl/crypto.h>
 
 #include "cli.h"
+#include "keys.h"
 #include "text.h"
 #include "tenant.h"
 #include "tenant_cmd.h"
@@ -204,9 +205,9 @@ int cmd_tenant_reseal(int argc, char **argv, struct cli_ctx *ctx) {
     snprintf(pattern, sizeof pattern, "%s*", base);
   } else {
     keys = rq_xcalloc(1, sizeof *keys);
-    snprintf(pattern, sizeof pattern, "%s%s", base, tenant);
+    relayq_key(pattern, sizeof pattern, ctx->prefix, RELAYQ_KEY_TENANT, tenant);
     keys[n++] = rq_xstrdup(pattern);
-    snprintf(pattern, sizeof pattern, "%s%s:route:*", base, tenant);
+    relayq__key(pattern, sizeof pattern, ctx->prefix, RELAYQ__KEY_ROUTE, tenant, "*");
   }
   if (tenant_scan_keys(rc, pattern, &keys, &n) != 0) t.failed = 1;
   for (size_t i = 0; i < n && !t.failed; i++) {

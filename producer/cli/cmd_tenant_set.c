@@ -2,7 +2,7 @@
  * cmd_tenant_set: `relayq tenant set TENANT FIELD=VALUE ... [--route NAME]
  * [--no-verify] [--stdin FIELD]`: validates every field (one line per
  * problem), merges with what is stored, fills preset and port defaults,
- * seals secrets with RELAYQ_SECRET_KEY, verifies the connection (probe.h)
+ * seals secrets with RELAYQ_SECRET_KEY, verifies the connection (cli_net.h)
  * unless --no-verify, and writes the canonical values in one MULTI under
  * WATCH, so nothing is saved when verification fails or someone else
  * changed the tenant meanwhile. `FIELD=` deletes FIELD. --route NAME
@@ -17,7 +17,8 @@
 #include <openssl/crypto.h>
 
 #include "cli.h"
-#include "probe.h"
+#include "cli_net.h"
+#include "keys.h"
 #include "route.h"
 #include "tenant.h"
 #include "tenant_cmd.h"
@@ -118,55 +119,6 @@ static int settle_route(const struct topts *o, struct kvs *merged, const char *r
 out:
   rq_tenant_free(shape);
   rq_tenant_free(values);
-  return rc;
-}
-
-/*
- * Probes what merged describes, with the real secrets (stored ones opened
- * with key, new ones still plaintext), and prints the report. With --json
- * the report opens the output object and *json_open is set. Returns CLI_OK
- * (passed, or nothing to probe), CLI_FAIL (probe failed, printed) or
- * CLI_USAGE (secrets cannot be opened, printed). tenant_from: the stored
- * tenant's from_email, the sender of a route's --probe-rcpt check.
- */
-static int verify_merged(const struct topts *o, const struct kvs *merged, const unsigned char *key,
-                         const char *tenant_from, int *json_open, char **rotated) {
-  struct rq_tenant *t = NULL;
-  struct rq_probe_report rep;
-  char err[512];
-  const char *const *f = (const char *const *)merged->f, *const *v = (const char *const *)merged->v;
-  int rc = CLI_USAGE;
-  if (o->route != NULL) {
-    const char *rf[] = {"routes"}, *rv[] = {o->route};
-    if (rq_tenant_parse(o->tenant, rf, rv, 1, NULL, 0, 0, &t, err, sizeof err) != 0 ||
-        rq_tenant_parse_route(t, o->route, f, v, merged->n, key, 0, err, sizeof err) != 0)
-      goto cannot;
-    tenant_probe_conf(&t->routes[0], o, tenant_from ? tenant_from : tenant_probe_sender(NULL), &rep, rotated);
-  } else {
-    if (rq_tenant_parse(o->tenant, f, v, merged->n, key, 0, 0, &t, err, sizeof err) != 0) goto cannot;
-    if (t->gateway == RQ_GW_SMTP) {
-      tenant_probe_conf(&t->smtp, o, tenant_probe_sender(t), &rep, rotated);
-    } else if (t->gateway == RQ_GW_MAILGUN) {
-      tenant_probe_mailgun(t, o, &rep);
-    } else {
-      if (!o->json) printf("gateway platform: mail leaves through the platform's server; nothing to verify.\n");
-      rc = CLI_OK;
-      goto out;
-    }
-  }
-  if (o->json) {
-    fputs("{\"verify\":", stdout);
-    rq_probe_print_json(stdout, &rep);
-    *json_open = 1;
-  } else {
-    tenant_print_report(&rep, 0);
-  }
-  rc = rep.ok ? CLI_OK : cli_fail(CLI_FAIL, "not saved: %s.", rep.error);
-  goto out;
-cannot:
-  cli_fail(CLI_USAGE, "cannot verify: %s Or pass --no-verify to save without checking.", err);
-out:
-  rq_tenant_free(t);
   return rc;
 }
 
@@ -312,8 +264,12 @@ int cmd_tenant_set(struct topts *o, struct cli_ctx *ctx) {
     if (!o->json)
       printf("Connection settings unchanged: not verified again (relayq tenant verify %s checks them).\n",
              o->tenant);
-  } else if ((rc = verify_merged(o, &merged, key, o->route ? kvs_get(&old, "from_email") : NULL, &json_open,
-                                 &rotated)) != CLI_OK) {
+  } else if (ctx->net == NULL) {
+    rc = cli_fail(CLI_USAGE, "not saved: this build cannot verify a connection; pass --no-verify to save without "
+                             "checking.");
+    goto out;
+  } else if ((rc = ctx->net->tenant_set_verify(o, &merged, key, o->route ? kvs_get(&old, "from_email") : NULL,
+                                               &json_open, &rotated)) != CLI_OK) {
     goto out;
   }
   if (rotated) {
@@ -327,8 +283,8 @@ int cmd_tenant_set(struct topts *o, struct cli_ctx *ctx) {
 
   rc = CLI_FAIL;
   char place[720];
-  if (o->route) snprintf(place, sizeof place, "tenant:%s:route:%s", o->tenant, o->route);
-  else snprintf(place, sizeof place, "tenant:%s", o->tenant);
+  if (o->route) relayq__key_place(place, sizeof place, RELAYQ__KEY_ROUTE, o->tenant, o->route);
+  else relayq__key_place(place, sizeof place, RELAYQ_KEY_TENANT, o->tenant, NULL);
   if (seal_all(&merged, key, place) != 0) goto out;
   int w = o->route ? write_hash(c, rkey, &route_old, &merged, tkey, "routes", routes_new)
                    : write_hash(c, tkey, &old, &merged, NULL, NULL, NULL);

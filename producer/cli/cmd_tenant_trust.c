@@ -3,10 +3,11 @@
  * "Command-line client", docs/tenants.md "Trusting a self-signed server"):
  * connects to the tenant's SMTP server as its route is configured
  * (STARTTLS or implicit TLS, through the worker's connection code and
- * the saas network boundary), shows the certificate (subject, issuer,
- * validity) and the pin of its public key, and once confirmed (or with
- * --yes) stores the pin in smtp_tls_pin. Nothing is logged in and no mail
- * is sent. Exit 0: stored (or already trusted); 1: not stored; 2: usage.
+ * the saas network boundary: cli_net.h's server_key, in the CLI's net
+ * part), shows the certificate (subject, issuer, validity) and the pin of
+ * its public key, and once confirmed (or with --yes) stores the pin in
+ * smtp_tls_pin. Nothing is logged in and no mail is sent. Exit 0: stored
+ * (or already trusted); 1: not stored; 2: usage.
  *
  * The pin is curl's --pinnedpubkey form, sha256//BASE64 of the DER
  * SubjectPublicKeyInfo, so it survives certificate renewals that keep the
@@ -20,65 +21,15 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
-#include <openssl/bio.h>
-#include <openssl/x509.h>
-#include <uv.h>
 
 #include "cli.h"
-#include "config.h"
+#include "cli_net.h"
+#include "keys.h"
 #include "log.h"
 #include "netpolicy.h"
-#include "smtp.h"
-#include "smtp_peek.h"
 #include "tenant.h"
-#include "tlsio.h"
 
-enum { O_ROUTE = CLI_OPT_FIRST_FREE, O_YES, O_TIMEOUT };
-
-struct seen {
-  int done, err;
-  char msg[300];
-  char pin[64], subject[300], issuer[300], not_before[64], not_after[64];
-};
-
-static void name_text(X509_NAME *n, char *out, size_t cap) {
-  BIO *b = BIO_new(BIO_s_mem());
-  out[0] = '\0';
-  if (!b) return;
-  X509_NAME_print_ex(b, n, 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
-  int len = BIO_read(b, out, (int)cap - 1);
-  out[len > 0 ? len : 0] = '\0';
-  BIO_free(b);
-  for (char *p = out; *p; p++)
-    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?'; /* the server chose these bytes */
-}
-
-static void time_text(const ASN1_TIME *t, char *out, size_t cap) {
-  BIO *b = BIO_new(BIO_s_mem());
-  out[0] = '\0';
-  if (!b) return;
-  ASN1_TIME_print(b, t);
-  int len = BIO_read(b, out, (int)cap - 1);
-  out[len > 0 ? len : 0] = '\0';
-  BIO_free(b);
-}
-
-static void on_peek(int err, const char *msg, X509 *cert, void *arg) {
-  struct seen *s = arg;
-  s->done = 1;
-  s->err = err;
-  snprintf(s->msg, sizeof s->msg, "%s", msg ? msg : "");
-  if (err || !cert) return;
-  if (rq_tlsio_cert_pin(cert, s->pin, sizeof s->pin) != 0) {
-    s->err = RQ_SMTP_ERR_TLS;
-    snprintf(s->msg, sizeof s->msg, "The certificate's public key could not be read.");
-    return;
-  }
-  name_text(X509_get_subject_name(cert), s->subject, sizeof s->subject);
-  name_text(X509_get_issuer_name(cert), s->issuer, sizeof s->issuer);
-  time_text(X509_get0_notBefore(cert), s->not_before, sizeof s->not_before);
-  time_text(X509_get0_notAfter(cert), s->not_after, sizeof s->not_after);
-}
+enum { TRUST_ROUTE = CLI_OPT_FIRST_FREE, TRUST_YES, TRUST_TIMEOUT };
 
 /* HGETALL key into a tenant or route model, without the secrets (the pin
  * does not need them, and they need not open here). */
@@ -146,9 +97,9 @@ static int confirmed(const char *tenant) {
 int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx) {
   static const struct option opts[] = {
       CLI_GLOBAL_LONGOPTS,
-      {"route", required_argument, NULL, O_ROUTE},
-      {"yes", no_argument, NULL, O_YES},
-      {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+      {"route", required_argument, NULL, TRUST_ROUTE},
+      {"yes", no_argument, NULL, TRUST_YES},
+      {"timeout-ms", required_argument, NULL, TRUST_TIMEOUT},
       {NULL, 0, NULL, 0},
   };
   const char *route = NULL;
@@ -159,9 +110,9 @@ int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx) {
   while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     if (cli_global_opt(opt, optarg, ctx)) continue;
     switch (opt) {
-    case O_ROUTE: route = optarg; break;
-    case O_YES: yes = 1; break;
-    case O_TIMEOUT:
+    case TRUST_ROUTE: route = optarg; break;
+    case TRUST_YES: yes = 1; break;
+    case TRUST_TIMEOUT:
       if (cli_parse_int(optarg, 100, 600000, &timeout_ms) != 0)
         return cli_fail(CLI_USAGE, "--timeout-ms must be 100-600000.");
       break;
@@ -185,8 +136,8 @@ int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx) {
   if (c == NULL) return CLI_FAIL;
   redisContext *rc = relayq_client_redis(c);
   char key[600], err[400];
-  relayq_key(key, sizeof key, relayq_client_prefix(c), RELAYQ_KEY_TENANT, tenant);
-  if (route) snprintf(key + strlen(key), sizeof key - strlen(key), ":route:%s", route);
+  if (route) relayq__key(key, sizeof key, relayq_client_prefix(c), RELAYQ__KEY_ROUTE, tenant, route);
+  else relayq_key(key, sizeof key, relayq_client_prefix(c), RELAYQ_KEY_TENANT, tenant);
   struct rq_tenant *t = NULL;
   const struct rq_smtp_conf *conf = NULL;
   if (load_conf(rc, tenant, key, route, &t, &conf, err, sizeof err) != 0) {
@@ -204,31 +155,20 @@ int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx) {
     cli_fail(CLI_FAIL, "nothing trusted: %s.", why);
     goto out;
   }
-  uv_loop_t loop;
-  if (uv_loop_init(&loop) != 0) {
-    cli_fail(CLI_FAIL, "cannot start an event loop.");
+  if (ctx->net == NULL) {
+    cli_fail(CLI_USAGE, "'relayq tenant trust' talks to mail servers and is not in this build.");
     goto out;
   }
-  struct seen s;
-  memset(&s, 0, sizeof s);
-  struct rq_smtp_peek_opts po = {.host = conf->host, .port = conf->port, .implicit_tls = conf->security == RQ_SEC_TLS,
-                                 .netpolicy = &policy, .timeout_ms = (long)timeout_ms};
-  if (rq_smtp_peek(&loop, &po, on_peek, &s) != 0) {
-    uv_loop_close(&loop);
-    cli_fail(CLI_FAIL, "cannot start the TLS check.");
-    goto out;
-  }
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
-  if (s.err) {
+  struct cli_server_key k;
+  if (ctx->net->server_key(conf, &policy, (long)timeout_ms, &k) != 0) {
     cli_fail(CLI_FAIL, "nothing trusted: %s:%d (%s): %s", conf->host, conf->port, rq_security_name(conf->security),
-             s.msg);
+             k.msg);
     goto out;
   }
   printf("Server %s port %d (%s) presents:\n", conf->host, conf->port, rq_security_name(conf->security));
-  printf("  subject:    %s\n  issuer:     %s\n  valid from: %s\n  valid to:   %s\n  key pin:    %s\n", s.subject,
-         s.issuer, s.not_before, s.not_after, s.pin);
-  if (conf->tls_pin && strstr(conf->tls_pin, s.pin)) {
+  printf("  subject:    %s\n  issuer:     %s\n  valid from: %s\n  valid to:   %s\n  key pin:    %s\n", k.subject,
+         k.issuer, k.not_before, k.not_after, k.pin);
+  if (conf->tls_pin && strstr(conf->tls_pin, k.pin)) {
     printf("Already trusted: smtp_tls_pin holds this key.\n");
     code = CLI_OK;
     goto out;
@@ -238,12 +178,12 @@ int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx) {
     printf("Not stored.\n");
     goto out;
   }
-  redisReply *r = redisCommand(rc, "HSET %s smtp_tls_pin %s", key, s.pin);
+  redisReply *r = redisCommand(rc, "HSET %s smtp_tls_pin %s", key, k.pin);
   if (!r || r->type == REDIS_REPLY_ERROR) {
     cli_fail(CLI_FAIL, "could not store smtp_tls_pin in %s%s%s.", key, r && r->str ? ": " : "",
              r && r->str ? r->str : "");
   } else {
-    printf("Stored smtp_tls_pin=%s in %s: workers now trust this key (and only this key) for %s%s%s.\n", s.pin, key,
+    printf("Stored smtp_tls_pin=%s in %s: workers now trust this key (and only this key) for %s%s%s.\n", k.pin, key,
            tenant, route ? " route " : "", route ? route : "");
     code = CLI_OK;
   }

@@ -15,16 +15,9 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#define MAX_TAGS 32
+#include "util.h"
 
-static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *err, size_t errlen, const char *fmt, ...) {
-  if (err == NULL || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
+#define MAX_TAGS 32
 
 static int is_ws(int c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 static int is_alpha(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
@@ -45,30 +38,30 @@ struct tag {
 static int tags_parse(const char *text, struct tag *tags, size_t *n, char *err, size_t errlen) {
   *n = 0;
   size_t len = strlen(text);
-  if (len > DMARC_MAX_RECORD) return say(err, errlen, "the record is longer than %d bytes", DMARC_MAX_RECORD), -1;
+  if (len > DMARC_MAX_RECORD) return rq_errf(err, errlen, "the record is longer than %d bytes", DMARC_MAX_RECORD), -1;
   for (const char *p = text; *p;) {
     while (is_ws((unsigned char)*p)) p++;
     if (*p == '\0') break;
     const char *name = p;
-    if (!is_alpha((unsigned char)*p)) return say(err, errlen, "'%.40s' does not start with a tag name", p), -1;
+    if (!is_alpha((unsigned char)*p)) return rq_errf(err, errlen, "'%.40s' does not start with a tag name", p), -1;
     while (is_alpha((unsigned char)*p) || is_digit((unsigned char)*p) || *p == '_') p++;
     size_t nl = (size_t)(p - name);
     while (is_ws((unsigned char)*p)) p++;
-    if (*p != '=') return say(err, errlen, "tag '%.*s' has no '='", (int)(nl > 40 ? 40 : nl), name), -1;
+    if (*p != '=') return rq_errf(err, errlen, "tag '%.*s' has no '='", (int)(nl > 40 ? 40 : nl), name), -1;
     p++;
     while (is_ws((unsigned char)*p)) p++;
     const char *v = p;
     while (*p && *p != ';') p++;
     const char *e = p;
     while (e > v && is_ws((unsigned char)e[-1])) e--;
-    if (nl >= sizeof tags[0].name) return say(err, errlen, "tag '%.40s' is too long", name), -1;
+    if (nl >= sizeof tags[0].name) return rq_errf(err, errlen, "tag '%.40s' is too long", name), -1;
     for (size_t i = 0; i < *n; i++)
       if (strlen(tags[i].name) == nl && memcmp(tags[i].name, name, nl) == 0)
-        return say(err, errlen, "tag '%.*s' appears twice", (int)nl, name), -1;
-    if (*n == MAX_TAGS) return say(err, errlen, "the record has more than %d tags", MAX_TAGS), -1;
+        return rq_errf(err, errlen, "tag '%.*s' appears twice", (int)nl, name), -1;
+    if (*n == MAX_TAGS) return rq_errf(err, errlen, "the record has more than %d tags", MAX_TAGS), -1;
     for (const char *c = v; c < e; c++)
       if (((unsigned char)*c < 0x20 && !is_ws((unsigned char)*c)) || (unsigned char)*c > 0x7e) /* FWS is fine */
-        return say(err, errlen, "tag '%.*s' has a character that is not printable ASCII", (int)nl, name), -1;
+        return rq_errf(err, errlen, "tag '%.*s' has a character that is not printable ASCII", (int)nl, name), -1;
     memcpy(tags[*n].name, name, nl);
     tags[*n].name[nl] = '\0';
     tags[*n].v = v;
@@ -83,6 +76,23 @@ static const struct tag *tag_get(const struct tag *tags, size_t n, const char *n
   for (size_t i = 0; i < n; i++)
     if (strcmp(tags[i].name, name) == 0) return &tags[i];
   return NULL;
+}
+
+/* 1 when the tag's colon-separated list (white space around items
+ * allowed) holds a or b (b may be NULL), case-insensitively. */
+static int colon_list_has(const struct tag *t, const char *a, const char *b) {
+  for (const char *p = t->v, *end = t->v + t->vl; p < end;) {
+    const char *c = memchr(p, ':', (size_t)(end - p));
+    const char *e = c ? c : end;
+    while (p < e && is_ws((unsigned char)*p)) p++;
+    const char *f = e;
+    while (f > p && is_ws((unsigned char)f[-1])) f--;
+    size_t n = (size_t)(f - p);
+    if ((n == strlen(a) && strncasecmp(p, a, n) == 0) || (b && n == strlen(b) && strncasecmp(p, b, n) == 0))
+      return 1;
+    p = c ? c + 1 : end;
+  }
+  return 0;
 }
 
 static int tag_is(const struct tag *t, const char *s) {
@@ -110,8 +120,8 @@ int dmarc_is_record(const char *text) { return starts_with_version(text, "DMARC1
 
 static int policy(const struct tag *t, char *dst, size_t cap, char *err, size_t errlen) {
   if (!tag_is(t, "none") && !tag_is(t, "quarantine") && !tag_is(t, "reject"))
-    return say(err, errlen, "%s=%.*s is not a policy (none, quarantine or reject)", t->name,
-               (int)(t->vl > 40 ? 40 : t->vl), t->v),
+    return rq_errf(err, errlen, "%s=%.*s is not a policy (none, quarantine or reject)", t->name,
+                   (int)(t->vl > 40 ? 40 : t->vl), t->v),
            -1;
   snprintf(dst, cap, "%.*s", (int)t->vl, t->v);
   for (char *c = dst; *c; c++) *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
@@ -155,13 +165,13 @@ static int uri_list(const struct tag *t, char *dst, size_t cap, char *err, size_
     while (p < e && is_ws((unsigned char)*p)) p++;
     while (e > p && is_ws((unsigned char)e[-1])) e--;
     if (!dmarc_uri(p, e))
-      return say(err, errlen, "%s=%.*s: '%.*s' is not a report URI (mailto:ADDRESS, optionally !SIZE like !10m)",
-                 t->name, (int)(t->vl > 80 ? 80 : t->vl), t->v, (int)(e - p > 80 ? 80 : e - p), p),
+      return rq_errf(err, errlen, "%s=%.*s: '%.*s' is not a report URI (mailto:ADDRESS, optionally !SIZE like !10m)",
+                     t->name, (int)(t->vl > 80 ? 80 : t->vl), t->v, (int)(e - p > 80 ? 80 : e - p), p),
              -1;
     if (c == NULL) break;
     p = c + 1;
   }
-  if (t->vl >= cap) return say(err, errlen, "%s is longer than %zu bytes", t->name, cap - 1), -1;
+  if (t->vl >= cap) return rq_errf(err, errlen, "%s is longer than %zu bytes", t->name, cap - 1), -1;
   snprintf(dst, cap, "%.*s", (int)t->vl, t->v);
   return 0;
 }
@@ -185,8 +195,8 @@ static int colon_list(const struct tag *t, const char *which) {
 }
 
 static int say_bad(const struct tag *t, const char *want, char *err, size_t errlen) {
-  say(err, errlen, "%s=%.*s is not valid (RFC 7489 6.3: %s); receivers ignore it and use the default", t->name,
-      (int)(t->vl > 40 ? 40 : t->vl), t->v, want);
+  rq_errf(err, errlen, "%s=%.*s is not valid (RFC 7489 6.3: %s); receivers ignore it and use the default", t->name,
+          (int)(t->vl > 40 ? 40 : t->vl), t->v, want);
   return -1;
 }
 
@@ -195,24 +205,24 @@ int dmarc_parse(const char *text, struct dmarc_record *out, char *err, size_t er
   size_t n;
   memset(out, 0, sizeof *out);
   out->pct = 100, out->adkim = 'r', out->aspf = 'r';
-  if (!dmarc_is_record(text)) return say(err, errlen, "the record does not start with v=DMARC1"), -1;
+  if (!dmarc_is_record(text)) return rq_errf(err, errlen, "the record does not start with v=DMARC1"), -1;
   if (tags_parse(text, tags, &n, err, errlen) != 0) return -1;
   const struct tag *t;
-  if ((t = tag_get(tags, n, "p")) == NULL) return say(err, errlen, "the record has no p= policy"), -1;
+  if ((t = tag_get(tags, n, "p")) == NULL) return rq_errf(err, errlen, "the record has no p= policy"), -1;
   if (policy(t, out->p, sizeof out->p, err, errlen) != 0) return -1;
   if ((t = tag_get(tags, n, "sp")) && policy(t, out->sp, sizeof out->sp, err, errlen) != 0) return -1;
   if ((t = tag_get(tags, n, "pct"))) {
     int v = 0;
     if (t->vl == 0 || t->vl > 3) v = -1;
     for (size_t i = 0; v >= 0 && i < t->vl; i++) v = is_digit((unsigned char)t->v[i]) ? v * 10 + t->v[i] - '0' : -1;
-    if (v < 0 || v > 100) return say(err, errlen, "pct=%.*s is not a number from 0 to 100", (int)(t->vl > 20 ? 20 : t->vl), t->v), -1;
+    if (v < 0 || v > 100) return rq_errf(err, errlen, "pct=%.*s is not a number from 0 to 100", (int)(t->vl > 20 ? 20 : t->vl), t->v), -1;
     out->pct = v;
   }
   static const char *const align[] = {"adkim", "aspf"};
   for (int i = 0; i < 2; i++) {
     if ((t = tag_get(tags, n, align[i])) == NULL) continue;
     if (!tag_is(t, "r") && !tag_is(t, "s"))
-      return say(err, errlen, "%s=%.*s must be r (relaxed) or s (strict)", align[i], (int)(t->vl > 20 ? 20 : t->vl), t->v), -1;
+      return rq_errf(err, errlen, "%s=%.*s must be r (relaxed) or s (strict)", align[i], (int)(t->vl > 20 ? 20 : t->vl), t->v), -1;
     *(i == 0 ? &out->adkim : &out->aspf) = (char)(t->v[0] | 0x20);
   }
   if ((t = tag_get(tags, n, "rua")) && uri_list(t, out->rua, sizeof out->rua, err, errlen) != 0) return -1;
@@ -251,40 +261,20 @@ int dkimrec_parse(const char *text, struct dkim_record *out, char *err, size_t e
   const struct tag *t = tag_get(tags, n, "v");
   /* RFC 6376 3.6.1: v= is optional, but when present it comes first. */
   if (t && (t != &tags[0] || !tag_is(t, "DKIM1") || strncmp(t->v, "DKIM1", 5) != 0))
-    return say(err, errlen, "v= must be the first tag and exactly DKIM1"), -1;
+    return rq_errf(err, errlen, "v= must be the first tag and exactly DKIM1"), -1;
   snprintf(out->k, sizeof out->k, "rsa");
   if ((t = tag_get(tags, n, "k"))) {
     if (!tag_is(t, "rsa") && !tag_is(t, "ed25519"))
-      return say(err, errlen, "k=%.*s is not a key type relayq signs with (rsa, ed25519)", (int)(t->vl > 20 ? 20 : t->vl), t->v), -1;
+      return rq_errf(err, errlen, "k=%.*s is not a key type relayq signs with (rsa, ed25519)", (int)(t->vl > 20 ? 20 : t->vl), t->v), -1;
     snprintf(out->k, sizeof out->k, "%.*s", (int)t->vl, t->v);
     for (char *c = out->k; *c; c++) *c = (char)(*c | 0x20);
   }
   if ((t = tag_get(tags, n, "h"))) {
     /* A colon list of hash algorithms; our signatures use sha256. */
-    int sha256 = 0;
-    for (const char *p = t->v, *end = t->v + t->vl; p < end;) {
-      const char *c = memchr(p, ':', (size_t)(end - p));
-      const char *e = c ? c : end;
-      while (p < e && is_ws((unsigned char)*p)) p++;
-      const char *f = e;
-      while (f > p && is_ws((unsigned char)f[-1])) f--;
-      if (f - p == 6 && strncasecmp(p, "sha256", 6) == 0) sha256 = 1;
-      p = c ? c + 1 : end;
-    }
-    if (!sha256) return say(err, errlen, "h=%.*s does not allow sha256, which relayq signs with", (int)(t->vl > 40 ? 40 : t->vl), t->v), -1;
+    if (!colon_list_has(t, "sha256", NULL)) return rq_errf(err, errlen, "h=%.*s does not allow sha256, which relayq signs with", (int)(t->vl > 40 ? 40 : t->vl), t->v), -1;
   }
   if ((t = tag_get(tags, n, "s"))) {
-    int ok = 0;
-    for (const char *p = t->v, *end = t->v + t->vl; p < end;) {
-      const char *c = memchr(p, ':', (size_t)(end - p));
-      const char *e = c ? c : end;
-      while (p < e && is_ws((unsigned char)*p)) p++;
-      const char *f = e;
-      while (f > p && is_ws((unsigned char)f[-1])) f--;
-      if ((f - p == 1 && *p == '*') || (f - p == 5 && strncasecmp(p, "email", 5) == 0)) ok = 1;
-      p = c ? c + 1 : end;
-    }
-    if (!ok) return say(err, errlen, "s=%.*s does not allow email", (int)(t->vl > 40 ? 40 : t->vl), t->v), -1;
+    if (!colon_list_has(t, "*", "email")) return rq_errf(err, errlen, "s=%.*s does not allow email", (int)(t->vl > 40 ? 40 : t->vl), t->v), -1;
   }
   if ((t = tag_get(tags, n, "t"))) {
     /* key-t-tag-flag *( [FWS] ":" [FWS] key-t-tag-flag ): the flag "y"
@@ -294,16 +284,16 @@ int dkimrec_parse(const char *text, struct dkim_record *out, char *err, size_t e
           (i + 1 == t->vl || t->v[i + 1] == ':' || is_ws((unsigned char)t->v[i + 1])))
         out->testing = 1;
   }
-  if ((t = tag_get(tags, n, "p")) == NULL) return say(err, errlen, "the record has no p= public key"), -1;
+  if ((t = tag_get(tags, n, "p")) == NULL) return rq_errf(err, errlen, "the record has no p= public key"), -1;
   /* The value may be folded with white space; keep the base64 only. */
-  if ((out->p = malloc(t->vl + 1)) == NULL) return say(err, errlen, "out of memory"), -1;
+  if ((out->p = malloc(t->vl + 1)) == NULL) return rq_errf(err, errlen, "out of memory"), -1;
   size_t k = 0;
   for (size_t i = 0; i < t->vl; i++) {
     char c = t->v[i];
     if (is_ws((unsigned char)c)) continue;
     if (!is_alpha((unsigned char)c) && !is_digit((unsigned char)c) && c != '+' && c != '/' && c != '=') {
       dkimrec_free(out);
-      return say(err, errlen, "p= has a character that is not base64"), -1;
+      return rq_errf(err, errlen, "p= has a character that is not base64"), -1;
     }
     out->p[k++] = c;
   }
@@ -365,10 +355,10 @@ static EVP_PKEY *key_of(const char *p_b64, const char *k) {
 
 int dkimrec_key_check(const struct dkim_record *r, int *bits, char *err, size_t errlen) {
   *bits = 0;
-  if (r->p == NULL || r->p[0] == '\0') return say(err, errlen, "the key is revoked (empty p=)"), -1;
+  if (r->p == NULL || r->p[0] == '\0') return rq_errf(err, errlen, "the key is revoked (empty p=)"), -1;
   EVP_PKEY *key = key_of(r->p, r->k);
   if (key == NULL)
-    return say(err, errlen, "p= is not a valid %s public key", strcmp(r->k, "ed25519") == 0 ? "Ed25519" : "RSA"), -1;
+    return rq_errf(err, errlen, "p= is not a valid %s public key", strcmp(r->k, "ed25519") == 0 ? "Ed25519" : "RSA"), -1;
   *bits = EVP_PKEY_get_bits(key);
   EVP_PKEY_free(key);
   return 0;
@@ -392,12 +382,12 @@ int dkimrec_p_from_pem(const char *pem, size_t len, char **p_b64, char k[16], ch
   size_t left = len;
   int rc = -1;
   if (dc == NULL) {
-    say(err, errlen, "OpenSSL has no PEM decoder");
+    rq_errf(err, errlen, "OpenSSL has no PEM decoder");
     goto out;
   }
   OSSL_DECODER_CTX_set_passphrase_cb(dc, no_passphrase, NULL);
   if (!OSSL_DECODER_from_data(dc, &data, &left) || key == NULL) {
-    say(err, errlen, "the key is not a PEM RSA or Ed25519 key (or it is encrypted)");
+    rq_errf(err, errlen, "the key is not a PEM RSA or Ed25519 key (or it is encrypted)");
     goto out;
   }
   int id = EVP_PKEY_get_base_id(key);
@@ -405,7 +395,7 @@ int dkimrec_p_from_pem(const char *pem, size_t len, char **p_b64, char k[16], ch
     unsigned char raw[32];
     size_t rl = sizeof raw;
     if (EVP_PKEY_get_raw_public_key(key, raw, &rl) != 1 || rl != 32) {
-      say(err, errlen, "cannot read the Ed25519 public key");
+      rq_errf(err, errlen, "cannot read the Ed25519 public key");
       goto out;
     }
     *p_b64 = b64_encode(raw, rl);
@@ -413,17 +403,17 @@ int dkimrec_p_from_pem(const char *pem, size_t len, char **p_b64, char k[16], ch
   } else if (id == EVP_PKEY_RSA) {
     int dl = i2d_PUBKEY(key, &der);
     if (dl <= 0) {
-      say(err, errlen, "cannot encode the RSA public key");
+      rq_errf(err, errlen, "cannot encode the RSA public key");
       goto out;
     }
     *p_b64 = b64_encode(der, (size_t)dl);
     snprintf(k, 16, "rsa");
   } else {
-    say(err, errlen, "the key is neither RSA nor Ed25519, the types DKIM uses");
+    rq_errf(err, errlen, "the key is neither RSA nor Ed25519, the types DKIM uses");
     goto out;
   }
   if (*p_b64 == NULL) {
-    say(err, errlen, "out of memory");
+    rq_errf(err, errlen, "out of memory");
     goto out;
   }
   rc = 0;

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "util.h"
+
 #define ANSWER_MAX 65535 /* the largest DNS message (TCP) */
 
 /* Owns the resolver state and its answer buffer. */
@@ -25,15 +27,6 @@ struct dnsq {
   char server[80];       /* for messages */
   unsigned char buf[ANSWER_MAX];
 };
-
-static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *err, size_t errlen, const char *fmt, ...) {
-  if (err == NULL || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 int dnsq_valid_name(const char *name) {
   size_t n = strlen(name), label = 0;
@@ -142,13 +135,13 @@ int dnsq_open(const char *server, struct dnsq **out, char *err, size_t errlen) {
   struct sockaddr_in6 v6;
   int family = 0;
   if (server && server[0] && parse_server(server, &v4, &v6, &family) != 0)
-    return say(err, errlen, "%s '%.80s' is not IP[:PORT] or [IPv6]:PORT.", from, server), -1;
+    return rq_errf(err, errlen, "%s '%.80s' is not IP[:PORT] or [IPv6]:PORT.", from, server), -1;
 
   struct dnsq *q = calloc(1, sizeof *q);
-  if (q == NULL) return say(err, errlen, "out of memory."), -1;
+  if (q == NULL) return rq_errf(err, errlen, "out of memory."), -1;
   if (res_ninit(&q->rs) != 0) {
     free(q);
-    return say(err, errlen, "cannot read the resolver configuration (/etc/resolv.conf)."), -1;
+    return rq_errf(err, errlen, "cannot read the resolver configuration (/etc/resolv.conf)."), -1;
   }
   q->rs.retrans = DNSQ_TIMEOUT_S;
   q->rs.retry = DNSQ_TRIES;
@@ -169,7 +162,7 @@ int dnsq_open(const char *server, struct dnsq **out, char *err, size_t errlen) {
       if (sa == NULL && (sa = malloc(sizeof *sa)) == NULL) {
         res_nclose(&q->rs);
         free(q);
-        return say(err, errlen, "out of memory."), -1;
+        return rq_errf(err, errlen, "out of memory."), -1;
       }
       *sa = v6;
       q->rs._u._ext.nsaddrs[0] = sa;
@@ -219,7 +212,7 @@ static double now_s(void) {
  */
 static int query(struct dnsq *q, const char *name, int type, ns_msg *msg, char *err, size_t errlen) {
   if (!dnsq_valid_qname(name))
-    return say(err, errlen, "'%.80s' is not a DNS name that can be looked up.", name), DNSQ_EFAIL;
+    return rq_errf(err, errlen, "'%.80s' is not a DNS name that can be looked up.", name), DNSQ_EFAIL;
   /* res_nquery returns -1 both for "no answer" and for an answer with an
    * error code, leaving the latter in buf: a cleared header tells them
    * apart (QR set means a server answered). */
@@ -235,34 +228,34 @@ static int query(struct dnsq *q, const char *name, int type, ns_msg *msg, char *
       case ns_r_noerror: /* NODATA */
       case ns_r_nxdomain: return DNSQ_NONE;
       case ns_r_servfail:
-        return say(err, errlen, "the DNS server %s failed to look up %s %s (SERVFAIL).", q->server, name,
-                   type_name(type)),
+        return rq_errf(err, errlen, "the DNS server %s failed to look up %s %s (SERVFAIL).", q->server, name,
+                       type_name(type)),
                DNSQ_EFAIL;
       case ns_r_refused:
-        return say(err, errlen, "the DNS server %s refused to look up %s %s (REFUSED): is it a resolver "
-                                "that serves this client?",
-                   q->server, name, type_name(type)),
+        return rq_errf(err, errlen, "the DNS server %s refused to look up %s %s (REFUSED): is it a resolver "
+                                    "that serves this client?",
+                       q->server, name, type_name(type)),
                DNSQ_EFAIL;
       default:
-        return say(err, errlen, "the DNS server %s answered %s %s with error code %d.", q->server, name,
-                   type_name(type), h->rcode),
+        return rq_errf(err, errlen, "the DNS server %s answered %s %s with error code %d.", q->server, name,
+                       type_name(type), h->rcode),
                DNSQ_EFAIL;
       }
     }
     int h_err = q->rs.res_h_errno;
     if (h_err == HOST_NOT_FOUND || h_err == NO_DATA) return DNSQ_NONE;
     if (saved == ECONNREFUSED && now_s() - t0 < DNSQ_TIMEOUT_S)
-      return say(err, errlen, "the DNS server %s refused the connection (nothing answers DNS there).",
-                 q->server),
+      return rq_errf(err, errlen, "the DNS server %s refused the connection (nothing answers DNS there).",
+                     q->server),
              DNSQ_EUNREACHABLE;
-    return say(err, errlen, "the DNS server %s did not answer (looked up %s %s, waited %.0f s).", q->server,
-               name, type_name(type), now_s() - t0),
+    return rq_errf(err, errlen, "the DNS server %s did not answer (looked up %s %s, waited %.0f s).", q->server,
+                   name, type_name(type), now_s() - t0),
            DNSQ_EUNREACHABLE;
   }
   if (n > (int)sizeof q->buf) n = (int)sizeof q->buf; /* truncated: read what fits */
   if (ns_initparse(q->buf, n, msg) < 0)
-    return say(err, errlen, "the DNS server %s sent a malformed answer for %s %s.", q->server, name,
-               type_name(type)),
+    return rq_errf(err, errlen, "the DNS server %s sent a malformed answer for %s %s.", q->server, name,
+                   type_name(type)),
            DNSQ_EFAIL;
   return DNSQ_OK;
 }
@@ -281,12 +274,12 @@ static int each_rr(struct dnsq *q, const char *name, int type, rr_fn fn, void *a
   for (int i = 0; i < total && *count < DNSQ_MAX_ANSWERS; i++) {
     ns_rr rr;
     if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
-      return say(err, errlen, "the DNS server %s sent a malformed answer for %s %s.", q->server, name,
-                 type_name(type)),
+      return rq_errf(err, errlen, "the DNS server %s sent a malformed answer for %s %s.", q->server, name,
+                     type_name(type)),
              DNSQ_EFAIL;
     if ((int)ns_rr_type(rr) != type || ns_rr_class(rr) != ns_c_in) continue; /* CNAME chain */
     int frc = fn(&msg, &rr, arg);
-    if (frc == DNSQ_ENOMEM) return say(err, errlen, "out of memory."), DNSQ_ENOMEM;
+    if (frc == DNSQ_ENOMEM) return rq_errf(err, errlen, "out of memory."), DNSQ_ENOMEM;
     if (frc == 0) (*count)++;
   }
   return *count ? DNSQ_OK : DNSQ_NONE;
@@ -326,16 +319,23 @@ static int txt_rr(const ns_msg *msg, const ns_rr *rr, void *arg) {
   return push_str(arg, out);
 }
 
-int dnsq_txt(struct dnsq *q, const char *name, char ***recs, size_t *n, char *err, size_t errlen) {
+/* The strings fn makes of name's records of type: all of them, or none
+ * (freed) when the answer is not DNSQ_OK. */
+static int each_str(struct dnsq *q, const char *name, int type, rr_fn fn, char ***out, size_t *n, char *err,
+                    size_t errlen) {
   struct strs s = {NULL, 0};
   size_t count;
-  int rc = each_rr(q, name, ns_t_txt, txt_rr, &s, &count, err, errlen);
+  int rc = each_rr(q, name, type, fn, &s, &count, err, errlen);
   if (rc != DNSQ_OK) {
     dnsq_strs_free(s.v, s.n);
     s.v = NULL, s.n = 0;
   }
-  *recs = s.v, *n = s.n;
+  *out = s.v, *n = s.n;
   return rc;
+}
+
+int dnsq_txt(struct dnsq *q, const char *name, char ***recs, size_t *n, char *err, size_t errlen) {
+  return each_str(q, name, ns_t_txt, txt_rr, recs, n, err, errlen);
 }
 
 struct addrs {
@@ -383,13 +383,5 @@ static int mx_rr(const ns_msg *msg, const ns_rr *rr, void *arg) {
 }
 
 int dnsq_mx(struct dnsq *q, const char *name, char ***hosts, size_t *n, char *err, size_t errlen) {
-  struct strs s = {NULL, 0};
-  size_t count;
-  int rc = each_rr(q, name, ns_t_mx, mx_rr, &s, &count, err, errlen);
-  if (rc != DNSQ_OK) {
-    dnsq_strs_free(s.v, s.n);
-    s.v = NULL, s.n = 0;
-  }
-  *hosts = s.v, *n = s.n;
-  return rc;
+  return each_str(q, name, ns_t_mx, mx_rr, hosts, n, err, errlen);
 }

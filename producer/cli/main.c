@@ -11,6 +11,7 @@
 #include <signal.h>
 
 #include "cli.h"
+#include "cli_net.h"
 
 typedef int (*cmd_fn)(int argc, char **argv, struct cli_ctx *ctx);
 
@@ -54,8 +55,7 @@ static void usage(FILE *f) {
           "Commands:\n",
           CLI_DEFAULT_URL, RELAYQ_DEFAULT_PREFIX);
   for (size_t i = 0; i < N_COMMANDS; i++)
-    fprintf(f, "  %-8s %s%s\n", commands[i].name, commands[i].summary,
-            commands[i].fn ? "" : " (not in this build)");
+    fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
 }
 
 static const struct command *find(const char *name) {
@@ -66,7 +66,7 @@ static const struct command *find(const char *name) {
 
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN); /* a server closing mid-write is an error to report, not a kill */
-  struct cli_ctx ctx = {0};
+  struct cli_ctx ctx = {.net = &cli_net_commands};
   ctx.redis_url = getenv("RELAYQ_REDIS_URL");
   if (ctx.redis_url == NULL || ctx.redis_url[0] == '\0') ctx.redis_url = CLI_DEFAULT_URL;
   ctx.prefix = getenv("RELAYQ_PREFIX");
@@ -102,8 +102,6 @@ int main(int argc, char **argv) {
   const struct command *cmd = find(name);
   if (cmd == NULL)
     return cli_fail(CLI_USAGE, "unknown command '%s' (see 'relayq --help').", name);
-  if (cmd->fn == NULL)
-    return cli_fail(CLI_USAGE, "'%s' is not implemented in this build", name);
 
   int sub_argc = argc - optind;
   char **sub_argv = argv + optind;

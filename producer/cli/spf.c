@@ -11,21 +11,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util.h"
+
 /* ---- small helpers ------------------------------------------------------- */
 
 static int lower(int c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
 static int is_alpha(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 static int is_digit(int c) { return c >= '0' && c <= '9'; }
 static int is_alnum(int c) { return is_alpha(c) || is_digit(c); }
-
-static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *err, size_t errlen, const char *fmt, ...) {
-  if (err == NULL || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 static char *dupn(const char *s, size_t n) {
   char *d = malloc(n + 1);
@@ -126,13 +119,13 @@ static int is_toplabel(const char *s, size_t n) {
 static int check_domain_spec(const char *s, size_t n, int allow_crt, int *macro, char *err,
                              size_t errlen) {
   *macro = 0;
-  if (n == 0) return say(err, errlen, "the domain is missing"), -1;
-  if (n > 253) return say(err, errlen, "the domain is longer than 253 characters"), -1;
+  if (n == 0) return rq_errf(err, errlen, "the domain is missing"), -1;
+  if (n > 253) return rq_errf(err, errlen, "the domain is longer than 253 characters"), -1;
   int ends_in_macro = 0;
   for (size_t i = 0; i < n;) {
     if (s[i] == '%') {
       size_t ml = macro_len(s + i, n - i, allow_crt);
-      if (ml == 0) return say(err, errlen, "'%.*s' is not a valid macro", (int)(n - i), s + i), -1;
+      if (ml == 0) return rq_errf(err, errlen, "'%.*s' is not a valid macro", (int)(n - i), s + i), -1;
       /* %%, %_ and %- are literal characters, not expanded from the message. */
       if (s[i + 1] == '{') *macro = 1;
       ends_in_macro = s[i + 1] == '{' && i + ml == n;
@@ -140,7 +133,7 @@ static int check_domain_spec(const char *s, size_t n, int allow_crt, int *macro,
       continue;
     }
     if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
-      return say(err, errlen, "the domain contains a character that is not printable ASCII"), -1;
+      return rq_errf(err, errlen, "the domain contains a character that is not printable ASCII"), -1;
     ends_in_macro = 0;
     i++;
   }
@@ -151,7 +144,7 @@ static int check_domain_spec(const char *s, size_t n, int allow_crt, int *macro,
   size_t dot = end;
   while (dot > 0 && s[dot - 1] != '.') dot--;
   if (dot == 0 || dot == 1 || !is_toplabel(s + dot, end - dot))
-    return say(err, errlen, "'%.*s' is not a domain name", (int)n, s), -1;
+    return rq_errf(err, errlen, "'%.*s' is not a domain name", (int)n, s), -1;
   if (*macro) return 0; /* labels are only known once expanded */
   /* Without macros the name is looked up as written: a label that DNS
    * cannot carry (empty, over 63 bytes) makes the term unusable, which
@@ -159,9 +152,9 @@ static int check_domain_spec(const char *s, size_t n, int allow_crt, int *macro,
    * it open); either way the record needs fixing. */
   for (size_t i = 0, start = 0; i <= end; i++) {
     if (i < end && s[i] != '.') continue;
-    if (i == start) return say(err, errlen, "'%.*s' has an empty label (two dots in a row)", (int)n, s), -1;
+    if (i == start) return rq_errf(err, errlen, "'%.*s' has an empty label (two dots in a row)", (int)n, s), -1;
     if (i - start > 63)
-      return say(err, errlen, "'%.*s' has a label longer than 63 characters", (int)n, s), -1;
+      return rq_errf(err, errlen, "'%.*s' has a label longer than 63 characters", (int)n, s), -1;
     start = i + 1;
   }
   return 0;
@@ -173,7 +166,7 @@ static int check_macro_string(const char *s, size_t n, char *err, size_t errlen)
   for (size_t i = 0; i < n; i++) {
     if (s[i] != '%') continue;
     size_t ml = macro_len(s + i, n - i, 0);
-    if (ml == 0) return say(err, errlen, "'%.*s' is not a valid macro", (int)(n - i), s + i), -1;
+    if (ml == 0) return rq_errf(err, errlen, "'%.*s' is not a valid macro", (int)(n - i), s + i), -1;
     i += ml - 1;
   }
   return 0;
@@ -246,7 +239,7 @@ static int parse_term(const char *s, size_t n, struct spf_term *t, char *err, si
   /* A modifier is name=value with no ':' or '/' before the '='. */
   size_t eq = strcspn(s, "=:/");
   if (eq < n && s[eq] == '=') {
-    if (!is_mod_name(s, eq)) return say(err, errlen, "'%s' is not a valid modifier", t->text), -1;
+    if (!is_mod_name(s, eq)) return rq_errf(err, errlen, "'%s' is not a valid modifier", t->text), -1;
     const char *v = s + eq + 1;
     size_t vl = n - eq - 1;
     if (eq == 8 && strncasecmp(s, "redirect", 8) == 0) t->kind = SPF_REDIRECT;
@@ -254,66 +247,66 @@ static int parse_term(const char *s, size_t n, struct spf_term *t, char *err, si
     else {
       t->kind = SPF_UNKNOWN_MOD; /* ignored (RFC 7208 6), but its value must be a macro-string */
       if (check_macro_string(v, vl, why, sizeof why) != 0)
-        return say(err, errlen, "'%s': %s", t->text, why), -1;
+        return rq_errf(err, errlen, "'%s': %s", t->text, why), -1;
       return 0;
     }
     /* exp= names a domain-spec like redirect=: the c, r and t macros are
      * only for the explanation text found there (RFC 7208 7.1). */
     if (check_domain_spec(v, vl, 0, &t->has_macro, why, sizeof why) != 0)
-      return say(err, errlen, "'%s': %s", t->text, why), -1;
-    return (t->domain = dupn(v, vl)) ? 0 : (say(err, errlen, "out of memory"), -1);
+      return rq_errf(err, errlen, "'%s': %s", t->text, why), -1;
+    return (t->domain = dupn(v, vl)) ? 0 : (rq_errf(err, errlen, "out of memory"), -1);
   }
   size_t i = 0;
   if (strchr("+-~?", s[0])) t->qual = s[i++];
   size_t name_end = i + strcspn(s + i, ":/");
   if (name_end > n) name_end = n;
   if (kind_of(s + i, name_end - i, &t->kind) != 0)
-    return say(err, errlen, "'%s' is not an SPF mechanism (all, include, a, mx, ptr, ip4, ip6, exists)",
-               t->text),
+    return rq_errf(err, errlen, "'%s' is not an SPF mechanism (all, include, a, mx, ptr, ip4, ip6, exists)",
+                   t->text),
            -1;
   const char *arg = s + name_end;
   size_t al = n - name_end;
   switch (t->kind) {
   case SPF_ALL:
-    if (al) return say(err, errlen, "'%s': all takes no argument", t->text), -1;
+    if (al) return rq_errf(err, errlen, "'%s': all takes no argument", t->text), -1;
     return 0;
   case SPF_INCLUDE:
   case SPF_EXISTS:
   case SPF_PTR:
     if (al == 0 && t->kind == SPF_PTR) return 0;
-    if (al < 2 || arg[0] != ':') return say(err, errlen, "'%s' needs ':domain'", t->text), -1;
+    if (al < 2 || arg[0] != ':') return rq_errf(err, errlen, "'%s' needs ':domain'", t->text), -1;
     if (check_domain_spec(arg + 1, al - 1, 0, &t->has_macro, why, sizeof why) != 0)
-      return say(err, errlen, "'%s': %s", t->text, why), -1;
-    return (t->domain = dupn(arg + 1, al - 1)) ? 0 : (say(err, errlen, "out of memory"), -1);
+      return rq_errf(err, errlen, "'%s': %s", t->text, why), -1;
+    return (t->domain = dupn(arg + 1, al - 1)) ? 0 : (rq_errf(err, errlen, "out of memory"), -1);
   case SPF_A:
   case SPF_MX: {
     size_t c = cidr_start(arg, al);
     if (dual_cidr(arg + c, al - c, &t->cidr4, &t->cidr6) != 0)
-      return say(err, errlen, "'%s': the prefix length is not valid (/0-32 for IPv4, //0-128 for IPv6)",
-                 t->text),
+      return rq_errf(err, errlen, "'%s': the prefix length is not valid (/0-32 for IPv4, //0-128 for IPv6)",
+                     t->text),
              -1;
     if (c == 0) return 0;
-    if (arg[0] != ':' || c < 2) return say(err, errlen, "'%s' is not valid", t->text), -1;
+    if (arg[0] != ':' || c < 2) return rq_errf(err, errlen, "'%s' is not valid", t->text), -1;
     if (check_domain_spec(arg + 1, c - 1, 0, &t->has_macro, why, sizeof why) != 0)
-      return say(err, errlen, "'%s': %s", t->text, why), -1;
-    return (t->domain = dupn(arg + 1, c - 1)) ? 0 : (say(err, errlen, "out of memory"), -1);
+      return rq_errf(err, errlen, "'%s': %s", t->text, why), -1;
+    return (t->domain = dupn(arg + 1, c - 1)) ? 0 : (rq_errf(err, errlen, "out of memory"), -1);
   }
   case SPF_IP4:
   case SPF_IP6: {
     int fam = t->kind == SPF_IP4 ? 4 : 6, max = fam == 4 ? 32 : 128;
-    if (al < 2 || arg[0] != ':') return say(err, errlen, "'%s' needs ':address'", t->text), -1;
+    if (al < 2 || arg[0] != ':') return rq_errf(err, errlen, "'%s' needs ':address'", t->text), -1;
     const char *slash = memchr(arg, '/', al);
     size_t alen = slash ? (size_t)(slash - arg - 1) : al - 1;
     char buf[64];
-    if (alen == 0 || alen >= sizeof buf) return say(err, errlen, "'%s': the address is not valid", t->text), -1;
+    if (alen == 0 || alen >= sizeof buf) return rq_errf(err, errlen, "'%s': the address is not valid", t->text), -1;
     memcpy(buf, arg + 1, alen);
     buf[alen] = '\0';
     if (inet_pton(fam == 4 ? AF_INET : AF_INET6, buf, t->ip.addr) != 1)
-      return say(err, errlen, "'%s': '%s' is not an IPv%d address", t->text, buf, fam), -1;
+      return rq_errf(err, errlen, "'%s': '%s' is not an IPv%d address", t->text, buf, fam), -1;
     t->ip.family = fam;
     int len = max;
     if (slash && (len = cidr_len(slash + 1, (size_t)(arg + al - slash - 1), max)) < 0)
-      return say(err, errlen, "'%s': the prefix length is not valid (0-%d)", t->text, max), -1;
+      return rq_errf(err, errlen, "'%s': the prefix length is not valid (0-%d)", t->text, max), -1;
     if (fam == 4) t->cidr4 = len;
     else t->cidr6 = len;
     return 0;
@@ -343,13 +336,13 @@ int spf_parse(const char *domain, const char *text, struct spf_record **out, cha
   *out = NULL;
   size_t len = strlen(text);
   if (len > SPF_MAX_RECORD)
-    return say(err, errlen, "the record is longer than %d bytes", SPF_MAX_RECORD), -1;
-  if (!spf_is_record(text)) return say(err, errlen, "the record does not start with 'v=spf1'"), -1;
+    return rq_errf(err, errlen, "the record is longer than %d bytes", SPF_MAX_RECORD), -1;
+  if (!spf_is_record(text)) return rq_errf(err, errlen, "the record does not start with 'v=spf1'"), -1;
   for (size_t i = 0; i < len; i++)
     if ((unsigned char)text[i] < 0x20 || (unsigned char)text[i] > 0x7e)
-      return say(err, errlen, "the record contains a character that is not printable ASCII"), -1;
+      return rq_errf(err, errlen, "the record contains a character that is not printable ASCII"), -1;
   struct spf_record *r = calloc(1, sizeof *r);
-  if (r == NULL) return say(err, errlen, "out of memory"), -1;
+  if (r == NULL) return rq_errf(err, errlen, "out of memory"), -1;
   r->redirect = -1;
   int exp_seen = 0;
   if ((r->domain = strdup(domain)) == NULL || (r->text = strdup(text)) == NULL) goto nomem;
@@ -358,7 +351,7 @@ int spf_parse(const char *domain, const char *text, struct spf_record **out, cha
     if (*p == '\0') break;
     size_t n = strcspn(p, " ");
     if (r->n == SPF_MAX_TERMS) {
-      say(err, errlen, "the record has more than %d terms", SPF_MAX_TERMS);
+      rq_errf(err, errlen, "the record has more than %d terms", SPF_MAX_TERMS);
       goto fail;
     }
     if (r->n % 16 == 0) {
@@ -374,14 +367,14 @@ int spf_parse(const char *domain, const char *text, struct spf_record **out, cha
     if (t->kind == SPF_ALL) r->has_all = 1;
     if (t->kind == SPF_REDIRECT) {
       if (r->redirect >= 0) {
-        say(err, errlen, "the record has more than one redirect= modifier");
+        rq_errf(err, errlen, "the record has more than one redirect= modifier");
         goto fail;
       }
       r->redirect = (int)(r->n - 1);
     }
     if (t->kind == SPF_EXP) {
       if (exp_seen++) {
-        say(err, errlen, "the record has more than one exp= modifier");
+        rq_errf(err, errlen, "the record has more than one exp= modifier");
         goto fail;
       }
     }
@@ -390,7 +383,7 @@ int spf_parse(const char *domain, const char *text, struct spf_record **out, cha
   *out = r;
   return 0;
 nomem:
-  say(err, errlen, "out of memory");
+  rq_errf(err, errlen, "out of memory");
 fail:
   spf_record_free(r);
   return -1;
@@ -561,6 +554,21 @@ static int cache_add(struct spf_term *x, int f, const struct spf_ip *ips, size_t
   return 0;
 }
 
+/* Looks up host's addresses of family fam into the term's cache (index
+ * f). Returns the lookup's SPF_DNS_* result, or -1 (err set) when the
+ * lookup failed or memory ran out: a temperror. */
+static int add_host(struct spf_tree *t, struct spf_term *x, int f, int fam, const char *host, char *err,
+                    size_t errlen) {
+  struct spf_ip *ips = NULL;
+  size_t n = 0;
+  char e[200] = "";
+  int rc = t->res->addr(t->res->ctx, host, fam, &ips, &n, e, sizeof e);
+  if (rc == SPF_DNS_ERROR) rq_errf(err, errlen, "%s", e);
+  else if (rc == SPF_DNS_OK && cache_add(x, f, ips, n) != 0) rq_errf(err, errlen, "out of memory"), rc = SPF_DNS_ERROR;
+  free(ips);
+  return rc == SPF_DNS_ERROR ? -1 : rc;
+}
+
 /* Fills the a/mx term's address cache for ip's family. Returns 0, or an
  * spf_result error with err set. */
 static enum spf_result resolve(struct spf_tree *t, const struct spf_record *r, struct spf_term *x,
@@ -568,48 +576,28 @@ static enum spf_result resolve(struct spf_tree *t, const struct spf_record *r, s
   int f = fam == 4 ? 0 : 1;
   if (x->have[f]) return 0;
   char *name = lookup_name(x->domain ? x->domain : r->domain);
-  if (name == NULL) return say(err, errlen, "out of memory"), SPF_TEMPERROR;
+  if (name == NULL) return rq_errf(err, errlen, "out of memory"), SPF_TEMPERROR;
   enum spf_result out = 0;
-  struct spf_ip *ips = NULL;
-  size_t n = 0;
-  char e[200] = "";
   if (x->kind == SPF_A) {
-    int rc = t->res->addr(t->res->ctx, name, fam, &ips, &n, e, sizeof e);
+    int rc = add_host(t, x, f, fam, name, err, errlen);
     x->found_none[f] = rc == SPF_DNS_NONE;
-    if (rc == SPF_DNS_ERROR) {
-      say(err, errlen, "%s", e);
-      out = SPF_TEMPERROR;
-    } else if (rc == SPF_DNS_OK && cache_add(x, f, ips, n) != 0) {
-      say(err, errlen, "out of memory");
-      out = SPF_TEMPERROR;
-    }
-    free(ips);
+    if (rc < 0) out = SPF_TEMPERROR;
   } else {
-    char **hosts = NULL;
+    char **hosts = NULL, e[200] = "";
     size_t nh = 0;
     int rc = t->res->mx(t->res->ctx, name, &hosts, &nh, e, sizeof e);
     x->found_none[f] = rc == SPF_DNS_NONE;
     if (rc == SPF_DNS_ERROR) {
-      say(err, errlen, "%s", e);
+      rq_errf(err, errlen, "%s", e);
       out = SPF_TEMPERROR;
     } else if (rc == SPF_DNS_OK && nh > SPF_MAX_MX_NAMES) {
-      say(err, errlen, "%s has %zu MX records; the mx mechanism allows at most %d (RFC 7208 4.6.4)", name,
-          nh, SPF_MAX_MX_NAMES);
+      rq_errf(err, errlen, "%s has %zu MX records; the mx mechanism allows at most %d (RFC 7208 4.6.4)", name,
+              nh, SPF_MAX_MX_NAMES);
       out = SPF_PERMERROR;
     }
     for (size_t i = 0; out == 0 && rc == SPF_DNS_OK && i < nh; i++) {
       if (hosts[i][0] == '\0' || strcmp(hosts[i], ".") == 0) continue; /* null MX, RFC 7505 */
-      rc = t->res->addr(t->res->ctx, hosts[i], fam, &ips, &n, e, sizeof e);
-      if (rc == SPF_DNS_ERROR) {
-        say(err, errlen, "%s", e);
-        out = SPF_TEMPERROR;
-      } else if (rc == SPF_DNS_OK && cache_add(x, f, ips, n) != 0) {
-        say(err, errlen, "out of memory");
-        out = SPF_TEMPERROR;
-      }
-      free(ips);
-      ips = NULL;
-      rc = SPF_DNS_OK;
+      if (add_host(t, x, f, fam, hosts[i], err, errlen) < 0) out = SPF_TEMPERROR;
     }
     free_strs(hosts, nh);
   }
@@ -621,8 +609,8 @@ static enum spf_result resolve(struct spf_tree *t, const struct spf_record *r, s
 /* The result of a subtree that could not be loaded. */
 static enum spf_result unloaded(const struct spf_tree *t, const struct spf_term *x, char *err,
                                 size_t errlen) {
-  if (t->temp[0]) return say(err, errlen, "%s", t->temp), SPF_TEMPERROR;
-  say(err, errlen, "%s", t->problem[0] ? t->problem : "an include could not be followed");
+  if (t->temp[0]) return rq_errf(err, errlen, "%s", t->temp), SPF_TEMPERROR;
+  rq_errf(err, errlen, "%s", t->problem[0] ? t->problem : "an include could not be followed");
   (void)x;
   return SPF_PERMERROR;
 }
@@ -635,8 +623,8 @@ struct budget {
 /* Charges one DNS-querying term; PERMERROR (err set) once over the limit. */
 static enum spf_result charge(struct budget *b, const struct spf_term *x, char *err, size_t errlen) {
   if (++b->lookups <= SPF_MAX_LOOKUPS) return 0;
-  return say(err, errlen, "evaluation reaches '%s', DNS lookup %d of at most %d (RFC 7208 4.6.4)", x->text,
-             b->lookups, SPF_MAX_LOOKUPS),
+  return rq_errf(err, errlen, "evaluation reaches '%s', DNS lookup %d of at most %d (RFC 7208 4.6.4)", x->text,
+                 b->lookups, SPF_MAX_LOOKUPS),
          SPF_PERMERROR;
 }
 
@@ -644,7 +632,7 @@ static enum spf_result eval_rec(struct spf_tree *t, struct spf_record *r, const 
                                 int depth, struct budget *b, int *decider, char *err, size_t errlen) {
   *decider = -1;
   /* follow() already bounds the tree; this guards a corrupt one. */
-  if (depth > SPF_MAX_LOOKUPS + 1) return say(err, errlen, "includes nest too deep"), SPF_PERMERROR;
+  if (depth > SPF_MAX_LOOKUPS + 1) return rq_errf(err, errlen, "includes nest too deep"), SPF_PERMERROR;
   for (size_t i = 0; i < r->n; i++) {
     struct spf_term *x = &r->terms[i];
     int match = 0;
@@ -666,8 +654,8 @@ static enum spf_result eval_rec(struct spf_tree *t, struct spf_record *r, const 
       if ((rc = resolve(t, r, x, ip->family, err, errlen)) != 0) return rc;
       int f = ip->family == 4 ? 0 : 1;
       if (x->found_none[f] && ++b->voids > SPF_MAX_VOID)
-        return say(err, errlen, "'%s' is the %d%s lookup that finds nothing; at most %d may (RFC 7208 4.6.4)",
-                   x->text, b->voids, b->voids == 3 ? "rd" : "th", SPF_MAX_VOID),
+        return rq_errf(err, errlen, "'%s' is the %d%s lookup that finds nothing; at most %d may (RFC 7208 4.6.4)",
+                       x->text, b->voids, b->voids == 3 ? "rd" : "th", SPF_MAX_VOID),
                SPF_PERMERROR;
       for (size_t k = 0; k < x->n_addrs[f] && !match; k++)
         match = prefix_match(ip->addr, x->addrs[f][k].addr, f == 0 ? x->cidr4 : x->cidr6);
@@ -706,9 +694,9 @@ enum spf_result spf_eval(struct spf_tree *t, const struct spf_ip *ip, int *decid
   *decider = -1;
   if (err && errlen) err[0] = '\0';
   if (t->root == NULL) {
-    if (t->temp[0]) return say(err, errlen, "%s", t->temp), SPF_TEMPERROR;
-    if (t->n_records == 0) return say(err, errlen, "%s has no SPF record", t->domain), SPF_NONE;
-    return say(err, errlen, "%s", t->problem), SPF_PERMERROR;
+    if (t->temp[0]) return rq_errf(err, errlen, "%s", t->temp), SPF_TEMPERROR;
+    if (t->n_records == 0) return rq_errf(err, errlen, "%s has no SPF record", t->domain), SPF_NONE;
+    return rq_errf(err, errlen, "%s", t->problem), SPF_PERMERROR;
   }
   static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   struct spf_ip v4;

@@ -17,7 +17,6 @@
 #include "address.h"
 #include "cli.h"
 #include "netpolicy.h"
-#include "probe.h"
 #include "tenant.h"
 
 #define MAX_PAIRS 64      /* FIELD=VALUE arguments in one `set` */
@@ -111,22 +110,12 @@ int tenant_forget_verified(struct kvs *m, const struct pair *pairs, int n);
 void tenant_canonical_smtp(struct kvs *m, const struct rq_smtp_conf *conf);
 void tenant_canonical_tenant(struct kvs *m, const struct rq_tenant *t);
 int tenant_route_index(const struct rq_tenant *t, const char *name);
-void tenant_probe_conf(const struct rq_smtp_conf *c, const struct topts *o, const char *mail_from, struct rq_probe_report *r, char **rotated);
-void tenant_probe_mailgun(const struct rq_tenant *t, const struct topts *o, struct rq_probe_report *r);
-void tenant_print_report(const struct rq_probe_report *r, int json);
-const char *tenant_probe_sender(const struct rq_tenant *t);
 
 /* cmd_tenant_set.c */
 int cmd_tenant_set(struct topts *o, struct cli_ctx *ctx);
 
 /* cmd_tenant_get.c */
 int cmd_tenant_get(struct topts *o, struct cli_ctx *ctx);
-
-/* cmd_tenant_verify.c */
-int cmd_tenant_verify(struct topts *o, struct cli_ctx *ctx);
-
-/* cmd_tenant_test.c */
-int cmd_tenant_test(struct topts *o, struct cli_ctx *ctx);
 
 /* cmd_tenant_del.c */
 int cmd_tenant_del(struct topts *o, struct cli_ctx *ctx);

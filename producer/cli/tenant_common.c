@@ -358,10 +358,10 @@ int tenant_save_rotated(struct relayq_client *c, const struct topts *o, const un
   char hkey[800], place[720];
   if (o->route) {
     route_key(c, o->tenant, o->route, hkey, sizeof hkey);
-    snprintf(place, sizeof place, "tenant:%s:route:%s", o->tenant, o->route);
+    relayq__key_place(place, sizeof place, RELAYQ__KEY_ROUTE, o->tenant, o->route);
   } else {
     tenant_key(c, o->tenant, hkey, sizeof hkey);
-    snprintf(place, sizeof place, "tenant:%s", o->tenant);
+    relayq__key_place(place, sizeof place, RELAYQ_KEY_TENANT, o->tenant, NULL);
   }
   char *sealed = NULL;
   struct relayq_error e;

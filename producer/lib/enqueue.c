@@ -160,8 +160,7 @@ static int batch_add(struct relayq_client *c, struct relayq__enqueue *q,
 
   /* prefix and id are at most 128 bytes each: the key always fits. */
   char key[RELAYQ__KEY_MAX];
-  char *k = cat(cat(cat(key, c->prefix), ":status:"), id);
-  resp_arg(&b->keys, key, (size_t)(k - key));
+  resp_arg(&b->keys, key, relayq_key(key, sizeof key, c->prefix, RELAYQ_KEY_STATUS, id));
   resp_str(&b->keys, delayed ? q->delayed_key : q->queue_key);
 
   const char *state = delayed ? "deferred" : "queued";

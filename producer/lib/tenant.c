@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 
 #include "internal.h"
+#include "keys.h"
 #include "tenant.h"
 
 enum fid {
@@ -1009,7 +1010,7 @@ int rq_tenant_parse(const char *tenant_id, const char *const *fields,
   if (!relayq_valid_tenant(tenant_id))
     return fail(&c, "the tenant id must be 1-128 characters of A-Z a-z 0-9 "
                     ". _ @ - (no ':').");
-  snprintf(c.place, sizeof c.place, "tenant:%s", tenant_id);
+  relayq__key_place(c.place, sizeof c.place, RELAYQ_KEY_TENANT, tenant_id, NULL);
   if (collect(&c, fields, values, n, strict, 0, v) != 0) return -1;
   if ((t = calloc(1, sizeof *t)) == NULL) return oom(&c);
   if ((t->id = strdup(tenant_id)) == NULL) goto nomem;
@@ -1046,7 +1047,7 @@ int rq_tenant_parse_route(struct rq_tenant *t, const char *route_name,
     return fail(&c, "route '%s' is not listed in the tenant's routes field.",
                 show(route_name, shown));
   snprintf(what, sizeof what, "route %s", show(route_name, shown));
-  snprintf(c.place, sizeof c.place, "tenant:%s:route:%s", t->id, route_name);
+  relayq__key_place(c.place, sizeof c.place, RELAYQ__KEY_ROUTE, t->id, route_name);
   if (collect(&c, fields, values, n, 0, 1, v) != 0) return -1;
   struct rq_smtp_conf conf = {0};
   if (parse_smtp(&c, v, 1, what, &conf) != 0) {

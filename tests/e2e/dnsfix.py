@@ -142,13 +142,7 @@ class DnsServer:
         return "\n".join(out)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        harness.stop_process(self.proc, 5)
         if getattr(self, "log", None):
             self.log.close()
             self.log = None

@@ -44,6 +44,7 @@ import atexit
 import email
 import email.policy
 import faulthandler
+import json
 import os
 import secrets
 import shutil
@@ -146,6 +147,18 @@ def _popen(cmd, **kwargs):
     proc = subprocess.Popen(cmd, **kwargs)
     _children.append(proc)
     return proc
+
+
+def stop_process(proc, timeout=10.0):
+    """SIGTERM, then SIGKILL after timeout seconds; waits for the exit."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @atexit.register
@@ -438,13 +451,7 @@ class Worker:
         sys.stderr.flush()
 
     def close(self, failed=False):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if failed:
             self.print_log("log after a failure")
         self._log.close()
@@ -468,6 +475,53 @@ class Worker:
 
 
 # ---- jobs and status -----------------------------------------------------------
+
+class Events:
+    """Every P:events message from construction on (subscribe before the
+    worker starts so none is missed): raw (drain), parsed (all, for_job,
+    states) or waited for (wait, wait_state)."""
+
+    def __init__(self, redis):
+        self.ps = redis.client.pubsub()
+        self.ps.subscribe(redis.key("events"))
+        wait_for(lambda: self.ps.get_message(timeout=0.1), what="subscribe confirmation")
+        self.raw = []
+
+    def drain(self):
+        """Every message so far, as the bytes published."""
+        while True:
+            m = self.ps.get_message(timeout=0.01)
+            if not m:
+                return self.raw
+            if m["type"] == "message":
+                self.raw.append(m["data"])
+
+    def all(self):
+        out = []
+        for d in self.drain():
+            try:
+                out.append(json.loads(d))
+            except ValueError:
+                raise AssertionError("an event is not JSON: %r" % d[:300])
+        return out
+
+    def for_job(self, jid):
+        return [e for e in self.all() if e.get("id") == jid]
+
+    def states(self, jid):
+        return [e["state"] for e in self.for_job(jid)]
+
+    def wait(self, pred, timeout=10):
+        """The first event pred accepts, waiting up to timeout seconds."""
+        return wait_for(lambda: next((e for e in self.all() if pred(e)), None), timeout, what="an event")
+
+    def wait_state(self, jid, state, timeout=10):
+        return wait_for(lambda: [e for e in self.for_job(jid) if e.get("state") == state],
+                        timeout, what="an event %s for %s" % (state, jid))
+
+    def close(self):
+        self.ps.close()
+
 
 def set_tenant(redis, tenant, route=None, **fields):
     """Writes P:tenant:TENANT (or its route hash P:tenant:TENANT:route:ROUTE)."""

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
 import harness  # noqa: E402
-from harness import (MailgunFake, RedisServer, SmtpServer, Worker, free_port,  # noqa: E402
+from harness import (Events, MailgunFake, RedisServer, SmtpServer, Worker, free_port,  # noqa: E402
                      parse_message, push_job, run_relayq, status, wait_for, wait_status)
 
 try:
@@ -240,44 +240,6 @@ def dead_has_id(r, jid):
         if isinstance(obj, dict) and obj.get("id") == jid:
             return True
     return False
-
-
-class Events:
-    """Every P:events message from construction on (subscribe before the
-    worker starts so none is missed)."""
-
-    def __init__(self, r, prefix=None):
-        self.ps = r.client.pubsub()
-        self.ps.subscribe(k(prefix, "events") if prefix else r.key("events"))
-        wait_for(lambda: self.ps.get_message(timeout=0.1), what="subscribe confirmation")
-        self.raw = []
-
-    def drain(self):
-        while True:
-            m = self.ps.get_message(timeout=0.01)
-            if not m:
-                return self.raw
-            if m["type"] == "message":
-                self.raw.append(m["data"])
-
-    def all(self):
-        out = []
-        for d in self.drain():
-            try:
-                out.append(json.loads(d))
-            except ValueError:
-                raise AssertionError("an event is not JSON: %r" % d[:300])
-        return out
-
-    def for_job(self, jid):
-        return [e for e in self.all() if e.get("id") == jid]
-
-    def wait_state(self, jid, state, timeout=10):
-        return wait_for(lambda: [e for e in self.for_job(jid) if e.get("state") == state],
-                        timeout, what="an event %s for %s" % (state, jid))
-
-    def close(self):
-        self.ps.close()
 
 
 def poll_states(r, jid, until=FINAL, timeout=15):

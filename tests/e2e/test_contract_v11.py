@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import re
 import socket
 import subprocess
@@ -1379,9 +1380,7 @@ class SentinelRedis:
         return "redis+sentinel://127.0.0.1:%d/mymaster" % self.port
 
     def close(self):
-        self.proc.terminate()
-        self.proc.wait(5)
-        import shutil
+        harness.stop_process(self.proc, 5)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -1494,13 +1493,7 @@ class Web:
                                    env=harness._child_env({}))
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        harness.stop_process(self.proc, 5)
 
 
 def test_console_loopback_token_and_csrf(tmpdir=None):

@@ -3,30 +3,21 @@ pause): a breaker that trips, a silent server whose line fills, a paused
 and resumed tenant, jobs still waiting in lines at SIGTERM; no invalid
 reads or writes, no leaks, exit 0."""
 
-import re
-import shutil
 import time
 
 import harness
-from harness import RedisServer, SmtpServer, Worker, push_job, run_relayq, wait_for, wait_status
+from harness import RedisServer, SmtpServer, push_job, run_relayq, wait_for, wait_status
 import test_isolation as ti
-from test_valgrind import sanitized_build
+from test_valgrind import assert_valgrind_clean, require_valgrind, valgrind_worker
 
 
 def test_isolation_paths_under_valgrind():
-    harness.skip_unless(not sanitized_build(), "sanitizer build (valgrind runs on the plain build)",
-                        required_in_ci=False)
-    if not shutil.which("valgrind"):
-        raise AssertionError("valgrind is not installed (scripts/deps.sh installs it)")
+    require_valgrind()
     with RedisServer() as r, SmtpServer() as smtp, ti.RawServer("close") as closing, \
             ti.RawServer("silent") as silent:
         vglog = "%s/valgrind-%s.log" % (r.dir if hasattr(r, "dir") else "/tmp", r.prefix)
-        w = Worker(r, platform_smtp=smtp,
-                   args=["--mode", "onprem", "--retry-base-ms", "100", "--retry-max-ms", "200",
-                         "--smtp-connect-timeout-ms", "2000", "--concurrency", "8"],
-                   wrapper=["valgrind", "--leak-check=full", "--show-leak-kinds=definite,indirect",
-                            "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
-                            "--log-file=" + vglog])
+        w = valgrind_worker(r, smtp, ["--mode", "onprem", "--retry-base-ms", "100", "--retry-max-ms", "200",
+                                      "--smtp-connect-timeout-ms", "2000", "--concurrency", "8"], vglog)
         try:
             ti.raw_tenant(r, "ten-c", closing.port)
             ti.raw_tenant(r, "ten-s", silent.port)
@@ -44,11 +35,7 @@ def test_isolation_paths_under_valgrind():
             rc = w.stop(timeout=90)
         finally:
             w.close()
-        report = open(vglog).read()
-        summary = re.search(r"ERROR SUMMARY: (\d+) errors", report)
-        assert summary and summary.group(1) == "0", report[-4000:]
-        assert "definitely lost: 0 bytes" in report or "All heap blocks were freed" in report, report[-4000:]
-        assert rc == 0, (rc, report[-4000:])
+        assert_valgrind_clean(vglog, rc)
 
 
 if __name__ == "__main__":

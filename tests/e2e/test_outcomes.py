@@ -8,7 +8,7 @@ import time
 import msgpack
 
 import harness
-from harness import (RedisServer, SmtpServer, Worker, free_port, push_job, run_relayq, status,
+from harness import (Events, RedisServer, SmtpServer, Worker, free_port, push_job, run_relayq, status,
                      wait_for, wait_status)
 
 FAST = ["--retry-base-ms", "200", "--retry-max-ms", "400", "--platform-from", "no-reply@platform.example"]
@@ -18,25 +18,6 @@ def job(jid, to=("a@dest.example",), tenant="acme", **kw):
     j = {"v": 1, "id": jid, "tenant": tenant, "to": list(to), "subject": "s", "text": "t"}
     j.update(kw)
     return j
-
-
-class Events:
-    """Collects P:events for the test's lifetime."""
-
-    def __init__(self, r):
-        self.ps = r.client.pubsub()
-        self.ps.subscribe(r.key("events"))
-        wait_for(lambda: self.ps.get_message(timeout=0.1), what="subscribed")
-        self.seen = []
-
-    def states(self, jid):
-        while True:
-            m = self.ps.get_message(timeout=0.01)
-            if not m:
-                break
-            if m["type"] == "message":
-                self.seen.append(json.loads(m["data"]))
-        return [e["state"] for e in self.seen if e["id"] == jid]
 
 
 def test_temporary_twice_then_sent():

@@ -6,7 +6,12 @@ the parts below it, and cmake/forbid.cmake stops it including a library
 it may not use. Here a one-line source is compiled with exactly the flags
 the build gives each part's own files: what the part may include must
 compile, what it may not must fail. librelayq.so must export `relayq_*`
-and nothing else, and the `relayq` CLI must hold none of the daemon.
+and nothing else, the `relayq` CLI must hold none of the daemon, and the
+CLI core none of the transports (only its net part talks to mail servers).
+Inside the daemon calls run downward: the modules' call graph, read from
+the symbols each object of librq_daemon.a uses, has no cycle, and nothing
+calls the engine (what the modules tell it goes through the hooks it
+installs).
 """
 
 import os
@@ -37,10 +42,16 @@ PARTS = {
                   ["engine.h", "rconn.h", "tenants.h", "cli.h", "internal.h", "<hiredis/hiredis.h>", "<msgpack.h>"]),
     "rq_daemon": ("worker/CMakeFiles/rq_daemon.dir", ["engine.h", "smtp.h", "settings.h", "<hiredis/async.h>"],
                   ["cli.h", "probe.h", "internal.h", "client.h", "<msgpack.h>"]),
-    "relayq_cli": ("producer/cli/CMakeFiles/relayq_cli.dir", ["cli.h", "smtp.h", "mime.h", "settings.h",
-                                                             "tenant.h"],
-                   ["engine.h", "delivery.h", "rconn.h", "tenants.h", "internal.h", "client.h",
-                    "<msgpack.h>"]),
+    "relayq_cli": ("producer/cli/CMakeFiles/relayq_cli.dir", ["cli.h", "cli_net.h", "tenant_cmd.h", "mime.h",
+                                                             "message.h", "tenant.h", "<hiredis/hiredis.h>"],
+                   ["smtp.h", "mailgun.h", "curluv.h", "tlsio.h", "settings.h", "config.h", "probe.h",
+                    "tenant_probe.h", "engine.h", "delivery.h", "rconn.h", "tenants.h", "internal.h", "client.h",
+                    "<curl/curl.h>", "<uv.h>", "<msgpack.h>"]),
+    "relayq_cli_net": ("producer/cli/net/CMakeFiles/relayq_cli_net.dir", ["cli.h", "tenant_cmd.h", "probe.h",
+                                                                         "smtp.h", "mailgun.h", "settings.h",
+                                                                         "<curl/curl.h>", "<uv.h>"],
+                       ["engine.h", "delivery.h", "rconn.h", "tenants.h", "internal.h", "client.h",
+                        "<msgpack.h>"]),
     "relayq_obj": ("producer/lib/CMakeFiles/relayq_obj.dir", ["internal.h", "tenant.h", "<msgpack.h>"],
                    ["util.h", "smtp.h", "<curl/curl.h>", "<uv.h>"]),
 }
@@ -109,6 +120,27 @@ def test_forbidden_library_says_why():
         assert not ok and "libcurl is not for this part" in err, err
 
 
+def test_cli_core_says_why_not_the_transports():
+    flags = compile_flags(PARTS["relayq_cli"][0])
+    with tempfile.TemporaryDirectory(prefix="relayq-parts-") as work:
+        ok, err = compiles(flags, "smtp.h", work)
+        assert not ok and "smtp.h is the transports'" in err, err
+
+
+def test_cli_core_links_no_transport():
+    """The CLI core's archive calls nothing of the transports, libcurl,
+    libuv or the CLI's net part: those commands reach it through cli_net.h."""
+    lib = os.path.join(harness.build_dir(), "producer", "cli", "librelayq_cli.a")
+    p = subprocess.run(["nm", "--undefined-only", lib], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    undefined = {line.split()[-1] for line in p.stdout.splitlines() if line.strip().startswith("U ")}
+    assert "rq_addr_envelope" in undefined  # the mail core, which it does use
+    net = sorted(s for s in undefined if re.match(r"(rq_(smtp|mailgun|curl|tlsio|oauth_http|settings|config)_|"
+                                                  r"rq_probe_|cli_net_|cli_server_key|tenant_probe|cmd_tenant_(verify|test)\b|"
+                                                  r"curl_|uv_)", s))
+    assert not net, "the CLI core links the transports: %s" % net[:10]
+
+
 def defined_symbols(path, dynamic):
     p = subprocess.run(["nm", "--defined-only"] + (["-D"] if dynamic else []) + [path],
                        capture_output=True, text=True, timeout=60)
@@ -129,6 +161,70 @@ def test_cli_holds_none_of_the_daemon():
                                                  r"rconn|redis_uv)_", s))
     assert not daemon, "the relayq CLI links daemon code: %s" % daemon[:10]
     assert any(s.startswith("rq_smtp_") for s in syms)  # the transports it does link
+
+
+def daemon_call_graph():
+    """module -> the daemon modules whose functions (or data) it uses."""
+    lib = os.path.join(harness.build_dir(), "worker", "librq_daemon.a")
+    p = subprocess.run(["nm", lib], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    defined, used, module = {}, {}, None
+    for line in p.stdout.splitlines():
+        if line.endswith(".o:"):
+            module = line[:-1].split(".")[0]
+            continue
+        f = line.split()
+        if len(f) == 3 and f[1] in "TDBR":
+            defined[f[2]] = module
+        elif len(f) == 2 and f[0] == "U":
+            used.setdefault(module, set()).add(f[1])
+    graph = {m: set() for m in set(defined.values()) | set(used)}
+    for m, syms in used.items():
+        graph[m] |= {defined[s] for s in syms if s in defined and defined[s] != m}
+    return graph
+
+
+def find_cycle(graph):
+    """One cycle as a list of modules, or None (depth-first search)."""
+    state, stack = {}, []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state:
+                found = visit(n)
+                if found:
+                    return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def test_daemon_calls_run_downward():
+    graph = daemon_call_graph()
+    assert {"engine", "fetch", "delivery", "status", "lines", "heartbeat"} <= set(graph), sorted(graph)
+    callers = sorted(m for m, callees in graph.items() if "engine" in callees)
+    assert not callers, "modules call the engine (use a hook it installs): %s" % callers
+    cycle = find_cycle(graph)
+    assert cycle is None, "daemon modules call each other in a circle: %s" % " -> ".join(cycle)
+    # status.c is the only writer of statuses: it sits below delivery and lines.
+    assert "status" in graph["delivery"] and "status" in graph["lines"]
+    assert not graph["status"] & {"delivery", "lines", "fetch", "heartbeat", "metrics"}, graph["status"]
+
+
+def test_cycle_finder_finds_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
 if __name__ == "__main__":

@@ -5,26 +5,18 @@ failed, dead-lettered, lost or sent twice. The CLI and librelayq say why."""
 
 import collections
 import re
-import socket
 import time
 
 import harness
 from harness import RedisServer, SmtpServer, Worker, free_port, push_job, wait_for
+from test_metrics import http
 
 FAST = ["--retry-base-ms", "200", "--retry-max-ms", "400", "--platform-from", "no-reply@platform.example"]
 
 
 def http_get(port, path):
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
+    status, _, body = http(port, path, timeout=5)
+    return status, body.decode()
 
 
 def ready_code(port):

@@ -78,8 +78,7 @@ class TlsRedis:
         return ":".join((self.prefix,) + tuple(str(p) for p in parts))
 
     def close(self):
-        self.proc.terminate()
-        self.proc.wait(10)
+        harness.stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):

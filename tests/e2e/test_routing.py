@@ -18,7 +18,7 @@ import secrets
 import time
 
 import harness
-from harness import (MailgunFake, RedisServer, SmtpServer, Worker, parse_message, push_job, wait_for,
+from harness import (Events, MailgunFake, RedisServer, SmtpServer, Worker, parse_message, push_job, wait_for,
                      wait_status)
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -54,31 +54,6 @@ def job(jid, tenant, to=("rcpt@dest.example",), **kw):
          "text": "text of %s" % jid}
     j.update(kw)
     return j
-
-
-class Events:
-    """Collects every P:events message from construction on (subscribe
-    before the worker starts, so none is missed)."""
-
-    def __init__(self, r):
-        self.ps = r.client.pubsub()
-        self.ps.subscribe(r.key("events"))
-        wait_for(lambda: self.ps.get_message(timeout=0.1), what="subscribe confirmation")
-        self.raw = []
-
-    def drain(self):
-        while True:
-            m = self.ps.get_message(timeout=0.01)
-            if not m:
-                return self.raw
-            if m["type"] == "message":
-                self.raw.append(m["data"])
-
-    def for_job(self, jid):
-        return [e for e in (json.loads(d) for d in self.drain()) if e.get("id") == jid]
-
-    def close(self):
-        self.ps.close()
 
 
 def secret_forms(*values):

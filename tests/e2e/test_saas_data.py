@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 import harness  # noqa: E402
 import sealing  # noqa: E402
 from dnsfix import DnsServer  # noqa: E402
-from harness import (RedisServer, SmtpServer, Worker, parse_message, push_job, set_tenant,  # noqa: E402
+from harness import (Events, RedisServer, SmtpServer, Worker, parse_message, push_job, set_tenant,  # noqa: E402
                      smtp_tenant, status, wait_for, wait_status)
 
 PLATFORM_FROM = "no-reply@platform.example"
@@ -77,24 +77,6 @@ def message_of(smtp, marker):
 
 def dead_payloads(r):
     return [msgpack.unpackb(p, raw=False) for p in r.client.lrange(r.key("dead"), 0, -1)]
-
-
-class Events:
-    """P:events as parsed JSON objects."""
-
-    def __init__(self, r):
-        self.ps = r.client.pubsub()
-        self.ps.subscribe(r.key("events"))
-        wait_for(lambda: self.ps.get_message(timeout=0.1), what="subscribed")
-        self.seen = []
-
-    def wait(self, pred, timeout=10):
-        def check():
-            m = self.ps.get_message(timeout=0.05)
-            if m and m["type"] == "message":
-                self.seen.append(json.loads(m["data"]))
-            return next((e for e in self.seen if pred(e)), None)
-        return wait_for(check, timeout=timeout, what="an event")
 
 
 # ---- 3. From through the platform gateway --------------------------------------------------

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 from harness import SmtpServer, wait_for  # noqa: E402
+from raw_server import RawServer  # noqa: E402
 
 USER, PASSWORD = "tenant-user", "s3cret-Pa55word"
 # relayq's own transaction outcomes (smtp.h RQ_SMTP_ERR_MAP), by name.
@@ -67,42 +68,6 @@ def live(url, timeout=60, **settings):
     t0 = time.monotonic()
     proc = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=timeout)
     return Run(proc, time.monotonic() - t0)
-
-
-class SilentServer:
-    """Accepts TCP connections and never says a word (a black-holed MTA)."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        # close() does not wake a thread blocked in accept(): poll a flag.
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-
-    def _accept(self):
-        while not self.stopping.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns.append(c)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(5)
-        self.sock.close()
-        for c in self.conns:
-            c.close()
 
 
 class ScriptedServer:
@@ -507,7 +472,7 @@ def test_waiting_for_a_connection_counts_against_the_timeout():
 
 
 def test_silent_server_is_bounded():
-    with SilentServer() as srv:
+    with RawServer("silent") as srv:  # a black-holed MTA: accepts, never says a word
         url = "smtp://127.0.0.1:%d" % srv.port
         run = live(url, connect_timeout_ms=1000, response_timeout_ms=1000, timeout_ms=3000)
         r = run.one
@@ -521,9 +486,9 @@ def test_silent_server_is_bounded():
 
 
 def test_slow_final_reply_is_bounded():
-    # The final-dot reply is awaited without blocking the loop (libcurl
-    # 7.88 blocked here: curl issue #8555), and no longer than the response
-    # timeout.
+    # The final-dot reply is awaited without blocking the loop (libcurl's
+    # SMTP blocks there, curl issue #8555: why smtp.h is our own), and no
+    # longer than the response timeout.
     with SmtpServer(delay=5) as s:
         run = live(s.url, response_timeout_ms=1000, timeout_ms=20000)
         r = run.one

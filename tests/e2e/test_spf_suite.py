@@ -82,9 +82,9 @@ def macros_valid(term):
     return "%" not in rest
 
 
-def needs_message(zone, domain):
-    """True when some record the evaluation can reach has a term whose
-    outcome depends on the message rather than on the domain and address."""
+def reachable_terms(zone, domain):
+    """Every term of every record the evaluation can reach from domain
+    (through include: and redirect=), in the order a walk finds them."""
     seen, todo = set(), [domain]
     while todo:
         name = todo.pop().lower().rstrip(".")
@@ -93,36 +93,29 @@ def needs_message(zone, domain):
         seen.add(name)
         for rec in spf_records(zone, name):
             for term in [t for t in rec.split(" ")[1:] if t]:
-                low = term.lower()
-                if low.startswith("exp=") or (re.match(r"^[a-z][a-z0-9._-]*=", low)
-                                              and not low.startswith("redirect=")):
-                    continue  # explanation and unknown modifiers never change the result
-                # A '%' that starts no valid macro is a syntax error: permerror
-                # whatever the message, so such a case runs.
-                if (NEEDS_MESSAGE.match(term) or MACRO.search(term)) and macros_valid(term):
-                    return True
+                yield term
                 m = re.match(r"(?i)^[+\-~?]?include:(.*)$|^redirect=(.*)$", term)
                 if m:
                     todo.append(m.group(1) or m.group(2) or "")
+
+
+def needs_message(zone, domain):
+    """True when some record the evaluation can reach has a term whose
+    outcome depends on the message rather than on the domain and address."""
+    for term in reachable_terms(zone, domain):
+        low = term.lower()
+        if low.startswith("exp=") or (re.match(r"^[a-z][a-z0-9._-]*=", low) and not low.startswith("redirect=")):
+            continue  # explanation and unknown modifiers never change the result
+        # A '%' that starts no valid macro is a syntax error: permerror
+        # whatever the message, so such a case runs.
+        if (NEEDS_MESSAGE.match(term) or MACRO.search(term)) and macros_valid(term):
+            return True
     return False
 
 
 def plus_all(zone, domain):
     """A '+all' or bare 'all' in some record of the tree (documented choice)."""
-    seen, todo = set(), [domain]
-    while todo:
-        name = todo.pop().lower().rstrip(".")
-        if name in seen or len(seen) > 50:
-            continue
-        seen.add(name)
-        for rec in spf_records(zone, name):
-            for term in [t for t in rec.split(" ")[1:] if t]:
-                if term.lower() in ("all", "+all"):
-                    return True
-                m = re.match(r"(?i)^[+\-~?]?include:(.*)$|^redirect=(.*)$", term)
-                if m:
-                    todo.append(m.group(1) or m.group(2) or "")
-    return False
+    return any(term.lower() in ("all", "+all") for term in reachable_terms(zone, domain))
 
 
 def valid_domain(d):

@@ -490,6 +490,11 @@ static void test_names(void) {
   }
   CHECK_STR(rq_errcat_name(RQ_ERR_BLOCKLISTED), "blocklisted");
   CHECK_STR(rq_errcat_name((enum rq_errcat)99), "");
+  /* Every category but NONE says what to do next. */
+  for (int i = 1; i < RQ_ERR__COUNT; i++) CHECK(rq_errcat_next_step((enum rq_errcat)i)[0] != '\0');
+  CHECK_STR(rq_errcat_next_step(RQ_ERR_NONE), "");
+  CHECK_STR(rq_errcat_next_step((enum rq_errcat)99), "");
+  CHECK(strstr(rq_errcat_next_step(RQ_ERR_TLS), "relayq tenant trust") != NULL);
   enum rq_errcat e;
   CHECK_INT(rq_errcat_parse("Connect", &e), ==, -1);
   CHECK_INT(rq_errcat_parse(NULL, &e), ==, -1);

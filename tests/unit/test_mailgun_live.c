@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include "check.h"
+#include "live.h"
 #include "curluv.h"
 #include "log.h"
 #include "mailgun.h"
@@ -39,15 +40,6 @@
 #define MAX_RCPTS 5000
 #define MAX_COUNT 1000
 
-static const char *env(const char *name, const char *def) {
-  const char *v = getenv(name);
-  return v && *v ? v : def;
-}
-
-static long env_long(const char *name, long def) {
-  const char *v = getenv(name);
-  return v && *v ? strtol(v, NULL, 10) : def;
-}
 
 /* One send's record: kept until the end so a second callback is caught. */
 struct call {
@@ -97,24 +89,7 @@ static int load_settings(struct live *L) {
   r->rcpts = L->rcpts;
   r->n_rcpts = n;
 
-  const char *file = env("RELAYQ_TEST_MAILGUN_MSG_FILE", NULL);
-  if (file) {
-    FILE *f = fopen(file, "rb");
-    if (!f) {
-      fprintf(stderr, "Cannot open RELAYQ_TEST_MAILGUN_MSG_FILE %s.\n", file);
-      return -1;
-    }
-    struct rq_buf b;
-    rq_buf_init(&b);
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) rq_buf_append(&b, chunk, got);
-    fclose(f);
-    L->msg = b.data ? rq_buf_steal(&b, &L->msg_len) : rq_xstrdup("");
-  } else {
-    L->msg = rq_xmemdup(DEFAULT_MSG, sizeof DEFAULT_MSG - 1);
-    L->msg_len = sizeof DEFAULT_MSG - 1;
-  }
+  if (live_message("RELAYQ_TEST_MAILGUN_MSG_FILE", DEFAULT_MSG, sizeof DEFAULT_MSG - 1, &L->msg, &L->msg_len) != 0) return -1;
   r->msg = L->msg;
   r->msg_len = L->msg_len;
   L->count = (int)env_long("RELAYQ_TEST_MAILGUN_COUNT", 1);

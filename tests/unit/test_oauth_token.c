@@ -115,5 +115,20 @@ int main(void) {
     if (!strstr(c.detail, rows[i].needle)) fprintf(stderr, "row %zu: %s\n", i, c.detail);
     CHECK(strstr(c.detail, rows[i].needle) != NULL);
   }
+  /* How a job reads a failed request: policy stays policy; a refusal
+   * trips the breaker at once. */
+  struct rq_class c;
+  rq_oauth_token_class(RQ_OAUTH_REFUSED, "Sign in again.", &c);
+  CHECK_INT(c.error, ==, RQ_ERR_AUTH);
+  CHECK_INT(c.verdict, ==, RQ_TEMP);
+  CHECK(c.trip_now);
+  CHECK_STR(c.detail, "Sign in again.");
+  rq_oauth_token_class(RQ_OAUTH_POLICY, "Not https.", &c);
+  CHECK_INT(c.error, ==, RQ_ERR_POLICY);
+  CHECK_INT(c.verdict, ==, RQ_PERM);
+  CHECK(!c.trip_now);
+  rq_oauth_token_class(RQ_OAUTH_TEMP, NULL, &c);
+  CHECK_INT(c.error, ==, RQ_ERR_AUTH);
+  CHECK_STR(c.detail, "");
   return CHECK_DONE();
 }

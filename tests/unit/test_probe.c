@@ -1,12 +1,13 @@
 /*
- * Unit tests for the pure parts of producer/cli/probe.c: the trace that
+ * Unit tests for the pure parts of producer/cli/net/probe.c: the trace that
  * reads the worker's SMTP session steps (stages, replies, EHLO keywords,
- * that a challenge is not kept), the plain-words explanations and the
- * report printers. The probes themselves run against real servers in
+ * that a challenge is not kept), where a failure shows and that its words
+ * are the worker's (the mail core's classification), and the report
+ * printers. The probes themselves run against real servers in
  * tests/e2e/test_cli_tenant.py.
  *
  * probe.c is compiled in (curl's UNITTEST idea) to reach its static
- * tracer; the rest of the CLI comes from the relayq_cli library.
+ * tracer; the rest of the CLI comes from the relayq_cli_net library.
  */
 #include "probe.c"
 
@@ -77,8 +78,21 @@ static void test_starttls_auth_dialogue(void) {
   free(c);
 }
 
+/* How the session ended, as its callback reports it. */
+static void ended(struct check *c, int err, int stage, int code, const char *enhanced, const char *reply) {
+  struct rq_smtp_result res;
+  memset(&res, 0, sizeof res);
+  res.err = err;
+  res.stage = stage;
+  res.code = code;
+  snprintf(res.enhanced, sizeof res.enhanced, "%s", enhanced);
+  snprintf(res.reply, sizeof res.reply, "%s", reply);
+  snprintf(res.errmsg, sizeof res.errmsg, "%s", code ? "" : reply);
+  on_checked(&res, c);
+}
+
 /* AUTH LOGIN: the challenges are not kept; a refused login is told in
- * plain words. Then MAIL FROM and RCPT TO: a refused recipient. */
+ * the worker's words. Then MAIL FROM and RCPT TO: a refused recipient. */
 static void test_auth_login_refused_and_rcpt(void) {
   struct check *c = calloc(1, sizeof *c);
   struct trace *t = &c->t;
@@ -97,12 +111,17 @@ static void test_auth_login_refused_and_rcpt(void) {
   struct rq_probe_report r;
   memset(&r, 0, sizeof r);
   r.ok = 1;
-  char hp[] = "mx.example:587";
   struct rq_probe_smtp o = {.host = "mx.example", .port = 587, .user = "alice", .rcpt = "nobody@example.com"};
-  explain_proto(&r, t, T_AUTH, RQ_SMTP_ERR_AUTH, "", hp, &o);
-  CHECK_STR(r.error, "login refused (535 5.7.8): check smtp_user and smtp_password");
-  CHECK_STR(r.category, "auth");
-  add_proto_stages(&r, t, now_ms(), T_AUTH, NULL);
+  c->connected_at = 1;
+  ended(c, RQ_SMTP_ERR_AUTH, RQ_STAGE_AUTH, 535, "5.7.8", "Authentication credentials invalid");
+  enum tstage step;
+  CHECK_INT(where_failed(&o, c, &step), ==, W_PROTO);
+  CHECK_INT(step, ==, T_AUTH);
+  rq_probe_fail(&r, &c->cls);
+  CHECK_STR(r.error, "The tenant's server refused the login (535 5.7.8): check smtp_user and smtp_password");
+  CHECK_STR(rq_errcat_name(r.cls.error), "auth");
+  CHECK_INT(r.cls.verdict, ==, RQ_PERM);
+  add_proto_stages(&r, t, now_ms(), step, NULL);
   CHECK_INT(r.n_stages, ==, 3);
   CHECK(!r.stages[2].ok);
 
@@ -116,10 +135,14 @@ static void test_auth_login_refused_and_rcpt(void) {
   in(c, "550 5.1.1 No such user\r\n");
   memset(&r, 0, sizeof r);
   r.ok = 1;
-  explain_proto(&r, t, T_RCPT, RQ_SMTP_ERR_REJECTED, "", hp, &o);
-  CHECK_STR(r.error, "the server refused the recipient nobody@example.com (550 5.1.1: No such user)");
-  CHECK_STR(r.category, "recipient");
-  add_proto_stages(&r, t, now_ms(), T_RCPT, NULL);
+  c->connected_at = 1;
+  ended(c, RQ_SMTP_ERR_REJECTED, RQ_STAGE_RCPT, 550, "5.1.1", "No such user");
+  CHECK_INT(where_failed(&o, c, &step), ==, W_PROTO);
+  CHECK_INT(step, ==, T_RCPT);
+  rq_probe_fail(&r, &c->cls);
+  CHECK(strstr(r.error, "rejected the recipient address (550 5.1.1)") != NULL);
+  CHECK_STR(rq_errcat_name(r.cls.error), "recipient_rejected");
+  add_proto_stages(&r, t, now_ms(), step, NULL);
   CHECK_INT(r.n_stages, ==, 4);
   CHECK_STR(r.stages[2].name, "MAIL FROM");
   CHECK_STR(r.stages[3].name, "RCPT TO");
@@ -127,78 +150,69 @@ static void test_auth_login_refused_and_rcpt(void) {
   free(c);
 }
 
-/* A refused greeting; a server that never greets leaves the banner
- * unanswered. */
-static void test_refusal_and_silence(void) {
+/* A server that never greets: the banner is the failed step, and the
+ * probe adds which setting that points at. Before any connection, the
+ * failure is the connect step's. */
+static void test_silence_and_no_connection(void) {
   struct check *c = calloc(1, sizeof *c);
-  in(c, "554 5.7.1 no service for you\r\n");
-  CHECK_INT(c->t.st[T_BANNER].reply.code, ==, 554);
   struct rq_probe_report r;
   memset(&r, 0, sizeof r);
-  r.ok = 1;
-  struct rq_probe_smtp o = {.host = "mx.example", .port = 25, .security = RQ_SEC_STARTTLS};
-  explain_proto(&r, &c->t, T_BANNER, RQ_SMTP_ERR_REJECTED, "", "mx.example:25", &o);
-  CHECK(strstr(r.error, "refused the session at its greeting (554 5.7.1: no service for you)") != NULL);
+  struct rq_probe_smtp o = {.host = "mx.example", .port = 465, .security = RQ_SEC_STARTTLS};
+  c->connected_at = 1;
+  ended(c, RQ_SMTP_ERR_TIMEOUT, RQ_STAGE_BANNER, 0, "", "No progress for 2000 ms while waiting for the greeting.");
+  enum tstage step;
+  enum where w = where_failed(&o, c, &step);
+  CHECK_INT(w, ==, W_PROTO);
+  CHECK_INT(step, ==, T_BANNER);
+  rq_probe_fail(&r, &c->cls);
+  hint(&r, &o, c, w, step);
+  CHECK_STR(rq_errcat_name(r.cls.error), "connect");
+  CHECK(strstr(r.error, "The server did not answer in time") == r.error);
+  CHECK_INT(r.n_notes, ==, 1);
+  CHECK(strstr(r.notes[0], "set smtp_security=tls") != NULL);
 
   memset(c, 0, sizeof *c);
-  memset(&r, 0, sizeof r);
-  explain_proto(&r, &c->t, T_BANNER, RQ_SMTP_ERR_TIMEOUT, "", "mx.example:465", &o);
-  CHECK(strstr(r.error, "set smtp_security=tls") != NULL);
-  CHECK_STR(r.category, "timeout");
+  ended(c, RQ_SMTP_ERR_CONNECT, RQ_STAGE_CONNECT, 0, "", "Could not connect to 127.0.0.1 port 9: connection refused.");
+  CHECK_INT(where_failed(&o, c, &step), ==, W_CONNECT);
+  CHECK_STR(rq_errcat_name(c->cls.error), "connect");
+  CHECK(strstr(c->cls.detail, "connection refused") != NULL);
   free(c);
 }
 
-static void test_cert_explanations(void) {
-  char out[512];
-  rq_probe_explain_cert("SSL certificate problem: self-signed certificate", "mx", out, sizeof out);
-  CHECK_STR(out, "TLS: the server's certificate is self-signed and smtp_tls_verify=1: install a trusted "
-                 "certificate or set smtp_tls_verify=0");
-  rq_probe_explain_cert("SSL certificate problem: self-signed certificate in certificate chain", "mx", out,
-                        sizeof out);
-  CHECK(strstr(out, "chain ends in a self-signed root") != NULL);
-  rq_probe_explain_cert("SSL certificate problem: certificate has expired", "mx", out, sizeof out);
-  CHECK(strstr(out, "has expired") != NULL);
-  rq_probe_explain_cert("SSL certificate problem: unable to get local issuer certificate", "mx", out, sizeof out);
-  CHECK(strstr(out, "authority this machine does not trust") != NULL);
-  rq_probe_explain_cert("SSL: no alternative certificate subject name matches target host name 'mx'", "mx", out,
-                        sizeof out);
-  CHECK(strstr(out, "not issued for mx") != NULL);
-  rq_probe_explain_cert("", "mx", out, sizeof out);
-  CHECK(strstr(out, "was not accepted (verification failed)") != NULL);
+/* A certificate that fails verification: tls, permanent, and the advice
+ * the worker's status gives (pin it with `relayq tenant trust`). */
+static void test_certificate_in_the_workers_words(void) {
+  struct check *c = calloc(1, sizeof *c);
+  struct rq_probe_smtp o = {.host = "mx.example", .port = 587, .security = RQ_SEC_STARTTLS};
+  c->connected_at = 1;
+  ended(c, RQ_SMTP_ERR_TLS_CERT, RQ_STAGE_TLS, 0, "", "certificate verify failed: self-signed certificate");
+  enum tstage step;
+  CHECK_INT(where_failed(&o, c, &step), ==, W_PROTO);
+  CHECK_INT(step, ==, T_STARTTLS);
+  CHECK_STR(rq_errcat_name(c->cls.error), "tls");
+  CHECK_INT(c->cls.verdict, ==, RQ_PERM);
+  CHECK(strstr(c->cls.detail, "self-signed certificate") != NULL);
+  CHECK(strstr(c->cls.detail, "relayq tenant trust") != NULL);
+  o.security = RQ_SEC_TLS;
+  CHECK_INT(where_failed(&o, c, &step), ==, W_TLS);
+  free(c);
 }
 
-static void test_transport_explanations(void) {
+/* Mailgun's transfer failures: where they show, by their kind. */
+static void test_http_failures_show_where(void) {
+  CHECK_INT(where_of_kind(rq_curl_fail(CURLE_COULDNT_RESOLVE_HOST, ""), 0), ==, W_DNS);
+  CHECK_INT(where_of_kind(rq_curl_fail(CURLE_COULDNT_CONNECT, ""), 0), ==, W_CONNECT);
+  CHECK_INT(where_of_kind(rq_curl_fail(CURLE_SSL_CONNECT_ERROR, "wrong version number"), 1), ==, W_TLS);
+  CHECK_INT(where_of_kind(rq_curl_fail(CURLE_OPERATION_TIMEDOUT, ""), 0), ==, W_CONNECT);
+  CHECK_INT(where_of_kind(rq_curl_fail(CURLE_OPERATION_TIMEDOUT, ""), 1), ==, W_PROTO);
   struct rq_probe_report r;
   memset(&r, 0, sizeof r);
-  CHECK_INT(explain_transport(&r, CURLE_COULDNT_RESOLVE_HOST, "", 0, "smtp.example.com", 587, 0, 1000,
-                              "smtp_host", 1), ==, W_DNS);
-  CHECK(strstr(r.error, "DNS: cannot resolve smtp.example.com:") == r.error);
-  memset(&r, 0, sizeof r);
-  CHECK_INT(explain_transport(&r, CURLE_COULDNT_CONNECT, "", ECONNREFUSED, "127.0.0.1", 2525, 0, 1000,
-                              "smtp_host", 1), ==, W_CONNECT);
-  CHECK(strstr(r.error, "connection refused by 127.0.0.1:2525:") == r.error);
-  memset(&r, 0, sizeof r);
-  CHECK_INT(explain_transport(&r, CURLE_SSL_CONNECT_ERROR, "error:0A00010B:SSL routines::wrong version number", 0,
-                              "mx", 25, 1, 1000, "smtp_host", 1), ==, W_TLS);
-  CHECK(strstr(r.error, "use smtp_security=starttls") != NULL);
-  memset(&r, 0, sizeof r);
-  CHECK_INT(explain_transport(&r, CURLE_OPERATION_TIMEDOUT, "", 0, "mx", 25, 0, 3000, "smtp_host", 1), ==,
-            W_CONNECT);
-  CHECK(strstr(r.error, "no answer from mx:25 within 3 s") != NULL);
-}
-
-static void test_mailgun_message(void) {
-  struct body b;
-  char out[200];
-  memset(&b, 0, sizeof b);
-  snprintf(b.data, sizeof b.data, "{\"message\": \"Domain not found: x \\\"y\\\"\"}");
-  b.len = strlen(b.data);
-  mailgun_message(&b, out, sizeof out);
-  CHECK_STR(out, "Domain not found: x \\\"y\\\"");
-  snprintf(b.data, sizeof b.data, "Forbidden\n");
-  b.len = strlen(b.data);
-  mailgun_message(&b, out, sizeof out);
-  CHECK_STR(out, "Forbidden");
+  struct rq_class cls;
+  rq_classify_http(401, "Forbidden", 9, NULL, 0, &cls);
+  rq_probe_fail(&r, &cls);
+  CHECK_STR(rq_errcat_name(r.cls.error), "auth");
+  CHECK(strstr(r.error, "Mailgun rejected the API key (HTTP 401: Forbidden)") == r.error);
+  CHECK(r.error[strlen(r.error) - 1] != '.');
 }
 
 static void test_print_json(void) {
@@ -207,8 +221,7 @@ static void test_print_json(void) {
   snprintf(r.target, sizeof r.target, "smtp \"q\":1");
   add_stage(&r, "DNS", 1, 0.5, "a -> b");
   add_stage(&r, "TCP connect", 0, -1, "refused");
-  r.category = "connect";
-  snprintf(r.error, sizeof r.error, "connection refused by a:1");
+  fail_kind(&r, RQ_FAIL_CONNECT, RQ_STAGE_CONNECT, "connection refused by a:1");
   rq_probe_note(&r, "note %d", 1);
   char *buf = NULL;
   size_t len = 0;
@@ -217,17 +230,17 @@ static void test_print_json(void) {
   fclose(f);
   CHECK(strstr(buf, "\"ok\":false,\"target\":\"smtp \\\"q\\\":1\"") != NULL);
   CHECK(strstr(buf, "{\"name\":\"TCP connect\",\"ok\":false,\"ms\":null,\"detail\":\"refused\"}") != NULL);
-  CHECK(strstr(buf, "\"certificate\":null,\"notes\":[\"note 1\"],\"category\":\"connect\"") != NULL);
+  CHECK(strstr(buf, "\"certificate\":null,\"notes\":[\"note 1\"],\"category\":\"connect\",\"verdict\":\"temp\","
+                   "\"error\":\"Could not connect to the server (connection refused by a:1)") != NULL);
   free(buf);
 }
 
 int main(void) {
   test_starttls_auth_dialogue();
   test_auth_login_refused_and_rcpt();
-  test_refusal_and_silence();
-  test_cert_explanations();
-  test_transport_explanations();
-  test_mailgun_message();
+  test_silence_and_no_connection();
+  test_certificate_in_the_workers_words();
+  test_http_failures_show_where();
   test_print_json();
   return CHECK_DONE();
 }

@@ -44,6 +44,7 @@
 #include <uv.h>
 
 #include "check.h"
+#include "live.h"
 #include "classify.h"
 #include "log.h"
 #include "smtp.h"
@@ -52,17 +53,7 @@
 #define MAX_RCPTS 64
 #define MAX_COUNT 1000000
 
-/* ---- settings from the environment ---------------------------------------------- */
-
-static const char *env(const char *name, const char *def) {
-  const char *v = getenv(name);
-  return v && *v ? v : def;
-}
-
-static long env_long(const char *name, long def) {
-  const char *v = getenv(name);
-  return v && *v ? strtol(v, NULL, 10) : def;
-}
+/* ---- settings from the environment (live.h reads them) --------------------------- */
 
 struct target {
   struct rq_smtp_target t;
@@ -160,24 +151,7 @@ static int load_settings(struct live *L, const char *scenario) {
        p = strtok_r(NULL, ",", &save))
     L->rcpts[L->n_rcpts++] = p;
 
-  const char *file = env("RELAYQ_TEST_SMTP_MSG_FILE", NULL);
-  if (file) {
-    FILE *f = fopen(file, "rb");
-    if (!f) {
-      fprintf(stderr, "Cannot open RELAYQ_TEST_SMTP_MSG_FILE %s.\n", file);
-      return -1;
-    }
-    struct rq_buf b;
-    rq_buf_init(&b);
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) rq_buf_append(&b, chunk, n);
-    fclose(f);
-    L->msg = rq_buf_steal(&b, &L->msg_len);
-  } else {
-    L->msg = rq_xmemdup(DEFAULT_MSG, sizeof DEFAULT_MSG - 1);
-    L->msg_len = sizeof DEFAULT_MSG - 1;
-  }
+  if (live_message("RELAYQ_TEST_SMTP_MSG_FILE", DEFAULT_MSG, sizeof DEFAULT_MSG - 1, &L->msg, &L->msg_len) != 0) return -1;
   L->concurrent = (int)env_long("RELAYQ_TEST_SMTP_CONCURRENT", 0);
   L->parallel = (int)env_long("RELAYQ_TEST_SMTP_PARALLEL", 0);
   L->gap_ms = env_long("RELAYQ_TEST_SMTP_GAP_MS", 0);

@@ -1,6 +1,7 @@
 /* util: allocation policy and rq_buf (see util.h). */
 #include "util.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,14 @@ void rq_freep(void *pp) {
   void **p = pp;
   free(*p);
   *p = NULL;
+}
+
+void rq_errf(char *err, size_t errlen, const char *fmt, ...) {
+  if (err == NULL || errlen == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
 }
 
 void rq_buf_init(struct rq_buf *b) { b->data = NULL, b->len = 0, b->cap = 0; }

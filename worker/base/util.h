@@ -28,6 +28,9 @@ void *rq_xmemdup(const void *p, size_t n);
 size_t rq_scat(char *dst, size_t cap, size_t at, const char *src);
 /* Frees *p and sets it to NULL. */
 void rq_freep(void *pp);
+/* Writes a formatted message into a caller's error buffer (cut to
+ * errlen); err NULL or errlen 0: nothing, for callers that want none. */
+void rq_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* A growable byte buffer. Owns data; data is always NUL-terminated (the
  * NUL is not counted in len) so text can be used as a C string. */

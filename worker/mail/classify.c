@@ -19,14 +19,25 @@
 /* ---- names --------------------------------------------------------------- */
 
 static const char *const errcat_names[] = {
-#define RQ_ERRCAT_NAME_(name, str) str,
+#define RQ_ERRCAT_NAME_(name, str, next) str,
     RQ_ERRCAT_MAP(RQ_ERRCAT_NAME_)
 #undef RQ_ERRCAT_NAME_
+};
+
+static const char *const errcat_next[] = {
+#define RQ_ERRCAT_NEXT_(name, str, next) next,
+    RQ_ERRCAT_MAP(RQ_ERRCAT_NEXT_)
+#undef RQ_ERRCAT_NEXT_
 };
 
 const char *rq_errcat_name(enum rq_errcat e) {
   if ((unsigned)e >= RQ_ERR__COUNT) return "";
   return errcat_names[e];
+}
+
+const char *rq_errcat_next_step(enum rq_errcat e) {
+  if ((unsigned)e >= RQ_ERR__COUNT) return "";
+  return errcat_next[e];
 }
 
 int rq_errcat_parse(const char *name, enum rq_errcat *out) {
@@ -796,7 +807,8 @@ void rq_classify_failure(enum rq_fail kind, enum rq_smtp_stage stage, const stru
     snprintf(what, sizeof what, "%s %s", row->what, stage_phrase(stage));
   else
     snprintf(what, sizeof what, "%s", row->what);
-  rq_text_sanitize(eb, sizeof eb, msg ? msg : "", msg ? strnlen(msg, 1024) : 0);
+  size_t el = rq_text_sanitize(eb, sizeof eb, msg ? msg : "", msg ? strnlen(msg, 1024) : 0);
+  if (el > 0 && eb[el - 1] == '.') eb[el - 1] = '\0'; /* a sentence inside our parentheses */
   out->detail[0] = '\0';
   append(out->detail, sizeof out->detail, &len, what);
   if (eb[0]) {

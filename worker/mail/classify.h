@@ -40,25 +40,50 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The error categories of the contract's status `error` field, with their
- * exact contract strings. */
-#define RQ_ERRCAT_MAP(XX)                                                      \
-  XX(NONE, "")                                                                 \
-  XX(CONNECT, "connect")                                                       \
-  XX(TLS, "tls")                                                               \
-  XX(AUTH, "auth")                                                             \
-  XX(POLICY, "policy")                                                         \
-  XX(QUOTA, "quota")                                                           \
-  XX(RECIPIENT_REJECTED, "recipient_rejected")                                 \
-  XX(TOO_MANY_RECIPIENTS, "too_many_recipients")                               \
-  XX(BLOCKLISTED, "blocklisted")                                               \
-  XX(INVALID_JOB, "invalid_job")                                               \
-  XX(EXPIRED, "expired")                                                       \
-  XX(MAX_ATTEMPTS, "max_attempts")                                             \
-  XX(PROVIDER, "provider")
+/* The error categories of the contract's status `error` field: their
+ * exact contract strings, and what a person does next about a job that
+ * ended (or waits) with one (the console shows it beside the detail,
+ * which says what happened to this job).
+ * XX(name, contract string, what to do next) */
+#define RQ_ERRCAT_MAP(XX)                                                                                     \
+  XX(NONE, "", "")                                                                                            \
+  XX(CONNECT, "connect",                                                                                      \
+     "The tenant's server could not be reached. Check smtp_host and smtp_port with `relayq tenant verify "     \
+     "TENANT`; relayq retries by itself.")                                                                    \
+  XX(TLS, "tls",                                                                                              \
+     "The TLS handshake or certificate check failed. Check smtp_security; for a server with a self-signed "    \
+     "certificate pin its key with `relayq tenant trust TENANT`.")                                            \
+  XX(AUTH, "auth",                                                                                            \
+     "The server refused the login. The tenant must update smtp_user/smtp_password (or sign in again for "     \
+     "OAuth2), then `relayq tenant verify TENANT`.")                                                          \
+  XX(POLICY, "policy",                                                                                        \
+     "relayq's own policy stopped this job (see the detail). Fix the tenant's settings or the job; a paused "  \
+     "tenant resumes on the tenant page.")                                                                    \
+  XX(QUOTA, "quota",                                                                                          \
+     "The tenant is over a sending limit. Nothing to do: the job waits until the limit clears (next attempt "  \
+     "below).")                                                                                               \
+  XX(RECIPIENT_REJECTED, "recipient_rejected",                                                                \
+     "The receiving server refused the address for good. Check it for typos with the recipient; do not "       \
+     "resend it as is.")                                                                                      \
+  XX(TOO_MANY_RECIPIENTS, "too_many_recipients",                                                              \
+     "The server refused the number of recipients. Lower max_recipients for the tenant; relayq splits jobs "   \
+     "by it.")                                                                                                \
+  XX(BLOCKLISTED, "blocklisted",                                                                              \
+     "The sending address is on the blocklist named in the detail. Ask for delisting (see `relayq dnsbl "      \
+     "check`), then requeue from Dead letters.")                                                              \
+  XX(INVALID_JOB, "invalid_job",                                                                              \
+     "The producer sent a job relayq cannot read (see the detail). Fix the producer; the payload is kept in "  \
+     "Dead letters.")                                                                                         \
+  XX(EXPIRED, "expired",                                                                                      \
+     "The job's expires_at passed before it could be delivered. Send a new job if the message still matters.") \
+  XX(MAX_ATTEMPTS, "max_attempts",                                                                            \
+     "relayq gave up after the last attempt. Fix the cause in the detail, then requeue the job from Dead "     \
+     "letters.")                                                                                              \
+  XX(PROVIDER, "provider",                                                                                    \
+     "The provider (e.g. Mailgun) refused the message: see the detail and the tenant's provider account.")
 
 enum rq_errcat {
-#define RQ_ERRCAT_ENUM_(name, str) RQ_ERR_##name,
+#define RQ_ERRCAT_ENUM_(name, str, next) RQ_ERR_##name,
   RQ_ERRCAT_MAP(RQ_ERRCAT_ENUM_)
 #undef RQ_ERRCAT_ENUM_
   RQ_ERR__COUNT
@@ -66,6 +91,9 @@ enum rq_errcat {
 
 /* The contract string ("connect", ...); "" for NONE and out-of-range. */
 const char *rq_errcat_name(enum rq_errcat e);
+/* What to do next about a job with this category; "" for NONE and
+ * out-of-range. */
+const char *rq_errcat_next_step(enum rq_errcat e);
 /* The reverse: 0 and *out set, or -1 when name is not a category. "" parses
  * as NONE. */
 int rq_errcat_parse(const char *name, enum rq_errcat *out);

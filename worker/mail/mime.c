@@ -11,21 +11,11 @@
 
 #include "address.h"
 #include "encode.h"
+#include "util.h"
 
 #define BOUNDARY_CAP 48
 
 /* ---- small helpers ------------------------------------------------------------ */
-
-static void fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err == NULL || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 /* Appends s[0..n) with every bare LF and bare CR made CRLF. Bodies are
  * large and usually free of CR, so that case copies line by line with
@@ -198,8 +188,8 @@ static int put_mailbox_header(struct rq_buf *out, const char *field, const char 
                               const char *name_override, char *err, size_t errlen) {
   char addr[RQ_ADDR_MAX + 1], name[RQ_NAME_MAX + 1];
   if (rq_addr_parse(in, addr, sizeof addr, name, sizeof name) != 0) {
-    fail(err, errlen, "The %s address \"%.200s\" is not a valid email address.",
-         field, in);
+    rq_errf(err, errlen, "The %s address \"%.200s\" is not a valid email address.",
+            field, in);
     return -1;
   }
   const char *dn = name_override && *name_override ? name_override : name;
@@ -214,8 +204,8 @@ static int put_list_header(struct rq_buf *out, const char *field,
   size_t bad = 0;
   rq_buf_printf(out, "%s: ", field);
   if (rq_addr_render_list(list->v, list->n, strlen(field), out, &bad) != 0) {
-    fail(err, errlen, "The %s address \"%.200s\" (item %zu) is not a valid email address.",
-         field, list->v[bad] ? list->v[bad] : "", bad + 1);
+    rq_errf(err, errlen, "The %s address \"%.200s\" (item %zu) is not a valid email address.",
+            field, list->v[bad] ? list->v[bad] : "", bad + 1);
     return -1;
   }
   rq_buf_puts(out, "\r\n");
@@ -255,9 +245,9 @@ static int put_headers(const struct rq_mime_input *in, struct rq_buf *out, char 
     const struct relayq_kv *kv = &job->headers[i];
     if (kv->key == NULL || kv->value == NULL) continue;
     if (!field_name_ok(kv->key)) {
-      fail(err, errlen, "The extra header name \"%.80s\" is not valid: use 1-%d "
-                        "printable ASCII characters without spaces or ':'.",
-           kv->key, RELAYQ_MAX_HEADER_NAME);
+      rq_errf(err, errlen, "The extra header name \"%.80s\" is not valid: use 1-%d "
+                           "printable ASCII characters without spaces or ':'.",
+              kv->key, RELAYQ_MAX_HEADER_NAME);
       return -1;
     }
     if (builder_header(kv->key)) continue;
@@ -487,8 +477,8 @@ static int build(const struct rq_mime_input *in, struct rq_buf *out, struct rq_m
   rq_buf_init(&scratch);
   int rc = -1;
   if (in == NULL || in->job == NULL || in->from_addr == NULL || in->message_id == NULL) {
-    fail(err, errlen, "The message cannot be built: the job, sender address or "
-                      "Message-ID is missing.");
+    rq_errf(err, errlen, "The message cannot be built: the job, sender address or "
+                         "Message-ID is missing.");
     goto out;
   }
   const struct relayq_job *job = in->job;

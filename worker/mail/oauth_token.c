@@ -121,3 +121,11 @@ void rq_oauth_token_parse(long status, const char *body, size_t len, struct rq_o
            "The OAuth token endpoint answered HTTP %ld: the relay retries; check oauth_token_url if it persists.",
            status);
 }
+
+void rq_oauth_token_class(enum rq_oauth_outcome outcome, const char *detail, struct rq_class *out) {
+  memset(out, 0, sizeof *out);
+  out->verdict = outcome == RQ_OAUTH_POLICY ? RQ_PERM : RQ_TEMP;
+  out->error = outcome == RQ_OAUTH_POLICY ? RQ_ERR_POLICY : RQ_ERR_AUTH;
+  out->trip_now = outcome == RQ_OAUTH_REFUSED;
+  rq_text_sanitize(out->detail, sizeof out->detail, detail ? detail : "", detail ? strnlen(detail, 1024) : 0);
+}

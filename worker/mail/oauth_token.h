@@ -48,4 +48,13 @@ void rq_oauth_token_parse(long status, const char *body, size_t len, struct rq_o
  * error text, sanitised by the caller); outcome TEMP. */
 void rq_oauth_token_no_answer(const char *why, struct rq_oauth_token *out);
 
+struct rq_class;
+/* How a job reads a failed token request (outcome not OK), in the mail
+ * core's terms (classify.h): POLICY is policy, permanent; REFUSED and TEMP
+ * are auth, temporary, and REFUSED trips the route's breaker at once
+ * (nothing changes until the tenant signs in again); detail is the
+ * answer's sentence. For the daemon's token cache and `relayq tenant
+ * verify` alike. */
+void rq_oauth_token_class(enum rq_oauth_outcome outcome, const char *detail, struct rq_class *out);
+
 #endif

@@ -13,9 +13,8 @@
  *   - validation of what we put on the wire: envelope addresses, the EHLO
  *     name and the server's host name.
  *
- * Hand-written because libcurl's SMTP code, which did all of this before,
- * blocks the event loop (see smtp.h); OpenSSL's EVP_EncodeBlock does the
- * base64.
+ * Hand-written because libcurl's SMTP code blocks the event loop (see
+ * smtp.h); OpenSSL's EVP_EncodeBlock does the base64.
  */
 #ifndef RQ_SMTP_PROTO_H
 #define RQ_SMTP_PROTO_H

@@ -78,12 +78,3 @@ int rq_curl_guard_install(CURL *e, struct rq_curl_guard *g, const struct rq_netp
   check_url(g, url);
   return install(e, g);
 }
-
-int rq_curl_guard_install_host(CURL *e, struct rq_curl_guard *g, const struct rq_netpolicy *policy,
-                               const char *host) {
-  memset(g, 0, sizeof *g);
-  if (!policy || !policy->enforce) return 0;
-  g->policy = policy;
-  check_host(g, host);
-  return install(e, g);
-}

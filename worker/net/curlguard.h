@@ -35,10 +35,4 @@ struct rq_curl_guard {
  * transfer still runs (and fails) through the caller's normal path. */
 int rq_curl_guard_install(CURL *e, struct rq_curl_guard *g, const struct rq_netpolicy *policy, const char *url);
 
-/* The same for a transfer whose scheme is not HTTP (the CLI's SMTP probe):
- * host is checked as written (shorthand, forbidden literal), then every
- * address at connect time. */
-int rq_curl_guard_install_host(CURL *e, struct rq_curl_guard *g, const struct rq_netpolicy *policy,
-                               const char *host);
-
 #endif

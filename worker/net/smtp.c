@@ -954,7 +954,7 @@ static void auth_or_ready(struct sconn *sc) {
   }
   if (!p->user || !sc->caps.auth) {
     /* No login wanted, or none offered (a relay that trusts the sending
-     * address): go on, as libcurl did. */
+     * address, which takes the mail without one): go on. */
     ready(sc);
     return;
   }
@@ -1576,8 +1576,8 @@ static struct rq_smtp *create(uv_loop_t *loop, int pooling) {
   s->loop = loop;
   s->pooling = pooling;
   rq_smtp_set_limits(s, NULL);
-  /* EHLO names this host, as libcurl did; a name that could not go in an
-   * EHLO line is replaced by one that can. */
+  /* EHLO names this host (RFC 5321 4.1.1.1: the client's own name); a
+   * name that could not go in an EHLO line is replaced by one that can. */
   if (gethostname(s->helo, sizeof s->helo - 1) != 0 || !rq_smtp_helo_ok(s->helo))
     snprintf(s->helo, sizeof s->helo, "localhost");
   return s;

@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 #include <relayq/relayq.h>
 
+#include "classify.h"
 #include "cli.h"
 #include "events.h"
 #include "html.h"
@@ -666,41 +667,14 @@ void page_tenant(struct web_app *app, const struct web_req *rq, struct web_resp 
 
 /* ---- one job ---------------------------------------------------------------------------- */
 
-/* What a person should do next, from the state and error category. */
+/* What a person should do next, from the state and error category (the
+ * mail core's words for the category, classify.h). */
 static const char *next_step(const char *state, const char *error) {
-  static const struct {
-    const char *error, *advice;
-  } by_error[] = {
-      {"connect", "The tenant's server could not be reached. Check smtp_host and smtp_port with "
-                  "`relayq tenant verify TENANT`; relayq retries by itself."},
-      {"tls", "The TLS handshake or certificate check failed. Check smtp_security; for a server "
-              "with a self-signed certificate pin its key with `relayq tenant trust TENANT`."},
-      {"auth", "The server refused the login. The tenant must update smtp_user/smtp_password "
-               "(or sign in again for OAuth2), then `relayq tenant verify TENANT`."},
-      {"policy", "relayq's own policy stopped this job (see the detail). Fix the tenant's "
-                 "settings or the job; a paused tenant resumes on the tenant page."},
-      {"quota", "The tenant is over a sending limit. Nothing to do: the job waits until the "
-                "limit clears (next attempt below)."},
-      {"recipient_rejected", "The receiving server refused the address for good. Check it "
-                             "for typos with the recipient; do not resend it as is."},
-      {"too_many_recipients", "The server refused the number of recipients. Lower "
-                              "max_recipients for the tenant; relayq splits jobs by it."},
-      {"blocklisted", "The sending address is on the blocklist named in the detail. Ask for "
-                      "delisting (see `relayq dnsbl check`), then requeue from Dead letters."},
-      {"invalid_job", "The producer sent a job relayq cannot read (see the detail). Fix the "
-                      "producer; the payload is kept in Dead letters."},
-      {"expired", "The job's expires_at passed before it could be delivered. Send a new job if "
-                  "the message still matters."},
-      {"max_attempts", "relayq gave up after the last attempt. Fix the cause in the detail, "
-                       "then requeue the job from Dead letters."},
-      {"provider", "The provider (e.g. Mailgun) refused the message: see the detail and the "
-                   "tenant's provider account."},
-  };
+  enum rq_errcat cat;
   if (state && strcmp(state, "sent") == 0) return "Delivered to every recipient: nothing to do.";
   if (state && (strcmp(state, "queued") == 0 || strcmp(state, "sending") == 0))
     return "On its way: nothing to do yet.";
-  for (size_t i = 0; error && i < sizeof by_error / sizeof *by_error; i++)
-    if (strcmp(error, by_error[i].error) == 0) return by_error[i].advice;
+  if (error && error[0] && rq_errcat_parse(error, &cat) == 0) return rq_errcat_next_step(cat);
   if (state && strcmp(state, "retry") == 0) return "A temporary failure: relayq retries at the next attempt time.";
   if (state && strcmp(state, "deferred") == 0) return "Waiting for its time (not_before) or a limit: nothing to do.";
   return "Read the detail below.";

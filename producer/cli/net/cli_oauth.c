@@ -10,6 +10,7 @@
 
 #include "curluv.h"
 #include "oauth_http.h"
+#include "oauth_token.h"
 #include "util.h"
 
 struct outcome {
@@ -89,9 +90,9 @@ int cli_oauth_token(const struct rq_smtp_conf *c, const char *ca_file, long time
   snprintf(stage->detail, sizeof stage->detail, "%s", c->oauth.token_url ? c->oauth.token_url : "");
   r->stages[0] = *stage;
   r->n_stages = 1;
-  r->ok = 0;
-  r->category = o.kind == RQ_OAUTH_POLICY ? "config" : "auth";
-  snprintf(r->error, sizeof r->error, "%s", o.detail);
+  struct rq_class cls;
+  rq_oauth_token_class(o.kind, o.detail, &cls); /* as a worker reads it */
+  rq_probe_fail(r, &cls);
   return -1;
 }
 

@@ -11,6 +11,7 @@
 #include "probe.h"
 #include "route.h"
 #include "tenant.h"
+#include "tenant_probe.h"
 #include "tenant_cmd.h"
 
 /* ---- verify ---------------------------------------------------------------------------------------------- */
@@ -55,7 +56,7 @@ int cmd_tenant_verify(struct topts *o, struct cli_ctx *ctx) {
     if (o->json) {
       printf("{\"ok\":true,\"target\":\"platform\",\"stages\":[],\"certificate\":null,\"notes\":[");
       cli_json_string(stdout, why);
-      printf("],\"category\":null,\"error\":null}\n");
+      printf("],\"category\":null,\"verdict\":null,\"error\":null}\n");
     } else {
       printf("tenant %s uses the platform gateway: %s%s.\n", o->tenant, why,
              t->n_routes ? " (check a route with --route NAME)" : "");

@@ -28,6 +28,7 @@
 #include "settings.h"
 #include "smtp.h"
 #include "tenant.h"
+#include "tenant_probe.h"
 #include "tenant_cmd.h"
 #include "util.h"
 
@@ -37,8 +38,8 @@
  * (its result lives only during the callback). */
 struct outcome {
   int done;
-  int curl_code;
-  char curl_error[256];
+  int err;           /* the SMTP session's enum rq_smtp_err, or Mailgun's CURLcode */
+  char errmsg[256];
   int stage, code, data_code, accepted;
   char enhanced[16], reply[513];
   size_t n_rcpts;
@@ -53,8 +54,8 @@ struct outcome {
 static void on_smtp(const struct rq_smtp_result *res, void *arg) {
   struct outcome *out = arg;
   out->done = 1;
-  out->curl_code = res->err;
-  snprintf(out->curl_error, sizeof out->curl_error, "%s", res->errmsg);
+  out->err = res->err;
+  snprintf(out->errmsg, sizeof out->errmsg, "%s", res->errmsg);
   out->stage = res->stage;
   out->code = res->code;
   snprintf(out->enhanced, sizeof out->enhanced, "%s", res->enhanced);
@@ -71,8 +72,8 @@ static void on_mailgun(const struct rq_mailgun_result *res, void *arg) {
   struct outcome *out = arg;
   out->done = 1;
   out->is_http = 1;
-  out->curl_code = res->curl_code;
-  snprintf(out->curl_error, sizeof out->curl_error, "%s", res->curl_error);
+  out->err = res->curl_code;
+  snprintf(out->errmsg, sizeof out->errmsg, "%s", res->curl_error);
   out->http_status = res->status;
   snprintf(out->provider_id, sizeof out->provider_id, "%s", res->id);
   snprintf(out->message, sizeof out->message, "%s", res->message);
@@ -207,15 +208,15 @@ static void describe_route(const struct rq_route *r, char *out, size_t cap) {
 static int report_outcome(const struct outcome *out, const char *const *rcpts, size_t n) {
   struct rq_class cls;
   if (out->is_http) {
-    if (out->curl_code == 0 && out->http_status >= 200 && out->http_status < 300) {
+    if (out->err == 0 && out->http_status >= 200 && out->http_status < 300) {
       printf("  Mailgun: %ld %s%s%s\n", out->http_status, out->message, out->provider_id[0] ? " id " : "",
              out->provider_id);
       printf("Result: sent (%.2f s)\n", out->seconds);
       return CLI_OK;
     }
     if (out->http_status == 0) {
-      rq_curl_classify(out->curl_code, out->curl_error, RQ_STAGE_CONNECT, &cls);
-      printf("Result: failed: %s (%s)\n", cls.detail, out->curl_error);
+      rq_curl_classify(out->err, out->errmsg, RQ_STAGE_CONNECT, &cls);
+      printf("Result: failed: %s (%s)\n", cls.detail, out->errmsg);
       return cli_fail(CLI_FAIL, "the test message was not sent: %s", cls.detail);
     }
     rq_classify_http(out->http_status, out->message, strlen(out->message), "", relayq_now_ms(), &cls);
@@ -230,11 +231,11 @@ static int report_outcome(const struct outcome *out, const char *const *rcpts, s
   if (out->data_code != 0)
     printf("  DATA: %d%s%s %s\n", out->code, out->enhanced[0] ? " " : "", out->enhanced, out->reply);
   int all = out->accepted == (int)n;
-  if (out->curl_code == 0 && all) {
+  if (out->err == 0 && all) {
     printf("Result: sent (%.2f s)\n", out->seconds);
     return CLI_OK;
   }
-  if (out->curl_code == 0 && out->accepted > 0) {
+  if (out->err == 0 && out->accepted > 0) {
     printf("Result: partial: %d of %zu recipients accepted (%.2f s)\n", out->accepted, n, out->seconds);
     return cli_fail(CLI_FAIL, "the test message reached %d of %zu recipients.", out->accepted, n);
   }
@@ -242,8 +243,8 @@ static int report_outcome(const struct outcome *out, const char *const *rcpts, s
   char code[40] = "";
   if (out->code) snprintf(code, sizeof code, "%d%s%s ", out->code, out->enhanced[0] ? " " : "", out->enhanced);
   printf("Result: failed at %s: %s%s (%s: %s)\n", rq_stage_name((enum rq_smtp_stage)out->stage), code,
-         out->code ? out->reply : out->curl_error, rq_errcat_name(cls.error), cls.detail);
-  return cli_fail(CLI_FAIL, "the test message was not sent: %s%s (%s)", code, out->code ? out->reply : out->curl_error,
+         out->code ? out->reply : out->errmsg, rq_errcat_name(cls.error), cls.detail);
+  return cli_fail(CLI_FAIL, "the test message was not sent: %s%s (%s)", code, out->code ? out->reply : out->errmsg,
                   rq_errcat_name(cls.error));
 }
 

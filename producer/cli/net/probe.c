@@ -3,13 +3,12 @@
  *
  * Three parts, top to bottom: the trace (what the worker's SMTP session
  * shows of a check, rq_smtp_check, reduced to per-stage replies and
- * timestamps), the explanation of failures in plain words, and the two
- * probes with the report printers.
+ * timestamps), where a failure shows among the stages (its words are the
+ * mail core's, as for a delivery: rq_smtp_classify_failure, rq_curl_classify,
+ * rq_classify_http), and the two probes with the report printers.
  */
 #include "probe.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +26,7 @@
 #include "address.h"
 #include "classify.h"
 #include "cli.h"
+#include "curlfail.h"
 #include "curlguard.h"
 #include "smtp.h"
 
@@ -48,13 +48,20 @@ static void sanitize(char *dst, size_t cap, const char *src) {
   rq_text_sanitize(dst, cap, src ? src : "", src ? strlen(src) : 0);
 }
 
-__attribute__((format(printf, 2, 3))) static void set_error(struct rq_probe_report *r,
-                                                            const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(r->error, sizeof r->error, fmt, ap);
-  va_end(ap);
+void rq_probe_fail(struct rq_probe_report *r, const struct rq_class *c) {
+  size_t n = strnlen(c->detail, sizeof c->detail);
+  if (n > 0 && c->detail[n - 1] == '.') n--; /* the CLI's line adds its own stop */
   r->ok = 0;
+  r->cls = *c;
+  snprintf(r->error, sizeof r->error, "%.*s", (int)n, c->detail);
+}
+
+/* A failure of kind, seen at stage; msg (may be NULL) says what was seen.
+ * Worded by the mail core's failure table, as the worker words it. */
+static void fail_kind(struct rq_probe_report *r, enum rq_fail kind, enum rq_smtp_stage stage, const char *msg) {
+  struct rq_class c;
+  rq_classify_failure(kind, stage, NULL, msg, &c);
+  rq_probe_fail(r, &c);
 }
 
 __attribute__((format(printf, 5, 6))) static struct rq_probe_stage *
@@ -77,11 +84,6 @@ void rq_probe_note(struct rq_probe_report *r, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(r->notes[r->n_notes++], sizeof r->notes[0], fmt, ap);
   va_end(ap);
-}
-
-/* "host:port" with an IPv6 literal kept in its brackets. */
-static void host_port(char *out, size_t cap, const char *host, int port) {
-  snprintf(out, cap, "%s:%d", host, port);
 }
 
 /* ---- the trace ------------------------------------------------------------------ */
@@ -198,125 +200,33 @@ static void trace_reply(struct trace *t, const char *raw, size_t len) {
   }
 }
 
-/* ---- failures in plain words ---------------------------------------------------- */
+/* ---- where a failure shows ------------------------------------------------------ */
 
-void rq_probe_explain_cert(const char *curl_error, const char *host, char *out, size_t cap) {
-  const char *e = curl_error ? curl_error : "";
-  if (strstr(e, "self-signed certificate in certificate chain") || strstr(e, "self signed certificate in certificate chain"))
-    snprintf(out, cap, "TLS: the server's certificate chain ends in a self-signed root that is not trusted and "
-                       "smtp_tls_verify=1: install a certificate from a public authority, pass its CA with "
-                       "--ca-file, or set smtp_tls_verify=0");
-  else if (strstr(e, "self-signed") || strstr(e, "self signed"))
-    snprintf(out, cap, "TLS: the server's certificate is self-signed and smtp_tls_verify=1: install a trusted "
-                       "certificate or set smtp_tls_verify=0");
-  else if (strstr(e, "has expired") || strstr(e, "expired"))
-    snprintf(out, cap, "TLS: the server's certificate has expired: renew it on the server (or set "
-                       "smtp_tls_verify=0 meanwhile)");
-  else if (strstr(e, "not yet valid"))
-    snprintf(out, cap, "TLS: the server's certificate is not valid yet: check the clocks of the server and "
-                       "this machine");
-  else if (strstr(e, "unable to get local issuer") || strstr(e, "unable to get issuer") ||
-           strstr(e, "unable to verify the first certificate"))
-    snprintf(out, cap, "TLS: the server's certificate is signed by an authority this machine does not trust "
-                       "and smtp_tls_verify=1: install the full certificate chain on the server, pass the CA "
-                       "with --ca-file (RELAYQ_CA_FILE), or set smtp_tls_verify=0");
-  else if (strstr(e, "subject name") || strstr(e, "does not match") || strstr(e, "hostname"))
-    snprintf(out, cap, "TLS: the server's certificate is not issued for %s: set smtp_host to a name the "
-                       "certificate lists, or set smtp_tls_verify=0",
-             host);
-  else
-    snprintf(out, cap, "TLS: the server's certificate was not accepted (%s): fix it on the server or set "
-                       "smtp_tls_verify=0",
-             e[0] ? e : "verification failed");
-}
-
-/* What failed, for the report's stages. */
+/* The stage of the report a failure ends: the words come from the mail
+ * core (rq_probe_fail); this only says where to draw the FAIL. */
 enum where { W_NONE, W_DNS, W_CONNECT, W_TLS, W_PROTO };
 
-/*
- * Explains a libcurl failure that happened before any protocol reply
- * mattered (DNS, connect, TLS, timeouts, dropped connections) into r->error
- * and r->category, and says at which stage it happened. field_host and
- * field_tls name the settings to check ("smtp_host", "smtp_tls_verify").
- */
-static enum where explain_transport(struct rq_probe_report *r, CURLcode rc, const char *errbuf, long os_errno,
-                                    const char *host, int port, curl_off_t connect_us, long timeout_ms,
-                                    const char *field_host, int smtp) {
-  char hp[300];
-  host_port(hp, sizeof hp, host, port);
-  switch (rc) {
-  case CURLE_COULDNT_RESOLVE_HOST:
-    r->category = "dns";
-    set_error(r, "DNS: cannot resolve %s: check %s (and this machine's DNS)", host, field_host);
-    return W_DNS;
-  case CURLE_COULDNT_CONNECT:
-    r->category = "connect";
-    if (os_errno == ECONNREFUSED)
-      set_error(r, "connection refused by %s: nothing accepts connections on that port; check %s and the port",
-                hp, field_host);
-    else if (os_errno == ETIMEDOUT)
-      set_error(r, "no answer from %s: a firewall may drop the connection, or the host or port is wrong", hp);
-    else if (os_errno == ENETUNREACH || os_errno == EHOSTUNREACH)
-      set_error(r, "%s is unreachable from this machine (%s)", hp, strerror((int)os_errno));
-    else
-      set_error(r, "cannot connect to %s (%s)", hp, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    return W_CONNECT;
-  case CURLE_OPERATION_TIMEDOUT:
-    r->category = "timeout";
-    if (connect_us <= 0) {
-      set_error(r, "no answer from %s within %.0f s: a firewall may drop the connection, or the host or port is "
-                   "wrong",
-                hp, (double)timeout_ms / 1000.0);
-      return W_CONNECT;
-    }
-    set_error(r, "timed out after %.0f s waiting for %s", (double)timeout_ms / 1000.0, hp);
-    return W_PROTO;
-  case CURLE_PEER_FAILED_VERIFICATION:
-    r->category = "tls";
-    rq_probe_explain_cert(errbuf, host, r->error, sizeof r->error);
-    r->ok = 0;
-    return W_TLS;
-  case CURLE_SSL_CACERT_BADFILE:
-    r->category = "config";
-    set_error(r, "TLS: cannot read the CA file (--ca-file or RELAYQ_CA_FILE): %s",
-              errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    return W_TLS;
-  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    r->category = "tls";
-    set_error(r, "TLS: the key of %s is not the one in smtp_tls_pin (the server's key changed?): if the new key "
-                 "is right, relayq tenant trust stores it",
-              hp);
-    return W_TLS;
-  case CURLE_SSL_CONNECT_ERROR:
-  case CURLE_SSL_CERTPROBLEM:
-  case CURLE_SSL_CIPHER:
-  case CURLE_SSL_ISSUER_ERROR:
-  case CURLE_SSL_INVALIDCERTSTATUS:
-    r->category = "tls";
-    if (strstr(errbuf, "wrong version number") || strstr(errbuf, "packet length too long") ||
-        strstr(errbuf, "record layer failure"))
-      set_error(r, "TLS: the handshake with %s failed: the server does not speak TLS there (%s); %s", hp, errbuf,
-                smtp ? "for a port that starts in plain text (587, 25) use smtp_security=starttls"
-                     : "use an http:// URL in mailgun_base_url for a plain-text server");
-    else
-      set_error(r, "TLS: the handshake with %s failed (%s)", hp, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    return W_TLS;
-  case CURLE_RECV_ERROR:
-  case CURLE_SEND_ERROR:
-  case CURLE_GOT_NOTHING:
-    r->category = "connect";
-    set_error(r, "%s closed the connection (%s)", hp, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    return W_PROTO;
-  default:
-    r->category = "protocol";
-    set_error(r, "%s: %s", hp, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    return W_PROTO;
+/* For a transfer of the HTTP transport (Mailgun); connected: TCP was up. */
+static enum where where_of_kind(enum rq_fail kind, int connected) {
+  switch (kind) {
+  case RQ_FAIL_NONE: return W_NONE;
+  case RQ_FAIL_DNS: return W_DNS;
+  case RQ_FAIL_CONNECT: return W_CONNECT;
+  case RQ_FAIL_TLS:
+  case RQ_FAIL_TLS_CERT:
+  case RQ_FAIL_TLS_MISMATCH:
+  case RQ_FAIL_TLS_CLIENT_CERT:
+  case RQ_FAIL_TLS_LOCAL:
+  case RQ_FAIL_TLS_PIN: return W_TLS;
+  default: return connected ? W_PROTO : W_CONNECT;
   }
 }
 
 /* ---- the SMTP probe --------------------------------------------------------------- */
 
-static double us_to_ms(curl_off_t us) { return us > 0 ? (double)us / 1000.0 : 0.0; }
+/* A duration from two times in ms since the start; 0 when unknown. */
+static double span(double from, double to) { return to > from ? to - from : 0.0; }
+static double pos(double ms) { return ms > 0 ? ms : 0.0; }
 /* Subject, issuer and expiry of the server's certificate; the days it
  * has left into *days (INT32_MIN: unknown). */
 static void read_cert(X509 *cert, struct rq_probe_report *r, long *days) {
@@ -412,89 +322,23 @@ static void describe_target(const struct rq_probe_smtp *o, struct rq_probe_repor
   sanitize(r->target, sizeof r->target, raw);
 }
 
-/* Fills r->error for a failure inside the protocol steps. */
-static void explain_proto(struct rq_probe_report *r, const struct trace *t, enum tstage step, int err,
-                          const char *errmsg, const char *hp, const struct rq_probe_smtp *o) {
-  const struct tstep *s = &t->st[step];
-  char code[40] = "";
-  if (s->answered)
-    snprintf(code, sizeof code, "%d%s%s", s->reply.code, s->reply.enhanced[0] ? " " : "", s->reply.enhanced);
-  switch (step) {
-  case T_BANNER:
-    if (err == RQ_SMTP_ERR_TIMEOUT) {
-      r->category = "timeout";
-      if (o->security != RQ_SEC_TLS)
-        set_error(r, "%s sent no SMTP greeting: if it uses implicit TLS (usually port 465), set smtp_security=tls",
-                  hp);
-      else
-        set_error(r, "%s sent no SMTP greeting after the TLS handshake", hp);
-    } else if (s->answered) {
-      r->category = "protocol";
-      set_error(r, "%s refused the session at its greeting (%s: %s)", hp, code, s->reply.text);
-    }
-    return;
-  case T_EHLO:
-  case T_EHLO_TLS:
-    if (err == RQ_SMTP_ERR_NO_STARTTLS) {
-      r->category = "tls";
-      set_error(r, "%s does not offer STARTTLS: if it uses implicit TLS (usually port 465) set smtp_security=tls; "
-                   "smtp_security=none sends the password unencrypted",
-                hp);
-      return;
-    }
-    r->category = "protocol";
-    set_error(r, "%s refused EHLO and HELO (%s%s%s)", hp, code, s->reply.text[0] ? ": " : "", s->reply.text);
-    return;
-  case T_STARTTLS:
-    r->category = "tls";
-    if (s->answered && s->reply.code != 220)
-      set_error(r, "%s refused STARTTLS (%s%s%s)", hp, code, s->reply.text[0] ? ": " : "", s->reply.text);
-    else
-      set_error(r, "TLS: the STARTTLS handshake with %s failed (%s)", hp, errmsg);
-    return;
-  case T_AUTH:
-    r->category = "auth";
-    if (s->answered && s->reply.code >= 500 && s->reply.code != 504)
-      set_error(r, "login refused (%s): check smtp_user and smtp_password", code);
-    else if (s->answered && s->reply.code >= 400 && s->reply.code < 500)
-      set_error(r, "login failed temporarily (%s%s%s): try again later", code, s->reply.text[0] ? ": " : "",
-                s->reply.text);
-    else if (s->answered)
-      set_error(r, "login failed (%s%s%s): check smtp_user and smtp_password", code,
-                s->reply.text[0] ? ": " : "", s->reply.text);
-    else
-      set_error(r, "login failed: %s", errmsg);
-    return;
-  case T_MAIL:
-    r->category = "protocol";
-    set_error(r, "the server refused the sender %s (%s): check from_email, and that this login may send as that "
-                 "address",
-              o->mail_from ? o->mail_from : "", code);
-    return;
-  case T_RCPT:
-    r->category = "recipient";
-    set_error(r, "the server refused the recipient %s (%s%s%s)", o->rcpt ? o->rcpt : "", code,
-              s->reply.text[0] ? ": " : "", s->reply.text);
-    return;
-  case T__COUNT: break;
-  }
-}
-
-/* What libcurl (Mailgun) or the session (SMTP) measured of the connection;
- * ip borrowed. */
+/* What libcurl (Mailgun) or the session (SMTP) measured of the
+ * connection, in ms since the start (0: not reached); ip borrowed. */
 struct timing {
-  curl_off_t dns_us, conn_us, app_us;
-  long os_errno;
+  double dns_ms, conn_ms, app_ms;
   const char *ip;
 };
 
 static void read_timing(CURL *h, struct timing *tm) {
   char *ip = NULL;
+  curl_off_t dns = 0, conn = 0, app = 0;
   memset(tm, 0, sizeof *tm);
-  curl_easy_getinfo(h, CURLINFO_NAMELOOKUP_TIME_T, &tm->dns_us);
-  curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &tm->conn_us);
-  curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &tm->app_us);
-  curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &tm->os_errno);
+  curl_easy_getinfo(h, CURLINFO_NAMELOOKUP_TIME_T, &dns);
+  curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &conn);
+  curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &app);
+  tm->dns_ms = (double)dns / 1000.0;
+  tm->conn_ms = (double)conn / 1000.0;
+  tm->app_ms = (double)app / 1000.0;
   curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip);
   tm->ip = ip && ip[0] ? ip : NULL;
 }
@@ -507,41 +351,37 @@ static int transport_stages(struct rq_probe_report *r, const struct rq_probe_smt
                             double *banner_from) {
   const char *addr = tm->ip ? tm->ip : o->host;
   if (w == W_DNS) {
-    add_stage(r, "DNS", 0, us_to_ms(tm->dns_us), "%s: %s", o->host, errbuf[0] ? errbuf : "not found");
+    add_stage(r, "DNS", 0, pos(tm->dns_ms), "%s: %s", o->host, errbuf[0] ? errbuf : "not found");
     return -1;
   }
-  if (tm->ip) add_stage(r, "DNS", 1, us_to_ms(tm->dns_us), "%s -> %s", o->host, tm->ip);
-  else add_stage(r, "DNS", 1, us_to_ms(tm->dns_us), "%s", o->host);
+  if (tm->ip) add_stage(r, "DNS", 1, pos(tm->dns_ms), "%s -> %s", o->host, tm->ip);
+  else add_stage(r, "DNS", 1, pos(tm->dns_ms), "%s", o->host);
   if (w == W_CONNECT) {
-    add_stage(r, "TCP connect", 0, tm->conn_us > 0 ? us_to_ms(tm->conn_us - tm->dns_us) : -1, "%s port %d: %s", addr,
+    add_stage(r, "TCP connect", 0, tm->conn_ms > 0 ? span(tm->dns_ms, tm->conn_ms) : -1, "%s port %d: %s", addr,
               o->port, errbuf[0] ? errbuf : "failed");
     return -1;
   }
-  add_stage(r, "TCP connect", 1, us_to_ms(tm->conn_us - tm->dns_us), "%s port %d", addr, o->port);
-  *banner_from = t0 + us_to_ms(tm->conn_us);
+  add_stage(r, "TCP connect", 1, span(tm->dns_ms, tm->conn_ms), "%s port %d", addr, o->port);
+  *banner_from = t0 + pos(tm->conn_ms);
   if (o->security != RQ_SEC_TLS) return 0;
   if (w == W_TLS) {
-    add_stage(r, "TLS", 0, tm->app_us > tm->conn_us ? us_to_ms(tm->app_us - tm->conn_us) : -1, "%s",
+    add_stage(r, "TLS", 0, tm->app_ms > tm->conn_ms ? span(tm->conn_ms, tm->app_ms) : -1, "%s",
               errbuf[0] ? errbuf : "handshake failed");
     return -1;
   }
-  add_stage(r, "TLS", 1, us_to_ms(tm->app_us - tm->conn_us), "%s", t->tls_info[0] ? t->tls_info : "handshake done");
-  *banner_from = t0 + us_to_ms(tm->app_us);
+  add_stage(r, "TLS", 1, span(tm->conn_ms, tm->app_ms), "%s", t->tls_info[0] ? t->tls_info : "handshake done");
+  *banner_from = t0 + pos(tm->app_ms);
   return 0;
 }
 
-/* A login was configured but the server never offered AUTH. */
-static void auth_not_offered(struct rq_probe_report *r, const struct rq_probe_smtp *o, const struct trace *t,
-                             const char *hp) {
+/* A login was configured but the server never offered AUTH: in saas a
+ * worker sends nothing there, in onprem nothing logged in. */
+static void auth_not_offered(struct rq_probe_report *r, const struct rq_probe_smtp *o, const struct trace *t) {
   add_stage(r, "AUTH", 0, -1, "not offered by the server");
-  r->category = "auth";
-  if (o->security == RQ_SEC_NONE && t->offers_starttls)
-    set_error(r, "login not possible: %s offers AUTH only after STARTTLS: set smtp_security=starttls", hp);
-  else
-    set_error(r,
-              "login not possible: %s does not offer AUTH; check smtp_security (many servers offer AUTH only "
-              "after STARTTLS) or leave smtp_user empty",
-              hp);
+  fail_kind(r, RQ_FAIL_AUTH_NO_MECH, RQ_STAGE_AUTH,
+            o->security == RQ_SEC_NONE && t->offers_starttls
+                ? "it offers AUTH only after STARTTLS: set smtp_security=starttls"
+                : "it offers no AUTH at all; without smtp_user nothing asks for one");
 }
 
 /* One check on a private loop: what the session reported. */
@@ -553,6 +393,7 @@ struct check {
   int done, closed;
   int err, stage;
   char errmsg[256];
+  struct rq_class cls; /* the worker's reading of the failure (err != 0) */
 };
 
 static void on_step(const struct rq_smtp_step *st, void *arg) {
@@ -583,7 +424,8 @@ static void on_checked(const struct rq_smtp_result *res, void *arg) {
   c->stage = res->stage;
   snprintf(c->errmsg, sizeof c->errmsg, "%s", res->errmsg);
   size_t n = strlen(c->errmsg);
-  if (n > 0 && c->errmsg[n - 1] == '.') c->errmsg[n - 1] = '\0'; /* the report adds its own stop */
+  if (n > 0 && c->errmsg[n - 1] == '.') c->errmsg[n - 1] = '\0'; /* stage details carry no stop */
+  if (res->err != RQ_SMTP_ERR_OK) rq_smtp_classify_failure(res, &c->cls);
 }
 
 static void on_closed(void *arg) { ((struct check *)arg)->closed = 1; }
@@ -593,8 +435,7 @@ static void on_closed(void *arg) { ((struct check *)arg)->closed = 1; }
 static int run_check(const struct rq_probe_smtp *o, long timeout_ms, struct check *c, struct rq_probe_report *r) {
   uv_loop_t loop;
   if (uv_loop_init(&loop) != 0) {
-    r->category = "config";
-    set_error(r, "cannot start an event loop");
+    fail_kind(r, RQ_FAIL_OTHER, RQ_STAGE_CONNECT, "cannot start an event loop");
     return -1;
   }
   struct rq_smtp *s = rq_smtp_new_loop(&loop);
@@ -626,9 +467,9 @@ static int run_check(const struct rq_probe_smtp *o, long timeout_ms, struct chec
     while (!c->done && uv_run(&loop, UV_RUN_ONCE) != 0) {
     }
   } else {
-    r->category = "config";
-    set_error(r, "%s", rcpt ? "the MAIL FROM or RCPT TO address is not a plain address; nothing was sent"
-                            : "the check could not start");
+    fail_kind(r, RQ_FAIL_CONFIG, RQ_STAGE_CONNECT,
+              rcpt ? "the MAIL FROM or RCPT TO address is not a plain address; nothing was sent"
+                   : "the check could not start");
   }
   if (s) rq_smtp_close(s, on_closed, c);
   while (!c->closed && uv_run(&loop, UV_RUN_ONCE) != 0) {
@@ -638,131 +479,63 @@ static int run_check(const struct rq_probe_smtp *o, long timeout_ms, struct chec
   return rc == 0 ? 0 : -1;
 }
 
-/* Explains the session's failure into r and says where it failed;
- * *fail_step is the protocol step when that is W_PROTO. */
-static enum where check_failure(struct rq_probe_report *r, const struct rq_probe_smtp *o, const struct check *c,
-                                const char *hp, long timeout_ms, enum tstage *fail_step) {
+/* Where the session's failure shows in the stages; *fail_step is the
+ * protocol step when that is W_PROTO. */
+static enum where where_failed(const struct rq_probe_smtp *o, const struct check *c, enum tstage *fail_step) {
   const struct trace *t = &c->t;
-  const char *m = c->errmsg;
   *fail_step = t->cur;
   switch (c->err) {
-  case RQ_SMTP_ERR_DNS:
-    r->category = "dns";
-    set_error(r, "DNS: cannot resolve %s: check smtp_host (and this machine's DNS)", o->host);
-    return W_DNS;
-  case RQ_SMTP_ERR_CONNECT:
-    r->category = "connect";
-    if (strstr(m, "connection refused"))
-      set_error(r, "connection refused by %s: nothing accepts connections on that port; check smtp_host and the port",
-                hp);
-    else if (strstr(m, "timed out"))
-      set_error(r, "no answer from %s: a firewall may drop the connection, or the host or port is wrong", hp);
-    else if (strstr(m, "unreachable"))
-      set_error(r, "%s is unreachable from this machine (%s)", hp, m);
-    else
-      set_error(r, "cannot connect to %s (%s)", hp, m);
-    return W_CONNECT;
+  case RQ_SMTP_ERR_DNS: return W_DNS;
+  case RQ_SMTP_ERR_CONNECT: return W_CONNECT;
   case RQ_SMTP_ERR_TIMEOUT:
-    r->category = "timeout";
-    if (c->connected_at == 0) {
-      set_error(r, "no answer from %s within %.0f s: a firewall may drop the connection, or the host or port is "
-                   "wrong",
-                hp, (double)timeout_ms / 1000.0);
-      return W_CONNECT;
-    }
-    if (o->security == RQ_SEC_TLS && !t->tls_done) {
-      set_error(r, "TLS: no TLS handshake with %s (%s): the server may not use implicit TLS on this port; for a "
-                   "port that starts in plain text (587, 25) use smtp_security=starttls",
-                hp, m);
-      return W_TLS;
-    }
+    if (c->connected_at == 0) return W_CONNECT;
+    if (o->security == RQ_SEC_TLS && !t->tls_done) return W_TLS;
     if (!t->st[T_BANNER].answered) *fail_step = T_BANNER;
-    if (*fail_step == T_BANNER) explain_proto(r, t, T_BANNER, c->err, m, hp, o);
-    else set_error(r, "timed out after %.0f s waiting for %s", (double)timeout_ms / 1000.0, hp);
     return W_PROTO;
   case RQ_SMTP_ERR_TLS_CERT:
   case RQ_SMTP_ERR_TLS:
   case RQ_SMTP_ERR_TLS_MISMATCH:
   case RQ_SMTP_ERR_TLS_PIN:
-    r->category = "tls";
-    if (c->err == RQ_SMTP_ERR_TLS_CERT) {
-      rq_probe_explain_cert(m, o->host, r->error, sizeof r->error);
-      r->ok = 0;
-    } else if (c->err == RQ_SMTP_ERR_TLS_PIN) {
-      set_error(r, "TLS: the key of %s is not the one in smtp_tls_pin (the server's key changed?): if the new key "
-                   "is right, relayq tenant trust stores it",
-                hp);
-    } else if (o->security == RQ_SEC_TLS && c->err == RQ_SMTP_ERR_TLS_MISMATCH) {
-      set_error(r, "TLS: the handshake with %s failed: the server does not speak TLS there (%s); for a port that "
-                   "starts in plain text (587, 25) use smtp_security=starttls",
-                hp, m);
-    } else if (o->security == RQ_SEC_TLS) {
-      set_error(r, "TLS: the handshake with %s failed (%s)", hp, m);
-    } else {
-      set_error(r, "TLS: the STARTTLS handshake with %s failed (%s)", hp, m);
-    }
+  case RQ_SMTP_ERR_TLS_LOCAL:
     if (o->security == RQ_SEC_TLS) return W_TLS;
     *fail_step = T_STARTTLS; /* the handshake belongs to the STARTTLS step */
     return W_PROTO;
-  case RQ_SMTP_ERR_TLS_LOCAL:
-    r->category = "config";
-    set_error(r, "TLS: cannot read the CA file (--ca-file or RELAYQ_CA_FILE): %s", m);
-    return o->security == RQ_SEC_TLS ? W_TLS : W_PROTO;
   case RQ_SMTP_ERR_NO_STARTTLS:
-    if (t->st[T_STARTTLS].answered) {
-      *fail_step = T_STARTTLS;
-      explain_proto(r, t, T_STARTTLS, c->err, m, hp, o);
-    } else {
-      *fail_step = T_EHLO;
-      explain_proto(r, t, T_EHLO, c->err, m, hp, o);
-    }
+    *fail_step = t->st[T_STARTTLS].answered ? T_STARTTLS : T_EHLO;
     return W_PROTO;
-  case RQ_SMTP_ERR_AUTH:
-    *fail_step = T_AUTH;
-    if (t->st[T_AUTH].answered) {
-      explain_proto(r, t, T_AUTH, c->err, m, hp, o);
-    } else {
-      r->category = "auth";
-      set_error(r, "login not possible: %s", m);
-    }
-    return W_PROTO;
-  case RQ_SMTP_ERR_POLICY:
-    r->category = "policy";
-    set_error(r, "%s", m);
-    return c->connected_at == 0 ? W_CONNECT : W_PROTO;
+  case RQ_SMTP_ERR_AUTH: *fail_step = T_AUTH; return W_PROTO;
   case RQ_SMTP_ERR_REJECTED:
     if (c->stage == RQ_STAGE_RCPT || t->cur == T_RCPT) *fail_step = T_RCPT;
     else if (c->stage == RQ_STAGE_MAIL || t->cur == T_MAIL) *fail_step = T_MAIL;
-    explain_proto(r, t, *fail_step, c->err, m, hp, o);
     return W_PROTO;
-  case RQ_SMTP_ERR_CLOSED:
-    r->category = "connect";
-    set_error(r, "%s closed the connection (%s)", hp, m);
-    return c->connected_at == 0 ? W_CONNECT : W_PROTO;
-  default:
-    r->category = "protocol";
-    set_error(r, "%s: %s", hp, m[0] ? m : "the check failed");
-    return c->connected_at == 0 ? W_CONNECT : W_PROTO;
+  default: return c->connected_at == 0 ? W_CONNECT : W_PROTO;
   }
 }
 
+/* What the probe knows and the worker's words cannot: which setting a
+ * silent greeting points at. */
+static void hint(struct rq_probe_report *r, const struct rq_probe_smtp *o, const struct check *c, enum where w,
+                 enum tstage fail_step) {
+  if (c->err == RQ_SMTP_ERR_TIMEOUT && w == W_PROTO && fail_step == T_BANNER && o->security != RQ_SEC_TLS)
+    rq_probe_note(r, "no SMTP greeting came: if the server uses implicit TLS (usually port 465), set "
+                     "smtp_security=tls");
+  else if (c->err == RQ_SMTP_ERR_TIMEOUT && w == W_TLS)
+    rq_probe_note(r, "no TLS handshake: if the port starts in plain text (587, 25), set smtp_security=starttls");
+}
+
 int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r) {
-  char hp[300];
   memset(r, 0, sizeof *r);
   r->ok = 1;
   if (o->host == NULL || o->host[0] == '\0' || o->port < 1 || o->port > 65535) {
     snprintf(r->target, sizeof r->target, "smtp (no server)");
-    r->category = "config";
-    set_error(r, "no SMTP server to check: set smtp_host (or smtp_preset) and smtp_port");
+    fail_kind(r, RQ_FAIL_CONFIG, RQ_STAGE_CONNECT, "no SMTP server to check: set smtp_host (or smtp_preset) and smtp_port");
     return -1;
   }
   describe_target(o, r);
-  host_port(hp, sizeof hp, o->host, o->port);
   long timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : RQ_PROBE_DEFAULT_TIMEOUT_MS;
   struct check *c = calloc(1, sizeof *c);
   if (c == NULL) {
-    r->category = "config";
-    set_error(r, "out of memory starting the check");
+    fail_kind(r, RQ_FAIL_OTHER, RQ_STAGE_CONNECT, "out of memory starting the check");
     return -1;
   }
   long days = INT32_MIN;
@@ -772,18 +545,21 @@ int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r) 
     /* The saas boundary refused every address (or the host as written):
      * nothing was connected, and the report says so as a worker would. */
     add_stage(r, "network boundary", 0, -1, "refused (--mode saas)");
-    r->category = "policy";
-    set_error(r, "%s", c->errmsg);
+    rq_probe_fail(r, &c->cls);
     goto done;
   }
   enum where w = W_NONE;
   enum tstage fail_step = T__COUNT;
-  if (c->err != 0) w = check_failure(r, o, c, hp, timeout_ms, &fail_step);
+  if (c->err != 0) {
+    w = where_failed(o, c, &fail_step);
+    rq_probe_fail(r, &c->cls);
+    hint(r, o, c, w, fail_step);
+  }
   struct timing tm = {0};
   double dns = c->dns_ms > 0 ? c->dns_ms : 0;
-  tm.dns_us = (curl_off_t)(dns * 1000.0);
-  tm.conn_us = c->connected_at > 0 ? (curl_off_t)((c->connected_at - c->t0) * 1000.0) : 0;
-  tm.app_us = c->tls_at > 0 && o->security == RQ_SEC_TLS ? (curl_off_t)((c->tls_at - c->t0) * 1000.0) : 0;
+  tm.dns_ms = dns;
+  tm.conn_ms = c->connected_at > 0 ? c->connected_at - c->t0 : 0;
+  tm.app_ms = c->tls_at > 0 && o->security == RQ_SEC_TLS ? c->tls_at - c->t0 : 0;
   tm.ip = c->peer[0] ? c->peer : NULL;
   double banner_from = 0;
   const char *why = c->errmsg;
@@ -798,7 +574,7 @@ int rq_probe_smtp_run(const struct rq_probe_smtp *o, struct rq_probe_report *r) 
     goto done;
   }
   add_proto_stages(r, &c->t, banner_from, T__COUNT, NULL);
-  if (o->user && o->user[0] && !c->t.st[T_AUTH].seen) auth_not_offered(r, o, &c->t, hp);
+  if (o->user && o->user[0] && !c->t.st[T_AUTH].seen) auth_not_offered(r, o, &c->t);
 
 done:
   cert_verdict(&c->t, o, days, r);
@@ -828,9 +604,7 @@ static void read_certinfo(CURL *h, struct rq_probe_report *r) {
 static int boundary_refused(struct rq_probe_report *r, const struct rq_curl_guard *g, CURLcode rc) {
   if (!g->refused || rc == CURLE_OK) return 0;
   add_stage(r, "network boundary", 0, -1, "refused (--mode saas)");
-  r->category = "policy";
-  size_t n = strlen(g->why);
-  set_error(r, "%.*s", (int)(n && g->why[n - 1] == '.' ? n - 1 : n), g->why); /* the report adds its own stop */
+  fail_kind(r, RQ_FAIL_POLICY, RQ_STAGE_CONNECT, g->why);
   return 1;
 }
 
@@ -849,25 +623,6 @@ static size_t body_cb(char *p, size_t size, size_t n, void *arg) {
   b->len += take;
   b->data[b->len] = '\0';
   return len;
-}
-
-/* The JSON "message" member of a Mailgun answer, sanitised; the whole body
- * (sanitised, cut) when there is none. Mailgun's error bodies are small
- * flat objects, so a string scan is enough for a message to show a person;
- * nothing decides on it. */
-static void mailgun_message(const struct body *b, char *out, size_t cap) {
-  const char *m = strstr(b->data, "\"message\"");
-  out[0] = '\0';
-  if (m != NULL) {
-    m = strchr(m + 9, '"');
-    if (m != NULL) {
-      const char *end = m + 1;
-      while (*end && *end != '"') end += (*end == '\\' && end[1]) ? 2 : 1;
-      rq_text_sanitize(out, cap, m + 1, (size_t)(end - m - 1));
-      return;
-    }
-  }
-  rq_text_sanitize(out, cap < 160 ? cap : 160, b->data, b->len);
 }
 
 /* The authenticated GET; b receives the (bounded) body. */
@@ -907,24 +662,8 @@ static void url_host_port(const char *url, char *host, size_t cap, int *port) {
   curl_url_cleanup(u);
 }
 
-/* The verdict on Mailgun's answer. */
-static void mailgun_verdict(struct rq_probe_report *r, long status, const char *msg, const char *domain) {
-  if (status >= 200 && status < 300) return;
-  r->category = "http";
-  if (status == 401 || status == 403)
-    set_error(r, "the API key was refused (HTTP %ld): check mailgun_api_key", status);
-  else if (status == 404)
-    set_error(r, "domain %s not found in this Mailgun account/region (HTTP 404): check mailgun_domain and "
-                 "mailgun_region (domains in the EU region need mailgun_region=eu)",
-              domain);
-  else if (status >= 500)
-    set_error(r, "Mailgun answered HTTP %ld (%s): the service has a problem; try again later", status, msg);
-  else
-    set_error(r, "Mailgun answered HTTP %ld (%s)", status, msg);
-}
-
 int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_report *r) {
-  char url[2600], errbuf[CURL_ERROR_SIZE] = "", msg[200], raw[sizeof r->target], hn[256];
+  char url[2600], errbuf[CURL_ERROR_SIZE] = "", raw[sizeof r->target], hn[256];
   struct body *b = NULL;
   CURL *h = NULL;
   int port = 0;
@@ -934,14 +673,12 @@ int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_repor
   sanitize(r->target, sizeof r->target, raw);
   long timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : RQ_PROBE_DEFAULT_TIMEOUT_MS;
   if (!o->base_url || !o->domain || !o->domain[0] || !o->api_key || !o->api_key[0]) {
-    r->category = "config";
-    set_error(r, "gateway mailgun needs mailgun_domain and mailgun_api_key");
+    fail_kind(r, RQ_FAIL_CONFIG, RQ_STAGE_CONNECT, "gateway mailgun needs mailgun_domain and mailgun_api_key");
     return -1;
   }
   if ((b = calloc(1, sizeof *b)) == NULL || (h = curl_easy_init()) == NULL) {
     free(b);
-    r->category = "config";
-    set_error(r, "out of memory starting the check");
+    fail_kind(r, RQ_FAIL_OTHER, RQ_STAGE_CONNECT, "out of memory starting the check");
     return -1;
   }
   char *dom = curl_easy_escape(h, o->domain, 0);
@@ -956,7 +693,7 @@ int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_repor
   CURLcode rc = curl_easy_perform(h);
   if (boundary_refused(r, &guard, rc)) goto done;
   struct timing tm;
-  curl_off_t total_us = 0;
+  curl_off_t total_us = 0; /* libcurl's unit */
   long status = 0;
   read_timing(h, &tm);
   curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &total_us);
@@ -967,40 +704,41 @@ int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_repor
 
   enum where w = W_NONE;
   if (rc != CURLE_OK) {
-    w = explain_transport(r, rc, errbuf, tm.os_errno, hn, port, tm.conn_us, timeout_ms, "mailgun_base_url", 0);
-    /* The certificate advice names the SMTP setting; Mailgun has none. */
-    if (rc == CURLE_PEER_FAILED_VERIFICATION)
-      set_error(r, "TLS: the certificate of %s was not accepted (%s): check mailgun_base_url, or pass the CA "
-                   "with --ca-file",
-                hn, errbuf);
+    struct rq_class cls;
+    rq_curl_classify(rc, errbuf, RQ_STAGE_CONNECT, &cls); /* as the worker's delivery reads a Mailgun transfer */
+    rq_probe_fail(r, &cls);
+    w = where_of_kind(rq_curl_fail(rc, errbuf), tm.conn_ms > 0);
   }
   if (w == W_DNS) {
-    add_stage(r, "DNS", 0, us_to_ms(tm.dns_us), "%s: %s", hn, errbuf[0] ? errbuf : "not found");
+    add_stage(r, "DNS", 0, pos(tm.dns_ms), "%s: %s", hn, errbuf[0] ? errbuf : "not found");
     goto done;
   }
-  add_stage(r, "DNS", 1, us_to_ms(tm.dns_us), "%s -> %s", hn, addr);
+  add_stage(r, "DNS", 1, pos(tm.dns_ms), "%s -> %s", hn, addr);
   if (w == W_CONNECT) {
     add_stage(r, "TCP connect", 0, -1, "%s port %d: %s", addr, port, errbuf[0] ? errbuf : "failed");
     goto done;
   }
-  add_stage(r, "TCP connect", 1, us_to_ms(tm.conn_us - tm.dns_us), "%s port %d", addr, port);
+  add_stage(r, "TCP connect", 1, span(tm.dns_ms, tm.conn_ms), "%s port %d", addr, port);
   if (https) {
     if (w == W_TLS) {
       add_stage(r, "TLS", 0, -1, "%s", errbuf[0] ? errbuf : "handshake failed");
       goto done;
     }
-    add_stage(r, "TLS", 1, us_to_ms(tm.app_us - tm.conn_us), "handshake done");
+    add_stage(r, "TLS", 1, span(tm.conn_ms, tm.app_ms), "handshake done");
     if (r->have_cert) snprintf(r->cert_verify, sizeof r->cert_verify, "verified");
   }
-  double http_ms = us_to_ms(total_us - (https ? tm.app_us : tm.conn_us));
+  double http_ms = span(https ? tm.app_ms : tm.conn_ms, (double)total_us / 1000.0);
   if (w != W_NONE) {
     add_stage(r, "HTTP", 0, http_ms, "GET /v3/domains/%s: %s", o->domain, errbuf[0] ? errbuf : "failed");
     goto done;
   }
-  mailgun_message(b, msg, sizeof msg);
   int ok = status >= 200 && status < 300;
-  add_stage(r, "HTTP", ok, http_ms, "GET /v3/domains/%s: %ld%s%s", o->domain, status, ok ? "" : " ", ok ? "" : msg);
-  mailgun_verdict(r, status, msg, o->domain);
+  add_stage(r, "HTTP", ok, http_ms, "GET /v3/domains/%s: %ld", o->domain, status);
+  if (!ok) {
+    struct rq_class cls;
+    rq_classify_http(status, b->data, b->len, NULL, relayq_now_ms(), &cls);
+    rq_probe_fail(r, &cls);
+  }
 
 done:
   r->total_ms = now_ms() - t0;
@@ -1072,7 +810,8 @@ void rq_probe_print_json(FILE *f, const struct rq_probe_report *r) {
     cli_json_string(f, r->notes[i]);
   }
   fputs("],", f);
-  json_kv(f, "category", r->ok ? NULL : r->category, 1);
+  json_kv(f, "category", r->ok ? NULL : rq_errcat_name(r->cls.error), 1);
+  json_kv(f, "verdict", r->ok ? NULL : rq_verdict_name(r->cls.verdict), 1);
   json_kv(f, "error", r->ok ? NULL : r->error, 0);
   fputs("}\n", f);
 }

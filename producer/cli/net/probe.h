@@ -11,9 +11,11 @@
  *   - the Mailgun probe: an authenticated GET {base}/v3/domains/{domain};
  *   - the saas network boundary, as the worker holds it: a refused server
  *     is never connected, and the report says "policy";
- *   - the report: one line per stage with its timing, and the failure told
- *     in plain words a person can act on ("login refused (535 5.7.8): check
- *     smtp_user and smtp_password"), as text or JSON.
+ *   - the report: one line per stage with its timing, and the failure in
+ *     the worker's own words: the mail core's classification (classify.h:
+ *     the verdict, the contract's error category and the detail a status
+ *     would carry, "The tenant's server refused the login (535 5.7.8):
+ *     check smtp_user and smtp_password"), as text or JSON.
  *
  * How: the SMTP probe is the worker's own session (worker/net/smtp.h,
  * rq_smtp_check) on a private loop, stopped after AUTH or after RCPT TO,
@@ -34,6 +36,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "classify.h"
 #include "tenant.h"
 
 struct rq_netpolicy;
@@ -61,10 +64,9 @@ struct rq_probe_report {
                             checked: smtp_tls_verify=0") */
   double total_ms;
   int ok;            /* 1: every stage passed */
-  const char *category; /* NULL when ok, else "dns", "connect", "tls", "auth",
-                           "protocol", "timeout", "recipient", "http", "config",
-                           "policy" */
-  char error[512];   /* plain words, when !ok */
+  struct rq_class cls; /* when !ok: how a worker would read the failure (verdict,
+                          contract error category, detail) */
+  char error[512];   /* when !ok: cls.detail without its final stop */
   char notes[RQ_PROBE_MAX_NOTES][256]; /* advice that does not fail the probe */
   size_t n_notes;
 };
@@ -100,24 +102,23 @@ struct rq_probe_mailgun {
   const struct rq_netpolicy *netpolicy; /* as for SMTP, plus https:// unless the network is allowed */
 };
 
-/* GET {base}/v3/domains/{domain} with basic auth api:KEY: 200 passes, 401
- * "the API key was refused", 404 "domain not found in this Mailgun
- * account/region". Returns 0 or -1 like rq_probe_smtp_run. */
+/* GET {base}/v3/domains/{domain} with basic auth api:KEY: 200 passes;
+ * any other answer is read as the worker reads Mailgun's (rq_classify_http:
+ * 401 the API key, 404 the domain or region). Returns 0 or -1 like
+ * rq_probe_smtp_run. */
 int rq_probe_mailgun_run(const struct rq_probe_mailgun *o, struct rq_probe_report *r);
+
+/* Marks r failed with c (the mail core's classification). */
+void rq_probe_fail(struct rq_probe_report *r, const struct rq_class *c);
 
 /* Appends an advisory note (printed after the stages; does not fail). */
 void rq_probe_note(struct rq_probe_report *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* The report as text, one stage a line, then the certificate, notes and
- * the result line; or as one JSON object (RFC 8259) with the same facts. */
+ * the result line; or as one JSON object (RFC 8259) with the same facts
+ * (its "category" and "verdict" are the contract's status words). */
 void rq_probe_print(FILE *f, const struct rq_probe_report *r);
 void rq_probe_print_json(FILE *f, const struct rq_probe_report *r);
-
-/* Pure, for unit tests: the plain-words sentence for a certificate problem
- * in a TLS error text (the session's or curl's), e.g. "TLS: the server's
- * certificate is self-signed and smtp_tls_verify=1: ...". */
-void rq_probe_explain_cert(const char *curl_error, const char *host, char *out,
-                           size_t cap);
 
 #endif

@@ -20,7 +20,7 @@ struct rq_netpolicy;
  * wipes and frees) and *rotated (a new refresh token the provider issued,
  * malloc'd, or NULL), the passed step kept in *stage for
  * cli_oauth_stage_first; or -1 with r filled as a failed report (category
- * "auth", or "config" for a token URL the CLI cannot use). */
+ * auth, or policy for a token URL outside the network boundary). */
 int cli_oauth_token(const struct rq_smtp_conf *c, const char *ca_file, long timeout_ms,
                     const struct rq_netpolicy *netpolicy, char **token, char **rotated,
                     struct rq_probe_stage *stage, struct rq_probe_report *r);

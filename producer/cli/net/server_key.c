@@ -1,0 +1,85 @@
+/* server_key: a look at an SMTP server's TLS certificate for `relayq
+ * tenant trust` (cli_net.h), through the worker's connection code
+ * (smtp_peek.h: the same STARTTLS or implicit TLS, inside the saas
+ * network boundary) on a private loop. */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/x509.h>
+#include <uv.h>
+
+#include "cli_net.h"
+#include "netpolicy.h"
+#include "smtp.h"
+#include "smtp_peek.h"
+#include "tenant.h"
+#include "tenant_probe.h"
+#include "tlsio.h"
+
+/* One look, filled by the callback. */
+struct seen {
+  int done, err;
+  struct cli_server_key *key;
+};
+
+static void name_text(X509_NAME *n, char *out, size_t cap) {
+  BIO *b = BIO_new(BIO_s_mem());
+  out[0] = '\0';
+  if (!b) return;
+  X509_NAME_print_ex(b, n, 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
+  int len = BIO_read(b, out, (int)cap - 1);
+  out[len > 0 ? len : 0] = '\0';
+  BIO_free(b);
+  for (char *p = out; *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?'; /* the server chose these bytes */
+}
+
+static void time_text(const ASN1_TIME *t, char *out, size_t cap) {
+  BIO *b = BIO_new(BIO_s_mem());
+  out[0] = '\0';
+  if (!b) return;
+  ASN1_TIME_print(b, t);
+  int len = BIO_read(b, out, (int)cap - 1);
+  out[len > 0 ? len : 0] = '\0';
+  BIO_free(b);
+}
+
+static void on_peek(int err, const char *msg, X509 *cert, void *arg) {
+  struct seen *s = arg;
+  struct cli_server_key *k = s->key;
+  s->done = 1;
+  s->err = err;
+  snprintf(k->msg, sizeof k->msg, "%s", msg ? msg : "");
+  if (err || !cert) return;
+  if (rq_tlsio_cert_pin(cert, k->pin, sizeof k->pin) != 0) {
+    s->err = RQ_SMTP_ERR_TLS;
+    snprintf(k->msg, sizeof k->msg, "The certificate's public key could not be read.");
+    return;
+  }
+  name_text(X509_get_subject_name(cert), k->subject, sizeof k->subject);
+  name_text(X509_get_issuer_name(cert), k->issuer, sizeof k->issuer);
+  time_text(X509_get0_notBefore(cert), k->not_before, sizeof k->not_before);
+  time_text(X509_get0_notAfter(cert), k->not_after, sizeof k->not_after);
+}
+
+int cli_server_key(const struct rq_smtp_conf *conf, const struct rq_netpolicy *policy, long timeout_ms,
+                   struct cli_server_key *out) {
+  memset(out, 0, sizeof *out);
+  uv_loop_t loop;
+  if (uv_loop_init(&loop) != 0) {
+    snprintf(out->msg, sizeof out->msg, "cannot start an event loop");
+    return -1;
+  }
+  struct seen s = {.key = out};
+  struct rq_smtp_peek_opts po = {.host = conf->host, .port = conf->port, .implicit_tls = conf->security == RQ_SEC_TLS,
+                                 .netpolicy = policy, .timeout_ms = timeout_ms};
+  if (rq_smtp_peek(&loop, &po, on_peek, &s) != 0) {
+    uv_loop_close(&loop);
+    snprintf(out->msg, sizeof out->msg, "cannot start the TLS check");
+    return -1;
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  return s.done && s.err == 0 ? 0 : -1;
+}
