@@ -7,7 +7,8 @@
  * its event, the tenant's counters, and where the payload goes: ack, park
  * in P:delayed, dead-letter, hand back), each sent with the loop turn's
  * other calls as one BATCH (batch.h), so the status is always written
- * before the job leaves inflight (see scripts.c).
+ * before the job leaves inflight (see scripts.c); an acknowledged job's
+ * LREM from inflight follows once FINISH answered (lrem).
  */
 #include "status.h"
 
@@ -152,8 +153,9 @@ static const char *utc_day(void) {
 
 static void send_finish(struct rq_jobctx *jc);
 
-/* FINISH carries the payload (LREM from the inflight list needs it), and
- * hiredis holds a command in two copies until it is written: a dozen 10 MB
+/* A FINISH that moves the payload itself (a retry, a dead letter, a hand
+ * back, a job over LREM_AFTER_MAX) carries it, and hiredis holds a command
+ * in two copies until it is written: a dozen 10 MB
  * jobs finishing in one loop turn would double the worker's memory for a
  * moment. So payload bytes in unanswered FINISH commands are bounded;
  * a FINISH over the bound waits (RQ_PHASE_STALLED, finish_gated) for an
