@@ -500,8 +500,8 @@ static const char CLAIM_BODY[] =
  * dead requeue all leave it alone), so the owner check is skipped.
  * A number given to redis.call is printed with sprintf ("%.14g") first:
  * LREM's count is the string '-1'.
- * Returns LREM's count, or {"foreign", count} when the status belonged to
- * another tenant's job and was left alone.
+ * Returns LREM's count (1 for "done"), or {"foreign", count} when the
+ * status belonged to another tenant's job and was left alone.
  * The status is written and published before the job leaves inflight, so
  * a crash between the two leaves a job that is resent, never a lost one. */
 static const char FINISH_BODY[] =
