@@ -128,6 +128,8 @@ int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx) {
   const char *tenant = argv[optind];
   if (!relayq_valid_id(tenant) || strchr(tenant, ':') || (route && (!relayq_valid_id(route) || strchr(route, ':'))))
     return cli_fail(CLI_USAGE, "'%.60s' is not a tenant%s name.", route ? route : tenant, route ? " route" : "");
+  if (ctx->net == NULL)
+    return cli_fail(CLI_USAGE, "'relayq tenant trust' talks to mail servers and is not in this build.");
   struct rq_netpolicy policy;
   if (cli_netpolicy(ctx, &policy) != 0) return CLI_USAGE;
   rq_log_init(RQ_LOG_TEXT, RQ_LOG_ERROR, "relayq"); /* the worker's modules log; here only errors */
@@ -153,10 +155,6 @@ int cmd_tenant_trust(int argc, char **argv, struct cli_ctx *ctx) {
   char why[400];
   if (cli_saas_smtp_refusal(&policy, conf, why, sizeof why)) {
     cli_fail(CLI_FAIL, "nothing trusted: %s.", why);
-    goto out;
-  }
-  if (ctx->net == NULL) {
-    cli_fail(CLI_USAGE, "'relayq tenant trust' talks to mail servers and is not in this build.");
     goto out;
   }
   struct cli_server_key k;

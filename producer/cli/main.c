@@ -1,7 +1,9 @@
 /*
  * relayq: the command-line client (CONTRACT.md "Command-line client").
- * main.c only reads the global options and dispatches to a subcommand;
- * each subcommand lives in its own cmd_X.c.
+ * main.c only reads the global options, hands the core the commands that
+ * talk to mail servers (cli_net.h: the CLI's net part, which this binary
+ * links) and dispatches to a subcommand; each subcommand lives in its own
+ * cmd_X.c.
  */
 #include <getopt.h>
 #include <stdio.h>

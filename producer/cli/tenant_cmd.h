@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include <hiredis/hiredis.h>
 #include <relayq/relayq.h>
 
 #include "address.h"
@@ -81,12 +80,17 @@ void kvs_del(struct kvs *k, const char *field);
 void kvs_set(struct kvs *k, const char *field, const char *value);
 void tenant_key(struct relayq_client *c, const char *tenant, char *out, size_t cap);
 void route_key(struct relayq_client *c, const char *tenant, const char *route, char *out, size_t cap);
-redisReply *tenant_redis(struct relayq_client *c, int argc, const char **argv);
+/* Redis is the core's: hiredis's types by their struct names, so the
+ * CLI's net part (producer/cli/net) shares these helpers without seeing
+ * hiredis itself (cmake/forbid.cmake). */
+struct redisContext;
+struct redisReply;
+struct redisReply *tenant_redis(struct relayq_client *c, int argc, const char **argv);
 /* The same on a bare connection (any number of words). */
-redisReply *tenant_redis_rc(redisContext *rc, int argc, const char **argv);
+struct redisReply *tenant_redis_rc(struct redisContext *rc, int argc, const char **argv);
 /* Every key matching pattern (SCAN, bounded by SCAN_ROUNDS), appended to
  * *keys (caller frees each and the array); *n grows. 0, or -1 (printed). */
-int tenant_scan_keys(redisContext *rc, const char *pattern, char ***keys, size_t *n);
+int tenant_scan_keys(struct redisContext *rc, const char *pattern, char ***keys, size_t *n);
 int tenant_redis_ok(struct relayq_client *c, int argc, const char **argv);
 int tenant_hgetall(struct relayq_client *c, const char *key, struct kvs *out);
 int tenant_secret_key(unsigned char key[RELAYQ_SECRET_KEY_LEN]);

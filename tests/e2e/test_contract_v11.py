@@ -676,7 +676,7 @@ def test_tenant_set_refuses_numeric_shorthand_and_internal_hosts_in_saas():
 
 
 def test_tenant_set_refuses_what_a_saas_worker_refuses_and_drops_a_contradicted_preset():
-    # Issue 16: in saas, `tenant set` refuses port 25 / no security like the workers, with the
+    # In saas, `tenant set` refuses port 25 / no security like the workers, with the
     # reason; a field that contradicts the preset drops the preset name.
     env = {"RELAYQ_SECRET_KEY": secret_key_b64()}
     with RedisServer() as r:
@@ -1033,7 +1033,7 @@ def test_saturated_tenant_backlog_does_not_delay_another_tenant_two_workers():
 
 
 def test_server_banner_of_a_non_smtp_service_is_not_copied_into_status():
-    # Issue 16: text echoed back from a server that never spoke SMTP is not copied into statuses.
+    # Text echoed back from a server that never spoke SMTP is not copied into statuses.
     banner = b"HTTP/1.1 400 Bad Request\r\nServer: internal-admin-7f3a\r\n\r\nINTERNAL-SECRET-BANNER\r\n"
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -1076,7 +1076,7 @@ def test_server_banner_of_a_non_smtp_service_is_not_copied_into_status():
 
 
 def test_basic_auth_disabled_says_switch_to_xoauth2():
-    # Issue 18: 535 5.7.139 on a password route -> auth, "switch to smtp_auth=xoauth2".
+    # 535 5.7.139 on a password route -> auth, "switch to smtp_auth=xoauth2".
     with RedisServer() as r, SmtpServer(security="tls", auth=("u", "right"),
                                         auth_fail_reply="535 5.7.139 Authentication unsuccessful, basic "
                                                         "authentication is disabled.") as srv, \
@@ -1323,7 +1323,7 @@ def test_max_inflight_bytes_flag_and_env_accepted():
             push_job(r, job("mb3", "acme"))
             assert wait_status(r, "mb3")["state"] == "sent"
             assert w.running()
-        # issue 25: a 24 MB job (under the default job size limit) goes through a 16 MiB budget, alone,
+        # A 24 MB job (under the default job size limit) goes through a 16 MiB budget, alone,
         # and small jobs behind it are not held for longer than its own send
         with Worker(r, platform_smtp=plat, args=FAST + ["--max-inflight-bytes", "16777216"]) as w:
             w.wait_heartbeat()
@@ -1400,7 +1400,7 @@ def test_sentinel_url_for_worker_and_cli():
 
 
 def test_sentinel_failover_jobs_pushed_to_the_new_primary_are_delivered():
-    # Contract/issue 19: redis+sentinel:// asks Sentinel for the primary and follows failovers.
+    # redis+sentinel:// asks Sentinel for the primary and follows failovers (CONTRACT.md).
     harness.skip_unless(os.path.exists("/usr/bin/redis-sentinel"), "redis-sentinel not installed")
     import msgpack
     with RedisServer() as r, RedisServer() as r2, SmtpServer() as plat:
@@ -1448,7 +1448,7 @@ def test_sentinel_failover_jobs_pushed_to_the_new_primary_are_delivered():
 
 
 def test_readyz_503_while_redis_refuses_writes():
-    # Issue 26: writes refused (maxmemory, noeviction) -> /readyz 503 naming the cause, a few
+    # Writes refused (maxmemory, noeviction) -> /readyz 503 naming the cause, a few
     # log lines, no job failed or dead; memory raised -> every job sent once, /readyz 200.
     port = free_port()
     with RedisServer() as r, SmtpServer() as plat:

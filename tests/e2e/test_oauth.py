@@ -1,4 +1,4 @@
-"""OAuth2 sign-in (SASL XOAUTH2) and provider limits, end to end (issue 18).
+"""OAuth2 sign-in (SASL XOAUTH2) and provider limits, end to end (docs/oauth.md).
 
 Real parts: redis-server, relayq-worker, the aiosmtpd fixture speaking
 XOAUTH2 that accepts only live tokens, and a fake HTTPS token endpoint

@@ -51,7 +51,7 @@ PARTS = {
                                                                          "smtp.h", "mailgun.h", "settings.h",
                                                                          "<curl/curl.h>", "<uv.h>"],
                        ["engine.h", "delivery.h", "rconn.h", "tenants.h", "internal.h", "client.h",
-                        "<msgpack.h>"]),
+                        "<hiredis/hiredis.h>", "<msgpack.h>"]),
     "relayq_obj": ("producer/lib/CMakeFiles/relayq_obj.dir", ["internal.h", "tenant.h", "<msgpack.h>"],
                    ["util.h", "smtp.h", "<curl/curl.h>", "<uv.h>"]),
 }

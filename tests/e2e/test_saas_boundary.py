@@ -1,4 +1,4 @@
-"""The saas boundary, attacked through the public contract (issue 16): a
+"""The saas boundary, attacked through the public contract (docs/security.md): a
 tenant's SMTP host or Mailgun URL pointing into the platform's own network,
 a login the server cannot take, the platform gateway's login without
 STARTTLS. The worker runs WITHOUT the harness' loopback allowance here

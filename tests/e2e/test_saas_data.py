@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The SaaS boundary, data side (issue 16, items 3-8): attacks by one
+"""The SaaS boundary, data side (docs/security.md): attacks by one
 tenant on another, or on the platform, through the public contract only
 (job payloads, tenant hashes, the CLI, worker flags), against a real
 redis-server, aiosmtpd fixtures and dnsmasq.

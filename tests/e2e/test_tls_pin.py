@@ -1,4 +1,4 @@
-"""smtp_tls_pin and `relayq tenant trust` (issue 24): a tenant's self-signed
+"""smtp_tls_pin and `relayq tenant trust` (docs/tenants.md): a tenant's self-signed
 server trusted by its key, with verification on; a different key fails
 `tls` before anything (AUTH included) is sent; `tenant trust --yes` stores
 the pin that openssl computes. Implicit TLS and STARTTLS, tenant routes and

@@ -1,5 +1,5 @@
 """A short worker run under valgrind: no leaks, no invalid reads/writes,
-and a clean exit 0 on SIGTERM (issue 7: "valgrind shows no leaks")."""
+and a clean exit 0 on SIGTERM."""
 
 import os
 import re

@@ -508,8 +508,8 @@ static void test_dialog_data_refused(void) {
   CHECK_STR(r.reply, "Rejected by policy");
   CHECK_INT(r.accepted, ==, 1);
   CHECK_INT(r.data_code, ==, 0);
-  /* curl retries on a fresh connection when a reused one was dead: the
-   * second MAIL FROM starts the recipients' story again. */
+  /* The session retries on a fresh connection when a pooled one turns
+   * out dead: the second MAIL FROM starts the recipients' story again. */
   OUT("MAIL FROM:<>\r\n");
   rq_smtp_dialog_result(d, &r);
   CHECK_INT(r.accepted, ==, 0);

@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 
 #include "encode.h"
+#include "smtp_proto.h" /* rq_smtp_has_8bit: BODY=8BITMIME asks the same question */
 
 enum { B64_IN = RQ_B64_LINE / 4 * 3, B64_OUT = RQ_B64_LINE + 2 }; /* 57 bytes in, 76 + CRLF out */
 
@@ -72,10 +73,6 @@ void rq_msg_add_b64(struct rq_msg *m, const void *p, size_t n) {
   s->out_len = rq_msg_b64_len(n);
 }
 
-/* 8 bytes at a time (memcpy: no unaligned loads); every message is
- * scanned once. */
-static int any_8bit(const char *p, size_t n);
-
 /* Bytes p[0..n) read as with bare CR and bare LF made CRLF. */
 static size_t crlf_len(const unsigned char *p, size_t n) {
   size_t out = n;
@@ -100,25 +97,14 @@ void rq_msg_add_crlf(struct rq_msg *m, const void *p, size_t n) {
   s->out_len = crlf_len(p, n);
 }
 
-static int any_8bit(const char *p, size_t n) {
-  size_t i = 0;
-  for (uint64_t w; i + 8 <= n; i += 8) {
-    memcpy(&w, p + i, 8);
-    if (w & 0x8080808080808080ull) return 1;
-  }
-  for (; i < n; i++)
-    if ((unsigned char)p[i] >= 0x80) return 1;
-  return 0;
-}
-
 void rq_msg_finish(struct rq_msg *m) {
   close_lit(m);
   m->len = 0;
   for (size_t i = 0; i < m->n_seg; i++) m->len += m->seg[i].out_len;
   /* base64 is ASCII: only the literal bytes can be 8-bit. */
-  m->has_8bit = any_8bit(m->lit.data ? m->lit.data : "", m->lit.len);
+  m->has_8bit = rq_smtp_has_8bit(m->lit.data ? m->lit.data : "", m->lit.len);
   for (size_t i = 0; i < m->n_seg && !m->has_8bit; i++)
-    if (m->seg[i].kind == RQ_MSG_CRLF) m->has_8bit = any_8bit((const char *)m->seg[i].src, m->seg[i].n);
+    if (m->seg[i].kind == RQ_MSG_CRLF) m->has_8bit = rq_smtp_has_8bit((const char *)m->seg[i].src, m->seg[i].n);
 }
 
 void rq_msg_prepend(struct rq_msg *m, const void *p, size_t n) {
@@ -130,7 +116,7 @@ void rq_msg_prepend(struct rq_msg *m, const void *p, size_t n) {
   memmove(&m->seg[1], &m->seg[0], (m->n_seg - 1) * sizeof *m->seg);
   m->seg[0] = (struct rq_msg_seg){.kind = RQ_MSG_LIT, .off = off, .n = n, .out_len = n};
   m->len += n;
-  if (!m->has_8bit) m->has_8bit = any_8bit(p, n);
+  if (!m->has_8bit) m->has_8bit = rq_smtp_has_8bit(p, n);
 }
 
 const char *rq_msg_first_lit(const struct rq_msg *m, size_t *n) {

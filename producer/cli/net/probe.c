@@ -19,11 +19,11 @@
 
 #include <curl/curl.h>
 #include <openssl/asn1.h>
-#include <openssl/bio.h>
 #include <openssl/x509.h>
 #include <uv.h>
 
 #include "address.h"
+#include "cert_text.h"
 #include "classify.h"
 #include "cli.h"
 #include "curlfail.h"
@@ -227,31 +227,16 @@ static enum where where_of_kind(enum rq_fail kind, int connected) {
 /* A duration from two times in ms since the start; 0 when unknown. */
 static double span(double from, double to) { return to > from ? to - from : 0.0; }
 static double pos(double ms) { return ms > 0 ? ms : 0.0; }
+
 /* Subject, issuer and expiry of the server's certificate; the days it
  * has left into *days (INT32_MIN: unknown). */
 static void read_cert(X509 *cert, struct rq_probe_report *r, long *days) {
   *days = INT32_MIN;
   if (cert == NULL) return;
-  char buf[256];
-  BIO *b = BIO_new(BIO_s_mem());
-  if (b == NULL) return;
-  const X509_NAME *names[2] = {X509_get_subject_name(cert), X509_get_issuer_name(cert)};
-  char *out[2] = {r->cert_subject, r->cert_issuer};
-  for (int i = 0; i < 2; i++) {
-    (void)BIO_reset(b);
-    X509_NAME_print_ex(b, names[i], 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
-    int n = BIO_read(b, buf, sizeof buf - 1);
-    buf[n > 0 ? n : 0] = '\0';
-    sanitize(out[i], sizeof r->cert_subject, buf);
-  }
-  (void)BIO_reset(b);
+  cert_name_text(X509_get_subject_name(cert), r->cert_subject, sizeof r->cert_subject);
+  cert_name_text(X509_get_issuer_name(cert), r->cert_issuer, sizeof r->cert_issuer);
   const ASN1_TIME *until = X509_get0_notAfter(cert);
-  if (ASN1_TIME_print(b, until) == 1) {
-    int n = BIO_read(b, buf, sizeof buf - 1);
-    buf[n > 0 ? n : 0] = '\0';
-    sanitize(r->cert_expire, sizeof r->cert_expire, buf);
-  }
-  BIO_free(b);
+  cert_time_text(until, r->cert_expire, sizeof r->cert_expire);
   int d = 0, sec = 0;
   if (ASN1_TIME_diff(&d, &sec, NULL, until) == 1) *days = d;
   r->have_cert = r->cert_subject[0] != '\0';

@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/bio.h>
 #include <openssl/x509.h>
 #include <uv.h>
 
+#include "cert_text.h"
 #include "cli_net.h"
 #include "netpolicy.h"
 #include "smtp.h"
@@ -23,28 +23,6 @@ struct seen {
   struct cli_server_key *key;
 };
 
-static void name_text(X509_NAME *n, char *out, size_t cap) {
-  BIO *b = BIO_new(BIO_s_mem());
-  out[0] = '\0';
-  if (!b) return;
-  X509_NAME_print_ex(b, n, 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
-  int len = BIO_read(b, out, (int)cap - 1);
-  out[len > 0 ? len : 0] = '\0';
-  BIO_free(b);
-  for (char *p = out; *p; p++)
-    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?'; /* the server chose these bytes */
-}
-
-static void time_text(const ASN1_TIME *t, char *out, size_t cap) {
-  BIO *b = BIO_new(BIO_s_mem());
-  out[0] = '\0';
-  if (!b) return;
-  ASN1_TIME_print(b, t);
-  int len = BIO_read(b, out, (int)cap - 1);
-  out[len > 0 ? len : 0] = '\0';
-  BIO_free(b);
-}
-
 static void on_peek(int err, const char *msg, X509 *cert, void *arg) {
   struct seen *s = arg;
   struct cli_server_key *k = s->key;
@@ -57,10 +35,10 @@ static void on_peek(int err, const char *msg, X509 *cert, void *arg) {
     snprintf(k->msg, sizeof k->msg, "The certificate's public key could not be read.");
     return;
   }
-  name_text(X509_get_subject_name(cert), k->subject, sizeof k->subject);
-  name_text(X509_get_issuer_name(cert), k->issuer, sizeof k->issuer);
-  time_text(X509_get0_notBefore(cert), k->not_before, sizeof k->not_before);
-  time_text(X509_get0_notAfter(cert), k->not_after, sizeof k->not_after);
+  cert_name_text(X509_get_subject_name(cert), k->subject, sizeof k->subject);
+  cert_name_text(X509_get_issuer_name(cert), k->issuer, sizeof k->issuer);
+  cert_time_text(X509_get0_notBefore(cert), k->not_before, sizeof k->not_before);
+  cert_time_text(X509_get0_notAfter(cert), k->not_after, sizeof k->not_after);
 }
 
 int cli_server_key(const struct rq_smtp_conf *conf, const struct rq_netpolicy *policy, long timeout_ms,
