@@ -44,10 +44,13 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # RPOP, PUBLISH, ...) is counted as run inside a script: the heartbeat's
 # own HSET/PEXPIRE (three commands every 5 s per worker) is the only
 # top-level exception, and it is noise against thousands of messages.
+# LREM is counted at top level: the worker sends one for every job it
+# acknowledges (up to 1 MB, worker/status.c); only FINISH's retries, dead
+# letters, hand-backs and larger jobs still LREM inside the script.
 TOP_LEVEL_ONLY = {
     "evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "blmove", "brpoplpush",
     "hgetall", "lrange", "ping", "script|load", "del", "hdel", "select", "auth",
-    "hello", "client|setname", "client|setinfo", "multi", "exec", "quit",
+    "hello", "client|setname", "client|setinfo", "multi", "exec", "quit", "lrem",
 }
 
 

@@ -49,11 +49,6 @@ static void put(struct rq_batch *b, const char *s, size_t len) {
   b->n_args++;
 }
 
-static void put_u64(struct rq_batch *b, uint64_t v) {
-  char d[20];
-  put(b, d, rq_fmt_u64(d, v));
-}
-
 static void reply_all(struct sent *s, redisAsyncContext *ac, redisReply *reply) {
   for (size_t i = 0; i < s->n; i++) s->calls[i].cb(ac, reply, s->calls[i].privdata);
 }
@@ -162,9 +157,13 @@ void rq_batch_call(struct rq_engine *eng, enum rq_script script, redisCallbackFn
     b->buf = nb;
     b->cap = cap;
   }
-  put(b, script == RQ_SCRIPT_CLAIM ? "c" : "f", 1);
-  put_u64(b, nkeys);
-  put_u64(b, nargs);
+  char head[48]; /* "c4:15": the call's script, keys and arguments (scripts.c BATCH) */
+  size_t hl = 0;
+  head[hl++] = script == RQ_SCRIPT_CLAIM ? 'c' : 'f';
+  hl += rq_fmt_u64(head + hl, nkeys);
+  head[hl++] = ':';
+  hl += rq_fmt_u64(head + hl, nargs);
+  put(b, head, hl);
   for (int i = 3; i < argc; i++) put(b, argv[i], argvlen[i]);
   if (lens != small) free(lens);
   if (b->n == b->cap_calls) {

@@ -7,7 +7,8 @@
  * its event, the tenant's counters, and where the payload goes: ack, park
  * in P:delayed, dead-letter, hand back), each sent with the loop turn's
  * other calls as one BATCH (batch.h), so the status is always written
- * before the job leaves inflight (see scripts.c).
+ * before the job leaves inflight (see scripts.c); an acknowledged job's
+ * LREM from inflight follows once FINISH answered (lrem).
  */
 #include "status.h"
 
@@ -125,6 +126,7 @@ struct rq_finish {
   size_t argc;
   char *text; /* the strings this call owns, one block (argv points into it) */
   unsigned char *park;
+  int lrem_after; /* mode "done": the worker removes the job from inflight once FINISH answered */
 };
 
 static void finish_free(struct rq_finish *f) {
@@ -151,13 +153,39 @@ static const char *utc_day(void) {
 
 static void send_finish(struct rq_jobctx *jc);
 
-/* FINISH carries the payload (LREM from the inflight list needs it), and
- * hiredis holds a command in two copies until it is written: a dozen 10 MB
+/* A FINISH that moves the payload itself (a retry, a dead letter, a hand
+ * back, a job over LREM_AFTER_MAX) carries it, and hiredis holds a command
+ * in two copies until it is written: a dozen 10 MB
  * jobs finishing in one loop turn would double the worker's memory for a
  * moment. So payload bytes in unanswered FINISH commands are bounded;
  * a FINISH over the bound waits (RQ_PHASE_STALLED, finish_gated) for an
  * earlier one's answer. One is always allowed, whatever its size. */
 #define FINISH_BYTES_MAX ((size_t)32 << 20)
+
+/* An acknowledged job whose status FINISH wrote leaves the inflight list
+ * by an LREM sent after FINISH answered, on the same connection: the
+ * status is written before the job leaves inflight, and the payload
+ * (1 KB to 1 MB) never becomes a Lua string (Redis hashes every byte of
+ * a string entering Lua: the largest cost of a small job's FINISH).
+ * Lost (the connection drops first, or the LREM fails), the job stays in
+ * inflight with its final status: recovery hands it back (below) or a
+ * peer reclaims it, and its CLAIM answers 'dup': acknowledged, not sent
+ * again. */
+#define LREM_AFTER_MAX ((size_t)1 << 20)
+
+static void on_lrem(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  struct rq_engine *eng = priv;
+  redisReply *reply = r;
+  if (!reply || reply->type == REDIS_REPLY_ERROR) eng->needs_recovery = 1;
+}
+
+static void lrem(struct rq_jobctx *jc) {
+  struct rq_engine *eng = jc->eng;
+  const char *argv[] = {"LREM", eng->inflight_key, "-1", jc->payload};
+  const size_t lens[] = {4, strlen(eng->inflight_key), 2, jc->payload_len};
+  if (rq_rconn_cmd(eng->cmd, on_lrem, eng, 4, argv, lens)) eng->needs_recovery = 1;
+}
 
 static void finish_answered(struct rq_jobctx *jc) {
   struct rq_engine *eng = jc->eng;
@@ -190,6 +218,7 @@ static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
     RQ_LOG_FIELDS(RQ_LOG_WARN, "job id is another tenant's: status left alone, job dead-lettered",
                   {"job", jc->job ? jc->job->id : jc->invalid_id}, {"tenant", jc->job ? jc->job->tenant : NULL},
                   {"error", "invalid_job"});
+  if (jc->finish->lrem_after) lrem(jc);
   finish_free(jc->finish);
   jc->finish = NULL;
   jc->eng->status_hooks.finished(jc);
@@ -198,6 +227,12 @@ static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
 static void send_finish(struct rq_jobctx *jc) {
   struct rq_engine *eng = jc->eng;
   if (jc->finish_gated) return; /* its turn comes with an earlier answer */
+  if (jc->finish->lrem_after) { /* the payload is not in this call */
+    jc->phase = RQ_PHASE_FINISH;
+    rq_batch_call(eng, RQ_SCRIPT_FINISH, on_finish, jc, (int)jc->finish->argc, jc->finish->argv,
+                  jc->finish->argvlen);
+    return;
+  }
   if (eng->finish_bytes > 0 && eng->finish_bytes + jc->payload_len > FINISH_BYTES_MAX) {
     jc->phase = RQ_PHASE_STALLED;
     jc->finish_gated = 1;
@@ -216,15 +251,22 @@ static void finish_fields(struct args *a, const struct rq_jobctx *jc, const stru
   const struct relayq_job *j = jc->job;
   const char *worker = jc->eng->cfg->worker_id;
   arg(a, "state"), arg(a, rq_state_name(o->state));
-  arg(a, "tenant"), arg(a, j->tenant);
   arg(a, "updated_at"), own_i64(a, now);
-  arg(a, "worker"), arg(a, worker);
-  if (jc->route.name) arg(a, "route"), arg(a, jc->route.name);
-  if (jc->message_id[0]) arg(a, "message_id"), arg(a, jc->message_id);
-  if (o->recipients) arg(a, "recipients"), own_i64(a, o->recipients);
+  /* This worker's CLAIM of the job (answered ok) wrote its tenant, route,
+   * Message-ID, recipient count, this worker and the attempt claimed;
+   * nothing else writes a claimed status's fields (only a second copy of
+   * the same job could: the same values but its worker's), so FINISH
+   * leaves them out. */
+  if (!jc->claimed) {
+    arg(a, "tenant"), arg(a, j->tenant);
+    arg(a, "worker"), arg(a, worker);
+    if (jc->route.name) arg(a, "route"), arg(a, jc->route.name);
+    if (jc->message_id[0]) arg(a, "message_id"), arg(a, jc->message_id);
+    if (o->recipients) arg(a, "recipients"), own_i64(a, o->recipients);
+  }
   /* meta keys are validated by the codec (no CR/LF, bounded). */
   for (size_t i = 0; i < j->n_meta; i++) own_cat(a, "meta.", j->meta[i].key), arg(a, j->meta[i].value);
-  arg(a, "attempts"), own_i64(a, o->attempts);
+  if (!jc->claimed || o->attempts != jc->attempt) arg(a, "attempts"), own_i64(a, o->attempts);
   if (is_final(o->state)) {
     arg(a, "accepted"), own_i64(a, o->accepted);
     arg(a, "rejected"), own_i64(a, o->rejected);
@@ -299,6 +341,11 @@ void rq_status_finish(struct rq_jobctx *jc, const struct rq_outcome *o) {
   case RQ_FINISH_DEAD: mode = "dead", dest = eng->dead_key; break;
   case RQ_FINISH_REQUEUE: mode = "requeue", dest = eng->queue_keys[jc->queue_idx]; break;
   }
+  /* An acknowledgement that writes a status this worker's CLAIM proved
+   * its own (or none: a duplicate's) leaves inflight by the LREM after
+   * (lrem). The other modes move the payload in the same script. */
+  int lrem_after = o->mode == RQ_FINISH_ACK && (jc->claimed || !status) && jc->payload_len <= LREM_AFTER_MAX;
+  if (lrem_after) mode = "done";
   arg(&a, "EVALSHA");
   arg(&a, eng->sha[RQ_SCRIPT_FINISH]);
   arg(&a, "7");
@@ -310,7 +357,8 @@ void rq_status_finish(struct rq_jobctx *jc, const struct rq_outcome *o) {
   own(&a, daily_key);
   arg(&a, eng->dead_key);
   arg(&a, mode);
-  arg_n(&a, jc->payload, jc->payload_len);
+  if (lrem_after) arg(&a, "");
+  else arg_n(&a, jc->payload, jc->payload_len);
   if (o->park) arg_n(&a, (const char *)o->park, o->park_len);
   else arg(&a, "");
   own_i64(&a, o->mode == RQ_FINISH_DELAY ? o->due_ms : now);
@@ -335,6 +383,7 @@ void rq_status_finish(struct rq_jobctx *jc, const struct rq_outcome *o) {
   f->argvlen = a.argvlen;
   f->argc = a.k;
   f->park = o->park;
+  f->lrem_after = lrem_after;
   jc->finish = f;
   send_finish(jc);
 }
@@ -432,19 +481,16 @@ static void claim_limits(struct args *a, size_t keys_at, const struct rq_jobctx 
   }
 }
 
-/* The `sending` status (CLAIM's last arguments, 11 field/value pairs). */
-static void sending_fields(struct args *a, const struct rq_jobctx *jc, const struct rq_claim_req *req, int64_t now) {
-  arg(a, "state"), arg(a, "sending");
-  arg(a, "tenant"), arg(a, jc->job->tenant);
-  arg(a, "attempts"), own_i64(a, jc->attempt);
-  arg(a, "worker"), arg(a, jc->eng->cfg->worker_id);
-  arg(a, "updated_at"), own_i64(a, now);
-  arg(a, "route"), arg(a, jc->route.name);
-  arg(a, "recipients"), own_i64(a, req->recipients);
-  arg(a, "message_id"), arg(a, jc->message_id);
-  arg(a, "next_attempt_at"), arg(a, "");
-  arg(a, "error"), arg(a, "");
-  arg(a, "detail"), arg(a, "");
+/* The `sending` status's values, CLAIM's last arguments in its order
+ * (scripts.c names the fields and writes state, updated_at and the
+ * emptied next_attempt_at, error and detail itself: only values cross). */
+static void sending_fields(struct args *a, const struct rq_jobctx *jc, const struct rq_claim_req *req) {
+  arg(a, jc->job->tenant);
+  own_i64(a, jc->attempt);
+  arg(a, jc->eng->cfg->worker_id);
+  arg(a, jc->route.name);
+  own_i64(a, req->recipients);
+  arg(a, jc->message_id);
 }
 
 void rq_status_claim(struct rq_jobctx *jc, const struct rq_claim_req *req) {
@@ -455,7 +501,7 @@ void rq_status_claim(struct rq_jobctx *jc, const struct rq_claim_req *req) {
   size_t n_rates = req->rates ? req->rates->n : 0;
   size_t nr = j->kind == RELAYQ_KIND_AUTO_REPLY ? jc->n_rcpts : 0; /* recipients whose loop marker counts */
   struct args a;
-  args_init(&a, 7 + n_rates + 8 + nr + 1 + 22, 1024);
+  args_init(&a, 7 + n_rates + 8 + nr + 1 + 6, 1024);
 
   arg(&a, "EVALSHA");
   arg(&a, eng->sha[RQ_SCRIPT_CLAIM]);
@@ -494,7 +540,7 @@ void rq_status_claim(struct rq_jobctx *jc, const struct rq_claim_req *req) {
   if (req->hourly_quota > 0 || (n_rates && !jc->route.named))
     relayq__key(key, sizeof key, cfg->prefix, RELAYQ__KEY_TPAUSE, j->tenant, NULL), own(&a, key);
   else arg(&a, "");
-  sending_fields(&a, jc, req, now);
+  sending_fields(&a, jc, req);
   char *text = args_seal(&a);
   jc->phase = RQ_PHASE_CLAIM;
   rq_batch_call(eng, RQ_SCRIPT_CLAIM, on_claim, jc, (int)a.k, a.argv, a.argvlen);

@@ -106,8 +106,9 @@
  * builds up there, this script sorts it into per-tenant lists P:tq:Q:T (order kept)
  * and a ring of tenants with work, P:tring:Q, then takes jobs round-robin
  * over the ring, an equal share per turn (one call's room divided by the
- * tenants with work, the shared queue counting as one): one tenant's backlog of 100,000 never delays another's
- * job by more than one turn. A tenant paused by its quota (P:tpause:T,
+ * tenants with work, the shared queue counting as one while it has jobs):
+ * one tenant's backlog of 100,000 never delays another's job by more than
+ * one turn. A tenant paused by its quota (P:tpause:T,
  * set by CLAIM) is skipped until the pause expires, so its backlog waits
  * in its list instead of cycling through P:delayed.
  *
@@ -282,6 +283,10 @@ static const char FETCH[] =
   "      local got, short = take(qk, share, qi, qname[qi], '~shared', true)\n"
   "      if not got or short then shared_empty = true end\n"
   "    end\n"
+  /* An empty shared queue is no longer a turn: the room left goes to the
+   * tenants alone (one tenant's backlog: one turn per call, not six of
+   * halving shares, each an RPOPLPUSH, EXISTS, RPOP and two LLEN). */
+  "    if shared_empty and rlen > 0 then share = math.max(1, math.floor((k - #out) / rlen)) end\n"
   "    if #out >= k then break end\n"
   "    if rlen == 0 or skipped >= rlen then\n"
   "      if shared_empty then break end\n"
@@ -306,7 +311,14 @@ static const char FETCH[] =
   "local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
   "return {out, qidx, nxt[2] or false, aside, left, left_size, left_t, left_q, left_min}\n";
 
-/* CLAIM: one job, before sending.
+/* The single-job scripts CLAIM and FINISH are written as functions of
+ * (KEYS, ko, nkeys, ARGV, ao, nargs): their KEYS[i] is KEYS[ko + i] and
+ * their ARGV[i] is ARGV[ao + i], so BATCH runs every job's part on its
+ * own ARGV in place, without copying each part into tables of its own
+ * (that copy cost Redis more than a command per job). Alone they run with
+ * ko = ao = 0 (single()).
+ *
+ * CLAIM: one job, before sending.
  * KEYS[1] status hash, KEYS[2] events channel, KEYS[3] quota zset (or ""),
  *   KEYS[4] auto-reply marker prefix (or ""), KEYS[5..] the route's
  *   rate_limits windows, one per limit, named P:rate:T[:route:R]:PERIOD_MS:m
@@ -319,8 +331,11 @@ static const char FETCH[] =
  * ARGV[6] event JSON for `sending`, ARGV[7] auto-reply window ms,
  * ARGV[8] number of auto-reply recipients R, ARGV[9..8+R] recipients,
  * ARGV[9+R] the tenant's pause key (P:tpause:T, set until a slot frees so
- * FETCH leaves the tenant's backlog alone meanwhile),
- * then field/value pairs for the `sending` status.
+ * FETCH leaves the tenant's backlog alone meanwhile), then the `sending`
+ * status's values: ARGV[10+R] tenant, ARGV[11+R] attempts, ARGV[12+R]
+ * worker, ARGV[13+R] route, ARGV[14+R] recipients, ARGV[15+R] message_id
+ * (the field names live here, and the fields CLAIM always writes the same
+ * value: only values cross, each argument a Lua string Redis makes).
  * hourly_quota and rate_limits hold together: every limit is checked
  * before any is charged. A window of PERIOD counts in buckets of
  * PERIOD/1000 (at least 1 ms), each kept until its end plus PERIOD, so a
@@ -331,108 +346,128 @@ static const char FETCH[] =
  * {"quota", next_free_ms, which} when no slot is free (which: "" for
  * hourly_quota, else the 1-based rate limit); {"suppressed", rcpt} when an
  * auto-reply went to that recipient within the window; else {"ok", slots}. */
-static const char CLAIM[] =
-  "local cur = redis.call('HMGET', KEYS[1], 'state', 'created_at', 'tenant')\n"
+static const char CLAIM_BODY[] =
+  "local cur = redis.call('HMGET', KEYS[ko + 1], 'state', 'created_at', 'tenant')\n"
   /* (v1.1) Ids are per tenant: a status another tenant's job wrote is not
    * this job's duplicate and is never touched (FINISH keeps it too). */
-  "if cur[3] then\n"
-  "  for i = 10 + tonumber(ARGV[8]), #ARGV - 1, 2 do\n"
-  "    if ARGV[i] == 'tenant' then\n"
-  "      if ARGV[i + 1] ~= cur[3] then return {'foreign', ''} end\n"
-  "      break\n"
-  "    end\n"
-  "  end\n"
-  "end\n"
+  "local nr = num[ARGV[ao + 8]]\n"
+  "local v = ao + 9 + nr\n"
+  "if cur[3] and cur[3] ~= ARGV[v + 1] then return {'foreign', ''} end\n"
   "local st = cur[1]\n"
   "if st == 'sent' or st == 'partial' or st == 'failed' then return {'dup', st} end\n"
-  "local now = tonumber(ARGV[1])\n"
-  "local nr = tonumber(ARGV[8])\n"
-  "if KEYS[4] ~= '' then\n"
-  "  for i = 1, nr do\n"
-  "    if redis.call('EXISTS', KEYS[4] .. ARGV[8 + i]) == 1 then return {'suppressed', ARGV[8 + i]} end\n"
+  /* Without a quota, rate limits or an auto-reply rule, all the slots
+   * asked for are granted: nothing below needs a number. */
+  "local slots_s = ARGV[ao + 4]\n"
+  "if KEYS[ko + 3] ~= '' or KEYS[ko + 4] ~= '' or nkeys > 4 then\n"
+  "  local now = tonumber(ARGV[ao + 1])\n"
+  "  if KEYS[ko + 4] ~= '' then\n"
+  "    for i = 1, nr do\n"
+  "      local rcpt = ARGV[ao + 8 + i]\n"
+  "      if redis.call('EXISTS', KEYS[ko + 4] .. rcpt) == 1 then return {'suppressed', rcpt} end\n"
+  "    end\n"
   "  end\n"
-  "end\n"
-  "local slots = tonumber(ARGV[4])\n"
-  "local lim = {}\n"
-  "for x in string.gmatch(ARGV[2], '[^|]+') do lim[#lim + 1] = tonumber(x) end\n"
-  "local limit = lim[1]\n"
-  "local win = tonumber(ARGV[3])\n"
-  "local free_at, which, pause = nil, '', false\n"
-  "if limit > 0 and KEYS[3] ~= '' then\n"
-  "  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - win)\n"
-  "  local free = limit - redis.call('ZCARD', KEYS[3])\n"
-  "  if free <= 0 then\n"
-  "    local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')\n"
-  "    free_at, pause = tonumber(oldest[2]) + win, true\n"
-  "  elseif slots > free then slots = free end\n"
-  "end\n"
-  "local todo, cap = lim[2] or 0, lim[3] or 1\n"
-  "local function rcpts_of(k) return math.min(k * cap, todo) end\n"
-  "local rate = {}\n"
-  "for i = 5, #KEYS do\n"
-  "  if free_at then break end\n"
-  "  local per, unit = string.match(KEYS[i], ':(%d+):([mr])$')\n"
-  "  per = tonumber(per)\n"
-  "  local count, g, ck = lim[i - 1], math.max(1, math.floor(per / 1000)), KEYS[i] .. ':c'\n"
-  "  local old = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', now - per - g)\n"
-  "  if #old > 0 then\n"
-  "    local gone = 0\n"
-  "    for _, b in ipairs(old) do gone = gone + tonumber(redis.call('HGET', ck, b) or '0'); redis.call('HDEL', ck, b) end\n"
-  "    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - per - g)\n"
-  "    redis.call('HINCRBY', ck, 'sum', -gone)\n"
+  "  local slots = tonumber(ARGV[ao + 4])\n"
+  "  local lim = {}\n"
+  "  for x in string.gmatch(ARGV[ao + 2], '[^|]+') do lim[#lim + 1] = tonumber(x) end\n"
+  "  local limit = lim[1]\n"
+  "  local win = tonumber(ARGV[ao + 3])\n"
+  "  local free_at, which, pause = nil, '', false\n"
+  "  if limit > 0 and KEYS[ko + 3] ~= '' then\n"
+  "    redis.call('ZREMRANGEBYSCORE', KEYS[ko + 3], '-inf', now - win)\n"
+  "    local free = limit - redis.call('ZCARD', KEYS[ko + 3])\n"
+  "    if free <= 0 then\n"
+  "      local oldest = redis.call('ZRANGE', KEYS[ko + 3], 0, 0, 'WITHSCORES')\n"
+  "      free_at, pause = tonumber(oldest[2]) + win, true\n"
+  "    elseif slots > free then slots = free end\n"
   "  end\n"
-  "  local used = tonumber(redis.call('HGET', ck, 'sum') or '0')\n"
-  "  local fit\n"
-  "  if unit == 'm' then fit = count - used\n"
-  "  else\n"
-  "    fit = 0\n"
-  "    while fit < slots and used + rcpts_of(fit + 1) <= count do fit = fit + 1 end\n"
+  "  local todo, cap = lim[2] or 0, lim[3] or 1\n"
+  "  local function rcpts_of(k) return math.min(k * cap, todo) end\n"
+  "  local rate = {}\n"
+  "  for i = 5, nkeys do\n"
+  "    if free_at then break end\n"
+  "    local per, unit = string.match(KEYS[ko + i], ':(%d+):([mr])$')\n"
+  "    per = tonumber(per)\n"
+  "    local count, g, ck = lim[i - 1], math.max(1, math.floor(per / 1000)), KEYS[ko + i] .. ':c'\n"
+  "    local old = redis.call('ZRANGEBYSCORE', KEYS[ko + i], '-inf', now - per - g)\n"
+  "    if #old > 0 then\n"
+  "      local gone = 0\n"
+  "      for _, b in ipairs(old) do\n"
+  "        gone = gone + tonumber(redis.call('HGET', ck, b) or '0'); redis.call('HDEL', ck, b)\n"
+  "      end\n"
+  "      redis.call('ZREMRANGEBYSCORE', KEYS[ko + i], '-inf', now - per - g)\n"
+  "      redis.call('HINCRBY', ck, 'sum', -gone)\n"
+  "    end\n"
+  "    local used = tonumber(redis.call('HGET', ck, 'sum') or '0')\n"
+  "    local fit\n"
+  "    if unit == 'm' then fit = count - used\n"
+  "    else\n"
+  "      fit = 0\n"
+  "      while fit < slots and used + rcpts_of(fit + 1) <= count do fit = fit + 1 end\n"
   /* One transaction larger than the whole limit goes alone in an empty
    * window rather than never. */
-  "    if fit == 0 and used == 0 then fit = 1 end\n"
-  "  end\n"
-  "  if fit < slots then slots = fit end\n"
-  "  if slots <= 0 then\n"
-  "    local want = used + (unit == 'm' and 1 or rcpts_of(1)) - count\n"
-  "    local got, at = 0, now + per\n"
-  "    for _, b in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do\n"
-  "      got = got + tonumber(redis.call('HGET', ck, b) or '0')\n"
-  "      at = tonumber(b) + g + per\n"
-  "      if got >= want then break end\n"
+  "      if fit == 0 and used == 0 then fit = 1 end\n"
   "    end\n"
-  "    free_at, which = at, tostring(i - 4)\n"
-  "    pause = not string.find(KEYS[i], ':route:', 1, true)\n"
+  "    if fit < slots then slots = fit end\n"
+  "    if slots <= 0 then\n"
+  "      local want = used + (unit == 'm' and 1 or rcpts_of(1)) - count\n"
+  "      local got, at = 0, now + per\n"
+  "      for _, b in ipairs(redis.call('ZRANGE', KEYS[ko + i], 0, -1)) do\n"
+  "        got = got + tonumber(redis.call('HGET', ck, b) or '0')\n"
+  "        at = tonumber(b) + g + per\n"
+  "        if got >= want then break end\n"
+  "      end\n"
+  "      free_at, which = at, tostring(i - 4)\n"
+  "      pause = not string.find(KEYS[ko + i], ':route:', 1, true)\n"
+  "    end\n"
+  "    rate[#rate + 1] = {KEYS[ko + i], ck, per + g, g, unit}\n"
   "  end\n"
-  "  rate[#rate + 1] = {KEYS[i], ck, per + g, g, unit}\n"
-  "end\n"
-  "if free_at then\n"
-  "  if pause and ARGV[9 + nr] ~= '' and free_at > now then\n"
-  "    redis.call('SET', ARGV[9 + nr], free_at, 'PX', free_at - now)\n"
+  "  if free_at then\n"
+  "    if pause and ARGV[ao + 9 + nr] ~= '' and free_at > now then\n"
+  "      redis.call('SET', ARGV[ao + 9 + nr], free_at, 'PX', free_at - now)\n"
+  "    end\n"
+  "    return {'quota', tostring(free_at), which}\n"
   "  end\n"
-  "  return {'quota', tostring(free_at), which}\n"
+  "  if limit > 0 and KEYS[ko + 3] ~= '' then\n"
+  "    for i = 1, slots do redis.call('ZADD', KEYS[ko + 3], now, ARGV[ao + 5] .. ':' .. i) end\n"
+  "    redis.call('PEXPIRE', KEYS[ko + 3], win + 1000)\n"
+  "  end\n"
+  "  for _, r in ipairs(rate) do\n"
+  "    local b = now - now % r[4]\n"
+  "    local n = r[5] == 'm' and slots or rcpts_of(slots)\n"
+  "    redis.call('ZADD', r[1], b, b)\n"
+  "    redis.call('HINCRBY', r[2], b, n)\n"
+  "    redis.call('HINCRBY', r[2], 'sum', n)\n"
+  "    redis.call('PEXPIRE', r[1], r[3] + 1000)\n"
+  "    redis.call('PEXPIRE', r[2], r[3] + 1000)\n"
+  "  end\n"
+  "  if KEYS[ko + 4] ~= '' then\n"
+  "    for i = 1, nr do redis.call('SET', KEYS[ko + 4] .. ARGV[ao + 8 + i], now, 'PX', ARGV[ao + 7]) end\n"
+  "  end\n"
+  "  slots_s = tostring(slots)\n"
   "end\n"
-  "if limit > 0 and KEYS[3] ~= '' then\n"
-  "  for i = 1, slots do redis.call('ZADD', KEYS[3], now, ARGV[5] .. ':' .. i) end\n"
-  "  redis.call('PEXPIRE', KEYS[3], win + 1000)\n"
+  /* A job as the producer queued it has its tenant and created_at, and
+   * no next_attempt_at, error or detail but empty ones (the enqueue writes
+   * none, `relayq dead requeue` empties them): only what changes is
+   * written. Any other status gets them all (created_at with its own
+   * value when it has one: one HSET either way). */
+  "if st == 'queued' and cur[2] and cur[3] then\n"
+  "  redis.call('HSET', KEYS[ko + 1], 'state', 'sending', 'attempts', ARGV[v + 2], 'worker', ARGV[v + 3],\n"
+  "    'updated_at', ARGV[ao + 1], 'route', ARGV[v + 4], 'recipients', ARGV[v + 5], 'message_id', ARGV[v + 6])\n"
+  "else\n"
+  "  redis.call('HSET', KEYS[ko + 1], 'state', 'sending', 'tenant', ARGV[v + 1], 'attempts', ARGV[v + 2],\n"
+  "    'worker', ARGV[v + 3], 'updated_at', ARGV[ao + 1], 'route', ARGV[v + 4], 'recipients', ARGV[v + 5],\n"
+  "    'message_id', ARGV[v + 6], 'next_attempt_at', '', 'error', '', 'detail', '',\n"
+  "    'created_at', cur[2] or ARGV[ao + 1])\n"
   "end\n"
-  "for _, r in ipairs(rate) do\n"
-  "  local b = now - now % r[4]\n"
-  "  local n = r[5] == 'm' and slots or rcpts_of(slots)\n"
-  "  redis.call('ZADD', r[1], b, b)\n"
-  "  redis.call('HINCRBY', r[2], b, n)\n"
-  "  redis.call('HINCRBY', r[2], 'sum', n)\n"
-  "  redis.call('PEXPIRE', r[1], r[3] + 1000)\n"
-  "  redis.call('PEXPIRE', r[2], r[3] + 1000)\n"
+  /* Only a final status carries a TTL (CONTRACT.md; FINISH persists every
+   * other state, the enqueue and `relayq dead requeue` write none), and a
+   * final one answered 'dup' above: a TTL can only be on a status in a
+   * state relayq does not write. */
+  "if (st or cur[2] or cur[3]) and st ~= 'queued' and st ~= 'sending' and st ~= 'retry' and st ~= 'deferred' then\n"
+  "  redis.call('PERSIST', KEYS[ko + 1])\n"
   "end\n"
-  "if KEYS[4] ~= '' then\n"
-  "  for i = 1, nr do redis.call('SET', KEYS[4] .. ARGV[8 + i], now, 'PX', ARGV[7]) end\n"
-  "end\n"
-  "local first = 10 + nr\n"
-  "if #ARGV >= first then redis.call('HSET', KEYS[1], unpack(ARGV, first)) end\n"
-  "if not cur[2] then redis.call('HSET', KEYS[1], 'created_at', ARGV[1]) end\n"
-  "redis.call('PERSIST', KEYS[1])\n"
-  "redis.call('PUBLISH', KEYS[2], ARGV[6])\n"
-  "return {'ok', tostring(slots)}\n";
+  "redis.call('PUBLISH', KEYS[ko + 2], ARGV[ao + 6])\n"
+  "return {'ok', slots_s}\n";
 
 /* FINISH: one job's status change and where its payload goes next.
  * KEYS[1] status hash (or "" when no id could be read), KEYS[2] events
@@ -441,8 +476,13 @@ static const char CLAIM[] =
  * KEYS[5] the tenant's counters hash P:stats:TENANT (or ""), KEYS[6] its
  * daily counters P:stats:TENANT:YYYYMMDD (or ""), KEYS[7] the dead list
  * (where a job whose id another tenant's status holds goes).
- * ARGV[1] mode: ack | delay | dead | requeue
- * ARGV[2] payload as held in inflight (removed from there)
+ * ARGV[1] mode: ack | delay | dead | requeue | done
+ * ARGV[2] payload as held in inflight (removed from there); "" with
+ * "done": an acknowledgement whose job the worker removes from inflight
+ * itself with an LREM once this call answered (worker/status.c: the
+ * payload does not enter Lua, where Redis hashes every byte of it; the
+ * status is still written first, and a job whose LREM is lost stays in
+ * inflight with a final status, which its next CLAIM answers 'dup')
  * ARGV[3] payload to park (delay) or dead-letter (dead); "" = ARGV[2]
  * ARGV[4] delay score (ms), ARGV[5] status TTL ms (0 = keep),
  * ARGV[6] event JSON ("" = none), ARGV[7] state to count in the tenant's
@@ -451,56 +491,93 @@ static const char CLAIM[] =
  * field/value pairs.
  * The daily counters' 40-day TTL is set when a state's count for the day
  * starts (HINCRBY answers 1), not on every call: every command a script
- * runs costs Redis about a microsecond of call overhead.
- * Returns LREM's count, or {"foreign", count} when the status belonged to
- * another tenant's job and was left alone.
+ * runs costs Redis about a microsecond of call overhead. The counters go
+ * through count(): the single-job script counts at once (FINISH_COUNT),
+ * BATCH sums them per tenant and state and counts once per call.
+ * ARGV[8] "" also says that this worker's CLAIM answered ok for the job:
+ * it proved the status is this tenant's, and no other tenant's job can
+ * take a status whose tenant is set (CLAIM, FINISH, the enqueue and the
+ * dead requeue all leave it alone), so the owner check is skipped.
+ * A number given to redis.call is printed with sprintf ("%.14g") first:
+ * LREM's count is the string '-1'.
+ * Returns LREM's count (1 for "done"), or {"foreign", count} when the
+ * status belonged to another tenant's job and was left alone.
  * The status is written and published before the job leaves inflight, so
  * a crash between the two leaves a job that is resent, never a lost one. */
-static const char FINISH[] =
+static const char FINISH_BODY[] =
   /* (v1.1) A status that belongs to another tenant's job is never touched:
    * this job fails (invalid_job) into the dead list, reported by its event
    * alone. The job's tenant is the `tenant` status field ("" when the
    * payload's could not be read). */
-  "if KEYS[1] ~= '' and #ARGV >= 9 then\n"
-  "  local owner = redis.call('HGET', KEYS[1], 'tenant')\n"
+  "if KEYS[ko + 1] ~= '' and nargs >= 9 and ARGV[ao + 8] ~= '' then\n"
+  "  local owner = redis.call('HGET', KEYS[ko + 1], 'tenant')\n"
   "  local mine = ''\n"
-  "  for i = 9, #ARGV - 1, 2 do\n"
-  "    if ARGV[i] == 'tenant' then mine = ARGV[i + 1]; break end\n"
+  "  for i = 9, nargs - 1, 2 do\n"
+  "    if ARGV[ao + i] == 'tenant' then mine = ARGV[ao + i + 1]; break end\n"
   "  end\n"
   "  if owner and owner ~= mine then\n"
-  "    if ARGV[6] ~= '' then\n"
-  "      local ok, ev = pcall(cjson.decode, ARGV[6])\n"
+  "    if ARGV[ao + 6] ~= '' then\n"
+  "      local ok, ev = pcall(cjson.decode, ARGV[ao + 6])\n"
   "      if ok and type(ev) == 'table' then\n"
   "        ev.state, ev.error, ev.code = 'failed', 'invalid_job', nil\n"
   "        ev.detail = 'This job id is already used by another job (ids are the idempotency key): "
   "the job was not sent and is in the dead list; send it again with a new id.'\n"
-  "        redis.call('PUBLISH', KEYS[2], cjson.encode(ev))\n"
+  "        redis.call('PUBLISH', KEYS[ko + 2], cjson.encode(ev))\n"
   "      end\n"
   "    end\n"
-  "    if KEYS[5] ~= '' then redis.call('HINCRBY', KEYS[5], 'failed', 1) end\n"
-  "    redis.call('LPUSH', KEYS[7], ARGV[3] ~= '' and ARGV[3] or ARGV[2])\n"
-  "    return {'foreign', redis.call('LREM', KEYS[3], -1, ARGV[2])}\n"
+  "    if KEYS[ko + 5] ~= '' then redis.call('HINCRBY', KEYS[ko + 5], 'failed', 1) end\n"
+  "    redis.call('LPUSH', KEYS[ko + 7], ARGV[ao + 3] ~= '' and ARGV[ao + 3] or ARGV[ao + 2])\n"
+  "    return {'foreign', redis.call('LREM', KEYS[ko + 3], '-1', ARGV[ao + 2])}\n"
   "  end\n"
   "end\n"
-  "if KEYS[1] ~= '' and #ARGV >= 9 then\n"
-  "  redis.call('HSET', KEYS[1], unpack(ARGV, 9))\n"
-  "  if ARGV[8] ~= '' then redis.call('HSETNX', KEYS[1], 'created_at', ARGV[4]) end\n"
-  "  if tonumber(ARGV[5]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
-  "  else redis.call('PERSIST', KEYS[1]) end\n"
+  "if KEYS[ko + 1] ~= '' and nargs >= 9 then\n"
+  "  redis.call('HSET', KEYS[ko + 1], unpack(ARGV, ao + 9, ao + nargs))\n"
+  "  if ARGV[ao + 8] ~= '' then redis.call('HSETNX', KEYS[ko + 1], 'created_at', ARGV[ao + 4]) end\n"
+  "  if ARGV[ao + 5] ~= '0' then redis.call('PEXPIRE', KEYS[ko + 1], ARGV[ao + 5])\n"
+  "  else redis.call('PERSIST', KEYS[ko + 1]) end\n"
   "end\n"
-  "if ARGV[6] ~= '' then redis.call('PUBLISH', KEYS[2], ARGV[6]) end\n"
-  "if ARGV[7] ~= '' and KEYS[5] ~= '' then\n"
-  "  redis.call('HINCRBY', KEYS[5], ARGV[7], 1)\n"
-  "  if redis.call('HINCRBY', KEYS[6], ARGV[7], 1) == 1 then\n"
-  "    redis.call('PEXPIRE', KEYS[6], 3456000000)\n"
-  "  end\n"
-  "end\n"
-  "local park = ARGV[3] ~= '' and ARGV[3] or ARGV[2]\n"
-  "local mode = ARGV[1]\n"
-  "if mode == 'delay' then redis.call('ZADD', KEYS[4], ARGV[4], park)\n"
-  "elseif mode == 'dead' then redis.call('LPUSH', KEYS[4], park)\n"
-  "elseif mode == 'requeue' then redis.call('RPUSH', KEYS[4], ARGV[2]) end\n"
-  "return redis.call('LREM', KEYS[3], -1, ARGV[2])\n";
+  "if ARGV[ao + 6] ~= '' then redis.call('PUBLISH', KEYS[ko + 2], ARGV[ao + 6]) end\n"
+  "if ARGV[ao + 7] ~= '' and KEYS[ko + 5] ~= '' then count(KEYS[ko + 5], KEYS[ko + 6], ARGV[ao + 7]) end\n"
+  "local park = ARGV[ao + 3] ~= '' and ARGV[ao + 3] or ARGV[ao + 2]\n"
+  "local mode = ARGV[ao + 1]\n"
+  "if mode == 'done' then return 1 end\n"
+  "if mode == 'delay' then redis.call('ZADD', KEYS[ko + 4], ARGV[ao + 4], park)\n"
+  "elseif mode == 'dead' then redis.call('LPUSH', KEYS[ko + 4], park)\n"
+  "elseif mode == 'requeue' then redis.call('RPUSH', KEYS[ko + 4], ARGV[ao + 2]) end\n"
+  "return redis.call('LREM', KEYS[ko + 3], '-1', ARGV[ao + 2])\n";
+
+/* The single-job FINISH counts a status change in the tenant's counters
+ * at once (BATCH sums them over the call: BATCH_COUNT). */
+static const char FINISH_COUNT[] =
+  "local function count(s, d, st)\n"
+  "  redis.call('HINCRBY', s, st, 1)\n"
+  "  if redis.call('HINCRBY', d, st, 1) == 1 then redis.call('PEXPIRE', d, 3456000000) end\n"
+  "end\n";
+/* Numbers in the arguments, each string parsed once per call: Lua's
+ * tonumber is strtod, about a microsecond of Redis's time each, and a
+ * batch repeats the same few counts for every job. */
+#define LUA_NUM \
+  "local num = setmetatable({}, {__index = function(t, s) local v = tonumber(s); t[s] = v; return v end})\n"
+#define FN_HEAD(name) "local function " name "(KEYS, ko, nkeys, ARGV, ao, nargs)\n"
+#define FN_CALL(name) "end\nreturn " name "(KEYS, 0, #KEYS, ARGV, 0, #ARGV)\n"
+static char claim_source[sizeof LUA_NUM + sizeof FN_HEAD("claim") + sizeof CLAIM_BODY + sizeof FN_CALL("claim")];
+static char finish_source[sizeof LUA_NUM + sizeof FINISH_COUNT + sizeof FN_HEAD("finish") + sizeof FINISH_BODY +
+                          sizeof FN_CALL("finish")];
+
+/* The single-job scripts: the body as a function, called on the script's
+ * own KEYS and ARGV. Built on first use (the worker is one thread). */
+static const char *single(enum rq_script s) {
+  char *src = s == RQ_SCRIPT_CLAIM ? claim_source : finish_source;
+  if (!src[0]) {
+    if (s == RQ_SCRIPT_CLAIM)
+      snprintf(claim_source, sizeof claim_source, "%s%s%s%s", LUA_NUM, FN_HEAD("claim"), CLAIM_BODY,
+               FN_CALL("claim"));
+    else
+      snprintf(finish_source, sizeof finish_source, "%s%s%s%s%s", LUA_NUM, FINISH_COUNT, FN_HEAD("finish"),
+               FINISH_BODY, FN_CALL("finish"));
+  }
+  return src;
+}
 
 /* RECLAIM: move a dead worker's inflight jobs back to their queues.
  * KEYS[1] the dead worker's heartbeat hash, KEYS[2] its inflight list,
@@ -556,54 +633,101 @@ static const char BREAKER_PROBE[] =
  * (worker/batch.c): Redis spends more on a script call itself than on the
  * commands of one job's CLAIM or FINISH, so one call per loop turn instead
  * of one per job and step is most of Redis's cost per message.
- * ARGV: per call, "c" (CLAIM) or "f" (FINISH), its number of keys, its
- * number of arguments, then its keys and arguments as the single-job
- * script takes them. Each call runs the single-job script's own text, as
- * a function of its KEYS and ARGV, in order, in its own pcall: a call that
+ * ARGV: per call its head, "c" (CLAIM) or "f" (FINISH), its number of
+ * keys, ":" and its number of arguments in one string ("c4:15"), then its
+ * keys and arguments as the single-job script takes them. Each call runs the single-job script's own text, as
+ * a function of its place in ARGV, in order, in its own pcall: a call that
  * fails (a refused write, an error) answers its own error and the others
- * run as they would alone. Returns one reply per call, in order. */
+ * run as they would alone. The tenant counters of the FINISH calls
+ * (count(), BATCH_COUNT) are summed per tenant and state and written after
+ * the last call, one HINCRBY pair per tenant and state instead of one per
+ * job; when that write fails, the calls counted in it answer its error (a
+ * single FINISH whose HINCRBY failed answers it too, its status written).
+ * Returns one reply per call, in order. */
+static const char BATCH_COUNT[] =
+  LUA_NUM
+  "local counts, counted, calling = {}, {}, 0\n"
+  /* d is s's day (s .. ':' .. YYYYMMDD): it names the pair. */
+  "local function count(s, d, st)\n"
+  "  local c = counts[d]\n"
+  "  if not c then\n"
+  "    c = {s = s, d = d, n = {}, states = {}, calls = {}}\n"
+  "    counts[d] = c; counted[#counted + 1] = c\n"
+  "  end\n"
+  "  if not c.n[st] then c.n[st] = 0; c.states[#c.states + 1] = st end\n"
+  "  c.n[st] = c.n[st] + 1\n"
+  "  c.calls[#c.calls + 1] = calling\n"
+  "end\n"
+  "local function flush_counts(c)\n"
+  "  for _, st in ipairs(c.states) do\n"
+  "    local n = c.n[st]\n"
+  "    redis.call('HINCRBY', c.s, st, n)\n"
+  "    if redis.call('HINCRBY', c.d, st, n) == n then redis.call('PEXPIRE', c.d, 3456000000) end\n"
+  "  end\n"
+  "end\n";
+
 static const char BATCH_RUN[] =
   "local run = {c = claim, f = finish}\n"
-  "local out, i, n = {}, 1, #ARGV\n"
-  "while i <= n do\n"
-  "  local f, nk, na = run[ARGV[i]], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])\n"
-  "  if not f or not nk or not na then return redis.error_reply('ERR batch: malformed call at ' .. i) end\n"
-  "  local s = i + 3\n"
-  "  i = s + nk + na\n"
-  "  local ok, r = pcall(f, {unpack(ARGV, s, s + nk - 1)}, {unpack(ARGV, s + nk, i - 1)})\n"
-  "  if not ok then\n"
   /* Redis's own errors keep their code (OOM, READONLY, ...: the worker
    * tells a refused write from a failed script by it). */
-  "    if type(r) == 'table' and r.err then r = r.err end\n"
-  "    r = tostring(r)\n"
-  "    if not string.find(r, '^%u[%u_]* ') then r = 'ERR ' .. r end\n"
-  "    r = {err = r}\n"
+  "local function as_error(r)\n"
+  "  if type(r) == 'table' and r.err then r = r.err end\n"
+  "  r = tostring(r)\n"
+  "  if not string.find(r, '^%u[%u_]* ') then r = 'ERR ' .. r end\n"
+  "  return {err = r}\n"
+  "end\n"
+  /* A call's head, "c4:15", parsed once per call of BATCH. */
+  "local heads = setmetatable({}, {__index = function(t, h)\n"
+  "  local kind, nk, na = string.match(h, '^(%a)(%d+):(%d+)$')\n"
+  "  local v = kind and run[kind] and {run[kind], tonumber(nk), tonumber(na)} or false\n"
+  "  t[h] = v\n"
+  "  return v\n"
+  "end})\n"
+  "local out, i, n = {}, 1, #ARGV\n"
+  "while i <= n do\n"
+  "  local h = heads[ARGV[i]]\n"
+  "  if not h or i + h[2] + h[3] > n then return redis.error_reply('ERR batch: malformed call at ' .. i) end\n"
+  "  local nk, na = h[2], h[3]\n"
+  "  local s = i + 1\n"
+  "  i = s + nk + na\n"
+  "  calling = #out + 1\n"
+  "  local ok, r = pcall(h[1], ARGV, s - 1, nk, ARGV, s + nk - 1, na)\n"
+  "  if not ok then r = as_error(r) end\n"
+  "  out[calling] = r\n"
+  "end\n"
+  "for _, c in ipairs(counted) do\n"
+  "  local ok, e = pcall(flush_counts, c)\n"
+  "  if not ok then\n"
+  "    e = as_error(e)\n"
+  "    for _, k in ipairs(c.calls) do out[k] = e end\n"
   "  end\n"
-  "  out[#out + 1] = r\n"
   "end\n"
   "return out\n";
 
-static const char BATCH_CLAIM_HEAD[] = "local function claim(KEYS, ARGV)\n";
-static const char BATCH_FINISH_HEAD[] = "end\nlocal function finish(KEYS, ARGV)\n";
+static const char BATCH_CLAIM_HEAD[] = FN_HEAD("claim");
+static const char BATCH_FINISH_HEAD[] = "end\n" FN_HEAD("finish");
 static const char BATCH_TAIL_HEAD[] = "end\n";
-static char batch_source[sizeof BATCH_CLAIM_HEAD + sizeof CLAIM + sizeof BATCH_FINISH_HEAD + sizeof FINISH +
-                         sizeof BATCH_TAIL_HEAD + sizeof BATCH_RUN];
+static char batch_source[sizeof BATCH_COUNT + sizeof BATCH_CLAIM_HEAD + sizeof CLAIM_BODY +
+                         sizeof BATCH_FINISH_HEAD + sizeof FINISH_BODY + sizeof BATCH_TAIL_HEAD + sizeof BATCH_RUN];
 
 /* The single-job scripts' text wrapped as functions, so a job's part of a
- * batch is exactly what its single call would run. Built on first use
- * (the worker is one thread). */
+ * batch is exactly what its single call would run (only count() differs:
+ * BATCH_COUNT). Built on first use (the worker is one thread). */
 static const char *batch(void) {
   if (!batch_source[0])
-    snprintf(batch_source, sizeof batch_source, "%s%s%s%s%s%s", BATCH_CLAIM_HEAD, CLAIM, BATCH_FINISH_HEAD, FINISH,
-             BATCH_TAIL_HEAD, BATCH_RUN);
+    snprintf(batch_source, sizeof batch_source, "%s%s%s%s%s%s%s", BATCH_COUNT, BATCH_CLAIM_HEAD, CLAIM_BODY,
+             BATCH_FINISH_HEAD, FINISH_BODY, BATCH_TAIL_HEAD, BATCH_RUN);
   return batch_source;
 }
 
-static const char *const SOURCES[RQ_SCRIPT_BATCH] = {FETCH, CLAIM, FINISH, RECLAIM, BREAKER_FAIL, BREAKER_PROBE};
+static const char *const SOURCES[RQ_SCRIPT_BATCH] = {FETCH, NULL, NULL, RECLAIM, BREAKER_FAIL, BREAKER_PROBE};
 static const char *const NAMES[RQ_SCRIPT_COUNT] = {"fetch", "claim", "finish", "reclaim", "breaker_fail",
                                                    "breaker_probe", "batch"};
 
-const char *rq_script_source(enum rq_script s) { return s == RQ_SCRIPT_BATCH ? batch() : SOURCES[s]; }
+const char *rq_script_source(enum rq_script s) {
+  if (s == RQ_SCRIPT_BATCH) return batch();
+  return s == RQ_SCRIPT_CLAIM || s == RQ_SCRIPT_FINISH ? single(s) : SOURCES[s];
+}
 const char *rq_script_name(enum rq_script s) { return NAMES[s]; }
 
 /* ---- the other callers' scripts (rq_lua_source) ---------------------------------- */

@@ -82,6 +82,60 @@ def test_mixed_batch_each_job_ends_as_it_would_alone():
         assert largest_batch_args(r) > 200, largest_batch_args(r)
 
 
+def test_tenant_counters_summed_per_batch():
+    """BATCH sums the tenant counters (P:stats:T and the day's hash) over
+    its FINISH calls: the totals are what one count per job gives, the
+    day's hash gets its 40-day TTL, and when a tenant's counters cannot be
+    written the calls counted in that write answer the error (the job's
+    status is written; the worker retries it until the write goes through,
+    and then counts it once)."""
+    import time
+    with RedisServer() as r, SmtpServer() as smtp:
+        broken = r.key("stats", "tenant-z")
+        r.client.set(broken, "not a hash")
+        jobs = [job("a-%d" % i, "tenant-a") for i in range(40)] + [job("b-%d" % i, "tenant-b") for i in range(25)]
+        jobs.insert(30, job("z-1", "tenant-z"))
+        for j in jobs:
+            push_job(r, j)
+        with Worker(r, platform_smtp=smtp, args=ARGS + ["--concurrency", "64", "--fetch-batch", "64"]) as w:
+            for j in jobs:
+                assert wait_status(r, j["id"])["state"] == "sent"
+            wait_for(lambda: "status write failed; will retry" in w.log_text(), what="tenant-z's counter error")
+            assert r.client.type(broken) == b"string"
+            r.client.delete(broken)
+            wait_for(lambda: r.client.hget(broken, "sent") == b"1", timeout=15, what="tenant-z counted after the fix")
+            wait_for(lambda: r.client.llen(r.key("inflight", w.id)) == 0, what="inflight empty")
+        day = time.strftime("%Y%m%d", time.gmtime())
+        for t, n in (("tenant-a", 40), ("tenant-b", 25), ("tenant-z", 1)):
+            assert r.client.hget(r.key("stats", t), "sent") == str(n).encode(), (t, r.client.hgetall(r.key("stats", t)))
+            daily = r.key("stats", t) + ":" + day
+            assert r.client.hget(daily, "sent") == str(n).encode(), (t, r.client.hgetall(daily))
+            assert 39 * 86400 * 1000 < r.client.pttl(daily) <= 40 * 86400 * 1000, r.client.pttl(daily)
+        # Sending once each: the retried FINISH of tenant-z's job sent nothing again.
+        assert smtp.messages_count() == len(jobs), smtp.messages_count()
+
+
+def test_job_whose_lrem_was_lost_is_not_sent_again():
+    """An acknowledged job leaves inflight by an LREM the worker sends once
+    FINISH wrote its final status (worker/status.c). When that LREM is lost
+    (killed in between), the job is still in the list with its final
+    status: the worker that reclaims the list acknowledges it ('dup')
+    without sending it again, and the list ends empty."""
+    with RedisServer() as r, SmtpServer() as smtp:
+        j = job("lost-1", "tenant-a")
+        r.client.hset(r.key("status", "lost-1"), mapping={"state": "sent", "tenant": "tenant-a", "created_at": "1",
+                                                         "attempts": "1", "accepted": "1"})
+        r.client.lpush(r.key("inflight", "w-lost"), msgpack.packb(j, use_bin_type=True))
+        push_job(r, job("fresh-1", "tenant-a"))
+        with Worker(r, platform_smtp=smtp, args=ARGS, worker_id="w-lost") as w:
+            assert wait_status(r, "fresh-1")["state"] == "sent"
+            wait_for(lambda: "duplicate job acknowledged without sending" in w.log_text(), what="lost-1 acknowledged")
+            wait_for(lambda: r.client.llen(r.key("inflight", "w-lost")) == 0, what="inflight empty")
+        assert status(r, "lost-1")["state"] == "sent"
+        rcpts = [m["rcpt_tos"][0] for m in smtp.messages()]
+        assert rcpts == ["fresh-1@dest.example"], rcpts
+
+
 def test_kill9_mid_batch_loses_nothing_duplicates_bounded():
     n, conc = 1500, 64
     with RedisServer() as r, SmtpServer(keep_messages=True) as smtp:
