@@ -17,7 +17,7 @@
 #define LINE_IDLE_FREE_MS 10000 /* an idle line goes (its breaker lives on in Redis) */
 /* Beyond this many lines, idle ones go at the next tick whatever their
  * age: with 100,000 tenants sending a message each, lines idle for 10 s
- * would hold ~70 MB (issue 23: RSS bounded whatever the tenants). */
+ * would hold ~70 MB: RSS stays bounded whatever the number of tenants. */
 #define LINES_IDLE_KEEP 1024
 #define PROBE_TTL_EXTRA_MS 30000 /* a probe's claim outlives its transaction's timeout by this */
 
