@@ -53,6 +53,7 @@ struct rq_rconn {
 };
 
 static void start_connect(struct rq_rconn *rc);
+static void queued_shared(redisReader *r);
 
 static void emit(struct rq_rconn *rc, enum rq_rconn_event ev) {
   if (rc->cb && !rc->closing) rc->cb(rc, ev, rc->cb_arg);
@@ -326,9 +327,37 @@ static void start_connect(struct rq_rconn *rc) {
   }
   ac->data = rc;
   rc->ac = ac;
+  queued_shared(ac->c.reader);
   rq_redis_uv_attach(ac, rc->loop);
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+/* The "+QUEUED" of every command in a MULTI (batch.c: four per finished
+ * job) is one shared reply instead of an allocation each; hiredis frees a
+ * reply with the reader's freeObject after its callback, which leaves the
+ * shared one alone. Nothing keeps a QUEUED reply past its callback. */
+static const redisReplyObjectFunctions *hiredis_fns;
+static redisReply queued_reply = {.type = REDIS_REPLY_STATUS, .str = "QUEUED", .len = 6};
+
+static void *create_string(const redisReadTask *task, char *str, size_t len) {
+  if (task->type == REDIS_REPLY_STATUS && !task->parent && len == 6 && !memcmp(str, "QUEUED", 6))
+    return &queued_reply;
+  return hiredis_fns->createString(task, str, len);
+}
+static void free_object(void *reply) {
+  if (reply != &queued_reply) hiredis_fns->freeObject(reply);
+}
+static redisReplyObjectFunctions queued_fns;
+
+static void queued_shared(redisReader *r) {
+  if (!hiredis_fns) {
+    hiredis_fns = r->fn;
+    queued_fns = *r->fn;
+    queued_fns.createString = create_string;
+    queued_fns.freeObject = free_object;
+  }
+  if (r->fn == hiredis_fns) r->fn = &queued_fns;
 }
 
 static void watchdog_tick(uv_timer_t *t) {

@@ -7,8 +7,9 @@
  * its event, the tenant's counters, and where the payload goes: ack, park
  * in P:delayed, dead-letter, hand back), each sent with the loop turn's
  * other calls as one BATCH (batch.h), so the status is always written
- * before the job leaves inflight (see scripts.c); an acknowledged job's
- * LREM from inflight follows once FINISH answered (lrem).
+ * before the job leaves inflight (see scripts.c); an acknowledged job that
+ * needs no script is plain commands in the turn's MULTI ... EXEC instead
+ * (finish_plain), its status and its LREM from inflight one step.
  */
 #include "status.h"
 
@@ -126,7 +127,11 @@ struct rq_finish {
   size_t argc;
   char *text; /* the strings this call owns, one block (argv points into it) */
   unsigned char *park;
-  int lrem_after; /* mode "done": the worker removes the job from inflight once FINISH answered */
+  /* A plain finish (PLAIN_MAX): argv holds its commands back to back,
+   * then the counter's two keys (when counted). */
+  int plain;
+  size_t n_cmds, cmd_argc[4];
+  const char *state; /* counted state (rq_state_name's), NULL = none */
 };
 
 static void finish_free(struct rq_finish *f) {
@@ -154,7 +159,7 @@ static const char *utc_day(void) {
 static void send_finish(struct rq_jobctx *jc);
 
 /* A FINISH that moves the payload itself (a retry, a dead letter, a hand
- * back, a job over LREM_AFTER_MAX) carries it, and hiredis holds a command
+ * back, a job over PLAIN_MAX) carries it, and hiredis holds a command
  * in two copies until it is written: a dozen 10 MB
  * jobs finishing in one loop turn would double the worker's memory for a
  * moment. So payload bytes in unanswered FINISH commands are bounded;
@@ -162,30 +167,13 @@ static void send_finish(struct rq_jobctx *jc);
  * earlier one's answer. One is always allowed, whatever its size. */
 #define FINISH_BYTES_MAX ((size_t)32 << 20)
 
-/* An acknowledged job whose status FINISH wrote leaves the inflight list
- * by an LREM sent after FINISH answered, on the same connection: the
- * status is written before the job leaves inflight, and the payload
- * (1 KB to 1 MB) never becomes a Lua string (Redis hashes every byte of
- * a string entering Lua: the largest cost of a small job's FINISH).
- * Lost (the connection drops first, or the LREM fails), the job stays in
- * inflight with its final status: recovery hands it back (below) or a
- * peer reclaims it, and its CLAIM answers 'dup': acknowledged, not sent
- * again. */
-#define LREM_AFTER_MAX ((size_t)1 << 20)
-
-static void on_lrem(redisAsyncContext *ac, void *r, void *priv) {
-  (void)ac;
-  struct rq_engine *eng = priv;
-  redisReply *reply = r;
-  if (!reply || reply->type == REDIS_REPLY_ERROR) eng->needs_recovery = 1;
-}
-
-static void lrem(struct rq_jobctx *jc) {
-  struct rq_engine *eng = jc->eng;
-  const char *argv[] = {"LREM", eng->inflight_key, "-1", jc->payload};
-  const size_t lens[] = {4, strlen(eng->inflight_key), 2, jc->payload_len};
-  if (rq_rconn_cmd(eng->cmd, on_lrem, eng, 4, argv, lens)) eng->needs_recovery = 1;
-}
+/* An acknowledged job whose CLAIM answered ok in this worker (or a
+ * duplicate's ack, which writes no status) needs nothing a script decides:
+ * its FINISH is plain commands in the turn's transaction (batch.h), and
+ * the payload (1 KB to 1 MB) never becomes a Lua string (Redis hashes
+ * every byte of a string entering Lua). Larger payloads go to FINISH,
+ * where FINISH_BYTES_MAX bounds what unanswered commands hold. */
+#define PLAIN_MAX ((size_t)1 << 20)
 
 static void finish_answered(struct rq_jobctx *jc) {
   struct rq_engine *eng = jc->eng;
@@ -218,7 +206,6 @@ static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
     RQ_LOG_FIELDS(RQ_LOG_WARN, "job id is another tenant's: status left alone, job dead-lettered",
                   {"job", jc->job ? jc->job->id : jc->invalid_id}, {"tenant", jc->job ? jc->job->tenant : NULL},
                   {"error", "invalid_job"});
-  if (jc->finish->lrem_after) lrem(jc);
   finish_free(jc->finish);
   jc->finish = NULL;
   jc->eng->status_hooks.finished(jc);
@@ -227,10 +214,13 @@ static void on_finish(redisAsyncContext *ac, void *r, void *priv) {
 static void send_finish(struct rq_jobctx *jc) {
   struct rq_engine *eng = jc->eng;
   if (jc->finish_gated) return; /* its turn comes with an earlier answer */
-  if (jc->finish->lrem_after) { /* the payload is not in this call */
+  struct rq_finish *f = jc->finish;
+  if (f->plain) { /* not gated: PLAIN_MAX bounds its payload */
     jc->phase = RQ_PHASE_FINISH;
-    rq_batch_call(eng, RQ_SCRIPT_FINISH, on_finish, jc, (int)jc->finish->argc, jc->finish->argv,
-                  jc->finish->argvlen);
+    size_t argc = f->argc - (f->state ? 2 : 0);
+    const struct rq_batch_plain p = {f->n_cmds, f->cmd_argc, argc, f->argv, f->argvlen,
+                                     f->state ? f->argv[argc] : NULL, f->state ? f->argv[argc + 1] : NULL, f->state};
+    rq_batch_plain(eng, on_finish, jc, &p);
     return;
   }
   if (eng->finish_bytes > 0 && eng->finish_bytes + jc->payload_len > FINISH_BYTES_MAX) {
@@ -313,6 +303,46 @@ static void invalid_fields(struct args *a, const struct rq_jobctx *jc, const str
   if (o->tenant && o->tenant[0]) arg(a, "tenant"), arg(a, o->tenant);
 }
 
+/* A plain finish's commands (PLAIN_MAX): the status's fields and TTL, its
+ * event, and LREM from inflight, in the turn's transaction (batch.h); the
+ * counter's keys follow the commands in argv. status_key NULL: a
+ * duplicate's ack, only the LREM. a: initialised, empty. */
+static void finish_plain(struct rq_jobctx *jc, const struct rq_outcome *o, struct args *a, const char *status_key,
+                         const char *stats_key, const char *daily_key, int64_t now) {
+  struct rq_engine *eng = jc->eng;
+  const struct rq_config *cfg = eng->cfg;
+  const struct relayq_job *j = jc->job;
+  struct rq_finish *f = rq_xcalloc(1, sizeof *f);
+  size_t k = 0;
+  if (status_key) {
+    arg(a, "HSET"), own(a, status_key);
+    finish_fields(a, jc, o, now);
+    f->cmd_argc[f->n_cmds++] = a->k - k, k = a->k;
+    /* Only a final status carries a TTL (CONTRACT.md). */
+    if (is_final(o->state)) arg(a, "PEXPIRE"), own(a, status_key), own_i64(a, cfg->status_ttl_s * 1000LL);
+    else arg(a, "PERSIST"), own(a, status_key);
+    f->cmd_argc[f->n_cmds++] = a->k - k, k = a->k;
+    const struct relayq__event ev = {j->id, j->tenant, rq_state_name(o->state), o->attempts, now, jc->route.name,
+                                     o->code, rq_errcat_name(o->error), cfg->worker_id};
+    arg(a, "PUBLISH"), arg(a, eng->events_key), args_event(a, &ev);
+    f->cmd_argc[f->n_cmds++] = a->k - k, k = a->k;
+  }
+  arg(a, "LREM"), arg(a, eng->inflight_key), arg(a, "-1"), arg_n(a, jc->payload, jc->payload_len);
+  f->cmd_argc[f->n_cmds++] = a->k - k;
+  if (status_key && stats_key[0]) {
+    own(a, stats_key), own(a, daily_key);
+    f->state = rq_state_name(o->state);
+  }
+  f->text = args_seal(a);
+  f->argv = a->argv;
+  f->argvlen = a->argvlen;
+  f->argc = a->k;
+  f->park = o->park;
+  f->plain = 1;
+  jc->finish = f;
+  send_finish(jc);
+}
+
 void rq_status_finish(struct rq_jobctx *jc, const struct rq_outcome *o) {
   struct rq_engine *eng = jc->eng;
   const struct rq_config *cfg = eng->cfg;
@@ -342,10 +372,11 @@ void rq_status_finish(struct rq_jobctx *jc, const struct rq_outcome *o) {
   case RQ_FINISH_REQUEUE: mode = "requeue", dest = eng->queue_keys[jc->queue_idx]; break;
   }
   /* An acknowledgement that writes a status this worker's CLAIM proved
-   * its own (or none: a duplicate's) leaves inflight by the LREM after
-   * (lrem). The other modes move the payload in the same script. */
-  int lrem_after = o->mode == RQ_FINISH_ACK && (jc->claimed || !status) && jc->payload_len <= LREM_AFTER_MAX;
-  if (lrem_after) mode = "done";
+   * its own (or none: a duplicate's) is plain commands (PLAIN_MAX). */
+  if (o->mode == RQ_FINISH_ACK && (jc->claimed || !status) && jc->payload_len <= PLAIN_MAX) {
+    finish_plain(jc, o, &a, status ? status_key : NULL, stats_key, daily_key, now);
+    return;
+  }
   arg(&a, "EVALSHA");
   arg(&a, eng->sha[RQ_SCRIPT_FINISH]);
   arg(&a, "7");
@@ -357,8 +388,7 @@ void rq_status_finish(struct rq_jobctx *jc, const struct rq_outcome *o) {
   own(&a, daily_key);
   arg(&a, eng->dead_key);
   arg(&a, mode);
-  if (lrem_after) arg(&a, "");
-  else arg_n(&a, jc->payload, jc->payload_len);
+  arg_n(&a, jc->payload, jc->payload_len);
   if (o->park) arg_n(&a, (const char *)o->park, o->park_len);
   else arg(&a, "");
   own_i64(&a, o->mode == RQ_FINISH_DELAY ? o->due_ms : now);
@@ -383,7 +413,6 @@ void rq_status_finish(struct rq_jobctx *jc, const struct rq_outcome *o) {
   f->argvlen = a.argvlen;
   f->argc = a.k;
   f->park = o->park;
-  f->lrem_after = lrem_after;
   jc->finish = f;
   send_finish(jc);
 }
