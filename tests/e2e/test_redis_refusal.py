@@ -88,6 +88,42 @@ def test_full_redis_pauses_the_worker_and_resumes():
         assert r.client.zcard(r.key("dead")) == 0
 
 
+def test_refused_finish_transaction_leaves_jobs_in_inflight():
+    """Jobs being sent when Redis fills up: their FINISH (plain commands in
+    one MULTI/EXEC, worker/batch.c) is refused while queued, EXEC answers
+    EXECABORT and nothing of it runs. Each job keeps its `sending` status
+    and stays in inflight (nothing lost if the worker died now); once Redis
+    accepts writes the same transaction goes through: every job `sent`
+    once, counted once, inflight empty."""
+    n = 20
+    with RedisServer() as r, SmtpServer(delay=1.5) as smtp:
+        port = free_port()
+        with Worker(r, platform_smtp=smtp, args=FAST + ["--metrics", "127.0.0.1:%d" % port]) as w:
+            wait_for(lambda: ready_code(port) == 200, timeout=10, what="ready")
+            for i in range(n):
+                push_job(r, job(i))
+            wait_for(lambda: smtp.data_attempts() >= n, timeout=10, what="every job in DATA")
+            used = int(r.client.info("memory")["used_memory"])
+            r.client.config_set("maxmemory-policy", "noeviction")
+            r.client.config_set("maxmemory", str(used - 64 * 1024))
+            wait_for(lambda: smtp.messages_count() >= n, timeout=10, what="the server accepted every job")
+            wait_for(lambda: "errorstat_EXECABORT" in r.client.info("errorstats"), timeout=10,
+                     what="a FINISH transaction refused")
+            wait_for(lambda: ready_code(port) == 503, timeout=10, what="/readyz 503")
+            states = collections.Counter(r.client.hget(r.key("status", "oom%d" % i), "state") for i in range(n))
+            assert states == {b"sending": n}, states
+            assert r.client.llen(r.key("inflight", w.id)) == n
+            # The jobs got the refusal itself (OOM), not EXECABORT's words.
+            assert "status write failed" not in w.log_text(), w.log_text()
+            r.client.config_set("maxmemory", "0")
+            wait_for(lambda: all(r.client.hget(r.key("status", "oom%d" % i), "state") == b"sent" for i in range(n)),
+                     timeout=15, what="every status sent")
+            wait_for(lambda: r.client.llen(r.key("inflight", w.id)) == 0, timeout=5, what="inflight empty")
+            assert r.client.hget(r.key("stats", "acme"), "sent") == str(n).encode()
+        assert smtp.messages_count() == n
+        assert r.client.zcard(r.key("dead")) == 0
+
+
 def test_read_only_replica_pauses_and_resumes():
     """A primary demoted to a replica (REPLICAOF a master that is not
     there: it keeps its data and answers READONLY to writes)."""
