@@ -478,11 +478,12 @@ static const char CLAIM_BODY[] =
  * (where a job whose id another tenant's status holds goes).
  * ARGV[1] mode: ack | delay | dead | requeue | done
  * ARGV[2] payload as held in inflight (removed from there); "" with
- * "done": an acknowledgement whose job the worker removes from inflight
- * itself with an LREM once this call answered (worker/status.c: the
- * payload does not enter Lua, where Redis hashes every byte of it; the
- * status is still written first, and a job whose LREM is lost stays in
- * inflight with a final status, which its next CLAIM answers 'dup')
+ * "done": an acknowledgement whose job the caller removes from inflight
+ * itself once this call answered (the status is written first; a job
+ * whose LREM is lost stays in inflight with a final status, which its
+ * next CLAIM answers 'dup'). The worker sends such a FINISH as plain
+ * commands in one MULTI/EXEC instead (worker/status.c finish_plain);
+ * bench/batch_cost.py compares the two
  * ARGV[3] payload to park (delay) or dead-letter (dead); "" = ARGV[2]
  * ARGV[4] delay score (ms), ARGV[5] status TTL ms (0 = keep),
  * ARGV[6] event JSON ("" = none), ARGV[7] state to count in the tenant's

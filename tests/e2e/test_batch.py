@@ -116,11 +116,10 @@ def test_tenant_counters_summed_per_batch():
 
 
 def test_job_whose_lrem_was_lost_is_not_sent_again():
-    """An acknowledged job leaves inflight by an LREM the worker sends once
-    FINISH wrote its final status (worker/status.c). When that LREM is lost
-    (killed in between), the job is still in the list with its final
-    status: the worker that reclaims the list acknowledges it ('dup')
-    without sending it again, and the list ends empty."""
+    """A job still in an inflight list with its final status written (an
+    LREM lost, a copy of a job sent before): the worker that reclaims the
+    list acknowledges it ('dup') without sending it again, and the list
+    ends empty."""
     with RedisServer() as r, SmtpServer() as smtp:
         j = job("lost-1", "tenant-a")
         r.client.hset(r.key("status", "lost-1"), mapping={"state": "sent", "tenant": "tenant-a", "created_at": "1",
