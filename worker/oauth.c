@@ -329,11 +329,7 @@ static void on_http(const struct rq_oauth_token *tok, void *arg) {
     /* Remembered for these credentials, here and for every worker. */
     e->fail_until = now + FAIL_MEMO_MS;
     memcpy(e->fail_cred, e->cred, sizeof e->fail_cred);
-    memset(&e->fail, 0, sizeof e->fail);
-    e->fail.verdict = RQ_TEMP;
-    e->fail.error = RQ_ERR_AUTH;
-    e->fail.trip_now = 1;
-    snprintf(e->fail.detail, sizeof e->fail.detail, "%s", tok->detail);
+    rq_oauth_token_class(tok->outcome, tok->detail, &e->fail); /* the mail core's reading, as the CLI's */
     char until_s[24];
     rq_fmt_i64(until_s, sizeof until_s, e->fail_until);
     const char *hset[] = {"HSET", e->key, "error", tok->error, "error_detail", tok->detail, "error_cred", e->cred,
@@ -352,8 +348,13 @@ static void on_http(const struct rq_oauth_token *tok, void *arg) {
   release_lock(e);
   RQ_LOG_FIELDS(RQ_LOG_WARN, "oauth token request failed", {"tenant", e->tenant}, {"route", route},
                 {"detail", tok->detail});
-  if (tok->outcome == RQ_OAUTH_POLICY) fail_with(e, RQ_PERM, RQ_ERR_POLICY, 0, tok->detail);
-  else temp_failure(e, tok->detail);
+  if (tok->outcome == RQ_OAUTH_POLICY) {
+    struct rq_class c;
+    rq_oauth_token_class(tok->outcome, tok->detail, &c);
+    deliver(e, NULL, &c);
+  } else {
+    temp_failure(e, tok->detail);
+  }
 }
 
 static void request_token(struct entry *e) {
