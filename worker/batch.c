@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "engine.h"
+#include "hmap.h"
+#include "resp.h"
 #include "util.h"
 
 /* Room before the arguments for the command's head ("*N", EVALSHA, the
@@ -135,24 +137,11 @@ static void tx_grow(struct tx *t, size_t need) {
   t->cap = cap;
 }
 
-/* Appends one command as RESP; its end is recorded. */
+/* Appends one command as RESP (librelayq's one writer); its end is
+ * recorded. */
 static void tx_put_cmd(struct tx *t, size_t argc, const char **argv, const size_t *argvlen) {
-  size_t need = 24;
-  for (size_t i = 0; i < argc; i++) need += 24 + argvlen[i] + 2;
-  tx_grow(t, need);
-  char *p = t->buf + t->len;
-  *p++ = '*';
-  p += rq_fmt_u64(p, argc);
-  *p++ = '\r', *p++ = '\n';
-  for (size_t i = 0; i < argc; i++) {
-    *p++ = '$';
-    p += rq_fmt_u64(p, argvlen[i]);
-    *p++ = '\r', *p++ = '\n';
-    memcpy(p, argv[i], argvlen[i]);
-    p += argvlen[i];
-    *p++ = '\r', *p++ = '\n';
-  }
-  t->len = (size_t)(p - t->buf);
+  tx_grow(t, relayq__resp_bound((int)argc, argv, argvlen));
+  t->len += relayq__resp_command(t->buf + t->len, (int)argc, argv, argvlen);
   if (t->n_cmds == t->cap_cmds) {
     t->cap_cmds = t->cap_cmds ? 2 * t->cap_cmds : 256;
     t->cmd_end = rq_xrealloc(t->cmd_end, t->cap_cmds * sizeof *t->cmd_end);
@@ -160,15 +149,9 @@ static void tx_put_cmd(struct tx *t, size_t argc, const char **argv, const size_
   t->cmd_end[t->n_cmds++] = t->len;
 }
 
-static uint32_t hash_str(const char *s) {
-  uint32_t h = 2166136261u;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
-  return h;
-}
-
 /* The counter of (daily key, state) this turn, made on first use. */
 static int32_t tx_counter(struct tx *t, const char *stats_key, const char *daily_key, const char *state) {
-  uint32_t h = hash_str(daily_key);
+  uint32_t h = rq_hash_str(RQ_HASH_SEED, daily_key);
   for (size_t i = 0; i < t->n_counters; i++) {
     struct tx_counter *c = &t->counters[i];
     if (c->hash == h && !strcmp(t->keys.data + c->state, state) && !strcmp(t->keys.data + c->daily, daily_key))
