@@ -303,6 +303,18 @@ static void invalid_fields(struct args *a, const struct rq_jobctx *jc, const str
   if (o->tenant && o->tenant[0]) arg(a, "tenant"), arg(a, o->tenant);
 }
 
+/* Hands the written call (a's strings, sealed into f) to the job and
+ * sends it. */
+static void finish_start(struct rq_jobctx *jc, struct rq_finish *f, struct args *a, const struct rq_outcome *o) {
+  f->text = args_seal(a);
+  f->argv = a->argv;
+  f->argvlen = a->argvlen;
+  f->argc = a->k;
+  f->park = o->park;
+  jc->finish = f;
+  send_finish(jc);
+}
+
 /* A plain finish's commands (PLAIN_MAX): the status's fields and TTL, its
  * event, and LREM from inflight, in the turn's transaction (batch.h); the
  * counter's keys follow the commands in argv. status_key NULL: a
@@ -333,14 +345,8 @@ static void finish_plain(struct rq_jobctx *jc, const struct rq_outcome *o, struc
     own(a, stats_key), own(a, daily_key);
     f->state = rq_state_name(o->state);
   }
-  f->text = args_seal(a);
-  f->argv = a->argv;
-  f->argvlen = a->argvlen;
-  f->argc = a->k;
-  f->park = o->park;
   f->plain = 1;
-  jc->finish = f;
-  send_finish(jc);
+  finish_start(jc, f, a, o);
 }
 
 void rq_status_finish(struct rq_jobctx *jc, const struct rq_outcome *o) {
@@ -407,14 +413,7 @@ void rq_status_finish(struct rq_jobctx *jc, const struct rq_outcome *o) {
     if (j) finish_fields(&a, jc, o, now);
     else invalid_fields(&a, jc, o, now);
   }
-  struct rq_finish *f = rq_xcalloc(1, sizeof *f);
-  f->text = args_seal(&a);
-  f->argv = a.argv;
-  f->argvlen = a.argvlen;
-  f->argc = a.k;
-  f->park = o->park;
-  jc->finish = f;
-  send_finish(jc);
+  finish_start(jc, rq_xcalloc(1, sizeof(struct rq_finish)), &a, o);
 }
 
 void rq_status_hand_back(struct rq_jobctx *jc) {
