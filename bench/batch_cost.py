@@ -6,13 +6,13 @@ Starts a private redis-server and runs the worker's own scripts (read from
 producer/lib/scripts.c, BATCH built as scripts.c builds it) with the
 arguments a worker sends for a small job that is sent (1 KB payload, one
 recipient, no quota): the status hash a producer wrote, the payload in the
-inflight list, then CLAIM and FINISH and the LREM the worker sends once
-FINISH answered. Prints per message the Redis time (INFO commandstats usec
-of EVALSHA and LREM) and redis-server CPU (INFO cpu), for each batch size
-given (1 = the single-job scripts).
+inflight list, then CLAIM and FINISH (mode ack: the script removes the
+payload from inflight, as for a job over 1 MB). Prints per message the
+Redis time (INFO commandstats usec of EVALSHA) and redis-server CPU (INFO
+cpu), for each batch size given (1 = the single-job scripts).
 
 With --plain, the FINISH of each batch is what the worker sends for a
-claimed job's acknowledgement: plain commands in one MULTI/EXEC.
+claimed job's acknowledgement up to 1 MB: plain commands in one MULTI/EXEC.
 
 Usage: bench/batch_cost.py [-n 20000] [-b 1 -b 16 -b 64] [--plain]
 """
@@ -20,12 +20,12 @@ import argparse
 import os
 import re
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
 
 import redis
+
+from benchlib import start_redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,12 +55,6 @@ def sources():
     return s
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 P = "relayq"
 
 
@@ -80,21 +74,11 @@ def finish_call(i, now, payload):
          '"worker":"w1"}' % (jid, now)
     keys = ["%s:status:%s" % (P, jid), P + ":events", P + ":inflight:w1", "", P + ":stats:acme",
             P + ":stats:acme:20261206", P + ":dead"]
-    # "done": the worker removes the job from inflight with its own LREM
-    # once FINISH answered (lrems below), so the payload is not an argument.
-    args = ["done", "", "", str(now), "604800000", ev, "sent", "",
+    args = ["ack", payload, "", str(now), "604800000", ev, "sent", "",
             "state", "sent", "updated_at", str(now), "accepted", "1", "rejected", "0", "next_attempt_at", "",
             "sent_at", str(now),
             "last_code", "250", "last_reply", "250 2.0.0 Ok: queued as 1234", "error", "", "detail", ""]
     return keys, args
-
-
-def lrems(r, payloads):
-    """The LREMs a worker sends once FINISH (mode "done") answered."""
-    pipe = r.pipeline(transaction=False)
-    for p in payloads:
-        pipe.lrem(P + ":inflight:w1", -1, p)
-    pipe.execute()
 
 
 def plain_finishes(r, b_ids, now):
@@ -145,20 +129,18 @@ def run(r, shas, n, b, check=True, plain=False):
                 replies = r.evalsha(shas["BATCH"], 0, *flat)
             if check and phase == "claim":
                 assert all(isinstance(x, list) and x[0] == b"ok" for x in replies), replies
-            if phase == "finish":
-                lrems(r, [payload + b"%d" % i for i in range(s, min(n, s + b))])
     cpu1 = r.info("cpu")
     stats = r.info("commandstats")
     st = stats["cmdstat_evalsha"]
-    lrem = stats.get("cmdstat_lrem", {"usec": 0})
-    if plain:  # the transaction's own time: EXEC's (Redis 7 counts the commands inside it there)
-        lrem = stats.get("cmdstat_exec", {"usec": 0})
+    # --plain: the transaction's own time is EXEC's (Redis 7 counts the
+    # commands inside it there).
+    tx = stats.get("cmdstat_exec", {"usec": 0}) if plain else {"usec": 0}
     if check:
         assert r.llen(P + ":inflight:w1") == 0
         assert r.hget("%s:status:j0" % P, "state") == b"sent"
     cpu = (cpu1["used_cpu_user"] + cpu1["used_cpu_sys"]) - (cpu0["used_cpu_user"] + cpu0["used_cpu_sys"])
     r.flushall()
-    return (st["usec"] + lrem["usec"]) / n, st["calls"], cpu / n * 1e6
+    return (st["usec"] + tx["usec"]) / n, st["calls"], cpu / n * 1e6
 
 
 def main():
@@ -166,20 +148,12 @@ def main():
     ap.add_argument("-n", type=int, default=20000)
     ap.add_argument("-b", type=int, action="append")
     ap.add_argument("--plain", action="store_true", help="FINISH as the worker sends it now: plain commands "
-                    "in one MULTI/EXEC per batch (default: FINISH mode done and an LREM after it)")
+                    "in one MULTI/EXEC per batch (default: the FINISH script, mode ack)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp()
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+    proc, port = start_redis(tmp)
     try:
         r = redis.Redis(port=port)
-        for _ in range(200):
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         src = sources()
         shas = {k: r.script_load(src[k]) for k in ("CLAIM", "FINISH", "BATCH")}
         print("%-8s %12s %8s %22s" % ("batch", "usec/msg", "calls", "redis CPU us/msg (noisy)"))

@@ -476,14 +476,10 @@ static const char CLAIM_BODY[] =
  * KEYS[5] the tenant's counters hash P:stats:TENANT (or ""), KEYS[6] its
  * daily counters P:stats:TENANT:YYYYMMDD (or ""), KEYS[7] the dead list
  * (where a job whose id another tenant's status holds goes).
- * ARGV[1] mode: ack | delay | dead | requeue | done
- * ARGV[2] payload as held in inflight (removed from there); "" with
- * "done": an acknowledgement whose job the caller removes from inflight
- * itself once this call answered (the status is written first; a job
- * whose LREM is lost stays in inflight with a final status, which its
- * next CLAIM answers 'dup'). The worker sends such a FINISH as plain
- * commands in one MULTI/EXEC instead (worker/status.c finish_plain);
- * bench/batch_cost.py compares the two
+ * ARGV[1] mode: ack | delay | dead | requeue (an acknowledgement that
+ * needs no script, a claimed job's up to 1 MB, is plain commands in one
+ * MULTI/EXEC instead: worker/status.c finish_plain)
+ * ARGV[2] payload as held in inflight (removed from there)
  * ARGV[3] payload to park (delay) or dead-letter (dead); "" = ARGV[2]
  * ARGV[4] delay score (ms), ARGV[5] status TTL ms (0 = keep),
  * ARGV[6] event JSON ("" = none), ARGV[7] state to count in the tenant's
@@ -501,7 +497,7 @@ static const char CLAIM_BODY[] =
  * dead requeue all leave it alone), so the owner check is skipped.
  * A number given to redis.call is printed with sprintf ("%.14g") first:
  * LREM's count is the string '-1'.
- * Returns LREM's count (1 for "done"), or {"foreign", count} when the
+ * Returns LREM's count, or {"foreign", count} when the
  * status belonged to another tenant's job and was left alone.
  * The status is written and published before the job leaves inflight, so
  * a crash between the two leaves a job that is resent, never a lost one. */
@@ -541,7 +537,6 @@ static const char FINISH_BODY[] =
   "if ARGV[ao + 7] ~= '' and KEYS[ko + 5] ~= '' then count(KEYS[ko + 5], KEYS[ko + 6], ARGV[ao + 7]) end\n"
   "local park = ARGV[ao + 3] ~= '' and ARGV[ao + 3] or ARGV[ao + 2]\n"
   "local mode = ARGV[ao + 1]\n"
-  "if mode == 'done' then return 1 end\n"
   "if mode == 'delay' then redis.call('ZADD', KEYS[ko + 4], ARGV[ao + 4], park)\n"
   "elseif mode == 'dead' then redis.call('LPUSH', KEYS[ko + 4], park)\n"
   "elseif mode == 'requeue' then redis.call('RPUSH', KEYS[ko + 4], ARGV[ao + 2]) end\n"
