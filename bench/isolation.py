@@ -39,16 +39,10 @@ import time
 import msgpack
 import redis
 
+from benchlib import free_port, start_redis
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = "iso"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def wait_port(port, proc, what, timeout=10):
@@ -194,11 +188,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="relayq-iso-")
     procs, silent = [], None
     try:
-        rport, sport = free_port(), free_port()
-        rp = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", tmp, "--logfile", os.path.join(tmp, "redis.log")])
+        sport = free_port()
+        rp, rport = start_redis(tmp, "--logfile", os.path.join(tmp, "redis.log"))
         procs.append(rp)
-        wait_port(rport, rp, "redis-server")
         user = ["-u", "nobody"] if os.getuid() == 0 else []
         sp = subprocess.Popen(["smtp-sink"] + user + ["-m", "2048", "127.0.0.1:%d" % sport, "2048"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -23,13 +23,7 @@ import time
 
 import redis
 
-
-def port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from benchlib import free_port
 
 
 def cpu(r):
@@ -53,7 +47,7 @@ def run(build, enq, replica, prof, n):
     d = tempfile.mkdtemp(prefix="relayq-replica-")
     procs = []
     try:
-        P, R, S = port(), port(), port()
+        P, R, S = free_port(), free_port(), free_port()
         base = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", d]
         procs.append(subprocess.Popen(base + ["--port", str(P), "--dbfilename", "a.rdb"], stdout=subprocess.DEVNULL))
         user = ["-u", "nobody"] if os.getuid() == 0 else []  # smtp-sink refuses to run as root

@@ -39,6 +39,7 @@ import time
 import redis
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import free_port  # noqa: E402
 from report import proc_cpu  # noqa: E402  (bench/report.py: one reader of /proc/PID/stat)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -56,12 +57,6 @@ def die(msg):
 
 def say(msg):
     print(f"sidebyside: {msg}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proc_rchar(pid):
