@@ -33,7 +33,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import msgpack
@@ -42,6 +41,9 @@ import redis
 from benchlib import free_port, start_redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+from raw_server import RawServer  # noqa: E402  (the tests' silent server)
+
 PREFIX = "iso"
 
 
@@ -56,37 +58,6 @@ def wait_port(port, proc, what, timeout=10):
         except OSError:
             time.sleep(0.05)
     sys.exit("bench: %s did not listen on %d" % (what, port))
-
-
-class Silent:
-    """Accepts TCP connections and never says a word."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1024)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.held, self.count, self.stop = [], 0, False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while not self.stop:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.count += 1
-            self.held.append(c)
-
-    def close(self):
-        self.stop = True
-        self.thread.join(2)
-        for c in self.held:
-            c.close()
-        self.sock.close()
 
 
 def job(jid, tenant):
@@ -196,7 +167,7 @@ def main():
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(sp)
         wait_port(sport, sp, "smtp-sink")
-        silent = Silent()
+        silent = RawServer("silent", backlog=1024)
         r = redis.Redis(port=rport)
         healthy = ["t%02d" % i for i in range(1, a.tenants)]
         r.hset("%s:tenant:silent" % PREFIX, mapping={"gateway": "smtp", "smtp_host": "127.0.0.1",
@@ -241,7 +212,7 @@ def main():
         held = sum(r.llen("%s:inflight:iso-w%d" % (PREFIX, k)) for k in range(a.workers))
         left = r.llen("%s:tq:default:silent" % PREFIX) + r.llen("%s:queue:default" % PREFIX)
         with_silent.update({"silent_backlog": a.backlog, "silent_jobs_held_by_workers": held,
-                            "silent_jobs_left_in_redis": left, "silent_connections": silent.count})
+                            "silent_jobs_left_in_redis": left, "silent_connections": silent.connections()})
         print("silent:   %s" % json.dumps(with_silent), flush=True)
         med = sorted(x["p99_ms"] for x in sils)[len(sils) // 2]
         ratio = med / max(1, base["p99_ms"])
